@@ -1,0 +1,235 @@
+"""The ``pilot`` command line (a contract: see DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
+
+from core.db import get_db
+from core.models import Organisation, audit
+
+
+def _create_app():
+    from core import create_app
+
+    return create_app()
+
+
+class PilotGroup(FlaskGroup):
+    """Flask's command group without the development commands a user of ``pilot`` never needs."""
+
+    def list_commands(self, ctx):
+        return [c for c in super().list_commands(ctx) if c not in {"run", "shell", "routes"}]
+
+
+@click.group(cls=PilotGroup, create_app=_create_app, add_default_commands=True, add_version_option=False,
+             load_dotenv=False, help="quartier-pilot: run the district's relational-marketing pilot.")
+def main():
+    pass
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+@main.group("db")
+def db_group():
+    """Migrate the database and check it against the models."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@with_appcontext
+def db_upgrade(revision):
+    """Apply the migrations to the database at DATABASE_URL."""
+    from core.migrate import upgrade
+
+    upgrade(get_db().engine, revision)
+    click.echo(f"Database at {get_db().engine.url.render_as_string(hide_password=True)} is at {revision}.")
+
+
+@db_group.command("check")
+@with_appcontext
+def db_check():
+    """Report drift between the models and the migrations (exit 1 on drift)."""
+    from core.migrate import drift
+
+    problems = drift(get_db().engine)
+    if problems:
+        click.echo("Drift between models and migrations:", err=True)
+        for line in problems:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    click.echo("No drift: the database matches the models.")
+
+
+@db_group.command("revision")
+@click.argument("message")
+@with_appcontext
+def db_revision(message):
+    """Write a new migration from the difference between the models and the database (developers)."""
+    from alembic import command
+
+    from core.migrate import alembic_config, load_all_models
+
+    load_all_models()
+    config = alembic_config(get_db().engine)
+    with get_db().engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.revision(config, message=message, autogenerate=True)
+
+
+# --- organisations and users -------------------------------------------------------------------
+
+@main.group("orgs")
+def orgs_group():
+    """Organisations of the district."""
+
+
+@orgs_group.command("create")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--kind", type=click.Choice(["venue", "company", "festival"]), default="venue", show_default=True)
+@click.option("--k", "k_threshold", type=click.IntRange(min=2), default=None,
+              help="A stricter small-cell threshold for this organisation.")
+@with_appcontext
+def orgs_create(slug, name, kind, k_threshold):
+    """Register an organisation (an import needs its organisation to exist)."""
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", slug):
+        raise click.ClickException("the slug takes lower-case letters, digits and dashes (at most 40)")
+    with get_db().session() as session:
+        if session.scalar(select(Organisation).where(Organisation.slug == slug)):
+            raise click.ClickException(f"organisation {slug!r} already exists")
+        org = Organisation(slug=slug, name=name, kind=kind, k_threshold=k_threshold)
+        session.add(org)
+        session.flush()
+        audit(session, "organisation.create", actor="cli", object_type="organisation", object_id=org.id, slug=slug)
+        session.commit()
+    click.echo(f"Organisation {slug} created.")
+
+
+@orgs_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def orgs_list(as_json):
+    """List the organisations."""
+    with get_db().session() as session:
+        orgs = session.scalars(select(Organisation).order_by(Organisation.slug)).all()
+        rows = [{"slug": o.slug, "name": o.name, "kind": o.kind, "k": o.k_threshold} for o in orgs]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+    else:
+        for row in rows:
+            click.echo(f"{row['slug']:<24} {row['kind']:<9} {row['name']}")
+
+
+@main.group("users")
+def users_group():
+    """Users and their roles."""
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["staff", "venue", "evaluator", "admin"]), required=True)
+@click.option("--org", "org_slug", help="The organisation of a venue user.")
+@click.option("--name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def users_create(email, role, org_slug, name, password_stdin):
+    """Create a user (the password is asked for, or read from standard input)."""
+    from core.auth import PasswordError, create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with get_db().session() as session:
+        org_id = None
+        if org_slug:
+            org = session.scalar(select(Organisation).where(Organisation.slug == org_slug))
+            if org is None:
+                raise click.ClickException(f"no organisation {org_slug!r}: create it with 'pilot orgs create'")
+            org_id = org.id
+        try:
+            user = create_user(session, email, password, role, org_id, name)
+        except (PasswordError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        audit(session, "user.create", actor="cli", object_type="user", object_id=user.id, role=role)
+        session.commit()
+    click.echo(f"User {email} ({role}) created.")
+
+
+# --- import ------------------------------------------------------------------------------------
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--org", "org_slug", required=True, help="The organisation whose export this is.")
+@click.option("--kind", type=click.Choice(["sales", "unsubscribes"]), default="sales", show_default=True)
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows; write the bad ones to a rejects file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@with_appcontext
+def import_command(file, org_slug, kind, skip_invalid, as_json):
+    """Import one ticketing export (DESIGN.md §6)."""
+    from core.importing import ImportRefused, import_file
+
+    with get_db().session() as session:
+        org = session.scalar(select(Organisation).where(Organisation.slug == org_slug))
+        if org is None:
+            raise click.ClickException(f"no organisation {org_slug!r}: create it with 'pilot orgs create'")
+        progress = None if as_json or not sys.stderr.isatty() else "terminal"
+        try:
+            result = import_file(session, file, org, kind=kind, skip_invalid=skip_invalid, progress=progress)
+        except ImportRefused as exc:
+            session.rollback()
+            _print_import(exc.result, as_json)
+            sys.exit(1)
+        session.commit()
+        _print_import(result, as_json)
+
+
+def _print_import(result, as_json: bool) -> None:
+    summary = result.to_json()
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    click.echo(f"rows {summary['rows']}: imported {summary['imported']}, duplicates {summary['duplicates']}, "
+               f"rejected {summary['rejected']}, anonymous {summary['anonymous']}, "
+               f"new spectators {summary['spectators_new']}")
+    for error in summary["errors"]:
+        click.echo(f"  line {error['line']}, column {error['column']}: {error['reason']}", err=True)
+    if summary.get("errors_total", 0) > len(summary["errors"]):
+        click.echo(f"  ... and {summary['errors_total'] - len(summary['errors'])} more", err=True)
+    if summary.get("rejects_file"):
+        click.echo(f"Rejected rows written to {summary['rejects_file']}")
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+@main.command("demo")
+@click.option("--spectators", type=click.IntRange(min=100), default=50_000, show_default=True)
+@click.option("--seed", type=int, default=2017, show_default=True)
+@click.option("--no-serve", is_flag=True, help="Build the demo district and stop.")
+@click.option("--port", type=int, default=5000, show_default=True)
+@with_appcontext
+def demo_command(spectators, seed, no_serve, port):
+    """Build a demo district (migrating first), print the logins, then serve it."""
+    from core.demo import build_demo
+    from core.migrate import upgrade
+
+    app = current_app._get_current_object()
+    upgrade(get_db().engine)
+    logins = build_demo(get_db(), spectators=spectators, seed=seed, echo=click.echo)
+    click.echo("")
+    click.echo("Demo logins (password for all: %s):" % logins["password"])
+    for role, email in logins["users"]:
+        click.echo(f"  {role:<10} {email}")
+    if not no_serve:
+        click.echo(f"\nServing on http://127.0.0.1:{port}  (Ctrl+C to stop)")
+        app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)
+

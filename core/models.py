@@ -1,0 +1,296 @@
+"""The pooled data of the district: organisations, shows, pseudonymous spectators, contacts, sales."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base
+
+DISCIPLINES = ("music", "theatre", "dance", "humour", "circus", "classical", "festival", "other")
+CHANNELS = ("web", "box_office", "phone")
+CATEGORIES = ("single", "subscription")
+CIRCUMSTANCES = ("regular", "promotion", "complimentary", "other")
+CONSENT_BASES = ("express", "implied_purchase", "implied_subscription", "none")
+ROLES = ("staff", "venue", "evaluator", "admin")
+ORGANISATION_KINDS = ("venue", "company", "festival")
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now: every timestamp in the database is naive UTC, on both engines."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Organisation(Base):
+    """A member of the district that pools its ticketing data."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20), default="venue")
+    disciplines: Mapped[str] = mapped_column(String(200), default="")
+    k_threshold: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    venues: Mapped[list["Venue"]] = relationship(back_populates="organisation")
+
+    @property
+    def discipline_list(self) -> list[str]:
+        return [d for d in self.disciplines.split(",") if d]
+
+
+class Venue(Base):
+    """A hall where shows take place, with its seating capacity."""
+
+    __tablename__ = "venue"
+    __table_args__ = (UniqueConstraint("organisation_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    capacity: Mapped[Optional[int]] = mapped_column(Integer)
+
+    organisation: Mapped[Organisation] = relationship(back_populates="venues")
+
+
+class Show(Base):
+    """One performance (the seed's "fiche spectacle")."""
+
+    __tablename__ = "show"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "natural_key"),
+        Index("ix_show_discipline_starts", "discipline", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    venue_id: Mapped[Optional[int]] = mapped_column(ForeignKey("venue.id", ondelete="SET NULL"))
+    # sha256 of (title, starts_at, venue): one row per performance whatever the export repeats.
+    natural_key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(300))
+    company: Mapped[Optional[str]] = mapped_column(String(200))
+    discipline: Mapped[str] = mapped_column(String(20), default="other")
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    duration_minutes: Mapped[Optional[int]] = mapped_column(Integer)
+
+
+class Spectator(Base):
+    """The pooled, pseudonymous person: a keyed hash, the FSA, nothing personal."""
+
+    __tablename__ = "spectator"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    fsa: Mapped[Optional[str]] = mapped_column(String(3), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Contact(Base):
+    """One organisation's personal record of a spectator (the seed's "fiche client")."""
+
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("organisation_id", "spectator_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), index=True)
+    last_name: Mapped[Optional[str]] = mapped_column(String(200))
+    first_name: Mapped[Optional[str]] = mapped_column(String(200))
+    address: Mapped[Optional[str]] = mapped_column(String(400))
+    postal_code: Mapped[Optional[str]] = mapped_column(String(10))
+    email: Mapped[Optional[str]] = mapped_column(String(320))
+    phone: Mapped[Optional[str]] = mapped_column(String(40))
+    language: Mapped[Optional[str]] = mapped_column(String(5))
+    customer_id: Mapped[Optional[str]] = mapped_column(String(100))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    consents: Mapped[list["Consent"]] = relationship(back_populates="contact", cascade="all, delete-orphan")
+
+
+class Consent(Base):
+    """Permission to write to a contact on a channel, under Canada's anti-spam law."""
+
+    __tablename__ = "consent"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "channel", "basis"),
+        CheckConstraint("basis IN ('express', 'implied_purchase', 'implied_subscription', 'none')", name="basis"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(20), default="email")
+    basis: Mapped[str] = mapped_column(String(30))
+    source: Mapped[Optional[str]] = mapped_column(String(100))
+    given_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # Implied consent lapses: purchase + 2 years, or last subscribed show + 2 years.
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    withdrawn_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    contact: Mapped[Contact] = relationship(back_populates="consents")
+
+    def is_valid(self, at: dt.datetime) -> bool:
+        """Valid at ``at``: given, not withdrawn, and (for implied consent) not expired."""
+        if self.basis == "none" or self.given_at > at:
+            return False
+        if self.withdrawn_at is not None and self.withdrawn_at <= at:
+            return False
+        return self.expires_at is None or self.expires_at > at
+
+
+class ImportBatch(Base):
+    """One imported file: who, when, what came of it."""
+
+    __tablename__ = "import_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="sales")
+    filename: Mapped[str] = mapped_column(String(300))
+    checksum: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    imported: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    anonymous: Mapped[int] = mapped_column(Integer, default=0)
+    spectators_new: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[Optional[list]] = mapped_column(JSON)
+    summary: Mapped[Optional[dict]] = mapped_column(JSON)
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class Transaction(Base):
+    """One order line (the seed's "fiche transaction"); money in integer cents."""
+
+    __tablename__ = "transaction"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "external_id"),
+        Index("ix_transaction_spectator_purchased", "spectator_id", "purchased_at"),
+        Index("ix_transaction_purchased", "purchased_at"),
+        Index("ix_transaction_promo_code", "promo_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"))
+    show_id: Mapped[Optional[int]] = mapped_column(ForeignKey("show.id", ondelete="SET NULL"), index=True)
+    batch_id: Mapped[Optional[int]] = mapped_column(ForeignKey("import_batch.id", ondelete="SET NULL"), index=True)
+    purchased_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    tickets: Mapped[int] = mapped_column(Integer)
+    circumstance: Mapped[str] = mapped_column(String(20), default="regular")
+    category: Mapped[str] = mapped_column(String(20), default="single")
+    channel: Mapped[Optional[str]] = mapped_column(String(20))
+    promo_code: Mapped[Optional[str]] = mapped_column(String(60))
+    order_id: Mapped[Optional[str]] = mapped_column(String(100))
+    # Hash of the row's normalised content: re-importing the same rows adds nothing.
+    external_id: Mapped[str] = mapped_column(String(64))
+
+
+class User(UserMixin, Base):
+    """A person who logs in: staff, a venue's approver, an evaluator or an administrator."""
+
+    __tablename__ = "user"
+    __table_args__ = (
+        CheckConstraint("role IN ('staff', 'venue', 'evaluator', 'admin')", name="role"),
+        CheckConstraint("role <> 'venue' OR organisation_id IS NOT NULL", name="venue_has_org"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[Optional[str]] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))
+    organisation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    locale: Mapped[Optional[str]] = mapped_column(String(5))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    organisation: Mapped[Optional[Organisation]] = relationship()
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login reads this
+        return bool(self.active)
+
+
+class AuditEvent(Base):
+    """An append-only record of something sensitive: who did what to which object, when."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    object_type: Mapped[Optional[str]] = mapped_column(String(60))
+    object_id: Mapped[Optional[str]] = mapped_column(String(60))
+    organisation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organisation.id", ondelete="SET NULL"))
+    details: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+
+
+class Setting(Base):
+    """A named value an administrator can change (k threshold, retention...)."""
+
+    __tablename__ = "setting"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Notification(Base):
+    """A message shown on a user's or an organisation's dashboard (reminders, results)."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"), index=True)
+    role: Mapped[Optional[str]] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(40))
+    message_fr: Mapped[str] = mapped_column(Text)
+    message_en: Mapped[str] = mapped_column(Text)
+    link: Mapped[Optional[str]] = mapped_column(String(300))
+    dedupe_key: Mapped[Optional[str]] = mapped_column(String(120), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    read_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+def audit(session, action: str, *, actor: str, user_id: int | None = None, object_type: str | None = None,
+          object_id: Any = None, organisation_id: int | None = None, **details) -> AuditEvent:
+    """Append an audit event to ``session`` (flushed by the caller's transaction, never alone)."""
+    event = AuditEvent(
+        actor=actor,
+        user_id=user_id,
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        organisation_id=organisation_id,
+        details=details or None,
+    )
+    session.add(event)
+    return event

@@ -1,0 +1,276 @@
+"""Core pages: the dashboard, organisations, users, imports and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileRequired
+from sqlalchemy import distinct, func, select
+from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
+
+from core.auth import PasswordError, actor_name, create_user, login_required, roles_required
+from core.db import db_session
+from core.models import (
+    DISCIPLINES,
+    ORGANISATION_KINDS,
+    ROLES,
+    AuditEvent,
+    ImportBatch,
+    Notification,
+    Organisation,
+    Show,
+    Spectator,
+    Transaction,
+    User,
+    audit,
+)
+from core.privacy import strictest_k, suppress, suppress_total
+
+bp = Blueprint("main", __name__)
+admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# Extension points filled by feature packages at start-up: callables returning
+# (title, body_html_or_template_context) panels for the dashboard of the current user.
+dashboard_panels: list = []
+
+DISCIPLINE_LABELS = {
+    "music": _l("Music"), "theatre": _l("Theatre"), "dance": _l("Dance"), "humour": _l("Humour"),
+    "circus": _l("Circus"), "classical": _l("Classical music"), "festival": _l("Festival"), "other": _l("Other"),
+}
+ROLE_LABELS = {"staff": _l("Partnership staff"), "venue": _l("Venue approver"),
+               "evaluator": _l("Evaluator"), "admin": _l("Administrator")}
+
+
+def headline_figures(session, organisation_id: int | None = None) -> dict:
+    """The district's (or one organisation's) headline figures, small counts suppressed."""
+    tx = select(
+        func.count(distinct(Transaction.spectator_id)),
+        func.count(Transaction.id),
+        func.coalesce(func.sum(Transaction.tickets), 0),
+        func.coalesce(func.sum(Transaction.amount_cents), 0),
+    )
+    by_discipline = (
+        select(Show.discipline, func.count(distinct(Transaction.spectator_id)))
+        .join(Show, Show.id == Transaction.show_id)
+        .group_by(Show.discipline)
+    )
+    if organisation_id is not None:
+        tx = tx.where(Transaction.organisation_id == organisation_id)
+        by_discipline = by_discipline.where(Transaction.organisation_id == organisation_id)
+        k = strictest_k(session, [organisation_id])
+    else:
+        k = strictest_k(session)
+    spectators, transactions, tickets, revenue_cents = session.execute(tx).one()
+    disciplines = dict(session.execute(by_discipline).all())
+    shown = suppress(disciplines, k, total_shown=True)
+    small = 0 < spectators < k
+    return {
+        "k": k,
+        "organisations": session.scalar(select(func.count(Organisation.id))),
+        "spectators": None if small else spectators,
+        "transactions": None if small else transactions,
+        "tickets": None if small else int(tickets),
+        "revenue": None if small else int(revenue_cents) / 100,
+        "by_discipline": sorted(((d, n) for d, n in shown.items()), key=lambda t: -(t[1] or 0)),
+        "by_discipline_total": suppress_total(sum(disciplines.values()), shown, k),
+    }
+
+
+@bp.route("/")
+@login_required
+def dashboard():
+    session = db_session()
+    own = None
+    if current_user.role == "venue":
+        own = headline_figures(session, current_user.organisation_id)
+    district = headline_figures(session)
+    notifications = session.scalars(
+        select(Notification)
+        .where(Notification.read_at.is_(None))
+        .where((Notification.organisation_id == current_user.organisation_id) | (Notification.role == current_user.role))
+        .order_by(Notification.created_at.desc())
+        .limit(10)
+    ).all()
+    panels = [panel for make in dashboard_panels if (panel := make(session, current_user))]
+    return render_template("dashboard.html", district=district, own=own, panels=panels,
+                           notifications=notifications, labels=DISCIPLINE_LABELS)
+
+
+@bp.route("/healthz")
+def healthz():
+    db_session().execute(select(1))
+    return {"status": "ok"}
+
+
+# --- organisations -----------------------------------------------------------------------------
+
+class OrganisationForm(FlaskForm):
+    slug = StringField(_l("Short name (slug)"), validators=[
+        DataRequired(), Length(max=40),
+        Regexp(r"^[a-z0-9][a-z0-9-]*$", message=_l("Lower-case letters, digits and dashes only."))])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    kind = SelectField(_l("Kind"), choices=[("venue", _l("Venue")), ("company", _l("Company")),
+                                            ("festival", _l("Festival"))])
+    k_threshold = IntegerField(_l("Small-cell threshold k (optional, at least the district's)"),
+                               validators=[Optional(), NumberRange(min=2, max=1000)])
+
+
+@admin_bp.route("/organisations", methods=["GET", "POST"])
+@roles_required("admin")
+def organisations():
+    session = db_session()
+    form = OrganisationForm()
+    if form.validate_on_submit():
+        if session.scalar(select(Organisation).where(Organisation.slug == form.slug.data)):
+            form.slug.errors.append(_("This short name is already taken."))
+        else:
+            org = Organisation(slug=form.slug.data, name=form.name.data, kind=form.kind.data,
+                               k_threshold=form.k_threshold.data)
+            session.add(org)
+            session.flush()
+            audit(session, "organisation.create", actor=actor_name(), user_id=current_user.id,
+                  object_type="organisation", object_id=org.id, slug=org.slug)
+            session.commit()
+            flash(_("Organisation %(name)s created.", name=org.name), "success")
+            return redirect(url_for("admin.organisations"))
+    orgs = session.scalars(select(Organisation).order_by(Organisation.name)).all()
+    return render_template("admin/organisations.html", form=form, organisations=orgs)
+
+
+# --- users -------------------------------------------------------------------------------------
+
+class UserForm(FlaskForm):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(), Length(max=320)])
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
+    role = SelectField(_l("Role"), choices=[(r, ROLE_LABELS[r]) for r in ROLES])
+    organisation = SelectField(_l("Organisation (venue approvers only)"), choices=[], validate_choice=False)
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+
+
+@admin_bp.route("/users", methods=["GET", "POST"])
+@roles_required("admin")
+def users():
+    session = db_session()
+    orgs = session.scalars(select(Organisation).order_by(Organisation.name)).all()
+    form = UserForm()
+    form.organisation.choices = [("", "—")] + [(str(o.id), o.name) for o in orgs]
+    if form.validate_on_submit():
+        org_id = int(form.organisation.data) if form.organisation.data else None
+        if form.role.data == "venue" and org_id is None:
+            form.organisation.errors = [_("A venue approver must belong to an organisation.")]
+        else:
+            try:
+                user = create_user(session, form.email.data, form.password.data, form.role.data, org_id, form.name.data)
+            except PasswordError as exc:
+                form.password.errors = [str(exc)]
+            except ValueError:
+                form.email.errors = [_("A user with this e-mail already exists.")]
+            else:
+                audit(session, "user.create", actor=actor_name(), user_id=current_user.id,
+                      object_type="user", object_id=user.id, role=user.role)
+                session.commit()
+                flash(_("User %(email)s created.", email=user.email), "success")
+                return redirect(url_for("admin.users"))
+    all_users = session.scalars(select(User).order_by(User.email)).all()
+    return render_template("admin/users.html", form=form, users=all_users, role_labels=ROLE_LABELS)
+
+
+@admin_bp.route("/audit")
+@roles_required("admin")
+def audit_log():
+    session = db_session()
+    page = max(request.args.get("page", 1, type=int), 1)
+    events = session.scalars(
+        select(AuditEvent).order_by(AuditEvent.id.desc()).limit(100).offset((page - 1) * 100)
+    ).all()
+    return render_template("admin/audit.html", events=events, page=page)
+
+
+# --- imports -----------------------------------------------------------------------------------
+
+class ImportForm(FlaskForm):
+    organisation = SelectField(_l("Organisation"), choices=[], validate_choice=False)
+    kind = SelectField(_l("Kind of file"), choices=[("sales", _l("Ticket sales")), ("unsubscribes", _l("Unsubscribes"))])
+    file = FileField(_l("CSV export"), validators=[
+        FileRequired(), FileAllowed(["csv", "txt"], _l("A CSV file (.csv or .txt) is expected."))])
+    skip_invalid = SelectField(_l("Rows with errors"), choices=[
+        ("0", _l("Refuse the whole file")), ("1", _l("Import the good rows, set the bad ones aside"))])
+
+
+def _import_organisations(session):
+    """The organisations the current user may import for: its own, or all for staff and admins."""
+    query = select(Organisation).order_by(Organisation.name)
+    if current_user.role == "venue":
+        query = query.where(Organisation.id == current_user.organisation_id)
+    return session.scalars(query).all()
+
+
+def _visible_batches(session):
+    query = select(ImportBatch).order_by(ImportBatch.id.desc())
+    if current_user.role == "venue":
+        query = query.where(ImportBatch.organisation_id == current_user.organisation_id)
+    return query
+
+
+@bp.route("/imports", methods=["GET", "POST"])
+@roles_required("staff", "venue", "admin")
+def imports():
+    from core.importing import ImportRefused, import_file
+
+    session = db_session()
+    orgs = _import_organisations(session)
+    form = ImportForm()
+    form.organisation.choices = [(str(o.id), o.name) for o in orgs]
+    result = None
+    if form.validate_on_submit():
+        org = next((o for o in orgs if str(o.id) == form.organisation.data), None)
+        if org is None:
+            abort(404)
+        upload = form.file.data
+        fd, path = tempfile.mkstemp(suffix=".csv")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                upload.save(out)
+            try:
+                result = import_file(session, path, org, kind=form.kind.data,
+                                     skip_invalid=form.skip_invalid.data == "1", user=current_user,
+                                     filename=upload.filename)
+            except ImportRefused as exc:
+                session.rollback()
+                result = exc.result
+            else:
+                session.commit()
+                flash(_("Import finished: %(n)d rows imported.", n=result.imported), "success")
+        finally:
+            os.unlink(path)
+    batches = session.scalars(_visible_batches(session).limit(50)).all()
+    return render_template("imports.html", form=form, result=result, batches=batches,
+                           organisations={o.id: o for o in session.scalars(select(Organisation))})
+
+
+@bp.route("/imports/<int:batch_id>")
+@roles_required("staff", "venue", "admin")
+def import_batch(batch_id: int):
+    session = db_session()
+    batch = session.scalar(_visible_batches(session).where(ImportBatch.id == batch_id))
+    if batch is None:
+        abort(404)
+    return render_template("import_batch.html", batch=batch, organisation=session.get(Organisation, batch.organisation_id))
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
+    app.register_blueprint(admin_bp)
+
+    from flask_babel import get_locale
+
+    # Globals rather than a context processor, so that imported macros see them too.
+    app.jinja_env.globals.update(role_labels=ROLE_LABELS, discipline_labels=DISCIPLINE_LABELS, get_locale=get_locale)
