@@ -1,0 +1,107 @@
+"""Segments: derived spectator profiles, saved segments with versioned rules, frozen snapshots."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base
+from core.models import utcnow
+
+
+class SpectatorProfile(Base):
+    """One derived row per spectator with what the segment rules need, valid as of ``as_of``.
+
+    Sets (organisations, disciplines) are bit masks: bit ``organisation.id`` and bit
+    ``DISCIPLINES.index(key)``, so that "any / all / none" is one integer test per row.
+    """
+
+    __tablename__ = "spectator_profile"
+    __table_args__ = (
+        Index("ix_spectator_profile_last", "last_purchase_on"),
+        Index("ix_spectator_profile_lifecycle", "lifecycle"),
+    )
+
+    spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    fsa: Mapped[Optional[str]] = mapped_column(String(3), index=True)
+    first_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)
+    last_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)
+    shows: Mapped[int] = mapped_column(Integer, default=0)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    tickets: Mapped[int] = mapped_column(Integer, default=0)
+    spent_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    shows_548: Mapped[int] = mapped_column(Integer, default=0)
+    lifecycle: Mapped[str] = mapped_column(String(20))
+    organisation_mask: Mapped[int] = mapped_column(BigInteger, default=0)
+    discipline_mask: Mapped[int] = mapped_column(Integer, default=0)
+    subscriber: Mapped[bool] = mapped_column(Boolean, default=False)
+    newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
+    contactable: Mapped[bool] = mapped_column(Boolean, default=False)
+    main_channel: Mapped[Optional[str]] = mapped_column(String(20))
+    promo_share: Mapped[float] = mapped_column(Float, default=0.0)
+    lead_days: Mapped[Optional[float]] = mapped_column(Float)
+    tickets_per_order: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class Segment(Base):
+    """A named target segment; its rule changes by versions."""
+
+    __tablename__ = "segment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    versions: Mapped[list["SegmentVersion"]] = relationship(
+        back_populates="segment", order_by="SegmentVersion.number", cascade="all, delete-orphan")
+
+    @property
+    def current(self) -> "SegmentVersion | None":
+        return self.versions[-1] if self.versions else None
+
+
+class SegmentVersion(Base):
+    """One version of a segment's rule (the JSON of DESIGN.md §7)."""
+
+    __tablename__ = "segment_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segment.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[dict] = mapped_column(JSON)
+    created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    segment: Mapped[Segment] = relationship(back_populates="versions")
+
+
+class SegmentSnapshot(Base):
+    """A frozen member list of a segment version, as of a date (taken when a campaign uses it)."""
+
+    __tablename__ = "segment_snapshot"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_version_id: Mapped[int] = mapped_column(ForeignKey("segment_version.id", ondelete="RESTRICT"), index=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    size: Mapped[int] = mapped_column(Integer)
+    created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    version: Mapped[SegmentVersion] = relationship()
+
+
+class SnapshotMember(Base):
+    """One spectator of a frozen snapshot."""
+
+    __tablename__ = "snapshot_member"
+
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("segment_snapshot.id", ondelete="CASCADE"), primary_key=True)
+    spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True,
+                                              index=True)
