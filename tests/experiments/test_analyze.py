@@ -1,0 +1,359 @@
+"""`pilot analyze` (DESIGN.md §9): Hillstrom against an independent statsmodels/scipy analysis, and user errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy import stats as sps
+from statsmodels.stats.contingency_tables import StratifiedTable
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
+
+from experiments.analyze import analyze_command, analyze_file
+
+HILLSTROM = Path(__file__).resolve().parents[3] / "shared/data/hillstrom/hillstrom.csv"
+CONTROL = "No E-Mail"
+ARMS = [CONTROL, "Mens E-Mail", "Womens E-Mail"]
+METRICS = {"conversion": "binary", "visit": "binary", "spend": "continuous"}
+ALPHA = 0.05
+#: Agreement required: 6 significant digits; p-values under 1e-10 on their logarithm.
+SIGNIFICANT = 1e-6
+TINY_P = 1e-10
+
+
+def _hillstrom_path() -> Path:
+    if not HILLSTROM.exists():
+        pytest.skip(f"reference data {HILLSTROM} is absent")
+    return HILLSTROM
+
+
+# --- the independent analysis ---------------------------------------------------------------
+
+def _welch_fields(y_a, y_c, alpha):
+    """t, p, df and interval of arm − control by statsmodels."""
+    t, p, df = ttest_ind(y_a, y_c, usevar="unequal")
+    low, high = CompareMeans(DescrStatsW(y_a), DescrStatsW(y_c)).tconfint_diff(alpha=alpha, usevar="unequal")
+    return float(t), float(p), float(df), [float(low), float(high)]
+
+
+def _relative(m_c, v_c, n_c, m_a, v_a, n_a, alpha):
+    """Delta method for R = m_A/m_C written as a ratio of independent means; lift = R − 1."""
+    ratio = m_a / m_c
+    se = ratio * math.sqrt(v_a / n_a / m_a ** 2 + v_c / n_c / m_c ** 2)
+    z = sps.norm.ppf(1 - alpha / 2)
+    return ratio - 1, [ratio - 1 - z * se, ratio - 1 + z * se]
+
+
+def _srm(counts, shares):
+    result = sps.chisquare(counts, np.sum(counts) * np.asarray(shares))
+    return {"chi2": float(result.statistic), "p_value": float(result.pvalue), "flag": bool(result.pvalue < 0.001)}
+
+
+def independent_analysis(df: pd.DataFrame, alpha: float = ALPHA) -> dict:
+    """What `pilot analyze` must print for Hillstrom, computed with statsmodels, scipy and pandas."""
+    counts = df["segment"].value_counts()
+    n = {arm: int(counts[arm]) for arm in ARMS}
+    shares = [1 / 3] * 3
+    expected = {"n": n, "srm": _srm([n[a] for a in ARMS], shares), "control": CONTROL, "arms": ARMS,
+                "alpha": alpha, "shares": dict(zip(ARMS, shares)), "metrics": METRICS}
+    by_channel = df.groupby(["channel", "segment"]).size().unstack()
+    expected["srm_by_stratum"] = {
+        channel: {"n": {a: int(by_channel.loc[channel, a]) for a in ARMS},
+                  **_srm([by_channel.loc[channel, a] for a in ARMS], shares)}
+        for channel in sorted(by_channel.index)}
+
+    control = df[df["segment"] == CONTROL]
+    comparisons = []
+    z = sps.norm.ppf(1 - alpha / 2)
+    for arm_label in ARMS[1:]:
+        arm = df[df["segment"] == arm_label]
+        rows = []
+        for metric, kind in METRICS.items():
+            y_c, y_a = control[metric].to_numpy(float), arm[metric].to_numpy(float)
+            n_c, n_a = y_c.size, y_a.size
+            row = {"arm": arm_label, "metric": metric, "type": kind, "n_control": n_c, "n_arm": n_a}
+            if kind == "binary":
+                x_c, x_a = int(y_c.sum()), int(y_a.sum())
+                table = np.array([[x_a, n_a - x_a], [x_c, n_c - x_c]])
+                assert sps.contingency.expected_freq(table).min() >= 5  # so the z-test applies
+                stat, p = proportions_ztest([x_a, x_c], [n_a, n_c])
+                low, high = confint_proportions_2indep(x_a, n_a, x_c, n_c, method="wald", compare="diff",
+                                                       alpha=alpha)
+                p_c, p_a = x_c / n_c, x_a / n_a
+                rel, rel_ci = _relative(p_c, p_c * (1 - p_c), n_c, p_a, p_a * (1 - p_a), n_a, alpha)
+                row.update(control_mean=p_c, arm_mean=p_a, abs_lift=p_a - p_c, abs_ci=[low, high],
+                           rel_lift=rel, rel_ci=rel_ci, test="z-test", statistic=stat, p_value=p)
+            else:
+                stat, p, dof, ci = _welch_fields(y_a, y_c, alpha)
+                rel, rel_ci = _relative(y_c.mean(), y_c.var(ddof=1), n_c, y_a.mean(), y_a.var(ddof=1), n_a, alpha)
+                row.update(control_mean=y_c.mean(), arm_mean=y_a.mean(), abs_lift=y_a.mean() - y_c.mean(),
+                           abs_ci=ci, rel_lift=rel, rel_ci=rel_ci, test="welch", statistic=stat, p_value=p,
+                           df=dof)
+
+            # CUPED: θ is the least-squares slope of Y on X over both arms.
+            x_c, x_a = control["history"].to_numpy(float), arm["history"].to_numpy(float)
+            x_all = np.concatenate([x_c, x_a])
+            theta = sps.linregress(x_all, np.concatenate([y_c, y_a])).slope
+            adj_c, adj_a = y_c - theta * (x_c - x_all.mean()), y_a - theta * (x_a - x_all.mean())
+            stat, p, dof, ci = _welch_fields(adj_a, adj_c, alpha)
+            se_raw = CompareMeans(DescrStatsW(y_a), DescrStatsW(y_c)).std_meandiff_separatevar
+            se_adj = CompareMeans(DescrStatsW(adj_a), DescrStatsW(adj_c)).std_meandiff_separatevar
+            row["cuped"] = {"theta": theta, "abs_lift": adj_a.mean() - adj_c.mean(), "abs_ci": ci, "p_value": p,
+                            "variance_reduction": 1 - se_adj ** 2 / se_raw ** 2, "statistic": stat, "df": dof}
+
+            channels = sorted(df["channel"].unique())
+            if kind == "binary":
+                tables = np.empty((2, 2, len(channels)))
+                for k, channel in enumerate(channels):
+                    a = arm.loc[arm["channel"] == channel, metric]
+                    c = control.loc[control["channel"] == channel, metric]
+                    tables[:, :, k] = [[a.sum(), a.size - a.sum()], [c.sum(), c.size - c.sum()]]
+                strat = StratifiedTable(tables)
+                test = strat.test_null_odds(correction=True)
+                low, high = strat.oddsratio_pooled_confint(alpha=alpha)
+                row["stratified"] = {"test": "CMH", "statistic": test.statistic,
+                                     # statsmodels' 1 − cdf underflows for visit; the survival function does not.
+                                     "p_value": sps.chi2.sf(test.statistic, 1),
+                                     "odds_ratio": strat.oddsratio_pooled, "odds_ratio_ci": [low, high]}
+            else:
+                both = pd.concat([control.assign(is_arm=False), arm.assign(is_arm=True)])
+                g = both.groupby(["channel", "is_arm"])[metric].agg(["mean", "var", "count"]).unstack()
+                w = (g["count"][True] + g["count"][False]) / len(both)
+                diff = float((w * (g["mean"][True] - g["mean"][False])).sum())
+                se = math.sqrt(float((w ** 2 * (g["var"][True] / g["count"][True]
+                                                + g["var"][False] / g["count"][False])).sum()))
+                row["stratified"] = {"test": "post-stratified", "statistic": diff / se,
+                                     "p_value": 2 * sps.norm.sf(abs(diff / se)),
+                                     "abs_lift": diff, "abs_ci": [diff - z * se, diff + z * se]}
+            row["stratified"].update(strata=len(channels), merged_strata=[])
+            rows.append(row)
+        for row, p in zip(rows, multipletests([r["p_value"] for r in rows], method="holm")[1]):
+            row["p_adjusted"] = p
+        comparisons.extend(rows)
+    expected["comparisons"] = comparisons
+    return expected
+
+
+def assert_agrees(actual, expected, where="$", key=""):
+    """Every field of ``actual`` has an independent value in ``expected`` and agrees with it."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), where
+        assert set(actual) == set(expected), f"{where}: fields {sorted(set(actual) ^ set(expected))} differ"
+        for k in expected:
+            assert_agrees(actual[k], expected[k], f"{where}.{k}", k)
+    elif isinstance(expected, (list, tuple)):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_agrees(a, e, f"{where}[{i}]", key)
+    elif isinstance(expected, (bool, str, np.bool_)) or expected is None:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+    else:
+        expected = float(expected)
+        assert isinstance(actual, (int, float)) and not isinstance(actual, bool), f"{where}: {actual!r}"
+        assert math.isfinite(expected), where
+        if key in ("p_value", "p_adjusted") and expected < TINY_P:
+            assert actual > 0, f"{where}: p-value underflowed to 0 (expected {expected!r})"
+            assert math.log(actual) == pytest.approx(math.log(expected), rel=SIGNIFICANT), where
+        else:
+            assert actual == pytest.approx(expected, rel=SIGNIFICANT, abs=1e-300), where
+
+
+# --- Hillstrom, the acceptance test ---------------------------------------------------------
+
+HILLSTROM_OPTIONS = dict(arm_column="segment", control=CONTROL, metrics=["conversion", "visit", "spend"],
+                         covariate="history", strata="channel")
+
+
+@pytest.fixture(scope="module")
+def hillstrom_expected():
+    return independent_analysis(pd.read_csv(_hillstrom_path()))
+
+
+@pytest.fixture(scope="module")
+def hillstrom_result():
+    return analyze_file(_hillstrom_path(), **HILLSTROM_OPTIONS)
+
+
+def test_hillstrom_analysis_agrees_with_statsmodels(hillstrom_result, hillstrom_expected):
+    assert_agrees(hillstrom_result, hillstrom_expected)
+    # The file really exercises the tiny-p-value path, and the documented structure is complete.
+    assert min(c["p_value"] for c in hillstrom_result["comparisons"]) < 1e-100
+    for c in hillstrom_result["comparisons"]:
+        assert {"arm", "metric", "type", "control_mean", "arm_mean", "abs_lift", "abs_ci", "rel_lift", "rel_ci",
+                "test", "statistic", "p_value", "p_adjusted", "cuped", "stratified"} <= set(c)
+
+
+def test_hillstrom_command_json_agrees_with_statsmodels(hillstrom_result, hillstrom_expected):
+    result = CliRunner().invoke(analyze_command, [
+        str(_hillstrom_path()), "--arm", "segment", "--control", CONTROL, "--metric", "conversion",
+        "--metric", "visit:binary", "--metric", "spend:continuous", "--covariate", "history",
+        "--strata", "channel", "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert_agrees(printed, hillstrom_expected)
+    assert printed == json.loads(json.dumps(hillstrom_result))
+
+
+def test_hillstrom_planned_shares(tmp_path):
+    path = _hillstrom_path()
+    shares = {"No E-Mail": 0.3, "Mens E-Mail": 0.3, "Womens E-Mail": 0.4}
+    got = analyze_file(path, "segment", CONTROL, ["visit"], shares=shares)
+    n = got["n"]
+    assert_agrees(got["srm"], _srm([n[a] for a in ARMS], [shares[a] for a in ARMS]))
+    assert got["srm"]["flag"] is True
+    thirds = CliRunner().invoke(analyze_command, [str(path), "--arm", "segment", "--control", CONTROL,
+                                                  "--metric", "visit", "--share", "No E-Mail=1/3",
+                                                  "--share", "Mens E-Mail=1/3", "--share", "Womens E-Mail=1/3",
+                                                  "--json"])
+    assert thirds.exit_code == 0, thirds.output
+    assert json.loads(thirds.stdout)["srm"] == pytest.approx(got["srm"] | _srm([n[a] for a in ARMS], [1 / 3] * 3))
+
+
+def test_hillstrom_readable_table():
+    result = CliRunner().invoke(analyze_command, [str(_hillstrom_path()), "--arm", "segment", "--control", CONTROL,
+                                                  "--metric", "conversion", "--metric", "spend",
+                                                  "--covariate", "history", "--strata", "channel"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Mens E-Mail vs No E-Mail" in out and "Womens E-Mail vs No E-Mail" in out
+    assert "z-test" in out and "welch" in out and "CMH" in out and "post-stratified" in out
+    assert "CUPED" in out and "no mismatch" in out
+
+
+# --- small files -----------------------------------------------------------------------------
+
+def write(tmp_path: Path, text: str, name: str = "exp.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(analyze_command, [str(a) for a in args])
+
+
+def small_experiment(rng, n=400):
+    lines = ["arm,bought,revenue,pre,region"]
+    for i in range(n):
+        arm = ["ctl", "t1", "t2"][i % 3]
+        bought = int(rng.random() < (0.2 if arm == "ctl" else 0.3))
+        revenue = round(bought * rng.gamma(2, 20), 2)
+        region = "north" if i % 5 else "south"
+        lines.append(f"{arm},{bought},{revenue},{round(rng.gamma(2, 20), 2)},{region}")
+    return "\n".join(lines) + "\n"
+
+
+def test_types_inferred_and_multiple_files_equal_one(tmp_path):
+    text = small_experiment(np.random.default_rng(0))
+    whole = write(tmp_path, text)
+    header, *rows = text.splitlines()
+    first = write(tmp_path, "\n".join([header] + rows[:150]) + "\n", "a.csv")
+    second = write(tmp_path, "\n".join([header] + rows[150:]) + "\n\n", "b.csv")  # trailing blank line
+    options = dict(arm_column="arm", control="ctl", metrics=["bought", "revenue"], covariate="pre", strata="region")
+    one = analyze_file(whole, **options)
+    two = analyze_file([first, second], **options)
+    assert one == two
+    assert one["metrics"] == {"bought": "binary", "revenue": "continuous"}
+    forced = analyze_file(whole, "arm", "ctl", ["bought:continuous"])
+    assert forced["comparisons"][0]["test"] == "welch"
+
+
+def test_small_counts_use_fisher_and_json_stays_valid(tmp_path):
+    rows = ["arm,y,s"] + [f"c,0,{'a' if i % 2 else 'b'}" for i in range(12)] + \
+           [f"t,{int(i < 3)},{'a' if i % 2 else 'b'}" for i in range(10)] + ["t,0,lonely", "c,0,alone"]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    result = run(path, "--arm", "arm", "--control", "c", "--metric", "y", "--strata", "s", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    c = out["comparisons"][0]
+    assert c["test"] == "fisher"
+    assert c["statistic"] is None  # the sample odds ratio is infinite with no control successes
+    assert c["rel_lift"] is None  # nor is a lift relative to a zero control rate defined
+    table = [[3, 8], [0, 13]]
+    assert c["p_value"] == pytest.approx(sps.fisher_exact(table)[1], rel=1e-12)
+    # "lonely" has no control recipient and "alone" no arm recipient: merged and reported.
+    assert c["stratified"]["merged_strata"] == ["lonely", "alone"]
+    assert c["stratified"]["merged_into"] == "other" and c["stratified"]["strata"] == 3
+
+
+def test_post_stratified_merges_small_strata(tmp_path):
+    rows = ["arm,v,s"] + [f"{arm},{i * 1.5 % 7},{'big' if i % 10 else 'tiny' + str(i)}"
+                          for i in range(60) for arm in ("c", "t")]
+    got = analyze_file(write(tmp_path, "\n".join(rows) + "\n"), "arm", "c", ["v"], strata="s")
+    st = got["comparisons"][0]["stratified"]
+    assert st["test"] == "post-stratified"
+    assert sorted(st["merged_strata"]) == sorted(f"tiny{i}" for i in range(0, 60, 10))
+    assert st["merged_into"] == "other" and st["strata"] == 2
+
+
+def test_byte_order_mark_and_quoted_labels(tmp_path):
+    text = '\ufeffarm,"y"\n"ctl",1\n"ctl",0\n"a, b",1\n"a, b",1\n'
+    got = analyze_file(write(tmp_path, text), "arm", "ctl", ["y"])
+    assert got["n"] == {"ctl": 2, "a, b": 2}
+
+
+# --- user errors: exit status 1, one clear line, no traceback --------------------------------
+
+GOOD = "arm,y,z,g\nc,1,2.5,x\nc,0,3.5,x\nt,1,1.0,y\nt,1,4.0,y\n"
+
+
+@pytest.mark.parametrize("text, args, message", [
+    (GOOD, ["--metric", "nope"], "metric column 'nope' not found"),
+    (GOOD, ["--metric", "y", "--covariate", "w"], "covariate column 'w' not found"),
+    (GOOD, ["--metric", "y:count"], "a metric type is written :binary or :continuous"),
+    (GOOD.replace("arm", "group"), ["--metric", "y"], "arm column 'arm' not found"),
+    (GOOD, ["--metric", "y", "--control", "zz"], "control arm 'zz' does not occur in column 'arm'"),
+    ("arm,y\nc,1\nc,0\nt,1\nt,oops\n", ["--metric", "y"], "line 5, column 'y': 'oops' is not a number"),
+    ("arm,y\nc,1\nc,\nt,1\nt,0\n", ["--metric", "y"], "line 3, column 'y': empty value"),
+    ("arm,y\nc,1\nc,nan\nt,1\nt,0\n", ["--metric", "y"], "line 3, column 'y': 'nan' is not a finite number"),
+    ("arm,y\nc,1\nc,2\nt,1\nt,0\n", ["--metric", "y:binary"], "line 3, column 'y': '2' in a metric declared binary"),
+    ("arm,y\nc,1\nc,0,9\nt,1\nt,0\n", ["--metric", "y"], "line 3: 3 fields where the header has 2"),
+    ("arm,y\nc,1\n,0\nt,1\nt,0\n", ["--metric", "y"], "line 3, column 'arm': the arm label is empty"),
+    (GOOD, ["--metric", "y", "--share", "c=0.5", "--share", "t=0.6"], "the shares sum to 1.1, not 1"),
+    (GOOD, ["--metric", "y", "--share", "c=0.5"], "--share is missing for arm 't'"),
+    (GOOD, ["--metric", "y", "--share", "c=0.5", "--share", "t=0.4", "--share", "u=0.1"], "'u', not an arm"),
+    ("arm,y\nc,1\nc,0\n", ["--metric", "y"], "at least 2 arms are needed"),
+    ("arm,y\nc,1\nc,0\nt,1\n", ["--metric", "y"], "arm 't' has fewer than 2 recipients"),
+    ("", ["--metric", "y"], "is empty"),
+    ("arm,y\n", ["--metric", "y"], "no data rows"),
+    (GOOD, ["--metric", "y", "--metric", "y"], "given more than once"),
+    (GOOD, ["--metric", "arm"], "cannot also be a metric"),
+])
+def test_user_errors_exit_1_with_a_clear_message(tmp_path, text, args, message):
+    path = write(tmp_path, text)
+    if "--control" not in args:
+        args = [*args, "--control", "c"]
+    result = run(path, "--arm", "arm", *args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    path = write(tmp_path, GOOD)
+    assert run(path, "--arm", "arm", "--control", "c", "--metric", "y", "--share", "c").exit_code == 2
+    assert run(path, "--arm", "arm", "--control", "c", "--metric", "y", "--share", "c=half").exit_code == 2
+    assert run(path, "--arm", "arm", "--control", "c", "--metric", "y", "--alpha", "1.5").exit_code == 2
+    assert run(tmp_path / "absent.csv", "--arm", "arm", "--control", "c", "--metric", "y").exit_code == 2
+
+
+def test_analyze_file_raises_click_exception(tmp_path):
+    import click
+
+    with pytest.raises(click.ClickException, match="line 5"):
+        analyze_file(write(tmp_path, "arm,y\nc,1\nc,0\nt,1\nt,x\n"), "arm", "c", ["y"])
+
+
+def test_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("arm,y\nc,1\nc,0\nt,1\nt,0\nt,1,é\n".encode("latin-1"))
+    result = run(path, "--arm", "arm", "--control", "c", "--metric", "y")
+    assert result.exit_code == 1 and "is not UTF-8 text" in result.output
