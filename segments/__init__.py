@@ -3,6 +3,27 @@
 
 def init_app(app) -> None:
     """Register this package's blueprint, commands and jobs."""
-    from segments import views
+    from segments import commands, views
+    from segments import insight_views  # noqa: F401
 
     app.register_blueprint(views.bp)
+    commands.init_app(app)
+
+
+def build_demo(db, rng_seed: int = 0, echo=print) -> None:
+    """Demo step (called by ``core.demo.build_demo``): compute the spectator profiles for today, so
+    that previews and snapshots of the demo district read them."""
+    import time
+
+    from segments.profiles import dialect_name, refresh_profiles
+
+    began = time.perf_counter()
+    with db.session() as session:
+        rows = refresh_profiles(session)
+        session.commit()
+    if dialect_name(db.engine) == "postgresql":
+        # A bulk load leaves the planner without statistics; the rule compiler's plans need them.
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+    echo(f"Spectator profiles: {rows:,} rows ({time.perf_counter() - began:.1f} s).")

@@ -1,0 +1,1065 @@
+"""Audience insights: who a scope's spectators are, where they come from, when and what they buy.
+
+A scope is the district, one discipline or one organisation. Each table is an
+:class:`InsightTable` whose figures are already suppressed (DESIGN.md §10): a cell is hidden when
+fewer than ``k`` distinct spectators stand behind it, whatever the cell shows (spectators,
+purchases, tickets or revenue), and further cells are hidden so that no hidden figure can be
+recovered by subtraction from a total that is shown. ``k`` is the strictest threshold of the
+organisations whose data the table reads: the scope's own, or all of them for the tables that
+follow the scope's spectators to their purchases elsewhere (disciplines bought, crossover).
+
+How it is computed, and why so: SQLite has no hash aggregation, so every GROUP BY over the
+transactions sorts them all. The raw figures ("facts") therefore come from a few set-wise passes:
+one per-spectator pass along the (spectator, purchase date) index that yields, per spectator, the
+life-cycle aggregates and a bit mask per dimension (day, hour, month, lead time, purchase size,
+channel × category × price); one GROUP BY for the purchases per day and hour; one for the tickets
+and revenue per dimension; one for the disciplines. Distinct spectators per bucket are sums of mask
+bits. Facts are raw, never shown: the tables are built from them with suppression at each request,
+and they may be cached (memory and an instance folder) while the data stay the same.
+
+Life-cycle stages follow DESIGN.md §7, computed from the scope's transactions as of a date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from babel.dates import get_day_names, get_month_names
+from flask_babel import LazyString, get_locale
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    and_,
+    case,
+    cast,
+    distinct,
+    exists,
+    extract,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+
+from core.models import (
+    CATEGORIES,
+    CHANNELS,
+    CIRCUMSTANCES,
+    DISCIPLINES,
+    ImportBatch,
+    Organisation,
+    Show,
+    Spectator,
+    Transaction,
+)
+from core.privacy import is_small, strictest_k, suppress, suppress_matrix, suppress_total
+from core.views import DISCIPLINE_LABELS
+
+T = Transaction.__table__
+S = Show.__table__
+SP = Spectator.__table__
+
+LIFECYCLE_WINDOW_DAYS = 548
+STALE_WINDOW_DAYS = 1096
+LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
+STAGE_LABELS = {
+    "new": _l("New"), "once_before": _l("Once before"), "convertee": _l("Convertee"), "active": _l("Active"),
+    "super_active": _l("Super active"), "stale": _l("Stale"), "lapsed": _l("Lapsed"),
+}
+# (low, high) inclusive bounds of the buckets; high None = no upper bound.
+FREQUENCY_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, None))
+PARTY_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 9), (10, None))
+LEAD_BUCKETS = ((0, 0), (1, 6), (7, 13), (14, 29), (30, 59), (60, 89), (90, 179), (180, None))
+LEAD_UNKNOWN = len(LEAD_BUCKETS)  # no show date, or bought after the show
+LEAD_LABELS = (_l("Same day"), _l("1–6 days"), _l("7–13 days"), _l("14–29 days"), _l("30–59 days"),
+               _l("60–89 days"), _l("90–179 days"), _l("180 days or more"), _l("Unknown"))
+REGIONS = ("island", "laval", "quebec", "ontario", "canada", "elsewhere", "unknown")
+REGION_LABELS = {
+    "island": _l("Island of Montreal"), "laval": _l("Laval"), "quebec": _l("Rest of Quebec"),
+    "ontario": _l("Ontario"), "canada": _l("Rest of Canada"), "elsewhere": _l("Outside Canada or unrecognised"),
+    "unknown": _l("Unknown"),
+}
+# The last entry of each list stands for anything else (unknown channel, other price...).
+CHANNEL_KEYS = (*CHANNELS, "unknown")
+CATEGORY_KEYS = (*CATEGORIES, "other")
+CIRCUMSTANCE_KEYS = CIRCUMSTANCES  # ("regular", "promotion", "complimentary", "other")
+CHANNEL_LABELS = {"web": _l("Web"), "box_office": _l("Box office"), "phone": _l("Phone"), "unknown": _l("Unknown")}
+CATEGORY_LABELS = {"single": _l("Single tickets"), "subscription": _l("Subscription"), "other": _l("Other")}
+CIRCUMSTANCE_LABELS = {"regular": _l("Regular price"), "promotion": _l("Promotion"),
+                       "complimentary": _l("Complimentary"), "other": _l("Other")}
+TOP_FSAS = 15
+FSA_PATTERN = re.compile(r"^[A-Z][0-9][A-Z]$")
+# SQL numbers days from Sunday = 0; the day × hour table runs Monday to Sunday.
+WEEK = (1, 2, 3, 4, 5, 6, 0)
+
+QUESTIONS = (
+    ("who", _l("Who are they?")),
+    ("where", _l("Where do they come from?")),
+    ("when", _l("When do they buy?")),
+    ("what", _l("What do they buy?")),
+)
+
+
+def _month_name(month: int, width: str = "wide") -> str:
+    return get_month_names(width, locale=str(get_locale() or "fr"))[month].capitalize()
+
+
+def _day_name(dow: int, width: str = "wide") -> str:
+    # babel counts days from Monday = 0; SQL from Sunday = 0
+    return get_day_names(width, locale=str(get_locale() or "fr"))[(dow - 1) % 7].capitalize()
+
+
+def month_label(month: int, width: str = "wide") -> LazyString:
+    """The month's name in the request's language, resolved when shown."""
+    return LazyString(_month_name, month, width)
+
+
+def day_label(dow: int, width: str = "wide") -> LazyString:
+    """The day's name (SQL numbering, Sunday = 0) in the request's language, resolved when shown."""
+    return LazyString(_day_name, dow, width)
+
+
+# --- the table structure ----------------------------------------------------------------------------
+
+@dataclass
+class Column:
+    """A column: its key, its heading and its kind.
+
+    Kinds: ``label`` (the row's name), ``spectators``, ``purchases``, ``tickets`` (counts),
+    ``money`` (integer cents), ``share`` (a fraction 0..1).
+    """
+
+    key: str
+    label: Any
+    kind: str
+
+
+@dataclass
+class InsightTable:
+    """A small table ready to show: ``rows`` and ``total`` are lists aligned with ``columns``,
+    the first cell of each the row's label; ``None`` is a hidden (suppressed) figure.
+
+    A ``matrix`` table is one measure by rows and columns (its chart is a heat map); when it has
+    ``margins`` its last column and its total row are the row and column totals.
+    """
+
+    key: str
+    question: str
+    title: Any
+    columns: list[Column]
+    rows: list[list]
+    total: list | None
+    k: int
+    chart: str  # "hbar", "vbar" or "heatmap"
+    measure: str  # the column the chart draws (one-way tables)
+    unit: Any = None  # what the counts count, for the chart's description
+    note: Any = None
+    matrix: bool = False
+    margins: bool = False
+    summary: dict = field(default_factory=dict)
+    row_keys: list = field(default_factory=list)  # machine keys of the rows, in order
+    share_of: str | None = None  # the column the "share" column divides
+    chart_labels: list | None = None  # shorter row labels for the chart's axis
+    axis_label: Any = None  # what the chart's axis counts in (days...)
+
+    def index(self, key: str) -> int:
+        return next(i for i, c in enumerate(self.columns) if c.key == key)
+
+
+def _col(key: str) -> Column:
+    labels = {
+        "spectators": (_l("Spectators"), "spectators"), "purchases": (_l("Purchases"), "purchases"),
+        "tickets": (_l("Tickets"), "tickets"), "revenue": (_l("Revenue"), "money"),
+        "share": (_l("Share"), "share"),
+    }
+    label, kind = labels[key]
+    return Column(key, label, kind)
+
+
+TOTAL_LABEL = _l("Total")
+
+
+def _hide_lone(shown: dict, counts: dict) -> None:
+    """Complementary suppression after extra hiding: never exactly one hidden non-zero part."""
+    hidden = [key for key, v in shown.items() if v is None and counts[key]]
+    if len(hidden) == 1:
+        visible = sorted(((v, str(key), key) for key, v in shown.items() if v), key=lambda t: t[:2])
+        if visible:
+            shown[visible[0][2]] = None
+
+
+def one_way(key: str, question: str, title, label_column: Column, items: list[tuple], population: int, k: int, *,
+            measures: Iterable[str] = (), share_of: str | None = "spectators", overlapping: bool = False,
+            sort: bool = False, chart: str = "hbar", measure: str = "spectators", unit=None, note=None) -> InsightTable:
+    """Build a one-way table from ``items`` = [(row_key, label, spectators, {measure: value})].
+
+    ``population`` is the number of distinct spectators of the whole table. In a partition each
+    spectator falls in one row; ``overlapping`` rows (a spectator in several) also hide a row whose
+    complement, ``population - row``, is small. ``measures`` (purchases, tickets, revenue) are
+    additive over the rows and hidden with the row's spectators.
+    """
+    measures = list(measures)
+    counts = {row_key: n for row_key, _label, n, _values in items}
+    shown = suppress(counts, k, total_shown=True)
+    if overlapping:
+        for row_key, n in counts.items():
+            if shown[row_key] is not None and is_small(population - n, k):
+                shown[row_key] = None
+        _hide_lone(shown, counts)
+    total_visible = suppress_total(population, shown, k) is not None
+    totals = {m: sum(values.get(m, 0) for *_rest, values in items) for m in measures}
+    totals["spectators"] = population
+    columns = [label_column, _col("spectators")] + [_col(m) for m in measures]
+    if share_of:
+        columns.append(_col("share"))
+    rows, hidden_rows = [], []
+    for row_key, label, n, values in items:
+        hidden = shown[row_key] is None
+        figures = {"spectators": n, **values}
+        row = [label, None if hidden else n] + [None if hidden else values.get(m, 0) for m in measures]
+        if share_of:
+            whole = totals[share_of]
+            row.append(None if hidden or not total_visible or not whole else figures[share_of] / whole)
+        (hidden_rows if hidden and sort else rows).append((n, row_key, row))
+    if sort:
+        # Visible rows by size; hidden ones after, in their usual order (their sizes stay unknown).
+        rows.sort(key=lambda t: -t[0])
+    row_keys = [row_key for _n, row_key, _row in rows + hidden_rows]
+    rows = [row for _n, _key, row in rows + hidden_rows]
+    if total_visible:
+        total = [TOTAL_LABEL, population] + [totals[m] for m in measures]
+        if share_of:
+            total.append(None if overlapping and share_of == "spectators" else (1.0 if totals[share_of] else None))
+    else:
+        total = [TOTAL_LABEL] + [None] * (len(columns) - 1)
+    return InsightTable(key=key, question=question, title=title, columns=columns, rows=rows, total=total, k=k,
+                        chart=chart, measure=measure, unit=unit, note=note, row_keys=row_keys, share_of=share_of)
+
+
+def matrix_with_margins(key: str, question: str, title, row_labels: list, col_labels: list,
+                        spectators: list[list[int]], row_spectators: list[int], col_spectators: list[int],
+                        population: int, values: list[list[int]], k: int, *, corner_label, unit=None,
+                        note=None) -> InsightTable:
+    """A two-way table of an additive measure (``values``) with row and column totals.
+
+    Suppression runs on the distinct spectators behind each cell and margin, extended with the
+    margins so that no cell, row total or column total is alone hidden on its line.
+    """
+    n_rows, n_cols = len(row_labels), len(col_labels)
+    ext_spectators = [spectators[r] + [row_spectators[r]] for r in range(n_rows)] + [col_spectators + [population]]
+    ext_values = [values[r] + [sum(values[r])] for r in range(n_rows)]
+    ext_values.append([sum(values[r][c] for r in range(n_rows)) for c in range(n_cols)] + [sum(map(sum, values))])
+    mask = suppress_matrix(ext_spectators, k)
+    shown = [[None if mask[r][c] is None else ext_values[r][c] for c in range(n_cols + 1)] for r in range(n_rows + 1)]
+    columns = [Column("label", corner_label, "label")]
+    columns += [Column(f"c{c}", col_labels[c], "purchases") for c in range(n_cols)]
+    columns.append(Column("total", TOTAL_LABEL, "purchases"))
+    rows = [[row_labels[r]] + shown[r] for r in range(n_rows)]
+    return InsightTable(key=key, question=question, title=title, columns=columns, rows=rows,
+                        total=[TOTAL_LABEL] + shown[n_rows], k=k, chart="heatmap", measure="purchases", unit=unit,
+                        note=note, matrix=True, margins=True)
+
+
+# --- scopes ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scope:
+    """What a page describes: the district, one discipline (``key``) or one organisation."""
+
+    kind: str  # "district", "discipline" or "organisation"
+    key: str | None = None  # discipline key or organisation slug
+    organisation_id: int | None = None
+
+    @classmethod
+    def district(cls) -> "Scope":
+        return cls("district")
+
+    @classmethod
+    def discipline(cls, key: str) -> "Scope":
+        if key not in DISCIPLINES:
+            raise ValueError(f"unknown discipline {key!r}")
+        return cls("discipline", key)
+
+    @classmethod
+    def organisation(cls, organisation: Organisation) -> "Scope":
+        return cls("organisation", organisation.slug, organisation.id)
+
+
+def scope_k(session: Session, scope: Scope) -> int:
+    """The k of a scope's own data: every organisation for the district, the organisations that
+    sell the discipline, or the one organisation."""
+    if scope.kind == "organisation":
+        return strictest_k(session, [scope.organisation_id])
+    if scope.kind == "discipline":
+        ids = session.scalars(select(S.c.organisation_id).where(S.c.discipline == scope.key).distinct()).all()
+        return strictest_k(session, ids)
+    return strictest_k(session)
+
+
+def region_of(fsa: str | None) -> str:
+    """The region of a forward sortation area (first letter of a Canadian postal code; H7 = Laval)."""
+    if not fsa:
+        return "unknown"
+    fsa = fsa.upper()
+    if not FSA_PATTERN.match(fsa):
+        return "elsewhere"
+    letter, digit = fsa[0], fsa[1]
+    if letter == "H":
+        if digit == "7":
+            return "laval"
+        return "quebec" if digit == "0" else "island"
+    if letter in "GJ":
+        return "quebec"
+    if letter in "KLMNP":
+        return "ontario"
+    if letter in "ABCERSTVXY":
+        return "canada"
+    return "elsewhere"
+
+
+def _range_label(low: int, high: int | None) -> str:
+    if high is None:
+        return f"{low}+"
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def _bucket_of(value: int, buckets) -> int:
+    for i, (_low, high) in enumerate(buckets):
+        if high is None or value <= high:
+            return i
+    return len(buckets) - 1
+
+
+class unindexed(ColumnElement):
+    """A column that SQLite must not look up through an index (rendered ``+column``).
+
+    "Bought up to today" matches nearly every row; without statistics SQLite would still read
+    them through the purchase-date index, one table lookup each, two to three times slower than a
+    plain scan. Other engines render the column as it is.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, column):
+        self.column = column
+        self.type = column.type
+
+
+@compiles(unindexed)
+def _unindexed(element, compiler, **kw):
+    return compiler.process(element.column, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element, compiler, **kw):
+    return "+" + compiler.process(element.column, **kw)
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time())
+
+
+def _bit(column, i: int):
+    """0 or 1: bit ``i`` of an integer mask."""
+    return column.op(">>")(literal(i, Integer)).op("&")(1)  # PostgreSQL shifts by an integer only
+
+
+def _one_shl(exponent):
+    """``1 << exponent`` as a 64-bit integer on both engines (NULL stays NULL)."""
+    return cast(literal(1), BigInteger).op("<<")(exponent)
+
+
+def _index_of(column, keys: tuple):
+    """Position of the column's value among ``keys``; the last position for anything else."""
+    return case({key: i for i, key in enumerate(keys[:-1])}, value=column, else_=len(keys) - 1)
+
+
+def _mix_bit(channel: int, category: int, circumstance: int) -> int:
+    """The bit of a (channel, category, circumstance) in the 48-bit purchase-mix mask."""
+    return (channel * len(CATEGORY_KEYS) + category) * len(CIRCUMSTANCE_KEYS) + circumstance
+
+
+def _mix_mask(dimension: int, position: int) -> int:
+    """Bits of the mix mask where the channel (0), category (1) or circumstance (2) is ``position``."""
+    mask = 0
+    for ch in range(len(CHANNEL_KEYS)):
+        for ca in range(len(CATEGORY_KEYS)):
+            for ci in range(len(CIRCUMSTANCE_KEYS)):
+                if (ch, ca, ci)[dimension] == position:
+                    mask |= 1 << _mix_bit(ch, ca, ci)
+    return mask
+
+
+def _lead_lookup() -> str:
+    """One character per lead time from -1 to 181 days: its bucket's digit (SQLite lookup)."""
+    return str(LEAD_UNKNOWN) + "".join(str(_bucket_of(d, LEAD_BUCKETS)) for d in range(0, 182))
+
+
+class InsightQuery:
+    """The insight tables of one scope as of one date.
+
+    The raw figures (``facts``) are computed lazily, each group by one query, and shared between
+    the tables; the tables are built from them with suppression.
+    """
+
+    def __init__(self, session: Session, scope: Scope, as_of: dt.date | None = None, facts: dict | None = None):
+        self.session = session
+        self.scope = scope
+        self.as_of = as_of or dt.date.today()
+        self.dialect = session.get_bind().dialect.name
+        self.high = _day_start(self.as_of + dt.timedelta(days=1))
+        self.k = scope_k(session, scope)
+        # Tables that follow the scope's spectators to all their purchases read every organisation.
+        self.k_district = strictest_k(session) if scope.kind != "district" else self.k
+        self.facts: dict[str, Any] = dict(facts or {})
+
+    # -- SQL pieces --
+
+    def _in_scope(self, table=T):
+        """The scope's purchases up to ``as_of``, on ``table`` (the transactions or an alias)."""
+        conditions = [unindexed(table.c.purchased_at) < self.high]
+        if self.scope.kind == "organisation":
+            conditions.append(table.c.organisation_id == self.scope.organisation_id)
+        elif self.scope.kind == "discipline":
+            shows = S.alias("scope_show")  # an alias, so that it never correlates with a joined show
+            conditions.append(table.c.show_id.in_(select(shows.c.id).where(shows.c.discipline == self.scope.key)))
+        return and_(*conditions)
+
+    def _day_number(self, column):
+        """Days since an epoch, of the date of a timestamp (SQLite: the Julian day number)."""
+        if self.dialect == "sqlite":
+            return cast(func.julianday(column) + 0.5, Integer)
+        return type_coerce(cast(column, Date) - literal(dt.date(1970, 1, 1), Date), Integer)
+
+    def _dow(self, column):
+        """Day of week, Sunday = 0."""
+        if self.dialect == "sqlite":
+            # Julian day number + 1, modulo 7, is the day of week from Sunday (cheaper than strftime).
+            return (self._day_number(column) + 1) % 7
+        return cast(extract("dow", column), Integer)
+
+    def _hour(self, column):
+        if self.dialect == "sqlite":
+            # SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff": the hour is characters 12-13.
+            return cast(func.substr(column, 12, 2), Integer)
+        return cast(extract("hour", column), Integer)
+
+    def _month(self, column):
+        if self.dialect == "sqlite":
+            return cast(func.substr(column, 6, 2), Integer)
+        return cast(extract("month", column), Integer)
+
+    def _lead_bucket(self):
+        """The lead-time bucket of a purchase (joined with its show), LEAD_UNKNOWN when unknown."""
+        days = self._day_number(S.c.starts_at) - self._day_number(T.c.purchased_at)
+        if self.dialect == "sqlite":
+            # A searched CASE would compute the two dates once per WHEN; a lookup string does it once.
+            clamped = func.min(func.max(days, -1), 181)
+            return func.coalesce(func.unicode(func.substr(literal(_lead_lookup()), clamped + 2, 1)) - 48, LEAD_UNKNOWN)
+        whens = [(days.is_(None), LEAD_UNKNOWN), (days < 0, LEAD_UNKNOWN)]
+        whens += [(days <= high, i) for i, (_low, high) in enumerate(LEAD_BUCKETS) if high is not None]
+        return case(*whens, else_=len(LEAD_BUCKETS) - 1)
+
+    def _party_bucket(self, column):
+        return case(*[(column <= high, i) for i, (_low, high) in enumerate(PARTY_BUCKETS) if high is not None],
+                    else_=len(PARTY_BUCKETS) - 1)
+
+    def _mask(self, bits):
+        """A spectator's set of days, hours... as a bit mask: the OR of the rows' bits.
+
+        PostgreSQL has ``bit_or``; SQLite has not, but the sum of the distinct bits is the same.
+        """
+        if self.dialect == "sqlite":
+            return func.sum(distinct(bits))
+        return func.bit_or(cast(bits, BigInteger))
+
+    def _discipline_bit(self):
+        return case({d: 1 << i for i, d in enumerate(DISCIPLINES)}, value=S.c.discipline, else_=0)
+
+    def _mix_index(self):
+        channel = _index_of(T.c.channel, CHANNEL_KEYS)
+        category = _index_of(T.c.category, CATEGORY_KEYS)
+        circumstance = _index_of(T.c.circumstance, CIRCUMSTANCE_KEYS)
+        return (channel * len(CATEGORY_KEYS) + category) * len(CIRCUMSTANCE_KEYS) + circumstance
+
+    def _discipline_sums(self, mask) -> list:
+        """Sums over spectators of: each discipline's bit, then each pair of disciplines' bits."""
+        n = len(DISCIPLINES)
+        sums = [func.sum(_bit(mask, i)) for i in range(n)]
+        sums += [func.sum(_bit(mask, i).op("&")(_bit(mask, j))) for i in range(n) for j in range(i + 1, n)]
+        return sums
+
+    @staticmethod
+    def _discipline_facts(values: list[int]) -> dict:
+        n = len(DISCIPLINES)
+        single = [int(v or 0) for v in values[:n]]
+        pairs = [[0] * n for _ in range(n)]
+        rest = iter(values[n:])
+        for i in range(n):
+            pairs[i][i] = single[i]
+            for j in range(i + 1, n):
+                pairs[i][j] = pairs[j][i] = int(next(rest) or 0)
+        return {"single": single, "pairs": pairs}
+
+    # -- the facts --
+
+    def _fact(self, name: str) -> Any:
+        if name not in self.facts:
+            getattr(self, f"_compute_{name}")()
+        return self.facts[name]
+
+    def compute_all(self) -> dict:
+        """Every fact of the scope (what the cache keeps)."""
+        for name in ("spectators", "cells", "sums", "fsa", "disciplines"):
+            self._fact(name)
+        return self.facts
+
+    def _compute_spectators(self) -> None:
+        """One pass per spectator: life-cycle stage, frequency and the masks of what, when, how."""
+        start_548 = _day_start(self.as_of - dt.timedelta(days=LIFECYCLE_WINDOW_DAYS - 1))
+        start_1096 = _day_start(self.as_of - dt.timedelta(days=STALE_WINDOW_DAYS - 1))
+        in_548 = T.c.purchased_at >= start_548
+        masks = {
+            "dow": self._dow(T.c.purchased_at),
+            "hour": self._hour(T.c.purchased_at),
+            "month": self._month(T.c.purchased_at) - 1,
+            "lead": self._lead_bucket(),
+            "party": self._party_bucket(T.c.tickets),
+            "mix": self._mix_index(),
+        }
+        masks = {name: self._mask(_one_shl(bit)) for name, bit in masks.items()}
+        with_disciplines = self.scope.kind == "district"
+        if with_disciplines:  # the district's spectators' purchases are these same rows
+            masks["disciplines"] = self._mask(self._discipline_bit())
+        per_spectator = (
+            select(
+                func.count(distinct(case((in_548, T.c.show_id)))).label("shows_548"),
+                func.sum(case((in_548, 1), else_=0)).label("n_548"),
+                func.sum(case((T.c.purchased_at >= start_1096, 1), else_=0)).label("n_1096"),
+                func.max(case((T.c.purchased_at < start_548, 1), else_=0)).label("earlier"),
+                func.count().label("purchases"),
+                *[expr.label(name) for name, expr in masks.items()],
+            )
+            .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
+            .where(self._in_scope())
+            .group_by(T.c.spectator_id)
+            .subquery()
+        )
+        p = per_spectator.c
+        # DESIGN.md §7, on distinct performances; a purchase whose show is unknown still makes
+        # its buyer active in the window (it counts as one performance).
+        stage = case(
+            (p.n_548 == 0, case((p.n_1096 > 0, literal("stale")), else_=literal("lapsed"))),
+            (p.shows_548 >= 11, literal("super_active")),
+            (p.shows_548 >= 4, literal("active")),
+            (p.shows_548 == 3, literal("convertee")),
+            (p.shows_548 == 2, literal("once_before")),
+            (p.earlier == 1, literal("once_before")),
+            else_=literal("new"),
+        )
+        frequency = case(*[(p.purchases <= high, i) for i, (_low, high) in enumerate(FREQUENCY_BUCKETS) if high],
+                         else_=len(FREQUENCY_BUCKETS) - 1)
+        # Group by plain columns of a subquery: PostgreSQL never compares two copies of a
+        # parametrised expression.
+        labelled = select(stage.label("stage"), frequency.label("frequency"),
+                          *[p[name] for name in masks]).subquery()
+        q = labelled.c
+        sizes = {"dow": 7, "hour": 24, "month": 12, "lead": len(LEAD_BUCKETS) + 1, "party": len(PARTY_BUCKETS)}
+        sums = [func.sum(_bit(q[name], i)) for name, size in sizes.items() for i in range(size)]
+        dimensions = (CHANNEL_KEYS, CATEGORY_KEYS, CIRCUMSTANCE_KEYS)
+        sums += [func.sum(case((q.mix.op("&")(_mix_mask(d, pos)) != 0, 1), else_=0))
+                 for d, keys in enumerate(dimensions) for pos in range(len(keys))]
+        if with_disciplines:
+            sums += self._discipline_sums(q.disciplines)
+        rows = self.session.execute(
+            select(q.stage, q.frequency, func.count(), *sums).group_by(q.stage, q.frequency)).all()
+        stages = dict.fromkeys(LIFECYCLE_STAGES, 0)
+        frequencies = [0] * len(FREQUENCY_BUCKETS)
+        totals = [0] * len(sums)
+        for stage_key, bucket, n, *values in rows:
+            stages[stage_key] += n
+            frequencies[int(bucket)] += n
+            totals = [a + int(b or 0) for a, b in zip(totals, values)]
+        bits, at = {}, 0
+        for name, size in sizes.items():
+            bits[name] = totals[at:at + size]
+            at += size
+        for name, keys in zip(("channel", "category", "circumstance"), dimensions):
+            bits[name] = totals[at:at + len(keys)]
+            at += len(keys)
+        self.facts["spectators"] = {"population": sum(stages.values()), "stages": stages,
+                                    "frequency": frequencies, "bits": bits}
+        if with_disciplines:
+            self.facts["disciplines"] = {"population": sum(stages.values()), **self._discipline_facts(totals[at:])}
+
+    def _compute_cells(self) -> None:
+        """Purchases and distinct spectators per day of week and hour of purchase."""
+        inner = select(self._dow(T.c.purchased_at).label("dow"), self._hour(T.c.purchased_at).label("hour"),
+                       T.c.spectator_id.label("sid")).where(self._in_scope()).subquery()
+        rows = self.session.execute(
+            select(inner.c.dow, inner.c.hour, func.count(), func.count(distinct(inner.c.sid)))
+            .group_by(inner.c.dow, inner.c.hour)).all()
+        self.facts["cells"] = [[int(d), int(h), n, people] for d, h, n, people in rows if d is not None and h is not None]
+
+    def _compute_sums(self) -> None:
+        """Purchases, tickets and revenue per channel, category, price, size, month and lead time.
+
+        One GROUP BY on one integer code of the six: SQLite sorts every row for a GROUP BY, and
+        sorting one integer costs half of sorting six columns.
+        """
+        sizes = (len(PARTY_BUCKETS), 13, len(LEAD_BUCKETS) + 1)  # month 0 = unknown
+        code = ((self._mix_index() * sizes[0] + self._party_bucket(T.c.tickets)) * sizes[1]
+                + func.coalesce(self._month(T.c.purchased_at), 0)) * sizes[2] + self._lead_bucket()
+        inner = (
+            select(code.label("code"), T.c.tickets.label("tickets"), T.c.amount_cents.label("cents"))
+            .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
+            .where(self._in_scope())
+            .subquery()
+        )
+        rows = self.session.execute(
+            select(inner.c.code, func.count(), func.coalesce(func.sum(inner.c.tickets), 0),
+                   func.coalesce(func.sum(inner.c.cents), 0)).group_by(inner.c.code)).all()
+        facts = []
+        for value, n, tickets, cents in rows:
+            value = int(value)
+            value, lead = divmod(value, sizes[2])
+            value, month = divmod(value, sizes[1])
+            mix, party = divmod(value, sizes[0])
+            channel, rest = divmod(mix, len(CATEGORY_KEYS) * len(CIRCUMSTANCE_KEYS))
+            category, circumstance = divmod(rest, len(CIRCUMSTANCE_KEYS))
+            facts.append([channel, category, circumstance, party, month, lead, n, int(tickets), int(cents)])
+        self.facts["sums"] = facts
+
+    def _compute_fsa(self) -> None:
+        """Spectators of the scope per FSA."""
+        scoped = T.alias("scoped")
+        if self.scope.kind == "district":  # nearly everyone: probe each spectator's purchases
+            bought = exists().where(scoped.c.spectator_id == SP.c.id, self._in_scope(scoped))
+        else:  # a part of the district: collect its buyers once
+            bought = SP.c.id.in_(select(scoped.c.spectator_id).where(self._in_scope(scoped)))
+        rows = self.session.execute(select(SP.c.fsa, func.count()).where(bought).group_by(SP.c.fsa)).all()
+        self.facts["fsa"] = [[fsa, n] for fsa, n in rows]
+
+    def _compute_disciplines(self) -> None:
+        """What the scope's spectators bought anywhere in the district, by discipline and pair."""
+        if self.scope.kind == "district":
+            self._compute_spectators()
+            return
+        scoped = T.alias("scoped")
+        population = select(scoped.c.spectator_id).where(self._in_scope(scoped))
+        per_spectator = (
+            select(self._mask(self._discipline_bit()).label("mask"))
+            .select_from(T.join(S, S.c.id == T.c.show_id))
+            .where(unindexed(T.c.purchased_at) < self.high, T.c.spectator_id.in_(population))
+            .group_by(T.c.spectator_id)
+            .subquery()
+        )
+        values = self.session.execute(select(*self._discipline_sums(per_spectator.c.mask))).one()
+        self.facts["disciplines"] = {"population": self.population(), **self._discipline_facts(list(values))}
+
+    def population(self) -> int:
+        """Distinct spectators with a purchase in the scope up to ``as_of``."""
+        return self._fact("spectators")["population"]
+
+    # -- who --
+
+    def lifecycle(self) -> InsightTable:
+        stages = self._fact("spectators")["stages"]
+        items = [(s, STAGE_LABELS[s], stages[s], {}) for s in LIFECYCLE_STAGES]
+        return one_way("lifecycle", "who", _l("Life-cycle stage"), Column("label", _l("Stage"), "label"), items,
+                       self.population(), self.k, unit=_l("spectators"),
+                       note=_l("Distinct performances bought in the 18 months up to today: new = 1 and nothing "
+                               "earlier, once before = 2 (or 1 with earlier purchases), convertee = 3, active = 4 to "
+                               "10, super active = 11 or more; stale = nothing in 18 months but something in 36; "
+                               "lapsed = nothing in 36 months. Purchases in this scope only."))
+
+    def frequency(self) -> InsightTable:
+        counts = self._fact("spectators")["frequency"]
+        items = [(i, _range_label(low, high), counts[i], {}) for i, (low, high) in enumerate(FREQUENCY_BUCKETS)]
+        return one_way("frequency", "who", _l("Frequency: purchases per spectator"),
+                       Column("label", _l("Purchases"), "label"), items, self.population(), self.k,
+                       chart="vbar", unit=_l("spectators"),
+                       note=_l("All purchases on record in this scope; a purchase is tickets for one performance."))
+
+    def _sum_by(self, position: int, size: int) -> tuple[list[int], list[int], list[int]]:
+        """Purchases, tickets and cents per value of one column of the sums (an index 0..size-1)."""
+        purchases, tickets, cents = [0] * size, [0] * size, [0] * size
+        for row in self._fact("sums"):
+            i = row[position]
+            if 0 <= i < size:
+                purchases[i] += row[6]
+                tickets[i] += row[7]
+                cents[i] += row[8]
+        return purchases, tickets, cents
+
+    def party_size(self) -> InsightTable:
+        people = self._fact("spectators")["bits"]["party"]
+        purchases, _tickets, _cents = self._sum_by(3, len(PARTY_BUCKETS))
+        items = [(i, _range_label(low, high), people[i], {"purchases": purchases[i]})
+                 for i, (low, high) in enumerate(PARTY_BUCKETS)]
+        return one_way("party_size", "who", _l("Party size: tickets per purchase"),
+                       Column("label", _l("Tickets"), "label"), items, self.population(), self.k,
+                       measures=["purchases"], share_of="purchases", overlapping=True, chart="vbar",
+                       measure="purchases", unit=_l("purchases"),
+                       note=_l("A purchase is one line of an order: tickets for one performance. Spectators: those "
+                               "who made at least one such purchase."))
+
+    # -- where --
+
+    def _fsa_counts(self) -> dict:
+        counts: dict = {}
+        for fsa, n in self._fact("fsa"):
+            counts[fsa] = counts.get(fsa, 0) + n
+        return counts
+
+    def regions(self) -> InsightTable:
+        counts = dict.fromkeys(REGIONS, 0)
+        for fsa, n in self._fsa_counts().items():
+            counts[region_of(fsa)] += n
+        items = [(r, REGION_LABELS[r], counts[r], {}) for r in REGIONS]
+        table = one_way("regions", "where", _l("Regions"), Column("label", _l("Region"), "label"), items,
+                        self.population(), self.k, unit=_l("spectators"),
+                        note=_l("From the first three characters of the postal code (FSA); Laval is H7."))
+        # The share from outside the island, among spectators whose region is known: only from
+        # figures that are shown, so it reveals nothing the table does not.
+        by_key = dict(zip(table.row_keys, table.rows))
+        at = table.index("spectators")
+        island, unknown, total = by_key["island"][at], by_key["unknown"][at], table.total[at]
+        known = None if total is None or unknown is None else total - unknown
+        table.summary["outside_share"] = None if island is None or not known else (known - island) / known
+        return table
+
+    def fsas(self) -> InsightTable:
+        counts = self._fsa_counts()
+        unknown = counts.pop(None, 0)
+        ranked = sorted(((n, fsa) for fsa, n in counts.items() if n >= self.k), key=lambda t: (-t[0], t[1]))
+        top = [fsa for _n, fsa in ranked[:TOP_FSAS]]
+        other = sum(n for fsa, n in counts.items() if fsa not in top)
+        items = [(f"fsa:{fsa}", fsa, counts[fsa], {}) for fsa in top]
+        items += [("other", _l("Other FSAs"), other, {}), ("unknown", _l("Unknown"), unknown, {})]
+        return one_way("fsas", "where", _l("Top forward sortation areas (FSA)"), Column("label", _l("FSA"), "label"),
+                       items, self.population(), self.k, unit=_l("spectators"),
+                       note=_l("The %(n)d areas with the most spectators; the others are grouped.", n=TOP_FSAS))
+
+    # -- when --
+
+    def lead_time(self) -> InsightTable:
+        people = self._fact("spectators")["bits"]["lead"]
+        _purchases, tickets, _cents = self._sum_by(5, len(LEAD_LABELS))
+        items = [(i, LEAD_LABELS[i], people[i], {"tickets": tickets[i]}) for i in range(len(LEAD_LABELS))]
+        table = one_way("lead_time", "when", _l("Lead time: days between purchase and performance"),
+                        Column("label", _l("Bought"), "label"), items, self.population(), self.k,
+                        measures=["tickets"], share_of="tickets", overlapping=True, chart="vbar", measure="tickets",
+                        unit=_l("tickets"),
+                        note=_l("Unknown: no performance date, or a purchase recorded after the performance."))
+        table.chart_labels = [_range_label(low, high) for low, high in LEAD_BUCKETS] + ["?"]
+        table.axis_label = _l("Days before the performance")
+        return table
+
+    def day_hour(self) -> InsightTable:
+        bits = self._fact("spectators")["bits"]
+        # Rows: the 24 hours; columns: Monday to Sunday (a tall table reads better than a wide one).
+        spectators = [[0] * 7 for _ in range(24)]
+        values = [[0] * 7 for _ in range(24)]
+        for dow, hour, n, people in self._fact("cells"):
+            if 0 <= hour < 24 and 0 <= dow < 7:
+                spectators[hour][WEEK.index(dow)] = people
+                values[hour][WEEK.index(dow)] = n
+        return matrix_with_margins(
+            "day_hour", "when", _l("Day of week and hour of purchase"), [f"{h:02d}:00" for h in range(24)],
+            [day_label(d, "abbreviated") for d in WEEK], spectators, bits["hour"],
+            [bits["dow"][d] for d in WEEK], self.population(), values, self.k, corner_label=_l("Hour"),
+            unit=_l("purchases"), note=_l("Purchases by the local time of purchase recorded in the exports."))
+
+    def seasonality(self) -> InsightTable:
+        people = self._fact("spectators")["bits"]["month"]
+        _purchases, tickets, _cents = self._sum_by(4, 13)
+        items = [(m, month_label(m), people[m - 1], {"tickets": tickets[m]}) for m in range(1, 13)]
+        table = one_way("seasonality", "when", _l("Seasonality: month of purchase"),
+                        Column("label", _l("Month"), "label"), items, self.population(), self.k,
+                        measures=["tickets"], share_of="tickets", overlapping=True, chart="vbar", measure="tickets",
+                        unit=_l("tickets"), note=_l("All years together."))
+        table.chart_labels = [month_label(m, "abbreviated") for m in range(1, 13)]
+        return table
+
+    # -- what --
+
+    def disciplines(self) -> InsightTable:
+        facts = self._fact("disciplines")
+        items = [(d, DISCIPLINE_LABELS[d], facts["single"][i], {}) for i, d in enumerate(DISCIPLINES)
+                 if facts["single"][i]]
+        note = _l("Every discipline these spectators bought in the district (a spectator counts in each).") \
+            if self.scope.kind != "district" else _l("A spectator counts in each discipline bought.")
+        return one_way("disciplines", "what", _l("Disciplines bought"), Column("label", _l("Discipline"), "label"),
+                       items, facts["population"], self.k_district, overlapping=True, sort=True,
+                       unit=_l("spectators"), note=note)
+
+    def crossover(self) -> InsightTable:
+        """Spectators who bought both the row's and the column's discipline (the diagonal: the row's)."""
+        facts = self._fact("disciplines")
+        present = [(i, d) for i, d in enumerate(DISCIPLINES) if facts["single"][i]]
+        both = [[facts["pairs"][i][j] for j, _ in present] for i, _ in present]
+        k = self.k_district
+        # The diagonal shows what the disciplines table shows, hidden where it hides.
+        shown = self.disciplines()
+        at = shown.index("spectators")
+        diagonal = {key: row[at] for key, row in zip(shown.row_keys, shown.rows)}
+        size = len(present)
+        grid: list[list[int | None]] = [[None] * size for _ in range(size)]
+        for a in range(size):
+            for b in range(size):
+                n = both[a][b]
+                if a == b:
+                    grid[a][b] = diagonal[present[a][1]]
+                elif not (is_small(n, k) or is_small(both[a][a] - n, k) or is_small(both[b][b] - n, k)
+                          or is_small(facts["population"] - both[a][a] - both[b][b] + n, k)):
+                    # also hidden: a small "bought A but not B" (the diagonal minus the cell) or
+                    # "bought neither" (the population minus both diagonals plus the cell)
+                    grid[a][b] = n
+        labels = [DISCIPLINE_LABELS[d] for _i, d in present]
+        columns = [Column("label", _l("Bought"), "label")]
+        columns += [Column(d, DISCIPLINE_LABELS[d], "spectators") for _i, d in present]
+        return InsightTable(
+            key="crossover", question="what", title=_l("Discipline crossover"), columns=columns,
+            rows=[[labels[a]] + grid[a] for a in range(size)], total=None, k=k, chart="heatmap",
+            measure="spectators", unit=_l("spectators"), matrix=True, row_keys=[d for _i, d in present],
+            note=_l("Spectators who bought both the row's and the column's discipline; on the diagonal, those who "
+                    "bought the discipline."))
+
+    def _mix_table(self, key: str, title, label, dimension: str, keys: tuple, labels: dict) -> InsightTable:
+        people = self._fact("spectators")["bits"][dimension]
+        position = ("channel", "category", "circumstance").index(dimension)
+        _purchases, tickets, cents = self._sum_by(position, len(keys))
+        items = [(value, labels[value], people[i], {"tickets": tickets[i], "revenue": cents[i]})
+                 for i, value in enumerate(keys) if people[i] or tickets[i]]
+        return one_way(key, "what", title, Column("label", label, "label"), items, self.population(), self.k,
+                       measures=["tickets", "revenue"], share_of="tickets", overlapping=True, measure="tickets",
+                       unit=_l("tickets"),
+                       note=_l("Spectators who bought this way at least once (a spectator may count in several "
+                               "rows); tickets and revenue are hidden with them."))
+
+    def channels(self) -> InsightTable:
+        return self._mix_table("channels", _l("Purchase channels"), _l("Channel"), "channel", CHANNEL_KEYS,
+                               CHANNEL_LABELS)
+
+    def categories(self) -> InsightTable:
+        return self._mix_table("categories", _l("Single tickets or subscription"), _l("Purchase"), "category",
+                               CATEGORY_KEYS, CATEGORY_LABELS)
+
+    def circumstances(self) -> InsightTable:
+        return self._mix_table("circumstances", _l("Promotion or regular price"), _l("Price"), "circumstance",
+                               CIRCUMSTANCE_KEYS, CIRCUMSTANCE_LABELS)
+
+    def tables(self) -> dict[str, InsightTable]:
+        return {name: getattr(self, name)() for name in TABLES}
+
+
+# The tables of a page, in the order of the questions.
+TABLES = ("lifecycle", "frequency", "party_size", "regions", "fsas", "lead_time", "day_hour", "seasonality",
+          "disciplines", "crossover", "channels", "categories", "circumstances")
+
+
+# --- one function per table ------------------------------------------------------------------------
+
+def lifecycle(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators by life-cycle stage (DESIGN.md §7) as of ``as_of`` (today by default)."""
+    return InsightQuery(session, scope, as_of).lifecycle()
+
+
+def frequency(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators by number of distinct performances bought."""
+    return InsightQuery(session, scope, as_of).frequency()
+
+
+def party_size(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Purchases by number of tickets."""
+    return InsightQuery(session, scope, as_of).party_size()
+
+
+def regions(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators by region of their FSA, with the share from outside the island in ``summary``."""
+    return InsightQuery(session, scope, as_of).regions()
+
+
+def fsas(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators of the top FSAs, the others grouped."""
+    return InsightQuery(session, scope, as_of).fsas()
+
+
+def lead_time(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Tickets by days between purchase and performance."""
+    return InsightQuery(session, scope, as_of).lead_time()
+
+
+def day_hour(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Purchases by hour (rows) and day of week (columns), with totals."""
+    return InsightQuery(session, scope, as_of).day_hour()
+
+
+def seasonality(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Tickets by calendar month of purchase."""
+    return InsightQuery(session, scope, as_of).seasonality()
+
+
+def disciplines(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators of the scope by discipline bought anywhere in the district."""
+    return InsightQuery(session, scope, as_of).disciplines()
+
+
+def crossover(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators of the scope by pair of disciplines bought."""
+    return InsightQuery(session, scope, as_of).crossover()
+
+
+def channels(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators, tickets and revenue by purchase channel."""
+    return InsightQuery(session, scope, as_of).channels()
+
+
+def categories(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators, tickets and revenue: single tickets or subscription."""
+    return InsightQuery(session, scope, as_of).categories()
+
+
+def circumstances(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
+    """Spectators, tickets and revenue by price circumstance (promotion, regular...)."""
+    return InsightQuery(session, scope, as_of).circumstances()
+
+
+# --- the whole page, with its facts cached while the data stay the same ---------------------------------
+
+_memory: dict[str, tuple[float, dict]] = {}
+_memory_lock = threading.Lock()
+MEMORY_ENTRIES = 64
+FACTS_VERSION = 1  # bump when the facts' shape changes, so that old cache files are ignored
+
+
+def data_fingerprint(session: Session) -> list:
+    """Changes whenever the pooled data the insights read change; every part is an index lookup.
+
+    New imports move the largest batch, transaction and spectator ids; a rebuilt district (same
+    ids, other people) moves the smallest and largest spectator keys.
+    """
+    return [
+        session.scalar(select(func.count(Organisation.id))),
+        session.scalar(select(func.max(ImportBatch.id))),
+        session.scalar(select(func.max(T.c.id))),
+        session.scalar(select(func.max(S.c.id))),
+        session.scalar(select(func.max(SP.c.id))),
+        session.scalar(select(func.min(SP.c.key))),
+        session.scalar(select(func.max(SP.c.key))),
+    ]
+
+
+def _cache_key(session: Session, scope: Scope, as_of: dt.date) -> str:
+    parts = [FACTS_VERSION, str(session.get_bind().url), scope.kind, scope.key, scope.organisation_id,
+             as_of.isoformat(), data_fingerprint(session)]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
+
+
+def _read_cached(key: str, cache_dir: Path | None, ttl: float) -> dict | None:
+    now = time.time()
+    with _memory_lock:
+        hit = _memory.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+    if cache_dir is None:
+        return None
+    path = cache_dir / f"{key}.json"
+    try:
+        if path.stat().st_mtime + ttl < now:
+            return None
+        facts = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    with _memory_lock:
+        _memory[key] = (now + ttl, facts)
+    return facts
+
+
+def _write_cached(key: str, facts: dict, cache_dir: Path | None, ttl: float) -> None:
+    now = time.time()
+    with _memory_lock:
+        if len(_memory) >= MEMORY_ENTRIES:
+            for stale in sorted(_memory, key=lambda k_: _memory[k_][0])[: len(_memory) - MEMORY_ENTRIES + 1]:
+                del _memory[stale]
+        _memory[key] = (now + ttl, facts)
+    if cache_dir is None:
+        return
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(facts))
+        tmp.replace(cache_dir / f"{key}.json")  # atomic: a reader never sees half a file
+        for old in cache_dir.glob("*.json"):  # files of past days and data go after a while
+            if old.stat().st_mtime + max(ttl, 86400) < now:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # the cache is an optimisation only
+
+
+def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None, *, cache_seconds: float = 0,
+                   cache_dir: Path | None = None) -> dict:
+    """Every table of a scope's page: {"k", "k_district", "as_of", "population", "tables"}.
+
+    :param cache_seconds: keep the raw facts that long (0: compute afresh). They are keyed by the
+        scope, the date and :func:`data_fingerprint`, so new data are never hidden by the cache;
+        suppression with the current k runs at every call.
+    :param cache_dir: also keep them as files there (shared by processes, kept across restarts).
+    """
+    as_of = as_of or dt.date.today()
+    facts, key = None, None
+    if cache_seconds:
+        key = _cache_key(session, scope, as_of)
+        facts = _read_cached(key, cache_dir, cache_seconds)
+    query = InsightQuery(session, scope, as_of, facts=facts)
+    if facts is None:
+        facts = query.compute_all()
+        if key is not None:
+            _write_cached(key, facts, cache_dir, cache_seconds)
+    population = query.population()
+    return {
+        "k": query.k,
+        "k_district": query.k_district,
+        "as_of": query.as_of,
+        "population": None if is_small(population, query.k) else population,
+        "tables": query.tables(),
+    }
+
+
+def warm_insights(session: Session, cache_dir: Path | None, cache_seconds: float = 86400) -> int:
+    """Compute and cache the facts of the district, every discipline and every organisation
+    (for a scheduled job after imports, so that the first visitor does not wait). Returns the
+    number of scopes."""
+    scopes = [Scope.district()] + [Scope.discipline(d) for d in discipline_choices(session)]
+    scopes += [Scope.organisation(o) for o in session.scalars(select(Organisation).order_by(Organisation.id))]
+    for scope in scopes:
+        build_insights(session, scope, cache_seconds=cache_seconds, cache_dir=cache_dir)
+    return len(scopes)
+
+
+def discipline_choices(session: Session, organisation_id: int | None = None) -> list[str]:
+    """Disciplines with shows (of one organisation, with those it declares), in the usual order."""
+    query = select(S.c.discipline).distinct()
+    if organisation_id is not None:
+        query = query.where(S.c.organisation_id == organisation_id)
+    found = set(session.scalars(query))
+    if organisation_id is not None:
+        organisation = session.get(Organisation, organisation_id)
+        if organisation is not None:
+            found |= set(organisation.discipline_list)
+    return [d for d in DISCIPLINES if d in found]

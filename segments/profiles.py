@@ -1,0 +1,528 @@
+"""Spectator profiles: one derived row per spectator, rebuilt set-wise in SQL from the pooled data.
+
+A profile holds what the segment rules need, as of one date (``as_of``): only purchases made on
+or before that date count, consents are judged at the end of that day. Every row of the table
+shares the same ``as_of``: the lifecycle of every spectator moves with the date, so a refresh at
+a new date is always a full one (see :func:`refresh_profiles`).
+
+Organisation sets are a bit mask with bit ``organisation.id``. A 64-bit signed integer holds bits
+0 to 62, so an organisation whose id is above :data:`MAX_MASK_ORGANISATION_ID` is left out of the
+mask; the rule compiler (``segments.query``) notices such an organisation in a rule and answers
+that condition from the transactions instead.
+
+The SQL here is shared with the rule compiler, which evaluates the same facts at another date
+from the transactions (:func:`facts_select`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Float,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    distinct,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.expression import SelectBase
+
+from core.models import DISCIPLINES, Consent, Contact, ImportBatch, Setting, Show, Spectator, Transaction, utcnow
+from segments.models import SpectatorProfile
+
+MAX_MASK_ORGANISATION_ID = 62
+LIFECYCLE_WINDOW_DAYS = 548  # 18 months
+STALE_WINDOW_DAYS = 1096  # 36 months
+LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
+CHANNEL_ORDER = ("web", "box_office", "phone")
+REFRESHED_AT_SETTING = "profiles_refreshed_at"
+CHUNK = 2000  # spectator ids per statement in an incremental refresh of an explicit id list
+
+T = Transaction.__table__
+S = Show.__table__
+P = SpectatorProfile.__table__
+PROFILE_COLUMNS = tuple(c.name for c in P.columns)
+
+
+# --- portable SQL pieces (shared with segments.query) -------------------------------------------
+
+class day_of(FunctionElement):
+    """The calendar date of a timestamp: ``date(x)`` on SQLite, ``CAST(x AS DATE)`` elsewhere."""
+
+    type = Date()
+    name = "day_of"
+    inherit_cache = True
+
+
+@compiles(day_of)
+def _day_of_default(element, compiler, **kw):
+    return "CAST(%s AS DATE)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(day_of, "sqlite")
+def _day_of_sqlite(element, compiler, **kw):
+    return "date(%s)" % compiler.process(element.clauses, **kw)
+
+
+class days_between(FunctionElement):
+    """Whole days from the date of the second timestamp to the date of the first."""
+
+    type = Integer()
+    name = "days_between"
+    inherit_cache = True
+
+
+@compiles(days_between)
+def _days_between_default(element, compiler, **kw):
+    later, earlier = list(element.clauses)
+    return "(CAST(%s AS DATE) - CAST(%s AS DATE))" % (compiler.process(later, **kw), compiler.process(earlier, **kw))
+
+
+@compiles(days_between, "sqlite")
+def _days_between_sqlite(element, compiler, **kw):
+    later, earlier = list(element.clauses)
+    return "CAST(julianday(date(%s)) - julianday(date(%s)) AS INTEGER)" % (
+        compiler.process(later, **kw), compiler.process(earlier, **kw))
+
+
+def dialect_name(session_or_bind) -> str:
+    bind = session_or_bind.get_bind() if isinstance(session_or_bind, Session) else session_or_bind
+    return bind.dialect.name
+
+
+def without_jit(session: Session) -> None:
+    """On PostgreSQL, no JIT compilation for the rest of this transaction (``SET LOCAL``).
+
+    The aggregates over every transaction have cost estimates that trigger the JIT, which then
+    spends seconds compiling (2 s of a 7 s refresh on the 50k demo) to save nothing.
+    """
+    if dialect_name(session) == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    """Midnight at the start of ``day``: purchases on ``day`` are those in [start, start + 1 day)."""
+    return dt.datetime.combine(day, dt.time())
+
+
+def window_bounds(as_of: dt.date, within_days: int | None) -> tuple[dt.datetime | None, dt.datetime]:
+    """The purchase-time bounds [low, high) of "the D days ending with as_of" (all days when None).
+
+    DESIGN.md §7: purchase date > as_of − D and ≤ as_of.
+    """
+    high = day_start(as_of + dt.timedelta(days=1))
+    if within_days is None:
+        return None, high
+    return day_start(as_of - dt.timedelta(days=within_days - 1)), high
+
+
+def order_key(table=None):
+    """An order: (organisation, order id) when the export gave one, else the transaction itself."""
+    t = T if table is None else table
+    return case(
+        (t.c.order_id.is_(None), literal("t", String) + cast(t.c.id, String)),
+        else_=cast(t.c.organisation_id, String) + literal(":", String) + t.c.order_id,
+    )
+
+
+def organisation_bit(column=None):
+    """``1 << organisation_id`` for ids that fit a signed 64-bit mask, 0 beyond."""
+    column = T.c.organisation_id if column is None else column
+    return case(
+        (column <= MAX_MASK_ORGANISATION_ID, cast(literal(1), BigInteger).op("<<")(column)),
+        else_=cast(literal(0), BigInteger),
+    )
+
+
+def discipline_bit(column=None):
+    column = S.c.discipline if column is None else column
+    return case({key: 1 << i for i, key in enumerate(DISCIPLINES)}, value=column, else_=0)
+
+
+def channel_rank(column=None):
+    column = T.c.channel if column is None else column
+    return case({c: i for i, c in enumerate(CHANNEL_ORDER)}, value=column, else_=len(CHANNEL_ORDER))
+
+
+def lifecycle_case(shows_548, first_purchase, last_purchase, as_of: dt.date):
+    """DESIGN.md §7 life-cycle stage from distinct shows in the 548 days ending ``as_of`` and the
+    first and last purchase timestamps (all purchases up to ``as_of``)."""
+    start_548, _ = window_bounds(as_of, LIFECYCLE_WINDOW_DAYS)
+    start_1096, _ = window_bounds(as_of, STALE_WINDOW_DAYS)
+    return case(
+        (shows_548 >= 11, literal("super_active")),
+        (shows_548 >= 4, literal("active")),
+        (shows_548 == 3, literal("convertee")),
+        (shows_548 == 2, literal("once_before")),
+        (and_(shows_548 == 1, first_purchase < start_548), literal("once_before")),
+        (shows_548 == 1, literal("new")),
+        (last_purchase >= start_1096, literal("stale")),
+        else_=literal("lapsed"),
+    )
+
+
+# --- the facts, as SELECTs ------------------------------------------------------------------------
+
+def _restrict(query: Select, column, spectator_ids) -> Select:
+    if spectator_ids is None:
+        return query
+    return query.where(column.in_(spectator_ids))
+
+
+def aggregates_select(as_of: dt.date, spectator_ids=None, within_days: int | None = None,
+                      columns: Iterable[str] | None = None) -> Select:
+    """One row per spectator with purchases in the window: counts, money, dates, masks, shares.
+
+    :param spectator_ids: None (everyone), a list, or a SELECT of ids.
+    :param within_days: only the purchases of the D days ending ``as_of`` (all purchases up to
+        ``as_of`` when None).
+    :param columns: the aggregates wanted (all when None); ``spectator_id`` always comes first.
+    """
+    low, high = window_bounds(as_of, within_days)
+    start_548, _ = window_bounds(as_of, LIFECYCLE_WINDOW_DAYS)
+    key = order_key()
+    orders = func.count(distinct(key))
+    promo_orders = func.count(distinct(case((T.c.circumstance == "promotion", key))))
+    tickets = func.coalesce(func.sum(T.c.tickets), 0)
+    available = {
+        "first_at": lambda: func.min(T.c.purchased_at),
+        "last_at": lambda: func.max(T.c.purchased_at),
+        "shows": lambda: func.count(distinct(T.c.show_id)),
+        "orders": lambda: orders,
+        "tickets": lambda: tickets,
+        "spent_cents": lambda: func.coalesce(func.sum(T.c.amount_cents), 0),
+        "shows_548": lambda: func.count(distinct(case((T.c.purchased_at >= start_548, T.c.show_id)))),
+        # Each organisation (discipline) has its own bit, so the sum of the distinct bits is the OR.
+        "organisation_mask": lambda: cast(func.coalesce(func.sum(distinct(organisation_bit())), 0), BigInteger),
+        "discipline_mask": lambda: cast(func.coalesce(func.sum(distinct(discipline_bit())), 0), Integer),
+        "subscriber": lambda: func.max(case((T.c.category == "subscription", 1), else_=0)) == 1,
+        "promo_share": lambda: cast(promo_orders, Float) / orders,
+        "tickets_per_order": lambda: cast(tickets, Float) / orders,
+    }
+    names = list(available) if columns is None else [n for n in available if n in set(columns)]
+    needs_show = any(n in ("discipline_mask",) for n in names)
+    source = T.outerjoin(S, S.c.id == T.c.show_id) if needs_show else T
+    query = (
+        select(T.c.spectator_id.label("spectator_id"), *(available[n]().label(n) for n in names))
+        .select_from(source)
+        .where(T.c.purchased_at < high)
+        .group_by(T.c.spectator_id)
+    )
+    if low is not None:
+        query = query.where(T.c.purchased_at >= low)
+    return _restrict(query, T.c.spectator_id, spectator_ids)
+
+
+def main_channel_select(as_of: dt.date, spectator_ids=None, within_days: int | None = None) -> Select:
+    """(spectator_id, main_channel): the channel of most orders, ties broken web, box office, phone."""
+    low, high = window_bounds(as_of, within_days)
+    ranked = (
+        select(
+            T.c.spectator_id,
+            T.c.channel,
+            func.row_number().over(
+                partition_by=T.c.spectator_id,
+                order_by=(func.count(distinct(order_key())).desc(), channel_rank(), T.c.channel),
+            ).label("rank"),
+        )
+        .where(T.c.channel.in_(CHANNEL_ORDER), T.c.purchased_at < high)
+        .group_by(T.c.spectator_id, T.c.channel)
+    )
+    if low is not None:
+        ranked = ranked.where(T.c.purchased_at >= low)
+    ranked = _restrict(ranked, T.c.spectator_id, spectator_ids).subquery("channel_ranked")
+    return select(ranked.c.spectator_id, ranked.c.channel.label("main_channel")).where(ranked.c.rank == 1)
+
+
+def lead_select(as_of: dt.date, spectator_ids=None, within_days: int | None = None) -> Select:
+    """(spectator_id, lead_days): median days from purchase date to show date, over order lines."""
+    low, high = window_bounds(as_of, within_days)
+    lead = days_between(S.c.starts_at, T.c.purchased_at)
+    lines = (
+        select(
+            T.c.spectator_id,
+            lead.label("lead"),
+            func.row_number().over(partition_by=T.c.spectator_id, order_by=lead).label("n"),
+            func.count().over(partition_by=T.c.spectator_id).label("total"),
+        )
+        .select_from(T.join(S, S.c.id == T.c.show_id))
+        .where(T.c.purchased_at < high)
+    )
+    if low is not None:
+        lines = lines.where(T.c.purchased_at >= low)
+    lines = _restrict(lines, T.c.spectator_id, spectator_ids).subquery("lead_lines")
+    # The median: the middle line, or the mean of the two middle ones (integer division).
+    middle = or_(lines.c.n == (lines.c.total + 1) // 2, lines.c.n == (lines.c.total + 2) // 2)
+    return (
+        select(lines.c.spectator_id, cast(func.avg(lines.c.lead), Float).label("lead_days"))
+        .where(middle)
+        .group_by(lines.c.spectator_id)
+    )
+
+
+def consent_instant(as_of: dt.date) -> dt.datetime:
+    """Consents are judged at the end of the ``as_of`` day (midnight after it)."""
+    return day_start(as_of + dt.timedelta(days=1))
+
+
+def valid_consent(at: dt.datetime, table=None):
+    """A consent valid at ``at``: given, not withdrawn, and (when implied) not expired."""
+    c = Consent.__table__ if table is None else table
+    return and_(
+        c.c.basis != "none",
+        c.c.given_at <= at,
+        or_(c.c.withdrawn_at.is_(None), c.c.withdrawn_at > at),
+        or_(c.c.expires_at.is_(None), c.c.expires_at > at),
+    )
+
+
+def consents_select(as_of: dt.date, spectator_ids=None) -> Select:
+    """(spectator_id, newsletter, has_valid): valid e-mail consents at the end of ``as_of``."""
+    at = consent_instant(as_of)
+    c = Consent.__table__
+    k = Contact.__table__
+    valid = valid_consent(at, c)
+    query = (
+        select(
+            k.c.spectator_id,
+            func.max(case((and_(valid, c.c.basis == "express"), 1), else_=0)).label("newsletter"),
+            func.max(case((valid, 1), else_=0)).label("has_valid"),
+        )
+        .select_from(c.join(k, k.c.id == c.c.contact_id))
+        .where(c.c.channel == "email")
+        .group_by(k.c.spectator_id)
+    )
+    return _restrict(query, k.c.spectator_id, spectator_ids)
+
+
+def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | None = None,
+                 consents_on: dt.date | None = None) -> Select:
+    """The profile of every spectator who bought something up to ``as_of``, as one SELECT whose
+    columns are those of ``spectator_profile`` (all of them, or only ``columns``).
+
+    The refresh inserts it; the rule compiler reads it as a derived table for a date other than
+    the stored profiles' date.
+
+    :param consents_on: the day whose end ``newsletter`` and ``contactable`` are judged at
+        (default ``as_of``): the rules treat them as current facts, whatever the rule's date.
+    """
+    wanted = set(PROFILE_COLUMNS) if columns is None else set(columns)
+    consents_on = consents_on or as_of
+
+    def want(*names: str) -> bool:
+        return any(n in wanted for n in names)
+
+    agg_columns = set()
+    for name in ("shows", "orders", "tickets", "spent_cents", "shows_548", "organisation_mask",
+                 "discipline_mask", "subscriber", "promo_share", "tickets_per_order"):
+        if want(name):
+            agg_columns.add(name)
+    if want("first_purchase_on", "lifecycle"):
+        agg_columns.add("first_at")
+    if want("last_purchase_on", "lifecycle"):
+        agg_columns.add("last_at")
+    if want("lifecycle"):
+        agg_columns.add("shows_548")
+    agg = aggregates_select(as_of, spectator_ids, columns=agg_columns).subquery("agg")
+    sp = Spectator.__table__
+    source = agg
+    if want("fsa", "contactable"):
+        source = source.join(sp, sp.c.id == agg.c.spectator_id)
+    cols = [agg.c.spectator_id.label("spectator_id")]
+    if want("as_of"):
+        cols.append(literal(as_of, Date).label("as_of"))
+    if want("fsa"):
+        cols.append(sp.c.fsa.label("fsa"))
+    if want("first_purchase_on"):
+        cols.append(day_of(agg.c.first_at).label("first_purchase_on"))
+    if want("last_purchase_on"):
+        cols.append(day_of(agg.c.last_at).label("last_purchase_on"))
+    for name in ("shows", "orders", "tickets", "spent_cents", "shows_548"):
+        if want(name):
+            cols.append(agg.c[name].label(name))
+    if want("lifecycle"):
+        cols.append(lifecycle_case(agg.c.shows_548, agg.c.first_at, agg.c.last_at, as_of).label("lifecycle"))
+    for name in ("organisation_mask", "discipline_mask", "subscriber"):
+        if want(name):
+            cols.append(agg.c[name].label(name))
+    if want("newsletter", "contactable"):
+        cons = consents_select(consents_on, spectator_ids).subquery("cons")
+        source = source.outerjoin(cons, cons.c.spectator_id == agg.c.spectator_id)
+        if want("newsletter"):
+            cols.append((func.coalesce(cons.c.newsletter, 0) == 1).label("newsletter"))
+        if want("contactable"):
+            at = consent_instant(consents_on)
+            not_opted_out = or_(sp.c.opted_out_at.is_(None), sp.c.opted_out_at > at)
+            cols.append(case((and_(func.coalesce(cons.c.has_valid, 0) == 1, not_opted_out), true()),
+                             else_=false()).label("contactable"))
+    if want("main_channel"):
+        chan = main_channel_select(as_of, spectator_ids).subquery("chan")
+        source = source.outerjoin(chan, chan.c.spectator_id == agg.c.spectator_id)
+        cols.append(chan.c.main_channel.label("main_channel"))
+    if want("promo_share"):
+        cols.append(agg.c.promo_share.label("promo_share"))
+    if want("lead_days"):
+        lead = lead_select(as_of, spectator_ids).subquery("lead")
+        source = source.outerjoin(lead, lead.c.spectator_id == agg.c.spectator_id)
+        cols.append(lead.c.lead_days.label("lead_days"))
+    if want("tickets_per_order"):
+        cols.append(agg.c.tickets_per_order.label("tickets_per_order"))
+    return select(*cols).select_from(source)
+
+
+# --- refresh --------------------------------------------------------------------------------------
+
+def profiles_as_of(session: Session) -> dt.date | None:
+    """The date the stored profiles describe (None when there are none)."""
+    return session.scalar(select(SpectatorProfile.as_of).limit(1))
+
+
+def _insert_profiles(session: Session, as_of: dt.date, spectator_ids) -> int:
+    query = facts_select(as_of, spectator_ids)
+    names = [column.name for column in query.selected_columns]
+    result = session.execute(insert(P).from_select(names, query).execution_options(preserve_rowcount=True))
+    return result.rowcount or 0
+
+
+def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None = None) -> int:
+    """(Re)build spectator profiles as of ``as_of`` (default today) in a few set-wise statements.
+
+    :param session: the caller's session; this flushes and never commits.
+    :param spectator_ids: None for a full rebuild (delete all, insert all); otherwise the
+        spectators to rebuild, as an iterable of ids (processed in chunks) or a SELECT of ids
+        (one statement). When the stored profiles describe another date than ``as_of``, the
+        refresh is a full one whatever ``spectator_ids`` says, so that every row shares one date.
+    :param as_of: the date the profiles describe; purchases after it are ignored.
+    :returns: the number of profile rows written.
+    """
+    as_of = as_of or dt.date.today()
+    session.flush()
+    without_jit(session)
+    if spectator_ids is not None:
+        stored = profiles_as_of(session)
+        if stored is not None and stored != as_of:
+            spectator_ids = None
+    if spectator_ids is None:
+        session.execute(delete(P))
+        written = _insert_profiles(session, as_of, None)
+    elif isinstance(spectator_ids, SelectBase):
+        ids = spectator_ids
+        session.execute(delete(P).where(P.c.spectator_id.in_(ids)))
+        written = _insert_profiles(session, as_of, ids)
+    else:
+        unique = sorted(set(int(i) for i in spectator_ids))
+        written = 0
+        for start in range(0, len(unique), CHUNK):
+            chunk = unique[start:start + CHUNK]
+            session.execute(delete(P).where(P.c.spectator_id.in_(chunk)))
+            written += _insert_profiles(session, as_of, chunk)
+    _set_refreshed_at(session, utcnow())
+    session.flush()
+    # The rows changed under the ORM's feet: profiles loaded in this session reload when read.
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, SpectatorProfile):
+            session.expire(instance)
+    return written
+
+
+def _set_refreshed_at(session: Session, when: dt.datetime) -> None:
+    setting = session.get(Setting, REFRESHED_AT_SETTING)
+    if setting is None:
+        session.add(Setting(name=REFRESHED_AT_SETTING, value=when.isoformat()))
+    else:
+        setting.value = when.isoformat()
+
+
+def last_refreshed_at(session: Session) -> dt.datetime | None:
+    value = session.scalar(select(Setting.value).where(Setting.name == REFRESHED_AT_SETTING))
+    try:
+        return dt.datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def changed_since(since: dt.datetime) -> Select:
+    """SELECT of the spectators whose purchases or consents changed after ``since``: transactions
+    of batches created after it, contacts updated after it, consents given or withdrawn after it,
+    district-wide opt-outs after it."""
+    b = ImportBatch.__table__
+    k = Contact.__table__
+    c = Consent.__table__
+    sp = Spectator.__table__
+    from_batches = select(T.c.spectator_id).where(
+        T.c.batch_id.in_(select(b.c.id).where(b.c.created_at >= since)))
+    from_contacts = select(k.c.spectator_id).where(k.c.updated_at >= since)
+    from_consents = (
+        select(k.c.spectator_id)
+        .select_from(c.join(k, k.c.id == c.c.contact_id))
+        .where(or_(c.c.given_at >= since, c.c.withdrawn_at >= since))
+    )
+    from_opt_outs = select(sp.c.id).where(sp.c.opted_out_at >= since)
+    return from_batches.union(from_contacts, from_consents, from_opt_outs)
+
+
+def refresh_changed(session: Session, as_of: dt.date | None = None, full: bool = False) -> tuple[str, int]:
+    """What ``pilot profiles refresh`` does: a full rebuild when asked, when never refreshed or
+    when the date changed; otherwise the spectators changed since the last refresh.
+
+    :returns: ("full" | "incremental", rows written).
+    """
+    as_of = as_of or dt.date.today()
+    since = last_refreshed_at(session)
+    stored = profiles_as_of(session)
+    if full or since is None or stored is None or stored != as_of:
+        return "full", refresh_profiles(session, None, as_of)
+    ids = [row[0] for row in session.execute(changed_since(since))]
+    if not ids:
+        _set_refreshed_at(session, utcnow())
+        session.flush()
+        return "incremental", 0
+    return "incremental", refresh_profiles(session, ids, as_of)
+
+
+def refresh_after_import(session: Session, batch_id: int, as_of: dt.date | None = None) -> int:
+    """Hook for the importer: refresh the profiles of the spectators a batch touched.
+
+    A sales batch touches the buyers of its transactions; an unsubscribe batch the contacts of its
+    organisation whose consent was withdrawn, or who opted out, since the batch started. When the
+    stored profiles describe another date (or there are none yet), this is a full refresh.
+    Flushes, never commits.
+    """
+    batch = session.get(ImportBatch, batch_id)
+    if batch is None:
+        return 0
+    session.flush()
+    if batch.kind == "sales":
+        ids = select(T.c.spectator_id).where(T.c.batch_id == batch_id).distinct()
+    else:
+        k = Contact.__table__
+        c = Consent.__table__
+        sp = Spectator.__table__
+        ids = (
+            select(k.c.spectator_id)
+            .select_from(c.join(k, k.c.id == c.c.contact_id))
+            .where(k.c.organisation_id == batch.organisation_id, c.c.withdrawn_at >= batch.created_at)
+            .union(select(sp.c.id).where(sp.c.opted_out_at >= batch.created_at))
+        )
+    as_of = as_of or dt.date.today()
+    if profiles_as_of(session) != as_of:
+        return refresh_profiles(session, None, as_of)
+    return refresh_profiles(session, ids, as_of)
