@@ -176,7 +176,7 @@ def users_create(email, role, org_slug, name, password_stdin):
 @with_appcontext
 def import_command(file, org_slug, kind, skip_invalid, as_json):
     """Import one ticketing export (DESIGN.md §6)."""
-    from core.importing import ImportRefused, import_file
+    from core.importing import ImportRefused, import_file, record_refused_import
 
     with get_db().session() as session:
         org = session.scalar(select(Organisation).where(Organisation.slug == org_slug))
@@ -184,11 +184,18 @@ def import_command(file, org_slug, kind, skip_invalid, as_json):
             raise click.ClickException(f"no organisation {org_slug!r}: create it with 'pilot orgs create'")
         progress = None if as_json or not sys.stderr.isatty() else "terminal"
         try:
-            result = import_file(session, file, org, kind=kind, skip_invalid=skip_invalid, progress=progress)
+            result = import_file(session, file, org, kind=kind, skip_invalid=skip_invalid, progress=progress,
+                                 filename=file.name)
         except ImportRefused as exc:
+            # Nothing of a refused file is kept but the trace that it was refused.
             session.rollback()
+            record_refused_import(session, org, exc.result, filename=file.name)
+            session.commit()
             _print_import(exc.result, as_json)
             sys.exit(1)
+        except OSError as exc:
+            session.rollback()
+            raise click.ClickException(f"cannot read {file}: {exc.strerror or exc}") from None
         session.commit()
         _print_import(result, as_json)
 
@@ -198,6 +205,8 @@ def _print_import(result, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
+    if summary.get("refused"):
+        click.echo("File refused: nothing was written.", err=True)
     click.echo(f"rows {summary['rows']}: imported {summary['imported']}, duplicates {summary['duplicates']}, "
                f"rejected {summary['rejected']}, anonymous {summary['anonymous']}, "
                f"new spectators {summary['spectators_new']}")
@@ -205,6 +214,8 @@ def _print_import(result, as_json: bool) -> None:
         click.echo(f"  line {error['line']}, column {error['column']}: {error['reason']}", err=True)
     if summary.get("errors_total", 0) > len(summary["errors"]):
         click.echo(f"  ... and {summary['errors_total'] - len(summary['errors'])} more", err=True)
+    if summary.get("unknown_disciplines"):
+        click.echo("Unknown show types, stored as 'other': " + ", ".join(summary["unknown_disciplines"]))
     if summary.get("rejects_file"):
         click.echo(f"Rejected rows written to {summary['rejects_file']}")
 
@@ -216,20 +227,115 @@ def _print_import(result, as_json: bool) -> None:
 @click.option("--seed", type=int, default=2017, show_default=True)
 @click.option("--no-serve", is_flag=True, help="Build the demo district and stop.")
 @click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--fresh", is_flag=True, help="Empty every table first, then build the district anew.")
 @with_appcontext
-def demo_command(spectators, seed, no_serve, port):
+def demo_command(spectators, seed, no_serve, port, fresh):
     """Build a demo district (migrating first), print the logins, then serve it."""
     from core.demo import build_demo
     from core.migrate import upgrade
 
     app = current_app._get_current_object()
     upgrade(get_db().engine)
-    logins = build_demo(get_db(), spectators=spectators, seed=seed, echo=click.echo)
+    logins = build_demo(get_db(), spectators=spectators, seed=seed, echo=click.echo, fresh=fresh)
     click.echo("")
     click.echo("Demo logins (password for all: %s):" % logins["password"])
     for role, email in logins["users"]:
         click.echo(f"  {role:<10} {email}")
-    if not no_serve:
+    if no_serve:
+        click.echo(f"\nURL: http://127.0.0.1:{port}  (run 'pilot demo' without --no-serve to serve it)")
+    else:
         click.echo(f"\nServing on http://127.0.0.1:{port}  (Ctrl+C to stop)")
-        app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)
+        # Flask's app.run() does nothing when called from its own CLI: serve with werkzeug directly.
+        from werkzeug.serving import run_simple
 
+        run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+
+# --- scheduler ---------------------------------------------------------------------------------
+
+@main.group("scheduler")
+def scheduler_group():
+    """Scheduled jobs (DESIGN.md §11): one scheduler process per database."""
+
+
+@scheduler_group.command("run")
+@click.option("--once", is_flag=True, help="Run every due job one time, wait for them and exit (for cron and tests).")
+@click.option("--job", "run_now", multiple=True, metavar="ID", help="Treat this job as due now (repeatable).")
+@with_appcontext
+def scheduler_run(once, run_now):
+    """Run the scheduled jobs in this process (never inside a web worker); a second one refuses to start."""
+    import logging
+
+    from core.scheduler import SchedulerError, registered_jobs, run_scheduler
+
+    app = current_app._get_current_object()
+    unknown = sorted(set(run_now) - set(registered_jobs(app)))
+    if unknown:
+        raise click.BadParameter(f"no job {', '.join(unknown)} (see 'pilot scheduler jobs')", param_hint="--job")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        status = run_scheduler(app, once=once, run_now=tuple(run_now), echo=lambda m: click.echo(m, err=True))
+    except SchedulerError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)
+
+
+def _english(text) -> str:
+    from flask_babel import force_locale
+
+    with force_locale("en"):
+        return str(text)
+
+
+@scheduler_group.command("jobs")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as one JSON array.")
+@with_appcontext
+def scheduler_jobs(as_json):
+    """List the declared jobs: schedule, next run, last run."""
+    from core.models import JobRun
+    from core.scheduler import next_run_times, registered_jobs
+
+    specs = registered_jobs(current_app._get_current_object())
+    upcoming = next_run_times(get_db())
+    rows = []
+    with get_db().session() as session:
+        for spec in specs.values():
+            last = session.scalar(select(JobRun).where(JobRun.job_id == spec.id).order_by(JobRun.id.desc()).limit(1))
+            rows.append({
+                "id": spec.id,
+                "schedule": {k: v for k, v in spec.trigger.items()},
+                "description": _english(spec.description),
+                "next_run": upcoming[spec.id].isoformat() + "Z" if upcoming.get(spec.id) else None,
+                "last_run": None if last is None else {
+                    "started_at": last.started_at.isoformat() + "Z", "status": last.status,
+                    "duration_ms": last.duration_ms, "runner": last.runner},
+            })
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        schedule = " ".join(f"{k}={v}" for k, v in row["schedule"].items())
+        last = row["last_run"]
+        click.echo(f"{row['id']:<24} {schedule:<32} next {row['next_run'] or '-':<22} "
+                   f"last {(last['status'] + ' ' + last['started_at']) if last else '-'}")
+        click.echo(f"{'':<24} {row['description']}")
+
+
+# --- bench -------------------------------------------------------------------------------------
+
+@main.command("bench")
+@click.option("--spectators", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
+@click.option("--engine", "engines", type=click.Choice(["postgresql", "sqlite"]), multiple=True,
+              help="Engines to measure (default: both).")
+@click.option("--database", "pg_server", default="postgresql://postgres@127.0.0.1:5432", show_default=True,
+              help="PostgreSQL server; the benchmark makes and drops its own database there.")
+@click.option("--seed", type=int, default=2017, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+def bench_command(spectators, engines, pg_server, seed, as_json):
+    """The performance benchmark of DESIGN.md §12, against each engine's own baselines."""
+    from benchmarks.bench import run_bench
+
+    run_bench(spectators=spectators, engines=engines or ("postgresql", "sqlite"), pg_server=pg_server,
+              seed=seed, as_json=as_json)

@@ -11,13 +11,18 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
+    Table,
     Text,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -102,6 +107,9 @@ class Spectator(Base):
     key: Mapped[str] = mapped_column(String(64), unique=True)
     fsa: Mapped[Optional[str]] = mapped_column(String(3), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # A district-wide unsubscribe (DESIGN.md §10): set by any organisation's unsubscribe import,
+    # it excludes the spectator from every campaign whatever consent another organisation holds.
+    opted_out_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
 class Contact(Base):
@@ -294,3 +302,39 @@ def audit(session, action: str, *, actor: str, user_id: int | None = None, objec
     )
     session.add(event)
     return event
+
+
+class JobRun(Base):
+    """One run of a scheduled job: when, how long, how it ended (the admin job page lists them)."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (
+        Index("ix_job_run_job_started", "job_id", "started_at"),
+        CheckConstraint("status IN ('running', 'success', 'failed', 'skipped', 'interrupted')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(100))
+    # Who started it: "scheduler" (its timetable), "web" (an administrator's "run now"), "cli".
+    runner: Mapped[str] = mapped_column(String(20), default="scheduler")
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    duration_ms: Mapped[Optional[int]] = mapped_column(Integer)
+    summary: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    # "host:pid" of the process that ran it, so a run left "running" by a killed process is found.
+    process: Mapped[Optional[str]] = mapped_column(String(200))
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+
+
+# APScheduler's job store (SQLAlchemyJobStore) keeps the schedule in the application database.
+# Declared here with APScheduler's own column types so that Alembic makes it, like every table,
+# and `pilot db check` sees no drift; the store only checks that it exists.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

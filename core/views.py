@@ -223,7 +223,9 @@ def _visible_batches(session):
 @bp.route("/imports", methods=["GET", "POST"])
 @roles_required("staff", "venue", "admin")
 def imports():
-    from core.importing import ImportRefused, import_file
+    from flask import current_app
+
+    from core.importing import ImportRefused, import_file, record_refused_import
 
     session = db_session()
     orgs = _import_organisations(session)
@@ -235,17 +237,25 @@ def imports():
         if org is None:
             abort(404)
         upload = form.file.data
+        filename = os.path.basename(upload.filename or "upload.csv")
+        skip_invalid = form.skip_invalid.data == "1"
+        # Refused rows hold personal data: they stay in the instance folder, never offered for download.
+        rejects_path = None
+        if skip_invalid:
+            rejects_path = os.path.join(current_app.instance_path, "rejects",
+                                        f"{org.slug}-{os.urandom(6).hex()}.rejects.csv")
         fd, path = tempfile.mkstemp(suffix=".csv")
         try:
             with os.fdopen(fd, "wb") as out:
                 upload.save(out)
             try:
-                result = import_file(session, path, org, kind=form.kind.data,
-                                     skip_invalid=form.skip_invalid.data == "1", user=current_user,
-                                     filename=upload.filename)
+                result = import_file(session, path, org, kind=form.kind.data, skip_invalid=skip_invalid,
+                                     user=current_user, filename=filename, rejects_path=rejects_path)
             except ImportRefused as exc:
                 session.rollback()
                 result = exc.result
+                record_refused_import(session, org, result, user=current_user, filename=filename)
+                session.commit()
             else:
                 session.commit()
                 flash(_("Import finished: %(n)d rows imported.", n=result.imported), "success")

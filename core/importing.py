@@ -1,0 +1,1416 @@
+"""Importing ticketing exports (sales and unsubscribes): streamed, validated, written in batches (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import functools
+import hashlib
+import io
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from flask import current_app, has_request_context
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+
+from core.identity import (
+    fsa_of,
+    identity_basis,
+    normalise_email,
+    normalise_postal_code,
+    spectator_key,
+    strip_accents,
+)
+from core.models import (
+    Consent,
+    Contact,
+    ImportBatch,
+    Organisation,
+    Show,
+    Spectator,
+    Transaction,
+    Venue,
+    audit,
+    utcnow,
+)
+
+KINDS = ("sales", "unsubscribes")
+BATCH_SIZE = 5_000
+MAX_ERRORS = 100
+MAX_UNKNOWN_DISCIPLINES = 100
+READ_CHUNK = 1 << 20
+
+_spectators = Spectator.__table__
+_contacts = Contact.__table__
+_consents = Consent.__table__
+_shows = Show.__table__
+_venues = Venue.__table__
+_transactions = Transaction.__table__
+
+
+def _(msgid: str, **variables) -> str:
+    """The message in the user's language inside a request (French by default), plain English elsewhere."""
+    if has_request_context():
+        from flask_babel import gettext
+
+        return gettext(msgid, **variables)
+    return msgid % variables if variables else msgid
+
+
+# --- the result ----------------------------------------------------------------------------------
+
+@dataclass
+class ImportResult:
+    """What came of one import. ``rows = imported + duplicates + rejected + anonymous`` always holds.
+
+    When the file is refused whole, nothing was written: ``imported``, ``duplicates`` and
+    ``anonymous`` are 0 and every row counts as ``rejected``; ``invalid_rows`` says how many rows
+    had errors themselves.
+    """
+
+    kind: str = "sales"
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    anonymous: int = 0
+    spectators_new: int = 0
+    errors: list[dict] = field(default_factory=list)
+    errors_total: int = 0
+    invalid_rows: int = 0
+    unknown_disciplines: list[str] = field(default_factory=list)
+    rejects_file: str | None = None
+    batch_id: int | None = None
+    refused: bool = False
+    filename: str = ""
+    checksum: str = ""
+    encoding: str | None = None
+    delimiter: str | None = None
+
+    def add_error(self, line: int, column: str, reason: str) -> None:
+        self.errors_total += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append({"line": line, "column": column, "reason": reason})
+
+    def to_json(self) -> dict:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "anonymous": self.anonymous,
+            "spectators_new": self.spectators_new,
+            "errors": list(self.errors),
+            "errors_total": self.errors_total,
+            "invalid_rows": self.invalid_rows,
+            "unknown_disciplines": list(self.unknown_disciplines),
+            "rejects_file": self.rejects_file,
+            "batch_id": self.batch_id,
+            "kind": self.kind,
+            "refused": self.refused,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+        }
+
+
+class ImportRefused(Exception):
+    """The file is refused whole; ``result`` lists why. The caller must roll back its session."""
+
+    def __init__(self, result: ImportResult):
+        super().__init__(f"import refused: {result.errors_total} error(s)")
+        self.result = result
+
+
+# --- headers -------------------------------------------------------------------------------------
+
+def canonical(text: str) -> str:
+    """Lower-case letters and digits only, accents removed: ``Valeur de l'achat`` → ``valeurdelachat``."""
+    return re.sub(r"[^a-z0-9]", "", strip_accents(text).lower())
+
+
+def canonical_header(text: str) -> str:
+    """A header's canonical form; a unit in brackets is ignored (``Durée (min)`` → ``duree``)."""
+    return canonical(re.sub(r"\([^)]*\)|\[[^\]]*\]", "", text)) or canonical(text)
+
+
+# field: (French headers, English headers); the first of each is how an error names the column.
+SALES_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "last_name": (("Nom", "Nom de famille"), ("Last name", "Surname", "Family name")),
+    "first_name": (("Prénom",), ("First name", "Given name")),
+    "address": (("Adresse", "Adresse postale"), ("Address", "Street address")),
+    "postal_code": (("Code postal",), ("Postal code", "Postcode")),
+    "email": (("Adresse courriel", "Courriel", "Adresse électronique"), ("Email", "Email address")),
+    "phone": (("Téléphone", "Numéro de téléphone"), ("Phone", "Phone number", "Telephone")),
+    "amount": (("Valeur de l'achat",), ("Amount", "Purchase value")),
+    "tickets": (("Nombre de billets",), ("Tickets", "Number of tickets")),
+    "circumstance": (("Circonstance de l'achat",), ("Purchase circumstance",)),
+    "purchased_at": (("Date de l'achat", "Date d'achat"), ("Purchase date",)),
+    "show_date": (("Date du spectacle",), ("Show date",)),
+    "show_title": (("Titre du spectacle",), ("Show title",)),
+    "show_time": (("Heure du spectacle",), ("Show time",)),
+    "company": (("Compagnie",), ("Company",)),
+    "venue": (("Salle",), ("Venue",)),
+    "capacity": (("Capacité de la salle",), ("Capacity", "Venue capacity")),
+    "duration": (("Durée",), ("Duration",)),
+    "discipline": (("Type de spectacle",), ("Discipline", "Show type")),
+    "category": (("Catégorie d'achat",), ("Purchase category",)),
+    "channel": (("Canal d'achat",), ("Channel", "Purchase channel")),
+    "newsletter": (("Abonné à l'infolettre",), ("Newsletter",)),
+    "promo_code": (("Code promo",), ("Promo code",)),
+    "order_id": (("Numéro de commande",), ("Order ID", "Order number")),
+    "customer_id": (("Identifiant client",), ("Customer ID",)),
+}
+# The seed's twelve essential fields: a sales file without one of these columns is refused.
+SALES_REQUIRED = ("last_name", "first_name", "address", "postal_code", "email", "phone", "amount", "tickets",
+                  "circumstance", "purchased_at", "show_date", "show_title")
+
+UNSUBSCRIBE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "email": SALES_COLUMNS["email"],
+    "customer_id": SALES_COLUMNS["customer_id"],
+    "date": (("Date", "Date de désabonnement", "Date du désabonnement", "Désabonné le"),
+             ("Date", "Unsubscribe date", "Unsubscribed at", "Unsubscribed on")),
+}
+
+
+def _header_index(columns: dict) -> dict[str, tuple[str, str]]:
+    """canonical header → (field, language)"""
+    index: dict[str, tuple[str, str]] = {}
+    for name, (french, english) in columns.items():
+        for language, labels in (("en", english), ("fr", french)):
+            for label in labels:
+                index.setdefault(canonical_header(label), (name, language))
+    return index
+
+
+_SALES_HEADERS = _header_index(SALES_COLUMNS)
+_SALES_ONLY = frozenset({"amount", "tickets", "purchased_at", "show_date", "show_title"})
+_UNSUBSCRIBE_HEADERS = _header_index(UNSUBSCRIBE_COLUMNS)
+
+
+@dataclass
+class _Header:
+    fields: list[str]                       # the header cells as written in the file
+    index: dict[str, int]                   # field → column position
+    language: str                           # "fr" or "en": how to name missing columns
+    line: int
+
+    def column(self, name: str) -> str:
+        return self.fields[self.index[name]].strip()
+
+
+def _match_header(cells: list[str], columns: dict, lookup: dict, line: int,
+                  result: ImportResult) -> _Header:
+    index: dict[str, int] = {}
+    votes = {"fr": 0, "en": 0}
+    for position, cell in enumerate(cells):
+        found = lookup.get(canonical_header(cell))
+        if found is None:
+            continue
+        name, _language = found
+        french, english = columns[name]
+        canon = canonical_header(cell)
+        in_french = any(canonical_header(c) == canon for c in french)
+        in_english = any(canonical_header(c) == canon for c in english)
+        if in_french and not in_english:
+            votes["fr"] += 1
+        elif in_english and not in_french:
+            votes["en"] += 1
+        if name in index:
+            result.add_error(line, cell.strip(), _("This column appears more than once."))
+            continue
+        index[name] = position
+    language = "en" if votes["en"] > votes["fr"] else "fr"
+    return _Header(fields=cells, index=index, language=language, line=line)
+
+
+def _column_label(columns: dict, name: str, language: str) -> str:
+    french, english = columns[name]
+    return (french if language == "fr" else english)[0]
+
+
+# --- values --------------------------------------------------------------------------------------
+
+_SPACES = " \u00a0\u202f\u2009\t"
+_GROUPED_SPACE = re.compile(r"\d{1,3}(?:[ \u00a0\u202f\u2009]\d{3})+(?:[.,]\d{0,2})?")
+_SPACE_DROP = str.maketrans("", "", _SPACES)
+_GROUPED_COMMA = re.compile(r"\d{1,3}(?:,\d{3})+")
+_GROUPED_DOT = re.compile(r"\d{1,3}(?:\.\d{3})+")
+_DECIMAL = re.compile(r"(\d{0,9})(?:\.(\d{0,2}))?")
+MAX_TICKETS = 100_000
+MAX_CAPACITY = 1_000_000
+MAX_DURATION = 10_000
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def parse_amount(text: str) -> int | None:
+    """Money as integer cents: ``12,50 $``, ``1 234,50``, ``$12.50``, ``12.5`` → 1250 / 123450 / 1250 / 1250.
+
+    Spaces, no-break spaces and narrow no-break spaces group thousands; a lone comma or point
+    followed by three digits groups thousands too (``1,234`` is 1234 dollars), otherwise it is the
+    decimal mark. None when the text is not a non-negative amount.
+    """
+    s = text.replace("$", "").strip(_SPACES)
+    if s[:3].upper() == "CAD":
+        s = s[3:].lstrip(_SPACES)
+    elif s[-3:].upper() == "CAD":
+        s = s[:-3].rstrip(_SPACES)
+    if any(space in s for space in _SPACES):
+        if not _GROUPED_SPACE.fullmatch(s):
+            return None
+        s = s.translate(_SPACE_DROP)
+    if s.startswith("+"):
+        s = s[1:]
+    if "," in s and "." in s:
+        if s.rfind(",") > s.rfind("."):
+            s = s.replace(".", "").replace(",", ".")
+        else:
+            s = s.replace(",", "")
+    elif "," in s:
+        s = s.replace(",", "") if _GROUPED_COMMA.fullmatch(s) else s.replace(",", ".")
+    elif "." in s and _GROUPED_DOT.fullmatch(s):
+        s = s.replace(".", "")
+    match = _DECIMAL.fullmatch(s)
+    if match is None or not (match.group(1) or match.group(2)):
+        return None
+    whole, cents = match.group(1) or "0", (match.group(2) or "").ljust(2, "0")
+    return int(whole) * 100 + int(cents)
+
+
+def _whole_number(text: str) -> int | None:
+    s = text.translate(_SPACE_DROP)
+    return int(s) if s and len(s) < 10 and s.isascii() and s.isdigit() else None
+
+
+_DATE_ISO = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:[ T]+(.+))?")
+_DATE_DMY = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]+(.+))?")
+_TIME = re.compile(r"(\d{1,2})\s*(?:[:hH]\s*(\d{2})?)?\s*(?::\s*(\d{2})(?:\.\d+)?)?\s*(?:([AaPp])\.?\s*[Mm]\.?)?")
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def parse_time(text: str) -> dt.time | None:
+    """``19:30``, ``19h30``, ``19 h``, ``7:30 PM``, ``19:30:00`` → a time; None otherwise."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        return None
+    hour, minute, second = int(match.group(1)), int(match.group(2) or 0), int(match.group(3) or 0)
+    meridiem = (match.group(4) or "").lower()
+    if meridiem:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if meridiem == "p" else 0)
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    return dt.time(hour, minute, second)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def parse_datetime(text: str) -> tuple[dt.datetime, bool] | None:
+    """``2017-03-15``, ``2017-03-15 19:30``, ``15/03/2017`` (day first) → (moment, has a time); None otherwise."""
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-":
+        try:
+            moment = dt.datetime.fromisoformat(text)  # the common case, in C
+        except ValueError:
+            pass
+        else:
+            if 1900 <= moment.year <= 2100:
+                return moment.replace(tzinfo=None), len(text) > 10
+            return None
+    match = _DATE_ISO.fullmatch(text)
+    if match:
+        year, month, day, rest = int(match.group(1)), int(match.group(2)), int(match.group(3)), match.group(4)
+    else:
+        match = _DATE_DMY.fullmatch(text)
+        if match is None:
+            return None
+        day, month, year, rest = int(match.group(1)), int(match.group(2)), int(match.group(3)), match.group(4)
+    if not 1900 <= year <= 2100:
+        return None
+    clock = dt.time()
+    if rest:
+        clock = parse_time(rest.rstrip("Zz"))
+        if clock is None:
+            return None
+    try:
+        return dt.datetime.combine(dt.date(year, month, day), clock), bool(rest)
+    except ValueError:
+        return None
+
+
+def parse_duration(text: str) -> int | None:
+    """Minutes: ``90``, ``90 min``, ``1h30``, ``2 h``, ``1:30``; None otherwise."""
+    s = canonical(text.replace(":", "h"))
+    match = re.fullmatch(r"(\d{1,5})(?:mn|min|minute|minutes)?", s)
+    if match:
+        return int(match.group(1))
+    match = re.fullmatch(r"(\d{1,3})(?:h|hr|hrs|heure|heures|hour|hours)(\d{1,2})?(?:mn|min|minutes)?", s)
+    if match:
+        return int(match.group(1)) * 60 + int(match.group(2) or 0)
+    return None
+
+
+def plus_two_years(moment: dt.datetime) -> dt.datetime:
+    """The same moment two years later (29 February → 28 February)."""
+    try:
+        return moment.replace(year=moment.year + 2)
+    except ValueError:
+        return moment.replace(year=moment.year + 2, day=28)
+
+
+DISCIPLINE_LABELS = {
+    "musique": "music", "music": "music",
+    "theatre": "theatre", "theater": "theatre",
+    "danse": "dance", "dance": "dance",
+    "humour": "humour", "humor": "humour",
+    "cirque": "circus", "circus": "circus", "artsducirque": "circus",
+    "musiqueclassique": "classical", "classique": "classical", "classical": "classical",
+    "classicalmusic": "classical", "opera": "classical",
+    "festival": "festival",
+    "autre": "other", "autres": "other", "other": "other",
+}
+CHANNEL_LABELS = {
+    "internet": "web", "web": "web", "enligne": "web", "online": "web", "siteweb": "web", "website": "web",
+    "guichet": "box_office", "billetterie": "box_office", "boxoffice": "box_office", "comptoir": "box_office",
+    "telephone": "phone", "phone": "phone", "tel": "phone",
+}
+CATEGORY_LABELS = {
+    "achatunique": "single", "billetsimple": "single", "billetunique": "single", "single": "single",
+    "singleticket": "single", "simple": "single", "unique": "single",
+    "abonnement": "subscription", "subscription": "subscription", "abonne": "subscription",
+    "seasonticket": "subscription",
+}
+_CIRCUMSTANCE_WORDS = (
+    ("complimentary", ("complimentary", "gratuit", "courtoisie", "faveur", "invitation", "free")),
+    ("promotion", ("promo", "rabais", "discount", "reduit", "escompte", "solde")),
+    ("regular", ("regular", "regulier", "pleintarif", "pleinprix", "fullprice", "standard")),
+)
+_YES = frozenset({"oui", "yes", "o", "y", "1", "true", "vrai", "x"})
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def circumstance_key(label: str) -> str:
+    """regular price / plein tarif / régulier → regular; promotion / promo / rabais → promotion;
+    complimentary / gratuit / courtoisie → complimentary; anything else → other."""
+    canon = canonical(label)
+    if canon == "comp":
+        return "complimentary"
+    for key, words in _CIRCUMSTANCE_WORDS:
+        if any(word in canon for word in words):
+            return key
+    return "other"
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def category_key(label: str) -> str:
+    """Achat unique / Billet simple → single; Abonnement → subscription; anything else → single."""
+    canon = canonical(label)
+    found = CATEGORY_LABELS.get(canon)
+    if found:
+        return found
+    return "subscription" if ("abonn" in canon or "subscri" in canon) else "single"
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def discipline_key(label: str) -> tuple[str, bool]:
+    """(key, whether the label is known): Musique → music ... Opéra → classical; unknown → other."""
+    if not label:
+        return "other", True
+    found = DISCIPLINE_LABELS.get(canonical(label))
+    return (found, True) if found else ("other", False)
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def channel_key(label: str) -> str | None:
+    """Internet / Web / En ligne → web; Guichet / Billetterie → box_office; Téléphone → phone; else None."""
+    return CHANNEL_LABELS.get(canonical(label)) if label else None
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def is_yes(label: str) -> bool:
+    """oui / yes / o / y / 1 / true (and vrai, x)."""
+    return canonical(label) in _YES
+
+
+# --- reading the file ----------------------------------------------------------------------------
+
+def _inspect(path: Path) -> tuple[str, str, int, bool]:
+    """One streaming pass: (encoding, sha256, size, has NUL bytes). UTF-8 when the bytes decode as
+    UTF-8 (``utf-8-sig`` with a BOM, ``utf-16`` with a UTF-16 BOM), Windows-1252 otherwise."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8, size, has_nul, head = True, 0, False, b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(READ_CHUNK):
+            if not head:
+                head = chunk[:4]
+            digest.update(chunk)
+            size += len(chunk)
+            has_nul = has_nul or b"\x00" in chunk
+            if utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    utf8 = False
+        if utf8:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                utf8 = False
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", digest.hexdigest(), size, True
+    if utf8:
+        return ("utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"), digest.hexdigest(), size, has_nul
+    return "cp1252", digest.hexdigest(), size, has_nul
+
+
+def _sniff_delimiter(line: str) -> str:
+    counts = {d: line.count(d) for d in (";", ",", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class _Rejects:
+    """The refused rows with a ``reason`` column, opened on the first one (same delimiter and encoding)."""
+
+    def __init__(self, path: Path, header: list[str], delimiter: str, encoding: str):
+        self.path, self.header, self.delimiter = path, header, delimiter
+        self.encoding = "utf-8" if encoding == "utf-16" else encoding
+        self.handle = None
+        self.writer = None
+
+    def write(self, cells: list[str], problems: list[tuple[str, str]]) -> None:
+        if self.handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = self.path.open("w", encoding=self.encoding, errors="replace", newline="")
+            self.writer = csv.writer(self.handle, delimiter=self.delimiter)
+            self.writer.writerow([*self.header, "reason"])
+        reason = "; ".join(f"{column}: {text}" if column else text for column, text in problems)
+        self.writer.writerow([*cells, reason])
+
+    def close(self, discard: bool = False) -> str | None:
+        if self.handle is None:
+            return None
+        self.handle.close()
+        if discard:
+            self.path.unlink(missing_ok=True)
+            return None
+        return str(self.path)
+
+
+class _Progress:
+    """A progress bar over the bytes read (``"terminal"``), a callable ``(done, total)``, or nothing."""
+
+    def __init__(self, progress, total: int, label: str):
+        self.callback, self.bar = None, None
+        if progress == "terminal":
+            import click
+
+            self.bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
+            self.bar.__enter__()
+        elif callable(progress):
+            self.callback = progress
+        self.total, self.done = total, 0
+
+    def update(self, done: int) -> None:
+        if self.bar is not None and done > self.done:
+            self.bar.update(done - self.done)
+        elif self.callback is not None:
+            self.callback(done, self.total)
+        self.done = max(self.done, done)
+
+    def close(self) -> None:
+        self.update(self.total)
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+# --- parsing rows --------------------------------------------------------------------------------
+
+ANONYMOUS = object()
+
+
+class _Sale:
+    __slots__ = ("line", "key", "fsa", "last_name", "first_name", "address", "postal_code", "email", "phone",
+                 "customer_id", "amount", "tickets", "circumstance", "category", "channel", "promo_code",
+                 "order_id", "purchased_at", "show_key", "title", "company", "venue", "capacity", "duration",
+                 "discipline", "starts_at", "newsletter", "external_id")
+
+
+# Column lengths of the models: longer values are errors rather than database failures.
+_LIMITS = {"last_name": 200, "first_name": 200, "address": 400, "phone": 40, "customer_id": 100,
+           "show_title": 300, "company": 200, "venue": 200, "promo_code": 60, "order_id": 100}
+
+
+class _SalesParser:
+    """Turns one CSV record into a :class:`_Sale`, ``ANONYMOUS``, or a list of (column, reason)."""
+
+    def __init__(self, header: _Header, organisation_id: int, secret: str, result: ImportResult):
+        self.header, self.organisation_id, self.result = header, organisation_id, result
+        self.width = len(header.fields)
+        # Positions in SALES_COLUMNS order; -1 reads the "" appended to each record.
+        self.order = [header.index.get(name, -1) for name in SALES_COLUMNS]
+        self.prefix = f"{organisation_id}|"
+        self.key_of = functools.lru_cache(maxsize=1 << 16)(functools.partial(spectator_key, secret))
+        self.unknown: set[str] = set()
+
+    def _column(self, name: str) -> str:
+        return self.header.column(name)
+
+    def _too_long(self, values: dict[str, str]) -> list[tuple[str, str]]:
+        return [(self._column(name), _("Too long: at most %(n)d characters.", n=limit))
+                for name, limit in _LIMITS.items() if len(values[name]) > limit]
+
+    def _date(self, name: str, text: str, problems: list) -> tuple[dt.datetime, bool] | None:
+        if not text:
+            problems.append((self._column(name), _("A value is required.")))
+            return None
+        parsed = parse_datetime(text)
+        if parsed is None:
+            problems.append((self._column(name), _(
+                "Not a date: %(value)s (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).", value=text[:40])))
+        return parsed
+
+    def parse(self, cells: list[str], line: int):
+        width = len(cells)
+        if width != self.width:
+            if width < self.width or any(c.strip() for c in cells[self.width:]):
+                return [("", _("This row has %(found)d fields where the header has %(expected)d.",
+                                found=width, expected=self.width))]
+        cells.append("")
+        (last_name, first_name, address, raw_postal, raw_email, phone, amount_text, tickets_text, circumstance_text,
+         purchased_text, show_date_text, title, show_time_text, company, venue, capacity_text, duration_text,
+         discipline_text, category_text, channel_text, newsletter_text, promo_code, order_id,
+         customer_id) = [cells[i].strip() for i in self.order]
+        cells.pop()
+        problems: list[tuple[str, str]] = []
+        if (len(last_name) > 200 or len(first_name) > 200 or len(address) > 400 or len(phone) > 40
+                or len(customer_id) > 100 or len(title) > 300 or len(company) > 200 or len(venue) > 200
+                or len(promo_code) > 60 or len(order_id) > 100):
+            problems.extend(self._too_long({
+                "last_name": last_name, "first_name": first_name, "address": address, "phone": phone,
+                "customer_id": customer_id, "show_title": title, "company": company, "venue": venue,
+                "promo_code": promo_code, "order_id": order_id}))
+        amount = parse_amount(amount_text) if amount_text else None
+        if amount is None or amount >= 10**11:
+            if not amount_text:
+                reason = _("A value is required.")
+            elif amount is None:
+                reason = _("Not an amount: %(value)s (expected e.g. 12,50 $ or 12.50).", value=amount_text[:40])
+            else:
+                reason = _("The amount is too large.")
+            problems.append((self._column("amount"), reason))
+        tickets = _whole_number(tickets_text)
+        if tickets is None or not 0 < tickets <= MAX_TICKETS:
+            problems.append((self._column("tickets"), _("A value is required.") if not tickets_text else _(
+                "The number of tickets must be a positive whole number, not %(value)s.", value=tickets_text[:40])))
+        purchased = self._date("purchased_at", purchased_text, problems)
+        shown = self._date("show_date", show_date_text, problems)
+        starts_at = None
+        if shown is not None:
+            starts_at, has_time = shown
+            if show_time_text and not has_time:
+                clock = parse_time(show_time_text)
+                if clock is None:
+                    problems.append((self._column("show_time"), _("Not a time: %(value)s (expected 19:30).",
+                                                                    value=show_time_text[:40])))
+                else:
+                    starts_at = dt.datetime.combine(starts_at.date(), clock)
+        if not title:
+            problems.append((self._column("show_title"), _("A value is required.")))
+        capacity = duration = None
+        if capacity_text:
+            capacity = _whole_number(capacity_text)
+            if capacity is None or not 0 < capacity <= MAX_CAPACITY:
+                problems.append((self._column("capacity"), _(
+                    "The capacity must be a positive whole number, not %(value)s.", value=capacity_text[:40])))
+        if duration_text:
+            duration = parse_duration(duration_text)
+            if duration is None or duration > MAX_DURATION:
+                problems.append((self._column("duration"), _("Not a duration in minutes: %(value)s.",
+                                                              value=duration_text[:40])))
+        email = normalise_email(raw_email) if raw_email else None
+        if raw_email and (email is None or len(email) > 320):
+            problems.append((self._column("email"), _("Not a valid e-mail address.")))
+        postal = normalise_postal_code(raw_postal) if raw_postal else None
+        if postal and len(postal) > 10:
+            problems.append((self._column("postal_code"), _("Not a postal code.")))
+        if problems:
+            return problems
+
+        basis = identity_basis(email, last_name, first_name, postal, phone)
+        if basis is None:
+            return ANONYMOUS
+        sale = _Sale()
+        sale.line = line
+        sale.key = key = self.key_of(basis)
+        sale.fsa = fsa_of(postal)
+        sale.email, sale.postal_code = email, postal
+        sale.last_name, sale.first_name = last_name or None, first_name or None
+        sale.address, sale.phone, sale.customer_id = address or None, phone or None, customer_id or None
+        sale.title = title = _squeeze(title)
+        sale.company, sale.venue = _squeeze(company) or None, _squeeze(venue) or None
+        sale.promo_code, sale.order_id = promo_code or None, order_id or None
+        sale.amount, sale.tickets, sale.capacity, sale.duration = amount, tickets, capacity, duration
+        sale.purchased_at = purchased_at = purchased[0]
+        sale.starts_at = starts_at
+        discipline, known = discipline_key(discipline_text)
+        if not known and discipline_text not in self.unknown:
+            self.unknown.add(discipline_text)
+            if len(self.result.unknown_disciplines) < MAX_UNKNOWN_DISCIPLINES:
+                self.result.unknown_disciplines.append(discipline_text)
+        sale.discipline = discipline
+        sale.circumstance = circumstance = circumstance_key(circumstance_text)
+        sale.category = category = category_key(category_text)
+        sale.channel = channel = channel_key(channel_text)
+        sale.newsletter = is_yes(newsletter_text)
+        sale.show_key = show_key = show_natural_key(title, starts_at, sale.venue)
+        sale.external_id = hashlib.sha256(f"{self.prefix}{key}|{show_key}|{purchased_at.isoformat()}|{amount}|"
+                                          f"{tickets}|{circumstance}|{category}|{channel or ''}|{promo_code}|"
+                                          f"{order_id}".encode()).hexdigest()
+        return sale
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split()) if "  " in text or "\t" in text or "\n" in text else text
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def show_natural_key(title: str, starts_at: dt.datetime, venue: str | None) -> str:
+    """sha256 of title | starts_at | venue (case and spacing ignored): one row per performance."""
+    venue_name = " ".join((venue or "").split()).casefold()
+    text = f"{' '.join(title.split()).casefold()}|{starts_at.isoformat(sep=' ')}|{venue_name}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Unsubscribe:
+    __slots__ = ("line", "email", "key", "customer_id", "at")
+
+
+class _UnsubscribeParser:
+    """Turns one CSV record of an unsubscribe list into an :class:`_Unsubscribe` or a list of (column, reason)."""
+
+    def __init__(self, header: _Header, secret: str, now: dt.datetime):
+        self.header, self.secret, self.now = header, secret, now
+        self.width = len(header.fields)
+        self.positions = {name: header.index.get(name) for name in UNSUBSCRIBE_COLUMNS}
+
+    def parse(self, cells: list[str], line: int):
+        width = len(cells)
+        if width != self.width:
+            if width < self.width or any(c.strip() for c in cells[self.width:]):
+                return [("", _("This row has %(found)d fields where the header has %(expected)d.",
+                                found=width, expected=self.width))]
+
+        def get(name: str) -> str:
+            position = self.positions[name]
+            return cells[position].strip() if position is not None else ""
+
+        problems = []
+        row = _Unsubscribe()
+        row.line = line
+        raw_email, row.customer_id = get("email"), get("customer_id") or None
+        row.email = normalise_email(raw_email)
+        if raw_email and (row.email is None or len(row.email) > 320):
+            problems.append((self.header.column("email"), _("Not a valid e-mail address.")))
+        if row.customer_id and len(row.customer_id) > 100:
+            problems.append((self.header.column("customer_id"), _("Too long: at most %(n)d characters.", n=100)))
+        if not raw_email and not row.customer_id:
+            name = "email" if self.positions["email"] is not None else "customer_id"
+            problems.append((self.header.column(name), _("An e-mail address or a customer ID is required.")))
+        text = get("date")
+        row.at = self.now
+        if text:
+            parsed = parse_datetime(text)
+            if parsed is None:
+                problems.append((self.header.column("date"), _(
+                    "Not a date: %(value)s (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).", value=text[:40])))
+            else:
+                row.at = parsed[0]
+        if problems:
+            return problems
+        basis = identity_basis(row.email, None, None, None, None)
+        row.key = spectator_key(self.secret, basis) if basis else None
+        return row
+
+
+# --- writing batches -----------------------------------------------------------------------------
+
+def _chunks(values: list, size: int = BATCH_SIZE) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _among(session, column, values: list):
+    """``column IN (values)`` with the whole list as one bound parameter: an array on PostgreSQL, a
+    JSON list on SQLite. An expanded IN list costs a bind parameter per value, which shows at 5,000."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    if dialect == "sqlite":
+        return column.in_(select(literal_column("value"))
+                          .select_from(func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))))
+    return column.in_(list(values))
+
+
+def _dialect_insert(session):
+    """The ``insert`` of the session's engine, the one that knows ON CONFLICT."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def _insert_ignoring_conflicts(session, table, rows: list[dict], conflict: list[str], returning=()):
+    """INSERT ... ON CONFLICT DO NOTHING (both engines): concurrent imports may create the same row."""
+    statement = _dialect_insert(session)(table).on_conflict_do_nothing(index_elements=conflict)
+    if returning:
+        statement = statement.returning(*returning)
+        return session.execute(statement, rows).all()
+    session.execute(statement, rows)
+    return []
+
+
+def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Append ``rows`` (tuples in ``columns`` order) to ``table`` in the session's transaction, the
+    way the engine loads fastest: COPY on PostgreSQL, the driver's executemany of plain tuples on
+    SQLite (DateTime written in SQLAlchemy's own storage format), Core executemany elsewhere."""
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
+        with connection.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(f"COPY {connection.dialect.identifier_preparer.format_table(table)} ({names}) "
+                             "FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    elif dialect == "sqlite":
+        stamps = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
+        if stamps:
+            rows = [tuple(v.isoformat(" ", "microseconds") if i in stamps and v is not None else v
+                          for i, v in enumerate(row)) for row in rows]
+        names = ", ".join(f'"{c}"' for c in columns)
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+        finally:
+            cursor.close()
+    else:
+        connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+
+
+class _Memo(dict):
+    """What this import already knows the database holds, forgotten whenever it grows past ``limit``:
+    repeat buyers cost no query, and memory stays flat whatever the file size."""
+
+    def __init__(self, limit: int = 50_000):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key, value) -> None:
+        if len(self) >= self.limit and key not in self:
+            self.clear()
+        self[key] = value
+
+
+class _SpectatorLookup:
+    """Finds spectators by key in one query per batch and creates the missing ones."""
+
+    def __init__(self, session, result: ImportResult, memo: bool = True):
+        self.session, self.result = session, result
+        self.known = _Memo() if memo else None
+        self.created: set[str] = set()  # keys created by the last call
+
+    def _select(self, keys: list[str], found: dict) -> None:
+        for chunk in _chunks(keys):
+            rows = self.session.execute(
+                select(_spectators.c.key, _spectators.c.id, _spectators.c.fsa, _spectators.c.opted_out_at)
+                .where(_among(self.session, _spectators.c.key, chunk)))
+            found.update((key, (id_, fsa, opted)) for key, id_, fsa, opted in rows)
+
+    def resolve(self, wanted: dict[str, dict]) -> dict[str, tuple[int, str | None, Any]]:
+        """``wanted``: key → values for a new spectator (fsa, opted_out_at).
+
+        Returns key → (id, fsa, opted_out_at) for every wanted key, creating the missing spectators.
+        """
+        found: dict[str, tuple[int, str | None, Any]] = {}
+        known = self.known
+        if known:
+            found.update((key, known[key]) for key in wanted if key in known)
+        self._select([k for k in wanted if k not in found], found)
+        missing = [k for k in wanted if k not in found]
+        self.created = set()
+        if missing:
+            now = utcnow()
+            new_rows = [{"key": k, "created_at": now, "fsa": wanted[k].get("fsa"),
+                         "opted_out_at": wanted[k].get("opted_out_at")} for k in missing]
+            inserted = _insert_ignoring_conflicts(self.session, _spectators, new_rows, ["key"],
+                                                  returning=(_spectators.c.key, _spectators.c.id))
+            for key, id_ in inserted:
+                found[key] = (id_, wanted[key].get("fsa"), wanted[key].get("opted_out_at"))
+                self.created.add(key)
+            self.result.spectators_new += len(inserted)
+            raced = [k for k in missing if k not in found]
+            if raced:  # created meanwhile by a concurrent import
+                self._select(raced, found)
+        # FSAs learnt for spectators known without one
+        fill = {found[key][0]: values["fsa"] for key, values in wanted.items()
+                if values.get("fsa") and not found[key][1]}
+        if fill:
+            self.session.execute(update(_spectators).where(_spectators.c.id == bindparam("b_id"))
+                                 .values(fsa=bindparam("b_fsa")), [{"b_id": k, "b_fsa": v} for k, v in fill.items()])
+            for key, values in wanted.items():
+                if found[key][0] in fill:
+                    found[key] = (found[key][0], values["fsa"], found[key][2])
+        if known is not None:
+            for key, value in found.items():
+                known.put(key, value)
+        return found
+
+
+_TRANSACTION_COLUMNS = ("organisation_id", "spectator_id", "show_id", "batch_id", "purchased_at", "amount_cents",
+                        "tickets", "circumstance", "category", "channel", "promo_code", "order_id", "external_id")
+_PERSONAL = ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id")
+_CONTACT_COLUMNS = ("organisation_id", "spectator_id", "updated_at", *_PERSONAL)
+_CONSENT_COLUMNS = ("contact_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at")
+# PostgreSQL stages each batch's consents with COPY, then upserts them in one statement.
+_CONSENT_STAGE = Table(
+    "import_consent_stage", MetaData(),
+    *(Column(c.name, c.type) for c in Consent.__table__.c if c.name in _CONSENT_COLUMNS),
+)
+
+
+class _SalesWriter:
+    """Writes batches of parsed sales: spectators, venues, shows, contacts, consents, transactions."""
+
+    def __init__(self, session, organisation_id: int, batch_id: int, result: ImportResult):
+        self.session, self.organisation_id, self.batch_id, self.result = session, organisation_id, batch_id, result
+        self.spectators = _SpectatorLookup(session, result)
+        self.venues: dict[str, list] = {}  # casefolded name → [id, capacity]
+        for id_, name, capacity in session.execute(
+                select(_venues.c.id, _venues.c.name, _venues.c.capacity)
+                .where(_venues.c.organisation_id == organisation_id)):
+            self.venues[name.casefold()] = [id_, capacity]
+        self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows
+        self.contacts = _Memo()  # spectator id → (contact id, personal fields)
+        self.consents = _Memo()  # (contact id, basis) → (given_at, expires_at) at least as wide as stored
+        self.consent_upsert = self._consent_upsert()
+
+    def write(self, sales: list[_Sale]) -> None:
+        unique: dict[str, _Sale] = {}
+        for sale in sales:
+            unique.setdefault(sale.external_id, sale)
+        known: set[str] = set()
+        for chunk in _chunks(list(unique)):
+            known.update(self.session.scalars(
+                select(_transactions.c.external_id).where(
+                    _transactions.c.organisation_id == self.organisation_id,
+                    _among(self.session, _transactions.c.external_id, chunk))))
+        fresh = [sale for external_id, sale in unique.items() if external_id not in known]
+        self.result.duplicates += len(sales) - len(fresh)
+        if not fresh:
+            return
+        wanted: dict[str, dict] = {}
+        for sale in fresh:
+            entry = wanted.get(sale.key)
+            if entry is None:
+                wanted[sale.key] = {"fsa": sale.fsa}
+            elif sale.fsa and not entry["fsa"]:
+                entry["fsa"] = sale.fsa
+        spectators = self.spectators.resolve(wanted)
+        shows = self._shows(fresh)
+        contacts = self._contacts(fresh, spectators)
+        self._consents(fresh, spectators, contacts)
+        organisation_id, batch_id = self.organisation_id, self.batch_id
+        _bulk_insert(self.session, _transactions, _TRANSACTION_COLUMNS, [
+            (organisation_id, spectators[sale.key][0], shows[sale.show_key], batch_id, sale.purchased_at,
+             sale.amount, sale.tickets, sale.circumstance, sale.category, sale.channel, sale.promo_code,
+             sale.order_id, sale.external_id) for sale in fresh])
+        self.result.imported += len(fresh)
+
+    def _venue_id(self, sale: _Sale) -> int | None:
+        if not sale.venue:
+            return None
+        entry = self.venues.get(sale.venue.casefold())
+        if entry is None:
+            id_ = self.session.execute(insert(_venues).returning(_venues.c.id), {
+                "organisation_id": self.organisation_id, "name": sale.venue, "capacity": sale.capacity}).scalar_one()
+            entry = self.venues[sale.venue.casefold()] = [id_, sale.capacity]
+        elif entry[1] is None and sale.capacity:
+            self.session.execute(update(_venues).where(_venues.c.id == entry[0]).values(capacity=sale.capacity))
+            entry[1] = sale.capacity
+        return entry[0]
+
+    def _shows(self, sales: list[_Sale]) -> dict[str, int]:
+        needed: dict[str, _Sale] = {}
+        for sale in sales:
+            if sale.show_key not in self.shows:
+                needed.setdefault(sale.show_key, sale)
+            elif sale.capacity and sale.venue and self.venues[sale.venue.casefold()][1] is None:
+                self._venue_id(sale)  # a capacity given on a later row of a known venue
+        if needed:
+            for chunk in _chunks(list(needed)):
+                self.shows.update(self.session.execute(
+                    select(_shows.c.natural_key, _shows.c.id).where(
+                        _shows.c.organisation_id == self.organisation_id,
+                        _among(self.session, _shows.c.natural_key, chunk))).all())
+            missing = [sale for key, sale in needed.items() if key not in self.shows]
+            if missing:
+                rows = [{"organisation_id": self.organisation_id, "venue_id": self._venue_id(sale),
+                         "natural_key": sale.show_key, "title": sale.title, "company": sale.company,
+                         "discipline": sale.discipline, "starts_at": sale.starts_at,
+                         "duration_minutes": sale.duration} for sale in missing]
+                self.shows.update(self.session.execute(
+                    insert(_shows).returning(_shows.c.natural_key, _shows.c.id), rows).all())
+        return self.shows
+
+    def _contacts(self, sales: list[_Sale], spectators: dict) -> dict[int, int]:
+        """Upsert one contact per spectator of the batch with the latest personal fields (an empty field
+        never erases a known one); returns spectator id → contact id."""
+        latest: dict[int, _Sale] = {}
+        for sale in sales:
+            spectator_id = spectators[sale.key][0]
+            current = latest.get(spectator_id)
+            if current is None or sale.purchased_at >= current.purchased_at:
+                latest[spectator_id] = sale
+        memo = self.contacts
+        existing: dict[int, tuple] = {s: memo[s] for s in latest if s in memo}
+        unknown = [s for s in latest if s not in existing]
+        columns = [_contacts.c[name] for name in _PERSONAL]
+        for chunk in _chunks(unknown):
+            for row in self.session.execute(
+                    select(_contacts.c.spectator_id, _contacts.c.id, *columns)
+                    .where(_contacts.c.organisation_id == self.organisation_id,
+                           _among(self.session, _contacts.c.spectator_id, chunk))):
+                existing[row[0]] = (row[1], tuple(row[2:]))
+        now = utcnow()
+        contact_ids: dict[int, int] = {}
+        new_rows, changed = [], []
+        for spectator_id, sale in latest.items():
+            fields = tuple(getattr(sale, name) for name in _PERSONAL)
+            if spectator_id not in existing:
+                new_rows.append((self.organisation_id, spectator_id, now, *fields))
+                continue
+            contact_id, old = existing[spectator_id]
+            contact_ids[spectator_id] = contact_id
+            merged = tuple(new or before for new, before in zip(fields, old))
+            if merged != old:
+                changed.append({"b_id": contact_id, "updated_at": now,
+                                **{f"b_{k}": v for k, v in zip(_PERSONAL, merged)}})
+            memo.put(spectator_id, (contact_id, merged))
+        if new_rows:
+            # COPY and a select beat INSERT ... RETURNING threefold on PostgreSQL.
+            _bulk_insert(self.session, _contacts, _CONTACT_COLUMNS, new_rows)
+            created = [row[1] for row in new_rows]
+            for chunk in _chunks(created):
+                for spectator_id, contact_id in self.session.execute(
+                        select(_contacts.c.spectator_id, _contacts.c.id)
+                        .where(_contacts.c.organisation_id == self.organisation_id,
+                               _among(self.session, _contacts.c.spectator_id, chunk))):
+                    contact_ids[spectator_id] = contact_id
+                    sale = latest[spectator_id]
+                    memo.put(spectator_id, (contact_id, tuple(getattr(sale, name) for name in _PERSONAL)))
+        if changed:
+            self.session.execute(
+                update(_contacts).where(_contacts.c.id == bindparam("b_id"))
+                .values(updated_at=bindparam("updated_at"), **{k: bindparam(f"b_{k}") for k in _PERSONAL}),
+                changed)
+        return contact_ids
+
+    def _consents(self, sales: list[_Sale], spectators: dict, contacts: dict[int, int]) -> None:
+        """Derive e-mail consents (DESIGN.md §6): newsletter → express from the purchase date; a purchase →
+        implied until purchase + 2 years; a subscription → implied until its last show + 2 years.
+
+        One upsert per batch: the database keeps the earliest given_at and the latest expires_at, so
+        no consent is read back; spans this import already stored are not sent again.
+        """
+        spans: dict[tuple[int, str], list] = {}  # (contact id, basis) → [first purchase, latest moment]
+        opted_out: dict[int, Any] = {}
+        for sale in sales:
+            spectator_id, _fsa, opted = spectators[sale.key]
+            contact_id = contacts[spectator_id]
+            opted_out[contact_id] = opted
+            purchased = sale.purchased_at
+            wanted = [("implied_purchase", purchased)]
+            if sale.newsletter:
+                wanted.append(("express", purchased))
+            if sale.category == "subscription":
+                wanted.append(("implied_subscription", sale.starts_at))
+            for basis, until in wanted:
+                span = spans.get((contact_id, basis))
+                if span is None:
+                    spans[(contact_id, basis)] = [purchased, until]
+                else:
+                    if purchased < span[0]:
+                        span[0] = purchased
+                    if until > span[1]:
+                        span[1] = until
+        source, memo, rows = f"import {self.batch_id}", self.consents, []
+        for (contact_id, basis), (first, latest) in spans.items():
+            expires = None if basis == "express" else plus_two_years(latest)
+            stored = memo.get((contact_id, basis))
+            if stored is not None:
+                if first >= stored[0] and (expires is None or expires <= stored[1]):
+                    continue
+                first, expires = min(first, stored[0]), (None if expires is None else max(expires, stored[1]))
+            memo.put((contact_id, basis), (first, expires))
+            # A spectator who unsubscribed district-wide stays unsubscribed, whatever they buy.
+            rows.append((contact_id, "email", basis, source, first, expires, opted_out[contact_id]))
+        if not rows:
+            return
+        if self.session.get_bind().dialect.name == "postgresql":
+            connection = self.session.connection()
+            connection.exec_driver_sql(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS import_consent_stage (contact_id integer, channel varchar(20), "
+                "basis varchar(30), source varchar(100), given_at timestamp, expires_at timestamp, "
+                "withdrawn_at timestamp) ON COMMIT DROP")
+            _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows)
+            connection.execute(self.consent_upsert)
+            connection.exec_driver_sql("TRUNCATE import_consent_stage")
+        else:
+            self.session.execute(self.consent_upsert, [dict(zip(_CONSENT_COLUMNS, row)) for row in rows])
+
+    def _consent_upsert(self):
+        """Keep the earliest given_at and the latest expires_at; leave withdrawn_at alone."""
+        statement = _dialect_insert(self.session)(_consents)
+        if self.session.get_bind().dialect.name == "postgresql":
+            staged = select(*(_CONSENT_STAGE.c[c] for c in _CONSENT_COLUMNS))
+            statement = statement.from_select(_CONSENT_COLUMNS, staged)
+        new, old = statement.excluded, _consents.c
+        return statement.on_conflict_do_update(
+            index_elements=[old.contact_id, old.channel, old.basis],
+            set_={
+                "given_at": case((new.given_at < old.given_at, new.given_at), else_=old.given_at),
+                "expires_at": case((old.expires_at.is_(None), new.expires_at),
+                                   (new.expires_at > old.expires_at, new.expires_at), else_=old.expires_at),
+            },
+            where=or_(new.given_at < old.given_at,
+                      and_(new.expires_at.is_not(None),
+                           or_(old.expires_at.is_(None), new.expires_at > old.expires_at))),
+        )
+
+
+class _UnsubscribeWriter:
+    """Withdraws this organisation's e-mail consents and records the opt-out on the spectator, district-wide."""
+
+    def __init__(self, session, organisation_id: int, result: ImportResult):
+        self.session, self.organisation_id, self.result = session, organisation_id, result
+        # No memo: an opt-out recorded by this very import must read as one on the next batch.
+        self.spectators = _SpectatorLookup(session, result, memo=False)
+
+    def write(self, rows: list[_Unsubscribe]) -> None:
+        wanted: dict[str, dict] = {}
+        for row in rows:
+            if row.key:
+                entry = wanted.setdefault(row.key, {"opted_out_at": row.at})
+                entry["opted_out_at"] = min(entry["opted_out_at"], row.at)
+        # Keyed by e-mail even when the spectator never bought: a later sale finds them opted out.
+        spectators = self.spectators.resolve(wanted)
+        by_customer: dict[str, list[tuple[int, int]]] = {}
+        customer_ids = sorted({row.customer_id for row in rows if row.customer_id})
+        for chunk in _chunks(customer_ids):
+            for customer_id, contact_id, spectator_id in self.session.execute(
+                    select(_contacts.c.customer_id, _contacts.c.id, _contacts.c.spectator_id)
+                    .where(_contacts.c.organisation_id == self.organisation_id,
+                           _among(self.session, _contacts.c.customer_id, chunk))):
+                by_customer.setdefault(customer_id, []).append((contact_id, spectator_id))
+        spectator_ids = {found[0] for found in spectators.values()}
+        spectator_ids.update(s for pairs in by_customer.values() for _c, s in pairs)
+        contacts_of: dict[int, int] = {}
+        for chunk in _chunks(sorted(spectator_ids)):
+            contacts_of.update(self.session.execute(
+                select(_contacts.c.spectator_id, _contacts.c.id)
+                .where(_contacts.c.organisation_id == self.organisation_id,
+                       _among(self.session, _contacts.c.spectator_id, chunk))).all())
+        already = {id_ for key, (id_, _fsa, opted) in spectators.items()
+                   if opted is not None and key not in self.spectators.created}
+        if by_customer:
+            ids = sorted({s for pairs in by_customer.values() for _c, s in pairs} - {v[0] for v in spectators.values()})
+            for chunk in _chunks(ids):
+                already.update(self.session.scalars(
+                    select(_spectators.c.id).where(_among(self.session, _spectators.c.id, chunk),
+                                                   _spectators.c.opted_out_at.is_not(None))))
+        opt_out: dict[int, dt.datetime] = {}
+        withdraw: dict[int, dt.datetime] = {}
+        for row in rows:
+            targets = set()
+            if row.key and row.key in spectators:
+                targets.add(spectators[row.key][0])
+            for _contact_id, spectator_id in by_customer.get(row.customer_id, ()) if row.customer_id else ():
+                targets.add(spectator_id)
+            if not targets:
+                self.result.anonymous += 1
+                continue
+            fresh = False
+            for spectator_id in targets:
+                if spectator_id not in already and spectator_id not in opt_out:
+                    fresh = True
+                if spectator_id not in already:
+                    opt_out[spectator_id] = min(opt_out.get(spectator_id, row.at), row.at)
+                if spectator_id in contacts_of:
+                    contact_id = contacts_of[spectator_id]
+                    withdraw[contact_id] = min(withdraw.get(contact_id, row.at), row.at)
+            if fresh:
+                self.result.imported += 1
+            else:
+                self.result.duplicates += 1
+        if opt_out:
+            self.session.execute(
+                update(_spectators).where(_spectators.c.id == bindparam("b_id"), _spectators.c.opted_out_at.is_(None))
+                .values(opted_out_at=bindparam("b_at")),
+                [{"b_id": k, "b_at": v} for k, v in opt_out.items()])
+        if withdraw:
+            self.session.execute(
+                update(_consents).where(_consents.c.contact_id == bindparam("b_id"), _consents.c.channel == "email",
+                                        _consents.c.withdrawn_at.is_(None))
+                .values(withdrawn_at=bindparam("b_at")),
+                [{"b_id": k, "b_at": v} for k, v in withdraw.items()])
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+def _actor(user, actor: str | None) -> tuple[str, int | None]:
+    if user is not None and getattr(user, "is_authenticated", True):
+        return actor or user.email, user.id
+    return actor or "cli", None
+
+
+def import_file(session, path, organisation: Organisation, *, kind: str = "sales", skip_invalid: bool = False,
+                user=None, filename: str | None = None, progress=None, secret: str | None = None,
+                rejects_path=None, actor: str | None = None) -> ImportResult:
+    """Import one ticketing export of ``organisation`` into ``session`` (flushed, never committed).
+
+    :param session: the caller's session; the caller commits on success and rolls back on
+        :class:`ImportRefused`, then may call :func:`record_refused_import`.
+    :param path: the CSV file (UTF-8, UTF-8 with BOM or Windows-1252; comma or semicolon).
+    :param organisation: whose export this is.
+    :param kind: ``"sales"`` (DESIGN.md §6) or ``"unsubscribes"`` (an e-mail and/or customer ID
+        column, an optional date).
+    :param skip_invalid: import the good rows and write the bad ones, with a ``reason`` column, to
+        ``rejects_path`` (default ``<name>.rejects.csv`` next to the file); otherwise any bad row
+        refuses the whole file.
+    :param user: who imports (``None`` on the command line); ``actor`` overrides the audit name.
+    :param filename: the name to record (an upload's original name); default the file's name.
+    :param progress: ``"terminal"`` for a progress bar on stderr, or a callable ``(bytes_done, total)``.
+    :param secret: the district secret keying spectators; default ``DISTRICT_SECRET``.
+    :raises ImportRefused: the file is refused whole; its ``result`` lists the errors.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown import kind {kind!r}")
+    path = Path(path)
+    secret = secret or current_app.config["DISTRICT_SECRET"]
+    organisation_id = organisation.id
+    result = ImportResult(kind=kind, filename=(filename or path.name)[:300])
+    encoding, result.checksum, size, has_nul = _inspect(path)
+    result.encoding = encoding
+    user_name, user_id = _actor(user, actor)
+
+    with path.open("rb") as raw:
+        # UTF-8 was checked by _inspect; the other encodings never stop an import on an odd byte.
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="strict" if encoding.startswith("utf-8") else "replace",
+                                newline="")
+        lines: Iterable[str] = text
+        if has_nul:  # NUL is no character for PostgreSQL; it is never meaningful in an export
+            lines = (line.replace("\x00", "") for line in text)
+        lines = iter(lines)
+        prefix: list[str] = []
+        first = None
+        for line in lines:
+            prefix.append(line)
+            if line.strip():
+                first = line
+                break
+        if first is None:
+            result.add_error(1, "", _("The file is empty."))
+            return _refuse(result)
+        hint = re.fullmatch(r'"?sep=([;,\t|])"?\s*', first, re.IGNORECASE)
+        delimiter = hint.group(1) if hint else _sniff_delimiter(first)
+        result.delimiter = delimiter
+        reader = csv.reader(itertools.chain(prefix, lines), delimiter=delimiter)
+        columns, lookup = (SALES_COLUMNS, _SALES_HEADERS) if kind == "sales" else (UNSUBSCRIBE_COLUMNS,
+                                                                                  _UNSUBSCRIBE_HEADERS)
+        try:
+            header_cells = None
+            while header_cells is None:
+                cells = next(reader)
+                if hint is not None and reader.line_num == len(prefix):
+                    hint = None  # the "sep=;" line itself
+                    continue
+                if any(c.strip() for c in cells):
+                    header_cells = cells
+        except StopIteration:
+            result.add_error(1, "", _("The file is empty."))
+            return _refuse(result)
+        except csv.Error as exc:
+            result.add_error(reader.line_num or 1, "",
+                             _("The file could not be read as CSV: %(error)s", error=str(exc)))
+            return _refuse(result)
+        header = _match_header(header_cells, columns, lookup, reader.line_num, result)
+        if kind == "sales":
+            for name in SALES_REQUIRED:
+                if name not in header.index:
+                    result.add_error(header.line, _column_label(columns, name, header.language),
+                                     _("This required column is missing."))
+        else:
+            if "email" not in header.index and "customer_id" not in header.index:
+                result.add_error(header.line, _column_label(columns, "email", header.language),
+                                 _("The file needs an e-mail column or a customer ID column."))
+            # A sales export sent as an unsubscribe list would opt its every buyer out, district-wide.
+            for cell in header_cells:
+                if _SALES_HEADERS.get(canonical_header(cell), ("",))[0] in _SALES_ONLY:
+                    result.add_error(header.line, cell.strip(),
+                                     _("An unsubscribe list has no such column: is this a sales export?"))
+                    break
+        if result.errors_total:
+            result.rows = _count_rows(reader)
+            return _refuse(result)
+
+        batch = ImportBatch(organisation_id=organisation_id, kind=kind, filename=result.filename,
+                            checksum=result.checksum, status="running", user_id=user_id)
+        session.add(batch)
+        session.flush()
+        result.batch_id = batch.id
+        if kind == "sales":
+            parser = _SalesParser(header, organisation_id, secret, result)
+            writer = _SalesWriter(session, organisation_id, batch.id, result)
+        else:
+            parser = _UnsubscribeParser(header, secret, utcnow())
+            writer = _UnsubscribeWriter(session, organisation_id, result)
+        rejects = None
+        if skip_invalid:
+            target = Path(rejects_path) if rejects_path else path.with_name(f"{path.stem}.rejects.csv")
+            rejects = _Rejects(target, header_cells, delimiter, encoding)
+        bar = _Progress(progress, size, label=result.filename)
+        try:
+            fatal = _read_rows(reader, parser, writer, result, rejects, skip_invalid, bar, raw)
+        finally:
+            bar.close()
+            if rejects is not None:
+                result.rejects_file = rejects.close()
+    if fatal or (result.invalid_rows and not skip_invalid):
+        if result.rejects_file:
+            Path(result.rejects_file).unlink(missing_ok=True)
+            result.rejects_file = None
+        return _refuse(result)
+
+    result.rejected = result.invalid_rows
+    batch.status = "done"
+    batch.rows, batch.imported, batch.duplicates = result.rows, result.imported, result.duplicates
+    batch.rejected, batch.anonymous, batch.spectators_new = result.rejected, result.anonymous, result.spectators_new
+    batch.errors = result.errors or None
+    batch.summary = result.to_json()
+    batch.finished_at = utcnow()
+    audit(session, f"import.{kind}", actor=user_name, user_id=user_id, object_type="import_batch",
+          object_id=batch.id, organisation_id=organisation_id, **_audit_counts(result))
+    session.flush()
+    return result
+
+
+def _read_rows(reader, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress,
+               raw) -> bool:
+    """Parse every record, writing good ones in batches; True when the file cannot be read to its end."""
+    pending: list = []
+    previous = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.add_error(previous + 1, "", _("The file could not be read as CSV: %(error)s", error=str(exc)))
+            return True
+        line, previous = previous + 1, reader.line_num
+        if not cells or not "".join(cells).strip():
+            continue
+        result.rows += 1
+        parsed = parser.parse(cells, line)
+        if isinstance(parsed, list):
+            result.invalid_rows += 1
+            for column, reason in parsed:
+                result.add_error(line, column, reason)
+            if rejects is not None:
+                rejects.write(cells, parsed)
+            continue
+        if parsed is ANONYMOUS:
+            result.anonymous += 1
+            continue
+        if result.invalid_rows and not skip_invalid:
+            continue  # the file will be refused: only look for more errors
+        pending.append(parsed)
+        if len(pending) >= BATCH_SIZE:
+            writer.write(pending)
+            pending = []
+            bar.update(raw.tell())
+    if pending and not (result.invalid_rows and not skip_invalid):
+        writer.write(pending)
+    return False
+
+
+def _count_rows(reader) -> int:
+    count = 0
+    try:
+        for cells in reader:
+            if cells and "".join(cells).strip():
+                count += 1
+    except csv.Error:
+        pass
+    return count
+
+
+def _refuse(result: ImportResult):
+    """Every row counts as rejected: nothing of a refused file is written."""
+    result.refused = True
+    result.imported = result.duplicates = result.anonymous = result.spectators_new = 0
+    result.rejected = result.rows
+    result.batch_id = None
+    raise ImportRefused(result)
+
+
+def _audit_counts(result: ImportResult) -> dict:
+    return {"kind": result.kind, "filename": result.filename, "checksum": result.checksum, "rows": result.rows,
+            "imported": result.imported, "duplicates": result.duplicates, "rejected": result.rejected,
+            "anonymous": result.anonymous, "spectators_new": result.spectators_new,
+            "errors_total": result.errors_total}
+
+
+def record_refused_import(session, organisation: Organisation, result: ImportResult, user=None,
+                          filename: str | None = None, actor: str | None = None) -> ImportBatch:
+    """Keep a trace of a refused file after the caller rolled back: an ImportBatch with status
+    ``refused`` (its errors and counts) and an audit event. Flushes; the caller commits."""
+    user_name, user_id = _actor(user, actor)
+    batch = ImportBatch(organisation_id=organisation.id, kind=result.kind,
+                        filename=(filename or result.filename or "")[:300], checksum=result.checksum or "",
+                        status="refused", rows=result.rows, imported=0, duplicates=0, rejected=result.rejected,
+                        anonymous=0, spectators_new=0, errors=result.errors or None, user_id=user_id,
+                        finished_at=utcnow())
+    session.add(batch)
+    session.flush()
+    result.batch_id = batch.id
+    batch.summary = result.to_json()
+    audit(session, "import.refused", actor=user_name, user_id=user_id, object_type="import_batch",
+          object_id=batch.id, organisation_id=organisation.id, **_audit_counts(result))
+    session.flush()
+    return batch

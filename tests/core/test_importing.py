@@ -1,0 +1,516 @@
+"""The importer (DESIGN.md §6): formats, idempotence, refusals, rejects, consents, unsubscribes, the upload page."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from core.cli import main
+from core.identity import spectator_key
+from core.importing import (
+    ImportRefused,
+    circumstance_key,
+    import_file,
+    parse_amount,
+    parse_datetime,
+    parse_duration,
+    parse_time,
+    plus_two_years,
+)
+from core.models import AuditEvent, Consent, Contact, ImportBatch, Show, Spectator, Transaction, Venue
+
+SECRET = "test-district-secret"  # the app fixture's DISTRICT_SECRET
+
+FR_HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
+             "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
+             "Heure du spectacle", "Titre du spectacle", "Salle", "Capacité de la salle", "Type de spectacle",
+             "Catégorie d'achat", "Canal d'achat", "Abonné à l'infolettre", "Numéro de commande",
+             "Identifiant client"]
+EN_HEADER = ["Last name", "First name", "Address", "Postal code", "Email", "Phone", "Amount", "Tickets",
+             "Purchase circumstance", "Purchase date", "Show date", "Show title", "Venue", "Discipline",
+             "Channel", "Newsletter", "Order ID"]
+
+# Hélène buys twice in one subscription order; Jean once, named by postal code only; one anonymous sale.
+FR_ROWS = [
+    ["Côté", "Hélène", "12, rue Émile-Duployé", "h2x 1y4", "Helene.Cote@Example.org", "514 555-1234", "12,50 $",
+     "2", "Plein tarif", "15/03/2017", "2017-04-01", "20h00", "Les Misérables", "Théâtre Outremont", "1 200",
+     "Théâtre", "Abonnement", "Internet", "oui", "A-100", "C1"],
+    ["Côté", "Hélène", "12, rue Émile-Duployé", "h2x 1y4", "Helene.Cote@Example.org", "514 555-1234",
+     "1\u00a0234,50 $", "1", "Promotion", "2017-03-15 19:30", "2017-05-20", "20:00", "Danse à Montréal",
+     "Théâtre Outremont", "", "Danse", "Abonnement", "Internet", "oui", "A-100", "C1"],
+    ["Tremblay", "Jean", "", "H3B 2K5", "", "", "8,00", "1", "Courtoisie", "2017-03-16", "2017-04-01",
+     "20:00", "Les Misérables", "Théâtre Outremont", "", "Théâtre", "Achat unique", "Guichet", "non", "", "C2"],
+    ["", "", "", "", "", "", "25,00 $", "2", "Plein tarif", "2017-03-16", "2017-04-01", "20:00",
+     "Les Misérables", "Théâtre Outremont", "", "Théâtre", "Achat unique", "Guichet", "", "", ""],
+]
+
+
+def write_csv(path: Path, rows, header=FR_HEADER, delimiter=";", encoding="cp1252") -> Path:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_bytes(buffer.getvalue().encode(encoding))
+    return path
+
+
+def counts(session) -> dict[str, int]:
+    return {model.__tablename__: session.scalar(select(func.count()).select_from(model))
+            for model in (Transaction, Spectator, Contact, Consent, Show, Venue)}
+
+
+def pilot(runner, *args):
+    # The core commands live on the ``pilot`` group rather than on app.cli: invoke that group,
+    # bound to the test app by the runner.
+    return runner.invoke(main, args=[str(a) for a in args])
+
+
+def fr_row(**changes) -> list[str]:
+    row = dict(zip(FR_HEADER, FR_ROWS[0]))
+    row.update(changes)
+    return [row[h] for h in FR_HEADER]
+
+
+# --- values --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,cents", [
+    ("12,50 $", 1250), ("1 234,50", 123450), ("1\u00a0234,50 $", 123450), ("1\u202f234,50", 123450),
+    ("$12.50", 1250), ("12.5", 1250), ("12", 1200), ("0", 0), ("1,234.50", 123450), ("1.234,50", 123450),
+    ("1,234", 123400), ("12,5", 1250), ("CAD 7.05", 705), (".5", 50),
+])
+def test_amounts_become_integer_cents(text, cents):
+    assert parse_amount(text) == cents
+
+
+@pytest.mark.parametrize("text", ["", "abc", "12,345,6", "-5", "1.2.3", "$", "1e3", "12,5,0", "1 2,345"])
+def test_bad_amounts_are_refused(text):
+    assert parse_amount(text) is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2017-03-15", (dt.datetime(2017, 3, 15), False)),
+    ("2017-03-15 19:30", (dt.datetime(2017, 3, 15, 19, 30), True)),
+    ("2017-03-15T19:30:05", (dt.datetime(2017, 3, 15, 19, 30, 5), True)),
+    ("15/03/2017", (dt.datetime(2017, 3, 15), False)),
+    ("15/03/2017 19h30", (dt.datetime(2017, 3, 15, 19, 30), True)),
+    ("2017/03/15", (dt.datetime(2017, 3, 15), False)),
+    ("31/02/2017", None), ("2017-13-01", None), ("tomorrow", None), ("15/03/17", None), ("0001-01-01", None),
+])
+def test_dates(text, expected):
+    assert parse_datetime(text) == expected
+
+
+def test_times_durations_and_labels():
+    assert parse_time("20h") == dt.time(20) and parse_time("7:30 PM") == dt.time(19, 30)
+    assert parse_time("25:00") is None
+    assert [parse_duration(t) for t in ("90", "90 min", "1h30", "2 h", "1:15", "long")] == [90, 90, 90, 120, 75, None]
+    assert [circumstance_key(t) for t in ("Plein tarif", "Prix régulier", "Rabais étudiant", "PROMO", "Gratuit",
+                                          "Billet de courtoisie", "Échange", "")] == [
+        "regular", "regular", "promotion", "promotion", "complimentary", "complimentary", "other", "other"]
+    assert plus_two_years(dt.datetime(2016, 2, 29, 20)) == dt.datetime(2018, 2, 28, 20)
+
+
+# --- sales through the command line --------------------------------------------------------------
+
+def test_french_export_imports_and_prints_json(runner, make_org, session, tmp_path):
+    org = make_org("tnm")
+    path = write_csv(tmp_path / "ventes.csv", FR_ROWS)  # Windows-1252, semicolons, decimal commas
+    result = pilot(runner, "import", path, "--org", "tnm", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert {k: summary[k] for k in ("rows", "imported", "duplicates", "rejected", "anonymous", "spectators_new")} == {
+        "rows": 4, "imported": 3, "duplicates": 0, "rejected": 0, "anonymous": 1, "spectators_new": 2}
+    assert summary["errors"] == [] and summary["encoding"] == "cp1252" and summary["delimiter"] == ";"
+
+    txs = session.scalars(select(Transaction).order_by(Transaction.purchased_at, Transaction.amount_cents)).all()
+    assert [(t.amount_cents, t.tickets, t.circumstance, t.category, t.channel, t.order_id) for t in txs] == [
+        (1250, 2, "regular", "subscription", "web", "A-100"),
+        (123450, 1, "promotion", "subscription", "web", "A-100"),
+        (800, 1, "complimentary", "single", "box_office", None),
+    ]
+    assert session.scalar(select(func.sum(Transaction.amount_cents))) == 125500
+    helene = session.scalar(select(Spectator).where(
+        Spectator.key == spectator_key(SECRET, "e:helene.cote@example.org")))
+    assert helene.fsa == "H2X" and txs[0].spectator_id == helene.id
+    contact = session.scalar(select(Contact).where(Contact.spectator_id == helene.id))
+    assert (contact.organisation_id, contact.last_name, contact.first_name, contact.postal_code, contact.email,
+            contact.customer_id) == (org.id, "Côté", "Hélène", "H2X1Y4", "helene.cote@example.org", "C1")
+    shows = {s.title: s for s in session.scalars(select(Show))}
+    assert set(shows) == {"Les Misérables", "Danse à Montréal"}
+    assert shows["Les Misérables"].starts_at == dt.datetime(2017, 4, 1, 20)
+    assert (shows["Les Misérables"].discipline, shows["Danse à Montréal"].discipline) == ("theatre", "dance")
+    venue = session.scalar(select(Venue))
+    assert (venue.name, venue.capacity) == ("Théâtre Outremont", 1200)
+    assert shows["Danse à Montréal"].venue_id == venue.id
+    batch = session.scalar(select(ImportBatch))
+    assert (batch.status, batch.filename, batch.rows, batch.imported, batch.anonymous) == (
+        "done", "ventes.csv", 4, 3, 1)
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "import.sales"))
+    assert event.details["imported"] == 3 and event.organisation_id == org.id and event.object_id == str(batch.id)
+
+
+def test_importing_again_adds_nothing(runner, make_org, session, tmp_path):
+    make_org("tnm")
+    rows = FR_ROWS[:3] + [FR_ROWS[0]]  # an identical row within the file counts as a duplicate too
+    path = write_csv(tmp_path / "ventes.csv", rows)
+    first = json.loads(pilot(runner, "import", path, "--org", "tnm", "--json").output)
+    assert (first["imported"], first["duplicates"]) == (3, 1)
+    before = counts(session)
+    second = pilot(runner, "import", path, "--org", "tnm", "--json")
+    assert second.exit_code == 0
+    summary = json.loads(second.output)
+    assert (summary["rows"], summary["duplicates"], summary["imported"], summary["spectators_new"]) == (4, 4, 0, 0)
+    session.expire_all()
+    assert counts(session) == before
+
+
+def test_one_bad_row_refuses_the_whole_file(runner, make_org, session, tmp_path):
+    org = make_org("tnm")
+    rows = [fr_row(Adresse="12 rue Émile\nApp. 3"),  # a quoted newline: this record spans lines 2 and 3
+            FR_ROWS[2],
+            fr_row(**{"Valeur de l'achat": "douze"}),  # line 5
+            fr_row(**{"Date du spectacle": "2017-02-30", "Nombre de billets": "0"})]  # line 6, two errors
+    path = write_csv(tmp_path / "ventes.csv", rows)
+    before = counts(session)
+    result = pilot(runner, "import", path, "--org", "tnm", "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.output)
+    assert summary["imported"] == 0 and summary["refused"] is True
+    assert summary["rows"] == summary["imported"] + summary["duplicates"] + summary["rejected"] + summary["anonymous"]
+    assert [(e["line"], e["column"]) for e in summary["errors"]] == [
+        (5, "Valeur de l'achat"), (6, "Nombre de billets"), (6, "Date du spectacle")]
+    assert "douze" in summary["errors"][0]["reason"]
+    assert summary["errors_total"] == 3 and summary["invalid_rows"] == 2
+    session.expire_all()
+    assert counts(session) == before
+    # the refusal itself is kept: a batch with its errors and an audit event
+    batch = session.scalar(select(ImportBatch))
+    assert (batch.status, batch.organisation_id, batch.imported, len(batch.errors)) == ("refused", org.id, 0, 3)
+    assert session.scalar(select(AuditEvent).where(AuditEvent.action == "import.refused")).object_id == str(batch.id)
+
+
+def test_a_late_bad_row_undoes_the_batches_already_written(db, make_org, session, tmp_path, monkeypatch):
+    import core.importing
+
+    monkeypatch.setattr(core.importing, "BATCH_SIZE", 2)
+    org = make_org("tnm")
+    rows = [fr_row(**{"Titre du spectacle": f"Show {i}"}) for i in range(5)] + [fr_row(**{"Date de l'achat": "?"})]
+    with pytest.raises(ImportRefused) as refused:
+        import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
+    assert refused.value.result.errors == [
+        {"line": 7, "column": "Date de l'achat", "reason": refused.value.result.errors[0]["reason"]}]
+    with db.engine.connect() as other:  # written in the caller's open transaction, never committed
+        assert other.scalar(select(func.count()).select_from(Transaction)) == 0
+    session.rollback()
+    assert counts(session) == dict.fromkeys(counts(session), 0)
+
+
+def test_missing_required_column_refuses_the_file(runner, make_org, session, tmp_path):
+    make_org("tnm")
+    header = [h for h in FR_HEADER if h != "Date de l'achat"]
+    rows = [[v for h, v in zip(FR_HEADER, row) if h != "Date de l'achat"] for row in FR_ROWS]
+    result = pilot(runner, "import", write_csv(tmp_path / "x.csv", rows, header=header), "--org", "tnm", "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.output)
+    assert summary["errors"][0]["line"] == 1 and summary["errors"][0]["column"] == "Date de l'achat"
+    assert summary["rows"] == summary["rejected"] == 4
+    assert counts(session)["transaction"] == 0
+
+
+def test_skip_invalid_imports_the_good_rows_and_writes_rejects(runner, make_org, session, tmp_path):
+    make_org("tnm")
+    rows = [FR_ROWS[0], fr_row(**{"Valeur de l'achat": "douze", "Adresse courriel": "x@example.org"}), FR_ROWS[2]]
+    path = write_csv(tmp_path / "ventes.csv", rows)
+    result = pilot(runner, "import", path, "--org", "tnm", "--skip-invalid", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["imported"], summary["rejected"], summary["rows"]) == (2, 1, 3)
+    rejects = tmp_path / "ventes.rejects.csv"
+    assert summary["rejects_file"] == str(rejects)
+    with rejects.open(encoding="cp1252", newline="") as fh:
+        table = list(csv.reader(fh, delimiter=";"))
+    assert table[0] == FR_HEADER + ["reason"]
+    assert len(table) == 2 and table[1][:-1] == rows[1]
+    assert "Valeur de l'achat" in table[1][-1] and "douze" in table[1][-1]
+    assert counts(session)["transaction"] == 2
+
+
+def test_human_summary_on_the_terminal(runner, make_org, tmp_path):
+    make_org("tnm")
+    result = pilot(runner, "import", write_csv(tmp_path / "v.csv", FR_ROWS), "--org", "tnm")
+    assert result.exit_code == 0 and "rows 4: imported 3" in result.output
+    assert pilot(runner, "import", tmp_path / "v.csv", "--org", "nobody").exit_code == 1
+
+
+# --- sales through the service -------------------------------------------------------------------
+
+def test_english_headers_commas_and_bom(app, make_org, session, tmp_path):
+    org = make_org("osm")
+    rows = [
+        ["Smith", "Ann", "1 Main", "H2X 1Y4", "ann@example.org", "", "$12.50", "1", "Regular price",
+         "2017-03-15 19:30", "2017-04-01 20:00", "Symphony No. 9", "Maison symphonique", "Classical music",
+         "Web", "yes", "O-1"],
+        ["Smith", "Ann", "1 Main", "H2X 1Y4", "ann@example.org", "", "1,234.50", "2", "Promotion",
+         "2017-03-16", "2017-04-02 20:00", "Tosca", "Maison symphonique", "Opera", "Phone", "no", "O-2"],
+        ["Roy", "Luc", "", "", "", "(514) 555-0000", "12.5", "1", "Complimentary", "2017-03-16",
+         "2017-04-02 20:00", "Tosca", "Maison symphonique", "Opéra", "Box office", "", ""],
+    ]
+    path = write_csv(tmp_path / "sales.csv", rows, header=EN_HEADER, delimiter=",", encoding="utf-8-sig")
+    with app.app_context():
+        result = import_file(session, path, org)
+    session.commit()
+    assert (result.rows, result.imported, result.encoding, result.delimiter) == (3, 3, "utf-8-sig", ",")
+    txs = session.scalars(select(Transaction).order_by(Transaction.id)).all()
+    assert [(t.amount_cents, t.channel, t.circumstance) for t in txs] == [
+        (1250, "web", "regular"), (123450, "phone", "promotion"), (1250, "box_office", "complimentary")]
+    assert {s.discipline for s in session.scalars(select(Show))} == {"classical"}
+    luc = session.scalar(select(Contact).where(Contact.last_name == "Roy"))
+    luc_key = spectator_key(SECRET, "p:ROY|LUC|5145550000")
+    assert session.get(Spectator, luc.spectator_id).key == luc_key
+
+
+def test_headers_match_whatever_case_accents_and_punctuation(app, make_org, session, tmp_path):
+    org = make_org("tnm")
+    header = [h.upper().replace("É", "E").replace("'", " ") for h in FR_HEADER]
+    path = write_csv(tmp_path / "v.csv", FR_ROWS[:1], header=header, delimiter=",", encoding="utf-8")
+    result = import_file(session, path, org, secret=SECRET)
+    assert result.imported == 1
+
+
+def test_anonymous_sales_are_counted_not_pooled(make_org, session, tmp_path):
+    org = make_org("tnm")
+    anonymous = [fr_row(**{"Adresse courriel": "", "Code postal": "", "Téléphone": ""}),  # a name alone
+                 fr_row(**{"Nom": "", "Prénom": "", "Adresse courriel": ""})]  # a postal code alone
+    result = import_file(session, write_csv(tmp_path / "v.csv", anonymous + FR_ROWS[2:3]), org, secret=SECRET)
+    assert (result.rows, result.anonymous, result.imported) == (3, 2, 1)
+    assert counts(session)["spectator"] == 1 and counts(session)["transaction"] == 1
+
+
+def test_unknown_discipline_is_reported(make_org, session, tmp_path):
+    org = make_org("tnm")
+    rows = [fr_row(**{"Type de spectacle": "Arts visuels"}), fr_row(**{"Type de spectacle": "Arts visuels",
+                                                                       "Titre du spectacle": "Autre"}),
+            fr_row(**{"Type de spectacle": "Cirque", "Titre du spectacle": "Cirque"})]
+    result = import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
+    assert result.unknown_disciplines == ["Arts visuels"]
+    assert result.to_json()["unknown_disciplines"] == ["Arts visuels"]
+    assert {s.title: s.discipline for s in session.scalars(select(Show))} == {
+        "Les Misérables": "other", "Autre": "other", "Cirque": "circus"}
+
+
+def test_consents_are_derived(make_org, session, tmp_path):
+    org = make_org("tnm")
+    rows = [
+        fr_row(**{"Date de l'achat": "2017-03-15 10:00", "Abonné à l'infolettre": "oui"}),  # subscription, show 04-01
+        fr_row(**{"Date de l'achat": "2017-06-01", "Date du spectacle": "2017-11-30", "Abonné à l'infolettre": "non",
+                  "Titre du spectacle": "Dernier"}),  # subscription, last show 11-30
+        fr_row(**{"Date de l'achat": "2016-02-29", "Catégorie d'achat": "Achat unique",
+                  "Abonné à l'infolettre": "", "Titre du spectacle": "Premier"}),
+    ]
+    import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
+    consents = {c.basis: c for c in session.scalars(select(Consent))}
+    assert set(consents) == {"express", "implied_purchase", "implied_subscription"}
+    assert all(c.channel == "email" and c.withdrawn_at is None for c in consents.values())
+    assert (consents["express"].given_at, consents["express"].expires_at) == (dt.datetime(2017, 3, 15, 10), None)
+    purchase = consents["implied_purchase"]
+    assert (purchase.given_at, purchase.expires_at) == (dt.datetime(2016, 2, 29), dt.datetime(2019, 6, 1))
+    subscription = consents["implied_subscription"]
+    assert subscription.given_at == dt.datetime(2017, 3, 15, 10)
+    assert subscription.expires_at == dt.datetime(2019, 11, 30, 20)
+    # a later file extends implied consent and never shortens it
+    later = [fr_row(**{"Date de l'achat": "2018-01-10", "Abonné à l'infolettre": "", "Titre du spectacle": "Suite",
+                       "Catégorie d'achat": ""})]
+    import_file(session, write_csv(tmp_path / "w.csv", later), org, secret=SECRET)
+    session.expire_all()
+    consents = {c.basis: c for c in session.scalars(select(Consent))}
+    assert consents["implied_purchase"].expires_at == dt.datetime(2020, 1, 10)
+    assert consents["implied_purchase"].given_at == dt.datetime(2016, 2, 29)
+    assert consents["implied_subscription"].expires_at == dt.datetime(2019, 11, 30, 20)
+
+
+def test_an_order_may_span_rows_and_batches(make_org, session, tmp_path, monkeypatch):
+    import core.importing
+
+    monkeypatch.setattr(core.importing, "BATCH_SIZE", 2)
+    org = make_org("tnm")
+    rows = [fr_row(**{"Titre du spectacle": f"Show {i}", "Numéro de commande": "A-1"}) for i in range(5)]
+    rows.append(rows[0])  # duplicate of a row in an earlier batch
+    result = import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
+    assert (result.imported, result.duplicates, result.spectators_new) == (5, 1, 1)
+    assert session.scalar(select(func.count(func.distinct(Transaction.order_id)))) == 1
+    assert counts(session)["contact"] == 1 and counts(session)["consent"] == 3
+
+
+# --- unsubscribes --------------------------------------------------------------------------------
+
+def test_unsubscribes_withdraw_consent_district_wide(make_org, session, tmp_path):
+    tnm, osm = make_org("tnm"), make_org("osm")
+    import_file(session, write_csv(tmp_path / "v.csv", FR_ROWS), tnm, secret=SECRET)
+    import_file(session, write_csv(tmp_path / "w.csv", FR_ROWS[:1]), osm, secret=SECRET)
+    path = write_csv(tmp_path / "desabonnements.csv", [
+        ["HELENE.COTE@example.org", "", "2017-05-01"],
+        ["", "C2", ""],                              # Jean, by customer ID
+        ["nouveau@example.org", "", "2017-05-02"],   # never bought: kept opted out for later
+        ["", "C999", ""],                            # nobody
+        ["helene.cote@example.org", "", "2017-05-03"],
+    ], header=["Courriel", "Identifiant client", "Date"])
+    result = import_file(session, path, tnm, kind="unsubscribes", secret=SECRET)
+    assert (result.rows, result.imported, result.duplicates, result.anonymous, result.spectators_new) == (5, 3, 1, 1, 1)
+    helene_key = spectator_key(SECRET, "e:helene.cote@example.org")
+    helene = session.scalar(select(Spectator).where(Spectator.key == helene_key))
+    assert helene.opted_out_at == dt.datetime(2017, 5, 1)
+    by_org = {}
+    for consent, contact in session.execute(select(Consent, Contact).join(Contact).where(
+            Contact.spectator_id == helene.id)):
+        by_org.setdefault(contact.organisation_id, set()).add(consent.withdrawn_at)
+    # this organisation's consents are withdrawn; the other's stay, the spectator's opt-out excludes them
+    assert by_org[tnm.id] == {dt.datetime(2017, 5, 1)} and by_org[osm.id] == {None}
+    jean = session.scalar(select(Contact).where(Contact.customer_id == "C2"))
+    assert session.get(Spectator, jean.spectator_id).opted_out_at is not None
+    assert all(c.withdrawn_at is not None for c in session.scalars(
+        select(Consent).where(Consent.contact_id == jean.id)))
+    assert session.scalar(select(AuditEvent).where(AuditEvent.action == "import.unsubscribes")).details["imported"] == 3
+    # a later purchase by someone who unsubscribed gives no usable consent
+    later = [fr_row(**{"Adresse courriel": "nouveau@example.org", "Nom": "Nouveau", "Date de l'achat": "2017-06-01"})]
+    import_file(session, write_csv(tmp_path / "x.csv", later), osm, secret=SECRET)
+    newcomer = session.scalar(select(Contact).where(Contact.email == "nouveau@example.org"))
+    assert {c.withdrawn_at for c in session.scalars(select(Consent).where(Consent.contact_id == newcomer.id))} == {
+        dt.datetime(2017, 5, 2)}
+
+
+def test_unsubscribes_need_an_email_or_customer_column(make_org, session, tmp_path):
+    org = make_org("tnm")
+    with pytest.raises(ImportRefused) as refused:
+        import_file(session, write_csv(tmp_path / "u.csv", [["x"]], header=["Nom"]), org, kind="unsubscribes",
+                    secret=SECRET)
+    assert refused.value.result.errors[0]["line"] == 1
+
+
+def test_a_sales_export_is_never_taken_for_an_unsubscribe_list(make_org, session, tmp_path):
+    org = make_org("tnm")
+    with pytest.raises(ImportRefused) as refused:
+        import_file(session, write_csv(tmp_path / "v.csv", FR_ROWS), org, kind="unsubscribes", secret=SECRET)
+    assert refused.value.result.errors[0]["column"] == "Valeur de l'achat"
+    session.rollback()
+    assert session.scalar(select(func.count()).where(Spectator.opted_out_at.is_not(None))) == 0
+
+
+# --- the upload page -----------------------------------------------------------------------------
+
+def upload(client, org, content: bytes, skip_invalid="0", kind="sales"):
+    return client.post("/imports", data={"organisation": str(org.id), "kind": kind, "skip_invalid": skip_invalid,
+                                         "file": (io.BytesIO(content), "ventes.csv")},
+                       content_type="multipart/form-data")
+
+
+def test_a_venue_user_imports_for_its_own_organisation_only(login_as, make_org, session, tmp_path):
+    own, other = make_org("tnm"), make_org("osm")
+    client = login_as("venue", own)
+    content = write_csv(tmp_path / "v.csv", FR_ROWS).read_bytes()
+    assert client.get("/imports").status_code == 200
+    response = upload(client, own, content)
+    page = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 200 and "Résumé de l'import" in page
+    assert session.scalar(select(func.count()).select_from(Transaction)) == 3
+    assert upload(client, other, content).status_code == 404
+    assert session.scalar(select(func.count()).where(Transaction.organisation_id == other.id)) == 0
+
+
+def test_the_upload_page_lists_errors_in_french_and_keeps_rejects_private(login_as, make_org, session, tmp_path,
+                                                                          app):
+    org = make_org("tnm")
+    client = login_as("venue", org)
+    content = write_csv(tmp_path / "v.csv", [FR_ROWS[0], fr_row(**{"Nombre de billets": "deux"})]).read_bytes()
+    page = html.unescape(upload(client, org, content).get_data(as_text=True))
+    assert "Fichier refusé" in page and "Nombre de billets" in page and "nombre entier positif" in page
+    assert session.scalar(select(func.count()).select_from(Transaction)) == 0
+    assert session.scalar(select(ImportBatch.status)) == "refused"
+    folder = Path(app.instance_path) / "rejects"
+    before = set(folder.glob("*.rejects.csv"))
+    page = html.unescape(upload(client, org, content, skip_invalid="1").get_data(as_text=True))
+    assert "Lignes mises de côté à cause d'erreurs, non importées : 1." in page
+    assert session.scalar(select(func.count()).select_from(Transaction)) == 1
+    rejects = set(folder.glob("tnm-*.rejects.csv")) - before
+    assert len(rejects) == 1 and str(rejects.pop()) not in page
+
+
+# --- any input: a result or a clear refusal, never a crash or a partial write --------------------
+
+_cells = st.one_of(
+    st.sampled_from(FR_ROWS[0] + FR_ROWS[2] + ["", "0", "-3", "9" * 30, "31/02/2017", "x" * 400, "a@b", "\x00",
+                                               "1\u202f000,5", "2017-03-15T25:00", '"', "\r\n"]),
+    st.text(max_size=12),
+)
+_UNSUBSCRIBE_HEADER = ["Courriel", "Identifiant client", "Date"]
+_UNSUBSCRIBE_ROWS = [["a@example.org", "", "2017-05-01"], ["", "C1", ""], ["B@Example.org", "C2", "15/05/2017"]]
+
+
+@st.composite
+def _exports(draw) -> bytes:
+    """Mostly plausible exports with a few cells broken, in any delimiter and encoding."""
+    header, base = draw(st.sampled_from([
+        (FR_HEADER, FR_ROWS), (EN_HEADER, [FR_ROWS[0][:len(EN_HEADER)]]), (_UNSUBSCRIBE_HEADER, _UNSUBSCRIBE_ROWS)]))
+    if draw(st.integers(0, 9)) == 0:
+        header = draw(st.lists(st.sampled_from(FR_HEADER + EN_HEADER + ["?", ""]), max_size=8))
+    rows = []
+    for _ in range(draw(st.integers(0, 5))):
+        if header is not FR_HEADER and header is not EN_HEADER and header is not _UNSUBSCRIBE_HEADER \
+                or draw(st.integers(0, 5)) == 0:
+            rows.append(draw(st.lists(_cells, max_size=len(header) + 2)))
+            continue
+        row = list(draw(st.sampled_from(base)))
+        for index in draw(st.sets(st.integers(0, len(row) - 1), max_size=2)):
+            row[index] = draw(_cells)
+        rows.append(row)
+    delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "utf-16"]))
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator=draw(st.sampled_from(["\r\n", "\n"])))
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode(encoding, "replace")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(_exports(), st.binary(max_size=300), _exports().map(lambda b: b[: len(b) // 2] + b"\xff\x00")),
+       skip_invalid=st.booleans(), kind=st.sampled_from(["sales", "unsubscribes"]))
+def test_any_input_gives_a_result_or_a_refusal(db, make_org, session, tmp_path, content, skip_invalid, kind):
+    org = session.merge(_org(make_org))
+    path = tmp_path / "any.csv"
+    path.write_bytes(content)
+    try:
+        result = import_file(session, path, org, kind=kind, skip_invalid=skip_invalid, secret=SECRET,
+                             rejects_path=tmp_path / "rejects.csv")
+    except ImportRefused as refused:
+        result = refused.result
+        assert result.errors and result.imported == 0
+        assert all(isinstance(e["line"], int) and e["line"] >= 1 and isinstance(e["column"], str)
+                   and isinstance(e["reason"], str) and e["reason"] for e in result.errors)
+    else:
+        assert skip_invalid or result.rejected == 0
+    assert result.rows == result.imported + result.duplicates + result.rejected + result.anonymous
+    with db.engine.connect() as other:  # nothing was committed behind the caller's back
+        assert other.scalar(select(func.count()).select_from(Transaction)) == 0
+        assert other.scalar(select(func.count()).select_from(Spectator)) == 0
+    session.rollback()
+    assert counts(session)["transaction"] == 0
+
+
+_ORG = {}
+
+
+def _org(make_org):
+    """One organisation for all the examples of the property test (hypothesis reuses the fixtures)."""
+    if make_org not in _ORG:
+        _ORG.clear()
+        _ORG[make_org] = make_org("prop")
+    return _ORG[make_org]
