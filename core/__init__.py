@@ -39,6 +39,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     views.init_app(app)
+    importlib.import_module("core.jobs_views").init_app(app)  # the admin page of scheduled jobs
     for name in FEATURES:
         importlib.import_module(name).init_app(app)
     _install_security(app)

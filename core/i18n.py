@@ -16,7 +16,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import request, session
+from flask import has_request_context, request, session
 from flask_babel import Babel
 from flask_login import current_user
 
@@ -90,6 +90,8 @@ def missing_translations() -> list[tuple[str, str, int]]:
 def select_locale() -> str:
     """``?lang=`` (remembered in the session), then the user's choice, then French."""
     languages = ("fr", "en")
+    if not has_request_context():  # jobs and commands: French, the district's language
+        return "fr"
     asked = request.args.get("lang")
     if asked in languages:
         session["lang"] = asked
