@@ -1,15 +1,562 @@
-"""Campaigns: the pages of the campaigns package."""
+"""Campaigns: promotions, campaigns and their workflow, venue approvals, erasure requests.
+
+Staff and administrators see campaigns and pooled counts (suppressed under k), never a contact;
+a venue approver sees only its own organisation's requests and contacts: any other id is a 404.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import csv
+import io
 
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+from itsdangerous import BadData, URLSafeTimedSerializer
+from markupsafe import Markup
+from sqlalchemy import select
+
+from campaigns import services
+from campaigns.eligibility import funnel, own_row
+from campaigns.forms import (
+    APPROVAL_LABELS,
+    LIFECYCLE_LABELS,
+    METRIC_LABELS,
+    OBJECTIVE_LABELS,
+    OFFER_LABELS,
+    STATUS_LABELS,
+    CampaignForm,
+    CancelForm,
+    ClearExclusionListForm,
+    ConfirmForm,
+    DecisionForm,
+    ErasureConfirmForm,
+    ErasureFindForm,
+    ExclusionListForm,
+    PromotionForm,
+    from_cents,
+    to_cents,
+)
+from campaigns.models import Approval, Campaign, Promotion
+from campaigns.services import CampaignError
 from core.auth import roles_required
+from core.db import db_session
+from core.models import DISCIPLINES, Organisation, Show, utcnow
+from core.privacy import is_small, strictest_k, suppress, suppress_total
+from core.views import DISCIPLINE_LABELS
+from segments.models import Segment, SegmentSnapshot
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
+STAFF = ("staff", "admin")
+MAX_SHOW_CHOICES = 500
+CONTACTS_PER_PAGE = 100
+
+
+def install_template_globals(app) -> None:
+    """Labels as Jinja globals rather than a context processor, so that imported macros see them."""
+    app.jinja_env.globals.update(
+        offer_labels=OFFER_LABELS, objective_labels=OBJECTIVE_LABELS, metric_labels=METRIC_LABELS,
+        campaign_status_labels=STATUS_LABELS, approval_labels=APPROVAL_LABELS, lifecycle_labels=LIFECYCLE_LABELS)
+
+
+def _get_or_404(model, object_id):
+    obj = db_session().get(model, object_id)
+    if obj is None:
+        abort(404)
+    return obj
+
+
+def _own_approval(approval_id: int) -> Approval:
+    """The current venue user's organisation's approval; anything else is a 404, not a 403, so that
+    ids of other organisations' requests reveal nothing."""
+    approval = db_session().scalar(select(Approval).where(
+        Approval.id == approval_id, Approval.organisation_id == current_user.organisation_id))
+    if approval is None:
+        abort(404)
+    return approval
+
+
+# --- lists --------------------------------------------------------------------------------------
 
 @bp.route("/")
 @roles_required("staff", "admin", "venue")
 def index():
-    return render_template("campaigns/index.html")
+    session = db_session()
+    if current_user.role == "venue":
+        approvals = session.scalars(
+            select(Approval).join(Campaign)
+            .where(Approval.organisation_id == current_user.organisation_id)
+            .order_by(Campaign.approval_deadline.desc(), Approval.id.desc())
+        ).all()
+        return render_template("campaigns/venue_index.html", approvals=approvals, now=utcnow())
+    campaigns = session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
+    answered = services.answered_counts(session, [c.id for c in campaigns])
+    return render_template("campaigns/index.html", campaigns=campaigns, answered=answered)
+
+
+# --- promotions ---------------------------------------------------------------------------------
+
+@bp.route("/promotions")
+@roles_required(*STAFF)
+def promotions():
+    items = db_session().scalars(select(Promotion).order_by(Promotion.id.desc())).all()
+    return render_template("campaigns/promotions.html", promotions=items)
+
+
+def _promotion_form(session, promotion: Promotion | None = None) -> PromotionForm:
+    form = PromotionForm(obj=None)
+    orgs = session.scalars(select(Organisation).order_by(Organisation.name)).all()
+    form.organisations.choices = [(o.id, o.name) for o in orgs]
+    form.disciplines.choices = [(d, DISCIPLINE_LABELS[d]) for d in DISCIPLINES]
+    shows = session.scalars(select(Show).where(Show.starts_at >= utcnow()).order_by(Show.starts_at)
+                            .limit(MAX_SHOW_CHOICES)).all()
+    if promotion is not None:
+        shows = list({s.id: s for s in [*shows, *promotion.shows]}.values())
+    form.shows.choices = [(s.id, f"{s.title} · {s.starts_at:%Y-%m-%d %H:%M}") for s in shows]
+    if promotion is not None and request.method == "GET":
+        form.name_fr.data, form.name_en.data = promotion.name_fr, promotion.name_en
+        form.message_fr.data, form.message_en.data = promotion.message_fr, promotion.message_en
+        form.offer_kind.data = promotion.offer_kind
+        if promotion.offer_kind == "amount_off":
+            form.offer_value.data = from_cents(promotion.offer_value)
+        else:
+            form.offer_value.data = promotion.offer_value
+        form.organisations.data = [o.id for o in promotion.organisations]
+        form.disciplines.data = promotion.discipline_list
+        form.shows.data = [s.id for s in promotion.shows]
+        form.valid_from.data, form.valid_until.data = promotion.valid_from, promotion.valid_until
+        form.code_strategy.data, form.shared_code.data = promotion.code_strategy, promotion.shared_code
+        form.average_discount.data = from_cents(promotion.average_discount_cents)
+        form.cost_per_contact.data = from_cents(promotion.cost_per_contact_cents)
+    return form
+
+
+def _promotion_fields(form: PromotionForm) -> dict:
+    value = form.offer_value.data
+    kind = form.offer_kind.data
+    return {
+        "name_fr": form.name_fr.data.strip(), "name_en": form.name_en.data.strip(),
+        "message_fr": form.message_fr.data.strip(), "message_en": form.message_en.data.strip(),
+        "offer_kind": kind,
+        "offer_value": (int(value) if kind == "percent_off" else to_cents(value)) if value is not None else None,
+        "organisation_ids": form.organisations.data, "show_ids": form.shows.data or [],
+        "disciplines": form.disciplines.data or [], "valid_from": form.valid_from.data,
+        "valid_until": form.valid_until.data, "code_strategy": form.code_strategy.data,
+        "shared_code": form.shared_code.data or None,
+        "average_discount_cents": to_cents(form.average_discount.data),
+        "cost_per_contact_cents": to_cents(form.cost_per_contact.data),
+    }
+
+
+@bp.route("/promotions/new", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def new_promotion():
+    session = db_session()
+    form = _promotion_form(session)
+    if form.validate_on_submit():
+        try:
+            promotion = services.create_promotion(session, user=current_user, **_promotion_fields(form))
+        except CampaignError as exc:
+            session.rollback()
+            flash(exc.reason, "error")
+        else:
+            session.commit()
+            flash(_("Promotion created."), "success")
+            return redirect(url_for("campaigns.promotion", promotion_id=promotion.id))
+    return render_template("campaigns/promotion_form.html", form=form, promotion=None)
+
+
+@bp.route("/promotions/<int:promotion_id>")
+@roles_required(*STAFF)
+def promotion(promotion_id: int):
+    item = _get_or_404(Promotion, promotion_id)
+    used_by = db_session().scalars(select(Campaign).where(Campaign.promotion_id == item.id)
+                                   .order_by(Campaign.id.desc())).all()
+    return render_template("campaigns/promotion.html", promotion=item, used_by=used_by)
+
+
+@bp.route("/promotions/<int:promotion_id>/edit", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def edit_promotion(promotion_id: int):
+    session = db_session()
+    item = _get_or_404(Promotion, promotion_id)
+    form = _promotion_form(session, item)
+    if form.validate_on_submit():
+        try:
+            services.update_promotion(session, item, user=current_user, **_promotion_fields(form))
+        except CampaignError as exc:
+            session.rollback()
+            flash(exc.reason, "error")
+        else:
+            session.commit()
+            flash(_("Promotion saved."), "success")
+            return redirect(url_for("campaigns.promotion", promotion_id=item.id))
+    return render_template("campaigns/promotion_form.html", form=form, promotion=item)
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+def _campaign_form(session, campaign: Campaign | None = None) -> CampaignForm:
+    form = CampaignForm()
+    segments = session.scalars(select(Segment).where(Segment.archived.is_(False)).order_by(Segment.name)).all()
+    form.segment.choices = [(s.id, s.name) for s in segments if s.versions]
+    locale = str(get_locale())
+    form.promotion.choices = [(p.id, p.name(locale)) for p in
+                              session.scalars(select(Promotion).order_by(Promotion.id.desc()))]
+    if campaign is not None and request.method == "GET":
+        form.name.data, form.objective.data = campaign.name, campaign.objective
+        form.segment.data, form.promotion.data = campaign.segment_id, campaign.promotion_id
+        tests = [a["share"] for a in campaign.arms if a["name"] != "control"]
+        form.control_share.data = campaign.control_share
+        form.arm_a_share.data = tests[0] if tests else None
+        form.arm_b_share.data = tests[1] if len(tests) > 1 else None
+        form.window_days.data = campaign.window_days
+        form.primary_metric.data = campaign.primary_metric
+        form.secondary_metrics.data = campaign.secondary_metrics
+        form.approval_deadline.data = campaign.approval_deadline
+        form.planned_launch_at.data = campaign.planned_launch_at
+    return form
+
+
+def _campaign_fields(form: CampaignForm) -> dict:
+    return {
+        "name": form.name.data.strip(), "objective": form.objective.data, "segment_id": form.segment.data,
+        "promotion_id": form.promotion.data,
+        "arms": services.make_arms(form.control_share.data, form.test_shares()),
+        "window_days": form.window_days.data, "primary_metric": form.primary_metric.data,
+        "secondary_metrics": form.secondary_metrics.data or [],
+        "approval_deadline": form.approval_deadline.data, "planned_launch_at": form.planned_launch_at.data,
+    }
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def new_campaign():
+    session = db_session()
+    form = _campaign_form(session)
+    if not form.segment.choices or not form.promotion.choices:
+        flash(_("A campaign needs a segment with a rule and a promotion: create them first."), "warning")
+    if form.validate_on_submit():
+        try:
+            campaign = services.create_campaign(session, user=current_user, **_campaign_fields(form))
+        except CampaignError as exc:
+            session.rollback()
+            flash(exc.reason, "error")
+        else:
+            session.commit()
+            flash(_("Campaign created as a draft."), "success")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    return render_template("campaigns/campaign_form.html", form=form, campaign=None)
+
+
+@bp.route("/<int:campaign_id>/edit", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def edit_campaign(campaign_id: int):
+    session = db_session()
+    campaign = _get_or_404(Campaign, campaign_id)
+    if campaign.status != "draft":
+        flash(_("Only a draft campaign can be changed."), "error")
+        return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    form = _campaign_form(session, campaign)
+    if form.validate_on_submit():
+        try:
+            services.update_campaign(session, campaign, user=current_user, **_campaign_fields(form))
+        except CampaignError as exc:
+            session.rollback()
+            flash(exc.reason, "error")
+        else:
+            session.commit()
+            flash(_("Campaign saved."), "success")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    return render_template("campaigns/campaign_form.html", form=form, campaign=campaign)
+
+
+def _campaign_k(session, campaign: Campaign) -> int:
+    org_ids = [a.organisation_id for a in campaign.approvals]
+    return strictest_k(session, org_ids or None)
+
+
+@bp.route("/<int:campaign_id>")
+@roles_required(*STAFF)
+def detail(campaign_id: int):
+    session = db_session()
+    campaign = _get_or_404(Campaign, campaign_id)
+    k = _campaign_k(session, campaign)
+    raw = funnel(session, campaign)
+    shown = raw.suppressed(k) if raw is not None else None
+    # Exclusion-list matches are counts of people: hidden under k like every pooled count.
+    list_matches = suppress({a.id: a.exclusion_list_matched for a in campaign.approvals}, k, total_shown=False)
+    snapshot = session.get(SegmentSnapshot, campaign.snapshot_id) if campaign.snapshot_id else None
+    return render_template(
+        "campaigns/campaign.html", campaign=campaign, funnel=shown, k=k, snapshot=snapshot,
+        snapshot_size=None if snapshot is None or is_small(snapshot.size, k) else snapshot.size,
+        list_matches=list_matches, now=utcnow(), locale=str(get_locale()),
+    )
+
+
+def _transition_page(campaign: Campaign, action: str, form, title: str, explanation: str):
+    return render_template("campaigns/confirm.html", campaign=campaign, form=form, action=action, title=title,
+                           explanation=explanation)
+
+
+@bp.route("/<int:campaign_id>/submit", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def submit(campaign_id: int):
+    session = db_session()
+    campaign = _get_or_404(Campaign, campaign_id)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            approvals = services.submit_for_approval(session, campaign, user=current_user)
+        except CampaignError as exc:
+            session.rollback()
+            flash(_("Submission refused: %(reason)s", reason=exc.reason), "error")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+        else:
+            session.commit()
+            flash(_("Campaign submitted: %(n)d organisation(s) are asked for their approval.", n=len(approvals)),
+                  "success")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    return _transition_page(
+        campaign, "submit", form, _("Submit for approvals"),
+        _("The segment is frozen as of today, and every organisation with spectators in it is asked to approve "
+          "the campaign by the deadline. The plan can no longer be changed."))
+
+
+@bp.route("/<int:campaign_id>/ready", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def ready(campaign_id: int):
+    session = db_session()
+    campaign = _get_or_404(Campaign, campaign_id)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            services.mark_ready(session, campaign, user=current_user)
+        except CampaignError as exc:
+            session.rollback()
+            flash(_("Refused: %(reason)s", reason=exc.reason), "error")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+        else:
+            session.commit()
+            flash(_("The campaign is ready to launch."), "success")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    return _transition_page(
+        campaign, "ready", form, _("Mark ready to launch"),
+        _("Approvals close: requests still unanswered count as declined, and the eligible recipients are those "
+          "of the approving organisations."))
+
+
+@bp.route("/<int:campaign_id>/cancel", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def cancel(campaign_id: int):
+    session = db_session()
+    campaign = _get_or_404(Campaign, campaign_id)
+    form = CancelForm()
+    if form.validate_on_submit():
+        try:
+            services.cancel(session, campaign, user=current_user, reason=form.reason.data)
+        except CampaignError as exc:
+            session.rollback()
+            flash(_("Refused: %(reason)s", reason=exc.reason), "error")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+        else:
+            session.commit()
+            flash(_("The campaign is cancelled."), "success")
+            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    return _transition_page(campaign, "cancel", form, _("Cancel the campaign"),
+                            _("A cancelled campaign cannot be resumed."))
+
+
+# --- venue approvals ----------------------------------------------------------------------------
+
+def _approval_page(approval: Approval, decision_form=None, list_form=None, status: int = 200):
+    session = db_session()
+    campaign = approval.campaign
+    raw = funnel(session, campaign)
+    k = strictest_k(session)
+    row = own_row(raw, approval.organisation_id, k) if raw is not None else None
+    mix = services.lifecycle_mix(session, campaign, approval.organisation_id)
+    mix_shown = suppress(mix, k, total_shown=True)
+    if decision_form is None:
+        decision_form = DecisionForm(formdata=None)
+        decision_form.decision.data = {"approved": "approve", "declined": "decline"}.get(approval.status)
+        decision_form.exclude_subscribers.data = approval.exclude_subscribers
+        decision_form.exclude_contacted.data = bool(approval.exclude_contacted_days)
+        decision_form.contacted_days.data = approval.exclude_contacted_days or 30
+    now = utcnow()
+    is_open = campaign.status == "awaiting_approvals" and now < campaign.approval_deadline
+    return render_template(
+        "campaigns/approval.html", approval=approval, campaign=campaign, promotion=campaign.promotion,
+        row=row, k=k, mix=sorted(mix_shown.items(), key=lambda t: list(LIFECYCLE_LABELS).index(t[0])
+                                 if t[0] in LIFECYCLE_LABELS else 99),
+        mix_total=suppress_total(sum(mix.values()), mix_shown, k),
+        decision_form=decision_form, list_form=list_form or ExclusionListForm(formdata=None),
+        clear_form=ClearExclusionListForm(formdata=None), is_open=is_open, locale=str(get_locale()),
+    ), status
+
+
+@bp.route("/approvals/<int:approval_id>")
+@roles_required("venue")
+def approval(approval_id: int):
+    return _approval_page(_own_approval(approval_id))
+
+
+@bp.route("/approvals/<int:approval_id>/decision", methods=["POST"])
+@roles_required("venue")
+def decide(approval_id: int):
+    session = db_session()
+    item = _own_approval(approval_id)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        return _approval_page(item, decision_form=form, status=400)
+    try:
+        services.decide_approval(
+            session, item, form.decision.data, current_user,
+            exclude_subscribers=form.exclude_subscribers.data,
+            exclude_contacted_days=form.contacted_days.data if form.exclude_contacted.data else None)
+    except CampaignError as exc:
+        session.rollback()
+        flash(_("Refused: %(reason)s", reason=exc.reason), "error")
+    else:
+        session.commit()
+        flash(_("Your answer is recorded: approved.") if item.status == "approved"
+              else _("Your answer is recorded: declined."), "success")
+    return redirect(url_for("campaigns.approval", approval_id=item.id))
+
+
+def read_list(data: bytes) -> list[str]:
+    """Values of an uploaded list: one per line, or the first column of a CSV (comma or semicolon)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    sample = text[:4096]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    return [row[0].strip() for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row and row[0].strip()]
+
+
+@bp.route("/approvals/<int:approval_id>/exclusions", methods=["POST"])
+@roles_required("venue")
+def upload_exclusions(approval_id: int):
+    session = db_session()
+    item = _own_approval(approval_id)
+    form = ExclusionListForm()
+    if not form.validate_on_submit():
+        return _approval_page(item, list_form=form, status=400)
+    values = read_list(form.file.data.read())
+    try:
+        rows, matched = services.set_exclusion_list(session, item, values, form.kind.data,
+                                                    current_app.config["DISTRICT_SECRET"], user=current_user)
+    except CampaignError as exc:
+        session.rollback()
+        flash(_("Refused: %(reason)s", reason=exc.reason), "error")
+    else:
+        session.commit()
+        flash(_("Exclusion list saved: %(rows)d lines read, %(matched)d of your spectators excluded.",
+                rows=rows, matched=matched), "success")
+    return redirect(url_for("campaigns.approval", approval_id=item.id))
+
+
+@bp.route("/approvals/<int:approval_id>/exclusions/clear", methods=["POST"])
+@roles_required("venue")
+def clear_exclusions(approval_id: int):
+    session = db_session()
+    item = _own_approval(approval_id)
+    if ClearExclusionListForm().validate_on_submit():
+        try:
+            services.clear_exclusion_list(session, item, user=current_user)
+        except CampaignError as exc:
+            session.rollback()
+            flash(_("Refused: %(reason)s", reason=exc.reason), "error")
+        else:
+            session.commit()
+            flash(_("Exclusion list removed."), "success")
+    return redirect(url_for("campaigns.approval", approval_id=item.id))
+
+
+@bp.route("/approvals/<int:approval_id>/contacts")
+@roles_required("venue")
+def approval_contacts(approval_id: int):
+    item = _own_approval(approval_id)
+    page = max(request.args.get("page", 1, type=int), 1)
+    lines, total = services.approval_contacts(db_session(), item, page=page, per_page=CONTACTS_PER_PAGE)
+    pages = max((total + CONTACTS_PER_PAGE - 1) // CONTACTS_PER_PAGE, 1)
+    return render_template("campaigns/approval_contacts.html", approval=item, campaign=item.campaign, lines=lines,
+                           total=total, page=page, pages=pages)
+
+
+# --- erasure ------------------------------------------------------------------------------------
+
+ERASURE_TOKEN_MAX_AGE = 15 * 60
+
+
+def _erasure_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="campaigns.erasure")
+
+
+@bp.route("/admin/erasure", methods=["GET", "POST"])
+@roles_required("admin")
+def erasure():
+    session = db_session()
+    form = ErasureFindForm()
+    found = confirm_form = None
+    if form.validate_on_submit():
+        try:
+            found = services.find_person(session, form.email.data, current_app.config["DISTRICT_SECRET"])
+        except CampaignError as exc:
+            form.email.errors = [exc.reason]
+        else:
+            token = _erasure_serializer().dumps(found.spectator_ids)
+            confirm_form = ErasureConfirmForm(formdata=None, token=token)
+            form = ErasureFindForm(formdata=None)  # the page shows counts, never the address
+    return render_template("campaigns/erasure.html", form=form, found=found, confirm_form=confirm_form)
+
+
+@bp.route("/admin/erasure/confirm", methods=["POST"])
+@roles_required("admin")
+def erasure_confirm():
+    session = db_session()
+    form = ErasureConfirmForm()
+    if not form.validate_on_submit():
+        flash(_("Tick the box to confirm the erasure."), "error")
+        return redirect(url_for("campaigns.erasure"))
+    try:
+        spectator_ids = _erasure_serializer().loads(form.token.data, max_age=ERASURE_TOKEN_MAX_AGE)
+    except BadData:
+        flash(_("This confirmation expired: search for the person again."), "error")
+        return redirect(url_for("campaigns.erasure"))
+    if not spectator_ids or not all(isinstance(i, int) for i in spectator_ids):
+        abort(400)
+    result = services.erase_spectators(session, spectator_ids, user=current_user)
+    session.commit()
+    flash(_("Erased: %(contacts)d contact record(s) deleted at %(orgs)d organisation(s); the person is opted out "
+            "of every campaign.", contacts=result.contacts, orgs=result.organisations), "success")
+    return redirect(url_for("campaigns.erasure"))
+
+
+# --- dashboard ----------------------------------------------------------------------------------
+
+def dashboard_panel(session, user) -> Markup | None:
+    """Pending approval requests (venue approvers) or campaigns awaiting approvals (staff)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    if user.role == "venue":
+        pending = session.scalars(
+            select(Approval).join(Campaign)
+            .where(Approval.organisation_id == user.organisation_id, Approval.status == "pending",
+                   Campaign.status == "awaiting_approvals", Campaign.approval_deadline > utcnow())
+            .order_by(Campaign.approval_deadline)
+        ).all()
+        if not pending:
+            return None
+        return Markup(render_template("campaigns/_panel_venue.html", approvals=pending))
+    if user.role in STAFF:
+        waiting = session.scalars(select(Campaign).where(Campaign.status.in_(("awaiting_approvals", "ready")))
+                                  .order_by(Campaign.approval_deadline)).all()
+        if not waiting:
+            return None
+        answered = services.answered_counts(session, [c.id for c in waiting])
+        return Markup(render_template("campaigns/_panel_staff.html", campaigns=waiting, answered=answered))
+    return None

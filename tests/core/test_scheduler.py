@@ -231,17 +231,16 @@ def test_nightly_profile_refresh_rebuilds_every_profile(app, db, inbox):
 # --- feature jobs ----------------------------------------------------------------------------------
 
 def test_campaign_jobs_move_a_campaign_whose_approval_deadline_passed(app, db, make_org):
-    """Runs once ``campaigns/jobs.py`` declares its jobs: every campaigns job, run directly."""
+    """Every campaigns job, run directly, on a campaign whose approval deadline has passed."""
     campaign_jobs = [i for i, spec in registered_jobs(app).items() if spec.func.__module__.startswith("campaigns.")]
-    if not campaign_jobs:
-        pytest.skip("campaigns/jobs.py declares no job yet (the campaigns integration adds it)")
+    assert "campaigns.deadlines" in campaign_jobs
     from campaigns.models import Approval, Campaign
 
     org = make_org("salle-a")
     now = utcnow()
     with db.session() as s:
         campaign = Campaign(name="Printemps", objective="retention", status="awaiting_approvals",
-                            arms=[{"label": "control", "share": 50}, {"label": "test", "share": 50}],
+                            arms=[{"name": "control", "share": 50}, {"name": "A", "share": 50}],
                             approval_deadline=now - dt.timedelta(days=1), planned_launch_at=now + dt.timedelta(days=6),
                             submitted_at=now - dt.timedelta(days=8))
         s.add(campaign)
@@ -258,6 +257,30 @@ def test_campaign_jobs_move_a_campaign_whose_approval_deadline_passed(app, db, m
         assert s.scalar(select(Approval.status).where(Approval.campaign_id == campaign_id)) == "expired"
     for job_id in campaign_jobs:  # idempotent
         assert run_job(app, job_id).status == "success"
+
+
+def test_approvers_are_reminded_once_before_the_deadline(app, db, make_org):
+    from campaigns.models import Approval, Campaign
+    from core.models import Notification
+
+    org, other = make_org("salle-a"), make_org("salle-b")
+    now = utcnow()
+    with db.session() as s:
+        campaign = Campaign(name="Automne", objective="retention", status="awaiting_approvals",
+                            arms=[{"name": "control", "share": 50}, {"name": "A", "share": 50}],
+                            approval_deadline=now + dt.timedelta(days=1), planned_launch_at=now + dt.timedelta(days=6))
+        s.add(campaign)
+        s.flush()
+        s.add_all([Approval(campaign_id=campaign.id, organisation_id=org.id, status="pending"),
+                   Approval(campaign_id=campaign.id, organisation_id=other.id, status="approved")])
+        s.commit()
+    assert run_job(app, "campaigns.reminders").status == "success"
+    assert run_job(app, "campaigns.reminders").status == "success"
+    with db.session() as s:
+        notes = s.scalars(select(Notification).where(Notification.kind == "approval.reminder")).all()
+        # Only the organisation that has not answered, and only once.
+        assert [n.organisation_id for n in notes] == [org.id]
+        assert "Automne" in notes[0].message_fr
 
 
 # --- the runner ----------------------------------------------------------------------------------

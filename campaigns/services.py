@@ -1,0 +1,700 @@
+"""Campaign operations: promotions, the workflow up to "ready", venue approvals, exclusions, erasure.
+
+Every function flushes and never commits: the view, command or job that calls it owns the
+transaction. A workflow step whose conditions are not met raises :class:`TransitionRefused` with a
+reason that can be shown as is; every step that happens is written to the audit log (who, when).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from flask_babel import gettext as _
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from campaigns.eligibility import consented_contacts, eligible_count, launch_time
+from campaigns.models import (
+    CODE_STRATEGIES,
+    METRICS,
+    OBJECTIVES,
+    OFFER_KINDS,
+    PRIMARY_METRICS,
+    TRANSITIONS,
+    Approval,
+    Campaign,
+    Exclusion,
+    Promotion,
+)
+from core.identity import identity_basis, normalise_email, spectator_key
+from core.models import DISCIPLINES, Consent, Contact, Organisation, Show, Spectator, audit, utcnow
+from segments.models import Segment, SegmentSnapshot, SnapshotMember, SpectatorProfile
+
+MIN_CONTROL_SHARE = 10
+MAX_WINDOW_DAYS = 365
+# Unique codes: no 0/O, 1/I/L, 2/Z, 5/S, 8/B, so that a code read aloud or retyped is the code.
+CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
+CODE_LENGTH = 10  # 25**10 ≈ 10**14: guessing one of 500,000 live codes takes ~2*10**8 tries
+SHARED_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,38}[A-Z0-9]$")
+SCHEDULER = "scheduler"
+
+
+class CampaignError(ValueError):
+    """A request the campaign rules refuse; ``reason`` is a sentence for the user."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransitionRefused(CampaignError):
+    """A workflow transition whose conditions are not met."""
+
+
+def _actor(user) -> str:
+    return getattr(user, "email", None) or SCHEDULER
+
+
+def _user_id(user) -> int | None:
+    return getattr(user, "id", None)
+
+
+# --- codes --------------------------------------------------------------------------------------
+
+def generate_code(length: int = CODE_LENGTH) -> str:
+    """One unguessable promotion code from :data:`CODE_ALPHABET` (cryptographic randomness)."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+def generate_codes(count: int, length: int = CODE_LENGTH, taken: Iterable[str] = ()) -> list[str]:
+    """``count`` distinct codes, none of them in ``taken`` (one per recipient at launch)."""
+    seen = set(taken)
+    codes: list[str] = []
+    while len(codes) < count:
+        code = generate_code(length)
+        if code not in seen:
+            seen.add(code)
+            codes.append(code)
+    return codes
+
+
+# --- promotions ---------------------------------------------------------------------------------
+
+def _check_promotion(fields: dict) -> None:
+    kind = fields["offer_kind"]
+    if kind not in OFFER_KINDS:
+        raise CampaignError(_("Unknown kind of offer: %(kind)s.", kind=kind))
+    value = fields.get("offer_value")
+    if kind == "percent_off" and not (value and 1 <= value <= 100):
+        raise CampaignError(_("A percentage off needs a value between 1 and 100."))
+    if kind == "amount_off" and not (value and value > 0):
+        raise CampaignError(_("An amount off needs an amount greater than zero."))
+    if fields["valid_until"] < fields["valid_from"]:
+        raise CampaignError(_("The promotion must end on or after the day it starts."))
+    if not fields.get("organisation_ids"):
+        raise CampaignError(_("Choose at least one participating organisation."))
+    unknown = set(fields.get("disciplines") or ()) - set(DISCIPLINES)
+    if unknown:
+        raise CampaignError(_("Unknown discipline: %(names)s.", names=", ".join(sorted(unknown))))
+    strategy = fields.get("code_strategy", "unique")
+    if strategy not in CODE_STRATEGIES:
+        raise CampaignError(_("Unknown code strategy: %(name)s.", name=strategy))
+    if strategy == "shared" and not SHARED_CODE.match(fields.get("shared_code") or ""):
+        raise CampaignError(_("A shared code takes 4 to 40 capital letters, digits or dashes."))
+    for name in ("average_discount_cents", "cost_per_contact_cents"):
+        if (fields.get(name) or 0) < 0:
+            raise CampaignError(_("Costs cannot be negative."))
+
+
+def _apply_promotion(session: Session, promotion: Promotion, fields: dict) -> None:
+    fields = dict(fields)
+    if fields.get("code_strategy") == "shared" and fields.get("shared_code"):
+        fields["shared_code"] = fields["shared_code"].strip().upper()
+    _check_promotion(fields)
+    org_ids = list(fields.pop("organisation_ids"))
+    show_ids = list(fields.pop("show_ids", None) or ())
+    fields["disciplines"] = ",".join(fields.pop("disciplines", None) or ())
+    if fields.get("code_strategy") != "shared":
+        fields["shared_code"] = None
+    if fields["offer_kind"] not in ("percent_off", "amount_off"):
+        fields["offer_value"] = None
+    for name, value in fields.items():
+        setattr(promotion, name, value)
+    promotion.organisations = list(session.scalars(select(Organisation).where(Organisation.id.in_(org_ids))))
+    if len(promotion.organisations) != len(set(org_ids)):
+        raise CampaignError(_("One of the chosen organisations does not exist."))
+    promotion.shows = list(session.scalars(select(Show).where(Show.id.in_(show_ids)))) if show_ids else []
+
+
+def create_promotion(session: Session, *, name_fr: str, name_en: str, message_fr: str, message_en: str,
+                     offer_kind: str, offer_value: int | None = None, organisation_ids: Sequence[int],
+                     show_ids: Sequence[int] = (), disciplines: Sequence[str] = (), valid_from: dt.date,
+                     valid_until: dt.date, code_strategy: str = "unique", shared_code: str | None = None,
+                     average_discount_cents: int = 0, cost_per_contact_cents: int = 0, user=None) -> Promotion:
+    """Create a promotion (flushes).
+
+    :param offer_value: whole percent for ``percent_off``, cents for ``amount_off``, else ignored.
+    :param code_strategy: ``unique`` (one unguessable code per recipient, made at launch) or
+        ``shared`` (``shared_code`` for everyone).
+    :param average_discount_cents: the discount a redemption costs on average (for the ROI report).
+    :param cost_per_contact_cents: what sending to one recipient costs.
+    :raises CampaignError: when a field breaks the rules.
+    """
+    params = dict(locals())
+    fields = {k: v for k, v in params.items() if k not in ("session", "user")}
+    promotion = Promotion(created_by_id=_user_id(user))
+    _apply_promotion(session, promotion, fields)
+    session.add(promotion)
+    session.flush()
+    audit(session, "promotion.create", actor=_actor(user), user_id=_user_id(user), object_type="promotion",
+          object_id=promotion.id)
+    return promotion
+
+
+def update_promotion(session: Session, promotion: Promotion, user=None, **fields) -> Promotion:
+    """Change a promotion while every campaign using it is still a draft (flushes)."""
+    used = session.scalar(select(func.count()).select_from(Campaign)
+                          .where(Campaign.promotion_id == promotion.id, Campaign.status != "draft"))
+    if used:
+        raise CampaignError(_("This promotion is used by a campaign already submitted: create a new promotion instead."))
+    current = {
+        "name_fr": promotion.name_fr, "name_en": promotion.name_en, "message_fr": promotion.message_fr,
+        "message_en": promotion.message_en, "offer_kind": promotion.offer_kind, "offer_value": promotion.offer_value,
+        "organisation_ids": [o.id for o in promotion.organisations], "show_ids": [s.id for s in promotion.shows],
+        "disciplines": promotion.discipline_list, "valid_from": promotion.valid_from,
+        "valid_until": promotion.valid_until, "code_strategy": promotion.code_strategy,
+        "shared_code": promotion.shared_code, "average_discount_cents": promotion.average_discount_cents,
+        "cost_per_contact_cents": promotion.cost_per_contact_cents,
+    }
+    unknown = set(fields) - set(current)
+    if unknown:
+        raise TypeError(f"unknown promotion fields: {', '.join(sorted(unknown))}")
+    current.update(fields)
+    _apply_promotion(session, promotion, current)
+    session.flush()
+    audit(session, "promotion.update", actor=_actor(user), user_id=_user_id(user), object_type="promotion",
+          object_id=promotion.id)
+    return promotion
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+def make_arms(control_share: int, test_shares: Sequence[int]) -> list[dict]:
+    """Arms as stored: ``control`` then ``A``, ``B``... with whole-percent shares."""
+    arms = [{"name": "control", "share": int(control_share)}]
+    arms += [{"name": chr(ord("A") + i), "share": int(s)} for i, s in enumerate(s for s in test_shares if s)]
+    return arms
+
+
+def check_arms(arms: Sequence[dict]) -> None:
+    """Refuse arms without a control of at least 10%, without a test arm, or not summing to 100%."""
+    names = [a.get("name") for a in arms]
+    if len(set(names)) != len(names):
+        raise CampaignError(_("Each arm needs its own name."))
+    control = [a for a in arms if a.get("name") == "control"]
+    tests = [a for a in arms if a.get("name") != "control"]
+    if not control or int(control[0]["share"]) < MIN_CONTROL_SHARE:
+        raise CampaignError(_("The control group must receive at least %(n)d%% of the recipients.", n=MIN_CONTROL_SHARE))
+    if not tests:
+        raise CampaignError(_("Plan at least one test arm beside the control group."))
+    if any(int(a["share"]) <= 0 for a in arms):
+        raise CampaignError(_("Every arm needs a share greater than zero."))
+    total = sum(int(a["share"]) for a in arms)
+    if total != 100:
+        raise CampaignError(_("The shares of the arms add up to %(total)d%%, not 100%%.", total=total))
+
+
+def _check_campaign(campaign: Campaign) -> None:
+    if not (campaign.name or "").strip():
+        raise CampaignError(_("The campaign needs a name."))
+    if campaign.objective not in OBJECTIVES:
+        raise CampaignError(_("Unknown objective: %(name)s.", name=campaign.objective))
+    check_arms(campaign.arms or [])
+    if not 1 <= (campaign.window_days or 0) <= MAX_WINDOW_DAYS:
+        raise CampaignError(_("The attribution window takes 1 to %(n)d days.", n=MAX_WINDOW_DAYS))
+    if campaign.primary_metric not in PRIMARY_METRICS:
+        raise CampaignError(_("The primary metric must be conversion, revenue, tickets or cross-sell "
+                              "(redemption is reported as uptake, never as a lift)."))
+    unknown = set(campaign.secondary_metrics or ()) - set(METRICS)
+    if unknown:
+        raise CampaignError(_("Unknown metric: %(names)s.", names=", ".join(sorted(unknown))))
+    if campaign.approval_deadline is None or campaign.planned_launch_at is None:
+        raise CampaignError(_("Set the approval deadline and the planned launch."))
+    if campaign.planned_launch_at <= campaign.approval_deadline:
+        raise CampaignError(_("The planned launch must come after the approval deadline."))
+
+
+CAMPAIGN_FIELDS = ("name", "objective", "segment_id", "promotion_id", "arms", "window_days", "primary_metric",
+                   "secondary_metrics", "approval_deadline", "planned_launch_at")
+
+
+def create_campaign(session: Session, *, name: str, objective: str, segment_id: int | None,
+                    promotion_id: int | None, arms: list[dict], approval_deadline: dt.datetime,
+                    planned_launch_at: dt.datetime, window_days: int = 30, primary_metric: str = "conversion",
+                    secondary_metrics: Sequence[str] = (), user=None) -> Campaign:
+    """Create a draft campaign (flushes).
+
+    :param arms: ``make_arms(control_share, [test shares])``; control at least 10%, sum 100%.
+    :param approval_deadline: naive UTC; non-response by then counts as declined.
+    :param planned_launch_at: naive UTC, after the deadline; consent is judged at this moment.
+    :raises CampaignError: when the plan breaks a rule.
+    """
+    params = dict(locals())
+    campaign = Campaign(status="draft", created_by_id=_user_id(user), channel="email")
+    for name_ in CAMPAIGN_FIELDS:
+        value = params[name_]
+        setattr(campaign, name_, list(value) if name_ == "secondary_metrics" else value)
+    campaign.secondary_metrics = [m for m in campaign.secondary_metrics if m != primary_metric]
+    _check_campaign(campaign)
+    session.add(campaign)
+    session.flush()
+    audit(session, "campaign.create", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
+          object_id=campaign.id)
+    return campaign
+
+
+def update_campaign(session: Session, campaign: Campaign, user=None, **fields) -> Campaign:
+    """Change a draft campaign's plan (flushes); refused once it is submitted."""
+    if campaign.status != "draft":
+        raise TransitionRefused(_("Only a draft campaign can be changed; this one is %(status)s.",
+                                  status=status_label(campaign.status)))
+    unknown = set(fields) - set(CAMPAIGN_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
+    for name, value in fields.items():
+        setattr(campaign, name, value)
+    campaign.secondary_metrics = [m for m in campaign.secondary_metrics or [] if m != campaign.primary_metric]
+    _check_campaign(campaign)
+    session.flush()
+    audit(session, "campaign.update", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
+          object_id=campaign.id, fields=sorted(fields))
+    return campaign
+
+
+def status_label(status: str) -> str:
+    labels = {
+        "draft": _("draft"), "awaiting_approvals": _("awaiting approvals"), "ready": _("ready to launch"),
+        "launched": _("launched"), "measuring": _("measuring"), "closed": _("closed"), "cancelled": _("cancelled"),
+    }
+    return labels.get(status, status)
+
+
+def _move(session: Session, campaign: Campaign, to: str, user, action: str, **details) -> None:
+    """Change the status if the workflow allows it, and write who and when to the audit log."""
+    before = campaign.status
+    if to not in TRANSITIONS.get(before, ()):
+        raise TransitionRefused(_("A campaign that is %(before)s cannot become %(after)s.",
+                                  before=status_label(before), after=status_label(to)))
+    campaign.status = to
+    session.flush()
+    audit(session, f"campaign.{action}", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
+          object_id=campaign.id, **{"from": before, "to": to}, **details)
+
+
+def _segment_snapshot(session: Session, campaign: Campaign, user, now: dt.datetime) -> SegmentSnapshot:
+    """Freeze the segment: a snapshot of its current version's members as of today, taken now."""
+    segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
+    if segment is None:
+        raise TransitionRefused(_("Choose a segment before submitting the campaign."))
+    version = segment.current
+    if version is None:
+        raise TransitionRefused(_("The segment %(name)s has no rule yet.", name=segment.name))
+    from segments.snapshots import take_snapshot
+
+    return take_snapshot(session, version, now.date(), user=user)
+
+
+def _snapshot_organisations(session: Session, snapshot_id: int) -> list[tuple[int, int]]:
+    """(organisation_id, spectators) of every organisation holding a record of a snapshot member."""
+    return list(session.execute(
+        select(Contact.organisation_id, func.count())
+        .join(SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
+              & (SnapshotMember.snapshot_id == snapshot_id))
+        .group_by(Contact.organisation_id)
+        .order_by(Contact.organisation_id)
+    ).all())
+
+
+def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None,
+                        snapshot: SegmentSnapshot | None = None) -> list[Approval]:
+    """Draft → awaiting approvals: freeze the segment and ask every organisation with spectators in it.
+
+    :param snapshot: the frozen list to use (default: the segment's snapshot of today, taken if needed).
+    :returns: the approval requests, one per organisation with spectators in the snapshot.
+    :raises TransitionRefused: not a draft, a plan that breaks a rule, a deadline already past, a
+        promotion not valid at launch, or nobody in the snapshot.
+    """
+    now = now or utcnow()
+    if "awaiting_approvals" not in TRANSITIONS.get(campaign.status, ()):
+        raise TransitionRefused(_("Only a draft campaign can be submitted; this one is %(status)s.",
+                                  status=status_label(campaign.status)))
+    try:
+        _check_campaign(campaign)
+    except CampaignError as exc:
+        raise TransitionRefused(exc.reason) from None
+    promotion = session.get(Promotion, campaign.promotion_id) if campaign.promotion_id else None
+    if promotion is None:
+        raise TransitionRefused(_("Choose a promotion before submitting the campaign."))
+    if campaign.approval_deadline <= now:
+        raise TransitionRefused(_("The approval deadline has already passed: move it later."))
+    launch_day = campaign.planned_launch_at.date()
+    if not promotion.valid_from <= launch_day <= promotion.valid_until:
+        raise TransitionRefused(_("The promotion is valid from %(start)s to %(end)s: the planned launch (%(launch)s) "
+                                  "must fall within it.", start=promotion.valid_from.isoformat(),
+                                  end=promotion.valid_until.isoformat(), launch=launch_day.isoformat()))
+    if snapshot is None:
+        snapshot = _segment_snapshot(session, campaign, user, now)
+    elif snapshot.version is None or snapshot.version.segment_id != campaign.segment_id:
+        raise TransitionRefused(_("This snapshot belongs to another segment."))
+    organisations = _snapshot_organisations(session, snapshot.id)
+    if not organisations:
+        raise TransitionRefused(_("Nobody in the segment is known to an organisation: there is no one to ask."))
+    campaign.snapshot_id = snapshot.id
+    campaign.submitted_at = now
+    approvals = [Approval(campaign_id=campaign.id, organisation_id=org_id, segment_count=count, status="pending",
+                          requested_at=now) for org_id, count in organisations]
+    session.add_all(approvals)
+    _move(session, campaign, "awaiting_approvals", user, "submit", snapshot_id=snapshot.id,
+          organisations=len(approvals), segment_size=snapshot.size)
+    return approvals
+
+
+def _expire_pending(session: Session, campaign: Campaign, user=None) -> int:
+    """Mark every approval still pending as expired (no answer counts as declined)."""
+    pending = session.scalars(select(Approval).where(Approval.campaign_id == campaign.id,
+                                                     Approval.status == "pending")).all()
+    for approval in pending:
+        approval.status = "expired"
+        audit(session, "approval.expire", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+              object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id)
+    session.flush()
+    return len(pending)
+
+
+def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None) -> int:
+    """Awaiting approvals → ready, once every organisation answered (or the deadline passed) and at
+    least one approval leaves eligible recipients.
+
+    :returns: the number of eligible recipients.
+    """
+    now = now or utcnow()
+    if "ready" not in TRANSITIONS.get(campaign.status, ()):
+        raise TransitionRefused(_("Only a campaign awaiting approvals can be made ready; this one is %(status)s.",
+                                  status=status_label(campaign.status)))
+    pending = session.scalar(select(func.count()).select_from(Approval)
+                             .where(Approval.campaign_id == campaign.id, Approval.status == "pending")) or 0
+    if pending and now < campaign.approval_deadline:
+        raise TransitionRefused(_("%(n)d organisation(s) have not answered yet: wait for their answers or for the "
+                                  "deadline.", n=pending))
+    if pending:
+        _expire_pending(session, campaign, user)
+    approved = session.scalar(select(func.count()).select_from(Approval)
+                              .where(Approval.campaign_id == campaign.id, Approval.status == "approved")) or 0
+    if not approved:
+        raise TransitionRefused(_("No organisation approved this campaign: it cannot be launched."))
+    eligible = eligible_count(session, campaign)
+    if not eligible:
+        raise TransitionRefused(_("No spectator is eligible (consent at launch, approvals and exclusions leave "
+                                  "nobody): the campaign cannot be launched."))
+    campaign.ready_at = now
+    _move(session, campaign, "ready", user, "ready", eligible=eligible)
+    return eligible
+
+
+def apply_deadline(session: Session, campaign: Campaign, now: dt.datetime | None = None, user=None) -> str | None:
+    """What the scheduler does once the approval deadline has passed (idempotent).
+
+    Pending approvals expire (counted as declined); the campaign becomes ready when at least one
+    approval leaves eligible recipients, and is cancelled otherwise.
+
+    :returns: the new status, or None when there was nothing to do.
+    """
+    now = now or utcnow()
+    if campaign.status != "awaiting_approvals" or now < campaign.approval_deadline:
+        return None
+    _expire_pending(session, campaign, user)
+    try:
+        mark_ready(session, campaign, user=user, now=now)
+    except TransitionRefused as exc:
+        cancel(session, campaign, user=user, reason=exc.reason, now=now)
+    return campaign.status
+
+
+def cancel(session: Session, campaign: Campaign, user=None, reason: str = "", now: dt.datetime | None = None) -> None:
+    """Draft, awaiting approvals or ready → cancelled (irreversible), with a reason."""
+    now = now or utcnow()
+    reason = (reason or "").strip()
+    if not reason:
+        raise TransitionRefused(_("Give a reason for cancelling the campaign."))
+    if "cancelled" not in TRANSITIONS.get(campaign.status, ()):
+        raise TransitionRefused(_("A campaign that is %(status)s can no longer be cancelled.",
+                                  status=status_label(campaign.status)))
+    campaign.cancelled_at = now
+    campaign.cancel_reason = reason
+    _move(session, campaign, "cancelled", user, "cancel", reason=reason)
+
+
+def mark_launched(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None) -> None:
+    """Ready → launched (called by the experiments package once recipients are assigned)."""
+    now = now or utcnow()
+    _move(session, campaign, "launched", user, "launch")
+    campaign.launched_at = now
+
+
+def mark_measuring(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None) -> None:
+    """Launched → measuring (the sending is over; outcomes accrue during the attribution window)."""
+    _move(session, campaign, "measuring", user, "measure")
+
+
+def mark_closed(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None) -> None:
+    """Measuring → closed (the window is over and the report is final)."""
+    now = now or utcnow()
+    if campaign.launched_at and now < campaign.launched_at + dt.timedelta(days=campaign.window_days):
+        raise TransitionRefused(_("The attribution window is not over yet."))
+    _move(session, campaign, "closed", user, "close")
+    campaign.closed_at = now
+
+
+# --- venue approvals ----------------------------------------------------------------------------
+
+def _check_open(approval: Approval, user, now: dt.datetime) -> Campaign:
+    campaign = approval.campaign
+    if user is not None and getattr(user, "role", None) == "venue" and user.organisation_id != approval.organisation_id:
+        raise TransitionRefused(_("This request belongs to another organisation."))
+    if campaign.status != "awaiting_approvals":
+        raise TransitionRefused(_("This campaign no longer takes answers (it is %(status)s).",
+                                  status=status_label(campaign.status)))
+    if now >= campaign.approval_deadline:
+        raise TransitionRefused(_("The approval deadline has passed: answers are closed."))
+    return campaign
+
+
+def decide_approval(session: Session, approval: Approval, decision: str, user=None, *,
+                    exclude_subscribers: bool = False, exclude_contacted_days: int | None = None,
+                    now: dt.datetime | None = None) -> Approval:
+    """A venue's answer: ``approve`` (with optional exclusions) or ``decline``; it may change its
+    answer until the deadline.
+
+    :param exclude_subscribers: strike the organisation's subscribers.
+    :param exclude_contacted_days: strike spectators contacted by any campaign in that many days.
+    """
+    now = now or utcnow()
+    campaign = _check_open(approval, user, now)
+    if decision not in ("approve", "decline"):
+        raise CampaignError(_("Answer approve or decline."))
+    if exclude_contacted_days is not None and not 1 <= exclude_contacted_days <= 3650:
+        raise CampaignError(_("The contact-pressure window takes 1 to 3650 days."))
+    approval.status = "approved" if decision == "approve" else "declined"
+    approval.decided_at = now
+    approval.decided_by_id = _user_id(user)
+    approval.exclude_subscribers = bool(exclude_subscribers) if decision == "approve" else False
+    approval.exclude_contacted_days = exclude_contacted_days if decision == "approve" else None
+    session.flush()
+    audit(session, f"approval.{decision}", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+          object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id,
+          exclude_subscribers=approval.exclude_subscribers, exclude_contacted_days=approval.exclude_contacted_days,
+          excluded_by_list=approval.exclusion_list_matched)
+    return approval
+
+
+def _chunks(values: list, size: int = 500):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def set_exclusion_list(session: Session, approval: Approval, values: Iterable[str], kind: str, secret: str,
+                       user=None, now: dt.datetime | None = None) -> tuple[int, int]:
+    """Replace the approval's uploaded exclusion list (flushes).
+
+    Values are matched against the organisation's own contacts only (e-mail: the contact's
+    e-mail or the spectator key of the normalised address; customer ID: the contact's); only the
+    matched spectator ids are kept, never the uploaded values.
+
+    :param kind: ``email`` or ``customer_id``.
+    :param secret: the district secret (spectator keys).
+    :returns: (distinct values read, spectators matched).
+    """
+    now = now or utcnow()
+    _check_open(approval, user, now)
+    if kind not in ("email", "customer_id"):
+        raise CampaignError(_("Upload a list of e-mails or of customer IDs."))
+    if kind == "email":
+        cleaned = {e for v in values if (e := normalise_email(v))}
+    else:
+        cleaned = {v.strip() for v in values if v and v.strip()}
+    org_id = approval.organisation_id
+    matched: set[int] = set()
+    for chunk in _chunks(sorted(cleaned)):
+        if kind == "email":
+            keys = [spectator_key(secret, identity_basis(e, None, None, None, None)) for e in chunk]
+            by_key = select(Spectator.id).where(Spectator.key.in_(keys))
+            condition = func.lower(func.trim(Contact.email)).in_(chunk) | Contact.spectator_id.in_(by_key)
+        else:
+            condition = Contact.customer_id.in_(chunk)
+        matched.update(session.scalars(select(Contact.spectator_id).where(Contact.organisation_id == org_id, condition)))
+    session.execute(delete(Exclusion).where(Exclusion.approval_id == approval.id))
+    if matched:
+        session.execute(insert(Exclusion), [{"approval_id": approval.id, "spectator_id": s} for s in sorted(matched)])
+    approval.exclusion_list_kind = kind
+    approval.exclusion_list_rows = len(cleaned)
+    approval.exclusion_list_matched = len(matched)
+    session.flush()
+    audit(session, "approval.exclusion_list", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+          object_id=approval.id, organisation_id=org_id, campaign_id=approval.campaign_id, kind=kind,
+          rows=len(cleaned), matched=len(matched))
+    return len(cleaned), len(matched)
+
+
+def clear_exclusion_list(session: Session, approval: Approval, user=None, now: dt.datetime | None = None) -> None:
+    """Remove the approval's uploaded exclusion list (flushes)."""
+    _check_open(approval, user, now or utcnow())
+    session.execute(delete(Exclusion).where(Exclusion.approval_id == approval.id))
+    approval.exclusion_list_kind = None
+    approval.exclusion_list_rows = 0
+    approval.exclusion_list_matched = 0
+    session.flush()
+    audit(session, "approval.exclusion_list", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+          object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=approval.campaign_id,
+          rows=0, matched=0)
+
+
+def lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) -> dict[str, int]:
+    """Life-cycle stage → number of the organisation's spectators in the campaign's snapshot."""
+    if campaign.snapshot_id is None:
+        return {}
+    stage = func.coalesce(SpectatorProfile.lifecycle, "unknown")
+    rows = session.execute(
+        select(stage, func.count())
+        .select_from(Contact)
+        .join(SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
+              & (SnapshotMember.snapshot_id == campaign.snapshot_id))
+        .outerjoin(SpectatorProfile, SpectatorProfile.spectator_id == Contact.spectator_id)
+        .where(Contact.organisation_id == organisation_id)
+        .group_by(stage)
+    ).all()
+    return dict(rows)
+
+
+@dataclass
+class ContactLine:
+    """One of the organisation's own contacts in the segment, for its approver's eyes only."""
+
+    contact: Contact
+    consent_valid: bool
+    excluded: bool
+
+
+def approval_contacts(session: Session, approval: Approval, page: int = 1,
+                      per_page: int = 100) -> tuple[list[ContactLine], int]:
+    """The organisation's own contacts in the campaign's snapshot, a page at a time, with whether each
+    holds valid consent at launch and is struck by the uploaded list. Returns (lines, total)."""
+    campaign = approval.campaign
+    if campaign.snapshot_id is None:
+        return [], 0
+    at = launch_time(campaign)
+    base = (
+        select(Contact)
+        .join(SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
+              & (SnapshotMember.snapshot_id == campaign.snapshot_id))
+        .where(Contact.organisation_id == approval.organisation_id)
+    )
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    contacts = session.scalars(base.order_by(Contact.last_name, Contact.first_name, Contact.id)
+                               .limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
+    ids = [c.id for c in contacts]
+    consented = consented_contacts(campaign.snapshot_id, at, approval.organisation_id).subquery()
+    valid = set(session.scalars(select(consented.c.contact_id).where(consented.c.contact_id.in_(ids)))) \
+        if ids else set()
+    excluded = set(session.scalars(select(Exclusion.spectator_id).where(
+        Exclusion.approval_id == approval.id, Exclusion.spectator_id.in_([c.spectator_id for c in contacts])))) \
+        if ids else set()
+    return [ContactLine(c, c.id in valid, c.spectator_id in excluded) for c in contacts], total
+
+
+def answered_counts(session: Session, campaign_ids: Sequence[int]) -> dict[int, Counter]:
+    """campaign id → Counter of its approval statuses."""
+    result: dict[int, Counter] = {cid: Counter() for cid in campaign_ids}
+    if campaign_ids:
+        for cid, status, n in session.execute(
+            select(Approval.campaign_id, Approval.status, func.count())
+            .where(Approval.campaign_id.in_(campaign_ids)).group_by(Approval.campaign_id, Approval.status)
+        ):
+            result[cid][status] = n
+    return result
+
+
+# --- erasure ------------------------------------------------------------------------------------
+
+@dataclass
+class ErasureResult:
+    """What an erasure found or did: counts only, never the person's details."""
+
+    spectator_ids: list[int]
+    contacts: int
+    organisations: int
+
+
+def find_person(session: Session, email: str, secret: str) -> ErasureResult:
+    """The spectators an e-mail designates (by spectator key and by any contact's e-mail), with how
+    many contact records at how many organisations hold them."""
+    normalised = normalise_email(email)
+    if normalised is None:
+        raise CampaignError(_("This is not an e-mail address."))
+    key = spectator_key(secret, identity_basis(normalised, None, None, None, None))
+    by_key = select(Spectator.id).where(Spectator.key == key)
+    by_email = select(Contact.spectator_id).where(func.lower(func.trim(Contact.email)) == normalised)
+    ids = sorted(set(session.scalars(by_key)) | set(session.scalars(by_email)))
+    contacts, organisations = 0, 0
+    if ids:
+        contacts, organisations = session.execute(
+            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id)))
+            .where(Contact.spectator_id.in_(ids))
+        ).one()
+    return ErasureResult(ids, contacts, organisations)
+
+
+def erase_spectators(session: Session, spectator_ids: Sequence[int], user=None,
+                     now: dt.datetime | None = None) -> ErasureResult:
+    """Erasure on request: delete every organisation's contact record of the spectators (consents go
+    with them), keep the pooled transactions under the pseudonymous spectator, record a district-wide
+    opt-out, and write one audit event per spectator (its id only, never a personal detail)."""
+    now = now or utcnow()
+    ids = sorted(set(spectator_ids))
+    contacts, organisations = 0, 0
+    if ids:
+        contacts, organisations = session.execute(
+            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id)))
+            .where(Contact.spectator_id.in_(ids))
+        ).one()
+    for chunk in _chunks(ids):
+        contact_ids = select(Contact.id).where(Contact.spectator_id.in_(chunk))
+        session.execute(delete(Consent).where(Consent.contact_id.in_(contact_ids)),
+                        execution_options={"synchronize_session": False})
+        session.execute(delete(Contact).where(Contact.spectator_id.in_(chunk)),
+                        execution_options={"synchronize_session": False})
+        if hasattr(Spectator, "opted_out_at"):
+            session.execute(update(Spectator).where(Spectator.id.in_(chunk), Spectator.opted_out_at.is_(None))
+                            .values(opted_out_at=now), execution_options={"synchronize_session": False})
+    session.expire_all()
+    for spectator_id in ids:
+        audit(session, "person.erase", actor=_actor(user), user_id=_user_id(user), object_type="spectator",
+              object_id=spectator_id, contacts_deleted=contacts, organisations=organisations)
+    session.flush()
+    return ErasureResult(ids, contacts, organisations)
+
+
+def erase_person(session: Session, email: str, secret: str, user=None, now: dt.datetime | None = None) -> ErasureResult:
+    """Find the person an e-mail designates and erase them (see :func:`erase_spectators`); when nobody
+    matches, the request is still logged, without the e-mail."""
+    found = find_person(session, email, secret)
+    if not found.spectator_ids:
+        audit(session, "person.erase", actor=_actor(user), user_id=_user_id(user), object_type="spectator",
+              found=False)
+        session.flush()
+        return found
+    return erase_spectators(session, found.spectator_ids, user=user, now=now)
