@@ -29,6 +29,9 @@ def pytest_generate_tests(metafunc):
     if "engine_name" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--db")
         names = ENGINES if chosen == "all" else (chosen,)
+        only = metafunc.definition.get_closest_marker("engines")
+        if only:
+            names = tuple(n for n in names if n in only.args)
         metafunc.parametrize("engine_name", names, scope="session")
 
 

@@ -421,9 +421,8 @@ def test_a_second_scheduler_refuses_to_start(app, db):
     assert run_scheduler(app, once=True, echo=lambda m: None) == 0
 
 
+@pytest.mark.engines("postgresql")  # a file lock on SQLite cannot be lost while its process lives
 def test_a_lock_lost_with_its_connection_is_noticed(app, db, engine_name):
-    if engine_name != "postgresql":
-        pytest.skip("a file lock cannot be lost while its process lives")
     from sqlalchemy import text
 
     lock = scheduler_lock(app)
