@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import functools
@@ -23,14 +24,11 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    and_,
     any_,
     bindparam,
-    case,
     func,
     insert,
     literal_column,
-    or_,
     select,
     update,
 )
@@ -57,7 +55,7 @@ from core.models import (
 )
 
 KINDS = ("sales", "unsubscribes")
-BATCH_SIZE = 5_000
+BATCH_SIZE = 20_000  # rows read, parsed and written at once
 MAX_ERRORS = 100
 MAX_UNKNOWN_DISCIPLINES = 100
 READ_CHUNK = 1 << 20
@@ -562,6 +560,61 @@ _LIMITS = {"last_name": 200, "first_name": 200, "address": 400, "phone": 40, "cu
            "show_title": 300, "company": 200, "venue": 200, "promo_code": 60, "order_id": 100}
 
 
+_BAD = object()  # a value the fast path does not vouch for: the row goes through the row-by-row parser
+
+
+class _Cache(dict):
+    """``function`` memoised per distinct argument; ``list(map(cache.__getitem__, values))`` runs at C
+    speed on the many repeats of an export (dates, amounts, titles, labels, buyers)."""
+
+    __slots__ = ("function", "limit")
+
+    def __init__(self, function, limit: int = 1 << 16):
+        super().__init__()
+        self.function, self.limit = function, limit
+
+    def __missing__(self, key):
+        value = self[key] = self.function(key)
+        return value
+
+    def trim(self) -> None:
+        """Forget everything past ``limit`` entries (between batches): memory stays flat."""
+        if len(self) > self.limit:
+            self.clear()
+
+
+class _SaleColumns:
+    """A batch of good sales, one list per field of :class:`_Sale`, in file order."""
+
+    __slots__ = tuple(name for name in _Sale.__slots__ if name != "line")
+
+    def __len__(self) -> int:
+        return len(self.external_id)
+
+    def with_sales(self, good: list[bool], sales: dict[int, "_Sale"]) -> "_SaleColumns":
+        """These columns with ``sales`` (batch index → sale) put back in their places."""
+        merged, names = _SaleColumns(), self.__slots__
+        sources = [iter(getattr(self, name)) for name in names]
+        targets = [[] for _name in names]
+        for index, ok in enumerate(good):
+            if ok:
+                for source, target in zip(sources, targets):
+                    target.append(next(source))
+            elif index in sales:
+                for name, target in zip(names, targets):
+                    target.append(getattr(sales[index], name))
+        for name, target in zip(names, targets):
+            setattr(merged, name, target)
+        return merged
+
+
+@dataclass
+class _Parsed:
+    bad: list[tuple[int, list[tuple[str, str]]]]  # (index in the batch, problems), in file order
+    anonymous: int
+    good: Any  # what the writer takes: _SaleColumns, or a list of _Unsubscribe
+
+
 class _SalesParser:
     """Turns one CSV record into a :class:`_Sale`, ``ANONYMOUS``, or a list of (column, reason)."""
 
@@ -571,8 +624,10 @@ class _SalesParser:
         # Positions in SALES_COLUMNS order; -1 reads the "" appended to each record.
         self.order = [header.index.get(name, -1) for name in SALES_COLUMNS]
         self.prefix = f"{organisation_id}|"
-        self.key_of = functools.lru_cache(maxsize=1 << 16)(functools.partial(spectator_key, secret))
+        self.key_of = functools.lru_cache(maxsize=1 << 15)(functools.partial(spectator_key, secret))
         self.unknown: set[str] = set()
+        self.positions = {name: header.index.get(name, -1) for name in SALES_COLUMNS}
+        self.memo = self._memo()
 
     def _column(self, name: str) -> str:
         return self.header.column(name)
@@ -690,6 +745,198 @@ class _SalesParser:
                                           f"{order_id}".encode()).hexdigest()
         return sale
 
+    # The fast path: a whole batch at once, column by column, each distinct text parsed once. A row
+    # it cannot vouch for goes through :meth:`parse`, which words the errors; both agree on the rest.
+    def parse_batch(self, records: list[tuple[list[str], int]]) -> "_Parsed":
+        """``records``: (cells, line) in file order → bad rows (with their problems), the count of
+        anonymous sales, and the good rows as columns (:class:`_SaleColumns`)."""
+        width, memo = self.width, self.memo
+        n = len(records)
+        suspect: set[int] = set()
+        rows = []
+        for index, (cells, _line) in enumerate(records):
+            if len(cells) != width:
+                if len(cells) > width and not any(c.strip() for c in cells[width:]):
+                    cells = cells[:width]
+                else:
+                    suspect.add(index)
+                    cells = [""] * width
+            rows.append(cells)
+        transposed = list(zip(*rows)) if rows else [()] * width
+        del rows
+        blank = [""] * n
+
+        def column(name: str) -> list[str]:
+            position = self.positions[name]
+            return list(map(str.strip, transposed[position])) if position >= 0 else blank
+
+        text = {name: column(name) for name in SALES_COLUMNS}
+        transposed = None  # the batch's cells live on in ``records`` only
+
+        def flag(values: list, bad=_BAD) -> None:
+            if bad in values:
+                suspect.update(i for i, v in enumerate(values) if v is bad)
+
+        for name, limit in _LIMITS.items():
+            values = text[name]
+            if values is not blank and max(map(len, values), default=0) > limit:
+                suspect.update(i for i, v in enumerate(values) if len(v) > limit)
+        amounts = list(map(memo["amount"].__getitem__, text["amount"]))
+        flag(amounts)
+        tickets = list(map(memo["tickets"].__getitem__, text["tickets"]))
+        flag(tickets)
+        purchased = list(map(memo["purchased"].__getitem__, text["purchased_at"]))
+        flag(purchased)
+        starts = list(map(memo["starts"].__getitem__, zip(text["show_date"], text["show_time"])))
+        flag(starts)
+        titles = list(map(memo["title"].__getitem__, text["show_title"]))
+        flag(titles)
+        capacities = list(map(memo["capacity"].__getitem__, text["capacity"]))
+        flag(capacities)
+        durations = list(map(memo["duration"].__getitem__, text["duration"]))
+        flag(durations)
+        emails = list(map(memo["email"].__getitem__, text["email"]))
+        flag(emails)
+        postals = list(map(memo["postal"].__getitem__, text["postal_code"]))
+        flag(postals)
+        last_names, first_names, phones = text["last_name"], text["first_name"], text["phone"]
+        keys = list(map(memo["identity"].__getitem__, zip(emails, last_names, first_names, postals, phones)))
+
+        bad: list[tuple[int, list[tuple[str, str]]]] = []
+        anonymous = keys.count(None)
+        good = [key is not None for key in keys]
+        rescued: dict[int, _Sale] = {}
+        for index in sorted(suspect):
+            if keys[index] is None:
+                anonymous -= 1
+            good[index] = False
+            cells, line = records[index]
+            parsed = self.parse(cells, line)
+            if isinstance(parsed, list):
+                bad.append((index, parsed))
+            elif parsed is ANONYMOUS:
+                anonymous += 1
+            else:  # not expected: the checks above are the same as parse's; parse has the last word
+                rescued[index] = parsed
+        keep = None if all(good) else good
+
+        def pick(values: list) -> list:
+            return values if keep is None else list(itertools.compress(values, good))
+
+        columns = _SaleColumns()
+        columns.key = pick(keys)
+        columns.fsa = list(map(memo["fsa"].__getitem__, pick(postals)))
+        columns.email, columns.postal_code = pick(emails), pick(postals)
+        columns.last_name = [v or None for v in pick(last_names)]
+        columns.first_name = [v or None for v in pick(first_names)]
+        columns.address = [v or None for v in pick(text["address"])]
+        columns.phone = [v or None for v in pick(phones)]
+        columns.customer_id = [v or None for v in pick(text["customer_id"])]
+        columns.title = pick(titles)
+        columns.company = list(map(memo["squeeze"].__getitem__, pick(text["company"])))
+        columns.venue = venues = list(map(memo["squeeze"].__getitem__, pick(text["venue"])))
+        promo_codes, order_ids = pick(text["promo_code"]), pick(text["order_id"])
+        columns.promo_code = [v or None for v in promo_codes]
+        columns.order_id = [v or None for v in order_ids]
+        columns.amount, columns.tickets = pick(amounts), pick(tickets)
+        columns.capacity, columns.duration = pick(capacities), pick(durations)
+        columns.purchased_at = pick(purchased)
+        columns.starts_at = pick(starts)
+        disciplines = pick(text["discipline"])
+        for label in dict.fromkeys(disciplines):
+            if not discipline_key(label)[1] and label not in self.unknown:
+                self.unknown.add(label)
+                if len(self.result.unknown_disciplines) < MAX_UNKNOWN_DISCIPLINES:
+                    self.result.unknown_disciplines.append(label)
+        columns.discipline = list(map(memo["discipline"].__getitem__, disciplines))
+        columns.circumstance = list(map(memo["circumstance"].__getitem__, pick(text["circumstance"])))
+        columns.category = list(map(memo["category"].__getitem__, pick(text["category"])))
+        columns.channel = list(map(memo["channel"].__getitem__, pick(text["channel"])))
+        columns.newsletter = list(map(memo["newsletter"].__getitem__, pick(text["newsletter"])))
+        columns.show_key = list(map(memo["show"].__getitem__, zip(columns.title, columns.starts_at, venues)))
+        iso = memo["iso"].__getitem__
+        prefix, sha256 = self.prefix, hashlib.sha256
+        columns.external_id = [
+            sha256(f"{prefix}{key}|{show_key}|{iso(purchased_at)}|{amount}|{tickets}|{circumstance}|{category}|"
+                   f"{channel or ''}|{promo_code}|{order_id}".encode()).hexdigest()
+            for key, show_key, purchased_at, amount, tickets, circumstance, category, channel, promo_code, order_id
+            in zip(columns.key, columns.show_key, columns.purchased_at, columns.amount, columns.tickets,
+                   columns.circumstance, columns.category, columns.channel, promo_codes, order_ids)]
+        if rescued:
+            columns = columns.with_sales(good, rescued)
+        for cache in memo.values():
+            cache.trim()
+        return _Parsed(bad, anonymous, columns)
+
+    def _memo(self) -> dict[str, "_Cache"]:
+        def amount(text: str):
+            value = parse_amount(text) if text else None
+            return _BAD if value is None or value >= 10**11 else value
+
+        def tickets(text: str):
+            value = _whole_number(text)
+            return _BAD if value is None or not 0 < value <= MAX_TICKETS else value
+
+        def purchased(text: str):
+            parsed = parse_datetime(text) if text else None
+            return _BAD if parsed is None else parsed[0]
+
+        def starts(pair: tuple[str, str]):
+            date_text, time_text = pair
+            parsed = parse_datetime(date_text) if date_text else None
+            if parsed is None:
+                return _BAD
+            moment, has_time = parsed
+            if time_text and not has_time:
+                clock = parse_time(time_text)
+                if clock is None:
+                    return _BAD
+                moment = dt.datetime.combine(moment.date(), clock)
+            return moment
+
+        def title(text: str):
+            return _squeeze(text) if text else _BAD
+
+        def capacity(text: str):
+            if not text:
+                return None
+            value = _whole_number(text)
+            return _BAD if value is None or not 0 < value <= MAX_CAPACITY else value
+
+        def duration(text: str):
+            if not text:
+                return None
+            value = parse_duration(text)
+            return _BAD if value is None or value > MAX_DURATION else value
+
+        def email(text: str):
+            if not text:
+                return None
+            value = normalise_email(text)
+            return _BAD if value is None or len(value) > 320 else value
+
+        def postal(text: str):
+            value = normalise_postal_code(text) if text else None
+            return _BAD if value and len(value) > 10 else value
+
+        def identity(values: tuple):
+            if values[0] is _BAD or values[3] is _BAD:  # a suspect row: parse() decides
+                return _BAD
+            basis = identity_basis(*values)
+            return None if basis is None else self.key_of(basis)
+
+        return {
+            "amount": _Cache(amount), "tickets": _Cache(tickets), "purchased": _Cache(purchased),
+            "starts": _Cache(starts), "title": _Cache(title), "capacity": _Cache(capacity),
+            # one entry per buyer: smaller, so that memory stays flat however many buyers a file has
+            "email": _Cache(email, 1 << 15), "postal": _Cache(postal, 1 << 15), "identity": _Cache(identity, 1 << 15),
+            "fsa": _Cache(fsa_of, 1 << 15),
+            "duration": _Cache(duration), "squeeze": _Cache(lambda t: _squeeze(t) or None),
+            "discipline": _Cache(lambda t: discipline_key(t)[0]), "circumstance": _Cache(circumstance_key),
+            "category": _Cache(category_key), "channel": _Cache(channel_key), "newsletter": _Cache(is_yes),
+            "show": _Cache(lambda args: show_natural_key(*args)), "iso": _Cache(dt.datetime.isoformat),
+        }
+
 
 def _squeeze(text: str) -> str:
     return " ".join(text.split()) if "  " in text or "\t" in text or "\n" in text else text
@@ -753,6 +1000,16 @@ class _UnsubscribeParser:
         row.key = spectator_key(self.secret, basis) if basis else None
         return row
 
+    def parse_batch(self, records: list[tuple[list[str], int]]) -> _Parsed:
+        bad, good = [], []
+        for index, (cells, line) in enumerate(records):
+            parsed = self.parse(cells, line)
+            if isinstance(parsed, list):
+                bad.append((index, parsed))
+            else:
+                good.append(parsed)
+        return _Parsed(bad, 0, good)
+
 
 # --- writing batches -----------------------------------------------------------------------------
 
@@ -794,7 +1051,7 @@ def _insert_ignoring_conflicts(session, table, rows: list[dict], conflict: list[
     return []
 
 
-def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple], converted: bool = False) -> None:
     """Append ``rows`` (tuples in ``columns`` order) to ``table`` in the session's transaction, the
     way the engine loads fastest: COPY on PostgreSQL, the driver's executemany of plain tuples on
     SQLite (DateTime written in SQLAlchemy's own storage format), Core executemany elsewhere."""
@@ -808,10 +1065,8 @@ def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple]) ->
                 for row in rows:
                     copy.write_row(row)
     elif dialect == "sqlite":
-        stamps = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
-        if stamps:
-            rows = [tuple(v.isoformat(" ", "microseconds") if i in stamps and v is not None else v
-                          for i, v in enumerate(row)) for row in rows]
+        if not converted:
+            rows = _sqlite_stamps(rows, [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)])
         names = ", ".join(f'"{c}"' for c in columns)
         cursor = connection.connection.driver_connection.cursor()
         try:
@@ -820,6 +1075,51 @@ def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple]) ->
             cursor.close()
     else:
         connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+
+
+
+def _sqlite_stamps(rows: list[tuple], positions) -> list:
+    """``rows`` with the datetimes at ``positions`` in SQLAlchemy's SQLite storage format."""
+    if not positions:
+        return rows
+    converted = []
+    for row in rows:
+        row = list(row)
+        for position in positions:
+            value = row[position]
+            if value is not None:
+                row[position] = value.isoformat(" ", "microseconds")
+        converted.append(row)
+    return converted
+
+
+def _execute_many(session, statement: str, rows: list[tuple], stamps=()) -> None:
+    """The driver's own executemany of ``statement`` (``?`` placeholders) in the session's transaction:
+    no per-row work in SQLAlchemy. ``stamps``: positions of datetimes, converted for SQLite."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        rows = _sqlite_stamps(rows, stamps)
+    else:
+        statement = statement.replace("?", "%s")
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(statement, rows)
+    finally:
+        cursor.close()
+
+
+# The staged consents of an import, one row per consent: keep the earliest given_at and the latest
+# expires_at; leave withdrawn_at alone. (WHERE true: SQLite's upsert after a SELECT needs a WHERE.)
+_CONSENT_UPSERT = (
+    "INSERT INTO consent (contact_id, channel, basis, source, given_at, expires_at, withdrawn_at) "
+    "SELECT contact_id, channel, basis, min(source), min(given_at), max(expires_at), max(withdrawn_at) "
+    "FROM import_consent_stage WHERE true GROUP BY contact_id, channel, basis "
+    "ON CONFLICT (contact_id, channel, basis) DO UPDATE SET "
+    "given_at = CASE WHEN (excluded.given_at < consent.given_at) THEN excluded.given_at ELSE consent.given_at END, "
+    "expires_at = CASE WHEN (consent.expires_at IS NULL) THEN excluded.expires_at "
+    "WHEN (excluded.expires_at > consent.expires_at) THEN excluded.expires_at ELSE consent.expires_at END "
+    "WHERE excluded.given_at < consent.given_at OR excluded.expires_at IS NOT NULL "
+    "AND (consent.expires_at IS NULL OR excluded.expires_at > consent.expires_at)")
 
 
 class _Memo(dict):
@@ -834,6 +1134,16 @@ class _Memo(dict):
         if len(self) >= self.limit and key not in self:
             self.clear()
         self[key] = value
+
+    def put_many(self, items: dict) -> None:
+        if len(self) + len(items) > self.limit:
+            self.clear()
+        self.update(items)
+
+_SPECTATOR_STAGE = Table(
+    "import_spectator_stage", MetaData(),
+    *(Column(c.name, c.type) for c in Spectator.__table__.c if c.name in ("key", "created_at", "fsa", "opted_out_at")),
+)
 
 
 class _SpectatorLookup:
@@ -851,6 +1161,34 @@ class _SpectatorLookup:
                 .where(_among(self.session, _spectators.c.key, chunk)))
             found.update((key, (id_, fsa, opted)) for key, id_, fsa, opted in rows)
 
+    def _insert(self, rows: list[tuple], found: dict) -> dict[str, int]:
+        """Insert new spectators (key, created_at, fsa, opted_out_at), skipping keys that exist; returns
+        key → id of those this call created."""
+        session = self.session
+        dialect = session.get_bind().dialect.name
+        if dialect == "sqlite":
+            # This transaction holds SQLite's write lock (the import batch is written): no other import
+            # can create a key between the select that missed it and this insert.
+            _execute_many(session, "INSERT INTO spectator (key, created_at, fsa, opted_out_at) VALUES (?, ?, ?, ?) "
+                                   "ON CONFLICT (key) DO NOTHING", rows, stamps=(1, 3))
+            keys = [row[0] for row in rows]
+            self._select(keys, found)
+            return {key: found[key][0] for key in keys if key in found}
+        if dialect == "postgresql":
+            connection = session.connection()
+            connection.exec_driver_sql(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS import_spectator_stage (key varchar(64), created_at timestamp, "
+                "fsa varchar(3), opted_out_at timestamp) ON COMMIT DROP")
+            connection.exec_driver_sql("TRUNCATE import_spectator_stage")
+            _bulk_insert(session, _SPECTATOR_STAGE, ("key", "created_at", "fsa", "opted_out_at"), rows)
+            return dict(connection.exec_driver_sql(
+                "INSERT INTO spectator (key, created_at, fsa, opted_out_at) "
+                "SELECT key, created_at, fsa, opted_out_at FROM import_spectator_stage "
+                "ON CONFLICT (key) DO NOTHING RETURNING key, id").all())
+        return dict(_insert_ignoring_conflicts(
+            session, _spectators, [dict(zip(("key", "created_at", "fsa", "opted_out_at"), row)) for row in rows],
+            ["key"], returning=(_spectators.c.key, _spectators.c.id)))
+
     def resolve(self, wanted: dict[str, dict]) -> dict[str, tuple[int, str | None, Any]]:
         """``wanted``: key → values for a new spectator (fsa, opted_out_at).
 
@@ -865,12 +1203,11 @@ class _SpectatorLookup:
         self.created = set()
         if missing:
             now = utcnow()
-            new_rows = [{"key": k, "created_at": now, "fsa": wanted[k].get("fsa"),
-                         "opted_out_at": wanted[k].get("opted_out_at")} for k in missing]
-            inserted = _insert_ignoring_conflicts(self.session, _spectators, new_rows, ["key"],
-                                                  returning=(_spectators.c.key, _spectators.c.id))
-            for key, id_ in inserted:
-                found[key] = (id_, wanted[key].get("fsa"), wanted[key].get("opted_out_at"))
+            inserted = self._insert([(k, now, wanted[k].get("fsa"), wanted[k].get("opted_out_at")) for k in missing],
+                                    found)
+            for key in inserted:
+                found[key] = (found[key][0] if key in found else inserted[key], wanted[key].get("fsa"),
+                              wanted[key].get("opted_out_at"))
                 self.created.add(key)
             self.result.spectators_new += len(inserted)
             raced = [k for k in missing if k not in found]
@@ -886,8 +1223,7 @@ class _SpectatorLookup:
                 if found[key][0] in fill:
                     found[key] = (found[key][0], values["fsa"], found[key][2])
         if known is not None:
-            for key, value in found.items():
-                known.put(key, value)
+            known.put_many(found)
         return found
 
 
@@ -896,7 +1232,7 @@ _TRANSACTION_COLUMNS = ("organisation_id", "spectator_id", "show_id", "batch_id"
 _PERSONAL = ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id")
 _CONTACT_COLUMNS = ("organisation_id", "spectator_id", "updated_at", *_PERSONAL)
 _CONSENT_COLUMNS = ("contact_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at")
-# PostgreSQL stages each batch's consents with COPY, then upserts them in one statement.
+# Each batch's consents are staged (COPY on PostgreSQL), then upserted in one statement by finish().
 _CONSENT_STAGE = Table(
     "import_consent_stage", MetaData(),
     *(Column(c.name, c.type) for c in Consent.__table__.c if c.name in _CONSENT_COLUMNS),
@@ -904,10 +1240,12 @@ _CONSENT_STAGE = Table(
 
 
 class _SalesWriter:
-    """Writes batches of parsed sales: spectators, venues, shows, contacts, consents, transactions."""
+    """Writes batches of parsed sales (:class:`_SaleColumns`): spectators, venues, shows, contacts, consents,
+    transactions."""
 
     def __init__(self, session, organisation_id: int, batch_id: int, result: ImportResult):
         self.session, self.organisation_id, self.batch_id, self.result = session, organisation_id, batch_id, result
+        self.dialect = session.get_bind().dialect.name
         self.spectators = _SpectatorLookup(session, result)
         self.venues: dict[str, list] = {}  # casefolded name → [id, capacity]
         for id_, name, capacity in session.execute(
@@ -916,89 +1254,119 @@ class _SalesWriter:
             self.venues[name.casefold()] = [id_, capacity]
         self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows
         self.contacts = _Memo()  # spectator id → (contact id, personal fields)
-        self.consents = _Memo()  # (contact id, basis) → (given_at, expires_at) at least as wide as stored
-        self.consent_upsert = self._consent_upsert()
+        self.staging = False  # consents staged in a temporary table, upserted by finish()
+        self.later = _Cache(plus_two_years)
+        self.stamp = _Cache(lambda moment: None if moment is None else moment.isoformat(" ", "microseconds"))
 
-    def write(self, sales: list[_Sale]) -> None:
-        unique: dict[str, _Sale] = {}
-        for sale in sales:
-            unique.setdefault(sale.external_id, sale)
+    def write(self, sales: "_SaleColumns") -> None:
+        external_ids = sales.external_id
+        count = len(external_ids)
+        # external id → its first row (a later copy within the batch is a duplicate)
+        first = dict(zip(reversed(external_ids), range(count - 1, -1, -1)))
         known: set[str] = set()
-        for chunk in _chunks(list(unique)):
+        for chunk in _chunks(list(first)):
             known.update(self.session.scalars(
                 select(_transactions.c.external_id).where(
                     _transactions.c.organisation_id == self.organisation_id,
                     _among(self.session, _transactions.c.external_id, chunk))))
-        fresh = [sale for external_id, sale in unique.items() if external_id not in known]
-        self.result.duplicates += len(sales) - len(fresh)
+        fresh = sorted(index for external_id, index in first.items() if external_id not in known)
+        self.result.duplicates += count - len(fresh)
         if not fresh:
             return
+        keys, fsas = sales.key, sales.fsa
         wanted: dict[str, dict] = {}
-        for sale in fresh:
-            entry = wanted.get(sale.key)
+        for index in fresh:
+            key, fsa = keys[index], fsas[index]
+            entry = wanted.get(key)
             if entry is None:
-                wanted[sale.key] = {"fsa": sale.fsa}
-            elif sale.fsa and not entry["fsa"]:
-                entry["fsa"] = sale.fsa
+                wanted[key] = {"fsa": fsa}
+            elif fsa and not entry["fsa"]:
+                entry["fsa"] = fsa
         spectators = self.spectators.resolve(wanted)
-        shows = self._shows(fresh)
-        contacts = self._contacts(fresh, spectators)
-        self._consents(fresh, spectators, contacts)
+        spectator_of = [spectators[keys[index]][0] for index in fresh]
+        shows = self._shows(sales, fresh)
+        # Spectators this batch created have no contact yet: no need to look theirs up.
+        created = {spectators[key][0] for key in self.spectators.created}
+        contacts = self._contacts(sales, fresh, spectator_of, created)
+        self._consents(sales, fresh, spectator_of, spectators, contacts)
         organisation_id, batch_id = self.organisation_id, self.batch_id
+        purchased = sales.purchased_at
+        if self.dialect == "sqlite":  # DateTime in SQLAlchemy's storage format, each distinct moment once
+            stamps = {moment: moment.isoformat(" ", "microseconds") for moment in set(purchased)}
+            purchased = [stamps[moment] for moment in purchased]
+        show_keys, amounts, tickets = sales.show_key, sales.amount, sales.tickets
+        circumstances, categories, channels = sales.circumstance, sales.category, sales.channel
+        promo_codes, order_ids = sales.promo_code, sales.order_id
         _bulk_insert(self.session, _transactions, _TRANSACTION_COLUMNS, [
-            (organisation_id, spectators[sale.key][0], shows[sale.show_key], batch_id, sale.purchased_at,
-             sale.amount, sale.tickets, sale.circumstance, sale.category, sale.channel, sale.promo_code,
-             sale.order_id, sale.external_id) for sale in fresh])
+            (organisation_id, spectator_id, shows[show_keys[index]], batch_id, purchased[index], amounts[index],
+             tickets[index], circumstances[index], categories[index], channels[index], promo_codes[index],
+             order_ids[index], external_ids[index]) for index, spectator_id in zip(fresh, spectator_of)],
+            converted=True)
         self.result.imported += len(fresh)
+        self.later.trim()
+        self.stamp.trim()
 
-    def _venue_id(self, sale: _Sale) -> int | None:
-        if not sale.venue:
+    def _venue_id(self, sales: "_SaleColumns", index: int) -> int | None:
+        venue, capacity = sales.venue[index], sales.capacity[index]
+        if not venue:
             return None
-        entry = self.venues.get(sale.venue.casefold())
+        entry = self.venues.get(venue.casefold())
         if entry is None:
             id_ = self.session.execute(insert(_venues).returning(_venues.c.id), {
-                "organisation_id": self.organisation_id, "name": sale.venue, "capacity": sale.capacity}).scalar_one()
-            entry = self.venues[sale.venue.casefold()] = [id_, sale.capacity]
-        elif entry[1] is None and sale.capacity:
-            self.session.execute(update(_venues).where(_venues.c.id == entry[0]).values(capacity=sale.capacity))
-            entry[1] = sale.capacity
+                "organisation_id": self.organisation_id, "name": venue, "capacity": capacity}).scalar_one()
+            entry = self.venues[venue.casefold()] = [id_, capacity]
+        elif entry[1] is None and capacity:
+            self.session.execute(update(_venues).where(_venues.c.id == entry[0]).values(capacity=capacity))
+            entry[1] = capacity
         return entry[0]
 
-    def _shows(self, sales: list[_Sale]) -> dict[str, int]:
-        needed: dict[str, _Sale] = {}
-        for sale in sales:
-            if sale.show_key not in self.shows:
-                needed.setdefault(sale.show_key, sale)
-            elif sale.capacity and sale.venue and self.venues[sale.venue.casefold()][1] is None:
-                self._venue_id(sale)  # a capacity given on a later row of a known venue
+    def _shows(self, sales: "_SaleColumns", fresh: list[int]) -> dict[str, int]:
+        needed: dict[str, int] = {}
+        show_keys, capacities, venues, known = sales.show_key, sales.capacity, sales.venue, self.shows
+        for index in fresh:
+            show_key = show_keys[index]
+            if show_key not in known:
+                if show_key not in needed:
+                    needed[show_key] = index
+            elif capacities[index] and venues[index] and self.venues[venues[index].casefold()][1] is None:
+                self._venue_id(sales, index)  # a capacity given on a later row of a known venue
         if needed:
             for chunk in _chunks(list(needed)):
-                self.shows.update(self.session.execute(
+                known.update(self.session.execute(
                     select(_shows.c.natural_key, _shows.c.id).where(
                         _shows.c.organisation_id == self.organisation_id,
                         _among(self.session, _shows.c.natural_key, chunk))).all())
-            missing = [sale for key, sale in needed.items() if key not in self.shows]
+            missing = [index for key, index in needed.items() if key not in known]
             if missing:
-                rows = [{"organisation_id": self.organisation_id, "venue_id": self._venue_id(sale),
-                         "natural_key": sale.show_key, "title": sale.title, "company": sale.company,
-                         "discipline": sale.discipline, "starts_at": sale.starts_at,
-                         "duration_minutes": sale.duration} for sale in missing]
-                self.shows.update(self.session.execute(
+                rows = [{"organisation_id": self.organisation_id, "venue_id": self._venue_id(sales, index),
+                         "natural_key": show_keys[index], "title": sales.title[index],
+                         "company": sales.company[index], "discipline": sales.discipline[index],
+                         "starts_at": sales.starts_at[index], "duration_minutes": sales.duration[index]}
+                        for index in missing]
+                known.update(self.session.execute(
                     insert(_shows).returning(_shows.c.natural_key, _shows.c.id), rows).all())
-        return self.shows
+        return known
 
-    def _contacts(self, sales: list[_Sale], spectators: dict) -> dict[int, int]:
+    def _contacts(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int],
+                  created: set[int] = frozenset()) -> dict[int, int]:
         """Upsert one contact per spectator of the batch with the latest personal fields (an empty field
         never erases a known one); returns spectator id → contact id."""
-        latest: dict[int, _Sale] = {}
-        for sale in sales:
-            spectator_id = spectators[sale.key][0]
+        latest: dict[int, int] = {}  # spectator id → index of its latest sale
+        purchased = sales.purchased_at
+        for index, spectator_id in zip(fresh, spectator_of):
             current = latest.get(spectator_id)
-            if current is None or sale.purchased_at >= current.purchased_at:
-                latest[spectator_id] = sale
+            if current is None or purchased[index] >= purchased[current]:
+                latest[spectator_id] = index
+        last_names, first_names, addresses, postal_codes, emails, phones, customer_ids = (
+            getattr(sales, name) for name in _PERSONAL)
+
+        def fields_of(index: int) -> tuple:
+            return (last_names[index], first_names[index], addresses[index], postal_codes[index], emails[index],
+                    phones[index], customer_ids[index])
+
         memo = self.contacts
         existing: dict[int, tuple] = {s: memo[s] for s in latest if s in memo}
-        unknown = [s for s in latest if s not in existing]
+        unknown = [s for s in latest if s not in existing and s not in created]
         columns = [_contacts.c[name] for name in _PERSONAL]
         for chunk in _chunks(unknown):
             for row in self.session.execute(
@@ -1008,19 +1376,21 @@ class _SalesWriter:
                 existing[row[0]] = (row[1], tuple(row[2:]))
         now = utcnow()
         contact_ids: dict[int, int] = {}
-        new_rows, changed = [], []
-        for spectator_id, sale in latest.items():
-            fields = tuple(getattr(sale, name) for name in _PERSONAL)
+        new_rows, changed, remembered = [], [], {}
+        for spectator_id, index in latest.items():
+            fields = fields_of(index)
             if spectator_id not in existing:
                 new_rows.append((self.organisation_id, spectator_id, now, *fields))
                 continue
             contact_id, old = existing[spectator_id]
             contact_ids[spectator_id] = contact_id
-            merged = tuple(new or before for new, before in zip(fields, old))
-            if merged != old:
-                changed.append({"b_id": contact_id, "updated_at": now,
-                                **{f"b_{k}": v for k, v in zip(_PERSONAL, merged)}})
-            memo.put(spectator_id, (contact_id, merged))
+            if fields != old:
+                merged = tuple(new or before for new, before in zip(fields, old))
+                if merged != old:
+                    changed.append((now, *merged, contact_id))
+            else:
+                merged = old
+            remembered[spectator_id] = (contact_id, merged)
         if new_rows:
             # COPY and a select beat INSERT ... RETURNING threefold on PostgreSQL.
             _bulk_insert(self.session, _contacts, _CONTACT_COLUMNS, new_rows)
@@ -1031,86 +1401,93 @@ class _SalesWriter:
                         .where(_contacts.c.organisation_id == self.organisation_id,
                                _among(self.session, _contacts.c.spectator_id, chunk))):
                     contact_ids[spectator_id] = contact_id
-                    sale = latest[spectator_id]
-                    memo.put(spectator_id, (contact_id, tuple(getattr(sale, name) for name in _PERSONAL)))
+                    remembered[spectator_id] = (contact_id, fields_of(latest[spectator_id]))
+        memo.put_many(remembered)
         if changed:
-            self.session.execute(
-                update(_contacts).where(_contacts.c.id == bindparam("b_id"))
-                .values(updated_at=bindparam("updated_at"), **{k: bindparam(f"b_{k}") for k in _PERSONAL}),
-                changed)
+            _execute_many(self.session, 'UPDATE contact SET updated_at = ?, ' + ", ".join(
+                f"{name} = ?" for name in _PERSONAL) + " WHERE id = ?", changed, stamps=(0,))
         return contact_ids
 
-    def _consents(self, sales: list[_Sale], spectators: dict, contacts: dict[int, int]) -> None:
+    def _consents(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int], spectators: dict,
+                  contacts: dict[int, int]) -> None:
         """Derive e-mail consents (DESIGN.md §6): newsletter → express from the purchase date; a purchase →
         implied until purchase + 2 years; a subscription → implied until its last show + 2 years.
 
-        One upsert per batch: the database keeps the earliest given_at and the latest expires_at, so
-        no consent is read back; spans this import already stored are not sent again.
+        Each batch's spans are staged in a temporary table; :meth:`finish` upserts them once for the
+        whole import (the database keeps the earliest given_at and the latest expires_at), so no
+        consent is read back.
         """
-        spans: dict[tuple[int, str], list] = {}  # (contact id, basis) → [first purchase, latest moment]
+        purchase: dict[int, list] = {}  # contact id → [first purchase, latest purchase]
+        express: dict[int, dt.datetime] = {}  # contact id → first purchase with the newsletter box ticked
+        subscription: dict[int, list] = {}  # contact id → [first purchase, latest subscribed show]
         opted_out: dict[int, Any] = {}
-        for sale in sales:
-            spectator_id, _fsa, opted = spectators[sale.key]
+        keys, purchased_at, newsletters = sales.key, sales.purchased_at, sales.newsletter
+        categories, starts = sales.category, sales.starts_at
+        for index, spectator_id in zip(fresh, spectator_of):
             contact_id = contacts[spectator_id]
-            opted_out[contact_id] = opted
-            purchased = sale.purchased_at
-            wanted = [("implied_purchase", purchased)]
-            if sale.newsletter:
-                wanted.append(("express", purchased))
-            if sale.category == "subscription":
-                wanted.append(("implied_subscription", sale.starts_at))
-            for basis, until in wanted:
-                span = spans.get((contact_id, basis))
+            purchased = purchased_at[index]
+            span = purchase.get(contact_id)
+            if span is None:
+                purchase[contact_id] = [purchased, purchased]
+                opted_out[contact_id] = spectators[keys[index]][2]
+            elif purchased < span[0]:
+                span[0] = purchased
+            elif purchased > span[1]:
+                span[1] = purchased
+            if newsletters[index]:
+                first = express.get(contact_id)
+                if first is None or purchased < first:
+                    express[contact_id] = purchased
+            if categories[index] == "subscription":
+                until = starts[index]
+                span = subscription.get(contact_id)
                 if span is None:
-                    spans[(contact_id, basis)] = [purchased, until]
+                    subscription[contact_id] = [purchased, until]
                 else:
                     if purchased < span[0]:
                         span[0] = purchased
                     if until > span[1]:
                         span[1] = until
-        source, memo, rows = f"import {self.batch_id}", self.consents, []
-        for (contact_id, basis), (first, latest) in spans.items():
-            expires = None if basis == "express" else plus_two_years(latest)
-            stored = memo.get((contact_id, basis))
-            if stored is not None:
-                if first >= stored[0] and (expires is None or expires <= stored[1]):
-                    continue
-                first, expires = min(first, stored[0]), (None if expires is None else max(expires, stored[1]))
-            memo.put((contact_id, basis), (first, expires))
-            # A spectator who unsubscribed district-wide stays unsubscribed, whatever they buy.
-            rows.append((contact_id, "email", basis, source, first, expires, opted_out[contact_id]))
-        if not rows:
-            return
-        if self.session.get_bind().dialect.name == "postgresql":
-            connection = self.session.connection()
-            connection.exec_driver_sql(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS import_consent_stage (contact_id integer, channel varchar(20), "
-                "basis varchar(30), source varchar(100), given_at timestamp, expires_at timestamp, "
-                "withdrawn_at timestamp) ON COMMIT DROP")
-            _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows)
-            connection.execute(self.consent_upsert)
-            connection.exec_driver_sql("TRUNCATE import_consent_stage")
-        else:
-            self.session.execute(self.consent_upsert, [dict(zip(_CONSENT_COLUMNS, row)) for row in rows])
+        # A spectator who unsubscribed district-wide stays unsubscribed, whatever they buy.
+        source = f"import {self.batch_id}"
+        later = self.later.__getitem__
+        rows = [(contact_id, "email", "implied_purchase", source, first, later(latest), opted_out[contact_id])
+                for contact_id, (first, latest) in purchase.items()]
+        rows += [(contact_id, "email", "express", source, first, None, opted_out[contact_id])
+                 for contact_id, first in express.items()]
+        rows += [(contact_id, "email", "implied_subscription", source, first, later(latest), opted_out[contact_id])
+                 for contact_id, (first, latest) in subscription.items()]
+        if rows:
+            if not self.staging:
+                self._stage()
+            if self.dialect == "sqlite":
+                stamp = self.stamp.__getitem__
+                rows = [(contact_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
+                        for contact_id, channel, basis, source, first, expires, withdrawn in rows]
+                _execute_many(self.session, "INSERT INTO import_consent_stage (contact_id, channel, basis, source, "
+                                            "given_at, expires_at, withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            else:
+                _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows)
 
-    def _consent_upsert(self):
-        """Keep the earliest given_at and the latest expires_at; leave withdrawn_at alone."""
-        statement = _dialect_insert(self.session)(_consents)
-        if self.session.get_bind().dialect.name == "postgresql":
-            staged = select(*(_CONSENT_STAGE.c[c] for c in _CONSENT_COLUMNS))
-            statement = statement.from_select(_CONSENT_COLUMNS, staged)
-        new, old = statement.excluded, _consents.c
-        return statement.on_conflict_do_update(
-            index_elements=[old.contact_id, old.channel, old.basis],
-            set_={
-                "given_at": case((new.given_at < old.given_at, new.given_at), else_=old.given_at),
-                "expires_at": case((old.expires_at.is_(None), new.expires_at),
-                                   (new.expires_at > old.expires_at, new.expires_at), else_=old.expires_at),
-            },
-            where=or_(new.given_at < old.given_at,
-                      and_(new.expires_at.is_not(None),
-                           or_(old.expires_at.is_(None), new.expires_at > old.expires_at))),
-        )
+    def _stage(self) -> None:
+        """Consents are staged batch after batch in a temporary table, then upserted once by :meth:`finish`:
+        one upsert per consent rather than one per consent and batch."""
+        connection = self.session.connection()
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONSENT_STAGE.name} (contact_id integer, channel varchar(20), "
+            "basis varchar(30), source varchar(100), given_at timestamp, expires_at timestamp, "
+            "withdrawn_at timestamp)" + (" ON COMMIT DROP" if self.dialect == "postgresql" else ""))
+        connection.exec_driver_sql(f"DELETE FROM {_CONSENT_STAGE.name}")
+        self.staging = True
+
+    def finish(self) -> None:
+        """Upsert the staged consents: the database keeps the earliest given_at and the latest expires_at."""
+        if not self.staging:
+            return
+        connection = self.session.connection()
+        connection.exec_driver_sql(_CONSENT_UPSERT)
+        connection.exec_driver_sql(f"DROP TABLE {_CONSENT_STAGE.name}")
+        self.staging = False
 
 
 class _UnsubscribeWriter:
@@ -1120,6 +1497,9 @@ class _UnsubscribeWriter:
         self.session, self.organisation_id, self.result = session, organisation_id, result
         # No memo: an opt-out recorded by this very import must read as one on the next batch.
         self.spectators = _SpectatorLookup(session, result, memo=False)
+
+    def finish(self) -> None:
+        pass
 
     def write(self, rows: list[_Unsubscribe]) -> None:
         wanted: dict[str, dict] = {}
@@ -1305,7 +1685,10 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
             rejects = _Rejects(target, header_cells, delimiter, encoding)
         bar = _Progress(progress, size, label=result.filename)
         try:
-            fatal = _read_rows(reader, parser, writer, result, rejects, skip_invalid, bar, raw)
+            with _roomy_cache(session):
+                fatal = _read_rows(reader, parser, writer, result, rejects, skip_invalid, bar, raw)
+                if not (fatal or (result.invalid_rows and not skip_invalid)):
+                    writer.finish()
         finally:
             bar.close()
             if rejects is not None:
@@ -1329,44 +1712,77 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
     return result
 
 
+SQLITE_CACHE_KIB = 64 * 1024
+
+
+@contextlib.contextmanager
+def _roomy_cache(session):
+    """On SQLite, a 64 MiB page cache for the import (the default 2 MiB thrashes on the transaction
+    table's indexes), the connection's own setting restored after. The pragmas go to the driver's
+    connection: they are no part of the transaction, and restoring one never masks an error."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    before = raw.execute("PRAGMA cache_size").fetchone()[0]
+    page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+    if (-before if before < 0 else before * page_size // 1024) >= SQLITE_CACHE_KIB:
+        yield
+        return
+    raw.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        try:
+            raw.execute(f"PRAGMA cache_size = {int(before)}")
+        except Exception:  # noqa: BLE001 - a closed connection takes its cache with it
+            pass
+
+
 def _read_rows(reader, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress,
                raw) -> bool:
     """Parse every record, writing good ones in batches; True when the file cannot be read to its end."""
-    pending: list = []
+    records: list[tuple[list[str], int]] = []
+    append = records.append
     previous = reader.line_num
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            result.add_error(previous + 1, "", _("The file could not be read as CSV: %(error)s", error=str(exc)))
-            return True
-        line, previous = previous + 1, reader.line_num
-        if not cells or not "".join(cells).strip():
-            continue
-        result.rows += 1
-        parsed = parser.parse(cells, line)
-        if isinstance(parsed, list):
-            result.invalid_rows += 1
-            for column, reason in parsed:
-                result.add_error(line, column, reason)
-            if rejects is not None:
-                rejects.write(cells, parsed)
-            continue
-        if parsed is ANONYMOUS:
-            result.anonymous += 1
-            continue
-        if result.invalid_rows and not skip_invalid:
-            continue  # the file will be refused: only look for more errors
-        pending.append(parsed)
-        if len(pending) >= BATCH_SIZE:
-            writer.write(pending)
-            pending = []
-            bar.update(raw.tell())
-    if pending and not (result.invalid_rows and not skip_invalid):
-        writer.write(pending)
+    try:
+        for cells in reader:
+            line, previous = previous + 1, reader.line_num
+            if not cells or not (cells[0].strip() or "".join(cells).strip()):
+                continue
+            append((cells, line))
+            if len(records) >= BATCH_SIZE:
+                result.rows += len(records)
+                _take(records, parser, writer, result, rejects, skip_invalid)
+                records.clear()
+                bar.update(raw.tell())
+    except csv.Error as exc:
+        result.rows += len(records)
+        _take(records, parser, None, result, rejects)  # the errors before it, nothing written
+        result.add_error(previous + 1, "", _("The file could not be read as CSV: %(error)s", error=str(exc)))
+        return True
+    result.rows += len(records)
+    _take(records, parser, writer, result, rejects, skip_invalid)
     return False
+
+
+def _take(records: list, parser, writer, result: ImportResult, rejects, skip_invalid: bool = False) -> None:
+    """Parse one batch of records: count and report the bad ones, write the good ones unless the file
+    is going to be refused (or ``writer`` is None)."""
+    if not records:
+        return
+    parsed = parser.parse_batch(records)
+    for index, problems in parsed.bad:
+        cells, line = records[index]
+        result.invalid_rows += 1
+        for column, reason in problems:
+            result.add_error(line, column, reason)
+        if rejects is not None:
+            rejects.write(cells, problems)
+    result.anonymous += parsed.anonymous
+    if writer is not None and len(parsed.good) and not (result.invalid_rows and not skip_invalid):
+        writer.write(parsed.good)
 
 
 def _count_rows(reader) -> int:

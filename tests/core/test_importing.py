@@ -514,3 +514,89 @@ def _org(make_org):
         _ORG.clear()
         _ORG[make_org] = make_org("prop")
     return _ORG[make_org]
+
+
+# --- the batch parser: column-wise fast path, row-by-row for what it cannot vouch for -------------
+
+def _snapshot(session, org) -> dict:
+    """What an import of ``org`` wrote, without ids."""
+    txs = session.execute(select(Transaction.purchased_at, Transaction.amount_cents, Transaction.tickets,
+                                 Transaction.circumstance, Transaction.category, Transaction.channel,
+                                 Transaction.promo_code, Transaction.order_id, Show.title, Show.starts_at,
+                                 Show.discipline, Spectator.key, Spectator.fsa)
+                          .join(Show, Show.id == Transaction.show_id).join(Spectator)
+                          .where(Transaction.organisation_id == org.id).order_by(Transaction.id)).all()
+    contacts = session.execute(select(Spectator.key, Contact.last_name, Contact.first_name, Contact.address,
+                                      Contact.postal_code, Contact.email, Contact.phone, Contact.customer_id)
+                               .join(Spectator).where(Contact.organisation_id == org.id)).all()
+    consents = session.execute(select(Spectator.key, Consent.basis, Consent.given_at, Consent.expires_at,
+                                      Consent.withdrawn_at).join(Contact, Contact.id == Consent.contact_id)
+                               .join(Spectator).where(Contact.organisation_id == org.id)).all()
+    return {"transactions": [tuple(t) for t in txs], "contacts": sorted(tuple(c) for c in contacts),
+            "consents": sorted(tuple(c) for c in consents)}
+
+
+def _varied_rows() -> list[list[str]]:
+    rows = [list(r) for r in FR_ROWS]
+    for i in range(12):
+        rows.append(fr_row(**{"Adresse courriel": f"p{i % 5}@example.org", "Valeur de l'achat": f"{i},5{i % 10} $",
+                              "Date de l'achat": f"0{1 + i % 9}/03/2017" if i % 2 else f"2017-02-0{1 + i % 9} 1{i % 10}:30",
+                              "Titre du spectacle": f"Titre  {i % 3}", "Heure du spectacle": "" if i % 4 else "19h",
+                              "Catégorie d'achat": ["Abonnement", "Achat unique", ""][i % 3],
+                              "Abonné à l'infolettre": ["oui", "", "non"][i % 3], "Adresse": "" if i % 2 else "1 rue X",
+                              "Numéro de commande": f"O-{i // 2}"}))
+    return rows
+
+
+def test_the_row_by_row_path_writes_what_the_fast_path_writes(make_org, session, tmp_path, monkeypatch):
+    import core.importing
+
+    fast, slow = make_org("fast"), make_org("slow")
+    path = write_csv(tmp_path / "v.csv", _varied_rows())
+    monkeypatch.setattr(core.importing, "BATCH_SIZE", 4)
+    first = import_file(session, path, fast, secret=SECRET)
+    memo = core.importing._SalesParser._memo
+
+    def suspicious(self):  # the fast path vouches for nothing: every row goes through parse()
+        caches = memo(self)
+        caches["amount"] = core.importing._Cache(lambda text: core.importing._BAD)
+        return caches
+
+    monkeypatch.setattr(core.importing._SalesParser, "_memo", suspicious)
+    second = import_file(session, path, slow, secret=SECRET)
+    assert (first.rows, first.imported, first.anonymous, first.duplicates) == (
+        second.rows, second.imported, second.anonymous, second.duplicates) == (16, 15, 1, 0)
+    assert _snapshot(session, fast) == _snapshot(session, slow)
+    assert len(_snapshot(session, fast)["consents"]) > 5
+
+
+def test_bad_rows_are_reported_in_order_across_batches(make_org, session, tmp_path, monkeypatch):
+    import core.importing
+
+    monkeypatch.setattr(core.importing, "BATCH_SIZE", 3)
+    org = make_org("tnm")
+    rows = [
+        FR_ROWS[0],
+        fr_row(**{"Valeur de l'achat": "douze", "Nombre de billets": "0"}),      # line 3: two errors
+        FR_ROWS[3],                                                               # anonymous
+        [*FR_ROWS[2], "", " "],                                                   # blank extra cells: fine
+        FR_ROWS[2][:5],                                                           # line 6: too few fields
+        fr_row(**{"Nom": "x" * 201, "Date du spectacle": "31/02/2017"}),          # line 7: two errors
+        fr_row(**{"Heure du spectacle": "25h", "Titre du spectacle": "Autre"}),   # line 8
+        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@b"}),    # valid enough
+    ]
+    path = write_csv(tmp_path / "v.csv", rows)
+    with pytest.raises(ImportRefused) as refused:
+        import_file(session, path, org, secret=SECRET)
+    result = refused.value.result
+    assert [(e["line"], e["column"]) for e in result.errors] == [
+        (3, "Valeur de l'achat"), (3, "Nombre de billets"), (6, ""), (7, "Nom"), (7, "Date du spectacle"),
+        (8, "Heure du spectacle")]
+    assert (result.rows, result.invalid_rows, result.rejected, result.imported) == (8, 4, 8, 0)
+    session.rollback()
+    kept = import_file(session, path, org, secret=SECRET, skip_invalid=True, rejects_path=tmp_path / "r.csv")
+    assert (kept.rows, kept.imported, kept.anonymous, kept.rejected, kept.duplicates) == (8, 3, 1, 4, 0)
+    with open(tmp_path / "r.csv", encoding="cp1252", newline="") as fh:
+        rejected = list(csv.reader(fh, delimiter=";"))
+    assert [r[0] for r in rejected[1:]] == ["Côté", "Tremblay", "x" * 201, "Côté"]
+    assert rejected[1][-1].startswith("Valeur de l'achat: ")
