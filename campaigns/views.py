@@ -16,6 +16,7 @@ from flask_login import current_user
 from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
 
 from campaigns import services
 from campaigns.eligibility import funnel, own_row
@@ -41,11 +42,13 @@ from campaigns.forms import (
 from campaigns.models import Approval, Campaign, Promotion
 from campaigns.services import CampaignError
 from core.auth import roles_required
+from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
-from core.models import DISCIPLINES, Organisation, Show, utcnow
+from core.models import DISCIPLINES, AuditEvent, Organisation, Show, utcnow
 from core.privacy import is_small, strictest_k, suppress, suppress_total
 from core.views import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentSnapshot
+from segments.profiles import last_refreshed_at
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -59,6 +62,28 @@ def install_template_globals(app) -> None:
     app.jinja_env.globals.update(
         offer_labels=OFFER_LABELS, objective_labels=OBJECTIVE_LABELS, metric_labels=METRIC_LABELS,
         campaign_status_labels=STATUS_LABELS, approval_labels=APPROVAL_LABELS, lifecycle_labels=LIFECYCLE_LABELS)
+
+
+def _cached_funnel(session, campaign: Campaign):
+    """The campaign's raw funnel, kept a few minutes in memory (``CAMPAIGN_CACHE_SECONDS``).
+
+    It reads every contact, consent and approval behind the snapshot: the slowest query of the
+    campaign and approval pages. Everything that changes it (decisions, exclusion lists, imports
+    with their unsubscribes, erasures, campaign edits) writes an audit event, so the last event's
+    id is part of the key and a change shows on the very next page.
+    """
+    key = (campaign.id, campaign.snapshot_id, campaign.planned_launch_at, max_id(session, AuditEvent))
+    return remember("campaign.funnel", key, lambda: funnel(session, campaign),
+                    cache_seconds("CAMPAIGN_CACHE_SECONDS", 300))
+
+
+def _cached_lifecycle_mix(session, campaign: Campaign, organisation_id: int) -> dict[str, int]:
+    """The organisation's spectators in the snapshot by life-cycle stage, cached like the funnel and
+    also keyed on the last profile refresh (stages move with it)."""
+    key = (campaign.id, campaign.snapshot_id, organisation_id, max_id(session, AuditEvent), last_refreshed_at(session))
+    return remember("campaign.lifecycle_mix", key,
+                    lambda: services.lifecycle_mix(session, campaign, organisation_id),
+                    cache_seconds("CAMPAIGN_CACHE_SECONDS", 300))
 
 
 def _get_or_404(model, object_id):
@@ -88,6 +113,7 @@ def index():
         approvals = session.scalars(
             select(Approval).join(Campaign)
             .where(Approval.organisation_id == current_user.organisation_id)
+            .options(contains_eager(Approval.campaign))  # each row shows its campaign: no query per row
             .order_by(Campaign.approval_deadline.desc(), Approval.id.desc())
         ).all()
         return render_template("campaigns/venue_index.html", approvals=approvals, now=utcnow())
@@ -284,7 +310,7 @@ def detail(campaign_id: int):
     session = db_session()
     campaign = _get_or_404(Campaign, campaign_id)
     k = _campaign_k(session, campaign)
-    raw = funnel(session, campaign)
+    raw = _cached_funnel(session, campaign)
     shown = raw.suppressed(k) if raw is not None else None
     # Exclusion-list matches are counts of people: hidden under k like every pooled count.
     list_matches = suppress({a.id: a.exclusion_list_matched for a in campaign.approvals}, k, total_shown=False)
@@ -301,6 +327,22 @@ def _transition_page(campaign: Campaign, action: str, form, title: str, explanat
                            explanation=explanation)
 
 
+def _workflow_step(session, campaign: Campaign, step, success, refused=None):
+    """Run one step of the campaign workflow in the request's transaction, flash how it went and go
+    back to the campaign. ``success`` makes the message from the step's result, ``refused`` the
+    error message from the refusal's reason (messages are made after the step, in the request's
+    language)."""
+    try:
+        result = step()
+    except CampaignError as exc:
+        session.rollback()
+        flash(refused(exc.reason) if refused else _("Refused: %(reason)s", reason=exc.reason), "error")
+    else:
+        session.commit()
+        flash(success(result), "success")
+    return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+
+
 @bp.route("/<int:campaign_id>/submit", methods=["GET", "POST"])
 @roles_required(*STAFF)
 def submit(campaign_id: int):
@@ -308,17 +350,11 @@ def submit(campaign_id: int):
     campaign = _get_or_404(Campaign, campaign_id)
     form = ConfirmForm()
     if form.validate_on_submit():
-        try:
-            approvals = services.submit_for_approval(session, campaign, user=current_user)
-        except CampaignError as exc:
-            session.rollback()
-            flash(_("Submission refused: %(reason)s", reason=exc.reason), "error")
-            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-        else:
-            session.commit()
-            flash(_("Campaign submitted: %(n)d organisation(s) are asked for their approval.", n=len(approvals)),
-                  "success")
-            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+        return _workflow_step(
+            session, campaign, lambda: services.submit_for_approval(session, campaign, user=current_user),
+            lambda approvals: _("Campaign submitted: %(n)d organisation(s) are asked for their approval.",
+                                n=len(approvals)),
+            refused=lambda reason: _("Submission refused: %(reason)s", reason=reason))
     return _transition_page(
         campaign, "submit", form, _("Submit for approvals"),
         _("The segment is frozen as of today, and every organisation with spectators in it is asked to approve "
@@ -332,16 +368,8 @@ def ready(campaign_id: int):
     campaign = _get_or_404(Campaign, campaign_id)
     form = ConfirmForm()
     if form.validate_on_submit():
-        try:
-            services.mark_ready(session, campaign, user=current_user)
-        except CampaignError as exc:
-            session.rollback()
-            flash(_("Refused: %(reason)s", reason=exc.reason), "error")
-            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-        else:
-            session.commit()
-            flash(_("The campaign is ready to launch."), "success")
-            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+        return _workflow_step(session, campaign, lambda: services.mark_ready(session, campaign, user=current_user),
+                              lambda _result: _("The campaign is ready to launch."))
     return _transition_page(
         campaign, "ready", form, _("Mark ready to launch"),
         _("Approvals close: requests still unanswered count as declined, and the eligible recipients are those "
@@ -355,16 +383,9 @@ def cancel(campaign_id: int):
     campaign = _get_or_404(Campaign, campaign_id)
     form = CancelForm()
     if form.validate_on_submit():
-        try:
-            services.cancel(session, campaign, user=current_user, reason=form.reason.data)
-        except CampaignError as exc:
-            session.rollback()
-            flash(_("Refused: %(reason)s", reason=exc.reason), "error")
-            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-        else:
-            session.commit()
-            flash(_("The campaign is cancelled."), "success")
-            return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+        return _workflow_step(
+            session, campaign, lambda: services.cancel(session, campaign, user=current_user, reason=form.reason.data),
+            lambda _result: _("The campaign is cancelled."))
     return _transition_page(campaign, "cancel", form, _("Cancel the campaign"),
                             _("A cancelled campaign cannot be resumed."))
 
@@ -374,10 +395,10 @@ def cancel(campaign_id: int):
 def _approval_page(approval: Approval, decision_form=None, list_form=None, status: int = 200):
     session = db_session()
     campaign = approval.campaign
-    raw = funnel(session, campaign)
+    raw = _cached_funnel(session, campaign)
     k = strictest_k(session)
     row = own_row(raw, approval.organisation_id, k) if raw is not None else None
-    mix = services.lifecycle_mix(session, campaign, approval.organisation_id)
+    mix = _cached_lifecycle_mix(session, campaign, approval.organisation_id)
     mix_shown = suppress(mix, k, total_shown=True)
     if decision_form is None:
         decision_form = DecisionForm(formdata=None)
@@ -547,6 +568,7 @@ def dashboard_panel(session, user) -> Markup | None:
             select(Approval).join(Campaign)
             .where(Approval.organisation_id == user.organisation_id, Approval.status == "pending",
                    Campaign.status == "awaiting_approvals", Campaign.approval_deadline > utcnow())
+            .options(contains_eager(Approval.campaign))  # the panel shows each campaign: no query per row
             .order_by(Campaign.approval_deadline)
         ).all()
         if not pending:

@@ -194,16 +194,8 @@ def _number(text: str, path: str, line: int, column: str) -> float:
 
 # --- analysis ----------------------------------------------------------------------------------
 
-def _num(value) -> float | None:
-    """A JSON-safe float: NaN and infinities (an undefined ratio, say) become null."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _pair(values) -> list:
-    return [_num(values[0]), _num(values[1])]
+_num = stats.json_number
+_pair = stats.json_pair
 
 
 def _planned_shares(arms: list[str], shares: dict[str, float] | None, arm_column: str) -> list[float]:
@@ -225,65 +217,10 @@ def _planned_shares(arms: list[str], shares: dict[str, float] | None, arm_column
     return [shares[label] / total for label in arms]
 
 
-def _srm_dict(result: stats.SampleRatioResult) -> dict:
-    return {"chi2": _num(result.chi2), "p_value": _num(result.p_value), "flag": bool(result.flag)}
-
-
-def _compare(kind: str, y_c: np.ndarray, y_a: np.ndarray, alpha: float) -> dict:
-    """The unadjusted comparison of one metric: means, lifts, test."""
-    if kind == "binary":
-        result = stats.two_proportions(int(y_c.sum()), y_c.size, int(y_a.sum()), y_a.size, alpha)
-        p_c, p_a = result.control_rate, result.arm_rate
-        rel = stats.relative_lift(p_c, p_c * (1 - p_c), y_c.size, p_a, p_a * (1 - p_a), y_a.size, alpha)
-        control_mean, arm_mean = p_c, p_a
-    else:
-        result = stats.welch_test(y_c, y_a, alpha)
-        rel = stats.relative_lift(result.control_mean, result.control_var, y_c.size,
-                                  result.arm_mean, result.arm_var, y_a.size, alpha)
-        control_mean, arm_mean = result.control_mean, result.arm_mean
-    out = {"control_mean": _num(control_mean), "arm_mean": _num(arm_mean),
-           "abs_lift": _num(result.diff), "abs_ci": _pair(result.ci),
-           "rel_lift": _num(rel.lift), "rel_ci": _pair(rel.ci),
-           "test": result.test, "statistic": _num(result.statistic), "p_value": _num(result.p_value),
-           "p_adjusted": None}  # filled in once every metric of the arm is known
-    if kind == "continuous":
-        out["df"] = _num(result.df)
-    return out
-
-
-def _stratified(kind: str, y_c, s_c, y_a, s_a, labels: list[str], alpha: float) -> dict:
-    """CMH (binary) or post-stratified difference (continuous), small strata merged first."""
-    k = len(labels)
-    n_c = np.bincount(s_c, minlength=k)
-    n_a = np.bincount(s_a, minlength=k)
-    present = [i for i in range(k) if n_c[i] + n_a[i] > 0]
-    # A CMH table needs someone in each arm; a post-stratified variance needs two.
-    merge = stats.merge_small_strata({labels[i]: (int(n_c[i]), int(n_a[i])) for i in present},
-                                     min_per_arm=1 if kind == "binary" else 2)
-    used = {label: j for j, label in enumerate(dict.fromkeys(merge.mapping[labels[i]] for i in present))}
-    recode = np.full(k, -1, dtype=np.int64)
-    for i in present:
-        recode[i] = used[merge.mapping[labels[i]]]
-    c, a = recode[s_c], recode[s_a]
-    if kind == "binary":
-        m = len(used)
-        succ_c = np.bincount(c, weights=y_c, minlength=m)
-        succ_a = np.bincount(a, weights=y_a, minlength=m)
-        tot_c = np.bincount(c, minlength=m)
-        tot_a = np.bincount(a, minlength=m)
-        tables = [(succ_a[j], tot_a[j] - succ_a[j], succ_c[j], tot_c[j] - succ_c[j]) for j in range(m)]
-        result = stats.cochran_mantel_haenszel(tables, alpha)
-        out = {"test": "CMH", "statistic": _num(result.statistic), "p_value": _num(result.p_value),
-               "odds_ratio": _num(result.odds_ratio), "odds_ratio_ci": _pair(result.ci)}
-    else:
-        result = stats.post_stratified_diff(y_c, c, y_a, a, alpha)
-        out = {"test": "post-stratified", "statistic": _num(result.statistic), "p_value": _num(result.p_value),
-               "abs_lift": _num(result.diff), "abs_ci": _pair(result.ci)}
-    out["strata"] = len(used)
-    out["merged_strata"] = list(merge.merged)
-    if merge.label is not None:
-        out["merged_into"] = merge.label
-    return out
+# The comparison builders live in experiments.stats, shared with the in-app lift reports.
+_srm_dict = stats.srm_summary
+_compare = stats.compare_summary
+_stratified = stats.stratified_summary
 
 
 def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | None = None,
@@ -364,19 +301,13 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
             row.update(_compare(kind, y_c, y_a, alpha))
             if covariate:
                 x = data.covariate
-                adjusted = stats.cuped(y_c, x[control_mask], y_a, x[arm_mask], alpha)
-                a = adjusted.adjusted
-                row["cuped"] = {"theta": _num(adjusted.theta), "abs_lift": _num(a.diff), "abs_ci": _pair(a.ci),
-                                "p_value": _num(a.p_value), "variance_reduction": _num(adjusted.variance_reduction),
-                                "statistic": _num(a.statistic), "df": _num(a.df)}
+                row["cuped"] = stats.cuped_summary(y_c, x[control_mask], y_a, x[arm_mask], alpha)
             if strata:
                 s = data.strata_codes
                 row["stratified"] = _stratified(kind, y_c, s[control_mask], y_a, s[arm_mask],
                                                 data.strata_labels, alpha)
             rows.append(row)
-        adjusted_p = stats.holm([math.nan if r["p_value"] is None else r["p_value"] for r in rows])
-        for r, p in zip(rows, adjusted_p):
-            r["p_adjusted"] = _num(p)
+        stats.fill_holm(rows)
         comparisons.extend(rows)
     result["comparisons"] = comparisons
     return result

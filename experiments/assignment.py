@@ -75,15 +75,23 @@ def assign(units: Sequence[int], strata: Sequence[Hashable], shares: Sequence[fl
     strata_arr = np.asarray(strata)
     if len(units) != len(strata_arr):
         raise ValueError("units and strata must have the same length")
-    if len(np.unique(units)) != len(units):
-        raise ValueError("a unit appears more than once")
     if len(shares) < 2 or min(shares) <= 0:
         raise ValueError("at least two arms with positive shares are needed")
     names = tuple(arm_names) if arm_names is not None else tuple(str(i) for i in range(len(shares)))
     arms = np.empty(len(units), dtype=np.int16)
-    for stratum in np.unique(strata_arr):
-        index = np.flatnonzero(strata_arr == stratum)
-        index = index[np.argsort(units[index], kind="stable")]
+    if len(units) == 0:
+        return Assignment(units=units, strata=strata_arr, arms=arms, arm_names=names)
+    # One sort by (stratum, unit) instead of a scan of every unit per stratum: the same order
+    # within each stratum as sorting it alone, so the draw does not depend on the input order.
+    labels_of, stratum_codes = np.unique(strata_arr, return_inverse=True)
+    stratum_codes = stratum_codes.reshape(-1)
+    order = np.lexsort((units, stratum_codes))
+    plain = np.sort(units)
+    if (plain[1:] == plain[:-1]).any():
+        raise ValueError("a unit appears more than once")
+    bounds = np.searchsorted(stratum_codes[order], np.arange(len(labels_of) + 1))
+    for j, stratum in enumerate(labels_of):
+        index = order[bounds[j]:bounds[j + 1]]
         rng = np.random.default_rng(_stratum_seed(seed, stratum.item() if hasattr(stratum, "item") else stratum))
         counts = planned_counts(len(index), shares, rng)
         labels = np.repeat(np.arange(len(shares), dtype=np.int16), counts)
@@ -97,12 +105,33 @@ def new_code(length: int = CODE_LENGTH) -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
+def _random_codes(count: int, length: int) -> list[str]:
+    """``count`` codes drawn uniformly from the alphabet, from the system's cryptographic source.
+
+    Random bytes are mapped to letters by rejection (bytes at or above the largest multiple of
+    the alphabet size are dropped), so every letter is equally likely; vectorised, it makes
+    500,000 codes in a fraction of a second where one ``secrets.choice`` per letter takes seconds.
+    """
+    base = len(CODE_ALPHABET)
+    limit = 256 - 256 % base
+    alphabet = np.frombuffer(CODE_ALPHABET.encode("ascii"), dtype=np.uint8)
+    needed = count * length
+    letters = np.empty(0, dtype=np.uint8)
+    while letters.size < needed:
+        raw = np.frombuffer(secrets.token_bytes(int((needed - letters.size) * 1.15) + 64), dtype=np.uint8)
+        letters = np.concatenate([letters, raw[raw < limit] % base])
+    chars = alphabet[letters[:needed]].reshape(count, length)
+    text = chars.tobytes().decode("ascii")
+    return [text[i:i + length] for i in range(0, count * length, length)]
+
+
 def unique_codes(count: int, taken: set[str] | frozenset[str] = frozenset(), length: int = CODE_LENGTH) -> list[str]:
     """``count`` distinct codes, none of them in ``taken``."""
     codes: set[str] = set()
-    while len(codes) < count:
-        for _ in range(count - len(codes)):
-            code = new_code(length)
-            if code not in taken:
+    ordered: list[str] = []
+    while len(ordered) < count:
+        for code in _random_codes(count - len(ordered), length):
+            if code not in taken and code not in codes:
                 codes.add(code)
-    return list(codes)
+                ordered.append(code)
+    return ordered

@@ -572,3 +572,113 @@ def msprt_p_values(estimates: Sequence[float], variances: Sequence[float], tau2:
     with np.errstate(over="ignore"):
         lr = np.exp(log_lr)
     return AlwaysValid(tuple(float(v) for v in p), tuple(float(v) for v in lr), float(tau2))
+
+
+# --- JSON summaries (shared by `pilot analyze` and the lift reports) ---------------------------
+
+def json_number(value) -> float | None:
+    """A JSON-safe float: NaN and infinities (an undefined ratio, say) become None."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def json_pair(values) -> list:
+    """An interval as a JSON list of two :func:`json_number`."""
+    return [json_number(values[0]), json_number(values[1])]
+
+
+def srm_summary(result: SampleRatioResult) -> dict:
+    """``{"chi2", "p_value", "flag"}`` of a sample-ratio check."""
+    return {"chi2": json_number(result.chi2), "p_value": json_number(result.p_value), "flag": bool(result.flag)}
+
+
+def compare_summary(kind: str, y_control: np.ndarray, y_arm: np.ndarray, alpha: float = 0.05) -> dict:
+    """The unadjusted comparison of one metric, arm versus control, as a JSON-able dict (DESIGN.md §9).
+
+    ``kind`` ``"binary"``: :func:`two_proportions` on the 0/1 values; ``"continuous"``:
+    :func:`welch_test`. Both with the delta-method :func:`relative_lift` (s² = p(1 − p) for a
+    binary metric, the sample variance otherwise). ``p_adjusted`` is left None for the caller.
+    """
+    y_c = np.asarray(y_control, dtype=float)
+    y_a = np.asarray(y_arm, dtype=float)
+    if kind == "binary":
+        result = two_proportions(int(y_c.sum()), y_c.size, int(y_a.sum()), y_a.size, alpha)
+        p_c, p_a = result.control_rate, result.arm_rate
+        rel = relative_lift(p_c, p_c * (1 - p_c), y_c.size, p_a, p_a * (1 - p_a), y_a.size, alpha)
+        control_mean, arm_mean = p_c, p_a
+    else:
+        result = welch_test(y_c, y_a, alpha)
+        rel = relative_lift(result.control_mean, result.control_var, y_c.size,
+                            result.arm_mean, result.arm_var, y_a.size, alpha)
+        control_mean, arm_mean = result.control_mean, result.arm_mean
+    out = {"control_mean": json_number(control_mean), "arm_mean": json_number(arm_mean),
+           "abs_lift": json_number(result.diff), "abs_ci": json_pair(result.ci),
+           "rel_lift": json_number(rel.lift), "rel_ci": json_pair(rel.ci),
+           "test": result.test, "statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
+           "p_adjusted": None}
+    if kind == "continuous":
+        out["df"] = json_number(result.df)
+    return out
+
+
+def cuped_summary(y_control, x_control, y_arm, x_arm, alpha: float = 0.05) -> dict:
+    """:func:`cuped` as a JSON-able dict: θ, the adjusted lift, interval, p-value and variance reduction."""
+    adjusted = cuped(y_control, x_control, y_arm, x_arm, alpha)
+    a = adjusted.adjusted
+    return {"theta": json_number(adjusted.theta), "abs_lift": json_number(a.diff), "abs_ci": json_pair(a.ci),
+            "p_value": json_number(a.p_value), "variance_reduction": json_number(adjusted.variance_reduction),
+            "statistic": json_number(a.statistic), "df": json_number(a.df)}
+
+
+def stratified_summary(kind: str, y_control, strata_control, y_arm, strata_arm, labels: Sequence,
+                       alpha: float = 0.05) -> dict:
+    """CMH (binary) or the post-stratified difference (continuous) as a JSON-able dict.
+
+    ``strata_control`` and ``strata_arm`` are integer codes indexing ``labels``. Strata too small
+    to estimate (no one in an arm for CMH, fewer than two for a post-stratified variance) are
+    merged first with :func:`merge_small_strata`; ``merged_strata`` lists them.
+    """
+    y_c = np.asarray(y_control, dtype=float)
+    y_a = np.asarray(y_arm, dtype=float)
+    s_c = np.asarray(strata_control, dtype=np.int64)
+    s_a = np.asarray(strata_arm, dtype=np.int64)
+    k = len(labels)
+    n_c = np.bincount(s_c, minlength=k)
+    n_a = np.bincount(s_a, minlength=k)
+    present = [i for i in range(k) if n_c[i] + n_a[i] > 0]
+    merge = merge_small_strata({labels[i]: (int(n_c[i]), int(n_a[i])) for i in present},
+                               min_per_arm=1 if kind == "binary" else 2)
+    used = {label: j for j, label in enumerate(dict.fromkeys(merge.mapping[labels[i]] for i in present))}
+    recode = np.full(k, -1, dtype=np.int64)
+    for i in present:
+        recode[i] = used[merge.mapping[labels[i]]]
+    c, a = recode[s_c], recode[s_a]
+    if kind == "binary":
+        m = len(used)
+        succ_c = np.bincount(c, weights=y_c, minlength=m)
+        succ_a = np.bincount(a, weights=y_a, minlength=m)
+        tot_c = np.bincount(c, minlength=m)
+        tot_a = np.bincount(a, minlength=m)
+        tables = [(succ_a[j], tot_a[j] - succ_a[j], succ_c[j], tot_c[j] - succ_c[j]) for j in range(m)]
+        result = cochran_mantel_haenszel(tables, alpha)
+        out = {"test": "CMH", "statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
+               "odds_ratio": json_number(result.odds_ratio), "odds_ratio_ci": json_pair(result.ci)}
+    else:
+        result = post_stratified_diff(y_c, c, y_a, a, alpha)
+        out = {"test": "post-stratified", "statistic": json_number(result.statistic),
+               "p_value": json_number(result.p_value), "abs_lift": json_number(result.diff),
+               "abs_ci": json_pair(result.ci)}
+    out["strata"] = len(used)
+    out["merged_strata"] = list(merge.merged)
+    if merge.label is not None:
+        out["merged_into"] = merge.label
+    return out
+
+
+def fill_holm(rows: list[dict]) -> None:
+    """Set ``p_adjusted`` of each row to Holm's adjustment over the rows' ``p_value`` (None stays None)."""
+    adjusted = holm([math.nan if r.get("p_value") is None else r["p_value"] for r in rows])
+    for row, p in zip(rows, adjusted):
+        row["p_adjusted"] = json_number(p)

@@ -1,15 +1,453 @@
-"""Experiments and reports: the pages of the experiments package."""
+"""Experiments and reports: launch, power, contact lists, lift reports and their exports.
+
+Staff and administrators launch; evaluators (with staff and administrators) read and export the
+reports; a venue user reads the reports of the experiments its organisation sends for, with the
+per-organisation breakdown limited to its own row, and downloads its own contact list. Contact
+lists are for venue users of their organisation only: anyone else gets a 404 (staff a 403).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import json
+import math
 
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import select
+
+from campaigns.models import Campaign
 from core.auth import roles_required
+from core.csvexport import csv_response
+from core.db import db_session
+from core.models import Organisation, utcnow
+from core.privacy import strictest_k
+from experiments import charts, outcomes, reports, services
+from experiments.forms import LaunchForm, PostForm, PowerForm
+from experiments.models import ContactList, Experiment, Recipient
+from experiments.services import ContactListExpired, ExperimentError
 
 bp = Blueprint("experiments", __name__, url_prefix="/experiments")
 
+STAFF = ("staff", "admin")
+READERS = ("staff", "admin", "evaluator", "venue")
+METRIC_NAMES = {"conversion": _l("conversion"), "revenue": _l("revenue per recipient"),
+                "tickets": _l("tickets per recipient"), "cross_sell": _l("cross-sell"),
+                "redemption": _l("redemption")}
+METRIC_TITLES = {"conversion": _l("Conversion"), "revenue": _l("Revenue per recipient"),
+                 "tickets": _l("Tickets per recipient"), "cross_sell": _l("Cross-sell"),
+                 "redemption": _l("Redemption (uptake)")}
+BASELINE_LABELS = {"year_earlier": _l("the same window one year earlier"),
+                   "before_launch": _l("the window before the planned launch"),
+                   "last_days": _l("the most recent days of data")}
+N_SOURCE_LABELS = {"eligible": _l("eligible recipients (consent at launch, approvals and exclusions)"),
+                   "snapshot": _l("the frozen segment (an upper bound: consent and approvals only remove people)"),
+                   "segment": _l("the segment today (an upper bound: consent and approvals only remove people)")}
+TEST_NAMES = {"z-test": _l("two-proportion z-test"), "fisher": _l("Fisher's exact test"),
+              "welch": _l("Welch's t-test"), "CMH": _l("Cochran-Mantel-Haenszel"),
+              "post-stratified": _l("post-stratified difference")}
+
+
+# --- number formatting (French and English) -----------------------------------------------------
+
+def _fr() -> bool:
+    return str(get_locale()) == "fr"
+
+
+def _decimal(text: str) -> str:
+    return text.replace(",", "\u202f").replace(".", ",") if _fr() else text
+
+
+def fmt_number(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return _decimal(f"{value:,.{digits}f}")
+
+
+def fmt_percent(value, digits: int = 1, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    scaled = value * 100
+    if round(scaled, digits) == 0:  # no "−0.0 %" and no "+0.0 %"
+        scaled, signed = 0.0, False
+    text = f"{scaled:{'+' if signed else ''}.{digits}f}".replace("-", "−")
+    return f"{_decimal(text)}\u00a0%" if _fr() else f"{text}%"
+
+
+def fmt_points(value, digits: int = 1) -> str:
+    """A difference of proportions in percentage points."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if round(value * 100, digits) == 0:
+        value = 0.0
+    text = (f"{value * 100:+.{digits}f}" if value else f"{0:.{digits}f}").replace("-", "−")
+    return f"{_decimal(text)}\u00a0pt" if _fr() else f"{text} pt"
+
+
+def fmt_money(value, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    sign = ("+" if value > 0 else "−" if value < 0 else "") if signed else ("−" if value < 0 else "")
+    amount = f"{abs(value):,.2f}"
+    return f"{sign}{_decimal(amount)}\u00a0$" if _fr() else f"{sign}${amount}"
+
+
+def fmt_p(value) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    if value < 0.001:
+        return "<\u00a00,001" if _fr() else "<\u00a00.001"
+    return _decimal(f"{value:.3f}")
+
+
+def fmt_value(metric: str, value, signed: bool = False) -> str:
+    """A metric's value (a mean per recipient or a difference) in its natural unit."""
+    if metric in ("conversion", "cross_sell", "redemption"):
+        return fmt_points(value) if signed else fmt_percent(value)
+    if metric == "revenue":
+        return fmt_money(value, signed=signed)
+    if value is None or not math.isfinite(value):
+        return "—"
+    return ("+" if signed and value > 0 else "") + fmt_number(value, 3).replace("-", "−")
+
+
+def fmt_count(value) -> str:
+    if value is None:
+        return "<k"
+    return f"{value:,}".replace(",", "\u202f") if _fr() else f"{value:,}"
+
+
+def level(alpha: float) -> str:
+    return f"{round((1 - alpha) * 100):d}"
+
+
+def arm_label(name: str) -> str:
+    return _("control group") if name == "control" else _("test arm %(name)s", name=name)
+
+
+def arm_title(name: str) -> str:
+    """The arm's name at the start of a sentence or a heading."""
+    return _("Control group") if name == "control" else _("Test arm %(name)s", name=name)
+
+
+# --- the headline -------------------------------------------------------------------------------
+
+def headline_sentences(report: dict) -> list[str]:
+    """The primary metric's result per test arm in plain words, never claiming more than the data."""
+    sentences = []
+    alpha = report["alpha"]
+    days = report["window_days"]
+    for h in report.get("headline", []):
+        metric = h["metric"]
+        name = METRIC_NAMES.get(metric, metric)
+        arm = arm_title(h["arm"])
+        if h.get("verdict") == "unknown" or h.get("hidden") or h.get("error"):
+            sentences.append(_("%(arm)s: too few recipients to compare (or figures hidden under k): no conclusion "
+                               "can be drawn on %(metric)s.", arm=arm, metric=name))
+            continue
+        values = dict(arm=arm, metric=name, arm_value=fmt_value(metric, h["arm_mean"]),
+                      control_value=fmt_value(metric, h["control_mean"]), level=level(alpha),
+                      diff=fmt_value(metric, h["abs_lift"], signed=True),
+                      diff_low=fmt_value(metric, (h.get("abs_ci") or [None, None])[0], signed=True),
+                      diff_high=fmt_value(metric, (h.get("abs_ci") or [None, None])[1], signed=True),
+                      p=fmt_p(h.get("p_value")), p_av=fmt_p(h.get("p_always_valid")),
+                      day=fmt_number(report["days_elapsed"], 0), days=days)
+        if h.get("rel_lift") is not None:
+            values.update(lift=fmt_percent(h["rel_lift"], signed=True),
+                          low=fmt_percent(h["rel_ci"][0], signed=True), high=fmt_percent(h["rel_ci"][1], signed=True))
+            figures = _("%(arm)s: %(metric)s %(arm_value)s against %(control_value)s in the control group, a relative "
+                        "lift of %(lift)s (%(level)s%% confidence interval %(low)s to %(high)s).", **values)
+        else:
+            figures = _("%(arm)s: %(metric)s %(arm_value)s against %(control_value)s in the control group, a "
+                        "difference of %(diff)s (%(level)s%% confidence interval %(diff_low)s to %(diff_high)s).",
+                        **values)
+        verdict = h.get("verdict")
+        if report.get("interim"):
+            lead = _("Interim look, day %(day)s of %(days)s, always-valid p = %(p_av)s.", **values)
+            if verdict == "increase":
+                meaning = _("The always-valid p-value already shows an increase in %(metric)s; it stays valid however "
+                            "often the report is read. The size of the effect is still uncertain until the window "
+                            "closes.", **values)
+            elif verdict == "decrease":
+                meaning = _("The always-valid p-value already shows a decrease in %(metric)s; it stays valid however "
+                            "often the report is read.", **values)
+            else:
+                meaning = _("No effect detected so far. The figures are provisional: wait for the end of the window "
+                            "before drawing conclusions.", **values)
+            sentences.append(f"{lead} {figures} {meaning}")
+            continue
+        if verdict == "increase":
+            meaning = _("The interval excludes zero (p = %(p)s): the promotion most likely increased %(metric)s; the "
+                        "true effect lies, with %(level)s%% confidence, within the interval.", **values)
+        elif verdict == "decrease":
+            meaning = _("The interval excludes zero (p = %(p)s): %(metric)s was most likely lower with the promotion "
+                        "than without it.", **values)
+        else:
+            meaning = _("No detectable effect (p = %(p)s): the interval contains zero, so the data are compatible "
+                        "with no effect as well as with effects up to the interval's bounds. This does not show that "
+                        "the promotion had no effect.", **values)
+        sentences.append(f"{figures} {meaning}")
+    return sentences
+
+
+# --- access -------------------------------------------------------------------------------------
+
+def _get_experiment(experiment_id: int) -> Experiment:
+    """The experiment, if the current user may read its report (a venue user: only when its
+    organisation sends for it); anything else is a 404."""
+    session = db_session()
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        abort(404)
+    if current_user.role == "venue":
+        sends = session.scalar(select(Recipient.id).where(Recipient.experiment_id == experiment.id,
+                                                          Recipient.organisation_id == current_user.organisation_id)
+                               .limit(1))
+        if sends is None:
+            abort(404)
+    return experiment
+
+
+def _get_campaign(campaign_id: int) -> Campaign:
+    campaign = db_session().get(Campaign, campaign_id)
+    if campaign is None:
+        abort(404)
+    return campaign
+
+
+def current_report(session, experiment: Experiment) -> dict:
+    """The latest report, recomputed first when transactions arrived since (or none exists yet)."""
+    snapshot = reports.latest_snapshot(session, experiment)
+    closed = experiment.campaign.status == "closed"
+    if snapshot is None or (not closed and outcomes.is_stale(session, experiment)):
+        outcomes.match_outcomes(session, experiment)
+        snapshot = reports.refresh_report(session, experiment)
+        session.commit()
+    return snapshot.data
+
+
+# --- pages --------------------------------------------------------------------------------------
 
 @bp.route("/")
-@roles_required("staff", "evaluator", "admin", "venue")
+@roles_required(*READERS)
 def index():
-    return render_template("experiments/index.html")
+    session = db_session()
+    now = utcnow()
+    query = (select(Experiment, Campaign).join(Campaign, Campaign.id == Experiment.campaign_id)
+             .order_by(Experiment.launched_at.desc()))
+    if current_user.role == "venue":
+        sending = select(Recipient.experiment_id).where(Recipient.organisation_id == current_user.organisation_id)
+        query = query.where(Experiment.id.in_(sending.distinct()))
+    items = session.execute(query).all()
+    lists = {}
+    if current_user.role == "venue":
+        lists = {c.experiment_id: c for c in session.scalars(
+            select(ContactList).where(ContactList.organisation_id == current_user.organisation_id))}
+    ready = []
+    if current_user.role in STAFF:
+        ready = session.scalars(select(Campaign).where(Campaign.status == "ready").order_by(Campaign.planned_launch_at)).all()
+    return render_template("experiments/index.html", items=items, lists=lists, ready=ready, now=now,
+                           is_expired=services.is_expired, k=strictest_k(session))
+
+
+@bp.route("/campaign/<int:campaign_id>")
+@roles_required(*STAFF, "evaluator")
+def campaign(campaign_id: int):
+    """The campaign's experiment report once launched, its power estimate before."""
+    item = _get_campaign(campaign_id)
+    experiment = services.experiment_of(db_session(), item)
+    if experiment is not None:
+        return redirect(url_for("experiments.report", experiment_id=experiment.id))
+    return redirect(url_for("experiments.campaign_power", campaign_id=item.id))
+
+
+@bp.route("/campaign/<int:campaign_id>/power")
+@roles_required(*STAFF, "evaluator")
+def campaign_power(campaign_id: int):
+    session = db_session()
+    item = _get_campaign(campaign_id)
+    form = PowerForm(request.args)
+    if not form.validate():
+        form = PowerForm(formdata=None)
+    alpha = float(form.alpha.data or 0.05)
+    power_ = float(form.power.data or 0.8)
+    target = float(form.target.data or 10) / 100.0
+    data = reports.power_report(session, item, alpha=alpha, target_power=power_, target_lift=target,
+                                baseline=form.baseline.data or None)
+    return render_template("experiments/power.html", campaign=item, form=form, power=data,
+                           baseline_labels=BASELINE_LABELS, n_source_labels=N_SOURCE_LABELS,
+                           metric_titles=METRIC_TITLES, lift_metrics=reports.LIFT_METRICS)
+
+
+@bp.route("/campaign/<int:campaign_id>/launch", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def launch(campaign_id: int):
+    session = db_session()
+    item = _get_campaign(campaign_id)
+    existing = services.experiment_of(session, item)
+    if existing is not None:
+        flash(_("This campaign is already launched."), "info")
+        return redirect(url_for("experiments.report", experiment_id=existing.id))
+    form = LaunchForm()
+    if form.validate_on_submit():
+        try:
+            experiment = services.launch(session, item, user=current_user)
+            reports.refresh_report(session, experiment)
+        except ExperimentError as exc:
+            session.rollback()
+            flash(_("Launch refused: %(reason)s", reason=exc.reason), "error")
+            return redirect(url_for("campaigns.detail", campaign_id=item.id))
+        session.commit()
+        flash(_("Campaign launched: %(n)s recipients assigned; the contact lists are ready for the organisations.",
+                n=fmt_count(experiment.recipients)), "success")
+        return redirect(url_for("experiments.report", experiment_id=experiment.id))
+    return render_template("experiments/launch.html", campaign=item, form=form, now=utcnow(),
+                           early=item.planned_launch_at > utcnow())
+
+
+@bp.route("/<int:experiment_id>")
+@roles_required(*READERS)
+def report(experiment_id: int):
+    session = db_session()
+    experiment = _get_experiment(experiment_id)
+    data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
+    own_list = None
+    if current_user.role == "venue":
+        own_list = services.contact_list_for(session, experiment.id, current_user.organisation_id)
+    return render_template(
+        "experiments/report.html", experiment=experiment, campaign=experiment.campaign, report=data,
+        headline=headline_sentences(data), charts=_charts(data), refresh_form=PostForm(),
+        metric_titles=METRIC_TITLES, test_names=TEST_NAMES, own_list=own_list, now=utcnow(),
+        is_expired=services.is_expired)
+
+
+def _charts(report: dict) -> dict:
+    cumulative = report.get("cumulative") or {}
+    days = cumulative.get("days") or []
+    series = [(arm_title(a["name"]), (cumulative.get("series") or {}).get(a["name"])) for a in report["arms"]]
+    out = {"cumulative": charts.line_chart(
+        days, series, title=_("Cumulative conversion by arm over the window"), chart_id="cumulative-conversion",
+        desc=_("Share of each arm's recipients who bought at a participating organisation, by day since launch."),
+        x_label=_("days since launch"), percent_label=lambda v: fmt_percent(v, 1), hidden_label=_("hidden"))}
+    metric = report.get("primary_metric")
+    forests = []
+    for arm in [a["name"] for a in report["arms"] if a["name"] != "control"]:
+        rows = []
+        for org in report.get("organisations", []):
+            row = next((c for c in org["comparisons"] if c["arm"] == arm), None)
+            if row is None:
+                continue
+            rows.append((org["name"], row.get("abs_lift"), *(row.get("abs_ci") or [None, None])))
+        if rows:
+            label = (lambda v: fmt_points(v)) if metric in ("conversion", "cross_sell") else \
+                (lambda v: fmt_value(metric, v, signed=True))
+            forests.append((arm, charts.forest_chart(
+                rows, title=_("Difference in %(metric)s per organisation, %(arm)s against control",
+                              metric=METRIC_NAMES.get(metric, metric), arm=arm_label(arm)),
+                chart_id=f"forest-{arm}", value_label=label,
+                desc=_("Each organisation's difference with its %(level)s%% confidence interval; hatched rows are "
+                       "hidden (fewer than k people) or not estimable.", level=level(report["alpha"])),
+                hidden_note=_("hidden: fewer than k people, or too few to estimate"))))
+    out["forests"] = forests
+    return out
+
+
+@bp.route("/<int:experiment_id>/refresh", methods=["POST"])
+@roles_required(*STAFF, "evaluator")
+def refresh(experiment_id: int):
+    session = db_session()
+    experiment = _get_experiment(experiment_id)
+    form = PostForm()
+    if not form.validate_on_submit():
+        abort(400)
+    outcomes.match_outcomes(session, experiment)
+    reports.refresh_report(session, experiment, kind="manual")
+    session.commit()
+    flash(_("Outcomes matched again and report refreshed."), "success")
+    return redirect(url_for("experiments.report", experiment_id=experiment.id))
+
+
+@bp.route("/<int:experiment_id>/report.json")
+@roles_required(*READERS)
+def report_json(experiment_id: int):
+    session = db_session()
+    experiment = _get_experiment(experiment_id)
+    data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
+    body = json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False, default=str)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="report-{experiment.id}.json"'})
+
+
+@bp.route("/<int:experiment_id>/report.csv")
+@roles_required(*READERS)
+def report_csv(experiment_id: int):
+    session = db_session()
+    experiment = _get_experiment(experiment_id)
+    data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
+    return csv_response(reports.report_csv_rows(data), f"report-{experiment.id}.csv")
+
+
+# --- contact lists ------------------------------------------------------------------------------
+
+
+@bp.route("/<int:experiment_id>/contacts.csv")
+@roles_required("venue")
+def contacts_csv(experiment_id: int):
+    """The venue's own test-arm recipients, for its own e-mail tool (the control arm is never exported)."""
+    session = db_session()
+    experiment = session.get(Experiment, experiment_id)
+    item = services.contact_list_for(session, experiment_id, current_user.organisation_id) if experiment else None
+    if item is None:
+        abort(404)
+    rows = services.contact_rows(session, experiment, current_user.organisation_id)
+    try:
+        services.record_download(session, item, len(rows), user=current_user)
+    except ContactListExpired as exc:
+        session.commit()  # the refused attempt stays in the audit log
+        flash(exc.reason, "error")
+        return redirect(url_for("experiments.index"))
+    session.commit()
+    promotion = experiment.campaign.promotion
+    header = [_("Last name"), _("First name"), _("E-mail"), _("Language"), _("Arm"), _("Promotion code"),
+              _("Promotion"), _("Message"), _("Valid from"), _("Valid until")]
+    lines = [(row.last_name, row.first_name, row.email, row.language, row.arm, row.code,
+              promotion.name(row.language), promotion.message(row.language), promotion.valid_from,
+              promotion.valid_until) for row in rows]
+    org = session.get(Organisation, current_user.organisation_id)
+    return csv_response(lines, f"contacts-{experiment.id}-{org.slug}-{utcnow():%Y%m%d}.csv", header=header)
+
+
+# --- the dashboard and the campaign page --------------------------------------------------------
+
+def dashboard_panel(session, user) -> Markup | None:
+    """Contact lists waiting for a venue; the latest reports for staff and evaluators."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    now = utcnow()
+    if user.role == "venue":
+        lists = session.execute(
+            select(ContactList, Campaign).join(Experiment, Experiment.id == ContactList.experiment_id)
+            .join(Campaign, Campaign.id == Experiment.campaign_id)
+            .where(ContactList.organisation_id == user.organisation_id, ContactList.purged_at.is_(None),
+                   ContactList.expires_at > now)
+            .order_by(ContactList.expires_at)).all()
+        if not lists:
+            return None
+        return Markup(render_template("experiments/_panel.html", lists=lists, experiments=[]))
+    experiments = session.execute(
+        select(Experiment, Campaign).join(Campaign, Campaign.id == Experiment.campaign_id)
+        .where(Campaign.status.in_(("launched", "measuring", "closed")))
+        .order_by(Experiment.launched_at.desc()).limit(5)).all()
+    if not experiments:
+        return None
+    return Markup(render_template("experiments/_panel.html", lists=[], experiments=experiments))
+
+
+def install_template_globals(app) -> None:
+    app.jinja_env.globals.update(xp_arm_label=arm_label, xp_arm_title=arm_title, xp_fmt_percent=fmt_percent, xp_fmt_value=fmt_value,
+                                 xp_fmt_p=fmt_p, xp_fmt_money=fmt_money, xp_fmt_count=fmt_count,
+                                 xp_fmt_number=fmt_number, xp_fmt_points=fmt_points, xp_level=level)
+

@@ -1,0 +1,124 @@
+"""A campaign from launch to lift report in a real browser: staff launch it, a venue downloads its list,
+later sales are imported, an evaluator reads the report in French and in English."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from campaigns.services import make_arms
+from core.importing import import_file
+from experiments.models import Experiment, Outcome, Recipient
+from tests.browser.conftest import log_in
+from tests.campaigns.helpers import SECRET
+from tests.experiments.test_reports import set_k
+from tests.experiments.test_services import ready_campaign
+
+pytestmark = pytest.mark.browser
+
+HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
+          "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
+          "Titre du spectacle", "Type de spectacle", "Code promo", "Numéro de commande"]
+
+
+def log_out(page) -> None:
+    page.click("header button.link")
+    page.wait_for_url("**/login")
+
+
+def test_launch_download_import_and_read_the_report(page, session, make_user, app, tmp_path):
+    set_k(session, 3)
+    district = ready_campaign(session, per_org=24, shared=4, arms=make_arms(50, [50]))
+    session.commit()
+    alpha, beta, gamma = district.orgs
+    campaign = district.campaign
+    staff = make_user("staff", email="equipe@quartier.example")
+    venue = make_user("venue", alpha, email="approbation@alpha.example")
+    evaluator = make_user("evaluator", email="evaluation@quartier.example")
+
+    # staff: the campaign page links to the launch, which asks for a confirmation
+    log_in(page, staff.email)
+    page.goto(f"/campaigns/{campaign.id}")
+    page.click("text=Lancer…")
+    assert "Le lancement est irréversible" in page.inner_text("main")
+    page.click("button.primary")
+    assert "Cochez la case pour confirmer." in page.inner_text("main")
+    page.check("#confirm")
+    page.click("button.primary")
+    assert "Campagne lancée" in page.inner_text("main")
+    assert "Rapport de lift" in page.inner_text("h1")
+    log_out(page)
+
+    experiment = session.scalar(select(Experiment).where(Experiment.campaign_id == campaign.id))
+    recipients = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id)).all()
+    alpha_test = {r.spectator_id: r for r in recipients if r.organisation_id == alpha.id and r.arm == "A"}
+    assert alpha_test and any(r.arm == "control" for r in recipients)
+
+    # Alpha's approver downloads Alpha's list: its test-arm recipients only
+    log_in(page, venue.email)
+    page.click("nav >> text=Rapports")
+    with page.expect_download() as info:
+        page.click("text=Télécharger la liste (CSV)")
+    download = info.value
+    assert download.suggested_filename.startswith(f"contacts-{experiment.id}-{alpha.slug}")
+    with open(download.path(), encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    downloaded = {r["Courriel"] for r in rows}
+    assert downloaded == {district.contacts[(0, s)].email for s in alpha_test}
+    assert {r["Groupe"] for r in rows} == {"A"}
+    assert {r["Code promotionnel"] for r in rows} == {r.code for r in alpha_test.values()}
+    controls = {district.contacts[(0, r.spectator_id)].email for r in recipients
+                if r.organisation_id == alpha.id and r.arm == "control"}
+    assert not downloaded & controls
+    assert {r["Langue"] for r in rows} == {"fr"} and {r["Message"] for r in rows} == {campaign.promotion.message_fr}
+    log_out(page)
+
+    # later sales arrive in Alpha's export: most of its test recipients buy, some with their code
+    launch = experiment.launched_at
+    lines = []
+    for i, spectator_id in enumerate(sorted(alpha_test)):
+        contact = district.contacts[(0, spectator_id)]
+        when = (launch + dt.timedelta(hours=2 + i)).strftime("%Y-%m-%d %H:%M")
+        code = alpha_test[spectator_id].code if i % 2 == 0 else ""
+        lines.append([contact.last_name, contact.first_name, "", "H2X 1Y4", contact.email, "", "48,00 $", "2",
+                      "Promotion" if code else "Plein tarif", when, (launch + dt.timedelta(days=20)).strftime("%Y-%m-%d"),
+                      "Le Songe", "Danse", code, f"CMD-{i}"])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow(HEADER)
+    writer.writerows(lines)
+    export = tmp_path / "alpha-ventes.csv"
+    export.write_text(buffer.getvalue(), encoding="utf-8")
+    with app.test_request_context():
+        result = import_file(session, export, alpha, secret=SECRET)
+        session.commit()
+    assert result.imported == len(lines)
+
+    # the evaluator reads the report, in French then in English; outcomes are matched on reading
+    log_in(page, evaluator.email)
+    page.click("nav >> text=Rapports")
+    page.click("text=Rapport de lift")
+    main = page.inner_text("main")
+    assert "Rapport de lift" in main and "Groupe test A" in main
+    assert "Regard intermédiaire" in main and "p toujours valide" in main
+    assert "Tous les indicateurs" in main and "Par organisme expéditeur" in main
+    assert page.locator("svg#cumulative-conversion").count() == 1
+    html = page.content()
+    assert not [value for value in district.personal if value in html]
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Outcome).where(
+        Outcome.experiment_id == experiment.id, Outcome.converted == 1)) == len(lines)
+    assert session.scalar(select(func.count()).select_from(Outcome).where(
+        Outcome.experiment_id == experiment.id, Outcome.redeemed == 1)) == (len(lines) + 1) // 2
+
+    page.click("text=English")
+    main = page.inner_text("main")
+    assert "Lift report" in main and "Test arm A" in main and "Interim look" in main
+    assert "Every metric" in main and "Health checks" in main
+    with page.expect_download() as info:
+        page.click("text=Export CSV")
+    assert info.value.suggested_filename == f"report-{experiment.id}.csv"

@@ -1,0 +1,227 @@
+"""The experiments pages: launch with confirmation, contact lists per venue, reports and exports, power."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from campaigns.services import make_arms
+from core.models import AuditEvent, Contact, utcnow
+from experiments import outcomes, services
+from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
+from tests.experiments.test_reports import set_k, simulate
+from tests.experiments.test_services import ready_campaign
+
+
+@pytest.fixture
+def ready(session):
+    district = ready_campaign(session, per_org=20, shared=4, arms=make_arms(50, [50]))
+    session.commit()
+    return district
+
+
+@pytest.fixture
+def launched(session, ready):
+    set_k(session, 2)
+    experiment = services.launch(session, ready.campaign, now=ready.now, seed=31)
+    simulate(session, experiment, {"control": 0.2, "A": 0.5}, seed=4)
+    session.commit()
+    return ready, experiment
+
+
+def events(session, action):
+    session.expire_all()
+    return session.scalars(select(AuditEvent).where(AuditEvent.action == action)).all()
+
+
+def test_launch_needs_the_confirmation_box(session, ready, login_as):
+    staff = login_as("staff")
+    url = f"/experiments/campaign/{ready.campaign.id}/launch?lang=en"
+    page = staff.get(url)
+    assert page.status_code == 200 and b"irreversible" in page.data
+    refused = staff.post(url, data={})
+    assert refused.status_code == 200 and b"Tick the box to confirm." in refused.data
+    assert session.scalar(select(func.count()).select_from(Experiment)) == 0
+    done = staff.post(url, data={"confirm": "y"})
+    assert done.status_code == 302
+    experiment = session.scalar(select(Experiment))
+    assert done.headers["Location"].endswith(f"/experiments/{experiment.id}")
+    session.refresh(ready.campaign)
+    assert ready.campaign.status == "launched"
+    assert events(session, "experiment.launch")[0].actor == staff.user.email
+    # launching again is refused; the page says so
+    again = staff.post(url, data={"confirm": "y"}, follow_redirects=True)
+    assert b"already launched" in again.data
+    assert session.scalar(select(func.count()).select_from(Experiment)) == 1
+
+
+def test_only_staff_launch(ready, login_as):
+    for role in ("evaluator", "venue"):
+        client = login_as(role, ready.orgs[0]) if role == "venue" else login_as(role)
+        assert client.post(f"/experiments/campaign/{ready.campaign.id}/launch", data={"confirm": "y"}).status_code == 403
+
+
+def _read_csv(response) -> list[dict]:
+    text = response.data.decode("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_venue_downloads_its_own_test_arm_only(session, launched, login_as):
+    district, experiment = launched
+    alpha, beta, _gamma = district.orgs
+    own = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id,
+                                                  Recipient.organisation_id == alpha.id)).all()
+    test_recipients = {r.spectator_id: r for r in own if r.arm == "A"}
+    control = {r.spectator_id for r in own if r.arm == "control"}
+    # a contact whose name would be a spreadsheet formula
+    first = sorted(test_recipients)[0]
+    contact = session.scalar(select(Contact).where(Contact.organisation_id == alpha.id, Contact.spectator_id == first))
+    contact.last_name = '=HYPERLINK("http://evil.example","x")'
+    session.commit()
+
+    venue = login_as("venue", alpha)
+    response = venue.get(f"/experiments/{experiment.id}/contacts.csv?lang=en")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert f"contacts-{experiment.id}-{alpha.slug}" in response.headers["Content-Disposition"]
+    rows = _read_csv(response)
+    assert len(rows) == len(test_recipients)
+    emails = {r["E-mail"] for r in rows}
+    expected = {district.contacts[(0, s)].email for s in test_recipients}
+    assert emails == expected
+    assert not emails & {district.contacts[(0, s)].email for s in control}
+    assert {r["Arm"] for r in rows} == {"A"}
+    assert {r["Promotion code"] for r in rows} == {r.code for r in test_recipients.values()}
+    assert {r["Message"] for r in rows} == {district.campaign.promotion.message_fr}
+    assert any(r["Last name"] == "'=HYPERLINK(\"http://evil.example\",\"x\")" for r in rows)
+    # logged, counted
+    (event,) = events(session, "contact_list.download")
+    assert event.organisation_id == alpha.id and event.details["rows"] == len(rows)
+    assert session.scalar(select(ContactList.downloads).where(ContactList.organisation_id == alpha.id)) == 1
+
+
+def test_contact_lists_are_for_their_venue_only(session, launched, login_as, make_org):
+    district, experiment = launched
+    url = f"/experiments/{experiment.id}/contacts.csv"
+    outsider = login_as("venue", make_org("ailleurs"))
+    assert outsider.get(url).status_code == 404
+    assert outsider.get(f"/experiments/{experiment.id + 99}/contacts.csv").status_code == 404
+    for role in ("staff", "admin", "evaluator"):
+        assert login_as(role).get(url).status_code == 403
+    assert not events(session, "contact_list.download")
+
+
+def test_an_expired_list_is_refused_with_a_message(session, launched, login_as):
+    district, experiment = launched
+    alpha = district.orgs[0]
+    item = session.scalar(select(ContactList).where(ContactList.organisation_id == alpha.id))
+    item.expires_at = utcnow() - dt.timedelta(minutes=1)
+    session.commit()
+    venue = login_as("venue", alpha)
+    response = venue.get(f"/experiments/{experiment.id}/contacts.csv?lang=en", follow_redirects=True)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert b"can no longer be downloaded" in response.data
+    assert len(events(session, "contact_list.refused")) == 1
+
+
+def test_unsubscribed_since_launch_are_left_out(session, launched, login_as):
+    district, experiment = launched
+    alpha = district.orgs[0]
+    test_ids = list(session.scalars(select(Recipient.spectator_id).where(
+        Recipient.experiment_id == experiment.id, Recipient.organisation_id == alpha.id, Recipient.arm == "A")))
+    contact = district.contacts[(0, test_ids[0])]
+    for consent in contact.consents:
+        consent.withdrawn_at = utcnow()
+    session.merge(contact)
+    session.commit()
+    rows = _read_csv(login_as("venue", alpha).get(f"/experiments/{experiment.id}/contacts.csv?lang=en"))
+    assert len(rows) == len(test_ids) - 1 and contact.email not in {r["E-mail"] for r in rows}
+
+
+def test_evaluator_reads_and_exports_the_report(session, launched, login_as):
+    district, experiment = launched
+    evaluator = login_as("evaluator")
+    page = evaluator.get(f"/experiments/{experiment.id}?lang=en")
+    assert page.status_code == 200
+    html = page.data.decode()
+    assert "Lift report" in html and "interim" in html
+    assert "always-valid" in html  # the window is still open
+    assert "<svg" in html and "Cumulative conversion by arm" in html
+    assert not [value for value in district.personal if value in html]
+    # the report was matched and stored on first reading
+    assert session.scalar(select(func.count()).select_from(ReportSnapshot)) == 1
+    data = json.loads(evaluator.get(f"/experiments/{experiment.id}/report.json").data)
+    assert data["experiment_id"] == experiment.id and {o["organisation_id"] for o in data["organisations"]} == \
+        {o.id for o in district.orgs}
+    rows = list(csv.reader(io.StringIO(evaluator.get(f"/experiments/{experiment.id}/report.csv").data.decode("utf-8-sig"))))
+    assert rows[0][0] == "section" and any(r[0] == "metric" and r[2] == "conversion" for r in rows)
+    refreshed = evaluator.post(f"/experiments/{experiment.id}/refresh", data={})
+    assert refreshed.status_code == 302
+    assert session.scalar(select(func.count()).select_from(ReportSnapshot).where(ReportSnapshot.kind == "manual")) == 1
+
+
+def test_french_report_reads_in_french(launched, login_as):
+    district, experiment = launched
+    html = login_as("evaluator").get(f"/experiments/{experiment.id}?lang=fr").data.decode()
+    assert "Rapport de lift" in html or "Rapport d" in html
+    assert "Groupe témoin" in html or "groupe témoin" in html
+
+
+def test_venue_sees_its_own_breakdown_row_only(session, launched, login_as, make_org):
+    district, experiment = launched
+    alpha, beta, gamma = district.orgs
+    html = login_as("venue", alpha).get(f"/experiments/{experiment.id}?lang=en").data.decode()
+    breakdown = html.split('id="h-orgs"')[1].split("</section>")[0]
+    assert alpha.name in breakdown and beta.name not in breakdown and gamma.name not in breakdown
+    data = json.loads(login_as("venue", beta).get(f"/experiments/{experiment.id}/report.json").data)
+    assert [o["organisation_id"] for o in data["organisations"]] == [beta.id]
+    outsider = login_as("venue", make_org("hors-campagne"))
+    assert outsider.get(f"/experiments/{experiment.id}").status_code == 404
+    assert outsider.get(f"/experiments/{experiment.id}/report.json").status_code == 404
+
+
+def test_stale_outcomes_are_matched_again_when_the_report_is_read(session, launched, login_as):
+    district, experiment = launched
+    evaluator = login_as("evaluator")
+    evaluator.get(f"/experiments/{experiment.id}")
+    session.expire_all()
+    before = session.get(Experiment, experiment.id).outcomes_watermark
+    simulate(session, experiment, {"control": 0.0, "A": 0.3}, seed=9)
+    session.commit()
+    evaluator.get(f"/experiments/{experiment.id}")
+    session.expire_all()
+    assert session.get(Experiment, experiment.id).outcomes_watermark > before
+    assert session.scalar(select(func.count()).select_from(ReportSnapshot)) == 2
+    assert not outcomes.is_stale(session, session.get(Experiment, experiment.id))
+
+
+def test_index_pages(session, launched, login_as):
+    district, experiment = launched
+    staff_page = login_as("staff").get("/experiments/?lang=en").data.decode()
+    assert district.campaign.name in staff_page and "Lift report" in staff_page
+    venue = login_as("venue", district.orgs[0])
+    assert "Download the list (CSV)" in venue.get("/experiments/?lang=en").data.decode()
+    assert "Contact lists to download" in venue.get("/?lang=en").data.decode()
+    evaluator = login_as("evaluator")
+    assert evaluator.get("/experiments/").status_code == 200
+    assert "Latest lift reports" in evaluator.get("/?lang=en").data.decode()
+
+
+def test_power_page_before_launch(session, ready, login_as):
+    set_k(session, 2)
+    session.commit()
+    staff = login_as("staff")
+    page = staff.get(f"/experiments/campaign/{ready.campaign.id}/power?lang=en&alpha=0.05&power=0.8&target=20")
+    assert page.status_code == 200
+    html = page.data.decode()
+    assert "Minimum detectable effect" in html and "recipients are needed" in html
+    assert staff.get(f"/experiments/campaign/{ready.campaign.id}").headers["Location"].endswith(
+        f"/experiments/campaign/{ready.campaign.id}/power")
+    assert login_as("venue", ready.orgs[0]).get(f"/experiments/campaign/{ready.campaign.id}/power").status_code == 403
+    # the campaign page links to it
+    detail = staff.get(f"/campaigns/{ready.campaign.id}?lang=en").data.decode()
+    assert f"/experiments/campaign/{ready.campaign.id}/power" in detail
