@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
-from flask import Response, abort, current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -15,6 +13,7 @@ from sqlalchemy import select
 
 from core.auth import roles_required
 from core.charts import hbar_chart, heatmap, vbar_chart
+from core.csvexport import csv_response
 from core.db import db_session
 from core.models import DISCIPLINES, Organisation
 from core.views import DISCIPLINE_LABELS
@@ -22,7 +21,6 @@ from segments.insights import QUESTIONS, TABLES, InsightTable, Scope, build_insi
 from segments.views import bp
 
 INSIGHT_ROLES = ("staff", "admin", "evaluator", "venue")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- who may see which scope --------------------------------------------------------------------------
@@ -138,9 +136,9 @@ def chart_for(table: InsightTable) -> Markup:
 
 
 def _csv_cell(value, kind: str, k: int) -> str | int:
+    """One figure as a spreadsheet reads it (labels go as they are: core.csvexport neutralises them)."""
     if kind == "label":
-        text = str(value)
-        return "'" + text if text.startswith(FORMULA_STARTS) else text
+        return str(value)
     if value is None:
         return f"<{k}"
     if kind == "money":
@@ -152,23 +150,20 @@ def _csv_cell(value, kind: str, k: int) -> str | int:
     return int(value)
 
 
-def table_csv(table: InsightTable) -> bytes:
-    """A table as CSV for a spreadsheet: UTF-8 with BOM, ``;`` and decimal commas in French,
-    hidden cells written ``<k`` (with k's value), and no cell a spreadsheet would run as a formula."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";" if _french() else ",", lineterminator="\r\n")
-    headers = []
+def table_rows(table: InsightTable) -> tuple[list, list[list]]:
+    """(header, rows) of a table as its CSV export writes them: units in the headers, hidden cells
+    ``<k`` (with k's value), decimal commas in French, the total row last."""
+    header = []
     for column in table.columns:
         label = str(column.label)
         if column.kind == "money":
             label += " ($)"
         elif column.kind == "share":
             label += " (%)"
-        headers.append(_csv_cell(label, "label", table.k))
-    writer.writerow(headers)
-    for row in table.rows + ([table.total] if table.total else []):
-        writer.writerow([_csv_cell(v, c.kind, table.k) for v, c in zip(row, table.columns)])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+        header.append(label)
+    rows = [[_csv_cell(v, c.kind, table.k) for v, c in zip(row, table.columns)]
+            for row in table.rows + ([table.total] if table.total else [])]
+    return header, rows
 
 
 # --- pages ---------------------------------------------------------------------------------------------
@@ -209,8 +204,9 @@ def _csv(session, scope: Scope, table: str):
         abort(404)
     data = _build(session, scope)
     name = "-".join(filter(None, ["insights", scope.kind, scope.key, table, data["as_of"].isoformat()]))
-    return Response(table_csv(data["tables"][table]), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    header, rows = table_rows(data["tables"][table])
+    # French spreadsheets read decimal commas only with ";" between cells
+    return csv_response(rows, f"{name}.csv", header=header, delimiter=";" if _french() else ",")
 
 
 @bp.route("/insights")

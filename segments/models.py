@@ -16,7 +16,15 @@ class SpectatorProfile(Base):
     """One derived row per spectator with what the segment rules need, valid as of ``as_of``.
 
     Sets (organisations, disciplines) are bit masks: bit ``organisation.id`` and bit
-    ``DISCIPLINES.index(key)``, so that "any / all / none" is one integer test per row.
+    ``DISCIPLINES.index(key)``, so that "any / all / none" is one integer test per row. The usual
+    windows of a rule ("in the last year / two years", ``segments.profiles.WINDOW_COLUMNS``) have
+    columns of their own (``*_365``, ``*_730``, ``shows_548``), so that such a condition reads the
+    row instead of the transactions.
+
+    Column order is for the scans of the rule previews: fixed-width columns that are never NULL
+    come first, sized so that none needs padding, then the texts and the nullable ones.
+    PostgreSQL finds a column at a fixed offset only up to the first text or NULL of a row and
+    walks the row from there (the last columns of the former order cost a scan twice the first).
     """
 
     __tablename__ = "spectator_profile"
@@ -27,22 +35,29 @@ class SpectatorProfile(Base):
 
     spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True)
     as_of: Mapped[dt.date] = mapped_column(Date)
-    fsa: Mapped[Optional[str]] = mapped_column(String(3), index=True)
-    first_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)
-    last_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)
+    organisation_mask: Mapped[int] = mapped_column(BigInteger, default=0)
+    organisation_mask_365: Mapped[int] = mapped_column(BigInteger, default=0)
+    organisation_mask_730: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_cents_365: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_cents_730: Mapped[int] = mapped_column(BigInteger, default=0)
+    promo_share: Mapped[float] = mapped_column(Float, default=0.0)
     shows: Mapped[int] = mapped_column(Integer, default=0)
     orders: Mapped[int] = mapped_column(Integer, default=0)
     tickets: Mapped[int] = mapped_column(Integer, default=0)
-    spent_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     shows_548: Mapped[int] = mapped_column(Integer, default=0)
-    lifecycle: Mapped[str] = mapped_column(String(20))
-    organisation_mask: Mapped[int] = mapped_column(BigInteger, default=0)
     discipline_mask: Mapped[int] = mapped_column(Integer, default=0)
+    discipline_mask_365: Mapped[int] = mapped_column(Integer, default=0)
+    discipline_mask_730: Mapped[int] = mapped_column(Integer, default=0)
+    # Nullable in the schema, never NULL on a row: every profile has a purchase.
+    first_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)
+    last_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)
     subscriber: Mapped[bool] = mapped_column(Boolean, default=False)
     newsletter: Mapped[bool] = mapped_column(Boolean, default=False)
     contactable: Mapped[bool] = mapped_column(Boolean, default=False)
+    lifecycle: Mapped[str] = mapped_column(String(20))
+    fsa: Mapped[Optional[str]] = mapped_column(String(3), index=True)
     main_channel: Mapped[Optional[str]] = mapped_column(String(20))
-    promo_share: Mapped[float] = mapped_column(Float, default=0.0)
     lead_days: Mapped[Optional[float]] = mapped_column(Float)
     tickets_per_order: Mapped[Optional[float]] = mapped_column(Float)
 

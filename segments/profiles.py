@@ -5,6 +5,11 @@ or before that date count, consents are judged at the end of that day. Every row
 shares the same ``as_of``: the lifecycle of every spectator moves with the date, so a refresh at
 a new date is always a full one (see :func:`refresh_profiles`).
 
+Besides the facts over all purchases, a profile holds a few of them over the usual windows of a
+rule (:data:`WINDOW_COLUMNS`: spend and the organisation and discipline sets of the last 365 and 730
+days, distinct shows of the life cycle's 548 days), which the rule compiler reads instead of the
+transactions when a condition's ``within_days`` is one of them.
+
 Organisation sets are a bit mask with bit ``organisation.id``. A 64-bit signed integer holds bits
 0 to 62, so an organisation whose id is above :data:`MAX_MASK_ORGANISATION_ID` is left out of the
 mask; the rule compiler (``segments.query``) notices such an organisation in a rule and answers
@@ -54,12 +59,26 @@ STALE_WINDOW_DAYS = 1096  # 36 months
 LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
 CHANNEL_ORDER = ("web", "box_office", "phone")
 REFRESHED_AT_SETTING = "profiles_refreshed_at"
+# (field, within_days) → the profile column holding that fact over the D days ending with as_of.
+WINDOW_COLUMNS = {
+    ("shows", LIFECYCLE_WINDOW_DAYS): "shows_548",
+    ("spent", 365): "spent_cents_365",
+    ("spent", 730): "spent_cents_730",
+    ("organisation", 365): "organisation_mask_365",
+    ("organisation", 730): "organisation_mask_730",
+    ("discipline", 365): "discipline_mask_365",
+    ("discipline", 730): "discipline_mask_730",
+}
 CHUNK = 2000  # spectator ids per statement in an incremental refresh of an explicit id list
 
 T = Transaction.__table__
 S = Show.__table__
 P = SpectatorProfile.__table__
 PROFILE_COLUMNS = tuple(c.name for c in P.columns)
+
+
+# The windowed columns other than the life cycle's shows_548 (computed with it in one aggregate).
+WINDOW_AGGREGATES = tuple(column for column in WINDOW_COLUMNS.values() if column != "shows_548")
 
 
 # --- portable SQL pieces (shared with segments.query) -------------------------------------------
@@ -101,6 +120,28 @@ def _days_between_sqlite(element, compiler, **kw):
     later, earlier = list(element.clauses)
     return "CAST(julianday(date(%s)) - julianday(date(%s)) AS INTEGER)" % (
         compiler.process(later, **kw), compiler.process(earlier, **kw))
+
+
+class union_of_bits(FunctionElement):
+    """The OR of values that are each a single bit or 0, over a group: ``bit_or`` on PostgreSQL,
+    elsewhere the sum of the distinct values (each bit counted once is the OR); NULL when empty.
+
+    ``bit_or`` spares PostgreSQL the sort of every group's input that a DISTINCT aggregate costs.
+    """
+
+    type = BigInteger()
+    name = "union_of_bits"
+    inherit_cache = True
+
+
+@compiles(union_of_bits)
+def _union_of_bits_default(element, compiler, **kw):
+    return "sum(DISTINCT %s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(union_of_bits, "postgresql")
+def _union_of_bits_postgresql(element, compiler, **kw):
+    return "bit_or(%s)" % compiler.process(element.clauses, **kw)
 
 
 def dialect_name(session_or_bind) -> str:
@@ -153,6 +194,7 @@ def organisation_bit(column=None):
 
 
 def discipline_bit(column=None):
+    """``1 << DISCIPLINES.index(discipline)``, 0 for a purchase without a (known) discipline."""
     column = S.c.discipline if column is None else column
     return case({key: 1 << i for i, key in enumerate(DISCIPLINES)}, value=column, else_=0)
 
@@ -198,10 +240,21 @@ def aggregates_select(as_of: dt.date, spectator_ids=None, within_days: int | Non
     """
     low, high = window_bounds(as_of, within_days)
     start_548, _ = window_bounds(as_of, LIFECYCLE_WINDOW_DAYS)
+    start_365, _ = window_bounds(as_of, 365)
+    start_730, _ = window_bounds(as_of, 730)
     key = order_key()
     orders = func.count(distinct(key))
     promo_orders = func.count(distinct(case((T.c.circumstance == "promotion", key))))
     tickets = func.coalesce(func.sum(T.c.tickets), 0)
+
+    def since(start: dt.datetime, value):
+        """``value`` for a purchase made from ``start`` on (within a window), else nothing."""
+        return case((T.c.purchased_at >= start, value))
+
+    def mask(bit, type_):
+        # Each organisation (discipline) has a bit of its own: the OR of the rows' bits is the set.
+        return cast(func.coalesce(union_of_bits(bit), 0), type_)
+
     available = {
         "first_at": lambda: func.min(T.c.purchased_at),
         "last_at": lambda: func.max(T.c.purchased_at),
@@ -210,15 +263,20 @@ def aggregates_select(as_of: dt.date, spectator_ids=None, within_days: int | Non
         "tickets": lambda: tickets,
         "spent_cents": lambda: func.coalesce(func.sum(T.c.amount_cents), 0),
         "shows_548": lambda: func.count(distinct(case((T.c.purchased_at >= start_548, T.c.show_id)))),
-        # Each organisation (discipline) has its own bit, so the sum of the distinct bits is the OR.
-        "organisation_mask": lambda: cast(func.coalesce(func.sum(distinct(organisation_bit())), 0), BigInteger),
-        "discipline_mask": lambda: cast(func.coalesce(func.sum(distinct(discipline_bit())), 0), Integer),
+        "spent_cents_365": lambda: func.coalesce(func.sum(since(start_365, T.c.amount_cents)), 0),
+        "spent_cents_730": lambda: func.coalesce(func.sum(since(start_730, T.c.amount_cents)), 0),
+        "organisation_mask": lambda: mask(organisation_bit(), BigInteger),
+        "organisation_mask_365": lambda: mask(since(start_365, organisation_bit()), BigInteger),
+        "organisation_mask_730": lambda: mask(since(start_730, organisation_bit()), BigInteger),
+        "discipline_mask": lambda: mask(discipline_bit(), Integer),
+        "discipline_mask_365": lambda: mask(since(start_365, discipline_bit()), Integer),
+        "discipline_mask_730": lambda: mask(since(start_730, discipline_bit()), Integer),
         "subscriber": lambda: func.max(case((T.c.category == "subscription", 1), else_=0)) == 1,
         "promo_share": lambda: cast(promo_orders, Float) / orders,
         "tickets_per_order": lambda: cast(tickets, Float) / orders,
     }
     names = list(available) if columns is None else [n for n in available if n in set(columns)]
-    needs_show = any(n in ("discipline_mask",) for n in names)
+    needs_show = any(n.startswith("discipline_mask") for n in names)
     source = T.outerjoin(S, S.c.id == T.c.show_id) if needs_show else T
     query = (
         select(T.c.spectator_id.label("spectator_id"), *(available[n]().label(n) for n in names))
@@ -331,8 +389,8 @@ def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | No
         return any(n in wanted for n in names)
 
     agg_columns = set()
-    for name in ("shows", "orders", "tickets", "spent_cents", "shows_548", "organisation_mask",
-                 "discipline_mask", "subscriber", "promo_share", "tickets_per_order"):
+    for name in ("shows", "orders", "tickets", "spent_cents", "shows_548", *WINDOW_AGGREGATES,
+                 "organisation_mask", "discipline_mask", "subscriber", "promo_share", "tickets_per_order"):
         if want(name):
             agg_columns.add(name)
     if want("first_purchase_on", "lifecycle"):
@@ -355,7 +413,7 @@ def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | No
         cols.append(day_of(agg.c.first_at).label("first_purchase_on"))
     if want("last_purchase_on"):
         cols.append(day_of(agg.c.last_at).label("last_purchase_on"))
-    for name in ("shows", "orders", "tickets", "spent_cents", "shows_548"):
+    for name in ("shows", "orders", "tickets", "spent_cents", "shows_548", *WINDOW_AGGREGATES):
         if want(name):
             cols.append(agg.c[name].label(name))
     if want("lifecycle"):

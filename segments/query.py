@@ -4,18 +4,24 @@ Conditions go to the cheapest place that answers them exactly like the reference
 (``segments.rules.evaluate``):
 
 - the stored profiles (``spectator_profile``), when the rule's ``as_of`` is the profiles' date and
-  the condition has no ``within_days``; organisation and discipline sets are bit tests on the masks
-  (any: ``mask & m <> 0``, all: ``mask & m = m``, none: ``mask & m = 0``);
+  the condition has no ``within_days`` or one the profiles hold (``profiles.WINDOW_COLUMNS``: spend
+  and organisation and discipline sets over 365 and 730 days, shows over the life cycle's 548);
+  organisation and discipline sets are bit tests on the masks (any: ``mask & m <> 0``, all:
+  ``mask & m = m``, none: ``mask & m = 0``);
 - the same facts computed from the transactions as a derived table (``profiles.facts_select``),
   when the rule's date is another one;
-- IN / NOT IN subqueries on the transactions, grouped by spectator, for ``within_days``, venues
+- IN / NOT IN subqueries on the transactions, grouped by spectator, for the other windows, venues
   and organisations whose id does not fit the mask. A spectator without purchases in the window
   is in no such subquery, so a condition that such a spectator satisfies (``shows < 3``,
   ``none``) is written as the complement: NOT IN the spectators who fail it.
 
-``shows`` within 548 days is the life cycle's window, stored as ``shows_548``: the classic upsell
-rule stays on the profiles. On SQLite, windows of 90 days or more read the transactions in
-spectator order rather than through the purchase-date index (see ``SQLITE_SCAN_FROM_DAYS``).
+On SQLite, windows of 90 days or more read the transactions in spectator order rather than through
+the purchase-date index, and a range of 90 days or more of the last or first purchase date reads the
+profiles in order rather than through the last-purchase index (see ``SQLITE_SCAN_FROM_DAYS``).
+
+The member ids and the organisation masks of a preview come back as one aggregated value (an
+array on PostgreSQL, a comma-separated text on SQLite; see ``every_value``): a row per member
+costs the drivers more than the scan that finds them.
 
 The spectators a rule can select are those who bought something on or before ``as_of``. Every
 leaf is NULL-free (``x IS NOT NULL AND x op v``), so that NOT behaves as the evaluator's
@@ -31,6 +37,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Select,
@@ -50,21 +57,23 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType
 
 from core.models import DISCIPLINES, Organisation, Show, Transaction, Venue
 from core.privacy import is_small, share, strictest_k, suppress
 from segments.models import SpectatorProfile
 from segments.profiles import (
     LIFECYCLE_STAGES,
-    LIFECYCLE_WINDOW_DAYS,
     MAX_MASK_ORGANISATION_ID,
+    WINDOW_COLUMNS,
+    dialect_name,
     facts_select,
     order_key,
     profiles_as_of,
     window_bounds,
     without_jit,
 )
-from segments.rules import Condition, Group, Node, Not, iter_conditions, parse_rule
+from segments.rules import Condition, Group, Node, Not, check_as_of, iter_conditions, parse_rule
 
 T = Transaction.__table__
 S = Show.__table__
@@ -100,6 +109,7 @@ class _Context:
     as_of: dt.date
     organisations: Mapping[str, int] | None
     base: Any  # the profile table, or the facts derived table
+    windows: bool  # whether the base's windowed columns answer the windows they hold
 
 
 def as_node(rule: Any) -> Node:
@@ -125,44 +135,50 @@ def _mask_ids(cond: Condition, organisations: Mapping[str, int] | None) -> list[
 
 
 def _base_column(cond: Condition) -> str:
-    if cond.field == "shows" and cond.within_days == LIFECYCLE_WINDOW_DAYS:
-        return "shows_548"
+    """The base's column for a condition it answers (see :func:`_on_base`)."""
+    if cond.within_days is not None:
+        return WINDOW_COLUMNS[(cond.field, cond.within_days)]
     return PROFILE_COLUMN[cond.field]
 
 
-def _on_base(cond: Condition, organisations: Mapping[str, int] | None) -> bool:
-    """Whether the base table (profiles or derived facts) answers this condition."""
-    if cond.field == "shows" and cond.within_days == LIFECYCLE_WINDOW_DAYS:
-        return True  # the life cycle's window: stored as shows_548
-    if cond.within_days is not None or cond.field == "venue":
+def _on_base(cond: Condition, organisations: Mapping[str, int] | None, windows: bool = True) -> bool:
+    """Whether the base table (profiles or derived facts) answers this condition.
+
+    :param windows: False leaves every window to the transactions (the reference path the tests
+        compare the windowed columns with).
+    """
+    if cond.within_days is not None and not (windows and (cond.field, cond.within_days) in WINDOW_COLUMNS):
+        return False
+    if cond.field == "venue":
         return False
     if cond.field == "organisation":
         return _mask_ids(cond, organisations) is not None
     return True
 
 
-def _base_columns(node: Node, organisations, extra=()) -> set[str]:
+def _base_columns(node: Node, organisations, extra=(), windows: bool = True) -> set[str]:
     columns = {"spectator_id", *extra}
     for cond in iter_conditions(node):
-        if _on_base(cond, organisations):
+        if _on_base(cond, organisations, windows):
             columns.add(_base_column(cond))
     return columns
 
 
 def _plan(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
-          organisations: Mapping[str, int] | None, extra_columns=()) -> tuple[Any, Any]:
+          organisations: Mapping[str, int] | None, extra_columns=(), windows: bool = True) -> tuple[Any, Any]:
     """(base, where): the FROM of the rule's spectators and the predicate that selects them."""
+    check_as_of(as_of)
     if profile_as_of is not None and as_of == profile_as_of:
         base = P
     else:
-        columns = _base_columns(node, organisations, extra_columns)
+        columns = _base_columns(node, organisations, extra_columns, windows)
         base = facts_select(as_of, columns=columns, consents_on=consents_day(as_of, profile_as_of)).subquery("facts")
-    ctx = _Context(as_of, organisations, base)
+    ctx = _Context(as_of, organisations, base, windows)
     return base, _node(node, ctx)
 
 
 def compile_rule(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
-                 organisations: Mapping[str, int] | None = None) -> Select:
+                 organisations: Mapping[str, int] | None = None, windows: bool = True) -> Select:
     """One SELECT of the ids of the spectators matching ``node`` on ``as_of``.
 
     :param node: a parsed rule (``segments.rules.parse_rule``).
@@ -171,16 +187,32 @@ def compile_rule(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
         equals ``as_of`` the profiles answer what they can.
     :param organisations: slug → id of the organisations, to answer organisation sets from the
         profiles' bit masks; without it, organisation sets are answered from the transactions.
+    :param windows: whether a window the profiles hold (``profiles.WINDOW_COLUMNS``) is read from
+        its column; False sends every window to the transactions (same members, slower).
     """
-    base, where = _plan(node, as_of, profile_as_of, organisations)
+    base, where = _plan(node, as_of, profile_as_of, organisations, windows=windows)
     return select(base.c.spectator_id).where(where)
 
 
 # --- the tree -------------------------------------------------------------------------------------
 
+def _cost_rank(node: Node, ctx: _Context) -> int:
+    """Where a group's child comes in the SQL: conditions on the base table by the position of
+    their column, then the rest (subgroups, transactions). Engines mostly test a row's conditions
+    in the written order and stop at the first that decides: an early, fixed-width column is
+    cheap to read, a late text or a subquery is not."""
+    if isinstance(node, Condition) and _on_base(node, ctx.organisations, ctx.windows):
+        name = _base_column(node)
+        if name in ctx.base.c:
+            return list(ctx.base.c.keys()).index(name)
+    return len(ctx.base.c)
+
+
 def _node(node: Node, ctx: _Context):
     if isinstance(node, Group):
-        parts = [_node(child, ctx) for child in node.children]
+        # AND and OR of NULL-free conditions do not depend on their order: the cheapest go first.
+        children = sorted(node.children, key=lambda child: _cost_rank(child, ctx))
+        parts = [_node(child, ctx) for child in children]
         return and_(*parts) if node.kind == "all" else or_(*parts)
     if isinstance(node, Not):
         return not_(_node(node.child, ctx))
@@ -222,12 +254,26 @@ def _mask_test(column, op: str, mask: int, complete: bool = True):
     return _bits(column, mask) == 0
 
 
+def _date_span(op: str, value) -> float:
+    """How many days of purchase dates a days-since condition keeps (purchases are ≤ as_of)."""
+    if op == "between":
+        return value[1] - value[0]
+    if op in ("<", "<="):
+        return value
+    if op == "=":
+        return 0
+    return float("inf")  # >, >=, != reach back to the first purchase
+
+
 def _days_since(column, op: str, value, as_of: dt.date):
-    """days = as_of − column (a date): compare on the column, so an index can serve."""
+    """days = as_of − column (a date): compare on the column, so an index can serve a narrow
+    range; SQLite reads a wide one in table order (see ``SQLITE_SCAN_FROM_DAYS``)."""
 
     def day(days: int) -> dt.date:
         return as_of - dt.timedelta(days=days)
 
+    if _date_span(op, value) >= SQLITE_SCAN_FROM_DAYS:
+        column = _no_index(column)
     if op == "between":
         low, high = value
         predicate = and_(column >= day(high), column <= day(low))
@@ -239,7 +285,7 @@ def _days_since(column, op: str, value, as_of: dt.date):
 
 def _condition(cond: Condition, ctx: _Context):
     field, op, value = cond.field, cond.op, cond.value
-    if not _on_base(cond, ctx.organisations):
+    if not _on_base(cond, ctx.organisations, ctx.windows):
         kind = cond.spec.kind
         if kind == "set":
             return _set_from_transactions(cond, ctx)
@@ -261,13 +307,14 @@ def _condition(cond: Condition, ctx: _Context):
     if op == "not_in":
         return _not_null(column, column.not_in(list(value)))
     if op == "starts_with":
-        return _not_null(column, or_(*(func.substr(column, 1, len(prefix)) == prefix for prefix in value)))
+        return _not_null(column, or_(*(_starts_with(column, prefix) for prefix in value)))
     return _not_null(column, _compare(column, op, value))
 
 
 # From this many days on, SQLite reads a window's purchases in spectator order rather than through
 # the purchase-date index: that index costs a table lookup per row, which loses once the window
-# holds more than about a tenth of the rows (measured on the 50k demo: 3x faster at a year).
+# holds more than about a tenth of the rows (measured on the 50k demo: 3x faster at a year). The
+# same holds for the profiles' last-purchase index (3.5x faster on a 548-day range at 250k).
 SQLITE_SCAN_FROM_DAYS = 90
 
 
@@ -290,6 +337,66 @@ def _no_index_default(element, compiler, **kw):
 @compiles(_no_index, "sqlite")
 def _no_index_sqlite(element, compiler, **kw):
     return "+" + compiler.process(element.clauses, **kw)
+
+
+class _prefix_match(FunctionElement):
+    """Whether a text starts with a prefix: clauses (text, prefix, length of prefix, successor of
+    prefix). ``substr`` in general; on SQLite the range [prefix, successor), which is the same
+    test under its bytewise BINARY collation and spares a function call per row."""
+
+    type = NullType()  # a Boolean would be compared with 1 on SQLite
+    name = "prefix_match"
+    inherit_cache = True
+
+
+@compiles(_prefix_match)
+def _prefix_match_default(element, compiler, **kw):
+    column, prefix, length, _successor = (compiler.process(c, **kw) for c in element.clauses)
+    return "(substr(%s, 1, %s) = %s)" % (column, length, prefix)
+
+
+@compiles(_prefix_match, "sqlite")
+def _prefix_match_sqlite(element, compiler, **kw):
+    column, prefix, _length, successor = (compiler.process(c, **kw) for c in element.clauses)
+    return "(%s >= %s AND %s < %s)" % (column, prefix, column, successor)
+
+
+def _starts_with(column, prefix: str):
+    """``column`` starts with ``prefix`` (a non-empty ASCII text). On SQLite, a prefix shorter
+    than a whole FSA reads the table in order rather than through the FSA index: such a prefix
+    holds a large share of the district (a table lookup per index entry loses, as for dates)."""
+    successor = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    if len(prefix) < 3:
+        column = _no_index(column)
+    return _prefix_match(column, literal(prefix, String), literal(len(prefix)), literal(successor, String))
+
+
+class every_value(FunctionElement):
+    """The integer values of a column over a group, as one value: ``array_agg`` on PostgreSQL,
+    ``group_concat`` (text, comma-separated) elsewhere; NULL for no row. Read it with
+    :func:`integers`."""
+
+    name = "every_value"
+    inherit_cache = True
+
+
+@compiles(every_value)
+def _every_value_default(element, compiler, **kw):
+    return "group_concat(%s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(every_value, "postgresql")
+def _every_value_postgresql(element, compiler, **kw):
+    return "array_agg(%s)" % compiler.process(element.clauses, **kw)
+
+
+def integers(value) -> np.ndarray:
+    """The int64 array of an ``every_value`` result (a list, a comma-separated text or None)."""
+    if value is None or value == "":
+        return np.zeros(0, dtype=np.int64)
+    if isinstance(value, str):
+        return np.fromstring(value, dtype=np.int64, sep=",")
+    return np.asarray(value, dtype=np.int64)
 
 
 def _window(t, cond: Condition, as_of: dt.date, prefer_scan: bool = True) -> list:
@@ -395,7 +502,8 @@ def members_select(session: Session, rule: Any, as_of: dt.date | None = None) ->
 def members(session: Session, rule: Any, as_of: dt.date | None = None) -> list[int]:
     """The sorted ids of the spectators matching ``rule`` (dict, JSON text or tree) on ``as_of``
     (default: the profiles' date)."""
-    return sorted(session.scalars(members_select(session, rule, as_of)))
+    ids = members_select(session, rule, as_of).subquery("matching")
+    return np.sort(integers(session.scalar(select(every_value(ids.c.spectator_id))))).tolist()
 
 
 def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
@@ -417,16 +525,26 @@ def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
     slugs = {slug: id_ for id_, slug, _name in orgs}
     base, where = _plan(node, as_of, stored, slugs, BREAKDOWN_COLUMNS)
     in_mask = [(id_, slug) for id_, slug, _name in orgs if id_ <= MAX_MASK_ORGANISATION_ID]
+    # One pass over the members. PostgreSQL counts each organisation's bit in its (parallel) scan;
+    # SQLite hands over the members' masks as one value whose bits numpy counts, since a test per
+    # organisation and member costs it five times the scan.
+    count_bits_in_sql = dialect_name(session) == "postgresql"
     columns = [func.count().label("size")]
-    columns += [func.sum(case((_bits(base.c.organisation_mask, 1 << id_) != 0, 1), else_=0)) for id_, _ in in_mask]
-    columns += [func.sum(case((base.c.lifecycle == stage, 1), else_=0)) for stage in LIFECYCLE_STAGES]
-    columns.append(func.sum(case((base.c.contactable, 1), else_=0)))
+    columns += [func.count().filter(base.c.lifecycle == stage) for stage in LIFECYCLE_STAGES]
+    columns.append(func.count().filter(base.c.contactable))
+    if count_bits_in_sql:
+        columns += [func.count().filter(_bits(base.c.organisation_mask, 1 << id_) != 0) for id_, _ in in_mask]
+    else:
+        columns.append(every_value(base.c.organisation_mask))
     row = session.execute(select(*columns).select_from(base).where(where)).one()
-    values = [int(v or 0) for v in row]
-    size = values[0]
-    per_org = {slug: values[1 + i] for i, (_id, slug) in enumerate(in_mask)}
-    stages = dict(zip(LIFECYCLE_STAGES, values[1 + len(in_mask):1 + len(in_mask) + len(LIFECYCLE_STAGES)]))
-    contactable = values[-1]
+    size, row = int(row[0]), row[1:]
+    stages = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row)}
+    contactable, row = int(row[len(LIFECYCLE_STAGES)]), row[len(LIFECYCLE_STAGES) + 1:]
+    if count_bits_in_sql:
+        per_org = {slug: int(n) for (_id, slug), n in zip(in_mask, row)}
+    else:
+        masks = integers(row[0])
+        per_org = {slug: int(np.count_nonzero(masks & (1 << id_))) for id_, slug in in_mask}
     beyond = [(id_, slug) for id_, slug, _name in orgs if id_ > MAX_MASK_ORGANISATION_ID]
     if beyond:
         # Organisations whose id does not fit the mask: count their buyers among the members.

@@ -40,6 +40,10 @@ MAX_RULE_CHARS = 1_000_000
 MAX_COUNT = 1_000_000_000
 MAX_DAYS = 36_525       # 100 years: as_of − D stays a valid date, and fits any SQL interval
 MAX_DOLLARS = 1_000_000_000  # 10^11 cents: fits BIGINT, and dollars round-trip exactly as floats
+# The dates a rule may be evaluated on: wide enough for any ticketing history, narrow enough that
+# as_of − MAX_DAYS and as_of + 1 day stay valid dates in Python and in both databases.
+EARLIEST_AS_OF = dt.date(1900, 1, 1)
+LATEST_AS_OF = dt.date(2999, 12, 31)
 
 # Life-cycle windows (§7): 18 months and three years, in days.
 LIFECYCLE_DAYS = 548
@@ -139,6 +143,7 @@ MESSAGES = {
     "too_precise": "amount {value} of field '{field}' has more than two decimals at {where} (give dollars and cents)",
     "expected_range": "operator 'between' of field '{field}' takes [low, high], got {value} at {where}",
     "reversed_range": "range of field '{field}' is reversed at {where}: low {low} is above high {high}",
+    "as_of_out_of_range": "the date {value} is out of range ({low} to {high})",
 }
 
 
@@ -502,6 +507,14 @@ class SpectatorFacts:
     def __post_init__(self) -> None:
         object.__setattr__(self, "as_of", _as_date(self.as_of))
         object.__setattr__(self, "purchases", tuple(self.purchases))
+
+
+def check_as_of(as_of: dt.date) -> dt.date:
+    """``as_of`` itself when a rule can be evaluated on it; else a RuleError at ``/as_of``."""
+    if not EARLIEST_AS_OF <= as_of <= LATEST_AS_OF:
+        raise RuleError("as_of_out_of_range", "/as_of", value=as_of.isoformat(),
+                        low=EARLIEST_AS_OF.isoformat(), high=LATEST_AS_OF.isoformat())
+    return as_of
 
 
 def lifecycle_stage(shows_548: int, purchase_before_548: bool, purchase_in_1096: bool) -> str:

@@ -117,6 +117,7 @@ RULE_MESSAGES = {
     "out_of_range": _l("value %(value)s of field '%(field)s' is out of range (%(low)s to %(high)s)"),
     "too_precise": _l("amount %(value)s has more than two decimals"),
     "expected_range": _l("'between' of field '%(field)s' takes a low and a high value"),
+    "as_of_out_of_range": _l("the date %(value)s is out of range (%(low)s to %(high)s)"),
     "reversed_range": _l("the range of field '%(field)s' is reversed: %(low)s is above %(high)s"),
 }
 

@@ -71,6 +71,14 @@ def test_profile_rows_say_what_the_purchases_say(db, small_district):
         assert approx(profile.lead_days) == approx(statistics.median(leads) if leads else None)
         assert approx(profile.tickets_per_order) == approx(profile.tickets / len(orders))
         assert profile.fsa == built.fsa[spectator]
+        for days in (365, 730):
+            # The D days ending with AS_OF: purchase date > AS_OF - D (DESIGN.md §7).
+            recent = [p for p in purchases if p.purchased_at > AS_OF - dt.timedelta(days=days)]
+            assert getattr(profile, f"spent_cents_{days}") == sum(p.amount_cents for p in recent)
+            assert getattr(profile, f"organisation_mask_{days}") == sum(
+                1 << orgs[slug] for slug in {p.organisation for p in recent} if orgs[slug] <= 62)
+            assert getattr(profile, f"discipline_mask_{days}") == sum(
+                1 << DISCIPLINES.index(d) for d in {p.discipline for p in recent} - {None})
 
 
 def test_an_organisation_beyond_the_mask_is_left_out_of_it(db, small_district):

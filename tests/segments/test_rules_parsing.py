@@ -283,7 +283,17 @@ def test_refused_rule_names_what_is_wrong_and_where(rule, code, path, fragments)
 
 
 def test_error_codes_all_have_a_message_and_are_exercised():
-    assert {code for _, code, _, _ in ERRORS} | {"too_deep", "too_many_nodes"} == set(rules.MESSAGES)
+    exercised_elsewhere = {"too_deep", "too_many_nodes", "as_of_out_of_range"}
+    assert {code for _, code, _, _ in ERRORS} | exercised_elsewhere == set(rules.MESSAGES)
+
+
+def test_a_date_outside_the_evaluable_range_is_refused_at_as_of():
+    assert rules.check_as_of(AS_OF) == AS_OF
+    for day in (rules.EARLIEST_AS_OF - dt.timedelta(days=1), rules.LATEST_AS_OF + dt.timedelta(days=1)):
+        with pytest.raises(RuleError) as caught:
+            rules.check_as_of(day)
+        assert caught.value.code == "as_of_out_of_range"
+        assert caught.value.path == "/as_of" and day.isoformat() in caught.value.message
 
 
 def test_nesting_deeper_than_the_limit_is_refused_without_recursing():

@@ -8,10 +8,22 @@ import datetime as dt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import insert, select
 
+from benchmarks.rules import GEOGRAPHY_BOUGHT, GEOGRAPHY_NEVER
+from benchmarks.rules import RULES as BENCH_RULES
+from core.models import Organisation, Show, Transaction
+from segments.profiles import WINDOW_COLUMNS, refresh_profiles
 from segments.query import compile_rule, consents_day, members, organisation_ids
-from segments.rules import FIELDS, evaluate, parse_rule
-from tests.segments.district import AS_OF, PAST, WINDOWS, district_databases, shared_district  # noqa: F401
+from segments.rules import FIELDS, Purchase, evaluate, parse_rule
+from tests.segments.district import (  # noqa: F401  (fixtures)
+    AS_OF,
+    PAST,
+    WINDOWS,
+    district_databases,
+    shared_district,
+    small_district,
+)
 
 VALUES = {
     "organisation": [["theatre-nord"], ["theatre-nord", "danse-sud"], ["danse-sud", "grand-ensemble"],
@@ -190,3 +202,111 @@ def test_any_rule_matches_the_reference_evaluator(district, rule, as_of):
     with db.session() as session:
         got = sorted(session.scalars(compile_rule(node, as_of, AS_OF, organisation_ids(session))))
     assert got == expected(built, node, as_of)
+
+
+# --- the windows the profiles hold ----------------------------------------------------------------
+
+def _window_values(name: str, op: str) -> list:
+    if op == "between":
+        return RANGES.get(name, [[1, 3]])
+    return VALUES[name]
+
+
+def _run(session, node, as_of, organisations, windows: bool) -> list[int]:
+    return sorted(session.scalars(compile_rule(node, as_of, AS_OF, organisations, windows=windows)))
+
+
+@pytest.mark.parametrize("name", sorted({field for field, _days in WINDOW_COLUMNS}))
+def test_a_window_the_profiles_hold_selects_the_members_of_the_transactions(district, name):
+    """A condition whose window has a profile column (365, 548, 730) reads that column, a day more
+    or less goes to the transactions: both give the members the reference evaluator gives, on the
+    profiles' date (stored columns) and on another date (the derived facts)."""
+    db, built = district
+    non_trivial = 0
+    with db.session() as session:
+        organisations = organisation_ids(session)
+        for held in sorted(days for field, days in WINDOW_COLUMNS if field == name):
+            for days in (held - 1, held, held + 1):
+                for op in FIELDS[name].ops:
+                    for value in _window_values(name, op):
+                        rule = {"field": name, "op": op, "value": value, "within_days": days}
+                        for as_of in (AS_OF, PAST):
+                            for variant in (rule, {"not": rule}):
+                                node = parse_rule(variant)
+                                want = expected(built, node, as_of)
+                                fast = _run(session, node, as_of, organisations, windows=True)
+                                slow = _run(session, node, as_of, organisations, windows=False)
+                                assert fast == slow == want, (variant, as_of.isoformat(),
+                                                              sorted(set(fast) ^ set(want)))
+                                if days == held and 0 < len(want) < len(built.universe(as_of)):
+                                    non_trivial += 1
+    assert non_trivial, f"the district does not exercise {name} on its held windows"
+
+
+def test_only_the_held_windows_skip_the_transactions():
+    organisations = {"theatre-nord": 1, "grand-ensemble": 70}
+    for (field, days) in WINDOW_COLUMNS:
+        value = {"organisation": ["theatre-nord"], "discipline": ["theatre"]}.get(field, 3)
+        op = "any" if field in ("organisation", "discipline") else ">="
+        for within, windows, reads_transactions in ((days, True, False), (days, False, True),
+                                                    (days - 1, True, True), (days + 1, True, True)):
+            node = parse_rule({"field": field, "op": op, "value": value, "within_days": within})
+            sql = str(compile_rule(node, AS_OF, AS_OF, organisations, windows=windows))
+            assert ("transaction" in sql) is reads_transactions, (field, within, windows, sql)
+    # An organisation beyond the 64-bit mask is never in a mask, windowed or not.
+    node = parse_rule({"field": "organisation", "op": "any", "value": ["grand-ensemble"], "within_days": 365})
+    assert "transaction" in str(compile_rule(node, AS_OF, AS_OF, organisations))
+
+
+def test_the_five_benchmark_rules_read_only_the_profiles():
+    """DESIGN.md §12: the standard previews scan the profile table once, no transactions."""
+    organisations = {GEOGRAPHY_BOUGHT: 3, GEOGRAPHY_NEVER: 4}
+    for bench_rule in BENCH_RULES:
+        sql = str(compile_rule(parse_rule(bench_rule.rule), AS_OF, AS_OF, organisations))
+        assert "transaction" not in sql and sql.count("FROM") == 1, (bench_rule.name, sql)
+
+
+def _add_purchase(session, built, spectator: int, org: str, show: tuple, on: dt.datetime, amount: int) -> None:
+    """One more purchase of ``spectator``, in the database and in the reference facts."""
+    show_id, discipline, starts = show
+    org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org))
+    session.execute(insert(Transaction).values(
+        organisation_id=org_id, spectator_id=spectator, show_id=show_id, purchased_at=on, amount_cents=amount,
+        tickets=1, circumstance="regular", category="single", channel="web", order_id=None,
+        external_id=f"edge-{spectator}-{on.isoformat()}"))
+    built.purchases[spectator].append(Purchase(
+        purchased_at=on.date(), organisation=org, discipline=discipline, show_id=show_id, tickets=1,
+        amount_cents=amount, promo=False, channel="web", category="single", show_date=starts.date()))
+
+
+def test_purchases_on_the_edges_of_the_held_windows(db, small_district):
+    """Purchases on the first day of each held window and on the day before it, at midnight and
+    just before the next: the stored columns count the first, not the second, like the
+    transactions and the reference."""
+    built = small_district
+    with db.session() as session:
+        circus = session.execute(select(Show.id, Show.discipline, Show.starts_at).join(Organisation)
+                                 .where(Organisation.slug == "festival-est", Show.discipline == "circus")).first()
+        assert circus is not None
+        buyers = built.universe(AS_OF)[:12]
+        held = sorted({days for _field, days in WINDOW_COLUMNS})
+        for i, spectator in enumerate(buyers):
+            days = held[i % len(held)] + (i // len(held)) % 2  # the first day of the window, or the day before
+            moment = dt.time(0, 0) if i % 4 < 2 else dt.time(23, 59, 59)
+            on = dt.datetime.combine(AS_OF - dt.timedelta(days=days - 1), moment)
+            _add_purchase(session, built, spectator, "festival-est", tuple(circus), on, 77_700)
+        refresh_profiles(session, as_of=AS_OF)
+        session.commit()
+        organisations = organisation_ids(session)
+        rules = []
+        for days in held:
+            rules += [{"field": "organisation", "op": "any", "value": ["festival-est"], "within_days": days},
+                      {"field": "discipline", "op": "all", "value": ["circus", "theatre"], "within_days": days},
+                      {"field": "discipline", "op": "none", "value": ["circus"], "within_days": days},
+                      {"field": "spent", "op": ">=", "value": 777, "within_days": days},
+                      {"field": "shows", "op": ">=", "value": 2, "within_days": days}]
+        for rule in rules:
+            node = parse_rule(rule)
+            want = expected(built, node, AS_OF)
+            assert _run(session, node, AS_OF, organisations, windows=True) == want, rule
+            assert _run(session, node, AS_OF, organisations, windows=False) == want, rule
