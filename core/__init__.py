@@ -44,7 +44,30 @@ def create_app(overrides: dict | None = None) -> Flask:
         importlib.import_module(name).init_app(app)
     _install_security(app)
     _install_error_pages(app)
+    _guard_number_ranges()
     return app
+
+
+def _guard_number_ranges() -> None:
+    """WTForms' ``NumberRange`` calls ``math.isnan`` on the field's value, which raises
+    ``OverflowError`` for an integer beyond the range of a float (a 309-digit number typed in any
+    ``IntegerField``): a 500 instead of a form error. Such a number is out of every range the
+    application accepts, so it is refused like any other out-of-range value."""
+    from wtforms.validators import NumberRange, ValidationError
+
+    if getattr(NumberRange.__call__, "pilot_guarded", False):
+        return
+    original = NumberRange.__call__
+
+    def __call__(self, form, field):
+        try:
+            return original(self, form, field)
+        except OverflowError:
+            raise ValidationError(self.message or field.gettext("Number must be between %(min)s and %(max)s.") % {
+                "min": self._resolve(self.min), "max": self._resolve(self.max)}) from None
+
+    __call__.pilot_guarded = True
+    NumberRange.__call__ = __call__
 
 
 def _install_security(app: Flask) -> None:
@@ -64,7 +87,10 @@ def _install_security(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.endpoint and request.endpoint != "static":
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            # production is served over HTTPS only: browsers must never fall back to plain HTTP
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.endpoint != "static":  # error pages (no endpoint) are never cached either
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -81,7 +107,8 @@ def _install_error_pages(app: Flask) -> None:
             403: _("You do not have access to this page."),
             404: _("This page does not exist, or it is not yours to see."),
             405: _("This action is not allowed here."),
-            413: _("The file is too large."),
+            413: _("The file is too large: uploads are limited to %(mb)s MB.",
+                   mb=max(1, (app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024))),
         }
         message = messages.get(error.code, error.description)
         return render_template("error.html", code=error.code, message=message), error.code

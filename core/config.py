@@ -64,6 +64,9 @@ def load_config(overrides: dict | None = None) -> dict:
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production,
+        # Behind HTTPS in production: absolute URLs and HSTS say so.
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
         "WTF_CSRF_TIME_LIMIT": None,
         "CONTACT_LIST_RETENTION_DAYS": int(os.environ.get("PILOT_LIST_RETENTION_DAYS", 30)),
         "INBOX_PATH": str(instance / "inbox"),

@@ -1,0 +1,638 @@
+"""Load test: simulated users against gunicorn on a scratch PostgreSQL database, with an import running.
+
+    python -m benchmarks.load [--users 50] [--seconds 60] [--spectators 20000] [--json]
+
+What it does, in order, every step bounded in time:
+
+1. creates a scratch database on the PostgreSQL server (``PILOT_LOAD_PG``, default
+   ``postgresql://postgres@127.0.0.1:5432``) and builds a demo district in it with
+   ``pilot demo --no-serve --spectators N``;
+2. with the campaigns and experiments services: a campaign awaiting the venues' approvals (the one
+   the simulated venue users answer) and a launched campaign whose report evaluators read;
+3. starts gunicorn (4 workers) on 127.0.0.1 and a free port;
+4. runs the simulated users (threads, each with its own cookie jar and connection): staff browse
+   insights, export CSV tables and preview segments (JSON posts carrying the CSRF token scraped from
+   the builder page); venue users read their approval request and answer it (every answer the
+   client saw recorded is counted); evaluators read reports and their CSV. Meanwhile ``pilot
+   import`` loads a generated export in a subprocess;
+5. prints requests, errors (a status other than 2xx/3xx, or an exception) and p50/p95/p99 latency
+   per kind of request, then checks that nothing was lost: every answer the clients saw succeed is
+   in the audit log, the import's rows are all in the database, no 5xx;
+6. stops gunicorn and drops the database, whatever happened.
+
+Only loopback traffic. The exit status is 0 when every check passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+PG_SERVER = os.environ.get("PILOT_LOAD_PG", "postgresql://postgres@127.0.0.1:5432")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+HOST = "127.0.0.1"
+MAX_REQUESTS_PER_USER = 20_000     # a bound whatever the speed
+REQUEST_TIMEOUT = 60
+SETUP_TIMEOUT = 900
+
+PREVIEW_RULES = [
+    {"field": "shows", "op": ">=", "value": 2},
+    {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
+             {"field": "discipline", "op": "none", "value": ["dance"]}]},
+    {"all": [{"field": "lifecycle", "op": "in", "value": ["stale", "lapsed"]}, {"field": "shows", "op": ">=", "value": 3}]},
+    {"any": [{"field": "fsa", "op": "starts_with", "value": ["H2"]}, {"field": "spent", "op": ">", "value": 300}]},
+    {"all": [{"field": "subscriber", "op": "is", "value": False},
+             {"field": "shows", "op": ">=", "value": 3, "within_days": 548}]},
+]
+INSIGHT_TABLES = ("lifecycle", "regions", "seasonality", "channels", "disciplines")
+
+
+def log(message: str) -> None:
+    print(f"[load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- the scratch database and the server ---------------------------------------------------------
+
+def create_database() -> tuple[str, str]:
+    import psycopg
+
+    name = f"pilot_load_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_SERVER + "/postgres", autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, f"{PG_SERVER}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_SERVER + "/postgres", autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def pilot(*args: str) -> list[str]:
+    """The ``pilot`` command run by this interpreter (whatever is first on PATH)."""
+    return [sys.executable, "-c", "import sys; from core.cli import main; main(args=sys.argv[1:], prog_name='pilot')",
+            *args]
+
+
+def start_gunicorn(env: dict, port: int, workers: int, log_path: Path) -> subprocess.Popen:
+    if shutil.which("gunicorn") is None and subprocess.run([sys.executable, "-c", "import gunicorn"]).returncode:
+        raise RuntimeError("gunicorn is missing: pip install -e '.[prod]'")
+    handle = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{HOST}:{port}",
+         "--timeout", "120", "--graceful-timeout", "10", "--error-logfile", "-", "wsgi:app"],
+        env=env, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited ({process.returncode}): {log_path.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+
+
+def stop(process: subprocess.Popen | None, name: str) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: the workers go with it
+        process.wait(timeout=20)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            log(f"could not stop {name} (pid {process.pid})")
+
+
+# --- the district's campaigns --------------------------------------------------------------------
+
+@dataclass
+class Setup:
+    password: str
+    staff: list[str]
+    evaluators: list[str]
+    venues: dict[str, str]           # e-mail → organisation slug
+    approvals: dict[str, int]        # organisation slug → approval id (the awaiting campaign)
+    awaiting_campaign: int
+    experiment: int | None
+    import_org: str
+    disciplines: list[str]
+
+
+def prepare_campaigns(env: dict) -> Setup:
+    """A launched campaign (its report for the evaluators) and one awaiting the venues' answers."""
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DISTRICT_SECRET", "PILOT_INSTANCE")})
+    from sqlalchemy import select
+
+    from campaigns import services
+    from campaigns.models import Approval
+    from core import create_app
+    from core.db import get_db
+    from core.demo import DEMO_PASSWORD, demo_logins
+    from core.models import Organisation, utcnow
+    from experiments import reports
+    from experiments import services as experiment_services
+    from segments.insights import discipline_choices
+    from segments.models import Segment, SegmentVersion
+
+    app = create_app()
+    with app.app_context(), get_db(app).session() as session:
+        logins = demo_logins()
+        orgs = {o.slug: o for o in session.scalars(select(Organisation))}
+        venues = {email: slug for role, email, slug in logins if role == "venue" and slug in orgs}
+        slugs = sorted(set(venues.values()))
+        now = utcnow()
+        segment = Segment(name="Charge: clientèle des salles démo")
+        session.add(segment)
+        session.flush()
+        session.add(SegmentVersion(segment_id=segment.id, number=1,
+                                   rule={"all": [{"field": "organisation", "op": "any", "value": slugs},
+                                                 {"field": "shows", "op": ">=", "value": 2}]}))
+        session.flush()
+        promotion = services.create_promotion(
+            session, name_fr="Printemps du Quartier", name_en="Quartier Spring", message_fr="20 % sur un spectacle",
+            message_en="20% off a show", offer_kind="percent_off", offer_value=20,
+            organisation_ids=[orgs[s].id for s in slugs], valid_from=now.date(),
+            valid_until=now.date() + dt.timedelta(days=120), average_discount_cents=900, cost_per_contact_cents=5)
+
+        def campaign(name: str):
+            return services.create_campaign(
+                session, name=name, objective="cross_sell", segment_id=segment.id, promotion_id=promotion.id,
+                arms=services.make_arms(20, [80]), approval_deadline=now + dt.timedelta(days=7),
+                planned_launch_at=now + dt.timedelta(days=10), window_days=30, primary_metric="conversion",
+                secondary_metrics=["revenue"])
+
+        measured = campaign("Charge: campagne mesurée")
+        services.submit_for_approval(session, measured, now=now)
+        for approval in measured.approvals:
+            services.decide_approval(session, approval, "approve", now=now)
+        services.mark_ready(session, measured, now=now)
+        experiment = experiment_services.launch(session, measured, now=now - dt.timedelta(days=3), seed=2026)
+        reports.refresh_report(session, experiment)
+        awaiting = campaign("Charge: campagne en attente")
+        services.submit_for_approval(session, awaiting, now=now)
+        session.commit()
+        approvals = {slug: session.scalar(select(Approval.id).where(Approval.campaign_id == awaiting.id,
+                                                                     Approval.organisation_id == orgs[slug].id))
+                     for slug in slugs}
+        import_org = next(s for s in sorted(orgs) if s not in slugs)
+        return Setup(password=DEMO_PASSWORD,
+                     staff=[e for r, e, _s in logins if r == "staff"],
+                     evaluators=[e for r, e, _s in logins if r == "evaluator"],
+                     venues={e: s for e, s in venues.items() if approvals.get(s)},
+                     approvals={s: a for s, a in approvals.items() if a},
+                     awaiting_campaign=awaiting.id, experiment=experiment.id, import_org=import_org,
+                     disciplines=discipline_choices(session)[:4] or ["theatre"])
+
+
+# --- the simulated users -------------------------------------------------------------------------
+
+@dataclass
+class Stats:
+    latencies: dict = field(default_factory=lambda: defaultdict(list))
+    errors: dict = field(default_factory=lambda: defaultdict(int))
+    statuses: dict = field(default_factory=lambda: defaultdict(int))
+    decisions_seen: dict = field(default_factory=lambda: defaultdict(int))   # approval id → answers recorded
+    decisions_refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, kind: str, seconds: float, status: int | None) -> None:
+        with self.lock:
+            self.latencies[kind].append(seconds)
+            self.statuses[status or 0] += 1
+            if status is None or not 200 <= status < 400:
+                self.errors[kind] += 1
+
+
+class Browser:
+    """One user: its own connection and cookies, the CSRF token of its session."""
+
+    def __init__(self, port: int, stats: Stats):
+        self.port = port
+        self.stats = stats
+        self.cookies: dict[str, str] = {}
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+        self.token: str | None = None
+        self.requests = 0
+
+    def request(self, kind: str, method: str, path: str, body: bytes | None = None,
+                headers: dict | None = None) -> tuple[int | None, dict, bytes]:
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        began = time.perf_counter()
+        status, response_headers, data = None, {}, b""
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                status = response.status
+                response_headers = {k.lower(): v for k, v in response.getheaders()}
+                for raw in response.headers.get_all("Set-Cookie") or []:
+                    name, _, rest = raw.partition("=")
+                    value = rest.split(";", 1)[0]
+                    if "expires=Thu, 01 Jan 1970" in raw or not value:
+                        self.cookies.pop(name.strip(), None)
+                    else:
+                        self.cookies[name.strip()] = value
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                self.conn.close()  # a worker closed the kept-alive connection: once more on a new one
+                if attempt:
+                    log(f"{kind} {path}: {exc!r}")
+            except (OSError, http.client.HTTPException) as exc:
+                self.conn.close()
+                log(f"{kind} {path}: {exc!r}")
+                break
+        self.requests += 1
+        self.stats.record(kind, time.perf_counter() - began, status)
+        return status, response_headers, data
+
+    def get(self, kind: str, path: str):
+        return self.request(kind, "GET", path)
+
+    def post_form(self, kind: str, path: str, fields: dict):
+        return self.request(kind, "POST", path, urlencode(fields).encode(),
+                            {"Content-Type": "application/x-www-form-urlencoded"})
+
+    def scrape_token(self, html: bytes) -> None:
+        match = CSRF.search(html.decode("utf-8", "replace"))
+        if match:
+            self.token = match.group(1)
+
+    def login(self, email: str, password: str) -> bool:
+        status, _h, html = self.get("login", "/login")
+        self.scrape_token(html)
+        status, headers, _ = self.post_form("login", "/login", {"email": email, "password": password,
+                                                               "csrf_token": self.token or ""})
+        ok = status == 302 and not headers.get("location", "").startswith("/login")
+        if ok:
+            # the token is bound to the session, which the login renewed
+            self.scrape_token(self.get("page", "/")[2])
+        return ok
+
+
+def staff_step(b: Browser, rng: random.Random, setup: Setup) -> None:
+    choice = rng.random()
+    if choice < 0.30:
+        path = rng.choice(["/segments/insights"] + [f"/segments/insights/discipline/{d}" for d in setup.disciplines])
+        b.get("insights", path)
+    elif choice < 0.45:
+        b.get("insights_csv", f"/segments/insights/{rng.choice(INSIGHT_TABLES)}.csv")
+    elif choice < 0.80:
+        if b.token is None or rng.random() < 0.1:
+            b.scrape_token(b.get("builder", "/segments/new")[2])
+        body = json.dumps({"rule": rng.choice(PREVIEW_RULES)}).encode()
+        b.request("preview", "POST", "/segments/preview", body,
+                  {"Content-Type": "application/json", "X-CSRFToken": b.token or ""})
+    elif choice < 0.9 and setup.experiment:
+        b.get("report", f"/experiments/{setup.experiment}")
+    else:
+        b.get("page", rng.choice(["/", "/campaigns/", f"/campaigns/{setup.awaiting_campaign}"]))
+
+
+def evaluator_step(b: Browser, rng: random.Random, setup: Setup) -> None:
+    choice = rng.random()
+    if choice < 0.45 and setup.experiment:
+        b.get("report", f"/experiments/{setup.experiment}")
+    elif choice < 0.65 and setup.experiment:
+        b.get("report_csv", f"/experiments/{setup.experiment}/report.csv")
+    elif choice < 0.75:
+        b.get("page", "/experiments/")
+    else:
+        b.get("insights", "/segments/insights")
+
+
+def venue_step(b: Browser, rng: random.Random, setup: Setup, slug: str) -> None:
+    approval = setup.approvals[slug]
+    choice = rng.random()
+    if choice < 0.35:
+        status, _h, html = b.get("approval_page", f"/campaigns/approvals/{approval}")
+        if status == 200:
+            b.scrape_token(html)
+    elif choice < 0.70:
+        decision = rng.choice(["approve", "decline"])
+        fields = {"decision": decision, "csrf_token": b.token or "", "contacted_days": "30"}
+        if decision == "approve" and rng.random() < 0.3:
+            fields["exclude_subscribers"] = "y"
+        status, headers, _ = b.post_form("approval_decision", f"/campaigns/approvals/{approval}/decision", fields)
+        if status == 302:
+            # the answer is confirmed by the flash message on the page the redirect leads to
+            status, _h, html = b.get("approval_page", headers.get("location", f"/campaigns/approvals/{approval}"))
+            text = html.decode("utf-8", "replace")
+            if "flash-success" in text:
+                with b.stats.lock:
+                    b.stats.decisions_seen[approval] += 1
+            else:
+                with b.stats.lock:
+                    b.stats.decisions_refused += 1
+            b.scrape_token(html)
+    elif choice < 0.85:
+        b.get("insights", f"/segments/insights/organisation/{slug}")
+    else:
+        b.get("page", rng.choice(["/", "/campaigns/"]))
+
+
+def simulate(port: int, setup: Setup, users: int, seconds: float, think: float, seed: int, stats: Stats) -> dict:
+    roles = []
+    venue_emails = sorted(setup.venues)
+    for i in range(users):
+        slot = i % 5
+        if slot in (0, 1):
+            roles.append(("staff", setup.staff[i % len(setup.staff)]))
+        elif slot in (2, 3) and venue_emails:
+            roles.append(("venue", venue_emails[i % len(venue_emails)]))
+        else:
+            roles.append(("evaluator", setup.evaluators[i % len(setup.evaluators)]))
+    deadline = time.monotonic() + seconds
+    failures: list[str] = []
+
+    def user(index: int, role: str, email: str) -> None:
+        rng = random.Random(seed * 1000 + index)
+        b = Browser(port, stats)
+        time.sleep(rng.random() * min(2.0, seconds / 10))  # users arrive over the first seconds
+        if not b.login(email, setup.password):
+            failures.append(f"user {index} ({role}) could not log in")
+            return
+        while time.monotonic() < deadline and b.requests < MAX_REQUESTS_PER_USER:
+            if role == "staff":
+                staff_step(b, rng, setup)
+            elif role == "venue":
+                venue_step(b, rng, setup, setup.venues[email])
+            else:
+                evaluator_step(b, rng, setup)
+            if think:
+                time.sleep(rng.random() * think)
+        b.conn.close()
+
+    threads = [threading.Thread(target=user, args=(i, r, e), daemon=True) for i, (r, e) in enumerate(roles)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(1.0, deadline - time.monotonic()) + REQUEST_TIMEOUT + 5)
+    elapsed = time.monotonic() - began
+    mix = defaultdict(int)
+    for role, _e in roles:
+        mix[role] += 1
+    return {"elapsed_s": round(elapsed, 1), "users": dict(mix), "login_failures": failures,
+            "stuck_threads": sum(t.is_alive() for t in threads)}
+
+
+def idle_latencies(port: int, setup: Setup, repeats: int = 3) -> dict:
+    """Each kind of request alone, before the load and the import: what a user waits on an idle server."""
+    stats = Stats()
+    staff, evaluator, venue = Browser(port, stats), Browser(port, stats), Browser(port, stats)
+    venue_email = sorted(setup.venues)[0] if setup.venues else None
+    if not (staff.login(setup.staff[0], setup.password) and evaluator.login(setup.evaluators[0], setup.password)):
+        return {}
+    staff.scrape_token(staff.get("builder", "/segments/new")[2])
+    for _ in range(repeats):
+        staff.get("page", "/")
+        staff.get("insights", "/segments/insights")
+        staff.get("insights_csv", f"/segments/insights/{INSIGHT_TABLES[0]}.csv")
+        for rule in PREVIEW_RULES[:3]:
+            staff.request("preview", "POST", "/segments/preview", json.dumps({"rule": rule}).encode(),
+                          {"Content-Type": "application/json", "X-CSRFToken": staff.token or ""})
+        if setup.experiment:
+            evaluator.get("report", f"/experiments/{setup.experiment}")
+            evaluator.get("report_csv", f"/experiments/{setup.experiment}/report.csv")
+    if venue_email and venue.login(venue_email, setup.password):
+        for _ in range(repeats):
+            venue.get("approval_page", f"/campaigns/approvals/{setup.approvals[setup.venues[venue_email]]}")
+    for b in (staff, evaluator, venue):
+        b.conn.close()
+    return {kind: round(percentile(values, 0.5) * 1000, 1) for kind, values in stats.latencies.items()}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(stats: Stats, elapsed: float) -> dict:
+    kinds = {}
+    for kind, values in sorted(stats.latencies.items()):
+        kinds[kind] = {"requests": len(values), "errors": stats.errors.get(kind, 0),
+                       "p50_ms": round(percentile(values, 0.50) * 1000, 1),
+                       "p95_ms": round(percentile(values, 0.95) * 1000, 1),
+                       "p99_ms": round(percentile(values, 0.99) * 1000, 1)}
+    total = sum(k["requests"] for k in kinds.values())
+    return {"requests": total, "errors": sum(k["errors"] for k in kinds.values()),
+            "requests_per_s": round(total / elapsed, 1) if elapsed else 0.0,
+            "statuses": {str(k): v for k, v in sorted(stats.statuses.items())}, "kinds": kinds}
+
+
+# --- the checks after the run ---------------------------------------------------------------------
+
+def verify(env: dict, setup: Setup, stats: Stats, import_summary: dict | None) -> dict:
+    from sqlalchemy import create_engine, text
+
+    url = env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    checks = {}
+    with engine.connect() as conn:
+        ids = [str(a) for a in setup.approvals.values()]
+        recorded = dict(conn.execute(text(
+            "SELECT object_id, count(*) FROM audit_event WHERE action IN ('approval.approve', 'approval.decline') "
+            "AND object_type = 'approval' AND object_id = ANY(:ids) GROUP BY object_id"), {"ids": ids}).all())
+        seen = {str(k): v for k, v in stats.decisions_seen.items()}
+        lost = {a: seen[a] - recorded.get(a, 0) for a in seen if seen[a] > recorded.get(a, 0)}
+        statuses = dict(conn.execute(text("SELECT id, status FROM approval WHERE id = ANY(:ids)"),
+                                     {"ids": [int(i) for i in ids]}).all())
+        checks["approvals"] = {
+            "answers_seen_by_clients": sum(seen.values()), "answers_in_audit_log": sum(recorded.values()),
+            "answers_refused_seen": stats.decisions_refused, "lost": lost,
+            "final_statuses": sorted(set(statuses.values())),
+            "ok": not lost and all(statuses[int(a)] in ("approved", "declined") for a in seen),
+        }
+        if import_summary is not None and import_summary.get("batch_id"):
+            batch_id = import_summary["batch_id"]
+            row = conn.execute(text("SELECT rows, imported, duplicates, rejected, anonymous, status FROM import_batch "
+                                    "WHERE id = :id"), {"id": batch_id}).one()
+            in_db = conn.execute(text('SELECT count(*) FROM "transaction" WHERE batch_id = :id'), {"id": batch_id}).scalar()
+            checks["import"] = {"rows": row.rows, "imported": row.imported, "transactions_in_db": in_db,
+                                "status": row.status,
+                                "ok": in_db == row.imported == import_summary.get("imported")
+                                and row.rows == row.imported + row.duplicates + row.rejected + row.anonymous}
+        else:
+            checks["import"] = {"ok": False, "summary": import_summary}
+    engine.dispose()
+    server_errors = sum(v for k, v in stats.statuses.items() if k >= 500)
+    checks["no_5xx"] = {"count": server_errors, "ok": server_errors == 0}
+    return checks
+
+
+def start_import(env: dict, setup: Setup, folder: Path, rows: int, seed: int) -> tuple[subprocess.Popen, Path]:
+    """``pilot import`` of a generated export of recent sales (dated within the launched experiment's window)."""
+    from benchmarks.exportfile import new_buyers, write_sales_export
+
+    path = folder / "load-export.csv"
+    today = dt.date.today()
+    write_sales_export(path, rows, new_buyers(max(rows // 4, 1), "load", seed), seed=seed,
+                       start=today - dt.timedelta(days=2), end=today, order_prefix="L")
+    out = (folder / "import.out").open("w")
+    process = subprocess.Popen(pilot("import", str(path), "--org", setup.import_org, "--json"), env=env,
+                               cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return process, folder / "import.out"
+
+
+def read_import(process: subprocess.Popen, out: Path, timeout: float) -> dict | None:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(process, "pilot import")
+        return {"error": "timeout"}
+    text_out = out.read_text()
+    start = text_out.find("{")
+    try:
+        summary = json.loads(text_out[start:text_out.rfind("}") + 1]) if start >= 0 else None
+    except json.JSONDecodeError:
+        summary = None
+    if summary is None:
+        return {"error": f"exit {process.returncode}", "output": text_out[-1500:]}
+    summary["exit_status"] = process.returncode
+    return summary
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def print_table(result: dict) -> None:
+    load = result["load"]
+    print(f"\n{load['requests']} requests in {result['run']['elapsed_s']} s ({load['requests_per_s']}/s), "
+          f"{load['errors']} errors; users {result['run']['users']}; statuses {load['statuses']}")
+    idle = result.get("idle_p50_ms") or {}
+    print(f"{'kind':<18}{'requests':>10}{'errors':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'idle p50':>10}")
+    for kind, k in load["kinds"].items():
+        print(f"{kind:<18}{k['requests']:>10}{k['errors']:>8}{k['p50_ms']:>10}{k['p95_ms']:>10}{k['p99_ms']:>10}"
+              f"{idle.get(kind, ''):>10}")
+    imp = result.get("import") or {}
+    if "rows" in imp:
+        print(f"\nimport during the run: {imp['rows']} rows, {imp['imported']} imported in {imp.get('seconds', '?')} s "
+              f"(exit {imp.get('exit_status')})")
+    print("\nchecks:")
+    for name, check in result["checks"].items():
+        detail = {k: v for k, v in check.items() if k != "ok"}
+        print(f"  {'PASS' if check['ok'] else 'FAIL'}  {name}: {detail}")
+    if result.get("server_log_errors"):
+        print(f"  server log: {result['server_log_errors']} unhandled errors (see above)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--spectators", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--import-rows", type=int, default=20_000)
+    parser.add_argument("--think", type=float, default=0.2, help="longest pause between a user's requests (s)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    args = parser.parse_args(argv)
+    if not (1 <= args.users <= 500 and 1 <= args.seconds <= 1800):
+        parser.error("--users takes 1 to 500 and --seconds 1 to 1800")
+
+    folder = Path(tempfile.mkdtemp(prefix="pilot-load-"))
+    db_name = server = importer = None
+    result: dict = {"users": args.users, "seconds": args.seconds, "spectators": args.spectators}
+    status = 1
+    try:
+        db_name, url = create_database()
+        env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=secrets.token_hex(32),
+                   DISTRICT_SECRET=secrets.token_hex(32), PILOT_INSTANCE=str(folder / "instance"), PILOT_ENV="development")
+        log(f"scratch database {db_name}; demo district of {args.spectators:,} spectators...")
+        began = time.perf_counter()
+        run(pilot("demo", "--no-serve", "--spectators", str(args.spectators)), env, SETUP_TIMEOUT)
+        setup = prepare_campaigns(env)
+        result["setup_s"] = round(time.perf_counter() - began, 1)
+        log(f"district ready in {result['setup_s']} s; {len(setup.approvals)} venue approvals open")
+        port = free_port()
+        server_log = folder / "gunicorn.log"
+        server = start_gunicorn(env, port, args.workers, server_log)
+        log(f"gunicorn ({args.workers} workers) on {HOST}:{port}; {args.users} users for {args.seconds:g} s "
+            f"with an import of {args.import_rows:,} rows")
+        result["idle_p50_ms"] = idle_latencies(port, setup)
+        stats = Stats()
+        import_began = time.perf_counter()
+        importer, import_out = start_import(env, setup, folder, args.import_rows, args.seed)
+        result["run"] = simulate(port, setup, args.users, args.seconds, args.think, args.seed, stats)
+        result["load"] = summarise(stats, result["run"]["elapsed_s"])
+        summary = read_import(importer, import_out, timeout=600)
+        if summary is not None and "rows" in summary:
+            summary["seconds"] = round(time.perf_counter() - import_began, 1)
+        result["import"] = summary
+        result["checks"] = verify(env, setup, stats, summary)
+        result["checks"]["logins"] = {"failures": result["run"]["login_failures"], "ok": not result["run"]["login_failures"]}
+        log_text = server_log.read_text(errors="replace")
+        result["server_log_errors"] = log_text.count("unhandled error")
+        if result["server_log_errors"]:
+            first = log_text.find("unhandled error")
+            log(log_text[first:first + 3000])
+        status = 0 if all(c["ok"] for c in result["checks"].values()) else 1
+    except Exception as exc:  # a setup failure is reported, and cleaned up after, like a failed check
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        log(result["error"])
+    finally:
+        stop(importer, "pilot import")
+        stop(server, "gunicorn")
+        if db_name:
+            try:
+                drop_database(db_name)
+            except Exception as exc:  # noqa: BLE001 - say it, the database can be dropped by hand
+                log(f"could not drop {db_name}: {exc}")
+        shutil.rmtree(folder, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    elif "load" in result:
+        print_table(result)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
