@@ -17,6 +17,7 @@ from wtforms import EmailField, IntegerField, PasswordField, SelectField, String
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
 from core.auth import PasswordError, actor_name, create_user, login_required, roles_required
+from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
 from core.models import (
     DISCIPLINES,
@@ -49,27 +50,37 @@ ROLE_LABELS = {"staff": _l("Partnership staff"), "venue": _l("Venue approver"),
                "evaluator": _l("Evaluator"), "admin": _l("Administrator")}
 
 
-def headline_figures(session, organisation_id: int | None = None) -> dict:
-    """The district's (or one organisation's) headline figures, small counts suppressed."""
+def _raw_headline(session, organisation_id: int | None) -> tuple[int, int, int, int, dict[str, int]]:
+    """Unsuppressed (spectators, order lines, tickets, revenue in cents, spectators by discipline)."""
     tx = select(
         func.count(distinct(Transaction.spectator_id)),
         func.count(Transaction.id),
         func.coalesce(func.sum(Transaction.tickets), 0),
         func.coalesce(func.sum(Transaction.amount_cents), 0),
     )
-    by_discipline = (
-        select(Show.discipline, func.count(distinct(Transaction.spectator_id)))
-        .join(Show, Show.id == Transaction.show_id)
-        .group_by(Show.discipline)
-    )
+    # distinct (discipline, spectator) pairs first, then a plain count: PostgreSQL hashes the pairs
+    # where COUNT(DISTINCT) per group sorts them, about twice as fast on the pooled data
+    pairs = select(Show.discipline, Transaction.spectator_id).join(Show, Show.id == Transaction.show_id).distinct()
     if organisation_id is not None:
         tx = tx.where(Transaction.organisation_id == organisation_id)
-        by_discipline = by_discipline.where(Transaction.organisation_id == organisation_id)
-        k = strictest_k(session, [organisation_id])
-    else:
-        k = strictest_k(session)
+        pairs = pairs.where(Transaction.organisation_id == organisation_id)
+    pairs = pairs.subquery("pairs")
     spectators, transactions, tickets, revenue_cents = session.execute(tx).one()
-    disciplines = dict(session.execute(by_discipline).all())
+    disciplines = dict(session.execute(select(pairs.c.discipline, func.count()).group_by(pairs.c.discipline)).all())
+    return int(spectators), int(transactions), int(tickets), int(revenue_cents), disciplines
+
+
+def headline_figures(session, organisation_id: int | None = None) -> dict:
+    """The district's (or one organisation's) headline figures, small counts suppressed.
+
+    The raw counts read the whole pooled transaction table, so they are kept in memory
+    (``DASHBOARD_CACHE_SECONDS``, five minutes by default) under the table's highest id, which
+    every import moves; suppression is applied on every call, so a change of k shows at once.
+    """
+    raw = remember("headline", (organisation_id, max_id(session, Transaction)),
+                   lambda: _raw_headline(session, organisation_id), cache_seconds("DASHBOARD_CACHE_SECONDS", 300))
+    spectators, transactions, tickets, revenue_cents, disciplines = raw
+    k = strictest_k(session, [organisation_id]) if organisation_id is not None else strictest_k(session)
     shown = suppress(disciplines, k, total_shown=True)
     small = 0 < spectators < k
     return {
@@ -77,8 +88,8 @@ def headline_figures(session, organisation_id: int | None = None) -> dict:
         "organisations": session.scalar(select(func.count(Organisation.id))),
         "spectators": None if small else spectators,
         "transactions": None if small else transactions,
-        "tickets": None if small else int(tickets),
-        "revenue": None if small else int(revenue_cents) / 100,
+        "tickets": None if small else tickets,
+        "revenue": None if small else revenue_cents / 100,
         "by_discipline": sorted(((d, n) for d, n in shown.items()), key=lambda t: -(t[1] or 0)),
         "by_discipline_total": suppress_total(sum(disciplines.values()), shown, k),
     }
