@@ -1,0 +1,81 @@
+"""Peak memory of one import, measured in a process of its own (run by ``benchmarks.bench``).
+
+``python -m benchmarks.import_probe URL FILE ORG_SLUG [--commit]`` imports FILE for the organisation
+ORG_SLUG into the database at URL, commits it (``--commit``: the seconds then include the commit)
+or rolls it back (the probe leaves nothing behind), and prints one JSON object: rows, seconds, the
+resident memory before the import and the process's peak (VmHWM). With ``PILOT_BENCH_PROFILE=DIR``
+a cProfile of the import is written to DIR.
+The district secret comes from the environment (``PILOT_BENCH_SECRET``), never from the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv: list[str]) -> int:
+    commit = "--commit" in argv
+    url, path, slug = [a for a in argv if a != "--commit"]
+    from sqlalchemy import select
+
+    from core import create_app
+    from core.db import get_db
+    from core.importing import import_file
+    from core.models import Organisation
+
+    secret = os.environ["PILOT_BENCH_SECRET"]
+    with tempfile.TemporaryDirectory(prefix="pilot-probe-") as instance:
+        app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": instance, "SECRET_KEY": "bench",
+                          "DISTRICT_SECRET": secret})
+        with app.app_context():
+            db = get_db(app)
+            with db.session() as session:
+                org = session.scalar(select(Organisation).where(Organisation.slug == slug))
+                before = _status_mb("VmRSS")
+                profiler = None
+                if os.environ.get("PILOT_BENCH_PROFILE"):
+                    import cProfile
+
+                    profiler = cProfile.Profile()
+                    profiler.enable()
+                began = time.perf_counter()
+                result = import_file(session, path, org, secret=secret, filename=os.path.basename(path))
+                if commit:
+                    session.commit()
+                else:
+                    session.flush()
+                seconds = time.perf_counter() - began
+                if profiler is not None:
+                    profiler.disable()
+                    folder = os.environ["PILOT_BENCH_PROFILE"]
+                    os.makedirs(folder, exist_ok=True)
+                    profiler.dump_stats(os.path.join(folder, f"import-{result.rows}-{os.getpid()}.prof"))
+                if not commit:
+                    session.rollback()
+            db.engine.dispose()
+    peak = _status_mb("VmHWM")
+    print(json.dumps({
+        "rows": result.rows, "imported": result.imported, "duplicates": result.duplicates,
+        "spectators_new": result.spectators_new, "batch_id": result.batch_id if commit else None,
+        "seconds": round(seconds, 4),
+        "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
+        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

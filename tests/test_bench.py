@@ -1,0 +1,83 @@
+"""`pilot bench` at small scale: it runs, prints the JSON of DESIGN.md §12, and every engine's members
+of the five standard rules equal DuckDB's and each other's. Timings are never asserted (§12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PG_SERVER
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ("cross_sell", "lapsed", "upsell", "geography", "value")
+SPECTATORS = 20_000
+
+
+@pytest.fixture(scope="module")
+def bench(pytestconfig):
+    """One run of ``pilot bench --spectators 20000 --json`` on the engines chosen with ``--db``."""
+    pytest.importorskip("duckdb", reason="the benchmark's DuckDB baseline is the 'bench' extra")
+    chosen = pytestconfig.getoption("--db")
+    engines = ("postgresql", "sqlite") if chosen == "all" else (chosen,)
+    args = [sys.executable, "-c", "import sys; from core.cli import main; sys.exit(main())", "bench",
+            "--spectators", str(SPECTATORS), "--database", PG_SERVER, "--json"]
+    for engine in engines:
+        args += ["--engine", engine]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_BENCH_")}
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return engines, done
+
+
+def test_prints_one_json_object_with_every_figure_of_design_12(bench):
+    engines, done = bench
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, "--json prints exactly one JSON object on stdout (progress goes to stderr)"
+    report = json.loads(lines[0])
+    assert report["spectators"] == SPECTATORS
+    assert report["transactions"] > SPECTATORS
+    assert sorted(report["engines"]) == sorted(engines)
+    for engine in engines:
+        figures = report["engines"][engine]
+        imp = figures["import"]
+        for key in ("rows", "rows_per_s", "baseline_rows_per_s", "ratio"):
+            assert isinstance(imp[key], (int, float)) and imp[key] > 0, (engine, key)
+        assert imp["rows"] == 2 * SPECTATORS
+        assert len(imp["peak_rss_mb"]) == 2 and all(mb > 0 for mb in imp["peak_rss_mb"].values())
+        refresh = figures["profile_refresh"]
+        assert refresh["incremental_s"] > 0 and refresh["full_s"] > 0 and refresh["ratio"] > 0
+        assert refresh["spectators_touched"] == SPECTATORS // 100
+        assert set(figures["rules"]) == set(RULES)
+        for name, rule in figures["rules"].items():
+            for key in ("members", "ms_p50", "duckdb_ms_p50", "ratio"):
+                assert key in rule, (engine, name, key)
+            assert rule["members"] > 0, (engine, name)
+        assignment = figures["assignment"]
+        assert 0 < assignment["recipients"] <= SPECTATORS // 2 and assignment["seconds"] > 0
+        outcomes = figures["outcomes_report"]
+        assert outcomes["recipients"] == assignment["recipients"]
+        assert outcomes["transactions"] == 4 * (SPECTATORS // 2) and outcomes["seconds"] > 0
+        assert outcomes["outcomes"] > 0
+        assert set(report["targets"][engine]) >= {"import_ratio", "profile_ratio", "assignment_s",
+                                                  "outcomes_report_s"}
+
+
+def test_members_equal_duckdb_and_across_engines(bench):
+    engines, done = bench
+    report = json.loads(done.stdout)
+    for engine in engines:
+        for name, rule in report["engines"][engine]["rules"].items():
+            assert rule["members_match"], (engine, name, rule.get("mismatch"))
+            assert rule["members"] == rule["duckdb_members"], (engine, name)
+            assert rule["counts_match"], (engine, name, rule.get("counts_mismatch"))
+    if len(engines) == 2:
+        for name in RULES:
+            pg, lite = (report["engines"][e]["rules"][name] for e in ("postgresql", "sqlite"))
+            assert pg["members"] == lite["members"], name
+            assert pg["members_digest"] == lite["members_digest"], name
+        assert all(report["checks"]["members_match_across_engines"].values())
