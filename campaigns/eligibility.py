@@ -16,8 +16,9 @@ The rule (DESIGN.md §10), evaluated at the campaign's planned launch:
    contacted by any other campaign in the N days before launch (``ContactHistory``), and the
    spectators matched by its uploaded list. An organisation's exclusions only bind its own sending;
 5. *eligible*: each spectator is a recipient at most once, through one sending organisation: among
-   the organisations left for them, the one where they bought most recently; ties (and
-   spectators with no purchase at any of them) go to the lowest organisation id.
+   the organisations left for them, the one where they bought most recently (purchases made by the
+   launch moment only, so that a later import cannot change the sender); ties (and spectators with
+   no such purchase at any of them) go to the lowest organisation id.
 
 Everything is computed set-wise, in one SQL statement whatever the number of approving
 organisations: each (spectator, organisation) record of the snapshot gets the furthest stage it
@@ -205,9 +206,12 @@ def _staged(session: Session, campaign: Campaign, at: dt.datetime, approved_only
     # the most recent purchase matters only to a spectator with several possible senders
     last_purchase = case(
         (and_(counted.c.stage == CANDIDATE, counted.c.candidates > 1),
+         # only purchases made by the launch moment: an export imported later (purchases after
+         # ``at``) must not change who would have been the sender
          select(func.max(Transaction.purchased_at))
          .where(Transaction.spectator_id == counted.c.spectator_id,
-                Transaction.organisation_id == counted.c.organisation_id)
+                Transaction.organisation_id == counted.c.organisation_id,
+                Transaction.purchased_at <= at)
          .scalar_subquery()),
         else_=literal(None, DateTime),
     )
@@ -268,7 +272,11 @@ def eligible_count(session: Session, campaign: Campaign, at: dt.datetime | None 
 
 @dataclass
 class FunnelRow:
-    """Counts of one organisation (or of the whole campaign) at each stage; None when hidden."""
+    """Counts of one organisation (or of the whole campaign) at each stage; None when hidden.
+
+    ``masked`` names the hidden stages whose count is not small (k or more): they are hidden only so
+    that a small figure cannot be worked out by subtraction, and are labelled "hidden", never "<k".
+    """
 
     organisation_id: int | None
     organisation: str
@@ -278,9 +286,15 @@ class FunnelRow:
     approved: int | None = 0
     after_exclusions: int | None = 0
     eligible: int | None = 0
+    masked: set[str] = field(default_factory=set)
 
     def values(self) -> list[int | None]:
         return [getattr(self, s) for s in STAGES]
+
+    def bound(self, stage: str) -> int | None:
+        """The nearest shown count of an earlier stage: an upper bound of ``stage`` (stages are nested)."""
+        earlier = [getattr(self, s) for s in STAGES[:STAGES.index(stage)]]
+        return next((v for v in reversed(earlier) if v is not None), None)
 
 
 @dataclass
@@ -299,15 +313,32 @@ class Funnel:
     def suppressed(self, k: int) -> "Funnel":
         """The funnel as shown to anyone but a single owning organisation.
 
-        Counts under ``k`` are hidden; so is a stage whose drop from the previous shown stage of the
-        same row is under ``k`` (the stages are nested, so the drop counts people too); then, in
-        every stage, when exactly one organisation's count is hidden, the smallest other shown one
-        is hidden as well, so that no hidden count comes back by subtraction from the total.
+        The policy, the same for every row (the total included) and for every page that shows a
+        funnel figure:
+
+        - a count under ``k`` is hidden (primary suppression, shown as "<k");
+        - walking the stages in order, a stage whose drop from the previous *shown* stage of the same
+          row is under ``k`` is hidden (the stages are nested, so the drop counts people too). The
+          earlier stage stays: the segment comes first and its size is published with the snapshot,
+          so hiding the later one is the only way not to reveal the drop. Shown neighbours then
+          always differ by 0 or at least ``k``, and hiding one more cell keeps it so;
+        - the eligible counts add up to the total (one sender per spectator): when the total is
+          hidden, the rows cannot all be shown, else their sum would give it back;
+        - in every stage, when exactly one organisation's count is hidden, the smallest other shown
+          one is hidden as well, so that no hidden count comes back by subtraction from the total.
+
+        Cells hidden by the last three rules while their own count is not small are listed in each
+        row's ``masked`` ("hidden", not "<k", which would falsely say the figure is small).
         """
-        rows = [replace(r) for r in self.rows]
-        total = replace(self.total)
+        rows = [replace(r, masked=set()) for r in self.rows]
+        total = replace(self.total, masked=set())
         for row in (*rows, total):
             _hide_small_drops(row, k)
+        if total.eligible is None and self.total.eligible and not any(
+                r.eligible is None and raw.eligible for r, raw in zip(rows, self.rows)):
+            shown = [r for r in rows if r.eligible]
+            if shown:
+                min(shown, key=lambda r: r.eligible).eligible = None
         for stage in STAGES:
             while True:
                 hidden = [r for r, raw in zip(rows, self.rows) if getattr(r, stage) is None and getattr(raw, stage)]
@@ -318,7 +349,22 @@ class Funnel:
                     setattr(total, stage, None)  # the lone hidden count would equal the total
                     break
                 setattr(min(shown, key=lambda r: getattr(r, stage)), stage, None)
+        for row, raw in zip((*rows, total), (*self.rows, self.total)):
+            row.masked = _masked(row, raw, k)
         return Funnel(at=self.at, rows=rows, total=total, k=k, hidden=True)
+
+    def total_eligible(self) -> tuple[int | None, int | None]:
+        """``(exact, at_most)`` of the campaign's eligible spectators as this funnel shows them: the
+        exact count when shown, else None and the nearest earlier shown stage of the total row (an
+        upper bound that reveals nothing the funnel does not show; None when none is shown)."""
+        if self.total.eligible is not None:
+            return self.total.eligible, None
+        return None, self.total.bound("eligible")
+
+
+def _masked(row: FunnelRow, raw: FunnelRow, k: int) -> set[str]:
+    """The stages of ``row`` hidden although their raw count is not small."""
+    return {s for s in STAGES if getattr(row, s) is None and (getattr(raw, s) or 0) >= k}
 
 
 def _hide_small_drops(row: FunnelRow, k: int) -> None:
@@ -391,7 +437,8 @@ def own_row(funnel_: Funnel, organisation_id: int, k: int) -> FunnelRow | None:
     raw = funnel_.row(organisation_id)
     if raw is None:
         return None
-    row = replace(raw)
+    row = replace(raw, masked=set())
     if is_small(row.eligible, k) or is_small((row.after_exclusions or 0) - (row.eligible or 0), k):
         row.eligible = None
+    row.masked = _masked(row, raw, k)
     return row

@@ -44,7 +44,7 @@ STATUS_LABELS = {
 }
 APPROVAL_LABELS = {
     "pending": _l("Awaiting answer"), "approved": _l("Approved"), "declined": _l("Declined"),
-    "expired": _l("No answer by the deadline (declined)"),
+    "expired": _l("No answer (counted as declined)"),
 }
 LIFECYCLE_LABELS = {
     "new": _l("New"), "once_before": _l("Once before"), "convertee": _l("Convertee"), "active": _l("Active"),
@@ -139,6 +139,12 @@ class ConfirmForm(FlaskForm):
 
     confirm = BooleanField(_l("I understand this cannot be undone."),
                            validators=[DataRequired(message=_l("Tick the box to confirm."))])
+
+
+class ReadyForm(ConfirmForm):
+    # How many organisations without an answer the confirm page listed: the user agreed that they
+    # count as declined (the step refuses if more are pending).
+    unanswered = HiddenField(default="0", validators=[Optional(), Length(max=6)])
 
 
 class CancelForm(ConfirmForm):

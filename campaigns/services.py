@@ -364,21 +364,39 @@ def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt
     return approvals
 
 
-def _expire_pending(session: Session, campaign: Campaign, user=None) -> int:
-    """Mark every approval still pending as expired (no answer counts as declined)."""
+def _expire_pending(session: Session, campaign: Campaign, user=None, before_deadline: bool = False) -> int:
+    """Mark every approval still pending as expired (no answer counts as declined).
+
+    :param before_deadline: staff closed the approvals early (logged with each expiry).
+    """
     pending = session.scalars(select(Approval).where(Approval.campaign_id == campaign.id,
                                                      Approval.status == "pending")).all()
     for approval in pending:
         approval.status = "expired"
         audit(session, "approval.expire", actor=_actor(user), user_id=_user_id(user), object_type="approval",
-              object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id)
+              object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id,
+              before_deadline=before_deadline)
     session.flush()
     return len(pending)
 
 
-def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None) -> int:
-    """Awaiting approvals → ready, once every organisation answered (or the deadline passed) and at
-    least one approval leaves eligible recipients.
+def unanswered_organisations(session: Session, campaign: Campaign) -> list[str]:
+    """Names of the organisations whose approval request is still pending, by name."""
+    return list(session.scalars(
+        select(Organisation.name).join(Approval, Approval.organisation_id == Organisation.id)
+        .where(Approval.campaign_id == campaign.id, Approval.status == "pending")
+        .order_by(Organisation.name, Organisation.id)
+    ))
+
+
+def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None,
+               unanswered_confirmed: int = 0) -> int:
+    """Awaiting approvals → ready, once at least one approval leaves eligible recipients.
+
+    Non-response counts as declined: organisations still pending become ``expired``. Before the
+    deadline that happens only when the user confirmed it for at least as many organisations as are
+    still pending (``unanswered_confirmed``, the number the confirm page listed); the audit log
+    records how many were closed and that it was before the deadline.
 
     :returns: the number of eligible recipients.
     """
@@ -388,11 +406,12 @@ def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime
                                   status=status_label(campaign.status)))
     pending = session.scalar(select(func.count()).select_from(Approval)
                              .where(Approval.campaign_id == campaign.id, Approval.status == "pending")) or 0
-    if pending and now < campaign.approval_deadline:
-        raise TransitionRefused(_("%(n)d organisation(s) have not answered yet: wait for their answers or for the "
-                                  "deadline.", n=pending))
+    early = bool(pending) and now < campaign.approval_deadline
+    if early and pending > unanswered_confirmed:
+        raise TransitionRefused(_("%(n)d organisation(s) have not answered yet: confirm that they count as declined, "
+                                  "or wait for their answers or for the deadline.", n=pending))
     if pending:
-        _expire_pending(session, campaign, user)
+        _expire_pending(session, campaign, user, before_deadline=early)
     approved = session.scalar(select(func.count()).select_from(Approval)
                               .where(Approval.campaign_id == campaign.id, Approval.status == "approved")) or 0
     if not approved:
@@ -402,7 +421,8 @@ def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime
         raise TransitionRefused(_("No spectator is eligible (consent at launch, approvals and exclusions leave "
                                   "nobody): the campaign cannot be launched."))
     campaign.ready_at = now
-    _move(session, campaign, "ready", user, "ready", eligible=eligible)
+    _move(session, campaign, "ready", user, "ready", eligible=eligible, unanswered_declined=pending,
+          before_deadline=early)
     return eligible
 
 

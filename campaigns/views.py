@@ -12,6 +12,7 @@ import io
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
@@ -36,6 +37,7 @@ from campaigns.forms import (
     ErasureFindForm,
     ExclusionListForm,
     PromotionForm,
+    ReadyForm,
     from_cents,
     to_cents,
 )
@@ -61,7 +63,25 @@ def install_template_globals(app) -> None:
     """Labels as Jinja globals rather than a context processor, so that imported macros see them."""
     app.jinja_env.globals.update(
         offer_labels=OFFER_LABELS, objective_labels=OBJECTIVE_LABELS, metric_labels=METRIC_LABELS,
-        campaign_status_labels=STATUS_LABELS, approval_labels=APPROVAL_LABELS, lifecycle_labels=LIFECYCLE_LABELS)
+        campaign_status_labels=STATUS_LABELS, approval_labels=APPROVAL_LABELS, lifecycle_labels=LIFECYCLE_LABELS,
+        campaign_eligible_shown=eligible_shown)
+
+
+def eligible_shown(campaign: Campaign) -> dict:
+    """The campaign's eligible total as its funnel shows it to staff (for the power page):
+    ``{"exact": int | None, "at_most": int | None}``.
+
+    ``exact`` is the count when the suppressed funnel shows it; otherwise None, and ``at_most`` is
+    the nearest earlier figure the funnel shows (an upper bound that tells nothing the campaign
+    page does not). Any other page must show the eligible total only this way: showing it exactly
+    where the funnel hides it would reveal the small drop the funnel hides.
+    """
+    session = db_session()
+    raw = _cached_funnel(session, campaign)
+    if raw is None:
+        return {"exact": None, "at_most": None}
+    exact, at_most = raw.suppressed(_campaign_k(session, campaign)).total_eligible()
+    return {"exact": exact, "at_most": at_most}
 
 
 def _cached_funnel(session, campaign: Campaign):
@@ -364,16 +384,33 @@ def submit(campaign_id: int):
 @bp.route("/<int:campaign_id>/ready", methods=["GET", "POST"])
 @roles_required(*STAFF)
 def ready(campaign_id: int):
+    """Mark ready. Before the deadline, organisations that have not answered count as declined
+    (DESIGN.md: non-response counts as declined): the confirm page names them, the form carries how
+    many were shown, and the step refuses if more are pending than the user confirmed."""
     session = db_session()
     campaign = _get_or_404(Campaign, campaign_id)
-    form = ConfirmForm()
+    unanswered = services.unanswered_organisations(session, campaign) \
+        if campaign.status == "awaiting_approvals" and utcnow() < campaign.approval_deadline else []
+    form = ReadyForm()
     if form.validate_on_submit():
-        return _workflow_step(session, campaign, lambda: services.mark_ready(session, campaign, user=current_user),
-                              lambda _result: _("The campaign is ready to launch."))
-    return _transition_page(
-        campaign, "ready", form, _("Mark ready to launch"),
-        _("Approvals close: requests still unanswered count as declined, and the eligible recipients are those "
-          "of the approving organisations."))
+        confirmed = int(form.unanswered.data) if (form.unanswered.data or "").isdigit() else 0
+
+        def success(_eligible):
+            if confirmed:
+                return ngettext("The campaign is ready to launch; %(num)d organisation that had not answered counts "
+                                "as declined.", "The campaign is ready to launch; %(num)d organisations that had not "
+                                "answered count as declined.", confirmed)
+            return _("The campaign is ready to launch.")
+
+        return _workflow_step(
+            session, campaign,
+            lambda: services.mark_ready(session, campaign, user=current_user, unanswered_confirmed=confirmed),
+            success)
+    form.unanswered.data = str(len(unanswered))
+    explanation = _("Approvals close: requests still unanswered count as declined, and the eligible recipients are "
+                    "those of the approving organisations.")
+    return render_template("campaigns/confirm.html", campaign=campaign, form=form, action="ready",
+                           title=_("Mark ready to launch"), explanation=explanation, unanswered=unanswered)
 
 
 @bp.route("/<int:campaign_id>/cancel", methods=["GET", "POST"])
@@ -400,6 +437,9 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
     row = own_row(raw, approval.organisation_id, k) if raw is not None else None
     mix = _cached_lifecycle_mix(session, campaign, approval.organisation_id)
     mix_shown = suppress(mix, k, total_shown=True)
+    mix_total = suppress_total(sum(mix.values()), mix_shown, k)
+    # hidden only so that a small stage cannot be worked out from the total: labelled "hidden", not "<k"
+    mix_masked = {stage for stage, n in mix_shown.items() if n is None and mix[stage] >= k}
     if decision_form is None:
         decision_form = DecisionForm(formdata=None)
         decision_form.decision.data = {"approved": "approve", "declined": "decline"}.get(approval.status)
@@ -412,7 +452,8 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
         "campaigns/approval.html", approval=approval, campaign=campaign, promotion=campaign.promotion,
         row=row, k=k, mix=sorted(mix_shown.items(), key=lambda t: list(LIFECYCLE_LABELS).index(t[0])
                                  if t[0] in LIFECYCLE_LABELS else 99),
-        mix_total=suppress_total(sum(mix.values()), mix_shown, k),
+        mix_total=mix_total, mix_masked=mix_masked,
+        mix_total_masked=mix_total is None and sum(mix.values()) >= k,
         decision_form=decision_form, list_form=list_form or ExclusionListForm(formdata=None),
         clear_form=ClearExclusionListForm(formdata=None), is_open=is_open, locale=str(get_locale()),
     ), status
@@ -475,8 +516,10 @@ def upload_exclusions(approval_id: int):
         flash(_("Refused: %(reason)s", reason=exc.reason), "error")
     else:
         session.commit()
-        flash(_("Exclusion list saved: %(rows)d lines read, %(matched)d of your spectators excluded.",
-                rows=rows, matched=matched), "success")
+        flash(_("Exclusion list saved: %(lines)s, %(excluded)s.",
+                lines=ngettext("%(num)d line read", "%(num)d lines read", rows),
+                excluded=ngettext("%(num)d of your spectators excluded", "%(num)d of your spectators excluded",
+                                  matched)), "success")
     return redirect(url_for("campaigns.approval", approval_id=item.id))
 
 

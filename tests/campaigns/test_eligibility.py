@@ -394,3 +394,73 @@ def test_suppression_hides_small_cells_and_their_complement():
 def test_no_snapshot_no_funnel(session, district):
     assert funnel(session, district.campaign) is None
     assert eligible_recipients(session, district.campaign) == []
+
+
+def test_cells_hidden_only_to_protect_a_small_drop_are_masked_not_small():
+    """The walkthrough's case: 4,551 approved, 4,545 after exclusions. The 4,545 is hidden (else the
+    6 people excluded show by subtraction), but it is not a small count: it must be labelled "hidden",
+    never "<k"."""
+    rows = [FunnelRow(1, "A", "approved", 3000, 2900, 2900, 2897, 2897),
+            FunnelRow(2, "B", "approved", 2000, 1700, 1651, 1648, 1644),
+            FunnelRow(3, "C", "approved", 30, 8, 8, 8, 4)]
+    total = FunnelRow(None, "", None, 5000, 4600, 4551, 4545, 4545)
+    shown = Funnel(at=NOW, rows=rows, total=total).suppressed(10)
+    assert shown.total.approved == 4551
+    assert shown.total.after_exclusions is None and shown.total.eligible is None
+    assert {"after_exclusions", "eligible"} <= shown.total.masked
+    assert shown.total_eligible() == (None, 4551)  # what another page may show: the funnel's bound
+    c = shown.rows[2]
+    assert c.consent is None and c.eligible is None  # 8 and 4: primary suppression, truly small
+    assert not c.masked & {"consent", "approved", "after_exclusions", "eligible"}
+    # the raw funnel (cached between pages) is left as it was
+    assert total.eligible == 4545 and not total.masked and not rows[0].masked
+
+
+def test_a_hidden_eligible_total_does_not_come_back_as_the_sum_of_the_rows():
+    """Eligible counts add up to the total (one sender per spectator). Here every organisation's own
+    drops are large, but the campaign's is small (160 approved, 154 eligible): showing both rows'
+    eligible counts would give the hidden 154 back, and with it the 6 people excluded."""
+    rows = [FunnelRow(1, "A", "approved", 100, 100, 100, 90, 74),
+            FunnelRow(2, "B", "approved", 100, 100, 100, 100, 80)]
+    total = FunnelRow(None, "", None, 170, 165, 160, 154, 154)
+    shown = Funnel(at=NOW, rows=rows, total=total).suppressed(10)
+    assert shown.total.eligible is None and shown.total.approved == 160
+    visible = [r.eligible for r in shown.rows if r.eligible is not None]
+    assert len(visible) < len(shown.rows), "every row's eligible count shown: their sum is the hidden total"
+    assert all("eligible" in r.masked for r in shown.rows if r.eligible is None)
+
+
+def test_own_row_marks_an_eligible_count_hidden_for_its_drop(session, district):
+    approvals = approve_all(session, district)
+    b = district.orgs[1]
+    services.set_exclusion_list(session, approvals[b.id], [district.contacts[(1, s.id)].email
+                                                           for s in district.spectators[12:15]], "email", SECRET,
+                                now=district.now)
+    f = funnel(session, district.campaign)
+    raw = f.row(b.id)
+    own = own_row(f, b.id, 3)  # 13 after its exclusions, 9 sent through it: a drop of 4 under k = 5...
+    assert own.eligible == raw.eligible == 9 and not own.masked
+    own = own_row(f, b.id, 5)  # ...hides the 9, which is not small itself
+    assert own.eligible is None and own.masked == {"eligible"}
+    own = own_row(f, b.id, 10)  # 9 < 10: truly small
+    assert own.eligible is None and not own.masked
+
+
+def test_purchases_after_the_launch_do_not_change_the_sender(session, district):
+    """The sender is the approving organisation with the most recent purchase *by the launch*: an
+    export imported later, with purchases after that moment, must not change who would have sent."""
+    approve_all(session, district)
+    shared = district.spectators[-1]
+    a, _b, c = district.orgs
+    launch = district.campaign.planned_launch_at
+    assert dict(eligible_recipients(session, district.campaign))[shared.id] == a.id
+    new_purchase(session, c, shared, launch + dt.timedelta(hours=1))
+    assert dict(eligible_recipients(session, district.campaign))[shared.id] == a.id
+    # judged at an earlier moment, a purchase between that moment and the planned launch does not count either
+    moment = district.now
+    new_purchase(session, c, shared, moment + dt.timedelta(days=1))
+    assert dict(eligible_recipients(session, district.campaign, at=moment))[shared.id] == a.id
+    assert dict(eligible_recipients(session, district.campaign))[shared.id] == c.id  # before the launch: it counts
+    # the funnel follows the same rule
+    f = funnel(session, district.campaign, at=moment)
+    assert f.row(a.id).eligible == 16 and f.row(c.id).eligible == 12

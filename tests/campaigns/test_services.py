@@ -168,6 +168,44 @@ def test_mark_ready_waits_for_every_answer_before_the_deadline(session, district
         services.decide_approval(session, approvals[b.id], "approve", venue_user(session, b), now=district.now)
 
 
+def test_mark_ready_early_counts_the_unanswered_as_declined_once_confirmed(session, district, staff):
+    """Non-response counts as declined: staff may close the approvals before the deadline, once they
+    confirmed it for as many organisations as are still pending; the audit log says so."""
+    approvals = submitted(session, district, staff)
+    a, b, c = district.orgs
+    services.decide_approval(session, approvals[a.id], "approve", venue_user(session, a), now=district.now)
+    assert services.unanswered_organisations(session, district.campaign) == sorted([b.name, c.name])
+    for confirmed in (0, 1):  # fewer than are pending: refused, nothing changes
+        with pytest.raises(TransitionRefused, match="2 organisation"):
+            services.mark_ready(session, district.campaign, user=staff, now=district.now,
+                                unanswered_confirmed=confirmed)
+        assert {x.status for x in (approvals[b.id], approvals[c.id])} == {"pending"}
+    eligible = services.mark_ready(session, district.campaign, user=staff, now=district.now, unanswered_confirmed=2)
+    assert district.campaign.status == "ready" and eligible == len(eligible_recipients(session, district.campaign))
+    assert (approvals[b.id].status, approvals[c.id].status) == ("expired", "expired")
+    assert services.unanswered_organisations(session, district.campaign) == []
+    ready = events(session, "campaign.ready")[-1]
+    assert ready.actor == staff.email
+    assert ready.details["unanswered_declined"] == 2 and ready.details["before_deadline"] is True
+    expired = events(session, "approval.expire")
+    assert {e.organisation_id for e in expired} == {b.id, c.id}
+    assert all(e.details["before_deadline"] is True for e in expired)
+    # only a's spectators (its own and the shared ones) are eligible: b and c count as declined
+    senders = {org for _s, org in eligible_recipients(session, district.campaign)}
+    assert senders == {a.id}
+    with pytest.raises(TransitionRefused, match="no longer takes answers"):
+        services.decide_approval(session, approvals[b.id], "approve", venue_user(session, b), now=district.now)
+
+
+def test_mark_ready_after_the_deadline_needs_no_confirmation(session, district, staff):
+    approvals = submitted(session, district, staff)
+    a = district.orgs[0]
+    services.decide_approval(session, approvals[a.id], "approve", venue_user(session, a), now=district.now)
+    services.mark_ready(session, district.campaign, user=staff, now=district.campaign.approval_deadline)
+    ready = events(session, "campaign.ready")[-1]
+    assert ready.details["unanswered_declined"] == 2 and ready.details["before_deadline"] is False
+
+
 def test_mark_ready_refuses_when_nobody_approved(session, district, staff):
     approvals = submitted(session, district, staff)
     for org in district.orgs:

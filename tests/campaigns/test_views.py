@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html as html_lib
 import io
 import re
 
@@ -292,3 +293,135 @@ def test_dashboard_panels(clients, district, session):
     a = approval_of(session, district, 0)
     post(clients["a"], f"/campaigns/approvals/{a.id}/decision", {"decision": "decline"})
     assert "Campaigns awaiting your approval" not in page(clients["a"], "/?lang=en")
+
+
+def test_marking_ready_early_lists_the_unanswered_and_counts_them_as_declined(clients, district, session):
+    staff = clients["staff"]
+    cid = district.campaign.id
+    submit(clients, district)
+    a, b, c = (approval_of(session, district, i) for i in range(3))
+    post(clients["a"], f"/campaigns/approvals/{a.id}/decision", {"decision": "approve"})
+    html = page(staff, f"/campaigns/{cid}/ready?lang=en")
+    assert "2 organisations have not answered yet" in html and "they count as declined" in html
+    listed = re.search(r'<div[^>]*id="unanswered".*?</div>', html, re.S).group(0)
+    assert "Théâtre Beta" in listed and "Festival Gamma" in listed and "Salle Alpha" not in listed
+    assert re.search(r'name="unanswered" type="hidden" value="2"', html)
+    post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
+    html = page(staff, f"/campaigns/{cid}/ready?lang=fr")
+    assert "1 organisation n'a pas encore répondu" in html.replace("&#39;", "'")
+    assert "Festival Gamma" in html and "Théâtre Beta" not in html
+    # without the box ticked nothing happens; with it, the one left counts as declined
+    post(staff, f"/campaigns/{cid}/ready?lang=fr", {"unanswered": "1"}, status=200)
+    assert refresh(session, district.campaign).status == "awaiting_approvals"
+    location = post(staff, f"/campaigns/{cid}/ready?lang=fr", {"confirm": "y", "unanswered": "1"}).headers["Location"]
+    assert "1 organisation qui n'avait pas répondu compte comme un refus" in page(staff, location).replace("&#39;", "'")
+    assert refresh(session, district.campaign).status == "ready"
+    assert approval_of(session, district, 2).status == "expired"
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "campaign.ready"))
+    assert event.details["unanswered_declined"] == 1 and event.details["before_deadline"] is True
+    html = page(staff, f"/campaigns/{cid}?lang=en")
+    assert "No answer (counted as declined)" in html
+    assert "have not answered" not in page(staff, f"/campaigns/{cid}/ready?lang=en")  # nothing left to list
+
+
+def _exclusions_and_a_decline(clients, district, session):
+    """The funnel of test_eligibility: 40 in the segment and with consent, 28 approved, 25 eligible
+    (b's list strikes 3 of its own people; c declines)."""
+    submit(clients, district)
+    a, b, c = (approval_of(session, district, i) for i in range(3))
+    post(clients["a"], f"/campaigns/approvals/{a.id}/decision", {"decision": "approve"})
+    emails = "\n".join(district.contacts[(1, s.id)].email for s in district.spectators[12:15])
+    post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions",
+         {"kind": "email", "file": (io.BytesIO(emails.encode()), "liste.csv")}, content_type="multipart/form-data")
+    post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
+    post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline"})
+    return b
+
+
+def cells(html: str, part: str) -> list[str]:
+    """The figures of the funnel's rows (``tbody``) or total (``tfoot``), tags stripped."""
+    funnel = html[html.index("Eligibility funnel"):] if "Eligibility funnel" in html else html[html.index("Entonnoir"):]
+    block = re.search(rf"<{part}>(.*?)</{part}>", funnel, re.S).group(1)
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+            for cell in re.findall(r'<td class="num">(.*?)</td>', block, re.S)]
+
+
+def test_funnel_labels_figures_hidden_for_a_small_drop_as_hidden(clients, district, session):
+    _exclusions_and_a_decline(clients, district, session)
+    staff = clients["staff"]
+    html = page(staff, f"/campaigns/{district.campaign.id}?lang=en")
+    # 28 approved, 25 after exclusions: the 25 would reveal the 3 people excluded, but it is not small
+    assert cells(html, "tfoot") == ["40", "40", "28", "hidden", "hidden"]
+    assert html.count("Hidden: this figure is not small") >= 2
+    rows = cells(html, "tbody")  # Festival Gamma, Salle Alpha, Théâtre Beta (by name), five stages each
+    gamma, alpha, beta = rows[:5], rows[5:10], rows[10:]
+    assert beta == ["16", "16", "16", "hidden", "<k"]  # 13 hides a drop of 3; 9 eligible is small
+    assert alpha[4] == "hidden"  # 16, hidden so that 9 does not come back from the other rows
+    assert gamma == ["16", "16", "0", "0", "0"]
+    fr = page(staff, f"/campaigns/{district.campaign.id}?lang=fr")
+    assert cells(fr, "tfoot")[3:] == ["masqué", "masqué"]
+
+
+def test_power_page_shows_the_eligible_total_only_where_the_funnel_does(clients, district, session, login_as):
+    b = _exclusions_and_a_decline(clients, district, session)
+    staff = clients["staff"]
+    cid = district.campaign.id
+
+    def sizes():
+        html = page(staff, f"/experiments/campaign/{cid}/power?lang=en")
+        planned = re.search(r"Planned sizes: (.*?)\.</p>", html, re.S)
+        return re.search(r"Sizes</th><td>(.*?)</td>", html, re.S).group(1), planned.group(1) if planned else None
+
+    size, planned = sizes()
+    assert "25" not in size and "hidden" in size and "at most 28" in size
+    assert planned is None or ("at most 22 in the test arm" in planned and "at most 5 in the control group" in planned)
+    # without b's list nobody is excluded: the funnel shows 28 eligible, and so does the power page
+    post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions/clear", {"clear": "1"})
+    assert cells(page(staff, f"/campaigns/{cid}?lang=en"), "tfoot")[4] == "28"
+    size, planned = sizes()
+    assert size.startswith("28 ·") and "hidden" not in size
+    assert planned is None or planned == "22 in the test arm, 5 in the control group"
+
+
+def test_numbers_and_percentages_follow_the_language(app, clients, district, session):
+    from flask import render_template_string
+
+    macro = ('{% from "_macros.html" import count, percent %}'
+             '{{ count(4545) }}|{{ count(1234567) }}|{{ percent(0.2, 0) }}|{{ percent(0.205) }}')
+    with app.test_request_context("/?lang=en"):
+        assert render_template_string(macro) == "4,545|1,234,567|20%|20.5%"
+    with app.test_request_context("/?lang=fr"):
+        assert render_template_string(macro) == "4\u202f545|1\u202f234\u202f567|20\u00a0%|20,5\u00a0%"
+    staff = clients["staff"]
+    arms = re.search(r"Arms</th><td>(.*?)</td>", page(staff, f"/campaigns/{district.campaign.id}?lang=en")).group(1)
+    assert arms == "control 20% · test A 80%"
+    arms = re.search(r"Groupes</th><td>(.*?)</td>", page(staff, f"/campaigns/{district.campaign.id}?lang=fr"))
+    assert arms is None or "20\u00a0%" in arms.group(1)
+    submit(clients, district)
+    a = approval_of(session, district, 0)
+    html = page(clients["a"], f"/campaigns/approvals/{a.id}?lang=en")
+    assert "20% of the recipients receive nothing" in html and "20% off" in html
+    html = page(clients["a"], f"/campaigns/approvals/{a.id}?lang=fr")
+    assert "20\u00a0% des destinataires ne reçoivent rien" in html and "20\u00a0% de rabais" in html
+
+
+def test_exclusion_list_counts_agree_in_number(clients, district, session):
+    submit(clients, district)
+    a = approval_of(session, district, 0)
+    venue = clients["a"]
+    url = f"/campaigns/approvals/{a.id}"
+
+    def upload(ids):
+        data = {"kind": "customer_id", "file": (io.BytesIO("\n".join(ids).encode()), "ids.txt")}
+        location = post(venue, f"{url}/exclusions?lang=fr", data, content_type="multipart/form-data").headers["Location"]
+        return page(venue, location).replace("&#39;", "'")
+
+    html = upload(["C0-0"])
+    assert "Liste d'exclusion enregistrée : 1 ligne lue, 1 de vos spectateurs exclu." in html
+    assert "Liste actuelle : 1 ligne, 1 de vos spectateurs exclu." in html
+    html = upload(["C0-0", "C0-1"])
+    assert "Liste d'exclusion enregistrée : 2 lignes lues, 2 de vos spectateurs exclus." in html
+    assert "Liste actuelle : 2 lignes, 2 de vos spectateurs exclus." in html
+    location = post(venue, f"{url}/exclusions?lang=en", {"kind": "customer_id", "file": (io.BytesIO(b"C0-0"), "i.txt")},
+                    content_type="multipart/form-data").headers["Location"]
+    assert "Exclusion list saved: 1 line read, 1 of your spectators excluded." in page(venue, location)
