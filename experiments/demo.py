@@ -10,6 +10,7 @@ newcomer opens a complete lift report at once. A second campaign is left ready t
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, text, update
 
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
+from core.demo import DEMO_DOMAIN
 from core.importing import plus_two_years
 from core.models import Consent, Contact, Organisation, Show, Transaction, User, utcnow
 from experiments import outcomes, services
@@ -123,13 +125,24 @@ def _launched_campaign(session, orgs: dict, staff, launch: dt.datetime, seed: in
     for approval in campaign.approvals:
         slug = approval.organisation.slug
         decision = "decline" if slug in DECLINES or slug not in orgs else "approve"
-        campaign_services.decide_approval(session, approval, decision, now=submitted + dt.timedelta(days=3),
+        campaign_services.decide_approval(session, approval, decision, user=_approver(session, approval),
+                                          now=submitted + dt.timedelta(days=3),
                                           exclude_contacted_days=90 if decision == "approve" else None)
     campaign_services.mark_ready(session, campaign, user=staff, now=launch - dt.timedelta(days=2))
     experiment = services.launch(session, campaign, user=staff, now=launch, seed=seed,
                                  code_generator=_seeded_codes(seed))
     return {"campaign_id": campaign.id, "experiment_id": experiment.id, "recipients": experiment.recipients,
             "segment_version_id": version.id}
+
+
+def _approver(session, approval):
+    """Who answers a demo request: the organisation's demo venue login when it has one, otherwise
+    a stand-in named after the organisation, so the audit log never credits a venue's decision to
+    the scheduler."""
+    slug = approval.organisation.slug
+    user = session.scalar(select(User).where(User.email == f"venue-{slug}@{DEMO_DOMAIN}"))
+    return user or SimpleNamespace(email=f"demo-venue:{slug}", id=None, role="venue",
+                                   organisation_id=approval.organisation_id)
 
 
 def _seeded_codes(seed: int):
@@ -257,5 +270,5 @@ def _ready_campaign(session, orgs: dict, staff, version_id: int, seed: int) -> N
     campaign_services.submit_for_approval(session, campaign, user=staff, now=now, snapshot=snapshot)
     for approval in campaign.approvals:
         decision = "approve" if approval.organisation.slug in orgs else "decline"
-        campaign_services.decide_approval(session, approval, decision, now=now)
+        campaign_services.decide_approval(session, approval, decision, user=_approver(session, approval), now=now)
     campaign_services.mark_ready(session, campaign, user=staff, now=now)

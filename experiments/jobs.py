@@ -60,5 +60,9 @@ JOBS = [
     JobSpec("experiments.dates", move_through_dates, every(hours=1),
             _l("Move launched campaigns to measuring, then closed")),
     JobSpec("experiments.purge_lists", purge_contact_lists, daily(hour=2, minute=30),
-            _l("Purge contact lists past their retention period")),
+            _l("Purge contact lists past their retention period"),
+            confirm=_l(
+                "This closes for good every contact list past its retention period (%(days)s days after its "
+                "first download, or after the launch when it was never downloaded) and deletes any stored "
+                "copy: the organisations can no longer download those lists.")),
 ]

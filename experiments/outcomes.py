@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.functions import FunctionElement
 
 from campaigns.models import Promotion
+from core.db import no_index
 from core.models import Organisation, Show, Transaction, utcnow
 from experiments import power
 from experiments.models import Experiment, Outcome, Recipient
@@ -267,27 +268,6 @@ def _validity(promotion: Promotion | None, launched_at: dt.datetime) -> tuple[dt
     return start, end
 
 
-class _no_index(FunctionElement):
-    """A column SQLite must not use an index for (``+column``); the column itself elsewhere."""
-
-    name = "no_index"
-    inherit_cache = True
-
-    def __init__(self, column):
-        super().__init__(column)
-        self.type = column.type
-
-
-@compiles(_no_index)
-def _no_index_default(element, compiler, **kw):
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(_no_index, "sqlite")
-def _no_index_sqlite(element, compiler, **kw):
-    return "+" + compiler.process(element.clauses, **kw)
-
-
 def _normalised_code(column):
     return func.upper(func.trim(column))
 
@@ -318,8 +298,8 @@ def leaked_uses(session: Session, experiment: Experiment, scope: Scope, promotio
     # index range on both engines (IS NOT NULL is not, on SQLite), and SQLite, which plans without
     # statistics, is kept off the organisation and date indexes that would read every sale.
     query = (select(func.count(t.id)).select_from(t)
-             .where(t.promo_code > "", _no_index(t.organisation_id).in_(scope.organisation_ids),
-                    _no_index(t.purchased_at) >= rule.start, _no_index(t.purchased_at) < rule.end, someone_elses))
+             .where(t.promo_code > "", no_index(t.organisation_id).in_(scope.organisation_ids),
+                    no_index(t.purchased_at) >= rule.start, no_index(t.purchased_at) < rule.end, someone_elses))
     return session.scalar(query) or 0
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import optimize
-from scipy import stats as sps
+
+def _sps():
+    """``scipy.stats``, imported on first use (about a second at start-up otherwise: the report
+    pages import this module, every command and web worker would pay it)."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,10 @@ def power_two_sided(effect: float, se: float, alpha: float = 0.05) -> float:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     if se <= 0:
         raise ValueError("the standard error must be positive")
-    z = sps.norm.isf(alpha / 2.0)
+    norm = _sps().norm
+    z = norm.isf(alpha / 2.0)
     k = abs(effect) / se
-    return float(sps.norm.cdf(k - z) + sps.norm.cdf(-k - z))
+    return float(norm.cdf(k - z) + norm.cdf(-k - z))
 
 
 def _required_k(alpha: float, power: float) -> float:
@@ -58,11 +64,14 @@ def _required_k(alpha: float, power: float) -> float:
     of Φ(k − z) + Φ(−k − z) = power is then refined in [0, k₀] so results match exact solvers.
     """
     _check(alpha, power)
-    z = sps.norm.isf(alpha / 2.0)
-    k0 = z + sps.norm.ppf(power)
-    f = lambda k: sps.norm.cdf(k - z) + sps.norm.cdf(-k - z) - power  # noqa: E731
+    norm = _sps().norm
+    z = norm.isf(alpha / 2.0)
+    k0 = z + norm.ppf(power)
+    f = lambda k: norm.cdf(k - z) + norm.cdf(-k - z) - power  # noqa: E731
     if f(k0) <= 0:  # the far tail is negligible to double precision
         return float(k0)
+    from scipy import optimize
+
     return float(optimize.brentq(f, 0.0, k0, xtol=1e-14))
 
 

@@ -221,8 +221,10 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     arms (never a lift); incremental revenue and return on the promotion; the per-organisation
     breakdown of the primary metric with Benjamini-Hochberg p-values, small counts hidden; health
     checks (sample ratio overall and per organisation, pre-period balance, leaked and contaminating
-    code uses); cumulative conversion by arm; and, while the window is open, always-valid
-    (mSPRT) p-values of the primary metric. See the module docstring for suppression.
+    code uses); cumulative conversion by arm; while the window is open, always-valid (mSPRT)
+    p-values of the primary metric; the latest sale imported from the participating organisations
+    (``sales_since_launch`` false: no outcome can have been matched yet) and the sensitivity
+    planned at the first matching (``design``). See the module docstring for suppression.
     """
     now = now or utcnow()
     campaign = experiment.campaign
@@ -266,6 +268,12 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         "arms": [{"name": a["name"], "share": a["share"], "n": _shown(n_by_arm[a["name"]], k)} for a in experiment.arms],
         "recipients": _shown(data.size, k),
     }
+    # Until a sale after the launch is imported from a participating organisation every outcome is
+    # a zero that means "not imported yet", not "did not buy": the pages say so instead of a table.
+    sales_until = _sales_until(session, experiment)
+    report["sales_until"] = sales_until.isoformat(timespec="seconds") if sales_until else None
+    report["sales_since_launch"] = sales_until is not None and sales_until >= experiment.launched_at
+    report["design"] = _design(experiment, declared) if report["recipients"] is not None else None
 
     # revenue, winsorised once over every recipient
     revenue = data.window["revenue"]
@@ -358,12 +366,34 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     report["redemption"] = redemption
     report["roi"] = roi
     control_redeemed = int(data.window["redemption"][masks[control]].sum()) if data.size else 0
-    report["codes"] = {"leaked": int(experiment.leaked_redemptions or 0),
+    leaked = int(experiment.leaked_redemptions or 0)
+    report["codes"] = {"leaked": _shown(leaked, k) if leaked else 0,
                        "control_redeemed": _shown(control_redeemed, k) if control_redeemed else 0}
     report["organisations"] = _breakdown(data, strata, org_ids, org_names, primary, alpha, k, experiment)
     report["health"] = _health(experiment, org_names, k, balance, comparisons)
     report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), k)
     return report
+
+
+def _sales_until(session: Session, experiment: Experiment) -> dt.datetime | None:
+    """The latest purchase imported from the promotion's participating organisations (None: none yet)."""
+    scope = promotion_scope(session, experiment.campaign.promotion)
+    if not scope.organisation_ids:
+        return None
+    return session.scalar(select(func.max(Transaction.purchased_at))
+                          .where(Transaction.organisation_id.in_(scope.organisation_ids)))
+
+
+def _design(experiment: Experiment, metrics: list[str]) -> dict | None:
+    """The sensitivity planned from the pre-period at the first matching (``experiment.design``):
+    the pre-launch level and the minimum detectable difference of each declared metric."""
+    design = experiment.design or {}
+    planned = design.get("metrics") or {}
+    if not planned:
+        return None
+    return {"alpha": design.get("alpha"), "power": design.get("power"),
+            "metrics": {m: {"pre_mean": stats.json_number(planned[m].get("pre_mean")),
+                            "mde": stats.json_number(planned[m].get("mde"))} for m in metrics if m in planned}}
 
 
 def _roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha: float, k: int) -> dict:
@@ -508,9 +538,12 @@ def refresh_report(session: Session, experiment: Experiment, now: dt.datetime | 
     return snapshot
 
 
-def latest_snapshot(session: Session, experiment: Experiment) -> ReportSnapshot | None:
-    return session.scalar(select(ReportSnapshot).where(ReportSnapshot.experiment_id == experiment.id)
-                          .order_by(ReportSnapshot.created_at.desc(), ReportSnapshot.id.desc()).limit(1))
+def latest_snapshot(session: Session, experiment: Experiment, kind: str | None = None) -> ReportSnapshot | None:
+    """The latest stored report (of ``kind`` when given: ``final`` is the one frozen at close)."""
+    query = select(ReportSnapshot).where(ReportSnapshot.experiment_id == experiment.id)
+    if kind is not None:
+        query = query.where(ReportSnapshot.kind == kind)
+    return session.scalar(query.order_by(ReportSnapshot.created_at.desc(), ReportSnapshot.id.desc()).limit(1))
 
 
 def for_viewer(report: dict, role: str, organisation_id: int | None) -> dict:

@@ -409,8 +409,8 @@ def advance(session: Session, experiment: Experiment, now: dt.datetime | None = 
     """Move the campaign through its dates (idempotent; flushes).
 
     End of the window: launched → measuring (late exports still come in). ``close_after_days``
-    after the end of the window: the outcomes are matched a last time, a final report snapshot is
-    stored and the campaign is closed.
+    after the end of the window: the outcomes are matched a last time, the campaign is closed and
+    the final report snapshot is stored, with the closed status; it is never recomputed after.
 
     :returns: the new status, or None when nothing was due.
     """
@@ -424,8 +424,8 @@ def advance(session: Session, experiment: Experiment, now: dt.datetime | None = 
         moved = "measuring"
     if campaign.status == "measuring" and now >= experiment.window_end + dt.timedelta(days=close_after_days):
         match_outcomes(session, experiment, now)
-        refresh_report(session, experiment, now=now, kind="final")
         mark_closed(session, campaign, user=user, now=now)
+        refresh_report(session, experiment, now=now, kind="final")
         moved = "closed"
     return moved
 

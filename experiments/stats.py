@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 #: Below this expected cell count the two-proportion comparison switches to Fisher + Newcombe.
 MIN_EXPECTED_CELL = 5.0
@@ -15,18 +14,26 @@ MIN_EXPECTED_CELL = 5.0
 SRM_THRESHOLD = 0.001
 
 
+def _sps():
+    """``scipy.stats``, imported on first use: importing it takes about a second, which every
+    command and web worker would otherwise pay at start-up, pages without statistics included."""
+    from scipy import stats
+
+    return stats
+
+
 def _z(alpha: float) -> float:
     """The two-sided normal quantile z_{1-α/2}."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return float(sps.norm.isf(alpha / 2.0))
+    return float(_sps().norm.isf(alpha / 2.0))
 
 
 def _two_sided_normal_p(z: float) -> float:
     # sf of |z| rather than 1 - cdf: keeps p-values down to ~1e-300 instead of underflowing to 0.
     if math.isnan(z):
         return math.nan
-    return float(min(1.0, 2.0 * sps.norm.sf(abs(z))))
+    return float(min(1.0, 2.0 * _sps().norm.sf(abs(z))))
 
 
 # --- two proportions -------------------------------------------------------------------------
@@ -123,7 +130,7 @@ def two_proportions(successes_control: int, n_control: int, successes_arm: int, 
     use_fisher = method == "fisher" or (method == "auto" and min_expected < MIN_EXPECTED_CELL)
     if use_fisher:
         with np.errstate(divide="ignore", invalid="ignore"):
-            result = sps.fisher_exact([[x_a, n_a - x_a], [x_c, n_c - x_c]], alternative="two-sided")
+            result = _sps().fisher_exact([[x_a, n_a - x_a], [x_c, n_c - x_c]], alternative="two-sided")
         ci = newcombe_interval(x_c, n_c, x_a, n_a, alpha).as_tuple()
         return ProportionComparison("fisher", n_c, n_a, x_c, x_a, p_c, p_a, d, ci,
                                     float(result.statistic), float(min(1.0, result.pvalue)),
@@ -179,8 +186,8 @@ def _welch(n_c: int, mean_c: float, var_c: float, n_a: int, mean_a: float, var_a
     se = math.sqrt(se2)
     df = se2 * se2 / (v_c * v_c / (n_c - 1) + v_a * v_a / (n_a - 1))
     t = d / se
-    p = float(min(1.0, 2.0 * sps.t.sf(abs(t), df)))
-    q = float(sps.t.isf(alpha / 2.0, df))
+    p = float(min(1.0, 2.0 * _sps().t.sf(abs(t), df)))
+    q = float(_sps().t.isf(alpha / 2.0, df))
     return MeanComparison("welch", n_c, n_a, mean_c, mean_a, var_c, var_a, d, se, df,
                           (d - q * se, d + q * se), t, p, alpha)
 
@@ -321,7 +328,7 @@ def cochran_mantel_haenszel(tables: Iterable[Sequence[float]], alpha: float = 0.
         var = float(np.sum((a + b) * (c + d) * (a + c) * (b + d) / (n * n * (n - 1))))
         yates = 0.5 if correct and abs(delta) >= 0.5 else 0.0
         x2 = (abs(delta) - yates) ** 2 / var if var > 0 else math.nan
-        p = float(sps.chi2.sf(x2, 1)) if not math.isnan(x2) else math.nan
+        p = float(_sps().chi2.sf(x2, 1)) if not math.isnan(x2) else math.nan
         r_k, s_k = a * d / n, b * c / n
         p_k, q_k = (a + d) / n, (b + c) / n
         r, s = float(r_k.sum()), float(s_k.sum())
@@ -466,7 +473,7 @@ def sample_ratio_mismatch(counts: Sequence[int], shares: Sequence[float] | None 
     if o.sum() == 0:
         return SampleRatioResult(0.0, o.size - 1, 1.0, False, tuple(float(v) for v in e))
     x2 = float(np.sum((o - e) ** 2 / e))
-    p = float(sps.chi2.sf(x2, o.size - 1))
+    p = float(_sps().chi2.sf(x2, o.size - 1))
     return SampleRatioResult(x2, o.size - 1, p, p < threshold, tuple(float(v) for v in e))
 
 

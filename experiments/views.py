@@ -1,6 +1,7 @@
 """Experiments and reports: launch, power, contact lists, lift reports and their exports.
 
-Staff and administrators launch; evaluators (with staff and administrators) read and export the
+Staff and administrators launch, and match outcomes again on demand until the campaign is closed
+(the final report is frozen then); evaluators (with staff and administrators) read and export the
 reports; a venue user reads the reports of the experiments its organisation sends for, with the
 per-organisation breakdown limited to its own row, and downloads its own contact list. Contact
 lists are for venue users of their organisation only: anyone else gets a 404 (staff a 403).
@@ -11,20 +12,22 @@ from __future__ import annotations
 import json
 import math
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.models import Campaign
 from core.auth import roles_required
 from core.csvexport import csv_response
-from core.db import db_session
+from core.db import db_session, get_db
 from core.models import Organisation, utcnow
 from core.privacy import strictest_k
+from core.scheduler import describe_schedule, next_run_times, registered_jobs, scheduler_timezone
 from experiments import charts, outcomes, reports, services
 from experiments.forms import LaunchForm, PostForm, PowerForm
 from experiments.models import ContactList, Experiment, Recipient
@@ -96,11 +99,20 @@ def fmt_money(value, signed: bool = False) -> str:
 
 
 def fmt_p(value) -> str:
+    """A p-value alone, for a table cell under a "p" heading: "0.042", "< 0.001"."""
     if value is None or not math.isfinite(value):
         return "—"
     if value < 0.001:
         return "<\u00a00,001" if _fr() else "<\u00a00.001"
     return _decimal(f"{value:.3f}")
+
+
+def fmt_p_equals(value, label: str = "p") -> str:
+    """A p-value in a sentence: "p = 0.042", or "p < 0.001" (never "p = < 0.001"); ``label``
+    names it ("always-valid p")."""
+    if value is not None and math.isfinite(value) and value < 0.001:
+        return f"{label}\u00a0<\u00a0{_decimal('0.001')}"
+    return f"{label}\u00a0=\u00a0{fmt_p(value)}"
 
 
 def fmt_value(metric: str, value, signed: bool = False) -> str:
@@ -153,20 +165,23 @@ def headline_sentences(report: dict) -> list[str]:
                       diff=fmt_value(metric, h["abs_lift"], signed=True),
                       diff_low=fmt_value(metric, (h.get("abs_ci") or [None, None])[0], signed=True),
                       diff_high=fmt_value(metric, (h.get("abs_ci") or [None, None])[1], signed=True),
-                      p=fmt_p(h.get("p_value")), p_av=fmt_p(h.get("p_always_valid")),
-                      day=fmt_number(report["days_elapsed"], 0), days=days)
+                      p=fmt_p_equals(h.get("p_value")),
+                      p_av=fmt_p_equals(h.get("p_always_valid"), _("always-valid p")),
+                      day=max(1, min(days, math.ceil(report["days_elapsed"]))), days=days)
         if h.get("rel_lift") is not None:
-            values.update(lift=fmt_percent(h["rel_lift"], signed=True),
-                          low=fmt_percent(h["rel_ci"][0], signed=True), high=fmt_percent(h["rel_ci"][1], signed=True))
-            figures = _("%(arm)s: %(metric)s %(arm_value)s against %(control_value)s in the control group, a relative "
-                        "lift of %(lift)s (%(level)s%% confidence interval %(low)s to %(high)s).", **values)
+            # The interval shown is the difference's, the one the verdict reads (the relative lift's
+            # delta-method interval can hold zero when the difference's does not: it is in the table).
+            values.update(lift=fmt_percent(h["rel_lift"], signed=True))
+            figures = _("%(arm)s: %(metric)s %(arm_value)s against %(control_value)s in the control group, a "
+                        "difference of %(diff)s (%(level)s%% confidence interval %(diff_low)s to %(diff_high)s), "
+                        "that is a relative lift of %(lift)s.", **values)
         else:
             figures = _("%(arm)s: %(metric)s %(arm_value)s against %(control_value)s in the control group, a "
                         "difference of %(diff)s (%(level)s%% confidence interval %(diff_low)s to %(diff_high)s).",
                         **values)
         verdict = h.get("verdict")
         if report.get("interim"):
-            lead = _("Interim look, day %(day)s of %(days)s, always-valid p = %(p_av)s.", **values)
+            lead = _("Interim look, day %(day)s of %(days)s, %(p_av)s.", **values)
             if verdict == "increase":
                 meaning = _("The always-valid p-value already shows an increase in %(metric)s; it stays valid however "
                             "often the report is read. The size of the effect is still uncertain until the window "
@@ -180,13 +195,13 @@ def headline_sentences(report: dict) -> list[str]:
             sentences.append(f"{lead} {figures} {meaning}")
             continue
         if verdict == "increase":
-            meaning = _("The interval excludes zero (p = %(p)s): the promotion most likely increased %(metric)s; the "
-                        "true effect lies, with %(level)s%% confidence, within the interval.", **values)
+            meaning = _("The interval excludes zero (%(p)s): the data indicate that the promotion increased "
+                        "%(metric)s; how much is uncertain within the interval's bounds.", **values)
         elif verdict == "decrease":
-            meaning = _("The interval excludes zero (p = %(p)s): %(metric)s was most likely lower with the promotion "
-                        "than without it.", **values)
+            meaning = _("The interval excludes zero (%(p)s): the data indicate that %(metric)s was lower with the "
+                        "promotion than without it.", **values)
         else:
-            meaning = _("No detectable effect (p = %(p)s): the interval contains zero, so the data are compatible "
+            meaning = _("No detectable effect (%(p)s): the interval contains zero, so the data are compatible "
                         "with no effect as well as with effects up to the interval's bounds. This does not show that "
                         "the promotion had no effect.", **values)
         sentences.append(f"{figures} {meaning}")
@@ -218,10 +233,16 @@ def _get_campaign(campaign_id: int) -> Campaign:
     return campaign
 
 
+def is_closed(experiment: Experiment) -> bool:
+    return experiment.campaign.status == "closed"
+
+
 def current_report(session, experiment: Experiment) -> dict:
-    """The latest report, recomputed first when transactions arrived since (or none exists yet)."""
-    snapshot = reports.latest_snapshot(session, experiment)
-    closed = experiment.campaign.status == "closed"
+    """The latest report, recomputed first when transactions arrived since (or none exists yet).
+    Once the campaign is closed, the final report frozen at close, never recomputed."""
+    closed = is_closed(experiment)
+    snapshot = (reports.latest_snapshot(session, experiment, kind="final") if closed else None) \
+        or reports.latest_snapshot(session, experiment)
     if snapshot is None or (not closed and outcomes.is_stale(session, experiment)):
         outcomes.match_outcomes(session, experiment)
         snapshot = reports.refresh_report(session, experiment)
@@ -317,11 +338,30 @@ def report(experiment_id: int):
     own_list = None
     if current_user.role == "venue":
         own_list = services.contact_list_for(session, experiment.id, current_user.organisation_id)
+    # no sale after the launch imported yet: every outcome is a zero that means "not imported"
+    waiting = data.get("sales_since_launch") is False
     return render_template(
         "experiments/report.html", experiment=experiment, campaign=experiment.campaign, report=data,
-        headline=headline_sentences(data), charts=_charts(data), refresh_form=PostForm(),
-        metric_titles=METRIC_TITLES, test_names=TEST_NAMES, own_list=own_list, now=utcnow(),
-        is_expired=services.is_expired)
+        headline=[] if waiting else headline_sentences(data), charts=_charts(data), refresh_form=PostForm(),
+        metric_titles=METRIC_TITLES, metric_names=METRIC_NAMES, test_names=TEST_NAMES, own_list=own_list,
+        now=utcnow(), is_expired=services.is_expired, waiting=waiting,
+        matching=_matching_schedule() if waiting else None,
+        can_refresh=current_user.role in STAFF and not is_closed(experiment))
+
+
+def _matching_schedule() -> dict:
+    """When the scheduled jobs match outcomes again: their schedules in words, the scheduler's
+    clock, and the next nightly run when a scheduler has stored one (naive UTC)."""
+    app = current_app._get_current_object()
+    specs = registered_jobs(app)
+    try:
+        upcoming = next_run_times(get_db())
+    except SQLAlchemyError:  # no job store yet: the schedules alone
+        upcoming = {}
+    after_imports, nightly = specs.get("experiments.after_imports"), specs.get("experiments.refresh")
+    return {"after_imports": describe_schedule(after_imports.trigger) if after_imports else None,
+            "nightly": describe_schedule(nightly.trigger) if nightly else None,
+            "timezone": scheduler_timezone(app), "next_nightly": upcoming.get("experiments.refresh")}
 
 
 def _charts(report: dict) -> dict:
@@ -356,13 +396,18 @@ def _charts(report: dict) -> dict:
 
 
 @bp.route("/<int:experiment_id>/refresh", methods=["POST"])
-@roles_required(*STAFF, "evaluator")
+@roles_required(*STAFF)
 def refresh(experiment_id: int):
+    """Match the outcomes again and store a report now (staff): refused once the campaign is
+    closed, whose final report stays as it was frozen at close."""
     session = db_session()
     experiment = _get_experiment(experiment_id)
     form = PostForm()
     if not form.validate_on_submit():
         abort(400)
+    if is_closed(experiment):
+        flash(_("This campaign is closed: its final report was frozen at closing and is not recomputed."), "error")
+        return redirect(url_for("experiments.report", experiment_id=experiment.id))
     outcomes.match_outcomes(session, experiment)
     reports.refresh_report(session, experiment, kind="manual")
     session.commit()
@@ -447,7 +492,8 @@ def dashboard_panel(session, user) -> Markup | None:
 
 
 def install_template_globals(app) -> None:
-    app.jinja_env.globals.update(xp_arm_label=arm_label, xp_arm_title=arm_title, xp_fmt_percent=fmt_percent, xp_fmt_value=fmt_value,
-                                 xp_fmt_p=fmt_p, xp_fmt_money=fmt_money, xp_fmt_count=fmt_count,
-                                 xp_fmt_number=fmt_number, xp_fmt_points=fmt_points, xp_level=level)
+    app.jinja_env.globals.update(xp_arm_label=arm_label, xp_arm_title=arm_title, xp_fmt_percent=fmt_percent,
+                                 xp_fmt_value=fmt_value, xp_fmt_p=fmt_p, xp_fmt_p_equals=fmt_p_equals,
+                                 xp_fmt_money=fmt_money, xp_fmt_count=fmt_count, xp_fmt_number=fmt_number,
+                                 xp_fmt_points=fmt_points, xp_level=level)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 
 import pytest
 from sqlalchemy import func, select
@@ -23,6 +24,11 @@ pytestmark = pytest.mark.browser
 HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
           "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
           "Titre du spectacle", "Type de spectacle", "Code promo", "Numéro de commande"]
+
+
+def text_of(page, selector: str) -> str:
+    """The visible text, no-break and narrow spaces as plain ones."""
+    return page.inner_text(selector).replace("\u00a0", " ").replace("\u202f", " ")
 
 
 def log_out(page) -> None:
@@ -51,6 +57,12 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
     page.click("button.primary")
     assert "Campagne lancée" in page.inner_text("main")
     assert "Rapport de lift" in page.inner_text("h1")
+    # launch day: no sale after the launch imported yet, an explanation instead of a table of zeros
+    waiting = text_of(page, "section:has(#h-waiting)")
+    assert "Aucune vente postérieure au lancement importée pour l'instant" in waiting
+    assert "toutes les 10 minutes" in waiting and "Importer un export de billetterie" in waiting
+    assert page.locator("#h-metrics").count() == 0 and page.locator("#h-health").count() == 1
+    assert page.locator("text=Apparier de nouveau les résultats").count() == 1  # staff may match again
     log_out(page)
 
     experiment = session.scalar(select(Experiment).where(Experiment.campaign_id == campaign.id))
@@ -102,9 +114,13 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
     log_in(page, evaluator.email)
     page.click("nav >> text=Rapports")
     page.click("text=Rapport de lift")
-    main = page.inner_text("main")
+    main = text_of(page, "main")
     assert "Rapport de lift" in main and "Groupe test A" in main
     assert "Regard intermédiaire" in main and "p toujours valide" in main
+    assert re.search(r"jour \d+ sur 30, p toujours valide (= \d,\d{3}|< 0,001)\.", main), main[:600]
+    assert "= <" not in main and page.locator("#h-waiting").count() == 0
+    # matching again is for staff: no button for an evaluator
+    assert page.locator("text=Apparier de nouveau les résultats").count() == 0
     assert "Tous les indicateurs" in main and "Par organisme expéditeur" in main
     assert page.locator("svg#cumulative-conversion").count() == 1
     html = page.content()
@@ -116,8 +132,10 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
         Outcome.experiment_id == experiment.id, Outcome.redeemed == 1)) == (len(lines) + 1) // 2
 
     page.click("text=English")
-    main = page.inner_text("main")
+    main = text_of(page, "main")
     assert "Lift report" in main and "Test arm A" in main and "Interim look" in main
+    assert re.search(r"day \d+ of 30, always-valid p (= \d\.\d{3}|< 0\.001)\.", main), main[:600]
+    assert "= <" not in main and page.locator("text=Match outcomes again").count() == 0
     assert "Every metric" in main and "Health checks" in main
     with page.expect_download() as info:
         page.click("text=Export CSV")

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.services import make_arms
-from core.models import Setting, Transaction
+from core.models import Organisation, Setting, Transaction
 from experiments import outcomes, reports, services, stats
 from experiments.analyze import analyze_file
 from experiments.models import Recipient, ReportSnapshot
@@ -130,6 +130,33 @@ def test_no_detectable_effect_when_the_interval_contains_zero(session):
     (headline,) = report["headline"]
     low, high = headline["abs_ci"]
     assert low <= 0 <= high and headline["verdict"] == "none"
+
+
+def test_the_report_says_whether_any_sale_after_the_launch_was_imported(session):
+    set_k(session, 2)
+    district = ready_campaign(session, per_org=20, shared=0)
+    experiment = services.launch(session, district.campaign, now=district.now, seed=4)
+    outcomes.match_outcomes(session, experiment)
+    soon = experiment.launched_at + dt.timedelta(hours=1)
+    before = reports.build_report(session, experiment, now=soon)
+    assert before["sales_since_launch"] is False
+    assert before["sales_until"] is not None and before["sales_until"] < before["launched_at"]
+    # the sensitivity planned at the first matching travels with the report
+    assert before["design"]["power"] == experiment.design["power"]
+    assert before["design"]["metrics"]["conversion"]["mde"] == experiment.design["metrics"]["conversion"]["mde"]
+    # a sale at an organisation outside the promotion does not count; one at a participating one does
+    outsider = Organisation(slug="hors-promotion", name="Hors promotion", kind="venue")
+    session.add(outsider)
+    session.flush()
+    recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == experiment.id).limit(1))
+    session.add(Transaction(organisation_id=outsider.id, spectator_id=recipient.spectator_id, purchased_at=soon,
+                            amount_cents=1000, tickets=1, external_id="ailleurs"))
+    session.flush()
+    assert reports.build_report(session, experiment, now=soon)["sales_since_launch"] is False
+    add_sale(session, recipient, experiment.launched_at + dt.timedelta(minutes=5), 3000)
+    session.flush()
+    after = reports.build_report(session, experiment, now=soon)
+    assert after["sales_since_launch"] is True and after["sales_until"] >= after["launched_at"]
 
 
 def test_breakdown_by_organisation_with_benjamini_hochberg_and_suppression(session, measured):

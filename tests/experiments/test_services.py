@@ -14,7 +14,7 @@ from campaigns.models import ContactHistory
 from core.models import AuditEvent, Consent, Spectator
 from experiments import services
 from experiments.assignment import CODE_ALPHABET
-from experiments.models import ContactList, Experiment, Recipient
+from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from experiments.outcomes import match_outcomes
 from experiments.services import ContactListExpired, ExperimentError
 from tests.campaigns.helpers import build_district
@@ -200,6 +200,9 @@ def test_dates_move_the_campaign_to_measuring_then_closed(session):
     closing = experiment.window_end + dt.timedelta(days=services.DEFAULT_CLOSE_AFTER_DAYS)
     assert services.advance(session, experiment, closing) == "closed"
     assert campaign.status == "closed" and campaign.closed_at == closing
+    # the final report is stored at close, with the closed status
+    (final,) = session.scalars(select(ReportSnapshot).where(ReportSnapshot.experiment_id == experiment.id)).all()
+    assert final.kind == "final" and final.data["status"] == "closed" and final.created_at == closing
     assert services.advance(session, experiment, closing + dt.timedelta(days=1)) is None
 
 
@@ -226,8 +229,8 @@ def test_scheduled_jobs_close_refresh_and_purge(app, session):
     # the old campaign's window ended 30 days ago: measuring, then closed with a final report
     assert run("experiments.dates") == {"moved": {str(old.campaign.id): "closed"}}
     assert session.get(type(old.campaign), old.campaign.id).status == "closed"
-    kinds = session.scalars(select(ReportSnapshot.kind).where(ReportSnapshot.experiment_id == old_experiment.id)).all()
-    assert kinds == ["final"]
+    snapshots = session.scalars(select(ReportSnapshot).where(ReportSnapshot.experiment_id == old_experiment.id)).all()
+    assert [(s.kind, s.data["status"]) for s in snapshots] == [("final", "closed")]
     assert run("experiments.dates") == {"moved": {}}
     # nightly refresh of what still runs; after an import, the quick job catches up
     assert run("experiments.refresh")["refreshed"] == 1

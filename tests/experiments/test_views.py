@@ -6,15 +6,17 @@ import csv
 import datetime as dt
 import io
 import json
+import re
+from html import unescape
 
 import pytest
 from sqlalchemy import func, select
 
 from campaigns.services import make_arms
 from core.models import AuditEvent, Contact, utcnow
-from experiments import outcomes, services
+from experiments import outcomes, services, views
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
-from tests.experiments.test_reports import set_k, simulate
+from tests.experiments.test_reports import add_sale, set_k, simulate
 from tests.experiments.test_services import ready_campaign
 
 
@@ -159,7 +161,11 @@ def test_evaluator_reads_and_exports_the_report(session, launched, login_as):
         {o.id for o in district.orgs}
     rows = list(csv.reader(io.StringIO(evaluator.get(f"/experiments/{experiment.id}/report.csv").data.decode("utf-8-sig"))))
     assert rows[0][0] == "section" and any(r[0] == "metric" and r[2] == "conversion" for r in rows)
-    refreshed = evaluator.post(f"/experiments/{experiment.id}/refresh", data={})
+    # matching again is for staff: not offered to the evaluator, refused if posted anyway
+    assert f"/experiments/{experiment.id}/refresh" not in html
+    assert evaluator.post(f"/experiments/{experiment.id}/refresh", data={}).status_code == 403
+    assert session.scalar(select(func.count()).select_from(ReportSnapshot).where(ReportSnapshot.kind == "manual")) == 0
+    refreshed = login_as("staff").post(f"/experiments/{experiment.id}/refresh", data={})
     assert refreshed.status_code == 302
     assert session.scalar(select(func.count()).select_from(ReportSnapshot).where(ReportSnapshot.kind == "manual")) == 1
 
@@ -225,3 +231,143 @@ def test_power_page_before_launch(session, ready, login_as):
     # the campaign page links to it
     detail = staff.get(f"/campaigns/{ready.campaign.id}?lang=en").data.decode()
     assert f"/experiments/campaign/{ready.campaign.id}/power" in detail
+
+
+# --- p-values, matching again, the final report, launch day --------------------------------------
+
+def plain(html: str) -> str:
+    """The text of a page or of a piece of one, spaces normalised (no-break and narrow ones too)."""
+    text = unescape(re.sub(r"<[^>]+>", " ", html)).replace("\u00a0", " ").replace("\u202f", " ")
+    return re.sub(r"\s+", " ", text)
+
+
+def section(html: str, heading_id: str) -> str:
+    return html.split(f'id="{heading_id}"', 1)[1].split("</section>", 1)[0]
+
+
+@pytest.fixture
+def finished(session):
+    """A campaign launched 60 days ago with a strong effect: its 30-day window is over."""
+    set_k(session, 2)
+    past = utcnow().replace(microsecond=0) - dt.timedelta(days=60)
+    district = ready_campaign(session, per_org=40, shared=6, now=past, arms=make_arms(50, [50]))
+    experiment = services.launch(session, district.campaign, now=past, seed=17)
+    simulate(session, experiment, {"control": 0.05, "A": 0.6}, seed=2)
+    session.commit()
+    return district, experiment
+
+
+@pytest.mark.parametrize("lang, below, usual", [("en", "p < 0.001", "p = 0.042"), ("fr", "p < 0,001", "p = 0,042")])
+def test_p_value_formats(app, lang, below, usual):
+    with app.test_request_context(f"/?lang={lang}"):
+        assert plain(views.fmt_p_equals(0.0004)) == below
+        assert plain(views.fmt_p_equals(1e-300)) == below
+        assert plain(views.fmt_p_equals(0.0421)) == usual
+        assert plain(views.fmt_p_equals(0.001)) == usual.replace("042", "001")  # 0.001 itself is not below
+        assert plain(views.fmt_p_equals(None)) == "p = —"
+        assert plain(views.fmt_p(0.0004)) == below[2:]  # alone in a table cell: "< 0.001"
+        assert plain(views.fmt_p_equals(0.0004, "always-valid p")) == "always-valid " + below
+
+
+@pytest.mark.parametrize("lang, below, excludes", [("en", "p < 0.001", "The interval excludes zero (p < 0.001)"),
+                                                   ("fr", "p < 0,001", "L'intervalle exclut zéro (p < 0,001)")])
+def test_a_tiny_p_value_reads_p_less_than_everywhere(session, finished, login_as, lang, below, excludes):
+    district, experiment = finished
+    evaluator = login_as("evaluator")
+    html = evaluator.get(f"/experiments/{experiment.id}?lang={lang}").data.decode()
+    text = plain(html)
+    assert excludes in plain(section(html, "h-headline"))
+    assert "= <" not in text and "=  <" not in text
+    # the table cell under its "p" heading: the value alone
+    metrics = plain(section(html, "h-metrics"))
+    assert below[2:] in metrics and "= <" not in metrics
+    # the CSV keeps the raw number
+    rows = list(csv.DictReader(io.StringIO(evaluator.get(f"/experiments/{experiment.id}/report.csv")
+                                           .data.decode("utf-8-sig"))))
+    conversion = next(r for r in rows if r["section"] == "metric" and r["metric"] == "conversion")
+    assert 0 < float(conversion["p_value"]) < 0.001
+
+
+def test_only_staff_match_outcomes_again(session, launched, login_as):
+    district, experiment = launched
+    url = f"/experiments/{experiment.id}/refresh"
+    for client in (login_as("evaluator"), login_as("venue", district.orgs[0])):
+        page = client.get(f"/experiments/{experiment.id}?lang=en")
+        assert page.status_code == 200
+        assert url not in page.data.decode() and "Match outcomes again" not in page.data.decode()
+        assert client.post(url, data={}).status_code == 403
+    assert session.scalar(select(func.count()).select_from(ReportSnapshot).where(ReportSnapshot.kind == "manual")) == 0
+    for role in ("staff", "admin"):
+        client = login_as(role)
+        assert url in client.get(f"/experiments/{experiment.id}?lang=en").data.decode()
+        done = client.post(url, data={}, follow_redirects=True)
+        assert done.status_code == 200 and "Outcomes matched again and report refreshed." in plain(done.data.decode())
+    assert session.scalar(select(func.count()).select_from(ReportSnapshot).where(ReportSnapshot.kind == "manual")) == 2
+
+
+def test_the_final_report_is_frozen_at_close(session, finished, login_as):
+    district, experiment = finished
+    closing = experiment.window_end + dt.timedelta(days=services.DEFAULT_CLOSE_AFTER_DAYS)
+    assert services.advance(session, experiment, now=experiment.window_end) == "measuring"
+    assert services.advance(session, experiment, now=closing) == "closed"
+    session.commit()
+    (final,) = session.scalars(select(ReportSnapshot).where(ReportSnapshot.experiment_id == experiment.id)).all()
+    assert final.kind == "final" and final.data["status"] == "closed" and not final.data["interim"]
+    frozen = json.loads(json.dumps(final.data, default=str))
+
+    staff, evaluator = login_as("staff"), login_as("evaluator")
+    url = f"/experiments/{experiment.id}/refresh"
+    html = staff.get(f"/experiments/{experiment.id}?lang=en").data.decode()
+    assert "Final report, frozen when the campaign closed on" in plain(html) and url not in html
+    # a late export arrives after the close: neither matching again nor reading changes the report
+    simulate(session, experiment, {"control": 0.9, "A": 0.0}, seed=5)
+    session.commit()
+    refused = staff.post(url, data={}, follow_redirects=True)
+    assert refused.status_code == 200
+    assert "This campaign is closed: its final report was frozen at closing" in plain(refused.data.decode())
+    assert json.loads(evaluator.get(f"/experiments/{experiment.id}/report.json").data) == frozen
+    assert "Rapport final, figé à la fermeture" in plain(evaluator.get(f"/experiments/{experiment.id}?lang=fr")
+                                                         .data.decode())
+    session.expire_all()
+    snapshots = session.scalars(select(ReportSnapshot).where(ReportSnapshot.experiment_id == experiment.id)).all()
+    assert [s.id for s in snapshots] == [final.id] and snapshots[0].data == final.data
+    assert session.get(Experiment, experiment.id).outcomes_at == closing  # not matched again
+
+
+def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready, login_as):
+    set_k(session, 2)
+    session.commit()
+    staff = login_as("staff")
+    launched = staff.post(f"/experiments/campaign/{ready.campaign.id}/launch?lang=en", data={"confirm": "y"},
+                          follow_redirects=True)
+    html = launched.data.decode()
+    experiment = session.scalar(select(Experiment))
+    waiting = plain(section(html, "h-waiting"))
+    assert "No sales after the launch imported yet" in waiting
+    assert "the latest sale imported from them dates from" in waiting
+    assert "every 10 minutes" in waiting and "every day at 04:15" in waiting  # when the next matching runs
+    assert "imports a ticketing export covering the days since the launch" in waiting  # what to do
+    assert 'href="/imports"' in section(html, "h-waiting")  # staff may import
+    # no table of zeros; the design stays: group sizes, planned sensitivity, sample-ratio check
+    for gone in ('id="h-metrics"', 'id="h-uptake"', 'id="h-orgs"', 'id="h-interim"', "cumulative-conversion"):
+        assert gone not in html
+    headline = plain(section(html, "h-headline"))
+    assert "No result yet" in headline and "No effect detected" not in headline
+    assert "Test arm A (50 %)" in headline and "Sensitivity planned from the pre-launch period" in headline
+    assert "Arm sizes are consistent with the planned shares" in plain(section(html, "h-health"))
+
+    evaluator = login_as("evaluator")
+    french = evaluator.get(f"/experiments/{experiment.id}?lang=fr").data.decode()
+    waiting = plain(section(french, "h-waiting"))
+    assert "Aucune vente postérieure au lancement importée pour l'instant" in waiting
+    assert "toutes les 10 minutes" in waiting and "chaque jour à 04:15" in waiting
+    assert 'href="/imports"' not in section(french, "h-waiting")  # evaluators do not import
+
+    # the first sale after the launch is imported: the figures replace the explanation
+    recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == experiment.id,
+                                                       Recipient.arm == "A").limit(1))
+    add_sale(session, recipient, experiment.launched_at + dt.timedelta(hours=1), 4000)
+    session.commit()
+    html = evaluator.get(f"/experiments/{experiment.id}?lang=en").data.decode()
+    assert 'id="h-waiting"' not in html and 'id="h-metrics"' in html
+    assert "No result yet" not in plain(section(html, "h-headline"))
