@@ -171,21 +171,27 @@ def users_create(email, role, org_slug, name, password_stdin):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--org", "org_slug", required=True, help="The organisation whose export this is.")
 @click.option("--kind", type=click.Choice(["sales", "unsubscribes"]), default="sales", show_default=True)
-@click.option("--skip-invalid", is_flag=True, help="Import the good rows; write the bad ones to a rejects file.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the good rows; write the bad ones to a rejects file in the instance folder "
+                   "(kept for CONTACT_LIST_RETENTION_DAYS, downloadable from the import's page).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @with_appcontext
 def import_command(file, org_slug, kind, skip_invalid, as_json):
     """Import one ticketing export (DESIGN.md §6)."""
     from core.importing import ImportRefused, import_file, record_refused_import
+    from core.rejects import new_rejects_path
 
     with get_db().session() as session:
         org = session.scalar(select(Organisation).where(Organisation.slug == org_slug))
         if org is None:
             raise click.ClickException(f"no organisation {org_slug!r}: create it with 'pilot orgs create'")
         progress = None if as_json or not sys.stderr.isatty() else "terminal"
+        # The refused rows are personal data: kept where the application offers them to the
+        # organisation and purges them after the retention period, never beside the export.
+        rejects_path = new_rejects_path(current_app, org.slug) if skip_invalid else None
         try:
             result = import_file(session, file, org, kind=kind, skip_invalid=skip_invalid, progress=progress,
-                                 filename=file.name)
+                                 filename=file.name, rejects_path=rejects_path)
         except ImportRefused as exc:
             # Nothing of a refused file is kept but the trace that it was refused.
             session.rollback()
@@ -217,7 +223,10 @@ def _print_import(result, as_json: bool) -> None:
     if summary.get("unknown_disciplines"):
         click.echo("Unknown show types, stored as 'other': " + ", ".join(summary["unknown_disciplines"]))
     if summary.get("rejects_file"):
-        click.echo(f"Rejected rows written to {summary['rejects_file']}")
+        from core.rejects import retention_days
+
+        click.echo(f"Rejected rows written to {summary['rejects_file']} (kept {retention_days(current_app)} days; "
+                   f"the organisation downloads them from the page of import {summary['batch_id']})")
 
 
 # --- demo --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import hashlib
 import sys
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
@@ -103,10 +104,20 @@ def select_locale() -> str:
     return "fr"
 
 
+def language_switch_url(lang: str) -> str:
+    """This page in language ``lang``: the same path and query (filters, page, tab), ``lang``
+    replaced; relative, so that it never leaves the site."""
+    args = [(key, value) for key, value in request.args.items(multi=True) if key != "lang"]
+    args.append(("lang", lang))
+    path = quote(request.script_root + request.path, safe="/:@!$&'()*+,;=-._~")
+    return f"{path}?{urlencode(args)}"
+
+
 def init_app(app) -> None:
     directory = compile_catalogs(app.config["INSTANCE_PATH"])
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(directory)
     Babel(app, locale_selector=select_locale)
+    app.jinja_env.globals.update(language_switch_url=language_switch_url)
 
 
 def add_translations(package: str, pairs: dict[str, str]) -> None:

@@ -36,6 +36,8 @@ from sqlalchemy import (
 from core.identity import (
     fsa_of,
     identity_basis,
+    is_plausible_email,
+    is_plausible_postal_code,
     normalise_email,
     normalise_postal_code,
     spectator_key,
@@ -488,12 +490,17 @@ def _sniff_delimiter(line: str) -> str:
     return best if counts[best] else ","
 
 
+def rejects_encoding(encoding: str | None) -> str:
+    """The encoding a rejects file is written in: the export's own, UTF-8 for a UTF-16 export."""
+    return "utf-8" if not encoding or encoding == "utf-16" else encoding
+
+
 class _Rejects:
     """The refused rows with a ``reason`` column, opened on the first one (same delimiter and encoding)."""
 
     def __init__(self, path: Path, header: list[str], delimiter: str, encoding: str):
         self.path, self.header, self.delimiter = path, header, delimiter
-        self.encoding = "utf-8" if encoding == "utf-16" else encoding
+        self.encoding = rejects_encoding(encoding)
         self.handle = None
         self.writer = None
 
@@ -705,11 +712,11 @@ class _SalesParser:
                 problems.append((self._column("duration"), _("Not a duration in minutes: %(value)s.",
                                                               value=duration_text[:40])))
         email = normalise_email(raw_email) if raw_email else None
-        if raw_email and (email is None or len(email) > 320):
-            problems.append((self._column("email"), _("Not a valid e-mail address.")))
+        if raw_email and not is_plausible_email(email):
+            problems.append((self._column("email"), email_problem()))
         postal = normalise_postal_code(raw_postal) if raw_postal else None
-        if postal and len(postal) > 10:
-            problems.append((self._column("postal_code"), _("Not a postal code.")))
+        if postal and not is_plausible_postal_code(postal):
+            problems.append((self._column("postal_code"), postal_code_problem()))
         if problems:
             return problems
 
@@ -913,11 +920,11 @@ class _SalesParser:
             if not text:
                 return None
             value = normalise_email(text)
-            return _BAD if value is None or len(value) > 320 else value
+            return value if is_plausible_email(value) else _BAD
 
         def postal(text: str):
             value = normalise_postal_code(text) if text else None
-            return _BAD if value and len(value) > 10 else value
+            return _BAD if value and not is_plausible_postal_code(value) else value
 
         def identity(values: tuple):
             if values[0] is _BAD or values[3] is _BAD:  # a suspect row: parse() decides
@@ -936,6 +943,17 @@ class _SalesParser:
             "category": _Cache(category_key), "channel": _Cache(channel_key), "newsletter": _Cache(is_yes),
             "show": _Cache(lambda args: show_natural_key(*args)), "iso": _Cache(dt.datetime.isoformat),
         }
+
+
+def email_problem() -> str:
+    """Why an e-mail cell is refused (its value is not repeated: the summary is shown to staff too)."""
+    return _("Not a valid e-mail address: expected one @ and a domain, such as name@example.ca.")
+
+
+def postal_code_problem() -> str:
+    """Why a postal-code cell is refused (its value is not repeated, as for e-mails)."""
+    return _("Not a postal code: expected a Canadian code such as H2X 1Y4, or a foreign one "
+             "such as 10001, 75001 or SW1A 1AA.")
 
 
 def _squeeze(text: str) -> str:
@@ -978,8 +996,8 @@ class _UnsubscribeParser:
         row.line = line
         raw_email, row.customer_id = get("email"), get("customer_id") or None
         row.email = normalise_email(raw_email)
-        if raw_email and (row.email is None or len(row.email) > 320):
-            problems.append((self.header.column("email"), _("Not a valid e-mail address.")))
+        if raw_email and not is_plausible_email(row.email):
+            problems.append((self.header.column("email"), email_problem()))
         if row.customer_id and len(row.customer_id) > 100:
             problems.append((self.header.column("customer_id"), _("Too long: at most %(n)d characters.", n=100)))
         if not raw_email and not row.customer_id:

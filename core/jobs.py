@@ -1,4 +1,4 @@
-"""Core's scheduled jobs (the inbox folders, profile refreshes) and ``notify`` for every package's jobs."""
+"""Core's scheduled jobs (inbox folders, profile refreshes, rejects purge) and ``notify`` for every package's jobs."""
 
 from __future__ import annotations
 
@@ -335,9 +335,24 @@ def refresh_profiles_nightly(ctx: JobContext) -> dict:
     return {"mode": mode, "rows": rows}
 
 
+# --- rejects files ---------------------------------------------------------------------------------
+
+def purge_import_rejects(ctx: JobContext) -> dict:
+    """Delete the rejected rows that imports set aside, once ``CONTACT_LIST_RETENTION_DAYS`` have
+    passed since the import (they hold names and e-mails); each deletion is logged."""
+    from core.rejects import purge_rejects
+
+    return purge_rejects(ctx.session, ctx.app, ctx.now)
+
+
 def _declared() -> list[JobSpec]:
     jobs = [JobSpec("inbox.import", import_inboxes, every(minutes=5),
-                    _l("Import the files dropped in the organisations' inbox folders"))]
+                    _l("Import the files dropped in the organisations' inbox folders")),
+            JobSpec("imports.purge_rejects", purge_import_rejects, daily(hour=2, minute=45),
+                    _l("Delete the rejected rows of imports past their retention period"),
+                    confirm=_l("This deletes, for good, the files of rejected rows of every import older than "
+                               "the retention period (%(days)s days): the organisations can no longer download "
+                               "them. The imported data itself is kept."))]
     profiles = _profiles_module()
     if profiles is not None and hasattr(profiles, "refresh_profiles"):
         jobs.append(JobSpec("profiles.refresh", refresh_profiles_nightly, daily(hour=3, minute=30),

@@ -112,12 +112,16 @@ class JobSpec:
     :param trigger: APScheduler trigger keyword arguments: ``every(...)``, ``daily(...)``,
         ``cron(...)`` or a dict such as ``{"trigger": "interval", "minutes": 5}``.
     :param description: what it does, for the admin page (a lazy gettext string).
+    :param confirm: for a job that deletes something for good: what it deletes, in words (a lazy
+        gettext string; ``%(days)s`` is replaced by ``CONTACT_LIST_RETENTION_DAYS``). The admin
+        page's "run now" then asks for a confirmation that shows it.
     """
 
     id: str
     func: Callable[["JobContext"], Any]
     trigger: dict
     description: Any = ""
+    confirm: Any = None
 
     def make_trigger(self, timezone: str):
         """The APScheduler trigger, on ``timezone`` unless the declaration names one."""
@@ -701,6 +705,7 @@ def describe_schedule(trigger: dict) -> str:
     if kind == "cron":
         fields = {k: v for k, v in trigger.items() if k not in ("trigger", "timezone")}
         if set(fields) <= {"hour", "minute"} and str(fields.get("hour", "")).isdigit():
-            return _("every day at %(time)s", time=f"{int(fields['hour']):02d}:{int(fields.get('minute', 0)):02d}")
+            clock = "%02d:%02d" % (int(fields["hour"]), int(fields.get("minute", 0)))
+            return _("every day at %(time)s", time=clock)
         return "cron " + " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
     return str(trigger)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
+from pathlib import Path
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -16,8 +16,10 @@ from sqlalchemy import distinct, func, select
 from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
+from core import rejects as rejects_files
 from core.auth import PasswordError, actor_name, create_user, login_required, roles_required
 from core.cache import cache_seconds, max_id, remember
+from core.csvexport import csv_stream_response
 from core.db import db_session
 from core.models import (
     DISCIPLINES,
@@ -48,6 +50,45 @@ DISCIPLINE_LABELS = {
 }
 ROLE_LABELS = {"staff": _l("Partnership staff"), "venue": _l("Venue approver"),
                "evaluator": _l("Evaluator"), "admin": _l("Administrator")}
+ORGANISATION_KIND_LABELS = {"venue": _l("Venue"), "company": _l("Company"), "festival": _l("Festival")}
+IMPORT_STATUS_LABELS = {"running": _l("Running"), "done": _l("Done"), "refused": _l("Refused")}
+IMPORT_KIND_LABELS = {"sales": _l("Ticket sales"), "unsubscribes": _l("Unsubscribes")}
+# What the audit log shows for each action key; a key without a label is shown as it is. A feature
+# package may add its own at start-up (``core.views.AUDIT_ACTION_LABELS.update(...)``).
+AUDIT_ACTION_LABELS = {
+    "login": _l("Logged in"),
+    "login.locked": _l("Login locked after repeated failures"),
+    "organisation.create": _l("Organisation created"),
+    "user.create": _l("User created"),
+    "job.run_now": _l("Scheduled job run by hand"),
+    "demo.build": _l("Demo district built"),
+    "import.sales": _l("Sales imported"),
+    "import.unsubscribes": _l("Unsubscribes imported"),
+    "import.refused": _l("Import refused"),
+    "import.rejects_download": _l("Rejected rows downloaded"),
+    "import.rejects_purge": _l("Rejected rows deleted (retention period over)"),
+    "segment.create": _l("Segment created"),
+    "segment.version": _l("Segment rule changed"),
+    "promotion.create": _l("Promotion created"),
+    "promotion.update": _l("Promotion changed"),
+    "campaign.create": _l("Campaign created"),
+    "campaign.update": _l("Campaign changed"),
+    "campaign.submit": _l("Campaign submitted for approval"),
+    "campaign.ready": _l("Campaign ready to launch"),
+    "campaign.cancel": _l("Campaign cancelled"),
+    "campaign.launch": _l("Campaign launched"),
+    "campaign.measure": _l("Campaign window ended: measuring"),
+    "campaign.close": _l("Campaign closed"),
+    "approval.approve": _l("Contacting approved"),
+    "approval.decline": _l("Contacting declined"),
+    "approval.expire": _l("Approval request expired"),
+    "approval.exclusion_list": _l("Exclusion list uploaded"),
+    "experiment.launch": _l("Experiment launched"),
+    "contact_list.download": _l("Contact list downloaded"),
+    "contact_list.refused": _l("Expired contact list refused"),
+    "contact_list.purge": _l("Contact list purged"),
+    "person.erase": _l("Person erased on request"),
+}
 
 
 def _raw_headline(session, organisation_id: int | None) -> tuple[int, int, int, int, dict[str, int]]:
@@ -128,8 +169,7 @@ class OrganisationForm(FlaskForm):
         DataRequired(), Length(max=40),
         Regexp(r"^[a-z0-9][a-z0-9-]*$", message=_l("Lower-case letters, digits and dashes only."))])
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
-    kind = SelectField(_l("Kind"), choices=[("venue", _l("Venue")), ("company", _l("Company")),
-                                            ("festival", _l("Festival"))])
+    kind = SelectField(_l("Kind"), choices=[(k, ORGANISATION_KIND_LABELS[k]) for k in ORGANISATION_KINDS])
     k_threshold = IntegerField(_l("Small-cell threshold k (optional, at least the district's)"),
                                validators=[Optional(), NumberRange(min=2, max=1000)])
 
@@ -202,18 +242,22 @@ def audit_log():
     events = session.scalars(
         select(AuditEvent).order_by(AuditEvent.id.desc()).limit(100).offset((page - 1) * 100)
     ).all()
-    return render_template("admin/audit.html", events=events, page=page)
+    return render_template("admin/audit.html", events=events, page=page, action_labels=AUDIT_ACTION_LABELS)
 
 
 # --- imports -----------------------------------------------------------------------------------
 
 class ImportForm(FlaskForm):
-    organisation = SelectField(_l("Organisation"), choices=[], validate_choice=False)
-    kind = SelectField(_l("Kind of file"), choices=[("sales", _l("Ticket sales")), ("unsubscribes", _l("Unsubscribes"))])
+    # Staff and administrators import for any organisation: no organisation is chosen for them, so
+    # that a file never lands in the first one of the list by mistake.
+    organisation = SelectField(_l("Organisation"), choices=[], validate_choice=False,
+                               validators=[DataRequired(message=_l("Choose the organisation whose export this is."))])
+    kind = SelectField(_l("Kind of file"), choices=list(IMPORT_KIND_LABELS.items()))
     file = FileField(_l("CSV export"), validators=[
         FileRequired(), FileAllowed(["csv", "txt"], _l("A CSV file (.csv or .txt) is expected."))])
     skip_invalid = SelectField(_l("Rows with errors"), choices=[
-        ("0", _l("Refuse the whole file")), ("1", _l("Import the good rows, set the bad ones aside"))])
+        ("0", _l("Refuse the whole file")),
+        ("1", _l("Import the valid lines only, set the others aside (skip invalid)"))])
 
 
 def _import_organisations(session):
@@ -234,14 +278,14 @@ def _visible_batches(session):
 @bp.route("/imports", methods=["GET", "POST"])
 @roles_required("staff", "venue", "admin")
 def imports():
-    from flask import current_app
-
     from core.importing import ImportRefused, import_file, record_refused_import
 
     session = db_session()
     orgs = _import_organisations(session)
     form = ImportForm()
     form.organisation.choices = [(str(o.id), o.name) for o in orgs]
+    if current_user.role != "venue":
+        form.organisation.choices.insert(0, ("", _("Choose an organisation…")))
     result = None
     if form.validate_on_submit():
         org = next((o for o in orgs if str(o.id) == form.organisation.data), None)
@@ -250,11 +294,9 @@ def imports():
         upload = form.file.data
         filename = os.path.basename(upload.filename or "upload.csv")
         skip_invalid = form.skip_invalid.data == "1"
-        # Refused rows hold personal data: they stay in the instance folder, never offered for download.
-        rejects_path = None
-        if skip_invalid:
-            rejects_path = os.path.join(current_app.instance_path, "rejects",
-                                        f"{org.slug}-{os.urandom(6).hex()}.rejects.csv")
+        # Refused rows hold personal data: kept in the instance folder, offered to the organisation
+        # only (core.rejects), purged after the retention period.
+        rejects_path = rejects_files.new_rejects_path(current_app, org.slug) if skip_invalid else None
         fd, path = tempfile.mkstemp(suffix=".csv")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -284,7 +326,37 @@ def import_batch(batch_id: int):
     batch = session.scalar(_visible_batches(session).where(ImportBatch.id == batch_id))
     if batch is None:
         abort(404)
-    return render_template("import_batch.html", batch=batch, organisation=session.get(Organisation, batch.organisation_id))
+    app = current_app._get_current_object()
+    rejects = None
+    if batch.status == "done" and batch.rejected:
+        rejects = {
+            "available": rejects_files.rejects_file(app, batch) is not None,
+            "allowed": rejects_files.may_download(current_user, batch),
+            "expires_at": rejects_files.expires_at(app, batch),
+            "purged_at": rejects_files.purged_at(batch),
+            "days": rejects_files.retention_days(app),
+        }
+    return render_template("import_batch.html", batch=batch, rejects=rejects,
+                           organisation=session.get(Organisation, batch.organisation_id))
+
+
+@bp.route("/imports/<int:batch_id>/rejects.csv")
+@roles_required("staff", "venue", "admin")
+def import_rejects(batch_id: int):
+    """The rows an import set aside, with their reasons: for the organisation's own users (and
+    whoever made the import), while the retention period lasts; every download is logged."""
+    session = db_session()
+    batch = session.scalar(_visible_batches(session).where(ImportBatch.id == batch_id))
+    if batch is None or not rejects_files.may_download(current_user, batch):
+        abort(404)
+    path = rejects_files.rejects_file(current_app, batch)
+    if path is None:
+        abort(404)
+    rejects_files.record_download(session, batch, current_user, actor_name())
+    session.commit()
+    delimiter = (batch.summary or {}).get("delimiter") or ","
+    return csv_stream_response(rejects_files.read_rows(path, batch), f"{Path(batch.filename).stem}-rejects.csv",
+                               delimiter=delimiter if delimiter in (",", ";") else ",")
 
 
 def init_app(app) -> None:
@@ -294,4 +366,6 @@ def init_app(app) -> None:
     from flask_babel import get_locale
 
     # Globals rather than a context processor, so that imported macros see them too.
-    app.jinja_env.globals.update(role_labels=ROLE_LABELS, discipline_labels=DISCIPLINE_LABELS, get_locale=get_locale)
+    app.jinja_env.globals.update(role_labels=ROLE_LABELS, discipline_labels=DISCIPLINE_LABELS, get_locale=get_locale,
+                                 organisation_kind_labels=ORGANISATION_KIND_LABELS,
+                                 import_status_labels=IMPORT_STATUS_LABELS, import_kind_labels=IMPORT_KIND_LABELS)

@@ -85,6 +85,8 @@ MATRIX: dict[str, Entry] = {
     "main.dashboard": Entry(get=READERS_PAGE),
     "main.imports": Entry(get=R(LOGIN, 200, 200, 403, 200), post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
     "main.import_batch": Entry(lambda w: {"batch_id": w.batch_a}, get=R(LOGIN, 200, 200, 403, 200)),
+    # batch A set no row aside: nothing to download (who may download is tested in tests/core/test_importing.py)
+    "main.import_rejects": Entry(lambda w: {"batch_id": w.batch_a}, get=R(LOGIN, 404, 404, 403, 404)),
     "auth.login": Entry(get=R(200, 302, 302, 302, 302), post=R(ALLOWED, 302, 302, 302, 302)),
     "auth.logout": Entry(get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, ALLOWED, ALLOWED)),
     "admin.organisations": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
@@ -133,8 +135,7 @@ MATRIX: dict[str, Entry] = {
     "experiments.report": Entry(lambda w: {"experiment_id": w.experiment.id}, get=READERS_PAGE),
     "experiments.report_csv": Entry(lambda w: {"experiment_id": w.experiment.id}, get=READERS_PAGE),
     "experiments.report_json": Entry(lambda w: {"experiment_id": w.experiment.id}, get=READERS_PAGE),
-    "experiments.refresh": Entry(lambda w: {"experiment_id": w.experiment.id}, get=NO_GET,
-                                 post=R(LOGIN, ALLOWED, 403, ALLOWED, ALLOWED)),
+    "experiments.refresh": Entry(lambda w: {"experiment_id": w.experiment.id}, get=NO_GET, post=STAFF_POST),
     "experiments.contacts_csv": Entry(lambda w: {"experiment_id": w.experiment.id}, get=VENUE_PAGE),
 }
 

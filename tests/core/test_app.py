@@ -90,3 +90,40 @@ def test_admin_creates_organisation_and_user(login_as, app):
     response = client.post("/admin/users", data={"email": "v@example.org", "role": "venue", "organisation": "",
                                                  "password": "abcdefghij1"})
     assert "doit appartenir" in response.get_data(as_text=True)  # venue approver needs an organisation
+
+
+def test_the_language_switch_keeps_the_page_and_its_query(login_as):
+    client = login_as("admin")
+    page = client.get("/admin/audit?page=2&q=a%20b%26c").get_data(as_text=True)
+    assert 'href="/admin/audit?page=2&amp;q=a+b%26c&amp;lang=en" lang="en"' in page
+    page = client.get("/admin/audit?page=2&lang=en").get_data(as_text=True)
+    assert 'lang="en"' in page and 'href="/admin/audit?page=2&amp;lang=fr" lang="fr"' in page  # one lang, replaced
+    page = client.get("/admin/organisations").get_data(as_text=True)  # the choice is remembered
+    assert 'href="/admin/organisations?lang=fr"' in page
+
+
+@pytest.mark.parametrize("lang,labels", [("fr", ("Compagnie", "Festival", "Salle")),
+                                         ("en", ("Company", "Festival", "Venue"))])
+def test_organisation_kinds_are_shown_in_words(login_as, make_org, lang, labels):
+    for slug, kind in (("cie", "company"), ("fest", "festival"), ("salle", "venue")):
+        make_org(slug, kind=kind)
+    page = login_as("admin").get(f"/admin/organisations?lang={lang}").get_data(as_text=True)
+    for label in labels:
+        assert f"<td>{label}</td>" in page
+    for raw in ("company", "venue") if lang == "fr" else ("company", "festival", "venue"):
+        assert f"<td>{raw}</td>" not in page
+
+
+@pytest.mark.parametrize("lang,label", [("fr", "Organisation créée"), ("en", "Organisation created")])
+def test_audit_actions_are_shown_in_words_with_the_key_as_fallback(login_as, session, lang, label):
+    from core.models import audit
+
+    client = login_as("admin")
+    assert client.post("/admin/organisations", data={"slug": "salle-x", "name": "Salle X", "kind": "venue"}
+                       ).status_code == 302
+    audit(session, "plugin.unlabelled_thing", actor="test")
+    session.commit()
+    page = client.get(f"/admin/audit?lang={lang}").get_data(as_text=True)
+    assert f'<span title="organisation.create">{label}</span>' in page
+    assert ">organisation.create<" not in page
+    assert "<code>plugin.unlabelled_thing</code>" in page  # no label yet: the key, as it is

@@ -226,7 +226,7 @@ def test_missing_required_column_refuses_the_file(runner, make_org, session, tmp
     assert counts(session)["transaction"] == 0
 
 
-def test_skip_invalid_imports_the_good_rows_and_writes_rejects(runner, make_org, session, tmp_path):
+def test_skip_invalid_imports_the_good_rows_and_writes_rejects(app, runner, make_org, session, tmp_path):
     make_org("tnm")
     rows = [FR_ROWS[0], fr_row(**{"Valeur de l'achat": "douze", "Adresse courriel": "x@example.org"}), FR_ROWS[2]]
     path = write_csv(tmp_path / "ventes.csv", rows)
@@ -234,8 +234,10 @@ def test_skip_invalid_imports_the_good_rows_and_writes_rejects(runner, make_org,
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert (summary["imported"], summary["rejected"], summary["rows"]) == (2, 1, 3)
-    rejects = tmp_path / "ventes.rejects.csv"
-    assert summary["rejects_file"] == str(rejects)
+    # personal data: kept in the instance folder (offered to the organisation, then purged), not beside the export
+    rejects = Path(summary["rejects_file"])
+    assert rejects.parent == Path(app.instance_path) / "rejects" and rejects.name.startswith("tnm-")
+    assert not (tmp_path / "ventes.rejects.csv").exists()
     with rejects.open(encoding="cp1252", newline="") as fh:
         table = list(csv.reader(fh, delimiter=";"))
     assert table[0] == FR_HEADER + ["reason"]
@@ -583,7 +585,8 @@ def test_bad_rows_are_reported_in_order_across_batches(make_org, session, tmp_pa
         FR_ROWS[2][:5],                                                           # line 6: too few fields
         fr_row(**{"Nom": "x" * 201, "Date du spectacle": "31/02/2017"}),          # line 7: two errors
         fr_row(**{"Heure du spectacle": "25h", "Titre du spectacle": "Autre"}),   # line 8
-        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@b"}),    # valid enough
+        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@b.ca"}), # valid
+        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@@b"}),   # line 10: a malformed e-mail
     ]
     path = write_csv(tmp_path / "v.csv", rows)
     with pytest.raises(ImportRefused) as refused:
@@ -591,12 +594,297 @@ def test_bad_rows_are_reported_in_order_across_batches(make_org, session, tmp_pa
     result = refused.value.result
     assert [(e["line"], e["column"]) for e in result.errors] == [
         (3, "Valeur de l'achat"), (3, "Nombre de billets"), (6, ""), (7, "Nom"), (7, "Date du spectacle"),
-        (8, "Heure du spectacle")]
-    assert (result.rows, result.invalid_rows, result.rejected, result.imported) == (8, 4, 8, 0)
+        (8, "Heure du spectacle"), (10, "Adresse courriel")]
+    assert (result.rows, result.invalid_rows, result.rejected, result.imported) == (9, 5, 9, 0)
     session.rollback()
     kept = import_file(session, path, org, secret=SECRET, skip_invalid=True, rejects_path=tmp_path / "r.csv")
-    assert (kept.rows, kept.imported, kept.anonymous, kept.rejected, kept.duplicates) == (8, 3, 1, 4, 0)
+    assert (kept.rows, kept.imported, kept.anonymous, kept.rejected, kept.duplicates) == (9, 3, 1, 5, 0)
     with open(tmp_path / "r.csv", encoding="cp1252", newline="") as fh:
         rejected = list(csv.reader(fh, delimiter=";"))
-    assert [r[0] for r in rejected[1:]] == ["Côté", "Tremblay", "x" * 201, "Côté"]
+    assert [r[0] for r in rejected[1:]] == ["Côté", "Tremblay", "x" * 201, "Côté", "Côté"]
     assert rejected[1][-1].startswith("Valeur de l'achat: ")
+
+
+# --- e-mails and postal codes (DESIGN.md §6): refused with their line, column and reason ---------
+
+EMAIL_REASON = "Not a valid e-mail address: expected one @ and a domain, such as name@example.ca."
+POSTAL_REASON = ("Not a postal code: expected a Canadian code such as H2X 1Y4, or a foreign one such as 10001, "
+                 "75001 or SW1A 1AA.")
+
+
+@pytest.mark.parametrize("email", ["x@@example", "x@@example.org", "x@example", "jean.@example.org",
+                                   "a..b@example.org", "x@exa_mple.org", "x@-example.org", "x@example.c"])
+def test_a_malformed_email_refuses_the_file_with_its_line_and_column(make_org, session, tmp_path, email):
+    org = make_org("tnm")
+    rows = [FR_ROWS[0], fr_row(**{"Adresse courriel": email}), FR_ROWS[2]]
+    with pytest.raises(ImportRefused) as refused:
+        import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
+    session.rollback()
+    assert refused.value.result.errors == [{"line": 3, "column": "Adresse courriel", "reason": EMAIL_REASON}]
+    assert counts(session)["transaction"] == 0
+
+
+@pytest.mark.parametrize("code", ["ZZZ 999", "H2X 1Y4Z", "12", "ABCDEFG", "H2X-1Y4-5", "Z"])
+def test_a_malformed_postal_code_refuses_the_file_with_its_line_and_column(make_org, session, tmp_path, code):
+    org = make_org("tnm")
+    rows = [FR_ROWS[0], FR_ROWS[2], fr_row(**{"Code postal": code, "Adresse courriel": "autre@example.org"})]
+    with pytest.raises(ImportRefused) as refused:
+        import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
+    session.rollback()
+    assert refused.value.result.errors == [{"line": 4, "column": "Code postal", "reason": POSTAL_REASON}]
+    assert counts(session)["transaction"] == 0
+
+
+def test_canadian_partial_and_foreign_postal_codes_are_kept(make_org, session, tmp_path):
+    """Festival audiences come from elsewhere too: a foreign code is kept as it is (normalised), with no FSA."""
+    org = make_org("tnm")
+    codes = {"h2x 1y4": ("H2X1Y4", "H2X"), "H3B": ("H3B", "H3B"), "10001": ("10001", None),
+             "90210-1234": ("902101234", None), "SW1A 1AA": ("SW1A1AA", None), "75001": ("75001", None),
+             "1012 AB": ("1012AB", None), "D02 X285": ("D02X285", None), "F-75001": ("F75001", None),
+             "VLT 1117": ("VLT1117", None), "C1425DKC": ("C1425DKC", None)}
+    rows = [fr_row(**{"Code postal": code, "Adresse courriel": f"visiteur{i}@example.org"})
+            for i, code in enumerate(codes)]
+    result = import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
+    assert (result.imported, result.rejected) == (len(codes), 0)
+    stored = dict(session.execute(select(Contact.email, Contact.postal_code)).all())
+    fsas = dict(session.execute(select(Contact.email, Spectator.fsa).join(Spectator)).all())
+    for i, (normalised, fsa) in enumerate(codes.values()):
+        assert (stored[f"visiteur{i}@example.org"], fsas[f"visiteur{i}@example.org"]) == (normalised, fsa)
+
+
+def test_the_command_line_reports_bad_emails_and_postal_codes(runner, make_org, session, tmp_path):
+    make_org("tnm")
+    rows = [FR_ROWS[0], fr_row(**{"Adresse courriel": "x@@example"}),
+            fr_row(**{"Code postal": "ZZZ 999", "Adresse courriel": "y@example.org"})]
+    result = pilot(runner, "import", write_csv(tmp_path / "v.csv", rows), "--org", "tnm", "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.output)
+    assert summary["errors"] == [{"line": 3, "column": "Adresse courriel", "reason": EMAIL_REASON},
+                                 {"line": 4, "column": "Code postal", "reason": POSTAL_REASON}]
+    assert (summary["imported"], summary["invalid_rows"]) == (0, 2)
+
+
+def test_an_unsubscribe_list_with_a_malformed_email_is_refused(make_org, session, tmp_path):
+    org = make_org("tnm")
+    path = write_csv(tmp_path / "desabo.csv", [["a@example.org", ""], ["x@@example", "2017-05-01"]],
+                     header=["Courriel", "Date"])
+    with pytest.raises(ImportRefused) as refused:
+        import_file(session, path, org, kind="unsubscribes", secret=SECRET)
+    session.rollback()
+    assert refused.value.result.errors == [{"line": 3, "column": "Courriel", "reason": EMAIL_REASON}]
+
+
+@pytest.mark.parametrize("lang,email_reason,postal_reason", [
+    ("fr", "Adresse courriel invalide : il faut un seul @ et un domaine",
+     "Code postal invalide : il faut un code canadien comme H2X 1Y4"),
+    ("en", "Not a valid e-mail address: expected one @ and a domain", "Not a postal code: expected a Canadian code"),
+])
+def test_the_upload_page_gives_the_reasons_in_the_users_language(login_as, make_org, session, tmp_path, lang,
+                                                                 email_reason, postal_reason):
+    org = make_org("tnm")
+    client = login_as("venue", org)
+    client.get(f"/imports?lang={lang}")
+    rows = [FR_ROWS[0], fr_row(**{"Adresse courriel": "x@@example"}),
+            fr_row(**{"Code postal": "ZZZ 999", "Adresse courriel": "y@example.org"})]
+    page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", rows).read_bytes()).get_data(as_text=True))
+    assert f'<td class="num">3</td><td>Adresse courriel</td><td>{email_reason}' in page
+    assert f'<td class="num">4</td><td>Code postal</td><td>{postal_reason}' in page
+    assert session.scalar(select(func.count()).select_from(Transaction)) == 0
+
+
+# --- a refused file: what to do next, the first errors and the count of the rest ------------------
+
+@pytest.mark.parametrize("lang,expected", [
+    ("fr", "Rien n'a été importé : 105 lignes comportent des erreurs. Corrigez-les et importez le fichier de "
+           "nouveau, ou importez seulement les lignes valides (ignorer les lignes invalides)."),
+    ("en", "Nothing was imported: 105 lines have errors. Fix them and import the file again, or import the valid "
+           "lines only (skip invalid)."),
+])
+def test_a_refused_file_says_plainly_what_to_do(login_as, make_org, session, tmp_path, lang, expected):
+    org = make_org("tnm")
+    client = login_as("venue", org)
+    client.get(f"/imports?lang={lang}")
+    rows = [FR_ROWS[0]] + [fr_row(**{"Nombre de billets": "deux", "Adresse courriel": f"p{i}@example.org"})
+                           for i in range(105)]
+    page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", rows).read_bytes()).get_data(as_text=True))
+    assert expected in page
+    # the first 100 errors with their line, column and reason, then how many more
+    assert page.count('<td>Nombre de billets</td>') == 100
+    assert '<td class="num">3</td>' in page and '<td class="num">102</td>' in page
+    assert '<td class="num">103</td>' not in page
+    assert ("Erreurs non listées ici : 5." if lang == "fr" else "Errors not listed here: 5.") in page
+    # the page of the refused batch says the same
+    batch_id = session.scalar(select(ImportBatch.id).where(ImportBatch.status == "refused"))
+    page = html.unescape(client.get(f"/imports/{batch_id}").get_data(as_text=True))
+    rest = "Erreurs non listées ici : 5." if lang == "fr" else "Errors not listed here: 5."
+    assert expected in page and rest in page
+    assert ("Refusé" if lang == "fr" else "Refused") in page
+
+
+def test_a_single_bad_line_and_a_bad_header_are_worded_for_what_they_are(login_as, make_org, tmp_path):
+    org = make_org("tnm")
+    client = login_as("venue", org)
+    client.get("/imports?lang=en")
+    page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", [fr_row(**{"Nombre de billets": "0"})])
+                                .read_bytes()).get_data(as_text=True))
+    assert "Nothing was imported: 1 line has errors. Fix it and import the file again" in page
+    header = [h for h in FR_HEADER if h != "Date de l'achat"]
+    rows = [[v for h, v in zip(FR_HEADER, FR_ROWS[0]) if h != "Date de l'achat"]]
+    page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", rows, header=header).read_bytes())
+                         .get_data(as_text=True))
+    assert "Nothing was imported: the file itself has a problem, shown below." in page
+    assert "<td>Date de l'achat</td><td>This required column is missing." in page
+
+
+# --- the organisation to import for ----------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ["staff", "admin"])
+def test_staff_must_choose_the_organisation_of_an_import(login_as, make_org, session, tmp_path, role):
+    make_org("aaa-premiere")
+    org = make_org("tnm")
+    client = login_as(role)
+    page = client.get("/imports?lang=en").get_data(as_text=True)
+    select_html = page[page.index('<select id="organisation"'):]
+    select_html = select_html[:select_html.index("</select>")]
+    assert 'required' in select_html
+    # the first option, chosen by default, is no organisation at all
+    assert select_html.index("<option") == select_html.index('<option value="">Choose an organisation…</option>')
+    assert " selected" not in select_html and f'value="{org.id}"' in select_html
+    content = write_csv(tmp_path / "v.csv", FR_ROWS).read_bytes()
+    response = client.post("/imports", data={"organisation": "", "kind": "sales", "skip_invalid": "0",
+                                              "file": (io.BytesIO(content), "ventes.csv")})
+    assert response.status_code == 200
+    assert "Choose the organisation whose export this is." in response.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(ImportBatch)) == 0
+    assert upload(client, org, content).status_code == 200
+    assert session.scalar(select(ImportBatch.organisation_id)) == org.id
+
+
+def test_a_venue_user_imports_for_its_fixed_organisation(login_as, make_org):
+    make_org("aaa-premiere")
+    org = make_org("tnm")
+    client = login_as("venue", org)
+    page = client.get("/imports?lang=en").get_data(as_text=True)
+    select_html = page[page.index('<select id="organisation"'):]
+    select_html = select_html[:select_html.index("</select>")]
+    assert select_html.count("<option") == 1 and f'value="{org.id}"' in select_html
+    assert "Choose an organisation" not in select_html
+
+
+# --- the rejected rows: downloaded by their organisation, logged, purged -------------------------
+
+PAYLOAD = '=HYPERLINK("http://evil.example","x")'
+
+
+def _import_skipping(client, org, tmp_path, session) -> ImportBatch:
+    rows = [FR_ROWS[0],
+            fr_row(**{"Nombre de billets": "deux", "Nom": PAYLOAD, "Adresse courriel": "rejet@example.org"})]
+    response = upload(client, org, write_csv(tmp_path / "v.csv", rows).read_bytes(), skip_invalid="1")
+    assert response.status_code == 200
+    batch = session.scalar(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(1))
+    assert batch.status == "done" and batch.rejected == 1
+    return batch
+
+
+def test_the_organisation_downloads_its_rejected_rows_and_each_download_is_logged(
+        app, login_as, make_user, make_org, session, tmp_path):
+    from tests.test_hardening import dangerous_cells
+
+    org = make_org("tnm")
+    uploader = login_as("venue", org)
+    uploader.get("/imports?lang=en")
+    batch = _import_skipping(uploader, org, tmp_path, session)
+    link = f"/imports/{batch.id}/rejects.csv"
+    result_page = upload(uploader, org, write_csv(tmp_path / "w.csv", [FR_ROWS[2], fr_row(
+        **{"Nombre de billets": "0"})]).read_bytes(), skip_invalid="1").get_data(as_text=True)
+    assert "/rejects.csv" in result_page  # the summary after the upload links to the download
+    page = html.unescape(uploader.get(f"/imports/{batch.id}").get_data(as_text=True))
+    assert link in page and "Download the rows set aside (1), with their reasons (CSV)" in page
+    colleague = login_as("venue", org)
+    for client in (uploader, colleague):
+        response = client.get(link)
+        assert response.status_code == 200 and response.mimetype == "text/csv"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Content-Disposition"] == 'attachment; filename="ventes-rejects.csv"'
+        table = list(csv.reader(io.StringIO(response.data.decode("utf-8-sig"), newline=""), delimiter=";"))
+        assert table[0] == FR_HEADER + ["reason"]
+        assert len(table) == 2 and table[1][0] == "'" + PAYLOAD  # neutralised for spreadsheets
+        assert table[1][4] == "rejet@example.org" and "Nombre de billets" in table[1][-1]
+        assert dangerous_cells(response.data) == []
+    downloads = session.scalars(select(AuditEvent).where(AuditEvent.action == "import.rejects_download")).all()
+    assert [(e.user_id, e.organisation_id, e.object_id) for e in downloads] == [
+        (uploader.user.id, org.id, str(batch.id)), (colleague.user.id, org.id, str(batch.id))]
+
+
+def test_rejected_rows_are_a_404_for_everyone_but_the_organisation(app, login_as, make_org, session, tmp_path):
+    org, other = make_org("tnm"), make_org("osm")
+    batch = _import_skipping(login_as("venue", org), org, tmp_path, session)
+    link = f"/imports/{batch.id}/rejects.csv"
+    outsider = login_as("venue", other)
+    assert outsider.get(f"/imports/{batch.id}").status_code == 404
+    assert outsider.get(link).status_code == 404
+    for role in ("staff", "admin"):  # pooled roles see the batch, never the people in it
+        client = login_as(role)
+        page = html.unescape(client.get(f"/imports/{batch.id}?lang=en").get_data(as_text=True))
+        assert link not in page and "for the organisation's own users" in page
+        assert client.get(link).status_code == 404
+    assert login_as("evaluator").get(link).status_code == 403
+    anonymous = app.test_client().get(link)
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+    assert session.scalar(select(func.count()).where(AuditEvent.action == "import.rejects_download")) == 0
+    # staff importing for a venue had the file in hand: they get their own import's rejected rows back
+    staff = login_as("staff")
+    own = _import_skipping(staff, org, tmp_path, session)
+    assert staff.get(f"/imports/{own.id}/rejects.csv").status_code == 200
+    assert staff.get(link).status_code == 404
+
+
+def test_rejected_rows_are_purged_after_the_retention_period(app, db, login_as, make_org, session, tmp_path):
+    import os
+
+    from core.models import utcnow
+    from core.rejects import rejects_folder
+    from core.scheduler import registered_jobs, run_job
+
+    assert "imports.purge_rejects" in registered_jobs(app)
+    org = make_org("tnm")
+    client = login_as("venue", org)
+    client.get("/imports?lang=en")
+    old = _import_skipping(client, org, tmp_path, session)
+    recent = _import_skipping(client, org, tmp_path, session)
+    old_file, recent_file = Path(old.summary["rejects_file"]), Path(recent.summary["rejects_file"])
+    assert old_file.exists() and recent_file.exists()
+    # the first import was made 31 days ago (retention: 30 days)
+    days_ago = utcnow() - dt.timedelta(days=31)
+    old.created_at = old.finished_at = days_ago
+    session.commit()
+    old_time = days_ago.replace(tzinfo=dt.timezone.utc).timestamp()
+    os.utime(old_file, (old_time, old_time))
+    # files no batch points to (an import that never committed): an old one and a fresh one
+    stale, fresh = rejects_folder(app) / "tnm-stale.rejects.csv", rejects_folder(app) / "tnm-fresh.rejects.csv"
+    stale.write_text("Nom;reason\r\nX;y\r\n")
+    fresh.write_text("Nom;reason\r\nX;y\r\n")
+    stale_time = (dt.datetime.now() - dt.timedelta(days=40)).timestamp()
+    os.utime(stale, (stale_time, stale_time))
+    # past its retention period, it is no longer offered, even before the purge runs
+    assert client.get(f"/imports/{old.id}/rejects.csv").status_code == 404
+    assert client.get(f"/imports/{recent.id}/rejects.csv").status_code == 200
+
+    run = run_job(app, "imports.purge_rejects", runner="cli")
+    assert run.status == "success", run.error
+    assert run.summary == {"purged": 1, "orphans": 1}
+    assert not old_file.exists() and not stale.exists()
+    assert recent_file.exists() and fresh.exists()
+    session.expire_all()
+    old, recent = session.get(ImportBatch, old.id), session.get(ImportBatch, recent.id)
+    assert old.summary["rejects_file"] is None and old.summary["rejects_purged_at"]
+    assert recent.summary["rejects_file"] == str(recent_file)
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "import.rejects_purge")
+                             .order_by(AuditEvent.id)).all()
+    assert [(e.object_type, e.object_id, e.organisation_id) for e in events] == [
+        ("import_batch", str(old.id), org.id), ("rejects_folder", None, None)]
+    page = html.unescape(client.get(f"/imports/{old.id}").get_data(as_text=True))
+    assert "The rows set aside were deleted on" in page and f"/imports/{old.id}/rejects.csv" not in page
+    # idempotent: nothing more to do
+    assert run_job(app, "imports.purge_rejects", runner="cli").summary == {"purged": 0, "orphans": 0}
+    fresh.unlink()

@@ -544,7 +544,9 @@ def test_admin_sees_jobs_and_runs_one_now(app, db, login_as, inbox):
     response = client.post("/admin/jobs/inbox.import/run")
     assert response.status_code == 302
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Result of the run" in page and "succeeded" in page and '"imported": 1' in page
+    # the summary reads as words, not as JSON
+    assert "Result of the run" in page and "succeeded" in page and "<li>imported: 1</li>" in page
+    assert '"imported"' not in page and "salle-a, file: ventes.csv, status: imported" in page
     assert count(db, ImportBatch) == 1
     (run,) = _runs(db, "inbox.import")
     assert run.runner == "web" and run.user_id == client.user.id
@@ -700,3 +702,43 @@ def test_killed_in_the_middle_of_an_import_then_imported_whole_on_the_next_start
     assert not (folder / "ventes.csv").exists()
     assert [r["status"] for r in reports(folder / "done")] == ["imported"]
     assert [r.status for r in _runs(db, "inbox.import")] == ["interrupted", "success"]
+
+
+# --- jobs that delete for good ask first -----------------------------------------------------------
+
+def test_a_job_that_deletes_asks_for_a_confirmation_first(app, db, login_as):
+    client = login_as("admin")
+    page = client.get("/admin/jobs/?lang=en").get_data(as_text=True)
+    section = page[page.index('id="job-imports.purge_rejects"'):]
+    section = section[:section.index("</section>")]
+    assert "Deletes for good" in section and "Run now…" in section and "30 days" in section
+    url = "/admin/jobs/imports.purge_rejects/run"
+    # the button leads to a page that says what will be deleted, with a box to tick
+    page = client.post(url).get_data(as_text=True)
+    assert "deletes, for good, the files of rejected rows" in page and "(30 days)" in page
+    assert 'type="checkbox" name="confirm" value="yes" required' in page and "<script" not in page
+    assert count(db, JobRun) == 0
+    # sent without ticking the box: nothing runs
+    response = client.post(url, data={"step": "confirm"})
+    assert response.status_code == 200 and "Tick the box to confirm" in response.get_data(as_text=True)
+    assert count(db, JobRun) == 0
+    # ticked: it runs, and the audit log says it was confirmed
+    response = client.post(url, data={"step": "confirm", "confirm": "yes"})
+    assert response.status_code == 302
+    (run,) = _runs(db, "imports.purge_rejects")
+    assert run.status == "success" and run.runner == "web"
+    with db.session() as s:
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "job.run_now"))
+        assert event.object_id == "imports.purge_rejects" and event.details["confirmed"] is True
+
+
+def test_the_contact_list_purge_asks_too_and_other_jobs_do_not(app, db, login_as, inbox):
+    specs = registered_jobs(app)
+    client = login_as("admin")
+    if "experiments.purge_lists" in specs:
+        page = client.post("/admin/jobs/experiments.purge_lists/run?lang=en").get_data(as_text=True)
+        assert "closes for good every contact list past its retention period" in page
+        assert count(db, JobRun) == 0
+    inbox("salle-a")
+    assert client.post("/admin/jobs/inbox.import/run").status_code == 302  # nothing deleted: no question
+    assert len(_runs(db, "inbox.import")) == 1
