@@ -21,6 +21,7 @@ from segments.insights import QUESTIONS, TABLES, InsightTable, Scope, build_insi
 from segments.views import bp
 
 INSIGHT_ROLES = ("staff", "admin", "evaluator", "venue")
+IMPORT_ROLES = ("staff", "venue", "admin")  # who may open the import page (core.views.imports)
 
 
 # --- who may see which scope --------------------------------------------------------------------------
@@ -83,8 +84,9 @@ def _french() -> bool:
 
 
 def format_count(value: int) -> str:
-    """Thousands apart by a narrow no-break space, as the tables show them."""
-    return f"{value:,}".replace(",", "\u202f")
+    """As the tables show counts: thousands apart by a narrow no-break space in French, a comma in
+    English (templates/_macros.html, Babel's separators)."""
+    return f"{value:,}".replace(",", "\u202f") if _french() else f"{value:,}"
 
 
 def format_share(value: float) -> str:
@@ -139,6 +141,10 @@ def _csv_cell(value, kind: str, k: int) -> str | int:
     """One figure as a spreadsheet reads it (labels go as they are: core.csvexport neutralises them)."""
     if kind == "label":
         return str(value)
+    if kind == "share" and value is None:
+        # As on the page: a share that is hidden with its row, or meaningless (the total of
+        # overlapping rows), is a dash; "<k" in a percent column would read as "under k %".
+        return "—"
     if value is None:
         return f"<{k}"
     if kind == "money":
@@ -151,8 +157,9 @@ def _csv_cell(value, kind: str, k: int) -> str | int:
 
 
 def table_rows(table: InsightTable) -> tuple[list, list[list]]:
-    """(header, rows) of a table as its CSV export writes them: units in the headers, hidden cells
-    ``<k`` (with k's value), decimal commas in French, the total row last."""
+    """(header, rows) of a table as its CSV export writes them: units in the headers, hidden counts
+    ``<k`` (with k's value), hidden or meaningless shares (the total's, when rows overlap) a dash,
+    decimal commas in French, the total row last."""
     header = []
     for column in table.columns:
         label = str(column.label)
@@ -191,11 +198,14 @@ def _heading(session, scope: Scope) -> str:
 
 def _page(session, scope: Scope):
     data = _build(session, scope)
-    items = [{"table": data["tables"][name], "chart": chart_for(data["tables"][name]),
-              "csv_url": scope_url(scope, name)} for name in TABLES]
+    # An empty scope shows what to do next rather than tables of zeros and empty charts.
+    items = [] if data["empty"] else [
+        {"table": data["tables"][name], "chart": chart_for(data["tables"][name]), "csv_url": scope_url(scope, name)}
+        for name in TABLES]
     return render_template(
         "segments/insights.html", scope=scope, heading=_heading(session, scope), data=data, items=items,
         questions=QUESTIONS, switcher=_switcher(session, scope),
+        can_import=current_user.role in IMPORT_ROLES and "main.imports" in current_app.view_functions,
     )
 
 

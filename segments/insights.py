@@ -191,6 +191,9 @@ def _col(key: str) -> Column:
 
 
 TOTAL_LABEL = _l("Total")
+# The share column says what it divides: a table may count spectators but share out tickets.
+SHARE_LABELS = {"spectators": _l("Share of spectators"), "purchases": _l("Share of purchases"),
+                "tickets": _l("Share of tickets")}
 
 
 def _hide_lone(shown: dict, counts: dict) -> None:
@@ -225,7 +228,7 @@ def one_way(key: str, question: str, title, label_column: Column, items: list[tu
     totals["spectators"] = population
     columns = [label_column, _col("spectators")] + [_col(m) for m in measures]
     if share_of:
-        columns.append(_col("share"))
+        columns.append(Column("share", SHARE_LABELS.get(share_of, _l("Share")), "share"))
     rows, hidden_rows = [], []
     for row_key, label, n, values in items:
         hidden = shown[row_key] is None
@@ -762,8 +765,9 @@ class InsightQuery:
         _purchases, tickets, _cents = self._sum_by(5, len(LEAD_LABELS))
         items = [(i, LEAD_LABELS[i], people[i], {"tickets": tickets[i]}) for i in range(len(LEAD_LABELS))]
         table = one_way("lead_time", "when", _l("Lead time: days between purchase and performance"),
-                        Column("label", _l("Bought"), "label"), items, self.population(), self.k,
-                        measures=["tickets"], share_of="tickets", overlapping=True, chart="vbar", measure="tickets",
+                        Column("label", _l("Bought before the performance"), "label"), items, self.population(),
+                        self.k, measures=["tickets"], share_of="tickets", overlapping=True, chart="vbar",
+                        measure="tickets",
                         unit=_l("tickets"),
                         note=_l("Unknown: no performance date, or a purchase recorded after the performance."))
         table.chart_labels = [_range_label(low, high) for low, high in LEAD_BUCKETS] + ["?"]
@@ -1014,7 +1018,9 @@ def _write_cached(key: str, facts: dict, cache_dir: Path | None, ttl: float) -> 
 
 def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None, *, cache_seconds: float = 0,
                    cache_dir: Path | None = None) -> dict:
-    """Every table of a scope's page: {"k", "k_district", "as_of", "population", "tables"}.
+    """Every table of a scope's page: {"k", "k_district", "as_of", "population", "empty", "tables"}.
+
+    ``empty`` is true when nobody bought anything in the scope up to ``as_of`` (zero reveals nobody).
 
     :param cache_seconds: keep the raw facts that long (0: compute afresh). They are keyed by the
         scope, the date and :func:`data_fingerprint`, so new data are never hidden by the cache;
@@ -1037,6 +1043,7 @@ def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None,
         "k_district": query.k_district,
         "as_of": query.as_of,
         "population": None if is_small(population, query.k) else population,
+        "empty": population == 0,
         "tables": query.tables(),
     }
 

@@ -59,6 +59,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
+from core.db import no_index
 from core.models import DISCIPLINES, Organisation, Show, Transaction, Venue
 from core.privacy import is_small, share, strictest_k, suppress
 from segments.models import SpectatorProfile
@@ -273,7 +274,7 @@ def _days_since(column, op: str, value, as_of: dt.date):
         return as_of - dt.timedelta(days=days)
 
     if _date_span(op, value) >= SQLITE_SCAN_FROM_DAYS:
-        column = _no_index(column)
+        column = no_index(column)
     if op == "between":
         low, high = value
         predicate = and_(column >= day(high), column <= day(low))
@@ -318,27 +319,6 @@ def _condition(cond: Condition, ctx: _Context):
 SQLITE_SCAN_FROM_DAYS = 90
 
 
-class _no_index(FunctionElement):
-    """A column SQLite must not use an index for (``+column``); the column itself elsewhere."""
-
-    name = "no_index"
-    inherit_cache = True
-
-    def __init__(self, column):
-        super().__init__(column)
-        self.type = column.type
-
-
-@compiles(_no_index)
-def _no_index_default(element, compiler, **kw):
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(_no_index, "sqlite")
-def _no_index_sqlite(element, compiler, **kw):
-    return "+" + compiler.process(element.clauses, **kw)
-
-
 class _prefix_match(FunctionElement):
     """Whether a text starts with a prefix: clauses (text, prefix, length of prefix, successor of
     prefix). ``substr`` in general; on SQLite the range [prefix, successor), which is the same
@@ -367,7 +347,7 @@ def _starts_with(column, prefix: str):
     holds a large share of the district (a table lookup per index entry loses, as for dates)."""
     successor = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     if len(prefix) < 3:
-        column = _no_index(column)
+        column = no_index(column)
     return _prefix_match(column, literal(prefix, String), literal(len(prefix)), literal(successor, String))
 
 
@@ -403,7 +383,7 @@ def _window(t, cond: Condition, as_of: dt.date, prefer_scan: bool = True) -> lis
     low, high = window_bounds(as_of, cond.within_days)
     purchased_at = t.c.purchased_at
     if prefer_scan and (cond.within_days is None or cond.within_days >= SQLITE_SCAN_FROM_DAYS):
-        purchased_at = _no_index(purchased_at)
+        purchased_at = no_index(purchased_at)
     clauses = [purchased_at < high]
     if low is not None:
         clauses.append(purchased_at >= low)

@@ -186,6 +186,38 @@ def _pretty(rule: dict) -> str:
     return json.dumps(rule, ensure_ascii=False)
 
 
+def _holds_conditions(value) -> bool:
+    """Whether a part of a rule holds groups or conditions (objects) rather than plain values."""
+    if isinstance(value, dict):
+        return any(_holds_conditions(v) or isinstance(v, dict) for v in value.values())
+    if isinstance(value, list):
+        return any(isinstance(v, dict) for v in value)
+    return False
+
+
+def _layout(value, level: int) -> str:
+    if not _holds_conditions(value):  # a condition, or a list of values: one line
+        return json.dumps(value, ensure_ascii=False)
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(value, dict):
+        lines = [f"{inner}{json.dumps(key, ensure_ascii=False)}: {_layout(v, level + 1)}" for key, v in value.items()]
+        return "{\n" + ",\n".join(lines) + "\n" + pad + "}"
+    return "[\n" + ",\n".join(inner + _layout(v, level + 1) for v in value) + "\n" + pad + "]"
+
+
+def rule_text(rule) -> str:
+    """A rule (a dict, or the JSON text of the form) as people read it: still JSON, one condition a
+    line, groups indented, accents and signs such as >= as they are. Jinja escapes it once where it
+    is shown (not ``tojson``, whose \\u003e escapes are for scripts, not for reading); text that is
+    not JSON is shown as it is. static/js/segment-builder.js lays rules out the same way."""
+    if isinstance(rule, str):
+        try:
+            rule = json.loads(rule)
+        except ValueError:
+            return rule
+    return _layout(rule, 0)
+
+
 @bp.route("/")
 @roles_required("staff", "admin", "venue")
 def index():
@@ -203,7 +235,7 @@ def index():
 def _render_builder(session, form: SegmentForm, segment: Segment | None, status: int = 200):
     return render_template(
         "segments/builder.html", form=form, segment=segment, config=_builder_config(session),
-        profile_date=profiles_as_of(session), templates=TEMPLATES,
+        profile_date=profiles_as_of(session), templates=TEMPLATES, rule_text=rule_text,
     ), status
 
 

@@ -250,10 +250,41 @@
   var timer = null;
   var inFlight = null;
 
+  // The rule as people read it: one condition a line, groups indented (as segments/views.py rule_text).
+  function holdsConditions(value) {
+    if (Array.isArray(value)) { return value.some(function (v) { return v !== null && typeof v === "object" && !Array.isArray(v); }); }
+    if (value !== null && typeof value === "object") {
+      return Object.keys(value).some(function (key) {
+        var v = value[key];
+        return holdsConditions(v) || (v !== null && typeof v === "object" && !Array.isArray(v));
+      });
+    }
+    return false;
+  }
+
+  function flat(value) {  // JSON on one line, spaced as Python's json.dumps
+    if (Array.isArray(value)) { return "[" + value.map(flat).join(", ") + "]"; }
+    if (value !== null && typeof value === "object") {
+      return "{" + Object.keys(value).map(function (key) { return JSON.stringify(key) + ": " + flat(value[key]); }).join(", ") + "}";
+    }
+    return JSON.stringify(value);
+  }
+
+  function layout(value, level) {
+    if (!holdsConditions(value)) { return flat(value); }
+    var pad = new Array(level + 1).join("  "), inner = pad + "  ";
+    if (Array.isArray(value)) {
+      return "[\n" + value.map(function (v) { return inner + layout(v, level + 1); }).join(",\n") + "\n" + pad + "]";
+    }
+    return "{\n" + Object.keys(value).map(function (key) {
+      return inner + JSON.stringify(key) + ": " + layout(value[key], level + 1);
+    }).join(",\n") + "\n" + pad + "}";
+  }
+
   function changed() {
     var rule = toJson(model);
     ruleInput.value = JSON.stringify(rule);
-    if (jsonView) { jsonView.textContent = JSON.stringify(rule, null, 2); }
+    if (jsonView) { jsonView.textContent = layout(rule, 0); }
     clearTimeout(timer);
     timer = setTimeout(refreshPreview, 250);
   }
