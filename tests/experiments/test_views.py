@@ -353,7 +353,7 @@ def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready,
         assert gone not in html
     headline = plain(section(html, "h-headline"))
     assert "No result yet" in headline and "No effect detected" not in headline
-    assert "Test arm A (50 %)" in headline and "Sensitivity planned from the pre-launch period" in headline
+    assert "Test arm A (50%)" in headline and "Sensitivity planned from the pre-launch period" in headline
     assert "Arm sizes are consistent with the planned shares" in plain(section(html, "h-health"))
 
     evaluator = login_as("evaluator")
