@@ -21,7 +21,14 @@ profiles in order rather than through the last-purchase index (see ``SQLITE_SCAN
 
 The member ids and the organisation masks of a preview come back as one aggregated value (an
 array on PostgreSQL, a comma-separated text on SQLite; see ``every_value``): a row per member
-costs the drivers more than the scan that finds them.
+costs the drivers more than the scan that finds them. ``members`` and ``preview`` run one query
+that finds both the members and the breakdown (``_scan``), remembered for the rest of the
+session's transaction until the session writes: asked one after the other, as the segment builder
+and the benchmark do, they cost one scan of the profiles.
+
+On a region (``fsa``), SQLite reads the FSA index alone when it holds every column the query
+reads (``FSA_INDEX_COLUMNS``); PostgreSQL writes ``starts_with`` as a ``LIKE`` its
+``varchar_pattern_ops`` index serves, over a table a full refresh writes in FSA order.
 
 The spectators a rule can select are those who bought something on or before ``as_of``. Every
 leaf is NULL-free (``x IS NOT NULL AND x op v``), so that NOT behaves as the evaluator's
@@ -46,6 +53,7 @@ from sqlalchemy import (
     case,
     cast,
     distinct,
+    event,
     false,
     func,
     literal,
@@ -103,6 +111,10 @@ PROFILE_COLUMN = {
 }
 # Columns the preview's breakdown reads from the base table.
 BREAKDOWN_COLUMNS = ("organisation_mask", "lifecycle", "contactable")
+# The profile columns the FSA index holds (with the spectator id, SQLite's rowid): a query reading
+# only these reads the index alone on SQLite.
+FSA_INDEX_COLUMNS = frozenset(
+    {"spectator_id", *next(index for index in P.indexes if index.name == "ix_spectator_profile_fsa").columns.keys()})
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,7 @@ class _Context:
     organisations: Mapping[str, int] | None
     base: Any  # the profile table, or the facts derived table
     windows: bool  # whether the base's windowed columns answer the windows they hold
+    fsa_covers: bool = False  # whether the FSA index holds every column of the base the query reads
 
 
 def as_node(rule: Any) -> Node:
@@ -169,12 +182,12 @@ def _plan(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
           organisations: Mapping[str, int] | None, extra_columns=(), windows: bool = True) -> tuple[Any, Any]:
     """(base, where): the FROM of the rule's spectators and the predicate that selects them."""
     check_as_of(as_of)
+    columns = _base_columns(node, organisations, extra_columns, windows)
     if profile_as_of is not None and as_of == profile_as_of:
         base = P
     else:
-        columns = _base_columns(node, organisations, extra_columns, windows)
         base = facts_select(as_of, columns=columns, consents_on=consents_day(as_of, profile_as_of)).subquery("facts")
-    ctx = _Context(as_of, organisations, base, windows)
+    ctx = _Context(as_of, organisations, base, windows, fsa_covers=base is P and columns <= FSA_INDEX_COLUMNS)
     return base, _node(node, ctx)
 
 
@@ -308,7 +321,7 @@ def _condition(cond: Condition, ctx: _Context):
     if op == "not_in":
         return _not_null(column, column.not_in(list(value)))
     if op == "starts_with":
-        return _not_null(column, or_(*(_starts_with(column, prefix) for prefix in value)))
+        return _not_null(column, or_(*(_starts_with(column, prefix, ctx.fsa_covers) for prefix in value)))
     return _not_null(column, _compare(column, op, value))
 
 
@@ -321,34 +334,49 @@ SQLITE_SCAN_FROM_DAYS = 90
 
 class _prefix_match(FunctionElement):
     """Whether a text starts with a prefix: clauses (text, prefix, length of prefix, successor of
-    prefix). ``substr`` in general; on SQLite the range [prefix, successor), which is the same
-    test under its bytewise BINARY collation and spares a function call per row."""
+    prefix, the LIKE pattern of the prefix with its wildcards escaped). ``substr`` in general; on
+    SQLite the range [prefix, successor), which is the same test under its bytewise BINARY
+    collation and spares a function call per row; on PostgreSQL a LIKE, which its FSA index
+    serves."""
 
     type = NullType()  # a Boolean would be compared with 1 on SQLite
     name = "prefix_match"
     inherit_cache = True
 
 
+@compiles(_prefix_match, "postgresql")
+def _prefix_match_postgresql(element, compiler, **kw):
+    """``LIKE 'prefix%'``, which PostgreSQL answers through the FSA index (``varchar_pattern_ops``)
+    whatever the database's collation."""
+    column, _prefix, _length, _successor, pattern = (compiler.process(c, **kw) for c in element.clauses)
+    return "(%s LIKE %s)" % (column, pattern)
+
+
 @compiles(_prefix_match)
 def _prefix_match_default(element, compiler, **kw):
-    column, prefix, length, _successor = (compiler.process(c, **kw) for c in element.clauses)
+    column, prefix, length, _successor, _pattern = (compiler.process(c, **kw) for c in element.clauses)
     return "(substr(%s, 1, %s) = %s)" % (column, length, prefix)
 
 
 @compiles(_prefix_match, "sqlite")
 def _prefix_match_sqlite(element, compiler, **kw):
-    column, prefix, _length, successor = (compiler.process(c, **kw) for c in element.clauses)
+    column, prefix, _length, successor, _pattern = (compiler.process(c, **kw) for c in element.clauses)
     return "(%s >= %s AND %s < %s)" % (column, prefix, column, successor)
 
 
-def _starts_with(column, prefix: str):
+def _starts_with(column, prefix: str, covered: bool = False):
     """``column`` starts with ``prefix`` (a non-empty ASCII text). On SQLite, a prefix shorter
-    than a whole FSA reads the table in order rather than through the FSA index: such a prefix
-    holds a large share of the district (a table lookup per index entry loses, as for dates)."""
+    than a whole FSA reads the table in order rather than through the FSA index, unless that
+    index holds every column the query reads (``covered``): such a prefix holds a large share of
+    the district, and a table lookup per index entry loses (as for dates) where a range of the
+    narrower index alone wins (5x on the geography rule of the benchmark)."""
     successor = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    if len(prefix) < 3:
+    if len(prefix) < 3 and not covered:
         column = no_index(column)
-    return _prefix_match(column, literal(prefix, String), literal(len(prefix)), literal(successor, String))
+    # LIKE's wildcards and its escape character (backslash, PostgreSQL's default) stand for themselves.
+    pattern = "".join("\\" + c if c in "%_\\" else c for c in prefix) + "%"
+    return _prefix_match(column, literal(prefix, String), literal(len(prefix)), literal(successor, String),
+                         literal(pattern, String))
 
 
 class every_value(FunctionElement):
@@ -482,34 +510,78 @@ def members_select(session: Session, rule: Any, as_of: dt.date | None = None) ->
 def members(session: Session, rule: Any, as_of: dt.date | None = None) -> list[int]:
     """The sorted ids of the spectators matching ``rule`` (dict, JSON text or tree) on ``as_of``
     (default: the profiles' date)."""
-    ids = members_select(session, rule, as_of).subquery("matching")
-    return np.sort(integers(session.scalar(select(every_value(ids.c.spectator_id))))).tolist()
-
-
-def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
-    """The size of a rule's segment and its breakdowns, small counts suppressed (DESIGN.md §5, §10).
-
-    :param rule: a dict, JSON text or parsed tree; a bad rule raises ``segments.rules.RuleError``.
-    :param as_of: the date to evaluate on (default: the profiles' date, else today).
-    :returns: ``{"as_of", "profile_as_of", "size", "size_suppressed", "k", "by_organisation":
-        [{"organisation": slug, "name", "spectators", "suppressed"}], "lifecycle": [{"stage",
-        "spectators", "suppressed"}], "contactable": {"spectators", "share", "suppressed"}}``.
-        A spectator counts under every organisation they bought from up to ``as_of``; every count
-        under k is None with ``suppressed`` true, and so is what subtraction would reveal.
-    """
     node = as_node(rule)
     stored = profiles_as_of(session)
     as_of = as_of or stored or dt.date.today()
+    if stored is not None and as_of == stored:
+        # On the profiles' date, one scan finds the members and the preview's breakdown.
+        return np.sort(_scan(session, node, as_of, stored).ids).tolist()
     without_jit(session)
-    orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
+    ids = compile_rule(node, as_of, stored, organisation_ids(session)).subquery("matching")
+    return np.sort(integers(session.scalar(select(every_value(ids.c.spectator_id))))).tolist()
+
+
+@dataclass(frozen=True)
+class _Breakdown:
+    """What one pass over a rule's members finds: their ids (unsorted), their number, their count
+    per life-cycle stage, the contactable ones and the count per organisation of the mask."""
+
+    ids: np.ndarray
+    size: int
+    stages: dict[str, int]
+    contactable: int
+    per_org: dict[str, int]
+
+
+_SCAN_KEY = "segments.query.scan"
+
+
+def _forget_scan(session, *_args) -> None:
+    session.info.pop(_SCAN_KEY, None)
+
+
+def _forget_scan_on_write(state) -> None:
+    if not state.is_select:
+        _forget_scan(state.session)
+
+
+def _watch(session: Session) -> None:
+    """Forget the remembered scan on any write, flush or end of transaction of this session."""
+    if session.info.get(_SCAN_KEY + ".watched"):
+        return
+    session.info[_SCAN_KEY + ".watched"] = True
+    event.listen(session, "do_orm_execute", _forget_scan_on_write)
+    event.listen(session, "after_flush", _forget_scan)
+    event.listen(session, "after_transaction_end", _forget_scan)
+
+
+def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
+          orgs: list | None = None) -> _Breakdown:
+    """Members and breakdown of ``node`` on ``as_of`` in one query (one scan of the base).
+
+    The result is remembered for the session's current transaction (the same rule, date and
+    profiles' date), so that ``members`` then ``preview`` of one rule, as the builder and the
+    benchmark ask them, cost one scan; any write, flush, commit or rollback of the session forgets
+    it. Within one transaction the second call sees what the first saw.
+    """
+    if orgs is None:
+        orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
+    key = (node, as_of, stored, tuple(tuple(org) for org in orgs))
+    transaction = session.get_transaction()
+    remembered = session.info.get(_SCAN_KEY)
+    if remembered is not None and transaction is not None and remembered[0] is transaction \
+            and remembered[1] == key:
+        return remembered[2]
+    without_jit(session)
     slugs = {slug: id_ for id_, slug, _name in orgs}
     base, where = _plan(node, as_of, stored, slugs, BREAKDOWN_COLUMNS)
     in_mask = [(id_, slug) for id_, slug, _name in orgs if id_ <= MAX_MASK_ORGANISATION_ID]
-    # One pass over the members. PostgreSQL counts each organisation's bit in its (parallel) scan;
-    # SQLite hands over the members' masks as one value whose bits numpy counts, since a test per
-    # organisation and member costs it five times the scan.
+    # PostgreSQL counts each organisation's bit over the members as it aggregates (a test per
+    # member, not per row: the scan's filter comes first); SQLite hands over the members' masks as
+    # one value whose bits numpy counts, since a test per organisation and member costs it five
+    # times the scan.
     count_bits_in_sql = dialect_name(session) == "postgresql"
-    columns = [func.count().label("size")]
+    columns = [every_value(base.c.spectator_id), func.count().label("size")]
     columns += [func.count().filter(base.c.lifecycle == stage) for stage in LIFECYCLE_STAGES]
     columns.append(func.count().filter(base.c.contactable))
     if count_bits_in_sql:
@@ -517,7 +589,7 @@ def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
     else:
         columns.append(every_value(base.c.organisation_mask))
     row = session.execute(select(*columns).select_from(base).where(where)).one()
-    size, row = int(row[0]), row[1:]
+    ids, size, row = integers(row[0]), int(row[1]), row[2:]
     stages = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row)}
     contactable, row = int(row[len(LIFECYCLE_STAGES)]), row[len(LIFECYCLE_STAGES) + 1:]
     if count_bits_in_sql:
@@ -536,6 +608,30 @@ def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
                    T.c.spectator_id.in_(members_ids))
             .group_by(T.c.organisation_id)).all())
         per_org.update({slug: int(counted.get(id_, 0)) for id_, slug in beyond})
+    found = _Breakdown(ids, size, stages, contactable, per_org)
+    if transaction is not None:
+        _watch(session)
+        session.info[_SCAN_KEY] = (transaction, key, found)
+    return found
+
+
+def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
+    """The size of a rule's segment and its breakdowns, small counts suppressed (DESIGN.md §5, §10).
+
+    :param rule: a dict, JSON text or parsed tree; a bad rule raises ``segments.rules.RuleError``.
+    :param as_of: the date to evaluate on (default: the profiles' date, else today).
+    :returns: ``{"as_of", "profile_as_of", "size", "size_suppressed", "k", "by_organisation":
+        [{"organisation": slug, "name", "spectators", "suppressed"}], "lifecycle": [{"stage",
+        "spectators", "suppressed"}], "contactable": {"spectators", "share", "suppressed"}}``.
+        A spectator counts under every organisation they bought from up to ``as_of``; every count
+        under k is None with ``suppressed`` true, and so is what subtraction would reveal.
+    """
+    node = as_node(rule)
+    stored = profiles_as_of(session)
+    as_of = as_of or stored or dt.date.today()
+    orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
+    found = _scan(session, node, as_of, stored, orgs)
+    size, stages, contactable, per_org = found.size, found.stages, found.contactable, found.per_org
 
     k = strictest_k(session)
     size_hidden = is_small(size, k)

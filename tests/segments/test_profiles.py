@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import time
 
-from sqlalchemy import insert, select, update
+import pytest
+from sqlalchemy import func, insert, select, text, update
 
 from core.models import DISCIPLINES, Consent, Contact, ImportBatch, Organisation, Setting, Spectator, Transaction
 from segments.models import SpectatorProfile
@@ -182,3 +184,48 @@ def test_pilot_profiles_refresh(runner, small_district):
     result = runner.invoke(args=["profiles", "refresh", "--full", "--as-of", AS_OF.isoformat()])
     assert result.exit_code == 0, result.output
     assert f"(full) as of {AS_OF.isoformat()}: {len(small_district.universe(AS_OF))} rows" in result.output
+
+
+def _pages(session) -> int:
+    return session.execute(text("SELECT pg_relation_size('spectator_profile') / current_setting('block_size')::int")
+                           ).scalar()
+
+
+@pytest.mark.engines("postgresql")
+def test_a_full_refresh_on_postgresql_leaves_no_dead_rows_behind(db, small_district, engine_name):
+    """A full rebuild truncates: the table holds its rows' pages only, not those of every former
+    rebuild (which each preview's scan would read), and its rows come in FSA order."""
+    with db.session() as session:
+        before = rows(session)
+        pages = _pages(session)
+        for _ in range(3):
+            refresh_profiles(session, as_of=AS_OF)
+            session.commit()
+        assert _pages(session) == pages
+        assert rows(session) == before
+        assert session.execute(text("SELECT lock_timeout FROM (SELECT current_setting('lock_timeout') AS lock_timeout) t")
+                               ).scalar() == "0"  # the refresh's own lock timeout is gone
+        in_order = session.scalars(text("SELECT fsa FROM spectator_profile ORDER BY ctid")).all()
+        assert in_order == sorted(in_order, key=lambda fsa: (fsa is None, fsa or ""))
+
+
+@pytest.mark.engines("postgresql")
+def test_a_full_refresh_does_not_wait_for_a_reader_of_the_profiles(db, small_district, engine_name, monkeypatch):
+    """With a reader holding the table, the full rebuild deletes instead of truncating (after a
+    short wait) and gives the same rows; the reader still sees the former ones until it ends."""
+    import segments.profiles as profiles
+
+    monkeypatch.setattr(profiles, "TRUNCATE_LOCK_TIMEOUT", "200ms")
+    with db.session() as reader, db.session() as session:
+        seen = reader.scalar(select(func.count()).select_from(SpectatorProfile))  # holds ACCESS SHARE
+        before = rows(session)
+        session.execute(update(SpectatorProfile).values(lead_days=-1.0))  # to tell the rebuilt rows
+        started = time.perf_counter()
+        written = refresh_profiles(session, as_of=AS_OF)
+        waited = time.perf_counter() - started
+        session.commit()
+        assert written == len(before) == seen
+        assert rows(session) == before
+        assert reader.scalar(select(func.count()).select_from(SpectatorProfile)) == seen
+        assert waited < 30
+        assert session.execute(text("SHOW lock_timeout")).scalar() == "0"

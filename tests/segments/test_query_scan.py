@@ -1,0 +1,197 @@
+"""One scan for a rule's members and its preview (``segments.query._scan``): what it counts against
+the reference evaluator, when a second call reuses it and when it must not, and the FSA index."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select, update
+
+from benchmarks.rules import RULES as BENCH_RULES
+from core.models import Organisation
+from segments.models import SpectatorProfile
+from segments.profiles import LIFECYCLE_STAGES, MAX_MASK_ORGANISATION_ID, profiles_as_of
+from segments.query import _scan, members, preview
+from segments.rules import parse_rule, stage_of
+from tests.segments.district import (  # noqa: F401  (fixtures)
+    AS_OF,
+    PAST,
+    district_databases,
+    shared_district,
+    small_district,
+)
+from tests.segments.test_rules_sql import COMPOSITES, expected
+
+# Rules on a region (the FSA index answers them alone on SQLite when they read nothing else), on a
+# region and something the index does not hold, and the benchmark's.
+REGION_RULES = [
+    {"field": "fsa", "op": "starts_with", "value": ["H2"]},
+    {"field": "fsa", "op": "starts_with", "value": ["H"]},
+    {"field": "fsa", "op": "starts_with", "value": ["G", "J4"]},
+    {"field": "fsa", "op": "starts_with", "value": ["H2X"]},
+    {"not": {"field": "fsa", "op": "starts_with", "value": ["H2"]}},
+    {"field": "fsa", "op": "in", "value": ["H2X", "H3A"]},
+    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H2"]},
+             {"field": "organisation", "op": "any", "value": ["theatre-nord"]},
+             {"field": "organisation", "op": "none", "value": ["danse-sud"]}]},
+    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H"]},
+             {"field": "organisation", "op": "all", "value": ["theatre-nord", "festival-est"]}]},
+    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H"]},
+             {"field": "lifecycle", "op": "in", "value": ["active", "stale", "lapsed"]},
+             {"field": "contactable", "op": "is", "value": True}]},
+    {"any": [{"field": "fsa", "op": "starts_with", "value": ["H3"]},
+             {"field": "shows", "op": ">=", "value": 3}]},
+    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H"]},
+             {"field": "organisation", "op": "any", "value": ["grand-ensemble"]}]},
+]
+ALL_RULES = REGION_RULES + COMPOSITES + [r.rule for r in BENCH_RULES]
+
+
+def reference_breakdown(built, node, as_of, organisations: dict[str, int]) -> dict:
+    """Size, stages, contactable members and members per organisation, from the reference facts."""
+    from segments.query import consents_day
+
+    found = expected(built, node, as_of)
+    facts = [built.facts(s, as_of, consents_day(as_of, AS_OF)) for s in found]
+    bought = [{p.organisation for p in f.purchases if p.purchased_at <= as_of} for f in facts]
+    return {
+        "ids": found,
+        "size": len(found),
+        "stages": {stage: sum(1 for f in facts if stage_of(f) == stage) for stage in LIFECYCLE_STAGES},
+        "contactable": sum(1 for f in facts if f.contactable),
+        "per_org": {slug: sum(1 for b in bought if slug in b) for slug in organisations},
+    }
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=[f"rule-{i}" for i in range(len(ALL_RULES))])
+def test_one_scan_counts_what_the_reference_counts(shared_district, rule):
+    db, built = shared_district
+    node = parse_rule(rule)
+    with db.session() as session:
+        organisations = dict(session.execute(select(Organisation.slug, Organisation.id)).all())
+        assert any(i > MAX_MASK_ORGANISATION_ID for i in organisations.values())  # the path beyond the mask too
+        for as_of in (AS_OF, PAST):
+            want = reference_breakdown(built, node, as_of, organisations)
+            found = _scan(session, node, as_of, profiles_as_of(session))
+            assert sorted(found.ids.tolist()) == want["ids"], (rule, as_of)
+            got = {"ids": want["ids"], "size": found.size, "stages": found.stages,
+                   "contactable": found.contactable, "per_org": found.per_org}
+            assert got == want, (rule, as_of)
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=[f"rule-{i}" for i in range(len(ALL_RULES))])
+def test_members_then_preview_say_what_each_says_alone(shared_district, rule):
+    db, built = shared_district
+    for as_of in (AS_OF, PAST):
+        with db.session() as session:
+            together = (members(session, rule, as_of), preview(session, rule, as_of))
+        with db.session() as session:
+            alone_preview = preview(session, rule, as_of)
+        with db.session() as session:
+            alone_members = members(session, rule, as_of)
+        assert together == (alone_members, alone_preview)
+        assert alone_members == expected(built, parse_rule(rule), as_of)
+
+
+def _profile_scans(db):
+    """A list that fills with the statements reading the profiles with a WHERE (the scans)."""
+    seen: list[str] = []
+
+    def listen(_conn, _cursor, statement, *_args):
+        if "spectator_profile" in statement and "WHERE" in statement and "LIMIT" not in statement:
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    return seen, lambda: event.remove(db.engine, "before_cursor_execute", listen)
+
+
+def test_preview_after_members_reuses_the_scan_within_the_transaction(shared_district):
+    db, _built = shared_district
+    rule = BENCH_RULES[0].rule
+    scans, stop = _profile_scans(db)
+    try:
+        with db.session() as session:
+            members(session, rule)
+            once = len(scans)
+            assert once >= 1
+            preview(session, rule)
+            assert len(scans) == once
+            preview(session, BENCH_RULES[1].rule)  # another rule: its own scan
+            assert len(scans) > once
+            twice = len(scans)
+            session.rollback()  # a new transaction sees anew
+            preview(session, BENCH_RULES[1].rule)
+            assert len(scans) > twice
+    finally:
+        stop()
+
+
+def test_a_write_in_the_session_forgets_the_scan(db, small_district):
+    rule = {"field": "fsa", "op": "starts_with", "value": ["H"]}
+    with db.session() as session:
+        before = members(session, rule)
+        assert len(before) >= 10  # a size the preview shows (k = 10)
+        outsider = next(s for s in small_district.universe(AS_OF) if s not in before)
+        # A Core write through the session.
+        session.execute(update(SpectatorProfile).where(SpectatorProfile.spectator_id == outsider)
+                        .values(fsa="H9Z"))
+        after_core = members(session, rule)
+        assert after_core == sorted([*before, outsider])
+        assert preview(session, rule)["size"] == len(after_core)
+        # An ORM change, flushed before the next query.
+        profile = session.get(SpectatorProfile, outsider)
+        profile.fsa = "G1R"
+        assert members(session, rule) == before
+        assert preview(session, rule)["size"] == len(before)
+        session.commit()
+        assert members(session, rule) == before
+        session.get(SpectatorProfile, outsider).fsa = "H0A"
+        session.commit()  # the commit flushes: the next transaction sees it
+        assert preview(session, rule)["size"] == len(before) + 1
+        assert members(session, rule) == sorted([*before, outsider])
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_reads_a_region_rule_from_the_fsa_index_alone(db, small_district, engine_name):
+    """The geography rule and its preview read ix_spectator_profile_fsa only; a region rule that
+    reads another column keeps to the table (a lookup per index entry would cost more)."""
+    from segments.query import compile_rule, organisation_ids
+
+    plans = []
+
+    def listen(conn, _cursor, statement, parameters, *_args):
+        if "spectator_profile" in statement and "WHERE" in statement and not statement.startswith("EXPLAIN"):
+            plans.append(" ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)))
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        with db.session() as session:
+            preview(session, REGION_RULES[6])
+            assert plans and all("COVERING INDEX ix_spectator_profile_fsa" in p for p in plans), plans
+            node = parse_rule(REGION_RULES[0])
+            sql = str(compile_rule(node, AS_OF, AS_OF, organisation_ids(session))
+                      .compile(dialect=db.engine.dialect))
+            assert "+spectator_profile.fsa" not in sql
+            node = parse_rule({"all": [REGION_RULES[0], {"field": "shows", "op": ">=", "value": 2}]})
+            sql = str(compile_rule(node, AS_OF, AS_OF, organisation_ids(session))
+                      .compile(dialect=db.engine.dialect))
+            assert "+spectator_profile.fsa" in sql
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+
+
+@pytest.mark.engines("postgresql")
+def test_postgresql_prefix_is_a_like_the_fsa_index_serves(db, small_district, engine_name):
+    from segments.query import compile_rule, organisation_ids
+
+    with db.session() as session:
+        node = parse_rule(REGION_RULES[0])
+        statement = compile_rule(node, AS_OF, AS_OF, organisation_ids(session))
+        compiled = statement.compile(dialect=db.engine.dialect)
+        assert " LIKE " in str(compiled) and "H2%" in compiled.params.values()
+        session.execute(select(SpectatorProfile.spectator_id).limit(1))
+        connection = session.connection()
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        literal = str(statement.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
+        cursor = connection.connection.driver_connection.execute("EXPLAIN " + literal)  # no placeholders
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+        assert "ix_spectator_profile_fsa" in plan, plan
