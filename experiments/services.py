@@ -244,6 +244,7 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
                     arm_labels, codes))
     clock.lap("recipients_written")
 
+    # set-wise from the rows just written; ``contact_history`` has no foreign keys to check per row
     session.execute(insert(ContactHistory).from_select(
         ["spectator_id", "campaign_id", "organisation_id", "contacted_at"],
         select(Recipient.spectator_id, literal(campaign.id), Recipient.organisation_id, literal(now))

@@ -464,3 +464,37 @@ def test_purchases_after_the_launch_do_not_change_the_sender(session, district):
     # the funnel follows the same rule
     f = funnel(session, district.campaign, at=moment)
     assert f.row(a.id).eligible == 16 and f.row(c.id).eligible == 12
+
+
+def test_sender_ties_purchases_at_excluded_organisations_and_no_purchase(session, district):
+    """The sender is looked up among the spectator's candidate organisations only: equal purchase
+    moments go to the lowest organisation id, a more recent purchase where the spectator is excluded
+    does not count, and a spectator without any purchase at a candidate goes to the lowest id."""
+    a, b, c = district.orgs
+    shared = district.spectators[-4:]
+    moment = district.now - dt.timedelta(hours=1)
+    # the same moment at b and c, more recent than the purchase at a
+    new_purchase(session, c, shared[0], moment)
+    new_purchase(session, b, shared[0], moment)
+    # the most recent purchase is a subscription at a, which excludes its subscribers
+    new_purchase(session, a, shared[1], moment, "subscription")
+    # known to b and c, bought at a only (a subscription)
+    outsider = new_spectator(session, "dehors@exemple.qc.ca")
+    for org in (c, b):
+        new_contact(session, org, outsider, email="dehors@exemple.qc.ca",
+                    consents=[{"basis": "express", "given_at": district.now - dt.timedelta(days=400)}])
+    new_purchase(session, a, outsider, moment, "subscription")
+    session.add(SnapshotMember(snapshot_id=district.snapshot.id, spectator_id=outsider.id))
+    session.flush()
+    approvals = approve_all(session, district)
+    services.decide_approval(session, approvals[a.id], "approve", None, now=district.now, exclude_subscribers=True)
+    recipients = dict(eligible_recipients(session, district.campaign))
+    assert recipients[shared[0].id] == min(b.id, c.id)
+    assert recipients[shared[1].id] == b.id  # build_district: b's purchase is more recent than c's
+    assert recipients[outsider.id] == min(b.id, c.id)
+    assert recipients[shared[2].id] == recipients[shared[3].id] == a.id
+    # the funnel ranks every pair by stage and last purchase: the same senders
+    f = funnel(session, district.campaign)
+    for org in (a, b, c):
+        assert f.row(org.id).eligible == sum(1 for o in recipients.values() if o == org.id)
+    assert f.total.eligible == len(recipients) == eligible_count(session, district.campaign)
