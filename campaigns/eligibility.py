@@ -126,6 +126,55 @@ def _approved(session: Session, campaign: Campaign) -> list[Approval]:
 NO_CONSENT, CONSENT, APPROVED, CANDIDATE = 0, 1, 2, 3
 
 
+def _join_exclusions(session: Session, campaign: Campaign, approved: list[Approval], at: dt.datetime,
+                     pairs: Select) -> tuple[Select, list]:
+    """The approvals' exclusions joined to ``pairs`` (rows of ``Contact`` and their organisation).
+
+    Each exclusion is a LEFT JOIN to a derived table unique on its join key, and comes back as
+    ``(excluded, kept)``: a condition true when the pair is excluded, and its NULL-safe negation
+    (written "no match" where it can be, which PostgreSQL plans as an anti-join). The exclusions:
+    subscribers of the organisation in the lookback, spectators contacted by another campaign
+    within the organisation's window, and uploaded lists.
+    """
+    excluded = []
+    subscriber_orgs = [a.organisation_id for a in approved if a.exclude_subscribers]
+    if subscriber_orgs:
+        subscribers = (
+            select(Transaction.spectator_id, Transaction.organisation_id)
+            .where(Transaction.organisation_id.in_(subscriber_orgs), Transaction.category == "subscription",
+                   Transaction.purchased_at > at - dt.timedelta(days=SUBSCRIBER_LOOKBACK_DAYS),
+                   Transaction.purchased_at <= at)
+            .group_by(Transaction.spectator_id, Transaction.organisation_id).subquery("subscribers")
+        )
+        pairs = pairs.outerjoin(subscribers, and_(subscribers.c.spectator_id == Contact.spectator_id,
+                                                  subscribers.c.organisation_id == Contact.organisation_id))
+        excluded.append((subscribers.c.spectator_id.is_not(None), subscribers.c.spectator_id.is_(None)))
+    cutoffs = {a.organisation_id: at - dt.timedelta(days=a.exclude_contacted_days)
+               for a in approved if a.exclude_contacted_days}
+    if cutoffs:
+        contacted = (
+            select(ContactHistory.spectator_id, func.max(ContactHistory.contacted_at).label("last_contacted"))
+            .where(ContactHistory.contacted_at > min(cutoffs.values()),
+                   # the campaign's own launch must not exclude its recipients when recomputed afterwards
+                   or_(ContactHistory.campaign_id.is_(None), ContactHistory.campaign_id != campaign.id))
+            .group_by(ContactHistory.spectator_id).subquery("contacted")
+        )
+        pairs = pairs.outerjoin(contacted, contacted.c.spectator_id == Contact.spectator_id)
+        # each organisation its own window; NULL (no contact-pressure exclusion) excludes nobody
+        recent = contacted.c.last_contacted > case(cutoffs, value=Contact.organisation_id,
+                                                   else_=literal(None, DateTime))
+        excluded.append((recent, case((recent, 1), else_=0) == 0))
+    listed_rows = (select(Exclusion.spectator_id, Approval.organisation_id)
+                   .join(Approval, Approval.id == Exclusion.approval_id)
+                   .where(Approval.campaign_id == campaign.id))
+    if session.scalar(select(exists(listed_rows))):
+        listed = listed_rows.subquery("listed")
+        pairs = pairs.outerjoin(listed, and_(listed.c.spectator_id == Contact.spectator_id,
+                                             listed.c.organisation_id == Contact.organisation_id))
+        excluded.append((listed.c.spectator_id.is_not(None), listed.c.spectator_id.is_(None)))
+    return pairs, excluded
+
+
 def _staged(session: Session, campaign: Campaign, at: dt.datetime, approved_only: bool):
     """Every organisation's record of a snapshot member with the furthest stage it reaches
     (``stage``), its spectator's best stage over all organisations (``best``), and its rank as a
@@ -165,40 +214,8 @@ def _staged(session: Session, campaign: Campaign, at: dt.datetime, approved_only
     # once per organisation and member (three times slower than one scan)
     in_approved = (Contact.organisation_id + 0).in_(approved_ids) if approved_ids else literal(False)
     whens.append((~in_approved, CONSENT))
-    subscriber_orgs = [a.organisation_id for a in approved if a.exclude_subscribers]
-    if subscriber_orgs:
-        subscribers = (
-            select(Transaction.spectator_id, Transaction.organisation_id)
-            .where(Transaction.organisation_id.in_(subscriber_orgs), Transaction.category == "subscription",
-                   Transaction.purchased_at > at - dt.timedelta(days=SUBSCRIBER_LOOKBACK_DAYS),
-                   Transaction.purchased_at <= at)
-            .group_by(Transaction.spectator_id, Transaction.organisation_id).subquery("subscribers")
-        )
-        pairs = pairs.outerjoin(subscribers, and_(subscribers.c.spectator_id == Contact.spectator_id,
-                                                  subscribers.c.organisation_id == Contact.organisation_id))
-        whens.append((subscribers.c.spectator_id.is_not(None), APPROVED))
-    cutoffs = {a.organisation_id: at - dt.timedelta(days=a.exclude_contacted_days)
-               for a in approved if a.exclude_contacted_days}
-    if cutoffs:
-        contacted = (
-            select(ContactHistory.spectator_id, func.max(ContactHistory.contacted_at).label("last_contacted"))
-            .where(ContactHistory.contacted_at > min(cutoffs.values()),
-                   # the campaign's own launch must not exclude its recipients when recomputed afterwards
-                   or_(ContactHistory.campaign_id.is_(None), ContactHistory.campaign_id != campaign.id))
-            .group_by(ContactHistory.spectator_id).subquery("contacted")
-        )
-        pairs = pairs.outerjoin(contacted, contacted.c.spectator_id == Contact.spectator_id)
-        # each organisation its own window; NULL (no contact-pressure exclusion) excludes nobody
-        whens.append((contacted.c.last_contacted > case(cutoffs, value=Contact.organisation_id,
-                                                        else_=literal(None, DateTime)), APPROVED))
-    listed_rows = (select(Exclusion.spectator_id, Approval.organisation_id)
-                   .join(Approval, Approval.id == Exclusion.approval_id)
-                   .where(Approval.campaign_id == campaign.id))
-    if session.scalar(select(exists(listed_rows))):
-        listed = listed_rows.subquery("listed")
-        pairs = pairs.outerjoin(listed, and_(listed.c.spectator_id == Contact.spectator_id,
-                                             listed.c.organisation_id == Contact.organisation_id))
-        whens.append((listed.c.spectator_id.is_not(None), APPROVED))
+    pairs, excluded = _join_exclusions(session, campaign, approved, at, pairs)
+    whens.extend((hit, APPROVED) for hit, _ in excluded)
     pairs = pairs.add_columns(case(*whens, else_=CANDIDATE).label("stage"))
     if approved_only:
         pairs = pairs.where(in_approved)
@@ -268,43 +285,8 @@ def _candidates(session: Session, campaign: Campaign, at: dt.datetime, approved:
         .join(SnapshotMember, and_(SnapshotMember.spectator_id == Contact.spectator_id,
                                    SnapshotMember.snapshot_id == campaign.snapshot_id))
     )
-    # The exclusions: LEFT JOINs to derived tables unique on their join key (as in the funnel),
-    # read as "no match" (PostgreSQL plans them as anti-joins).
-    subscriber_orgs = [a.organisation_id for a in approved if a.exclude_subscribers]
-    if subscriber_orgs:
-        subscribers = (
-            select(Transaction.spectator_id, Transaction.organisation_id)
-            .where(Transaction.organisation_id.in_(subscriber_orgs), Transaction.category == "subscription",
-                   Transaction.purchased_at > at - dt.timedelta(days=SUBSCRIBER_LOOKBACK_DAYS),
-                   Transaction.purchased_at <= at)
-            .group_by(Transaction.spectator_id, Transaction.organisation_id).subquery("subscribers")
-        )
-        pairs = pairs.outerjoin(subscribers, and_(subscribers.c.spectator_id == Contact.spectator_id,
-                                                  subscribers.c.organisation_id == Contact.organisation_id))
-        conditions.append(subscribers.c.spectator_id.is_(None))
-    cutoffs = {a.organisation_id: at - dt.timedelta(days=a.exclude_contacted_days)
-               for a in approved if a.exclude_contacted_days}
-    if cutoffs:
-        contacted = (
-            select(ContactHistory.spectator_id, func.max(ContactHistory.contacted_at).label("last_contacted"))
-            .where(ContactHistory.contacted_at > min(cutoffs.values()),
-                   # the campaign's own launch must not exclude its recipients when recomputed afterwards
-                   or_(ContactHistory.campaign_id.is_(None), ContactHistory.campaign_id != campaign.id))
-            .group_by(ContactHistory.spectator_id).subquery("contacted")
-        )
-        pairs = pairs.outerjoin(contacted, contacted.c.spectator_id == Contact.spectator_id)
-        # each organisation its own window; NULL (no contact-pressure exclusion) excludes nobody
-        conditions.append(case((contacted.c.last_contacted > case(cutoffs, value=Contact.organisation_id,
-                                                                   else_=literal(None, DateTime)), 1),
-                               else_=0) == 0)
-    listed_rows = (select(Exclusion.spectator_id, Approval.organisation_id)
-                   .join(Approval, Approval.id == Exclusion.approval_id)
-                   .where(Approval.campaign_id == campaign.id))
-    if session.scalar(select(exists(listed_rows))):
-        listed = listed_rows.subquery("listed")
-        pairs = pairs.outerjoin(listed, and_(listed.c.spectator_id == Contact.spectator_id,
-                                             listed.c.organisation_id == Contact.organisation_id))
-        conditions.append(listed.c.spectator_id.is_(None))
+    pairs, excluded = _join_exclusions(session, campaign, approved, at, pairs)
+    conditions.extend(kept for _, kept in excluded)
     return pairs.where(*conditions).subquery("candidates")
 
 

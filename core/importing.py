@@ -60,6 +60,7 @@ KINDS = ("sales", "unsubscribes")
 BATCH_SIZE = 20_000  # rows read, parsed and written at once
 MAX_ERRORS = 100
 MAX_UNKNOWN_DISCIPLINES = 100
+SHOWS_KEPT = 1 << 14  # performances whose ids an import keeps from one batch to the next
 READ_CHUNK = 1 << 20
 
 _spectators = Spectator.__table__
@@ -570,13 +571,21 @@ _LIMITS = {"last_name": 200, "first_name": 200, "address": 400, "phone": 40, "cu
 _BAD = object()  # a value the fast path does not vouch for: the row goes through the row-by-row parser
 
 
+CACHE_KEEP = 1 << 12  # entries a cache may carry from one batch to the next
+
+
 class _Cache(dict):
     """``function`` memoised per distinct argument; ``list(map(cache.__getitem__, values))`` runs at C
-    speed on the many repeats of an export (dates, amounts, titles, labels, buyers)."""
+    speed on the many repeats of an export (dates, amounts, titles, labels, buyers).
+
+    Between batches :meth:`trim` forgets everything once past ``limit`` entries: the few-valued
+    columns (labels, titles, prices) stay memoised for the whole file, the many-valued ones (buyers,
+    moments) are memoised within a batch only. Either way a cache holds at most one batch's distinct
+    values plus ``limit``, reached on the first batch: memory does not grow with the file."""
 
     __slots__ = ("function", "limit")
 
-    def __init__(self, function, limit: int = 1 << 16):
+    def __init__(self, function, limit: int = CACHE_KEEP):
         super().__init__()
         self.function, self.limit = function, limit
 
@@ -631,8 +640,10 @@ class _SalesParser:
         # Positions in SALES_COLUMNS order; -1 reads the "" appended to each record.
         self.order = [header.index.get(name, -1) for name in SALES_COLUMNS]
         self.prefix = f"{organisation_id}|"
-        self.key_of = functools.lru_cache(maxsize=1 << 15)(functools.partial(spectator_key, secret))
-        self.unknown: set[str] = set()
+        # The buyers' keys, the costliest value of a row (an HMAC): kept across batches for repeat
+        # buyers, within a bound reached long before a file's size shows.
+        self.key_of = functools.lru_cache(maxsize=1 << 13)(functools.partial(spectator_key, secret))
+        self.unknown: set[str] = set()  # the labels of result.unknown_disciplines: at most 100
         self.positions = {name: header.index.get(name, -1) for name in SALES_COLUMNS}
         self.memo = self._memo()
 
@@ -737,10 +748,8 @@ class _SalesParser:
         sale.purchased_at = purchased_at = purchased[0]
         sale.starts_at = starts_at
         discipline, known = discipline_key(discipline_text)
-        if not known and discipline_text not in self.unknown:
-            self.unknown.add(discipline_text)
-            if len(self.result.unknown_disciplines) < MAX_UNKNOWN_DISCIPLINES:
-                self.result.unknown_disciplines.append(discipline_text)
+        if not known:
+            self._unknown(discipline_text)
         sale.discipline = discipline
         sale.circumstance = circumstance = circumstance_key(circumstance_text)
         sale.category = category = category_key(category_text)
@@ -751,6 +760,12 @@ class _SalesParser:
                                           f"{tickets}|{circumstance}|{category}|{channel or ''}|{promo_code}|"
                                           f"{order_id}".encode()).hexdigest()
         return sale
+
+    def _unknown(self, label: str) -> None:
+        """Report an unknown discipline label once, the first MAX_UNKNOWN_DISCIPLINES of them."""
+        if label not in self.unknown and len(self.unknown) < MAX_UNKNOWN_DISCIPLINES:
+            self.unknown.add(label)
+            self.result.unknown_disciplines.append(label)
 
     # The fast path: a whole batch at once, column by column, each distinct text parsed once. A row
     # it cannot vouch for goes through :meth:`parse`, which words the errors; both agree on the rest.
@@ -851,10 +866,8 @@ class _SalesParser:
         columns.starts_at = pick(starts)
         disciplines = pick(text["discipline"])
         for label in dict.fromkeys(disciplines):
-            if not discipline_key(label)[1] and label not in self.unknown:
-                self.unknown.add(label)
-                if len(self.result.unknown_disciplines) < MAX_UNKNOWN_DISCIPLINES:
-                    self.result.unknown_disciplines.append(label)
+            if not discipline_key(label)[1]:
+                self._unknown(label)
         columns.discipline = list(map(memo["discipline"].__getitem__, disciplines))
         columns.circumstance = list(map(memo["circumstance"].__getitem__, pick(text["circumstance"])))
         columns.category = list(map(memo["category"].__getitem__, pick(text["category"])))
@@ -935,9 +948,7 @@ class _SalesParser:
         return {
             "amount": _Cache(amount), "tickets": _Cache(tickets), "purchased": _Cache(purchased),
             "starts": _Cache(starts), "title": _Cache(title), "capacity": _Cache(capacity),
-            # one entry per buyer: smaller, so that memory stays flat however many buyers a file has
-            "email": _Cache(email, 1 << 15), "postal": _Cache(postal, 1 << 15), "identity": _Cache(identity, 1 << 15),
-            "fsa": _Cache(fsa_of, 1 << 15),
+            "email": _Cache(email), "postal": _Cache(postal), "identity": _Cache(identity), "fsa": _Cache(fsa_of),
             "duration": _Cache(duration), "squeeze": _Cache(lambda t: _squeeze(t) or None),
             "discipline": _Cache(lambda t: discipline_key(t)[0]), "circumstance": _Cache(circumstance_key),
             "category": _Cache(category_key), "channel": _Cache(channel_key), "newsletter": _Cache(is_yes),
@@ -1142,9 +1153,12 @@ _CONSENT_UPSERT = (
 
 class _Memo(dict):
     """What this import already knows the database holds, forgotten whenever it grows past ``limit``:
-    repeat buyers cost no query, and memory stays flat whatever the file size."""
+    repeat buyers close together in a file cost no query. It holds at most ``limit`` entries or one
+    batch's, whichever is more, and reaches that on the first batch: memory stays flat whatever the
+    file size. (What must hold across the whole file, the rows already imported, is read from the
+    database, where the previous batches are.)"""
 
-    def __init__(self, limit: int = 50_000):
+    def __init__(self, limit: int = 1 << 13):
         super().__init__()
         self.limit = limit
 
@@ -1270,7 +1284,7 @@ class _SalesWriter:
                 select(_venues.c.id, _venues.c.name, _venues.c.capacity)
                 .where(_venues.c.organisation_id == organisation_id)):
             self.venues[name.casefold()] = [id_, capacity]
-        self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows
+        self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows (SHOWS_KEPT at most)
         self.contacts = _Memo()  # spectator id → (contact id, personal fields)
         self.staging = False  # consents staged in a temporary table, upserted by finish()
         self.later = _Cache(plus_two_years)
@@ -1340,6 +1354,8 @@ class _SalesWriter:
 
     def _shows(self, sales: "_SaleColumns", fresh: list[int]) -> dict[str, int]:
         needed: dict[str, int] = {}
+        if len(self.shows) > SHOWS_KEPT:  # an export of countless performances: forget those of past batches
+            self.shows.clear()
         show_keys, capacities, venues, known = sales.show_key, sales.capacity, sales.venue, self.shows
         for index in fresh:
             show_key = show_keys[index]
