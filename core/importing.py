@@ -795,32 +795,26 @@ class _SalesParser:
         text = {name: column(name) for name in SALES_COLUMNS}
         transposed = None  # the batch's cells live on in ``records`` only
 
-        def flag(values: list, bad=_BAD) -> None:
-            if bad in values:
-                suspect.update(i for i, v in enumerate(values) if v is bad)
+        def converted(kind: str, values) -> list:
+            """One column through its memoised converter; rows whose cell failed become suspects."""
+            out = list(map(memo[kind].__getitem__, values))
+            if _BAD in out:
+                suspect.update(i for i, v in enumerate(out) if v is _BAD)
+            return out
 
         for name, limit in _LIMITS.items():
             values = text[name]
             if values is not blank and max(map(len, values), default=0) > limit:
                 suspect.update(i for i, v in enumerate(values) if len(v) > limit)
-        amounts = list(map(memo["amount"].__getitem__, text["amount"]))
-        flag(amounts)
-        tickets = list(map(memo["tickets"].__getitem__, text["tickets"]))
-        flag(tickets)
-        purchased = list(map(memo["purchased"].__getitem__, text["purchased_at"]))
-        flag(purchased)
-        starts = list(map(memo["starts"].__getitem__, zip(text["show_date"], text["show_time"])))
-        flag(starts)
-        titles = list(map(memo["title"].__getitem__, text["show_title"]))
-        flag(titles)
-        capacities = list(map(memo["capacity"].__getitem__, text["capacity"]))
-        flag(capacities)
-        durations = list(map(memo["duration"].__getitem__, text["duration"]))
-        flag(durations)
-        emails = list(map(memo["email"].__getitem__, text["email"]))
-        flag(emails)
-        postals = list(map(memo["postal"].__getitem__, text["postal_code"]))
-        flag(postals)
+        amounts = converted("amount", text["amount"])
+        tickets = converted("tickets", text["tickets"])
+        purchased = converted("purchased", text["purchased_at"])
+        starts = converted("starts", zip(text["show_date"], text["show_time"]))
+        titles = converted("title", text["show_title"])
+        capacities = converted("capacity", text["capacity"])
+        durations = converted("duration", text["duration"])
+        emails = converted("email", text["email"])
+        postals = converted("postal", text["postal_code"])
         last_names, first_names, phones = text["last_name"], text["first_name"], text["phone"]
         keys = list(map(memo["identity"].__getitem__, zip(emails, last_names, first_names, postals, phones)))
 
