@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
+                   stream_with_context, url_for)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -20,7 +23,7 @@ from core import rejects as rejects_files
 from core.auth import PasswordError, actor_name, create_user, login_required, roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.csvexport import csv_stream_response
-from core.db import db_session
+from core.db import db_session, get_db
 from core.models import (
     DISCIPLINES,
     ORGANISATION_KINDS,
@@ -66,6 +69,7 @@ AUDIT_ACTION_LABELS = {
     "import.unsubscribes": _l("Unsubscribes imported"),
     "import.refused": _l("Import refused"),
     "import.rejects_download": _l("Rejected rows downloaded"),
+    "audit.export": _l("Audit log downloaded"),
     "import.rejects_purge": _l("Rejected rows deleted (retention period over)"),
     "segment.create": _l("Segment created"),
     "segment.version": _l("Segment rule changed"),
@@ -234,15 +238,96 @@ def users():
     return render_template("admin/users.html", form=form, users=all_users, role_labels=ROLE_LABELS)
 
 
+AUDIT_PAGE_SIZE = 100
+
+
+def _audit_filters(args) -> dict:
+    """The audit log's filters from the query string: action, actor (part of it), object type and
+    id, and a period of days (UTC, both ends included); malformed dates are ignored, not an error."""
+    def day(name):
+        try:
+            return dt.date.fromisoformat(args.get(name, ""))
+        except ValueError:
+            return None
+
+    return {"action": args.get("action", "").strip(), "actor": args.get("actor", "").strip(),
+            "object_type": args.get("object_type", "").strip(), "object_id": args.get("object_id", "").strip(),
+            "since": day("since"), "until": day("until")}
+
+
+def _audit_query(filters: dict):
+    """The audit events that ``filters`` select, newest first."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if filters["action"]:
+        query = query.where(AuditEvent.action == filters["action"])
+    if filters["actor"]:
+        query = query.where(func.lower(AuditEvent.actor).contains(filters["actor"].lower(), autoescape=True))
+    if filters["object_type"]:
+        query = query.where(AuditEvent.object_type == filters["object_type"])
+    if filters["object_id"]:
+        query = query.where(AuditEvent.object_id == filters["object_id"])
+    if filters["since"]:
+        query = query.where(AuditEvent.at >= dt.datetime.combine(filters["since"], dt.time()))
+    if filters["until"]:
+        query = query.where(AuditEvent.at < dt.datetime.combine(filters["until"] + dt.timedelta(days=1), dt.time()))
+    return query
+
+
+def audit_details_text(details) -> str:
+    """An audit event's details as one readable line (``key: value; …``), for the CSV export."""
+    if not details:
+        return ""
+    if not isinstance(details, dict):
+        return json.dumps(details, ensure_ascii=False)
+    return "; ".join(f"{key}: {value if isinstance(value, (str, int, float)) else json.dumps(value, ensure_ascii=False)}"
+                     for key, value in details.items())
+
+
 @admin_bp.route("/audit")
 @roles_required("admin")
 def audit_log():
+    """The audit log, newest first, filtered by action, actor, object and period; 100 per page."""
     session = db_session()
     page = max(request.args.get("page", 1, type=int), 1)
-    events = session.scalars(
-        select(AuditEvent).order_by(AuditEvent.id.desc()).limit(100).offset((page - 1) * 100)
-    ).all()
-    return render_template("admin/audit.html", events=events, page=page, action_labels=AUDIT_ACTION_LABELS)
+    filters = _audit_filters(request.args)
+    events = session.scalars(_audit_query(filters).limit(AUDIT_PAGE_SIZE + 1)
+                             .offset((page - 1) * AUDIT_PAGE_SIZE)).all()
+    more = len(events) > AUDIT_PAGE_SIZE
+    actions = sorted(set(session.scalars(select(AuditEvent.action).distinct()))
+                     | ({filters["action"]} if filters["action"] else set()))
+    object_types = sorted(t for t in session.scalars(select(AuditEvent.object_type).distinct()) if t)
+    return render_template("admin/audit.html", events=events[:AUDIT_PAGE_SIZE], page=page, more=more,
+                           filters=filters, actions=actions, object_types=object_types,
+                           filtered=any(filters.values()), action_labels=AUDIT_ACTION_LABELS,
+                           query_args={k: v for k, v in request.args.items() if k not in ("page", "lang")})
+
+
+@admin_bp.route("/audit.csv")
+@roles_required("admin")
+def audit_log_csv():
+    """The filtered audit log as CSV (every matching event, streamed); the download is itself logged."""
+    session = db_session()
+    filters = _audit_filters(request.args)
+    chosen = {key: (value.isoformat() if isinstance(value, dt.date) else value)
+              for key, value in filters.items() if value}
+    audit(session, "audit.export", actor=actor_name(), user_id=current_user.id,
+          **({"filters": chosen} if chosen else {}))
+    session.commit()
+    database = get_db()
+
+    def rows():
+        # Read while the response is sent, after the request's own session is closed: a session of
+        # its own, and the request context kept for the action labels' language.
+        with database.Session() as reading:
+            for e in reading.scalars(_audit_query(filters).execution_options(yield_per=1000)):
+                yield (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action,
+                       str(AUDIT_ACTION_LABELS.get(e.action, "")), e.object_type, e.object_id,
+                       audit_details_text(e.details))
+
+    rows = stream_with_context(rows())
+    return csv_stream_response(rows, "audit-log.csv", header=(
+        _("When (UTC)"), _("Who"), _("Action"), _("Action (in words)"), _("Object type"), _("Object id"),
+        _("Details")))
 
 
 # --- imports -----------------------------------------------------------------------------------

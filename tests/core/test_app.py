@@ -127,3 +127,77 @@ def test_audit_actions_are_shown_in_words_with_the_key_as_fallback(login_as, ses
     assert f'<span title="organisation.create">{label}</span>' in page
     assert ">organisation.create<" not in page
     assert "<code>plugin.unlabelled_thing</code>" in page  # no label yet: the key, as it is
+
+
+def _audit_rows(session, *events):
+    """Add audit events given as (action, actor, object_type, object_id, at, details)."""
+    import datetime as dt
+
+    from core.models import audit
+
+    for action, actor, object_type, object_id, day, details in events:
+        event = audit(session, action, actor=actor, object_type=object_type, object_id=object_id, **details)
+        event.at = dt.datetime.fromisoformat(day)
+    session.commit()
+
+
+def test_audit_log_filters_by_action_actor_object_and_period(login_as, session):
+    _audit_rows(session,
+                ("campaign.launch", "Marie Tremblay <marie@x.org>", "campaign", 7, "2026-10-01 10:00", {"recipients": 4545}),
+                ("campaign.launch", "Paul <paul@x.org>", "campaign", 8, "2026-10-03 23:59", {}),
+                ("segment.create", "Marie Tremblay <marie@x.org>", "segment", 3, "2026-10-05 09:00", {}),
+                ("campaign.cancel", "100%_sure <odd@x.org>", "campaign", 9, "2026-10-06 09:00", {}))
+    client = login_as("admin")
+
+    def shown(query):
+        page = client.get(f"/admin/audit?lang=en&{query}").get_data(as_text=True)
+        return {object_id for object_id in ("campaign 7", "campaign 8", "segment 3", "campaign 9") if object_id in page}
+
+    assert shown("") == {"campaign 7", "campaign 8", "segment 3", "campaign 9"}
+    assert shown("action=campaign.launch") == {"campaign 7", "campaign 8"}
+    assert shown("actor=MARIE") == {"campaign 7", "segment 3"}
+    assert shown("actor=0%25_") == {"campaign 9"}  # % and _ are matched as themselves, not as wildcards
+    assert shown("object_type=campaign&object_id=8") == {"campaign 8"}
+    assert shown("since=2026-10-02&until=2026-10-03") == {"campaign 8"}  # the last day is included
+    assert shown("since=not-a-date") == {"campaign 7", "campaign 8", "segment 3", "campaign 9"}
+    assert "No event matches these filters." in client.get("/admin/audit?lang=en&actor=nobody").get_data(as_text=True)
+
+
+def test_audit_log_shows_details_as_key_value_lines_and_pages_keep_filters(login_as, session):
+    _audit_rows(session, *[("segment.create", "staff@x.org", "segment", n, "2026-10-01 10:00", {"name": f"S{n}"})
+                           for n in range(105)])
+    client = login_as("admin")
+    page = client.get("/admin/audit?lang=en&action=segment.create").get_data(as_text=True)
+    assert "<dt>name</dt><dd>S104</dd>" in page and '{"name"' not in page
+    assert 'href="/admin/audit?page=2&amp;action=segment.create"' in page
+    older = client.get("/admin/audit?lang=en&action=segment.create&page=2").get_data(as_text=True)
+    assert "<dd>S4</dd>" in older and "<dd>S5</dd>" not in older and "Older" not in older
+
+
+def test_audit_log_csv_follows_the_filters_and_is_itself_logged(login_as, session):
+    import csv
+    import io
+
+    _audit_rows(session,
+                ("campaign.launch", "marie@x.org", "campaign", 7, "2026-10-01 10:00", {"recipients": 4545, "arms": [1, 2]}),
+                ("segment.create", "=cmd()@x.org", "segment", 3, "2026-10-05 09:00", {}))
+    client = login_as("admin")
+    response = client.get("/admin/audit.csv?lang=en&action=campaign.launch")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][:3] == ["When (UTC)", "Who", "Action"]
+    assert rows[1:] == [["2026-10-01 10:00:00", "marie@x.org", "campaign.launch", "Campaign launched", "campaign", "7",
+                         "recipients: 4545; arms: [1, 2]"]]
+    everything = client.get("/admin/audit.csv").get_data(as_text=True)
+    assert "'=cmd()@x.org" in everything  # no formula reaches a spreadsheet
+    session.expire_all()
+    exports = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.export")
+                              .order_by(AuditEvent.id)).all()
+    assert [e.details for e in exports] == [{"filters": {"action": "campaign.launch"}}, None]
+
+
+@pytest.mark.parametrize("role", ["staff", "evaluator", "venue"])
+def test_audit_log_and_its_csv_are_for_administrators_only(login_as, role):
+    client = login_as(role)
+    assert client.get("/admin/audit").status_code == 403
+    assert client.get("/admin/audit.csv").status_code == 403
