@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import threading
@@ -74,3 +75,20 @@ def log_in(page, email: str, password: str = "correct-horse-42") -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url("**/")
+
+
+def fill_promotion_form(page, orgs, *, valid_from: dt.date, message_fr: str = "Deux billets pour le prix d'un.",
+                        message_en: str = "Two tickets for one.") -> None:
+    """Fill the new-promotion form with the "Printemps du Quartier" two-for-one offer at ``orgs``,
+    valid 60 days from ``valid_from`` (the caller submits it)."""
+    page.fill("#name_fr", "Printemps du Quartier")
+    page.fill("#name_en", "Quartier Spring")
+    page.fill("#message_fr", message_fr)
+    page.fill("#message_en", message_en)
+    page.select_option("#offer_kind", "two_for_one")
+    for org in orgs:
+        page.check(f"input[name=organisations][value='{org.id}']")
+    page.fill("#valid_from", valid_from.isoformat())
+    page.fill("#valid_until", (valid_from + dt.timedelta(days=60)).isoformat())
+    page.fill("#average_discount", "32.50")
+    page.fill("#cost_per_contact", "0.05")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from campaigns.models import Approval, Campaign
 from core.models import utcnow
-from tests.browser.conftest import log_in
+from tests.browser.conftest import fill_promotion_form, log_in
 from tests.campaigns.helpers import build_district, new_purchase
 
 pytestmark = pytest.mark.browser
@@ -37,17 +37,9 @@ def test_campaign_goes_from_draft_to_ready(page, session, make_user):
     log_in(page, staff.email)
     page.click("nav >> text=Campagnes")
     page.click("text=Nouvelle promotion")
-    page.fill("#name_fr", "Printemps du Quartier")
-    page.fill("#name_en", "Quartier Spring")
-    page.fill("#message_fr", "Deux billets pour le prix d'un dans trois salles du Quartier.")
-    page.fill("#message_en", "Two tickets for one in three Quartier venues.")
-    page.select_option("#offer_kind", "two_for_one")
-    for org in district.orgs:
-        page.check(f"input[name=organisations][value='{org.id}']")
-    page.fill("#valid_from", today.isoformat())
-    page.fill("#valid_until", (today + dt.timedelta(days=60)).isoformat())
-    page.fill("#average_discount", "32.50")
-    page.fill("#cost_per_contact", "0.05")
+    fill_promotion_form(page, district.orgs, valid_from=today,
+                        message_fr="Deux billets pour le prix d'un dans trois salles du Quartier.",
+                        message_en="Two tickets for one in three Quartier venues.")
     page.click("text=Enregistrer la promotion")
     assert "Promotion créée." in page.inner_text("main")
     assert page.inner_text("h1") == "Printemps du Quartier"

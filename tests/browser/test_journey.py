@@ -23,7 +23,7 @@ from campaigns.models import Approval, Campaign
 from core.models import utcnow
 from experiments.models import Experiment, Recipient
 from segments.profiles import refresh_profiles
-from tests.browser.conftest import ARTIFACTS, log_in
+from tests.browser.conftest import ARTIFACTS, fill_promotion_form, log_in
 from tests.campaigns.helpers import build_district
 
 pytestmark = pytest.mark.browser
@@ -129,17 +129,7 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
     with journey.step("promotion"):
         page.click("nav a[href='/campaigns/']")
         page.click("a[href='/campaigns/promotions/new']")
-        page.fill("#name_fr", "Printemps du Quartier")
-        page.fill("#name_en", "Quartier Spring")
-        page.fill("#message_fr", "Deux billets pour le prix d'un.")
-        page.fill("#message_en", "Two tickets for one.")
-        page.select_option("#offer_kind", "two_for_one")
-        for org in district.orgs:
-            page.check(f"input[name=organisations][value='{org.id}']")
-        page.fill("#valid_from", today.isoformat())
-        page.fill("#valid_until", (today + dt.timedelta(days=60)).isoformat())
-        page.fill("#average_discount", "32.50")
-        page.fill("#cost_per_contact", "0.05")
+        fill_promotion_form(page, district.orgs, valid_from=today)
         page.click("form button.primary")
         assert t["promotion_created"] in main_text(page)
 
@@ -184,7 +174,8 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
         page.click(f"a[href='/experiments/campaign/{campaign.id}/launch']")
         page.check("#confirm")
         page.click("form button.primary")
-        page.wait_for_url(re.compile(r".*/experiments/\d+$"))
+        # The launch (assignment, codes, lists, first matching) is the one long request of the journey.
+        page.wait_for_url(re.compile(r".*/experiments/\d+$"), timeout=60_000)
         expect(page.locator(".flash-success")).to_be_visible()
         assert not [v for v in district.personal if v in page.content()]
         log_out(page)
