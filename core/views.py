@@ -273,14 +273,25 @@ def _audit_query(filters: dict):
     return query
 
 
+def audit_value(value) -> str:
+    """One value of an audit event's details in words: yes/no, "—" for nothing, lists and
+    mappings as compact JSON."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
 def audit_details_text(details) -> str:
     """An audit event's details as one readable line (``key: value; …``), for the CSV export."""
     if not details:
         return ""
     if not isinstance(details, dict):
         return json.dumps(details, ensure_ascii=False)
-    return "; ".join(f"{key}: {value if isinstance(value, (str, int, float)) else json.dumps(value, ensure_ascii=False)}"
-                     for key, value in details.items())
+    return "; ".join(f"{key}: {audit_value(value)}" for key, value in details.items())
 
 
 @admin_bp.route("/audit")
@@ -298,7 +309,7 @@ def audit_log():
     object_types = sorted(t for t in session.scalars(select(AuditEvent.object_type).distinct()) if t)
     return render_template("admin/audit.html", events=events[:AUDIT_PAGE_SIZE], page=page, more=more,
                            filters=filters, actions=actions, object_types=object_types,
-                           filtered=any(filters.values()), action_labels=AUDIT_ACTION_LABELS,
+                           filtered=any(filters.values()), action_labels=AUDIT_ACTION_LABELS, audit_value=audit_value,
                            query_args={k: v for k, v in request.args.items() if k not in ("page", "lang")})
 
 

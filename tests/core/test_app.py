@@ -172,6 +172,11 @@ def test_audit_log_shows_details_as_key_value_lines_and_pages_keep_filters(login
     assert 'href="/admin/audit?page=2&amp;action=segment.create"' in page
     older = client.get("/admin/audit?lang=en&action=segment.create&page=2").get_data(as_text=True)
     assert "<dd>S4</dd>" in older and "<dd>S5</dd>" not in older and "Older" not in older
+    _audit_rows(session, ("campaign.ready", "staff@x.org", "campaign", 1, "2026-10-02 10:00",
+                          {"before_deadline": False, "unanswered": None, "organisations": [3, 4]}))
+    page = client.get("/admin/audit?lang=fr&action=campaign.ready").get_data(as_text=True)
+    assert ("<dt>before_deadline</dt><dd>non</dd><dt>unanswered</dt><dd>—</dd>"
+            "<dt>organisations</dt><dd>[3, 4]</dd>") in page
 
 
 def test_audit_log_csv_follows_the_filters_and_is_itself_logged(login_as, session):
