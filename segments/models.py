@@ -35,9 +35,11 @@ class SpectatorProfile(Base):
         # preview reads besides (organisation sets, the breakdown's life cycle and reach), so that
         # SQLite answers it from the index alone. varchar_pattern_ops: PostgreSQL reads it for a
         # LIKE 'H2%' in any collation (and for "in"); a full refresh writes the rows in FSA order
-        # there, so that the few pages of a region are read (segments.profiles).
+        # there, so that the few pages of a region are read (segments.profiles). It includes the
+        # spectator id there (SQLite's rowid is in every index), so that PostgreSQL answers such a
+        # rule from the index alone once a refresh has been vacuumed (segments.profiles).
         Index("ix_spectator_profile_fsa", "fsa", "organisation_mask", "lifecycle", "contactable",
-              postgresql_ops={"fsa": "varchar_pattern_ops"}),
+              postgresql_ops={"fsa": "varchar_pattern_ops"}, postgresql_include=["spectator_id"]),
     )
 
     spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True)

@@ -20,8 +20,8 @@ the purchase-date index, and a range of 90 days or more of the last or first pur
 profiles in order rather than through the last-purchase index (see ``SQLITE_SCAN_FROM_DAYS``).
 
 The member ids and the organisation masks of a preview come back as one aggregated value (an
-array on PostgreSQL, a comma-separated text on SQLite; see ``every_value``): a row per member
-costs the drivers more than the scan that finds them. ``members`` and ``preview`` run one query
+array in binary form on PostgreSQL, a comma-separated text on SQLite; see ``every_value``): a row
+per member costs the drivers more than the scan that finds them. ``members`` and ``preview`` run one query
 that finds both the members and the breakdown (``_scan``), remembered for the rest of the
 session's transaction until the session writes: asked one after the other, as the segment builder
 and the benchmark do, they cost one scan of the profiles.
@@ -380,9 +380,9 @@ def _starts_with(column, prefix: str, covered: bool = False):
 
 
 class every_value(FunctionElement):
-    """The integer values of a column over a group, as one value: ``array_agg`` on PostgreSQL,
-    ``group_concat`` (text, comma-separated) elsewhere; NULL for no row. Read it with
-    :func:`integers`."""
+    """The integer values of a column over a group, as one value: on PostgreSQL the binary form
+    of their ``array_agg`` (``array_send``, a bytea), ``group_concat`` (text, comma-separated)
+    elsewhere; NULL for no row. Read it with :func:`integers`."""
 
     name = "every_value"
     inherit_cache = True
@@ -395,15 +395,30 @@ def _every_value_default(element, compiler, **kw):
 
 @compiles(every_value, "postgresql")
 def _every_value_postgresql(element, compiler, **kw):
-    return "array_agg(%s)" % compiler.process(element.clauses, **kw)
+    # The binary form, which numpy reads as it is: the array's text form costs psycopg a parse and
+    # a Python int per member (30 ms of a 180,000-member rule at 1M spectators).
+    return "array_send(array_agg(%s))" % compiler.process(element.clauses, **kw)
+
+
+# array_send's element type (its oid) → the element's big-endian dtype.
+_SENT_ELEMENT = {21: ">i2", 23: ">i4", 20: ">i8"}
 
 
 def integers(value) -> np.ndarray:
-    """The int64 array of an ``every_value`` result (a list, a comma-separated text or None)."""
-    if value is None or value == "":
+    """The int64 array of an ``every_value`` result (the bytes of an ``array_send`` of a
+    one-dimensional array of integers without NULL, a comma-separated text, a list or None)."""
+    if value is None or len(value) == 0:
         return np.zeros(0, dtype=np.int64)
     if isinstance(value, str):
         return np.fromstring(value, dtype=np.int64, sep=",")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # Header: dimensions, NULL flag, element oid, then (length, lower bound) per dimension;
+        # then each element as (its byte length, its value).
+        dimensions, _has_null, oid = np.frombuffer(value, dtype=">i4", count=3)
+        if dimensions == 0:
+            return np.zeros(0, dtype=np.int64)
+        element = np.dtype([("length", ">i4"), ("value", _SENT_ELEMENT[int(oid)])])
+        return np.frombuffer(value, dtype=element, offset=12 + 8 * int(dimensions))["value"].astype(np.int64)
     return np.asarray(value, dtype=np.int64)
 
 

@@ -229,3 +229,36 @@ def test_a_full_refresh_does_not_wait_for_a_reader_of_the_profiles(db, small_dis
         assert reader.scalar(select(func.count()).select_from(SpectatorProfile)) == seen
         assert waited < 30
         assert session.execute(text("SHOW lock_timeout")).scalar() == "0"
+
+
+def _vacuums(session) -> int:
+    session.execute(text("SELECT pg_stat_clear_snapshot()"))
+    return session.execute(text("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'spectator_profile'")
+                           ).scalar()
+
+
+@pytest.mark.engines("postgresql")
+def test_a_committed_full_refresh_is_vacuumed_and_nothing_else_is(db, small_district, engine_name):
+    """After a committed full refresh every page of the profiles is all-visible: a rule on a region
+    reads the FSA index alone, without a visit to the table. An incremental refresh, or a full one
+    rolled back, asks for no vacuum, not even at the session's next commit."""
+    region = "SELECT spectator_id, organisation_mask, lifecycle, contactable FROM spectator_profile WHERE fsa LIKE 'H%'"
+    with db.session() as session:
+        some = session.scalars(select(SpectatorProfile.spectator_id).order_by(SpectatorProfile.spectator_id)
+                               .limit(5)).all()
+        vacuums = _vacuums(session)
+        refresh_profiles(session, as_of=AS_OF)
+        session.commit()
+        assert _vacuums(session) == vacuums + 1
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        session.execute(text("SET LOCAL enable_bitmapscan = off"))
+        plan = "\n".join(session.scalars(text("EXPLAIN (ANALYZE, COSTS OFF) " + region)))
+        session.rollback()
+        assert "Index Only Scan using ix_spectator_profile_fsa" in plan and "Heap Fetches: 0" in plan, plan
+        refresh_profiles(session, some, as_of=AS_OF)
+        session.commit()
+        refresh_profiles(session, as_of=AS_OF)
+        session.rollback()
+        session.execute(update(Setting).where(Setting.name == REFRESHED_AT_SETTING).values(value="x"))
+        session.commit()
+        assert _vacuums(session) == vacuums + 1

@@ -195,3 +195,23 @@ def test_postgresql_prefix_is_a_like_the_fsa_index_serves(db, small_district, en
         cursor = connection.connection.driver_connection.execute("EXPLAIN " + literal)  # no placeholders
         plan = "\n".join(r[0] for r in cursor.fetchall())
         assert "ix_spectator_profile_fsa" in plan, plan
+
+
+@pytest.mark.parametrize("type_", ["smallint", "integer", "bigint"])
+def test_every_value_reads_back_the_integers_of_its_group(db, engine_name, type_):
+    """Each engine's aggregated form (PostgreSQL's binary array, SQLite's text) gives back the
+    group's integers, in full range and sign, and nothing for an empty group."""
+    from sqlalchemy import BigInteger, Integer, SmallInteger, cast, false, literal, union_all
+
+    from segments.query import every_value, integers
+
+    sql_type = {"smallint": SmallInteger, "integer": Integer, "bigint": BigInteger}[type_]
+    bits = {"smallint": 15, "integer": 31, "bigint": 63}[type_]
+    numbers = [0, 1, -1, 7, 2 ** bits - 1, -(2 ** bits), 12345 % (2 ** bits)]
+    rows = union_all(*(select(cast(literal(n), sql_type).label("n")) for n in numbers)).subquery("numbers")
+    with db.session() as session:
+        got = integers(session.scalar(select(every_value(rows.c.n))))
+        assert sorted(got.tolist()) == sorted(numbers)
+        assert got.dtype.name == "int64"
+        empty = integers(session.scalar(select(every_value(rows.c.n)).where(false())))
+        assert empty.size == 0
