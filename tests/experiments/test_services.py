@@ -13,7 +13,7 @@ from campaigns import services as campaign_services
 from campaigns.models import ContactHistory
 from core.models import AuditEvent, Consent, Spectator
 from experiments import services
-from experiments.assignment import CODE_ALPHABET
+from experiments.assignment import CODE_ALPHABET, unique_codes
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from experiments.outcomes import match_outcomes
 from experiments.services import ContactListExpired, ExperimentError
@@ -106,6 +106,42 @@ def test_assignment_is_reproducible_from_the_stored_seed(session):
     session.flush()
     assert not services.verify_assignment(session, experiment)
 
+
+
+def test_codes_follow_the_spectators_and_history_is_stored_as_queried(session):
+    district = ready_campaign(session, per_org=30, shared=6)
+    experiment = services.launch(session, district.campaign, now=district.now, seed=11)
+    session.commit()
+    rows = session.execute(select(Recipient.spectator_id, Recipient.code).where(
+        Recipient.experiment_id == experiment.id, Recipient.code.is_not(None)).order_by(Recipient.spectator_id)).all()
+    # handed out in sorted order along the spectator ids (the unique index is written in key order)
+    assert [r.code for r in rows] == sorted(r.code for r in rows) and len(rows) == experiment.srm["n"]["A"]
+    # the launch moment is stored the way a query binds it (SQLite compares the stored text)
+    stamped = select(func.count()).select_from(ContactHistory).where(
+        ContactHistory.contacted_at == district.now.replace(microsecond=0))
+    assert session.scalar(stamped) == len(rows)
+
+
+def test_a_code_already_stored_is_drawn_again(session):
+    district = ready_campaign(session, per_org=20, shared=4)
+    session.add(Recipient(experiment_id=0, spectator_id=0, organisation_id=0, arm="A", code="CLASHCODE1"))
+    session.flush()
+    calls = []
+
+    def generator(count, taken):
+        calls.append(set(taken))
+        fresh = unique_codes(count, taken | {"CLASHCODE1"})
+        return fresh if taken else ["CLASHCODE1", *fresh[1:]]
+
+    experiment = services.launch(session, district.campaign, now=district.now, seed=5, code_generator=generator)
+    session.commit()
+    codes = list(session.scalars(select(Recipient.code).where(Recipient.experiment_id == experiment.id,
+                                                              Recipient.code.is_not(None))))
+    # the clash rolled back to the savepoint; the second draw avoided the stored code
+    assert calls == [set(), {"CLASHCODE1"}]
+    assert len(codes) == experiment.srm["n"]["A"] and "CLASHCODE1" not in codes
+    assert session.scalar(select(func.count()).select_from(Recipient).where(
+        Recipient.experiment_id == experiment.id)) == experiment.recipients
 
 def test_launch_is_frozen_and_refused_unless_ready(session):
     district = ready_campaign(session, per_org=5, shared=1)
