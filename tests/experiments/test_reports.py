@@ -157,6 +157,8 @@ def test_the_report_says_whether_any_sale_after_the_launch_was_imported(session)
     session.flush()
     after = reports.build_report(session, experiment, now=soon)
     assert after["sales_since_launch"] is True and after["sales_until"] >= after["launched_at"]
+    # the latest participating sale, not the outsider's later one
+    assert after["sales_until"] == (experiment.launched_at + dt.timedelta(minutes=5)).isoformat(timespec="seconds")
 
 
 def test_breakdown_by_organisation_with_benjamini_hochberg_and_suppression(session, measured):
