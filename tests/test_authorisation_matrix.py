@@ -92,6 +92,7 @@ MATRIX: dict[str, Entry] = {
     "admin.organisations": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "admin.users": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "admin.audit_log": Entry(get=ADMIN_PAGE),
+    "admin.audit_log_csv": Entry(get=ADMIN_PAGE),
     "jobs.index": Entry(get=ADMIN_PAGE),
     "jobs.run_now": Entry(lambda w: {"job_id": w.job_id}, get=NO_GET, post=ADMIN_POST),
     # --- segments and insights ---
