@@ -335,8 +335,7 @@ def audit_log_csv():
                        str(AUDIT_ACTION_LABELS.get(e.action, "")), e.object_type, e.object_id,
                        audit_details_text(e.details))
 
-    rows = stream_with_context(rows())
-    return csv_stream_response(rows, "audit-log.csv", header=(
+    return csv_stream_response(stream_with_context(rows()), "audit-log.csv", header=(
         _("When (UTC)"), _("Who"), _("Action"), _("Action (in words)"), _("Object type"), _("Object id"),
         _("Details")))
 

@@ -34,7 +34,6 @@ DEFAULT_ALPHA = 0.05
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_CLOSE_AFTER_DAYS = 14
 COPY_BATCH = 50_000
-NULL_TEXT = "\\N"  # NULL in COPY's text format
 
 
 class ExperimentError(ValueError):
@@ -268,29 +267,6 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     return experiment
 
 
-def _copy_text(value: str) -> str:
-    """A text value as ``COPY ... FROM STDIN`` (text format) reads it."""
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _copy_lines(session: Session, table: str, columns: Sequence[str], lines: Iterable[str]) -> None:
-    """PostgreSQL: ``COPY`` lines already in its text format (tab-separated, ``\\N`` for NULL,
-    newline-terminated), sent in chunks: formatting a whole column set with one f-string per row
-    costs a fraction of psycopg's ``write_row`` per value."""
-    raw = session.connection().connection.driver_connection
-    cols = ", ".join(f'"{c}"' for c in columns)
-    with raw.cursor() as cursor:
-        with cursor.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
-            chunk: list[str] = []
-            for line in lines:
-                chunk.append(line)
-                if len(chunk) >= COPY_BATCH:
-                    copy.write("".join(chunk))
-                    chunk = []
-            if chunk:
-                copy.write("".join(chunk))
-
-
 def _write_recipients(session: Session, experiment: Experiment, drawn: Assignment, is_test: np.ndarray,
                       code_generator) -> None:
     """Insert the experiment's recipients, in the order of ``drawn`` (by spectator id), with a unique
@@ -323,20 +299,14 @@ def _write_recipients(session: Session, experiment: Experiment, drawn: Assignmen
 
 def _insert_recipients(session: Session, experiment_id: int, drawn: Assignment, names: Sequence[str],
                        is_test: np.ndarray, codes: Sequence[str]) -> None:
+    """One row per drawn unit; ``codes`` go, in order, to the test-arm units."""
     spectators, organisations = drawn.units.tolist(), drawn.strata.astype(np.int64).tolist()
     arm_of = drawn.arms.tolist()
     code_of: list[str | None] = [None] * len(spectators)
     if codes:
         for position, code in zip(np.flatnonzero(is_test).tolist(), codes):
             code_of[position] = code
-    columns = ("experiment_id", "spectator_id", "organisation_id", "arm", "code")
-    if session.get_bind().dialect.name == "postgresql":
-        arms = [_copy_text(name) for name in names]
-        _copy_lines(session, "recipient", columns,
-                    (f"{experiment_id}\t{s}\t{o}\t{arms[a]}\t{c or NULL_TEXT}\n"
-                     for s, o, a, c in zip(spectators, organisations, arm_of, code_of)))
-        return
-    bulk_insert(session, "recipient", columns,
+    bulk_insert(session, "recipient", ("experiment_id", "spectator_id", "organisation_id", "arm", "code"),
                 zip([experiment_id] * len(spectators), spectators, organisations, [names[a] for a in arm_of], code_of))
 
 
