@@ -12,8 +12,7 @@ PHONE_WIDTH = 390
 
 
 def test_admin_pages_fit_a_phone_screen(page, make_user, make_org):
-    org = make_org("salle-au-nom-particulierement-long-pour-un-ecran-etroit",
-                   "Salle au nom particulièrement long pour un écran étroit")
+    org = make_org("salle-au-nom-long", "Salle au nom particulièrement long pour un écran étroit")
     for n in range(3):
         make_user("venue", org, email=f"responsable-de-la-billetterie-{n}@salle-au-nom-long.example")
     admin = make_user("admin")
