@@ -160,8 +160,14 @@ def _look_variance(kind: str, y_c: np.ndarray, y_a: np.ndarray) -> float:
 
 
 def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: float) -> str:
-    """``increase``/``decrease`` when the data show an effect; ``none`` when the interval holds 0
-    (final) or the always-valid p-value is not below α (interim, ``none_yet``)."""
+    """``increase``/``decrease`` when the data show an effect; ``none`` when the interval holds 0 or
+    the p-value is not below α (final), ``none_yet`` when the always-valid p-value is not below α
+    (interim).
+
+    A final verdict needs both the interval and the test: near the limit they can disagree (the
+    unpooled interval can exclude 0 while the pooled z-test's p is above α, with arms of unequal
+    sizes), and a report must not claim more than the more cautious of the two.
+    """
     if row.get("error") or row.get("hidden"):
         return "unknown"
     lift = row.get("abs_lift")
@@ -172,7 +178,8 @@ def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: floa
     low, high = row.get("abs_ci") or (None, None)
     if low is None or high is None:
         return "unknown"
-    if low <= 0 <= high:
+    p_value = row.get("p_value")
+    if low <= 0 <= high or (p_value is not None and p_value >= alpha):
         return "none"
     return "increase" if low > 0 else "decrease"
 

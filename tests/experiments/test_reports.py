@@ -132,6 +132,20 @@ def test_no_detectable_effect_when_the_interval_contains_zero(session):
     assert low <= 0 <= high and headline["verdict"] == "none"
 
 
+def test_no_effect_claimed_when_the_interval_and_the_test_disagree():
+    # 10/200 against 167/2000: the unpooled Wald interval excludes 0, the pooled z-test's p is 0.097
+    y_c = np.r_[np.ones(10), np.zeros(190)]
+    y_a = np.r_[np.ones(167), np.zeros(1833)]
+    row = stats.compare_summary("binary", y_c, y_a, 0.05)
+    low, high = row["abs_ci"]
+    assert low > 0 and row["p_value"] > 0.05
+    assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "none"
+    # the same arms with a clear effect: both agree, the verdict says so
+    y_a = np.r_[np.ones(300), np.zeros(1700)]
+    row = stats.compare_summary("binary", y_c, y_a, 0.05)
+    assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "increase"
+
+
 def test_the_report_says_whether_any_sale_after_the_launch_was_imported(session):
     set_k(session, 2)
     district = ready_campaign(session, per_org=20, shared=0)
