@@ -147,6 +147,11 @@ def arm_title(name: str) -> str:
 
 # --- the headline -------------------------------------------------------------------------------
 
+def _interval_excludes_zero(interval) -> bool:
+    low, high = interval or (None, None)
+    return low is not None and high is not None and not low <= 0 <= high
+
+
 def headline_sentences(report: dict) -> list[str]:
     """The primary metric's result per test arm in plain words, never claiming more than the data."""
     sentences = []
@@ -200,6 +205,10 @@ def headline_sentences(report: dict) -> list[str]:
         elif verdict == "decrease":
             meaning = _("The interval excludes zero (%(p)s): the data indicate that %(metric)s was lower with the "
                         "promotion than without it.", **values)
+        elif _interval_excludes_zero(h.get("abs_ci")):
+            # the verdict is "none" because the test does not reject no effect (see reports._verdict)
+            meaning = _("No clear effect (%(p)s): the interval only just excludes zero, but the test does not "
+                        "reject the absence of an effect; the data do not settle the question.", **values)
         else:
             meaning = _("No detectable effect (%(p)s): the interval contains zero, so the data are compatible "
                         "with no effect as well as with effects up to the interval's bounds. This does not show that "

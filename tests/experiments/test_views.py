@@ -371,3 +371,15 @@ def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready,
     html = evaluator.get(f"/experiments/{experiment.id}?lang=en").data.decode()
     assert 'id="h-waiting"' not in html and 'id="h-metrics"' in html
     assert "No result yet" not in plain(section(html, "h-headline"))
+
+
+@pytest.mark.parametrize("locale, expected", [("en", "No clear effect ("), ("fr", "Pas d'effet net (")])
+def test_the_headline_says_no_clear_effect_when_interval_and_test_disagree(app, locale, expected):
+    # the verdict of 10/200 against 167/2000 (reports._verdict): the interval excludes 0, p does not
+    headline = {"metric": "conversion", "arm": "A", "arm_mean": 0.0835, "control_mean": 0.05, "abs_lift": 0.0335,
+                "abs_ci": [0.00095, 0.06605], "rel_lift": 0.67, "p_value": 0.0968, "verdict": "none"}
+    report = {"alpha": 0.05, "window_days": 30, "days_elapsed": 40, "interim": False, "headline": [headline]}
+    with app.test_request_context(f"/?lang={locale}"):
+        (sentence,) = views.headline_sentences(report)
+    assert expected in sentence and "0.097" in sentence.replace(",", ".")
+    assert "contains zero" not in sentence and "contient zéro" not in sentence
