@@ -221,6 +221,6 @@ class ContactHistory(Base):
     # from the experiment's recipients; spectators, campaigns and organisations are never deleted
     # (an erasure keeps the pseudonymous spectator), so the keys had nothing to cascade.
     spectator_id: Mapped[int] = mapped_column(Integer)
-    campaign_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
+    campaign_id: Mapped[Optional[int]] = mapped_column(Integer)  # never searched by: not indexed
     organisation_id: Mapped[Optional[int]] = mapped_column(Integer)
     contacted_at: Mapped[dt.datetime] = mapped_column(DateTime)

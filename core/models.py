@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -139,12 +140,17 @@ class Consent(Base):
 
     __tablename__ = "consent"
     __table_args__ = (
+        # leads with contact_id: it serves every lookup by contact (no index of its own to write)
         UniqueConstraint("contact_id", "channel", "basis"),
         CheckConstraint("basis IN ('express', 'implied_purchase', 'implied_subscription', 'none')", name="basis"),
+        # the few withdrawn consents, for the launch's anti-join (an unsubscribe withdraws every
+        # basis): read from this small index instead of a scan of every consent
+        Index("ix_consent_withdrawn", "contact_id", "channel", postgresql_where=text("withdrawn_at IS NOT NULL"),
+              sqlite_where=text("withdrawn_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20), default="email")
     basis: Mapped[str] = mapped_column(String(30))
     source: Mapped[Optional[str]] = mapped_column(String(100))
