@@ -281,6 +281,12 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     sales_until = _sales_until(session, experiment)
     report["sales_until"] = sales_until.isoformat(timespec="seconds") if sales_until else None
     report["sales_since_launch"] = sales_until is not None and sales_until >= experiment.launched_at
+    silent = _silent_organisations(session, experiment) if report["sales_since_launch"] else []
+    report["organisations_without_sales_since_launch"] = [
+        {"organisation": slug, "name": name}
+        for slug, name in session.execute(select(Organisation.slug, Organisation.name)
+                                          .where(Organisation.id.in_(silent)).order_by(Organisation.name))
+    ] if silent else []
     report["design"] = _design(experiment, declared) if report["recipients"] is not None else None
 
     # revenue, winsorised once over every recipient
@@ -394,6 +400,25 @@ def _sales_until(session: Session, experiment: Experiment) -> dt.datetime | None
     return session.scalar(select(Transaction.purchased_at)
                           .where(no_index(Transaction.organisation_id).in_(scope.organisation_ids))
                           .order_by(Transaction.purchased_at.desc()).limit(1))
+
+
+def _silent_organisations(session: Session, experiment: Experiment) -> list[int]:
+    """The participating organisations with no sale dated from the launch on imported yet.
+
+    Until they import, the purchases made there are missing for test and control alike, so the
+    lift is diluted rather than biased; the report names them. The sales since the launch are read newest first through the purchase-date index
+    and the reading stops once every organisation has been seen: usually within the last day of
+    sales; to the launch only when one of them has imported nothing since.
+    """
+    scope = promotion_scope(session, experiment.campaign.promotion)
+    unseen = set(scope.organisation_ids)
+    newest_first = (select(Transaction.organisation_id).where(Transaction.purchased_at >= experiment.launched_at)
+                    .order_by(Transaction.purchased_at.desc()).execution_options(yield_per=5_000))
+    for org_id in session.scalars(newest_first):
+        unseen.discard(org_id)
+        if not unseen:
+            break
+    return sorted(unseen)
 
 
 def _design(experiment: Experiment, metrics: list[str]) -> dict | None:

@@ -173,6 +173,17 @@ def test_the_report_says_whether_any_sale_after_the_launch_was_imported(session)
     assert after["sales_since_launch"] is True and after["sales_until"] >= after["launched_at"]
     # the latest participating sale, not the outsider's later one
     assert after["sales_until"] == (experiment.launched_at + dt.timedelta(minutes=5)).isoformat(timespec="seconds")
+    # the participating organisations that imported nothing since the launch are named, the outsider is not
+    participating = {o.id: o for o in experiment.campaign.promotion.organisations}
+    assert len(participating) > 1
+    named = {o["organisation"] for o in after["organisations_without_sales_since_launch"]}
+    assert named == {o.slug for i, o in participating.items() if i != recipient.organisation_id}
+    for org_id in participating:
+        someone = session.scalar(select(Recipient).where(Recipient.experiment_id == experiment.id,
+                                                         Recipient.organisation_id == org_id).limit(1))
+        add_sale(session, someone, experiment.launched_at + dt.timedelta(minutes=1), 2000)
+    session.flush()
+    assert reports.build_report(session, experiment, now=soon)["organisations_without_sales_since_launch"] == []
 
 
 def test_breakdown_by_organisation_with_benjamini_hochberg_and_suppression(session, measured):

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.services import make_arms
-from core.models import AuditEvent, Contact, utcnow
+from core.models import AuditEvent, Contact, Organisation, utcnow
 from experiments import outcomes, services, views
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from tests.experiments.test_reports import add_sale, set_k, simulate
@@ -371,6 +371,12 @@ def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready,
     html = evaluator.get(f"/experiments/{experiment.id}?lang=en").data.decode()
     assert 'id="h-waiting"' not in html and 'id="h-metrics"' in html
     assert "No result yet" not in plain(section(html, "h-headline"))
+    # the other participating organisations have imported nothing since the launch: the page names them
+    warning = plain(html.split('id="silent-organisations">', 1)[1].split("</p>", 1)[0])
+    others = [o.name for o in experiment.campaign.promotion.organisations if o.id != recipient.organisation_id]
+    assert others and all(name in warning for name in others)
+    assert session.get(Organisation, recipient.organisation_id).name not in warning
+    assert "dilutes the measured lift" in warning
 
 
 @pytest.mark.parametrize("locale, expected", [("en", "No clear effect ("), ("fr", "Pas d'effet net (")])
