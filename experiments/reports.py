@@ -403,12 +403,13 @@ def _sales_until(session: Session, experiment: Experiment) -> dt.datetime | None
 
 
 def _silent_organisations(session: Session, experiment: Experiment) -> list[int]:
-    """The participating organisations with no sale dated from the launch on imported yet.
+    """The participating organisations with no sale dated from the launch on imported.
 
-    Until they import, the purchases made there are missing for test and control alike, so the
-    lift is diluted rather than biased; the report names them. The sales since the launch are read newest first through the purchase-date index
-    and the reading stops once every organisation has been seen: usually within the last day of
-    sales; to the launch only when one of them has imported nothing since.
+    Either they sold nothing since (a festival out of season) or their sales are not imported yet:
+    the data cannot tell, so the report names them. Missing sales are missing for test and control
+    alike, so the lift is diluted rather than biased. The sales since the launch are read newest
+    first through the purchase-date index and the reading stops once every organisation has been
+    seen: usually within the last day of sales; to the launch only when one has none since.
     """
     scope = promotion_scope(session, experiment.campaign.promotion)
     unseen = set(scope.organisation_ids)
