@@ -23,7 +23,7 @@ from core.models import Organisation, Transaction, utcnow
 from core.privacy import is_small, strictest_k
 from experiments import power, stats
 from experiments.models import BINARY_METRICS, Experiment, Outcome, Recipient, ReportSnapshot
-from experiments.outcomes import per_unit_metrics, period_rows, promotion_scope
+from experiments.outcomes import Scope, per_unit_metrics, period_rows, promotion_scope
 from segments.models import SnapshotMember
 
 REPORT_VERSION = 1
@@ -278,10 +278,11 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     }
     # Until a sale after the launch is imported from a participating organisation every outcome is
     # a zero that means "not imported yet", not "did not buy": the pages say so instead of a table.
-    sales_until = _sales_until(session, experiment)
+    scope = promotion_scope(session, experiment.campaign.promotion)
+    sales_until = _sales_until(session, scope)
     report["sales_until"] = sales_until.isoformat(timespec="seconds") if sales_until else None
     report["sales_since_launch"] = sales_until is not None and sales_until >= experiment.launched_at
-    silent = _silent_organisations(session, experiment) if report["sales_since_launch"] else []
+    silent = _silent_organisations(session, experiment, scope) if report["sales_since_launch"] else []
     report["organisations_without_sales_since_launch"] = [
         {"organisation": slug, "name": name}
         for slug, name in session.execute(select(Organisation.slug, Organisation.name)
@@ -389,9 +390,8 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     return report
 
 
-def _sales_until(session: Session, experiment: Experiment) -> dt.datetime | None:
+def _sales_until(session: Session, scope: Scope) -> dt.datetime | None:
     """The latest purchase imported from the promotion's participating organisations (None: none yet)."""
-    scope = promotion_scope(session, experiment.campaign.promotion)
     if not scope.organisation_ids:
         return None
     # The purchase-date index read backwards to the first participating sale, rather than max()
@@ -402,7 +402,7 @@ def _sales_until(session: Session, experiment: Experiment) -> dt.datetime | None
                           .order_by(Transaction.purchased_at.desc()).limit(1))
 
 
-def _silent_organisations(session: Session, experiment: Experiment) -> list[int]:
+def _silent_organisations(session: Session, experiment: Experiment, scope: Scope) -> list[int]:
     """The participating organisations with no sale dated from the launch on imported.
 
     Either they sold nothing since (a festival out of season) or their sales are not imported yet:
@@ -411,7 +411,6 @@ def _silent_organisations(session: Session, experiment: Experiment) -> list[int]
     first through the purchase-date index and the reading stops once every organisation has been
     seen: usually within the last day of sales; to the launch only when one has none since.
     """
-    scope = promotion_scope(session, experiment.campaign.promotion)
     unseen = set(scope.organisation_ids)
     newest_first = (select(Transaction.organisation_id).where(Transaction.purchased_at >= experiment.launched_at)
                     .order_by(Transaction.purchased_at.desc()).execution_options(yield_per=5_000))
