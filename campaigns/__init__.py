@@ -2,16 +2,16 @@
 
 
 def init_app(app) -> None:
-    """Register this package's blueprint, its dashboard panel and its administration link."""
+    """Register this package's blueprint, navigation entry, dashboard panel and administration link."""
     from flask_babel import lazy_gettext as _l
 
     from campaigns import views
-    from core.views import dashboard_panels
+    from core.registry import NavEntry, registry
 
     app.register_blueprint(views.bp)
     views.install_template_globals(app)
-    if views.dashboard_panel not in dashboard_panels:
-        dashboard_panels.append(views.dashboard_panel)
-    links = app.jinja_env.globals.setdefault("admin_links", [])
-    if not any(endpoint == "campaigns.erasure" for endpoint, _label in links):
-        links.append(("campaigns.erasure", _l("Erasure requests")))
+    pilot = registry(app)
+    pilot.add_navigation(NavEntry("campaigns.index", _l("Campaigns"), order=20,
+                                  roles=("staff", "admin", "venue"), current=("campaigns.",)))
+    pilot.add_dashboard_panel(views.dashboard_panel)
+    pilot.add_admin_link("campaigns.erasure", _l("Erasure requests"))

@@ -14,8 +14,11 @@ from werkzeug.exceptions import HTTPException
 from core.config import PROJECT_ROOT, load_config
 
 # The feature packages, lowest first; each exposes ``init_app(app)`` that registers its
-# blueprint, models, commands and jobs. core reaches them only through this registry.
+# blueprint, models, commands, jobs and navigation entries (core/registry.py). This list is the
+# composition root: nowhere else does core name a feature package.
 FEATURES = ("segments", "campaigns", "experiments")
+# Packages that add commands to ``pilot`` only (no pages, models or jobs).
+TOOLS = ("benchmarks",)
 
 csrf = CSRFProtect()
 log = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     auth.init_app(app)
     views.init_app(app)
     importlib.import_module("core.jobs_views").init_app(app)  # the admin page of scheduled jobs
-    for name in FEATURES:
+    for name in (*FEATURES, *TOOLS):
         importlib.import_module(name).init_app(app)
     _install_security(app)
     _install_error_pages(app)

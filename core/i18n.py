@@ -21,9 +21,10 @@ from flask import has_request_context, request, session
 from flask_babel import Babel
 from flask_login import current_user
 
+from core import FEATURES
 from core.config import PROJECT_ROOT
 
-PACKAGES = ("core", "segments", "campaigns", "experiments")
+PACKAGES = ("core", *FEATURES)
 EXTRACT_METHOD_MAP = [
     ("**/tests/**", "ignore"),
     ("**/benchmarks/**", "ignore"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from sqlalchemy import event, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.models import ImportBatch, Notification, Organisation, User, utcnow
+from core.registry import registry
 from core.scheduler import JobContext, JobSpec, daily, every
 
 log = logging.getLogger(__name__)
@@ -256,41 +256,23 @@ def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: s
     return report
 
 
-def _profiles_module():
-    """``segments.profiles`` when the segments feature provides it (reached by name: core never
-    imports a feature package statically)."""
-    from core import FEATURES
-
-    if "segments" not in FEATURES:
-        return None
-    try:
-        return importlib.import_module("segments.profiles")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("segments", "segments.profiles"):
-            return None
-        raise
-
-
-def _refresh_after_import(ctx: JobContext, batch_id: int) -> bool | None:
-    """Refresh the profiles a committed batch touched, in its own transaction (None: no profiles).
+def _after_import(ctx: JobContext, batch_id: int) -> bool | None:
+    """Run the hooks the features registered for a committed batch (the segments package refreshes
+    the profiles it touched), in their own transaction; None when no feature registered one.
 
     A failure here keeps the import (the nightly refresh catches up) and is logged.
     """
-    profiles = _profiles_module()
-    if profiles is None:
+    hooks = registry(ctx.app).after_import
+    if not hooks:
         return None
     try:
         with ctx.db.session() as session:
-            if hasattr(profiles, "refresh_after_import"):
-                profiles.refresh_after_import(session, batch_id)
-            elif hasattr(profiles, "refresh_profiles"):
-                profiles.refresh_profiles(session)
-            else:
-                return None
+            for hook in hooks:
+                hook(session, batch_id)
             session.commit()
         return True
     except SQLAlchemyError:
-        ctx.log.exception("profile refresh after import batch %s failed", batch_id)
+        ctx.log.exception("the work after import batch %s failed", batch_id)
         return False
 
 
@@ -316,23 +298,11 @@ def import_inboxes(ctx: JobContext) -> dict:
                 files.append({"organisation": slug, "file": path.name, "status": report["status"],
                               "batch_id": report.get("batch_id")})
                 if report["status"] == "imported":
-                    refreshed.append(_refresh_after_import(ctx, report["batch_id"]))
+                    refreshed.append(_after_import(ctx, report["batch_id"]))
     summary = {**counts, "files": files[:100]}
     if refreshed and refreshed[0] is not None:
         summary["profiles_refreshed"] = all(refreshed)
     return summary
-
-
-# --- profiles ----------------------------------------------------------------------------------------
-
-def refresh_profiles_nightly(ctx: JobContext) -> dict:
-    """Rebuild the spectator profiles for the new day (lifecycles move with the date)."""
-    profiles = _profiles_module()
-    if hasattr(profiles, "refresh_changed"):
-        mode, rows = profiles.refresh_changed(ctx.session)
-    else:
-        mode, rows = "full", profiles.refresh_profiles(ctx.session)
-    return {"mode": mode, "rows": rows}
 
 
 # --- rejects files ---------------------------------------------------------------------------------
@@ -353,10 +323,6 @@ def _declared() -> list[JobSpec]:
                     confirm=_l("This deletes, for good, the files of rejected rows of every import older than "
                                "the retention period (%(days)s days): the organisations can no longer download "
                                "them. The imported data itself is kept."))]
-    profiles = _profiles_module()
-    if profiles is not None and hasattr(profiles, "refresh_profiles"):
-        jobs.append(JobSpec("profiles.refresh", refresh_profiles_nightly, daily(hour=3, minute=30),
-                            _l("Refresh the spectator profiles for the new day")))
     return jobs
 
 

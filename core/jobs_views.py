@@ -10,6 +10,7 @@ from flask_login import current_user
 from core.auth import actor_name, roles_required
 from core.db import db_session, get_db
 from core.models import JobRun, audit
+from core.registry import registry
 from core.scheduler import describe_schedule, last_runs, next_run_times, registered_jobs, run_job, scheduler_lock
 
 bp = Blueprint("jobs", __name__, url_prefix="/admin/jobs")
@@ -138,4 +139,4 @@ def init_app(app) -> None:
     """Register the page and its link in the administration menu."""
     app.register_blueprint(bp)
     app.jinja_env.globals.update(readable_summary=readable_summary)
-    app.jinja_env.globals.setdefault("admin_links", []).append(("jobs.index", _l("Scheduled jobs")))
+    registry(app).add_admin_link("jobs.index", _l("Scheduled jobs"))

@@ -39,18 +39,15 @@ from core.models import (
     audit,
 )
 from core.privacy import strictest_k, suppress, suppress_total
+from core.registry import NavEntry, registry
+from core.vocabulary import DISCIPLINE_LABELS
 
 bp = Blueprint("main", __name__)
 admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 # Extension points filled by feature packages at start-up: callables returning
 # (title, body_html_or_template_context) panels for the dashboard of the current user.
-dashboard_panels: list = []
 
-DISCIPLINE_LABELS = {
-    "music": _l("Music"), "theatre": _l("Theatre"), "dance": _l("Dance"), "humour": _l("Humour"),
-    "circus": _l("Circus"), "classical": _l("Classical music"), "festival": _l("Festival"), "other": _l("Other"),
-}
 ROLE_LABELS = {"staff": _l("Partnership staff"), "venue": _l("Venue approver"),
                "evaluator": _l("Evaluator"), "admin": _l("Administrator")}
 ORGANISATION_KIND_LABELS = {"venue": _l("Venue"), "company": _l("Company"), "festival": _l("Festival")}
@@ -155,7 +152,7 @@ def dashboard():
         .order_by(Notification.created_at.desc())
         .limit(10)
     ).all()
-    panels = [panel for make in dashboard_panels if (panel := make(session, current_user))]
+    panels = [panel for make in registry().dashboard_panels if (panel := make(session, current_user))]
     return render_template("dashboard.html", district=district, own=own, panels=panels,
                            notifications=notifications, labels=DISCIPLINE_LABELS)
 
@@ -457,10 +454,17 @@ def import_rejects(batch_id: int):
 def init_app(app) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
+    pilot = registry(app)
+    pilot.add_navigation(NavEntry("main.dashboard", _l("Dashboard"), order=0))
+    pilot.add_navigation(NavEntry("main.imports", _l("Imports"), order=80, roles=("staff", "admin", "venue"),
+                                  current=("main.import",)))
+    pilot.add_navigation(NavEntry("admin.organisations", _l("Administration"), order=90, roles=("admin",),
+                                  administration=True))
 
     from flask_babel import get_locale
 
     # Globals rather than a context processor, so that imported macros see them too.
-    app.jinja_env.globals.update(role_labels=ROLE_LABELS, discipline_labels=DISCIPLINE_LABELS, get_locale=get_locale,
+    app.jinja_env.globals.update(navigation=lambda user: registry(app).navigation_for(user),
+                                 admin_links=registry(app).admin_links, role_labels=ROLE_LABELS, discipline_labels=DISCIPLINE_LABELS, get_locale=get_locale,
                                  organisation_kind_labels=ORGANISATION_KIND_LABELS,
                                  import_status_labels=IMPORT_STATUS_LABELS, import_kind_labels=IMPORT_KIND_LABELS)

@@ -2,16 +2,19 @@
 
 
 def init_app(app) -> None:
-    """Register this package's blueprint, commands, dashboard panel and template helpers."""
-    from core.views import dashboard_panels
+    """Register this package's blueprint, commands, navigation entry, dashboard panel and template helpers."""
+    from flask_babel import lazy_gettext as _l
+
+    from core.registry import NavEntry, registry
     from experiments import views
     from experiments.analyze import analyze_command
 
     app.register_blueprint(views.bp)
     app.cli.add_command(analyze_command)
     views.install_template_globals(app)
-    if views.dashboard_panel not in dashboard_panels:
-        dashboard_panels.append(views.dashboard_panel)
+    pilot = registry(app)
+    pilot.add_navigation(NavEntry("experiments.index", _l("Reports"), order=30, current=("experiments.",)))
+    pilot.add_dashboard_panel(views.dashboard_panel)
 
 
 def build_demo(db, rng_seed: int = 2017, echo=print) -> dict | None:

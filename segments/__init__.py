@@ -2,12 +2,23 @@
 
 
 def init_app(app) -> None:
-    """Register this package's blueprint, commands and jobs."""
+    """Register this package's blueprint, commands, navigation entries and after-import hook."""
+    from flask_babel import lazy_gettext as _l
+
+    from core.registry import NavEntry, registry
     from segments import commands, views
     from segments import insight_views  # noqa: F401
+    from segments.profiles import refresh_after_import
 
     app.register_blueprint(views.bp)
     commands.init_app(app)
+    pilot = registry(app)
+    pilot.add_navigation(NavEntry("segments.index", _l("Segments & insights"), order=10,
+                                  roles=("staff", "admin", "venue"), current=("segments.",)))
+    # evaluators may read the insight pages but not the segment list
+    pilot.add_navigation(NavEntry("segments.insights", _l("Audience insights"), order=11,
+                                  roles=("evaluator",), current=("segments.insights",)))
+    pilot.add_after_import(refresh_after_import)
 
 
 def build_demo(db, rng_seed: int = 0, echo=print) -> None:

@@ -1,0 +1,86 @@
+"""What the feature packages register with core: navigation, admin links, dashboard panels, hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app, request
+
+EVERY_ROLE = ("staff", "admin", "venue", "evaluator")
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """One link of the main navigation.
+
+    :param endpoint: the Flask endpoint the link opens.
+    :param label: its (lazy) translated label.
+    :param order: position in the bar, lowest first (core's dashboard is 0, its imports 80).
+    :param roles: the roles whose pages admit it (tests/test_authorisation_matrix.py).
+    :param current: prefixes of endpoints (``"segments."``) under which the link is marked current;
+        the endpoint itself when empty. No link but the administration's is current on an
+        administration page (a path under ``/admin``, wherever its blueprint lives).
+    :param administration: the link of the administration pages.
+    :param shown: a further test on the user (a grant such as the evaluators' insights).
+    """
+
+    endpoint: str
+    label: object
+    order: int
+    roles: tuple[str, ...] = EVERY_ROLE
+    current: tuple[str, ...] = ()
+    shown: Callable[[object], bool] | None = None
+    administration: bool = False
+
+    def visible_to(self, user) -> bool:
+        return user.role in self.roles and (self.shown is None or bool(self.shown(user)))
+
+    def is_current(self, endpoint: str, path: str) -> bool:
+        if path.startswith("/admin") or "/admin/" in path:
+            return self.administration
+        if self.current:
+            return any(endpoint.startswith(prefix) for prefix in self.current)
+        return endpoint == self.endpoint
+
+
+@dataclass
+class Registry:
+    """The application's registrations (``app.extensions["pilot"]``), filled by each package's
+    ``init_app``: core never names a feature package, the features name core."""
+
+    navigation: list[NavEntry] = field(default_factory=list)
+    admin_links: list[tuple[str, object]] = field(default_factory=list)
+    dashboard_panels: list[Callable] = field(default_factory=list)
+    after_import: list[Callable] = field(default_factory=list)
+
+    def add_navigation(self, entry: NavEntry) -> None:
+        if all(e.endpoint != entry.endpoint for e in self.navigation):
+            self.navigation.append(entry)
+            self.navigation.sort(key=lambda e: e.order)
+
+    def add_admin_link(self, endpoint: str, label) -> None:
+        if all(e != endpoint for e, _label in self.admin_links):
+            self.admin_links.append((endpoint, label))
+
+    def add_dashboard_panel(self, make: Callable) -> None:
+        """``make(session, user)`` returns a panel dict for the dashboard, or None."""
+        if make not in self.dashboard_panels:
+            self.dashboard_panels.append(make)
+
+    def add_after_import(self, hook: Callable) -> None:
+        """``hook(session, batch_id)`` runs after an inbox import is committed, in its own
+        transaction (the segments package refreshes the profiles the batch touched)."""
+        if hook not in self.after_import:
+            self.after_import.append(hook)
+
+    def navigation_for(self, user) -> list[tuple[NavEntry, bool]]:
+        """The entries ``user`` sees, each with whether it is the current page's."""
+        endpoint = request.endpoint or ""
+        return [(entry, entry.is_current(endpoint, request.path)) for entry in self.navigation if entry.visible_to(user)]
+
+
+def registry(app: Flask | None = None) -> Registry:
+    """The registry of ``app`` (the current application by default), made on first use."""
+    app = app or current_app
+    return app.extensions.setdefault("pilot", Registry())
