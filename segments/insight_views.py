@@ -16,7 +16,7 @@ from core.charts import hbar_chart, heatmap, vbar_chart
 from core.csvexport import csv_response
 from core.db import db_session
 from core.models import DISCIPLINES, Organisation
-from core.views import DISCIPLINE_LABELS
+from core.vocabulary import DISCIPLINE_LABELS
 from segments.insights import QUESTIONS, TABLES, InsightTable, Scope, build_insights, discipline_choices
 from segments.views import bp
 

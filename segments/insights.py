@@ -67,7 +67,7 @@ from core.models import (
     Transaction,
 )
 from core.privacy import is_small, strictest_k, suppress, suppress_matrix, suppress_total
-from core.views import DISCIPLINE_LABELS
+from core.vocabulary import DISCIPLINE_LABELS
 
 T = Transaction.__table__
 S = Show.__table__

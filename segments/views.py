@@ -17,7 +17,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from core.auth import actor_name, roles_required
 from core.db import db_session
 from core.models import DISCIPLINES, Organisation, Venue, audit
-from core.views import DISCIPLINE_LABELS
+from core.vocabulary import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentVersion
 from segments.profiles import profiles_as_of
 from segments.query import as_node, preview
