@@ -66,15 +66,21 @@ from core.models import (
     Spectator,
     Transaction,
 )
-from core.privacy import is_small, strictest_k, suppress, suppress_matrix, suppress_total
+from core.privacy import (
+    is_small,
+    strictest_k,
+    suppress,
+    suppress_matrix,
+    suppress_total,
+)
 from core.vocabulary import DISCIPLINE_LABELS
+from segments.lifecycle import LIFECYCLE_DAYS, window_start
+from segments.profiles import lifecycle_case
 
 T = Transaction.__table__
 S = Show.__table__
 SP = Spectator.__table__
 
-LIFECYCLE_WINDOW_DAYS = 548
-STALE_WINDOW_DAYS = 1096
 LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
 STAGE_LABELS = {
     "new": _l("New"), "once_before": _l("Once before"), "convertee": _l("Convertee"), "active": _l("Active"),
@@ -533,9 +539,7 @@ class InsightQuery:
 
     def _compute_spectators(self) -> None:
         """One pass per spectator: life-cycle stage, frequency and the masks of what, when, how."""
-        start_548 = _day_start(self.as_of - dt.timedelta(days=LIFECYCLE_WINDOW_DAYS - 1))
-        start_1096 = _day_start(self.as_of - dt.timedelta(days=STALE_WINDOW_DAYS - 1))
-        in_548 = T.c.purchased_at >= start_548
+        in_548 = T.c.purchased_at >= window_start(self.as_of, LIFECYCLE_DAYS)
         masks = {
             "dow": self._dow(T.c.purchased_at),
             "hour": self._hour(T.c.purchased_at),
@@ -551,9 +555,8 @@ class InsightQuery:
         per_spectator = (
             select(
                 func.count(distinct(case((in_548, T.c.show_id)))).label("shows_548"),
-                func.sum(case((in_548, 1), else_=0)).label("n_548"),
-                func.sum(case((T.c.purchased_at >= start_1096, 1), else_=0)).label("n_1096"),
-                func.max(case((T.c.purchased_at < start_548, 1), else_=0)).label("earlier"),
+                func.min(T.c.purchased_at).label("first_at"),
+                func.max(T.c.purchased_at).label("last_at"),
                 func.count().label("purchases"),
                 *[expr.label(name) for name, expr in masks.items()],
             )
@@ -563,17 +566,8 @@ class InsightQuery:
             .subquery()
         )
         p = per_spectator.c
-        # DESIGN.md §7, on distinct performances; a purchase whose show is unknown still makes
-        # its buyer active in the window (it counts as one performance).
-        stage = case(
-            (p.n_548 == 0, case((p.n_1096 > 0, literal("stale")), else_=literal("lapsed"))),
-            (p.shows_548 >= 11, literal("super_active")),
-            (p.shows_548 >= 4, literal("active")),
-            (p.shows_548 == 3, literal("convertee")),
-            (p.shows_548 == 2, literal("once_before")),
-            (p.earlier == 1, literal("once_before")),
-            else_=literal("new"),
-        )
+        # DESIGN.md §7, the one definition that profiles and the rule evaluator also use.
+        stage = lifecycle_case(p.shows_548, p.first_at, p.last_at, self.as_of)
         frequency = case(*[(p.purchases <= high, i) for i, (_low, high) in enumerate(FREQUENCY_BUCKETS) if high],
                          else_=len(FREQUENCY_BUCKETS) - 1)
         # Group by plain columns of a subquery: PostgreSQL never compares two copies of a

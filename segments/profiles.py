@@ -49,27 +49,36 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.expression import SelectBase
+from sqlalchemy.sql.functions import FunctionElement
 
-from core.models import DISCIPLINES, Consent, Contact, ImportBatch, Setting, Show, Spectator, Transaction, utcnow
+from core.models import (
+    DISCIPLINES,
+    Consent,
+    Contact,
+    ImportBatch,
+    Setting,
+    Show,
+    Spectator,
+    Transaction,
+    utcnow,
+)
+from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, SHOW_THRESHOLDS, TWO_YEARS_DAYS, YEAR_DAYS
 from segments.models import SpectatorProfile
 
 MAX_MASK_ORGANISATION_ID = 62
-LIFECYCLE_WINDOW_DAYS = 548  # 18 months
-STALE_WINDOW_DAYS = 1096  # 36 months
 LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
 CHANNEL_ORDER = ("web", "box_office", "phone")
 REFRESHED_AT_SETTING = "profiles_refreshed_at"
 # (field, within_days) → the profile column holding that fact over the D days ending with as_of.
 WINDOW_COLUMNS = {
-    ("shows", LIFECYCLE_WINDOW_DAYS): "shows_548",
-    ("spent", 365): "spent_cents_365",
-    ("spent", 730): "spent_cents_730",
-    ("organisation", 365): "organisation_mask_365",
-    ("organisation", 730): "organisation_mask_730",
-    ("discipline", 365): "discipline_mask_365",
-    ("discipline", 730): "discipline_mask_730",
+    ("shows", LIFECYCLE_DAYS): "shows_548",
+    ("spent", YEAR_DAYS): "spent_cents_365",
+    ("spent", TWO_YEARS_DAYS): "spent_cents_730",
+    ("organisation", YEAR_DAYS): "organisation_mask_365",
+    ("organisation", TWO_YEARS_DAYS): "organisation_mask_730",
+    ("discipline", YEAR_DAYS): "discipline_mask_365",
+    ("discipline", TWO_YEARS_DAYS): "discipline_mask_730",
 }
 LOG = logging.getLogger(__name__)
 CHUNK = 2000  # spectator ids per statement in an incremental refresh of an explicit id list
@@ -210,15 +219,12 @@ def channel_rank(column=None):
 
 
 def lifecycle_case(shows_548, first_purchase, last_purchase, as_of: dt.date):
-    """DESIGN.md §7 life-cycle stage from distinct shows in the 548 days ending ``as_of`` and the
-    first and last purchase timestamps (all purchases up to ``as_of``)."""
-    start_548, _ = window_bounds(as_of, LIFECYCLE_WINDOW_DAYS)
-    start_1096, _ = window_bounds(as_of, STALE_WINDOW_DAYS)
+    """``segments.lifecycle.lifecycle_stage`` as one SQL CASE, from the distinct known shows of the
+    548 days ending ``as_of`` and the first and last purchase instants (every purchase up to ``as_of``)."""
+    start_548, _ = window_bounds(as_of, LIFECYCLE_DAYS)
+    start_1096, _ = window_bounds(as_of, LAPSE_DAYS)
     return case(
-        (shows_548 >= 11, literal("super_active")),
-        (shows_548 >= 4, literal("active")),
-        (shows_548 == 3, literal("convertee")),
-        (shows_548 == 2, literal("once_before")),
+        *[(shows_548 >= least, literal(stage)) for least, stage in SHOW_THRESHOLDS],
         (and_(shows_548 == 1, first_purchase < start_548), literal("once_before")),
         (shows_548 == 1, literal("new")),
         (last_purchase >= start_1096, literal("stale")),
@@ -244,9 +250,9 @@ def aggregates_select(as_of: dt.date, spectator_ids=None, within_days: int | Non
     :param columns: the aggregates wanted (all when None); ``spectator_id`` always comes first.
     """
     low, high = window_bounds(as_of, within_days)
-    start_548, _ = window_bounds(as_of, LIFECYCLE_WINDOW_DAYS)
-    start_365, _ = window_bounds(as_of, 365)
-    start_730, _ = window_bounds(as_of, 730)
+    start_548, _ = window_bounds(as_of, LIFECYCLE_DAYS)
+    start_365, _ = window_bounds(as_of, YEAR_DAYS)
+    start_730, _ = window_bounds(as_of, TWO_YEARS_DAYS)
     key = order_key()
     orders = func.count(distinct(key))
     promo_orders = func.count(distinct(case((T.c.circumstance == "promotion", key))))

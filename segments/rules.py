@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Union
 
+from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, STAGES, lifecycle_stage
+
 __all__ = [
     "CHANNELS", "DISCIPLINES", "FIELDS", "LIFECYCLE_STAGES", "MAX_DEPTH", "MAX_NODES", "MESSAGES",
     "Condition", "FieldSpec", "Group", "Node", "Not", "Purchase", "RuleError", "SpectatorFacts",
@@ -28,7 +30,7 @@ __all__ = [
 # here); a test checks that the two stay equal.
 DISCIPLINES = ("music", "theatre", "dance", "humour", "circus", "classical", "festival", "other")
 CHANNELS = ("web", "box_office", "phone")  # also the tie-break order of the main channel
-LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
+LIFECYCLE_STAGES = STAGES
 
 # Limits that keep hostile input cheap: parsing is linear in the input and never recurses deeper
 # than MAX_DEPTH, whatever it is given.
@@ -45,9 +47,6 @@ MAX_DOLLARS = 1_000_000_000  # 10^11 cents: fits BIGINT, and dollars round-trip 
 EARLIEST_AS_OF = dt.date(1900, 1, 1)
 LATEST_AS_OF = dt.date(2999, 12, 31)
 
-# Life-cycle windows (§7): 18 months and three years, in days.
-LIFECYCLE_DAYS = 548
-LAPSE_DAYS = 1096
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # as `pilot orgs create` accepts them
 _FSA = re.compile(r"[A-Z][0-9][A-Z]")             # as core.identity.fsa_of stores them (ASCII digits)
@@ -515,33 +514,6 @@ def check_as_of(as_of: dt.date) -> dt.date:
         raise RuleError("as_of_out_of_range", "/as_of", value=as_of.isoformat(),
                         low=EARLIEST_AS_OF.isoformat(), high=LATEST_AS_OF.isoformat())
     return as_of
-
-
-def lifecycle_stage(shows_548: int, purchase_before_548: bool, purchase_in_1096: bool) -> str:
-    """The life-cycle stage of §7 (after TRG Arts' tiers).
-
-    ``shows_548``: distinct shows bought in the 548 days ending with as_of (purchase date
-    > as_of − 548 and ≤ as_of); ``purchase_before_548``: any purchase dated ≤ as_of − 548;
-    ``purchase_in_1096``: any purchase dated > as_of − 1096 and ≤ as_of.
-
-    Thresholds on ``shows_548``: 0 → ``stale`` if ``purchase_in_1096`` else ``lapsed``;
-    1 → ``new``, or ``once_before`` with an earlier purchase; 2 → ``once_before``;
-    3 → ``convertee``; 4 to 10 → ``active``; 11 and more → ``super_active``.
-    SQL: the same CASE on the three aggregates, in this order.
-    """
-    if shows_548 < 0:
-        raise ValueError("shows_548 cannot be negative")
-    if shows_548 == 0:
-        return "stale" if purchase_in_1096 else "lapsed"
-    if shows_548 == 1:
-        return "once_before" if purchase_before_548 else "new"
-    if shows_548 == 2:
-        return "once_before"
-    if shows_548 == 3:
-        return "convertee"
-    if shows_548 <= 10:
-        return "active"
-    return "super_active"
 
 
 def stage_of(facts: SpectatorFacts) -> str:
