@@ -225,22 +225,28 @@ _stratified = stats.stratified_summary
 
 def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | None = None,
                  strata: str | None = None, shares: dict[str, float] | None = None,
-                 alpha: float = 0.05) -> dict:
+                 alpha: float = 0.05, winsorize: float | None = None) -> dict:
     """Analyse an experiment stored as CSV (one row per recipient); the JSON structure of DESIGN.md §9.
 
     ``path`` is one path or a list of paths (read in turn, each with its header). ``metrics`` are
     ``"NAME[:binary|:continuous]"`` strings or ``(name, type-or-None)`` pairs; an untyped metric is
     binary when all its values are 0 or 1. ``shares`` maps every arm label to its planned fraction
     (equal shares without it). Each arm is compared with ``control`` on every metric; ``p_adjusted``
-    is Holm over the metrics of that arm. With ``covariate``: CUPED. With ``strata``: CMH for
-    binary metrics, a post-stratified difference for continuous ones, and sample-ratio checks per
-    stratum. Raises :class:`AnalyzeError` (a ``click.ClickException``) on a user error.
+    is Holm over the metrics of that arm, ``p_adjusted_arms`` Holm across the arms for that metric.
+    With ``covariate``: CUPED. With ``strata``: CMH for binary metrics, a post-stratified difference
+    for continuous ones (strata lacking an arm left out, never merged), and sample-ratio checks per
+    stratum. With ``winsorize`` (a percentile such as 99): each continuous metric is also compared
+    after capping at that percentile of its non-zero values, arms pooled (``winsorised`` in each
+    row, the caps under ``winsorize``). Raises :class:`AnalyzeError` (a ``click.ClickException``)
+    on a user error.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise AnalyzeError("no file to analyse")
     if not 0.0 < alpha < 1.0:
         raise AnalyzeError(f"alpha must be between 0 and 1, got {alpha}")
+    if winsorize is not None and not 50.0 <= winsorize < 100.0:
+        raise AnalyzeError(f"--winsorize takes a percentile between 50 and 100 (such as 99), got {winsorize:g}")
     if isinstance(metrics, str):
         metrics = [metrics]
     specs = [parse_metric(m) for m in metrics]
@@ -288,6 +294,15 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
             by_stratum[label] = {"n": {a: int(per_arm[code_of[a]]) for a in arms}, **_srm_dict(srm)}
         result["srm_by_stratum"] = {label: by_stratum[label] for label in sorted(by_stratum)}
 
+    capped = {}
+    if winsorize is not None:
+        for name, _ in specs:
+            if kinds[name] == "continuous":
+                capped[name] = stats.winsorize(data.metrics[name], winsorize)
+        result["winsorize"] = {"percentile": winsorize,
+                               "cap": {name: _num(w.cap) for name, w in capped.items()},
+                               "capped": {name: w.n_capped for name, w in capped.items()}}
+
     control_mask = data.arm_codes == code_of[control]
     comparisons = []
     for arm in arms[1:]:
@@ -299,6 +314,10 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
             y_c, y_a = y[control_mask], y[arm_mask]
             row = {"arm": arm, "metric": name, "type": kind, "n_control": n[control], "n_arm": n[arm]}
             row.update(_compare(kind, y_c, y_a, alpha))
+            if name in capped:
+                w = capped[name].values
+                row["winsorised"] = {"cap": _num(capped[name].cap),
+                                     **_compare("continuous", w[control_mask], w[arm_mask], alpha)}
             if covariate:
                 x = data.covariate
                 row["cuped"] = stats.cuped_summary(y_c, x[control_mask], y_a, x[arm_mask], alpha)
@@ -309,6 +328,11 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
             rows.append(row)
         stats.fill_holm(rows)
         comparisons.extend(rows)
+    stats.fill_holm_arms(comparisons)
+    winsorised = [c["winsorised"] | {"metric": c["metric"]} for c in comparisons if "winsorised" in c]
+    stats.fill_holm_arms(winsorised)
+    for c, w in zip([c for c in comparisons if "winsorised" in c], winsorised):
+        c["winsorised"]["p_adjusted_arms"] = w["p_adjusted_arms"]
     result["comparisons"] = comparisons
     return result
 
@@ -331,6 +355,11 @@ def _p(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+#: Why a relative lift is not estimable, in the readable report.
+REL_REASONS = {"zero_mean": "n/a (a mean is 0)", "negative_mean": "n/a (a mean is negative)",
+               "few_events": "n/a (under 5 events in an arm)"}
+
+
 def format_report(result: dict) -> str:
     """The analysis as plain-text tables, one block per arm compared with the control."""
     level = f"{(1 - result['alpha']) * 100:g}%"
@@ -343,13 +372,17 @@ def format_report(result: dict) -> str:
     for label, s in result.get("srm_by_stratum", {}).items():
         if s["flag"]:
             lines.append(f"  stratum {label!r}: sample-ratio mismatch, p = {_p(s['p_value'])}")
+    several = len(result["arms"]) > 2
     header = ["metric", "type", "control", "arm", "abs lift", f"{level} CI", "rel lift", f"{level} CI",
-              "test", "statistic", "p", "p (Holm)"]
+              "test", "statistic", "p", "p (Holm)"] + (["p (Holm, arms)"] if several else [])
     for arm in result["arms"][1:]:
         rows = [c for c in result["comparisons"] if c["arm"] == arm]
         table = [header] + [[c["metric"], c["type"], _g(c["control_mean"]), _g(c["arm_mean"]),
-                             _g(c["abs_lift"]), _ci(c["abs_ci"]), _pct(c["rel_lift"]), _ci(c["rel_ci"], _pct),
+                             _g(c["abs_lift"]), _ci(c["abs_ci"]), _pct(c["rel_lift"]),
+                             _ci(c["rel_ci"], _pct) if c.get("rel_reason") is None
+                             else REL_REASONS.get(c["rel_reason"], c["rel_reason"]),
                              c["test"], _g(c["statistic"]), _p(c["p_value"]), _p(c["p_adjusted"])]
+                            + ([_p(c["p_adjusted_arms"])] if several else [])
                             for c in rows]
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         lines += ["", f"{arm} vs {control}"]
@@ -367,10 +400,15 @@ def format_report(result: dict) -> str:
                             f"X2 = {_g(st['statistic'])}")
                 else:
                     body = f"abs lift {_g(st['abs_lift'])} {_ci(st['abs_ci'])}, z = {_g(st['statistic'])}"
-                merged = (f"; merged into {st['merged_into']!r}: {', '.join(map(repr, st['merged_strata']))}"
-                          if st["merged_strata"] else "")
+                left = (f"; left out (an arm has too few recipients there): "
+                        f"{len(st['left_out_strata'])} strata, {st['left_out']} recipients"
+                        if st["left_out_strata"] else "")
                 lines.append(f"  {c['metric']}, {st['test']} over {st['strata']} strata: {body}, "
-                             f"p = {_p(st['p_value'])}{merged}")
+                             f"p = {_p(st['p_value'])}{left}")
+            if "winsorised" in c:
+                w = c["winsorised"]
+                lines.append(f"  {c['metric']}, winsorised (cap {_g(w['cap'])}): abs lift {_g(w['abs_lift'])} "
+                             f"{_ci(w['abs_ci'])}, p = {_p(w['p_value'])}")
     return "\n".join(lines)
 
 
@@ -387,11 +425,14 @@ def format_report(result: dict) -> str:
               help="Planned share of an arm (repeatable; every arm, summing to 1). Default: equal.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
               show_default=True, help="Two-sided significance level of tests and intervals.")
+@click.option("--winsorize", type=float, default=None, metavar="PCT",
+              help="Also compare each continuous metric capped at this percentile (e.g. 99) of its non-zero "
+                   "values, arms pooled. Off by default.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def analyze_command(files, arm_column, control, metrics, covariate, strata, shares, alpha, as_json):
+def analyze_command(files, arm_column, control, metrics, covariate, strata, shares, alpha, winsorize, as_json):
     """Analyse an experiment run outside the application: one CSV row per recipient."""
     result = analyze_file(list(files), arm_column, control, metrics, covariate=covariate, strata=strata,
-                          shares=shares, alpha=alpha)
+                          shares=shares, alpha=alpha, winsorize=winsorize)
     if as_json:
         click.echo(json.dumps(result, allow_nan=False))
     else:

@@ -164,7 +164,9 @@ def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: floa
     the p-value is not below α (final), ``none_yet`` when the always-valid p-value is not below α
     (interim).
 
-    A final verdict needs both the interval and the test: near the limit they can disagree (the
+    The final test is ``p_adjusted_arms`` (Holm across the arms' comparisons with the control, so
+    that several arms keep the family-wise error at α). A final verdict needs both the interval and
+    the test: near the limit they can disagree (the
     unpooled interval can exclude 0 while the pooled z-test's p is above α, with arms of unequal
     sizes), and a report must not claim more than the more cautious of the two.
     """
@@ -178,7 +180,8 @@ def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: floa
     low, high = row.get("abs_ci") or (None, None)
     if low is None or high is None:
         return "unknown"
-    p_value = row.get("p_value")
+    # several arms: Holm across the arms' comparisons with the control (p_adjusted_arms)
+    p_value = row.get("p_adjusted_arms") if row.get("p_adjusted_arms") is not None else row.get("p_value")
     if low <= 0 <= high or (p_value is not None and p_value >= alpha):
         return "none"
     return "increase" if low > 0 else "decrease"
@@ -225,7 +228,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     Holds, for every test arm against the control: each declared metric's raw comparison
     (two proportions or Welch, relative lift) with raw and Holm-adjusted p-values, its CUPED
     estimate (pre-period covariate) and its stratified estimate (CMH or post-stratified, by sending
-    organisation); revenue also winsorised at the 99th percentile; redemption uptake of the test
+    organisation); revenue also winsorised at the 99th percentile of the non-zero values; redemption uptake of the test
     arms (never a lift); incremental revenue and return on the promotion; the per-organisation
     breakdown of the primary metric with Benjamini-Hochberg p-values, small counts hidden; health
     checks (sample ratio overall and per organisation, pre-period balance, leaked and contaminating
@@ -290,7 +293,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     ] if silent else []
     report["design"] = _design(experiment, declared) if report["recipients"] is not None else None
 
-    # revenue, winsorised once over every recipient
+    # revenue, winsorised once at the percentile of the buyers' revenue, arms pooled
     revenue = data.window["revenue"]
     winsor = stats.winsorize(revenue, WINSOR_PERCENTILE) if revenue.size else None
     report["winsorisation"] = {"percentile": WINSOR_PERCENTILE,
@@ -338,13 +341,11 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                        "estimate": primary_row["abs_lift"], "variance": variance}
         p_av, looks = _always_valid(experiment, arm, current if interim else None)
         if primary_row is not None:
+            # the verdict waits for p_adjusted_arms, known once every arm is compared
             headline.append({
                 "arm": arm, "metric": primary, "type": metric_kind(primary),
-                **{key: primary_row.get(key) for key in ("control_mean", "arm_mean", "abs_lift", "abs_ci",
-                                                         "rel_lift", "rel_ci", "p_value", "p_adjusted",
-                                                         "hidden", "error")},
                 "p_always_valid": p_av if interim else None, "looks": looks if interim else [],
-                "verdict": _verdict(primary_row, interim, p_av, alpha),
+                "_row": primary_row,
             })
 
         # redemption uptake: test arms only, never a lift
@@ -376,6 +377,13 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                                   "flag": summary["p_value"] is not None and summary["p_value"] < BALANCE_THRESHOLD})
             balance.append(entry)
 
+    stats.fill_holm_arms(comparisons)
+    for entry in headline:
+        row = entry.pop("_row")
+        entry.update({key: row.get(key) for key in ("control_mean", "arm_mean", "abs_lift", "abs_ci", "rel_lift",
+                                                    "rel_ci", "rel_reason", "p_value", "p_adjusted",
+                                                    "p_adjusted_arms", "hidden", "error")})
+        entry["verdict"] = _verdict(row, interim, entry["p_always_valid"], alpha)
     report["comparisons"] = comparisons
     report["headline"] = headline
     report["redemption"] = redemption
@@ -529,12 +537,15 @@ def _health(experiment: Experiment, org_names: dict, k: int, balance: list[dict]
                        "n": {a: _shown(v, k) for a, v in counts.items()},
                        "p_value": None if hidden else check.get("p_value"),
                        "flag": False if hidden else bool(check.get("flag"))})
-    merged = sorted({label for c in comparisons for label in (c.get("stratified") or {}).get("merged_strata", [])})
+    left = sorted({label for c in comparisons for label in (c.get("stratified") or {}).get("left_out_strata", [])})
+    left_out = max([(c.get("stratified") or {}).get("left_out", 0) for c in comparisons] or [0])
     return {
         "srm": srm.get("overall"),
         "srm_by_organisation": by_org,
         "balance": balance,
-        "merged_strata": [org_names.get(int(label), ("?", label))[1] for label in merged],
+        # organisations where an arm has too few recipients: left out of the stratified estimates
+        "left_out_strata": [org_names.get(int(label), ("?", label))[1] for label in left],
+        "left_out": _shown(left_out, k) if left_out else 0,
     }
 
 
@@ -601,7 +612,7 @@ CSV_COLUMNS = ("section", "arm", "metric", "organisation", "n_control", "n_arm",
                "abs_lift", "abs_ci_low", "abs_ci_high", "rel_lift", "rel_ci_low", "rel_ci_high", "test", "p_value",
                "p_adjusted", "cuped_abs_lift", "cuped_ci_low", "cuped_ci_high", "cuped_p_value", "cuped_theta",
                "stratified_test", "stratified_estimate", "stratified_ci_low", "stratified_ci_high",
-               "stratified_p_value")
+               "stratified_p_value", "p_adjusted_arms")
 
 
 def _pair_cells(prefix: str, pair) -> dict:
@@ -630,7 +641,7 @@ def report_csv_rows(report: dict) -> list[list]:
                      "stratified_test": st.get("test"),
                      "stratified_estimate": st.get("odds_ratio") if cmh else st.get("abs_lift"),
                      **_pair_cells("stratified_ci", st.get("odds_ratio_ci") if cmh else st.get("abs_ci")),
-                     "stratified_p_value": st.get("p_value")})
+                     "stratified_p_value": st.get("p_value"), "p_adjusted_arms": c.get("p_adjusted_arms")})
         if c.get("winsorised"):
             rows.append({"section": "metric_winsorised", "arm": c["arm"], "metric": c["metric"],
                          "n_control": c.get("n_control"), "n_arm": c.get("n_arm"), **_estimate_cells(c["winsorised"])})

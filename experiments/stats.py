@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -227,30 +227,46 @@ def welch_from_summary(n_control: int, sum_control: float, sumsq_control: float,
 
 # --- relative lift ---------------------------------------------------------------------------
 
+#: A binary arm with fewer events than this has no estimable relative lift (the log-ratio interval
+#: is unreliable and, at zero events, undefined).
+MIN_EVENTS_RELATIVE = 5
+
+
 @dataclass(frozen=True)
 class RelativeLift:
-    """(arm − control)/control with its delta-method interval; NaN when the control mean is 0."""
+    """m_A/m_C − 1 with its log-ratio interval; NaN (with ``reason``) when not estimable."""
 
     lift: float
-    se: float
+    se: float  # standard error of ln(m_A/m_C)
     ci: tuple[float, float]
     alpha: float
+    reason: str | None = None  # why not estimable: zero_mean, negative_mean, few_events
 
 
 def relative_lift(mean_control: float, var_control: float, n_control: int,
-                  mean_arm: float, var_arm: float, n_arm: int, alpha: float = 0.05) -> RelativeLift:
-    """Relative lift r = (m_A − m_C)/m_C with a delta-method normal interval (DESIGN.md §8).
+                  mean_arm: float, var_arm: float, n_arm: int, alpha: float = 0.05,
+                  binary: bool = False) -> RelativeLift:
+    """Relative lift r = m_A/m_C − 1 with the interval on the log of the ratio (DESIGN.md §8).
 
-    var(r) = s²_A/(n_A·m_C²) + m_A²·s²_C/(n_C·m_C⁴); interval r ± z_{1-α/2}·sqrt(var).
-    Pass s² = p(1 − p) for a binary metric and the sample variance (divisor n − 1) otherwise.
+    se² = s²_A/(n_A·m_A²) + s²_C/(n_C·m_C²); interval exp(ln(m_A/m_C) ± z_{1-α/2}·se) − 1, never
+    below −100 %. Pass s² = p(1 − p) and ``binary=True`` for a binary metric (then it equals
+    statsmodels' ``confint_proportions_2indep(compare='ratio', method='log')``), the sample variance
+    (divisor n − 1) otherwise. Not estimable (NaN, ``reason`` set) when either mean is 0
+    (``zero_mean``), a mean is negative (``negative_mean``: no logarithm) or a binary arm has fewer
+    than 5 events (``few_events``).
     """
     z = _z(alpha)
-    if mean_control == 0:
-        return RelativeLift(math.nan, math.nan, (math.nan, math.nan), alpha)
-    r = (mean_arm - mean_control) / mean_control
-    var = var_arm / (n_arm * mean_control ** 2) + mean_arm ** 2 * var_control / (n_control * mean_control ** 4)
-    se = math.sqrt(var)
-    return RelativeLift(r, se, (r - z * se, r + z * se), alpha)
+    nan = RelativeLift(math.nan, math.nan, (math.nan, math.nan), alpha)
+    if mean_control == 0 or mean_arm == 0:
+        return RelativeLift(nan.lift, nan.se, nan.ci, alpha, "zero_mean")
+    if mean_control < 0 or mean_arm < 0:
+        return RelativeLift(nan.lift, nan.se, nan.ci, alpha, "negative_mean")
+    if binary and min(round(mean_control * n_control), round(mean_arm * n_arm)) < MIN_EVENTS_RELATIVE:
+        return RelativeLift(nan.lift, nan.se, nan.ci, alpha, "few_events")
+    log_ratio = math.log(mean_arm / mean_control)
+    se = math.sqrt(max(0.0, var_arm) / (n_arm * mean_arm ** 2) + max(0.0, var_control) / (n_control * mean_control ** 2))
+    return RelativeLift(math.expm1(log_ratio), se, (math.expm1(log_ratio - z * se), math.expm1(log_ratio + z * se)),
+                        alpha)
 
 
 # --- CUPED -----------------------------------------------------------------------------------
@@ -343,44 +359,13 @@ def cochran_mantel_haenszel(tables: Iterable[Sequence[float]], alpha: float = 0.
     return CMHResult(float(x2), p, float(odds), ci, int(len(n)), alpha)
 
 
-@dataclass(frozen=True)
-class StrataMerge:
-    """How strata were regrouped: ``mapping`` sends each original label to the label used."""
-
-    mapping: dict
-    merged: tuple  # original labels folded into ``label``, in their given order
-    label: str | None  # the label of the merged stratum, None when nothing was merged
-
-
-def merge_small_strata(sizes: Mapping[Hashable, Sequence[int]], min_per_arm: int = 2,
-                       label: str = "other") -> StrataMerge:
-    """Fold strata too small to estimate into one merged stratum.
-
-    ``sizes`` maps each stratum to its count in every compared arm (e.g. ``(n_control, n_arm)``).
-    A stratum is too small when any arm has fewer than ``min_per_arm`` (2 for a post-stratified
-    variance, 1 for a CMH table). The small ones are pooled under ``label`` (made unique if a
-    stratum already has that name); when the pool itself is still too small, the smallest
-    estimable stratum joins it, repeatedly, so every resulting stratum is estimable whenever the
-    arms as a whole are.
-    """
-    counts = {k: tuple(int(v) for v in vs) for k, vs in sizes.items()}
-    small = [k for k, vs in counts.items() if min(vs) < min_per_arm]
-    if not small:
-        return StrataMerge({k: k for k in counts}, (), None)
-    while label in counts:
-        label = f"{label} (merged)"
-    kept = [k for k in counts if k not in small]
-    width = len(next(iter(counts.values())))
-    pooled = [sum(counts[k][i] for k in small) for i in range(width)]
-    while min(pooled) < min_per_arm and kept:
-        # The smallest estimable stratum joins the pool: the least information disturbed.
-        smallest = min(kept, key=lambda k: sum(counts[k]))
-        kept.remove(smallest)
-        small.append(smallest)
-        pooled = [p + v for p, v in zip(pooled, counts[smallest])]
-    merged = tuple(k for k in counts if k in small)
-    mapping = {k: (label if k in small else k) for k in counts}
-    return StrataMerge(mapping, merged, label)
+def estimable_strata(sizes: Sequence[Sequence[int]], min_per_arm: int) -> np.ndarray:
+    """Which strata an estimate may use: those where every compared arm has at least ``min_per_arm``
+    recipients (1 for a CMH table, 2 for a post-stratified variance). The others are left out,
+    never merged: merging strata with different rates biases both CMH and the post-stratified
+    difference. ``sizes`` holds one row per stratum, one count per arm; returns a boolean mask."""
+    counts = np.asarray(sizes, dtype=np.int64).reshape(len(sizes), -1) if len(sizes) else np.zeros((0, 2), np.int64)
+    return np.all(counts >= min_per_arm, axis=1)
 
 
 @dataclass(frozen=True)
@@ -401,9 +386,10 @@ def post_stratified_diff(y_control: Sequence[float] | np.ndarray, strata_control
                          alpha: float = 0.05) -> PostStratifiedResult:
     """Post-stratified difference Σ w_k(ȳ_Ak − ȳ_Ck), w_k = n_k/N (DESIGN.md §8).
 
-    n_k counts both arms of stratum k and N both arms overall; var = Σ w_k²(s²_Ak/n_Ak + s²_Ck/n_Ck)
-    with sample variances (divisor n − 1); z = diff/se, p = 2·Φ(−|z|), interval diff ± z_{1-α/2}·se.
-    Every stratum needs two observations in each arm (see :func:`merge_small_strata`).
+    n_k counts both arms of stratum k and N both arms of the strata used; var =
+    Σ w_k²(s²_Ak/n_Ak + s²_Ck/n_Ck) with sample variances (divisor n − 1); z = diff/se,
+    p = 2·Φ(−|z|), interval diff ± z_{1-α/2}·se. Every stratum needs two observations in each arm:
+    leave the others out first (:func:`estimable_strata`), the weights then renormalise over the rest.
     """
     z_crit = _z(alpha)
     yc, ya = np.asarray(y_control, dtype=float), np.asarray(y_arm, dtype=float)
@@ -485,26 +471,29 @@ def sample_ratio_mismatch(counts: Sequence[int], shares: Sequence[float] | None 
 
 @dataclass(frozen=True)
 class Winsorized:
-    """Values capped at a percentile of all values."""
+    """Values capped at a percentile of the non-zero values."""
 
     values: np.ndarray
-    cap: float
+    cap: float  # NaN when no value is non-zero (nothing to cap)
     n_capped: int
     percentile: float
 
 
 def winsorize(values: Sequence[float] | np.ndarray, percentile: float = 99.0) -> Winsorized:
-    """Cap values above the given percentile of all values: y_i ← min(y_i, q_p).
+    """Cap values above the given percentile of the non-zero values: y_i ← min(y_i, q_p).
 
-    q_p is numpy's default (linear interpolation) percentile over every value, all arms together,
-    so the cap is the same for every arm and does not depend on the assignment.
+    q_p is numpy's default (linear interpolation) percentile over the non-zero values (the buyers,
+    for revenue), all arms pooled, so the cap is the same for every arm and does not depend on the
+    assignment. A percentile over every recipient would be 0 whenever fewer than 1 − p % buy, and
+    would erase every revenue effect. Zeros are left as they are.
     """
     if not 0.0 < percentile <= 100.0:
         raise ValueError("percentile must be in (0, 100]")
     v = np.asarray(values, dtype=float)
-    if v.size == 0:
+    nonzero = v[v != 0]
+    if nonzero.size == 0:
         return Winsorized(v.copy(), math.nan, 0, percentile)
-    cap = float(np.percentile(v, percentile))
+    cap = float(np.percentile(nonzero, percentile))
     return Winsorized(np.minimum(v, cap), cap, int(np.count_nonzero(v > cap)), percentile)
 
 
@@ -609,15 +598,17 @@ def compare_summary(kind: str, y_control: np.ndarray, y_arm: np.ndarray, alpha: 
     """The unadjusted comparison of one metric, arm versus control, as a JSON-able dict (DESIGN.md §9).
 
     ``kind`` ``"binary"``: :func:`two_proportions` on the 0/1 values; ``"continuous"``:
-    :func:`welch_test`. Both with the delta-method :func:`relative_lift` (s² = p(1 − p) for a
-    binary metric, the sample variance otherwise). ``p_adjusted`` is left None for the caller.
+    :func:`welch_test`. Both with the log-ratio :func:`relative_lift` (s² = p(1 − p) for a
+    binary metric, the sample variance otherwise); ``rel_reason`` says why the relative lift is
+    null when it is not estimable (None otherwise). ``p_adjusted`` and ``p_adjusted_arms`` are left
+    None for the caller (:func:`fill_holm`, :func:`fill_holm_arms`).
     """
     y_c = np.asarray(y_control, dtype=float)
     y_a = np.asarray(y_arm, dtype=float)
     if kind == "binary":
         result = two_proportions(int(y_c.sum()), y_c.size, int(y_a.sum()), y_a.size, alpha)
         p_c, p_a = result.control_rate, result.arm_rate
-        rel = relative_lift(p_c, p_c * (1 - p_c), y_c.size, p_a, p_a * (1 - p_a), y_a.size, alpha)
+        rel = relative_lift(p_c, p_c * (1 - p_c), y_c.size, p_a, p_a * (1 - p_a), y_a.size, alpha, binary=True)
         control_mean, arm_mean = p_c, p_a
     else:
         result = welch_test(y_c, y_a, alpha)
@@ -626,9 +617,9 @@ def compare_summary(kind: str, y_control: np.ndarray, y_arm: np.ndarray, alpha: 
         control_mean, arm_mean = result.control_mean, result.arm_mean
     out = {"control_mean": json_number(control_mean), "arm_mean": json_number(arm_mean),
            "abs_lift": json_number(result.diff), "abs_ci": json_pair(result.ci),
-           "rel_lift": json_number(rel.lift), "rel_ci": json_pair(rel.ci),
+           "rel_lift": json_number(rel.lift), "rel_ci": json_pair(rel.ci), "rel_reason": rel.reason,
            "test": result.test, "statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
-           "p_adjusted": None}
+           "p_adjusted": None, "p_adjusted_arms": None}
     if kind == "continuous":
         out["df"] = json_number(result.df)
     return out
@@ -647,9 +638,11 @@ def stratified_summary(kind: str, y_control, strata_control, y_arm, strata_arm, 
                        alpha: float = 0.05) -> dict:
     """CMH (binary) or the post-stratified difference (continuous) as a JSON-able dict.
 
-    ``strata_control`` and ``strata_arm`` are integer codes indexing ``labels``. Strata too small
-    to estimate (no one in an arm for CMH, fewer than two for a post-stratified variance) are
-    merged first with :func:`merge_small_strata`; ``merged_strata`` lists them.
+    ``strata_control`` and ``strata_arm`` are integer codes indexing ``labels``. A stratum where an
+    arm has no recipient (CMH) or fewer than two (post-stratified) is left out, the weights
+    renormalised over the others (:func:`estimable_strata`); strata are never merged.
+    ``strata`` counts the strata used, ``left_out_strata`` lists the labels left out and
+    ``left_out`` the recipients (both arms) they hold. With no stratum left the estimate is null.
     """
     y_c = np.asarray(y_control, dtype=float)
     y_a = np.asarray(y_arm, dtype=float)
@@ -658,38 +651,55 @@ def stratified_summary(kind: str, y_control, strata_control, y_arm, strata_arm, 
     k = len(labels)
     n_c = np.bincount(s_c, minlength=k)
     n_a = np.bincount(s_a, minlength=k)
-    present = [i for i in range(k) if n_c[i] + n_a[i] > 0]
-    merge = merge_small_strata({labels[i]: (int(n_c[i]), int(n_a[i])) for i in present},
-                               min_per_arm=1 if kind == "binary" else 2)
-    used = {label: j for j, label in enumerate(dict.fromkeys(merge.mapping[labels[i]] for i in present))}
-    recode = np.full(k, -1, dtype=np.int64)
-    for i in present:
-        recode[i] = used[merge.mapping[labels[i]]]
-    c, a = recode[s_c], recode[s_a]
+    present = (n_c + n_a) > 0
+    usable = present & estimable_strata(np.stack([n_c, n_a], axis=1), 1 if kind == "binary" else 2)
+    left = present & ~usable
+    keep_c, keep_a = usable[s_c], usable[s_a]
+    m = int(usable.sum())
     if kind == "binary":
-        m = len(used)
-        succ_c = np.bincount(c, weights=y_c, minlength=m)
-        succ_a = np.bincount(a, weights=y_a, minlength=m)
-        tot_c = np.bincount(c, minlength=m)
-        tot_a = np.bincount(a, minlength=m)
-        tables = [(succ_a[j], tot_a[j] - succ_a[j], succ_c[j], tot_c[j] - succ_c[j]) for j in range(m)]
-        result = cochran_mantel_haenszel(tables, alpha)
-        out = {"test": "CMH", "statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
-               "odds_ratio": json_number(result.odds_ratio), "odds_ratio_ci": json_pair(result.ci)}
+        out = {"test": "CMH", "statistic": None, "p_value": None, "odds_ratio": None, "odds_ratio_ci": [None, None]}
+        if m:
+            idx = np.flatnonzero(usable)
+            succ_c = np.bincount(s_c, weights=y_c, minlength=k)[idx]
+            succ_a = np.bincount(s_a, weights=y_a, minlength=k)[idx]
+            tables = [(succ_a[j], n_a[i] - succ_a[j], succ_c[j], n_c[i] - succ_c[j]) for j, i in enumerate(idx)]
+            result = cochran_mantel_haenszel(tables, alpha)
+            out.update({"statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
+                        "odds_ratio": json_number(result.odds_ratio), "odds_ratio_ci": json_pair(result.ci)})
     else:
-        result = post_stratified_diff(y_c, c, y_a, a, alpha)
-        out = {"test": "post-stratified", "statistic": json_number(result.statistic),
-               "p_value": json_number(result.p_value), "abs_lift": json_number(result.diff),
-               "abs_ci": json_pair(result.ci)}
-    out["strata"] = len(used)
-    out["merged_strata"] = list(merge.merged)
-    if merge.label is not None:
-        out["merged_into"] = merge.label
+        out = {"test": "post-stratified", "statistic": None, "p_value": None, "abs_lift": None,
+               "abs_ci": [None, None]}
+        if m:
+            result = post_stratified_diff(y_c[keep_c], s_c[keep_c], y_a[keep_a], s_a[keep_a], alpha)
+            out.update({"statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
+                        "abs_lift": json_number(result.diff), "abs_ci": json_pair(result.ci)})
+    out["strata"] = m
+    out["left_out_strata"] = [labels[i] for i in np.flatnonzero(left)]
+    out["left_out"] = int(n_c[left].sum() + n_a[left].sum())
     return out
 
 
-def fill_holm(rows: list[dict]) -> None:
-    """Set ``p_adjusted`` of each row to Holm's adjustment over the rows' ``p_value`` (None stays None)."""
-    adjusted = holm([math.nan if r.get("p_value") is None else r["p_value"] for r in rows])
+def fill_holm(rows: list[dict], field: str = "p_adjusted", source: str = "p_value") -> None:
+    """Set ``field`` of each row to Holm's adjustment over the rows' ``source`` p-values (None stays
+    None and does not count in the family). Called once per arm over its metrics for ``p_adjusted``."""
+    adjusted = holm([math.nan if r.get(source) is None else r[source] for r in rows])
     for row, p in zip(rows, adjusted):
-        row["p_adjusted"] = json_number(p)
+        row[field] = json_number(p)
+
+
+def fill_holm_arms(rows: list[dict]) -> None:
+    """``p_adjusted_arms``: for each metric, Holm across the arms' comparisons with the control.
+
+    ``rows`` are the comparisons of every arm (dicts with ``metric`` and ``p_value``); rows of one
+    metric form one family of m = number of test arms, p̃₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1)·p₍ⱼ₎).
+    A nested ``cuped`` dict gets its own ``p_adjusted_arms`` over the arms' CUPED p-values. With a
+    single test arm the adjusted value equals the raw one.
+    """
+    by_metric: dict = {}
+    for row in rows:
+        by_metric.setdefault(row.get("metric"), []).append(row)
+    for family in by_metric.values():
+        fill_holm(family, "p_adjusted_arms")
+        nested = [r["cuped"] for r in family if isinstance(r.get("cuped"), dict)]
+        if nested:
+            fill_holm(nested, "p_adjusted_arms")

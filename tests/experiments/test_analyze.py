@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from experiments.analyze import analyze_command, analyze_file
 
-HILLSTROM = Path(__file__).resolve().parents[3] / "shared/data/hillstrom/hillstrom.csv"
+#: The reference data, outside the repository; PILOT_HILLSTROM_CSV points elsewhere.
+HILLSTROM = Path(os.environ.get("PILOT_HILLSTROM_CSV")
+                 or Path(__file__).resolve().parents[3] / "shared/data/hillstrom/hillstrom.csv")
 CONTROL = "No E-Mail"
 ARMS = [CONTROL, "Mens E-Mail", "Womens E-Mail"]
 METRICS = {"conversion": "binary", "visit": "binary", "spend": "continuous"}
@@ -30,7 +33,10 @@ TINY_P = 1e-10
 
 def _hillstrom_path() -> Path:
     if not HILLSTROM.exists():
-        pytest.skip(f"reference data {HILLSTROM} is absent")
+        message = f"reference data {HILLSTROM} is absent (set PILOT_HILLSTROM_CSV to its path)"
+        if os.environ.get("PILOT_REQUIRE_REFERENCE_DATA") == "1":
+            pytest.fail(message + ": PILOT_REQUIRE_REFERENCE_DATA=1 requires it")
+        pytest.skip(message)
     return HILLSTROM
 
 
@@ -44,11 +50,11 @@ def _welch_fields(y_a, y_c, alpha):
 
 
 def _relative(m_c, v_c, n_c, m_a, v_a, n_a, alpha):
-    """Delta method for R = m_A/m_C written as a ratio of independent means; lift = R − 1."""
-    ratio = m_a / m_c
-    se = ratio * math.sqrt(v_a / n_a / m_a ** 2 + v_c / n_c / m_c ** 2)
+    """Interval on ln(m_A/m_C): each log-mean has delta-method variance s²/(n·m²); lift = R − 1."""
+    centre = math.log(m_a / m_c)
+    se = math.sqrt(v_a / n_a / m_a ** 2 + v_c / n_c / m_c ** 2)
     z = sps.norm.ppf(1 - alpha / 2)
-    return ratio - 1, [ratio - 1 - z * se, ratio - 1 + z * se]
+    return math.exp(centre) - 1, [math.exp(centre - z * se) - 1, math.exp(centre + z * se) - 1]
 
 
 def _srm(counts, shares):
@@ -87,7 +93,9 @@ def independent_analysis(df: pd.DataFrame, alpha: float = ALPHA) -> dict:
                 low, high = confint_proportions_2indep(x_a, n_a, x_c, n_c, method="wald", compare="diff",
                                                        alpha=alpha)
                 p_c, p_a = x_c / n_c, x_a / n_a
-                rel, rel_ci = _relative(p_c, p_c * (1 - p_c), n_c, p_a, p_a * (1 - p_a), n_a, alpha)
+                rel_low, rel_high = confint_proportions_2indep(x_a, n_a, x_c, n_c, compare="ratio", method="log",
+                                                               alpha=alpha)
+                rel, rel_ci = p_a / p_c - 1, [rel_low - 1, rel_high - 1]
                 row.update(control_mean=p_c, arm_mean=p_a, abs_lift=p_a - p_c, abs_ci=[low, high],
                            rel_lift=rel, rel_ci=rel_ci, test="z-test", statistic=stat, p_value=p)
             else:
@@ -96,6 +104,7 @@ def independent_analysis(df: pd.DataFrame, alpha: float = ALPHA) -> dict:
                 row.update(control_mean=y_c.mean(), arm_mean=y_a.mean(), abs_lift=y_a.mean() - y_c.mean(),
                            abs_ci=ci, rel_lift=rel, rel_ci=rel_ci, test="welch", statistic=stat, p_value=p,
                            df=dof)
+            row.update(rel_reason=None)
 
             # CUPED: θ is the least-squares slope of Y on X over both arms.
             x_c, x_a = control["history"].to_numpy(float), arm["history"].to_numpy(float)
@@ -132,11 +141,17 @@ def independent_analysis(df: pd.DataFrame, alpha: float = ALPHA) -> dict:
                 row["stratified"] = {"test": "post-stratified", "statistic": diff / se,
                                      "p_value": 2 * sps.norm.sf(abs(diff / se)),
                                      "abs_lift": diff, "abs_ci": [diff - z * se, diff + z * se]}
-            row["stratified"].update(strata=len(channels), merged_strata=[])
+            row["stratified"].update(strata=len(channels), left_out_strata=[], left_out=0)
             rows.append(row)
         for row, p in zip(rows, multipletests([r["p_value"] for r in rows], method="holm")[1]):
             row["p_adjusted"] = p
         comparisons.extend(rows)
+    for metric in METRICS:  # Holm across the two arms' comparisons with the control, metric by metric
+        family = [r for r in comparisons if r["metric"] == metric]
+        for row, p, p_cuped in zip(family, multipletests([r["p_value"] for r in family], method="holm")[1],
+                                   multipletests([r["cuped"]["p_value"] for r in family], method="holm")[1]):
+            row["p_adjusted_arms"] = p
+            row["cuped"]["p_adjusted_arms"] = p_cuped
     expected["comparisons"] = comparisons
     return expected
 
@@ -158,7 +173,7 @@ def assert_agrees(actual, expected, where="$", key=""):
         expected = float(expected)
         assert isinstance(actual, (int, float)) and not isinstance(actual, bool), f"{where}: {actual!r}"
         assert math.isfinite(expected), where
-        if key in ("p_value", "p_adjusted") and expected < TINY_P:
+        if key in ("p_value", "p_adjusted", "p_adjusted_arms") and expected < TINY_P:
             assert actual > 0, f"{where}: p-value underflowed to 0 (expected {expected!r})"
             assert math.log(actual) == pytest.approx(math.log(expected), rel=SIGNIFICANT), where
         else:
@@ -278,19 +293,30 @@ def test_small_counts_use_fisher_and_json_stays_valid(tmp_path):
     assert c["rel_lift"] is None  # nor is a lift relative to a zero control rate defined
     table = [[3, 8], [0, 13]]
     assert c["p_value"] == pytest.approx(sps.fisher_exact(table)[1], rel=1e-12)
-    # "lonely" has no control recipient and "alone" no arm recipient: merged and reported.
-    assert c["stratified"]["merged_strata"] == ["lonely", "alone"]
-    assert c["stratified"]["merged_into"] == "other" and c["stratified"]["strata"] == 3
+    assert c["rel_reason"] == "zero_mean"
+    # "lonely" has no control recipient and "alone" no arm recipient: left out (never merged) and counted.
+    assert c["stratified"]["left_out_strata"] == ["lonely", "alone"] and c["stratified"]["left_out"] == 2
+    assert c["stratified"]["strata"] == 2 and "merged_strata" not in c["stratified"]
+    # the arm's buyers are its rows 0, 1, 2: one in stratum a (odd rows), two in b
+    tables = np.stack([[[1, 4], [0, 6]], [[2, 3], [0, 6]]], axis=2).astype(float)
+    assert c["stratified"]["statistic"] == pytest.approx(
+        StratifiedTable(tables).test_null_odds(correction=True).statistic, rel=1e-9)
+    assert "left out" in run(path, "--arm", "arm", "--control", "c", "--metric", "y", "--strata", "s").stdout
 
 
-def test_post_stratified_merges_small_strata(tmp_path):
-    rows = ["arm,v,s"] + [f"{arm},{i * 1.5 % 7},{'big' if i % 10 else 'tiny' + str(i)}"
-                          for i in range(60) for arm in ("c", "t")]
+def test_post_stratified_leaves_out_small_strata(tmp_path):
+    rows = ["arm,v,s"] + [f"{arm},{i * 1.5 % 7 + (arm == 't') * (i % 10 == 0) * 50},"
+                          f"{'big' if i % 10 else 'tiny' + str(i)}" for i in range(60) for arm in ("c", "t")]
     got = analyze_file(write(tmp_path, "\n".join(rows) + "\n"), "arm", "c", ["v"], strata="s")
     st = got["comparisons"][0]["stratified"]
     assert st["test"] == "post-stratified"
-    assert sorted(st["merged_strata"]) == sorted(f"tiny{i}" for i in range(0, 60, 10))
-    assert st["merged_into"] == "other" and st["strata"] == 2
+    assert sorted(st["left_out_strata"]) == sorted(f"tiny{i}" for i in range(0, 60, 10))
+    assert st["left_out"] == 12 and st["strata"] == 1
+    # one stratum left: Welch's difference on it, with a normal interval
+    big = [i * 1.5 % 7 for i in range(60) if i % 10]
+    ref = CompareMeans(DescrStatsW(np.array(big)), DescrStatsW(np.array(big)))
+    assert st["abs_lift"] == pytest.approx(0.0, abs=1e-12)
+    assert st["abs_ci"][1] == pytest.approx(sps.norm.ppf(0.975) * ref.std_meandiff_separatevar, rel=1e-9)
 
 
 def test_byte_order_mark_and_quoted_labels(tmp_path):
@@ -357,3 +383,46 @@ def test_file_that_is_not_utf8(tmp_path):
     path.write_bytes("arm,y\nc,1\nc,0\nt,1\nt,0\nt,1,é\n".encode("latin-1"))
     result = run(path, "--arm", "arm", "--control", "c", "--metric", "y")
     assert result.exit_code == 1 and "is not UTF-8 text" in result.output
+
+
+def test_winsorize_option_caps_at_the_percentile_of_buyers(tmp_path):
+    rng = np.random.default_rng(21)
+    n = 6000
+    arm = rng.choice(["c", "t1", "t2"], n)
+    spend = np.where(rng.random(n) < 0.008, rng.lognormal(3, 1.2, n), 0.0)  # under 1 % buyers
+    path = write(tmp_path, "arm,spend\n" + "".join(f"{a},{v:.4f}\n" for a, v in zip(arm, spend)))
+    plain = analyze_file(path, "arm", "c", ["spend"])
+    assert "winsorize" not in plain and all("winsorised" not in c for c in plain["comparisons"])
+    result = run(path, "--arm", "arm", "--control", "c", "--metric", "spend", "--winsorize", "99", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    values = np.round(spend, 4)
+    cap = np.percentile(values[values > 0], 99)
+    assert cap > 0 and got["winsorize"]["cap"]["spend"] == pytest.approx(cap, rel=1e-12)
+    assert got["winsorize"]["capped"]["spend"] == int((values > cap).sum())
+    capped = np.minimum(values, cap)
+    ps = []
+    for c in got["comparisons"]:
+        t, p, _ = ttest_ind(capped[arm == c["arm"]], capped[arm == "c"], usevar="unequal")
+        assert c["winsorised"]["statistic"] == pytest.approx(t, rel=1e-9)
+        assert c["winsorised"]["p_value"] == pytest.approx(p, rel=1e-9)
+        assert c["winsorised"]["cap"] == pytest.approx(cap, rel=1e-12)
+        ps.append(p)
+    assert [c["winsorised"]["p_adjusted_arms"] for c in got["comparisons"]] == pytest.approx(
+        list(multipletests(ps, method="holm")[1]), rel=1e-9)
+    assert "winsorised (cap" in run(path, "--arm", "arm", "--control", "c", "--metric", "spend",
+                                    "--winsorize", "99").stdout
+    assert run(path, "--arm", "arm", "--control", "c", "--metric", "spend", "--winsorize", "5").exit_code == 1
+
+
+def test_hillstrom_fails_rather_than_skips_when_required(tmp_path):
+    """With PILOT_REQUIRE_REFERENCE_DATA=1 (set by .ci/run) a missing reference file is a failure."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PILOT_REQUIRE_REFERENCE_DATA": "1", "PILOT_HILLSTROM_CSV": str(tmp_path / "absent.csv")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", "-q",
+                           f"{__file__}::test_hillstrom_readable_table"], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "1 failed" in done.stdout and "PILOT_REQUIRE_REFERENCE_DATA" in done.stdout

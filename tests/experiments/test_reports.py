@@ -10,6 +10,7 @@ import uuid
 
 import numpy as np
 import pytest
+from statsmodels.stats.multitest import multipletests
 from sqlalchemy import select
 
 from campaigns.services import make_arms
@@ -105,9 +106,10 @@ def test_headline_reports_a_detected_increase_and_uptake_without_lift(session, m
     uptake = report["redemption"][0]
     assert 0 < uptake["rate"] < 1 and uptake["ci"][0] < uptake["rate"] < uptake["ci"][1]
     assert not any(c["metric"] == "redemption" for c in report["comparisons"])
-    # revenue winsorised at the 99th percentile of all recipients
+    # revenue winsorised at the 99th percentile of the buyers (non-zero values), arms pooled
     data = reports.load_data(session, experiment)
-    assert report["winsorisation"]["cap"] == pytest.approx(np.percentile(data.window["revenue"], 99))
+    revenue_all = data.window["revenue"]
+    assert report["winsorisation"]["cap"] == pytest.approx(np.percentile(revenue_all[revenue_all > 0], 99))
     revenue = next(c for c in report["comparisons"] if c["metric"] == "revenue")
     assert revenue["winsorised"]["abs_lift"] <= revenue["abs_lift"] + 1e-9
     # return on the promotion
@@ -274,3 +276,20 @@ def test_load_data_counts_recipients_without_outcomes_as_zeros(session, measured
     assert np.isnan(data.first_day[data.window["conversion"] == 0]).all()
     assert (data.first_day[data.window["conversion"] == 1] >= 0).all()
     assert (data.first_day[data.window["conversion"] == 1] < experiment.window_days).all()
+
+
+def test_several_arms_verdicts_use_holm_across_arms():
+    rng = np.random.default_rng(4)
+    y_c = (rng.random(4000) < 0.10).astype(float)
+    arms = [(rng.random(4000) < p).astype(float) for p in (0.10, 0.10, 0.116)]
+    rows = [{"arm": f"A{i}", "metric": "conversion", **stats.compare_summary("binary", y_c, y_a, 0.05)}
+            for i, y_a in enumerate(arms)]
+    stats.fill_holm_arms(rows)
+    raw = [r["p_value"] for r in rows]
+    assert [r["p_adjusted_arms"] for r in rows] == pytest.approx(list(multipletests(raw, method="holm")[1]))
+    for r in rows:
+        significant = r["p_adjusted_arms"] < 0.05 and not (r["abs_ci"][0] <= 0 <= r["abs_ci"][1])
+        assert (reports._verdict(r, interim=False, p_always_valid=None, alpha=0.05) != "none") == significant
+    # a raw p under α that Holm lifts above it: no claimed effect
+    row = dict(rows[2], p_value=0.03, p_adjusted_arms=0.09, abs_ci=[0.001, 0.03])
+    assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "none"

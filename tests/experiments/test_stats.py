@@ -172,22 +172,48 @@ def test_welch_constant_groups_and_too_few_values():
 
 # --- relative lift ---------------------------------------------------------------------------
 
-def test_relative_lift_delta_method():
+@pytest.mark.parametrize("x_c, n_c, x_a, n_a", [(40, 1000, 55, 1000), (9, 150, 21, 140), (5, 3000, 12, 2500)])
+def test_relative_lift_of_proportions_is_statsmodels_log_ratio(x_c, n_c, x_a, n_a):
+    p_c, p_a = x_c / n_c, x_a / n_a
+    got = stats.relative_lift(p_c, p_c * (1 - p_c), n_c, p_a, p_a * (1 - p_a), n_a, 0.05, binary=True)
+    low, high = confint_proportions_2indep(x_a, n_a, x_c, n_c, compare="ratio", method="log", alpha=0.05)
+    assert got.reason is None
+    assert close(got.lift, p_a / p_c - 1)
+    assert close(got.ci[0], low - 1) and close(got.ci[1], high - 1)
+
+
+def test_relative_lift_of_means_on_the_log_scale():
     rng = np.random.default_rng(11)
     for _ in range(10):
         c, a = rng.gamma(2.0, 3.0, 800), rng.gamma(2.2, 3.0, 900)
         got = stats.relative_lift(c.mean(), c.var(ddof=1), c.size, a.mean(), a.var(ddof=1), a.size, 0.1)
-        # The same delta method written as the variance of a ratio of independent means.
-        ratio = a.mean() / c.mean()
-        var = ratio ** 2 * (a.var(ddof=1) / a.size / a.mean() ** 2 + c.var(ddof=1) / c.size / c.mean() ** 2)
-        z = sps.norm.ppf(0.95)
-        assert close(got.lift, ratio - 1)
-        assert close(got.ci[0], ratio - 1 - z * math.sqrt(var)) and close(got.ci[1], ratio - 1 + z * math.sqrt(var))
+        # ln of each mean has delta-method variance s²/(n·m²) (statsmodels' standard error of the mean)
+        se_c = DescrStatsW(c).std_mean / c.mean()
+        se_a = DescrStatsW(a).std_mean / a.mean()
+        centre = np.log(a.mean()) - np.log(c.mean())
+        half = sps.norm.ppf(0.95) * math.hypot(se_c, se_a)
+        assert close(got.lift, a.mean() / c.mean() - 1)
+        assert close(got.ci[0], math.exp(centre - half) - 1) and close(got.ci[1], math.exp(centre + half) - 1)
+        assert got.ci[0] > -1
 
 
-def test_relative_lift_undefined_with_zero_control():
-    got = stats.relative_lift(0.0, 0.0, 10, 0.2, 0.16, 10)
+def test_relative_lift_is_never_below_minus_100_percent():
+    # small counts: the delta method on the ratio gave intervals far below -100 %
+    got = stats.relative_lift(10.0, 900.0, 30, 1.0, 30.0, 30)
+    assert -1 < got.ci[0] < got.lift < got.ci[1]
+
+
+@pytest.mark.parametrize("args, reason", [
+    ((0.0, 0.0, 10, 0.2, 0.16, 10), "zero_mean"),
+    ((0.2, 0.16, 100, 0.0, 0.0, 100), "zero_mean"),  # was [-100 %, -100 %]
+    ((0.04, 0.0384, 100, 0.08, 0.0736, 100), "few_events"),  # 4 events in the control
+])
+def test_relative_lift_not_estimable_says_why(args, reason):
+    got = stats.relative_lift(*args, binary=True)
+    assert got.reason == reason
     assert math.isnan(got.lift) and all(math.isnan(v) for v in got.ci)
+    summary = stats.compare_summary("binary", np.r_[np.ones(4), np.zeros(96)], np.r_[np.ones(8), np.zeros(92)])
+    assert summary["rel_lift"] is None and summary["rel_ci"] == [None, None] and summary["rel_reason"] == "few_events"
 
 
 # --- CUPED -----------------------------------------------------------------------------------
@@ -255,16 +281,53 @@ def test_cmh_skips_single_observation_strata():
     assert with_singletons == stats.cochran_mantel_haenszel(RABBITS)
 
 
-def test_merge_small_strata():
-    sizes = {"A": (50, 60), "B": (1, 5), "C": (2, 0), "D": (40, 44)}
-    merge = stats.merge_small_strata(sizes, min_per_arm=2)
-    assert merge.merged == ("B", "C") and merge.label == "other"
-    assert merge.mapping == {"A": "A", "B": "other", "C": "other", "D": "D"}
-    # The pool (1, 8) is still too small: the smallest estimable stratum (D) joins it.
-    merge = stats.merge_small_strata({"A": (50, 60), "B": (1, 5), "D": (40, 44)}, min_per_arm=2)
-    assert merge.merged == ("B", "D")
-    assert stats.merge_small_strata({"x": (3, 3)}).merged == ()
-    assert stats.merge_small_strata({"other": (9, 9), "z": (0, 1), "y": (1, 1)}, 1).label == "other (merged)"
+def _one_armed_strata(rng):
+    """Three strata with both arms, plus two venues whose every recipient landed in one arm, with
+    rates far from the others (merging them with anything biases the estimate)."""
+    y_c, s_c, y_a, s_a = [], [], [], []
+    for stratum, (n_c, p_c, n_a, p_a) in enumerate([(400, 0.10, 420, 0.14), (300, 0.30, 280, 0.33),
+                                                     (200, 0.05, 210, 0.08), (0, 0, 150, 0.9), (120, 0.8, 0, 0)]):
+        y_c.append(rng.random(n_c) < p_c)
+        y_a.append(rng.random(n_a) < p_a)
+        s_c.append(np.full(n_c, stratum))
+        s_a.append(np.full(n_a, stratum))
+    return (np.concatenate(y_c).astype(float), np.concatenate(s_c), np.concatenate(y_a).astype(float),
+            np.concatenate(s_a))
+
+
+def test_cmh_leaves_out_strata_lacking_an_arm():
+    y_c, s_c, y_a, s_a = _one_armed_strata(np.random.default_rng(3))
+    got = stats.stratified_summary("binary", y_c, s_c, y_a, s_a, ["a", "b", "c", "solo-test", "solo-control"])
+    tables = np.empty((2, 2, 3))
+    for k in range(3):
+        a, c = y_a[s_a == k], y_c[s_c == k]
+        tables[:, :, k] = [[a.sum(), a.size - a.sum()], [c.sum(), c.size - c.sum()]]
+    ref = StratifiedTable(tables)
+    assert close(got["statistic"], ref.test_null_odds(correction=True).statistic)
+    assert close(got["odds_ratio"], ref.oddsratio_pooled)
+    assert close(got["odds_ratio_ci"][0], ref.oddsratio_pooled_confint()[0])
+    assert got["strata"] == 3 and got["left_out_strata"] == ["solo-test", "solo-control"]
+    assert got["left_out"] == 270
+    assert "merged_strata" not in got
+
+
+def test_post_stratified_leaves_out_strata_with_fewer_than_two_per_arm():
+    rng = np.random.default_rng(9)
+    y_c, s_c, y_a, s_a = _one_armed_strata(rng)
+    # a venue with a single control recipient: no variance, left out as well
+    y_c, s_c = np.r_[y_c, 50.0], np.r_[s_c, 5]
+    y_a, s_a = np.r_[y_a, rng.normal(40, 5, 30)], np.r_[s_a, np.full(30, 5)]
+    got = stats.stratified_summary("continuous", y_c, s_c, y_a, s_a, list("abcdef"))
+    keep_c, keep_a = s_c < 3, s_a < 3
+    diff, ci, p = _post_stratified_by_hand(y_c[keep_c], s_c[keep_c], y_a[keep_a], s_a[keep_a], 0.05)
+    assert close(got["abs_lift"], diff) and close(got["abs_ci"][1], ci[1]) and close(got["p_value"], p)
+    assert got["left_out_strata"] == ["d", "e", "f"] and got["left_out"] == 150 + 120 + 31
+    assert got["strata"] == 3
+
+
+def test_no_estimable_stratum_gives_null_estimates():
+    got = stats.stratified_summary("binary", [1.0, 0.0], [0, 0], [1.0, 1.0], [1, 1], ["x", "y"])
+    assert got["statistic"] is None and got["strata"] == 0 and got["left_out"] == 4
 
 
 def _post_stratified_by_hand(y_c, s_c, y_a, s_a, alpha):
@@ -319,14 +382,34 @@ def test_sample_ratio_mismatch_matches_scipy():
         stats.sample_ratio_mismatch([10, 10], [0.5, 0.6])
 
 
-def test_winsorize_caps_at_the_percentile_of_all_values():
+def test_winsorize_caps_at_the_percentile_of_the_non_zero_values():
     rng = np.random.default_rng(2)
-    values = np.concatenate([np.zeros(5000), rng.lognormal(3, 1.5, 1000)])
+    # 0.5 % buyers: a percentile over everyone would be 0 and erase every revenue
+    values = np.concatenate([np.zeros(199_000), rng.lognormal(3, 1.5, 1000)])
     got = stats.winsorize(values)
-    cap = np.percentile(values, 99)
-    assert got.cap == cap and np.array_equal(got.values, np.minimum(values, cap))
-    assert got.n_capped == int((values > cap).sum()) > 0
+    buyers = values[values > 0]
+    cap = float(np.quantile(buyers, 0.99, method="linear"))
+    assert got.cap == pytest.approx(cap, rel=1e-12) and got.cap > np.percentile(buyers, 98)
+    assert np.array_equal(got.values, np.minimum(values, got.cap))
+    assert got.n_capped == 10
     assert stats.winsorize(values, 100).n_capped == 0
+    nothing = stats.winsorize(np.zeros(10))
+    assert math.isnan(nothing.cap) and nothing.n_capped == 0
+
+
+def test_holm_across_arms_for_each_metric():
+    rows = [{"arm": arm, "metric": metric, "p_value": p, "cuped": {"p_value": p / 2}}
+            for arm, ps in (("a", (0.01, 0.2)), ("b", (0.03, 0.04)), ("c", (0.02, None)))
+            for metric, p in zip(("conversion", "revenue"), ps) if p is not None]
+    rows[-1]["cuped"] = {"p_value": 0.01}
+    stats.fill_holm_arms(rows)
+    conversion = [r for r in rows if r["metric"] == "conversion"]
+    expected = multipletests([0.01, 0.03, 0.02], method="holm")[1]
+    assert [r["p_adjusted_arms"] for r in conversion] == pytest.approx(list(expected))
+    revenue = [r for r in rows if r["metric"] == "revenue"]
+    assert [r["p_adjusted_arms"] for r in revenue] == pytest.approx(list(multipletests([0.2, 0.04], method="holm")[1]))
+    assert [r["cuped"]["p_adjusted_arms"] for r in conversion] == pytest.approx(
+        list(multipletests([0.005, 0.015, 0.01], method="holm")[1]))
 
 
 @settings(max_examples=25, deadline=None)  # multipletests is slow (~30 ms a call)
