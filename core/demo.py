@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import func, insert, select, text
 
+from core import sql
 from core.identity import identity_basis, spectator_key, strip_accents
 from core.importing import show_natural_key
 from core.models import DISCIPLINES, AuditEvent, Organisation, User, utcnow
@@ -739,25 +740,25 @@ _FIRST_DAY = np.datetime64("2015-01-01")
 _LAST_DAY = np.datetime64("2035-12-31")
 
 
-def _timestamps(seconds: np.ndarray, dialect: str) -> list:
-    """Timestamp text as each engine stores it (SQLAlchemy's SQLite format has microseconds); -1 → NULL.
+def _timestamps(seconds: np.ndarray) -> list:
+    """Timestamp text with microseconds, as SQLAlchemy stores it on SQLite and PostgreSQL's COPY
+    reads it; -1 → NULL.
 
     Built from two small tables of day and time-of-day text: far faster than formatting each value.
     """
     n = len(seconds)
     if n == 0:
         return []
-    width = 27 if dialect == "sqlite" else 20
-    if dialect not in _DAY_TEXT:
+    width = 27
+    if not _DAY_TEXT:
         days = np.arange(_FIRST_DAY, _LAST_DAY + 1)
-        _DAY_TEXT[dialect] = np.array([f"{d} " for d in days.astype(str)], dtype="S11").view(np.uint8).reshape(-1, 11)
+        _DAY_TEXT["day"] = np.array([f"{d} " for d in days.astype(str)], dtype="S11").view(np.uint8).reshape(-1, 11)
     clipped = np.maximum(seconds, 0)
     day_index = clipped // DAY + int((EPOCH.astype("datetime64[D]") - _FIRST_DAY).astype(np.int64))
     buf = np.empty((n, width), np.uint8)
-    buf[:, :11] = _DAY_TEXT[dialect][day_index]
+    buf[:, :11] = _DAY_TEXT["day"][day_index]
     buf[:, 11:19] = _TIME_TEXT[clipped % DAY]
-    if dialect == "sqlite":
-        buf[:, 19:26] = np.frombuffer(b".000000", np.uint8)
+    buf[:, 19:26] = np.frombuffer(b".000000", np.uint8)
     buf[:, -1] = ord("\n")
     values = buf.tobytes().decode("ascii").split("\n")
     values.pop()
@@ -786,30 +787,16 @@ def _numbered(prefix: str, numbers: np.ndarray, width: int) -> list[str]:
 
 
 class _Loader:
-    """Writes rows with explicit ids through the driver: COPY on PostgreSQL, executemany on SQLite."""
+    """Writes rows with explicit ids through the driver (``core.sql.copy_rows``)."""
 
     def __init__(self, connection):
         self.connection = connection
-        self.dialect = connection.dialect.name
-        self.raw = connection.connection.driver_connection
 
     def write(self, table: str, columns: list[str], n: int, make: Callable[[slice], list[list]]) -> None:
         """Write ``n`` rows; ``make(slice)`` returns the column lists of that slice of rows."""
         for lo in range(0, n, WRITE_BATCH):
             values = make(slice(lo, min(lo + WRITE_BATCH, n)))
-            rows = zip(*values)
-            if self.dialect == "postgresql":
-                cols = ", ".join(f'"{c}"' for c in columns)
-                with self.raw.cursor() as cursor:
-                    with cursor.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
-                        for row in rows:
-                            copy.write_row(row)
-            else:
-                cols = ", ".join(f'"{c}"' for c in columns)
-                marks = ", ".join("?" for _ in columns)
-                cursor = self.raw.cursor()
-                cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', rows)
-                cursor.close()
+            sql.copy_rows(self.connection, table, columns, zip(*values))
 
     def defer_constraints(self, tables: list[str]) -> list[str]:
         """Drop the secondary indexes of the empty ``tables`` for the load (on PostgreSQL also their
@@ -818,38 +805,14 @@ class _Loader:
         Foreign-key triggers fire row by row and cut COPY to a fraction of its speed, and an index
         on a column loaded in random order (purchase time) spills SQLite's cache at every insert;
         building each index and validating each constraint once at the end is several times faster.
-        The statements come from the database's own catalogue, so the restored schema is exactly
-        what the migrations made.
         """
         drops, restores = [], []
         for table in tables:
             if self.connection.execute(text(f'SELECT EXISTS (SELECT 1 FROM "{table}")')).scalar():
                 continue
-            if self.dialect == "sqlite":
-                # Only named indexes can go; UNIQUE constraints and foreign keys are part of the table.
-                for name, definition in self.connection.execute(text(
-                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
-                        "AND sql IS NOT NULL ORDER BY name"), {"t": table}):
-                    drops.append(f'DROP INDEX "{name}"')
-                    restores.append(definition)
-                continue
-            constraints = self.connection.execute(text(
-                "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('f', 'u') ORDER BY contype DESC, conname"),
-                {"t": f'"{table}"'}).all()
-            indexes = self.connection.execute(text(
-                "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-                "WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary "
-                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid) ORDER BY i.relname"),
-                {"t": f'"{table}"'}).all()
-            for name, _kind, definition in constraints:
-                drops.append(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
-            for name, definition in indexes:
-                drops.append(f'DROP INDEX "{name}"')
-                restores.append(definition)
-            # unique constraints before the foreign keys that may lean on them
-            for name, kind, definition in sorted(constraints, key=lambda c: c[1] != "u"):
-                restores.append(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+            dropping, restoring = sql.droppable_indexes(self.connection, table)
+            drops += dropping
+            restores += restoring
         for statement in drops:
             self.connection.exec_driver_sql(statement)
         return restores
@@ -862,12 +825,7 @@ class _Loader:
         return int(self.connection.execute(text(f'SELECT COALESCE(MAX(id), 0) + 1 FROM "{table}"')).scalar())
 
     def reset_sequences(self, tables: list[str]) -> None:
-        if self.dialect != "postgresql":
-            return
-        for table in tables:
-            self.connection.execute(text(
-                f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-                f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'))
+        sql.reset_id_sequences(self.connection, tables)
 
 
 # --- the command's entry point ---------------------------------------------------------------
@@ -906,12 +864,7 @@ def empty_database(db) -> None:
     load_all_models()
     tables = list(reversed(Base.metadata.sorted_tables))
     with db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-        else:
-            for table in tables:
-                connection.execute(delete(table))
+        sql.empty_tables(connection, tables)
 
 
 def build_demo(db, spectators: int = 50_000, seed: int = 2017, echo: Callable[[str], None] = print,
@@ -963,23 +916,13 @@ def _load(db, spectators: int, seed: int, secret: str, echo, began: float) -> di
     totals = {"shows": len(cat.show_start), "spectators": 0, "transactions": 0, "contacts": 0, "consents": 0}
     with db.engine.begin() as connection:
         loader = _Loader(connection)
-        dialect = loader.dialect
-        if dialect == "sqlite":
-            previous_cache = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-            connection.exec_driver_sql("PRAGMA cache_size=-262144")
-            # pysqlite opens a transaction only before a data change: the indexes dropped below
-            # must come back if the build fails, so the transaction starts here.
-            if not loader.raw.in_transaction:
-                loader.raw.execute("BEGIN")
+        sql.bulk_load_settings(connection)
         tables = ["organisation", "venue", "show", "spectator", "transaction", "contact", "consent"]
         ids = {t: loader.next_id(t) for t in tables}
         restores = loader.defer_constraints(["spectator", "transaction", "contact", "consent"])
-        if dialect == "postgresql":
-            # index builds sort in memory rather than on disk
-            connection.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
         n_orgs = len(ORGANISATIONS)
         org_ids = np.arange(n_orgs) + ids["organisation"]
-        stamp = _timestamps(np.array([now_s]), dialect)[0]
+        stamp = _timestamps(np.array([now_s]))[0]
         loader.write("organisation", ["id", "slug", "name", "kind", "disciplines", "k_threshold", "created_at"],
                      n_orgs, lambda sl: [org_ids[sl].tolist(), [o.slug for o in ORGANISATIONS[sl]],
                                          [o.name for o in ORGANISATIONS[sl]], [o.kind for o in ORGANISATIONS[sl]],
@@ -996,14 +939,14 @@ def _load(db, spectators: int, seed: int, secret: str, echo, began: float) -> di
                      lambda sl: [show_ids[sl].tolist(), org_ids[cat.show_org[sl]].tolist(),
                                  venue_ids[cat.show_venue[sl]].tolist(), cat.show_key[sl], cat.show_title[sl],
                                  cat.show_company[sl], disc[cat.show_disc[sl]].tolist(),
-                                 _timestamps(cat.show_start[sl], dialect), cat.show_duration[sl].tolist()])
+                                 _timestamps(cat.show_start[sl]), cat.show_duration[sl].tolist()])
         echo(f"{n_orgs} organisations, {len(venue_ids)} halls, {len(show_ids):,} shows.")
 
         seen_name_keys: set = set()
         for chunk, lo in enumerate(range(0, spectators, CHUNK_SPECTATORS)):
             n = min(CHUNK_SPECTATORS, spectators - lo)
             data = generate_chunk(cat, seed, chunk, n, lo + 1)
-            _write_chunk(loader, data, cat, ids, org_ids, show_ids, secret, seen_name_keys, stamp, dialect)
+            _write_chunk(loader, data, cat, ids, org_ids, show_ids, secret, seen_name_keys, stamp)
             totals["spectators"] += n
             totals["transactions"] += len(data["tx"]["spec"])
             totals["contacts"] += len(data["contacts"]["spec"])
@@ -1014,27 +957,24 @@ def _load(db, spectators: int, seed: int, secret: str, echo, began: float) -> di
             echo("Building indexes and checking constraints...")
             loader.restore_constraints(restores)
         loader.reset_sequences(tables)
-        if dialect == "postgresql":
-            # fresh statistics, so that the first queries on the district are planned well
-            for table in tables:
-                connection.exec_driver_sql(f'ANALYZE "{table}"')
+        # fresh statistics, so that the first queries on the district are planned well
+        sql.refresh_statistics(connection, tables)
         connection.execute(insert(AuditEvent).values(
             at=now, actor="cli", action="demo.build", object_type="district",
             details={"seed": seed, "spectators": spectators, "transactions": totals["transactions"]}))
-        if dialect == "sqlite":
-            connection.exec_driver_sql(f"PRAGMA cache_size={int(previous_cache)}")
+        sql.end_bulk_load(connection)
     return totals
 
 
 def _write_chunk(loader: _Loader, data: dict, cat: Catalogue, ids: dict, org_ids: np.ndarray,
-                 show_ids: np.ndarray, secret: str, seen_name_keys: set, stamp: str, dialect: str) -> None:
+                 show_ids: np.ndarray, secret: str, seen_name_keys: set, stamp: str) -> None:
     people, tx, contacts, consents = data["people"], data["tx"], data["contacts"], data["consents"]
     n = len(people["first"])
     keys = _keys(people, secret, seen_name_keys, data["first_number"])
     spec_ids = np.arange(n) + ids["spectator"]
     loader.write("spectator", ["id", "key", "fsa", "created_at", "opted_out_at"], n,
                  lambda sl: [spec_ids[sl].tolist(), keys[sl], people["fsa"][sl], [stamp] * len(keys[sl]),
-                             _timestamps(data["opted_out_at"][sl], dialect)])
+                             _timestamps(data["opted_out_at"][sl])])
 
     n_tx = len(tx["spec"])
     tx_ids = np.arange(n_tx) + ids["transaction"]
@@ -1046,7 +986,7 @@ def _write_chunk(loader: _Loader, data: dict, cat: Catalogue, ids: dict, org_ids
          "circumstance", "category", "channel", "promo_code", "order_id", "external_id"],
         n_tx,
         lambda sl: [tx_ids[sl].tolist(), org_ids[tx["org"][sl]].tolist(), spec_ids[tx["spec"][sl]].tolist(),
-                    show_ids[tx["show"][sl]].tolist(), _timestamps(tx["purchased"][sl], dialect),
+                    show_ids[tx["show"][sl]].tolist(), _timestamps(tx["purchased"][sl]),
                     tx["amount"][sl].tolist(), tx["tickets"][sl].tolist(),
                     CIRCUMSTANCE[tx["circumstance"][sl]].tolist(),
                     np.where(tx["subscription"][sl], "subscription", "single").tolist(),
@@ -1077,8 +1017,8 @@ def _write_chunk(loader: _Loader, data: dict, cat: Catalogue, ids: dict, org_ids
                              "withdrawn_at"], n_consents,
                  lambda sl: [consent_ids[sl].tolist(), contact_ids[consents["contact"][sl]].tolist(),
                              ["email"] * len(consent_ids[sl]), bases[consents["basis"][sl]].tolist(),
-                             ["demo"] * len(consent_ids[sl]), _timestamps(consents["given"][sl], dialect),
-                             _timestamps(consents["expires"][sl], dialect),
-                             _timestamps(consents["withdrawn"][sl], dialect)])
+                             ["demo"] * len(consent_ids[sl]), _timestamps(consents["given"][sl]),
+                             _timestamps(consents["expires"][sl]),
+                             _timestamps(consents["withdrawn"][sl])])
     for table, count in (("spectator", n), ("transaction", n_tx), ("contact", n_contacts), ("consent", n_consents)):
         ids[table] += count

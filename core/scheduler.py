@@ -71,6 +71,7 @@ from sqlalchemy.pool import NullPool
 
 from core.db import Database, get_db, make_engine
 from core.models import JobRun, apscheduler_jobs, utcnow
+from core.sql import lock_mechanism
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +225,8 @@ class DatabaseLock:
         self._engine = None
         self._fd: int | None = None
         self._guard = threading.Lock()
-        self.dialect = db.dialect
-        if self.dialect == "sqlite":
+        self.mechanism = lock_mechanism(db.engine)
+        if self.mechanism == "file":
             database = db.engine.url.database
             if database and database != ":memory:":
                 base = Path(database).resolve()
@@ -233,10 +234,8 @@ class DatabaseLock:
                 base = Path(instance_path or ".") / "memory.db"
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             self.path = base.with_name(f"{base.name}.{safe}.lock")
-        elif self.dialect == "postgresql":
-            self.key = (ADVISORY_CLASS, zlib.crc32(name.encode()) & 0x7FFFFFFF)
         else:
-            raise RuntimeError(f"no scheduler lock for the {self.dialect} database engine")
+            self.key = (ADVISORY_CLASS, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
     # acquiring ----------------------------------------------------------------------------------
 
@@ -244,7 +243,7 @@ class DatabaseLock:
         """Take the lock if free; False when another process (or connection) holds it."""
         info = {"name": self.name, "label": label, "process": _process_label(),
                 "since": utcnow().isoformat(timespec="seconds")}
-        if self.dialect == "sqlite":
+        if self.mechanism == "file":
             return self._acquire_file(info)
         return self._acquire_advisory(info)
 
@@ -290,7 +289,7 @@ class DatabaseLock:
 
     def alive(self) -> bool:
         """Still held? (A PostgreSQL lock dies with its connection: a server restart, a network cut.)"""
-        if self.dialect == "sqlite":
+        if self.mechanism == "file":
             return self._fd is not None
         if self._connection is None:
             return False
@@ -332,7 +331,7 @@ class DatabaseLock:
 
     def holder(self) -> str | None:
         """Who holds the lock (a short description), or None when it is free. Takes nothing."""
-        if self.dialect == "sqlite":
+        if self.mechanism == "file":
             # Read what the holder wrote rather than probe with flock: a probe could make a
             # scheduler starting at that very moment believe another one runs.
             try:

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
+from core import sql
 from core.demo import DEMO_DOMAIN
 from core.importing import plus_two_years
 from core.models import Consent, Contact, Organisation, Show, Transaction, User, utcnow
@@ -219,9 +220,7 @@ def _simulated_sales(session, experiment: Experiment, orgs: dict, seed: int) -> 
         "id", "organisation_id", "spectator_id", "show_id", "purchased_at", "amount_cents", "tickets", "circumstance",
         "category", "channel", "promo_code", "order_id", "external_id"),
         [(start_id + i, *row) for i, row in enumerate(rows)])
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT setval(pg_get_serial_sequence('\"transaction\"', 'id'), "
-                             "(SELECT MAX(id) FROM \"transaction\"))"))
+    sql.reset_id_sequences(session, ["transaction"])
     _extend_implied_consents(session, {(r[0], r[1]) for r in rows})
     return len(rows)
 

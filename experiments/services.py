@@ -16,13 +16,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from flask_babel import gettext as _
-from sqlalchemy import and_, exists, func, insert, literal, select
+from sqlalchemy import and_, exists, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.eligibility import eligible_select
 from campaigns.models import Campaign, ContactHistory
 from campaigns.services import mark_closed, mark_launched, mark_measuring, status_label
+from core import sql
 from core.models import Consent, Contact, Spectator, audit, utcnow
 from experiments import stats
 from experiments.assignment import Assignment, assign, unique_codes
@@ -33,7 +34,6 @@ SCHEDULER = "scheduler"
 DEFAULT_ALPHA = 0.05
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_CLOSE_AFTER_DAYS = 14
-COPY_BATCH = 50_000
 
 
 class ExperimentError(ValueError):
@@ -64,31 +64,9 @@ def experiment_of(session: Session, campaign: Campaign) -> Experiment | None:
 # --- writing many rows --------------------------------------------------------------------------
 
 def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
-    """Insert plain tuples the fastest way the engine offers, inside the session's transaction:
-    ``COPY`` on PostgreSQL, the driver's ``executemany`` on SQLite. Values must already be
-    database-ready (ints, strings, None)."""
-    connection = session.connection()
-    raw = connection.connection.driver_connection
-    cols = ", ".join(f'"{c}"' for c in columns)
-    if connection.dialect.name == "postgresql":
-        with raw.cursor() as cursor:
-            with cursor.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row(row)
-        return
-    marks = ", ".join("?" for _ in columns)
-    cursor = raw.cursor()
-    try:
-        batch: list[tuple] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= COPY_BATCH:
-                cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', batch)
-                batch = []
-        if batch:
-            cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', batch)
-    finally:
-        cursor.close()
+    """Insert plain database-ready tuples the fastest way the engine offers, inside the session's
+    transaction (``core.sql.copy_rows``)."""
+    sql.copy_rows(session, table, columns, rows)
 
 
 # --- assignment ---------------------------------------------------------------------------------
@@ -106,10 +84,7 @@ def eligible_arrays(session: Session, campaign: Campaign, at: dt.datetime) -> tu
     if query is None:
         return empty
     sub = query.subquery()
-    if session.get_bind().dialect.name == "postgresql":
-        joined = func.string_agg(func.concat_ws(",", sub.c.spectator_id, sub.c.organisation_id), ",")
-    else:
-        joined = func.group_concat(sub.c.spectator_id.op("||")(",").op("||")(sub.c.organisation_id), ",")
+    joined = sql.joined_pairs(session, sub.c.spectator_id, sub.c.organisation_id)
     text_ = session.scalar(select(joined))
     if not text_:
         return empty

@@ -26,15 +26,15 @@ def build_demo(db, rng_seed: int = 0, echo=print) -> None:
     that previews and snapshots of the demo district read them."""
     import time
 
-    from segments.profiles import dialect_name, refresh_profiles
+    from core import sql
+    from segments.profiles import refresh_profiles
 
     began = time.perf_counter()
     with db.session() as session:
         rows = refresh_profiles(session)
         session.commit()
-    if dialect_name(db.engine) == "postgresql":
-        # A bulk load leaves the planner without statistics; the rule compiler's plans need them.
-        with db.engine.connect() as connection:
-            connection.exec_driver_sql("ANALYZE")
-            connection.commit()
+    # A bulk load leaves the planner without statistics; the rule compiler's plans need them.
+    with db.engine.connect() as connection:
+        sql.refresh_statistics(connection)
+        connection.commit()
     echo(f"Spectator profiles: {rows:,} rows ({time.perf_counter() - began:.1f} s).")

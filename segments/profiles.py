@@ -22,7 +22,6 @@ from the transactions (:func:`facts_select`).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import Iterable
 
 from sqlalchemy import (
@@ -37,7 +36,6 @@ from sqlalchemy import (
     cast,
     delete,
     distinct,
-    event,
     false,
     func,
     insert,
@@ -46,12 +44,12 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import SelectBase
 from sqlalchemy.sql.functions import FunctionElement
 
+from core import sql
 from core.models import (
     DISCIPLINES,
     Consent,
@@ -80,7 +78,6 @@ WINDOW_COLUMNS = {
     ("discipline", YEAR_DAYS): "discipline_mask_365",
     ("discipline", TWO_YEARS_DAYS): "discipline_mask_730",
 }
-LOG = logging.getLogger(__name__)
 CHUNK = 2000  # spectator ids per statement in an incremental refresh of an explicit id list
 
 T = Transaction.__table__
@@ -154,23 +151,6 @@ def _union_of_bits_default(element, compiler, **kw):
 @compiles(union_of_bits, "postgresql")
 def _union_of_bits_postgresql(element, compiler, **kw):
     return "bit_or(%s)" % compiler.process(element.clauses, **kw)
-
-
-def dialect_name(session_or_bind) -> str:
-    bind = session_or_bind.get_bind() if isinstance(session_or_bind, Session) else session_or_bind
-    return bind.dialect.name
-
-
-def without_jit(session: Session) -> None:
-    """On PostgreSQL, no JIT compilation for the rest of this transaction (``SET LOCAL``).
-
-    The aggregates over every transaction have cost estimates that trigger the JIT, which then
-    spends seconds compiling (2 s of a 7 s refresh on the 50k demo) to save nothing.
-    """
-    if dialect_name(session) == "postgresql":
-        # On the connection, not through the session: not an ORM execution (a write to the eyes
-        # of the preview's remembered scan, segments.query._scan).
-        session.connection().exec_driver_sql("SET LOCAL jit = off")
 
 
 def day_start(day: dt.date) -> dt.datetime:
@@ -466,7 +446,7 @@ def profiles_as_of(session: Session) -> dt.date | None:
 
 def _insert_profiles(session: Session, as_of: dt.date, spectator_ids) -> int:
     query = facts_select(as_of, spectator_ids)
-    if spectator_ids is None and dialect_name(session) == "postgresql":
+    if spectator_ids is None and sql.keeps_insert_order(session):
         # A full rebuild writes the rows in FSA order: a rule on a region (``fsa`` starts_with or
         # in) then reads the few pages of its FSAs through ``ix_spectator_profile_fsa`` instead of
         # the whole table (SQLite keeps its rows in spectator order whatever the insert's order).
@@ -479,35 +459,6 @@ def _insert_profiles(session: Session, as_of: dt.date, spectator_ids) -> int:
 # How long a full refresh on PostgreSQL waits for readers of the profiles before it deletes the rows
 # instead of truncating the table.
 TRUNCATE_LOCK_TIMEOUT = "2s"
-
-
-def _empty_profiles(session: Session) -> None:
-    """Delete every profile before a full rebuild.
-
-    On PostgreSQL, ``TRUNCATE`` when the table's lock comes within ``TRUNCATE_LOCK_TIMEOUT``:
-    a ``DELETE`` leaves every old row dead in place and the rebuilt rows after them, so that until
-    a ``VACUUM FULL`` each scan of a preview reads twice the pages. ``TRUNCATE`` holds the table
-    until the caller commits (readers wait for the new rows rather than read the old ones); when
-    a reader holds the table past that wait, ``DELETE``, which waits for no reader. SQLite's
-    unconditional ``DELETE`` already drops the table's pages.
-    """
-    if dialect_name(session) != "postgresql":
-        session.execute(delete(P))
-        return
-    previous = session.connection().exec_driver_sql("SELECT current_setting('lock_timeout')").scalar()
-    try:
-        with session.begin_nested():
-            # The savepoint begins on the session's connection when the session hands it out.
-            connection = session.connection()
-            connection.exec_driver_sql("SELECT set_config('lock_timeout', %(value)s, true)",
-                                       {"value": TRUNCATE_LOCK_TIMEOUT})
-            connection.exec_driver_sql("TRUNCATE spectator_profile")
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
-            raise
-        session.execute(delete(P))  # the savepoint's rollback undid the lock timeout
-        return
-    session.connection().exec_driver_sql("SELECT set_config('lock_timeout', %(value)s, true)", {"value": previous})
 
 
 def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None = None) -> int:
@@ -523,13 +474,13 @@ def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None
     """
     as_of = as_of or dt.date.today()
     session.flush()
-    without_jit(session)
+    sql.without_jit(session)
     if spectator_ids is not None:
         stored = profiles_as_of(session)
         if stored is not None and stored != as_of:
             spectator_ids = None
     if spectator_ids is None:
-        _empty_profiles(session)
+        sql.empty_table_for_rebuild(session, P, TRUNCATE_LOCK_TIMEOUT)
         written = _insert_profiles(session, as_of, None)
     elif isinstance(spectator_ids, SelectBase):
         ids = spectator_ids
@@ -544,57 +495,13 @@ def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None
             written += _insert_profiles(session, as_of, chunk)
     _set_refreshed_at(session, utcnow())
     session.flush()
-    _vacuum_after_commit(session)
+    # the rewritten pages all-visible (index-only scans of a rule on a region stay index-only)
+    sql.vacuum_after_commit(session, P)
     # The rows changed under the ORM's feet: profiles loaded in this session reload when read.
     for instance in list(session.identity_map.values()):
         if isinstance(instance, SpectatorProfile):
             session.expire(instance)
     return written
-
-
-_VACUUM_KEY = "segments.profiles.vacuum"
-
-
-def _vacuum_after_commit(session: Session) -> None:
-    """On PostgreSQL, ``VACUUM (ANALYZE)`` the profiles once the session commits a refresh;
-    nothing when it rolls back, nothing on SQLite.
-
-    The vacuum marks the rewritten pages all-visible: a preview's scan then skips the visibility
-    test of each row, and a rule on a region reads the FSA index alone (an index-only scan), which
-    it can only do on all-visible pages; the analyze gives the planner the new rows' statistics.
-    Autovacuum may be off, or come minutes later. After a full rebuild it costs a few percent of
-    the rebuild (3-7 s of 1-3 minutes at 1M spectators). After an incremental refresh too: the
-    10,000 spectators of a 1% import sit on a quarter of the pages, and until a vacuum the FSA
-    index-only scan went back to the table for most rows (81,658 heap fetches for 101,000 index
-    entries: the geography rule 114 → 64 ms under EXPLAIN at 1M); the vacuum took 0.7 s there,
-    beside the refresh's 1.5 s.
-    """
-    if dialect_name(session) != "postgresql":
-        return
-    session.info[_VACUUM_KEY] = True
-    if not session.info.get(_VACUUM_KEY + ".watched"):
-        session.info[_VACUUM_KEY + ".watched"] = True
-        event.listen(session, "after_commit", _vacuum_if_asked)
-        event.listen(session, "after_rollback", _forget_vacuum)
-
-
-def _forget_vacuum(session: Session) -> None:
-    session.info.pop(_VACUUM_KEY, None)
-
-
-def _vacuum_if_asked(session: Session) -> None:
-    if _VACUUM_KEY not in session.info:
-        return
-    del session.info[_VACUUM_KEY]
-    # VACUUM runs outside a transaction: on a connection of its own, the session's being done.
-    try:
-        with session.get_bind().connect() as connection:
-            # SKIP_LOCKED: a transaction holding the table (another rebuild) is never waited for.
-            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                f"VACUUM (ANALYZE, SKIP_LOCKED) {P.name}")
-    except DBAPIError:
-        # The refresh is committed: a failed vacuum only leaves the previews slower.
-        LOG.warning("could not vacuum the spectator profiles after a refresh", exc_info=True)
 
 
 def _set_refreshed_at(session: Session, when: dt.datetime) -> None:

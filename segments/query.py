@@ -67,6 +67,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
+from core import sql
 from core.db import no_index
 from core.models import DISCIPLINES, Organisation, Show, Transaction, Venue
 from core.privacy import is_small, share, strictest_k, suppress
@@ -75,12 +76,10 @@ from segments.profiles import (
     LIFECYCLE_STAGES,
     MAX_MASK_ORGANISATION_ID,
     WINDOW_COLUMNS,
-    dialect_name,
     facts_select,
     order_key,
     profiles_as_of,
     window_bounds,
-    without_jit,
 )
 from segments.rules import Condition, Group, Node, Not, check_as_of, iter_conditions, parse_rule
 
@@ -518,7 +517,7 @@ def members_select(session: Session, rule: Any, as_of: dt.date | None = None) ->
     node = as_node(rule)
     stored = profiles_as_of(session)
     as_of = as_of or stored or dt.date.today()
-    without_jit(session)
+    sql.without_jit(session)
     return compile_rule(node, as_of, stored, organisation_ids(session))
 
 
@@ -531,7 +530,7 @@ def members(session: Session, rule: Any, as_of: dt.date | None = None) -> list[i
     if stored is not None and as_of == stored:
         # On the profiles' date, one scan finds the members and the preview's breakdown.
         return np.sort(_scan(session, node, as_of, stored).ids).tolist()
-    without_jit(session)
+    sql.without_jit(session)
     ids = compile_rule(node, as_of, stored, organisation_ids(session)).subquery("matching")
     return np.sort(integers(session.scalar(select(every_value(ids.c.spectator_id))))).tolist()
 
@@ -587,7 +586,7 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
     if remembered is not None and transaction is not None and remembered[0] is transaction \
             and remembered[1] == key:
         return remembered[2]
-    without_jit(session)
+    sql.without_jit(session)
     slugs = {slug: id_ for id_, slug, _name in orgs}
     base, where = _plan(node, as_of, stored, slugs, BREAKDOWN_COLUMNS)
     in_mask = [(id_, slug) for id_, slug, _name in orgs if id_ <= MAX_MASK_ORGANISATION_ID]
@@ -595,7 +594,7 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
     # member, not per row: the scan's filter comes first); SQLite hands over the members' masks as
     # one value whose bits numpy counts, since a test per organisation and member costs it five
     # times the scan.
-    count_bits_in_sql = dialect_name(session) == "postgresql"
+    count_bits_in_sql = sql.counts_bits_in_sql(session)
     columns = [every_value(base.c.spectator_id), func.count().label("size")]
     columns += [func.count().filter(base.c.lifecycle == stage) for stage in LIFECYCLE_STAGES]
     columns.append(func.count().filter(base.c.contactable))

@@ -1,0 +1,316 @@
+"""Every construct that differs between PostgreSQL and SQLite, in one place.
+
+Features say what they need (load rows fast, plan without JIT, empty a table, join text, lock a
+process) and this module does it the way the running engine does it best; nothing outside it (the
+migrations and the benchmark's engine baselines aside) asks which engine runs.
+``tests/test_house.py`` fails when another module tests the dialect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Table, delete, event, func, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+LOG = logging.getLogger(__name__)
+POSTGRESQL, SQLITE = "postgresql", "sqlite"
+# Rows handed to SQLite's executemany at a time: the driver builds each batch in memory.
+EXECUTEMANY_BATCH = 50_000
+
+
+def engine_name(bind: Session | Connection | Engine) -> str:
+    """The engine behind ``bind`` ("postgresql", "sqlite"): for messages and for this module."""
+    if isinstance(bind, Session):
+        bind = bind.get_bind()
+    return bind.dialect.name
+
+
+def _is_postgresql(bind) -> bool:
+    return engine_name(bind) == POSTGRESQL
+
+
+def _connection(bind: Session | Connection) -> Connection:
+    return bind.connection() if isinstance(bind, Session) else bind
+
+
+# --- what the engine can do ---------------------------------------------------------------------
+
+def counts_bits_in_sql(bind) -> bool:
+    """Whether counting the set bits of a mask per value is cheaper in SQL than in numpy (PostgreSQL
+    filters an aggregate per bit at scan speed; SQLite pays a function call per row and bit)."""
+    return _is_postgresql(bind)
+
+
+def keeps_insert_order(bind) -> bool:
+    """Whether rows inserted in one order are stored in that order, so that an insert sorted by an
+    index's key makes that index's range scans read few pages (a PostgreSQL heap does; SQLite
+    stores rows in rowid order whatever the insert's)."""
+    return _is_postgresql(bind)
+
+
+def stores_text_datetimes(bind) -> bool:
+    """Whether a DateTime column holds SQLAlchemy's text form (SQLite), so that rows written
+    through the driver must carry ``YYYY-MM-DD HH:MM:SS.ffffff`` text instead of datetimes."""
+    return engine_name(bind) == SQLITE
+
+
+def lock_mechanism(engine: Engine) -> str:
+    """How a process holds a lock for its whole life on this database: ``"advisory"`` (a
+    PostgreSQL advisory lock on a dedicated connection) or ``"file"`` (an exclusive flock on a file
+    beside the SQLite database)."""
+    name = engine_name(engine)
+    if name == POSTGRESQL:
+        return "advisory"
+    if name == SQLITE:
+        return "file"
+    raise RuntimeError(f"no process lock for the {name} database engine")
+
+
+# --- writing many rows --------------------------------------------------------------------------
+
+def sqlite_stamp(moment) -> str | None:
+    """A datetime in the text form SQLAlchemy stores on SQLite (None stays None)."""
+    return None if moment is None else moment.isoformat(" ", "microseconds")
+
+
+def copy_rows(bind: Session | Connection, table: Table | str, columns: Sequence[str], rows: Iterable[Sequence],
+              stamps: Sequence[int] = ()) -> None:
+    """Append ``rows`` (tuples in ``columns`` order) to ``table`` in the current transaction, the
+    fastest way the engine loads: ``COPY`` on PostgreSQL, the driver's ``executemany`` on SQLite.
+
+    Values must be database-ready (ints, strings, None, datetimes); ``stamps`` are the positions
+    of datetimes, written as SQLite's text form there.
+    """
+    connection = _connection(bind)
+    quote = connection.dialect.identifier_preparer.quote
+    name = table.name if isinstance(table, Table) else table
+    names = ", ".join(quote(c) for c in columns)
+    raw = connection.connection.driver_connection
+    if _is_postgresql(connection):
+        with raw.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    statement = f"INSERT INTO {quote(name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    execute_many(connection, statement, rows, stamps)
+
+
+def execute_many(bind: Session | Connection, statement: str, rows: Iterable[Sequence],
+                 stamps: Sequence[int] = ()) -> None:
+    """The driver's own ``executemany`` of ``statement`` (``?`` placeholders) in the current
+    transaction: no per-row work in SQLAlchemy. ``stamps``: positions of datetimes."""
+    connection = _connection(bind)
+    if not _is_postgresql(connection):
+        rows = _with_text_stamps(rows, stamps)
+    else:
+        statement = statement.replace("?", "%s")
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        batch: list = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= EXECUTEMANY_BATCH:
+                cursor.executemany(statement, batch)
+                batch = []
+        if batch:
+            cursor.executemany(statement, batch)
+    finally:
+        cursor.close()
+
+
+def _with_text_stamps(rows: Iterable[Sequence], stamps: Sequence[int]) -> Iterable[Sequence]:
+    if not stamps:
+        return rows
+    return ([sqlite_stamp(v) if i in stamps else v for i, v in enumerate(row)] for row in rows)
+
+
+def upsert_insert(bind):
+    """The engine's ``insert`` construct, the one that knows ``ON CONFLICT``."""
+    if _is_postgresql(bind):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def among(bind, column, values: Sequence) -> Any:
+    """``column IN (values)`` with the whole list as one bound parameter (an array on PostgreSQL,
+    a JSON list on SQLite): an expanded IN list costs a bind parameter per value."""
+    import json
+
+    from sqlalchemy import Text, any_, bindparam, literal_column, select
+
+    if _is_postgresql(bind):
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(select(literal_column("value"))
+                      .select_from(func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))))
+
+
+def joined_pairs(bind, first, second):
+    """One text ``"a,b,a,b,..."`` of two integer columns over all rows (``string_agg`` on
+    PostgreSQL, ``group_concat`` on SQLite), which numpy parses in C."""
+    if _is_postgresql(bind):
+        return func.string_agg(func.concat_ws(",", first, second), ",")
+    return func.group_concat(first.op("||")(",").op("||")(second), ",")
+
+
+# --- session settings and maintenance ------------------------------------------------------------
+
+def without_jit(session: Session) -> None:
+    """Turn PostgreSQL's JIT off for the rest of the transaction (nothing on SQLite): on the short
+    aggregate queries of previews and refreshes it spends seconds compiling to save nothing."""
+    if _is_postgresql(session):
+        # On the connection, not through the session: not an ORM execution.
+        session.connection().exec_driver_sql("SET LOCAL jit = off")
+
+
+def bulk_load_settings(connection: Connection) -> None:
+    """Settings for a large load in this transaction: PostgreSQL builds indexes in memory rather
+    than on disk; SQLite keeps a larger page cache (restored by :func:`end_bulk_load`) and opens
+    the transaction now, so that indexes dropped for the load come back if it fails."""
+    if _is_postgresql(connection):
+        connection.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+        return
+    connection.info["pilot.cache_size"] = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql("PRAGMA cache_size=-262144")
+    raw = connection.connection.driver_connection
+    if not raw.in_transaction:
+        raw.execute("BEGIN")
+
+
+def end_bulk_load(connection: Connection) -> None:
+    """Undo :func:`bulk_load_settings` where it outlives the transaction (SQLite's cache)."""
+    previous = connection.info.pop("pilot.cache_size", None)
+    if previous is not None:
+        connection.exec_driver_sql(f"PRAGMA cache_size={int(previous)}")
+
+
+def refresh_statistics(connection: Connection, tables: Sequence[str] = ()) -> None:
+    """Give PostgreSQL's planner fresh statistics after a bulk load (``ANALYZE``, of ``tables`` or
+    all); SQLite plans without them."""
+    if not _is_postgresql(connection):
+        return
+    if not tables:
+        connection.exec_driver_sql("ANALYZE")
+    for table in tables:
+        connection.exec_driver_sql(f'ANALYZE "{table}"')
+
+
+def reset_id_sequences(bind, tables: Sequence[str]) -> None:
+    """After rows were written with explicit ids, move each table's id sequence past its largest
+    id (PostgreSQL; SQLite's rowid follows the largest id by itself)."""
+    if not _is_postgresql(bind):
+        return
+    connection = _connection(bind)
+    for table in tables:
+        connection.execute(text(
+            f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+            f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'))
+
+
+def empty_tables(connection: Connection, tables: Sequence[Table]) -> None:
+    """Delete every row of ``tables`` (children first): ``TRUNCATE ... RESTART IDENTITY`` on
+    PostgreSQL, ``DELETE`` on SQLite."""
+    if _is_postgresql(connection):
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+        return
+    for table in tables:
+        connection.execute(delete(table))
+
+
+def empty_table_for_rebuild(session: Session, table: Table, lock_timeout: str = "2s") -> None:
+    """Delete every row of ``table`` before a rebuild in the session's transaction.
+
+    On PostgreSQL, ``TRUNCATE`` when the table's lock comes within ``lock_timeout``: a ``DELETE``
+    leaves every old row dead in place and the rebuilt rows after them, so that until a ``VACUUM
+    FULL`` each scan reads twice the pages. ``TRUNCATE`` holds the table until the caller commits
+    (readers wait for the new rows rather than read the old ones); when a reader holds the table
+    past that wait, ``DELETE``, which waits for no reader. SQLite's ``DELETE`` drops the pages.
+    """
+    if not _is_postgresql(session):
+        session.execute(delete(table))
+        return
+    previous = session.connection().exec_driver_sql("SELECT current_setting('lock_timeout')").scalar()
+    try:
+        with session.begin_nested():
+            # The savepoint begins on the session's connection when the session hands it out.
+            connection = session.connection()
+            connection.exec_driver_sql("SELECT set_config('lock_timeout', %(value)s, true)", {"value": lock_timeout})
+            connection.exec_driver_sql(f'TRUNCATE "{table.name}"')
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        session.execute(delete(table))  # the savepoint's rollback undid the lock timeout
+        return
+    session.connection().exec_driver_sql("SELECT set_config('lock_timeout', %(value)s, true)", {"value": previous})
+
+
+def vacuum_after_commit(session: Session, table: Table) -> None:
+    """On PostgreSQL, ``VACUUM (ANALYZE)`` ``table`` once the session commits (nothing when it
+    rolls back, nothing on SQLite): the rewritten pages become all-visible, so scans skip each
+    row's visibility test and index-only scans stay index-only; the planner sees the new rows."""
+    if not _is_postgresql(session):
+        return
+    key = f"pilot.vacuum.{table.name}"
+    session.info[key] = table.name
+    if not session.info.get(key + ".watched"):
+        session.info[key + ".watched"] = True
+        event.listen(session, "after_commit", lambda s: _vacuum_if_asked(s, key))
+        event.listen(session, "after_rollback", lambda s: s.info.pop(key, None))
+
+
+def _vacuum_if_asked(session: Session, key: str) -> None:
+    name = session.info.pop(key, None)
+    if name is None:
+        return
+    # VACUUM runs outside a transaction: on a connection of its own, the session's being done.
+    try:
+        with session.get_bind().connect() as connection:
+            # SKIP_LOCKED: a transaction holding the table (another rebuild) is never waited for.
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                f'VACUUM (ANALYZE, SKIP_LOCKED) "{name}"')
+    except DBAPIError:
+        # The work is committed: a failed vacuum only leaves the next scans slower.
+        LOG.warning("could not vacuum %s after a rebuild", name, exc_info=True)
+
+
+def droppable_indexes(connection: Connection, table: str) -> tuple[list[str], list[str]]:
+    """(statements that drop, statements that restore) the secondary indexes of ``table``, and on
+    PostgreSQL its foreign keys and unique constraints, read from the database's own catalogue so
+    that the restored schema is exactly what the migrations made. SQLite can drop only named
+    indexes (its UNIQUE constraints and foreign keys are part of the table)."""
+    drops: list[str] = []
+    restores: list[str] = []
+    if not _is_postgresql(connection):
+        for name, definition in connection.execute(text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
+                "AND sql IS NOT NULL ORDER BY name"), {"t": table}):
+            drops.append(f'DROP INDEX "{name}"')
+            restores.append(definition)
+        return drops, restores
+    constraints = connection.execute(text(
+        "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('f', 'u') ORDER BY contype DESC, conname"),
+        {"t": f'"{table}"'}).all()
+    indexes = connection.execute(text(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid) ORDER BY i.relname"),
+        {"t": f'"{table}"'}).all()
+    for name, _kind, _definition in constraints:
+        drops.append(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    for name, definition in indexes:
+        drops.append(f'DROP INDEX "{name}"')
+        restores.append(definition)
+    # unique constraints before the foreign keys that may lean on them
+    for name, kind, definition in sorted(constraints, key=lambda c: c[1] != "u"):
+        restores.append(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+    return drops, restores
