@@ -20,13 +20,13 @@ from campaigns.eligibility import eligible_count
 from campaigns.models import Campaign
 from core.db import no_index
 from core.models import Organisation, Transaction, utcnow
-from core.privacy import is_small, strictest_k
+from core.privacy import SuppressedTable, is_small, strictest_k, suppress_table
 from experiments import power, stats
 from experiments.models import BINARY_METRICS, Experiment, Outcome, Recipient, ReportSnapshot
 from experiments.outcomes import Scope, per_unit_metrics, period_rows, promotion_scope
 from segments.models import SnapshotMember
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: secondary suppression of the tables by organisation and by arm
 LIFT_METRICS = ("conversion", "revenue", "tickets", "cross_sell")
 WINSOR_PERCENTILE = 99.0
 BALANCE_THRESHOLD = 0.001
@@ -187,14 +187,15 @@ def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: floa
     return "increase" if low > 0 else "decrease"
 
 
-def _cumulative(data: ExperimentData, days: int, k: int) -> dict:
-    """Share of each arm's recipients who bought by the end of each day of the window."""
+def _cumulative(data: ExperimentData, days: int, shown_n: dict) -> dict:
+    """Share of each arm's recipients who bought by the end of each day of the window (none for an
+    arm whose size is hidden)."""
     series = {}
     edges = np.arange(1, days + 1, dtype=float)
     for i, name in enumerate(data.arm_names):
         mask = data.arm == i
         n = int(mask.sum())
-        if n == 0 or is_small(n, k):
+        if n == 0 or shown_n.get(name) is None:
             series[name] = None
             continue
         first = data.first_day[mask]
@@ -262,8 +263,9 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     elapsed = max(0.0, min(float(experiment.window_days), (now - experiment.launched_at).total_seconds() / 86400.0))
     declared = [m for m in experiment.metrics if m in LIFT_METRICS]
     primary = experiment.primary_metric
-    n_by_arm = {name: int((data.arm == i).sum()) for i, name in enumerate(names)}
     masks = [data.arm == i for i in range(len(names))]
+    table = _suppressed_cells(data, strata, len(org_ids), primary, k)
+    shown_n = dict(zip(names, table.column_totals))
 
     report: dict = {
         "version": REPORT_VERSION,
@@ -276,8 +278,8 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         "outcomes_at": experiment.outcomes_at.isoformat(timespec="seconds") if experiment.outcomes_at else None,
         "alpha": alpha, "k": k, "primary_metric": primary, "metrics": declared,
         "code_strategy": experiment.code_strategy, "control": "control",
-        "arms": [{"name": a["name"], "share": a["share"], "n": _shown(n_by_arm[a["name"]], k)} for a in experiment.arms],
-        "recipients": _shown(data.size, k),
+        "arms": [{"name": a["name"], "share": a["share"], "n": shown_n[a["name"]]} for a in experiment.arms],
+        "recipients": table.total,
     }
     # Until a sale after the launch is imported from a participating organisation every outcome is
     # a zero that means "not imported yet", not "did not buy": the pages say so instead of a table.
@@ -306,18 +308,19 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
             continue
         mc, ma = masks[control], masks[i]
         n_c, n_a = int(mc.sum()), int(ma.sum())
+        arm_hidden = shown_n[names[control]] is None or shown_n[arm] is None
         rows = []
         for metric in declared:
             kind = metric_kind(metric)
             y, x = data.window[metric], data.pre[metric]
-            row = {"arm": arm, "metric": metric, "type": kind, "n_control": _shown(n_c, k), "n_arm": _shown(n_a, k)}
+            row = {"arm": arm, "metric": metric, "type": kind, "n_control": shown_n[names[control]], "n_arm": shown_n[arm]}
             buyers_c = int(data.window["conversion"][mc].sum())
             buyers_a = int(data.window["conversion"][ma].sum())
             counts = [n_c, n_a, buyers_c, buyers_a]
             if kind == "binary":
                 s_c, s_a = int(y[mc].sum()), int(y[ma].sum())
                 counts += [s_c, s_a, n_c - s_c, n_a - s_a]
-            if _hidden_by(k, *counts):
+            if arm_hidden or _hidden_by(k, *counts):
                 row.update({"hidden": True, "p_value": None})
             else:
                 row.update(_comparison(kind, y[mc], y[ma], x[mc], x[ma], strata[mc], strata[ma], labels, alpha))
@@ -350,23 +353,23 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
 
         # redemption uptake: test arms only, never a lift
         redeemed = int(data.window["redemption"][ma].sum())
-        uptake = {"arm": arm, "n": _shown(n_a, k), "redeemed": _shown(redeemed, k) if redeemed else 0}
-        if n_a and not _hidden_by(k, n_a, redeemed):
+        uptake = {"arm": arm, "n": shown_n[arm], "redeemed": _shown(redeemed, k) if redeemed else 0}
+        if n_a and shown_n[arm] is not None and not _hidden_by(k, n_a, redeemed):
             ci = stats.wilson_interval(redeemed, n_a, alpha)
             uptake.update({"rate": redeemed / n_a, "ci": [ci.low, ci.high]})
         else:
-            uptake.update({"rate": None, "ci": [None, None], "hidden": bool(_hidden_by(k, n_a, redeemed))})
+            uptake.update({"rate": None, "ci": [None, None], "hidden": shown_n[arm] is None or _hidden_by(k, n_a, redeemed)})
         redemption.append(uptake)
 
         # incremental revenue and return on the promotion (raw revenue)
-        roi.append(_roi(arm, data, mc, ma, redeemed, promotion, alpha, k))
+        roi.append(_roi(arm, data, mc, ma, redeemed, promotion, alpha, k, arm_hidden))
 
         # pre-period balance of the covariates
         for metric in LIFT_METRICS:
             x = data.pre[metric]
             entry = {"arm": arm, "metric": metric, "control_mean": None, "arm_mean": None, "p_value": None,
                      "flag": False}
-            if n_c >= 2 and n_a >= 2 and not _hidden_by(k, n_c, n_a):
+            if n_c >= 2 and n_a >= 2 and not arm_hidden:
                 try:
                     summary = stats.compare_summary(metric_kind(metric), x[mc], x[ma], alpha)
                 except ValueError:
@@ -392,9 +395,9 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     leaked = int(experiment.leaked_redemptions or 0)
     report["codes"] = {"leaked": _shown(leaked, k) if leaked else 0,
                        "control_redeemed": _shown(control_redeemed, k) if control_redeemed else 0}
-    report["organisations"] = _breakdown(data, strata, org_ids, org_names, primary, alpha, k, experiment)
-    report["health"] = _health(experiment, org_names, k, balance, comparisons)
-    report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), k)
+    report["organisations"] = _breakdown(data, strata, org_ids, org_names, primary, alpha, table, experiment)
+    report["health"] = _health(experiment, org_names, k, balance, comparisons, table, org_ids)
+    report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), shown_n)
     return report
 
 
@@ -441,13 +444,14 @@ def _design(experiment: Experiment, metrics: list[str]) -> dict | None:
                             "mde": stats.json_number(planned[m].get("mde"))} for m in metrics if m in planned}}
 
 
-def _roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha: float, k: int) -> dict:
+def _roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha: float, k: int,
+         hide: bool = False) -> dict:
     """Incremental revenue = lift in revenue per recipient × recipients of the arm; return =
     incremental revenue − discounts (redemptions × average discount) − contact costs."""
     n_c, n_a = int(mc.sum()), int(ma.sum())
     entry = {"arm": arm, "incremental_revenue": None, "incremental_ci": [None, None], "discount_cost": None,
              "contact_cost": None, "net": None, "net_ci": [None, None], "roi": None, "hidden": False}
-    if n_c < 2 or n_a < 2 or _hidden_by(k, n_c, n_a, int(data.window["conversion"][mc].sum()),
+    if hide or n_c < 2 or n_a < 2 or _hidden_by(k, n_c, n_a, int(data.window["conversion"][mc].sum()),
                                         int(data.window["conversion"][ma].sum())):
         entry["hidden"] = True
         return entry
@@ -469,15 +473,36 @@ def _roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha
     return entry
 
 
+def _suppressed_cells(data: ExperimentData, strata: np.ndarray, n_orgs: int, metric: str, k: int) -> SuppressedTable:
+    """Recipients per sending organisation (rows) and arm (columns), published with the arm sizes
+    and the number of recipients, through :func:`core.privacy.suppress_table`. A cell is hidden
+    first when its recipients, buyers or (binary primary metric) converted or not converted count
+    is under k; then secondary suppression hides what the arm totals would reveal. A hidden cell
+    hides its count, its rates and every comparison that uses it, on the page, CSV, JSON and print."""
+    y, buyers = data.window[metric], data.window["conversion"]
+    cells, primary = [], []
+    for j in range(n_orgs):
+        cells.append([]), primary.append([])
+        for i in range(len(data.arm_names)):
+            mask = (strata == j) & (data.arm == i)
+            n, bought = int(mask.sum()), int(buyers[mask].sum())
+            counts = [bought] + ([int(y[mask].sum()), n - int(y[mask].sum())] if metric_kind(metric) == "binary" else [])
+            cells[j].append(n)
+            primary[j].append(_hidden_by(k, *counts))
+    if not cells:
+        return SuppressedTable([], None, [0] * len(data.arm_names), 0)
+    return suppress_table(cells, k, primary=primary, column_totals=True, total=True)
+
+
 def _breakdown(data: ExperimentData, strata: np.ndarray, org_ids: list[int], org_names: dict, metric: str,
-               alpha: float, k: int, experiment: Experiment) -> list[dict]:
+               alpha: float, table: SuppressedTable, experiment: Experiment) -> list[dict]:
     """The primary metric per sending organisation and test arm; Benjamini-Hochberg over the
-    organisations of each arm; an organisation's row is hidden when any of its counts is under k."""
+    organisations of each arm; a comparison is hidden when its control or arm cell is hidden
+    (:func:`_suppressed_cells`)."""
     names = data.arm_names
     control = names.index("control")
     kind = metric_kind(metric)
     y = data.window[metric]
-    buyers = data.window["conversion"]
     out = []
     for j, org_id in enumerate(org_ids):
         in_org = strata == j
@@ -486,16 +511,14 @@ def _breakdown(data: ExperimentData, strata: np.ndarray, org_ids: list[int], org
         mc = in_org & (data.arm == control)
         n_c = int(mc.sum())
         for i, arm in enumerate(names):
-            entry["n"][arm] = _shown(int((in_org & (data.arm == i)).sum()), k)
+            entry["n"][arm] = table.cells[j][i]
         for i, arm in enumerate(names):
             if i == control:
                 continue
             ma = in_org & (data.arm == i)
             n_a = int(ma.sum())
-            counts = [n_c, n_a, int(buyers[mc].sum()), int(buyers[ma].sum())]
-            if kind == "binary":
-                counts += [int(y[mc].sum()), int(y[ma].sum()), n_c - int(y[mc].sum()), n_a - int(y[ma].sum())]
-            row = {"arm": arm, "hidden": _hidden_by(k, *counts), "p_value": None, "p_bh": None}
+            row = {"arm": arm, "hidden": not (table.shown(j, control) and table.shown(j, i)), "p_value": None,
+                   "p_bh": None}
             if n_c >= 2 and n_a >= 2:
                 try:
                     summary = stats.compare_summary(kind, y[mc], y[ma], alpha)
@@ -525,16 +548,22 @@ def _breakdown(data: ExperimentData, strata: np.ndarray, org_ids: list[int], org
     return out
 
 
-def _health(experiment: Experiment, org_names: dict, k: int, balance: list[dict], comparisons: list[dict]) -> dict:
+def _health(experiment: Experiment, org_names: dict, k: int, balance: list[dict], comparisons: list[dict],
+            table: SuppressedTable, org_ids: list[int]) -> dict:
+    """Sample-ratio and balance checks; a count per organisation is hidden where the breakdown's
+    cell is (the same recipients at launch: one suppression pattern for both tables)."""
     srm = experiment.srm or {}
+    row_of = {org: j for j, org in enumerate(org_ids)}
+    arm_of = {name: i for i, name in enumerate(experiment.arm_names)}
     by_org = []
     for org_id, check in sorted((srm.get("by_organisation") or {}).items(), key=lambda t: org_names.get(int(t[0]),
                                                                                                            ("", ""))[1]):
-        counts = check.get("n", {})
-        hidden = _hidden_by(k, *counts.values())
+        j = row_of.get(int(org_id))
+        counts = {a: None if j is None or a not in arm_of or not table.shown(j, arm_of[a]) else _shown(v, k)
+                  for a, v in check.get("n", {}).items()}
+        hidden = None in counts.values()
         slug, name = org_names.get(int(org_id), ("?", "?"))
-        by_org.append({"organisation_id": int(org_id), "slug": slug, "name": name,
-                       "n": {a: _shown(v, k) for a, v in counts.items()},
+        by_org.append({"organisation_id": int(org_id), "slug": slug, "name": name, "n": counts,
                        "p_value": None if hidden else check.get("p_value"),
                        "flag": False if hidden else bool(check.get("flag"))})
     left = sorted({label for c in comparisons for label in (c.get("stratified") or {}).get("left_out_strata", [])})

@@ -248,13 +248,20 @@ def is_closed(experiment: Experiment) -> bool:
 
 def current_report(session, experiment: Experiment) -> dict:
     """The latest report, recomputed first when transactions arrived since (or none exists yet).
-    Once the campaign is closed, the final report frozen at close, never recomputed."""
+    Once the campaign is closed, the final report frozen at close, never recomputed (but rebuilt
+    once from the same outcomes when stored by an older version of the report)."""
     closed = is_closed(experiment)
     snapshot = (reports.latest_snapshot(session, experiment, kind="final") if closed else None) \
         or reports.latest_snapshot(session, experiment)
     if snapshot is None or (not closed and outcomes.is_stale(session, experiment)):
         outcomes.match_outcomes(session, experiment)
         snapshot = reports.refresh_report(session, experiment)
+        session.commit()
+    elif snapshot.data.get("version") != reports.REPORT_VERSION:
+        # stored before the current suppression: rebuilt from the same matched outcomes (a closed
+        # campaign's at its closing time, as it was frozen), so that no reader sees the old tables
+        snapshot = reports.refresh_report(session, experiment, now=experiment.campaign.closed_at if closed else None,
+                                          kind="final" if closed else None)
         session.commit()
     return snapshot.data
 
