@@ -380,6 +380,8 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                                   "flag": summary["p_value"] is not None and summary["p_value"] < BALANCE_THRESHOLD})
             balance.append(entry)
 
+    for row in comparisons:
+        _protect_left_out(row.get("stratified"), table, org_ids, (control, names.index(row["arm"])))
     stats.fill_holm_arms(comparisons)
     for entry in headline:
         row = entry.pop("_row")
@@ -494,6 +496,22 @@ def _suppressed_cells(data: ExperimentData, strata: np.ndarray, n_orgs: int, met
     return suppress_table(cells, k, primary=primary, column_totals=True, total=True)
 
 
+def _protect_left_out(stratified: dict | None, table: SuppressedTable, org_ids: list[int], columns) -> None:
+    """A stratum is left out when an arm has no recipient, or one, there: naming an organisation
+    whose count is hidden would say that count is 1, and the recipients left out would add up
+    hidden cells. Such organisations are only counted (``left_out_hidden``) and ``left_out`` is hidden."""
+    if not stratified or not stratified.get("left_out_strata"):
+        return
+    row_of = {str(o): j for j, o in enumerate(org_ids)}
+    rows = [row_of.get(str(label)) for label in stratified["left_out_strata"]]
+    named = [label for label, j in zip(stratified["left_out_strata"], rows)
+             if j is not None and all(table.shown(j, c) for c in columns)]
+    stratified["left_out_hidden"] = len(rows) - len(named)
+    stratified["left_out_strata"] = named
+    if stratified["left_out_hidden"]:
+        stratified["left_out"] = None
+
+
 def _breakdown(data: ExperimentData, strata: np.ndarray, org_ids: list[int], org_names: dict, metric: str,
                alpha: float, table: SuppressedTable, experiment: Experiment) -> list[dict]:
     """The primary metric per sending organisation and test arm; Benjamini-Hochberg over the
@@ -567,14 +585,17 @@ def _health(experiment: Experiment, org_names: dict, k: int, balance: list[dict]
                        "p_value": None if hidden else check.get("p_value"),
                        "flag": False if hidden else bool(check.get("flag"))})
     left = sorted({label for c in comparisons for label in (c.get("stratified") or {}).get("left_out_strata", [])})
-    left_out = max([(c.get("stratified") or {}).get("left_out", 0) for c in comparisons] or [0])
+    left_counts = [(c.get("stratified") or {}).get("left_out", 0) for c in comparisons]
+    left_out = None if None in left_counts else max(left_counts or [0])
+    unnamed = max([(c.get("stratified") or {}).get("left_out_hidden", 0) for c in comparisons] or [0])
     return {
         "srm": srm.get("overall"),
         "srm_by_organisation": by_org,
         "balance": balance,
         # organisations where an arm has too few recipients: left out of the stratified estimates
         "left_out_strata": [org_names.get(int(label), ("?", label))[1] for label in left],
-        "left_out": _shown(left_out, k) if left_out else 0,
+        "left_out": _shown(left_out, k) if left_out else left_out,
+        "left_out_hidden": unnamed,  # left out too, with counts hidden: not named
     }
 
 

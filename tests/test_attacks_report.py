@@ -168,6 +168,18 @@ def test_report_sums_recover_no_hidden_cell_and_no_recipient_outcome(session, lo
     accuracy = balanced_accuracy(truth, guess)
     assert accuracy <= 0.65, f"one recipient's outcome read from the sums (balanced accuracy {accuracy:.2f})"
 
+    # attack 3: the stratified estimates leave out an organisation where an arm has 0 or 1
+    # recipient: naming one whose count is hidden says it is 1; their recipients add hidden cells
+    for c in report["comparisons"]:
+        stratified = c.get("stratified") or {}
+        columns = (arms.index("control"), arms.index(c["arm"]))
+        named = [org_ids.index(int(label)) for label in stratified.get("left_out_strata") or []]
+        for r in named:
+            assert all(recipients.cells[r][col] is not None for col in columns), "a hidden count named as 0 or 1"
+        if stratified.get("left_out") is not None:
+            assert stratified["left_out"] == sum(recipients.cells[r][col] for r in named for col in columns)
+    assert report["health"]["left_out"] in (None, 0) or report["health"]["left_out"] >= K
+
     # the same cells hidden on the CSV and on the page (which is also the print view)
     rows = list(csv.DictReader(io.StringIO(evaluator.get(f"/experiments/{experiment.id}/report.csv")
                                            .data.decode("utf-8-sig"))))
