@@ -43,6 +43,7 @@ from campaigns.forms import (
 )
 from campaigns.models import Approval, Campaign, Promotion
 from campaigns.services import CampaignError
+from core import page_arg
 from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
@@ -544,7 +545,7 @@ def clear_exclusions(approval_id: int):
 @roles_required("venue")
 def approval_contacts(approval_id: int):
     item = _own_approval(approval_id)
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_arg()
     lines, total = services.approval_contacts(db_session(), item, page=page, per_page=CONTACTS_PER_PAGE)
     pages = max((total + CONTACTS_PER_PAGE - 1) // CONTACTS_PER_PAGE, 1)
     return render_template("campaigns/approval_contacts.html", approval=item, campaign=item.campaign, lines=lines,

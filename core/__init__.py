@@ -6,10 +6,12 @@ import importlib
 import logging
 import secrets
 
-from flask import Flask, g, render_template, request
+from flask import Flask, Response, g, render_template, request
+from markupsafe import escape
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from core.config import PROJECT_ROOT, load_config
 
@@ -34,6 +36,8 @@ def create_app(overrides: dict | None = None) -> Flask:
         static_folder=str(PROJECT_ROOT / "static"),
     )
     app.config.update(config)
+    # Before any blueprint: every ``<int:...>`` of every rule is bounded (see BoundedIntConverter).
+    app.url_map.converters["int"] = BoundedIntConverter
 
     from core import auth, db, i18n, views
 
@@ -46,9 +50,37 @@ def create_app(overrides: dict | None = None) -> Flask:
     for name in (*FEATURES, *TOOLS):
         importlib.import_module(name).init_app(app)
     _install_security(app)
+    _install_download_audit(app)
     _install_error_pages(app)
     _guard_number_ranges()
     return app
+
+
+# The largest identifier a URL may carry: PostgreSQL's ``integer`` (every id named in a URL is one).
+MAX_URL_ID = 2**31 - 1
+
+
+class BoundedIntConverter(IntegerConverter):
+    """Werkzeug's ``int`` converter, bounded to 0..MAX_URL_ID: an identifier out of the columns' range
+    (``/imports/99999999999999999999``) matches no rule, so it is a 404, never an overflow in the
+    database driver (a 500)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_URL_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+def page_arg(name: str = "page", default: int = 1, limit: int = 100_000) -> int:
+    """A page number from the query string, kept within 1..``limit`` (junk gives ``default``): an
+    offset beyond any table must not overflow the driver."""
+    value = request.args.get(name, default, type=int)
+    return min(max(value, 1), limit)
+
+
+def id_arg(name: str) -> int | None:
+    """An identifier from the query string, or None when missing, junk or out of range."""
+    value = request.args.get(name, type=int)
+    return value if value is not None and 0 < value <= MAX_URL_ID else None
 
 
 def _guard_number_ranges() -> None:
@@ -98,6 +130,32 @@ def _install_security(app: Flask) -> None:
         return response
 
 
+def _install_download_audit(app: Flask) -> None:
+    """Every download (a response served as an attachment: CSV, JSON) is in the audit log: a view
+    that logs its own (contact lists, rejected rows, the audit log) is left alone, any other gets a
+    ``download`` event naming the page, its query and who asked (DESIGN.md §10)."""
+
+    @app.after_request
+    def _audit_download(response):
+        disposition = response.headers.get("Content-Disposition", "")
+        if response.status_code != 200 or not disposition.startswith("attachment") or g.get("pilot_audited"):
+            return response
+        from flask_login import current_user
+
+        from core.db import get_db
+        from core.models import audit
+
+        user = current_user if current_user.is_authenticated else None
+        with get_db().session() as session:
+            audit(session, "download", actor=user.email if user else "anonymous", user_id=user.id if user else None,
+                  object_type="download", object_id=(request.endpoint or "")[:60],
+                  organisation_id=user.organisation_id if user else None,
+                  path=request.full_path.rstrip("?")[:500],
+                  filename=disposition.partition("filename=")[2].strip('"')[:200])
+            session.commit()
+        return response
+
+
 def _install_error_pages(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(error):
@@ -120,5 +178,19 @@ def _install_error_pages(app: Flask) -> None:
     def _unexpected(error):
         # Never a traceback on a page: log it, show a calm message.
         log.exception("unhandled error on %s", request.path)
-        return render_template("error.html", code=500,
-                               message=_("Something went wrong on our side. The error was logged.")), 500
+        # A failed statement (a timeout, a constraint) leaves the request's transaction aborted on
+        # PostgreSQL: every later query of the session fails, the error page's own (the user's
+        # organisation in the header) included. Roll back first, so the page can always render.
+        session = g.get("db_session")
+        if session is not None:
+            try:
+                session.rollback()
+            except Exception:  # the connection itself is gone: the page below copes without it
+                log.exception("rollback after an unhandled error failed")
+        message = _("Something went wrong on our side. The error was logged.")
+        try:
+            return render_template("error.html", code=500, message=message), 500
+        except Exception:  # the database is unreachable: a page without the header's details
+            log.exception("the error page itself failed on %s", request.path)
+            return Response(f"<!doctype html><title>500</title><h1>Error 500</h1><p>{escape(message)}</p>",
+                            status=500, mimetype="text/html")

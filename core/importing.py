@@ -661,7 +661,7 @@ class _SalesParser:
         parsed = parse_datetime(text)
         if parsed is None:
             problems.append((self._column(name), _(
-                "Not a date: %(value)s (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).", value=text[:40])))
+                "Not a date (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).")))
         return parsed
 
     def parse(self, cells: list[str], line: int):
@@ -689,14 +689,14 @@ class _SalesParser:
             if not amount_text:
                 reason = _("A value is required.")
             elif amount is None:
-                reason = _("Not an amount: %(value)s (expected e.g. 12,50 $ or 12.50).", value=amount_text[:40])
+                reason = _("Not an amount (expected e.g. 12,50 $ or 12.50).")
             else:
                 reason = _("The amount is too large.")
             problems.append((self._column("amount"), reason))
         tickets = _whole_number(tickets_text)
         if tickets is None or not 0 < tickets <= MAX_TICKETS:
             problems.append((self._column("tickets"), _("A value is required.") if not tickets_text else _(
-                "The number of tickets must be a positive whole number, not %(value)s.", value=tickets_text[:40])))
+                "The number of tickets must be a positive whole number.")))
         purchased = self._date("purchased_at", purchased_text, problems)
         shown = self._date("show_date", show_date_text, problems)
         starts_at = None
@@ -705,8 +705,7 @@ class _SalesParser:
             if show_time_text and not has_time:
                 clock = parse_time(show_time_text)
                 if clock is None:
-                    problems.append((self._column("show_time"), _("Not a time: %(value)s (expected 19:30).",
-                                                                    value=show_time_text[:40])))
+                    problems.append((self._column("show_time"), _("Not a time (expected 19:30).")))
                 else:
                     starts_at = dt.datetime.combine(starts_at.date(), clock)
         if not title:
@@ -716,12 +715,11 @@ class _SalesParser:
             capacity = _whole_number(capacity_text)
             if capacity is None or not 0 < capacity <= MAX_CAPACITY:
                 problems.append((self._column("capacity"), _(
-                    "The capacity must be a positive whole number, not %(value)s.", value=capacity_text[:40])))
+                    "The capacity must be a positive whole number.")))
         if duration_text:
             duration = parse_duration(duration_text)
             if duration is None or duration > MAX_DURATION:
-                problems.append((self._column("duration"), _("Not a duration in minutes: %(value)s.",
-                                                              value=duration_text[:40])))
+                problems.append((self._column("duration"), _("Not a duration in minutes.")))
         email = normalise_email(raw_email) if raw_email else None
         if raw_email and not is_plausible_email(email):
             problems.append((self._column("email"), email_problem()))
@@ -1014,7 +1012,7 @@ class _UnsubscribeParser:
             parsed = parse_datetime(text)
             if parsed is None:
                 problems.append((self.header.column("date"), _(
-                    "Not a date: %(value)s (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).", value=text[:40])))
+                    "Not a date (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).")))
             else:
                 row.at = parsed[0]
         if problems:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import smtplib
+import stat
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -132,22 +133,77 @@ def _checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _waiting_files(folder: Path, settle_seconds: float) -> list[Path]:
-    """Files ready in ``folder``: not hidden, not a transfer in progress, unchanged for a while."""
+def _outside(path: Path, folder: Path) -> str | None:
+    """Why ``path`` (an entry of ``folder``) is not a file of ``folder`` itself, or None when it is.
+
+    An inbox takes plain files only: a symbolic link (to another organisation's folder, to a file
+    of the server) is never followed, nor a hard link to a file that lives elsewhere too, nor a
+    device or a pipe; and the entry must resolve inside ``folder``."""
+    try:
+        if path.is_symlink():
+            return "a symbolic link is never followed: drop the file itself"
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return "not a plain file"
+    if info.st_nlink > 1:
+        return "a hard link to a file kept elsewhere is not taken: drop a copy of the file"
+    if path.resolve().parent != folder.resolve():
+        return "outside the organisation's folder"
+    return None
+
+
+def _inbox_folder_ok(root: Path, folder: Path) -> bool:
+    """``folder`` is a real directory inside the inbox root (itself no symbolic link): an
+    organisation's folder (or its ``unsubscribes/``) made a link to elsewhere is not read."""
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        return folder.resolve().is_relative_to(root.resolve()) and folder.resolve() == root.resolve() / folder.relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
+def _waiting_files(folder: Path, settle_seconds: float, refused: list | None = None) -> list[Path]:
+    """Files ready in ``folder``: not hidden, not a transfer in progress, unchanged for a while.
+
+    Entries that are not plain files of the folder (see :func:`_outside`) are never returned;
+    they are appended to ``refused`` as (path, reason) when a list is given."""
     if not folder.is_dir():
         return []
     now = time.time()
     ready = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(".") or path.name.lower().endswith(PARTIAL_SUFFIXES):
+        if path.name.startswith(".") or path.name.lower().endswith(PARTIAL_SUFFIXES):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            continue  # done/, failed/, unsubscribes/
+        reason = _outside(path, folder)
+        if reason is not None:
+            if refused is not None:
+                refused.append((path, reason))
             continue
         try:
-            if now - path.stat().st_mtime < settle_seconds:
+            if not path.is_file() or now - path.stat().st_mtime < settle_seconds:
                 continue  # maybe still being copied: next run
         except FileNotFoundError:
             continue
         ready.append(path)
     return ready
+
+
+def _refuse_entry(organisation_slug: str, path: Path, kind: str, reason: str) -> dict:
+    """File an entry the inbox does not take into ``failed/`` (a link is moved as a link: what it
+    points to is never opened), with a report saying why."""
+    report = {"file": path.name, "kind": kind, "organisation": organisation_slug, "status": "refused",
+              "at": utcnow().isoformat(timespec="seconds"), "message": f"not imported: {reason}"}
+    log.warning("inbox of %s: %s refused (%s)", organisation_slug, path.name, reason)
+    try:
+        _file_away(path, "failed", report)
+    except OSError:
+        log.exception("inbox of %s: could not file %s away", organisation_slug, path.name)
+    return report
 
 
 def _file_away(path: Path, outcome: str, report: dict) -> Path:
@@ -288,11 +344,27 @@ def import_inboxes(ctx: JobContext) -> dict:
     ctx.session.rollback()  # each file has its own transaction
     counts = {"imported": 0, "duplicate": 0, "refused": 0, "error": 0}
     files, refreshed = [], []
+    root = Path(ctx.app.config["INBOX_PATH"])
     for organisation_id, slug in organisations:
         folder = inbox_folder(ctx.app, slug)
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_symlink():
+            folder.mkdir(parents=True, exist_ok=True)
         for kind, sub in INBOX_KINDS:
-            for path in _waiting_files(folder / sub if sub else folder, settle):
+            where = folder / sub if sub else folder
+            if where.exists() or where.is_symlink():
+                if not _inbox_folder_ok(root, where):
+                    ctx.log.warning("inbox folder %s is a link or lies outside the inbox: not read", where)
+                    counts["refused"] += 1
+                    files.append({"organisation": slug, "file": str(where.relative_to(root)), "status": "refused",
+                                  "batch_id": None})
+                    continue
+            refused_entries: list = []
+            waiting = _waiting_files(where, settle, refused_entries)
+            for path, reason in refused_entries:
+                _refuse_entry(slug, path, kind, reason)
+                counts["refused"] += 1
+                files.append({"organisation": slug, "file": path.name, "status": "refused", "batch_id": None})
+            for path in waiting:
                 report = import_inbox_file(ctx, organisation_id, path, kind)
                 counts[report["status"]] = counts.get(report["status"], 0) + 1
                 files.append({"organisation": slug, "file": path.name, "status": report["status"],

@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
+from core import id_arg
 from core.auth import actor_name, roles_required
 from core.db import db_session, get_db
 from core.models import JobRun, audit
@@ -90,8 +91,8 @@ def index():
     if shown:
         runs[shown] = last_runs(session, [shown], limit=50)[shown]
     result = None
-    if request.args.get("run", type=int):
-        result = session.get(JobRun, request.args.get("run", type=int))
+    if id_arg("run"):
+        result = session.get(JobRun, id_arg("run"))
     try:
         holder = scheduler_lock(app).holder()
     except Exception:  # a status line is not worth an error page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
+from flask import g, has_request_context
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
@@ -307,6 +308,8 @@ def audit(session, action: str, *, actor: str, user_id: int | None = None, objec
         details=details or None,
     )
     session.add(event)
+    if has_request_context():
+        g.pilot_audited = True  # a download that logged itself is not logged again (core._audit_downloads)
     return event
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import distinct, func, select
 from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
+from core import page_arg
 from core import rejects as rejects_files
 from core.auth import PasswordError, actor_name, create_user, login_required, roles_required
 from core.cache import cache_seconds, max_id, remember
@@ -89,6 +90,7 @@ AUDIT_ACTION_LABELS = {
     "contact_list.refused": _l("Expired contact list refused"),
     "contact_list.purge": _l("Contact list purged"),
     "person.erase": _l("Person erased on request"),
+    "download": _l("File downloaded"),
 }
 
 
@@ -296,7 +298,7 @@ def audit_details_text(details) -> str:
 def audit_log():
     """The audit log, newest first, filtered by action, actor, object and period; 100 per page."""
     session = db_session()
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_arg()
     filters = _audit_filters(request.args)
     events = session.scalars(_audit_query(filters).limit(AUDIT_PAGE_SIZE + 1)
                              .offset((page - 1) * AUDIT_PAGE_SIZE)).all()

@@ -188,7 +188,7 @@ def test_one_bad_row_refuses_the_whole_file(runner, make_org, session, tmp_path)
     assert summary["rows"] == summary["imported"] + summary["duplicates"] + summary["rejected"] + summary["anonymous"]
     assert [(e["line"], e["column"]) for e in summary["errors"]] == [
         (5, "Valeur de l'achat"), (6, "Nombre de billets"), (6, "Date du spectacle")]
-    assert "douze" in summary["errors"][0]["reason"]
+    assert "douze" not in summary["errors"][0]["reason"]  # line and column name it, never its value (issue 15)
     assert summary["errors_total"] == 3 and summary["invalid_rows"] == 2
     session.expire_all()
     assert counts(session) == before
@@ -242,7 +242,7 @@ def test_skip_invalid_imports_the_good_rows_and_writes_rejects(app, runner, make
         table = list(csv.reader(fh, delimiter=";"))
     assert table[0] == FR_HEADER + ["reason"]
     assert len(table) == 2 and table[1][:-1] == rows[1]
-    assert "Valeur de l'achat" in table[1][-1] and "douze" in table[1][-1]
+    assert "Valeur de l'achat" in table[1][-1]
     assert counts(session)["transaction"] == 2
 
 
