@@ -156,6 +156,9 @@ def read_experiment(paths, arm_column: str, metrics: list[tuple[str, str | None]
                         covariate_values.append(_number(row[cov_i], path, line, covariate))
                     if strata_i is not None:
                         stratum = row[strata_i].strip()
+                        if not stratum:
+                            raise AnalyzeError(f"{path}, line {line}, column {strata!r}: the stratum label is empty "
+                                               f"(give every row a stratum, e.g. 'unknown')")
                         code = strata_index.get(stratum)
                         if code is None:
                             code = strata_index[stratum] = len(strata_index)
@@ -223,9 +226,17 @@ _compare = stats.compare_summary
 _stratified = stats.stratified_summary
 
 
+def parse_ratio(spec: str) -> tuple[str, str]:
+    """``"spend/orders"`` → ``("spend", "orders")``; AnalyzeError otherwise."""
+    num, sep, den = spec.partition("/")
+    if not sep or not num.strip() or not den.strip():
+        raise AnalyzeError(f"--ratio {spec!r} is not NUMERATOR/DENOMINATOR (two column names)")
+    return num.strip(), den.strip()
+
+
 def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | None = None,
                  strata: str | None = None, shares: dict[str, float] | None = None,
-                 alpha: float = 0.05, winsorize: float | None = None) -> dict:
+                 alpha: float = 0.05, winsorize: float | None = None, ratios=()) -> dict:
     """Analyse an experiment stored as CSV (one row per recipient); the JSON structure of DESIGN.md §9.
 
     ``path`` is one path or a list of paths (read in turn, each with its header). ``metrics`` are
@@ -237,8 +248,11 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
     for continuous ones (strata lacking an arm left out, never merged), and sample-ratio checks per
     stratum. With ``winsorize`` (a percentile such as 99): each continuous metric is also compared
     after capping at that percentile of its non-zero values, arms pooled (``winsorised`` in each
-    row, the caps under ``winsorize``). Raises :class:`AnalyzeError` (a ``click.ClickException``)
-    on a user error.
+    row, the caps under ``winsorize``). ``ratios`` (``"NUM/DEN"`` column pairs, e.g. revenue per
+    buyer, tickets per order): ΣNUM/ΣDEN per arm compared with the delta method, under ``ratios``.
+    ``warnings`` lists what the reader should know (a constant metric, a covariate identical to a
+    metric, a covariate without history). Raises :class:`AnalyzeError` (a ``click.ClickException``)
+    on a user error: a blank arm or stratum label, a covariate that is one of the metrics, ...
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
@@ -261,8 +275,16 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
             raise AnalyzeError(f"the {role} column cannot be the arm column {arm_column!r}")
     if arm_column in names:
         raise AnalyzeError(f"the arm column {arm_column!r} cannot also be a metric")
+    if covariate is not None and covariate in names:
+        raise AnalyzeError(f"the covariate {covariate!r} is also a metric: CUPED needs the same measure taken "
+                           f"before the launch (a pre-period column), not the outcome itself")
+    if strata is not None and strata in names:
+        raise AnalyzeError(f"the strata column {strata!r} cannot also be a metric")
+    ratio_pairs = [parse_ratio(r) if isinstance(r, str) else tuple(r) for r in ratios]
+    extra = [c for pair in ratio_pairs for c in pair if c not in names and c != arm_column]
+    extra = list(dict.fromkeys(extra))
 
-    data = read_experiment(paths, arm_column, specs, covariate, strata)
+    data = read_experiment(paths, arm_column, specs + [(c, None) for c in extra], covariate, strata)
     if control not in data.arm_labels:
         raise AnalyzeError(f"control arm {control!r} does not occur in column {arm_column!r} "
                            f"(arms: {', '.join(map(repr, sorted(data.arm_labels)))})")
@@ -282,9 +304,21 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
         values = data.metrics[name]
         kinds[name] = kind or ("binary" if np.all((values == 0.0) | (values == 1.0)) else "continuous")
 
+    warnings = []
+    for name, _ in specs:
+        values = data.metrics[name]
+        if values.size and np.all(values == values[0]):
+            warnings.append(f"metric {name!r} has the same value ({values[0]:g}) for every recipient: "
+                            f"no comparison can show anything")
+        if covariate and np.array_equal(values, data.covariate):
+            warnings.append(f"the covariate {covariate!r} holds exactly the values of metric {name!r}: it is not a "
+                            f"pre-period measure, its CUPED estimate is meaningless")
+    if covariate and data.covariate.size and np.all(data.covariate == data.covariate[0]):
+        warnings.append(f"the covariate {covariate!r} is the same for every recipient (no history before the "
+                        f"launch): CUPED adjusts nothing")
     result = {"n": n, "srm": _srm_dict(stats.sample_ratio_mismatch([n[a] for a in arms], planned)),
               "control": control, "arms": arms, "alpha": alpha,
-              "shares": dict(zip(arms, planned)), "metrics": kinds}
+              "shares": dict(zip(arms, planned)), "metrics": kinds, "warnings": warnings}
     if strata:
         by_stratum = {}
         for j, label in enumerate(data.strata_labels):
@@ -334,6 +368,15 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
     for c, w in zip([c for c in comparisons if "winsorised" in c], winsorised):
         c["winsorised"]["p_adjusted_arms"] = w["p_adjusted_arms"]
     result["comparisons"] = comparisons
+    if ratio_pairs:
+        out = []
+        for arm in arms[1:]:
+            arm_mask = data.arm_codes == code_of[arm]
+            for num, den in ratio_pairs:
+                y, x = data.metrics[num], data.metrics[den]
+                out.append({"arm": arm, "ratio": f"{num}/{den}",
+                            **stats.ratio_summary(y[control_mask], x[control_mask], y[arm_mask], x[arm_mask], alpha)})
+        result["ratios"] = out
     return result
 
 
@@ -369,6 +412,7 @@ def format_report(result: dict) -> str:
     srm = result["srm"]
     verdict = "MISMATCH: check the assignment before reading any lift" if srm["flag"] else "no mismatch"
     lines.append(f"Sample ratio: chi2 = {_g(srm['chi2'])}, p = {_p(srm['p_value'])} ({verdict})")
+    lines += [f"Warning: {w}" for w in result.get("warnings", [])]
     for label, s in result.get("srm_by_stratum", {}).items():
         if s["flag"]:
             lines.append(f"  stratum {label!r}: sample-ratio mismatch, p = {_p(s['p_value'])}")
@@ -390,9 +434,13 @@ def format_report(result: dict) -> str:
         for c in rows:
             if "cuped" in c:
                 cu = c["cuped"]
-                lines.append(f"  {c['metric']}, CUPED: abs lift {_g(cu['abs_lift'])} {_ci(cu['abs_ci'])}, "
-                             f"p = {_p(cu['p_value'])}, theta = {_g(cu['theta'])}, "
-                             f"variance reduction {_pct(cu['variance_reduction'])}")
+                if not cu.get("history", True):
+                    lines.append(f"  {c['metric']}, CUPED: no history before the launch (the covariate is the "
+                                 f"same for everyone): nothing to adjust, the raw estimate stands")
+                else:
+                    lines.append(f"  {c['metric']}, CUPED: abs lift {_g(cu['abs_lift'])} {_ci(cu['abs_ci'])}, "
+                                 f"p = {_p(cu['p_value'])}, theta = {_g(cu['theta'])}, "
+                                 f"variance reduction {_pct(cu['variance_reduction'])}")
             if "stratified" in c:
                 st = c["stratified"]
                 if st["test"] == "CMH":
@@ -409,6 +457,12 @@ def format_report(result: dict) -> str:
                 w = c["winsorised"]
                 lines.append(f"  {c['metric']}, winsorised (cap {_g(w['cap'])}): abs lift {_g(w['abs_lift'])} "
                              f"{_ci(w['abs_ci'])}, p = {_p(w['p_value'])}")
+        for r in result.get("ratios", []):
+            if r["arm"] == arm:
+                body = ("not estimable (a denominator is 0)" if r["reason"] else
+                        f"control {_g(r['control_ratio'])}, arm {_g(r['arm_ratio'])}, difference {_g(r['diff'])} "
+                        f"{_ci(r['ci'])}, p = {_p(r['p_value'])}")
+                lines.append(f"  ratio {r['ratio']} (delta method): {body}")
     return "\n".join(lines)
 
 
@@ -428,11 +482,17 @@ def format_report(result: dict) -> str:
 @click.option("--winsorize", type=float, default=None, metavar="PCT",
               help="Also compare each continuous metric capped at this percentile (e.g. 99) of its non-zero "
                    "values, arms pooled. Off by default.")
+@click.option("--ratio", "ratios", multiple=True, metavar="NUM/DEN",
+              help="Ratio metric ΣNUM/ΣDEN per arm (repeatable), e.g. spend/buyers (revenue per buyer) or "
+                   "tickets/orders; compared with a delta-method interval.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def analyze_command(files, arm_column, control, metrics, covariate, strata, shares, alpha, winsorize, as_json):
+def analyze_command(files, arm_column, control, metrics, covariate, strata, shares, alpha, winsorize, ratios,
+                    as_json):
     """Analyse an experiment run outside the application: one CSV row per recipient."""
     result = analyze_file(list(files), arm_column, control, metrics, covariate=covariate, strata=strata,
-                          shares=shares, alpha=alpha, winsorize=winsorize)
+                          shares=shares, alpha=alpha, winsorize=winsorize, ratios=ratios)
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(result, allow_nan=False))
     else:

@@ -75,34 +75,114 @@ def _required_k(alpha: float, power: float) -> float:
     return float(optimize.brentq(f, 0.0, k0, xtol=1e-14))
 
 
-def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, power: float = 0.8,
-                   baseline_mean: float | None = None) -> MinimumDetectableEffect:
-    """Minimum detectable difference in means with a common standard deviation σ.
+def power_continuous(effect: float, sd_control: float, sd_arm: float, n_control: float, n_arm: float,
+                     alpha: float = 0.05) -> float:
+    """Power of Welch's test (normal approximation) for a true difference ``effect`` in means.
 
-    se = σ·sqrt(1/n_C + 1/n_A); MDE = k·se where k solves Φ(k − z_{1-α/2}) + Φ(−k − z_{1-α/2})
-    = power (≈ z_{1-α/2} + z_{power}). Relative MDE = MDE / baseline_mean when that is given.
+    se = sqrt(σ²_C/n_C + σ²_A/n_A) with each arm's standard deviation under the alternative;
+    power = Φ(|δ|/se − z_{1-α/2}) + Φ(−|δ|/se − z_{1-α/2}).
+    """
+    se = math.sqrt(sd_control ** 2 / n_control + sd_arm ** 2 / n_arm)
+    return power_two_sided(effect, se, alpha)
+
+
+def buyers_sd(sd: float, mean: float, relative: float) -> float:
+    """Standard deviation of a per-recipient amount (revenue, tickets) when the share of buyers is
+    multiplied by 1 + r and what each buyer spends is unchanged (the variance under that alternative).
+
+    Y = B·S with B a buyer indicator: E[Y²] scales by 1 + r like the mean, so
+    σ₁² = (1 + r)(σ₀² + m₀²) − (1 + r)²m₀².
+    """
+    k = 1.0 + relative
+    return math.sqrt(max(0.0, k * (sd * sd + mean * mean) - k * k * mean * mean))
+
+
+def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, power: float = 0.8,
+                   baseline_mean: float | None = None, buyers: bool = False) -> MinimumDetectableEffect:
+    """Minimum detectable difference in means (Welch's test, normal approximation).
+
+    Shift alternative (default): the same σ in both arms, se = σ·sqrt(1/n_C + 1/n_A); MDE = k·se where
+    k solves Φ(k − z_{1-α/2}) + Φ(−k − z_{1-α/2}) = power (≈ z_{1-α/2} + z_{power}).
+    ``buyers=True`` (revenue, tickets: an effect through more buyers): the arm's σ under the
+    alternative is :func:`buyers_sd` at the lift r, and r solves :func:`power_continuous` = power
+    (needs ``baseline_mean`` > 0). Relative MDE = MDE / baseline_mean when that is given.
     """
     if sd <= 0:
         raise ValueError("the standard deviation must be positive")
     if n_control <= 0 or n_arm <= 0:
         raise ValueError("both groups need a positive size")
+    _check(alpha, power)
     se = sd * math.sqrt(1.0 / n_control + 1.0 / n_arm)
-    absolute = _required_k(alpha, power) * se
+    if not buyers:
+        absolute = _required_k(alpha, power) * se
+    else:
+        if not baseline_mean or baseline_mean <= 0:
+            raise ValueError("the buyers alternative needs a positive baseline mean")
+        m = baseline_mean
+        f = lambda r: power_continuous(r * m, sd, buyers_sd(sd, m, r), n_control, n_arm, alpha) - power  # noqa: E731
+        high = 1.0
+        while f(high) < 0:
+            high *= 2.0
+            if high > 1e9:
+                raise ValueError("no detectable effect at these sizes")
+        from scipy import optimize
+
+        absolute = float(optimize.brentq(f, 0.0, high, xtol=1e-14, rtol=1e-12)) * m
+        se = math.sqrt(sd * sd / n_control + buyers_sd(sd, m, absolute / m) ** 2 / n_arm)
     relative = absolute / abs(baseline_mean) if baseline_mean else None
     return MinimumDetectableEffect(absolute, relative, se, alpha, power)
 
 
+def power_binary(rate_control: float, rate_arm: float, n_control: float, n_arm: float,
+                 alpha: float = 0.05) -> float:
+    """Power of the pooled two-proportion z-test (the test the verdict uses) at true rates p_C, p_A.
+
+    The variance under the null uses the pooled rate p̄ = (n_A·p_A + n_C·p_C)/(n_A + n_C), the one
+    under the alternative each arm's own: se₀ = sqrt(p̄(1 − p̄)(1/n_A + 1/n_C)),
+    se₁ = sqrt(p_A(1 − p_A)/n_A + p_C(1 − p_C)/n_C), δ = p_A − p_C;
+    power = Φ((|δ| − z_{1-α/2}·se₀)/se₁) + Φ((−|δ| − z_{1-α/2}·se₀)/se₁)
+    (statsmodels' ``power_proportions_2indep(δ, p_C, n_A, ratio=n_C/n_A)``; one tail is R's
+    ``power.prop.test``).
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if n_control <= 0 or n_arm <= 0:
+        raise ValueError("both groups need a positive size")
+    norm = _sps().norm
+    d = abs(rate_arm - rate_control)
+    pooled = (n_arm * rate_arm + n_control * rate_control) / (n_arm + n_control)
+    se0 = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_arm + 1.0 / n_control))
+    se1 = math.sqrt(rate_arm * (1.0 - rate_arm) / n_arm + rate_control * (1.0 - rate_control) / n_control)
+    if se1 <= 0:
+        return 1.0 if d > 0 else 0.0
+    z = norm.isf(alpha / 2.0)
+    return float(norm.cdf((d - z * se0) / se1) + norm.cdf((-d - z * se0) / se1))
+
+
 def mde_binary(baseline_rate: float, n_control: int, n_arm: int, alpha: float = 0.05,
                power: float = 0.8) -> MinimumDetectableEffect:
-    """Minimum detectable difference in proportions around a baseline rate p₀.
+    """Minimum detectable increase of a proportion from a baseline rate p₀, variance under the alternative.
 
-    As :func:`mde_continuous` with σ = sqrt(p₀(1 − p₀)) in both arms (the variance under the
-    alternative is approximated by the baseline's); relative MDE = MDE / p₀.
+    The smallest δ > 0 with :func:`power_binary` (p₀, p₀ + δ) = power (found by root search, so the
+    arm's variance is p₁(1 − p₁) at p₁ = p₀ + δ, not p₀(1 − p₀)); relative MDE = δ / p₀; ``se`` is
+    se₁ at that δ. Raises ValueError when no increase up to p₁ = 1 reaches the power.
     """
     if not 0.0 < baseline_rate < 1.0:
         raise ValueError("the baseline rate must be in (0, 1)")
-    return mde_continuous(math.sqrt(baseline_rate * (1.0 - baseline_rate)), n_control, n_arm,
-                          alpha, power, baseline_mean=baseline_rate)
+    if n_control <= 0 or n_arm <= 0:
+        raise ValueError("both groups need a positive size")
+    _check(alpha, power)
+    p0 = baseline_rate
+    f = lambda d: power_binary(p0, p0 + d, n_control, n_arm, alpha) - power  # noqa: E731
+    top = 1.0 - p0 - 1e-12
+    if f(top) < 0:
+        raise ValueError("no increase of the rate is detectable with that power at these sizes")
+    from scipy import optimize
+
+    d = float(optimize.brentq(f, 0.0, top, xtol=1e-15, rtol=1e-13))
+    p1 = p0 + d
+    se = math.sqrt(p1 * (1 - p1) / n_arm + p0 * (1 - p0) / n_control)
+    return MinimumDetectableEffect(d, d / p0, se, alpha, power)
 
 
 def sample_size_continuous(sd: float, effect: float, share_control: float = 0.5, share_arm: float = 0.5,
@@ -117,10 +197,18 @@ def sample_size_continuous(sd: float, effect: float, share_control: float = 0.5,
         raise ValueError("the standard deviation must be positive")
     if effect == 0:
         raise ValueError("the target effect must be non-zero")
-    if not (0.0 < share_control <= 1.0 and 0.0 < share_arm <= 1.0 and share_control + share_arm <= 1.0 + 1e-9):
-        raise ValueError("shares must be positive and sum to at most 1")
+    _shares(share_control, share_arm)
     k = _required_k(alpha, power)
     total = k * k * sd * sd * (1.0 / share_control + 1.0 / share_arm) / (effect * effect)
+    return _sample_size(total, share_control, share_arm)
+
+
+def _shares(share_control: float, share_arm: float) -> None:
+    if not (0.0 < share_control <= 1.0 and 0.0 < share_arm <= 1.0 and share_control + share_arm <= 1.0 + 1e-9):
+        raise ValueError("shares must be positive and sum to at most 1")
+
+
+def _sample_size(total: float, share_control: float, share_arm: float) -> SampleSize:
     # A hair of tolerance so an exact integer answer is not pushed up by rounding noise.
     ceil = lambda v: math.ceil(v - 1e-9)  # noqa: E731
     return SampleSize(ceil(total), ceil(total * share_control), ceil(total * share_arm), total)
@@ -129,13 +217,33 @@ def sample_size_continuous(sd: float, effect: float, share_control: float = 0.5,
 def sample_size_binary(baseline_rate: float, effect: float, share_control: float = 0.5,
                        share_arm: float = 0.5, alpha: float = 0.05, power: float = 0.8,
                        relative: bool = False) -> SampleSize:
-    """Total recipients N to detect a change ``effect`` of a baseline rate p₀.
+    """Total recipients N to detect a change ``effect`` of a baseline rate p₀ with the pooled z-test.
 
-    ``effect`` is absolute (p₁ − p₀), or relative ((p₁ − p₀)/p₀) when ``relative``; then as
-    :func:`sample_size_continuous` with σ = sqrt(p₀(1 − p₀)).
+    ``effect`` is absolute (p₁ − p₀), or relative ((p₁ − p₀)/p₀) when ``relative``. N solves
+    :func:`power_binary` (p₀, p₁, N·s_C, N·s_A) = power, the variance under the alternative
+    p₁(1 − p₁) in the arm; its one-tail closed form
+    √N·|δ| = z_{1-α/2}·sqrt(p̄(1 − p̄)(1/s_A + 1/s_C)) + z_{power}·sqrt(p₁(1 − p₁)/s_A + p₀(1 − p₀)/s_C)
+    (R's ``power.prop.test`` with equal shares) starts the search.
     """
     if not 0.0 < baseline_rate < 1.0:
         raise ValueError("the baseline rate must be in (0, 1)")
-    absolute = effect * baseline_rate if relative else effect
-    return sample_size_continuous(math.sqrt(baseline_rate * (1.0 - baseline_rate)), absolute,
-                                  share_control, share_arm, alpha, power)
+    _shares(share_control, share_arm)
+    _check(alpha, power)
+    p0 = baseline_rate
+    d = effect * p0 if relative else effect
+    p1 = p0 + d
+    if d == 0:
+        raise ValueError("the target effect must be non-zero")
+    if not 0.0 < p1 < 1.0:
+        raise ValueError("the target rate must be in (0, 1)")
+    norm = _sps().norm
+    pooled = (share_arm * p1 + share_control * p0) / (share_arm + share_control)
+    s0 = math.sqrt(pooled * (1 - pooled) * (1 / share_arm + 1 / share_control))
+    s1 = math.sqrt(p1 * (1 - p1) / share_arm + p0 * (1 - p0) / share_control)
+    total = ((norm.isf(alpha / 2) * s0 + norm.ppf(power) * s1) / abs(d)) ** 2
+    f = lambda n: power_binary(p0, p1, n * share_control, n * share_arm, alpha) - power  # noqa: E731
+    if f(total) > 0:  # the far tail adds a little power: the exact N is a hair smaller
+        from scipy import optimize
+
+        total = float(optimize.brentq(f, total * 1e-3, total, xtol=1e-10, rtol=1e-13))
+    return _sample_size(total, share_control, share_arm)

@@ -159,19 +159,77 @@ def _look_variance(kind: str, y_c: np.ndarray, y_a: np.ndarray) -> float:
     return float(y_c.var(ddof=1)) / y_c.size + float(y_a.var(ddof=1)) / y_a.size
 
 
+def driving_estimate(row: dict) -> dict:
+    """The estimate a verdict reads: the regression-adjusted (CUPED) one when the pre-period holds
+    some history (``cuped.history``), the raw comparison otherwise (no history: nothing to adjust)."""
+    cuped = row.get("cuped")
+    if isinstance(cuped, dict) and cuped.get("history") and cuped.get("abs_ci") is not None:
+        return cuped
+    return row
+
+
+def _interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: float) -> None:
+    """Before the planned end, replace the row's fixed-horizon intervals by always-valid ones
+    (:func:`stats.confidence_sequence`, the mSPRT mixture's dual) and say so (``interval``).
+
+    The difference uses the look variance (p(1 − p)/n per arm, or s²/n) and the metric's planned
+    τ² (``design``: the squared pre-period MDE); the relative lift the same on ln(m_A/m_C) with
+    τ²/m₀²; CUPED its Welch variance; the stratified estimates their normal standard errors.
+    """
+    tau2 = float(design.get("tau2") or 0.0) or None
+    pre_mean = float(design.get("pre_mean") or 0.0)
+    if tau2 is None:
+        from experiments.outcomes import FALLBACK_TAU
+
+        tau2 = FALLBACK_TAU.get(row["metric"], 1.0) ** 2
+    t2_log = tau2 / pre_mean ** 2 if pre_mean > 0 else 0.01  # the same τ on the log scale, relative to m₀
+    z = stats._z(alpha)
+
+    def cs(estimate, variance, t2):
+        if estimate is None or variance is None or not variance > 0:
+            return [None, None]
+        return stats.json_pair(stats.confidence_sequence(estimate, variance, t2, alpha))
+
+    row["interval"] = "always_valid"
+    row["abs_ci"] = cs(row.get("abs_lift"), _look_variance(kind, y_c, y_a), tau2)
+    if row.get("rel_lift") is not None and row.get("rel_ci", [None])[0] is not None:
+        low, high = row["rel_ci"]
+        log_se = (math.log1p(high) - math.log1p(low)) / (2 * z)
+        ci = cs(math.log1p(row["rel_lift"]), log_se ** 2, t2_log)
+        row["rel_ci"] = [math.expm1(ci[0]), math.expm1(ci[1])] if ci[0] is not None else [None, None]
+    cuped = row.get("cuped")
+    if isinstance(cuped, dict) and cuped.get("se"):
+        cuped["abs_ci"] = cs(cuped.get("abs_lift"), cuped["se"] ** 2, tau2)
+    st = row.get("stratified")
+    if isinstance(st, dict) and st.get("abs_ci", [None])[0] is not None and st.get("abs_lift") is not None:
+        se = (st["abs_ci"][1] - st["abs_ci"][0]) / (2 * z)
+        st["abs_ci"] = cs(st["abs_lift"], se * se, tau2)
+    w = row.get("winsorised")
+    if isinstance(w, dict) and w.get("abs_ci", [None])[0] is not None and w.get("abs_lift") is not None:
+        se = (w["abs_ci"][1] - w["abs_ci"][0]) / (2 * z)
+        w["abs_ci"] = cs(w["abs_lift"], se * se, tau2)
+    if isinstance(st, dict) and st.get("odds_ratio_ci", [None])[0] and st.get("odds_ratio"):
+        low, high = st["odds_ratio_ci"]
+        se = (math.log(high) - math.log(low)) / (2 * z)
+        ci = cs(math.log(st["odds_ratio"]), se * se, t2_log)
+        st["odds_ratio_ci"] = [math.exp(ci[0]), math.exp(ci[1])] if ci[0] is not None else [None, None]
+
+
 def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: float) -> str:
     """``increase``/``decrease`` when the data show an effect; ``none`` when the interval holds 0 or
     the p-value is not below α (final), ``none_yet`` when the always-valid p-value is not below α
     (interim).
 
-    The final test is ``p_adjusted_arms`` (Holm across the arms' comparisons with the control, so
-    that several arms keep the family-wise error at α). A final verdict needs both the interval and
+    The estimate read is :func:`driving_estimate` (CUPED when there is history), its test
+    ``p_adjusted_arms`` (Holm across the arms' comparisons with the control, so that several arms
+    keep the family-wise error at α). A final verdict needs both the interval and
     the test: near the limit they can disagree (the
     unpooled interval can exclude 0 while the pooled z-test's p is above α, with arms of unequal
     sizes), and a report must not claim more than the more cautious of the two.
     """
     if row.get("error") or row.get("hidden"):
         return "unknown"
+    row = driving_estimate(row)
     lift = row.get("abs_lift")
     if interim:
         if p_always_valid is None or p_always_valid >= alpha or lift is None:
@@ -302,7 +360,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                                "cap": stats.json_number(winsor.cap) if winsor else None,
                                "capped": _shown(winsor.n_capped, k) if winsor else None}
 
-    comparisons, headline, roi, redemption, balance = [], [], [], [], []
+    comparisons, headline, roi, redemption, balance, ratios = [], [], [], [], [], []
     for i, arm in enumerate(names):
         if i == control:
             continue
@@ -332,6 +390,12 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                         row["winsorised"] = None
             rows.append(row)
         stats.fill_holm(rows)
+        if interim:  # before the planned end: always-valid intervals only
+            planned = (experiment.design or {}).get("metrics", {})
+            for row in rows:
+                if not row.get("hidden") and not row.get("error"):
+                    y = data.window[row["metric"]]
+                    _interim_intervals(row, row["type"], y[mc], y[ma], planned.get(row["metric"], {}), alpha)
         comparisons.extend(rows)
 
         # the interim look and the headline of the primary metric
@@ -364,6 +428,14 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         # incremental revenue and return on the promotion (raw revenue)
         roi.append(_roi(arm, data, mc, ma, redeemed, promotion, alpha, k, arm_hidden))
 
+        # ratio metrics marketers read: revenue and tickets per buyer (delta method)
+        buyers = data.window["conversion"]
+        entry = {"arm": arm, "hidden": _hidden_by(k, n_c, n_a, int(buyers[mc].sum()), int(buyers[ma].sum()))}
+        for name, metric in (("revenue_per_buyer", "revenue"), ("tickets_per_buyer", "tickets")):
+            y = data.window[metric]
+            entry[name] = None if entry["hidden"] else stats.ratio_summary(y[mc], buyers[mc], y[ma], buyers[ma], alpha)
+        ratios.append(entry)
+
         # pre-period balance of the covariates
         for metric in LIFT_METRICS:
             x = data.pre[metric]
@@ -387,12 +459,21 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         row = entry.pop("_row")
         entry.update({key: row.get(key) for key in ("control_mean", "arm_mean", "abs_lift", "abs_ci", "rel_lift",
                                                     "rel_ci", "rel_reason", "p_value", "p_adjusted",
-                                                    "p_adjusted_arms", "hidden", "error")})
+                                                    "p_adjusted_arms", "hidden", "error", "interval")})
+        # the estimate the verdict reads is the one shown: CUPED when the pre-period has history
+        driving = driving_estimate(row)
+        cuped = row.get("cuped") if isinstance(row.get("cuped"), dict) else None
+        entry["estimator"] = "cuped" if driving is not row else "raw"
+        entry["history"] = None if cuped is None else bool(cuped.get("history"))
+        if driving is not row:
+            entry.update({key: driving.get(key) for key in ("abs_lift", "abs_ci", "p_value", "p_adjusted_arms")})
+            entry["raw_abs_lift"] = row.get("abs_lift")
         entry["verdict"] = _verdict(row, interim, entry["p_always_valid"], alpha)
     report["comparisons"] = comparisons
     report["headline"] = headline
     report["redemption"] = redemption
     report["roi"] = roi
+    report["ratios"] = ratios
     control_redeemed = int(data.window["redemption"][masks[control]].sum()) if data.size else 0
     leaked = int(experiment.leaked_redemptions or 0)
     report["codes"] = {"leaked": _shown(leaked, k) if leaked else 0,
@@ -829,7 +910,9 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
                     if 0.0 < mean < 1.0 and n_c > 0 and n_a > 0:
                         mde = power.mde_binary(mean, n_c, n_a, alpha, target_power)
                 elif sd > 0 and n_c > 0 and n_a > 0:
-                    mde = power.mde_continuous(sd, n_c, n_a, alpha, target_power, baseline_mean=mean)
+                    # revenue and tickets move through more buyers: the arm's variance grows with them
+                    mde = power.mde_continuous(sd, n_c, n_a, alpha, target_power, baseline_mean=mean,
+                                               buyers=mean > 0)
             except ValueError:
                 mde = None
             entry["mde"][metric] = {"absolute": mde.absolute, "relative": mde.relative} if mde else None

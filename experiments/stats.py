@@ -626,12 +626,74 @@ def compare_summary(kind: str, y_control: np.ndarray, y_arm: np.ndarray, alpha: 
 
 
 def cuped_summary(y_control, x_control, y_arm, x_arm, alpha: float = 0.05) -> dict:
-    """:func:`cuped` as a JSON-able dict: θ, the adjusted lift, interval, p-value and variance reduction."""
-    adjusted = cuped(y_control, x_control, y_arm, x_arm, alpha)
+    """:func:`cuped` as a JSON-able dict: θ, the adjusted lift, interval, p-value and variance reduction.
+
+    ``history`` is False when the covariate is the same for everyone (typically 0: no purchase
+    imported before the launch): there is nothing to adjust on, θ and the variance reduction are
+    then None rather than a misleading 0 %, and the estimate equals the raw one.
+    """
+    x_c, x_a = np.asarray(x_control, dtype=float), np.asarray(x_arm, dtype=float)
+    history = bool(x_c.size + x_a.size) and float(np.ptp(np.concatenate([x_c, x_a]))) > 0
+    adjusted = cuped(y_control, x_c, y_arm, x_a, alpha)
     a = adjusted.adjusted
-    return {"theta": json_number(adjusted.theta), "abs_lift": json_number(a.diff), "abs_ci": json_pair(a.ci),
-            "p_value": json_number(a.p_value), "variance_reduction": json_number(adjusted.variance_reduction),
-            "statistic": json_number(a.statistic), "df": json_number(a.df)}
+    return {"theta": json_number(adjusted.theta) if history else None, "abs_lift": json_number(a.diff),
+            "abs_ci": json_pair(a.ci), "p_value": json_number(a.p_value),
+            "variance_reduction": json_number(adjusted.variance_reduction) if history else None,
+            "statistic": json_number(a.statistic), "df": json_number(a.df), "se": json_number(a.se),
+            "history": history}
+
+
+# --- ratio metrics ---------------------------------------------------------------------------------
+
+def ratio_summary(num_control, den_control, num_arm, den_arm, alpha: float = 0.05) -> dict:
+    """A ratio metric (revenue per buyer, tickets per order) compared between arms, delta method.
+
+    Per arm, with per-recipient numerator Y and denominator X (n recipients): R = ΣY/ΣX and
+    var(R) ≈ (s²_Y − 2R·s_XY + R²·s²_X)/(n·x̄²) (sample moments, divisor n − 1); the difference
+    R_A − R_C has variance var(R_A) + var(R_C), interval d ± z_{1-α/2}·se, z = d/se,
+    p = 2·Φ(−|z|). Null fields with ``reason`` ``no_denominator`` when an arm's ΣX is 0 or it has
+    fewer than two recipients with a non-zero denominator.
+    """
+    def one(y, x):
+        y, x = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
+        if y.size < 2 or x.sum() == 0 or np.count_nonzero(x) < 2:
+            return None
+        r = y.sum() / x.sum()
+        cov = np.cov(np.vstack([y, x]), ddof=1)
+        var = (cov[0, 0] - 2 * r * cov[0, 1] + r * r * cov[1, 1]) / (y.size * x.mean() ** 2)
+        return float(r), float(max(0.0, var)), int(x.sum())
+
+    c, a = one(num_control, den_control), one(num_arm, den_arm)
+    out = {"control_ratio": None, "arm_ratio": None, "diff": None, "ci": [None, None], "p_value": None,
+           "denominator_control": None, "denominator_arm": None, "reason": None}
+    if c is None or a is None:
+        out["reason"] = "no_denominator"
+        return out
+    d = a[0] - c[0]
+    se = math.sqrt(a[1] + c[1])
+    z = _z(alpha)
+    out.update({"control_ratio": json_number(c[0]), "arm_ratio": json_number(a[0]), "diff": json_number(d),
+                "ci": json_pair((d - z * se, d + z * se)),
+                "p_value": json_number(_two_sided_normal_p(d / se) if se > 0 else (1.0 if d == 0 else 0.0)),
+                "denominator_control": c[2], "denominator_arm": a[2]})
+    return out
+
+
+# --- always-valid intervals ------------------------------------------------------------------------
+
+def confidence_sequence(estimate: float, variance: float, tau2: float, alpha: float = 0.05) -> tuple[float, float]:
+    """The always-valid interval of the mSPRT normal mixture (the dual of :func:`msprt_p_values`).
+
+    With V the estimate's variance at this look and τ² the mixing variance: the values δ₀ the test
+    would not reject, δ̂ ± sqrt(V(V + τ²)/τ² · (ln((V + τ²)/V) − 2 ln α)). It covers the true
+    difference at every look at once with probability ≥ 1 − α, so it may be read at interim looks;
+    it is wider than the fixed-horizon interval, which is only valid at the planned end.
+    """
+    if not (variance > 0 and tau2 > 0) or not math.isfinite(estimate):
+        return (math.nan, math.nan)
+    half = math.sqrt(variance * (variance + tau2) / tau2 * (math.log((variance + tau2) / variance)
+                                                              - 2.0 * math.log(alpha)))
+    return (estimate - half, estimate + half)
 
 
 def stratified_summary(kind: str, y_control, strata_control, y_arm, strata_arm, labels: Sequence,

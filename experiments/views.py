@@ -184,6 +184,14 @@ def headline_sentences(report: dict) -> list[str]:
             figures = _("%(arm)s: %(metric)s %(arm_value)s against %(control_value)s in the control group, a "
                         "difference of %(diff)s (%(level)s%% confidence interval %(diff_low)s to %(diff_high)s).",
                         **values)
+        if h.get("estimator") == "cuped":
+            figures += " " + _("The difference is adjusted for each recipient's purchases before the launch "
+                               "(CUPED): the conclusion reads this adjusted estimate.")
+        elif h.get("history") is False:
+            figures += " " + _("No purchase history before the launch was available: the difference is not "
+                               "adjusted.")
+        if report.get("interim") and h.get("interval") == "always_valid":
+            figures += " " + _("The interval is always-valid (interim).")
         verdict = h.get("verdict")
         if report.get("interim"):
             lead = _("Interim look, day %(day)s of %(days)s, %(p_av)s.", **values)

@@ -68,7 +68,7 @@ def independent_analysis(df: pd.DataFrame, alpha: float = ALPHA) -> dict:
     n = {arm: int(counts[arm]) for arm in ARMS}
     shares = [1 / 3] * 3
     expected = {"n": n, "srm": _srm([n[a] for a in ARMS], shares), "control": CONTROL, "arms": ARMS,
-                "alpha": alpha, "shares": dict(zip(ARMS, shares)), "metrics": METRICS}
+                "alpha": alpha, "shares": dict(zip(ARMS, shares)), "metrics": METRICS, "warnings": []}
     by_channel = df.groupby(["channel", "segment"]).size().unstack()
     expected["srm_by_stratum"] = {
         channel: {"n": {a: int(by_channel.loc[channel, a]) for a in ARMS},
@@ -115,7 +115,8 @@ def independent_analysis(df: pd.DataFrame, alpha: float = ALPHA) -> dict:
             se_raw = CompareMeans(DescrStatsW(y_a), DescrStatsW(y_c)).std_meandiff_separatevar
             se_adj = CompareMeans(DescrStatsW(adj_a), DescrStatsW(adj_c)).std_meandiff_separatevar
             row["cuped"] = {"theta": theta, "abs_lift": adj_a.mean() - adj_c.mean(), "abs_ci": ci, "p_value": p,
-                            "variance_reduction": 1 - se_adj ** 2 / se_raw ** 2, "statistic": stat, "df": dof}
+                            "variance_reduction": 1 - se_adj ** 2 / se_raw ** 2, "statistic": stat, "df": dof,
+                            "se": se_adj, "history": True}
 
             channels = sorted(df["channel"].unique())
             if kind == "binary":
@@ -350,6 +351,12 @@ GOOD = "arm,y,z,g\nc,1,2.5,x\nc,0,3.5,x\nt,1,1.0,y\nt,1,4.0,y\n"
     ("", ["--metric", "y"], "is empty"),
     ("arm,y\n", ["--metric", "y"], "no data rows"),
     (GOOD, ["--metric", "y", "--metric", "y"], "given more than once"),
+    (GOOD, ["--metric", "y", "--strata", "g"], None),
+    ("arm,y,g\nc,1,x\nc,0,\nt,1,y\nt,0,y\n", ["--metric", "y", "--strata", "g"],
+     "line 3, column 'g': the stratum label is empty"),
+    (GOOD, ["--metric", "y", "--metric", "z", "--covariate", "z"], "the covariate 'z' is also a metric"),
+    (GOOD, ["--metric", "y", "--ratio", "z"], "is not NUMERATOR/DENOMINATOR"),
+    (GOOD, ["--metric", "y", "--ratio", "z/w"], "column 'w' not found"),
     (GOOD, ["--metric", "arm"], "cannot also be a metric"),
 ])
 def test_user_errors_exit_1_with_a_clear_message(tmp_path, text, args, message):
@@ -357,6 +364,9 @@ def test_user_errors_exit_1_with_a_clear_message(tmp_path, text, args, message):
     if "--control" not in args:
         args = [*args, "--control", "c"]
     result = run(path, "--arm", "arm", *args)
+    if message is None:  # the valid variant of a case below
+        assert result.exit_code == 0, result.output
+        return
     assert result.exit_code == 1, result.output
     assert message in result.output
     assert "Traceback" not in result.output
@@ -426,3 +436,43 @@ def test_hillstrom_fails_rather_than_skips_when_required(tmp_path):
                           cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.returncode == 1, done.stdout[-2000:]
     assert "1 failed" in done.stdout and "PILOT_REQUIRE_REFERENCE_DATA" in done.stdout
+
+
+def test_constant_metric_and_covariate_copies_are_warned(tmp_path):
+    text = "arm,y,z,pre,flat\nc,1,2.5,0,3\nc,0,3.5,0,3\nt,1,1.0,0,3\nt,1,4.0,0,3\n"
+    path = write(tmp_path, text)
+    result = CliRunner().invoke(analyze_command, [str(path), "--arm", "arm", "--control", "c", "--metric", "flat",
+                                                  "--metric", "z", "--covariate", "pre", "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert any("'flat' has the same value" in w for w in got["warnings"])
+    assert any("no history before the launch" in w for w in got["warnings"])
+    assert "warning: metric 'flat'" in result.stderr
+    cu = next(c for c in got["comparisons"] if c["metric"] == "z")["cuped"]
+    assert cu["history"] is False and cu["variance_reduction"] is None and cu["theta"] is None
+    copy = analyze_file(write(tmp_path, "arm,y,x\nc,1,1\nc,0,0\nt,1,1\nt,0,0\n", "copy.csv"), "arm", "c",
+                        ["y:continuous"], covariate="x")
+    assert any("holds exactly the values of metric 'y'" in w for w in copy["warnings"])
+
+
+def test_ratio_metric_delta_method(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 3000
+    arm = rng.choice(["c", "t"], n)
+    orders = rng.poisson(np.where(arm == "t", 0.35, 0.3))
+    tickets = orders * 2 + rng.poisson(orders * 0.5)
+    path = write(tmp_path, "arm,orders,tickets\n" + "".join(f"{a},{o},{t}\n" for a, o, t in zip(arm, orders, tickets)))
+    got = analyze_file(path, "arm", "c", ["orders"], ratios=["tickets/orders"])
+    (r,) = got["ratios"]
+    # independently: the linearised (influence) values (y − R·x)/x̄ of each arm, their variance over n
+    def arm_ratio(mask):
+        y, x = tickets[mask].astype(float), orders[mask].astype(float)
+        ratio = y.sum() / x.sum()
+        return ratio, DescrStatsW((y - ratio * x) / x.mean()).std_mean ** 2
+    (r_c, v_c), (r_a, v_a) = arm_ratio(arm == "c"), arm_ratio(arm == "t")
+    se = math.sqrt(v_c + v_a)
+    assert r["control_ratio"] == pytest.approx(r_c) and r["arm_ratio"] == pytest.approx(r_a) and r["arm"] == "t"
+    assert r["ci"] == pytest.approx([r_a - r_c - 1.959963984540054 * se, r_a - r_c + 1.959963984540054 * se])
+    assert r["p_value"] == pytest.approx(2 * sps.norm.sf(abs(r_a - r_c) / se))
+    assert "ratio tickets/orders (delta method)" in run(path, "--arm", "arm", "--control", "c", "--metric", "orders",
+                                                        "--ratio", "tickets/orders").stdout

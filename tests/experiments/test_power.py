@@ -6,6 +6,7 @@ import math
 
 import pytest
 from statsmodels.stats.power import NormalIndPower, zt_ind_solve_power
+from statsmodels.stats.proportion import power_proportions_2indep, samplesize_proportions_2indep_onetail
 
 from experiments import power
 
@@ -32,17 +33,55 @@ def test_mde_continuous_matches_statsmodels(n_control, n_arm, alpha, target):
     assert got.se == pytest.approx(sd * math.sqrt(1 / n_control + 1 / n_arm))
 
 
-@pytest.mark.parametrize("baseline", [0.01, 0.08, 0.5, 0.93])
-def test_mde_binary_uses_the_baseline_variance(baseline):
-    got = power.mde_binary(baseline, 12000, 8000, alpha=0.05, power=0.8)
-    sd = math.sqrt(baseline * (1 - baseline))
-    achieved = NormalIndPower().power(got.absolute / sd, 12000, 0.05, ratio=8000 / 12000)
-    assert achieved == pytest.approx(0.8, abs=1e-10)
+@pytest.mark.parametrize("baseline, n_control, n_arm", [(0.005, 20000, 20000), (0.01, 12000, 8000),
+                                                      (0.08, 3000, 9000), (0.5, 400, 400), (0.93, 5000, 2500)])
+def test_mde_binary_agrees_with_statsmodels_power_proportions_2indep(baseline, n_control, n_arm):
+    """The variance under the alternative: statsmodels' power at our MDE is the requested power
+    (the old p₀(1 − p₀)-in-both-arms MDE was 5 to 18 % too small and failed this)."""
+    got = power.mde_binary(baseline, n_control, n_arm, alpha=0.05, power=0.8)
+    achieved = power_proportions_2indep(got.absolute, baseline, n_arm, ratio=n_control / n_arm, alpha=0.05).power
+    assert achieved == pytest.approx(0.8, rel=5e-4)  # 3 significant digits
     assert got.relative == pytest.approx(got.absolute / baseline)
-    # The textbook closed form (z_{1-α/2} + z_power)·se ignores the far rejection tail, so it is
-    # a hair larger than the exact solution.
-    closed_form = (1.959963984540054 + 0.8416212335729143) * got.se
-    assert got.absolute == pytest.approx(closed_form, rel=1e-5) and got.absolute < closed_form
+    # statsmodels' own sample size for that difference gives back our sizes
+    nobs1 = samplesize_proportions_2indep_onetail(got.absolute, baseline, 0.8, ratio=n_control / n_arm, alpha=0.05)
+    assert nobs1 == pytest.approx(n_arm, rel=5e-3)
+
+
+@pytest.mark.parametrize("p_control, p_arm, n_control, n_arm, alpha", [
+    (0.01, 0.013, 20000, 10000, 0.05), (0.3, 0.25, 500, 800, 0.1), (0.5, 0.75, 50, 50, 0.05)])
+def test_power_binary_is_statsmodels(p_control, p_arm, n_control, n_arm, alpha):
+    got = power.power_binary(p_control, p_arm, n_control, n_arm, alpha)
+    ref = power_proportions_2indep(p_arm - p_control, p_control, n_arm, ratio=n_control / n_arm, alpha=alpha).power
+    assert got == pytest.approx(ref, rel=1e-9)
+
+
+def test_r_power_prop_test_published_examples():
+    """R's ?power.prop.test: n = 50, p1 = .5, p2 = .75 → power 0.740; p1 = .5, p2 = .75, power .9 →
+    n = 76.7 per group; n = 50, p1 = .5, power .9 → p2 = 0.8026."""
+    assert f"{power.power_binary(0.5, 0.75, 50, 50):.3g}" == "0.74"
+    assert f"{power.sample_size_binary(0.5, 0.25, 0.5, 0.5, 0.05, 0.9).total_exact / 2:.3g}" == "76.7"
+    assert f"{0.5 + power.mde_binary(0.5, 50, 50, 0.05, 0.9).absolute:.4g}" == "0.8026"
+
+
+def test_sample_size_binary_matches_statsmodels():
+    for p0, lift, share_c, share_a in ((0.01, 0.2, 0.5, 0.5), (0.08, -0.1, 0.2, 0.8), (0.3, 0.05, 1 / 3, 1 / 3)):
+        got = power.sample_size_binary(p0, lift, share_c, share_a, 0.05, 0.8, relative=True)
+        nobs1 = samplesize_proportions_2indep_onetail(p0 * lift, p0, 0.8, ratio=share_c / share_a, alpha=0.05)
+        assert got.total_exact * share_a == pytest.approx(nobs1, rel=1e-3)
+
+
+def test_mde_of_revenue_with_more_buyers_uses_the_variance_under_the_alternative():
+    # 0.5 % buyers, spend lognormal: the arm's variance grows with its share of buyers
+    p, mu, sigma = 0.005, 3.0, 1.0
+    e_s, e_s2 = math.exp(mu + sigma ** 2 / 2), math.exp(2 * mu + 2 * sigma ** 2)
+    mean, sd = p * e_s, math.sqrt(p * e_s2 - (p * e_s) ** 2)
+    got = power.mde_continuous(sd, 20000, 20000, 0.05, 0.8, baseline_mean=mean, buyers=True)
+    r = got.relative
+    p1 = p * (1 + r)
+    sd1 = math.sqrt(p1 * e_s2 - (p1 * e_s) ** 2)
+    se = math.sqrt(sd ** 2 / 20000 + sd1 ** 2 / 20000)
+    assert NormalIndPower().power(got.absolute / se, 2, 0.05) == pytest.approx(0.8, rel=1e-9)
+    assert got.absolute > power.mde_continuous(sd, 20000, 20000, 0.05, 0.8).absolute
 
 
 @pytest.mark.parametrize("share_control, share_arm", [(0.5, 0.5), (1 / 3, 1 / 3), (0.2, 0.8), (0.1, 0.45)])
@@ -64,9 +103,8 @@ def test_sample_size_binary_absolute_and_relative():
     absolute = power.sample_size_binary(0.04, 0.006, alpha=0.05, power=0.9)
     relative = power.sample_size_binary(0.04, 0.15, alpha=0.05, power=0.9, relative=True)
     assert absolute.total_exact == pytest.approx(relative.total_exact)
-    sd = math.sqrt(0.04 * 0.96)
-    nobs1 = zt_ind_solve_power(effect_size=0.006 / sd, alpha=0.05, power=0.9, ratio=1.0)
-    assert absolute.total_exact == pytest.approx(2 * nobs1, rel=1e-6)
+    nobs1 = samplesize_proportions_2indep_onetail(0.006, 0.04, 0.9, ratio=1.0, alpha=0.05)
+    assert absolute.total_exact == pytest.approx(2 * nobs1, rel=1e-4)
 
 
 def test_power_two_sided_matches_statsmodels():

@@ -6,11 +6,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import uuid
 
 import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 from sqlalchemy import select
 
 from campaigns.services import make_arms
@@ -66,33 +69,66 @@ def after_window(experiment):
     return experiment.window_end + dt.timedelta(days=1)
 
 
-def test_report_matches_pilot_analyze_on_the_same_recipients(session, measured, tmp_path):
+def _independent_outcomes(session, experiment):
+    """Per recipient, from the sales table itself (not through outcomes.py nor load_data): arm,
+    bought in the window, revenue in dollars in the window."""
+    recipients = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id)).all()
+    sales = session.scalars(select(Transaction).where(Transaction.purchased_at >= experiment.launched_at,
+                                                      Transaction.purchased_at < experiment.window_end)).all()
+    participating = {o.id for o in experiment.campaign.promotion.organisations}
+    spent: dict[int, float] = {}
+    for t in sales:
+        if t.organisation_id in participating:
+            spent[t.spectator_id] = spent.get(t.spectator_id, 0.0) + t.amount_cents / 100
+    arm = np.array([r.arm for r in recipients])
+    revenue = np.array([spent.get(r.spectator_id, 0.0) for r in recipients])
+    return arm, (revenue > 0).astype(float), revenue
+
+
+def test_report_agrees_with_an_independent_computation_from_the_sales(session, measured):
     district, experiment = measured
     report = reports.build_report(session, experiment, now=after_window(experiment))
-    data = reports.load_data(session, experiment)
-    path = tmp_path / "recipients.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["arm", "org", "conversion", "revenue", "pre_conversion"])
-        for i in range(data.size):
-            writer.writerow([data.arm_names[data.arm[i]], int(data.organisation[i]), data.window["conversion"][i],
-                             repr(float(data.window["revenue"][i])), data.pre["conversion"][i]])
-    shares = {a["name"]: a["share"] / 100 for a in experiment.arms}
-    for metric, kind in (("conversion", "binary"), ("revenue", "continuous")):
-        expected = analyze_file(path, "arm", "control", [f"{metric}:{kind}"], strata="org", shares=shares)
-        got = next(c for c in report["comparisons"] if c["metric"] == metric)
-        want = expected["comparisons"][0]
-        for key in ("control_mean", "arm_mean", "abs_lift", "rel_lift", "p_value", "statistic"):
-            assert got[key] == pytest.approx(want[key], rel=1e-9), key
-        assert got["abs_ci"] == pytest.approx(want["abs_ci"], rel=1e-9)
-        assert got["stratified"]["p_value"] == pytest.approx(want["stratified"]["p_value"], rel=1e-9)
-    assert report["recipients"] == data.size == experiment.recipients
+    arm, bought, revenue = _independent_outcomes(session, experiment)
+    c, a = arm == "control", arm == "A"
+    conversion = next(x for x in report["comparisons"] if x["metric"] == "conversion")
+    z, p = proportions_ztest([bought[a].sum(), bought[c].sum()], [a.sum(), c.sum()])
+    low, high = confint_proportions_2indep(bought[a].sum(), a.sum(), bought[c].sum(), c.sum(), method="wald")
+    assert conversion["statistic"] == pytest.approx(z, rel=1e-9) and conversion["p_value"] == pytest.approx(p, rel=1e-9)
+    assert conversion["abs_ci"] == pytest.approx([low, high], rel=1e-9)
+    rel_low, rel_high = confint_proportions_2indep(bought[a].sum(), a.sum(), bought[c].sum(), c.sum(),
+                                                   compare="ratio", method="log")
+    assert conversion["rel_ci"] == pytest.approx([rel_low - 1, rel_high - 1], rel=1e-9)
+    rev = next(x for x in report["comparisons"] if x["metric"] == "revenue")
+    t, p, _ = ttest_ind(revenue[a], revenue[c], usevar="unequal")
+    assert rev["statistic"] == pytest.approx(t, rel=1e-9) and rev["p_value"] == pytest.approx(p, rel=1e-9)
+    assert rev["abs_lift"] == pytest.approx(revenue[a].mean() - revenue[c].mean(), rel=1e-9)
+    assert report["recipients"] == arm.size == experiment.recipients
     # Holm over the campaign's declared lift metrics (redemption is never a lift)
-    rows = [c for c in report["comparisons"] if c["arm"] == "A"]
-    assert [c["metric"] for c in rows] == ["conversion", "revenue"]
-    assert [c["p_adjusted"] for c in rows] == pytest.approx(stats.holm([c["p_value"] for c in rows]))
-    assert all("cuped" in c and "stratified" in c for c in rows)
-    assert report["arms"][0]["n"] + report["arms"][1]["n"] == experiment.recipients
+    rows = [x for x in report["comparisons"] if x["arm"] == "A"]
+    assert [x["metric"] for x in rows] == ["conversion", "revenue"]
+    assert [x["p_adjusted"] for x in rows] == pytest.approx(list(multipletests([x["p_value"] for x in rows],
+                                                                                method="holm")[1]))
+    assert all("cuped" in x and "stratified" in x for x in rows)
+    # return on the promotion, from the same independent figures
+    roi = report["roi"][0]
+    n_a = int(a.sum())
+    promotion = district.campaign.promotion
+    welch = CompareMeans(DescrStatsW(revenue[a]), DescrStatsW(revenue[c]))
+    incremental = (revenue[a].mean() - revenue[c].mean()) * n_a
+    assert roi["incremental_revenue"] == pytest.approx(incremental, rel=1e-9)
+    assert roi["incremental_ci"] == pytest.approx([v * n_a for v in welch.tconfint_diff(usevar="unequal")], rel=1e-9)
+    redeemed = len({r.id for r in session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id,
+                                                                          Recipient.arm == "A")).all()
+                    if r.code and session.scalar(select(Transaction.id).where(
+                        Transaction.promo_code == r.code, Transaction.purchased_at >= experiment.launched_at,
+                        Transaction.purchased_at < experiment.window_end).limit(1))})
+    costs = redeemed * promotion.average_discount_cents / 100 + n_a * promotion.cost_per_contact_cents / 100
+    assert roi["net"] == pytest.approx(incremental - costs, rel=1e-9)
+    assert roi["roi"] == pytest.approx((incremental - costs) / costs, rel=1e-9)
+    # revenue and tickets per buyer (every simulated sale holds 2 tickets)
+    ratio = report["ratios"][0]
+    assert ratio["revenue_per_buyer"]["arm_ratio"] == pytest.approx(revenue[a].sum() / bought[a].sum(), rel=1e-9)
+    assert ratio["tickets_per_buyer"]["control_ratio"] >= 2.0
 
 
 def test_headline_reports_a_detected_increase_and_uptake_without_lift(session, measured):
@@ -116,10 +152,8 @@ def test_headline_reports_a_detected_increase_and_uptake_without_lift(session, m
     roi = report["roi"][0]
     n_arm = next(a["n"] for a in report["arms"] if a["name"] == "A")
     promotion = district.campaign.promotion
-    assert roi["incremental_revenue"] == pytest.approx(revenue["abs_lift"] * n_arm)
     assert roi["contact_cost"] == pytest.approx(n_arm * promotion.cost_per_contact_cents / 100)
-    assert roi["discount_cost"] == pytest.approx(uptake["redeemed"] * promotion.average_discount_cents / 100)
-    assert roi["net"] == pytest.approx(roi["incremental_revenue"] - roi["discount_cost"] - roi["contact_cost"])
+    # (the figures themselves: test_report_agrees_with_an_independent_computation_from_the_sales)
 
 
 def test_no_detectable_effect_when_the_interval_contains_zero(session):
@@ -239,7 +273,20 @@ def test_interim_looks_are_always_valid_and_recorded_once_a_day(session):
     assert snapshot.kind == "interim" and snapshot.data["interim"]
     (headline,) = snapshot.data["headline"]
     assert headline["p_always_valid"] is not None and headline["p_always_valid"] >= headline["p_value"]
-    assert headline["verdict"] in ("increase", "none_yet")
+    # the verdict follows the always-valid p-value, recomputed here from the mixture's likelihood ratio
+    look = experiment.interim_looks[0]
+    tau2 = experiment.design["metrics"]["conversion"]["tau2"]
+    v, d = look["variance"], look["estimate"]
+    likelihood_ratio = math.sqrt(v / (v + tau2)) * math.exp(tau2 * d * d / (2 * v * (v + tau2)))
+    assert headline["p_always_valid"] == pytest.approx(min(1.0, 1 / likelihood_ratio), rel=1e-9)
+    assert headline["verdict"] == ("increase" if 1 / likelihood_ratio < 0.05 else "none_yet")
+    # before the planned end every interval is always-valid, wider than the fixed-horizon one
+    for row in snapshot.data["comparisons"]:
+        assert row["interval"] == "always_valid"
+    conversion = next(r for r in snapshot.data["comparisons"] if r["metric"] == "conversion")
+    half = math.sqrt(v * (v + tau2) / tau2 * (math.log((v + tau2) / v) + 2 * math.log(1 / 0.05)))
+    assert conversion["abs_ci"] == pytest.approx([d - half, d + half], rel=1e-9)
+    assert half > 1.96 * math.sqrt(v)
     reports.refresh_report(session, experiment, now=day_10 + dt.timedelta(hours=2))
     assert len(experiment.interim_looks) == 1  # the same day: replaced
     later = reports.refresh_report(session, experiment, now=day_10 + dt.timedelta(days=1))
@@ -252,6 +299,7 @@ def test_interim_looks_are_always_valid_and_recorded_once_a_day(session):
     assert later.data["headline"][0]["p_always_valid"] == pytest.approx(expected.p_values[-1])
     final = reports.refresh_report(session, experiment, now=after_window(experiment))
     assert final.kind == "final" and final.data["headline"][0]["p_always_valid"] is None
+    assert all("interval" not in row for row in final.data["comparisons"])
 
 
 def test_snapshots_exports_and_json(session, measured):
@@ -293,3 +341,25 @@ def test_several_arms_verdicts_use_holm_across_arms():
     # a raw p under α that Holm lifts above it: no claimed effect
     row = dict(rows[2], p_value=0.03, p_adjusted_arms=0.09, abs_ci=[0.001, 0.03])
     assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "none"
+
+
+def test_the_regression_adjusted_estimate_drives_the_verdict_when_there_is_history():
+    rng = np.random.default_rng(8)
+    x_c, x_a = rng.gamma(2, 50, 3000), rng.gamma(2, 50, 3000)
+    y_c = 0.8 * x_c + rng.normal(0, 10, 3000)
+    y_a = 0.8 * x_a + 1.0 + rng.normal(0, 10, 3000)
+    row = {"metric": "revenue", **stats.compare_summary("continuous", y_c, y_a)}
+    row["cuped"] = stats.cuped_summary(y_c, x_c, y_a, x_a)
+    stats.fill_holm_arms([row])
+    assert row["abs_ci"][0] < 0 < row["abs_ci"][1]  # the raw estimate cannot tell
+    t, p, _ = ttest_ind(y_a - row["cuped"]["theta"] * (x_a - np.r_[x_c, x_a].mean()),
+                        y_c - row["cuped"]["theta"] * (x_c - np.r_[x_c, x_a].mean()), usevar="unequal")
+    assert row["cuped"]["p_value"] == pytest.approx(p, rel=1e-9) and p < 0.05
+    assert reports.driving_estimate(row) is row["cuped"]
+    assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "increase"
+    # no history (sales imported only after the launch): said so, and the raw estimate stands
+    flat = {"metric": "revenue", **stats.compare_summary("continuous", y_c, y_a)}
+    flat["cuped"] = stats.cuped_summary(y_c, np.zeros(3000), y_a, np.zeros(3000))
+    assert flat["cuped"]["history"] is False and flat["cuped"]["variance_reduction"] is None
+    assert reports.driving_estimate(flat) is flat
+    assert reports._verdict(flat, interim=False, p_always_valid=None, alpha=0.05) == "none"
