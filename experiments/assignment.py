@@ -44,11 +44,56 @@ def _stratum_seed(seed: int, stratum: Hashable) -> list[int]:
     return [int(seed) & 0xFFFFFFFF, int.from_bytes(digest[:4], "big")]
 
 
+#: The version of the algorithm :func:`assign` uses for new experiments (stored with each one, so
+#: that verifying an older experiment redraws it with the algorithm that drew it):
+#: 1 = largest-remainder rounding (:func:`planned_counts`), 2 = randomised rounding
+#: (:func:`randomised_counts`).
+ASSIGNMENT_VERSION = 2
+ASSIGNMENT_VERSIONS = (1, 2)
+
+
+def randomised_counts(n: int, shares: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """Split ``n`` units into arms so that each arm's expected count is exactly n·share (version 2).
+
+    Each arm gets floor(n·s_i) plus one more with probability equal to its fractional part f_i
+    (Σf_i = L, the leftover units, an integer): systematic sampling over the f_i laid end to end in
+    a random order, from a uniform start u, gives arm i the extra unit when some u + j (j integer)
+    falls in its stretch, which happens with probability f_i exactly, and hands out L extras in all.
+    The units being shuffled afterwards, each unit's probability of arm i is E[count_i]/n = s_i,
+    in tiny strata too; counts stay within one unit of n·s_i.
+    """
+    shares = np.asarray(shares, dtype=float)
+    shares = shares / shares.sum()
+    exact = n * shares
+    counts = np.floor(exact).astype(np.int64)
+    leftover = n - int(counts.sum())
+    if leftover:
+        frac = np.clip(exact - counts, 0.0, 1.0)
+        order = rng.permutation(len(shares))
+        stretch = frac[order] * (leftover / frac.sum())  # Σ exactly L despite rounding
+        ends = np.cumsum(stretch)
+        starts = ends - stretch
+        u = rng.random()
+        # arm gets an extra unit when an integer-spaced point u + j lies in [start, end)
+        extra = np.floor(ends - u) - np.floor(starts - u) > 0
+        counts[order[extra]] += 1
+        # guard against floating-point edge cases: exactly ``leftover`` extras
+        while counts.sum() > n:
+            counts[order[extra][-1]] -= 1
+            extra[np.flatnonzero(extra)[-1]] = False
+        while counts.sum() < n:
+            counts[order[~extra][0]] += 1
+            extra[np.flatnonzero(~extra)[0]] = True
+    return counts
+
+
 def planned_counts(n: int, shares: Sequence[float], rng: np.random.Generator) -> np.ndarray:
-    """Split ``n`` units into arms as close to ``shares`` as integers allow.
+    """Split ``n`` units into arms as close to ``shares`` as integers allow (version 1).
 
     Largest remainder: each arm gets floor(n·share); the leftover units go to the arms with the
-    largest fractional parts, ties broken at random so no arm is favoured across strata.
+    largest fractional parts, ties broken at random so no arm is favoured across strata. Kept to
+    verify experiments drawn with it: a unit's probability of an arm is not its share in small
+    strata (one unit, shares 0.6/0.4: always the first arm), hence :func:`randomised_counts`.
     """
     shares = np.asarray(shares, dtype=float)
     shares = shares / shares.sum()
@@ -63,14 +108,19 @@ def planned_counts(n: int, shares: Sequence[float], rng: np.random.Generator) ->
 
 
 def assign(units: Sequence[int], strata: Sequence[Hashable], shares: Sequence[float], seed: int,
-           arm_names: Sequence[str] | None = None) -> Assignment:
+           arm_names: Sequence[str] | None = None, version: int = ASSIGNMENT_VERSION) -> Assignment:
     """Randomise ``units`` into arms with the planned ``shares``, blocked by ``strata``.
 
     Within each stratum the units are sorted (so the input order does not matter), shuffled
-    with a generator seeded by (seed, stratum), and cut into arms of ``planned_counts``: every
-    stratum keeps the planned shares to within one unit, and the same seed gives the same
-    assignment. Each unit must appear once.
+    with a generator seeded by (seed, stratum), and cut into arms of :func:`randomised_counts`
+    (``version`` 2, the default: every unit's probability of each arm is its planned share) or
+    :func:`planned_counts` (``version`` 1, largest remainder, for experiments drawn with it):
+    every stratum keeps the planned shares to within one unit, and the same seed and version give
+    the same assignment. Each unit must appear once.
     """
+    if version not in ASSIGNMENT_VERSIONS:
+        raise ValueError(f"unknown assignment algorithm version {version!r}")
+    split = randomised_counts if version == 2 else planned_counts
     units = np.asarray(units, dtype=np.int64)
     strata_arr = np.asarray(strata)
     if len(units) != len(strata_arr):
@@ -93,7 +143,7 @@ def assign(units: Sequence[int], strata: Sequence[Hashable], shares: Sequence[fl
     for j, stratum in enumerate(labels_of):
         index = order[bounds[j]:bounds[j + 1]]
         rng = np.random.default_rng(_stratum_seed(seed, stratum.item() if hasattr(stratum, "item") else stratum))
-        counts = planned_counts(len(index), shares, rng)
+        counts = split(len(index), shares, rng)
         labels = np.repeat(np.arange(len(shares), dtype=np.int16), counts)
         rng.shuffle(labels)
         arms[index] = labels

@@ -42,6 +42,9 @@ class Experiment(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="RESTRICT"), unique=True)
     # The randomisation seed: the same seed and the same eligible recipients give the same arms.
     seed: Mapped[int] = mapped_column(BigInteger)
+    # The version of the assignment algorithm that drew the arms (experiments.assignment:
+    # 1 largest remainder, 2 randomised rounding): verification redraws with the same one.
+    assignment_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # [{"name": "control", "share": 20}, {"name": "A", "share": 80}], as planned at launch.
     arms: Mapped[list] = mapped_column(JSON)
     strata: Mapped[str] = mapped_column(String(20), default="organisation")

@@ -26,7 +26,7 @@ from campaigns.services import mark_closed, mark_launched, mark_measuring, statu
 from core import sql
 from core.models import Consent, Contact, Spectator, audit, utcnow
 from experiments import stats
-from experiments.assignment import Assignment, assign, unique_codes
+from experiments.assignment import ASSIGNMENT_VERSION, Assignment, assign, unique_codes
 from experiments.models import ContactList, Experiment, Recipient
 from experiments.outcomes import analyze_tables, match_outcomes, tune, untune
 
@@ -93,16 +93,17 @@ def eligible_arrays(session: Session, campaign: Campaign, at: dt.datetime) -> tu
     return np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
 
 
-def draw_assignment(spectators: np.ndarray, organisations: np.ndarray, arms: Sequence[dict], seed: int) -> Assignment:
+def draw_assignment(spectators: np.ndarray, organisations: np.ndarray, arms: Sequence[dict], seed: int,
+                    version: int = ASSIGNMENT_VERSION) -> Assignment:
     """Randomise recipients into ``arms`` (``[{"name", "share"}]``) blocked by sending organisation.
 
-    Pure and deterministic: the same seed and the same (spectator, organisation) pairs, in any
-    order, give the same arms.
+    Pure and deterministic: the same seed, algorithm ``version`` and (spectator, organisation)
+    pairs, in any order, give the same arms.
     """
     names = [a["name"] for a in arms]
     shares = [float(a["share"]) for a in arms]
     total = sum(shares)
-    return assign(spectators, organisations, [s / total for s in shares], seed, names)
+    return assign(spectators, organisations, [s / total for s in shares], seed, names, version=version)
 
 
 def stored_assignment(session: Session, experiment: Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,7 +126,8 @@ def verify_assignment(session: Session, experiment: Experiment) -> bool:
     spectators, organisations, arms = stored_assignment(session, experiment)
     if spectators.size == 0:
         return True
-    redrawn = draw_assignment(spectators, organisations, experiment.arms, experiment.seed)
+    redrawn = draw_assignment(spectators, organisations, experiment.arms, experiment.seed,
+                              version=experiment.assignment_version or 1)
     return bool(np.array_equal(redrawn.arms, arms))
 
 
@@ -195,7 +197,8 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     arms = [{"name": a["name"], "share": int(a["share"])} for a in campaign.arms]
     seed = int(seed) if seed is not None else secrets.randbits(62)
     experiment = Experiment(
-        campaign_id=campaign.id, seed=seed, arms=arms, strata="organisation", window_days=campaign.window_days,
+        campaign_id=campaign.id, seed=seed, assignment_version=ASSIGNMENT_VERSION, arms=arms, strata="organisation",
+        window_days=campaign.window_days,
         launched_at=now, window_end=now + dt.timedelta(days=campaign.window_days),
         primary_metric=campaign.primary_metric, metrics=list(campaign.metrics), alpha=alpha,
         code_strategy=promotion.code_strategy,
@@ -206,7 +209,7 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     session.add(experiment)
     session.flush()
 
-    drawn = draw_assignment(spectators, organisations, arms, seed)
+    drawn = draw_assignment(spectators, organisations, arms, seed, ASSIGNMENT_VERSION)
     names = list(drawn.arm_names)
     is_test = drawn.arms != names.index("control")
     clock.lap("assignment")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.assignment import CODE_ALPHABET, assign, planned_counts, unique_codes
+from experiments.assignment import CODE_ALPHABET, assign, planned_counts, randomised_counts, unique_codes
 from experiments.stats import sample_ratio_mismatch
 
 
@@ -85,3 +85,39 @@ def test_codes_are_unique_unambiguous_and_avoid_taken_ones():
     assert len(set(codes)) == 5000 and not taken & set(codes)
     assert all(set(code) <= set(CODE_ALPHABET) for code in codes)
     assert not set("0O1IL") & set(CODE_ALPHABET)
+
+
+@pytest.mark.parametrize("sizes, shares", [([1, 1, 2, 3], [0.6, 0.4]), ([1, 2, 5], [0.1, 0.45, 0.45]),
+                                           ([3, 4], [0.2, 0.3, 0.5])])
+def test_every_unit_gets_each_arm_with_its_planned_probability(sizes, shares):
+    """Tiny strata: over 4,000 seeds each unit's frequency of each arm is its share (binomial
+    tolerance, 4.5 standard errors). Largest-remainder rounding (version 1) fails it: a lone unit
+    with shares 0.6/0.4 always lands in the first arm."""
+    units = np.arange(sum(sizes))
+    strata = np.repeat(np.arange(len(sizes)), sizes)
+    runs = 4000
+    freq = np.zeros((units.size, len(shares)))
+    old = np.zeros_like(freq)
+    for seed in range(runs):
+        arms = assign(units, strata, shares, seed=seed).arms
+        freq[units, arms] += 1
+        old[units, assign(units, strata, shares, seed=seed, version=1).arms] += 1
+    share = np.asarray(shares)
+    tolerance = 4.5 * np.sqrt(share * (1 - share) / runs)
+    assert (np.abs(freq / runs - share) < tolerance).all(), freq / runs
+    assert not (np.abs(old / runs - share) < tolerance).all()
+
+
+def test_randomised_counts_are_within_one_unit_and_unbiased():
+    rng = np.random.default_rng(5)
+    shares = np.array([0.15, 0.35, 0.5])
+    for n in range(0, 12):
+        draws = np.array([randomised_counts(n, shares, rng) for _ in range(3000)])
+        assert (draws.sum(axis=1) == n).all()
+        assert (np.abs(draws - n * shares) < 1).all()
+        assert draws.mean(axis=0) == pytest.approx(n * shares, abs=4.5 * 0.5 / np.sqrt(3000) + 1e-12)
+
+
+def test_unknown_algorithm_version_is_refused():
+    with pytest.raises(ValueError, match="version"):
+        assign([1, 2], [0, 0], [0.5, 0.5], seed=1, version=3)

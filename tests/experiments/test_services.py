@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from campaigns import services as campaign_services
 from campaigns.models import ContactHistory
@@ -104,6 +104,31 @@ def test_assignment_is_reproducible_from_the_stored_seed(session):
                                                        Recipient.arm == "control"))
     recipient.arm = "A"
     session.flush()
+    assert not services.verify_assignment(session, experiment)
+
+
+def test_an_experiment_is_verified_with_the_algorithm_version_that_drew_it(session):
+    from experiments.assignment import ASSIGNMENT_VERSION
+
+    district = ready_campaign(session, per_org=25, shared=4)
+    experiment = services.launch(session, district.campaign, now=district.now, seed=7)
+    session.commit()
+    assert experiment.assignment_version == ASSIGNMENT_VERSION == 2
+    assert services.verify_assignment(session, experiment)
+    # an experiment drawn before randomised rounding (version 1, largest remainder): its stored
+    # arms are redrawn with version 1, not with today's algorithm
+    spectators, organisations, _ = services.stored_assignment(session, experiment)
+    old = services.draw_assignment(spectators, organisations, experiment.arms, 7, version=1)
+    new = services.draw_assignment(spectators, organisations, experiment.arms, 7, version=2)
+    assert not np.array_equal(old.arms, new.arms)
+    names = experiment.arm_names
+    for spectator, arm in zip(spectators.tolist(), old.arms.tolist()):
+        session.execute(update(Recipient).where(Recipient.experiment_id == experiment.id,
+                                                Recipient.spectator_id == spectator).values(arm=names[arm]))
+    experiment.assignment_version = 1
+    session.flush()
+    assert services.verify_assignment(session, experiment)
+    experiment.assignment_version = 2
     assert not services.verify_assignment(session, experiment)
 
 
