@@ -62,6 +62,9 @@ TARGETS = {
     "rule_ms": {"postgresql": 100, "sqlite": 200},
     "assignment_s": 5,                 # 500k recipients
     "outcomes_report_s": 10,           # 500k recipients, 2M new transactions
+    "page_warm_ms_p50": 150,           # every main page of each role
+    "page_warm_ms_p95": 300,
+    "page_cold_ms": 1000,              # the first request after an import
 }
 
 
@@ -748,13 +751,29 @@ def bench_engine(engine: str, scale: Scale, pg_server: str, seed: int, folder: P
                 out["rules"], out["rules_context"] = rule_figures(db, folder, engine, echo)
                 out["assignment"], experiment_id = assignment_figures(db, scale, seed, engine, echo)
                 out["outcomes_report"] = outcome_figures(db, experiment_id, scale, seed, engine, echo)
+            # outside the app context: each request must push its own (Flask-Login keeps its user on g)
+            out["pages"] = _pages(app, db, experiment_id, folder, seed, echo)
         finally:
             db.engine.dispose()
     echo.engine = ""
     return out
 
 
+def _pages(app, db, experiment_id: int, folder: Path, seed: int, echo) -> dict:
+    from benchmarks.pages import page_figures
+    from experiments.models import Experiment
+
+    with db.session() as session:
+        campaign_id = session.get(Experiment, experiment_id).campaign_id
+    return page_figures(app, db, campaign_id, experiment_id, folder, seed, echo)
+
+
 # --- targets, output ----------------------------------------------------------------------------
+
+def _page_met(page: dict) -> bool:
+    return (page["warm_ms_p50"] <= TARGETS["page_warm_ms_p50"] and page["warm_ms_p95"] <= TARGETS["page_warm_ms_p95"]
+            and page["cold_ms"] <= TARGETS["page_cold_ms"])
+
 
 def assess(engine: str, figures: dict) -> dict:
     """Each §12 target of an engine: value, target and whether it is met."""
@@ -784,6 +803,17 @@ def assess(engine: str, figures: dict) -> dict:
     if "outcomes_report" in figures:
         out["outcomes_report_s"] = entry(figures["outcomes_report"]["seconds"], f"<= {TARGETS['outcomes_report_s']}",
                                          figures["outcomes_report"]["seconds"] <= TARGETS["outcomes_report_s"])
+    pages = figures.get("pages") or {}
+    if pages:
+        worst = {key: max(pages.items(), key=lambda item: item[1][key]) for key in
+                 ("warm_ms_p50", "warm_ms_p95", "cold_ms")}
+        for key, target in (("warm_ms_p50", "page_warm_ms_p50"), ("warm_ms_p95", "page_warm_ms_p95"),
+                            ("cold_ms", "page_cold_ms")):
+            name, page = worst[key]
+            out[f"pages_worst_{key}"] = entry(page[key], f"<= {TARGETS[target]} (worst: {name})",
+                                              page[key] <= TARGETS[target])
+        met = [name for name, page in pages.items() if _page_met(page)]
+        out["pages_met"] = entry(len(met), f"= {len(pages)} pages", len(met) == len(pages))
     rules = figures.get("rules") or {}
     if not rules:
         return out
@@ -899,6 +929,12 @@ def _table(report: dict) -> str:
                      f"{asg['seconds']:>14.2f} {'':>14} {'':>8}  <= 5 {mark('assignment_s')}")
         lines.append(f"  {'outcomes + report (s)':<38} {out['seconds']:>14.2f} {'':>14} {'':>8}  <= 10 "
                      f"{mark('outcomes_report_s')}")
+        if figures.get("pages"):
+            lines.append(f"  {'pages (ms)':<38} {'cold':>14} {'warm p50':>14} {'p95':>8}  <= 1000/150/300")
+        for name, page in figures.get("pages", {}).items():
+            lines.append(f"  {'  ' + name:<38} {page['cold_ms']:>14.0f} "
+                         f"{page['warm_ms_p50']:>14.0f} {page['warm_ms_p95']:>8.0f}  "
+                         f"{'ok' if _page_met(page) else 'MISS'}{'' if page['status'] == 200 else ' HTTP ' + str(page['status'])}")
     lines.append("")
     lines.append(f"checks: {json.dumps(report['checks'])}")
     return "\n".join(lines)

@@ -81,3 +81,24 @@ def test_members_equal_duckdb_and_across_engines(bench):
             assert pg["members"] == lite["members"], name
             assert pg["members_digest"] == lite["members_digest"], name
         assert all(report["checks"]["members_match_across_engines"].values())
+
+
+def test_times_every_main_page_of_each_role_cold_and_warm(bench):
+    """DESIGN.md §12's pages: each role's main pages answer 200 under the bench's district, with a
+    cold and a warm time and a target assessed (the times are printed, never asserted)."""
+    engines, done = bench
+    report = json.loads(done.stdout)
+    for engine in engines:
+        pages = report["engines"][engine]["pages"]
+        roles = {name.split(".")[0] for name in pages}
+        assert roles == {"staff", "admin", "venue", "evaluator"}
+        for name in ("staff.dashboard", "venue.dashboard", "staff.insights_district", "staff.segment_preview",
+                     "staff.campaign", "venue.approval", "staff.power", "evaluator.report"):
+            assert name in pages, (engine, name)
+        for name, page in pages.items():
+            assert page["status"] == 200, (engine, name, page)
+            assert page["cold_ms"] > 0 and 0 < page["warm_ms_p50"] <= page["warm_ms_p95"], (engine, name)
+        targets = report["targets"][engine]
+        assert targets["pages_met"]["target"] == f"= {len(pages)} pages"
+        for key in ("pages_worst_warm_ms_p50", "pages_worst_warm_ms_p95", "pages_worst_cold_ms"):
+            assert targets[key]["met"] in (True, False), (engine, key)

@@ -1,0 +1,136 @@
+"""The pages of `pilot bench`: every main page of each role, cold (first request after an import) and warm.
+
+Each page is requested in process through Flask's test client by a logged-in user of its role, with
+the application's privacy protection on (noise, budget and audit included), as a browser would:
+the time is the whole request, from routing to the rendered body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+from pathlib import Path
+
+WARM_REQUESTS = 7  # after the cold one: the median and the worst of these are the warm figures
+PASSWORD = "bench-pages-password-2026"
+PREVIEW_RULE = {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
+                        {"field": "spent", "op": ">=", "value": 100}]}
+
+
+def _users(db, campaign_id: int) -> dict:
+    """One user per role (the venue user's organisation answered the campaign); their e-mails."""
+    from sqlalchemy import select
+
+    from campaigns.models import Approval
+    from core.auth import create_user
+    from core.models import Organisation
+
+    with db.session() as session:
+        approval = session.scalar(select(Approval).where(Approval.campaign_id == campaign_id).order_by(Approval.id))
+        organisation = session.get(Organisation, approval.organisation_id)
+        users = {}
+        for role in ("staff", "admin", "evaluator", "venue"):
+            email = f"bench-{role}@pages.example"
+            create_user(session, email, PASSWORD, role, organisation.id if role == "venue" else None,
+                        name=f"Bench {role}", check_rules=False)
+            users[role] = email
+        session.commit()
+        return {"emails": users, "approval_id": approval.id, "organisation": organisation.slug}
+
+
+def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisation: str) -> dict[str, list]:
+    """Each role's main pages: (name, method, path, JSON body or None)."""
+    report = f"/experiments/{experiment_id}"
+    return {
+        "staff": [("dashboard", "GET", "/", None),
+                  ("segments", "GET", "/segments/", None),
+                  ("segment_preview", "POST", "/segments/preview", {"rule": PREVIEW_RULE}),
+                  ("insights_district", "GET", "/segments/insights", None),
+                  ("insights_discipline", "GET", "/segments/insights/discipline/theatre", None),
+                  ("insights_organisation", "GET", f"/segments/insights/organisation/{organisation}", None),
+                  ("campaigns", "GET", "/campaigns/", None),
+                  ("campaign", "GET", f"/campaigns/{campaign_id}", None),
+                  ("decisions", "GET", f"/experiments/campaign/{campaign_id}", None),
+                  ("power", "GET", f"/experiments/campaign/{campaign_id}/power", None),
+                  ("report", "GET", report, None)],
+        "admin": [("dashboard", "GET", "/", None),
+                  ("audit_log", "GET", "/admin/audit", None),
+                  ("jobs", "GET", "/admin/jobs/", None)],
+        "venue": [("dashboard", "GET", "/", None),
+                  ("campaigns", "GET", "/campaigns/", None),
+                  ("approval", "GET", f"/campaigns/approvals/{approval_id}", None),
+                  ("insights_own", "GET", f"/segments/insights/organisation/{organisation}", None),
+                  ("report", "GET", report, None)],
+        "evaluator": [("dashboard", "GET", "/", None),
+                      ("reports", "GET", "/experiments/", None),
+                      ("report", "GET", report, None)],
+    }
+
+
+def _request(client, method: str, path: str, body) -> tuple[int, float]:
+    began = time.perf_counter()
+    # a page that moved on (the decisions page of a launched campaign leads to its report) is followed
+    response = client.open(path, method=method, json=body, follow_redirects=True)
+    response.get_data()  # the whole body rendered (streamed responses included)
+    return response.status_code, time.perf_counter() - began
+
+
+def _small_import(db, folder: Path, slug: str, seed: int) -> int:
+    """Import a few hundred lines for ``slug`` (what makes the next requests cold); rows imported."""
+    from sqlalchemy import select
+
+    from benchmarks.bench import SECRET
+    from benchmarks.exportfile import new_buyers, write_sales_export
+    from core.importing import import_file
+    from core.models import Organisation
+
+    path = folder / "export-pages.csv"
+    today = dt.date.today()
+    write_sales_export(path, 400, new_buyers(100, "p", seed), seed=seed, start=today - dt.timedelta(days=30),
+                       end=today - dt.timedelta(days=1), order_prefix="P")
+    with db.session() as session:
+        organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
+        result = import_file(session, path, organisation, secret=SECRET, filename=path.name)
+        session.commit()
+    return result.imported
+
+
+def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, seed: int, echo) -> dict:
+    """Cold and warm times of every main page of each role, in milliseconds, with their status.
+
+    Cold: the first request of each page after an import (and its profile refresh), in a fresh
+    client. Requests run outside any application context, each pushing its own, as in a server
+    (an outer context would share Flask-Login's user between the clients). Warm: ``WARM_REQUESTS`` more, median and worst (p95 of so few is their maximum).
+    """
+    from benchmarks.bench import BENCH_ORG
+    from segments.profiles import refresh_changed
+
+    with app.app_context():
+        setup = _users(db, campaign_id)
+        imported = _small_import(db, folder, BENCH_ORG, seed)
+        with db.session() as session:
+            refresh_changed(session)
+            session.commit()
+    pages = page_list(campaign_id, experiment_id, setup["approval_id"], setup["organisation"])
+    echo(f"pages: imported {imported} rows; timing {sum(len(p) for p in pages.values())} pages of 4 roles...")
+    app.config["WTF_CSRF_ENABLED"] = False  # the test client posts the login form without a token
+    figures: dict = {}
+    for role, role_pages in pages.items():
+        client = app.test_client()
+        login = client.post("/login", data={"email": setup["emails"][role], "password": PASSWORD})
+        if login.status_code not in (200, 302):
+            raise RuntimeError(f"the {role} user could not log in ({login.status_code})")
+        for name, method, path, body in role_pages:
+            status, cold = _request(client, method, path, body)
+            warm = []
+            for _ in range(WARM_REQUESTS):
+                status, seconds = _request(client, method, path, body)
+                warm.append(seconds)
+            figures[f"{role}.{name}"] = {
+                "path": path, "status": status, "cold_ms": round(cold * 1000, 1),
+                "warm_ms_p50": round(statistics.median(warm) * 1000, 1),
+                "warm_ms_p95": round(max(warm) * 1000, 1)}
+            echo(f"pages: {role} {name}: {status}, cold {cold * 1000:.0f} ms, "
+                 f"warm {statistics.median(warm) * 1000:.0f} ms")
+    return figures
