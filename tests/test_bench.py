@@ -31,6 +31,11 @@ def bench(pytestconfig):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_BENCH_")}
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
+    # the figures of the run, kept for reading (CI prints where): never asserted
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / f"bench-{SPECTATORS}.json").write_text(done.stdout)
+    (artifacts / f"bench-{SPECTATORS}.log").write_text(done.stderr)
     return engines, done
 
 
