@@ -80,7 +80,7 @@ def _small_import(db, folder: Path, slug: str, seed: int) -> int:
     """Import a few hundred lines for ``slug`` (what makes the next requests cold); rows imported."""
     from sqlalchemy import select
 
-    from benchmarks.bench import SECRET
+    from benchmarks.harness import SECRET
     from benchmarks.exportfile import new_buyers, write_sales_export
     from core.importing import import_file
     from core.models import Organisation
@@ -103,7 +103,7 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
     client. Requests run outside any application context, each pushing its own, as in a server
     (an outer context would share Flask-Login's user between the clients). Warm: ``WARM_REQUESTS`` more, median and worst (p95 of so few is their maximum).
     """
-    from benchmarks.bench import BENCH_ORG
+    from benchmarks.harness import BENCH_ORG
     from segments.profiles import refresh_changed
 
     with app.app_context():
