@@ -8,6 +8,7 @@ migrations and the benchmark's engine baselines aside) asks which engine runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -57,6 +58,44 @@ def stores_text_datetimes(bind) -> bool:
     """Whether a DateTime column holds SQLAlchemy's text form (SQLite), so that rows written
     through the driver must carry ``YYYY-MM-DD HH:MM:SS.ffffff`` text instead of datetimes."""
     return engine_name(bind) == SQLITE
+
+
+def stages_through_copy(bind) -> bool:
+    """Whether many rows are best written by staging them in a temporary table with COPY and
+    applying them in one statement (PostgreSQL, where each statement is a round trip), rather than
+    by the driver's executemany in process (SQLite)."""
+    return _is_postgresql(bind)
+
+
+def temporary_table_suffix(bind) -> str:
+    """What ends ``CREATE TEMPORARY TABLE`` so that the table goes with the transaction
+    (PostgreSQL's ``ON COMMIT DROP``; SQLite's lasts for the connection, emptied before each use)."""
+    return " ON COMMIT DROP" if _is_postgresql(bind) else ""
+
+
+@contextlib.contextmanager
+def roomy_cache(session: Session, kib: int):
+    """On SQLite, a page cache of at least ``kib`` KiB for the duration (the default 2 MiB thrashes
+    on the indexes of a large write), the connection's own setting restored after; nothing on
+    PostgreSQL (its shared buffers are the server's). The pragmas go to the driver's connection:
+    they are no part of the transaction, and restoring one never masks an error."""
+    if _is_postgresql(session):
+        yield
+        return
+    raw = session.connection().connection.driver_connection
+    before = raw.execute("PRAGMA cache_size").fetchone()[0]
+    page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+    if (-before if before < 0 else before * page_size // 1024) >= kib:
+        yield
+        return
+    raw.execute(f"PRAGMA cache_size = -{kib}")
+    try:
+        yield
+    finally:
+        try:
+            raw.execute(f"PRAGMA cache_size = {int(before)}")
+        except Exception:  # noqa: BLE001 - a closed connection takes its cache with it
+            pass
 
 
 def lock_mechanism(engine: Engine) -> str:

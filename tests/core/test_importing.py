@@ -199,9 +199,10 @@ def test_one_bad_row_refuses_the_whole_file(runner, make_org, session, tmp_path)
 
 
 def test_a_late_bad_row_undoes_the_batches_already_written(db, make_org, session, tmp_path, monkeypatch):
-    import core.importing
+    import core.importing.common
+    import core.importing.validate
 
-    monkeypatch.setattr(core.importing, "BATCH_SIZE", 2)
+    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 2)
     org = make_org("tnm")
     rows = [fr_row(**{"Titre du spectacle": f"Show {i}"}) for i in range(5)] + [fr_row(**{"Date de l'achat": "?"})]
     with pytest.raises(ImportRefused) as refused:
@@ -340,9 +341,10 @@ def test_consents_are_derived(make_org, session, tmp_path):
 
 
 def test_an_order_may_span_rows_and_batches(make_org, session, tmp_path, monkeypatch):
-    import core.importing
+    import core.importing.common
+    import core.importing.validate
 
-    monkeypatch.setattr(core.importing, "BATCH_SIZE", 2)
+    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 2)
     org = make_org("tnm")
     rows = [fr_row(**{"Titre du spectacle": f"Show {i}", "Numéro de commande": "A-1"}) for i in range(5)]
     rows.append(rows[0])  # duplicate of a row in an earlier batch
@@ -551,20 +553,21 @@ def _varied_rows() -> list[list[str]]:
 
 
 def test_the_row_by_row_path_writes_what_the_fast_path_writes(make_org, session, tmp_path, monkeypatch):
-    import core.importing
+    import core.importing.common
+    import core.importing.validate
 
     fast, slow = make_org("fast"), make_org("slow")
     path = write_csv(tmp_path / "v.csv", _varied_rows())
-    monkeypatch.setattr(core.importing, "BATCH_SIZE", 4)
+    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 4)
     first = import_file(session, path, fast, secret=SECRET)
-    memo = core.importing._SalesParser._memo
+    memo = core.importing.validate._SalesParser._memo
 
     def suspicious(self):  # the fast path vouches for nothing: every row goes through parse()
         caches = memo(self)
-        caches["amount"] = core.importing._Cache(lambda text: core.importing._BAD)
+        caches["amount"] = core.importing.validate._Cache(lambda text: core.importing.validate._BAD)
         return caches
 
-    monkeypatch.setattr(core.importing._SalesParser, "_memo", suspicious)
+    monkeypatch.setattr(core.importing.validate._SalesParser, "_memo", suspicious)
     second = import_file(session, path, slow, secret=SECRET)
     assert (first.rows, first.imported, first.anonymous, first.duplicates) == (
         second.rows, second.imported, second.anonymous, second.duplicates) == (16, 15, 1, 0)
@@ -573,9 +576,10 @@ def test_the_row_by_row_path_writes_what_the_fast_path_writes(make_org, session,
 
 
 def test_bad_rows_are_reported_in_order_across_batches(make_org, session, tmp_path, monkeypatch):
-    import core.importing
+    import core.importing.common
+    import core.importing.validate
 
-    monkeypatch.setattr(core.importing, "BATCH_SIZE", 3)
+    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 3)
     org = make_org("tnm")
     rows = [
         FR_ROWS[0],

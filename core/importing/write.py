@@ -1,0 +1,553 @@
+"""Writing validated batches: identities resolved in sets, rows loaded through core.sql."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
+
+from core import sql
+from core.importing.common import (
+    BATCH_SIZE,
+    SHOWS_KEPT,
+    _consents,
+    _contacts,
+    _shows,
+    _spectators,
+    _transactions,
+    _venues,
+)
+from core.importing.result import ImportResult
+from core.importing.validate import _Cache, _SaleColumns, _Unsubscribe
+from core.importing.values import plus_two_years
+from core.models import (
+    Consent,
+    Contact,
+    Spectator,
+    utcnow,
+)
+
+# --- writing batches -----------------------------------------------------------------------------
+
+def _chunks(values: list, size: int = BATCH_SIZE) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _insert_ignoring_conflicts(session, table, rows: list[dict], conflict: list[str], returning=()):
+    """INSERT ... ON CONFLICT DO NOTHING (both engines): concurrent imports may create the same row."""
+    statement = sql.upsert_insert(session)(table).on_conflict_do_nothing(index_elements=conflict)
+    if returning:
+        statement = statement.returning(*returning)
+        return session.execute(statement, rows).all()
+    session.execute(statement, rows)
+    return []
+
+
+def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple], converted: bool = False) -> None:
+    """Append ``rows`` (tuples in ``columns`` order) to ``table`` the way the engine loads fastest
+    (``core.sql.copy_rows``); ``converted``: the datetimes are already in the engine's stored form."""
+    stamps = () if converted else [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
+    sql.copy_rows(session, table, columns, rows, stamps)
+
+
+# The staged consents of an import, one row per consent: keep the earliest given_at and the latest
+# expires_at; leave withdrawn_at alone. (WHERE true: SQLite's upsert after a SELECT needs a WHERE.)
+_CONSENT_UPSERT = (
+    "INSERT INTO consent (contact_id, channel, basis, source, given_at, expires_at, withdrawn_at) "
+    "SELECT contact_id, channel, basis, min(source), min(given_at), max(expires_at), max(withdrawn_at) "
+    "FROM import_consent_stage WHERE true GROUP BY contact_id, channel, basis "
+    "ON CONFLICT (contact_id, channel, basis) DO UPDATE SET "
+    "given_at = CASE WHEN (excluded.given_at < consent.given_at) THEN excluded.given_at ELSE consent.given_at END, "
+    "expires_at = CASE WHEN (consent.expires_at IS NULL) THEN excluded.expires_at "
+    "WHEN (excluded.expires_at > consent.expires_at) THEN excluded.expires_at ELSE consent.expires_at END "
+    "WHERE excluded.given_at < consent.given_at OR excluded.expires_at IS NOT NULL "
+    "AND (consent.expires_at IS NULL OR excluded.expires_at > consent.expires_at)")
+
+
+class _Memo(dict):
+    """What this import already knows the database holds, forgotten whenever it grows past ``limit``:
+    repeat buyers close together in a file cost no query. It holds at most ``limit`` entries or one
+    batch's, whichever is more, and reaches that on the first batch: memory stays flat whatever the
+    file size. (What must hold across the whole file, the rows already imported, is read from the
+    database, where the previous batches are.)"""
+
+    def __init__(self, limit: int = 1 << 13):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key, value) -> None:
+        if len(self) >= self.limit and key not in self:
+            self.clear()
+        self[key] = value
+
+    def put_many(self, items: dict) -> None:
+        if len(self) + len(items) > self.limit:
+            self.clear()
+        self.update(items)
+
+_SPECTATOR_STAGE = Table(
+    "import_spectator_stage", MetaData(),
+    *(Column(c.name, c.type) for c in Spectator.__table__.c if c.name in ("key", "created_at", "fsa", "opted_out_at")),
+)
+
+
+class _SpectatorLookup:
+    """Finds spectators by key in one query per batch and creates the missing ones."""
+
+    def __init__(self, session, result: ImportResult, memo: bool = True):
+        self.session, self.result = session, result
+        self.known = _Memo() if memo else None
+        self.created: set[str] = set()  # keys created by the last call
+
+    def _select(self, keys: list[str], found: dict) -> None:
+        for chunk in _chunks(keys):
+            rows = self.session.execute(
+                select(_spectators.c.key, _spectators.c.id, _spectators.c.fsa, _spectators.c.opted_out_at)
+                .where(sql.among(self.session, _spectators.c.key, chunk)))
+            found.update((key, (id_, fsa, opted)) for key, id_, fsa, opted in rows)
+
+    def _insert(self, rows: list[tuple], found: dict) -> dict[str, int]:
+        """Insert new spectators (key, created_at, fsa, opted_out_at), skipping keys that exist; returns
+        key → id of those this call created."""
+        session = self.session
+        if not sql.stages_through_copy(session):
+            # This transaction holds SQLite's write lock (the import batch is written): no other import
+            # can create a key between the select that missed it and this insert.
+            sql.execute_many(session, "INSERT INTO spectator (key, created_at, fsa, opted_out_at) VALUES (?, ?, ?, ?) "
+                                   "ON CONFLICT (key) DO NOTHING", rows, stamps=(1, 3))
+            keys = [row[0] for row in rows]
+            self._select(keys, found)
+            return {key: found[key][0] for key in keys if key in found}
+        # Staged by COPY, applied in one statement.
+        connection = session.connection()
+        connection.exec_driver_sql(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_spectator_stage (key varchar(64), created_at timestamp, "
+            "fsa varchar(3), opted_out_at timestamp)" + sql.temporary_table_suffix(session))
+        connection.exec_driver_sql("TRUNCATE import_spectator_stage")
+        _bulk_insert(session, _SPECTATOR_STAGE, ("key", "created_at", "fsa", "opted_out_at"), rows)
+        return dict(connection.exec_driver_sql(
+            "INSERT INTO spectator (key, created_at, fsa, opted_out_at) "
+            "SELECT key, created_at, fsa, opted_out_at FROM import_spectator_stage "
+            "ON CONFLICT (key) DO NOTHING RETURNING key, id").all())
+
+    def resolve(self, wanted: dict[str, dict]) -> dict[str, tuple[int, str | None, Any]]:
+        """``wanted``: key → values for a new spectator (fsa, opted_out_at).
+
+        Returns key → (id, fsa, opted_out_at) for every wanted key, creating the missing spectators.
+        """
+        found: dict[str, tuple[int, str | None, Any]] = {}
+        known = self.known
+        if known:
+            found.update((key, known[key]) for key in wanted if key in known)
+        self._select([k for k in wanted if k not in found], found)
+        missing = [k for k in wanted if k not in found]
+        self.created = set()
+        if missing:
+            now = utcnow()
+            inserted = self._insert([(k, now, wanted[k].get("fsa"), wanted[k].get("opted_out_at")) for k in missing],
+                                    found)
+            for key in inserted:
+                found[key] = (found[key][0] if key in found else inserted[key], wanted[key].get("fsa"),
+                              wanted[key].get("opted_out_at"))
+                self.created.add(key)
+            self.result.spectators_new += len(inserted)
+            raced = [k for k in missing if k not in found]
+            if raced:  # created meanwhile by a concurrent import
+                self._select(raced, found)
+        # FSAs learnt for spectators known without one
+        fill = {found[key][0]: values["fsa"] for key, values in wanted.items()
+                if values.get("fsa") and not found[key][1]}
+        if fill:
+            self.session.execute(update(_spectators).where(_spectators.c.id == bindparam("b_id"))
+                                 .values(fsa=bindparam("b_fsa")), [{"b_id": k, "b_fsa": v} for k, v in fill.items()])
+            for key, values in wanted.items():
+                if found[key][0] in fill:
+                    found[key] = (found[key][0], values["fsa"], found[key][2])
+        if known is not None:
+            known.put_many(found)
+        return found
+
+
+_TRANSACTION_COLUMNS = ("organisation_id", "spectator_id", "show_id", "batch_id", "purchased_at", "amount_cents",
+                        "tickets", "circumstance", "category", "channel", "promo_code", "order_id", "external_id")
+_PERSONAL = ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id")
+_CONTACT_COLUMNS = ("organisation_id", "spectator_id", "updated_at", *_PERSONAL)
+_CONTACT_STAGE_COLUMNS = ("updated_at", *_PERSONAL, "id")
+# A batch's changed contacts, staged by COPY on PostgreSQL and applied in one UPDATE.
+_CONTACT_STAGE = Table(
+    "import_contact_stage", MetaData(),
+    *(Column(c.name, c.type) for c in Contact.__table__.c if c.name in _CONTACT_STAGE_COLUMNS),
+)
+_CONSENT_COLUMNS = ("contact_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at")
+# Each batch's consents are staged (COPY on PostgreSQL), then upserted in one statement by finish().
+_CONSENT_STAGE = Table(
+    "import_consent_stage", MetaData(),
+    *(Column(c.name, c.type) for c in Consent.__table__.c if c.name in _CONSENT_COLUMNS),
+)
+
+
+class _SalesWriter:
+    """Writes batches of parsed sales (:class:`_SaleColumns`): spectators, venues, shows, contacts, consents,
+    transactions."""
+
+    def __init__(self, session, organisation_id: int, batch_id: int, result: ImportResult):
+        self.session, self.organisation_id, self.batch_id, self.result = session, organisation_id, batch_id, result
+        self.text_stamps = sql.stores_text_datetimes(session)
+        self.copy_staging = sql.stages_through_copy(session)
+        self.spectators = _SpectatorLookup(session, result)
+        self.venues: dict[str, list] = {}  # casefolded name → [id, capacity]
+        for id_, name, capacity in session.execute(
+                select(_venues.c.id, _venues.c.name, _venues.c.capacity)
+                .where(_venues.c.organisation_id == organisation_id)):
+            self.venues[name.casefold()] = [id_, capacity]
+        self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows (SHOWS_KEPT at most)
+        self.contacts = _Memo()  # spectator id → (contact id, personal fields)
+        self.staging = False  # consents staged in a temporary table, upserted by finish()
+        self.later = _Cache(plus_two_years)
+        self.stamp = _Cache(lambda moment: None if moment is None else moment.isoformat(" ", "microseconds"))
+
+    def write(self, sales: "_SaleColumns") -> None:
+        external_ids = sales.external_id
+        count = len(external_ids)
+        # external id → its first row (a later copy within the batch is a duplicate)
+        first = dict(zip(reversed(external_ids), range(count - 1, -1, -1)))
+        known: set[str] = set()
+        for chunk in _chunks(list(first)):
+            known.update(self.session.scalars(
+                select(_transactions.c.external_id).where(
+                    _transactions.c.organisation_id == self.organisation_id,
+                    sql.among(self.session, _transactions.c.external_id, chunk))))
+        fresh = sorted(index for external_id, index in first.items() if external_id not in known)
+        self.result.duplicates += count - len(fresh)
+        if not fresh:
+            return
+        keys, fsas = sales.key, sales.fsa
+        wanted: dict[str, dict] = {}
+        for index in fresh:
+            key, fsa = keys[index], fsas[index]
+            entry = wanted.get(key)
+            if entry is None:
+                wanted[key] = {"fsa": fsa}
+            elif fsa and not entry["fsa"]:
+                entry["fsa"] = fsa
+        spectators = self.spectators.resolve(wanted)
+        spectator_of = [spectators[keys[index]][0] for index in fresh]
+        shows = self._shows(sales, fresh)
+        # Spectators this batch created have no contact yet: no need to look theirs up.
+        created = {spectators[key][0] for key in self.spectators.created}
+        contacts = self._contacts(sales, fresh, spectator_of, created)
+        self._consents(sales, fresh, spectator_of, spectators, contacts)
+        organisation_id, batch_id = self.organisation_id, self.batch_id
+        purchased = sales.purchased_at
+        if self.text_stamps:  # DateTime in SQLAlchemy's storage format, each distinct moment once
+            stamps = {moment: moment.isoformat(" ", "microseconds") for moment in set(purchased)}
+            purchased = [stamps[moment] for moment in purchased]
+        show_keys, amounts, tickets = sales.show_key, sales.amount, sales.tickets
+        circumstances, categories, channels = sales.circumstance, sales.category, sales.channel
+        promo_codes, order_ids = sales.promo_code, sales.order_id
+        _bulk_insert(self.session, _transactions, _TRANSACTION_COLUMNS, [
+            (organisation_id, spectator_id, shows[show_keys[index]], batch_id, purchased[index], amounts[index],
+             tickets[index], circumstances[index], categories[index], channels[index], promo_codes[index],
+             order_ids[index], external_ids[index]) for index, spectator_id in zip(fresh, spectator_of)],
+            converted=True)
+        self.result.imported += len(fresh)
+        self.later.trim()
+        self.stamp.trim()
+
+    def _venue_id(self, sales: "_SaleColumns", index: int) -> int | None:
+        venue, capacity = sales.venue[index], sales.capacity[index]
+        if not venue:
+            return None
+        entry = self.venues.get(venue.casefold())
+        if entry is None:
+            id_ = self.session.execute(insert(_venues).returning(_venues.c.id), {
+                "organisation_id": self.organisation_id, "name": venue, "capacity": capacity}).scalar_one()
+            entry = self.venues[venue.casefold()] = [id_, capacity]
+        elif entry[1] is None and capacity:
+            self.session.execute(update(_venues).where(_venues.c.id == entry[0]).values(capacity=capacity))
+            entry[1] = capacity
+        return entry[0]
+
+    def _shows(self, sales: "_SaleColumns", fresh: list[int]) -> dict[str, int]:
+        needed: dict[str, int] = {}
+        if len(self.shows) > SHOWS_KEPT:  # an export of countless performances: forget those of past batches
+            self.shows.clear()
+        show_keys, capacities, venues, known = sales.show_key, sales.capacity, sales.venue, self.shows
+        for index in fresh:
+            show_key = show_keys[index]
+            if show_key not in known:
+                if show_key not in needed:
+                    needed[show_key] = index
+            elif capacities[index] and venues[index] and self.venues[venues[index].casefold()][1] is None:
+                self._venue_id(sales, index)  # a capacity given on a later row of a known venue
+        if needed:
+            for chunk in _chunks(list(needed)):
+                known.update(self.session.execute(
+                    select(_shows.c.natural_key, _shows.c.id).where(
+                        _shows.c.organisation_id == self.organisation_id,
+                        sql.among(self.session, _shows.c.natural_key, chunk))).all())
+            missing = [index for key, index in needed.items() if key not in known]
+            if missing:
+                rows = [{"organisation_id": self.organisation_id, "venue_id": self._venue_id(sales, index),
+                         "natural_key": show_keys[index], "title": sales.title[index],
+                         "company": sales.company[index], "discipline": sales.discipline[index],
+                         "starts_at": sales.starts_at[index], "duration_minutes": sales.duration[index]}
+                        for index in missing]
+                known.update(self.session.execute(
+                    insert(_shows).returning(_shows.c.natural_key, _shows.c.id), rows).all())
+        return known
+
+    def _contacts(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int],
+                  created: set[int] = frozenset()) -> dict[int, int]:
+        """Upsert one contact per spectator of the batch with the latest personal fields (an empty field
+        never erases a known one); returns spectator id → contact id."""
+        latest: dict[int, int] = {}  # spectator id → index of its latest sale
+        purchased = sales.purchased_at
+        for index, spectator_id in zip(fresh, spectator_of):
+            current = latest.get(spectator_id)
+            if current is None or purchased[index] >= purchased[current]:
+                latest[spectator_id] = index
+        last_names, first_names, addresses, postal_codes, emails, phones, customer_ids = (
+            getattr(sales, name) for name in _PERSONAL)
+
+        def fields_of(index: int) -> tuple:
+            return (last_names[index], first_names[index], addresses[index], postal_codes[index], emails[index],
+                    phones[index], customer_ids[index])
+
+        memo = self.contacts
+        existing: dict[int, tuple] = {s: memo[s] for s in latest if s in memo}
+        unknown = [s for s in latest if s not in existing and s not in created]
+        columns = [_contacts.c[name] for name in _PERSONAL]
+        for chunk in _chunks(unknown):
+            for row in self.session.execute(
+                    select(_contacts.c.spectator_id, _contacts.c.id, *columns)
+                    .where(_contacts.c.organisation_id == self.organisation_id,
+                           sql.among(self.session, _contacts.c.spectator_id, chunk))):
+                existing[row[0]] = (row[1], tuple(row[2:]))
+        now = utcnow()
+        contact_ids: dict[int, int] = {}
+        new_rows, changed, remembered = [], [], {}
+        for spectator_id, index in latest.items():
+            fields = fields_of(index)
+            if spectator_id not in existing:
+                new_rows.append((self.organisation_id, spectator_id, now, *fields))
+                continue
+            contact_id, old = existing[spectator_id]
+            contact_ids[spectator_id] = contact_id
+            if fields != old:
+                merged = tuple(new or before for new, before in zip(fields, old))
+                if merged != old:
+                    changed.append((now, *merged, contact_id))
+            else:
+                merged = old
+            remembered[spectator_id] = (contact_id, merged)
+        if new_rows:
+            # COPY and a select beat INSERT ... RETURNING threefold on PostgreSQL.
+            _bulk_insert(self.session, _contacts, _CONTACT_COLUMNS, new_rows)
+            created = [row[1] for row in new_rows]
+            for chunk in _chunks(created):
+                for spectator_id, contact_id in self.session.execute(
+                        select(_contacts.c.spectator_id, _contacts.c.id)
+                        .where(_contacts.c.organisation_id == self.organisation_id,
+                               sql.among(self.session, _contacts.c.spectator_id, chunk))):
+                    contact_ids[spectator_id] = contact_id
+                    remembered[spectator_id] = (contact_id, fields_of(latest[spectator_id]))
+        memo.put_many(remembered)
+        if changed:
+            self._update_contacts(changed)
+        return contact_ids
+
+    def _update_contacts(self, changed: list[tuple]) -> None:
+        """Write ``changed`` rows (updated_at, *personal fields, contact id): on PostgreSQL staged by COPY
+        and applied in one UPDATE ... FROM (an UPDATE per contact costs a round trip each); on SQLite,
+        in process, the driver's executemany."""
+        if not self.copy_staging:
+            sql.execute_many(self.session, 'UPDATE contact SET updated_at = ?, ' + ", ".join(
+                f"{name} = ?" for name in _PERSONAL) + " WHERE id = ?", changed, stamps=(0,))
+            return
+        connection = self.session.connection()
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONTACT_STAGE.name} (updated_at timestamp, "
+            "last_name varchar(200), first_name varchar(200), address varchar(400), postal_code varchar(10), "
+            "email varchar(320), phone varchar(40), customer_id varchar(100), id integer) ON COMMIT DROP")
+        connection.exec_driver_sql(f"TRUNCATE {_CONTACT_STAGE.name}")
+        _bulk_insert(self.session, _CONTACT_STAGE, _CONTACT_STAGE_COLUMNS, changed)
+        # A temporary table is never analysed by autovacuum: without its size the planner may scan contact.
+        connection.exec_driver_sql(f"ANALYZE {_CONTACT_STAGE.name}")
+        connection.exec_driver_sql(
+            "UPDATE contact SET updated_at = s.updated_at, " + ", ".join(f"{name} = s.{name}" for name in _PERSONAL)
+            + f" FROM {_CONTACT_STAGE.name} s WHERE contact.id = s.id")
+
+    def _consents(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int], spectators: dict,
+                  contacts: dict[int, int]) -> None:
+        """Derive e-mail consents (DESIGN.md §6): newsletter → express from the purchase date; a purchase →
+        implied until purchase + 2 years; a subscription → implied until its last show + 2 years.
+
+        Each batch's spans are staged in a temporary table; :meth:`finish` upserts them once for the
+        whole import (the database keeps the earliest given_at and the latest expires_at), so no
+        consent is read back.
+        """
+        purchase: dict[int, list] = {}  # contact id → [first purchase, latest purchase]
+        express: dict[int, dt.datetime] = {}  # contact id → first purchase with the newsletter box ticked
+        subscription: dict[int, list] = {}  # contact id → [first purchase, latest subscribed show]
+        opted_out: dict[int, Any] = {}
+        keys, purchased_at, newsletters = sales.key, sales.purchased_at, sales.newsletter
+        categories, starts = sales.category, sales.starts_at
+        for index, spectator_id in zip(fresh, spectator_of):
+            contact_id = contacts[spectator_id]
+            purchased = purchased_at[index]
+            span = purchase.get(contact_id)
+            if span is None:
+                purchase[contact_id] = [purchased, purchased]
+                opted_out[contact_id] = spectators[keys[index]][2]
+            elif purchased < span[0]:
+                span[0] = purchased
+            elif purchased > span[1]:
+                span[1] = purchased
+            if newsletters[index]:
+                first = express.get(contact_id)
+                if first is None or purchased < first:
+                    express[contact_id] = purchased
+            if categories[index] == "subscription":
+                until = starts[index]
+                span = subscription.get(contact_id)
+                if span is None:
+                    subscription[contact_id] = [purchased, until]
+                else:
+                    if purchased < span[0]:
+                        span[0] = purchased
+                    if until > span[1]:
+                        span[1] = until
+        # A spectator who unsubscribed district-wide stays unsubscribed, whatever they buy.
+        source = f"import {self.batch_id}"
+        later = self.later.__getitem__
+        rows = [(contact_id, "email", "implied_purchase", source, first, later(latest), opted_out[contact_id])
+                for contact_id, (first, latest) in purchase.items()]
+        rows += [(contact_id, "email", "express", source, first, None, opted_out[contact_id])
+                 for contact_id, first in express.items()]
+        rows += [(contact_id, "email", "implied_subscription", source, first, later(latest), opted_out[contact_id])
+                 for contact_id, (first, latest) in subscription.items()]
+        if rows:
+            if not self.staging:
+                self._stage()
+            if not self.copy_staging:
+                stamp = self.stamp.__getitem__
+                rows = [(contact_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
+                        for contact_id, channel, basis, source, first, expires, withdrawn in rows]
+                sql.execute_many(self.session, "INSERT INTO import_consent_stage (contact_id, channel, basis, source, "
+                                            "given_at, expires_at, withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            else:
+                _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows)
+
+    def _stage(self) -> None:
+        """Consents are staged batch after batch in a temporary table, then upserted once by :meth:`finish`:
+        one upsert per consent rather than one per consent and batch."""
+        connection = self.session.connection()
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONSENT_STAGE.name} (contact_id integer, channel varchar(20), "
+            "basis varchar(30), source varchar(100), given_at timestamp, expires_at timestamp, "
+            "withdrawn_at timestamp)" + sql.temporary_table_suffix(self.session))
+        connection.exec_driver_sql(f"DELETE FROM {_CONSENT_STAGE.name}")
+        self.staging = True
+
+    def finish(self) -> None:
+        """Upsert the staged consents: the database keeps the earliest given_at and the latest expires_at."""
+        if not self.staging:
+            return
+        connection = self.session.connection()
+        connection.exec_driver_sql(_CONSENT_UPSERT)
+        connection.exec_driver_sql(f"DROP TABLE {_CONSENT_STAGE.name}")
+        self.staging = False
+
+
+class _UnsubscribeWriter:
+    """Withdraws this organisation's e-mail consents and records the opt-out on the spectator, district-wide."""
+
+    def __init__(self, session, organisation_id: int, result: ImportResult):
+        self.session, self.organisation_id, self.result = session, organisation_id, result
+        # No memo: an opt-out recorded by this very import must read as one on the next batch.
+        self.spectators = _SpectatorLookup(session, result, memo=False)
+
+    def finish(self) -> None:
+        pass
+
+    def write(self, rows: list[_Unsubscribe]) -> None:
+        wanted: dict[str, dict] = {}
+        for row in rows:
+            if row.key:
+                entry = wanted.setdefault(row.key, {"opted_out_at": row.at})
+                entry["opted_out_at"] = min(entry["opted_out_at"], row.at)
+        # Keyed by e-mail even when the spectator never bought: a later sale finds them opted out.
+        spectators = self.spectators.resolve(wanted)
+        by_customer: dict[str, list[tuple[int, int]]] = {}
+        customer_ids = sorted({row.customer_id for row in rows if row.customer_id})
+        for chunk in _chunks(customer_ids):
+            for customer_id, contact_id, spectator_id in self.session.execute(
+                    select(_contacts.c.customer_id, _contacts.c.id, _contacts.c.spectator_id)
+                    .where(_contacts.c.organisation_id == self.organisation_id,
+                           sql.among(self.session, _contacts.c.customer_id, chunk))):
+                by_customer.setdefault(customer_id, []).append((contact_id, spectator_id))
+        spectator_ids = {found[0] for found in spectators.values()}
+        spectator_ids.update(s for pairs in by_customer.values() for _c, s in pairs)
+        contacts_of: dict[int, int] = {}
+        for chunk in _chunks(sorted(spectator_ids)):
+            contacts_of.update(self.session.execute(
+                select(_contacts.c.spectator_id, _contacts.c.id)
+                .where(_contacts.c.organisation_id == self.organisation_id,
+                       sql.among(self.session, _contacts.c.spectator_id, chunk))).all())
+        already = {id_ for key, (id_, _fsa, opted) in spectators.items()
+                   if opted is not None and key not in self.spectators.created}
+        if by_customer:
+            ids = sorted({s for pairs in by_customer.values() for _c, s in pairs} - {v[0] for v in spectators.values()})
+            for chunk in _chunks(ids):
+                already.update(self.session.scalars(
+                    select(_spectators.c.id).where(sql.among(self.session, _spectators.c.id, chunk),
+                                                   _spectators.c.opted_out_at.is_not(None))))
+        opt_out: dict[int, dt.datetime] = {}
+        withdraw: dict[int, dt.datetime] = {}
+        for row in rows:
+            targets = set()
+            if row.key and row.key in spectators:
+                targets.add(spectators[row.key][0])
+            for _contact_id, spectator_id in by_customer.get(row.customer_id, ()) if row.customer_id else ():
+                targets.add(spectator_id)
+            if not targets:
+                self.result.anonymous += 1
+                continue
+            fresh = False
+            for spectator_id in targets:
+                if spectator_id not in already and spectator_id not in opt_out:
+                    fresh = True
+                if spectator_id not in already:
+                    opt_out[spectator_id] = min(opt_out.get(spectator_id, row.at), row.at)
+                if spectator_id in contacts_of:
+                    contact_id = contacts_of[spectator_id]
+                    withdraw[contact_id] = min(withdraw.get(contact_id, row.at), row.at)
+            if fresh:
+                self.result.imported += 1
+            else:
+                self.result.duplicates += 1
+        if opt_out:
+            self.session.execute(
+                update(_spectators).where(_spectators.c.id == bindparam("b_id"), _spectators.c.opted_out_at.is_(None))
+                .values(opted_out_at=bindparam("b_at")),
+                [{"b_id": k, "b_at": v} for k, v in opt_out.items()])
+        if withdraw:
+            self.session.execute(
+                update(_consents).where(_consents.c.contact_id == bindparam("b_id"), _consents.c.channel == "email",
+                                        _consents.c.withdrawn_at.is_(None))
+                .values(withdrawn_at=bindparam("b_at")),
+                [{"b_id": k, "b_at": v} for k, v in withdraw.items()])
+
+
