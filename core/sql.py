@@ -39,6 +39,15 @@ def _connection(bind: Session | Connection) -> Connection:
     return bind.connection() if isinstance(bind, Session) else bind
 
 
+def _driver(connection: Connection) -> Any:
+    """The DB-API connection under ``connection`` (psycopg's or sqlite3's), for what SQLAlchemy
+    does not do: COPY, executemany of plain tuples, pragmas outside the transaction."""
+    raw = connection.connection.driver_connection
+    if raw is None:
+        raise RuntimeError("the connection is closed")
+    return raw
+
+
 # --- what the engine can do ---------------------------------------------------------------------
 
 def counts_bits_in_sql(bind) -> bool:
@@ -82,7 +91,7 @@ def roomy_cache(session: Session, kib: int):
     if _is_postgresql(session):
         yield
         return
-    raw = session.connection().connection.driver_connection
+    raw = _driver(session.connection())
     before = raw.execute("PRAGMA cache_size").fetchone()[0]
     page_size = raw.execute("PRAGMA page_size").fetchone()[0]
     if (-before if before < 0 else before * page_size // 1024) >= kib:
@@ -129,7 +138,7 @@ def copy_rows(bind: Session | Connection, table: Table | str, columns: Sequence[
     quote = connection.dialect.identifier_preparer.quote
     name = table.name if isinstance(table, Table) else table
     names = ", ".join(quote(c) for c in columns)
-    raw = connection.connection.driver_connection
+    raw = _driver(connection)
     if _is_postgresql(connection):
         with raw.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN") as copy:
             for row in rows:
@@ -148,7 +157,7 @@ def execute_many(bind: Session | Connection, statement: str, rows: Iterable[Sequ
         rows = _with_text_stamps(rows, stamps)
     else:
         statement = statement.replace("?", "%s")
-    cursor = connection.connection.driver_connection.cursor()
+    cursor = _driver(connection).cursor()
     try:
         batch: list = []
         for row in rows:
@@ -219,7 +228,7 @@ def bulk_load_settings(connection: Connection) -> None:
         return
     connection.info["pilot.cache_size"] = connection.exec_driver_sql("PRAGMA cache_size").scalar()
     connection.exec_driver_sql("PRAGMA cache_size=-262144")
-    raw = connection.connection.driver_connection
+    raw = _driver(connection)
     if not raw.in_transaction:
         raw.execute("BEGIN")
 
@@ -312,7 +321,9 @@ def _vacuum_if_asked(session: Session, key: str) -> None:
         return
     # VACUUM runs outside a transaction: on a connection of its own, the session's being done.
     try:
-        with session.get_bind().connect() as connection:
+        engine = session.get_bind()
+        engine = engine.engine if isinstance(engine, Connection) else engine
+        with engine.connect() as connection:
             # SKIP_LOCKED: a transaction holding the table (another rebuild) is never waited for.
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                 f'VACUUM (ANALYZE, SKIP_LOCKED) "{name}"')
