@@ -224,22 +224,6 @@ def _file_away(path: Path, outcome: str, report: dict) -> Path:
     return target
 
 
-def _pause_for_tests(result) -> None:
-    """A real pause point between import and commit, for the test that kills the scheduler there.
-
-    ``PILOT_TEST_IMPORT_PAUSE=<marker path>``: write the flushed import's summary to the marker,
-    then wait (at most ten minutes) until the marker is removed.
-    """
-    marker = os.environ.get("PILOT_TEST_IMPORT_PAUSE")
-    if not marker:
-        return
-    path = Path(marker)
-    path.write_text(json.dumps(result.to_json()))
-    deadline = time.monotonic() + 600
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: str = "sales") -> dict:
     """Import one dropped file exactly once, in its own transaction, then file it away.
 
@@ -305,7 +289,6 @@ def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: s
                f"{result.imported} ligne(s) ajoutée(s).",
                f"The file “{path.name}” dropped in the inbox was imported: {result.imported} row(s) added.",
                link=f"/imports/{result.batch_id}", dedupe_key=f"inbox:{result.batch_id}", email=False)
-        _pause_for_tests(result)
         session.commit()
     report.update(status="imported", batch_id=result.batch_id, summary=result.to_json(), message="imported")
     _file_away(path, "done", report)

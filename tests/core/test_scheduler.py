@@ -600,7 +600,7 @@ def _pilot() -> list[str]:
 
 
 def _start(database_url: str, instance: Path, *args: str, **env) -> subprocess.Popen:
-    environment = {k: v for k, v in os.environ.items() if k != "PILOT_TEST_IMPORT_PAUSE"}
+    environment = dict(os.environ)
     environment.update(DATABASE_URL=database_url, PILOT_INSTANCE=str(instance), **env)
     return subprocess.Popen([*_pilot(), "scheduler", "run", *args], cwd=PROJECT_ROOT, env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -662,26 +662,40 @@ def test_two_scheduler_processes_on_one_database_the_second_refuses(app, db, dat
     assert scheduler_lock(app).holder() is None
 
 
+@pytest.mark.engines("postgresql")  # the pause is a lock held by the test: a PostgreSQL table lock
 def test_killed_in_the_middle_of_an_import_then_imported_whole_on_the_next_start(app, db, database_url, tmp_path,
                                                                                     make_org):
+    import psycopg
+
     make_org("salle-a")
     instance = tmp_path / "instance"
     folder = instance / "inbox" / "salle-a"
-    rows = 12_000  # more than one write batch: rows are flushed before the pause
+    rows = 12_000  # more than one write batch: rows are written before the import reaches its end
     sales_csv(folder / "ventes.csv", rows=rows)
-    marker = tmp_path / "paused.json"
 
-    scheduler = _start(database_url, instance, PILOT_TEST_IMPORT_PAUSE=str(marker))
+    # The test holds the notifications' table: the import writes every row, then waits on the
+    # notification it adds just before its commit, and is killed there. No switch in the code.
+    holder = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"))
+    holder.execute("LOCK TABLE notification IN SHARE ROW EXCLUSIVE MODE")
+    scheduler = _start(database_url, instance)
     try:
-        _wait_for(lambda: marker.exists() and marker.read_text(), what="the import's pause point", process=scheduler)
-        flushed = json.loads(marker.read_text())
-        assert flushed["imported"] == rows  # written in the transaction, not yet committed
-        assert count(db, Transaction) == 0
+        def import_waits_on_the_lock():
+            # the backend waiting on the notifications has written sales in its transaction
+            return holder.execute(
+                "SELECT count(*) FROM pg_locks waiting JOIN pg_locks written ON written.pid = waiting.pid "
+                "WHERE NOT waiting.granted AND waiting.relation = 'notification'::regclass "
+                "AND written.granted AND written.relation = '\"transaction\"'::regclass "
+                "AND written.mode = 'RowExclusiveLock'").fetchone()[0] > 0
+
+        _wait_for(import_waits_on_the_lock, what="the import to wait before its commit", process=scheduler)
+        assert count(db, Transaction) == 0  # written in the import's transaction, not committed
         scheduler.send_signal(signal.SIGKILL)
         scheduler.communicate(timeout=30)
     finally:
         if scheduler.poll() is None:
             scheduler.kill()
+        holder.rollback()
+        holder.close()
     assert scheduler.returncode == -signal.SIGKILL
 
     # Nothing half-imported, the file still waits in the inbox.
