@@ -47,6 +47,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     auth.init_app(app)
     views.init_app(app)
     importlib.import_module("core.jobs_views").init_app(app)  # the admin page of scheduled jobs
+    importlib.import_module("core.questions").init_app(app)  # the question budget and its admin page
     for name in (*FEATURES, *TOOLS):
         importlib.import_module(name).init_app(app)
     _install_security(app)

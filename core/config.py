@@ -58,6 +58,11 @@ def load_config(overrides: dict | None = None) -> dict:
         "BABEL_DEFAULT_LOCALE": "fr",
         "LANGUAGES": ("fr", "en"),
         "K_THRESHOLD": int(os.environ.get("PILOT_K", 10)),
+        # Noisy pooled figures (core.privacy): σ of a count's noise, the per-user daily budget of
+        # questions (previews, insight views) and its switch (off only for the attack tests).
+        "PRIVACY_SIGMA": float(os.environ.get("PILOT_PRIVACY_SIGMA", 14.0)),
+        "PRIVACY_DAILY_BUDGET": int(os.environ.get("PILOT_DAILY_QUESTIONS", 1000)),
+        "PRIVACY_BUDGET": os.environ.get("PILOT_QUESTION_BUDGET", "on") != "off",
         "MAX_CONTENT_LENGTH": int(os.environ.get("PILOT_MAX_UPLOAD_MB", 200)) * 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

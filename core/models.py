@@ -104,6 +104,11 @@ class Spectator(Base):
     """The pooled, pseudonymous person: a keyed hash, the FSA, nothing personal."""
 
     __tablename__ = "spectator"
+    __table_args__ = (
+        # The few spectators still without a cell key, found without a scan of the table.
+        Index("ix_spectator_no_cell_key", "id", postgresql_where=text("cell_key IS NULL"),
+              sqlite_where=text("cell_key IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -112,6 +117,9 @@ class Spectator(Base):
     # A district-wide unsubscribe (DESIGN.md §10): set by any organisation's unsubscribe import,
     # it excludes the spectator from every campaign whatever consent another organisation holds.
     opted_out_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # The secret cell key of the noisy pooled figures (core.privacy.cell_key): HMAC of the key with
+    # the district secret, in [0, 2^31); filled at creation (core.privacy.fill_cell_keys).
+    cell_key: Mapped[Optional[int]] = mapped_column(Integer)
 
 
 class Contact(Base):
@@ -256,7 +264,11 @@ class AuditEvent(Base):
     """An append-only record of something sensitive: who did what to which object, when."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id"),)
+    __table_args__ = (
+        Index("ix_audit_event_object", "object_type", "object_id"),
+        # A user's questions of the day (core.privacy.questions_today): the budget reads it per question.
+        Index("ix_audit_event_user_action_at", "user_id", "action", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

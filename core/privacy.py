@@ -1,15 +1,55 @@
-"""Small-cell suppression: every pooled figure hides counts under k, and what subtraction would reveal."""
+"""Pooled figures that hide people: small-cell suppression and differencing-safe noisy figures.
+
+Two layers (DESIGN.md §10):
+
+- **Suppression** (:func:`suppress` and friends): exact counts under k hidden, and what subtraction
+  would reveal. The database operator's command line and the exact experiment report use it alone.
+- **Noisy figures** (:class:`Release`): every pooled figure shown in the web pages to someone who
+  does not own the data. The method is the cell-key method of the Australian Bureau of Statistics'
+  TableBuilder, with Gaussian noise calibrated and accounted in zero-concentrated differential
+  privacy (zCDP) with OpenDP:
+
+  * each spectator holds a secret **cell key**, an integer in [0, 2^31) derived as
+    ``HMAC-SHA256(district secret, "cell-key:" + spectator.key)`` (:func:`cell_key`), stored in
+    ``spectator.cell_key`` and copied into the profiles;
+  * a figure over a set of spectators is read with its **fingerprint** :class:`Cell` ``(count,
+    SUM(cell_key))``, computed in the same SQL as the count;
+  * its noise is a Gaussian N(0, σ²) drawn from ``HMAC-SHA256(district secret, figure name | data
+    epoch | count | key sum)``: the same set gives the same figure however the rule is written and
+    however often it is asked; two different sets get independent noise;
+  * the **data epoch** (:func:`data_epoch`) advances at every import and profile refresh, so that
+    every figure is redrawn then and "did the figure move after my one-row upload" teaches nothing;
+  * thresholds are decided on the noisy figure, never the exact one: a noisy size under k is
+    "fewer than k", a noisy complement under k is "all but fewer than k", 0 is a small figure like
+    any other (:meth:`Release.figure`);
+  * one person moves every figure of a response (size, the complement, each organisation's count,
+    one life-cycle stage, contactable): the accounting (:func:`preview_rho`, :func:`epsilon_for`)
+    uses that L2 sensitivity, and a per-user daily budget of questions (:func:`ask`) bounds the
+    composition, every question written to the audit log.
+
+How other code protects a figure::
+
+    release = Release.current(session)             # secret, epoch, k and σ of this request
+    fig = release.figure("preview.size", Cell(n, keysum), whole=release.noisy("universe", universe))
+    fig.value        # the noisy count, or None when hidden
+    fig.label()      # "1 234", "fewer than 10" or "all but fewer than 10" (FR/EN)
+    fig.as_json()    # {"value", "suppressed", "status", "text"}
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
 import math
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Mapping, Sequence
+from statistics import NormalDist
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from core.models import Organisation, Setting
+from core.models import AuditEvent, Organisation, Setting, Spectator, audit, utcnow
 
 DEFAULT_K = 10
 
@@ -277,3 +317,299 @@ def suppress_table(cells: Sequence[Sequence[int]], k: int, *, primary: Sequence[
         column_totals=[show(R, c) for c in range(C)] if column_totals else None,
         total=show(R, C) if total else None,
         hidden={(r, c) for r, c in hidden if r < R and c < C})
+
+
+# --- noisy figures: cell keys, the data epoch, the release ----------------------------------------
+
+CELL_KEY_LIMIT = 1 << 31
+# σ of the Gaussian noise on a count (one person moves it by 1). Chosen so that the attack suite
+# (tests/test_attacks.py: trackers averaged over 50 padding sets) stays near 0.57 balanced accuracy,
+# while the median relative error of a preview of 1,000 spectators stays under 1 % (0.674 σ / 1000).
+DEFAULT_SIGMA = 14.0
+# δ of the (ε, δ) statement derived from the zCDP accounting.
+DEFAULT_DELTA = 1e-6
+DEFAULT_DAILY_BUDGET = 1000
+EPOCH_SETTING = "data_epoch"
+BUDGET_SETTING = "privacy_daily_budget"
+QUESTION_ACTION = "privacy.question"
+
+
+def cell_key(secret: str | bytes, spectator_key: str) -> int:
+    """A spectator's secret cell key in [0, 2^31): ``HMAC-SHA256(secret, "cell-key:" + key)``,
+    its first four bytes as a big-endian integer, top bit cleared."""
+    raw = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(raw, b"cell-key:" + spectator_key.encode("utf-8"), hashlib.sha256).digest()
+    return int.from_bytes(digest[:4], "big") & (CELL_KEY_LIMIT - 1)
+
+
+def instance_secret() -> str | None:
+    """The application's district secret when there is an application context, else None."""
+    from flask import current_app, has_app_context
+
+    return current_app.config.get("DISTRICT_SECRET") if has_app_context() else None
+
+
+def fill_cell_keys(session: Session, secret: str | bytes, chunk: int = 20_000) -> int:
+    """Give every spectator without a cell key its key (:func:`cell_key`); flushes, never commits.
+
+    Called by the importer after it creates spectators, by the demo and by a profile refresh, so
+    that whatever path created a spectator its key is there before its first figure.
+    :returns: how many spectators were given a key.
+    """
+    sp = Spectator.__table__
+    done = 0
+    while True:
+        rows = session.execute(select(sp.c.id, sp.c.key).where(sp.c.cell_key.is_(None)).limit(chunk)).all()
+        if not rows:
+            return done
+        session.execute(update(sp).where(sp.c.id == bindparam("b_id")).values(cell_key=bindparam("b_cell")),
+                        [{"b_id": id_, "b_cell": cell_key(secret, key)} for id_, key in rows])
+        done += len(rows)
+
+
+def data_epoch(session: Session) -> int:
+    """The data epoch: a counter that every import and profile refresh advances (0 before any)."""
+    value = session.scalar(select(Setting.value).where(Setting.name == EPOCH_SETTING))
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def advance_epoch(session: Session) -> int:
+    """Advance the data epoch by one, atomically (concurrent imports each advance it); flushes.
+
+    :returns: the new epoch.
+    """
+    session.flush()
+    setting = session.get(Setting, EPOCH_SETTING, with_for_update=True)  # SQLite: no FOR UPDATE, one writer anyway
+    if setting is None:
+        session.add(Setting(name=EPOCH_SETTING, value="1"))
+        session.flush()
+        return 1
+    try:
+        current = int(setting.value)
+    except ValueError:
+        current = 0
+    setting.value = str(current + 1)
+    session.flush()
+    return current + 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The fingerprint of a set of spectators: how many, and the sum of their cell keys.
+
+    Two rules with the same members have the same cell; two different sets almost never do.
+    """
+
+    count: int
+    keysum: int = 0
+
+    @classmethod
+    def of(cls, count, keysum) -> "Cell":
+        """From a SQL row's (COUNT, SUM(cell_key)); SUM is NULL over no row."""
+        return cls(int(count or 0), int(keysum or 0))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A protected figure: ``status`` "shown" (``value`` is the noisy figure), "small" (fewer than
+    k) or "all_but" (all but fewer than k); ``value`` is None unless shown."""
+
+    value: int | None
+    status: str
+    k: int
+
+    @property
+    def suppressed(self) -> bool:
+        return self.status != "shown"
+
+    def label(self) -> str:
+        """The figure as people read it, in the request's language."""
+        return figure_label(self)
+
+    def as_json(self) -> dict:
+        return {"value": self.value, "suppressed": self.suppressed, "status": self.status, "text": self.label()}
+
+
+def figure_label(figure: Figure) -> str:
+    """"1 234", "fewer than 10" or "all but fewer than 10", in French or English (gettext)."""
+    from flask_babel import format_decimal, gettext as _
+
+    if figure.status == "small":
+        return _("fewer than %(k)s", k=figure.k)
+    if figure.status == "all_but":
+        return _("all but fewer than %(k)s", k=figure.k)
+    try:
+        return format_decimal(figure.value)
+    except (RuntimeError, KeyError):  # outside a request
+        return str(figure.value)
+
+
+class Release:
+    """The noisy view of the pooled data for one data epoch, one secret, one k and one σ.
+
+    :param secret: the district secret (never shown; keys the noise).
+    :param epoch: the data epoch (:func:`data_epoch`).
+    :param k: the threshold under which a noisy figure is "fewer than k".
+    :param sigma: σ of the Gaussian noise of a count.
+    """
+
+    def __init__(self, secret: str | bytes, epoch: int, k: int, sigma: float = DEFAULT_SIGMA):
+        self.secret = secret.encode() if isinstance(secret, str) else secret
+        self.epoch, self.k, self.sigma = int(epoch), int(k), float(sigma)
+
+    @classmethod
+    def current(cls, session: Session, k: int | None = None, organisation_ids: Iterable[int] | None = None) -> "Release":
+        """The release of this request: the application's secret and σ (``PRIVACY_SIGMA``), the
+        current epoch, and k (given, else the strictest of ``organisation_ids``, else the district's)."""
+        from flask import current_app
+
+        config = current_app.config
+        if k is None:
+            k = strictest_k(session, organisation_ids, default=config.get("K_THRESHOLD", DEFAULT_K))
+        return cls(config["DISTRICT_SECRET"], data_epoch(session), k, float(config.get("PRIVACY_SIGMA", DEFAULT_SIGMA)))
+
+    def standard_normal(self, name: str, cell: Cell) -> float:
+        """A N(0, 1) draw that is a function of (secret, name, epoch, fingerprint) only:
+        the inverse normal CDF of 56 bits of ``HMAC-SHA256(secret, name|epoch|count|keysum)``."""
+        message = f"{name}|{self.epoch}|{cell.count}|{cell.keysum}".encode("utf-8")
+        digest = hmac.new(self.secret, message, hashlib.sha256).digest()
+        u = (int.from_bytes(digest[:7], "big") + 0.5) / (1 << 56)
+        return NormalDist().inv_cdf(u)
+
+    def noisy(self, name: str, cell: Cell, scale: float = 1.0) -> int:
+        """The figure ``cell.count`` plus its consistent noise N(0, (scale·σ)²), rounded, no
+        threshold (for a whole the caller does not show, or a sum whose one person's share is
+        bounded by ``scale``)."""
+        return int(round(cell.count + scale * self.sigma * self.standard_normal(name, cell)))
+
+    def figure(self, name: str, cell: Cell, whole: int | None = None) -> Figure:
+        """The protected count of a set: its noisy value, or "fewer than k" when the noisy value
+        is under k, or "all but fewer than k" when ``whole`` (the noisy figure of the set it is
+        part of, from :meth:`noisy` or a shown figure) minus it is under k."""
+        value = self.noisy(name, cell)
+        if value < self.k:
+            return Figure(None, "small", self.k)
+        if whole is not None and whole - value < self.k:
+            return Figure(None, "all_but", self.k)
+        return Figure(value, "shown", self.k)
+
+    def sum_figure(self, name: str, cell: Cell, total: float, bound: float, shown: bool = True) -> float | None:
+        """A sum over the spectators of ``cell`` (tickets, revenue) with noise N(0, (bound·σ)²),
+        ``bound`` being what one person is taken to contribute at most; None when not ``shown``
+        (the count of its spectators is hidden)."""
+        if not shown:
+            return None
+        value = total + bound * self.sigma * self.standard_normal(name + "#sum", cell)
+        return max(round(value, 2), 0.0)
+
+
+# --- accounting (zCDP, with OpenDP) ----------------------------------------------------------------
+
+def preview_sensitivity(organisations: int) -> float:
+    """The L2 sensitivity of one segment preview: adding or removing one person moves the size,
+    the complement (the universe), each organisation's count they bought from (all of them at
+    worst), one life-cycle stage and the contactable count by 1: ``sqrt(4 + organisations)``."""
+    return math.sqrt(4 + max(int(organisations), 0))
+
+
+def _gaussian(sigma: float):
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float),
+                              scale=float(sigma))
+
+
+def preview_rho(sigma: float, organisations: int) -> float:
+    """ρ (zCDP) of one preview: OpenDP's Gaussian mechanism mapped at the preview's L2
+    sensitivity, ``ρ = Δ² / (2σ²)``."""
+    return float(_gaussian(sigma).map(preview_sensitivity(organisations)))
+
+
+def epsilon_for(rho: float, delta: float = DEFAULT_DELTA) -> float:
+    """ε at ``delta`` of a ρ-zCDP release, by OpenDP's conversion (about ``ρ + 2·sqrt(ρ·ln(1/δ))``).
+
+    A Gaussian of σ = 1 mapped at sensitivity ``sqrt(2ρ)`` is ρ-zCDP; its conversion gives ε."""
+    import opendp.prelude as dp
+
+    if rho <= 0:
+        return 0.0
+    measurement = dp.c.make_zCDP_to_approxDP(_gaussian(1.0))
+    return float(measurement.map(math.sqrt(2 * rho)).epsilon(delta))
+
+
+def daily_accounting(sigma: float, organisations: int, questions: int, delta: float = DEFAULT_DELTA) -> dict:
+    """What one user's day of ``questions`` previews costs at most: ρ per preview, ρ per day
+    (zCDP composes by addition) and ε at δ. Asking the same set again costs nothing (same noise),
+    so this is an upper bound."""
+    rho = preview_rho(sigma, organisations)
+    return {"sigma": sigma, "organisations": organisations, "sensitivity": preview_sensitivity(organisations),
+            "rho_per_preview": rho, "questions": questions, "rho_per_day": rho * questions,
+            "delta": delta, "epsilon_per_preview": epsilon_for(rho, delta),
+            "epsilon_per_day": epsilon_for(rho * questions, delta)}
+
+
+# --- the per-user budget of questions ---------------------------------------------------------------
+
+class BudgetExhausted(Exception):
+    """The user has asked their daily budget of questions."""
+
+    def __init__(self, budget: int):
+        super().__init__(f"daily budget of {budget} questions used")
+        self.budget = budget
+
+
+def daily_budget(session: Session, default: int = DEFAULT_DAILY_BUDGET) -> int:
+    """Questions per user per day (admin setting ``privacy_daily_budget``, else ``default``)."""
+    value = session.scalar(select(Setting.value).where(Setting.name == BUDGET_SETTING))
+    try:
+        return max(int(value), 0) if value is not None else default
+    except ValueError:
+        return default
+
+
+def set_daily_budget(session: Session, budget: int) -> None:
+    """Store the daily budget of questions per user (flushes)."""
+    setting = session.get(Setting, BUDGET_SETTING)
+    if setting is None:
+        session.add(Setting(name=BUDGET_SETTING, value=str(int(budget))))
+    else:
+        setting.value = str(int(budget))
+    session.flush()
+
+
+def day_start_utc(now: dt.datetime | None = None) -> dt.datetime:
+    """Midnight UTC (naive) of the day of ``now``: the budget runs per UTC day."""
+    now = now or utcnow()
+    return dt.datetime.combine(now.date(), dt.time())
+
+
+def questions_today(session: Session, user_id: int, now: dt.datetime | None = None) -> int:
+    """How many questions ``user_id`` asked since midnight UTC (audit events ``privacy.question``)."""
+    return int(session.scalar(
+        select(func.count()).select_from(AuditEvent)
+        .where(and_(AuditEvent.user_id == user_id, AuditEvent.action == QUESTION_ACTION,
+                    AuditEvent.at >= day_start_utc(now)))) or 0)
+
+
+def ask(session: Session, *, user_id: int, actor: str, kind: str, question: Any, budget: int | None,
+        organisation_id: int | None = None) -> int | None:
+    """Count one question against the user's daily budget and write it to the audit log.
+
+    :param kind: what was asked ("preview", "insights", "comparison", "download"...).
+    :param question: what the question was (the rule, the scope), kept in the audit event.
+    :param budget: questions per day, or None when the budget is switched off (still audited).
+    :raises BudgetExhausted: when the user has already asked ``budget`` questions today (nothing
+        is written then).
+    :returns: the questions left today after this one (None without a budget).
+    """
+    asked = questions_today(session, user_id) if budget is not None else 0
+    if budget is not None and asked >= budget:
+        raise BudgetExhausted(budget)
+    audit(session, QUESTION_ACTION, actor=actor, user_id=user_id, object_type="question", object_id=kind,
+          organisation_id=organisation_id, kind=kind, question=question)
+    session.flush()
+    return None if budget is None else budget - asked - 1

@@ -38,7 +38,7 @@ class SpectatorProfile(Base):
         # there, so that the few pages of a region are read (segments.profiles). It includes the
         # spectator id there (SQLite's rowid is in every index), so that PostgreSQL answers such a
         # rule from the index alone once a refresh has been vacuumed (segments.profiles).
-        Index("ix_spectator_profile_fsa", "fsa", "organisation_mask", "lifecycle", "contactable",
+        Index("ix_spectator_profile_fsa", "fsa", "organisation_mask", "lifecycle", "contactable", "cell_key",
               postgresql_ops={"fsa": "varchar_pattern_ops"}, postgresql_include=["spectator_id"]),
     )
 
@@ -58,6 +58,9 @@ class SpectatorProfile(Base):
     discipline_mask: Mapped[int] = mapped_column(Integer, default=0)
     discipline_mask_365: Mapped[int] = mapped_column(Integer, default=0)
     discipline_mask_730: Mapped[int] = mapped_column(Integer, default=0)
+    # The spectator's cell key (core.privacy), summed beside every count of a preview: the set's
+    # fingerprint that keys its noise.
+    cell_key: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Nullable in the schema, never NULL on a row: every profile has a purchase.
     first_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)
     last_purchase_on: Mapped[Optional[dt.date]] = mapped_column(Date)

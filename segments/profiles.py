@@ -61,6 +61,7 @@ from core.models import (
     Transaction,
     utcnow,
 )
+from core.privacy import advance_epoch, fill_cell_keys, instance_secret
 from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, SHOW_THRESHOLDS, TWO_YEARS_DAYS, YEAR_DAYS
 from segments.models import SpectatorProfile
 
@@ -393,7 +394,7 @@ def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | No
     agg = aggregates_select(as_of, spectator_ids, columns=agg_columns).subquery("agg")
     sp = Spectator.__table__
     source = agg
-    if want("fsa", "contactable"):
+    if want("fsa", "contactable", "cell_key"):
         source = source.join(sp, sp.c.id == agg.c.spectator_id)
     cols = [agg.c.spectator_id.label("spectator_id")]
     if want("as_of"):
@@ -412,6 +413,8 @@ def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | No
     for name in ("organisation_mask", "discipline_mask", "subscriber"):
         if want(name):
             cols.append(agg.c[name].label(name))
+    if want("cell_key"):
+        cols.append(func.coalesce(sp.c.cell_key, 0).label("cell_key"))
     if want("newsletter", "contactable"):
         cons = consents_select(consents_on, spectator_ids).subquery("cons")
         source = source.outerjoin(cons, cons.c.spectator_id == agg.c.spectator_id)
@@ -461,7 +464,8 @@ def _insert_profiles(session: Session, as_of: dt.date, spectator_ids) -> int:
 TRUNCATE_LOCK_TIMEOUT = "2s"
 
 
-def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None = None) -> int:
+def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None = None,
+                     secret: str | None = None) -> int:
     """(Re)build spectator profiles as of ``as_of`` (default today) in a few set-wise statements.
 
     :param session: the caller's session; this flushes and never commits.
@@ -470,10 +474,16 @@ def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None
         (one statement). When the stored profiles describe another date than ``as_of``, the
         refresh is a full one whatever ``spectator_ids`` says, so that every row shares one date.
     :param as_of: the date the profiles describe; purchases after it are ignored.
+    :param secret: the district secret that gives spectators still without a cell key theirs
+        (default: the application's, when there is one); every refresh advances the data epoch
+        (core.privacy), so that the noisy pooled figures are redrawn.
     :returns: the number of profile rows written.
     """
     as_of = as_of or dt.date.today()
     session.flush()
+    secret = secret or instance_secret()
+    if secret:
+        fill_cell_keys(session, secret)
     sql.without_jit(session)
     if spectator_ids is not None:
         stored = profiles_as_of(session)
@@ -494,6 +504,7 @@ def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None
             session.execute(delete(P).where(P.c.spectator_id.in_(chunk)))
             written += _insert_profiles(session, as_of, chunk)
     _set_refreshed_at(session, utcnow())
+    advance_epoch(session)
     session.flush()
     # the rewritten pages all-visible (index-only scans of a rule on a region stay index-only)
     sql.vacuum_after_commit(session, P)

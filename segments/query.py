@@ -69,8 +69,8 @@ from sqlalchemy.types import NullType
 
 from core import sql
 from core.db import no_index
-from core.models import DISCIPLINES, Organisation, Show, Transaction, Venue
-from core.privacy import is_small, share, strictest_k, suppress
+from core.models import DISCIPLINES, Organisation, Show, Spectator, Transaction, Venue
+from core.privacy import Cell, Figure, Release, is_small, share, strictest_k, suppress
 from segments.models import SpectatorProfile
 from segments.profiles import (
     LIFECYCLE_STAGES,
@@ -109,7 +109,7 @@ PROFILE_COLUMN = {
     "fsa": "fsa",
 }
 # Columns the preview's breakdown reads from the base table.
-BREAKDOWN_COLUMNS = ("organisation_mask", "lifecycle", "contactable")
+BREAKDOWN_COLUMNS = ("organisation_mask", "lifecycle", "contactable", "cell_key")
 # The profile columns the FSA index holds (with the spectator id, SQLite's rowid): a query reading
 # only these reads the index alone on SQLite.
 FSA_INDEX_COLUMNS = frozenset(
@@ -545,6 +545,11 @@ class _Breakdown:
     stages: dict[str, int]
     contactable: int
     per_org: dict[str, int]
+    # The same cells' sums of cell keys (core.privacy.Cell): their fingerprints.
+    size_keys: int = 0
+    stage_keys: dict[str, int] | None = None
+    contactable_keys: int = 0
+    org_keys: dict[str, int] | None = None
 
 
 _SCAN_KEY = "segments.query.scan"
@@ -595,34 +600,51 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
     # one value whose bits numpy counts, since a test per organisation and member costs it five
     # times the scan.
     count_bits_in_sql = sql.counts_bits_in_sql(session)
-    columns = [every_value(base.c.spectator_id), func.count().label("size")]
+    # Beside each count, the sum of the members' cell keys: the cell's fingerprint (core.privacy).
+    keys = base.c.cell_key
+    columns = [every_value(base.c.spectator_id), func.count().label("size"), func.coalesce(func.sum(keys), 0)]
     columns += [func.count().filter(base.c.lifecycle == stage) for stage in LIFECYCLE_STAGES]
+    columns += [func.coalesce(func.sum(keys).filter(base.c.lifecycle == stage), 0) for stage in LIFECYCLE_STAGES]
     columns.append(func.count().filter(base.c.contactable))
+    columns.append(func.coalesce(func.sum(keys).filter(base.c.contactable), 0))
     if count_bits_in_sql:
         columns += [func.count().filter(_bits(base.c.organisation_mask, 1 << id_) != 0) for id_, _ in in_mask]
+        columns += [func.coalesce(func.sum(keys).filter(_bits(base.c.organisation_mask, 1 << id_) != 0), 0)
+                    for id_, _ in in_mask]
     else:
+        # Two aggregates of one query read the rows in the same order: the i-th key is the i-th mask's.
         columns.append(every_value(base.c.organisation_mask))
+        columns.append(every_value(keys))
     row = session.execute(select(*columns).select_from(base).where(where)).one()
-    ids, size, row = integers(row[0]), int(row[1]), row[2:]
+    ids, size, size_keys, row = integers(row[0]), int(row[1]), int(row[2]), row[3:]
+    n_stages = len(LIFECYCLE_STAGES)
     stages = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row)}
-    contactable, row = int(row[len(LIFECYCLE_STAGES)]), row[len(LIFECYCLE_STAGES) + 1:]
+    stage_keys = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row[n_stages:])}
+    row = row[2 * n_stages:]
+    contactable, contactable_keys, row = int(row[0]), int(row[1]), row[2:]
     if count_bits_in_sql:
         per_org = {slug: int(n) for (_id, slug), n in zip(in_mask, row)}
+        org_keys = {slug: int(n) for (_id, slug), n in zip(in_mask, row[len(in_mask):])}
     else:
-        masks = integers(row[0])
+        masks, member_keys = integers(row[0]), integers(row[1])
         per_org = {slug: int(np.count_nonzero(masks & (1 << id_))) for id_, slug in in_mask}
+        org_keys = {slug: int(member_keys[(masks & (1 << id_)) != 0].sum()) for id_, slug in in_mask}
     beyond = [(id_, slug) for id_, slug, _name in orgs if id_ > MAX_MASK_ORGANISATION_ID]
     if beyond:
         # Organisations whose id does not fit the mask: count their buyers among the members.
         _, high = window_bounds(as_of, None)
         members_ids = select(base.c.spectator_id).where(where)
-        counted = dict(session.execute(
-            select(T.c.organisation_id, func.count(distinct(T.c.spectator_id)))
-            .where(T.c.organisation_id.in_([i for i, _ in beyond]), T.c.purchased_at < high,
-                   T.c.spectator_id.in_(members_ids))
-            .group_by(T.c.organisation_id)).all())
-        per_org.update({slug: int(counted.get(id_, 0)) for id_, slug in beyond})
-    found = _Breakdown(ids, size, stages, contactable, per_org)
+        buyers = (select(T.c.organisation_id, T.c.spectator_id)
+                  .where(T.c.organisation_id.in_([i for i, _ in beyond]), T.c.purchased_at < high,
+                         T.c.spectator_id.in_(members_ids)).distinct().subquery("buyers"))
+        sp = Spectator.__table__
+        counted = {org: (n, k) for org, n, k in session.execute(
+            select(buyers.c.organisation_id, func.count(), func.coalesce(func.sum(sp.c.cell_key), 0))
+            .join(sp, sp.c.id == buyers.c.spectator_id)
+            .group_by(buyers.c.organisation_id)).all()}
+        per_org.update({slug: int(counted.get(id_, (0, 0))[0]) for id_, slug in beyond})
+        org_keys.update({slug: int(counted.get(id_, (0, 0))[1]) for id_, slug in beyond})
+    found = _Breakdown(ids, size, stages, contactable, per_org, size_keys, stage_keys, contactable_keys, org_keys)
     if transaction is not None:
         _watch(session)
         session.info[_SCAN_KEY] = (transaction, key, found)
@@ -677,5 +699,81 @@ def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
             "spectators": reach["yes"],
             "share": None if size_hidden or reach["yes"] is None else share(reach["yes"], size),
             "suppressed": reach["yes"] is None,
+        },
+    }
+
+
+def universe(session: Session, as_of: dt.date | None = None) -> Cell:
+    """The fingerprint of every spectator a rule can select on ``as_of`` (those who bought something
+    up to then): the whole whose complement a preview's size must not reveal."""
+    stored = profiles_as_of(session)
+    as_of = as_of or stored or dt.date.today()
+    if stored is not None and as_of == stored:
+        count, keys = session.execute(select(func.count(), func.sum(P.c.cell_key))).one()
+    else:
+        facts = facts_select(as_of, columns={"spectator_id", "cell_key"}).subquery("facts")
+        count, keys = session.execute(select(func.count(), func.sum(facts.c.cell_key))).one()
+    return Cell.of(count, keys)
+
+
+def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.date | None = None) -> dict:
+    """The preview shown in the web pages: every figure noisy and thresholded (core.privacy).
+
+    The same shape as :func:`preview` (``size``, ``size_suppressed``, ``by_organisation``,
+    ``lifecycle``, ``contactable``), with ``k`` the release's, each hidden figure None with
+    ``suppressed`` true and a ``status`` ("shown", "small": fewer than k, "all_but": all but fewer
+    than k) and a ``text`` that says it. Each figure has the noise of its own set of spectators:
+    ``preview.size``, ``preview.org.<slug>``, ``preview.stage.<stage>``, ``preview.contactable``
+    (figure names key the noise, so that two fields over one set are still independent draws).
+    The size is also hidden when the noisy complement (noisy universe minus the noisy size) is
+    under k; each breakdown figure when the noisy size minus it is under k. When the size is
+    hidden, so is every breakdown figure.
+
+    :returns: that dict, plus ``epoch`` (the data epoch the figures belong to).
+    """
+    node = as_node(rule)
+    stored = profiles_as_of(session)
+    as_of = as_of or stored or dt.date.today()
+    orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
+    found = _scan(session, node, as_of, stored, orgs)
+    whole = release.noisy(f"universe.{as_of.isoformat()}", universe(session, as_of))
+    size = release.figure("preview.size", Cell(found.size, found.size_keys), whole=whole)
+
+    def part(name: str, cell: Cell) -> Figure:
+        if size.status != "shown":
+            return Figure(None, "small", release.k)
+        return release.figure(name, cell, whole=size.value)
+
+    names = {slug: name for _id, slug, name in orgs}
+    orgs_shown = {slug: part(f"preview.org.{slug}", Cell(found.per_org[slug], (found.org_keys or {}).get(slug, 0)))
+                  for slug in sorted(found.per_org)}
+    stages = {stage: part(f"preview.stage.{stage}", Cell(found.stages[stage], (found.stage_keys or {}).get(stage, 0)))
+              for stage in LIFECYCLE_STAGES}
+    reach = part("preview.contactable", Cell(found.contactable, found.contactable_keys))
+    return {
+        "as_of": as_of.isoformat(),
+        "profile_as_of": stored.isoformat() if stored else None,
+        "size": size.value,
+        "size_suppressed": size.suppressed,
+        "size_status": size.status,
+        "size_text": size.label(),
+        "k": release.k,
+        "epoch": release.epoch,
+        "by_organisation": [
+            {"organisation": slug, "name": names[slug], "spectators": fig.value, "suppressed": fig.suppressed,
+             "status": fig.status, "text": fig.label()}
+            for slug, fig in orgs_shown.items()
+        ],
+        "lifecycle": [
+            {"stage": stage, "spectators": fig.value, "suppressed": fig.suppressed, "status": fig.status,
+             "text": fig.label()}
+            for stage, fig in stages.items()
+        ],
+        "contactable": {
+            "spectators": reach.value,
+            "share": share(reach.value, size.value) if reach.value is not None else None,
+            "suppressed": reach.suppressed,
+            "status": reach.status,
+            "text": reach.label(),
         },
     }

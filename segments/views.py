@@ -17,11 +17,12 @@ from wtforms.validators import DataRequired, Length, Optional
 from core.auth import actor_name, roles_required
 from core.db import db_session
 from core.models import DISCIPLINES, Organisation, Venue, audit
+from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentVersion
 from segments.profiles import profiles_as_of
-from segments.query import as_node, preview
-from segments.rules import CHANNELS, FIELDS, LIFECYCLE_STAGES, RuleError
+from segments.query import as_node, protected_preview
+from segments.rules import CHANNELS, FIELDS, LIFECYCLE_STAGES, RuleError, check_as_of
 
 bp = Blueprint("segments", __name__, url_prefix="/segments")
 
@@ -312,8 +313,21 @@ def preview_json():
             as_of = dt.date.fromisoformat(str(data["as_of"]))
         except ValueError:
             return jsonify(error=_("The date must be given as YYYY-MM-DD."), path="/as_of"), 400
+    session = db_session()
     try:
-        result = preview(db_session(), data["rule"], as_of)
+        node = as_node(data["rule"])
+        if as_of is not None:
+            check_as_of(as_of)
     except RuleError as error:
         return jsonify(error=rule_error_message(error), path=error.path, code=error.code), 400
+    # A question on the pooled data: counted against the user's daily budget (429 past it) and
+    # audited; its figures are noisy and thresholded (core.privacy), never the exact counts.
+    left = ask_question(session, "preview", {"rule": node.to_json(), "as_of": as_of.isoformat() if as_of else None})
+    try:
+        result = protected_preview(session, node, current_release(session), as_of)
+    except RuleError as error:
+        session.rollback()
+        return jsonify(error=rule_error_message(error), path=error.path, code=error.code), 400
+    session.commit()
+    result["questions_left"] = left
     return jsonify(result)

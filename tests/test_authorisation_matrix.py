@@ -94,6 +94,7 @@ MATRIX: dict[str, Entry] = {
     "admin.audit_log": Entry(get=ADMIN_PAGE),
     "admin.audit_log_csv": Entry(get=ADMIN_PAGE),
     "jobs.index": Entry(get=ADMIN_PAGE),
+    "questions.index": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "jobs.run_now": Entry(lambda w: {"job_id": w.job_id}, get=NO_GET, post=ADMIN_POST),
     # --- segments and insights ---
     "segments.index": Entry(get=R(LOGIN, 200, 200, 403, 200)),
@@ -361,6 +362,7 @@ def test_denied_posts_change_nothing(app, session, make_user, tmp_path):
         "campaigns.ready": {"confirm": "y"},
         "experiments.launch": {"confirm": "y"},
         "admin.organisations": {"slug": "intrus", "name": "Intrus", "kind": "venue"},
+        "questions.index": {"budget": "1"},
         "admin.users": {"email": "intrus@example.org", "role": "admin", "password": "abcdefghij1", "organisation": ""},
     }
     for endpoint, data in forms.items():

@@ -182,6 +182,7 @@ def test_every_post_endpoint_is_fuzzed_here():
 
 FUZZED = {
     "auth.login", "auth.logout", "admin.organisations", "admin.users", "main.imports", "jobs.run_now",
+    "questions.index",
     "segments.new", "segments.edit", "segments.preview_json",
     "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
@@ -219,11 +220,18 @@ def test_admin_and_login_forms(app, session, world, clients):
     def run_unknown_job(job_id):
         post_and_check(admin, session, f"/admin/jobs/{job_id}/run" if job_id else "/admin/jobs/%20/run", {})
 
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(budget=field("1", "500", "1000", "1000000")))
+    def budgets(data):
+        post_and_check(admin, session, "/admin/questions/", data)
+
     organisations()
     users()
     logins()
     run_unknown_job()
+    budgets()
     assert accepted("/admin/organisations") and accepted("/admin/users") and accepted("/login")
+    assert accepted("/admin/questions/")
 
 
 def test_segment_forms(session, world, clients):

@@ -21,6 +21,7 @@ from core.demo.district import (
 )
 from core.demo.people import _keys, generate_chunk
 from core.models import DISCIPLINES, AuditEvent, utcnow
+from core.privacy import cell_key
 
 # --- bulk loading ----------------------------------------------------------------------------
 
@@ -184,9 +185,10 @@ def _write_chunk(loader: _Loader, data: dict, cat: Catalogue, ids: dict, org_ids
     n = len(people["first"])
     keys = _keys(people, secret, seen_name_keys, data["first_number"])
     spec_ids = np.arange(n) + ids["spectator"]
-    loader.write("spectator", ["id", "key", "fsa", "created_at", "opted_out_at"], n,
+    cell_keys = [cell_key(secret, key) for key in keys]  # the noisy figures' keys (core.privacy)
+    loader.write("spectator", ["id", "key", "fsa", "created_at", "opted_out_at", "cell_key"], n,
                  lambda sl: [spec_ids[sl].tolist(), keys[sl], people["fsa"][sl], [stamp] * len(keys[sl]),
-                             _timestamps(data["opted_out_at"][sl])])
+                             _timestamps(data["opted_out_at"][sl]), cell_keys[sl]])
 
     n_tx = len(tx["spec"])
     tx_ids = np.arange(n_tx) + ids["transaction"]

@@ -35,6 +35,7 @@ from core.models import (
     audit,
     utcnow,
 )
+from core.privacy import advance_epoch, fill_cell_keys
 
 # --- the service ---------------------------------------------------------------------------------
 
@@ -174,6 +175,10 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
     batch.finished_at = utcnow()
     audit(session, f"import.{kind}", actor=user_name, user_id=user_id, object_type="import_batch",
           object_id=batch.id, organisation_id=organisation_id, **_audit_counts(result))
+    # The new spectators' cell keys, and a new data epoch: every noisy pooled figure is redrawn, so
+    # that whether a figure moved after this import says nothing of whom it held (core.privacy).
+    fill_cell_keys(session, secret)
+    advance_epoch(session)
     session.flush()
     return result
 

@@ -289,8 +289,10 @@
     timer = setTimeout(refreshPreview, 250);
   }
 
-  function count(value, k) {
-    return value == null ? T.hidden.replace("%(k)s", k) : numbers.format(value);
+  function count(value, k, text) {
+    // A hidden figure says why, in the server's words ("fewer than 10", "all but fewer than 10").
+    if (value == null) { return text || T.hidden.replace("%(k)s", k); }
+    return numbers.format(value);
   }
 
   function fillTable(id, rows) {
@@ -304,20 +306,19 @@
 
   function showPreview(data) {
     var k = data.k;
-    document.getElementById("preview-size").textContent = count(data.size, k);
+    document.getElementById("preview-size").textContent = count(data.size, k, data.size_text);
     var reach = data.contactable;
     document.getElementById("preview-contactable").textContent = reach.spectators == null
-      ? count(null, k) : numbers.format(reach.spectators) + (reach.share == null ? "" : " (" + percent.format(reach.share) + ")");
+      ? count(null, k, reach.text) : numbers.format(reach.spectators) + (reach.share == null ? "" : " (" + percent.format(reach.share) + ")");
     document.getElementById("preview-as-of").textContent = data.as_of;
     var names = {};
     config.fields.forEach(function (f) {
       if (f.name === "organisation") { (f.choices || []).forEach(function (c) { names[c[0]] = c[1]; }); }
     });
     fillTable("preview-organisations", data.by_organisation
-      .filter(function (row) { return row.spectators !== 0; })
-      .map(function (row) { return [names[row.organisation] || row.organisation, count(row.spectators, k)]; }));
+      .map(function (row) { return [names[row.organisation] || row.organisation, count(row.spectators, k, row.text)]; }));
     fillTable("preview-lifecycle", data.lifecycle.map(function (row) {
-      return [config.stages[row.stage] || row.stage, count(row.spectators, k)];
+      return [config.stages[row.stage] || row.stage, count(row.spectators, k, row.text)];
     }));
     var status = document.getElementById("preview-status");
     status.textContent = "";

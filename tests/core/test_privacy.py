@@ -1,12 +1,38 @@
-"""suppress_table: small cells hidden, and nothing hidden can be recovered from what is shown."""
+"""core.privacy: suppress_table (nothing hidden recoverable from what is shown), and the noisy figures (cell keys,
+consistent noise, thresholds, accounting, the budget)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import opendp.prelude as dp
 import pytest
 from scipy.optimize import linprog
+from sqlalchemy import select
 
-from core.privacy import suppress_table
+from core.models import AuditEvent, Spectator
+from core.privacy import (
+    DEFAULT_DELTA,
+    BudgetExhausted,
+    Cell,
+    Figure,
+    Release,
+    advance_epoch,
+    ask,
+    cell_key,
+    daily_accounting,
+    data_epoch,
+    epsilon_for,
+    fill_cell_keys,
+    preview_rho,
+    preview_sensitivity,
+    suppress_table,
+)
+from segments.models import SpectatorProfile
+from segments.profiles import refresh_profiles
+from segments.query import _scan, as_node, protected_preview
+from tests.segments.district import AS_OF, DISTRICT_SECRET, small_district  # noqa: F401  (fixture)
 
 K = 10
 
@@ -126,3 +152,139 @@ def test_random_tables_hide_every_small_cell_and_no_hidden_figure_is_recoverable
         for (kind, r, c), (low, high) in published_bounds(table, lowest=1).items():
             if kind == "cell" and 0 < cells[r][c] < K:
                 assert high - low >= 1 - 1e-9, f"small cell {r},{c} pinned once hidden means at least 1"
+
+
+# --- noisy figures ----------------------------------------------------------------------------------
+
+SECRET = "a fixed secret"
+
+
+def test_cell_keys_are_keyed_stable_and_in_range():
+    keys = [cell_key(SECRET, f"spectator-{n}") for n in range(2000)]
+    assert all(0 <= k < 2 ** 31 for k in keys)
+    assert keys == [cell_key(SECRET, f"spectator-{n}") for n in range(2000)]
+    assert len(set(keys)) == len(keys)
+    assert keys != [cell_key("another secret", f"spectator-{n}") for n in range(2000)]
+    # spread over the whole range (a uniform's mean is 2^30)
+    assert abs(np.mean(keys) / 2 ** 30 - 1) < 0.05
+
+
+def test_the_same_set_gives_the_same_figure_and_different_sets_independent_noise():
+    release = Release(SECRET, epoch=3, k=10, sigma=14.0)
+    cell = Cell(500, 123456789)
+    assert release.noisy("size", cell) == release.noisy("size", Cell(500, 123456789))
+    rng = np.random.default_rng(1)
+    # 4,000 sets of the same size but other members: the noise is N(0, σ²), uncorrelated between
+    # two figure names and between neighbouring sets
+    cells = [Cell(500, int(s)) for s in rng.integers(0, 2 ** 40, 4000)]
+    size = np.array([release.noisy("size", c) - 500 for c in cells], dtype=float)
+    other = np.array([release.noisy("org.a", c) - 500 for c in cells], dtype=float)
+    neighbour = np.array([release.noisy("size", Cell(501, c.keysum + 12345)) - 501 for c in cells], dtype=float)
+    assert abs(size.mean()) < 1.0 and 13.0 < size.std() < 15.0
+    assert abs(np.corrcoef(size, other)[0, 1]) < 0.05
+    assert abs(np.corrcoef(size, neighbour)[0, 1]) < 0.05
+    # a new epoch redraws every figure
+    redrawn = Release(SECRET, epoch=4, k=10, sigma=14.0)
+    again = np.array([redrawn.noisy("size", c) - 500 for c in cells], dtype=float)
+    assert abs(np.corrcoef(size, again)[0, 1]) < 0.05
+
+
+def test_thresholds_are_decided_on_the_noisy_figure_on_the_set_and_its_complement():
+    exact = Release(SECRET, epoch=1, k=10, sigma=1e-9)
+    assert exact.figure("x", Cell(0, 0)) == Figure(None, "small", 10)  # 0 is a small figure like any other
+    assert exact.figure("x", Cell(9, 5)) == Figure(None, "small", 10)
+    assert exact.figure("x", Cell(10, 5)) == Figure(10, "shown", 10)
+    assert exact.figure("x", Cell(95, 5), whole=100) == Figure(None, "all_but", 10)
+    assert exact.figure("x", Cell(90, 5), whole=100) == Figure(90, "shown", 10)
+    noisy = Release(SECRET, epoch=1, k=10, sigma=14.0)
+    # on the noisy figure: a set of 12 is sometimes "fewer than 10", a set of 8 sometimes shown
+    statuses = {n: {noisy.figure("x", Cell(n, s)).status for s in range(200)} for n in (8, 12)}
+    assert statuses[8] == statuses[12] == {"small", "shown"}
+    for s in range(200):
+        figure = noisy.figure("x", Cell(12, s))
+        assert (figure.status == "small") == (noisy.noisy("x", Cell(12, s)) < 10)
+
+
+def test_the_wording_is_the_same_everywhere_in_french_and_english(app):
+    figure_small, figure_all = Figure(None, "small", 10), Figure(None, "all_but", 10)
+    with app.test_request_context("/?lang=en"):
+        assert figure_small.label() == "fewer than 10" and figure_all.label() == "all but fewer than 10"
+        assert Figure(1234, "shown", 10).as_json() == {"value": 1234, "suppressed": False, "status": "shown",
+                                                      "text": "1,234"}
+    with app.test_request_context("/?lang=fr"):
+        assert figure_small.label() == "moins de 10" and figure_all.label() == "tous sauf moins de 10"
+
+
+def test_accounting_matches_opendp():
+    sigma, organisations = 14.0, 20
+    assert preview_sensitivity(organisations) == math.sqrt(24)
+    rho = preview_rho(sigma, organisations)
+    assert rho == pytest.approx(24 / (2 * sigma ** 2))
+    # composition of 50 previews in OpenDP: ρ adds up
+    dp.enable_features("contrib")
+    gaussian = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float),
+                                  scale=sigma)
+    composed = dp.c.make_composition([gaussian] * 50)
+    assert composed.map(math.sqrt(24)) == pytest.approx(50 * rho)
+    # ε at δ: OpenDP's conversion, never above the classic bound ρ + 2·sqrt(ρ·ln(1/δ))
+    day = daily_accounting(sigma, organisations, 1000)
+    assert day["rho_per_day"] == pytest.approx(1000 * rho)
+    bound = day["rho_per_day"] + 2 * math.sqrt(day["rho_per_day"] * math.log(1 / DEFAULT_DELTA))
+    assert 0 < day["epsilon_per_day"] <= bound
+    converted = dp.c.make_zCDP_to_approxDP(composed).map(math.sqrt(24)).epsilon(DEFAULT_DELTA)
+    assert epsilon_for(50 * rho) == pytest.approx(converted, rel=1e-6)
+
+
+def test_the_preview_fingerprints_are_the_sums_of_the_members_keys(db, small_district):
+    with db.session() as session:
+        keys = dict(session.execute(select(Spectator.id, Spectator.cell_key)).all())
+        assert all(k == cell_key(DISTRICT_SECRET, f"spectator-{n:03d}") for n, k in enumerate(keys.values()))
+        profiles = dict(session.execute(select(SpectatorProfile.spectator_id, SpectatorProfile.cell_key)).all())
+        assert profiles == {s: keys[s] for s in profiles}
+        rule = {"field": "shows", "op": ">=", "value": 2}
+        found = _scan(session, as_node(rule), AS_OF, AS_OF)
+        members = set(found.ids.tolist())
+        assert found.size_keys == sum(keys[s] for s in members)
+        stage = dict(session.execute(select(SpectatorProfile.spectator_id, SpectatorProfile.lifecycle)).all())
+        for name, total in found.stage_keys.items():
+            assert total == sum(keys[s] for s in members if stage[s] == name)
+        assert sum(found.org_keys.values()) >= found.size_keys  # one person counts under each organisation
+
+
+def test_reformulating_a_rule_with_the_same_members_gives_the_same_preview(app, db, small_district):
+    with app.test_request_context(), db.session() as session:
+        # k = 2 on this district of fifty: the figures are shown, their noise visible
+        release = Release(DISTRICT_SECRET, data_epoch(session), 2, sigma=14.0)
+        first = protected_preview(session, {"field": "shows", "op": ">=", "value": 2}, release)
+        same = protected_preview(session, {"not": {"field": "shows", "op": "<", "value": 2}}, release)
+        assert first == same and first["size"] is not None
+        other = protected_preview(session, {"field": "shows", "op": ">=", "value": 3}, release)
+        assert other != first
+
+
+def test_imports_and_refreshes_advance_the_epoch(app, db, small_district):
+    with app.app_context(), db.session() as session:
+        before = data_epoch(session)
+        assert before >= 1  # the fixture's refresh
+        refresh_profiles(session, as_of=AS_OF)
+        assert data_epoch(session) == before + 1
+        assert advance_epoch(session) == before + 2
+        session.add(Spectator(key="late-comer", fsa="H2X"))
+        session.flush()
+        assert fill_cell_keys(session, DISTRICT_SECRET) == 1
+        assert session.scalar(select(Spectator.cell_key).where(Spectator.key == "late-comer")) == \
+            cell_key(DISTRICT_SECRET, "late-comer")
+
+
+def test_the_budget_refuses_past_it_and_audits_every_question(db, make_user):
+    user = make_user("staff")
+    with db.session() as session:
+        assert ask(session, user_id=user.id, actor=user.email, kind="preview", question={"n": 1}, budget=2) == 1
+        assert ask(session, user_id=user.id, actor=user.email, kind="preview", question={"n": 2}, budget=2) == 0
+        with pytest.raises(BudgetExhausted):
+            ask(session, user_id=user.id, actor=user.email, kind="preview", question={"n": 3}, budget=2)
+        assert ask(session, user_id=user.id, actor=user.email, kind="preview", question={"n": 4}, budget=None) is None
+        session.commit()
+        asked = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.question")
+                                .order_by(AuditEvent.id)).all()
+    assert [d["question"]["n"] for d in asked] == [1, 2, 4]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select
 
+from core.privacy import fill_cell_keys
 from core.models import Consent, Contact, Organisation, Show, Spectator, Transaction, Venue
 from segments.rules import Purchase, SpectatorFacts
 
@@ -21,6 +22,7 @@ AS_OF = dt.date(2024, 6, 30)       # the profiles' date
 PAST = dt.date(2023, 9, 15)        # a date in the past
 WINDOWS = (90, 365)                # within_days the tests use
 ORGS = (("theatre-nord", 1), ("danse-sud", 2), ("festival-est", 3), ("grand-ensemble", 70))
+DISTRICT_SECRET = "test-district-secret"  # the test app's, keying the cell keys
 FSAS = ("H2X", "H2J", "H3A", "J4K", "G1R", None)
 
 
@@ -102,6 +104,7 @@ def build_district(session, seed: int = 7, spectators: int = 52) -> District:
             opted = dt.datetime(2024, 5, 2, 12, 0)
         spectator_rows.append({"key": f"spectator-{n:03d}", "fsa": fsa, "opted_out_at": opted})
     session.execute(insert(Spectator), spectator_rows)
+    fill_cell_keys(session, DISTRICT_SECRET)
     ids = list(session.scalars(select(Spectator.id).order_by(Spectator.id)))
     district.spectators = ids
 

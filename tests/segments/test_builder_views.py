@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core.models import AuditEvent
 from segments.models import Segment, SegmentVersion
+from segments.query import preview
 from tests.segments.district import AS_OF, PAST, small_district  # noqa: F401  (fixture)
 
 CROSS_SELL = {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
@@ -52,16 +53,26 @@ def test_a_template_prefills_the_builder(login_as):
     assert "<script>" not in page  # the CSP forbids inline scripts: only a JSON data block
 
 
-def test_live_preview_json(login_as, small_district):
+def test_live_preview_json(app, login_as, small_district, db):
+    # A tiny σ: the figures are the exact ones (the noise itself is tested in tests/core/test_privacy.py).
+    app.config["PRIVACY_SIGMA"] = 1e-6
     client = login_as("staff")
     response = client.post("/segments/preview", json={"rule": CROSS_SELL})
     assert response.status_code == 200
     data = response.get_json()
     assert data["as_of"] == AS_OF.isoformat() and data["k"] == 10
-    assert isinstance(data["size"], int) and data["size"] >= 10
+    with db.session() as session:
+        exact = preview(session, CROSS_SELL)
+    assert isinstance(data["size"], int) and data["size"] == exact["size"] >= 10
+    assert data["size_status"] == "shown" and data["size_text"] == str(exact["size"])
     assert {row["organisation"] for row in data["by_organisation"]} >= {"theatre-nord", "danse-sud"}
     assert [row["stage"] for row in data["lifecycle"]][0] == "new"
-    assert set(data["contactable"]) == {"spectators", "share", "suppressed"}
+    assert set(data["contactable"]) == {"spectators", "share", "suppressed", "status", "text"}
+    assert data["questions_left"] == 999
+    with db.session() as session:
+        asked = session.scalars(select(AuditEvent).where(AuditEvent.action == "privacy.question")).all()
+    assert [(e.user_id, e.object_id, e.details["question"]["rule"]) for e in asked] == [
+        (client.user.id, "preview", CROSS_SELL)]
     past = client.post("/segments/preview", json={"rule": CROSS_SELL, "as_of": PAST.isoformat()}).get_json()
     assert past["as_of"] == PAST.isoformat()
 
