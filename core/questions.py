@@ -16,7 +16,6 @@ from wtforms.validators import DataRequired, NumberRange
 from core.auth import actor_name, roles_required
 from core.db import db_session
 from core.models import AuditEvent, User, audit
-from core.registry import registry
 from core.privacy import (
     DEFAULT_DAILY_BUDGET,
     QUESTION_ACTION,
@@ -27,6 +26,7 @@ from core.privacy import (
     day_start_utc,
     set_daily_budget,
 )
+from core.registry import registry
 
 bp = Blueprint("questions", __name__, url_prefix="/admin/questions")
 
