@@ -41,6 +41,7 @@ the end of the profiles' date, or of the rule's date when that is later.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -716,15 +717,22 @@ def universe(session: Session, as_of: dt.date | None = None) -> Cell:
     return Cell.of(count, keys)
 
 
+def question_key(node: Node, as_of: dt.date) -> str:
+    """The name of a preview question in the noise's seed: the parsed rule in canonical JSON and
+    the date, so that asking it again gives the same figures (core.privacy)."""
+    return "preview:" + json.dumps({"rule": node.to_json(), "as_of": as_of.isoformat()}, sort_keys=True,
+                                   separators=(",", ":"), ensure_ascii=False)
+
+
 def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.date | None = None) -> dict:
     """The preview shown in the web pages: every figure noisy and thresholded (core.privacy).
 
     The same shape as :func:`preview` (``size``, ``size_suppressed``, ``by_organisation``,
     ``lifecycle``, ``contactable``), with ``k`` the release's, each hidden figure None with
     ``suppressed`` true and a ``status`` ("shown", "small": fewer than k, "all_but": all but fewer
-    than k) and a ``text`` that says it. Each figure has the noise of its own set of spectators:
-    ``preview.size``, ``preview.org.<slug>``, ``preview.stage.<stage>``, ``preview.contactable``
-    (figure names key the noise, so that two fields over one set are still independent draws).
+    than k) and a ``text`` that says it. Each figure has noise of its own, keyed by the question
+    (:func:`question_key`), the field (``size``, ``org.<slug>``, ``stage.<stage>``,
+    ``contactable``: two fields over one set are independent draws) and the set's fingerprint.
     The size is also hidden when the noisy complement (noisy universe minus the noisy size) is
     under k; each breakdown figure when the noisy size minus it is under k. When the size is
     hidden, so is every breakdown figure.
@@ -737,19 +745,21 @@ def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.d
     orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
     found = _scan(session, node, as_of, stored, orgs)
     whole = release.noisy(f"universe.{as_of.isoformat()}", universe(session, as_of))
-    size = release.figure("preview.size", Cell(found.size, found.size_keys), whole=whole)
+    # The question itself keys the noise too (core.privacy, "Why the question keys the noise").
+    asked = question_key(node, as_of)
+    size = release.figure(f"{asked}.size", Cell(found.size, found.size_keys), whole=whole)
 
     def part(name: str, cell: Cell) -> Figure:
         if size.status != "shown":
             return Figure(None, "small", release.k)
-        return release.figure(name, cell, whole=size.value)
+        return release.figure(f"{asked}.{name}", cell, whole=size.value)
 
     names = {slug: name for _id, slug, name in orgs}
-    orgs_shown = {slug: part(f"preview.org.{slug}", Cell(found.per_org[slug], (found.org_keys or {}).get(slug, 0)))
+    orgs_shown = {slug: part(f"org.{slug}", Cell(found.per_org[slug], (found.org_keys or {}).get(slug, 0)))
                   for slug in sorted(found.per_org)}
-    stages = {stage: part(f"preview.stage.{stage}", Cell(found.stages[stage], (found.stage_keys or {}).get(stage, 0)))
+    stages = {stage: part(f"stage.{stage}", Cell(found.stages[stage], (found.stage_keys or {}).get(stage, 0)))
               for stage in LIFECYCLE_STAGES}
-    reach = part("preview.contactable", Cell(found.contactable, found.contactable_keys))
+    reach = part("contactable", Cell(found.contactable, found.contactable_keys))
     return {
         "as_of": as_of.isoformat(),
         "profile_as_of": stored.isoformat() if stored else None,
