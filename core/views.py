@@ -33,13 +33,14 @@ from core.models import (
     ImportBatch,
     Notification,
     Organisation,
+    Setting,
     Show,
     Spectator,
     Transaction,
     User,
     audit,
 )
-from core.privacy import strictest_k, suppress, suppress_total
+from core.privacy import Cell, Figure, Release, figure_label, strictest_k, suppress, suppress_total
 from core.registry import NavEntry, registry
 from core.vocabulary import DISCIPLINE_LABELS
 
@@ -139,6 +140,82 @@ def headline_figures(session, organisation_id: int | None = None) -> dict:
     }
 
 
+# What one spectator is taken to add at most to the district's sums (order lines, tickets, revenue in
+# dollars): their noise is σ times this bound, so that one person's purchases hide in it.
+DISTRICT_SUM_BOUNDS = {"transactions": 10, "tickets": 20, "revenue": 1000.0}
+PUBLISHED_SETTING = "published_district_figures"
+
+
+def _district_cells(session) -> tuple[Cell, dict[str, Cell]]:
+    """The exact fingerprints of the district: every spectator with a purchase, and those of each
+    discipline (count and sum of cell keys, core.privacy)."""
+    buyers = select(Transaction.spectator_id).distinct().subquery("buyers")
+    count, keys = session.execute(
+        select(func.count(), func.sum(Spectator.cell_key)).select_from(buyers)
+        .join(Spectator, Spectator.id == buyers.c.spectator_id)).one()
+    pairs = (select(Show.discipline, Transaction.spectator_id).join(Show, Show.id == Transaction.show_id)
+             .distinct().subquery("pairs"))
+    by_discipline = {d: Cell.of(n, k) for d, n, k in session.execute(
+        select(pairs.c.discipline, func.count(), func.sum(Spectator.cell_key)).select_from(pairs)
+        .join(Spectator, Spectator.id == pairs.c.spectator_id).group_by(pairs.c.discipline)).all()}
+    return Cell.of(count, keys), by_discipline
+
+
+def publish_district_figures(session, release: Release) -> dict:
+    """The district's headline figures of ``release``'s epoch: every figure noisy (core.privacy),
+    the spectators' counts thresholded on their noisy value, the sums (order lines, tickets,
+    revenue) with noise of σ times :data:`DISTRICT_SUM_BOUNDS` and hidden with the spectators."""
+    _spectators, transactions, tickets, revenue_cents, _disciplines = _raw_headline(session, None)
+    everyone, by_discipline = _district_cells(session)
+    size = release.figure("district.spectators", everyone)
+    shown = size.status == "shown"
+    disciplines = {d: release.figure(f"district.discipline.{d}", cell, whole=size.value if shown else None)
+                   for d, cell in by_discipline.items()}
+    return {
+        "epoch": release.epoch, "k": release.k, "noisy": True,
+        "spectators": size.value, "spectators_status": size.status,
+        "transactions": _rounded(release.sum_figure("district.transactions", everyone, transactions,
+                                                    DISTRICT_SUM_BOUNDS["transactions"], shown)),
+        "tickets": _rounded(release.sum_figure("district.tickets", everyone, tickets, DISTRICT_SUM_BOUNDS["tickets"],
+                                               shown)),
+        "revenue": release.sum_figure("district.revenue", everyone, revenue_cents / 100, DISTRICT_SUM_BOUNDS["revenue"],
+                                      shown),
+        "by_discipline": sorted(([d, f.value, f.status] for d, f in disciplines.items()), key=lambda t: -(t[1] or 0)),
+    }
+
+
+def _rounded(value: float | None) -> int | None:
+    return None if value is None else int(round(value))
+
+
+def district_figures(session) -> dict:
+    """The district's figures as published for the current data epoch and k: read from the
+    ``published_district_figures`` setting, computed and stored by the first request of a new
+    epoch (every import and profile refresh starts one). Within an epoch every reader sees the
+    same figures; after a one-row import all of them are redrawn."""
+    release = Release.current(session)
+    setting = session.get(Setting, PUBLISHED_SETTING)
+    published = None
+    if setting is not None:
+        try:
+            published = json.loads(setting.value)
+        except ValueError:
+            published = None
+    if not published or published.get("epoch") != release.epoch or published.get("k") != release.k:
+        published = publish_district_figures(session, release)
+        if setting is None:
+            session.add(Setting(name=PUBLISHED_SETTING, value=json.dumps(published)))
+        else:
+            setting.value = json.dumps(published)
+        session.commit()
+    figures = dict(published)
+    figures["texts"] = {"spectators": figure_label(Figure(figures["spectators"], figures["spectators_status"],
+                                                          figures["k"]))}
+    figures["by_discipline"] = [(d, n, figure_label(Figure(n, status, figures["k"])))
+                                for d, n, status in published["by_discipline"]]
+    return figures
+
+
 @bp.route("/")
 @login_required
 def dashboard():
@@ -146,7 +223,7 @@ def dashboard():
     own = None
     if current_user.role == "venue":
         own = headline_figures(session, current_user.organisation_id)
-    district = headline_figures(session)
+    district = district_figures(session)
     notifications = session.scalars(
         select(Notification)
         .where(Notification.read_at.is_(None))
