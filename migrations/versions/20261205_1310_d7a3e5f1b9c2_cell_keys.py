@@ -8,8 +8,8 @@
 - ``ix_audit_event_user_action_at``: a user's questions of the day, counted at each question.
 
 Revision ID: d7a3e5f1b9c2
-Revises: c5e2b8d4a713
-Create Date: 2026-12-05 12:15:00.000000+00:00
+Revises: d7a2e4f1c9b3
+Create Date: 2026-12-05 13:10:00.000000+00:00
 """
 
 from alembic import op
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 
 revision = 'd7a3e5f1b9c2'
-down_revision = 'c5e2b8d4a713'
+down_revision = 'd7a2e4f1c9b3'
 branch_labels = None
 depends_on = None
 
