@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from flask import abort, current_app, redirect, render_template, request, url_for
@@ -16,6 +17,8 @@ from core.charts import hbar_chart, heatmap, vbar_chart
 from core.csvexport import csv_response
 from core.db import db_session
 from core.models import DISCIPLINES, Organisation
+from core.privacy import Cell, Release
+from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
 from segments.insights import QUESTIONS, TABLES, InsightTable, Scope, build_insights, discipline_choices
 from segments.views import bp
@@ -184,8 +187,90 @@ def _cache_dir() -> Path:
     return Path(current_app.instance_path) / "cache" / "insights"
 
 
+# What one spectator is taken to add at most to a cell's sums: their noise is σ times this bound.
+SUM_BOUNDS = {"purchases": 5, "tickets": 10, "money": 50_000}  # money in cents
+# Tables that follow a venue's spectators to other organisations' purchases: pooled figures even on
+# the venue's own page.
+POOLED_ON_OWN_PAGE = ("disciplines", "crossover")
+
+
+def _protect_table(table: InsightTable, release: Release, prefix: str, population: int | None) -> InsightTable:
+    """The table as the web shows it: every figure noisy (core.privacy), each row's spectators
+    thresholded on their noisy value (and against the noisy population, the complement), the
+    row's sums hidden with them, shares recomputed from the noisy figures. A row of postal areas
+    whose figure is hidden goes (its name alone would say that someone lives there)."""
+    columns = table.columns
+    people = next((i for i, c in enumerate(columns) if c.kind == "spectators"), None)
+    share = next((i for i, c in enumerate(columns) if c.kind == "share"), None)
+
+    def protect(row: list, key: str) -> list:
+        out = list(row)
+        shown = True
+        if people is not None and row[people] is not None:
+            whole = None if key == "total" else population  # the total is the whole itself
+            figure = release.figure(f"{prefix}.{key}.spectators", Cell(int(row[people])), whole=whole)
+            out[people] = figure.value
+            shown = figure.value is not None
+        for i, column in enumerate(columns):
+            if column.kind not in SUM_BOUNDS or row[i] is None:
+                continue
+            cell = Cell(int(row[i]))
+            if people is None:  # a matrix of one measure: thresholded on its own noisy value
+                value = release.noisy(f"{prefix}.{key}.{column.key}", cell, scale=SUM_BOUNDS[column.kind])
+                out[i] = value if value >= release.k else None
+            else:
+                value = release.sum_figure(f"{prefix}.{key}.{column.key}", cell, float(row[i]),
+                                           SUM_BOUNDS[column.kind], shown)
+                out[i] = None if value is None else int(round(value))
+        return out
+
+    keys = table.row_keys or [str(n) for n in range(len(table.rows))]
+    rows = [protect(row, str(key)) for row, key in zip(table.rows, keys)]
+    total = protect(table.total, "total") if table.total else table.total
+    if table.key == "fsas" and people is not None:
+        kept = [(row, key) for row, key in zip(rows, keys) if row[people] is not None]
+        rows, keys = [row for row, _key in kept], [key for _row, key in kept]
+    if share is not None and table.share_of:
+        source = table.index(table.share_of)
+        whole = total[source] if total and total[source] is not None else sum(r[source] or 0 for r in rows)
+        for row in rows:
+            row[share] = None if row[source] is None or not whole else min(row[source] / whole, 1.0)
+    return replace(table, rows=rows, total=total, k=release.k, row_keys=list(keys) if table.row_keys else [],
+                   summary={})
+
+
+def _protect(data: dict, release: Release, scope: Scope, only=None) -> dict:
+    """Every table of ``data`` (exact, from ``build_insights(raw=True)``) protected, or only those
+    named in ``only``; the population too."""
+    prefix = f"insights:{scope.kind}:{scope.key or ''}:{data['as_of'].isoformat()}"
+    population = release.figure(f"{prefix}.population", Cell(int(data["population"] or 0)))
+    whole = release.noisy(f"{prefix}.population", Cell(int(data["population"] or 0)))
+    tables = {name: (_protect_table(table, release, f"{prefix}.{name}", whole) if only is None or name in only
+                     else table) for name, table in data["tables"].items()}
+    return {**data, "tables": tables, "population": population.value, "noisy": True}
+
+
 def _build(session, scope: Scope) -> dict:
-    return build_insights(session, scope, cache_seconds=_cache_seconds(), cache_dir=_cache_dir())
+    """The scope's tables as this user may see them: a venue's own organisation exact (small
+    cells suppressed) but for the tables that follow its spectators elsewhere; everything else
+    through the noisy figures of core.privacy. Each build is a question of the user's budget."""
+    options = {"cache_seconds": _cache_seconds(), "cache_dir": _cache_dir()}
+    own = scope.kind == "organisation" and scope.organisation_id == _own_organisation_id()
+    raw = build_insights(session, scope, raw=True, **options)
+    release = current_release(session, k=raw["k"])
+    if own:
+        exact = build_insights(session, scope, **options)
+        pooled = _protect(raw, current_release(session, k=raw["k_district"]), scope, only=POOLED_ON_OWN_PAGE)
+        return {**exact, "tables": {name: pooled["tables"][name] if name in POOLED_ON_OWN_PAGE else table
+                                    for name, table in exact["tables"].items()}}
+    return _protect(raw, release, scope)
+
+
+def _ask(session, scope: Scope, table: str | None = None) -> None:
+    """One question of the user's budget (refused past it with a clear 429), audited."""
+    ask_question(session, "insights" if table is None else "insights.csv",
+                 {"scope": scope.kind, "key": scope.key, "table": table})
+    session.commit()
 
 
 def _heading(session, scope: Scope) -> str:
@@ -197,6 +282,7 @@ def _heading(session, scope: Scope) -> str:
 
 
 def _page(session, scope: Scope):
+    _ask(session, scope)
     data = _build(session, scope)
     # An empty scope shows what to do next rather than tables of zeros and empty charts.
     items = [] if data["empty"] else [
@@ -212,6 +298,7 @@ def _page(session, scope: Scope):
 def _csv(session, scope: Scope, table: str):
     if table not in TABLES:
         abort(404)
+    _ask(session, scope, table)
     data = _build(session, scope)
     name = "-".join(filter(None, ["insights", scope.kind, scope.key, table, data["as_of"].isoformat()]))
     header, rows = table_rows(data["tables"][table])

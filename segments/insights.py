@@ -1011,7 +1011,7 @@ def _write_cached(key: str, facts: dict, cache_dir: Path | None, ttl: float) -> 
 
 
 def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None, *, cache_seconds: float = 0,
-                   cache_dir: Path | None = None) -> dict:
+                   cache_dir: Path | None = None, raw: bool = False) -> dict:
     """Every table of a scope's page: {"k", "k_district", "as_of", "population", "empty", "tables"}.
 
     ``empty`` is true when nobody bought anything in the scope up to ``as_of`` (zero reveals nobody).
@@ -1020,6 +1020,8 @@ def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None,
         scope, the date and :func:`data_fingerprint`, so new data are never hidden by the cache;
         suppression with the current k runs at every call.
     :param cache_dir: also keep them as files there (shared by processes, kept across restarts).
+    :param raw: exact tables with nothing suppressed (k = 1), for the web layer, which shows them
+        only through the noisy figures of core.privacy (``segments.insight_views``).
     """
     as_of = as_of or dt.date.today()
     facts, key = None, None
@@ -1032,11 +1034,14 @@ def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None,
         if key is not None:
             _write_cached(key, facts, cache_dir, cache_seconds)
     population = query.population()
+    k, k_district = query.k, query.k_district
+    if raw:
+        query.k = query.k_district = 1  # is_small(n, 1) never holds: nothing hidden
     return {
-        "k": query.k,
-        "k_district": query.k_district,
+        "k": k,
+        "k_district": k_district,
         "as_of": query.as_of,
-        "population": None if is_small(population, query.k) else population,
+        "population": population if raw else (None if is_small(population, k) else population),
         "empty": population == 0,
         "tables": query.tables(),
     }

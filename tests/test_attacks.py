@@ -12,7 +12,8 @@ plays, on each engine:
 - every field of the preview response (each organisation's count, each stage, contactable), by
   the same trackers;
 - the dashboard's district figures before and after a one-row import of a person who already
-  bought elsewhere, or not.
+  bought elsewhere, or not;
+- and the insights: noisy, each view a question of the audit log and of the budget.
 
 Each attack's balanced accuracy (the mean of its true-positive and true-negative rates; chance is
 0.5) must stay at most 0.65. The figures are deterministic: the district secret is fixed.
@@ -306,3 +307,32 @@ def test_with_the_budget_on_the_attacker_is_stopped_with_a_clear_message(app, db
     assert "120 questions" in response.get_json()["error"] and "midnight UTC" in response.get_json()["error"]
     french = attacker.client.post("/segments/preview?lang=fr", json={"rule": single(target)})
     assert french.status_code == 429 and "budget quotidien" in french.get_json()["error"]
+
+
+def test_insights_are_noisy_audited_and_budgeted(app, db, login_as, district):
+    """The district's insights through the web: noisy figures (not the exact ones), each view a
+    question in the audit log, and past the budget a clear page instead of the figures."""
+    import csv
+
+    from sqlalchemy import func
+
+    from core.models import AuditEvent
+    from segments.insights import Scope, build_insights
+
+    client = login_as("staff")
+    with db.session() as session:
+        exact = build_insights(session, Scope.district(), AS_OF, raw=True)["tables"]["channels"]
+        exact_tickets = [row[2] for row in exact.rows]
+    shown = list(csv.reader(io.StringIO(client.get("/segments/insights/channels.csv?lang=en")
+                                        .get_data().decode("utf-8-sig"))))
+    tickets = [row[2] for row in shown[1:-1]]
+    assert len(tickets) == len(exact_tickets) and tickets != [str(n) for n in exact_tickets]
+    assert client.get("/segments/insights?lang=en").status_code == 200
+    with db.session() as session:
+        asked = session.scalar(select(func.count()).select_from(AuditEvent)
+                               .where(AuditEvent.action == "privacy.question", AuditEvent.user_id == client.user.id))
+        assert asked == 2
+        set_daily_budget(session, 2)
+        session.commit()
+    refused = client.get("/segments/insights?lang=en")
+    assert refused.status_code == 429 and "2 questions" in refused.get_data(as_text=True)
