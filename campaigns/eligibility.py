@@ -89,6 +89,15 @@ def valid_consent_clause(contact_id, at: dt.datetime, channel: str = CHANNEL):
     return and_(valid, ~ever_withdrawn)
 
 
+def usable_email(email_column):
+    """SQL condition: an e-mail address the sending organisation can write to (not missing, not
+    blank, with an ``@`` between something and something). A recipient is reached by e-mail
+    through its sender only: without a usable address there, it is not eligible (it would count in
+    the control or test arm of an experiment while no message could reach it)."""
+    trimmed = func.trim(email_column)
+    return and_(email_column.is_not(None), trimmed != "", trimmed.like("_%@_%"))
+
+
 def _not_opted_out(spectator_id):
     """SQL condition: no district-wide opt-out for the spectator (when the column exists)."""
     if not hasattr(Spectator, "opted_out_at"):
@@ -107,9 +116,10 @@ def segment_contacts(snapshot_id: int) -> Select:
 
 
 def consented_contacts(snapshot_id: int, at: dt.datetime, organisation_id: int | None = None) -> Select:
-    """The segment's contacts holding valid consent at ``at`` (stage 2), optionally of one organisation."""
+    """The segment's contacts holding valid consent at ``at`` and a usable e-mail address (stage 2),
+    optionally of one organisation."""
     query = segment_contacts(snapshot_id).where(valid_consent_clause(Contact.id, at),
-                                                _not_opted_out(Contact.spectator_id))
+                                                _not_opted_out(Contact.spectator_id), usable_email(Contact.email))
     if organisation_id is not None:
         query = query.where(Contact.organisation_id == organisation_id)
     return query
@@ -204,7 +214,8 @@ def _staged(session: Session, campaign: Campaign, at: dt.datetime, approved_only
                                    SnapshotMember.snapshot_id == campaign.snapshot_id))
         .outerjoin(consent, consent.c.contact_id == Contact.id)
     )
-    whens = [(func.coalesce(consent.c.valid, 0) == 0, NO_CONSENT), (consent.c.withdrawn == 1, NO_CONSENT)]
+    whens = [(func.coalesce(consent.c.valid, 0) == 0, NO_CONSENT), (consent.c.withdrawn == 1, NO_CONSENT),
+             (~usable_email(Contact.email), NO_CONSENT)]
     if hasattr(Spectator, "opted_out_at") and session.scalar(
             select(exists().where(Spectator.opted_out_at.is_not(None)))):
         opted_out = select(Spectator.id).where(Spectator.opted_out_at.is_not(None)).subquery("opted_out")
@@ -216,13 +227,17 @@ def _staged(session: Session, campaign: Campaign, at: dt.datetime, approved_only
     whens.append((~in_approved, CONSENT))
     pairs, excluded = _join_exclusions(session, campaign, approved, at, pairs)
     whens.extend((hit, APPROVED) for hit, _ in excluded)
-    pairs = pairs.add_columns(case(*whens, else_=CANDIDATE).label("stage"))
+    # consent given but no usable e-mail address: counted apart (the approval page shows them)
+    no_email = and_(func.coalesce(consent.c.valid, 0) == 1, func.coalesce(consent.c.withdrawn, 0) == 0,
+                    ~usable_email(Contact.email))
+    pairs = pairs.add_columns(case(*whens, else_=CANDIDATE).label("stage"),
+                              case((no_email, 1), else_=0).label("no_email"))
     if approved_only:
         pairs = pairs.where(in_approved)
     pairs = pairs.subquery("pairs")
     is_candidate = case((pairs.c.stage == CANDIDATE, 1), else_=0)
     counted = select(
-        pairs.c.spectator_id, pairs.c.organisation_id, pairs.c.stage,
+        pairs.c.spectator_id, pairs.c.organisation_id, pairs.c.stage, pairs.c.no_email,
         func.max(pairs.c.stage).over(partition_by=pairs.c.spectator_id).label("best"),
         func.sum(is_candidate).over(partition_by=pairs.c.spectator_id).label("candidates"),
     ).subquery("counted")
@@ -239,9 +254,10 @@ def _staged(session: Session, campaign: Campaign, at: dt.datetime, approved_only
         else_=literal(None, DateTime),
     )
     with_last = select(counted.c.spectator_id, counted.c.organisation_id, counted.c.stage, counted.c.best,
-                       last_purchase.label("last_purchase")).subquery("with_last")
+                       counted.c.no_email, last_purchase.label("last_purchase")).subquery("with_last")
     return select(
         with_last.c.spectator_id, with_last.c.organisation_id, with_last.c.stage, with_last.c.best,
+        with_last.c.no_email,
         func.row_number().over(
             partition_by=with_last.c.spectator_id,
             order_by=(with_last.c.stage.desc(), with_last.c.last_purchase.desc().nulls_last(),
@@ -285,6 +301,7 @@ def _candidates(session: Session, campaign: Campaign, at: dt.datetime, approved:
         .join(SnapshotMember, and_(SnapshotMember.spectator_id == Contact.spectator_id,
                                    SnapshotMember.snapshot_id == campaign.snapshot_id))
     )
+    conditions.append(usable_email(Contact.email))
     pairs, excluded = _join_exclusions(session, campaign, approved, at, pairs)
     conditions.extend(kept for _, kept in excluded)
     return pairs.where(*conditions).subquery("candidates")
@@ -373,6 +390,9 @@ class FunnelRow:
     approved: int | None = 0
     after_exclusions: int | None = 0
     eligible: int | None = 0
+    # records with consent but no usable e-mail address: not counted "with consent" (they cannot
+    # be written to), shown apart; None when hidden
+    no_email: int | None = 0
     masked: set[str] = field(default_factory=set)
 
     def values(self) -> list[int | None]:
@@ -493,6 +513,7 @@ def funnel(session: Session, campaign: Campaign, at: dt.datetime | None = None) 
             # each spectator's first row carries its best stage: summed, they count people once
             count_if(and_(first, ranked.c.best >= CONSENT)),
             count_if(and_(first, ranked.c.best >= APPROVED)),
+            func.sum(ranked.c.no_email),
         ).group_by(ranked.c.organisation_id)
     ).all()
     counts = {r[0]: [int(v or 0) for v in r[1:]] for r in rows_}
@@ -502,10 +523,11 @@ def funnel(session: Session, campaign: Campaign, at: dt.datetime | None = None) 
         if org_ids else {}
     rows = []
     for org_id in sorted(org_ids, key=lambda o: (names.get(o, ""), o)):
-        segment, consent, approved, after, eligible, *_ = counts.get(org_id, [0] * 7)
+        segment, consent, approved, after, eligible, _, _, no_email = counts.get(org_id, [0] * 8)
         rows.append(FunnelRow(organisation_id=org_id, organisation=names.get(org_id, "?"),
                               status=approvals[org_id].status if org_id in approvals else None, segment=segment,
-                              consent=consent, approved=approved, after_exclusions=after, eligible=eligible))
+                              consent=consent, approved=approved, after_exclusions=after, eligible=eligible,
+                              no_email=no_email))
     snapshot_size = session.scalar(select(func.count()).select_from(SnapshotMember)
                                    .where(SnapshotMember.snapshot_id == campaign.snapshot_id)) or 0
     eligible_total = sum(c[4] for c in counts.values())

@@ -20,7 +20,7 @@ from sqlalchemy import and_, exists, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns.eligibility import eligible_select
+from campaigns.eligibility import eligible_select, usable_email
 from campaigns.models import Campaign, ContactHistory
 from campaigns.services import mark_closed, mark_launched, mark_measuring, status_label
 from core import sql
@@ -342,7 +342,8 @@ def contact_rows(session: Session, experiment: Experiment, organisation_id: int)
 
     Left out: the control arm (never exported), and whoever unsubscribed since launch: a withdrawn
     e-mail consent at that organisation, or a district-wide opt-out (``Spectator.opted_out_at``).
-    A recipient whose contact record was erased has no line either.
+    A recipient whose contact record was erased, or whose address is no longer usable, has no line
+    either: a contact list never holds a row without an e-mail address.
     """
     withdrawn = exists().where(Consent.contact_id == Contact.id, Consent.channel == "email",
                                Consent.withdrawn_at.is_not(None))
@@ -353,7 +354,8 @@ def contact_rows(session: Session, experiment: Experiment, organisation_id: int)
                             Contact.organisation_id == Recipient.organisation_id))
         .join(Spectator, Spectator.id == Recipient.spectator_id)
         .where(Recipient.experiment_id == experiment.id, Recipient.organisation_id == organisation_id,
-               Recipient.arm != "control", Spectator.opted_out_at.is_(None), ~withdrawn)
+               Recipient.arm != "control", Spectator.opted_out_at.is_(None), ~withdrawn,
+               usable_email(Contact.email))
         .order_by(Contact.last_name, Contact.first_name, Recipient.id)
     ).all()
     shared = experiment.shared_code if experiment.code_strategy == "shared" else None

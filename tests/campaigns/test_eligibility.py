@@ -106,8 +106,11 @@ def build_world(session, world):
                     basis, given, expires, withdrawn = CONSENTS[name]
                     consents.append({"basis": basis, "given_at": at(given), "expires_at": at(expires),
                                      "withdrawn_at": at(withdrawn)})
-                new_contact(session, orgs[o_index], spectator, email=email, customer_id=f"c{s_index}",
-                            consents=consents)
+                # some records hold no usable address: missing, blank, or not an address
+                unusable = {0: None, 1: "  ", 2: "pas-une-adresse"}.get((s_index + 2 * o_index) % 7)
+                new_contact(session, orgs[o_index], spectator,
+                            email=unusable if (s_index + 2 * o_index) % 7 < 3 else email,
+                            customer_id=f"c{s_index}", consents=consents)
         if world["contacted_days_ago"][s_index] is not None:
             session.add(ContactHistory(spectator_id=spectator.id, organisation_id=orgs[0].id,
                                        contacted_at=LAUNCH - dt.timedelta(days=world["contacted_days_ago"][s_index])))
@@ -154,6 +157,9 @@ def expected_recipients(session, campaign):
             contact = session.scalar(select(Contact).where(Contact.organisation_id == approval.organisation_id,
                                                            Contact.spectator_id == spectator_id))
             if contact is None:
+                continue
+            address = (contact.email or "").strip()
+            if "@" not in address[1:-1]:  # no usable e-mail address at this organisation
                 continue
             emails = [c for c in contact.consents if c.channel == "email"]
             if not any(c.is_valid(LAUNCH) for c in emails) or any(c.withdrawn_at for c in emails):
@@ -498,3 +504,24 @@ def test_sender_ties_purchases_at_excluded_organisations_and_no_purchase(session
     for org in (a, b, c):
         assert f.row(org.id).eligible == sum(1 for o in recipients.values() if o == org.id)
     assert f.total.eligible == len(recipients) == eligible_count(session, district.campaign)
+
+
+def test_a_contact_without_a_usable_email_is_not_eligible_and_counted_apart(session, district):
+    approve_all(session, district)
+    own = district.orgs[1]
+    spectator = district.spectators[13]
+    before = dict(eligible_recipients(session, district.campaign))
+    assert before[spectator.id] == own.id
+    contact = district.contacts[(1, spectator.id)]
+    for address in (None, "", "   ", "sans-arobase"):
+        contact.email = address
+        session.flush()
+        assert spectator.id not in dict(eligible_recipients(session, district.campaign))
+        row = funnel(session, district.campaign).row(own.id)
+        assert row.no_email == 1
+        raw_consent = row.consent
+    contact.email = "retour@exemple.ca"
+    session.flush()
+    row = funnel(session, district.campaign).row(own.id)
+    assert row.no_email == 0 and row.consent == raw_consent + 1
+    assert dict(eligible_recipients(session, district.campaign))[spectator.id] == own.id
