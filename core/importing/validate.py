@@ -36,6 +36,7 @@ from core.importing.values import (
     parse_duration,
     parse_time,
 )
+from core.models import utcnow
 
 # --- parsing rows --------------------------------------------------------------------------------
 
@@ -131,6 +132,9 @@ class _SalesParser:
         self.key_of = functools.lru_cache(maxsize=1 << 13)(functools.partial(spectator_key, secret))
         self.unknown: set[str] = set()  # the labels of result.unknown_disciplines: at most 100
         self.positions = {name: header.index.get(name, -1) for name in SALES_COLUMNS}
+        # A sale cannot be dated after the day it is imported (a wrong year or a show date in the
+        # purchase column): it would count as an outcome that has not happened yet.
+        self.latest = dt.datetime.combine(utcnow().date() + dt.timedelta(days=1), dt.time.min)
         self.memo = self._memo()
 
     def _column(self, name: str) -> str:
@@ -184,6 +188,9 @@ class _SalesParser:
             problems.append((self._column("tickets"), _("A value is required.") if not tickets_text else _(
                 "The number of tickets must be a positive whole number.")))
         purchased = self._date("purchased_at", purchased_text, problems)
+        if purchased is not None and purchased[0] >= self.latest:
+            problems.append((self._column("purchased_at"), _(
+                "The purchase date is after the day of the import: a sale cannot be dated in the future.")))
         shown = self._date("show_date", show_date_text, problems)
         starts_at = None
         if shown is not None:
@@ -377,7 +384,7 @@ class _SalesParser:
 
         def purchased(text: str):
             parsed = parse_datetime(text) if text else None
-            return _BAD if parsed is None else parsed[0]
+            return _BAD if parsed is None or parsed[0] >= self.latest else parsed[0]
 
         def starts(pair: tuple[str, str]):
             date_text, time_text = pair

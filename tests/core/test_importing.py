@@ -215,6 +215,21 @@ def test_a_late_bad_row_undoes_the_batches_already_written(db, make_org, session
     assert counts(session) == dict.fromkeys(counts(session), 0)
 
 
+def test_a_sale_dated_after_the_import_day_is_refused_naming_its_line(runner, make_org, session, tmp_path):
+    make_org("tnm")
+    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    rows = [fr_row(), FR_ROWS[2], fr_row(**{"Date de l'achat": tomorrow}), fr_row(**{"Date de l'achat": today})]
+    path = write_csv(tmp_path / "ventes.csv", rows)
+    result = pilot(runner, "import", path, "--org", "tnm", "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.output)
+    assert summary["imported"] == 0
+    assert [(e["line"], e["column"]) for e in summary["errors"]] == [(4, "Date de l'achat")]
+    assert "after the day of the import" in summary["errors"][0]["reason"] \
+        or "postérieure au jour de l'import" in summary["errors"][0]["reason"]
+
+
 def test_missing_required_column_refuses_the_file(runner, make_org, session, tmp_path):
     make_org("tnm")
     header = [h for h in FR_HEADER if h != "Date de l'achat"]
