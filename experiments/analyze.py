@@ -488,7 +488,33 @@ def format_report(result: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def analyze_command(files, arm_column, control, metrics, covariate, strata, shares, alpha, winsorize, ratios,
                     as_json):
-    """Analyse an experiment run outside the application: one CSV row per recipient."""
+    """Analyse an experiment run outside the application: one CSV row per recipient.
+
+    \b
+    Each arm is compared with the control on every metric (z = z_{1-alpha/2}):
+    - binary: pooled two-proportion z-test, unpooled Wald interval for the
+      difference; Fisher's exact p and Newcombe's interval when an expected
+      cell count is under 5;
+    - continuous: Welch's t-test, Welch-Satterthwaite interval;
+    - relative lift m_A/m_C - 1: exp(ln(m_A/m_C) +- z*sqrt(s2_A/(n_A m_A^2)
+      + s2_C/(n_C m_C^2))) - 1; null with rel_reason when a mean is 0 or a
+      binary arm has under 5 events;
+    - p_adjusted: Holm over the arm's metrics; p_adjusted_arms: Holm across
+      the arms' comparisons with the control, metric by metric;
+    - --covariate: CUPED, theta = cov(Y,X)/var(X) over both arms, Welch on
+      Y - theta(X - mean X); "history": false when X is constant;
+    - --strata: CMH (binary; Mantel-Haenszel odds ratio, Robins-Breslow-
+      Greenland interval) or the post-stratified difference sum w_k(d_k),
+      w_k = n_k/N (continuous); strata where an arm has too few recipients
+      are left out (left_out_strata, left_out), never merged;
+    - --winsorize PCT: also each continuous metric capped at the PCT
+      percentile of its non-zero values, arms pooled (the cap is printed);
+    - --ratio NUM/DEN: sum NUM / sum DEN per arm, delta-method interval;
+    - sample ratio: chi-square against --share (default equal), flagged at
+      p < 0.001.
+    Warnings (stderr, and "warnings" in the JSON): a constant metric, a
+    covariate equal to a metric, a covariate without history.
+    """
     result = analyze_file(list(files), arm_column, control, metrics, covariate=covariate, strata=strata,
                           shares=shares, alpha=alpha, winsorize=winsorize, ratios=ratios)
     for warning in result["warnings"]:

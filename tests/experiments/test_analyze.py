@@ -476,3 +476,10 @@ def test_ratio_metric_delta_method(tmp_path):
     assert r["p_value"] == pytest.approx(2 * sps.norm.sf(abs(r_a - r_c) / se))
     assert "ratio tickets/orders (delta method)" in run(path, "--arm", "arm", "--control", "c", "--metric", "orders",
                                                         "--ratio", "tickets/orders").stdout
+
+
+def test_help_describes_every_method():
+    text = CliRunner().invoke(analyze_command, ["--help"]).output
+    for words in ("Welch", "Newcombe", "ln(m_A/m_C)", "p_adjusted_arms", "CUPED", "left out", "--winsorize PCT",
+                  "non-zero values", "--ratio NUM/DEN", "delta-method", "chi-square"):
+        assert words in text, words
