@@ -146,6 +146,9 @@ def stop(process: subprocess.Popen | None, name: str) -> None:
 
 # --- the district's campaigns --------------------------------------------------------------------
 
+LOAD_LOGINS = 100  # staff and evaluator logins made for the simulated users (one each up to 250 users)
+
+
 @dataclass
 class Setup:
     password: str
@@ -168,8 +171,9 @@ def prepare_campaigns(env: dict) -> Setup:
     from campaigns.models import Approval
     from core import create_app
     from core.db import get_db
+    from core.auth import hash_password
     from core.demo import DEMO_PASSWORD, demo_logins
-    from core.models import Organisation, utcnow
+    from core.models import Organisation, User, utcnow
     from experiments import reports
     from experiments import services as experiment_services
     from segments.insights import discipline_choices
@@ -216,9 +220,16 @@ def prepare_campaigns(env: dict) -> Setup:
                                                                      Approval.organisation_id == orgs[slug].id))
                      for slug in slugs}
         import_org = next(s for s in sorted(orgs) if s not in slugs)
+        # One login per simulated staff user and evaluator: each has its own daily budget of
+        # questions on pooled figures (core.privacy), which the load exercises without tripping it.
+        hashed = hash_password(DEMO_PASSWORD)
+        own = {role: [f"load-{role}-{n:03d}@example.net" for n in range(LOAD_LOGINS)] for role in ("staff", "evaluator")}
+        for role, emails in own.items():
+            session.add_all(User(email=email, password_hash=hashed, role=role) for email in emails)
+        session.commit()
         return Setup(password=DEMO_PASSWORD,
-                     staff=[e for r, e, _s in logins if r == "staff"],
-                     evaluators=[e for r, e, _s in logins if r == "evaluator"],
+                     staff=own["staff"],
+                     evaluators=own["evaluator"],
                      venues={e: s for e, s in venues.items() if approvals.get(s)},
                      approvals={s: a for s, a in approvals.items() if a},
                      awaiting_campaign=awaiting.id, experiment=experiment.id, import_org=import_org,
