@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -250,6 +251,11 @@ class User(UserMixin, Base):
     locale: Mapped[Optional[str]] = mapped_column(String(5))
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # Server-side session version: a login records it in the session cookie, and a session whose
+    # version is no longer the user's is over. Logout, a password change and a deactivation bump it.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An evaluator sees the reports only; an administrator may grant them the raw audience insights.
+    insights_granted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
@@ -258,6 +264,22 @@ class User(UserMixin, Base):
     @property
     def is_active(self) -> bool:  # Flask-Login reads this
         return bool(self.active)
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per (account, address) and per address (``account`` empty): an address
+    that keeps failing is slowed down, an account is only ever blocked for the address that failed."""
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("address", "account"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    # the lower-cased e-mail typed (known or not: both are counted alike), "" for the address's own count
+    account: Mapped[str] = mapped_column(String(320), default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    locked_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
 class AuditEvent(Base):

@@ -21,7 +21,7 @@ from wtforms.validators import DataRequired, Email, Length, NumberRange, Optiona
 
 from core import page_arg
 from core import rejects as rejects_files
-from core.auth import PasswordError, actor_name, create_user, login_required, roles_required
+from core.auth import PasswordError, actor_name, create_user, end_sessions, login_required, roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.csvexport import csv_stream_response
 from core.db import db_session, get_db
@@ -62,6 +62,11 @@ AUDIT_ACTION_LABELS = {
     "login.locked": _l("Login locked after repeated failures"),
     "organisation.create": _l("Organisation created"),
     "user.create": _l("User created"),
+    "user.deactivate": _l("User deactivated"),
+    "user.reactivate": _l("User reactivated"),
+    "user.grant_insights": _l("Evaluator granted the audience insights"),
+    "user.withdraw_insights": _l("Evaluator's audience insights withdrawn"),
+    "user.password_change": _l("Own password changed"),
     "job.run_now": _l("Scheduled job run by hand"),
     "demo.build": _l("Demo district built"),
     "import.sales": _l("Sales imported"),
@@ -91,6 +96,7 @@ AUDIT_ACTION_LABELS = {
     "contact_list.refused": _l("Expired contact list refused"),
     "contact_list.purge": _l("Contact list purged"),
     "person.erase": _l("Person erased on request"),
+    "person.search": _l("Erasure search (the address is never kept)"),
     "download": _l("File downloaded"),
 }
 
@@ -311,7 +317,52 @@ def users():
                 flash(_("User %(email)s created.", email=user.email), "success")
                 return redirect(url_for("admin.users"))
     all_users = session.scalars(select(User).order_by(User.email)).all()
-    return render_template("admin/users.html", form=form, users=all_users, role_labels=ROLE_LABELS)
+    return render_template("admin/users.html", form=form, users=all_users, role_labels=ROLE_LABELS,
+                           access_form=UserAccessForm(formdata=None))
+
+
+class UserAccessForm(FlaskForm):
+    """One of the buttons of the users' table (the CSRF token and which change it asks for)."""
+
+    action = SelectField(choices=[(a, a) for a in ("deactivate", "reactivate", "grant_insights", "withdraw_insights")])
+
+
+@admin_bp.route("/users/<int:user_id>/access", methods=["POST"])
+@roles_required("admin")
+def user_access(user_id: int):
+    """Deactivate a user (every session of theirs ends at once) or reactivate them; grant an
+    evaluator the raw audience insights, or withdraw it (evaluators see reports only by default)."""
+    session = db_session()
+    user = session.get(User, user_id)
+    if user is None:
+        abort(404)
+    form = UserAccessForm()
+    if not form.validate_on_submit():
+        flash(_("This change is not one the page offers."), "error")
+        return redirect(url_for("admin.users"))
+    action = form.action.data
+    if action == "deactivate" and user.id == current_user.id:
+        flash(_("You cannot deactivate your own account."), "error")
+        return redirect(url_for("admin.users"))
+    if action in ("grant_insights", "withdraw_insights") and user.role != "evaluator":
+        flash(_("Only evaluators are granted the audience insights: the other roles see them already, or never."),
+              "error")
+        return redirect(url_for("admin.users"))
+    if action == "deactivate":
+        user.active = False
+        end_sessions(session, user.id)  # the user's open sessions end at their next request
+        message = _("%(email)s is deactivated: their sessions are closed.", email=user.email)
+    elif action == "reactivate":
+        user.active = True
+        message = _("%(email)s can log in again.", email=user.email)
+    else:
+        user.insights_granted = action == "grant_insights"
+        message = (_("%(email)s now sees the audience insights.", email=user.email) if user.insights_granted
+                   else _("%(email)s sees the reports only.", email=user.email))
+    audit(session, f"user.{action}", actor=actor_name(), user_id=current_user.id, object_type="user", object_id=user.id)
+    session.commit()
+    flash(message, "success")
+    return redirect(url_for("admin.users"))
 
 
 AUDIT_PAGE_SIZE = 100

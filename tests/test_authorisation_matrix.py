@@ -91,6 +91,8 @@ MATRIX: dict[str, Entry] = {
     "auth.logout": Entry(get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, ALLOWED, ALLOWED)),
     "admin.organisations": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "admin.users": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
+    "admin.user_access": Entry(lambda w: {"user_id": 1}, get=NO_GET, post=ADMIN_POST),
+    "auth.change_password": Entry(get=READERS_PAGE, post=R(LOGIN, ALLOWED, ALLOWED, ALLOWED, ALLOWED)),
     "admin.audit_log": Entry(get=ADMIN_PAGE),
     "admin.audit_log_csv": Entry(get=ADMIN_PAGE),
     "jobs.index": Entry(get=ADMIN_PAGE),
@@ -363,7 +365,7 @@ def test_denied_posts_change_nothing(app, session, make_user, tmp_path):
         "experiments.launch": {"confirm": "y"},
         "admin.organisations": {"slug": "intrus", "name": "Intrus", "kind": "venue"},
         "questions.index": {"budget": "1"},
-        "admin.users": {"email": "intrus@example.org", "role": "admin", "password": "abcdefghij1", "organisation": ""},
+        "admin.users": {"email": "intrus@example.org", "role": "admin", "password": "Gazon-vert-2031", "organisation": ""},
     }
     for endpoint, data in forms.items():
         url = url_of(app, endpoint, world)

@@ -183,6 +183,7 @@ def test_every_post_endpoint_is_fuzzed_here():
 FUZZED = {
     "auth.login", "auth.logout", "admin.organisations", "admin.users", "main.imports", "jobs.run_now",
     "questions.index",
+    "auth.change_password", "admin.user_access",
     "segments.new", "segments.edit", "segments.preview_json",
     "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
@@ -203,7 +204,7 @@ def test_admin_and_login_forms(app, session, world, clients):
     @settings(max_examples=EXAMPLES, **SETTINGS)
     @given(form(email=field(strategy=st.integers(0, 10**9).map(lambda n: f"neuf{n}@example.org")), name=field("Nom"),
                 role=field("staff", "venue", "evaluator", "admin"),
-                organisation=field(str(world.org_a.id)), password=field("abcdefghij1", "Mot-de-passe-2026")))
+                organisation=field(str(world.org_a.id)), password=field("Gazon-vert-2031", "Mot-de-passe-2026")))
     def users(data):
         post_and_check(admin, session, "/admin/users", data)
 
@@ -232,6 +233,31 @@ def test_admin_and_login_forms(app, session, world, clients):
     budgets()
     assert accepted("/admin/organisations") and accepted("/admin/users") and accepted("/login")
     assert accepted("/admin/questions/")
+
+
+def test_account_forms(app, session, world, clients, make_user):
+    """One's own password (as each role) and the administrator's access buttons, with junk."""
+    target = make_user("evaluator")
+    admin = clients["admin"]
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(current=field("correct-horse-42", "wrong-password-1"), new=field("Gazon-vert-2031", "Password12345!"),
+                confirm=field("Gazon-vert-2031", "Password12345!")), st.sampled_from(["staff", "venue", "evaluator"]))
+    def passwords(data, role):
+        response = post_and_check(clients[role], session, "/account/password", data)
+        if response.status_code == 302:  # changed: back to the test's password, this session kept
+            assert clients[role].post("/account/password", data={
+                "current": data["new"], "new": "correct-horse-42", "confirm": "correct-horse-42"}).status_code == 302
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(action=field("deactivate", "reactivate", "grant_insights", "withdraw_insights")),
+           st.sampled_from([target.id, target.id, 0, 2**31 - 1]))
+    def access(data, user_id):
+        post_and_check(admin, session, f"/admin/users/{user_id}/access", data)
+
+    passwords()
+    access()
+    assert accepted("/account/password") and accepted(f"/admin/users/{target.id}/access")
 
 
 def test_segment_forms(session, world, clients):

@@ -17,7 +17,7 @@ from core import create_app
 from core.auth import LOCK_MINUTES, MAX_FAILED_LOGINS, PasswordError, check_password_rules
 from core.cli import main as pilot
 from core.csvexport import csv_response, safe_cell, safe_filename
-from core.models import AuditEvent, Contact, ImportBatch, JobRun, Organisation, Transaction, User, utcnow
+from core.models import AuditEvent, Contact, ImportBatch, JobRun, LoginThrottle, Organisation, Transaction, User, utcnow
 from segments.insights import TABLES
 from segments.models import Segment, SegmentVersion
 from tests.conftest import PASSWORD, login
@@ -70,7 +70,7 @@ PLAUSIBLE = {
     "experiments.launch": lambda w, u: {"confirm": "y"},
     "admin.organisations": lambda w, u: {"slug": "csrf-org", "name": "CSRF", "kind": "venue"},
     "admin.users": lambda w, u: {"email": "csrf@example.org", "role": "admin", "organisation": "",
-                                 "password": "abcdefghij1"},
+                                 "password": "Gazon-vert-2031"},
     "segments.new": lambda w, u: {"name": "CSRF", "rule": '{"field": "shows", "op": ">=", "value": 1}'},
     "segments.edit": lambda w, u: {"name": "CSRF", "rule": '{"field": "shows", "op": ">=", "value": 2}'},
     "main.imports": lambda w, u: {"organisation": str(w.org_a.id), "kind": "sales", "skip_invalid": "1",
@@ -222,8 +222,8 @@ def test_login_locks_after_repeated_failures_then_unlocks(app, make_user, sessio
     for _ in range(MAX_FAILED_LOGINS):
         login(client, user.email, "wrong-password-1")
     session.expire_all()
-    locked = session.get(User, user.id)
-    assert locked.locked_until is not None
+    locked = session.scalar(select(LoginThrottle).where(LoginThrottle.account == user.email))
+    assert locked.locked_until is not None and locked.address == "127.0.0.1"
     minutes = (locked.locked_until - utcnow()).total_seconds() / 60
     assert LOCK_MINUTES - 1 < minutes <= LOCK_MINUTES
     response = login(client, user.email)  # the right password, refused while locked
@@ -252,7 +252,10 @@ def test_inactive_user_cannot_log_in(app, make_user, session):
 
 @pytest.mark.parametrize("password,ok", [
     ("short1", False), ("abcdefghijk", False), ("12345678901", False), ("          1", False),
-    ("abcdefghi1", True), ("correct-horse-42", True), ("Éléphant-rose-9", True),
+    ("abcdefghi1", False), ("abcdefghij12", False),  # 12 characters at least
+    # common passwords, alone or with digits and symbols around them, in any case
+    ("q1w2e3r4t5y6", False), ("Password12345!", False), ("2024Qwertyuiop", False), ("ABCDEFGHIJ12", False),
+    ("abcdefghi1zz", True), ("correct-horse-42", True), ("Éléphant-rose-9", True), ("Gazon-vert-2031", True),
 ])
 def test_password_rules(password, ok):
     if ok:

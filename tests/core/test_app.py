@@ -88,7 +88,7 @@ def test_admin_creates_organisation_and_user(login_as, app):
     page = client.get("/admin/organisations").get_data(as_text=True)
     assert "Salle X" in page
     response = client.post("/admin/users", data={"email": "v@example.org", "role": "venue", "organisation": "",
-                                                 "password": "abcdefghij1"})
+                                                 "password": "Gazon-vert-2031"})
     assert "doit appartenir" in response.get_data(as_text=True)  # venue approver needs an organisation
 
 
