@@ -33,6 +33,7 @@ from campaigns.models import (
 )
 from core.identity import identity_basis, normalise_email, spectator_key
 from core.models import DISCIPLINES, Consent, Contact, Organisation, Show, Spectator, audit, utcnow
+from core.scrub import Identities, scrub_files
 from segments.models import Segment, SegmentSnapshot, SnapshotMember, SpectatorProfile
 
 MIN_CONTROL_SHARE = 10
@@ -42,6 +43,8 @@ CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
 CODE_LENGTH = 10  # 25**10 ≈ 10**14: guessing one of 500,000 live codes takes ~2*10**8 tries
 SHARED_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,38}[A-Z0-9]$")
 SCHEDULER = "scheduler"
+# An erased spectator's key: never an HMAC (those are 64 hex digits), so no identity finds it again.
+ERASED_KEY_PREFIX = "erased:"
 
 
 class CampaignError(ValueError):
@@ -652,11 +655,13 @@ def answered_counts(session: Session, campaign_ids: Sequence[int]) -> dict[int, 
 
 @dataclass
 class ErasureResult:
-    """What an erasure found or did: counts only, never the person's details."""
+    """What an erasure found or did: counts only, never the person's details (``files``: what left
+    the kept files, see :func:`core.scrub.scrub_files`)."""
 
     spectator_ids: list[int]
     contacts: int
     organisations: int
+    files: dict | None = None
 
 
 def find_person(session: Session, email: str, secret: str) -> ErasureResult:
@@ -679,18 +684,27 @@ def find_person(session: Session, email: str, secret: str) -> ErasureResult:
 
 
 def erase_spectators(session: Session, spectator_ids: Sequence[int], user=None,
-                     now: dt.datetime | None = None) -> ErasureResult:
+                     now: dt.datetime | None = None, app=None) -> ErasureResult:
     """Erasure on request: delete every organisation's contact record of the spectators (consents go
     with them), keep the pooled transactions under the pseudonymous spectator, record a district-wide
-    opt-out, and write one audit event per spectator (its id only, never a personal detail)."""
+    opt-out, tombstone the identity key (a later import of the same e-mail starts a new spectator
+    that nothing links to this history), and write one audit event per spectator (its id only, never
+    a personal detail). With ``app``, the person's rows also leave every file the instance keeps
+    (rejects, inbox copies and reports, stored exports: :func:`core.scrub.scrub_files`)."""
     now = now or utcnow()
     ids = sorted(set(spectator_ids))
     contacts, organisations = 0, 0
+    identities = Identities()
     if ids:
         contacts, organisations = session.execute(
             select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id)))
             .where(Contact.spectator_id.in_(ids))
         ).one()
+        for chunk in _chunks(ids):
+            for row in session.execute(select(Contact.email, Contact.last_name, Contact.first_name,
+                                              Contact.postal_code, Contact.phone)
+                                       .where(Contact.spectator_id.in_(chunk))):
+                identities.add(*row)
     for chunk in _chunks(ids):
         contact_ids = select(Contact.id).where(Contact.spectator_id.in_(chunk))
         session.execute(delete(Consent).where(Consent.contact_id.in_(contact_ids)),
@@ -700,15 +714,21 @@ def erase_spectators(session: Session, spectator_ids: Sequence[int], user=None,
         if hasattr(Spectator, "opted_out_at"):
             session.execute(update(Spectator).where(Spectator.id.in_(chunk), Spectator.opted_out_at.is_(None))
                             .values(opted_out_at=now), execution_options={"synchronize_session": False})
+    for spectator_id in ids:  # a random key no identity hashes to: the history stays, unlinkable
+        session.execute(update(Spectator).where(Spectator.id == spectator_id)
+                        .values(key=ERASED_KEY_PREFIX + secrets.token_hex(24)),
+                        execution_options={"synchronize_session": False})
     session.expire_all()
     for spectator_id in ids:
         audit(session, "person.erase", actor=_actor(user), user_id=_user_id(user), object_type="spectator",
               object_id=spectator_id, contacts_deleted=contacts, organisations=organisations)
     session.flush()
-    return ErasureResult(ids, contacts, organisations)
+    files = scrub_files(app, identities) if app is not None and ids else None
+    return ErasureResult(ids, contacts, organisations, files)
 
 
-def erase_person(session: Session, email: str, secret: str, user=None, now: dt.datetime | None = None) -> ErasureResult:
+def erase_person(session: Session, email: str, secret: str, user=None, now: dt.datetime | None = None,
+                 app=None) -> ErasureResult:
     """Find the person an e-mail designates and erase them (see :func:`erase_spectators`); when nobody
     matches, the request is still logged, without the e-mail."""
     found = find_person(session, email, secret)
@@ -717,4 +737,4 @@ def erase_person(session: Session, email: str, secret: str, user=None, now: dt.d
               found=False)
         session.flush()
         return found
-    return erase_spectators(session, found.spectator_ids, user=user, now=now)
+    return erase_spectators(session, found.spectator_ids, user=user, now=now, app=app)

@@ -47,7 +47,7 @@ from core import page_arg
 from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
-from core.models import DISCIPLINES, AuditEvent, Organisation, Show, utcnow
+from core.models import DISCIPLINES, AuditEvent, Organisation, Show, audit, utcnow
 from core.privacy import is_small, strictest_k, suppress, suppress_total
 from core.views import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentSnapshot
@@ -567,15 +567,23 @@ def erasure():
     session = db_session()
     form = ErasureFindForm()
     found = confirm_form = None
-    if form.validate_on_submit():
-        try:
-            found = services.find_person(session, form.email.data, current_app.config["DISTRICT_SECRET"])
-        except CampaignError as exc:
-            form.email.errors = [exc.reason]
-        else:
+    if form.is_submitted() and request.method == "POST":
+        # Every search is logged (who, when, whether someone was found; never the address), and an
+        # address that finds no one gets the same words whatever the reason (malformed, never known,
+        # already erased): the page is no oracle of who was in the district.
+        found = services.ErasureResult([], 0, 0)
+        if form.validate():
+            try:
+                found = services.find_person(session, form.email.data, current_app.config["DISTRICT_SECRET"])
+            except CampaignError:
+                pass
+        audit(session, "person.search", actor=current_user.email, user_id=current_user.id, object_type="spectator",
+              found=len(found.spectator_ids))
+        session.commit()
+        if found.spectator_ids:
             token = _erasure_serializer().dumps(found.spectator_ids)
             confirm_form = ErasureConfirmForm(formdata=None, token=token)
-            form = ErasureFindForm(formdata=None)  # the page shows counts, never the address
+        form = ErasureFindForm(formdata=None)  # the page shows counts, never the address
     return render_template("campaigns/erasure.html", form=form, found=found, confirm_form=confirm_form)
 
 
@@ -594,8 +602,12 @@ def erasure_confirm():
         return redirect(url_for("campaigns.erasure"))
     if not spectator_ids or not all(isinstance(i, int) for i in spectator_ids):
         abort(400)
-    result = services.erase_spectators(session, spectator_ids, user=current_user)
+    result = services.erase_spectators(session, spectator_ids, user=current_user,
+                                       app=current_app._get_current_object())
     session.commit()
+    if result.files and result.files.get("failed"):
+        flash(_("%(n)d file(s) of the instance folder could not be cleaned of the person: see the server log.",
+                n=result.files["failed"]), "error")
     flash(_("Erased: %(contacts)d contact record(s) deleted at %(orgs)d organisation(s); the person is opted out "
             "of every campaign.", contacts=result.contacts, orgs=result.organisations), "success")
     return redirect(url_for("campaigns.erasure"))
