@@ -215,7 +215,7 @@ def _print_import(result, as_json: bool) -> None:
         click.echo("File refused: nothing was written.", err=True)
     click.echo(f"rows {summary['rows']}: imported {summary['imported']}, duplicates {summary['duplicates']}, "
                f"rejected {summary['rejected']}, anonymous {summary['anonymous']}, "
-               f"new spectators {summary['spectators_new']}")
+               f"new to this organisation {summary['spectators_new']}")
     for error in summary["errors"]:
         click.echo(f"  line {error['line']}, column {error['column']}: {error['reason']}", err=True)
     if summary.get("errors_total", 0) > len(summary["errors"]):

@@ -60,6 +60,7 @@ from core.models import (
     CHANNELS,
     CIRCUMSTANCES,
     DISCIPLINES,
+    Contact,
     ImportBatch,
     Organisation,
     Show,
@@ -73,6 +74,7 @@ from core.privacy import (
     suppress_matrix,
     suppress_total,
 )
+from core.identity import fsa_of
 from core.vocabulary import DISCIPLINE_LABELS
 from segments.lifecycle import LIFECYCLE_DAYS, window_start
 from segments.profiles import lifecycle_case
@@ -432,8 +434,9 @@ class InsightQuery:
         self.dialect = session.get_bind().dialect.name
         self.high = _day_start(self.as_of + dt.timedelta(days=1))
         self.k = scope_k(session, scope)
-        # Tables that follow the scope's spectators to all their purchases read every organisation.
-        self.k_district = strictest_k(session) if scope.kind != "district" else self.k
+        # Tables that follow a discipline's spectators to all their purchases read every organisation
+        # (an organisation's read its own sales only).
+        self.k_district = strictest_k(session) if scope.kind == "discipline" else self.k
         self.facts: dict[str, Any] = dict(facts or {})
 
     # -- SQL pieces --
@@ -642,8 +645,21 @@ class InsightQuery:
         self.facts["sums"] = facts
 
     def _compute_fsa(self) -> None:
-        """Spectators of the scope per FSA."""
+        """Spectators of the scope per FSA. An organisation's are read from its own contact records'
+        postal codes: the pooled spectator's FSA may have been learnt from another organisation's
+        sale, which the organisation must not learn from its own page (DESIGN.md §10)."""
         scoped = T.alias("scoped")
+        if self.scope.kind == "organisation":
+            buyers = select(scoped.c.spectator_id).where(self._in_scope(scoped))
+            prefix = func.upper(func.substr(Contact.postal_code, 1, 3))
+            counts: dict = {}
+            for head, n in self.session.execute(
+                    select(prefix, func.count()).where(Contact.organisation_id == self.scope.organisation_id,
+                                                       Contact.spectator_id.in_(buyers)).group_by(prefix)):
+                fsa = fsa_of(head)
+                counts[fsa] = counts.get(fsa, 0) + n
+            self.facts["fsa"] = [[fsa, n] for fsa, n in counts.items()]
+            return
         if self.scope.kind == "district":  # nearly everyone: probe each spectator's purchases
             bought = exists().where(scoped.c.spectator_id == SP.c.id, self._in_scope(scoped))
         else:  # a part of the district: collect its buyers once
@@ -652,16 +668,21 @@ class InsightQuery:
         self.facts["fsa"] = [[fsa, n] for fsa, n in rows]
 
     def _compute_disciplines(self) -> None:
-        """What the scope's spectators bought anywhere in the district, by discipline and pair."""
+        """What the scope's spectators bought anywhere in the district, by discipline and pair; for an
+        organisation, what they bought from it only (its own sales: never a figure drawn from another
+        organisation's transactions, DESIGN.md §10)."""
         if self.scope.kind == "district":
             self._compute_spectators()
             return
         scoped = T.alias("scoped")
         population = select(scoped.c.spectator_id).where(self._in_scope(scoped))
+        bought = [unindexed(T.c.purchased_at) < self.high, T.c.spectator_id.in_(population)]
+        if self.scope.kind == "organisation":
+            bought.append(T.c.organisation_id == self.scope.organisation_id)
         per_spectator = (
             select(self._mask(self._discipline_bit()).label("mask"))
             .select_from(T.join(S, S.c.id == T.c.show_id))
-            .where(unindexed(T.c.purchased_at) < self.high, T.c.spectator_id.in_(population))
+            .where(*bought)
             .group_by(T.c.spectator_id)
             .subquery()
         )

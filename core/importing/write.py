@@ -161,7 +161,6 @@ class _SpectatorLookup:
                 found[key] = (found[key][0] if key in found else inserted[key], wanted[key].get("fsa"),
                               wanted[key].get("opted_out_at"))
                 self.created.add(key)
-            self.result.spectators_new += len(inserted)
             raced = [k for k in missing if k not in found]
             if raced:  # created meanwhile by a concurrent import
                 self._select(raced, found)
@@ -352,6 +351,9 @@ class _SalesWriter:
             else:
                 merged = old
             remembered[spectator_id] = (contact_id, merged)
+        # "New spectators" are new to this organisation (a contact record it did not have), never new
+        # to the district: whether a person bought elsewhere must not show in an import's result.
+        self.result.spectators_new += len(new_rows)
         if new_rows:
             # COPY and a select beat INSERT ... RETURNING threefold on PostgreSQL.
             _bulk_insert(self.session, _contacts, _CONTACT_COLUMNS, new_rows)
