@@ -15,9 +15,10 @@ def init_app(app) -> None:
     pilot = registry(app)
     pilot.add_navigation(NavEntry("segments.index", _l("Segments & insights"), order=10,
                                   roles=("staff", "admin", "venue"), current=("segments.",)))
-    # evaluators may read the insight pages but not the segment list
+    # evaluators granted the insights (by an administrator) read them, never the segment list
     pilot.add_navigation(NavEntry("segments.insights", _l("Audience insights"), order=11,
-                                  roles=("evaluator",), current=("segments.insights",)))
+                                  roles=("evaluator",), current=("segments.insights",),
+                                  shown=lambda user: bool(getattr(user, "insights_granted", False))))
     pilot.add_after_import(refresh_after_import)
 
 

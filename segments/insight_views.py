@@ -29,6 +29,19 @@ IMPORT_ROLES = ("staff", "venue", "admin")  # who may open the import page (core
 
 # --- who may see which scope --------------------------------------------------------------------------
 
+def evaluator_granted(user) -> bool:
+    """An evaluator reads the experiment reports; the raw audience insights only once an
+    administrator granted them (``User.insights_granted``, on the users' page)."""
+    return user.role != "evaluator" or bool(getattr(user, "insights_granted", False))
+
+
+@bp.before_request
+def _insights_grant():
+    if (request.endpoint or "").startswith("segments.insights") and current_user.is_authenticated \
+            and not evaluator_granted(current_user):
+        abort(403)
+
+
 def _own_organisation_id() -> int | None:
     return current_user.organisation_id if current_user.role == "venue" else None
 

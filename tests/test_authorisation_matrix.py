@@ -256,12 +256,24 @@ def build_world(app, session, tmp_path: Path, per_org: int = 12, shared: int = 4
                      contacts=_personal_values(session))
 
 
+def grant_insights(app, user) -> None:
+    """What an administrator's "grant the insights" does (tests/core/test_accounts.py tests the button)."""
+    from core.db import get_db
+
+    with get_db(app).session() as s:
+        s.get(User, user.id).insights_granted = True
+        s.commit()
+    user.insights_granted = True
+
+
 def role_clients(app, make_user, world: World) -> dict:
     """One logged-in test client per role (the venue user of organisation A) and an anonymous one."""
     clients = {"anonymous": app.test_client()}
     for role in ROLES[1:]:
         user = make_user(role, world.org_a if role == "venue" else None,
                          email=f"{role}-{uuid.uuid4().hex[:6]}@matrix.example")
+        if role == "evaluator":  # granted the audience insights, so that their pages are exercised
+            grant_insights(app, user)
         client = app.test_client()
         assert login(client, user.email).status_code == 302
         client.user = user

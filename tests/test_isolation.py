@@ -29,6 +29,7 @@ from tests.test_authorisation_matrix import (
     SECRET,
     _personal_values,
     build_world,
+    grant_insights,
     import_rows,
     url_of,
     write_import,
@@ -168,6 +169,8 @@ def _crawl_urls(app, world, role: str) -> list[str]:
 @pytest.mark.parametrize("role", ["staff", "evaluator", "admin"])
 def test_no_contact_field_reaches_pooled_roles(app, make_user, world, role):
     user = make_user(role, None, email=f"{role}-{uuid.uuid4().hex[:6]}@isolation.example")
+    if role == "evaluator":  # granted the audience insights: the widest an evaluator reads
+        grant_insights(app, user)
     client = app.test_client()
     assert login(client, user.email).status_code == 302
     forbidden = world.personal

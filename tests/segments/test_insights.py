@@ -412,7 +412,17 @@ def test_venue_user_sees_its_own_organisation_its_disciplines_and_the_district(l
 
 
 def test_evaluator_may_read_insights_and_anonymous_may_not(app, login_as, district):
-    assert login_as("evaluator").get("/segments/insights/organisation/salle-b").status_code == 200
+    evaluator = login_as("evaluator")
+    # evaluators see reports, not raw insights, until an administrator grants them (issue 15, Build 5)
+    for path in ("/segments/insights", "/segments/insights/organisation/salle-b", "/segments/insights/lifecycle.csv"):
+        assert evaluator.get(path).status_code == 403, path
+    assert "/segments/insights" not in evaluator.get("/").get_data(as_text=True)  # nor in the navigation
+    admin = login_as("admin")
+    assert admin.post(f"/admin/users/{evaluator.user.id}/access", data={"action": "grant_insights"}).status_code == 302
+    assert evaluator.get("/segments/insights/organisation/salle-b").status_code == 200
+    assert "/segments/insights" in evaluator.get("/").get_data(as_text=True)
+    admin.post(f"/admin/users/{evaluator.user.id}/access", data={"action": "withdraw_insights"})
+    assert evaluator.get("/segments/insights").status_code == 403
     response = app.test_client().get("/segments/insights")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 

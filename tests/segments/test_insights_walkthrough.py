@@ -13,6 +13,7 @@ from core.models import Organisation
 from segments import insight_views  # noqa: F401  (the routes, before any app registers the blueprint)
 from segments.insights import TABLES
 from tests.segments.test_insights import FSAS, build_district
+from tests.test_authorisation_matrix import grant_insights
 
 SVG = re.compile(r"<svg\b.*?</svg>", re.S)
 EMPTY_STATE = 'class="card empty-state"'
@@ -86,7 +87,9 @@ def test_an_empty_district_says_so_and_offers_the_import_page(login_as, make_org
     assert_empty_state(page_text(staff.get("/segments/insights/discipline/dance?lang=en")),
                        "No purchases of this discipline yet", import_link=True)
     # evaluators do not import: the state without the link
-    page = page_text(login_as("evaluator").get("/segments/insights?lang=en"))
+    evaluator = login_as("evaluator")
+    grant_insights(evaluator.application, evaluator.user)
+    page = page_text(evaluator.get("/segments/insights?lang=en"))
     assert_empty_state(page, "No ticketing data yet", import_link=False)
     assert "once the organisations have imported" in page
     # the import page the link opens is one the venue user may use
