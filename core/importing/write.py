@@ -508,14 +508,16 @@ class _UnsubscribeWriter:
                 select(_contacts.c.spectator_id, _contacts.c.id)
                 .where(_contacts.c.organisation_id == self.organisation_id,
                        sql.among(self.session, _contacts.c.spectator_id, chunk))).all())
-        already = {id_ for key, (id_, _fsa, opted) in spectators.items()
-                   if opted is not None and key not in self.spectators.created}
-        if by_customer:
-            ids = sorted({s for pairs in by_customer.values() for _c, s in pairs} - {v[0] for v in spectators.values()})
-            for chunk in _chunks(ids):
-                already.update(self.session.scalars(
-                    select(_spectators.c.id).where(sql.among(self.session, _spectators.c.id, chunk),
-                                                   _spectators.c.opted_out_at.is_not(None))))
+        # "Already unsubscribed" is judged from this organisation's own records only (its contact's
+        # e-mail consent withdrawn): whether another organisation recorded an opt-out, or knows the
+        # person at all, must not show in the result (issue 15: no membership oracle).
+        spectator_of_contact = {c: s for s, c in contacts_of.items()}
+        already: set[int] = set()
+        for chunk in _chunks(sorted(spectator_of_contact)):
+            already.update(spectator_of_contact[c] for c in self.session.scalars(
+                select(_consents.c.contact_id).where(sql.among(self.session, _consents.c.contact_id, chunk),
+                                                     _consents.c.channel == "email",
+                                                     _consents.c.withdrawn_at.is_not(None)).distinct()))
         opt_out: dict[int, dt.datetime] = {}
         withdraw: dict[int, dt.datetime] = {}
         for row in rows:

@@ -85,3 +85,22 @@ def test_an_organisation_insights_use_its_own_sales_and_contacts_only(app, make_
         assert disciplines["single"][DISCIPLINES.index("dance")] == len(people)
         fsas = {fsa for fsa, n in query._fact("fsa")}
         assert "H2X" not in fsas
+
+
+def test_an_unsubscribe_list_reads_the_same_whether_its_person_is_known_or_opted_out_elsewhere(app, make_org,
+                                                                                                session, tmp_path):
+    a, b = make_org("salle-a"), make_org("salle-b")
+    header = ["Courriel", "Identifiant client", "Date"]
+    with app.app_context():
+        org_a, org_b = session.get(Organisation, a.id), session.get(Organisation, b.id)
+        import_file(session, write_csv(tmp_path / "b.csv", [sale("known@prive.example", "B-1")]), org_b, secret=SECRET)
+        import_file(session, write_csv(tmp_path / "b-unsub.csv", [["known@prive.example", "", "2017-05-01"]],
+                                       header=header), org_b, kind="unsubscribes", secret=SECRET)
+        session.commit()
+        results = {}
+        for who in ("known", "stranger"):
+            path = write_csv(tmp_path / f"a-{who}.csv", [[f"{who}@prive.example", "", "2017-06-01"]], header=header)
+            result = import_file(session, path, org_a, kind="unsubscribes", secret=SECRET)
+            session.commit()
+            results[who] = {k: v for k, v in result.to_json().items() if k not in ("batch_id", "filename")}
+    assert results["known"] == results["stranger"]

@@ -170,9 +170,9 @@ def test_k_is_the_strictest_of_the_organisations_in_scope(session, district):
     # theatre is sold by salle-a only; music by salle-b and festival-c
     assert insights.lifecycle(session, Scope.discipline("theatre")).k == 10
     assert insights.lifecycle(session, Scope.discipline("music")).k == 15
-    # following salle-a's spectators across the district reads every organisation
-    assert insights.disciplines(session, Scope.organisation(salle_a)).k == 15
-    assert insights.crossover(session, Scope.organisation(salle_a)).k == 15
+    # an organisation's disciplines and crossover read its own sales only (issue 15): its own k
+    assert insights.disciplines(session, Scope.organisation(salle_a)).k == 10
+    assert insights.crossover(session, Scope.organisation(salle_a)).k == 10
 
 
 def test_small_groups_are_hidden_and_totals_add_up(session, district):
