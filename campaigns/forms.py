@@ -151,6 +151,12 @@ class CancelForm(ConfirmForm):
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=2000)])
 
 
+class ProviderDecisionForm(FlaskForm):
+    decision = RadioField(_l("Your answer as data provider"),
+                          choices=[("approve", _l("Approve")), ("decline", _l("Decline"))],
+                          validators=[InputRequired(message=_l("Choose approve or decline."))])
+
+
 class DecisionForm(FlaskForm):
     decision = RadioField(_l("Your answer"), choices=[("approve", _l("Approve")), ("decline", _l("Decline"))],
                           validators=[InputRequired(message=_l("Choose approve or decline."))])

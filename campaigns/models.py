@@ -196,6 +196,29 @@ class Approval(Base):
         return bool(self.exclude_subscribers or self.exclude_contacted_days or self.exclusion_list_matched)
 
 
+class ProviderApproval(Base):
+    """A named organisation's answer, as data provider, to a campaign whose rule names it (or one of
+    its venues): until it approves, no other organisation receives a list drawn with that rule, since
+    receiving one tells the receiver which of its own people bought (or not) from the provider."""
+
+    __tablename__ = "provider_approval"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "organisation_id"),
+        CheckConstraint(_in("status", APPROVAL_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    decided_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    decided_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+
+    campaign: Mapped[Campaign] = relationship()
+    organisation: Mapped[Organisation] = relationship()
+
+
 class Exclusion(Base):
     """A spectator an organisation struck from its approval by an uploaded list (matched, never the raw list)."""
 

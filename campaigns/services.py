@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from flask_babel import gettext as _
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.eligibility import consented_contacts, eligible_count, launch_time
@@ -30,9 +30,10 @@ from campaigns.models import (
     Campaign,
     Exclusion,
     Promotion,
+    ProviderApproval,
 )
 from core.identity import identity_basis, normalise_email, spectator_key
-from core.models import DISCIPLINES, Consent, Contact, Organisation, Show, Spectator, audit, utcnow
+from core.models import DISCIPLINES, Consent, Contact, Organisation, Show, Spectator, Venue, audit, utcnow
 from core.scrub import Identities, scrub_files
 from segments.models import Segment, SegmentSnapshot, SnapshotMember, SpectatorProfile
 
@@ -362,9 +363,72 @@ def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt
     approvals = [Approval(campaign_id=campaign.id, organisation_id=org_id, segment_count=count, status="pending",
                           requested_at=now) for org_id, count in organisations]
     session.add_all(approvals)
+    providers = named_organisations(session, snapshot.version.rule if snapshot.version else None)
+    session.add_all(ProviderApproval(campaign_id=campaign.id, organisation_id=org_id, status="pending",
+                                     requested_at=now) for org_id in providers)
     _move(session, campaign, "awaiting_approvals", user, "submit", snapshot_id=snapshot.id,
-          organisations=len(approvals), segment_size=snapshot.size)
+          organisations=len(approvals), segment_size=snapshot.size, data_providers=len(providers))
     return approvals
+
+
+# --- data providers -----------------------------------------------------------------------------
+
+def named_organisations(session: Session, rule) -> list[int]:
+    """The organisations a rule names, by their slug or through one of their venues (by name or id),
+    anywhere in the rule (under a "not" too: "did not buy at X" is a fact about X's sales as well)."""
+    from segments.rules import RuleError, iter_conditions, parse_rule
+
+    if not rule:
+        return []
+    try:
+        conditions = list(iter_conditions(parse_rule(rule)))
+    except RuleError:
+        return []
+    slugs = {v for c in conditions if c.field == "organisation" for v in c.value}
+    venues = {v for c in conditions if c.field == "venue" for v in c.value}
+    ids = set()
+    if slugs:
+        ids.update(session.scalars(select(Organisation.id).where(Organisation.slug.in_(sorted(slugs)))))
+    if venues:
+        numbers = [int(v) for v in venues if v.isdigit() and len(v) < 10]
+        ids.update(session.scalars(select(Venue.organisation_id).where(
+            or_(Venue.name.in_(sorted(venues)), Venue.id.in_(numbers)))))
+    return sorted(ids)
+
+
+def provider_blockers(session: Session, campaign: Campaign) -> list[str]:
+    """Names of the organisations the rule names that have not approved as data provider while
+    another organisation approved receiving a list drawn with it (a provider's own list needs no
+    one's approval but its own)."""
+    providers = session.scalars(select(ProviderApproval).where(ProviderApproval.campaign_id == campaign.id)).all()
+    approved = set(session.scalars(select(Approval.organisation_id).where(
+        Approval.campaign_id == campaign.id, Approval.status == "approved")))
+    return sorted(p.organisation.name for p in providers
+                  if p.status != "approved" and approved - {p.organisation_id})
+
+
+def decide_provider(session: Session, provider: ProviderApproval, decision: str, user=None,
+                    now: dt.datetime | None = None) -> ProviderApproval:
+    """A named organisation's answer as data provider (``approve`` or ``decline``), open like the
+    contacting approvals until the deadline; logged."""
+    now = now or utcnow()
+    campaign = provider.campaign
+    if user is not None and getattr(user, "role", None) == "venue" and user.organisation_id != provider.organisation_id:
+        raise TransitionRefused(_("This request belongs to another organisation."))
+    if campaign.status != "awaiting_approvals":
+        raise TransitionRefused(_("This campaign no longer takes answers (it is %(status)s).",
+                                  status=status_label(campaign.status)))
+    if now >= campaign.approval_deadline:
+        raise TransitionRefused(_("The approval deadline has passed: answers are closed."))
+    if decision not in ("approve", "decline"):
+        raise CampaignError(_("Answer approve or decline."))
+    provider.status = "approved" if decision == "approve" else "declined"
+    provider.decided_at = now
+    provider.decided_by_id = _user_id(user)
+    session.flush()
+    audit(session, f"provider.{decision}", actor=_actor(user), user_id=_user_id(user), object_type="provider_approval",
+          object_id=provider.id, organisation_id=provider.organisation_id, campaign_id=campaign.id)
+    return provider
 
 
 def _expire_pending(session: Session, campaign: Campaign, user=None, before_deadline: bool = False) -> int:
@@ -379,6 +443,9 @@ def _expire_pending(session: Session, campaign: Campaign, user=None, before_dead
         audit(session, "approval.expire", actor=_actor(user), user_id=_user_id(user), object_type="approval",
               object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id,
               before_deadline=before_deadline)
+    for provider in session.scalars(select(ProviderApproval).where(ProviderApproval.campaign_id == campaign.id,
+                                                                   ProviderApproval.status == "pending")):
+        provider.status = "expired"  # no answer from a data provider counts as declined too
     session.flush()
     return len(pending)
 
@@ -419,6 +486,11 @@ def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime
                               .where(Approval.campaign_id == campaign.id, Approval.status == "approved")) or 0
     if not approved:
         raise TransitionRefused(_("No organisation approved this campaign: it cannot be launched."))
+    blockers = provider_blockers(session, campaign)
+    if blockers:
+        raise TransitionRefused(_("The rule names %(names)s, which has not approved, as data provider, that other "
+                                  "organisations receive a list drawn with it: the campaign cannot be launched.",
+                                  names=", ".join(blockers)))
     eligible = eligible_count(session, campaign)
     if not eligible:
         raise TransitionRefused(_("No spectator is eligible (consent at launch, approvals and exclusions leave "

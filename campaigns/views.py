@@ -16,7 +16,7 @@ from flask_babel import ngettext
 from flask_login import current_user
 from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager
 
 from campaigns import services
@@ -37,20 +37,21 @@ from campaigns.forms import (
     ErasureFindForm,
     ExclusionListForm,
     PromotionForm,
+    ProviderDecisionForm,
     ReadyForm,
     from_cents,
     to_cents,
 )
-from campaigns.models import Approval, Campaign, Promotion
+from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
 from campaigns.services import CampaignError
 from core import page_arg
 from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
-from core.models import DISCIPLINES, AuditEvent, Organisation, Show, audit, utcnow
+from core.models import DISCIPLINES, AuditEvent, Contact, Organisation, Show, audit, utcnow
 from core.privacy import is_small, strictest_k, suppress, suppress_total
 from core.views import DISCIPLINE_LABELS
-from segments.models import Segment, SegmentSnapshot
+from segments.models import Segment, SegmentSnapshot, SnapshotMember
 from segments.profiles import last_refreshed_at
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
@@ -137,7 +138,13 @@ def index():
             .options(contains_eager(Approval.campaign))  # each row shows its campaign: no query per row
             .order_by(Campaign.approval_deadline.desc(), Approval.id.desc())
         ).all()
-        return render_template("campaigns/venue_index.html", approvals=approvals, now=utcnow())
+        providers = session.scalars(
+            select(ProviderApproval).join(Campaign)
+            .where(ProviderApproval.organisation_id == current_user.organisation_id)
+            .options(contains_eager(ProviderApproval.campaign))
+            .order_by(Campaign.approval_deadline.desc(), ProviderApproval.id.desc())
+        ).all()
+        return render_template("campaigns/venue_index.html", approvals=approvals, providers=providers, now=utcnow())
     campaigns = session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
     answered = services.answered_counts(session, [c.id for c in campaigns])
     return render_template("campaigns/index.html", campaigns=campaigns, answered=answered)
@@ -487,6 +494,61 @@ def decide(approval_id: int):
         flash(_("Your answer is recorded: approved.") if item.status == "approved"
               else _("Your answer is recorded: declined."), "success")
     return redirect(url_for("campaigns.approval", approval_id=item.id))
+
+
+# --- data providers -----------------------------------------------------------------------------
+
+def _own_provider(provider_id: int) -> ProviderApproval:
+    """The current venue user's organisation's data-provider request; anything else is a 404."""
+    provider = db_session().scalar(select(ProviderApproval).where(
+        ProviderApproval.id == provider_id, ProviderApproval.organisation_id == current_user.organisation_id))
+    if provider is None:
+        abort(404)
+    return provider
+
+
+def _provider_page(provider: ProviderApproval, form: ProviderDecisionForm | None = None, status: int = 200):
+    """What approving as data provider means, in words, with the organisation's own people only."""
+    session = db_session()
+    campaign = provider.campaign
+    own = 0
+    if campaign.snapshot_id is not None:
+        own = session.scalar(select(func.count()).select_from(Contact).join(
+            SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
+            & (SnapshotMember.snapshot_id == campaign.snapshot_id))
+            .where(Contact.organisation_id == provider.organisation_id)) or 0
+    if form is None:
+        form = ProviderDecisionForm(formdata=None)
+        form.decision.data = {"approved": "approve", "declined": "decline"}.get(provider.status)
+    is_open = campaign.status == "awaiting_approvals" and utcnow() < campaign.approval_deadline
+    return render_template("campaigns/provider.html", provider=provider, campaign=campaign, own=own, form=form,
+                           is_open=is_open), status
+
+
+@bp.route("/providers/<int:provider_id>")
+@roles_required("venue")
+def provider(provider_id: int):
+    return _provider_page(_own_provider(provider_id))
+
+
+@bp.route("/providers/<int:provider_id>/decision", methods=["POST"])
+@roles_required("venue")
+def decide_provider(provider_id: int):
+    session = db_session()
+    item = _own_provider(provider_id)
+    form = ProviderDecisionForm()
+    if not form.validate_on_submit():
+        return _provider_page(item, form=form, status=400)
+    try:
+        services.decide_provider(session, item, form.decision.data, current_user)
+    except CampaignError as exc:
+        session.rollback()
+        flash(_("Refused: %(reason)s", reason=exc.reason), "error")
+    else:
+        session.commit()
+        flash(_("Your answer is recorded: approved.") if item.status == "approved"
+              else _("Your answer is recorded: declined."), "success")
+    return redirect(url_for("campaigns.provider", provider_id=item.id))
 
 
 def read_list(data: bytes) -> list[str]:

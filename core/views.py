@@ -88,6 +88,8 @@ AUDIT_ACTION_LABELS = {
     "campaign.measure": _l("Campaign window ended: measuring"),
     "campaign.close": _l("Campaign closed"),
     "approval.approve": _l("Contacting approved"),
+    "provider.approve": _l("Data provider approved"),
+    "provider.decline": _l("Data provider declined"),
     "approval.decline": _l("Contacting declined"),
     "approval.expire": _l("Approval request expired"),
     "approval.exclusion_list": _l("Exclusion list uploaded"),

@@ -28,7 +28,7 @@ from flask import url_for
 from sqlalchemy import select
 
 from campaigns import services as campaign_services
-from campaigns.models import Approval, Campaign
+from campaigns.models import Approval, Campaign, ProviderApproval
 from core.importing import import_file
 from core.models import Contact, ImportBatch, Organisation, User
 from core.scheduler import registered_jobs
@@ -129,6 +129,8 @@ MATRIX: dict[str, Entry] = {
     "campaigns.decide": Entry(lambda w: {"approval_id": w.approval_a}, get=NO_GET, post=VENUE_POST),
     "campaigns.upload_exclusions": Entry(lambda w: {"approval_id": w.approval_a}, get=NO_GET, post=VENUE_POST),
     "campaigns.clear_exclusions": Entry(lambda w: {"approval_id": w.approval_a}, get=NO_GET, post=VENUE_POST),
+    "campaigns.provider": Entry(lambda w: {"provider_id": w.provider_a}, get=VENUE_PAGE),
+    "campaigns.decide_provider": Entry(lambda w: {"provider_id": w.provider_a}, get=NO_GET, post=VENUE_POST),
     "campaigns.erasure": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "campaigns.erasure_confirm": Entry(get=NO_GET, post=ADMIN_POST),
     # --- experiments and reports ---
@@ -188,6 +190,7 @@ class World:
     batches: dict = field(default_factory=dict)     # import batch id → organisation id
     contact_lists: dict = field(default_factory=dict)  # experiment id → organisation ids with a list
     contacts: dict = field(default_factory=dict)    # organisation id → personal values of its contacts
+    provider_a: int = 0                  # organisation A's pending data-provider request (the awaiting campaign)
 
     @property
     def org_a(self) -> Organisation:
@@ -239,6 +242,10 @@ def build_world(app, session, tmp_path: Path, per_org: int = 12, shared: int = 4
         awaiting = new_campaign(session, district.segment, district.promotion, now=district.now,
                                 name="Campagne en attente")
         campaign_services.submit_for_approval(session, awaiting, snapshot=district.snapshot, now=district.now)
+        # organisation A asked, as data provider, about the awaiting campaign (as if its rule named A)
+        provider = ProviderApproval(campaign_id=awaiting.id, organisation_id=org_a.id, status="pending",
+                                    requested_at=district.now)
+        session.add(provider)
         draft = new_campaign(session, district.segment, district.promotion, now=district.now, name="Brouillon")
         session.commit()
 
@@ -253,7 +260,7 @@ def build_world(app, session, tmp_path: Path, per_org: int = 12, shared: int = 4
         return World(district=district, orgs=list(district.orgs), launched=launched, awaiting=awaiting, draft=draft,
                      experiment=experiment, batch_a=result.batch_id, job_id=sorted(registered_jobs(app))[0],
                      approval_a=approval_a, approvals=approvals, batches=batches, contact_lists=lists,
-                     contacts=_personal_values(session))
+                     contacts=_personal_values(session), provider_a=provider.id)
 
 
 def grant_insights(app, user) -> None:

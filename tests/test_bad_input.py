@@ -183,7 +183,7 @@ def test_every_post_endpoint_is_fuzzed_here():
 FUZZED = {
     "auth.login", "auth.logout", "admin.organisations", "admin.users", "main.imports", "jobs.run_now",
     "questions.index",
-    "auth.change_password", "admin.user_access",
+    "auth.change_password", "admin.user_access", "campaigns.decide_provider",
     "segments.new", "segments.edit", "segments.preview_json",
     "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
@@ -258,6 +258,18 @@ def test_account_forms(app, session, world, clients, make_user):
     passwords()
     access()
     assert accepted("/account/password") and accepted(f"/admin/users/{target.id}/access")
+
+
+def test_provider_form(session, world, clients):
+    """A data provider's answer, with junk (organisation A's own request, and ids not its own)."""
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(decision=field("approve", "decline")), st.sampled_from([world.provider_a, world.provider_a, 0, 2**31 - 1]))
+    def provider(data, provider_id):
+        post_and_check(clients["venue"], session, f"/campaigns/providers/{provider_id}/decision", data)
+
+    provider()
+    assert accepted(f"/campaigns/providers/{world.provider_a}/decision")
 
 
 def test_segment_forms(session, world, clients):

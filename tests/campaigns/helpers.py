@@ -151,9 +151,11 @@ def build_district(session, per_org: int = 20, shared: int = 6, org_names=("Sall
         for org_index in range(len(orgs)):
             add(n, org_index, spectator, email, days_ago=10 + org_index * 3 + n % 5)
         n += 1
-    # the rule picks the same people as the snapshot made here: a submission takes its own
+    # the rule picks the same people as the snapshot made here: a submission takes its own. It names
+    # no organisation (one that did would need each named organisation's approval as data provider,
+    # tested in tests/campaigns/test_providers.py)
     segment, snapshot = new_segment(session, [s.id for s in spectators],
-                                    rule={"field": "organisation", "op": "any", "value": [o.slug for o in orgs]})
+                                    rule={"field": "orders", "op": ">=", "value": 1})
     promotion = campaign = None
     if with_campaign:
         promotion = new_promotion(session, [o.id for o in orgs])
