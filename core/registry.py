@@ -53,6 +53,7 @@ class Registry:
     admin_links: list[tuple[str, object]] = field(default_factory=list)
     dashboard_panels: list[Callable] = field(default_factory=list)
     after_import: list[Callable] = field(default_factory=list)
+    campaign_answers: list[Callable] = field(default_factory=list)
 
     def add_navigation(self, entry: NavEntry) -> None:
         if all(e.endpoint != entry.endpoint for e in self.navigation):
@@ -73,6 +74,13 @@ class Registry:
         transaction (the segments package refreshes the profiles the batch touched)."""
         if hook not in self.after_import:
             self.after_import.append(hook)
+
+    def add_campaign_answers(self, hook: Callable) -> None:
+        """``hook(session, organisation_id, {spectator_id: unsubscribed_at})`` returns the spectators
+        whose unsubscribe answers a district campaign they received through that organisation (sent
+        before the unsubscribe): only those opt out district-wide (the experiments package knows)."""
+        if hook not in self.campaign_answers:
+            self.campaign_answers.append(hook)
 
     def navigation_for(self, user) -> list[tuple[NavEntry, bool]]:
         """The entries ``user`` sees, each with whether it is the current page's."""

@@ -15,6 +15,9 @@ def init_app(app) -> None:
     pilot = registry(app)
     pilot.add_navigation(NavEntry("experiments.index", _l("Reports"), order=30, current=("experiments.",)))
     pilot.add_dashboard_panel(views.dashboard_panel)
+    from experiments.services import unsubscribes_answering_campaigns
+
+    pilot.add_campaign_answers(unsubscribes_answering_campaigns)
 
 
 def build_demo(db, rng_seed: int = 2017, echo=print) -> dict | None:

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from flask_babel import gettext as _
-from sqlalchemy import and_, exists, insert, literal, select
+from sqlalchemy import and_, exists, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -459,3 +459,22 @@ __all__ = [
     "draw_assignment", "eligible_arrays", "experiment_of", "is_expired", "launch", "purge_contact_lists",
     "record_download", "running_experiments", "srm_checks", "stored_assignment", "verify_assignment",
 ]
+
+
+def unsubscribes_answering_campaigns(session: Session, organisation_id: int, unsubscribed: dict) -> set[int]:
+    """The spectators of ``unsubscribed`` ({spectator id: when}) who received, through
+    ``organisation_id``, a district campaign launched before they unsubscribed (a test arm: the control
+    group received nothing). Their unsubscribe answers it, so it applies district-wide (DESIGN.md §10)."""
+    answered: set[int] = set()
+    ids = sorted(unsubscribed)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for spectator_id, launched_at in session.execute(
+                select(Recipient.spectator_id, func.min(Experiment.launched_at))
+                .join(Experiment, Experiment.id == Recipient.experiment_id)
+                .where(Recipient.organisation_id == organisation_id, Recipient.arm != "control",
+                       Recipient.spectator_id.in_(chunk))
+                .group_by(Recipient.spectator_id)):
+            if launched_at is not None and launched_at <= unsubscribed[spectator_id]:
+                answered.add(spectator_id)
+    return answered

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterator
 
+from flask import has_app_context
 from sqlalchemy import (
     Column,
     DateTime,
@@ -490,8 +491,12 @@ class _UnsubscribeWriter:
             if row.key:
                 entry = wanted.setdefault(row.key, {"opted_out_at": row.at})
                 entry["opted_out_at"] = min(entry["opted_out_at"], row.at)
-        # Keyed by e-mail even when the spectator never bought: a later sale finds them opted out.
-        spectators = self.spectators.resolve(wanted)
+        # Only this organisation's own contacts are touched (DESIGN.md §10): the unsubscribe withdraws
+        # their e-mail consent here, and opts them out district-wide only when it answers a district
+        # campaign they received through this organisation. An address it does not hold changes
+        # nothing anywhere (no organisation opts strangers out of the district) and counts as anonymous.
+        spectators: dict[str, tuple] = {}
+        self.spectators._select(sorted(wanted), spectators)
         by_customer: dict[str, list[tuple[int, int]]] = {}
         customer_ids = sorted({row.customer_id for row in rows if row.customer_id})
         for chunk in _chunks(customer_ids):
@@ -526,6 +531,7 @@ class _UnsubscribeWriter:
                 targets.add(spectators[row.key][0])
             for _contact_id, spectator_id in by_customer.get(row.customer_id, ()) if row.customer_id else ():
                 targets.add(spectator_id)
+            targets &= contacts_of.keys()
             if not targets:
                 self.result.anonymous += 1
                 continue
@@ -542,6 +548,13 @@ class _UnsubscribeWriter:
                 self.result.imported += 1
             else:
                 self.result.duplicates += 1
+        answered: set[int] = set()
+        if opt_out and has_app_context():
+            from core.registry import registry
+
+            for hook in registry().campaign_answers:
+                answered |= hook(self.session, self.organisation_id, opt_out)
+        opt_out = {k: v for k, v in opt_out.items() if k in answered}
         if opt_out:
             self.session.execute(
                 update(_spectators).where(_spectators.c.id == bindparam("b_id"), _spectators.c.opted_out_at.is_(None))

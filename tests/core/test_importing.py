@@ -371,40 +371,45 @@ def test_an_order_may_span_rows_and_batches(make_org, session, tmp_path, monkeyp
 
 # --- unsubscribes --------------------------------------------------------------------------------
 
-def test_unsubscribes_withdraw_consent_district_wide(make_org, session, tmp_path):
+def test_unsubscribes_apply_to_the_organisations_own_contacts(app, make_org, session, tmp_path):
+    """A venue's unsubscribe list withdraws its own contacts' consent; it opts no one out of the
+    district (that takes an unsubscribe answering a district campaign received through the venue:
+    tests/experiments/test_services.py) and changes nothing for people it does not hold (issue 15)."""
     tnm, osm = make_org("tnm"), make_org("osm")
     import_file(session, write_csv(tmp_path / "v.csv", FR_ROWS), tnm, secret=SECRET)
     import_file(session, write_csv(tmp_path / "w.csv", FR_ROWS[:1]), osm, secret=SECRET)
     path = write_csv(tmp_path / "desabonnements.csv", [
         ["HELENE.COTE@example.org", "", "2017-05-01"],
         ["", "C2", ""],                              # Jean, by customer ID
-        ["nouveau@example.org", "", "2017-05-02"],   # never bought: kept opted out for later
+        ["nouveau@example.org", "", "2017-05-02"],   # not a contact of tnm: nothing to do
         ["", "C999", ""],                            # nobody
         ["helene.cote@example.org", "", "2017-05-03"],
     ], header=["Courriel", "Identifiant client", "Date"])
-    result = import_file(session, path, tnm, kind="unsubscribes", secret=SECRET)
-    # an unsubscribe list makes no contact record: nobody is new to the organisation (issue 15)
-    assert (result.rows, result.imported, result.duplicates, result.anonymous, result.spectators_new) == (5, 3, 1, 1, 0)
+    with app.app_context():
+        result = import_file(session, path, tnm, kind="unsubscribes", secret=SECRET)
+    # an unsubscribe list makes no contact record: nobody is new to the organisation
+    assert (result.rows, result.imported, result.duplicates, result.anonymous, result.spectators_new) == (5, 2, 1, 2, 0)
     helene_key = spectator_key(SECRET, "e:helene.cote@example.org")
     helene = session.scalar(select(Spectator).where(Spectator.key == helene_key))
-    assert helene.opted_out_at == dt.datetime(2017, 5, 1)
+    assert helene.opted_out_at is None  # no district campaign answered: not a district-wide opt-out
     by_org = {}
     for consent, contact in session.execute(select(Consent, Contact).join(Contact).where(
             Contact.spectator_id == helene.id)):
         by_org.setdefault(contact.organisation_id, set()).add(consent.withdrawn_at)
-    # this organisation's consents are withdrawn; the other's stay, the spectator's opt-out excludes them
+    # this organisation's consents are withdrawn; the other's stay
     assert by_org[tnm.id] == {dt.datetime(2017, 5, 1)} and by_org[osm.id] == {None}
     jean = session.scalar(select(Contact).where(Contact.customer_id == "C2"))
-    assert session.get(Spectator, jean.spectator_id).opted_out_at is not None
+    assert session.get(Spectator, jean.spectator_id).opted_out_at is None
     assert all(c.withdrawn_at is not None for c in session.scalars(
         select(Consent).where(Consent.contact_id == jean.id)))
-    assert session.scalar(select(AuditEvent).where(AuditEvent.action == "import.unsubscribes")).details["imported"] == 3
-    # a later purchase by someone who unsubscribed gives no usable consent
+    assert session.scalar(select(AuditEvent).where(AuditEvent.action == "import.unsubscribes")).details["imported"] == 2
+    # an address tnm does not hold: no spectator made, nothing recorded against them anywhere
+    assert session.scalar(select(Spectator).where(Spectator.key == spectator_key(SECRET, "e:nouveau@example.org"))) \
+        is None
     later = [fr_row(**{"Adresse courriel": "nouveau@example.org", "Nom": "Nouveau", "Date de l'achat": "2017-06-01"})]
     import_file(session, write_csv(tmp_path / "x.csv", later), osm, secret=SECRET)
     newcomer = session.scalar(select(Contact).where(Contact.email == "nouveau@example.org"))
-    assert {c.withdrawn_at for c in session.scalars(select(Consent).where(Consent.contact_id == newcomer.id))} == {
-        dt.datetime(2017, 5, 2)}
+    assert {c.withdrawn_at for c in session.scalars(select(Consent).where(Consent.contact_id == newcomer.id))} == {None}
 
 
 def test_unsubscribes_need_an_email_or_customer_column(make_org, session, tmp_path):
