@@ -225,7 +225,9 @@ def prepare_campaigns(env: dict) -> Setup:
         hashed = hash_password(DEMO_PASSWORD)
         own = {role: [f"load-{role}-{n:03d}@example.net" for n in range(LOAD_LOGINS)] for role in ("staff", "evaluator")}
         for role, emails in own.items():
-            session.add_all(User(email=email, password_hash=hashed, role=role) for email in emails)
+            # the evaluators read the audience insights too: granted, as an administrator would
+            session.add_all(User(email=email, password_hash=hashed, role=role, insights_granted=role == "evaluator")
+                            for email in emails)
         session.commit()
         return Setup(password=DEMO_PASSWORD,
                      staff=own["staff"],
