@@ -342,8 +342,10 @@ def audit(session, action: str, *, actor: str, user_id: int | None = None, objec
         details=details or None,
     )
     session.add(event)
-    if has_request_context():
-        g.pilot_audited = True  # a download that logged itself is not logged again (core._audit_downloads)
+    # A download whose view logged itself is not logged again (core._install_download_audit); a
+    # question on pooled figures (core.privacy) logs what was asked, not that a file left: it does not count.
+    if has_request_context() and object_type != "question":
+        g.pilot_audited = True
     return event
 
 
