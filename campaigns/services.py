@@ -34,6 +34,7 @@ from campaigns.models import (
 )
 from core.identity import identity_basis, normalise_email, spectator_key
 from core.models import DISCIPLINES, Consent, Contact, Organisation, Show, Spectator, Venue, audit, utcnow
+from core.privacy import Cell
 from core.scrub import Identities, scrub_files
 from segments.models import Segment, SegmentSnapshot, SnapshotMember, SpectatorProfile
 
@@ -658,21 +659,24 @@ def clear_exclusion_list(session: Session, approval: Approval, user=None, now: d
           rows=0, matched=0)
 
 
-def lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) -> dict[str, int]:
-    """Life-cycle stage → number of the organisation's spectators in the campaign's snapshot."""
+def lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
+    """Life-cycle stage → the organisation's spectators in the campaign's snapshot at that stage, as
+    a :class:`core.privacy.Cell` (their count and the sum of their cell keys). The stage comes from
+    every organisation's sales: shown to the organisation, each is a noisy figure."""
     if campaign.snapshot_id is None:
         return {}
     stage = func.coalesce(SpectatorProfile.lifecycle, "unknown")
     rows = session.execute(
-        select(stage, func.count())
+        select(stage, func.count(), func.coalesce(func.sum(Spectator.cell_key), 0))
         .select_from(Contact)
         .join(SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
               & (SnapshotMember.snapshot_id == campaign.snapshot_id))
+        .join(Spectator, Spectator.id == Contact.spectator_id)
         .outerjoin(SpectatorProfile, SpectatorProfile.spectator_id == Contact.spectator_id)
         .where(Contact.organisation_id == organisation_id)
         .group_by(stage)
     ).all()
-    return dict(rows)
+    return {name: Cell.of(count, keys) for name, count, keys in rows}
 
 
 @dataclass

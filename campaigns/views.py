@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager
 
 from campaigns import services
-from campaigns.eligibility import funnel, own_row
+from campaigns.eligibility import figure_name, funnel, own_row
 from campaigns.forms import (
     APPROVAL_LABELS,
     LIFECYCLE_LABELS,
@@ -49,7 +49,8 @@ from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
 from core.models import DISCIPLINES, AuditEvent, Contact, Organisation, Show, audit, utcnow
-from core.privacy import is_small, strictest_k, suppress, suppress_total
+from core.privacy import Cell, is_small, strictest_k, suppress, suppress_total
+from core.questions import current_release
 from core.views import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentSnapshot, SnapshotMember
 from segments.profiles import last_refreshed_at
@@ -82,7 +83,8 @@ def eligible_shown(campaign: Campaign) -> dict:
     raw = _cached_funnel(session, campaign)
     if raw is None:
         return {"exact": None, "at_most": None}
-    exact, at_most = raw.suppressed(_campaign_k(session, campaign)).total_eligible()
+    release = current_release(session, k=_campaign_k(session, campaign))
+    exact, at_most = raw.protected(release, figure_name(campaign)).total_eligible()
     return {"exact": exact, "at_most": at_most}
 
 
@@ -99,7 +101,7 @@ def _cached_funnel(session, campaign: Campaign):
                     cache_seconds("CAMPAIGN_CACHE_SECONDS", 300))
 
 
-def _cached_lifecycle_mix(session, campaign: Campaign, organisation_id: int) -> dict[str, int]:
+def _cached_lifecycle_mix(session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
     """The organisation's spectators in the snapshot by life-cycle stage, cached like the funnel and
     also keyed on the last profile refresh (stages move with it)."""
     key = (campaign.id, campaign.snapshot_id, organisation_id, max_id(session, AuditEvent), last_refreshed_at(session))
@@ -339,13 +341,14 @@ def detail(campaign_id: int):
     campaign = _get_or_404(Campaign, campaign_id)
     k = _campaign_k(session, campaign)
     raw = _cached_funnel(session, campaign)
-    shown = raw.suppressed(k) if raw is not None else None
+    # staff own none of it: every count is the noisy figure of its set (core.privacy)
+    shown = raw.protected(current_release(session, k=k), figure_name(campaign)) if raw is not None else None
     # Exclusion-list matches are counts of people: hidden under k like every pooled count.
     list_matches = suppress({a.id: a.exclusion_list_matched for a in campaign.approvals}, k, total_shown=False)
     snapshot = session.get(SegmentSnapshot, campaign.snapshot_id) if campaign.snapshot_id else None
     return render_template(
         "campaigns/campaign.html", campaign=campaign, funnel=shown, k=k, snapshot=snapshot,
-        snapshot_size=None if snapshot is None or is_small(snapshot.size, k) else snapshot.size,
+        snapshot_size=shown.total.segment if shown is not None else None,
         list_matches=list_matches, now=utcnow(), locale=str(get_locale()),
     )
 
@@ -442,12 +445,20 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
     campaign = approval.campaign
     raw = _cached_funnel(session, campaign)
     k = strictest_k(session)
-    row = own_row(raw, approval.organisation_id, k) if raw is not None else None
-    mix = _cached_lifecycle_mix(session, campaign, approval.organisation_id)
-    mix_shown = suppress(mix, k, total_shown=True)
-    mix_total = suppress_total(sum(mix.values()), mix_shown, k)
-    # hidden only so that a small stage cannot be worked out from the total: labelled "hidden", not "<k"
-    mix_masked = {stage for stage, n in mix_shown.items() if n is None and mix[stage] >= k}
+    release = current_release(session, k=k)
+    # the venue's own stages are exact; what other organisations' data decide is noisy (core.privacy)
+    name = figure_name(campaign)
+    row = own_row(raw, approval.organisation_id, k, release, name) if raw is not None else None
+    # every stage, absent ones too: a stage left out would say "exactly 0"
+    cells = {stage: Cell(0, 0) for stage in LIFECYCLE_LABELS} | _cached_lifecycle_mix(session, campaign,
+                                                                                     approval.organisation_id)
+    mix = {stage: cell.count for stage, cell in cells.items()}
+    mix_total = sum(mix.values())  # its own spectators in the segment: exact
+    figures = {stage: release.figure(f"{name}.lifecycle.{approval.organisation_id}.{stage}", cell, whole=mix_total)
+               for stage, cell in cells.items()}
+    mix_shown = {stage: figure.value for stage, figure in figures.items()}
+    # "all but fewer than k": labelled "hidden" (not small, but what it leaves out is)
+    mix_masked = {stage for stage, figure in figures.items() if figure.status == "all_but"}
     if decision_form is None:
         decision_form = DecisionForm(formdata=None)
         decision_form.decision.data = {"approved": "approve", "declined": "decline"}.get(approval.status)
@@ -461,7 +472,7 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
         row=row, k=k, mix=sorted(mix_shown.items(), key=lambda t: list(LIFECYCLE_LABELS).index(t[0])
                                  if t[0] in LIFECYCLE_LABELS else 99),
         mix_total=mix_total, mix_masked=mix_masked,
-        mix_total_masked=mix_total is None and sum(mix.values()) >= k,
+        mix_total_masked=False,
         decision_form=decision_form, list_form=list_form or ExclusionListForm(formdata=None),
         clear_form=ClearExclusionListForm(formdata=None), is_open=is_open, locale=str(get_locale()),
     ), status

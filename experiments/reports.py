@@ -16,11 +16,12 @@ import numpy as np
 from sqlalchemy import Float, case, cast, delete, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.eligibility import eligible_count
+from campaigns.eligibility import eligible_count, eligible_select, figure_name
 from campaigns.models import Campaign
 from core.db import no_index
 from core.models import Organisation, Transaction, utcnow
-from core.privacy import SuppressedTable, is_small, strictest_k, suppress_table
+from core.models import Spectator
+from core.privacy import Cell, Release, SuppressedTable, is_small, strictest_k, suppress_table
 from experiments import power, stats
 from experiments.models import BINARY_METRICS, Experiment, Outcome, Recipient, ReportSnapshot
 from experiments.outcomes import Scope, per_unit_metrics, period_rows, promotion_scope
@@ -789,6 +790,22 @@ def report_csv_rows(report: dict) -> list[list]:
 
 # --- power before launch ------------------------------------------------------------------------
 
+def _protected_count(session: Session, release: Release, name: str, spectator_id, source, where=None,
+                     threshold: bool = True) -> int:
+    """The noisy figure ``name`` of the spectators ``spectator_id`` of ``source`` (``where`` them);
+    0 when under k with ``threshold`` (the callers then say "too small"), the bare noisy value
+    without."""
+    query = (select(func.count(), func.coalesce(func.sum(Spectator.cell_key), 0)).select_from(source)
+             .join(Spectator, Spectator.id == spectator_id))
+    if where is not None:
+        query = query.where(where)
+    cell = Cell.of(*session.execute(query).one())
+    if not threshold:
+        return release.noisy(name, cell)
+    figure = release.figure(name, cell)
+    return 0 if figure.value is None else figure.value
+
+
 BASELINES = ("year_earlier", "before_launch", "last_days")
 
 
@@ -832,7 +849,8 @@ def baseline_window(session: Session, campaign: Campaign, baseline: str | None, 
 
 
 def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, target_power: float = 0.8,
-                 target_lift: float = 0.10, baseline: str | None = None, now: dt.datetime | None = None) -> dict:
+                 target_lift: float = 0.10, baseline: str | None = None, now: dt.datetime | None = None,
+                 release: Release | None = None) -> dict:
     """Design-time power of ``campaign`` (DESIGN.md §8): for each test arm against the control,
     the minimum detectable effect of every metric at the planned sizes and split, and the number
     of recipients needed to detect a relative lift of ``target_lift`` on the primary metric.
@@ -841,6 +859,12 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
     promotion's organisations in a comparable window (:func:`baseline_window`), with the outcome
     definitions of ``experiments/outcomes.py``. Sizes are the eligible recipients once approvals
     are in, else the segment's size (an upper bound: consent and approvals only remove people).
+
+    With a ``release`` (the web pages: their readers do not own the pooled data) every count is
+    its set's noisy figure (:class:`core.privacy.Release`, named as on the campaign page:
+    :func:`campaigns.eligibility.figure_name`; "too small" under k): the population, the eligible total, the buyers, and the
+    converting and cross-selling counts behind the rates; the minimum detectable effects and sizes
+    are computed from those, so that none gives an exact count back.
     """
     now = now or utcnow()
     result: dict = {"alpha": alpha, "power": target_power, "target_lift": target_lift,
@@ -851,15 +875,25 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
         return result
     pop = population.subquery("population")
     population_size = session.scalar(select(func.count()).select_from(pop)) or 0
-    k = strictest_k(session)
+    k = strictest_k(session) if release is None else release.k
+    name = figure_name(campaign)
+    if release is not None:
+        # the snapshot is the funnel's segment total: the same figure as on the campaign page
+        population_size = _protected_count(session, release, f"{name}.{'segment' if source == 'snapshot' else source}",
+                                           pop.c.spectator_id, pop)
     kind, start, end = baseline_window(session, campaign, baseline, now)
     result["baseline"] = {"kind": kind, "start": start.date().isoformat(),
                           "end": (end - dt.timedelta(seconds=1)).date().isoformat()}
     eligible = eligible_count(session, campaign) if campaign.status in ("awaiting_approvals", "ready") else 0
-    n_total, n_source = (eligible, "eligible") if eligible else (population_size, source)
+    eligible_hidden = False
+    if release is not None and eligible:
+        chosen = eligible_select(session, campaign).subquery("eligible")
+        eligible = _protected_count(session, release, f"{name}.eligible", chosen.c.spectator_id, chosen)
+        eligible_hidden = eligible == 0
+    n_total, n_source = (eligible, "eligible") if eligible or eligible_hidden else (population_size, source)
     result.update({"population": _shown(population_size, k), "n_total": _shown(n_total, k), "n_source": n_source,
                    "k": k})
-    if population_size == 0 or is_small(population_size, k) or is_small(n_total, k):
+    if population_size == 0 or is_small(population_size, k) or is_small(n_total, k) or eligible_hidden:
         result["error"] = "too_small"
         return result
     scope = promotion_scope(session, campaign.promotion)
@@ -876,6 +910,13 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
         func.coalesce(func.sum(per.c.cross_sell), 0))).one()
     buyers, converted, rev, rev2, tix, tix2, xs = (float(v or 0) for v in agg)
     n = float(population_size)
+    if release is not None:
+        window = f"{name}.power.{kind}.{start.date().isoformat()}.{end.date().isoformat()}"
+        buyers = float(_protected_count(session, release, f"{window}.buyers", per.c.unit, per))
+        converted = float(min(max(_protected_count(session, release, f"{window}.converted", per.c.unit, per,
+                                                   per.c.converted == 1, threshold=False), 0), n))
+        xs = float(min(max(_protected_count(session, release, f"{window}.cross_sell", per.c.unit, per,
+                                            per.c.cross_sell == 1, threshold=False), 0), n))
 
     def moments(total: float, squares: float, scale: float = 1.0) -> tuple[float, float]:
         mean = total / scale / n
@@ -889,7 +930,7 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
         "tickets": moments(tix, tix2),
     }
     result["buyers"] = _shown(int(buyers), k)
-    if is_small(int(buyers), k):
+    if is_small(int(buyers), k) or (release is not None and buyers == 0):
         result["error"] = "too_few_buyers"
         return result
     result["metrics"] = {m: {"type": metric_kind(m), "mean": baselines[m][0], "sd": baselines[m][1]}

@@ -27,6 +27,7 @@ from core.csvexport import csv_response
 from core.db import db_session, get_db
 from core.models import Organisation, utcnow
 from core.privacy import strictest_k
+from core.questions import current_release
 from core.scheduler import describe_schedule, next_run_times, registered_jobs, scheduler_timezone
 from experiments import charts, outcomes, reports, services
 from experiments.forms import LaunchForm, PostForm, PowerForm
@@ -320,8 +321,10 @@ def campaign_power(campaign_id: int):
     alpha = float(form.alpha.data or 0.05)
     power_ = float(form.power.data or 0.8)
     target = float(form.target.data or 10) / 100.0
+    # the readers of this page do not own the pooled data: every count is a noisy figure (core.privacy)
     data = reports.power_report(session, item, alpha=alpha, target_power=power_, target_lift=target,
-                                baseline=form.baseline.data or None)
+                                baseline=form.baseline.data or None,
+                                release=current_release(session, k=strictest_k(session)))
     return render_template("experiments/power.html", campaign=item, form=form, power=data,
                            baseline_labels=BASELINE_LABELS, n_source_labels=N_SOURCE_LABELS,
                            metric_titles=METRIC_TITLES, lift_metrics=reports.LIFT_METRICS)

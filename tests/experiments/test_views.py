@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from campaigns.services import make_arms
 from core.models import AuditEvent, Contact, Organisation, utcnow
-from experiments import outcomes, services, views
+from core.privacy import fill_cell_keys
+from experiments import outcomes, reports, services, views
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from tests.experiments.test_reports import add_sale, set_k, simulate
 from tests.experiments.test_services import ready_campaign
@@ -231,6 +232,27 @@ def test_power_page_before_launch(session, ready, login_as):
     # the campaign page links to it
     detail = staff.get(f"/campaigns/{ready.campaign.id}?lang=en").data.decode()
     assert f"/experiments/campaign/{ready.campaign.id}/power" in detail
+
+
+def test_power_page_mde_and_sizes_use_the_protected_eligible_count(session, ready, login_as):
+    """The power page's readers own none of the pooled data: its sizes, and the minimum detectable
+    effects computed from them, come from the noisy eligible figure the campaign page shows, so
+    that an MDE cannot be inverted to the exact count. The operator's report keeps it exact."""
+    set_k(session, 2)
+    fill_cell_keys(session, "test-district-secret")  # as the importer does for every new spectator
+    session.commit()
+    exact = reports.power_report(session, ready.campaign)["n_total"]
+    assert exact == 3 * 20 + 4
+    staff = login_as("staff")
+    html = staff.get(f"/experiments/campaign/{ready.campaign.id}/power?lang=en").data.decode()
+    detail = staff.get(f"/campaigns/{ready.campaign.id}?lang=en").data.decode()
+    funnel = detail[detail.index("Eligibility funnel"):]
+    total = re.findall(r'<td class="num">(.*?)</td>', re.search(r"<tfoot>(.*?)</tfoot>", funnel, re.S).group(1))
+    shown = int(re.sub(r"<[^>]+>|,", "", total[4]))
+    sizes = re.search(r"Planned sizes: ([0-9,]+) in the test arm, ([0-9,]+) in the control group", html)
+    assert sizes and (int(sizes.group(1)), int(sizes.group(2))) == (int(shown * 0.5), int(shown * 0.5))
+    assert f"Sizes</th><td>{shown} ·" in html
+    assert "Minimum detectable effect" in html
 
 
 # --- p-values, matching again, the final report, launch day --------------------------------------
