@@ -49,7 +49,7 @@ from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
 from core.models import DISCIPLINES, AuditEvent, Contact, Organisation, Show, audit, utcnow
-from core.privacy import Cell, is_small, strictest_k, suppress, suppress_total
+from core.privacy import Cell, strictest_k, suppress
 from core.questions import current_release
 from core.views import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentSnapshot, SnapshotMember
