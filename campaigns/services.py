@@ -489,9 +489,9 @@ def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime
         raise TransitionRefused(_("No organisation approved this campaign: it cannot be launched."))
     blockers = provider_blockers(session, campaign)
     if blockers:
-        raise TransitionRefused(_("The rule names %(names)s, which has not approved, as data provider, that other "
-                                  "organisations receive a list drawn with it: the campaign cannot be launched.",
-                                  names=", ".join(blockers)))
+        raise TransitionRefused(_("Not approved as data provider: %(names)s. The rule names them and other "
+                                  "organisations would receive a list drawn with their data: the campaign cannot be "
+                                  "launched until they approve.", names=", ".join(blockers)))
     eligible = eligible_count(session, campaign)
     if not eligible:
         raise TransitionRefused(_("No spectator is eligible (consent at launch, approvals and exclusions leave "

@@ -913,10 +913,12 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
     if release is not None:
         window = f"{name}.power.{kind}.{start.date().isoformat()}.{end.date().isoformat()}"
         buyers = float(_protected_count(session, release, f"{window}.buyers", per.c.unit, per))
-        converted = float(min(max(_protected_count(session, release, f"{window}.converted", per.c.unit, per,
-                                                   per.c.converted == 1, threshold=False), 0), n))
-        xs = float(min(max(_protected_count(session, release, f"{window}.cross_sell", per.c.unit, per,
-                                            per.c.cross_sell == 1, threshold=False), 0), n))
+        # a noisy count can land on 0 or on n, where a rate of 0 % or 100 % has no variance and no
+        # detectable effect: half a person from either end keeps the noisy rate inside (0, 1)
+        converted = min(max(float(_protected_count(session, release, f"{window}.converted", per.c.unit, per,
+                                                   per.c.converted == 1, threshold=False)), 0.5), n - 0.5)
+        xs = min(max(float(_protected_count(session, release, f"{window}.cross_sell", per.c.unit, per,
+                                            per.c.cross_sell == 1, threshold=False)), 0.5), n - 0.5)
 
     def moments(total: float, squares: float, scale: float = 1.0) -> tuple[float, float]:
         mean = total / scale / n

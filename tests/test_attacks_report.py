@@ -50,7 +50,7 @@ def _launched(session, sizes: dict[str, int], arms) -> tuple:
                         consents=[{"basis": "express", "given_at": now - dt.timedelta(days=400)}])
             new_purchase(session, org, spectator, now - dt.timedelta(days=30 + n % 40))
     segment, snapshot = new_segment(session, [s.id for s in spectators],
-                                    rule={"field": "organisation", "op": "any", "value": [o.slug for o in orgs]})
+                                    rule={"field": "orders", "op": ">=", "value": 1})
     promotion = new_promotion(session, [o.id for o in orgs], valid_from=now.date(),
                               valid_until=now.date() + dt.timedelta(days=90))
     campaign = new_campaign(session, segment, promotion, now=now, arms=arms)

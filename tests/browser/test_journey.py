@@ -164,6 +164,13 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
             page.check(f"input[name=decision][value={decision}]")
             page.click("form[action$='/decision'] button.primary")
             assert t["approved" if decision == "approve" else "declined"] in main_text(page)
+            # the rule names every organisation: each one also lets the others receive a list drawn
+            # with its data (a data provider's approval is asked apart from its contacting answer)
+            page.goto("/campaigns/")
+            page.click("main a[href*='/campaigns/providers/']")
+            page.check("input[name=decision][value=approve]")
+            page.click("form[action$='/decision'] button.primary")
+            expect(page.locator(".flash-success")).to_be_visible()
             log_out(page)
 
     with journey.step("staff-launch"):

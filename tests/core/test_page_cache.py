@@ -90,5 +90,5 @@ def test_approval_page_funnel_is_cached_until_something_is_audited(app, session,
     assert venue.post(f"/campaigns/approvals/{approval.id}/decision", data={"decision": "approve"}).status_code == 302
     html = venue.get(url).get_data(as_text=True)
     assert len(calls) == 2
-    sent = re.search(r"<dt>Sent through you</dt><dd>([^<]+)</dd>", html).group(1)
+    sent = re.search(r"<dt>Sent through you</dt><dd>(.*?)</dd>", html).group(1)
     assert sent != "—"
