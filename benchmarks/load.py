@@ -170,8 +170,8 @@ def prepare_campaigns(env: dict) -> Setup:
     from campaigns import services
     from campaigns.models import Approval
     from core import create_app
-    from core.db import get_db
     from core.auth import hash_password
+    from core.db import get_db
     from core.demo import DEMO_PASSWORD, demo_logins
     from core.models import Organisation, User, utcnow
     from experiments import reports

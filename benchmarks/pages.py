@@ -80,8 +80,8 @@ def _small_import(db, folder: Path, slug: str, seed: int) -> int:
     """Import a few hundred lines for ``slug`` (what makes the next requests cold); rows imported."""
     from sqlalchemy import select
 
-    from benchmarks.harness import SECRET
     from benchmarks.exportfile import new_buyers, write_sales_export
+    from benchmarks.harness import SECRET
     from core.importing import import_file
     from core.models import Organisation
 

@@ -12,8 +12,8 @@ import csv
 import datetime as dt
 import decimal
 import io
-import re
 import itertools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from flask import Response

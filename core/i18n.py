@@ -86,7 +86,12 @@ def extract_messages() -> list[tuple[str, str, int]]:
 def missing_translations() -> list[tuple[str, str, int]]:
     """Messages that have no French translation yet."""
     catalog = load_catalog()
-    return [m for m in extract_messages() if not (catalog.get(m[0]) and catalog.get(m[0]).string)]
+    missing = []
+    for message in extract_messages():
+        entry = catalog.get(message[0])
+        if entry is None or not entry.string:
+            missing.append(message)
+    return missing
 
 
 def select_locale() -> str:

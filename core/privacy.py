@@ -449,7 +449,8 @@ class Figure:
 
 def figure_label(figure: Figure) -> str:
     """"1 234", "fewer than 10" or "all but fewer than 10", in French or English (gettext)."""
-    from flask_babel import format_decimal, gettext as _
+    from flask_babel import format_decimal
+    from flask_babel import gettext as _
 
     if figure.status == "small":
         return _("fewer than %(k)s", k=figure.k)

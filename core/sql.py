@@ -361,6 +361,6 @@ def droppable_indexes(connection: Connection, table: str) -> tuple[list[str], li
         drops.append(f'DROP INDEX "{name}"')
         restores.append(definition)
     # unique constraints before the foreign keys that may lean on them
-    for name, kind, definition in sorted(constraints, key=lambda c: c[1] != "u"):
+    for name, _kind, definition in sorted(constraints, key=lambda c: c[1] != "u"):
         restores.append(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
     return drops, restores

@@ -8,8 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   stream_with_context, url_for)
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -26,7 +25,6 @@ from core.cache import cache_seconds, max_id, remember
 from core.csvexport import csv_stream_response
 from core.db import db_session, get_db
 from core.models import (
-    DISCIPLINES,
     ORGANISATION_KINDS,
     ROLES,
     AuditEvent,

@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 from campaigns.eligibility import eligible_count, eligible_select, figure_name
 from campaigns.models import Campaign
 from core.db import no_index
-from core.models import Organisation, Transaction, utcnow
-from core.models import Spectator
+from core.models import Organisation, Spectator, Transaction, utcnow
 from core.privacy import Cell, Release, SuppressedTable, is_small, strictest_k, suppress_table
 from experiments import power, stats
 from experiments.models import BINARY_METRICS, Experiment, Outcome, Recipient, ReportSnapshot

@@ -6,8 +6,11 @@ def init_app(app) -> None:
     from flask_babel import lazy_gettext as _l
 
     from core.registry import NavEntry, registry
-    from segments import commands, views
-    from segments import insight_views  # noqa: F401
+    from segments import (
+        commands,
+        insight_views,  # noqa: F401
+        views,
+    )
     from segments.profiles import refresh_after_import
 
     app.register_blueprint(views.bp)

@@ -55,6 +55,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
+from core.identity import fsa_of
 from core.models import (
     CATEGORIES,
     CHANNELS,
@@ -74,7 +75,6 @@ from core.privacy import (
     suppress_matrix,
     suppress_total,
 )
-from core.identity import fsa_of
 from core.vocabulary import DISCIPLINE_LABELS
 from segments.lifecycle import LIFECYCLE_DAYS, window_start
 from segments.profiles import lifecycle_case

@@ -87,7 +87,7 @@ from segments.rules import Condition, Group, Node, Not, check_as_of, iter_condit
 T = Transaction.__table__
 S = Show.__table__
 V = Venue.__table__
-O = Organisation.__table__
+ORG = Organisation.__table__
 P = SpectatorProfile.__table__
 
 # The profile column that answers each field (with no window, on the profiles' date).
@@ -440,7 +440,7 @@ def _set_from_transactions(cond: Condition, ctx: _Context):
     flags = None
     if cond.field == "organisation":
         source = t
-        match = t.c.organisation_id.in_(select(O.c.id).where(O.c.slug.in_(values)))
+        match = t.c.organisation_id.in_(select(ORG.c.id).where(ORG.c.slug.in_(values)))
         key = t.c.organisation_id
     elif cond.field == "discipline":
         s = S.alias("sh")
@@ -505,7 +505,7 @@ def _count_from_transactions(cond: Condition, ctx: _Context):
 # --- previews and members -------------------------------------------------------------------------
 
 def organisation_ids(session: Session) -> dict[str, int]:
-    return dict(session.execute(select(O.c.slug, O.c.id)).all())
+    return dict(session.execute(select(ORG.c.slug, ORG.c.id)).all())
 
 
 def default_as_of(session: Session) -> dt.date:
@@ -585,7 +585,7 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
     it. Within one transaction the second call sees what the first saw.
     """
     if orgs is None:
-        orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
+        orgs = session.execute(select(ORG.c.id, ORG.c.slug, ORG.c.name).order_by(ORG.c.slug)).all()
     key = (node, as_of, stored, tuple(tuple(org) for org in orgs))
     transaction = session.get_transaction()
     remembered = session.info.get(_SCAN_KEY)
@@ -666,7 +666,7 @@ def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
     node = as_node(rule)
     stored = profiles_as_of(session)
     as_of = as_of or stored or dt.date.today()
-    orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
+    orgs = session.execute(select(ORG.c.id, ORG.c.slug, ORG.c.name).order_by(ORG.c.slug)).all()
     found = _scan(session, node, as_of, stored, orgs)
     size, stages, contactable, per_org = found.size, found.stages, found.contactable, found.per_org
 
@@ -742,7 +742,7 @@ def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.d
     node = as_node(rule)
     stored = profiles_as_of(session)
     as_of = as_of or stored or dt.date.today()
-    orgs = session.execute(select(O.c.id, O.c.slug, O.c.name).order_by(O.c.slug)).all()
+    orgs = session.execute(select(ORG.c.id, ORG.c.slug, ORG.c.name).order_by(ORG.c.slug)).all()
     found = _scan(session, node, as_of, stored, orgs)
     whole = release.noisy(f"universe.{as_of.isoformat()}", universe(session, as_of))
     # The question itself keys the noise too (core.privacy, "Why the question keys the noise").

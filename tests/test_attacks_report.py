@@ -20,8 +20,15 @@ from campaigns.services import make_arms
 from core.models import utcnow
 from experiments import outcomes, services
 from experiments.models import Outcome, Recipient, ReportSnapshot
-from tests.campaigns.helpers import new_contact, new_org, new_promotion, new_campaign, new_purchase, new_segment, \
-    new_spectator
+from tests.campaigns.helpers import (
+    new_campaign,
+    new_contact,
+    new_org,
+    new_promotion,
+    new_purchase,
+    new_segment,
+    new_spectator,
+)
 from tests.core.test_privacy import published_bounds
 from tests.experiments.test_reports import set_k, simulate
 

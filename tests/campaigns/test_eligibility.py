@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from campaigns import services
 from campaigns.eligibility import (
     SUBSCRIBER_LOOKBACK_DAYS,
-    consented_contacts,
     Funnel,
     FunnelRow,
+    consented_contacts,
     eligible_count,
     eligible_recipients,
     eligible_select,

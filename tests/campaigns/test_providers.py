@@ -78,7 +78,7 @@ def test_the_provider_page_shows_only_its_own_people_and_says_what_a_list_reveal
     assert "these people of its own bought from you" in html
     own = [c for (i, _s), c in district.contacts.items() if i == 0]
     assert f"<dd>{len(own)}</dd>" in html
-    for (i, _s), contact in district.contacts.items():  # no one's details, A's own neither
+    for (_i, _s), contact in district.contacts.items():  # no one's details, A's own neither
         assert contact.email not in html and contact.last_name not in html
     assert client.post(f"/campaigns/providers/{provider.id}/decision", data={"decision": "approve"}).status_code == 302
     session.expire_all()

@@ -3,7 +3,6 @@ redemption as uptake, interim always-valid looks, snapshots and exports."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import math
@@ -11,15 +10,14 @@ import uuid
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
-from sqlalchemy import select
 
 from campaigns.services import make_arms
 from core.models import Organisation, Setting, Transaction
 from experiments import outcomes, reports, services, stats
-from experiments.analyze import analyze_file
 from experiments.models import Recipient, ReportSnapshot
 from tests.experiments.test_services import ready_campaign
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select
 
-from core.privacy import fill_cell_keys
 from core.models import Consent, Contact, Organisation, Show, Spectator, Transaction, Venue
+from core.privacy import fill_cell_keys
 from segments.rules import Purchase, SpectatorFacts
 
 AS_OF = dt.date(2024, 6, 30)       # the profiles' date

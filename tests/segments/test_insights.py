@@ -15,8 +15,10 @@ from sqlalchemy import insert
 
 from core.charts import hbar_chart, heatmap, vbar_chart
 from core.models import Organisation, Setting, Show, Spectator, Transaction
-from segments import insight_views  # noqa: F401  (the routes, before any app registers the blueprint)
-from segments import insights
+from segments import (
+    insight_views,  # noqa: F401  (the routes, before any app registers the blueprint)
+    insights,
+)
 from segments.insights import (
     TABLES,
     Column,
@@ -236,7 +238,7 @@ def test_lifecycle_stages_on_exact_data(session):
         "lapsed": [[1096], [2000]],
     }
     n = 0
-    for stage, people in histories.items():
+    for people in histories.values():
         for days in people:
             n += 1
             person = Spectator(key=f"p{n}", fsa="H2X")
