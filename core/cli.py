@@ -237,9 +237,10 @@ def _print_import(result, as_json: bool) -> None:
 @click.option("--no-serve", is_flag=True, help="Build the demo district and stop.")
 @click.option("--port", type=int, default=5000, show_default=True)
 @click.option("--fresh", is_flag=True, help="Empty every table first, then build the district anew.")
+@click.option("--no-scheduler", is_flag=True, help="Serve without starting 'pilot scheduler run' beside the server.")
 @with_appcontext
-def demo_command(spectators, seed, no_serve, port, fresh):
-    """Build a demo district (migrating first), print the logins, then serve it."""
+def demo_command(spectators, seed, no_serve, port, fresh, no_scheduler):
+    """Build a demo district (migrating first), print the logins, then serve it with its scheduler."""
     from core.demo import build_demo
     from core.migrate import upgrade
 
@@ -253,11 +254,48 @@ def demo_command(spectators, seed, no_serve, port, fresh):
     if no_serve:
         click.echo(f"\nURL: http://127.0.0.1:{port}  (run 'pilot demo' without --no-serve to serve it)")
     else:
+        # the jobs run in their own process, never inside a web worker (DESIGN.md §11): the demo
+        # starts 'pilot scheduler run' as a child so its reminders, expiries and refreshes happen
+        scheduler = None if no_scheduler else start_scheduler_child()
         click.echo(f"\nServing on http://127.0.0.1:{port}  (Ctrl+C to stop)")
         # Flask's app.run() does nothing when called from its own CLI: serve with werkzeug directly.
         from werkzeug.serving import run_simple
 
-        run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False, use_debugger=False)
+        try:
+            run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False, use_debugger=False)
+        finally:
+            stop_child(scheduler)
+
+
+def start_scheduler_child():
+    """Start ``pilot scheduler run`` as a child process with this process's environment (so the
+    same database); its messages go to this terminal. Returns the process, or None if it could not
+    start (the demo serves anyway and says so)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "core.cli", "scheduler", "run"]
+    try:
+        child = subprocess.Popen(command)
+    except OSError as exc:
+        click.echo(f"The scheduler could not start ({exc}): jobs will not run; start 'pilot scheduler run' yourself.",
+                   err=True)
+        return None
+    click.echo(f"Scheduler started beside the server (process {child.pid}); 'pilot scheduler jobs' lists its jobs.")
+    return child
+
+
+def stop_child(child) -> None:
+    """Ask a child process to stop, and kill it if it has not within five seconds."""
+    import subprocess
+
+    if child is None or child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 
@@ -330,3 +368,7 @@ def scheduler_jobs(as_json):
         click.echo(f"{row['id']:<24} {schedule:<32} next {row['next_run'] or '-':<22} "
                    f"last {(last['status'] + ' ' + last['started_at']) if last else '-'}")
         click.echo(f"{'':<24} {row['description']}")
+
+
+if __name__ == "__main__":  # python -m core.cli, as the demo starts its scheduler
+    main()

@@ -248,3 +248,39 @@ def test_pilot_demo_command_prints_logins_that_work(app, db, runner):
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Spectator)) == 500
         assert s.scalar(select(func.count()).select_from(User)) == len(demo_logins())
+
+
+def test_pilot_demo_serves_with_its_scheduler_as_a_child_process(app, db, database_url, tmp_path):
+    """'pilot demo' starts 'pilot scheduler run' beside the server (never inside a web worker) and
+    stops it with the server: the scheduler's lock is held while the demo serves, free after."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from core.scheduler import scheduler_lock
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = dict(os.environ, DATABASE_URL=database_url, PILOT_INSTANCE=app.config["INSTANCE_PATH"])
+    demo = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--spectators", "100", "--seed", "5",
+                             "--port", str(port)], env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lock = scheduler_lock(app)
+    try:
+        deadline = time.monotonic() + 120
+        while lock.holder() is None:
+            assert demo.poll() is None, demo.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the demo's scheduler never took the lock"
+            time.sleep(0.2)
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl+C
+        output = demo.communicate(timeout=60)[0]
+    assert "Scheduler started beside the server" in output, output[-3000:]
+    deadline = time.monotonic() + 30
+    while lock.holder() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lock.holder() is None, "the scheduler outlived the demo"
