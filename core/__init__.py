@@ -46,6 +46,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     views.init_app(app)
+    importlib.import_module("core.admin_views").init_app(app)  # organisations, users, the audit log
     importlib.import_module("core.jobs_views").init_app(app)  # the admin page of scheduled jobs
     importlib.import_module("core.questions").init_app(app)  # the question budget and its admin page
     for name in (*FEATURES, *TOOLS):
