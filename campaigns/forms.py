@@ -115,9 +115,9 @@ class CampaignForm(FlaskForm):
     primary_metric = SelectField(_l("Primary metric"),
                                  choices=[(k, v) for k, v in METRIC_LABELS.items() if k != "redemption"])
     secondary_metrics = MultiCheckboxField(_l("Secondary metrics"), choices=list(METRIC_LABELS.items()))
-    approval_deadline = DateTimeLocalField(_l("Approval deadline (UTC)"), format=DATETIME_FORMAT,
+    approval_deadline = DateTimeLocalField(_l("Approval deadline"), format=DATETIME_FORMAT,
                                            validators=[InputRequired()])
-    planned_launch_at = DateTimeLocalField(_l("Planned launch (UTC)"), format=DATETIME_FORMAT,
+    planned_launch_at = DateTimeLocalField(_l("Planned launch"), format=DATETIME_FORMAT,
                                            validators=[InputRequired()])
 
     def validate_arm_a_share(self, field):

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from campaigns.models import Approval, Campaign
 from campaigns.services import apply_deadline
 from core.jobs import notify
+from core.localtime import local_time
 from core.scheduler import JobSpec, every
 
 # Approvers are reminded this long before the deadline (and once only per campaign).
@@ -42,12 +43,12 @@ def remind_approvers(ctx) -> dict:
     ).all()
     sent = 0
     for approval, campaign in pending:
-        deadline = campaign.approval_deadline.strftime("%Y-%m-%d %H:%M")
+        deadline = local_time(campaign.approval_deadline)  # Montreal time, as every page shows it
         made = notify(
             ctx.session, approval.organisation_id, "approval.reminder",
-            f"Rappel : la campagne « {campaign.name} » attend votre réponse avant le {deadline} (UTC). "
+            f"Rappel : la campagne « {campaign.name} » attend votre réponse avant le {deadline} (heure de Montréal). "
             "Sans réponse, elle comptera comme un refus.",
-            f"Reminder: the campaign “{campaign.name}” awaits your answer before {deadline} (UTC). "
+            f"Reminder: the campaign “{campaign.name}” awaits your answer before {deadline} (Montreal time). "
             "Without an answer it counts as declined.",
             link=f"/campaigns/approvals/{approval.id}",
             dedupe_key=f"approval-reminder-{approval.id}",

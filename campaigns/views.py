@@ -47,6 +47,7 @@ from core import page_arg
 from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
+from core.localtime import to_local, to_utc
 from core.models import DISCIPLINES, AuditEvent, Contact, Organisation, Show, audit, utcnow
 from core.privacy import Cell, strictest_k, suppress
 from core.questions import current_release
@@ -270,8 +271,8 @@ def _campaign_form(session, campaign: Campaign | None = None) -> CampaignForm:
         form.window_days.data = campaign.window_days
         form.primary_metric.data = campaign.primary_metric
         form.secondary_metrics.data = campaign.secondary_metrics
-        form.approval_deadline.data = campaign.approval_deadline
-        form.planned_launch_at.data = campaign.planned_launch_at
+        form.approval_deadline.data = to_local(campaign.approval_deadline)  # typed in Montreal time
+        form.planned_launch_at.data = to_local(campaign.planned_launch_at)
     return form
 
 
@@ -282,7 +283,8 @@ def _campaign_fields(form: CampaignForm) -> dict:
         "arms": services.make_arms(form.control_share.data, form.test_shares()),
         "window_days": form.window_days.data, "primary_metric": form.primary_metric.data,
         "secondary_metrics": form.secondary_metrics.data or [],
-        "approval_deadline": form.approval_deadline.data, "planned_launch_at": form.planned_launch_at.data,
+        "approval_deadline": to_utc(form.approval_deadline.data),
+        "planned_launch_at": to_utc(form.planned_launch_at.data),
     }
 
 

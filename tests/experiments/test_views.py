@@ -17,6 +17,7 @@ from core.models import AuditEvent, Contact, Organisation, utcnow
 from core.privacy import fill_cell_keys
 from experiments import outcomes, reports, services, views
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
+from tests.campaigns.helpers import new_purchase
 from tests.experiments.test_reports import add_sale, set_k, simulate
 from tests.experiments.test_services import ready_campaign
 
@@ -239,6 +240,10 @@ def test_power_page_mde_and_sizes_use_the_protected_eligible_count(session, read
     effects computed from them, come from the noisy eligible figure the campaign page shows, so
     that an MDE cannot be inverted to the exact count. The operator's report keeps it exact."""
     set_k(session, 2)
+    # enough buyers in the baseline window that its noisy count never falls under k (the page would
+    # then, rightly, refuse to compute a baseline and show no sizes)
+    for spectator in ready.spectators[:40]:
+        new_purchase(session, ready.orgs[0], spectator, ready.now - dt.timedelta(days=12))
     fill_cell_keys(session, "test-district-secret")  # as the importer does for every new spectator
     session.commit()
     exact = reports.power_report(session, ready.campaign)["n_total"]
