@@ -177,7 +177,7 @@ def users_create(email, role, org_slug, name, password_stdin):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @with_appcontext
 def import_command(file, org_slug, kind, skip_invalid, as_json):
-    """Import one ticketing export (DESIGN.md §6)."""
+    """Import one ticketing export (DESIGN.md §6): a CSV or an Excel workbook (.xlsx, .xls, .ods)."""
     from core.importing import ImportRefused, import_file, record_refused_import
     from core.rejects import new_rejects_path
 

@@ -248,8 +248,9 @@ class ImportForm(FlaskForm):
     organisation = SelectField(_l("Organisation"), choices=[], validate_choice=False,
                                validators=[DataRequired(message=_l("Choose the organisation whose export this is."))])
     kind = SelectField(_l("Kind of file"), choices=list(IMPORT_KIND_LABELS.items()))
-    file = FileField(_l("CSV export"), validators=[
-        FileRequired(), FileAllowed(["csv", "txt"], _l("A CSV file (.csv or .txt) is expected."))])
+    file = FileField(_l("Export (CSV or Excel workbook)"), validators=[
+        FileRequired(), FileAllowed(["csv", "txt", "xlsx", "xls", "ods"],
+                                    _l("A CSV file (.csv or .txt) or an Excel workbook (.xlsx) is expected."))])
     skip_invalid = SelectField(_l("Rows with errors"), choices=[
         ("0", _l("Refuse the whole file")),
         ("1", _l("Import the valid lines only, set the others aside (skip invalid)"))])
@@ -292,7 +293,7 @@ def imports():
         # Refused rows hold personal data: kept in the instance folder, offered to the organisation
         # only (core.rejects), purged after the retention period.
         rejects_path = rejects_files.new_rejects_path(current_app, org.slug) if skip_invalid else None
-        fd, path = tempfile.mkstemp(suffix=".csv")
+        fd, path = tempfile.mkstemp(suffix=Path(filename).suffix.lower() or ".csv")
         try:
             with os.fdopen(fd, "wb") as out:
                 upload.save(out)

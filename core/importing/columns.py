@@ -89,12 +89,21 @@ class _Header:
 
 
 def _match_header(cells: list[str], columns: dict, lookup: dict, line: int,
-                  result: ImportResult) -> _Header:
+                  result: ImportResult, mapping: dict[str, str] | None = None) -> _Header:
+    """The fields of a header row: each cell by the headers we know, else by the organisation's
+    ``mapping`` (canonical header → field; ``""`` ignores it); a field named twice is an error."""
     index: dict[str, int] = {}
     votes = {"fr": 0, "en": 0}
+    mapping = mapping or {}
     for position, cell in enumerate(cells):
         found = lookup.get(canonical_header(cell))
         if found is None:
+            mapped = mapping.get(canonical_header(cell))
+            if mapped and mapped in columns:
+                if mapped in index:
+                    result.add_error(line, cell.strip(), _("This column appears more than once."))
+                else:
+                    index[mapped] = position
             continue
         name, _language = found
         french, english = columns[name]

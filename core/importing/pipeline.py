@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import csv
-import io
-import itertools
-import re
 from pathlib import Path
-from typing import Iterable
 
 from flask import current_app
 
 from core import sql
 from core.importing import common
-from core.importing.columns import (
-    _SALES_HEADERS,
-    _SALES_ONLY,
-    _UNSUBSCRIBE_HEADERS,
-    SALES_COLUMNS,
-    SALES_REQUIRED,
-    UNSUBSCRIBE_COLUMNS,
-    _column_label,
-    _match_header,
-    canonical_header,
-)
 from core.importing.common import KINDS, _
-from core.importing.reading import _inspect, _Progress, _Rejects, _sniff_delimiter
-from core.importing.result import ImportRefused, ImportResult
+from core.importing.opening import open_export, refuse
+from core.importing.reading import _Progress, _Rejects
+from core.importing.result import ImportResult
 from core.importing.validate import _SalesParser, _UnsubscribeParser
 from core.importing.write import _SalesWriter, _UnsubscribeWriter
 from core.models import (
@@ -47,12 +33,13 @@ def _actor(user, actor: str | None) -> tuple[str, int | None]:
 
 def import_file(session, path, organisation: Organisation, *, kind: str = "sales", skip_invalid: bool = False,
                 user=None, filename: str | None = None, progress=None, secret: str | None = None,
-                rejects_path=None, actor: str | None = None) -> ImportResult:
+                rejects_path=None, actor: str | None = None, mapping: dict[str, str] | None = None) -> ImportResult:
     """Import one ticketing export of ``organisation`` into ``session`` (flushed, never committed).
 
     :param session: the caller's session; the caller commits on success and rolls back on
         :class:`ImportRefused`, then may call :func:`record_refused_import`.
-    :param path: the CSV file (UTF-8, UTF-8 with BOM or Windows-1252; comma or semicolon).
+    :param path: the export: a CSV file (encoding and delimiter detected, see
+        :func:`open_export`) or a spreadsheet workbook (.xlsx, .xls, .ods: its first sheet).
     :param organisation: whose export this is.
     :param kind: ``"sales"`` (DESIGN.md §6) or ``"unsubscribes"`` (an e-mail and/or customer ID
         column, an optional date).
@@ -63,6 +50,8 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
     :param filename: the name to record (an upload's original name); default the file's name.
     :param progress: ``"terminal"`` for a progress bar on stderr, or a callable ``(bytes_done, total)``.
     :param secret: the district secret keying spectators; default ``DISTRICT_SECRET``.
+    :param mapping: the organisation's own headers (canonical form) → field, ``""`` to ignore one;
+        default the mapping saved for the organisation (:func:`saved_mapping`).
     :raises ImportRefused: the file is refused whole; its ``result`` lists the errors.
     """
     if kind not in KINDS:
@@ -71,66 +60,12 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
     secret = secret or current_app.config["DISTRICT_SECRET"]
     organisation_id = organisation.id
     result = ImportResult(kind=kind, filename=(filename or path.name)[:300])
-    encoding, result.checksum, size, has_nul = _inspect(path)
-    result.encoding = encoding
     user_name, user_id = _actor(user, actor)
+    if mapping is None:
+        mapping = {}
 
-    with path.open("rb") as raw:
-        # UTF-8 was checked by _inspect; the other encodings never stop an import on an odd byte.
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="strict" if encoding.startswith("utf-8") else "replace",
-                                newline="")
-        lines: Iterable[str] = text
-        if has_nul:  # NUL is no character for PostgreSQL; it is never meaningful in an export
-            lines = (line.replace("\x00", "") for line in text)
-        lines = iter(lines)
-        prefix: list[str] = []
-        first = None
-        for line in lines:
-            prefix.append(line)
-            if line.strip():
-                first = line
-                break
-        if first is None:
-            result.add_error(1, "", _("The file is empty."))
-            return _refuse(result)
-        hint = re.fullmatch(r'"?sep=([;,\t|])"?\s*', first, re.IGNORECASE)
-        delimiter = hint.group(1) if hint else _sniff_delimiter(first)
-        result.delimiter = delimiter
-        reader = csv.reader(itertools.chain(prefix, lines), delimiter=delimiter)
-        columns, lookup = (SALES_COLUMNS, _SALES_HEADERS) if kind == "sales" else (UNSUBSCRIBE_COLUMNS,
-                                                                                  _UNSUBSCRIBE_HEADERS)
-        try:
-            header_cells = None
-            while header_cells is None:
-                cells = next(reader)
-                if hint is not None and reader.line_num == len(prefix):
-                    hint = None  # the "sep=;" line itself
-                    continue
-                if any(c.strip() for c in cells):
-                    header_cells = cells
-        except StopIteration:
-            result.add_error(1, "", _("The file is empty."))
-            return _refuse(result)
-        except csv.Error as exc:
-            result.add_error(reader.line_num or 1, "",
-                             _("The file could not be read as CSV: %(error)s", error=str(exc)))
-            return _refuse(result)
-        header = _match_header(header_cells, columns, lookup, reader.line_num, result)
-        if kind == "sales":
-            for name in SALES_REQUIRED:
-                if name not in header.index:
-                    result.add_error(header.line, _column_label(columns, name, header.language),
-                                     _("This required column is missing."))
-        else:
-            if "email" not in header.index and "customer_id" not in header.index:
-                result.add_error(header.line, _column_label(columns, "email", header.language),
-                                 _("The file needs an e-mail column or a customer ID column."))
-            # A sales export sent as an unsubscribe list would opt its every buyer out, district-wide.
-            for cell in header_cells:
-                if _SALES_HEADERS.get(canonical_header(cell), ("",))[0] in _SALES_ONLY:
-                    result.add_error(header.line, cell.strip(),
-                                     _("An unsubscribe list has no such column: is this a sales export?"))
-                    break
+    with open_export(path, kind, result, mapping) as export:
+        reader, header, header_cells = export.reader, export.header, export.header_cells
         if result.errors_total:
             result.rows = _count_rows(reader)
             return _refuse(result)
@@ -149,11 +84,11 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
         rejects = None
         if skip_invalid:
             target = Path(rejects_path) if rejects_path else path.with_name(f"{path.stem}.rejects.csv")
-            rejects = _Rejects(target, header_cells, delimiter, encoding)
-        bar = _Progress(progress, size, label=result.filename)
+            rejects = _Rejects(target, header_cells, export.delimiter, export.encoding)
+        bar = _Progress(progress, export.size, label=result.filename)
         try:
             with sql.roomy_cache(session, SQLITE_CACHE_KIB):
-                fatal = _read_rows(reader, parser, writer, result, rejects, skip_invalid, bar, raw)
+                fatal = _read_rows(reader, parser, writer, result, rejects, skip_invalid, bar, export.raw)
                 if not (fatal or (result.invalid_rows and not skip_invalid)):
                     writer.finish()
         finally:
@@ -244,11 +179,7 @@ def _count_rows(reader) -> int:
 
 def _refuse(result: ImportResult):
     """Every row counts as rejected: nothing of a refused file is written."""
-    result.refused = True
-    result.imported = result.duplicates = result.anonymous = result.spectators_new = 0
-    result.rejected = result.rows
-    result.batch_id = None
-    raise ImportRefused(result)
+    refuse(result)
 
 
 def _audit_counts(result: ImportResult) -> dict:

@@ -35,6 +35,7 @@ class ImportResult:
     checksum: str = ""
     encoding: str | None = None
     delimiter: str | None = None
+    format: str = "csv"  # or "workbook" (.xlsx, .xls, .ods)
 
     def add_error(self, line: int, column: str, reason: str) -> None:
         self.errors_total += 1
@@ -59,6 +60,7 @@ class ImportResult:
             "refused": self.refused,
             "encoding": self.encoding,
             "delimiter": self.delimiter,
+            "format": self.format,
         }
 
 
