@@ -1,25 +1,25 @@
-"""The administration pages: organisations, users and the audit log."""
+"""The administration pages: organisations and the audit log (users: core.people_views)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Blueprint, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
+from wtforms import IntegerField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
 from core import page_arg
-from core.auth import PasswordError, actor_name, create_user, end_sessions, roles_required
+from core.auth import actor_name, roles_required
 from core.csvexport import csv_stream_response
 from core.db import db_session, get_db
-from core.models import ORGANISATION_KINDS, ROLES, AuditEvent, Organisation, User, audit
-from core.views import AUDIT_ACTION_LABELS, ORGANISATION_KIND_LABELS, ROLE_LABELS
+from core.models import ORGANISATION_KINDS, AuditEvent, Organisation, audit
+from core.views import AUDIT_ACTION_LABELS, ORGANISATION_KIND_LABELS
 
 admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -55,89 +55,6 @@ def organisations():
             return redirect(url_for("admin.organisations"))
     orgs = session.scalars(select(Organisation).order_by(Organisation.name)).all()
     return render_template("admin/organisations.html", form=form, organisations=orgs)
-
-
-# --- users -------------------------------------------------------------------------------------
-
-class UserForm(FlaskForm):
-    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(), Length(max=320)])
-    name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
-    role = SelectField(_l("Role"), choices=[(r, ROLE_LABELS[r]) for r in ROLES])
-    organisation = SelectField(_l("Organisation (venue approvers only)"), choices=[], validate_choice=False)
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
-
-
-@admin_bp.route("/users", methods=["GET", "POST"])
-@roles_required("admin")
-def users():
-    session = db_session()
-    orgs = session.scalars(select(Organisation).order_by(Organisation.name)).all()
-    form = UserForm()
-    form.organisation.choices = [("", "—")] + [(str(o.id), o.name) for o in orgs]
-    if form.validate_on_submit():
-        org_id = int(form.organisation.data) if form.organisation.data else None
-        if form.role.data == "venue" and org_id is None:
-            form.organisation.errors = [_("A venue approver must belong to an organisation.")]
-        else:
-            try:
-                user = create_user(session, form.email.data, form.password.data, form.role.data, org_id, form.name.data)
-            except PasswordError as exc:
-                form.password.errors = [str(exc)]
-            except ValueError:
-                form.email.errors = [_("A user with this e-mail already exists.")]
-            else:
-                audit(session, "user.create", actor=actor_name(), user_id=current_user.id,
-                      object_type="user", object_id=user.id, role=user.role)
-                session.commit()
-                flash(_("User %(email)s created.", email=user.email), "success")
-                return redirect(url_for("admin.users"))
-    all_users = session.scalars(select(User).order_by(User.email)).all()
-    return render_template("admin/users.html", form=form, users=all_users, role_labels=ROLE_LABELS,
-                           access_form=UserAccessForm(formdata=None))
-
-
-class UserAccessForm(FlaskForm):
-    """One of the buttons of the users' table (the CSRF token and which change it asks for)."""
-
-    action = SelectField(choices=[(a, a) for a in ("deactivate", "reactivate", "grant_insights", "withdraw_insights")])
-
-
-@admin_bp.route("/users/<int:user_id>/access", methods=["POST"])
-@roles_required("admin")
-def user_access(user_id: int):
-    """Deactivate a user (every session of theirs ends at once) or reactivate them; grant an
-    evaluator the raw audience insights, or withdraw it (evaluators see reports only by default)."""
-    session = db_session()
-    user = session.get(User, user_id)
-    if user is None:
-        abort(404)
-    form = UserAccessForm()
-    if not form.validate_on_submit():
-        flash(_("This change is not one the page offers."), "error")
-        return redirect(url_for("admin.users"))
-    action = form.action.data
-    if action == "deactivate" and user.id == current_user.id:
-        flash(_("You cannot deactivate your own account."), "error")
-        return redirect(url_for("admin.users"))
-    if action in ("grant_insights", "withdraw_insights") and user.role != "evaluator":
-        flash(_("Only evaluators are granted the audience insights: the other roles see them already, or never."),
-              "error")
-        return redirect(url_for("admin.users"))
-    if action == "deactivate":
-        user.active = False
-        end_sessions(session, user.id)  # the user's open sessions end at their next request
-        message = _("%(email)s is deactivated: their sessions are closed.", email=user.email)
-    elif action == "reactivate":
-        user.active = True
-        message = _("%(email)s can log in again.", email=user.email)
-    else:
-        user.insights_granted = action == "grant_insights"
-        message = (_("%(email)s now sees the audience insights.", email=user.email) if user.insights_granted
-                   else _("%(email)s sees the reports only.", email=user.email))
-    audit(session, f"user.{action}", actor=actor_name(), user_id=current_user.id, object_type="user", object_id=user.id)
-    session.commit()
-    flash(message, "success")
-    return redirect(url_for("admin.users"))
 
 
 AUDIT_PAGE_SIZE = 100
@@ -243,5 +160,8 @@ def audit_log_csv():
 
 
 def init_app(app) -> None:
-    """Register the administration pages."""
+    """Register the administration pages (core.people_views adds the users' pages to the same blueprint)."""
+    from core import people_views
+
     app.register_blueprint(admin_bp)
+    people_views.init_app(app)

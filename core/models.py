@@ -56,6 +56,9 @@ class Organisation(Base):
     kind: Mapped[str] = mapped_column(String(20), default="venue")
     disciplines: Mapped[str] = mapped_column(String(200), default="")
     k_threshold: Mapped[Optional[int]] = mapped_column(Integer)
+    # Who the contact lists' messages come from (the e-mail tools' sender name and address).
+    sender_name: Mapped[Optional[str]] = mapped_column(String(200))
+    sender_email: Mapped[Optional[str]] = mapped_column(String(320))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     venues: Mapped[list["Venue"]] = relationship(back_populates="organisation")
@@ -263,6 +266,26 @@ class User(UserMixin, Base):
     @property
     def is_active(self) -> bool:  # Flask-Login reads this
         return bool(self.active)
+
+
+TOKEN_PURPOSES = ("invite", "reset")
+
+
+class UserToken(Base):
+    """A one-time link for a user: an invitation or a password reset. Only the SHA-256 of its secret
+    is kept; it ends at its expiry or at its first use (core.people)."""
+
+    __tablename__ = "user_token"
+    __table_args__ = (CheckConstraint("purpose IN ('invite', 'reset')", name="purpose"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
 
 
 class LoginThrottle(Base):

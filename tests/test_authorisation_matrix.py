@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Callable
 
 from flask import url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns import services as campaign_services
 from campaigns.models import Approval, Campaign, ProviderApproval
 from core.importing import import_file
-from core.models import Contact, ImportBatch, Organisation, User
+from core.models import Contact, ImportBatch, Organisation, User, UserToken
 from core.scheduler import registered_jobs
 from experiments import services as experiment_services
 from experiments.models import ContactList, Experiment
@@ -92,6 +92,13 @@ MATRIX: dict[str, Entry] = {
     "admin.organisations": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "admin.users": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "admin.user_access": Entry(lambda w: {"user_id": 1}, get=NO_GET, post=ADMIN_POST),
+    "admin.user": Entry(lambda w: {"user_id": 1}, get=ADMIN_PAGE),
+    "admin.user_role": Entry(lambda w: {"user_id": 1}, get=NO_GET, post=ADMIN_POST),
+    "admin.user_link": Entry(lambda w: {"user_id": 1}, get=NO_GET, post=ADMIN_POST),
+    "admin.user_deactivate": Entry(lambda w: {"user_id": 1}, get=ADMIN_PAGE, post=ADMIN_POST),
+    # a one-time link: a secret that is not one is refused the same way whoever asks (410 Gone)
+    "account.open_link": Entry(lambda w: {"token": "pas-un-lien"}, get=everyone(410)),
+    "account.choose_password": Entry(get=everyone(410), post=everyone(ALLOWED)),
     "auth.change_password": Entry(get=READERS_PAGE, post=R(LOGIN, ALLOWED, ALLOWED, ALLOWED, ALLOWED)),
     "admin.audit_log": Entry(get=ADMIN_PAGE),
     "admin.audit_log_csv": Entry(get=ADMIN_PAGE),
@@ -384,7 +391,10 @@ def test_denied_posts_change_nothing(app, session, make_user, tmp_path):
         "experiments.launch": {"confirm": "y"},
         "admin.organisations": {"slug": "intrus", "name": "Intrus", "kind": "venue"},
         "questions.index": {"budget": "1"},
-        "admin.users": {"email": "intrus@example.org", "role": "admin", "password": "Gazon-vert-2031", "organisation": ""},
+        "admin.users": {"email": "intrus@example.org", "role": "admin", "organisation": ""},
+        "admin.user_role": {"role": "admin", "organisation": ""},
+        "admin.user_deactivate": {"confirm": "yes"},
+        "admin.user_link": {},
     }
     for endpoint, data in forms.items():
         url = url_of(app, endpoint, world)
@@ -403,5 +413,6 @@ def _state(session) -> dict:
         "approvals": sorted(session.execute(select(Approval.id, Approval.status)).all()),
         "organisations": sorted(session.scalars(select(Organisation.slug))),
         "experiments": sorted(session.scalars(select(Experiment.id))),
-        "users": sorted(session.scalars(select(User.email))),
+        "users": sorted(session.execute(select(User.email, User.role, User.active, User.session_version))),
+        "links": session.scalar(select(func.count()).select_from(UserToken)),
     }

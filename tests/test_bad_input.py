@@ -184,6 +184,7 @@ FUZZED = {
     "auth.login", "auth.logout", "admin.organisations", "admin.users", "main.imports", "jobs.run_now",
     "questions.index",
     "auth.change_password", "admin.user_access", "campaigns.decide_provider",
+    "admin.user_role", "admin.user_link", "admin.user_deactivate", "account.choose_password",
     "segments.new", "segments.edit", "segments.preview_json",
     "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
@@ -204,7 +205,7 @@ def test_admin_and_login_forms(app, session, world, clients):
     @settings(max_examples=EXAMPLES, **SETTINGS)
     @given(form(email=field(strategy=st.integers(0, 10**9).map(lambda n: f"neuf{n}@example.org")), name=field("Nom"),
                 role=field("staff", "venue", "evaluator", "admin"),
-                organisation=field(str(world.org_a.id)), password=field("Gazon-vert-2031", "Mot-de-passe-2026")))
+                organisation=field(str(world.org_a.id), "")))
     def users(data):
         post_and_check(admin, session, "/admin/users", data)
 
@@ -250,7 +251,7 @@ def test_account_forms(app, session, world, clients, make_user):
                 "current": data["new"], "new": "correct-horse-42", "confirm": "correct-horse-42"}).status_code == 302
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(action=field("deactivate", "reactivate", "grant_insights", "withdraw_insights")),
+    @given(form(action=field("reactivate", "grant_insights", "withdraw_insights")),
            st.sampled_from([target.id, target.id, 0, 2**31 - 1]))
     def access(data, user_id):
         post_and_check(admin, session, f"/admin/users/{user_id}/access", data)
@@ -258,6 +259,50 @@ def test_account_forms(app, session, world, clients, make_user):
     passwords()
     access()
     assert accepted("/account/password") and accepted(f"/admin/users/{target.id}/access")
+
+
+def test_people_forms(app, session, world, clients, make_user):
+    """The administrator's role, link and deactivation forms, and the invitee's password form, with junk."""
+    from core import people
+
+    target = make_user("staff")
+    admin = clients["admin"]
+    ids = st.sampled_from([target.id, target.id, target.id, 0, 2**31 - 1])
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(role=field("staff", "venue", "evaluator", "admin"), organisation=field(str(world.org_a.id), "")), ids)
+    def roles(data, user_id):
+        post_and_check(admin, session, f"/admin/users/{user_id}/role", data)
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(confirm=field("yes")), ids)
+    def deactivations(data, user_id):
+        post_and_check(admin, session, f"/admin/users/{user_id}/deactivate", data)
+        if user_id == target.id:  # back, for the next example
+            admin.post(f"/admin/users/{user_id}/access", data={"action": "reactivate"})
+
+    @settings(max_examples=10, **SETTINGS)
+    @given(ids)
+    def links(user_id):
+        post_and_check(admin, session, f"/admin/users/{user_id}/link", {})
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(new=field("Gazon-vert-2031", "Password12345!", "court1"),
+                confirm=field("Gazon-vert-2031", "Password12345!", "court1")))
+    def choose(data):
+        with app.app_context():
+            raw = people.issue_link(session, session.get(User, target.id), "reset")
+            session.commit()
+        invitee = app.test_client()
+        assert invitee.get(f"/welcome/{raw}").status_code == 302
+        post_and_check(invitee, session, "/account/new-password", data)
+
+    roles()
+    deactivations()
+    links()
+    choose()
+    assert accepted(f"/admin/users/{target.id}/role") and accepted(f"/admin/users/{target.id}/deactivate")
+    assert accepted(f"/admin/users/{target.id}/link") and accepted("/account/new-password")
 
 
 def test_provider_form(session, world, clients):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from flask import url_for
@@ -69,8 +69,7 @@ PLAUSIBLE = {
     "campaigns.erasure": lambda w, u: {"email": "personne0@xexemple.qc.ca"},
     "experiments.launch": lambda w, u: {"confirm": "y"},
     "admin.organisations": lambda w, u: {"slug": "csrf-org", "name": "CSRF", "kind": "venue"},
-    "admin.users": lambda w, u: {"email": "csrf@example.org", "role": "admin", "organisation": "",
-                                 "password": "Gazon-vert-2031"},
+    "admin.users": lambda w, u: {"email": "csrf@example.org", "role": "admin", "organisation": ""},
     "segments.new": lambda w, u: {"name": "CSRF", "rule": '{"field": "shows", "op": ">=", "value": 1}'},
     "segments.edit": lambda w, u: {"name": "CSRF", "rule": '{"field": "shows", "op": ">=", "value": 2}'},
     "main.imports": lambda w, u: {"organisation": str(w.org_a.id), "kind": "sales", "skip_invalid": "1",
@@ -265,12 +264,20 @@ def test_password_rules(password, ok):
             check_password_rules(password)
 
 
-def test_weak_passwords_are_refused_by_the_admin_page_and_the_command_line(login_as, runner, session):
+def test_weak_passwords_are_refused_by_the_invitation_page_and_the_command_line(login_as, app, runner, session):
+    """Administrators never set a password: the invitee chooses theirs through the one-time link,
+    under the same rules as the command line's."""
     admin = login_as("admin")
+    response = admin.post("/admin/users", data={"email": "invite-faible@example.net", "role": "staff",
+                                                "organisation": ""})
+    assert response.status_code == 302
+    link = re.search(r'value="(http[^"]+/welcome/[^"]+)"', admin.get(response.headers["Location"]).get_data(as_text=True))
+    invitee = app.test_client()
+    assert invitee.get(urlsplit(link.group(1)).path).status_code == 302
     for weak in ("court1", "sanschiffres", "1234567890123"):
-        response = admin.post("/admin/users", data={"email": f"{uuid.uuid4().hex[:6]}@example.org", "role": "staff",
-                                                    "organisation": "", "password": weak})
+        response = invitee.post("/account/new-password", data={"new": weak, "confirm": weak})
         assert response.status_code == 200 and "mot de passe" in response.get_data(as_text=True).lower()
+    assert login(app.test_client(), "invite-faible@example.net", "court1").status_code == 200  # never set
     result = runner.invoke(pilot, ["users", "create", "weak@example.org", "--role", "staff", "--password-stdin"],
                            input="court1\n")
     assert result.exit_code == 1 and "Traceback" not in result.output

@@ -134,14 +134,17 @@ def test_deactivating_a_user_ends_their_sessions(app, login_as, session):
     admin = login_as("admin")
     venue = login_as("venue")
     assert venue.get("/").status_code == 200
-    assert "Désactiver" in admin.get("/admin/users").get_data(as_text=True)
-    assert admin.post(f"/admin/users/{venue.user.id}/access", data={"action": "deactivate"}).status_code == 302
+    assert "Désactiver" in admin.get(f"/admin/users/{venue.user.id}").get_data(as_text=True)
+    # the deactivation asks for a confirmation first: without the box ticked, nothing happens
+    assert admin.post(f"/admin/users/{venue.user.id}/deactivate", data={}).status_code == 200
+    assert venue.get("/").status_code == 200
+    assert admin.post(f"/admin/users/{venue.user.id}/deactivate", data={"confirm": "yes"}).status_code == 302
     assert venue.get("/").status_code == 302
     assert login(app.test_client(), venue.user.email).status_code == 200  # and cannot log in again
     admin.post(f"/admin/users/{venue.user.id}/access", data={"action": "reactivate"})
     assert login(app.test_client(), venue.user.email).status_code == 302
     # an administrator cannot lock themself out
-    admin.post(f"/admin/users/{admin.user.id}/access", data={"action": "deactivate"})
+    admin.post(f"/admin/users/{admin.user.id}/deactivate", data={"confirm": "yes"})
     session.expire_all()
     assert session.get(User, admin.user.id).active
     actions = session.scalars(select(AuditEvent.action).where(AuditEvent.object_type == "user")).all()
