@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -479,8 +480,11 @@ def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime
                              .where(Approval.campaign_id == campaign.id, Approval.status == "pending")) or 0
     early = bool(pending) and now < campaign.approval_deadline
     if early and pending > unanswered_confirmed:
-        raise TransitionRefused(_("%(n)d organisation(s) have not answered yet: confirm that they count as declined, "
-                                  "or wait for their answers or for the deadline.", n=pending))
+        raise TransitionRefused(ngettext(
+            "%(num)d organisation has not answered yet: confirm that it counts as declined, or wait for its "
+            "answer or for the deadline.",
+            "%(num)d organisations have not answered yet: confirm that they count as declined, or wait for "
+            "their answers or for the deadline.", pending))
     if pending:
         _expire_pending(session, campaign, user, before_deadline=early)
     approved = session.scalar(select(func.count()).select_from(Approval)

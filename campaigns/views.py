@@ -384,8 +384,9 @@ def submit(campaign_id: int):
     if form.validate_on_submit():
         return _workflow_step(
             session, campaign, lambda: services.submit_for_approval(session, campaign, user=current_user),
-            lambda approvals: _("Campaign submitted: %(n)d organisation(s) are asked for their approval.",
-                                n=len(approvals)),
+            lambda approvals: ngettext("Campaign submitted: %(num)d organisation is asked for its approval.",
+                                       "Campaign submitted: %(num)d organisations are asked for their approval.",
+                                       len(approvals)),
             refused=lambda reason: _("Submission refused: %(reason)s", reason=reason))
     return _transition_page(
         campaign, "submit", form, _("Submit for approvals"),
@@ -680,10 +681,12 @@ def erasure_confirm():
                                        app=current_app._get_current_object())
     session.commit()
     if result.files and result.files.get("failed"):
-        flash(_("%(n)d file(s) of the instance folder could not be cleaned of the person: see the server log.",
-                n=result.files["failed"]), "error")
-    flash(_("Erased: %(contacts)d contact record(s) deleted at %(orgs)d organisation(s); the person is opted out "
-            "of every campaign.", contacts=result.contacts, orgs=result.organisations), "success")
+        flash(ngettext("%(num)d file of the instance folder could not be cleaned of the person: see the server log.",
+                       "%(num)d files of the instance folder could not be cleaned of the person: see the server log.",
+                       result.files["failed"]), "error")
+    flash(_("Erased: %(contacts)s deleted at %(orgs)s; the person is opted out of every campaign.",
+            contacts=ngettext("%(num)d contact record", "%(num)d contact records", result.contacts),
+            orgs=ngettext("%(num)d organisation", "%(num)d organisations", result.organisations)), "success")
     return redirect(url_for("campaigns.erasure"))
 
 

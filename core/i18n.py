@@ -46,8 +46,18 @@ def load_catalog() -> Catalog:
         with path.open("rb") as fh:
             for message in read_po(fh, locale="fr"):
                 if message.id and message.string:
-                    merged.add(message.id, message.string)
+                    merged.add(message.id, _plural_forms(message.string, merged.num_plurals))
     return merged
+
+
+def _plural_forms(string, count: int):
+    """A plural entry written with French's two usual forms (one, other) given the merged catalog's
+    ``count`` forms (CLDR adds "many", for millions): the last form fills the missing ones, so that
+    no count falls back to English."""
+    if not isinstance(string, tuple):
+        return string
+    forms = list(string[:count])
+    return tuple(forms + [forms[-1]] * (count - len(forms)))
 
 
 def compile_catalogs(instance_path: str | Path) -> Path:

@@ -286,8 +286,9 @@ def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: s
             return report
         notify(session, organisation_id, "inbox.imported",
                f"Le fichier « {path.name} » déposé dans la boîte de dépôt a été importé : "
-               f"{result.imported} ligne(s) ajoutée(s).",
-               f"The file “{path.name}” dropped in the inbox was imported: {result.imported} row(s) added.",
+               + (f"{result.imported} ligne ajoutée." if result.imported <= 1 else f"{result.imported} lignes ajoutées."),
+               f"The file “{path.name}” dropped in the inbox was imported: "
+               + ("1 row added." if result.imported == 1 else f"{result.imported} rows added."),
                link=f"/imports/{result.batch_id}", dedupe_key=f"inbox:{result.batch_id}", email=False)
         session.commit()
     report.update(status="imported", batch_id=result.batch_id, summary=result.to_json(), message="imported")

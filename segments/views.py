@@ -133,7 +133,22 @@ def rule_error_message(error: RuleError) -> str:
         text = None
     if text is None:
         return error.message
-    return _("%(problem)s (at %(path)s)", problem=text, path=error.path or "/")
+    place = place_in_words(error.path)
+    return _("%(place)s: %(problem)s", place=place, problem=text) if place else text[:1].upper() + text[1:]
+
+
+def place_in_words(path: str) -> str:
+    """Where a refusal is, numbered as the builder lists the conditions (a JSON pointer is for the
+    API, not for people): ``/all/2/any/0/value`` is "Condition 3 › condition 1"; "" at the top."""
+    parts = [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]]
+    if parts[:1] == ["as_of"]:
+        return str(_("Preview date"))
+    steps = [int(index) + 1 for group, index in zip(parts, parts[1:])
+             if group in ("all", "any") and index.isdigit()]
+    if not steps:
+        return ""
+    first, *inner = steps
+    return " › ".join([str(_("Condition %(n)s", n=first)), *(str(_("condition %(n)s", n=n)) for n in inner)])
 
 
 class SegmentForm(FlaskForm):

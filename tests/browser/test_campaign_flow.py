@@ -65,7 +65,7 @@ def test_campaign_goes_from_draft_to_ready(page, session, make_user):
     assert "Cochez la case pour confirmer." in page.inner_text("main")
     page.check("#confirm")
     page.click("button.primary")
-    assert "3 organisation(s) sont invitées" in page.inner_text("main")
+    assert "3 organisations sont invitées" in page.inner_text("main")
     assert "En attente d'approbations" in page.inner_text("h1")
     log_out(page)
 

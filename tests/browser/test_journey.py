@@ -30,11 +30,11 @@ pytestmark = pytest.mark.browser
 
 TEXT = {
     "fr": {"insights": "Le Quartier", "segment_saved": "Segment", "promotion_created": "Promotion créée.",
-           "campaign_created": "Campagne créée en brouillon.", "submitted": "organisation(s) sont invitées",
+           "campaign_created": "Campagne créée en brouillon.", "submitted": "organisations sont invitées",
            "approved": "approuvée", "declined": "refusée", "ready": "La campagne est prête à lancer.",
            "imported": "Import terminé"},
     "en": {"insights": "The district", "segment_saved": "Segment", "promotion_created": "Promotion created.",
-           "campaign_created": "Campaign created as a draft.", "submitted": "organisation(s) are asked",
+           "campaign_created": "Campaign created as a draft.", "submitted": "organisations are asked",
            "approved": "approved", "declined": "declined", "ready": "The campaign is ready to launch.",
            "imported": "Import finished"},
 }

@@ -115,7 +115,7 @@ def test_from_draft_to_ready_on_the_web(clients, district, session):
     assert "Campagne printemps" in page(clients["a"], "/")
     assert "Campagne printemps" in page(clients["a"], "/campaigns/")
     too_early = post(staff, f"/campaigns/{cid}/ready?lang=en", {"confirm": "y"}).headers["Location"]
-    assert "3 organisation(s) have not answered yet" in page(staff, too_early)
+    assert "3 organisations have not answered yet" in page(staff, too_early)
     a, b, c = (approval_of(session, district, i) for i in range(3))
     post(clients["a"], f"/campaigns/approvals/{a.id}/decision",
          {"decision": "approve", "exclude_subscribers": "y", "exclude_contacted": "y", "contacted_days": "45"})
@@ -239,7 +239,7 @@ def test_erasure_page(clients, district, session):
     shared = district.spectators[-1]
     email = district.contacts[(0, shared.id)].email
     html = post(admin, "/campaigns/admin/erasure?lang=en", {"email": email.upper()}, status=200).get_data(as_text=True)
-    assert "3 contact record(s) at 3 organisation(s) will be deleted." in html
+    assert "3 contact records at 3 organisations will be deleted." in html
     token = re.search(r'name="token" type="hidden" value="([^"]+)"', html).group(1)
     location = post(admin, "/campaigns/admin/erasure/confirm?lang=en", {"token": token}).headers["Location"]
     assert "Tick the box to confirm the erasure." in page(admin, location)
