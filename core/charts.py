@@ -250,3 +250,70 @@ def heatmap(row_labels: Sequence, col_labels: Sequence, matrix: Sequence[Sequenc
         _note(parts, chart_id, label_width, ly + 26, hidden_note)
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+# Series colours of the grouped bars (colour-blind safe, after Okabe and Ito), and their lighter tints
+# for an earlier period compared with a later one.
+SERIES_COLOURS = ("#0b5fa5", "#c25e00", "#2e7d5b", "#8e44ad")
+SERIES_TINTS = ("#8fb8dd", "#eab48a", "#98c9b3", "#c9a4dc")
+
+
+def grouped_bar_chart(labels: Sequence, series: Sequence[str], values: Sequence[Sequence[float | None]], *,
+                      title: str, chart_id: str, desc: str | None = None,
+                      value_labels: Sequence[Sequence[str]] | None = None, colours: Sequence[str] | None = None,
+                      hidden_note: str = "", hidden_label: str = "<k", width: int = 640,
+                      label_width: int = 150) -> Markup:
+    """Horizontal grouped bars: for each label, one bar per series (``values[label][series]``), the
+    series named in a legend above; ``None`` values are drawn as a hatched stub. All series share one
+    scale, so that the bars compare (pass shares, not counts, when the series differ in size).
+
+    ``value_labels[label][series]`` are the texts after the bars (default: the values); ``colours``
+    one per series (default :data:`SERIES_COLOURS`).
+    """
+    n_series = max(len(series), 1)
+    colours = list(colours or SERIES_COLOURS)
+    bar, gap, legend_row = 11, 8, 16
+    per_line = max(int((width - 10) // 170), 1)
+    legend_h = legend_row * math.ceil(len(series) / per_line) + 6
+    top = legend_h + 4
+    group = n_series * bar + gap
+    shown = [v for line in values for v in line if v is not None]
+    peak = max(shown, default=0) or 1
+    texts = value_labels if value_labels is not None else [[_fmt(v) for v in line] for line in values]
+    room = max((len(str(t)) for line in texts for t in line), default=4) * CHAR_WIDTH + 10
+    plot = max(width - label_width - room, 60)
+    hidden_any = any(v is None for line in values for v in line)
+    height = top + len(labels) * group + (24 if hidden_any and hidden_note else 6)
+    parts = _open(chart_id, width, height, title, desc)
+    for s, name in enumerate(series):  # the legend
+        x, y = 10 + (s % per_line) * 170, 4 + (s // per_line) * legend_row
+        parts.append(f'<rect x="{x}" y="{y}" width="12" height="10" fill="{colours[s % len(colours)]}"/>'
+                     f'<text x="{x + 17}" y="{y + 9}" font-size="11">{_text(_truncate(str(name), 150))}</text>')
+    for i, label in enumerate(labels):
+        y0 = top + i * group
+        text = str(label)
+        parts.append(f'<text x="{label_width - 8}" y="{y0 + n_series * bar / 2 + 4:g}" text-anchor="end" '
+                     f'font-size="11">{_text(_truncate(text, label_width - 12))}</text>')
+        for s in range(len(series)):
+            value = values[i][s]
+            y = y0 + s * bar
+            shown_label = texts[i][s]
+            parts.append(f"<g><title>{_text(text)} · {_text(series[s])}: "
+                         f"{_text(hidden_label if value is None else shown_label)}</title>")
+            if value is None:
+                parts.append(f'<rect x="{label_width}" y="{y}" width="24" height="{bar - 1}" fill="{_hatch(chart_id)}" '
+                             f'stroke="{HATCH_STROKE}" stroke-width="0.5"/>')
+                parts.append(f'<text x="{label_width + 29}" y="{y + bar - 2}" font-size="9">{_text(hidden_label)}</text>')
+            else:
+                w = max(plot * value / peak, 1 if value else 0)
+                parts.append(f'<rect class="series-bar" x="{label_width}" y="{y}" width="{w:.1f}" height="{bar - 1}" '
+                             f'fill="{colours[s % len(colours)]}"/>')
+                parts.append(f'<text x="{label_width + w + 4:.1f}" y="{y + bar - 2}" font-size="9">'
+                             f"{_text(shown_label)}</text>")
+            parts.append("</g>")
+    parts.append(f'<line class="axis" x1="{label_width}" y1="{top - 2}" x2="{label_width}" '
+                 f'y2="{top + len(labels) * group - gap + 2}" stroke="{AXIS}"/>')
+    if hidden_any and hidden_note:
+        _note(parts, chart_id, label_width, height - 8, hidden_note)
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -37,11 +37,16 @@ class NavEntry:
         return user.role in self.roles and (self.shown is None or bool(self.shown(user)))
 
     def is_current(self, endpoint: str, path: str) -> bool:
+        return self.match(endpoint, path) > 0
+
+    def match(self, endpoint: str, path: str) -> int:
+        """How closely this entry claims the page: the length of its longest prefix that the endpoint
+        starts with (0: not its page), so that a section's own entry wins over its package's."""
         if path.startswith("/admin") or "/admin/" in path:
-            return self.administration
+            return 1 if self.administration else 0
         if self.current:
-            return any(endpoint.startswith(prefix) for prefix in self.current)
-        return endpoint == self.endpoint
+            return max((len(prefix) for prefix in self.current if endpoint.startswith(prefix)), default=0)
+        return len(endpoint) if endpoint == self.endpoint else 0
 
 
 @dataclass
@@ -85,7 +90,11 @@ class Registry:
     def navigation_for(self, user) -> list[tuple[NavEntry, bool]]:
         """The entries ``user`` sees, each with whether it is the current page's."""
         endpoint = request.endpoint or ""
-        return [(entry, entry.is_current(endpoint, request.path)) for entry in self.navigation if entry.visible_to(user)]
+        entries = [entry for entry in self.navigation if entry.visible_to(user)]
+        matches = [entry.match(endpoint, request.path) for entry in entries]
+        best = max(matches, default=0)
+        # one entry is current: the one whose prefix is the longest (Compare rather than Segments)
+        return [(entry, bool(best) and match == best) for entry, match in zip(entries, matches)]
 
 
 def registry(app: Flask | None = None) -> Registry:

@@ -8,6 +8,7 @@ def init_app(app) -> None:
     from core.registry import NavEntry, registry
     from segments import (
         commands,
+        comparison_views,  # noqa: F401
         insight_views,  # noqa: F401
         views,
     )
@@ -22,6 +23,10 @@ def init_app(app) -> None:
     pilot.add_navigation(NavEntry("segments.insights", _l("Audience insights"), order=11,
                                   roles=("evaluator",), current=("segments.insights",),
                                   shown=lambda user: bool(getattr(user, "insights_granted", False))))
+    # the district comparison (segments.comparison_views), for evaluators once granted the insights
+    pilot.add_navigation(NavEntry("segments.comparison", _l("Compare"), order=12, current=("segments.comparison",),
+                                  shown=lambda user: getattr(user, "role", None) != "evaluator"
+                                  or bool(getattr(user, "insights_granted", False))))
     pilot.add_after_import(refresh_after_import)
 
 

@@ -117,6 +117,10 @@ MATRIX: dict[str, Entry] = {
     "segments.insights_organisation": Entry(lambda w: {"slug": w.org_a.slug}, get=READERS_PAGE),
     "segments.insights_organisation_csv": Entry(lambda w: {"slug": w.org_a.slug, "table": "channels"},
                                                 get=READERS_PAGE),
+    "segments.comparison": Entry(get=READERS_PAGE),
+    "segments.comparison_organisation": Entry(lambda w: {"slug": w.org_a.slug}, get=READERS_PAGE),
+    "segments.comparison_portrait": Entry(lambda w: {"slug": w.org_a.slug}, get=READERS_PAGE),
+    "segments.comparison_csv": Entry(lambda w: {"slug": w.org_a.slug}, get=READERS_PAGE),
     "segments.insights_pick_organisation": Entry(lambda w: {"slug": w.org_a.slug}, get=R(LOGIN, 302, 302, 302, 302)),
     # --- campaigns ---
     "campaigns.index": Entry(get=R(LOGIN, 200, 200, 403, 200)),

@@ -15,6 +15,7 @@ import io
 import json
 from collections import Counter
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -524,6 +525,42 @@ def test_preview_at_the_edges_of_the_calendar_is_a_400(clients, as_of):
                                                                 "as_of": as_of})
     assert response.status_code == 400, response.status_code
     assert response.get_json()["path"] == "/as_of" and as_of in response.get_json()["error"]
+
+
+# --- the comparison's filters (GET) --------------------------------------------------------------
+
+def test_comparison_filters_answer_a_page_or_a_clear_error(session, world, clients):
+    """Any season, second season, discipline or organisation in the query string: the page, a 400 in
+    words, or a 404 for an organisation that is not the user's to see; never a 500, nothing written but
+    the audited question."""
+    seen: Counter = Counter()
+
+    valid = st.sampled_from([world.org_a.slug, world.org_a.slug] + [o.slug for o in world.orgs])
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(role=st.sampled_from(["staff", "venue"]), slug=st.one_of(valid, valid, valid, junk),
+           season=st.one_of(st.sampled_from(["", "all", "2024-2025", "2025", "2026-2027"]), junk),
+           compare=st.one_of(st.sampled_from(["", "2024", "2025-2026"]), junk),
+           discipline=st.one_of(st.sampled_from(["", "theatre", "music", "dance"]), junk),
+           page=st.sampled_from(["", "/portrait", "/comparison.csv"]))
+    def filters(role, slug, season, compare, discipline, page):
+        before = counts(session)
+        query = {"season": season, "compare": compare, "discipline": discipline}
+        if page:  # the organisation's own URLs
+            url = f"/segments/comparison/{quote(slug, safe='')}{page}"
+        else:  # the organisation picker
+            url, query = "/segments/comparison", {**query, "slug": slug}
+        response = clients[role].get(url, query_string=query, follow_redirects=True)
+        body = response.get_data(as_text=True)
+        assert response.status_code in (200, 400, 404), (slug, season, compare, discipline, response.status_code)
+        assert "Traceback" not in body
+        if response.status_code == 400:
+            assert "<h1>" in body and ("choose" in body.lower() or "choisissez" in body.lower())
+        assert counts(session) == before
+        seen[response.status_code] += 1
+
+    filters()
+    assert seen[200] and seen[400] and seen[404], seen
 
 
 # --- pilot analyze -------------------------------------------------------------------------------

@@ -146,6 +146,18 @@ def test_insights_of_another_organisation_are_a_404(app, make_user, world):
     assert client.get("/segments/insights/organisation/no-such-org").status_code == 404
 
 
+def test_the_comparison_of_another_organisation_is_a_404(app, make_user, world):
+    client = venue_client(app, make_user, world.orgs[1])
+    for org in world.orgs + [world.outsider]:
+        own = org.id == world.orgs[1].id
+        for path in (f"/segments/comparison/{org.slug}", f"/segments/comparison/{org.slug}/portrait",
+                     f"/segments/comparison/{org.slug}/comparison.csv", f"/segments/comparison?slug={org.slug}"):
+            status = client.get(path).status_code
+            assert status == ((302 if "?" in path else 200) if own else 404), (path, status)
+        if not own:  # never named on the venue's own comparison
+            assert org.name not in client.get("/segments/comparison?lang=en").get_data(as_text=True)
+
+
 # --- no contact field for staff, evaluators and administrators -------------------------------------
 
 def _crawl_urls(app, world, role: str) -> list[str]:

@@ -18,11 +18,12 @@ def nav_links(html: str) -> list[tuple[str, bool, str]]:
 
 
 EXPECTED = {
-    "staff": ["/", "/segments/", "/campaigns/", "/experiments/", "/imports"],
-    "venue": ["/", "/segments/", "/campaigns/", "/experiments/", "/imports"],
+    "staff": ["/", "/segments/", "/segments/comparison", "/campaigns/", "/experiments/", "/imports"],
+    "venue": ["/", "/segments/", "/segments/comparison", "/campaigns/", "/experiments/", "/imports"],
     "evaluator": ["/", "/experiments/"],  # reports only, until an administrator grants the insights
-    "evaluator+insights": ["/", "/segments/insights", "/experiments/"],
-    "admin": ["/", "/segments/", "/campaigns/", "/experiments/", "/imports", "/admin/organisations"],
+    "evaluator+insights": ["/", "/segments/insights", "/segments/comparison", "/experiments/"],
+    "admin": ["/", "/segments/", "/segments/comparison", "/campaigns/", "/experiments/", "/imports",
+              "/admin/organisations"],
 }
 
 
@@ -48,6 +49,7 @@ def test_current_section_is_marked(login_as):
         assert current(admin, url) == ["/admin/organisations"], url
     assert current(admin, "/campaigns/") == ["/campaigns/"]
     assert current(admin, "/segments/insights") == ["/segments/"]
+    assert current(admin, "/segments/comparison") == ["/segments/comparison"]  # its own entry, not Segments
     assert current(admin, "/") == ["/"]
     evaluator = login_as("evaluator")
     grant_insights(evaluator.application, evaluator.user)
