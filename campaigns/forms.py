@@ -110,6 +110,9 @@ class CampaignForm(FlaskForm):
                                      message=_l("The control group takes 10%% to 90%% of the recipients."))])
     arm_a_share = IntegerField(_l("Test arm A (%)"), default=80, validators=[InputRequired(), NumberRange(min=1, max=90)])
     arm_b_share = IntegerField(_l("Test arm B (%, optional)"), validators=[Optional(), NumberRange(min=0, max=89)])
+    # 0: the arm carries the campaign's promotion (campaigns.offers)
+    arm_a_promotion = SelectField(_l("Offer of arm A"), coerce=int, choices=[], default=0)
+    arm_b_promotion = SelectField(_l("Offer of arm B"), coerce=int, choices=[], default=0)
     window_days = IntegerField(_l("Attribution window (days)"), default=30,
                                validators=[InputRequired(), NumberRange(min=1, max=365)])
     primary_metric = SelectField(_l("Primary metric"),
@@ -132,6 +135,11 @@ class CampaignForm(FlaskForm):
 
     def test_shares(self) -> list[int]:
         return [s for s in (self.arm_a_share.data, self.arm_b_share.data) if s]
+
+    def test_promotions(self) -> list[int | None]:
+        """The promotion chosen for each test arm given a share (None: the campaign's)."""
+        pairs = ((self.arm_a_share.data, self.arm_a_promotion.data), (self.arm_b_share.data, self.arm_b_promotion.data))
+        return [(p or None) if p != self.promotion.data else None for s, p in pairs if s]
 
 
 class ConfirmForm(FlaskForm):

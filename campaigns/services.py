@@ -19,6 +19,7 @@ from flask_babel import ngettext
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from campaigns import offers
 from campaigns.eligibility import consented_contacts, eligible_count, launch_time
 from campaigns.models import (
     CODE_STRATEGIES,
@@ -164,9 +165,7 @@ def create_promotion(session: Session, *, name_fr: str, name_en: str, message_fr
 
 def update_promotion(session: Session, promotion: Promotion, user=None, **fields) -> Promotion:
     """Change a promotion while every campaign using it is still a draft (flushes)."""
-    used = session.scalar(select(func.count()).select_from(Campaign)
-                          .where(Campaign.promotion_id == promotion.id, Campaign.status != "draft"))
-    if used:
+    if offers.campaigns_using(session, promotion.id):
         raise CampaignError(_("This promotion is used by a campaign already submitted: create a new promotion instead."))
     current = {
         "name_fr": promotion.name_fr, "name_en": promotion.name_en, "message_fr": promotion.message_fr,
@@ -190,10 +189,15 @@ def update_promotion(session: Session, promotion: Promotion, user=None, **fields
 
 # --- campaigns ----------------------------------------------------------------------------------
 
-def make_arms(control_share: int, test_shares: Sequence[int]) -> list[dict]:
-    """Arms as stored: ``control`` then ``A``, ``B``... with whole-percent shares."""
+def make_arms(control_share: int, test_shares: Sequence[int],
+              promotion_ids: Sequence[int | None] = ()) -> list[dict]:
+    """Arms as stored: ``control`` then ``A``, ``B``... with whole-percent shares; a test arm gets
+    ``promotion_id`` when ``promotion_ids`` names one at its position (``campaigns.offers``)."""
     arms = [{"name": "control", "share": int(control_share)}]
-    arms += [{"name": chr(ord("A") + i), "share": int(s)} for i, s in enumerate(s for s in test_shares if s)]
+    chosen = [(s, promotion_ids[i] if i < len(promotion_ids) else None) for i, s in enumerate(test_shares)]
+    for i, (share, promotion_id) in enumerate((s, p) for s, p in chosen if s):
+        arms.append({"name": chr(ord("A") + i), "share": int(share),
+                     **({"promotion_id": int(promotion_id)} if promotion_id else {})})
     return arms
 
 
@@ -210,6 +214,8 @@ def check_arms(arms: Sequence[dict]) -> None:
         raise CampaignError(_("Plan at least one test arm beside the control group."))
     if any(int(a["share"]) <= 0 for a in arms):
         raise CampaignError(_("Every arm needs a share greater than zero."))
+    if any(a.get("promotion_id") for a in control):
+        raise CampaignError(_("The control group receives no offer."))
     total = sum(int(a["share"]) for a in arms)
     if total != 100:
         raise CampaignError(_("The shares of the arms add up to %(total)d%%, not 100%%.", total=total))
@@ -235,6 +241,11 @@ def _check_campaign(campaign: Campaign) -> None:
         raise CampaignError(_("The planned launch must come after the approval deadline."))
 
 
+def _check_arm_promotions(session: Session, campaign: Campaign) -> None:
+    if offers.unknown_promotions(session, campaign.arms or []):
+        raise CampaignError(_("An arm names a promotion that does not exist."))
+
+
 CAMPAIGN_FIELDS = ("name", "objective", "segment_id", "promotion_id", "arms", "window_days", "primary_metric",
                    "secondary_metrics", "approval_deadline", "planned_launch_at")
 
@@ -257,6 +268,7 @@ def create_campaign(session: Session, *, name: str, objective: str, segment_id: 
         setattr(campaign, name_, list(value) if name_ == "secondary_metrics" else value)
     campaign.secondary_metrics = [m for m in campaign.secondary_metrics if m != primary_metric]
     _check_campaign(campaign)
+    _check_arm_promotions(session, campaign)
     session.add(campaign)
     session.flush()
     audit(session, "campaign.create", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
@@ -276,6 +288,7 @@ def update_campaign(session: Session, campaign: Campaign, user=None, **fields) -
         setattr(campaign, name, value)
     campaign.secondary_metrics = [m for m in campaign.secondary_metrics or [] if m != campaign.primary_metric]
     _check_campaign(campaign)
+    _check_arm_promotions(session, campaign)
     session.flush()
     audit(session, "campaign.update", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
           object_id=campaign.id, fields=sorted(fields))
@@ -349,10 +362,12 @@ def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt
     if campaign.approval_deadline <= now:
         raise TransitionRefused(_("The approval deadline has already passed: move it later."))
     launch_day = campaign.planned_launch_at.date()
-    if not promotion.valid_from <= launch_day <= promotion.valid_until:
-        raise TransitionRefused(_("The promotion is valid from %(start)s to %(end)s: the planned launch (%(launch)s) "
-                                  "must fall within it.", start=promotion.valid_from.isoformat(),
-                                  end=promotion.valid_until.isoformat(), launch=launch_day.isoformat()))
+    for item in {promotion.id: promotion, **{p.id: p for p in offers.arm_promotions(session, campaign).values()
+                                             if p is not None}}.values():
+        if not item.valid_from <= launch_day <= item.valid_until:
+            raise TransitionRefused(_("The promotion is valid from %(start)s to %(end)s: the planned launch "
+                                      "(%(launch)s) must fall within it.", start=item.valid_from.isoformat(),
+                                      end=item.valid_until.isoformat(), launch=launch_day.isoformat()))
     if snapshot is None:
         snapshot = _segment_snapshot(session, campaign, user, now)
     elif snapshot.version is None or snapshot.version.segment_id != campaign.segment_id:

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager
 
-from campaigns import services
+from campaigns import offers, services
 from campaigns.eligibility import figure_name, funnel, own_row
 from campaigns.forms import (
     APPROVAL_LABELS,
@@ -261,13 +261,17 @@ def _campaign_form(session, campaign: Campaign | None = None) -> CampaignForm:
     locale = str(get_locale())
     form.promotion.choices = [(p.id, p.name(locale)) for p in
                               session.scalars(select(Promotion).order_by(Promotion.id.desc()))]
+    same = [(0, _("Same as the campaign's promotion"))]
+    form.arm_a_promotion.choices = form.arm_b_promotion.choices = same + list(form.promotion.choices)
     if campaign is not None and request.method == "GET":
         form.name.data, form.objective.data = campaign.name, campaign.objective
         form.segment.data, form.promotion.data = campaign.segment_id, campaign.promotion_id
-        tests = [a["share"] for a in campaign.arms if a["name"] != "control"]
+        tests = [a for a in campaign.arms if a["name"] != "control"]
         form.control_share.data = campaign.control_share
-        form.arm_a_share.data = tests[0] if tests else None
-        form.arm_b_share.data = tests[1] if len(tests) > 1 else None
+        form.arm_a_share.data = tests[0]["share"] if tests else None
+        form.arm_b_share.data = tests[1]["share"] if len(tests) > 1 else None
+        form.arm_a_promotion.data = int(tests[0].get("promotion_id") or 0) if tests else 0
+        form.arm_b_promotion.data = int(tests[1].get("promotion_id") or 0) if len(tests) > 1 else 0
         form.window_days.data = campaign.window_days
         form.primary_metric.data = campaign.primary_metric
         form.secondary_metrics.data = campaign.secondary_metrics
@@ -280,7 +284,7 @@ def _campaign_fields(form: CampaignForm) -> dict:
     return {
         "name": form.name.data.strip(), "objective": form.objective.data, "segment_id": form.segment.data,
         "promotion_id": form.promotion.data,
-        "arms": services.make_arms(form.control_share.data, form.test_shares()),
+        "arms": services.make_arms(form.control_share.data, form.test_shares(), form.test_promotions()),
         "window_days": form.window_days.data, "primary_metric": form.primary_metric.data,
         "secondary_metrics": form.secondary_metrics.data or [],
         "approval_deadline": to_utc(form.approval_deadline.data),
@@ -351,6 +355,7 @@ def detail(campaign_id: int):
         "campaigns/campaign.html", campaign=campaign, funnel=shown, k=k, snapshot=snapshot,
         snapshot_size=shown.total.segment if shown is not None else None,
         list_matches=list_matches, now=utcnow(), locale=str(get_locale()),
+        arm_offers=offers.arm_promotions(session, campaign),
     )
 
 

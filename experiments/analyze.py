@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from experiments import stats
+from experiments.arm_pairs import compare_arm_pairs
 
 METRIC_TYPES = ("binary", "continuous")
 #: Planned shares may be typed with a few decimals (0.333, 0.333, 0.334): they must sum to 1
@@ -368,6 +369,9 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
     for c, w in zip([c for c in comparisons if "winsorised" in c], winsorised):
         c["winsorised"]["p_adjusted_arms"] = w["p_adjusted_arms"]
     result["comparisons"] = comparisons
+    if len(arms) > 2:  # an extension: each pair of test arms (A − B), Holm over the pairs of a metric
+        result["arm_pairs"] = compare_arm_pairs(arms[1:], kinds, lambda a, m: data.metrics[m][data.arm_codes == code_of[a]],
+                                                alpha)
     if ratio_pairs:
         out = []
         for arm in arms[1:]:
@@ -501,6 +505,9 @@ def analyze_command(files, arm_column, control, metrics, covariate, strata, shar
       binary arm has under 5 events;
     - p_adjusted: Holm over the arm's metrics; p_adjusted_arms: Holm across
       the arms' comparisons with the control, metric by metric;
+    - with two test arms or more, "arm_pairs": each pair of test arms
+      (arm - versus, e.g. A - B) with the same tests, p_adjusted Holm over
+      the pairs of a metric;
     - --covariate: CUPED, theta = cov(Y,X)/var(X) over both arms, Welch on
       Y - theta(X - mean X); "history": false when X is constant;
     - --strata: CMH (binary; Mantel-Haenszel odds ratio, Robins-Breslow-

@@ -40,7 +40,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from campaigns.models import Promotion
 from core.db import no_index
 from core.models import Organisation, Show, Transaction, utcnow
-from experiments import power
+from experiments import offers, power
 from experiments.models import Experiment, Outcome, Recipient
 
 OUTCOME_COLUMNS = ("experiment_id", "recipient_id", "arm", "organisation_id", "converted", "revenue_cents", "tickets",
@@ -272,11 +272,21 @@ def _normalised_code(column):
     return func.upper(func.trim(column))
 
 
-def code_rule(experiment: Experiment, promotion: Promotion | None) -> CodeRule | None:
-    """The experiment's redemption rule, or None when no code can be redeemed."""
+def code_rule(experiment: Experiment, promotion: Promotion | None,
+              arm_promotions: Sequence[Promotion | None] = ()) -> CodeRule | None:
+    """The experiment's redemption rule, or None when no code can be redeemed.
+
+    With test arms carrying their own promotions (``arm_promotions``), codes count from the
+    earliest validity to the end of the latest; when the arms' code rules differ, each recipient
+    redeems their own arm's code (``experiments.offers.recipient_code``: ``shared`` is None).
+    """
     start, end = _validity(promotion, experiment.launched_at)
+    if any(p is not None for p in arm_promotions):
+        start, end = offers.redemption_period([promotion, *arm_promotions], experiment.launched_at)
     if end <= start:
         return None
+    if offers.mixed_codes(experiment):
+        return CodeRule(start, end)
     if experiment.code_strategy == "shared":
         return CodeRule(start, end, experiment.shared_code) if experiment.shared_code else None
     return CodeRule(start, end)
@@ -285,8 +295,8 @@ def code_rule(experiment: Experiment, promotion: Promotion | None) -> CodeRule |
 def leaked_uses(session: Session, experiment: Experiment, scope: Scope, promotion: Promotion | None) -> int:
     """Purchases at participating organisations, during the validity, that used one of the
     experiment's unique codes without being its holder (they count for no one)."""
-    rule = code_rule(experiment, promotion)
-    if experiment.code_strategy != "unique" or rule is None or not scope.organisation_ids:
+    rule = code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values()))
+    if not offers.any_unique_codes(experiment) or rule is None or not scope.organisation_ids:
         return 0
     r = aliased(Recipient, name="r")
     t = aliased(Transaction, name="t")
@@ -389,9 +399,10 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
     if incremental and (latest or 0) <= previous:
         mode = "unchanged"
     else:
+        code = offers.recipient_code(experiment) if offers.mixed_codes(experiment) else Recipient.code
         recipients = select(Recipient.id.label("unit"), Recipient.spectator_id.label("spectator_id"),
                             Recipient.arm.label("arm"), Recipient.organisation_id.label("organisation_id"),
-                            Recipient.code.label("code")).where(Recipient.experiment_id == experiment.id)
+                            code.label("code")).where(Recipient.experiment_id == experiment.id)
         if incremental:
             touched = select(Transaction.spectator_id).where(Transaction.id > previous)
             recipients = recipients.where(Recipient.spectator_id.in_(touched))
@@ -403,7 +414,8 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
         if scope.organisation_ids:
             extra = ("arm", "organisation_id")
             rows = period_rows(recipients, "spectator_id", experiment.pre_start, experiment.launched_at,
-                               experiment.window_end, scope, extra, code_rule(experiment, promotion),
+                               experiment.window_end, scope, extra,
+                               code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values())),
                                masks=session.get_bind().dialect.name == "postgresql")
             metrics = per_unit_metrics(rows, extra, group_column="spectator_id").subquery("metrics")
             _insert_from_select(session, Outcome.__table__, OUTCOME_COLUMNS, select(

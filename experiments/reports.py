@@ -21,7 +21,7 @@ from campaigns.models import Campaign
 from core.db import no_index
 from core.models import Organisation, Spectator, Transaction, utcnow
 from core.privacy import Cell, Release, SuppressedTable, is_small, strictest_k, suppress_table
-from experiments import power, stats
+from experiments import arm_pairs, offers, power, stats
 from experiments.models import BINARY_METRICS, Experiment, Outcome, Recipient, ReportSnapshot
 from experiments.outcomes import Scope, per_unit_metrics, period_rows, promotion_scope
 from segments.models import SnapshotMember
@@ -361,6 +361,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                                "capped": _shown(winsor.n_capped, k) if winsor else None}
 
     comparisons, headline, roi, redemption, balance, ratios = [], [], [], [], [], []
+    arm_promos = offers.arm_promotions(session, experiment)  # each arm's costs (experiments.arm_pairs)
     for i, arm in enumerate(names):
         if i == control:
             continue
@@ -426,7 +427,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         redemption.append(uptake)
 
         # incremental revenue and return on the promotion (raw revenue)
-        roi.append(_roi(arm, data, mc, ma, redeemed, promotion, alpha, k, arm_hidden))
+        roi.append(_roi(arm, data, mc, ma, redeemed, arm_promos.get(arm) or promotion, alpha, k, arm_hidden))
 
         # ratio metrics marketers read: revenue and tickets per buyer (delta method)
         buyers = data.window["conversion"]
@@ -481,6 +482,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     report["organisations"] = _breakdown(data, strata, org_ids, org_names, primary, alpha, table, experiment)
     report["health"] = _health(experiment, org_names, k, balance, comparisons, table, org_ids)
     report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), shown_n)
+    report.update(arm_pairs.report_extension(session, experiment, data, declared, alpha, k, shown_n, metric_kind, is_small))
     return report
 
 

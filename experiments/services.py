@@ -22,12 +22,14 @@ from sqlalchemy.orm import Session
 
 from campaigns.eligibility import eligible_select, usable_email
 from campaigns.models import Campaign, ContactHistory
+from campaigns.offers import arm_promotions as campaign_arm_promotions
 from campaigns.services import mark_closed, mark_launched, mark_measuring, status_label
 from core import sql
 from core.models import Consent, Contact, Spectator, audit, utcnow
 from experiments import stats
 from experiments.assignment import ASSIGNMENT_VERSION, Assignment, assign, unique_codes
 from experiments.models import ContactList, Experiment, Recipient
+from experiments.offers import arm_offers, frozen_arms
 from experiments.outcomes import analyze_tables, match_outcomes, tune, untune
 
 SCHEDULER = "scheduler"
@@ -177,9 +179,10 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     promotion = campaign.promotion
     if promotion is None:
         raise ExperimentError(_("The campaign has no promotion."))
-    if now.date() > promotion.valid_until:
-        raise ExperimentError(_("The promotion ended on %(day)s: it can no longer be launched.",
-                                day=promotion.valid_until.isoformat()))
+    for item in [promotion, *(p for p in campaign_arm_promotions(session, campaign).values() if p is not None)]:
+        if now.date() > item.valid_until:
+            raise ExperimentError(_("The promotion ended on %(day)s: it can no longer be launched.",
+                                    day=item.valid_until.isoformat()))
     if not 0.0 < alpha < 1.0:
         raise ExperimentError(_("The significance level must be between 0 and 1."))
     clock = _Clock(timings)
@@ -194,7 +197,7 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
         if tuned:
             untune(session)
         raise ExperimentError(_("Nobody is eligible at launch (consent, approvals and exclusions leave no one)."))
-    arms = [{"name": a["name"], "share": int(a["share"])} for a in campaign.arms]
+    arms = frozen_arms(session, campaign)  # with each test arm's promotion and code rule
     seed = int(seed) if seed is not None else secrets.randbits(62)
     experiment = Experiment(
         campaign_id=campaign.id, seed=seed, assignment_version=ASSIGNMENT_VERSION, arms=arms, strata="organisation",
@@ -212,9 +215,11 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     drawn = draw_assignment(spectators, organisations, arms, seed, ASSIGNMENT_VERSION)
     names = list(drawn.arm_names)
     is_test = drawn.arms != names.index("control")
+    unique_arms = [names.index(a["name"]) for a in arms if a["name"] != "control"
+                   and a.get("code_strategy", promotion.code_strategy) == "unique"]
+    coded = np.isin(drawn.arms, unique_arms)
     clock.lap("assignment")
-    _write_recipients(session, experiment, drawn, is_test,
-                      (code_generator or unique_codes) if promotion.code_strategy == "unique" else None)
+    _write_recipients(session, experiment, drawn, coded, (code_generator or unique_codes) if unique_arms else None)
     clock.lap("recipients_written")
 
     # set-wise from the rows just written; ``contact_history`` has no foreign keys to check per row
@@ -248,7 +253,8 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
 def _write_recipients(session: Session, experiment: Experiment, drawn: Assignment, is_test: np.ndarray,
                       code_generator) -> None:
     """Insert the experiment's recipients, in the order of ``drawn`` (by spectator id), with a unique
-    code each in the test arms when ``code_generator`` is given (``f(count, taken) -> codes``).
+    code each where ``is_test`` (the test arms whose promotion has unique codes) when
+    ``code_generator`` is given (``f(count, taken) -> codes``).
 
     The codes are handed out in their sorted order along the spectator ids: the set of codes is
     exactly as random (guessing a valid one is as hopeless), and both unique indexes of ``recipient``
@@ -335,6 +341,7 @@ class ContactRow:
     language: str
     arm: str
     code: str | None
+    recipient_id: int = 0  # keys the recipient's unsubscribe link (experiments.contact_exports)
 
 
 def contact_rows(session: Session, experiment: Experiment, organisation_id: int) -> list[ContactRow]:
@@ -348,7 +355,8 @@ def contact_rows(session: Session, experiment: Experiment, organisation_id: int)
     withdrawn = exists().where(Consent.contact_id == Contact.id, Consent.channel == "email",
                                Consent.withdrawn_at.is_not(None))
     rows = session.execute(
-        select(Contact.last_name, Contact.first_name, Contact.email, Contact.language, Recipient.arm, Recipient.code)
+        select(Contact.last_name, Contact.first_name, Contact.email, Contact.language, Recipient.arm, Recipient.code,
+               Recipient.id)
         .select_from(Recipient)
         .join(Contact, and_(Contact.spectator_id == Recipient.spectator_id,
                             Contact.organisation_id == Recipient.organisation_id))
@@ -358,9 +366,9 @@ def contact_rows(session: Session, experiment: Experiment, organisation_id: int)
                usable_email(Contact.email))
         .order_by(Contact.last_name, Contact.first_name, Recipient.id)
     ).all()
-    shared = experiment.shared_code if experiment.code_strategy == "shared" else None
-    return [ContactRow(r.last_name, r.first_name, r.email, _language(r.language), r.arm, r.code or shared)
-            for r in rows]
+    shared = {arm: offer.shared_code for arm, offer in arm_offers(experiment).items()}
+    return [ContactRow(r.last_name, r.first_name, r.email, _language(r.language), r.arm, r.code or shared.get(r.arm),
+                       r.id) for r in rows]
 
 
 def _language(value: str | None) -> str:

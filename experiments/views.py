@@ -29,7 +29,7 @@ from core.models import Organisation, utcnow
 from core.privacy import strictest_k
 from core.questions import current_release
 from core.scheduler import describe_schedule, next_run_times, registered_jobs, scheduler_timezone
-from experiments import charts, outcomes, reports, services
+from experiments import charts, contact_exports, offers, outcomes, reports, services, unsubscribe
 from experiments.forms import LaunchForm, PostForm, PowerForm
 from experiments.models import ContactList, Experiment, Recipient
 from experiments.services import ContactListExpired, ExperimentError
@@ -372,7 +372,7 @@ def report(experiment_id: int):
         headline=[] if waiting else headline_sentences(data), charts=_charts(data), refresh_form=PostForm(),
         metric_titles=METRIC_TITLES, metric_names=METRIC_NAMES, test_names=TEST_NAMES, own_list=own_list,
         now=utcnow(), is_expired=services.is_expired, waiting=waiting,
-        matching=_matching_schedule() if waiting else None,
+        matching=_matching_schedule() if waiting else None, several_arms=len(data.get("arms") or []) > 2,
         can_refresh=current_user.role in STAFF and not is_closed(experiment))
 
 
@@ -468,12 +468,19 @@ def report_csv(experiment_id: int):
 @bp.route("/<int:experiment_id>/contacts.csv")
 @roles_required("venue")
 def contacts_csv(experiment_id: int):
-    """The venue's own test-arm recipients, for its own e-mail tool (the control arm is never exported)."""
+    """The venue's own test-arm recipients, for its own e-mail tool (the control arm is never
+    exported): ``?format=generic`` (default), ``mailchimp`` or ``cyberimpact``
+    (``experiments.contact_exports``), each line with its arm's code and message and its own
+    unsubscribe link."""
     session = db_session()
     experiment = session.get(Experiment, experiment_id)
     item = services.contact_list_for(session, experiment_id, current_user.organisation_id) if experiment else None
     if item is None:
         abort(404)
+    fmt = request.args.get("format", "generic")
+    if fmt not in contact_exports.FORMATS:
+        flash(_("Unknown list format: choose the generic CSV, Mailchimp or Cyberimpact."), "error")
+        return redirect(url_for("experiments.index"))
     rows = services.contact_rows(session, experiment, current_user.organisation_id)
     try:
         services.record_download(session, item, len(rows), user=current_user)
@@ -482,14 +489,31 @@ def contacts_csv(experiment_id: int):
         flash(exc.reason, "error")
         return redirect(url_for("experiments.index"))
     session.commit()
-    promotion = experiment.campaign.promotion
-    header = [_("Last name"), _("First name"), _("E-mail"), _("Language"), _("Arm"), _("Promotion code"),
-              _("Promotion"), _("Message"), _("Valid from"), _("Valid until")]
-    lines = [(row.last_name, row.first_name, row.email, row.language, row.arm, row.code,
-              promotion.name(row.language), promotion.message(row.language), promotion.valid_from,
-              promotion.valid_until) for row in rows]
+    export = contact_exports.build(fmt, rows, offers.arm_promotions(session, experiment),
+                                   lambda row: unsubscribe.link_for(row.recipient_id, row.language))
     org = session.get(Organisation, current_user.organisation_id)
-    return csv_response(lines, f"contacts-{experiment.id}-{org.slug}-{utcnow():%Y%m%d}.csv", header=header)
+    return csv_response(export.lines, f"contacts-{experiment.id}-{org.slug}-{utcnow():%Y%m%d}{export.suffix}.csv",
+                        header=export.header, bom=export.bom)
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"], endpoint="unsubscribe")
+def unsubscribe_page(token: str):
+    """The public page of a recipient's unsubscribe link: a confirmation, then the opt-out
+    (``experiments.unsubscribe``). A bad token gets a page saying so, never an error."""
+    session = db_session()
+    found = unsubscribe.find(session, token) if len(token) <= 200 else None
+    if found is None:
+        return render_template("experiments/unsubscribe.html", state="invalid", form=None), 404
+    form = PostForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            flash(_("The page had expired: press the button again."), "error")
+        else:
+            done = unsubscribe.record(session, token)
+            session.commit()
+            return render_template("experiments/unsubscribe.html", state="done", form=None,
+                                   organisation=done.organisation if done else found[1].name)
+    return render_template("experiments/unsubscribe.html", state="confirm", form=form, organisation=found[1].name)
 
 
 # --- the dashboard and the campaign page --------------------------------------------------------

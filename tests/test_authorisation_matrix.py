@@ -154,7 +154,21 @@ MATRIX: dict[str, Entry] = {
     "experiments.report_json": Entry(lambda w: {"experiment_id": w.experiment.id}, get=READERS_PAGE),
     "experiments.refresh": Entry(lambda w: {"experiment_id": w.experiment.id}, get=NO_GET, post=STAFF_POST),
     "experiments.contacts_csv": Entry(lambda w: {"experiment_id": w.experiment.id}, get=VENUE_PAGE),
+    # public: the recipient of a contact list's message follows their own signed link (no login)
+    "experiments.unsubscribe": Entry(lambda w: {"token": _unsubscribe_token(w)}, get=everyone(200),
+                                     post=everyone(ALLOWED)),
 }
+
+
+def _unsubscribe_token(world) -> str:
+    """The signed unsubscribe token of the experiment's first test-arm recipient (inside a request)."""
+    from core.db import db_session
+    from experiments import unsubscribe
+    from experiments.models import Recipient
+
+    recipient_id = db_session().scalar(select(Recipient.id).where(Recipient.experiment_id == world.experiment.id,
+                                                                  Recipient.arm != "control").order_by(Recipient.id))
+    return unsubscribe.token_for(recipient_id)
 
 
 # --- the world the URLs point into ------------------------------------------------------------

@@ -190,7 +190,7 @@ FUZZED = {
     "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
     "campaigns.clear_exclusions", "campaigns.erasure", "campaigns.erasure_confirm",
-    "experiments.launch", "experiments.refresh",
+    "experiments.launch", "experiments.refresh", "experiments.unsubscribe",
 }
 
 
@@ -353,7 +353,9 @@ def test_campaign_forms(session, world, clients):
     campaign = form(
         name=field("Campagne"), objective=field("acquisition", "cross_sell", "upsell"),
         segment=field(str(world.district.segment.id)), promotion=field(str(world.district.promotion.id)),
-        control_share=field("20"), arm_a_share=field("80"), arm_b_share=field(""),
+        control_share=field("20"), arm_a_share=field("80", "40"), arm_b_share=field("", "40"),
+        arm_a_promotion=field("0", str(world.district.promotion.id)),
+        arm_b_promotion=field("0", str(world.district.promotion.id)),
         window_days=field("30", "365", "1"), primary_metric=field("conversion", "revenue"),
         secondary_metrics=multi("revenue", "tickets"), approval_deadline=field(deadline),
         planned_launch_at=field(launch))
@@ -461,6 +463,43 @@ def test_erasure_launch_refresh_and_logout(app, session, world, clients):
         post_and_check(clients[role], session, f"/experiments/{world.experiment.id}/refresh", {"x": "\x00"},
                        refused_keeps=False)
     post_and_check(clients["admin"], session, "/logout", {"junk": "🎭" * 100}, refused_keeps=False)
+
+
+def test_unsubscribe_links_take_any_token(app, session, world):
+    """The public unsubscribe page: a junk, forged or altered token is a clear 404 page (GET and
+    POST), never a 500; nobody is unsubscribed but by their own valid token."""
+    from experiments import unsubscribe
+
+    anonymous = app.test_client()
+    recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == world.experiment.id,
+                                                       Recipient.arm != "control").order_by(Recipient.id))
+    with app.test_request_context():
+        good = unsubscribe.token_for(recipient.id)
+    token = st.one_of(junk.filter(lambda t: t.strip("/") and "/" not in t and "?" not in t and "#" not in t),
+                      st.builds(lambda cut, tail: good[:cut] + tail, st.integers(0, len(good)),
+                                st.text(alphabet="ABCxyz019-_.", max_size=4)).filter(lambda t: t != good))
+
+    @settings(max_examples=EXAMPLES * 2, **SETTINGS)
+    @given(token, st.booleans())
+    def attempts(value, post):
+        from urllib.parse import quote
+
+        url = f"/experiments/unsubscribe/{quote(value, safe='')}"
+        response = anonymous.post(url, data={"x": value}) if post else anonymous.get(url)
+        body = response.get_data(as_text=True)
+        assert response.status_code < 500 and "Traceback" not in body, (value, body[:300])
+        assert response.status_code in (400, 404), value
+        assert opted_out() == before, value  # no junk token unsubscribed anybody
+
+    def opted_out() -> int:
+        session.expire_all()
+        return session.scalar(select(func.count()).select_from(Spectator).where(Spectator.opted_out_at.is_not(None)))
+
+    before = opted_out()
+    attempts()
+    assert anonymous.post(f"/experiments/unsubscribe/{good}").status_code == 200
+    session.expire_all()
+    assert session.get(Spectator, recipient.spectator_id).opted_out_at is not None
 
 
 # --- the rule preview endpoint -------------------------------------------------------------------

@@ -154,6 +154,30 @@ def independent_analysis(df: pd.DataFrame, alpha: float = ALPHA) -> dict:
             row["p_adjusted_arms"] = p
             row["cuped"]["p_adjusted_arms"] = p_cuped
     expected["comparisons"] = comparisons
+    # the extension: offer against offer (Mens − Womens), the same tests, Holm over the single pair
+    first, second = (df[df["segment"] == label] for label in ARMS[1:])
+    pairs = []
+    for metric, kind in METRICS.items():
+        y_a, y_b = first[metric].to_numpy(float), second[metric].to_numpy(float)
+        n_a, n_b = y_a.size, y_b.size
+        row = {"arm": ARMS[1], "versus": ARMS[2], "metric": metric, "type": kind, "n_arm": n_a, "n_versus": n_b,
+               "arm_mean": y_a.mean(), "versus_mean": y_b.mean(), "abs_diff": y_a.mean() - y_b.mean(),
+               "rel_reason": None}
+        if kind == "binary":
+            x_a, x_b = int(y_a.sum()), int(y_b.sum())
+            stat, p = proportions_ztest([x_a, x_b], [n_a, n_b])
+            ci = confint_proportions_2indep(x_a, n_a, x_b, n_b, method="wald", compare="diff", alpha=alpha)
+            rel_low, rel_high = confint_proportions_2indep(x_a, n_a, x_b, n_b, compare="ratio", method="log",
+                                                           alpha=alpha)
+            row.update(abs_ci=list(ci), rel_diff=y_a.mean() / y_b.mean() - 1, rel_ci=[rel_low - 1, rel_high - 1],
+                       test="z-test", statistic=stat, p_value=p, p_adjusted=p)
+        else:
+            stat, p, _dof, ci = _welch_fields(y_a, y_b, alpha)
+            rel, rel_ci = _relative(y_b.mean(), y_b.var(ddof=1), n_b, y_a.mean(), y_a.var(ddof=1), n_a, alpha)
+            row.update(abs_ci=ci, rel_diff=rel, rel_ci=rel_ci, test="welch", statistic=stat, p_value=p,
+                       p_adjusted=p)
+        pairs.append(row)
+    expected["arm_pairs"] = pairs
     return expected
 
 
