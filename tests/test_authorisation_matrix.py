@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from campaigns import services as campaign_services
 from campaigns.models import Approval, Campaign, ProviderApproval
 from core.importing import import_file
-from core.models import Contact, ImportBatch, Organisation, User, UserToken
+from core.models import Contact, ImportBatch, Organisation, User, UserToken, Venue
 from core.scheduler import registered_jobs
 from experiments import services as experiment_services
 from experiments.models import ContactList, Experiment
@@ -93,6 +93,9 @@ MATRIX: dict[str, Entry] = {
     "admin.users": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "admin.user_access": Entry(lambda w: {"user_id": 1}, get=NO_GET, post=ADMIN_POST),
     "admin.user": Entry(lambda w: {"user_id": 1}, get=ADMIN_PAGE),
+    "admin.organisation": Entry(lambda w: {"organisation_id": w.org_a.id}, get=ADMIN_PAGE, post=ADMIN_POST),
+    "admin.organisation_venues": Entry(lambda w: {"organisation_id": w.org_a.id}, get=NO_GET, post=ADMIN_POST),
+    "admin.venue": Entry(lambda w: {"venue_id": w.venue_a}, get=NO_GET, post=ADMIN_POST),
     "admin.user_role": Entry(lambda w: {"user_id": 1}, get=NO_GET, post=ADMIN_POST),
     "admin.user_link": Entry(lambda w: {"user_id": 1}, get=NO_GET, post=ADMIN_POST),
     "admin.user_deactivate": Entry(lambda w: {"user_id": 1}, get=ADMIN_PAGE, post=ADMIN_POST),
@@ -216,6 +219,7 @@ class World:
     contact_lists: dict = field(default_factory=dict)  # experiment id → organisation ids with a list
     contacts: dict = field(default_factory=dict)    # organisation id → personal values of its contacts
     provider_a: int = 0                  # organisation A's pending data-provider request (the awaiting campaign)
+    venue_a: int = 0                     # a hall of organisation A
 
     @property
     def org_a(self) -> Organisation:
@@ -285,7 +289,8 @@ def build_world(app, session, tmp_path: Path, per_org: int = 12, shared: int = 4
         return World(district=district, orgs=list(district.orgs), launched=launched, awaiting=awaiting, draft=draft,
                      experiment=experiment, batch_a=result.batch_id, job_id=sorted(registered_jobs(app))[0],
                      approval_a=approval_a, approvals=approvals, batches=batches, contact_lists=lists,
-                     contacts=_personal_values(session), provider_a=provider.id)
+                     contacts=_personal_values(session), provider_a=provider.id,
+                     venue_a=session.scalar(select(Venue.id).where(Venue.organisation_id == org_a.id)))
 
 
 def grant_insights(app, user) -> None:
@@ -413,6 +418,9 @@ def test_denied_posts_change_nothing(app, session, make_user, tmp_path):
         "admin.user_role": {"role": "admin", "organisation": ""},
         "admin.user_deactivate": {"confirm": "yes"},
         "admin.user_link": {},
+        "admin.organisation": {"name": "Intrus", "kind": "festival", "sender_email": "intrus@example.org"},
+        "admin.organisation_venues": {"name": "Salle intruse", "capacity": "10"},
+        "admin.venue": {"action": "delete"},
     }
     for endpoint, data in forms.items():
         url = url_of(app, endpoint, world)
@@ -429,7 +437,9 @@ def _state(session) -> dict:
     return {
         "campaigns": sorted(session.execute(select(Campaign.id, Campaign.status)).all()),
         "approvals": sorted(session.execute(select(Approval.id, Approval.status)).all()),
-        "organisations": sorted(session.scalars(select(Organisation.slug))),
+        "organisations": sorted(session.execute(select(Organisation.slug, Organisation.name, Organisation.kind,
+                                                       Organisation.sender_email))),
+        "venues": sorted(session.execute(select(Venue.id, Venue.name, Venue.capacity))),
         "experiments": sorted(session.scalars(select(Experiment.id))),
         "users": sorted(session.execute(select(User.email, User.role, User.active, User.session_version))),
         "links": session.scalar(select(func.count()).select_from(UserToken)),

@@ -25,7 +25,7 @@ from hypothesis.control import currently_in_test_context
 from sqlalchemy import func, select
 
 from campaigns.models import Approval, Campaign, Exclusion, Promotion
-from core.models import Contact, ImportBatch, Organisation, Spectator, Transaction, User
+from core.models import Contact, ImportBatch, Organisation, Spectator, Transaction, User, Venue
 from experiments.analyze import analyze_command
 from experiments.models import Experiment, Recipient
 from segments.models import Segment, SegmentVersion
@@ -110,7 +110,11 @@ def counts(session) -> dict:
     session.expire_all()
     found = {m.__name__: session.scalar(select(func.count()).select_from(m))
              for m in (Approval, Campaign, Contact, Exclusion, Experiment, ImportBatch, Organisation, Promotion,
-                       Recipient, Segment, SegmentVersion, Spectator, Transaction, User)}
+                       Recipient, Segment, SegmentVersion, Spectator, Transaction, User, Venue)}
+    found["organisation_details"] = sorted(session.execute(select(
+        Organisation.id, Organisation.name, Organisation.kind, Organisation.disciplines, Organisation.k_threshold,
+        Organisation.sender_name, Organisation.sender_email)).all())
+    found["venue_details"] = sorted(session.execute(select(Venue.id, Venue.name, Venue.capacity)).all())
     found["statuses"] = sorted(session.execute(select(Campaign.id, Campaign.status)).all())
     found["answers"] = sorted(session.execute(select(Approval.id, Approval.status)).all())
     return found
@@ -186,6 +190,7 @@ FUZZED = {
     "questions.index",
     "auth.change_password", "admin.user_access", "campaigns.decide_provider",
     "admin.user_role", "admin.user_link", "admin.user_deactivate", "account.choose_password",
+    "admin.organisation", "admin.organisation_venues", "admin.venue",
     "segments.new", "segments.edit", "segments.preview_json",
     "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
@@ -304,6 +309,42 @@ def test_people_forms(app, session, world, clients, make_user):
     choose()
     assert accepted(f"/admin/users/{target.id}/role") and accepted(f"/admin/users/{target.id}/deactivate")
     assert accepted(f"/admin/users/{target.id}/link") and accepted("/account/new-password")
+
+
+def test_organisation_forms(app, session, world, clients, make_org):
+    """An organisation's details and its halls, with junk."""
+    admin = clients["admin"]
+    org = make_org("salle-floue", "Salle floue")
+    orgs = st.sampled_from([org.id, org.id, world.org_a.id, 0, 2**31 - 1])
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(name=field("Salle floue", "Théâtre d'en face"), kind=field("venue", "company", "festival"),
+                disciplines=multi("theatre", "dance", "music"), k_threshold=field("", "10", "1000"),
+                sender_name=field("", "Billetterie"), sender_email=field("", "billets@example.org")), orgs)
+    def details(data, organisation_id):
+        post_and_check(admin, session, f"/admin/organisations/{organisation_id}", data)
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(name=field(strategy=st.integers(0, 10**6).map(lambda n: f"Salle {n}")),
+                capacity=field("", "1", "250", "100000")), orgs)
+    def halls(data, organisation_id):
+        post_and_check(admin, session, f"/admin/organisations/{organisation_id}/venues", data)
+
+    def hall_ids():
+        return sorted(session.scalars(select(Venue.id).where(Venue.organisation_id == org.id))) or [0]
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(action=field("update", "update", "delete"), name=field("Grande salle", "Studio"),
+                capacity=field("", "80")), st.integers(0, 3))
+    def changes(data, pick):
+        ids = hall_ids() + [world.venue_a, 2**31 - 1]
+        post_and_check(admin, session, f"/admin/venues/{ids[pick % len(ids)]}", data)
+
+    details()
+    halls()
+    changes()
+    assert accepted(f"/admin/organisations/{org.id}") and accepted(f"/admin/organisations/{org.id}/venues")
+    assert any(url.startswith("/admin/venues/") and status == 302 for url, status in OUTCOMES)
 
 
 def test_provider_form(session, world, clients):

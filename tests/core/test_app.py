@@ -150,15 +150,18 @@ def test_audit_log_filters_by_action_actor_object_and_period(login_as, session):
 
     def shown(query):
         page = client.get(f"/admin/audit?lang=en&{query}").get_data(as_text=True)
-        return {object_id for object_id in ("campaign 7", "campaign 8", "segment 3", "campaign 9") if object_id in page}
+        return {object_id for object_id in ("campaign #7", "campaign #8", "segment #3", "campaign #9")
+                if object_id in page}
 
-    assert shown("") == {"campaign 7", "campaign 8", "segment 3", "campaign 9"}
-    assert shown("action=campaign.launch") == {"campaign 7", "campaign 8"}
-    assert shown("actor=MARIE") == {"campaign 7", "segment 3"}
-    assert shown("actor=0%25_") == {"campaign 9"}  # % and _ are matched as themselves, not as wildcards
-    assert shown("object_type=campaign&object_id=8") == {"campaign 8"}
-    assert shown("since=2026-10-02&until=2026-10-03") == {"campaign 8"}  # the last day is included
-    assert shown("since=not-a-date") == {"campaign 7", "campaign 8", "segment 3", "campaign 9"}
+    assert shown("") == {"campaign #7", "campaign #8", "segment #3", "campaign #9"}
+    assert shown("action=campaign.launch") == {"campaign #7", "campaign #8"}
+    assert shown("actor=MARIE") == {"campaign #7", "segment #3"}
+    assert shown("actor=0%25_") == {"campaign #9"}  # % and _ are matched as themselves, not as wildcards
+    assert shown("object_type=campaign&object_id=8") == {"campaign #8"}
+    # days in Montreal time, the last one included: 2026-10-03 23:59 UTC is 19:59 on the 3rd there
+    assert shown("since=2026-10-02&until=2026-10-03") == {"campaign #8"}
+    assert shown("since=2026-10-04&until=2026-10-04") == set()
+    assert shown("since=not-a-date") == {"campaign #7", "campaign #8", "segment #3", "campaign #9"}
     assert "No event matches these filters." in client.get("/admin/audit?lang=en&actor=nobody").get_data(as_text=True)
 
 
@@ -191,7 +194,7 @@ def test_audit_log_csv_follows_the_filters_and_is_itself_logged(login_as, sessio
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[0][:3] == ["When (UTC)", "Who", "Action"]
     assert rows[1:] == [["2026-10-01 10:00:00", "marie@x.org", "campaign.launch", "Campaign launched", "campaign", "7",
-                         "recipients: 4545; arms: [1, 2]"]]
+                         "recipients: 4545; arms: [1, 2]", "marie@x.org: Campaign launched (campaign #7)"]]
     everything = client.get("/admin/audit.csv").get_data(as_text=True)
     assert "'=cmd()@x.org" in everything  # no formula reaches a spreadsheet
     session.expire_all()
