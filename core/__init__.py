@@ -48,6 +48,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     views.init_app(app)
     importlib.import_module("core.admin_views").init_app(app)  # organisations, users, the audit log
     importlib.import_module("core.jobs_views").init_app(app)  # the admin page of scheduled jobs
+    importlib.import_module("core.import_views").init_app(app)  # the mapping screen, the preview, the template
     importlib.import_module("core.questions").init_app(app)  # the question budget and its admin page
     for name in (*FEATURES, *TOOLS):
         importlib.import_module(name).init_app(app)

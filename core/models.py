@@ -206,6 +206,23 @@ class ImportBatch(Base):
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
+class ColumnMapping(Base):
+    """An organisation's own name for a column of its exports: the field it holds, or ignored (``""``);
+    chosen once on the mapping screen, used by every later upload, ``pilot import`` and the inbox."""
+
+    __tablename__ = "column_mapping"
+    __table_args__ = (UniqueConstraint("organisation_id", "kind", "header"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20), default="sales")
+    header: Mapped[str] = mapped_column(String(200))  # canonical form (core.importing.columns.canonical_header)
+    label: Mapped[str] = mapped_column(String(300))  # as the export writes it
+    field: Mapped[str] = mapped_column(String(40), default="")
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class Transaction(Base):
     """One order line (the seed's "fiche transaction"); money in integer cents."""
 

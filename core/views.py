@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, render_template
-from flask_babel import gettext as _
+from flask import Blueprint, abort, current_app, render_template
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -274,45 +271,9 @@ def _visible_batches(session):
 @bp.route("/imports", methods=["GET", "POST"])
 @roles_required("staff", "venue", "admin")
 def imports():
-    from core.importing import ImportRefused, import_file, record_refused_import
+    from core.import_views import imports_page
 
-    session = db_session()
-    orgs = _import_organisations(session)
-    form = ImportForm()
-    form.organisation.choices = [(str(o.id), o.name) for o in orgs]
-    if current_user.role != "venue":
-        form.organisation.choices.insert(0, ("", _("Choose an organisation…")))
-    result = None
-    if form.validate_on_submit():
-        org = next((o for o in orgs if str(o.id) == form.organisation.data), None)
-        if org is None:
-            abort(404)
-        upload = form.file.data
-        filename = os.path.basename(upload.filename or "upload.csv")
-        skip_invalid = form.skip_invalid.data == "1"
-        # Refused rows hold personal data: kept in the instance folder, offered to the organisation
-        # only (core.rejects), purged after the retention period.
-        rejects_path = rejects_files.new_rejects_path(current_app, org.slug) if skip_invalid else None
-        fd, path = tempfile.mkstemp(suffix=Path(filename).suffix.lower() or ".csv")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                upload.save(out)
-            try:
-                result = import_file(session, path, org, kind=form.kind.data, skip_invalid=skip_invalid,
-                                     user=current_user, filename=filename, rejects_path=rejects_path)
-            except ImportRefused as exc:
-                session.rollback()
-                result = exc.result
-                record_refused_import(session, org, result, user=current_user, filename=filename)
-                session.commit()
-            else:
-                session.commit()
-                flash(_("Import finished: %(n)d rows imported.", n=result.imported), "success")
-        finally:
-            os.unlink(path)
-    batches = session.scalars(_visible_batches(session).limit(50)).all()
-    return render_template("imports.html", form=form, result=result, batches=batches,
-                           organisations={o.id: o for o in session.scalars(select(Organisation))})
+    return imports_page()
 
 
 @bp.route("/imports/<int:batch_id>")
@@ -360,7 +321,7 @@ def init_app(app) -> None:
     pilot = registry(app)
     pilot.add_navigation(NavEntry("main.dashboard", _l("Dashboard"), order=0))
     pilot.add_navigation(NavEntry("main.imports", _l("Imports"), order=80, roles=("staff", "admin", "venue"),
-                                  current=("main.import",)))
+                                  current=("main.import", "imports.")))
     pilot.add_navigation(NavEntry("admin.organisations", _l("Administration"), order=90, roles=("admin",),
                                   administration=True))
 

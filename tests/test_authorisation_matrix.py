@@ -87,6 +87,13 @@ MATRIX: dict[str, Entry] = {
     "main.import_batch": Entry(lambda w: {"batch_id": w.batch_a}, get=R(LOGIN, 200, 200, 403, 200)),
     # batch A set no row aside: nothing to download (who may download is tested in tests/core/test_importing.py)
     "main.import_rejects": Entry(lambda w: {"batch_id": w.batch_a}, get=R(LOGIN, 404, 404, 403, 404)),
+    # a waiting upload is its uploader's only: a token nobody holds is not found (tests/core/test_import_onboarding.py)
+    "imports.columns": Entry(lambda w: {"token": "t" * 32}, get=R(LOGIN, 404, 404, 403, 404),
+                             post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
+    "imports.preview": Entry(lambda w: {"token": "t" * 32}, get=R(LOGIN, 404, 404, 403, 404)),
+    "imports.confirm": Entry(lambda w: {"token": "t" * 32}, get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
+    "imports.cancel": Entry(lambda w: {"token": "t" * 32}, get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
+    "imports.template": Entry(get=R(LOGIN, 200, 200, 403, 200)),
     "auth.login": Entry(get=R(200, 302, 302, 302, 302), post=R(ALLOWED, 302, 302, 302, 302)),
     "auth.logout": Entry(get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, ALLOWED, ALLOWED)),
     "admin.organisations": Entry(get=ADMIN_PAGE, post=ADMIN_POST),

@@ -196,6 +196,7 @@ FUZZED = {
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
     "campaigns.clear_exclusions", "campaigns.erasure", "campaigns.erasure_confirm",
     "experiments.launch", "experiments.refresh", "experiments.unsubscribe",
+    "imports.columns", "imports.confirm", "imports.cancel",
 }
 
 
@@ -477,6 +478,33 @@ def test_imports_form(session, world, clients):
     before = counts(session)["Transaction"]
     imports()
     assert counts(session)["Transaction"] > before  # some exports went in whole
+
+
+def test_import_mapping_and_preview_forms(session, world, clients, tmp_path):
+    from core.importing.mapping import columns_of
+    from tests.core.test_import_onboarding import MESSY_HEADER, messy_export
+
+    fields = ["", *columns_of("sales")]
+    for n, role in enumerate(("venue", "staff")):
+        client = clients[role]
+        path = messy_export(tmp_path / f"m{n}.csv", start=100 * n + 1000)
+        response = client.post("/imports", data={"organisation": str(world.org_a.id), "kind": "sales",
+                                                 "skip_invalid": "0", "action": "preview",
+                                                 "file": (io.BytesIO(path.read_bytes()), path.name)},
+                               content_type="multipart/form-data")
+        assert response.status_code == 302
+        base = response.headers["Location"].removesuffix("/columns")
+
+        @settings(max_examples=EXAMPLES, **SETTINGS)
+        @given(form(**{f"column-{i}": field(*fields) for i in range(len(MESSY_HEADER))}))
+        def mapping(data):
+            post_and_check(client, session, f"{base}/columns", data)
+
+        mapping()
+        for action in ("confirm", "cancel"):
+            post_and_check(client, session, f"{base}/{action}", {"confirm": "\x00" * 10, "x": "🎭" * 50},
+                           refused_keeps=False)
+        assert client.get(base).status_code == 404  # confirmed or cancelled: gone
 
 
 def test_erasure_launch_refresh_and_logout(app, session, world, clients):

@@ -10,6 +10,7 @@ from flask import current_app
 from core import sql
 from core.importing import common
 from core.importing.common import KINDS, _
+from core.importing.mapping import saved_mapping
 from core.importing.opening import open_export, refuse
 from core.importing.reading import _Progress, _Rejects
 from core.importing.result import ImportResult
@@ -62,7 +63,7 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
     result = ImportResult(kind=kind, filename=(filename or path.name)[:300])
     user_name, user_id = _actor(user, actor)
     if mapping is None:
-        mapping = {}
+        mapping = saved_mapping(session, organisation_id, kind)
 
     with open_export(path, kind, result, mapping) as export:
         reader, header, header_cells = export.reader, export.header, export.header_cells
