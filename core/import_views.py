@@ -119,6 +119,10 @@ def header_state(path: str, organisation: Organisation, kind: str) -> tuple[list
                                current_app.config["DISTRICT_SECRET"], rows=0)
     except ImportRefused:
         return [], []
+    # A binary file read as text (an image named .csv) has no header to map: the import refuses it.
+    if len(preview.columns) < 2 or not all(label.isprintable() and "\ufffd" not in label and len(label) <= 200
+                                           for label in preview.unknown):
+        return [], preview.missing
     return preview.unknown, preview.missing
 
 
