@@ -476,6 +476,7 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
     is_open = campaign.status == "awaiting_approvals" and now < campaign.approval_deadline
     return render_template(
         "campaigns/approval.html", approval=approval, campaign=campaign, promotion=campaign.promotion,
+        arm_offers=list(offers.arm_promotions(session, campaign).items()) if offers.has_several_offers(campaign) else [],
         row=row, k=k, mix=sorted(mix_shown.items(), key=lambda t: list(LIFECYCLE_LABELS).index(t[0])
                                  if t[0] in LIFECYCLE_LABELS else 99),
         mix_total=mix_total, mix_masked=mix_masked,

@@ -76,6 +76,8 @@ def load_config(overrides: dict | None = None) -> dict:
         "CONTACT_LIST_RETENTION_DAYS": int(os.environ.get("PILOT_LIST_RETENTION_DAYS", 30)),
         "INBOX_PATH": str(instance / "inbox"),
         "SMTP_HOST": os.environ.get("PILOT_SMTP_HOST"),
+        # The site's public address, for links that leave it (contact lists' unsubscribe links).
+        "PUBLIC_URL": os.environ.get("PILOT_PUBLIC_URL"),
         "TESTING": False,
     }
     config.update(overrides)

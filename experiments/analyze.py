@@ -467,6 +467,14 @@ def format_report(result: dict) -> str:
                         f"control {_g(r['control_ratio'])}, arm {_g(r['arm_ratio'])}, difference {_g(r['diff'])} "
                         f"{_ci(r['ci'])}, p = {_p(r['p_value'])}")
                 lines.append(f"  ratio {r['ratio']} (delta method): {body}")
+    pairs = result.get("arm_pairs") or []
+    if pairs:
+        lines += ["", "Offer against offer (difference = first arm - second arm)"]
+        for c in pairs:
+            body = (c.get("error") or "") if c.get("p_value") is None else (
+                f"{_g(c['arm_mean'])} vs {_g(c['versus_mean'])}, difference {_g(c['abs_diff'])} {_ci(c['abs_ci'])}, "
+                f"{c['test']}, p = {_p(c['p_value'])}, p (Holm, pairs) = {_p(c['p_adjusted'])}")
+            lines.append(f"  {c['arm']} vs {c['versus']}, {c['metric']}: {body}")
     return "\n".join(lines)
 
 

@@ -1,10 +1,12 @@
-"""The demo's experiment: a campaign launched 60 days before the data end, with a simulated effect.
+"""The demo's experiment: an A/B/control campaign launched 60 days before the data end, with a simulated effect.
 
 ``pilot demo`` calls :func:`build_demo` once the district is loaded. It goes through the real
-workflow (segment snapshot, promotion, campaign, approvals, launch with a fixed seed), then adds
-the sales the promotion "caused": extra purchases and code redemptions for the test arm only, a
-few codes passed on to friends, and lets the dates move the campaign to closed, so that a
-newcomer opens a complete lift report at once. A second campaign is left ready to launch.
+workflow (segment snapshot, two promotions, a campaign whose arm A offers 25 % off and arm B two
+tickets for one, approvals, launch with a fixed seed), then adds the sales each offer "caused":
+extra purchases and code redemptions for the test arms only (A more than B), a few codes passed on
+to friends, and lets the dates move the campaign to closed, so that a newcomer opens a complete
+lift report at once, each offer against the control and A against B. A second campaign is left
+ready to launch.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ PARTNERS = ("salle-ferland", "theatre-du-faubourg", "festival-lumieres", "orches
 DECLINES = ("studio-des-ecluses",)
 RULE = {"all": [{"field": "discipline", "op": "any", "value": ["music", "classical"], "within_days": 730},
                 {"field": "discipline", "op": "none", "value": ["dance"]}]}
-# The simulated effect on the test arm: extra buyers (percentage points of conversion), and the
-# share of test-arm buyers who use their code.
-EXTRA_CONVERSION = 0.035
+# The simulated effect of each offer: extra buyers (percentage points of conversion), and the
+# share of its extra buyers who use their code. Arm A (25 % off) does better than arm B (two for one).
+EXTRA_CONVERSION = {"A": 0.035, "B": 0.02}
 CODE_USE = 0.55
+# Arms: control, A (25 % off), B (two for one), as whole percents.
+SHARES = (20, 40, 40)
 LEAKED_CODES = 12
 
 
@@ -117,9 +121,20 @@ def _launched_campaign(session, orgs: dict, staff, launch: dt.datetime, seed: in
         disciplines=["dance", "theatre"], valid_from=(launch - dt.timedelta(days=1)).date(),
         valid_until=(launch + dt.timedelta(days=45)).date(), code_strategy="unique",
         average_discount_cents=1400, cost_per_contact_cents=4, user=staff)
+    two_for_one = campaign_services.create_promotion(
+        session, name_fr="Printemps croisé, deux pour un", name_en="Cross-over spring, two for one",
+        message_fr="Découvrez la danse au Quartier : deux billets pour le prix d'un sur un spectacle de danse ou de "
+                   "théâtre avec votre code.",
+        message_en="Discover dance in the Quartier: two tickets for the price of one for a dance or theatre show "
+                   "with your code.",
+        offer_kind="two_for_one", organisation_ids=[o.id for o in orgs.values()],
+        disciplines=["dance", "theatre"], valid_from=(launch - dt.timedelta(days=1)).date(),
+        valid_until=(launch + dt.timedelta(days=45)).date(), code_strategy="unique",
+        average_discount_cents=4200, cost_per_contact_cents=4, user=staff)
     campaign = campaign_services.create_campaign(
         session, name=DEMO_CAMPAIGN, objective="cross_sell", segment_id=segment.id, promotion_id=promotion.id,
-        arms=campaign_services.make_arms(20, [80]), approval_deadline=launch - dt.timedelta(days=3),
+        arms=campaign_services.make_arms(SHARES[0], list(SHARES[1:]), [None, two_for_one.id]),
+        approval_deadline=launch - dt.timedelta(days=3),
         planned_launch_at=launch, window_days=WINDOW_DAYS, primary_metric="conversion",
         secondary_metrics=["revenue", "tickets", "cross_sell", "redemption"], user=staff)
     campaign_services.submit_for_approval(session, campaign, user=staff, now=submitted, snapshot=snapshot)
@@ -167,9 +182,9 @@ def _seeded_codes(seed: int):
 
 
 def _simulated_sales(session, experiment: Experiment, orgs: dict, seed: int) -> int:
-    """Extra purchases and code redemptions for the test arm (the effect the report should find),
-    and a few codes passed on to friends. Like an import, every sale is at an organisation that
-    knows the buyer, before the show, and extends the buyer's implied consent there."""
+    """Extra purchases and code redemptions for the test arms (the effect of each offer the report
+    should find), and a few codes passed on to friends. Like an import, every sale is at an
+    organisation that knows the buyer, before the show, and extends the buyer's implied consent there."""
     rng = np.random.default_rng([seed, 4242])
     launch, end = experiment.launched_at, experiment.window_end
     org_ids = sorted(o.id for o in orgs.values())
@@ -181,7 +196,7 @@ def _simulated_sales(session, experiment: Experiment, orgs: dict, seed: int) -> 
         shows.setdefault(org_id, []).append((starts_at, show_id, discipline))
     rows = []
 
-    def sale(org_id: int, spectator_id: int, code: str | None) -> None:
+    def sale(org_id: int, spectator_id: int, code: str | None, arm: str = "A") -> None:
         when = launch + dt.timedelta(days=int(rng.integers(experiment.window_days)),
                                      hours=int(rng.integers(18, 23)), minutes=int(rng.integers(60)))
         later = [s for s in shows.get(org_id, []) if when < s[0] <= when + dt.timedelta(days=45)]
@@ -191,20 +206,25 @@ def _simulated_sales(session, experiment: Experiment, orgs: dict, seed: int) -> 
         _starts, show_id, _discipline = wanted[int(rng.integers(len(wanted)))]
         tickets = int(rng.choice([1, 2, 2, 2, 3, 4]))
         amount = max(1500, int(rng.normal(4800, 900))) * tickets
-        if code:
+        if code and arm == "B":  # two for one: at least two tickets, one of them free
+            tickets = max(tickets, 2)
+            amount = int(amount * (tickets - 1) / tickets)
+        elif code:
             amount = int(amount * 0.75)
         number = len(rows) + 1
         rows.append((org_id, spectator_id, show_id, when, amount, tickets, "promotion" if code else "regular",
                      "single", "web", code, f"XP-{experiment.id}-{number:07d}", f"demo-xp-{experiment.id}-{number:07d}"))
 
-    recipients = session.execute(select(Recipient.spectator_id, Recipient.organisation_id, Recipient.code)
-                                 .where(Recipient.experiment_id == experiment.id, Recipient.arm != "control")
-                                 .order_by(Recipient.id)).all()
-    extra = rng.random(len(recipients)) < EXTRA_CONVERSION
-    uses_code = rng.random(len(recipients)) < CODE_USE
-    for (spectator_id, org_id, code), buys, coded in zip(recipients, extra, uses_code):
-        if buys:
-            sale(org_id, spectator_id, code if coded else None)
+    arm_recipients = session.execute(select(Recipient.spectator_id, Recipient.organisation_id, Recipient.code,
+                                            Recipient.arm)
+                                     .where(Recipient.experiment_id == experiment.id, Recipient.arm != "control")
+                                     .order_by(Recipient.id)).all()
+    draws = rng.random(len(arm_recipients))
+    uses_code = rng.random(len(arm_recipients)) < CODE_USE
+    for (spectator_id, org_id, code, arm), draw, coded in zip(arm_recipients, draws, uses_code):
+        if draw < EXTRA_CONVERSION.get(arm, 0.0):
+            sale(org_id, spectator_id, code if coded else None, arm)
+    recipients = [(spectator_id, org_id, code) for spectator_id, org_id, code, _arm in arm_recipients]
     # A few codes passed on to friends outside the campaign: counted for no one.
     in_experiment = select(Recipient.spectator_id).where(Recipient.experiment_id == experiment.id)
     friends = session.execute(select(Contact.organisation_id, Contact.spectator_id)

@@ -389,6 +389,10 @@ def test_analyze_json_adds_arm_pairs_and_keeps_its_keys(tmp_path):
     sa = np.array([r[2] for r in rows if r[0] == "A"])
     sb = np.array([r[2] for r in rows if r[0] == "B"])
     assert continuous["p_value"] == pytest.approx(ttest_ind(sa, sb, usevar="unequal")[1], rel=1e-9)
+    from experiments.analyze import format_report
+
+    text = format_report(three)
+    assert "Offer against offer" in text and "A vs B, bought:" in text
     # Holm over the three pairs of each metric when there are three test arms
     rows4 = rows + [("C", int(rng.random() < 0.3), 1.0) for _ in range(800)]
     four = analyze_file(_write(tmp_path / "abc.csv", rows4), "arm", "control", ["bought:binary"])
@@ -414,3 +418,13 @@ def test_links_point_at_the_public_url_when_set(app, session, launched):
         parsed = urlparse(link)
         assert parsed.netloc == "pilote.example.org" and parsed.query == "lang=en"
         assert unsubscribe.recipient_of(parsed.path.rsplit("/", 1)[1]) == recipient_id
+
+
+def test_venues_see_each_offer_they_are_asked_to_send(session, login_as):
+    district, two_for_one = ab_campaign(session, per_org=5, shared=1)
+    session.commit()
+    alpha = district.orgs[0]
+    approval = next(a for a in district.campaign.approvals if a.organisation_id == alpha.id)
+    html = login_as("venue", alpha).get(f"/campaigns/approvals/{approval.id}?lang=en").data.decode()
+    assert "Quartier Spring (test arm A)" in html and "Two for one (test arm B)" in html
+    assert "Buy one ticket, get one free" in html and "DEUX-POUR-UN" in html
