@@ -97,14 +97,15 @@ def object_names(session, events: Iterable[AuditEvent]) -> dict[tuple[str, str],
 
 
 def actor_words(event: AuditEvent, actors: dict[int, User]) -> str:
-    """Who acted: their name (or e-mail) and role, "Alice (administrator)"; the command line, the
+    """Who acted: their name (or e-mail) and role then, "Alice (administrator)"; the command line, the
     scheduler and visitors who are not logged in as the log recorded them."""
     user = actors.get(event.user_id) if event.user_id is not None else None
     if user is None:
         if event.actor == "anonymous":
             return _("someone not logged in")
         return event.actor
-    return f"{user.name or user.email} ({ROLE_NOUNS.get(user.role, user.role)})"
+    role = event.actor_role or user.role  # the role they had then, when the event recorded it
+    return f"{user.name or user.email} ({ROLE_NOUNS.get(role, role)})"
 
 
 def object_words(event: AuditEvent, names: dict[tuple[str, str], str]) -> str:

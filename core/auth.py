@@ -238,7 +238,8 @@ def login():
         else:
             sess.execute(delete(LoginThrottle).where(LoginThrottle.address == address, LoginThrottle.account == email))
             user.last_login_at = now
-            audit(sess, "login", actor=user.email, user_id=user.id, object_type="user", object_id=user.id)
+            audit(sess, "login", actor=user.email, user_id=user.id, object_type="user", object_id=user.id,
+                  actor_role=user.role)
             sess.commit()
             lang = session.get("lang")
             session.clear()  # no session fixation

@@ -335,6 +335,8 @@ class AuditEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     actor: Mapped[str] = mapped_column(String(320))
+    # The actor's role when they acted (the log's sentences say "Alice (administrator)"), if known.
+    actor_role: Mapped[Optional[str]] = mapped_column(String(20))
     action: Mapped[str] = mapped_column(String(60), index=True)
     object_type: Mapped[Optional[str]] = mapped_column(String(60))
     object_id: Mapped[Optional[str]] = mapped_column(String(60))
@@ -369,10 +371,18 @@ class Notification(Base):
 
 
 def audit(session, action: str, *, actor: str, user_id: int | None = None, object_type: str | None = None,
-          object_id: Any = None, organisation_id: int | None = None, **details) -> AuditEvent:
-    """Append an audit event to ``session`` (flushed by the caller's transaction, never alone)."""
+          object_id: Any = None, organisation_id: int | None = None, actor_role: str | None = None,
+          **details) -> AuditEvent:
+    """Append an audit event to ``session`` (flushed by the caller's transaction, never alone). The
+    actor's role is the logged-in user's when ``user_id`` is theirs, unless ``actor_role`` says it."""
+    if actor_role is None and user_id is not None and has_request_context():
+        from flask_login import current_user
+
+        if getattr(current_user, "is_authenticated", False) and current_user.id == user_id:
+            actor_role = current_user.role
     event = AuditEvent(
         actor=actor,
+        actor_role=actor_role,
         user_id=user_id,
         action=action,
         object_type=object_type,

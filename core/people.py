@@ -86,7 +86,8 @@ def use_link(session, raw: str | None = None, *, password: str, digest: str | No
     user = session.get(User, token.user_id)
     user.password_hash = hash_password(password)
     action = "user.invitation_accepted" if token.purpose == "invite" else "user.password_reset"
-    audit(session, action, actor=user.email, user_id=user.id, object_type="user", object_id=user.id)
+    audit(session, action, actor=user.email, user_id=user.id, object_type="user", object_id=user.id,
+          actor_role=user.role)
     session.flush()
     end_sessions(session, user.id)
     return session.get(User, token.user_id)

@@ -128,3 +128,14 @@ def test_the_audit_log_filters_by_actor_name_object_words_action_and_period(logi
     session.commit()
     assert "scheduler: plugin.thing (campaign #12)" in text_of(other.get("/admin/audit?lang=en&action=plugin.thing"))
     assert "scheduler : plugin.thing (campagne #12)" in text_of(other.get("/admin/audit?lang=fr&action=plugin.thing"))
+
+
+def test_the_log_names_the_role_the_actor_had_then(login_as, session):
+    admin = login_as("admin")
+    _named(session, admin.user, "Alice")
+    staff = login_as("staff")
+    _named(session, staff.user, "Sam")
+    admin.post(f"/admin/users/{staff.user.id}/role", data={"role": "evaluator", "organisation": ""})
+    page = text_of(admin.get("/admin/audit?lang=en&actor=sam"))
+    assert "Sam (partnership staff) logged in" in page  # staff when they logged in, an evaluator now
+    assert "Alice (administrator) made Sam" not in page  # the actor filter keeps Alice's events out

@@ -1,0 +1,25 @@
+"""audit actor role: the role the actor had when they acted, for the audit log's sentences
+
+Revision ID: c9d3f5a2e871
+Revises: b4c8e2a17f60
+Create Date: 2026-12-05 21:10:00.000000+00:00
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = 'c9d3f5a2e871'
+down_revision = 'b4c8e2a17f60'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('audit_event', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('actor_role', sa.String(length=20), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('audit_event', schema=None) as batch_op:
+        batch_op.drop_column('actor_role')
