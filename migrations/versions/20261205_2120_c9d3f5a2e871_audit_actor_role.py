@@ -1,7 +1,7 @@
 """audit actor role: the role the actor had when they acted, for the audit log's sentences
 
 Revision ID: c9d3f5a2e871
-Revises: b4c8e2a17f60
+Revises: f4c8a2d6e1b5
 Create Date: 2026-12-05 21:10:00.000000+00:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = 'c9d3f5a2e871'
-down_revision = 'b4c8e2a17f60'
+down_revision = 'f4c8a2d6e1b5'
 branch_labels = None
 depends_on = None
 
