@@ -39,6 +39,13 @@ def _users(db, campaign_id: int) -> dict:
         return {"emails": users, "approval_id": approval.id, "organisation": organisation.slug}
 
 
+def _two_seasons() -> str:
+    """The query string of the comparison of this cultural season with the one before (September to August)."""
+    today = dt.date.today()
+    this = today.year if today.month >= 9 else today.year - 1
+    return f"season={this}-{this + 1}&compare={this - 1}-{this}"
+
+
 def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisation: str) -> dict[str, list]:
     """Each role's main pages: (name, method, path, JSON body or None)."""
     report = f"/experiments/{experiment_id}"
@@ -49,6 +56,8 @@ def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisati
                   ("insights_district", "GET", "/segments/insights", None),
                   ("insights_discipline", "GET", "/segments/insights/discipline/theatre", None),
                   ("insights_organisation", "GET", f"/segments/insights/organisation/{organisation}", None),
+                  ("comparison", "GET", f"/segments/comparison/{organisation}", None),
+                  ("comparison_seasons", "GET", f"/segments/comparison/{organisation}?{_two_seasons()}", None),
                   ("campaigns", "GET", "/campaigns/", None),
                   ("campaign", "GET", f"/campaigns/{campaign_id}", None),
                   ("decisions", "GET", f"/experiments/campaign/{campaign_id}", None),
@@ -61,6 +70,7 @@ def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisati
                   ("campaigns", "GET", "/campaigns/", None),
                   ("approval", "GET", f"/campaigns/approvals/{approval_id}", None),
                   ("insights_own", "GET", f"/segments/insights/organisation/{organisation}", None),
+                  ("comparison_own", "GET", f"/segments/comparison/{organisation}", None),
                   ("report", "GET", report, None)],
         "evaluator": [("dashboard", "GET", "/", None),
                       ("reports", "GET", "/experiments/", None),
