@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from experiments import stats
 from experiments.models import Experiment
 from experiments.offers import arm_promotions
+from experiments.outcomes import FALLBACK_TAU
 
 
 def compare_pair(kind: str, y_arm: np.ndarray, y_versus: np.ndarray, alpha: float = 0.05) -> dict:
@@ -78,13 +79,38 @@ def offers_of(session: Session, experiment: Experiment) -> dict[str, dict]:
     return out
 
 
+def always_valid(row: dict, y_arm: np.ndarray, y_versus: np.ndarray, tau2: float, alpha: float) -> None:
+    """Before the planned end, replace a pair's fixed-horizon interval and p-value by always-valid
+    ones (``interval: "always_valid"``), as the report does for each arm against the control: the
+    mSPRT normal mixture's confidence sequence and 1/Λ at this look, with the look variance
+    (p(1 − p)/n per arm, or s²/n) and the metric's planned τ². 1/Λ at any single look is itself an
+    always-valid p-value (the running minimum over looks only makes it smaller)."""
+    if row.get("p_value") is None:
+        return
+    kind = row["type"]
+    if kind == "binary":
+        p_a, p_b = float(y_arm.mean()), float(y_versus.mean())
+        variance = p_a * (1 - p_a) / y_arm.size + p_b * (1 - p_b) / y_versus.size
+    else:
+        variance = float(y_arm.var(ddof=1)) / y_arm.size + float(y_versus.var(ddof=1)) / y_versus.size
+    row["interval"] = "always_valid"
+    row["rel_ci"] = [None, None]
+    if not variance > 0 or row.get("abs_diff") is None:
+        row.update(abs_ci=[None, None], p_value=1.0)
+        return
+    row["abs_ci"] = stats.json_pair(stats.confidence_sequence(row["abs_diff"], variance, tau2, alpha))
+    row["p_value"] = stats.json_number(stats.msprt_p_values([row["abs_diff"]], [variance], tau2).p_values[0])
+
+
 def report_extension(session: Session, experiment: Experiment, data, declared: Sequence[str], alpha: float,
                      k: int, shown_n: Mapping[str, int | None], metric_kind: Callable[[str], str],
-                     is_small: Callable[[int, int], bool]) -> dict:
+                     is_small: Callable[[int, int], bool], interim: bool = False) -> dict:
     """The report's ``offers`` (each test arm's promotion) and ``arm_pairs`` (offer against offer).
 
     A pair is hidden, like the report's comparisons, when an arm's size is hidden or any of its
     counts (recipients, buyers, and for a binary metric successes and failures) is under ``k``.
+    While the window is open (``interim``) its interval and p-value are always-valid
+    (:func:`always_valid`); fixed-horizon figures appear only at the end.
     """
     names = list(data.arm_names)
     test_arms = [a for a in names if a != "control"]
@@ -107,6 +133,32 @@ def report_extension(session: Session, experiment: Experiment, data, declared: S
 
     pairs = compare_arm_pairs(test_arms, {m: metric_kind(m) for m in declared}, values, alpha, hidden) \
         if len(test_arms) > 1 and data.size else []
+    if interim and pairs:
+        planned = (experiment.design or {}).get("metrics", {})
+        for row in pairs:
+            tau2 = float(planned.get(row["metric"], {}).get("tau2") or 0.0) or FALLBACK_TAU.get(row["metric"], 1.0) ** 2
+            always_valid(row, values(row["arm"], row["metric"]), values(row["versus"], row["metric"]), tau2, alpha)
+        by_metric: dict[str, list[dict]] = {}
+        for row in pairs:
+            by_metric.setdefault(str(row["metric"]), []).append(row)
+        for family in by_metric.values():
+            stats.fill_holm(family)
     for row in pairs:  # the sizes as the report shows them (protected)
         row["n_arm"], row["n_versus"] = shown_n.get(row["arm"]), shown_n.get(row["versus"])
     return {"offers": offers_of(session, experiment), "arm_pairs": pairs}
+
+
+def csv_rows(report: dict, columns: Sequence[str]) -> list[list]:
+    """The pairs as rows of the report's keyed CSV (``experiments.reports.CSV_COLUMNS``): section
+    ``arm_pair``, ``arm`` ``"A-B"``, the second arm's figures in the control columns."""
+    rows = []
+    for c in report.get("arm_pairs") or []:
+        low, high = (c.get("abs_ci") or [None, None])[:2]
+        rel_low, rel_high = (c.get("rel_ci") or [None, None])[:2]
+        row = {"section": "arm_pair", "arm": f"{c['arm']}-{c['versus']}", "metric": c["metric"],
+               "n_control": c.get("n_versus"), "n_arm": c.get("n_arm"), "control_mean": c.get("versus_mean"),
+               "arm_mean": c.get("arm_mean"), "abs_lift": c.get("abs_diff"), "abs_ci_low": low, "abs_ci_high": high,
+               "rel_lift": c.get("rel_diff"), "rel_ci_low": rel_low, "rel_ci_high": rel_high, "test": c.get("test"),
+               "p_value": c.get("p_value"), "p_adjusted": c.get("p_adjusted")}
+        rows.append([row.get(column) for column in columns])
+    return rows

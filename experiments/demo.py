@@ -42,7 +42,7 @@ RULE = {"all": [{"field": "discipline", "op": "any", "value": ["music", "classic
                 {"field": "discipline", "op": "none", "value": ["dance"]}]}
 # The simulated effect of each offer: extra buyers (percentage points of conversion), and the
 # share of its extra buyers who use their code. Arm A (25 % off) does better than arm B (two for one).
-EXTRA_CONVERSION = {"A": 0.035, "B": 0.02}
+EXTRA_CONVERSION = {"A": 0.07, "B": 0.025}
 CODE_USE = 0.55
 # Arms: control, A (25 % off), B (two for one), as whole percents.
 SHARES = (20, 40, 40)

@@ -482,7 +482,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     report["organisations"] = _breakdown(data, strata, org_ids, org_names, primary, alpha, table, experiment)
     report["health"] = _health(experiment, org_names, k, balance, comparisons, table, org_ids)
     report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), shown_n)
-    report.update(arm_pairs.report_extension(session, experiment, data, declared, alpha, k, shown_n, metric_kind, is_small))
+    report.update(arm_pairs.report_extension(session, experiment, data, declared, alpha, k, shown_n, metric_kind, is_small, interim))
     return report
 
 

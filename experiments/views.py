@@ -29,7 +29,7 @@ from core.models import Organisation, utcnow
 from core.privacy import strictest_k
 from core.questions import current_release
 from core.scheduler import describe_schedule, next_run_times, registered_jobs, scheduler_timezone
-from experiments import charts, contact_exports, offers, outcomes, reports, services, unsubscribe
+from experiments import arm_pairs, charts, contact_exports, offers, outcomes, reports, services, unsubscribe
 from experiments.forms import LaunchForm, PostForm, PowerForm
 from experiments.models import ContactList, Experiment, Recipient
 from experiments.services import ContactListExpired, ExperimentError
@@ -223,7 +223,36 @@ def headline_sentences(report: dict) -> list[str]:
                         "with no effect as well as with effects up to the interval's bounds. This does not show that "
                         "the promotion had no effect.", **values)
         sentences.append(f"{figures} {meaning}")
+    sentences += _pair_sentences(report)
     return sentences
+
+
+def _pair_sentences(report: dict) -> list[str]:
+    """Offer against offer on the primary metric, once the window is over (``arm_pairs``)."""
+    if report.get("interim"):
+        return []
+    out = []
+    for c in report.get("arm_pairs") or []:
+        if c["metric"] != report.get("primary_metric") or c.get("hidden") or c.get("p_value") is None:
+            continue
+        metric = c["metric"]
+        ci = c.get("abs_ci") or [None, None]
+        values = dict(first=arm_title(c["arm"]), second=arm_label(c["versus"]), metric=METRIC_NAMES.get(metric, metric),
+                      first_value=fmt_value(metric, c["arm_mean"]), second_value=fmt_value(metric, c["versus_mean"]),
+                      diff=fmt_value(metric, c["abs_diff"], signed=True), level=level(report["alpha"]),
+                      diff_low=fmt_value(metric, ci[0], signed=True), diff_high=fmt_value(metric, ci[1], signed=True),
+                      p=fmt_p_equals(c.get("p_adjusted")))
+        figures = _("%(first)s against %(second)s: %(metric)s %(first_value)s against %(second_value)s, a difference "
+                    "of %(diff)s (%(level)s%% confidence interval %(diff_low)s to %(diff_high)s).", **values)
+        if _interval_excludes_zero(ci) and (c.get("p_adjusted") or 1.0) < report["alpha"]:
+            better = c["abs_diff"] > 0
+            meaning = (_("The data indicate that the first offer did better than the second (%(p)s).", **values)
+                       if better else _("The data indicate that the second offer did better than the first (%(p)s).",
+                                        **values))
+        else:
+            meaning = _("The data do not tell the two offers apart (%(p)s).", **values)
+        out.append(f"{figures} {meaning}")
+    return out
 
 
 # --- access -------------------------------------------------------------------------------------
@@ -459,7 +488,8 @@ def report_csv(experiment_id: int):
     session = db_session()
     experiment = _get_experiment(experiment_id)
     data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
-    return csv_response(reports.report_csv_rows(data), f"report-{experiment.id}.csv")
+    rows = reports.report_csv_rows(data) + arm_pairs.csv_rows(data, reports.CSV_COLUMNS)
+    return csv_response(rows, f"report-{experiment.id}.csv")
 
 
 # --- contact lists ------------------------------------------------------------------------------

@@ -348,6 +348,11 @@ def test_report_page_shows_offer_against_offer_in_both_languages(session, measur
     assert "p (Holm across arms)" in english and "Two for one" in english
     french = evaluator.get(f"/experiments/{experiment.id}?lang=fr").data.decode()
     assert "Offre contre offre" in french and "Deux pour un" in french
+    # the report's keyed CSV holds the pairs too
+    lines = list(csv.DictReader(io.StringIO(evaluator.get(f"/experiments/{experiment.id}/report.csv")
+                                            .data.decode("utf-8-sig"))))
+    pairs = [line for line in lines if line["section"] == "arm_pair"]
+    assert {(line["arm"], line["metric"]) for line in pairs} == {("A-B", "conversion"), ("A-B", "revenue")}
 
 
 def test_pairs_hide_small_cells(session, measured):
@@ -428,3 +433,29 @@ def test_venues_see_each_offer_they_are_asked_to_send(session, login_as):
     html = login_as("venue", alpha).get(f"/campaigns/approvals/{approval.id}?lang=en").data.decode()
     assert "Quartier Spring (test arm A)" in html and "Two for one (test arm B)" in html
     assert "Buy one ticket, get one free" in html and "DEUX-POUR-UN" in html
+
+
+def test_pairs_are_always_valid_before_the_end_and_the_headline_reads_them_after(session, measured, app):
+    from experiments import views
+
+    _district, experiment = measured
+    final = reports.build_report(session, experiment, now=experiment.window_end + dt.timedelta(days=1))
+    interim = reports.build_report(session, experiment, now=experiment.launched_at + dt.timedelta(days=5))
+    assert interim["interim"] and not final["interim"]
+    for early, late in zip(interim["arm_pairs"], final["arm_pairs"]):
+        assert early["interval"] == "always_valid" and "interval" not in late
+        assert early["abs_diff"] == late["abs_diff"]
+        # the confidence sequence is wider than the fixed-horizon interval, its p-value larger
+        assert early["abs_ci"][0] < late["abs_ci"][0] and early["abs_ci"][1] > late["abs_ci"][1]
+        assert early["p_value"] >= late["p_value"]
+    with app.test_request_context("/?lang=en"):
+        from flask import session as flask_session
+
+        flask_session["lang"] = "en"
+        sentences = views.headline_sentences(final)
+        assert any(s.startswith("Test arm A against test arm B: conversion") for s in sentences)
+        pair = next(p for p in final["arm_pairs"] if p["metric"] == "conversion")
+        expected = ("first offer did better" if pair["p_adjusted"] < 0.05 and pair["abs_diff"] > 0
+                    else "do not tell the two offers apart" if pair["p_adjusted"] >= 0.05 else "second offer")
+        assert any(expected in s for s in sentences)
+        assert not [s for s in views.headline_sentences(interim) if "against test arm B" in s]
