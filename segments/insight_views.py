@@ -20,7 +20,15 @@ from core.models import DISCIPLINES, Organisation
 from core.privacy import Cell, Release
 from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
-from segments.insights import QUESTIONS, TABLES, InsightTable, Scope, build_insights, discipline_choices
+from segments.insights import (
+    QUESTIONS,
+    TABLES,
+    InsightTable,
+    Scope,
+    build_insights,
+    discipline_choices,
+    insights_cache,
+)
 from segments.views import bp
 
 INSIGHT_ROLES = ("staff", "admin", "evaluator", "venue")
@@ -191,13 +199,15 @@ def table_rows(table: InsightTable) -> tuple[list, list[list]]:
 
 # --- pages ---------------------------------------------------------------------------------------------
 
+
+
 def _cache_seconds() -> float:
-    """How long the raw figures of a page are kept (a day; never in tests unless configured)."""
-    return current_app.config.get("INSIGHTS_CACHE_SECONDS", 0 if current_app.testing else 86400)
+    """How long the raw figures of a page are kept (see segments.insights.insights_cache)."""
+    return insights_cache(current_app)[1]
 
 
 def _cache_dir() -> Path:
-    return Path(current_app.instance_path) / "cache" / "insights"
+    return insights_cache(current_app)[0]
 
 
 # What one spectator is taken to add at most to a cell's sums: their noise is σ times this bound.

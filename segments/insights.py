@@ -1068,6 +1068,13 @@ def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None,
     }
 
 
+def insights_cache(app) -> tuple[Path, float]:
+    """Where the raw facts are kept as files (shared by every web worker and the scheduler) and for
+    how long: ``INSIGHTS_CACHE_SECONDS``, a day by default, none in tests unless configured."""
+    seconds = float(app.config.get("INSIGHTS_CACHE_SECONDS", 0 if app.testing else 86400))
+    return Path(app.instance_path) / "cache" / "insights", seconds
+
+
 def warm_insights(session: Session, cache_dir: Path | None, cache_seconds: float = 86400) -> int:
     """Compute and cache the facts of the district, every discipline and every organisation
     (for a scheduled job after imports, so that the first visitor does not wait). Returns the

@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import random
 import re
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -493,3 +494,33 @@ def test_warmed_facts_are_read_back_from_files(session, district, tmp_path):
         assert [list(map(str, r)) for r in cached["tables"][name].rows] == \
             [list(map(str, r)) for r in fresh["tables"][name].rows], name
     insights._memory.clear()
+
+
+def test_the_scheduled_job_keeps_every_scope_ready_for_the_first_visitor(app, login_as, district, session):
+    """The job computes each scope's facts into the instance's shared files; the pages then read
+    them (no file is added by a visit), and new data make the next run compute afresh."""
+    from core.scheduler import run_job
+    from segments.insights import insights_cache
+
+    insights._memory.clear()
+    app.config["INSIGHTS_CACHE_SECONDS"] = 600
+    cache_dir, _seconds = insights_cache(app)
+    shutil.rmtree(cache_dir, ignore_errors=True)  # the instance folder is shared by the session's tests
+    run = run_job(app, "insights.warm")
+    assert run.status == "success", run.error
+    assert run.summary == {"scopes": 1 + 5 + 3}
+    kept = set(cache_dir.glob("*.json"))
+    assert len(kept) == 9
+    insights._memory.clear()  # a web worker that never computed anything
+    client = login_as("staff")
+    for url in ("/segments/insights", "/segments/insights/discipline/music", "/segments/insights/organisation/salle-a"):
+        assert client.get(url).status_code == 200
+    assert set(cache_dir.glob("*.json")) == kept
+    # an import moves the data's fingerprint: the next run computes every scope again
+    person = Spectator(key="warm-late", fsa="H2X")
+    session.add(person)
+    session.commit()
+    assert run_job(app, "insights.warm").summary == {"scopes": 9}
+    assert len(set(cache_dir.glob("*.json")) - kept) == 9
+    app.config["INSIGHTS_CACHE_SECONDS"] = 0  # switched off: the job keeps nothing
+    assert run_job(app, "insights.warm").summary == {"scopes": 0}
