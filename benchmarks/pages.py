@@ -29,14 +29,15 @@ def _users(db, campaign_id: int) -> dict:
     with db.session() as session:
         approval = session.scalar(select(Approval).where(Approval.campaign_id == campaign_id).order_by(Approval.id))
         organisation = session.get(Organisation, approval.organisation_id)
-        users = {}
+        users, ids = {}, {}
         for role in ("staff", "admin", "evaluator", "venue"):
             email = f"bench-{role}@pages.example"
-            create_user(session, email, PASSWORD, role, organisation.id if role == "venue" else None,
-                        name=f"Bench {role}", check_rules=False)
+            ids[role] = create_user(session, email, PASSWORD, role, organisation.id if role == "venue" else None,
+                                    name=f"Bench {role}", check_rules=False).id
             users[role] = email
         session.commit()
-        return {"emails": users, "approval_id": approval.id, "organisation": organisation.slug}
+        return {"emails": users, "approval_id": approval.id, "organisation": organisation.slug,
+                "organisation_id": organisation.id, "venue_user_id": ids["venue"]}
 
 
 def _two_seasons() -> str:
@@ -46,7 +47,8 @@ def _two_seasons() -> str:
     return f"season={this}-{this + 1}&compare={this - 1}-{this}"
 
 
-def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisation: str) -> dict[str, list]:
+def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisation: str,
+              organisation_id: int | None = None, venue_user_id: int | None = None) -> dict[str, list]:
     """Each role's main pages: (name, method, path, JSON body or None)."""
     report = f"/experiments/{experiment_id}"
     return {
@@ -65,6 +67,12 @@ def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisati
                   ("report", "GET", report, None)],
         "admin": [("dashboard", "GET", "/", None),
                   ("audit_log", "GET", "/admin/audit", None),
+                  ("audit_log_filtered", "GET", "/admin/audit?object=bench&actor=bench", None),
+                  ("users", "GET", "/admin/users", None),
+                  *([("user", "GET", f"/admin/users/{venue_user_id}", None)] if venue_user_id else []),
+                  ("organisations", "GET", "/admin/organisations", None),
+                  *([("organisation", "GET", f"/admin/organisations/{organisation_id}", None)]
+                    if organisation_id else []),
                   ("jobs", "GET", "/admin/jobs/", None)],
         "venue": [("dashboard", "GET", "/", None),
                   ("campaigns", "GET", "/campaigns/", None),
@@ -122,7 +130,8 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
         with db.session() as session:
             refresh_changed(session)
             session.commit()
-    pages = page_list(campaign_id, experiment_id, setup["approval_id"], setup["organisation"])
+    pages = page_list(campaign_id, experiment_id, setup["approval_id"], setup["organisation"],
+                      setup["organisation_id"], setup["venue_user_id"])
     echo(f"pages: imported {imported} rows; timing {sum(len(p) for p in pages.values())} pages of 4 roles...")
     app.config["WTF_CSRF_ENABLED"] = False  # the test client posts the login form without a token
     figures: dict = {}
