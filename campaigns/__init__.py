@@ -15,3 +15,8 @@ def init_app(app) -> None:
                                   roles=("staff", "admin", "venue"), current=("campaigns.",)))
     pilot.add_dashboard_panel(views.dashboard_panel)
     pilot.add_admin_link("campaigns.erasure", _l("Erasure requests"))
+    from campaigns.models import Campaign, Promotion
+
+    # the audit log names campaigns and promotions (core.audit_words)
+    pilot.add_audit_object("campaign", Campaign, Campaign.name)
+    pilot.add_audit_object("promotion", Promotion, Promotion.name_fr)

@@ -221,19 +221,10 @@ def _audit_filters(args) -> dict:
 
 
 def _matching_objects(session, words: str) -> list:
-    """Conditions on the audit events whose object's name (or e-mail) contains ``words``: accounts,
-    organisations and halls, as they are named today."""
-    lowered = words.lower()
-    found = {
-        "user": session.scalars(select(User.id).where(
-            func.lower(User.email).contains(lowered, autoescape=True)
-            | func.lower(func.coalesce(User.name, "")).contains(lowered, autoescape=True))).all(),
-        "organisation": session.scalars(select(Organisation.id).where(
-            func.lower(Organisation.name).contains(lowered, autoescape=True))).all(),
-        "venue": session.scalars(select(Venue.id).where(func.lower(Venue.name).contains(lowered, autoescape=True))).all(),
-    }
+    """Conditions on the audit events whose object's name (or e-mail) contains ``words``, as the
+    objects are named today (core.audit_words.objects_matching)."""
     return [(AuditEvent.object_type == kind) & AuditEvent.object_id.in_([str(i) for i in ids])
-            for kind, ids in found.items() if ids]
+            for kind, ids in audit_words.objects_matching(session, words).items()]
 
 
 def _audit_query(session, filters: dict):

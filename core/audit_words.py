@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.models import AuditEvent, ImportBatch, Organisation, User, Venue
 from core.registry import registry
@@ -71,29 +71,42 @@ def _names_of(session, model, column, ids: set[str]) -> dict[str, str]:
     return {str(i): name for i, name in session.execute(select(model.id, column).where(model.id.in_(numbers)))}
 
 
-def _core_namers() -> dict[str, Callable]:
-    return {
-        "user": lambda s, ids: _names_of(s, User, User.email, ids),
-        "organisation": lambda s, ids: _names_of(s, Organisation, Organisation.name, ids),
-        "venue": lambda s, ids: _names_of(s, Venue, Venue.name, ids),
-        "import_batch": lambda s, ids: _names_of(s, ImportBatch, ImportBatch.filename, ids),
-    }
+def named_objects() -> dict[str, tuple]:
+    """Object type → (model, name column): core's own objects and those the feature packages register
+    (``Registry.add_audit_object``)."""
+    return {"user": (User, User.email), "organisation": (Organisation, Organisation.name),
+            "venue": (Venue, Venue.name), "import_batch": (ImportBatch, ImportBatch.filename),
+            **registry().audit_objects}
 
 
 def object_names(session, events: Iterable[AuditEvent]) -> dict[tuple[str, str], str]:
-    """(object type, object id) → the object's name today, for the objects of ``events`` that have one
-    (core's own, and those a feature package names through ``Registry.audit_object_namers``)."""
+    """(object type, object id) → the object's name today, for the objects of ``events`` that have one."""
     wanted: dict[str, set[str]] = {}
     for event in events:
         if event.object_type and event.object_id:
             wanted.setdefault(event.object_type, set()).add(event.object_id)
-    namers = {**_core_namers(), **registry().audit_object_namers}
+    known = named_objects()
     names: dict[tuple[str, str], str] = {}
     for kind, ids in wanted.items():
-        namer = namers.get(kind)
-        if namer is not None:
-            names.update({(kind, i): str(n) for i, n in namer(session, ids).items() if n})
+        if kind in known:
+            model, column = known[kind]
+            names.update({(kind, i): str(n) for i, n in _names_of(session, model, column, ids).items() if n})
     return names
+
+
+def objects_matching(session, words: str) -> dict[str, list[int]]:
+    """Object type → the ids of its objects whose name contains ``words`` (any case); accounts by
+    their e-mail or their name."""
+    lowered = words.lower()
+    found: dict[str, list[int]] = {}
+    for kind, (model, column) in named_objects().items():
+        condition = func.lower(column).contains(lowered, autoescape=True)
+        if model is User:
+            condition = condition | func.lower(func.coalesce(User.name, "")).contains(lowered, autoescape=True)
+        ids = session.scalars(select(model.id).where(condition).limit(1000)).all()
+        if ids:
+            found[kind] = list(ids)
+    return found
 
 
 def actor_words(event: AuditEvent, actors: dict[int, User]) -> str:

@@ -59,7 +59,7 @@ class Registry:
     dashboard_panels: list[Callable] = field(default_factory=list)
     after_import: list[Callable] = field(default_factory=list)
     campaign_answers: list[Callable] = field(default_factory=list)
-    audit_object_namers: dict[str, Callable] = field(default_factory=dict)
+    audit_objects: dict[str, tuple] = field(default_factory=dict)
 
     def add_navigation(self, entry: NavEntry) -> None:
         if all(e.endpoint != entry.endpoint for e in self.navigation):
@@ -88,10 +88,10 @@ class Registry:
         if hook not in self.campaign_answers:
             self.campaign_answers.append(hook)
 
-    def add_audit_object_namer(self, object_type: str, namer: Callable) -> None:
-        """``namer(session, {object_id, ...})`` returns ``{object_id: name}`` for the audit log's
-        objects of ``object_type`` (core.audit_words): the log then names them in its sentences."""
-        self.audit_object_namers.setdefault(object_type, namer)
+    def add_audit_object(self, object_type: str, model, name_column) -> None:
+        """The audit log's objects of ``object_type`` are rows of ``model`` (by id) named by
+        ``name_column``: the log names them in its sentences and finds them by words (core.audit_words)."""
+        self.audit_objects.setdefault(object_type, (model, name_column))
 
     def navigation_for(self, user) -> list[tuple[NavEntry, bool]]:
         """The entries ``user`` sees, each with whether it is the current page's."""

@@ -28,6 +28,9 @@ def init_app(app) -> None:
                                   shown=lambda user: getattr(user, "role", None) != "evaluator"
                                   or bool(getattr(user, "insights_granted", False))))
     pilot.add_after_import(refresh_after_import)
+    from segments.models import Segment
+
+    pilot.add_audit_object("segment", Segment, Segment.name)  # the audit log names segments (core.audit_words)
 
 
 def build_demo(db, rng_seed: int = 0, echo=print) -> None:

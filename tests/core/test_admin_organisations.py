@@ -9,6 +9,7 @@ import html
 from sqlalchemy import select
 
 from core.models import AuditEvent, Organisation, Show, User, Venue, audit
+from tests.experiments.test_views import launched, ready  # noqa: F401 (fixtures)
 
 
 def text_of(response) -> str:
@@ -139,3 +140,33 @@ def test_the_log_names_the_role_the_actor_had_then(login_as, session):
     page = text_of(admin.get("/admin/audit?lang=en&actor=sam"))
     assert "Sam (partnership staff) logged in" in page  # staff when they logged in, an evaluator now
     assert "Alice (administrator) made Sam" not in page  # the actor filter keeps Alice's events out
+
+
+def test_feature_objects_are_named_and_found_by_words(login_as, session):
+    from segments.models import Segment
+
+    segment = Segment(name="Amateurs de danse")
+    session.add(segment)
+    session.flush()
+    audit(session, "segment.create", actor="staff@x.org", object_type="segment", object_id=segment.id)
+    audit(session, "segment.create", actor="staff@x.org", object_type="segment", object_id=segment.id + 1)
+    session.commit()
+    admin = login_as("admin")
+    page = text_of(admin.get("/admin/audit?lang=en&object=DANSE"))
+    assert "staff@x.org: Segment created (Amateurs de danse)" in page
+    assert f"(segment #{segment.id + 1})" not in page  # another segment, not named so
+    assert f"(segment #{segment.id + 1})" in text_of(admin.get("/admin/audit?lang=en&action=segment.create"))
+
+
+def test_the_venue_sees_the_sender_an_administrator_set_beside_its_contact_list(session, launched, login_as):
+    district, experiment = launched
+    org = district.orgs[0]
+    venue = login_as("venue", org)
+    page = text_of(venue.get("/experiments/?lang=en"))
+    assert f"No sender is set for {org.name} yet" in page
+    admin = login_as("admin")
+    assert admin.post(f"/admin/organisations/{org.id}", data={
+        "name": org.name, "kind": org.kind, "disciplines": org.discipline_list,
+        "sender_name": "Billetterie du Quartier", "sender_email": "billets@quartier.example"}).status_code == 302
+    page = text_of(venue.get(f"/experiments/{experiment.id}?lang=fr"))
+    assert "Envoyez les messages au nom de Billetterie du Quartier <billets@quartier.example>" in page
