@@ -519,8 +519,9 @@ def contacts_csv(experiment_id: int):
         flash(exc.reason, "error")
         return redirect(url_for("experiments.index"))
     session.commit()
+    link = unsubscribe.link_maker()
     export = contact_exports.build(fmt, rows, offers.arm_promotions(session, experiment),
-                                   lambda row: unsubscribe.link_for(row.recipient_id, row.language))
+                                   lambda row: link(row.recipient_id, row.language))
     org = session.get(Organisation, current_user.organisation_id)
     return csv_response(export.lines, f"contacts-{experiment.id}-{org.slug}-{utcnow():%Y%m%d}{export.suffix}.csv",
                         header=export.header, bom=export.bom)
