@@ -47,9 +47,27 @@ def _two_seasons() -> str:
     return f"season={this}-{this + 1}&compare={this - 1}-{this}"
 
 
+def _unsubscribe_token(db, experiment_id: int, slug: str) -> str | None:
+    """The signed unsubscribe token of one of the organisation's test-arm recipients (in an app context)."""
+    from sqlalchemy import select
+
+    from core.models import Organisation
+    from experiments import unsubscribe
+    from experiments.models import Recipient
+
+    with db.session() as session:
+        recipient_id = session.scalar(
+            select(Recipient.id).join(Organisation, Organisation.id == Recipient.organisation_id)
+            .where(Recipient.experiment_id == experiment_id, Recipient.arm != "control", Organisation.slug == slug)
+            .order_by(Recipient.id).limit(1))
+    return unsubscribe.token_for(recipient_id) if recipient_id else None
+
+
 def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisation: str,
-              organisation_id: int | None = None, venue_user_id: int | None = None) -> dict[str, list]:
-    """Each role's main pages: (name, method, path, JSON body or None)."""
+              organisation_id: int | None = None, venue_user_id: int | None = None,
+              unsubscribe_token: str | None = None) -> dict[str, list]:
+    """Each role's main pages: (name, method, path, JSON body or None); with ``unsubscribe_token``,
+    the public unsubscribe page of a contact list's link (timed as the venue user: it is the same page)."""
     report = f"/experiments/{experiment_id}"
     return {
         "staff": [("dashboard", "GET", "/", None),
@@ -79,7 +97,9 @@ def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisati
                   ("approval", "GET", f"/campaigns/approvals/{approval_id}", None),
                   ("insights_own", "GET", f"/segments/insights/organisation/{organisation}", None),
                   ("comparison_own", "GET", f"/segments/comparison/{organisation}", None),
-                  ("report", "GET", report, None)],
+                  ("report", "GET", report, None),
+                  *([("unsubscribe", "GET", f"/experiments/unsubscribe/{unsubscribe_token}", None)]
+                    if unsubscribe_token else [])],
         "evaluator": [("dashboard", "GET", "/", None),
                       ("reports", "GET", "/experiments/", None),
                       ("report", "GET", report, None)],
@@ -130,8 +150,9 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
         with db.session() as session:
             refresh_changed(session)
             session.commit()
+        token = _unsubscribe_token(db, experiment_id, setup["organisation"])
     pages = page_list(campaign_id, experiment_id, setup["approval_id"], setup["organisation"],
-                      setup["organisation_id"], setup["venue_user_id"])
+                      setup["organisation_id"], setup["venue_user_id"], token)
     echo(f"pages: imported {imported} rows; timing {sum(len(p) for p in pages.values())} pages of 4 roles...")
     app.config["WTF_CSRF_ENABLED"] = False  # the test client posts the login form without a token
     figures: dict = {}

@@ -99,7 +99,7 @@ def test_times_every_main_page_of_each_role_cold_and_warm(bench):
         assert roles == {"staff", "admin", "venue", "evaluator"}
         for name in ("staff.dashboard", "venue.dashboard", "staff.insights_district", "staff.segment_preview",
                      "staff.campaign", "venue.approval", "staff.power", "evaluator.report", "staff.comparison",
-                     "staff.comparison_seasons", "venue.comparison_own"):
+                     "staff.comparison_seasons", "venue.comparison_own", "venue.unsubscribe"):
             assert name in pages, (engine, name)
         for name, page in pages.items():
             assert page["status"] == 200, (engine, name, page)
