@@ -196,7 +196,9 @@ def build_comparison(session, choice: Choice) -> dict:
             k = ks["organisation"]
             column.population = None if 0 < fact["population"] < k else fact["population"]
         else:
-            shown = release_for(ks[column.series.kind]).figure(f"{prefix}.population", Cell(fact["population"]))
+            # the same figure as every table's total of spectators (one draw, never averaged)
+            shown = release_for(ks[column.series.kind]).figure(f"{prefix}.total.spectators",
+                                                               Cell(fact["population"]))
             column.population = shown.value
     dimensions = []
     for key, question, title, _counts, note in DIMENSIONS:
@@ -209,7 +211,8 @@ def build_comparison(session, choice: Choice) -> dict:
             release = release_for(k)
             prefix = f"comparison:{column.series.kind}:{column.series.key or ''}:{column.period.key}"
             whole = release.noisy(f"{prefix}.population", Cell(int(fact["population"])))
-            tables.append(_protect_table(series_table(fact, key, fsas), release, f"{prefix}.{key}", whole))
+            tables.append(_protect_table(series_table(fact, key, fsas), release, f"{prefix}.{key}", whole,
+                                         total_prefix=f"{prefix}.total"))
         dimensions.append(_combine(key, question, title, note, tables, columns))
     return {"columns": columns, "dimensions": dimensions, "k": ks, "k_district": k_district, "own": own,
             "empty": all(not fact["population"] for fact in facts[: len(periods)]), "fsas": fsas}

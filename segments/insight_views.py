@@ -217,11 +217,16 @@ SUM_BOUNDS = {"purchases": 5, "tickets": 10, "money": 50_000}  # money in cents
 POOLED_ON_OWN_PAGE = ("disciplines", "crossover")
 
 
-def _protect_table(table: InsightTable, release: Release, prefix: str, population: int | None) -> InsightTable:
+def _protect_table(table: InsightTable, release: Release, prefix: str, population: int | None,
+                   total_prefix: str | None = None) -> InsightTable:
     """The table as the web shows it: every figure noisy (core.privacy), each row's spectators
     thresholded on their noisy value (and against the noisy population, the complement), the
     row's sums hidden with them, shares recomputed from the noisy figures. A row of postal areas
-    whose figure is hidden goes (its name alone would say that someone lives there)."""
+    whose figure is hidden goes (its name alone would say that someone lives there).
+
+    ``total_prefix`` names the total row's figures (default ``prefix + ".total"``): tables of the
+    same population that share it show one and the same noisy total, never independent draws of
+    it that averaging would sharpen."""
     columns = table.columns
     people = next((i for i, c in enumerate(columns) if c.kind == "spectators"), None)
     share = next((i for i, c in enumerate(columns) if c.kind == "share"), None)
@@ -229,9 +234,10 @@ def _protect_table(table: InsightTable, release: Release, prefix: str, populatio
     def protect(row: list, key: str) -> list:
         out = list(row)
         shown = True
+        base = (total_prefix or f"{prefix}.total") if key == "total" else f"{prefix}.{key}"
         if people is not None and row[people] is not None:
             whole = None if key == "total" else population  # the total is the whole itself
-            figure = release.figure(f"{prefix}.{key}.spectators", Cell(int(row[people])), whole=whole)
+            figure = release.figure(f"{base}.spectators", Cell(int(row[people])), whole=whole)
             out[people] = figure.value
             shown = figure.value is not None
         for i, column in enumerate(columns):
@@ -239,10 +245,10 @@ def _protect_table(table: InsightTable, release: Release, prefix: str, populatio
                 continue
             cell = Cell(int(row[i]))
             if people is None:  # a matrix of one measure: thresholded on its own noisy value
-                value = release.noisy(f"{prefix}.{key}.{column.key}", cell, scale=SUM_BOUNDS[column.kind])
+                value = release.noisy(f"{base}.{column.key}", cell, scale=SUM_BOUNDS[column.kind])
                 out[i] = value if value >= release.k else None
             else:
-                value = release.sum_figure(f"{prefix}.{key}.{column.key}", cell, float(row[i]),
+                value = release.sum_figure(f"{base}.{column.key}", cell, float(row[i]),
                                            SUM_BOUNDS[column.kind], shown)
                 out[i] = None if value is None else int(round(value))
         return out

@@ -284,6 +284,14 @@ def test_staff_sees_every_series_as_pooled_figures(app, session, small_district,
         value, _share = _figure(own)
         if value is not None:
             assert abs(value - expected["lifecycle"].get(stages[label], [0])[0]) <= BOUND * SIGMA
+    # One noisy population per series: every table of spectators totals to the same figure (independent
+    # draws of one count would average away their noise).
+    totals = {}
+    for key in ("lifecycle", "subscribers", "regions", "fsas"):
+        foot = re.search(rf'id="t-{key}".*?<tfoot>(.*?)</tfoot>', html, re.S).group(1)
+        totals[key] = [re.sub(r"<[^>]+>|\s|,", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", foot, re.S)]
+    assert len({tuple(t) for t in totals.values()}) == 1, totals
+    assert abs(int(totals["lifecycle"][0]) - expected["population"]) <= BOUND * SIGMA
 
 
 def test_a_venue_sees_its_own_organisation_only(session, small_district, login_as):  # noqa: F811
