@@ -146,6 +146,7 @@ class Column:
     name: str
     colour: str
     exact: bool  # the organisation's own figures for its own users (else noisy pooled figures)
+    label: str = ""  # the series' name without its season
     population: int | None = None
 
 
@@ -175,12 +176,12 @@ def build_comparison(session, choice: Choice) -> dict:
     columns, facts = [], []
     for s_index, one in enumerate(series):
         for p_index, period in enumerate(periods):
-            name = _series_name(one, organisation)
+            label = name = _series_name(one, organisation)
             if len(periods) > 1:
                 name = f"{name} {period.season.label if period.season else ''}".strip()
             earlier = len(periods) > 1 and p_index == 1
             colour = (SERIES_TINTS if earlier else SERIES_COLOURS)[s_index % len(SERIES_COLOURS)]
-            columns.append(Column(one, period, name, colour, own and one.kind == "organisation"))
+            columns.append(Column(one, period, name, colour, own and one.kind == "organisation", label))
             facts.append(cached_series_facts(session, one, period, cache_seconds=cache_seconds, cache_dir=cache_dir))
     fsas = top_fsas(facts[0], ks["organisation"])
     releases: dict = {}
@@ -284,7 +285,7 @@ def _organisations(session) -> list[Organisation]:
 
 def _render(session, choice: Choice, template: str):
     data = build_comparison(session, choice)
-    return render_template(template, choice=choice, data=data, questions=QUESTIONS,
+    return render_template(template, choice=choice, data=data, questions=QUESTIONS, change_points=change_points,
                            organisations=_organisations(session), discipline_labels=DISCIPLINE_LABELS,
                            page_args=choice.args(), pick=_own_organisation_id() is None)
 
@@ -362,6 +363,15 @@ def comparison_csv(slug: str):
                                   choice.season.label if choice.season else "all",
                                   choice.compare.label if choice.compare else None]))
     return csv_response(rows, f"{name}.csv", header=header, delimiter=";" if _french() else ",")
+
+
+def change_points(share, before) -> str:
+    """The change of a share since the compared season, in percentage points ("+3.1", "−0.4"), or a
+    dash when either share is hidden."""
+    if share is None or before is None:
+        return "—"
+    text = f"{round((share - before) * 100, 1) + 0.0:+.1f}".replace("-", "\u2212")  # no "−0.0"
+    return text.replace(".", ",") if _french() else text
 
 
 def format_cell(value, share) -> str:

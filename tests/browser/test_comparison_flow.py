@@ -68,7 +68,13 @@ def test_staff_compares_an_organisation_across_seasons(page, make_user, district
     header = page.locator("#t-lifecycle table thead th")
     assert header.count() == 1 + 6  # three series, two seasons each
     assert "Danse Sud 2022-2023" in page.inner_text("#t-lifecycle thead")
-    # the portrait: one printed page
+    # the portrait of two seasons, then of one: one printed page each
+    page.click(f"text={words['portrait']}")
+    assert page.locator("#h-lifecycle + .table-scroll thead th").count() == 1 + 3  # share and its change
+    page.emulate_media(media="print")
+    assert pdf_pages(page.pdf(format="Letter")) == 1
+    page.emulate_media(media="screen")
+    page.click(f"text={words['back']}")
     page.select_option("#c-compare", "")
     page.click(f"form.compare-filters button >> text={words['submit']}")
     page.click(f"text={words['portrait']}")
