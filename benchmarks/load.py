@@ -176,7 +176,7 @@ def prepare_campaigns(env: dict) -> Setup:
     from core.models import Organisation, User, utcnow
     from experiments import reports
     from experiments import services as experiment_services
-    from segments.insights import discipline_choices
+    from segments.insight_tables import discipline_choices
     from segments.models import Segment, SegmentVersion
 
     app = create_app()

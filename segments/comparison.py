@@ -31,9 +31,10 @@ from sqlalchemy.orm import Session
 
 from core.identity import fsa_of
 from core.models import DISCIPLINES, Contact, Organisation
-from core.sql import engine_name, without_jit
+from core.sql import engine_name, mask_bit, one_shl, unindexed, without_jit
 from core.vocabulary import DISCIPLINE_LABELS
-from segments.insights import (
+from segments.insight_cache import data_fingerprint, read_cached, write_cached
+from segments.insight_tables import (
     CHANNEL_KEYS,
     CHANNEL_LABELS,
     LEAD_LABELS,
@@ -43,24 +44,17 @@ from segments.insights import (
     SP,
     STAGE_LABELS,
     Column,
-    InsightQuery,
     InsightTable,
     S,
     T,
-    _bit,
-    _index_of,
-    _one_shl,
-    _range_label,
-    _read_cached,
-    _write_cached,
-    data_fingerprint,
     day_label,
     discipline_choices,
     month_label,
     one_way,
+    range_label,
     region_of,
-    unindexed,
 )
+from segments.insights import InsightQuery, index_of
 from segments.lifecycle import LIFECYCLE_DAYS, STAGES, window_start
 from segments.profiles import lifecycle_case
 
@@ -275,7 +269,7 @@ def series_statement(session: Session, series: Series, period: Period):
                case((T.c.purchased_at >= window_start(period.as_of, LIFECYCLE_DAYS), T.c.show_id)).label("show548"),
                case((T.c.category == "subscription", 1), else_=0).label("sub"),
                x._dow(T.c.purchased_at).label("dow"), x._month(T.c.purchased_at).label("month"),
-               x._lead_bucket().label("lead"), _index_of(T.c.channel, CHANNEL_KEYS).label("channel"),
+               x._lead_bucket().label("lead"), index_of(T.c.channel, CHANNEL_KEYS).label("channel"),
                _price_bucket().label("price"), S.c.discipline.label("discipline"))
         .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
         .where(and_(*conditions))
@@ -285,7 +279,7 @@ def series_statement(session: Session, series: Series, period: Period):
     # Per spectator, the set of days, months, lead times, channels and prices of their purchases in the
     # period as one bit mask each: distinct spectators per bucket are then sums of bits (one pass
     # instead of a COUNT(DISTINCT) per dimension, as the insight pages do).
-    masks = {name: x._mask(case((b.inp == 1, _one_shl(b[name] - offset)), else_=0)).label(f"m_{name}")
+    masks = {name: x._mask(case((b.inp == 1, one_shl(b[name] - offset)), else_=0)).label(f"m_{name}")
              for name, (offset, _size) in MASKED.items()}
     per_spectator = (
         select(b.sid, func.count(distinct(b.show548)).label("shows"), func.min(b.at).label("first_at"),
@@ -326,7 +320,7 @@ def series_statement(session: Session, series: Series, period: Period):
                         .group_by(SP.c.fsa))
     for name, (offset, size) in MASKED.items():
         for i in range(size):
-            branches.append(select(*row(name, literal(i + offset), func.sum(_bit(q[f"m_{name}"], i)))))
+            branches.append(select(*row(name, literal(i + offset), func.sum(mask_bit(q[f"m_{name}"], i)))))
     # purchases and tickets of the five dimensions at once: one GROUP BY on one integer code
     code: Any = literal(0, Integer)
     for name, (offset, size) in MASKED.items():
@@ -381,7 +375,7 @@ def series_facts(session: Session, series: Series, period: Period) -> dict:
     return facts
 
 
-def _cache_key(session: Session, series: Series, period: Period) -> str:
+def cache_key(session: Session, series: Series, period: Period) -> str:
     bind = session.get_bind()
     parts = ["comparison", FACTS_VERSION, str(getattr(bind, "url", "")), series.kind, series.key,
              series.organisation_id, period.key, data_fingerprint(session)]
@@ -394,11 +388,11 @@ def cached_series_facts(session: Session, series: Series, period: Period, *, cac
     same (keyed by ``segments.insights.data_fingerprint``, as the insight pages' facts)."""
     if not cache_seconds:
         return series_facts(session, series, period)
-    key = _cache_key(session, series, period)
-    facts = _read_cached(key, cache_dir, cache_seconds)
+    key = cache_key(session, series, period)
+    facts = read_cached(key, cache_dir, cache_seconds)
     if facts is None:
         facts = series_facts(session, series, period)
-        _write_cached(key, facts, cache_dir, cache_seconds)
+        write_cached(key, facts, cache_dir, cache_seconds)
     return facts
 
 
@@ -461,7 +455,7 @@ def dimension_items(facts: dict, dimension: str, fsas: list[str]) -> tuple[list[
     if dimension == "prices":
         return _items(facts, "price", range(len(PRICE_LABELS)), PRICE_LABELS, "tickets"), "tickets", True
     if dimension == "order_size":
-        labels = [_range_label(low, high) for low, high in PARTY_BUCKETS]
+        labels = [range_label(low, high) for low, high in PARTY_BUCKETS]
         return _items(facts, "orders", range(len(PARTY_BUCKETS)), labels, "purchases"), "orders", True
     if dimension == "crossover":
         # every discipline, so that each series and season has the same rows (none bought: 0)

@@ -33,6 +33,7 @@ from segments.comparison import (
     series_table,
     top_fsas,
 )
+from segments.insight_tables import InsightTable, Scope, scope_k
 from segments.insight_views import (
     INSIGHT_ROLES,
     _cache_dir,
@@ -46,7 +47,6 @@ from segments.insight_views import (
     format_count,
     format_share,
 )
-from segments.insights import InsightTable, Scope, scope_k
 from segments.views import bp
 
 

@@ -20,15 +20,9 @@ from core.models import DISCIPLINES, Organisation
 from core.privacy import Cell, Release
 from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
-from segments.insights import (
-    QUESTIONS,
-    TABLES,
-    InsightTable,
-    Scope,
-    build_insights,
-    discipline_choices,
-    insights_cache,
-)
+from segments.insight_cache import insights_cache
+from segments.insight_tables import QUESTIONS, InsightTable, Scope, discipline_choices
+from segments.insights import TABLES, build_insights
 from segments.views import bp
 
 INSIGHT_ROLES = ("staff", "admin", "evaluator", "venue")

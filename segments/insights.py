@@ -23,18 +23,9 @@ Life-cycle stages follow DESIGN.md §7, computed from the scope's transactions a
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import os
-import re
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from babel.dates import get_day_names, get_month_names
-from flask_babel import LazyString, get_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     BigInteger,
@@ -51,350 +42,64 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import ColumnElement
 
 from core.identity import fsa_of
 from core.models import (
-    CATEGORIES,
-    CHANNELS,
-    CIRCUMSTANCES,
     DISCIPLINES,
     Contact,
-    ImportBatch,
     Organisation,
-    Show,
-    Spectator,
-    Transaction,
 )
 from core.privacy import (
     is_small,
     strictest_k,
-    suppress,
-    suppress_matrix,
-    suppress_total,
 )
+from core.sql import mask_bit, one_shl, unindexed
 from core.vocabulary import DISCIPLINE_LABELS
+from segments.insight_cache import cache_key, read_cached, write_cached
+from segments.insight_tables import (
+    CATEGORY_KEYS,
+    CATEGORY_LABELS,
+    CHANNEL_KEYS,
+    CHANNEL_LABELS,
+    CIRCUMSTANCE_KEYS,
+    CIRCUMSTANCE_LABELS,
+    FREQUENCY_BUCKETS,
+    LEAD_BUCKETS,
+    LEAD_LABELS,
+    LEAD_UNKNOWN,
+    LIFECYCLE_STAGES,
+    PARTY_BUCKETS,
+    REGION_LABELS,
+    REGIONS,
+    SP,
+    STAGE_LABELS,
+    TOP_FSAS,
+    WEEK,
+    Column,
+    InsightTable,
+    S,
+    Scope,
+    T,
+    bucket_of,
+    day_label,
+    discipline_choices,
+    matrix_with_margins,
+    month_label,
+    one_way,
+    range_label,
+    region_of,
+    scope_k,
+)
 from segments.lifecycle import LIFECYCLE_DAYS, window_start
 from segments.profiles import lifecycle_case
-
-T = Transaction.__table__
-S = Show.__table__
-SP = Spectator.__table__
-
-LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
-STAGE_LABELS = {
-    "new": _l("New"), "once_before": _l("Once before"), "convertee": _l("Convertee"), "active": _l("Active"),
-    "super_active": _l("Super active"), "stale": _l("Stale"), "lapsed": _l("Lapsed"),
-}
-# (low, high) inclusive bounds of the buckets; high None = no upper bound.
-FREQUENCY_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, None))
-PARTY_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 9), (10, None))
-LEAD_BUCKETS = ((0, 0), (1, 6), (7, 13), (14, 29), (30, 59), (60, 89), (90, 179), (180, None))
-LEAD_UNKNOWN = len(LEAD_BUCKETS)  # no show date, or bought after the show
-LEAD_LABELS = (_l("Same day"), _l("1–6 days"), _l("7–13 days"), _l("14–29 days"), _l("30–59 days"),
-               _l("60–89 days"), _l("90–179 days"), _l("180 days or more"), _l("Unknown"))
-REGIONS = ("island", "laval", "quebec", "ontario", "canada", "elsewhere", "unknown")
-REGION_LABELS = {
-    "island": _l("Island of Montreal"), "laval": _l("Laval"), "quebec": _l("Rest of Quebec"),
-    "ontario": _l("Ontario"), "canada": _l("Rest of Canada"), "elsewhere": _l("Outside Canada or unrecognised"),
-    "unknown": _l("Unknown"),
-}
-# The last entry of each list stands for anything else (unknown channel, other price...).
-CHANNEL_KEYS = (*CHANNELS, "unknown")
-CATEGORY_KEYS = (*CATEGORIES, "other")
-CIRCUMSTANCE_KEYS = CIRCUMSTANCES  # ("regular", "promotion", "complimentary", "other")
-CHANNEL_LABELS = {"web": _l("Web"), "box_office": _l("Box office"), "phone": _l("Phone"), "unknown": _l("Unknown")}
-CATEGORY_LABELS = {"single": _l("Single tickets"), "subscription": _l("Subscription"), "other": _l("Other")}
-CIRCUMSTANCE_LABELS = {"regular": _l("Regular price"), "promotion": _l("Promotion"),
-                       "complimentary": _l("Complimentary"), "other": _l("Other")}
-TOP_FSAS = 15
-FSA_PATTERN = re.compile(r"^[A-Z][0-9][A-Z]$")
-# SQL numbers days from Sunday = 0; the day × hour table runs Monday to Sunday.
-WEEK = (1, 2, 3, 4, 5, 6, 0)
-
-QUESTIONS = (
-    ("who", _l("Who are they?")),
-    ("where", _l("Where do they come from?")),
-    ("when", _l("When do they buy?")),
-    ("what", _l("What do they buy?")),
-)
-
-
-def _month_name(month: int, width: str = "wide") -> str:
-    return get_month_names(width, locale=str(get_locale() or "fr"))[month].capitalize()
-
-
-def _day_name(dow: int, width: str = "wide") -> str:
-    # babel counts days from Monday = 0; SQL from Sunday = 0
-    return get_day_names(width, locale=str(get_locale() or "fr"))[(dow - 1) % 7].capitalize()
-
-
-def month_label(month: int, width: str = "wide") -> LazyString:
-    """The month's name in the request's language, resolved when shown."""
-    return LazyString(_month_name, month, width)
-
-
-def day_label(dow: int, width: str = "wide") -> LazyString:
-    """The day's name (SQL numbering, Sunday = 0) in the request's language, resolved when shown."""
-    return LazyString(_day_name, dow, width)
-
-
-# --- the table structure ----------------------------------------------------------------------------
-
-@dataclass
-class Column:
-    """A column: its key, its heading and its kind.
-
-    Kinds: ``label`` (the row's name), ``spectators``, ``purchases``, ``tickets`` (counts),
-    ``money`` (integer cents), ``share`` (a fraction 0..1).
-    """
-
-    key: str
-    label: Any
-    kind: str
-
-
-@dataclass
-class InsightTable:
-    """A small table ready to show: ``rows`` and ``total`` are lists aligned with ``columns``,
-    the first cell of each the row's label; ``None`` is a hidden (suppressed) figure.
-
-    A ``matrix`` table is one measure by rows and columns (its chart is a heat map); when it has
-    ``margins`` its last column and its total row are the row and column totals.
-    """
-
-    key: str
-    question: str
-    title: Any
-    columns: list[Column]
-    rows: list[list]
-    total: list | None
-    k: int
-    chart: str  # "hbar", "vbar" or "heatmap"
-    measure: str  # the column the chart draws (one-way tables)
-    unit: Any = None  # what the counts count, for the chart's description
-    note: Any = None
-    matrix: bool = False
-    margins: bool = False
-    summary: dict = field(default_factory=dict)
-    row_keys: list = field(default_factory=list)  # machine keys of the rows, in order
-    share_of: str | None = None  # the column the "share" column divides
-    chart_labels: list | None = None  # shorter row labels for the chart's axis
-    axis_label: Any = None  # what the chart's axis counts in (days...)
-
-    def index(self, key: str) -> int:
-        return next(i for i, c in enumerate(self.columns) if c.key == key)
-
-
-def _col(key: str) -> Column:
-    labels = {
-        "spectators": (_l("Spectators"), "spectators"), "purchases": (_l("Purchases"), "purchases"),
-        "tickets": (_l("Tickets"), "tickets"), "revenue": (_l("Revenue"), "money"),
-        "share": (_l("Share"), "share"),
-    }
-    label, kind = labels[key]
-    return Column(key, label, kind)
-
-
-TOTAL_LABEL = _l("Total")
-# The share column says what it divides: a table may count spectators but share out tickets.
-SHARE_LABELS = {"spectators": _l("Share of spectators"), "purchases": _l("Share of purchases"),
-                "tickets": _l("Share of tickets")}
-
-
-def _hide_lone(shown: dict, counts: dict) -> None:
-    """Complementary suppression after extra hiding: never exactly one hidden non-zero part."""
-    hidden = [key for key, v in shown.items() if v is None and counts[key]]
-    if len(hidden) == 1:
-        visible = sorted(((v, str(key), key) for key, v in shown.items() if v), key=lambda t: t[:2])
-        if visible:
-            shown[visible[0][2]] = None
-
-
-def one_way(key: str, question: str, title, label_column: Column, items: list[tuple], population: int, k: int, *,
-            measures: Iterable[str] = (), share_of: str | None = "spectators", overlapping: bool = False,
-            sort: bool = False, chart: str = "hbar", measure: str = "spectators", unit=None, note=None) -> InsightTable:
-    """Build a one-way table from ``items`` = [(row_key, label, spectators, {measure: value})].
-
-    ``population`` is the number of distinct spectators of the whole table. In a partition each
-    spectator falls in one row; ``overlapping`` rows (a spectator in several) also hide a row whose
-    complement, ``population - row``, is small. ``measures`` (purchases, tickets, revenue) are
-    additive over the rows and hidden with the row's spectators.
-    """
-    measures = list(measures)
-    counts = {row_key: n for row_key, _label, n, _values in items}
-    shown = suppress(counts, k, total_shown=True)
-    if overlapping:
-        for row_key, n in counts.items():
-            if shown[row_key] is not None and is_small(population - n, k):
-                shown[row_key] = None
-        _hide_lone(shown, counts)
-    total_visible = suppress_total(population, shown, k) is not None
-    totals = {m: sum(values.get(m, 0) for *_rest, values in items) for m in measures}
-    totals["spectators"] = population
-    columns = [label_column, _col("spectators")] + [_col(m) for m in measures]
-    if share_of:
-        columns.append(Column("share", SHARE_LABELS.get(share_of, _l("Share")), "share"))
-    rows, hidden_rows = [], []
-    for row_key, label, n, values in items:
-        hidden = shown[row_key] is None
-        figures = {"spectators": n, **values}
-        row = [label, None if hidden else n] + [None if hidden else values.get(m, 0) for m in measures]
-        if share_of:
-            whole = totals[share_of]
-            row.append(None if hidden or not total_visible or not whole else figures[share_of] / whole)
-        (hidden_rows if hidden and sort else rows).append((n, row_key, row))
-    if sort:
-        # Visible rows by size; hidden ones after, in their usual order (their sizes stay unknown).
-        rows.sort(key=lambda t: -t[0])
-    row_keys = [row_key for _n, row_key, _row in rows + hidden_rows]
-    rows = [row for _n, _key, row in rows + hidden_rows]
-    if total_visible:
-        total = [TOTAL_LABEL, population] + [totals[m] for m in measures]
-        if share_of:
-            total.append(None if overlapping and share_of == "spectators" else (1.0 if totals[share_of] else None))
-    else:
-        total = [TOTAL_LABEL] + [None] * (len(columns) - 1)
-    return InsightTable(key=key, question=question, title=title, columns=columns, rows=rows, total=total, k=k,
-                        chart=chart, measure=measure, unit=unit, note=note, row_keys=row_keys, share_of=share_of)
-
-
-def matrix_with_margins(key: str, question: str, title, row_labels: list, col_labels: list,
-                        spectators: list[list[int]], row_spectators: list[int], col_spectators: list[int],
-                        population: int, values: list[list[int]], k: int, *, corner_label, unit=None,
-                        note=None) -> InsightTable:
-    """A two-way table of an additive measure (``values``) with row and column totals.
-
-    Suppression runs on the distinct spectators behind each cell and margin, extended with the
-    margins so that no cell, row total or column total is alone hidden on its line.
-    """
-    n_rows, n_cols = len(row_labels), len(col_labels)
-    ext_spectators = [spectators[r] + [row_spectators[r]] for r in range(n_rows)] + [col_spectators + [population]]
-    ext_values = [values[r] + [sum(values[r])] for r in range(n_rows)]
-    ext_values.append([sum(values[r][c] for r in range(n_rows)) for c in range(n_cols)] + [sum(map(sum, values))])
-    mask = suppress_matrix(ext_spectators, k)
-    shown = [[None if mask[r][c] is None else ext_values[r][c] for c in range(n_cols + 1)] for r in range(n_rows + 1)]
-    columns = [Column("label", corner_label, "label")]
-    columns += [Column(f"c{c}", col_labels[c], "purchases") for c in range(n_cols)]
-    columns.append(Column("total", TOTAL_LABEL, "purchases"))
-    rows = [[row_labels[r]] + shown[r] for r in range(n_rows)]
-    return InsightTable(key=key, question=question, title=title, columns=columns, rows=rows,
-                        total=[TOTAL_LABEL] + shown[n_rows], k=k, chart="heatmap", measure="purchases", unit=unit,
-                        note=note, matrix=True, margins=True)
-
-
-# --- scopes ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Scope:
-    """What a page describes: the district, one discipline (``key``) or one organisation."""
-
-    kind: str  # "district", "discipline" or "organisation"
-    key: str | None = None  # discipline key or organisation slug
-    organisation_id: int | None = None
-
-    @classmethod
-    def district(cls) -> "Scope":
-        return cls("district")
-
-    @classmethod
-    def discipline(cls, key: str) -> "Scope":
-        if key not in DISCIPLINES:
-            raise ValueError(f"unknown discipline {key!r}")
-        return cls("discipline", key)
-
-    @classmethod
-    def organisation(cls, organisation: Organisation) -> "Scope":
-        return cls("organisation", organisation.slug, organisation.id)
-
-
-def scope_k(session: Session, scope: Scope) -> int:
-    """The k of a scope's own data: every organisation for the district, the organisations that
-    sell the discipline, or the one organisation."""
-    if scope.kind == "organisation":
-        return strictest_k(session, [scope.organisation_id])
-    if scope.kind == "discipline":
-        ids = session.scalars(select(S.c.organisation_id).where(S.c.discipline == scope.key).distinct()).all()
-        return strictest_k(session, ids)
-    return strictest_k(session)
-
-
-def region_of(fsa: str | None) -> str:
-    """The region of a forward sortation area (first letter of a Canadian postal code; H7 = Laval)."""
-    if not fsa:
-        return "unknown"
-    fsa = fsa.upper()
-    if not FSA_PATTERN.match(fsa):
-        return "elsewhere"
-    letter, digit = fsa[0], fsa[1]
-    if letter == "H":
-        if digit == "7":
-            return "laval"
-        return "quebec" if digit == "0" else "island"
-    if letter in "GJ":
-        return "quebec"
-    if letter in "KLMNP":
-        return "ontario"
-    if letter in "ABCERSTVXY":
-        return "canada"
-    return "elsewhere"
-
-
-def _range_label(low: int, high: int | None) -> str:
-    if high is None:
-        return f"{low}+"
-    return str(low) if low == high else f"{low}–{high}"
-
-
-def _bucket_of(value: int, buckets) -> int:
-    for i, (_low, high) in enumerate(buckets):
-        if high is None or value <= high:
-            return i
-    return len(buckets) - 1
-
-
-class unindexed(ColumnElement):
-    """A column that SQLite must not look up through an index (rendered ``+column``).
-
-    "Bought up to today" matches nearly every row; without statistics SQLite would still read
-    them through the purchase-date index, one table lookup each, two to three times slower than a
-    plain scan. Other engines render the column as it is.
-    """
-
-    inherit_cache = True
-
-    def __init__(self, column):
-        self.column = column
-        self.type = column.type
-
-
-@compiles(unindexed)
-def _unindexed(element, compiler, **kw):
-    return compiler.process(element.column, **kw)
-
-
-@compiles(unindexed, "sqlite")
-def _unindexed_sqlite(element, compiler, **kw):
-    return "+" + compiler.process(element.column, **kw)
 
 
 def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time())
 
 
-def _bit(column, i: int):
-    """0 or 1: bit ``i`` of an integer mask."""
-    return column.op(">>")(literal(i, Integer)).op("&")(1)  # PostgreSQL shifts by an integer only
-
-
-def _one_shl(exponent):
-    """``1 << exponent`` as a 64-bit integer on both engines (NULL stays NULL)."""
-    return cast(literal(1), BigInteger).op("<<")(exponent)
-
-
-def _index_of(column, keys: tuple):
+def index_of(column, keys: tuple):
     """Position of the column's value among ``keys``; the last position for anything else."""
     return case({key: i for i, key in enumerate(keys[:-1])}, value=column, else_=len(keys) - 1)
 
@@ -417,7 +122,7 @@ def _mix_mask(dimension: int, position: int) -> int:
 
 def _lead_lookup() -> str:
     """One character per lead time from -1 to 181 days: its bucket's digit (SQLite lookup)."""
-    return str(LEAD_UNKNOWN) + "".join(str(_bucket_of(d, LEAD_BUCKETS)) for d in range(0, 182))
+    return str(LEAD_UNKNOWN) + "".join(str(bucket_of(d, LEAD_BUCKETS)) for d in range(0, 182))
 
 
 class InsightQuery:
@@ -503,16 +208,16 @@ class InsightQuery:
         return case({d: 1 << i for i, d in enumerate(DISCIPLINES)}, value=S.c.discipline, else_=0)
 
     def _mix_index(self):
-        channel = _index_of(T.c.channel, CHANNEL_KEYS)
-        category = _index_of(T.c.category, CATEGORY_KEYS)
-        circumstance = _index_of(T.c.circumstance, CIRCUMSTANCE_KEYS)
+        channel = index_of(T.c.channel, CHANNEL_KEYS)
+        category = index_of(T.c.category, CATEGORY_KEYS)
+        circumstance = index_of(T.c.circumstance, CIRCUMSTANCE_KEYS)
         return (channel * len(CATEGORY_KEYS) + category) * len(CIRCUMSTANCE_KEYS) + circumstance
 
     def _discipline_sums(self, mask) -> list:
         """Sums over spectators of: each discipline's bit, then each pair of disciplines' bits."""
         n = len(DISCIPLINES)
-        sums = [func.sum(_bit(mask, i)) for i in range(n)]
-        sums += [func.sum(_bit(mask, i).op("&")(_bit(mask, j))) for i in range(n) for j in range(i + 1, n)]
+        sums = [func.sum(mask_bit(mask, i)) for i in range(n)]
+        sums += [func.sum(mask_bit(mask, i).op("&")(mask_bit(mask, j))) for i in range(n) for j in range(i + 1, n)]
         return sums
 
     @staticmethod
@@ -551,7 +256,7 @@ class InsightQuery:
             "party": self._party_bucket(T.c.tickets),
             "mix": self._mix_index(),
         }
-        masks = {name: self._mask(_one_shl(bit)) for name, bit in masks.items()}
+        masks = {name: self._mask(one_shl(bit)) for name, bit in masks.items()}
         with_disciplines = self.scope.kind == "district"
         if with_disciplines:  # the district's spectators' purchases are these same rows
             masks["disciplines"] = self._mask(self._discipline_bit())
@@ -579,7 +284,7 @@ class InsightQuery:
                           *[p[name] for name in masks]).subquery()
         q = labelled.c
         sizes = {"dow": 7, "hour": 24, "month": 12, "lead": len(LEAD_BUCKETS) + 1, "party": len(PARTY_BUCKETS)}
-        sums = [func.sum(_bit(q[name], i)) for name, size in sizes.items() for i in range(size)]
+        sums = [func.sum(mask_bit(q[name], i)) for name, size in sizes.items() for i in range(size)]
         dimensions = (CHANNEL_KEYS, CATEGORY_KEYS, CIRCUMSTANCE_KEYS)
         sums += [func.sum(case((q.mix.op("&")(_mix_mask(d, pos)) != 0, 1), else_=0))
                  for d, keys in enumerate(dimensions) for pos in range(len(keys))]
@@ -707,7 +412,7 @@ class InsightQuery:
 
     def frequency(self) -> InsightTable:
         counts = self._fact("spectators")["frequency"]
-        items = [(i, _range_label(low, high), counts[i], {}) for i, (low, high) in enumerate(FREQUENCY_BUCKETS)]
+        items = [(i, range_label(low, high), counts[i], {}) for i, (low, high) in enumerate(FREQUENCY_BUCKETS)]
         return one_way("frequency", "who", _l("Frequency: purchases per spectator"),
                        Column("label", _l("Purchases"), "label"), items, self.population(), self.k,
                        chart="vbar", unit=_l("spectators"),
@@ -727,7 +432,7 @@ class InsightQuery:
     def party_size(self) -> InsightTable:
         people = self._fact("spectators")["bits"]["party"]
         purchases, _tickets, _cents = self._sum_by(3, len(PARTY_BUCKETS))
-        items = [(i, _range_label(low, high), people[i], {"purchases": purchases[i]})
+        items = [(i, range_label(low, high), people[i], {"purchases": purchases[i]})
                  for i, (low, high) in enumerate(PARTY_BUCKETS)]
         return one_way("party_size", "who", _l("Party size: tickets per purchase"),
                        Column("label", _l("Tickets"), "label"), items, self.population(), self.k,
@@ -785,7 +490,7 @@ class InsightQuery:
                         measure="tickets",
                         unit=_l("tickets"),
                         note=_l("Unknown: no performance date, or a purchase recorded after the performance."))
-        table.chart_labels = [_range_label(low, high) for low, high in LEAD_BUCKETS] + ["?"]
+        table.chart_labels = [range_label(low, high) for low, high in LEAD_BUCKETS] + ["?"]
         table.axis_label = _l("Days before the performance")
         return table
 
@@ -959,77 +664,6 @@ def circumstances(session: Session, scope: Scope, as_of: dt.date | None = None) 
     return InsightQuery(session, scope, as_of).circumstances()
 
 
-# --- the whole page, with its facts cached while the data stay the same ---------------------------------
-
-_memory: dict[str, tuple[float, dict]] = {}
-_memory_lock = threading.Lock()
-MEMORY_ENTRIES = 64
-FACTS_VERSION = 1  # bump when the facts' shape changes, so that old cache files are ignored
-
-
-def data_fingerprint(session: Session) -> list:
-    """Changes whenever the pooled data the insights read change; every part is an index lookup.
-
-    New imports move the largest batch, transaction and spectator ids; a rebuilt district (same
-    ids, other people) moves the smallest and largest spectator keys.
-    """
-    return [
-        session.scalar(select(func.count(Organisation.id))),
-        session.scalar(select(func.max(ImportBatch.id))),
-        session.scalar(select(func.max(T.c.id))),
-        session.scalar(select(func.max(S.c.id))),
-        session.scalar(select(func.max(SP.c.id))),
-        session.scalar(select(func.min(SP.c.key))),
-        session.scalar(select(func.max(SP.c.key))),
-    ]
-
-
-def _cache_key(session: Session, scope: Scope, as_of: dt.date) -> str:
-    parts = [FACTS_VERSION, str(session.get_bind().url), scope.kind, scope.key, scope.organisation_id,
-             as_of.isoformat(), data_fingerprint(session)]
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
-
-
-def _read_cached(key: str, cache_dir: Path | None, ttl: float) -> dict | None:
-    now = time.time()
-    with _memory_lock:
-        hit = _memory.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-    if cache_dir is None:
-        return None
-    path = cache_dir / f"{key}.json"
-    try:
-        if path.stat().st_mtime + ttl < now:
-            return None
-        facts = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    with _memory_lock:
-        _memory[key] = (now + ttl, facts)
-    return facts
-
-
-def _write_cached(key: str, facts: dict, cache_dir: Path | None, ttl: float) -> None:
-    now = time.time()
-    with _memory_lock:
-        if len(_memory) >= MEMORY_ENTRIES:
-            for stale in sorted(_memory, key=lambda k_: _memory[k_][0])[: len(_memory) - MEMORY_ENTRIES + 1]:
-                del _memory[stale]
-        _memory[key] = (now + ttl, facts)
-    if cache_dir is None:
-        return
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(facts))
-        tmp.replace(cache_dir / f"{key}.json")  # atomic: a reader never sees half a file
-        for old in cache_dir.glob("*.json"):  # files of past days and data go after a while
-            if old.stat().st_mtime + max(ttl, 86400) < now:
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass  # the cache is an optimisation only
-
 
 def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None, *, cache_seconds: float = 0,
                    cache_dir: Path | None = None, raw: bool = False) -> dict:
@@ -1047,13 +681,13 @@ def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None,
     as_of = as_of or dt.date.today()
     facts, key = None, None
     if cache_seconds:
-        key = _cache_key(session, scope, as_of)
-        facts = _read_cached(key, cache_dir, cache_seconds)
+        key = cache_key(session, scope, as_of)
+        facts = read_cached(key, cache_dir, cache_seconds)
     query = InsightQuery(session, scope, as_of, facts=facts)
     if facts is None:
         facts = query.compute_all()
         if key is not None:
-            _write_cached(key, facts, cache_dir, cache_seconds)
+            write_cached(key, facts, cache_dir, cache_seconds)
     population = query.population()
     k, k_district = query.k, query.k_district
     if raw:
@@ -1068,13 +702,6 @@ def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None,
     }
 
 
-def insights_cache(app) -> tuple[Path, float]:
-    """Where the raw facts are kept as files (shared by every web worker and the scheduler) and for
-    how long: ``INSIGHTS_CACHE_SECONDS``, a day by default, none in tests unless configured."""
-    seconds = float(app.config.get("INSIGHTS_CACHE_SECONDS", 0 if app.testing else 86400))
-    return Path(app.instance_path) / "cache" / "insights", seconds
-
-
 def warm_insights(session: Session, cache_dir: Path | None, cache_seconds: float = 86400) -> int:
     """Compute and cache the facts of the district, every discipline and every organisation
     (for a scheduled job after imports, so that the first visitor does not wait). Returns the
@@ -1084,16 +711,3 @@ def warm_insights(session: Session, cache_dir: Path | None, cache_seconds: float
     for scope in scopes:
         build_insights(session, scope, cache_seconds=cache_seconds, cache_dir=cache_dir)
     return len(scopes)
-
-
-def discipline_choices(session: Session, organisation_id: int | None = None) -> list[str]:
-    """Disciplines with shows (of one organisation, with those it declares), in the usual order."""
-    query = select(S.c.discipline).distinct()
-    if organisation_id is not None:
-        query = query.where(S.c.organisation_id == organisation_id)
-    found = set(session.scalars(query))
-    if organisation_id is not None:
-        organisation = session.get(Organisation, organisation_id)
-        if organisation is not None:
-            found |= set(organisation.discipline_list)
-    return [d for d in DISCIPLINES if d in found]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 from core.scheduler import JobContext, JobSpec, daily, every
-from segments.insights import insights_cache, warm_insights
+from segments.insight_cache import insights_cache
+from segments.insights import warm_insights
 from segments.profiles import refresh_changed
 
 

@@ -317,7 +317,8 @@ def test_insights_are_noisy_audited_and_budgeted(app, db, login_as, district):
     from sqlalchemy import func
 
     from core.models import AuditEvent
-    from segments.insights import Scope, build_insights
+    from segments.insight_tables import Scope
+    from segments.insights import build_insights
 
     client = login_as("staff")
     with db.session() as session:

@@ -13,7 +13,8 @@ from click.testing import CliRunner  # noqa: F401 (the app's runner is used)
 from core.cli import main
 from core.importing import import_file
 from core.models import DISCIPLINES, Organisation
-from segments.insights import InsightQuery, Scope
+from segments.insight_tables import Scope
+from segments.insights import InsightQuery
 from tests.core.test_importing import FR_HEADER, SECRET, fr_row, write_csv
 
 

@@ -24,7 +24,7 @@ from segments.comparison import (
     Series,
     series_facts,
 )
-from segments.insights import CHANNEL_KEYS, LEAD_BUCKETS, PARTY_BUCKETS
+from segments.insight_tables import CHANNEL_KEYS, LEAD_BUCKETS, PARTY_BUCKETS
 from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, lifecycle_stage, window_start
 from tests.segments.district import AS_OF, small_district  # noqa: F401  (a fixture)
 

@@ -17,19 +17,12 @@ from sqlalchemy import insert
 from core.charts import hbar_chart, heatmap, vbar_chart
 from core.models import Organisation, Setting, Show, Spectator, Transaction
 from segments import (
+    insight_cache,
     insight_views,  # noqa: F401  (the routes, before any app registers the blueprint)
     insights,
 )
-from segments.insights import (
-    TABLES,
-    Column,
-    InsightQuery,
-    Scope,
-    build_insights,
-    matrix_with_margins,
-    one_way,
-    warm_insights,
-)
+from segments.insight_tables import Column, Scope, matrix_with_margins, one_way
+from segments.insights import TABLES, InsightQuery, build_insights, warm_insights
 
 TODAY = dt.date.today()
 COUNT_KINDS = ("spectators", "purchases", "tickets")
@@ -482,27 +475,27 @@ def test_cached_page_and_csv_agree(app, login_as, district, session):
 
 
 def test_warmed_facts_are_read_back_from_files(session, district, tmp_path):
-    insights._memory.clear()
+    insight_cache._memory.clear()
     scopes = warm_insights(session, tmp_path)
     assert scopes == 1 + 5 + 3  # the district, five disciplines, three organisations
     assert len(list(tmp_path.glob("*.json"))) == scopes
-    insights._memory.clear()  # another process: only the files
+    insight_cache._memory.clear()  # another process: only the files
     salle_b = Scope.organisation(session.get(Organisation, district["salle-b"]))
     cached = build_insights(session, salle_b, cache_seconds=60, cache_dir=tmp_path)
     fresh = build_insights(session, salle_b)
     for name in TABLES:
         assert [list(map(str, r)) for r in cached["tables"][name].rows] == \
             [list(map(str, r)) for r in fresh["tables"][name].rows], name
-    insights._memory.clear()
+    insight_cache._memory.clear()
 
 
 def test_the_scheduled_job_keeps_every_scope_ready_for_the_first_visitor(app, login_as, district, session):
     """The job computes each scope's facts into the instance's shared files; the pages then read
     them (no file is added by a visit), and new data make the next run compute afresh."""
     from core.scheduler import run_job
-    from segments.insights import insights_cache
+    from segments.insight_cache import insights_cache
 
-    insights._memory.clear()
+    insight_cache._memory.clear()
     app.config["INSIGHTS_CACHE_SECONDS"] = 600
     cache_dir, _seconds = insights_cache(app)
     shutil.rmtree(cache_dir, ignore_errors=True)  # the instance folder is shared by the session's tests
@@ -511,7 +504,7 @@ def test_the_scheduled_job_keeps_every_scope_ready_for_the_first_visitor(app, lo
     assert run.summary == {"scopes": 1 + 5 + 3}
     kept = set(cache_dir.glob("*.json"))
     assert len(kept) == 9
-    insights._memory.clear()  # a web worker that never computed anything
+    insight_cache._memory.clear()  # a web worker that never computed anything
     client = login_as("staff")
     for url in ("/segments/insights", "/segments/insights/discipline/music", "/segments/insights/organisation/salle-a"):
         assert client.get(url).status_code == 200

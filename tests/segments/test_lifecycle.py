@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 
 from core.models import Organisation, Setting, Show, Spectator, Transaction
 from segments import insights
-from segments.insights import Scope
+from segments.insight_tables import Scope
 from segments.models import SpectatorProfile
 from segments.profiles import refresh_profiles
 from segments.rules import Purchase, SpectatorFacts, stage_of
