@@ -348,6 +348,42 @@ def template():
     return csv_response([], filename, header=header, delimiter=";" if language == "fr" else ",")
 
 
+# --- data quality ------------------------------------------------------------------------------------
+
+@bp.route("/quality")
+@roles_required(*IMPORT_ROLES)
+def quality():
+    """How often each field is filled in an organisation's sales, month by month, and what its
+    exports should add. A venue sees its own, exact; staff and administrators choose any
+    organisation and read protected figures (core.privacy)."""
+    from core.importing.columns import SALES_COLUMNS
+    from core.privacy import Release
+    from core.quality import ALWAYS, FIELDS, fill_rates, to_add
+    from core.views import _import_organisations
+
+    session = db_session()
+    organisations = _import_organisations(session)
+    chosen = request.args.get("organisation", type=int)
+    if current_user.role == "venue":
+        organisation = organisations[0] if organisations else None
+    else:
+        organisation = next((o for o in organisations if o.id == chosen), None)
+        if chosen is not None and organisation is None:
+            abort(404)
+    months, weak, exact = [], [], True
+    if organisation is not None:
+        exact = current_user.role == "venue" and organisation.id == current_user.organisation_id
+        release = None if exact else Release.current(session, organisation_ids=[organisation.id])
+        months = fill_rates(session, organisation.id, release=release)
+        weak = to_add(months)
+    def label(name: str) -> str:
+        return field_label("sales", name) if name in SALES_COLUMNS else name
+
+    return render_template("imports/quality.html", organisations=organisations, organisation=organisation,
+                           months=months, weak=weak, exact=exact, fields=list(FIELDS), field_label=label,
+                           weak_labels=[label(n) for n in weak], always_labels=[label(n) for n in ALWAYS])
+
+
 def init_app(app) -> None:
     """Register the onboarding pages."""
     app.register_blueprint(bp)

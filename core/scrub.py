@@ -136,6 +136,28 @@ def kept_files(app) -> list[Path]:
     return sorted(found)
 
 
+def _pending_workbook_mentions(path: Path, identities: Identities) -> bool:
+    """An upload waiting on its preview (core.import_views) that is a workbook naming the person:
+    a workbook cannot be rewritten here, so the caller deletes it (its uploader uploads again)."""
+    from core.importing.reading import is_workbook
+    from core.importing.workbook import WorkbookError, workbook_to_csv
+
+    if "pending-imports" not in path.parts or not is_workbook(path):
+        return False
+    try:
+        copy = workbook_to_csv(path)
+    except WorkbookError:
+        return False
+    try:
+        text = copy.read_text(encoding="utf-8")
+    finally:
+        copy.unlink(missing_ok=True)
+    if not identities._mentioned(text):
+        return False
+    _text, removed, replaced = scrub_text(text, identities)
+    return bool(removed or replaced)
+
+
 def scrub_files(app, identities: Identities) -> dict:
     """Remove an erased person from every kept file (see :func:`kept_files`). Returns
     ``{"files": n changed, "rows": n removed, "failed": n unreadable}``; never raises for one file."""
@@ -144,6 +166,10 @@ def scrub_files(app, identities: Identities) -> dict:
         return summary
     for path in kept_files(app):
         try:
+            if _pending_workbook_mentions(path, identities):
+                path.unlink()
+                summary["files"] += 1
+                continue
             removed = scrub_file(path, identities)
         except OSError:
             log.exception("erasure: could not scrub %s", path)

@@ -229,3 +229,21 @@ def test_the_template_has_the_essential_fields_then_the_optional_ones(login_as, 
     assert header[0] == first and len(header) == 24 and header.index(optional) >= 12
     # a template filled in imports as it is
     assert len(set(header)) == 24
+
+
+def test_an_erasure_reaches_the_uploads_waiting_on_their_preview(app, login_as, make_org, tmp_path):
+    from core.scrub import Identities, scrub_files
+    from tests.workbooks import write_xlsx
+
+    org = make_org("salle")
+    client = login_as("venue", org)
+    csv_url = upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"]
+    rows = [list(MESSY_HEADER), ["Côté0", "Hélène", "1 rue A", "H2X 1Y4", "helene0@example.org", "", 12, 1, "",
+                                 dt.date.today(), dt.date.today(), "Spectacle", ""]]
+    xlsx_url = upload(client, org, write_xlsx(tmp_path / "b.xlsx", rows), action="preview").headers["Location"]
+    identities = Identities()
+    identities.add(email="helene0@example.org")
+    assert scrub_files(app, identities)["files"] >= 2
+    assert "helene0@example.org" not in text(client.get(csv_url))  # the CSV loses the person's row
+    assert "helene1@example.org" in text(client.get(csv_url))
+    assert client.get(xlsx_url).status_code == 404  # a workbook cannot be rewritten: it is deleted
