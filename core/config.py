@@ -76,8 +76,12 @@ def load_config(overrides: dict | None = None) -> dict:
         "CONTACT_LIST_RETENTION_DAYS": int(os.environ.get("PILOT_LIST_RETENTION_DAYS", 30)),
         "INBOX_PATH": str(instance / "inbox"),
         "SMTP_HOST": os.environ.get("PILOT_SMTP_HOST"),
-        # The site's public address, for links that leave it (contact lists' unsubscribe links).
+        # The site's public address, for links that leave it (contact lists' unsubscribe links,
+        # the one-time links of invitations and password resets).
         "PUBLIC_URL": os.environ.get("PILOT_PUBLIC_URL"),
+        # How long a one-time link works (core.people).
+        "INVITE_LINK_HOURS": float(os.environ.get("PILOT_INVITE_LINK_HOURS", 7 * 24)),
+        "RESET_LINK_HOURS": float(os.environ.get("PILOT_RESET_LINK_HOURS", 24)),
         "TESTING": False,
     }
     config.update(overrides)

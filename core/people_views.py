@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, logout_user
@@ -55,10 +55,17 @@ class ButtonForm(FlaskForm):
     """A button that only needs its CSRF token."""
 
 
+def link_url(raw: str) -> str:
+    """The absolute address of a one-time link (``PUBLIC_URL`` when set, else the address the
+    request came to, as the contact lists' unsubscribe links)."""
+    base = (current_app.config.get("PUBLIC_URL") or "").rstrip("/")
+    path = url_for("account.open_link", token=raw)
+    return base + path if base else url_for("account.open_link", token=raw, _external=True)
+
+
 def _show_link_once(user: User, raw: str, purpose: str) -> None:
     """Keep the new link for the next page (the user's), which shows it once and forgets it."""
-    session[NEW_LINK_SESSION_KEY] = {"user_id": user.id, "purpose": purpose,
-                                     "url": url_for("account.open_link", token=raw, _external=True)}
+    session[NEW_LINK_SESSION_KEY] = {"user_id": user.id, "purpose": purpose, "url": link_url(raw)}
 
 
 def _user_or_404(session_, user_id: int) -> User:

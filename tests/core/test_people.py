@@ -215,3 +215,11 @@ def test_non_admins_cannot_invite_or_change_anyone(login_as, session, make_user,
     session.expire_all()
     assert session.get(User, target.id).role == "staff" and session.get(User, target.id).active
     assert session.scalar(select(UserToken.id)) is None
+
+
+def test_links_use_the_public_address_when_set(app, login_as):
+    app.config["PUBLIC_URL"] = "https://pilote.example.org/"
+    admin = login_as("admin")
+    response = admin.post("/admin/users", data={"email": "publique@example.org", "role": "staff", "organisation": ""})
+    page = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert re.search(r'value="https://pilote\.example\.org/welcome/[A-Za-z0-9_-]{40,}"', page)
