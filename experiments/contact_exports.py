@@ -8,9 +8,11 @@ Three formats of the same lines (a venue's own test-arm recipients, ``services.c
   characters, which the import creates or matches by name);
 - ``cyberimpact``: Cyberimpact's contact import. Its documented list of import columns could not
   be consulted here; the assumption is that its import screen maps each column to a member field,
-  so the columns are named after the member fields of its public API (``email``, ``firstname``,
-  ``lastname``, ``language`` as ``fr``/``en``), and the campaign's values follow as custom fields
-  named plainly (to be created once in the account, then mapped by name).
+  so the columns are named after the member fields of its public API v4 (``email``,
+  ``firstname``, ``lastname``, as public clients of ``apiv4.cyberimpact.com`` send them, and
+  ``language`` in its locale codes ``fr_ca``/``en_ca``, those of its own pages), and the
+  campaign's values follow as custom fields named plainly (to be created once in the account,
+  then mapped by name).
 
 The e-mail tools' formats are machine formats: fixed English column names whatever the reader's
 language, comma-separated, UTF-8 without a byte-order mark (a mark would stick to the first column
@@ -74,7 +76,8 @@ def build(fmt: str, rows: Sequence[ContactRow], promotions: dict[str, Promotion 
             lines.append((row.last_name, row.first_name, row.email, row.language, row.arm, row.code, name, message,
                           valid_from, valid_until, url))
         else:
-            lines.append((row.email, row.first_name, row.last_name, row.language, row.code, name, message,
+            language = f"{row.language}_ca" if fmt == "cyberimpact" else row.language
+            lines.append((row.email, row.first_name, row.last_name, language, row.code, name, message,
                           valid_from, valid_until, row.arm, url))
     if fmt == "generic":
         return Export(generic_header(), lines, "", True)

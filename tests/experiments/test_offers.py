@@ -205,6 +205,7 @@ def test_venue_downloads_the_e_mail_tools_formats(session, launched, login_as, a
     assert cyber[0] == ["email", "firstname", "lastname", "language", "promo_code", "offer", "message",
                         "valid_from", "valid_until", "arm", "unsubscribe_url"]
     assert len(cyber) - 1 == len(rows)
+    assert {line[3] for line in cyber[1:]} == {f"{r.language}_ca" for r in rows}
 
     generic = _csv(venue.get(f"/experiments/{experiment.id}/contacts.csv?lang=en"), bom=True)
     assert generic[0][-1] == "Unsubscribe link" and generic[0][2] == "E-mail"
