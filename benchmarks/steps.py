@@ -254,8 +254,8 @@ def rule_figures(db, folder: Path, engine: str, echo) -> tuple[dict, dict]:
     from benchmarks.duck import DuckBaseline
     from benchmarks.rules import RULES
     from core.models import Organisation, Transaction
+    from segments.preview import members, preview
     from segments.profiles import profiles_as_of
-    from segments.query import members, preview
 
     echo("rules: copying the raw tables into DuckDB...")
     duck = DuckBaseline(db.engine, folder)

@@ -819,7 +819,7 @@ def _population(session: Session, campaign: Campaign):
     version = segment.current if segment is not None else None
     if version is None:
         return None, None
-    from segments.query import members_select
+    from segments.preview import members_select
 
     members = members_select(session, version.rule).subquery("members")
     return select(members.c.spectator_id.label("unit"), members.c.spectator_id.label("spectator_id")), "segment"

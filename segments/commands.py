@@ -48,7 +48,7 @@ def segment_group():
 def segment_preview(rule_file, as_of, as_json):
     """Evaluate a segment rule (DESIGN.md §7): its size and its spectators by organisation,
     counts under k hidden."""
-    from segments.query import preview
+    from segments.preview import preview
     from segments.rules import RuleError
 
     try:

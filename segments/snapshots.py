@@ -8,7 +8,7 @@ from sqlalchemy import Integer, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from segments.models import SegmentSnapshot, SegmentVersion, SnapshotMember
-from segments.query import members_select
+from segments.preview import members_select
 
 
 def take_snapshot(session: Session, version: SegmentVersion, as_of: dt.date, user=None) -> SegmentSnapshot:

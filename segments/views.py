@@ -20,8 +20,9 @@ from core.models import DISCIPLINES, Organisation, Venue, audit
 from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentVersion
+from segments.preview import protected_preview
 from segments.profiles import profiles_as_of
-from segments.query import as_node, protected_preview
+from segments.query import as_node
 from segments.rules import CHANNELS, FIELDS, LIFECYCLE_STAGES, RuleError, check_as_of
 
 bp = Blueprint("segments", __name__, url_prefix="/segments")

@@ -189,7 +189,7 @@ def attacker(app, login_as, district):
 
 
 def test_the_district_isolates_each_target_exactly(db, district):
-    from segments.query import members
+    from segments.preview import members
 
     with db.session() as session:
         for target in district["targets"]:

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from segments.models import Segment
-from segments.query import members
+from segments.preview import members
 from tests.browser.conftest import log_in
 from tests.segments.district import small_district  # noqa: F401  (fixture)
 

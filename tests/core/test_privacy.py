@@ -30,8 +30,9 @@ from core.privacy import (
     suppress_table,
 )
 from segments.models import SpectatorProfile
+from segments.preview import _scan, protected_preview
 from segments.profiles import refresh_profiles
-from segments.query import _scan, as_node, protected_preview
+from segments.query import as_node
 from tests.segments.district import AS_OF, DISTRICT_SECRET, small_district  # noqa: F401  (fixture)
 
 K = 10

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from core.models import AuditEvent
 from segments.models import Segment, SegmentVersion
-from segments.query import preview
+from segments.preview import preview
 from tests.segments.district import AS_OF, PAST, small_district  # noqa: F401  (fixture)
 
 CROSS_SELL = {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from core.models import Organisation, Setting
 from segments.models import Segment, SegmentSnapshot, SegmentVersion, SnapshotMember
-from segments.query import members, preview
+from segments.preview import members, preview
 from segments.snapshots import take_snapshot
 from tests.segments.district import AS_OF, PAST, small_district  # noqa: F401  (fixture)
 

@@ -9,8 +9,8 @@ from sqlalchemy import event, select, update
 from benchmarks.rules import RULES as BENCH_RULES
 from core.models import Organisation
 from segments.models import SpectatorProfile
+from segments.preview import _scan, members, preview
 from segments.profiles import LIFECYCLE_STAGES, MAX_MASK_ORGANISATION_ID, profiles_as_of
-from segments.query import _scan, members, preview
 from segments.rules import parse_rule, stage_of
 from tests.segments.district import (  # noqa: F401  (fixtures)
     AS_OF,
@@ -154,7 +154,8 @@ def test_a_write_in_the_session_forgets_the_scan(db, small_district):
 def test_sqlite_reads_a_region_rule_from_the_fsa_index_alone(db, small_district, engine_name):
     """The geography rule and its preview read ix_spectator_profile_fsa only; a region rule that
     reads another column keeps to the table (a lookup per index entry would cost more)."""
-    from segments.query import compile_rule, organisation_ids
+    from segments.preview import organisation_ids
+    from segments.query import compile_rule
 
     plans = []
 
@@ -181,7 +182,8 @@ def test_sqlite_reads_a_region_rule_from_the_fsa_index_alone(db, small_district,
 
 @pytest.mark.engines("postgresql")
 def test_postgresql_prefix_is_a_like_the_fsa_index_serves(db, small_district, engine_name):
-    from segments.query import compile_rule, organisation_ids
+    from segments.preview import organisation_ids
+    from segments.query import compile_rule
 
     with db.session() as session:
         node = parse_rule(REGION_RULES[0])
@@ -203,7 +205,7 @@ def test_every_value_reads_back_the_integers_of_its_group(db, engine_name, type_
     group's integers, in full range and sign, and nothing for an empty group."""
     from sqlalchemy import BigInteger, Integer, SmallInteger, cast, false, literal, union_all
 
-    from segments.query import every_value, integers
+    from core.sql import every_value, integers
 
     sql_type = {"smallint": SmallInteger, "integer": Integer, "bigint": BigInteger}[type_]
     bits = {"smallint": 15, "integer": 31, "bigint": 63}[type_]

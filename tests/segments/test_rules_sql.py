@@ -13,8 +13,9 @@ from sqlalchemy import insert, select
 from benchmarks.rules import GEOGRAPHY_BOUGHT, GEOGRAPHY_NEVER
 from benchmarks.rules import RULES as BENCH_RULES
 from core.models import Organisation, Show, Transaction
+from segments.preview import members, organisation_ids
 from segments.profiles import WINDOW_COLUMNS, refresh_profiles
-from segments.query import compile_rule, consents_day, members, organisation_ids
+from segments.query import compile_rule, consents_day
 from segments.rules import FIELDS, Purchase, evaluate, parse_rule
 from tests.segments.district import (  # noqa: F401  (fixtures)
     AS_OF,
