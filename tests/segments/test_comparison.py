@@ -355,3 +355,14 @@ def test_grouped_bars_are_well_formed_and_hatch_hidden_values():
     assert "url(#g-hatch)" in str(svg) and "B &lt;&amp;&gt;" in str(svg)
     widths = [float(r.get("width")) for r in rects]
     assert max(widths) == widths[0]  # 0.5 is the longest bar
+
+
+def test_an_evaluator_reads_the_comparison_only_once_granted(app, session, small_district, login_as):  # noqa: F811
+    from tests.test_authorisation_matrix import grant_insights
+
+    evaluator = login_as("evaluator")
+    for url in ("/segments/comparison", "/segments/comparison/theatre-nord",
+                "/segments/comparison/theatre-nord/comparison.csv"):
+        assert evaluator.get(url).status_code == 403, url
+    grant_insights(app, evaluator.user)
+    assert evaluator.get("/segments/comparison/theatre-nord").status_code == 200
