@@ -300,6 +300,11 @@ def confirm(token: str):
     if not ConfirmForm().validate():
         flash(_("The form has expired: please try again."), "error")
         return redirect(url_for("imports.preview", token=token))
+    from core.import_progress import runs_in_background, start_background_import
+
+    if runs_in_background(path):  # a long import: its page shows a progress bar
+        start_background_import(token, meta, str(get_locale()))
+        return redirect(url_for("imports.progress", token=token))
     session = db_session()
     skip_invalid = bool(meta.get("skip_invalid"))
     rejects_path = rejects_files.new_rejects_path(current_app, organisation.slug) if skip_invalid else None
@@ -385,5 +390,7 @@ def quality():
 
 
 def init_app(app) -> None:
-    """Register the onboarding pages."""
+    """Register the onboarding pages (and the progress page of a long import)."""
+    import core.import_progress  # noqa: F401  (its routes join this blueprint)
+
     app.register_blueprint(bp)

@@ -94,6 +94,8 @@ MATRIX: dict[str, Entry] = {
     "imports.confirm": Entry(lambda w: {"token": "t" * 32}, get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
     "imports.cancel": Entry(lambda w: {"token": "t" * 32}, get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
     "imports.template": Entry(get=R(LOGIN, 200, 200, 403, 200)),
+    "imports.progress": Entry(lambda w: {"token": "t" * 32}, get=R(LOGIN, 404, 404, 403, 404)),
+    "imports.status": Entry(lambda w: {"token": "t" * 32}, get=R(LOGIN, 404, 404, 403, 404)),
     "imports.quality": Entry(get=R(LOGIN, 200, 200, 403, 200)),
     "auth.login": Entry(get=R(200, 302, 302, 302, 302), post=R(ALLOWED, 302, 302, 302, 302)),
     "auth.logout": Entry(get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, ALLOWED, ALLOWED)),

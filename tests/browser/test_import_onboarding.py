@@ -4,15 +4,17 @@ imported rows; the next upload, the inbox and an Excel workbook use the saved ma
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
-from core.models import ColumnMapping, Transaction
+from core.models import ColumnMapping, ImportBatch, Transaction
 from core.scheduler import run_job
 from tests.browser.conftest import log_in
 from tests.core.test_import_onboarding import MESSY_HEADER, messy_export
@@ -113,3 +115,45 @@ def test_a_venue_maps_its_own_headers_once_then_imports_everywhere(app, db, page
     assert count(db, org) == 12
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(ColumnMapping)) == len(MESSY_HEADER) - 1  # "Prénom" is known
+
+
+def test_a_long_import_shows_a_progress_bar_then_its_result(app, db, page, make_user, make_org, tmp_path):
+    app.config["IMPORT_BACKGROUND_BYTES"] = 0  # every file counts as long here
+    org = make_org("salle-bleue", "Salle Bleue")
+    with db.session() as s:
+        s.add_all([ColumnMapping(organisation_id=org.id, kind="sales", header=header, label=label, field=field)
+                   for label, header, field in (
+                       ("Nom du client", "nomduclient", "last_name"), ("Adr. postale", "adrpostale", "address"),
+                       ("CP", "cp", "postal_code"), ("Courriel du client", "courrielduclient", "email"),
+                       ("Tél. maison", "telmaison", "phone"), ("Montant payé", "montantpaye", "amount"),
+                       ("Qté", "qte", "tickets"), ("Tarif", "tarif", "circumstance"), ("Vendu le", "vendule", "purchased_at"),
+                       ("Représentation", "representation", "show_date"), ("Spectacle", "spectacle", "show_title"),
+                       ("Note interne", "noteinterne", ""))])
+        s.commit()
+    user = make_user("venue", org)
+    log_in(page, user.email)
+    page.goto("/imports")
+    page.set_input_files("input[type=file]", str(messy_export(tmp_path / "long.csv", rows=300)))
+    page.click("form button[value=preview]")
+    page.click(f"button:text-is('{WORDS['fr']['confirm']}')")
+    # the progress page polls the import's status, then shows its result
+    page.wait_for_url(re.compile(r".*/imports/\d+$"))
+    assert "Import terminé : 300 lignes importées." in main_text(page)
+    assert count(db, org) == 300
+
+    # the bar itself, on a status held still: it moves with the status, then the page goes to the result
+    with db.session() as s:
+        batch_id = s.scalar(select(ImportBatch.id))
+    folder = Path(app.instance_path) / "pending-imports" / ("p" * 32)
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"organisation_id": org.id, "kind": "sales", "filename": "long.csv",
+                                                  "user_id": user.id, "created_at": "2026-12-05T21:00:00"}))
+    (folder / "status.json").write_text(json.dumps({"status": "running", "done": 50, "total": 200}))
+    page.goto(f"/imports/pending/{'p' * 32}/progress")
+    assert page.inner_text("h1") == "Import en cours"
+    assert page.get_attribute("progress", "value") == "50"
+    (folder / "status.json").write_text(json.dumps({"status": "running", "done": 150, "total": 200}))
+    expect(page.locator("#import-state")).to_contain_text("Lu : 75")
+    expect(page.locator("#import-bar")).to_have_js_property("value", 150)
+    (folder / "status.json").write_text(json.dumps({"status": "done", "batch_id": batch_id, "imported": 300}))
+    page.wait_for_url(re.compile(rf".*/imports/{batch_id}$"))

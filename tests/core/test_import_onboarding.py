@@ -247,3 +247,44 @@ def test_an_erasure_reaches_the_uploads_waiting_on_their_preview(app, login_as, 
     assert "helene0@example.org" not in text(client.get(csv_url))  # the CSV loses the person's row
     assert "helene1@example.org" in text(client.get(csv_url))
     assert client.get(xlsx_url).status_code == 404  # a workbook cannot be rewritten: it is deleted
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_a_long_import_runs_beside_the_request_with_a_progress_page(app, db, login_as, make_org, tmp_path, lang):
+    from core.import_progress import read_status
+    from core.importing import common
+
+    app.config["IMPORT_BACKGROUND_BYTES"] = 0  # every file counts as long here
+    org = make_org("salle")
+    client = login_as("venue", org)
+    client.get(f"/imports?lang={lang}")
+    common_batch, common.BATCH_SIZE = common.BATCH_SIZE, 50  # several batches: the status moves
+    try:
+        url = upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"]
+        map_columns(client, url)
+        response = upload(client, org, messy_export(tmp_path / "b.csv", rows=400, start=100), action="preview")
+        base = response.headers["Location"]
+        response = client.post(base + "/confirm")
+        assert response.status_code == 302 and response.headers["Location"].endswith("/progress")
+        assert client.post(base + "/confirm").status_code in (302, 404)  # a second click starts nothing
+        folder = Path(app.instance_path) / "pending-imports" / base.rsplit("/", 1)[1]
+        for _ in range(200):
+            status = read_status(folder)
+            if status and status["status"] not in ("queued", "running"):
+                break
+            page = text(client.get(base + "/progress"))
+            assert "<progress" in page or "Import" in page
+            time.sleep(0.05)
+    finally:
+        common.BATCH_SIZE = common_batch
+    assert status["status"] == "done", status
+    body = client.get(base + "/status.json").get_json()
+    assert body["status"] == "done" and body["next"].endswith("/progress")
+    response = client.get(base + "/progress")
+    assert response.status_code == 302 and "/imports/" in response.headers["Location"]
+    page = text(client.get(response.headers["Location"]))
+    assert ("Import terminé : 400 lignes importées." if lang == "fr" else "Import finished: 400 rows imported.") in page
+    with db.session() as s:
+        assert s.scalar(select(func.count()).where(Transaction.organisation_id == org.id)) == 400
+    # another user reads nothing of it
+    assert login_as("venue", org).get(base + "/status.json").status_code == 404
