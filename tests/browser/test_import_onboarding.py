@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -144,12 +145,13 @@ def test_a_long_import_shows_a_progress_bar_then_its_result(app, db, page, make_
     # the bar itself, on a status held still: it moves with the status, then the page goes to the result
     with db.session() as s:
         batch_id = s.scalar(select(ImportBatch.id))
-    folder = Path(app.instance_path) / "pending-imports" / ("p" * 32)
+    token = uuid.uuid4().hex
+    folder = Path(app.instance_path) / "pending-imports" / token
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text(json.dumps({"organisation_id": org.id, "kind": "sales", "filename": "long.csv",
                                                   "user_id": user.id, "created_at": "2026-12-05T21:00:00"}))
     (folder / "status.json").write_text(json.dumps({"status": "running", "done": 50, "total": 200}))
-    page.goto(f"/imports/pending/{'p' * 32}/progress")
+    page.goto(f"/imports/pending/{token}/progress")
     assert page.inner_text("h1") == "Import en cours"
     assert page.get_attribute("progress", "value") == "50"
     (folder / "status.json").write_text(json.dumps({"status": "running", "done": 150, "total": 200}))
