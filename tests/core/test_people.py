@@ -223,3 +223,22 @@ def test_links_use_the_public_address_when_set(app, login_as):
     response = admin.post("/admin/users", data={"email": "publique@example.org", "role": "staff", "organisation": ""})
     page = admin.get(response.headers["Location"]).get_data(as_text=True)
     assert re.search(r'value="https://pilote\.example\.org/welcome/[A-Za-z0-9_-]{40,}"', page)
+
+
+def test_two_uses_at_once_spend_the_link_once(app, db, make_user):
+    """Two browsers post the same link at the same moment: the second, which read the link before the
+    first spent it, is refused by the spending update itself."""
+    user = make_user("staff")
+    with app.app_context():
+        with db.session() as s:
+            raw = people.issue_link(s, s.get(User, user.id), "reset")
+            s.commit()
+        with db.session() as first, db.session() as second:
+            read = people.find_link(first, raw)  # the first browser read it (and holds it, as its request does)
+            assert read is not None and read.used_at is None
+            people.use_link(second, raw, password=NEW_PASSWORD)
+            second.commit()
+            with pytest.raises(people.LinkError):
+                people.use_link(first, raw, password="Autre-mot-2032")
+            first.rollback()
+    assert login(app.test_client(), user.email, NEW_PASSWORD).status_code == 302
