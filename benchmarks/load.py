@@ -369,6 +369,8 @@ def venue_step(b: Browser, rng: random.Random, setup: Setup, slug: str) -> None:
         fields = {"decision": decision, "csrf_token": b.token or "", "contacted_days": "30"}
         if decision == "approve" and rng.random() < 0.3:
             fields["exclude_subscribers"] = "y"
+        if decision == "decline":  # a decline gives its reason
+            fields["decline_reason"] = rng.choice(["contact_pressure", "offer", "timing"])
         status, headers, _ = b.post_form("approval_decision", f"/campaigns/approvals/{approval}/decision", fields)
         if status == 302:
             # the answer is confirmed by the flash message on the page the redirect leads to

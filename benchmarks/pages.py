@@ -80,6 +80,8 @@ def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisati
                   ("comparison_seasons", "GET", f"/segments/comparison/{organisation}?{_two_seasons()}", None),
                   ("campaigns", "GET", "/campaigns/", None),
                   ("campaign", "GET", f"/campaigns/{campaign_id}", None),
+                  ("campaign_requests", "GET", f"/campaigns/{campaign_id}/approvals", None),
+                  ("requests", "GET", "/campaigns/requests?open=0", None),
                   ("decisions", "GET", f"/experiments/campaign/{campaign_id}", None),
                   ("power", "GET", f"/experiments/campaign/{campaign_id}/power", None),
                   ("report", "GET", report, None)],

@@ -24,6 +24,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from campaigns.approvals import DECLINE_REASON_LABELS, MAX_NOTE
 from campaigns.services import MIN_CONTROL_SHARE, SHARED_CODE
 
 OFFER_LABELS = {
@@ -159,13 +160,33 @@ class CancelForm(ConfirmForm):
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=2000)])
 
 
-class ProviderDecisionForm(FlaskForm):
+class DeclineReasonMixin:
+    """Why the venue declines: a reason from the list, and its own words (required for "other")."""
+
+    decision: RadioField  # the form's answer field
+
+    # no Optional(): it would stop the checks below when the field is left empty
+    decline_reason = SelectField(_l("Why do you decline?"), choices=[("", "—"), *DECLINE_REASON_LABELS.items()],
+                                 default="")
+    decline_note = TextAreaField(_l("In your words (required for another reason)"), validators=[Length(max=MAX_NOTE)])
+
+    def validate_decline_reason(self, field):
+        if self.decision.data == "decline" and field.data not in DECLINE_REASON_LABELS:
+            raise ValidationError(_l("Choose the reason why you decline."))
+
+    def validate_decline_note(self, field):
+        if (self.decision.data == "decline" and self.decline_reason.data == "other"
+                and not (field.data or "").strip()):
+            raise ValidationError(_l("Explain in a few words why you decline."))
+
+
+class ProviderDecisionForm(DeclineReasonMixin, FlaskForm):
     decision = RadioField(_l("Your answer as data provider"),
                           choices=[("approve", _l("Approve")), ("decline", _l("Decline"))],
                           validators=[InputRequired(message=_l("Choose approve or decline."))])
 
 
-class DecisionForm(FlaskForm):
+class DecisionForm(DeclineReasonMixin, FlaskForm):
     decision = RadioField(_l("Your answer"), choices=[("approve", _l("Approve")), ("decline", _l("Decline"))],
                           validators=[InputRequired(message=_l("Choose approve or decline."))])
     exclude_subscribers = BooleanField(_l("Exclude our subscribers"))
@@ -176,6 +197,12 @@ class DecisionForm(FlaskForm):
     def validate_contacted_days(self, field):
         if self.exclude_contacted.data and not field.data:
             raise ValidationError(_l("Give the number of days."))
+
+
+class RemindForm(FlaskForm):
+    """Staff's "remind again", posted from its confirmation page; ``back`` is where to return."""
+
+    back = HiddenField(default="requests", validators=[Optional(), Length(max=20)])
 
 
 class ExclusionListForm(FlaskForm):

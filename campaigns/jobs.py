@@ -7,10 +7,9 @@ import datetime as dt
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from campaigns.models import Approval, Campaign
+from campaigns.followup import send_reminder
+from campaigns.models import Approval, Campaign, ProviderApproval
 from campaigns.services import apply_deadline
-from core.jobs import notify
-from core.localtime import local_time
 from core.scheduler import JobSpec, every
 
 # Approvers are reminded this long before the deadline (and once only per campaign).
@@ -34,26 +33,20 @@ def move_campaigns_past_deadline(ctx) -> dict:
 
 
 def remind_approvers(ctx) -> dict:
-    """Remind organisations that have not answered a request whose deadline is near (once each)."""
-    pending = ctx.session.execute(
-        select(Approval, Campaign)
-        .join(Campaign, Campaign.id == Approval.campaign_id)
-        .where(Campaign.status == "awaiting_approvals", Approval.status == "pending",
-               Campaign.approval_deadline > ctx.now, Campaign.approval_deadline <= ctx.now + REMINDER_BEFORE)
-    ).all()
+    """Remind organisations that have not answered a request (contacting or as data provider) whose
+    deadline is near, once each; every reminder is recorded (``campaigns.followup``)."""
     sent = 0
-    for approval, campaign in pending:
-        deadline = local_time(campaign.approval_deadline)  # Montreal time, as every page shows it
-        made = notify(
-            ctx.session, approval.organisation_id, "approval.reminder",
-            f"Rappel : la campagne « {campaign.name} » attend votre réponse avant le {deadline} (heure de Montréal). "
-            "Sans réponse, elle comptera comme un refus.",
-            f"Reminder: the campaign “{campaign.name}” awaits your answer before {deadline} (Montreal time). "
-            "Without an answer it counts as declined.",
-            link=f"/campaigns/approvals/{approval.id}",
-            dedupe_key=f"approval-reminder-{approval.id}",
-        )
-        sent += made is not None
+    for model, key in ((Approval, "approval-reminder"), (ProviderApproval, "provider-reminder")):
+        pending = ctx.session.scalars(
+            select(model)
+            .join(Campaign, Campaign.id == model.campaign_id)
+            .where(Campaign.status == "awaiting_approvals", model.status == "pending",
+                   Campaign.approval_deadline > ctx.now, Campaign.approval_deadline <= ctx.now + REMINDER_BEFORE)
+            .order_by(model.id)
+        ).all()
+        for request in pending:
+            made = send_reminder(ctx.session, request, "job", now=ctx.now, dedupe_key=f"{key}-{request.id}")
+            sent += made is not None
     return {"reminders": sent}
 
 

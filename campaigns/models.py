@@ -47,6 +47,10 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 # ``expired``: no answer by the deadline, which counts as declined.
 APPROVAL_STATUSES = ("pending", "approved", "declined", "expired")
+# Why a venue declines a request (labels in ``campaigns.followup``); ``other`` needs its own words.
+DECLINE_REASONS = ("contact_pressure", "offer", "timing", "policy", "data_use", "other")
+# Who sent a reminder: the scheduler's job, or a staff member's "remind again" button.
+REMINDER_SOURCES = ("job", "user")
 
 promotion_organisation = Table(
     "promotion_organisation",
@@ -187,6 +191,9 @@ class Approval(Base):
     exclusion_list_kind: Mapped[Optional[str]] = mapped_column(String(20))
     exclusion_list_rows: Mapped[int] = mapped_column(Integer, default=0)
     exclusion_list_matched: Mapped[int] = mapped_column(Integer, default=0)
+    # When declined: one of DECLINE_REASONS and the venue's own words (required for ``other``).
+    decline_reason: Mapped[Optional[str]] = mapped_column(String(20))
+    decline_note: Mapped[Optional[str]] = mapped_column(Text)
 
     campaign: Mapped[Campaign] = relationship(back_populates="approvals")
     organisation: Mapped[Organisation] = relationship()
@@ -214,9 +221,34 @@ class ProviderApproval(Base):
     requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     decided_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     decided_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    decline_reason: Mapped[Optional[str]] = mapped_column(String(20))
+    decline_note: Mapped[Optional[str]] = mapped_column(Text)
 
     campaign: Mapped[Campaign] = relationship()
     organisation: Mapped[Organisation] = relationship()
+
+
+class Reminder(Base):
+    """One reminder of an unanswered request (a contacting approval or a data-provider request), sent
+    by the scheduler's job or by a staff member's button: when, by whom."""
+
+    __tablename__ = "approval_reminder"
+    __table_args__ = (
+        CheckConstraint("(approval_id IS NULL) <> (provider_approval_id IS NULL)", name="one_request"),
+        CheckConstraint(_in("source", REMINDER_SOURCES), name="source"),
+        Index("ix_approval_reminder_approval_sent", "approval_id", "sent_at"),
+        Index("ix_approval_reminder_provider_sent", "provider_approval_id", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    approval_id: Mapped[Optional[int]] = mapped_column(ForeignKey("approval.id", ondelete="CASCADE"))
+    provider_approval_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("provider_approval.id", ondelete="CASCADE"))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(10))
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    # The sender as the audit log names it (a user's e-mail, or "scheduler"), kept if the user goes.
+    actor: Mapped[str] = mapped_column(String(320))
 
 
 class Exclusion(Base):

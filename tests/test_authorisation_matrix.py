@@ -28,7 +28,7 @@ from flask import url_for
 from sqlalchemy import func, select
 
 from campaigns import services as campaign_services
-from campaigns.models import Approval, Campaign, ProviderApproval
+from campaigns.models import Approval, Campaign, ProviderApproval, Reminder
 from core.importing import import_file
 from core.models import Contact, ImportBatch, Organisation, User, UserToken, Venue
 from core.scheduler import registered_jobs
@@ -155,6 +155,11 @@ MATRIX: dict[str, Entry] = {
     "campaigns.clear_exclusions": Entry(lambda w: {"approval_id": w.approval_a}, get=NO_GET, post=VENUE_POST),
     "campaigns.provider": Entry(lambda w: {"provider_id": w.provider_a}, get=VENUE_PAGE),
     "campaigns.decide_provider": Entry(lambda w: {"provider_id": w.provider_a}, get=NO_GET, post=VENUE_POST),
+    "campaigns.requests_overview": Entry(get=STAFF_PAGE),
+    "campaigns.campaign_requests": Entry(_campaign("awaiting"), get=STAFF_PAGE),
+    # organisation A's pending request: staff may remind it; a venue never sees the staff follow-up
+    "campaigns.remind": Entry(lambda w: {"kind": "approval", "request_id": w.approval_a}, get=STAFF_PAGE,
+                              post=STAFF_POST),
     "campaigns.erasure": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "campaigns.erasure_confirm": Entry(get=NO_GET, post=ADMIN_POST),
     # --- experiments and reports ---
@@ -417,7 +422,8 @@ def test_denied_posts_change_nothing(app, session, make_user, tmp_path):
     clients = role_clients(app, make_user, world)
     before = _state(session)
     forms = {
-        "campaigns.decide": {"decision": "decline"},
+        "campaigns.decide": {"decision": "decline", "decline_reason": "timing"},
+        "campaigns.remind": {"back": "campaign"},
         "campaigns.submit": {"confirm": "y"},
         "campaigns.cancel": {"confirm": "y", "reason": "no"},
         "campaigns.ready": {"confirm": "y"},
@@ -447,6 +453,7 @@ def _state(session) -> dict:
     return {
         "campaigns": sorted(session.execute(select(Campaign.id, Campaign.status)).all()),
         "approvals": sorted(session.execute(select(Approval.id, Approval.status)).all()),
+        "reminders": sorted(session.scalars(select(Reminder.id))),
         "organisations": sorted(session.execute(select(Organisation.slug, Organisation.name, Organisation.kind,
                                                        Organisation.sender_email))),
         "venues": sorted(session.execute(select(Venue.id, Venue.name, Venue.capacity))),

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from sqlalchemy import func, select
 
-from campaigns.models import Approval, Campaign, Exclusion, Promotion
+from campaigns.models import Approval, Campaign, Exclusion, Promotion, Reminder
 from core.models import Contact, ImportBatch, Organisation, Spectator, Transaction, User, Venue
 from experiments.analyze import analyze_command
 from experiments.models import Experiment, Recipient
@@ -110,7 +110,7 @@ def counts(session) -> dict:
     session.expire_all()
     found = {m.__name__: session.scalar(select(func.count()).select_from(m))
              for m in (Approval, Campaign, Contact, Exclusion, Experiment, ImportBatch, Organisation, Promotion,
-                       Recipient, Segment, SegmentVersion, Spectator, Transaction, User, Venue)}
+                       Recipient, Reminder, Segment, SegmentVersion, Spectator, Transaction, User, Venue)}
     found["organisation_details"] = sorted(session.execute(select(
         Organisation.id, Organisation.name, Organisation.kind, Organisation.disciplines, Organisation.k_threshold,
         Organisation.sender_name, Organisation.sender_email)).all())
@@ -194,7 +194,7 @@ FUZZED = {
     "segments.new", "segments.edit", "segments.preview_json",
     "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
     "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
-    "campaigns.clear_exclusions", "campaigns.erasure", "campaigns.erasure_confirm",
+    "campaigns.clear_exclusions", "campaigns.erasure", "campaigns.erasure_confirm", "campaigns.remind",
     "experiments.launch", "experiments.refresh", "experiments.unsubscribe",
     "imports.columns", "imports.confirm", "imports.cancel",
 }
@@ -352,7 +352,9 @@ def test_provider_form(session, world, clients):
     """A data provider's answer, with junk (organisation A's own request, and ids not its own)."""
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(decision=field("approve", "decline")), st.sampled_from([world.provider_a, world.provider_a, 0, 2**31 - 1]))
+    @given(form(decision=field("approve", "decline"), decline_reason=field("data_use", "other", ""),
+                decline_note=field("Nos données restent chez nous.", "")),
+           st.sampled_from([world.provider_a, world.provider_a, 0, 2**31 - 1]))
     def provider(data, provider_id):
         post_and_check(clients["venue"], session, f"/campaigns/providers/{provider_id}/decision", data)
 
@@ -433,7 +435,8 @@ def test_venue_forms(session, world, clients):
 
     @settings(max_examples=EXAMPLES * 2, **SETTINGS)
     @given(form(decision=field("approve", "decline"), exclude_subscribers=field("y", ""),
-                exclude_contacted=field("y", ""), contacted_days=field("30", "365")))
+                exclude_contacted=field("y", ""), contacted_days=field("30", "365"),
+                decline_reason=field("timing", "offer", "other", ""), decline_note=field("Pas cette saison.", "")))
     def decisions(data):
         post_and_check(venue, session, f"{base}/decision", data, refused_keeps=False)
 
@@ -448,6 +451,27 @@ def test_venue_forms(session, world, clients):
     exclusions()
     assert accepted(f"{base}/decision")
     post_and_check(venue, session, f"{base}/exclusions/clear", {"clear": "\x00" * 10}, refused_keeps=False)
+
+
+def test_remind_form(session, world, clients):
+    """Staff's "remind again" with junk: a reminder is sent whole or refused with a message, never twice
+    within the hour, and junk kinds or ids are a 404."""
+    staff = clients["staff"]
+    requests = [("approval", world.approval_a), ("approval", world.approval_a), ("provider", world.provider_a),
+                ("approval", 0), ("provider", 2**31 - 1)]
+
+    @settings(max_examples=EXAMPLES, **SETTINGS)
+    @given(form(back=field("campaign", "requests")), st.sampled_from(requests))
+    def remind(data, target):
+        kind, request_id = target
+        post_and_check(staff, session, f"/campaigns/requests/{kind}/{request_id}/remind", data, refused_keeps=False)
+
+    remind()
+    for junk_kind in ("nonsense", "%00", "approval.."):
+        post_and_check(staff, session, f"/campaigns/requests/{junk_kind}/{world.approval_a}/remind", {"back": "x"})
+    session.expire_all()
+    sent = session.scalars(select(Reminder.approval_id).where(Reminder.approval_id.is_not(None))).all()
+    assert sent == [world.approval_a]  # sent once: every later post fell within the hour
 
 
 def export_bytes(n: int) -> bytes:

@@ -60,7 +60,7 @@ def state(session) -> dict:
 # A body each POST endpoint would accept from the right role if the token were not checked.
 PLAUSIBLE = {
     "auth.login": lambda w, u: {"email": u["staff"].email, "password": PASSWORD},
-    "campaigns.decide": lambda w, u: {"decision": "decline"},
+    "campaigns.decide": lambda w, u: {"decision": "decline", "decline_reason": "timing"},
     "campaigns.submit": lambda w, u: {"confirm": "y"},
     "campaigns.ready": lambda w, u: {"confirm": "y"},
     "campaigns.cancel": lambda w, u: {"confirm": "y", "reason": "CSRF"},

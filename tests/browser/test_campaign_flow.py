@@ -94,6 +94,7 @@ def test_campaign_goes_from_draft_to_ready(page, session, make_user):
     log_in(page, venues[gamma.slug].email)
     page.click("text=Printemps croisé")
     page.check("input[name=decision][value=decline]")
+    page.select_option("#decline_reason", "timing")
     page.click("text=Envoyer ma réponse")
     assert "Votre réponse est enregistrée : refusée." in page.inner_text("main")
     log_out(page)

@@ -162,6 +162,8 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
             sign_in(venues[org.slug].email)
             page.click("main a[href*='/campaigns/approvals/']")
             page.check(f"input[name=decision][value={decision}]")
+            if decision == "decline":
+                page.select_option("#decline_reason", "offer")
             page.click("form[action$='/decision'] button.primary")
             assert t["approved" if decision == "approve" else "declined"] in main_text(page)
             # the rule names every organisation: each one also lets the others receive a list drawn

@@ -155,7 +155,8 @@ def test_mark_ready_waits_for_every_answer_before_the_deadline(session, district
     services.decide_approval(session, approvals[a.id], "approve", venue_user(session, a), now=district.now)
     with pytest.raises(TransitionRefused, match="2 organisation"):
         services.mark_ready(session, district.campaign, user=staff, now=district.now)
-    services.decide_approval(session, approvals[b.id], "decline", venue_user(session, b), now=district.now)
+    services.decide_approval(session, approvals[b.id], "decline", venue_user(session, b), now=district.now,
+                              decline_reason="timing")
     services.decide_approval(session, approvals[c.id], "approve", venue_user(session, c), exclude_subscribers=True,
                              exclude_contacted_days=30, now=district.now)
     eligible = services.mark_ready(session, district.campaign, user=staff, now=district.now)

@@ -123,7 +123,7 @@ def test_from_draft_to_ready_on_the_web(clients, district, session):
     post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions", {"kind": "email", "file": csv_file},
          content_type="multipart/form-data")
     post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
-    post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline"})
+    post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline", "decline_reason": "timing"})
     a, b, c = (approval_of(session, district, i) for i in range(3))
     assert (a.status, a.exclude_subscribers, a.exclude_contacted_days) == ("approved", True, 45)
     assert (b.status, b.exclusion_list_rows, b.exclusion_list_matched) == ("approved", 2, 2)  # the header is no address
@@ -222,7 +222,7 @@ def test_staff_never_see_a_contact_field(clients, district, session):
          content_type="multipart/form-data")
     post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
     staff_pages()
-    post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline"})
+    post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline", "decline_reason": "timing"})
     post(staff, f"/campaigns/{cid}/ready", {"confirm": "y"})
     staff_pages()
     # the erasure page shows counts, never the address looked up
@@ -279,7 +279,8 @@ def test_venue_approval_page_and_exclusion_list(clients, district, session):
     session.commit()
     html = page(venue, f"/campaigns/approvals/{a.id}?lang=en")
     assert "Answers are closed for this campaign." in html and 'name="decision"' not in html
-    location = post(venue, f"/campaigns/approvals/{a.id}/decision?lang=en", {"decision": "decline"}).headers["Location"]
+    location = post(venue, f"/campaigns/approvals/{a.id}/decision?lang=en",
+                    {"decision": "decline", "decline_reason": "timing"}).headers["Location"]
     assert "The approval deadline has passed" in page(venue, location)
 
 
@@ -291,7 +292,7 @@ def test_dashboard_panels(clients, district, session):
     assert "Campaigns awaiting your approval" in page(clients["b"], "/?lang=en")
     assert "Campaigns awaiting your approval" not in page(clients["admin"], "/?lang=en")
     a = approval_of(session, district, 0)
-    post(clients["a"], f"/campaigns/approvals/{a.id}/decision", {"decision": "decline"})
+    post(clients["a"], f"/campaigns/approvals/{a.id}/decision", {"decision": "decline", "decline_reason": "timing"})
     assert "Campaigns awaiting your approval" not in page(clients["a"], "/?lang=en")
 
 
@@ -334,7 +335,7 @@ def _exclusions_and_a_decline(clients, district, session):
     post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions",
          {"kind": "email", "file": (io.BytesIO(emails.encode()), "liste.csv")}, content_type="multipart/form-data")
     post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
-    post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline"})
+    post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline", "decline_reason": "timing"})
     return b
 
 
