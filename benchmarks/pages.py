@@ -84,6 +84,9 @@ def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisati
                   ("requests", "GET", "/campaigns/requests?open=0", None),
                   ("decisions", "GET", f"/experiments/campaign/{campaign_id}", None),
                   ("power", "GET", f"/experiments/campaign/{campaign_id}/power", None),
+                  ("imports", "GET", "/imports", None),
+                  *([("import_quality", "GET", f"/imports/quality?organisation={organisation_id}", None)]
+                    if organisation_id else []),
                   ("report", "GET", report, None)],
         "admin": [("dashboard", "GET", "/", None),
                   ("audit_log", "GET", "/admin/audit", None),
@@ -99,6 +102,8 @@ def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisati
                   ("approval", "GET", f"/campaigns/approvals/{approval_id}", None),
                   ("insights_own", "GET", f"/segments/insights/organisation/{organisation}", None),
                   ("comparison_own", "GET", f"/segments/comparison/{organisation}", None),
+                  ("imports", "GET", "/imports", None),
+                  ("import_quality_own", "GET", "/imports/quality", None),
                   ("report", "GET", report, None),
                   *([("unsubscribe", "GET", f"/experiments/unsubscribe/{unsubscribe_token}", None)]
                     if unsubscribe_token else [])],

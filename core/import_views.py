@@ -361,8 +361,9 @@ def quality():
     """How often each field is filled in an organisation's sales, month by month, and what its
     exports should add. A venue sees its own, exact; staff and administrators choose any
     organisation and read protected figures (core.privacy)."""
+    from core.cache import cache_seconds, remember
     from core.importing.columns import SALES_COLUMNS
-    from core.privacy import Release
+    from core.privacy import Release, data_epoch
     from core.quality import ALWAYS, FIELDS, fill_rates, to_add
     from core.views import _import_organisations
 
@@ -379,7 +380,10 @@ def quality():
     if organisation is not None:
         exact = current_user.role == "venue" and organisation.id == current_user.organisation_id
         release = None if exact else Release.current(session, organisation_ids=[organisation.id])
-        months = fill_rates(session, organisation.id, release=release)
+        # Every import starts a new data epoch: the epoch keys the figures, a new import shows at once.
+        key = (organisation.id, data_epoch(session), None if release is None else (release.k, release.sigma))
+        months = remember("import_quality", key, lambda: fill_rates(session, organisation.id, release=release),
+                          cache_seconds("QUALITY_CACHE_SECONDS", 600))
         weak = to_add(months)
     def label(name: str) -> str:
         return field_label("sales", name) if name in SALES_COLUMNS else name

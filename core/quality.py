@@ -71,16 +71,20 @@ def fill_rates(session, organisation_id: int, *, release: Release | None = None,
         and only for months of at least RATE_MIN_SIGMAS·σ sales.
     """
     today = today or dt.date.today()
-    start = dt.datetime(today.year - (months // 12) - 1, today.month, 1)
+    first = today.year * 12 + today.month - 1 - (months - 1)  # the first month shown, counted from year 0
+    start = dt.datetime(first // 12, first % 12 + 1, 1)
     month = _month(session, Transaction.purchased_at).label("month")
-    columns = [month, func.count().label("sales"), func.sum(Spectator.cell_key).label("keysum")]
+    columns = [month, func.count().label("sales")]
     for name, condition in FIELDS.items():
         columns.append(func.sum(case((condition, 1), else_=0)).label(f"n_{name}"))
-        columns.append(func.sum(case((condition, Spectator.cell_key), else_=0)).label(f"k_{name}"))
-    query = (select(*columns).select_from(Transaction)
-             .join(Spectator, Spectator.id == Transaction.spectator_id)
-             .outerjoin(Contact, and_(Contact.organisation_id == Transaction.organisation_id,
-                                      Contact.spectator_id == Transaction.spectator_id))
+        if release is not None:  # the fingerprints that key the noise (the exact figures need none)
+            columns.append(func.sum(case((condition, Spectator.cell_key), else_=0)).label(f"k_{name}"))
+    query = select(*columns).select_from(Transaction)
+    if release is not None:
+        query = query.add_columns(func.sum(Spectator.cell_key).label("keysum")).join(
+            Spectator, Spectator.id == Transaction.spectator_id)
+    query = (query.outerjoin(Contact, and_(Contact.organisation_id == Transaction.organisation_id,
+                                           Contact.spectator_id == Transaction.spectator_id))
              .where(Transaction.organisation_id == organisation_id, Transaction.purchased_at >= start)
              .group_by(month).order_by(month.desc()).limit(months))
     result = []
