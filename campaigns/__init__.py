@@ -11,6 +11,8 @@ def init_app(app) -> None:
 
     import campaigns.approval_views  # noqa: F401  (adds the venue's request pages to views.bp)
     from campaigns import followup_views, views  # followup_views adds the staff follow-up pages to views.bp
+    from campaigns.approvals import AUDIT_SENTENCES
+    from core.audit_words import SENTENCES
     from core.registry import NavEntry, registry
     from core.views import AUDIT_ACTION_LABELS
 
@@ -19,6 +21,7 @@ def init_app(app) -> None:
     followup_views.install_template_globals(app)
     AUDIT_ACTION_LABELS.update({"approval.remind": _l("Approval request reminded"),
                                 "provider.remind": _l("Data-provider request reminded")})
+    SENTENCES.update(AUDIT_SENTENCES)
     pilot = registry(app)
     pilot.add_navigation(NavEntry("campaigns.index", _l("Campaigns"), order=20,
                                   roles=("staff", "admin", "venue"), current=("campaigns.",)))

@@ -34,6 +34,14 @@ DECLINE_REASON_LABELS = {
     "data_use": _l("We do not want our data used this way"),
     "other": _l("Another reason (explain below)"),
 }
+# The audit log's sentences of the answers and reminders (core.audit_words): the English one names
+# the reason's English words, its French translation the French ones (both are in the event).
+AUDIT_SENTENCES = {
+    "approval.decline": _l("%(actor)s declined %(object)s (campaign #%(campaign_id)s): %(reason_en)s"),
+    "provider.decline": _l("%(actor)s declined %(object)s (campaign #%(campaign_id)s): %(reason_en)s"),
+    "approval.remind": _l("%(actor)s reminded %(object)s (campaign #%(campaign_id)s)"),
+    "provider.remind": _l("%(actor)s reminded %(object)s (campaign #%(campaign_id)s)"),
+}
 
 
 def _check_open(request: Approval | ProviderApproval, user, now: dt.datetime) -> Campaign:
@@ -254,7 +262,8 @@ def decide_provider(session: Session, provider: ProviderApproval, decision: str,
 
 
 def _reason_details(reason: str | None, note: str | None) -> dict:
-    """A decline's reason for the audit log, in words (French then English) beside its key."""
+    """A decline's reason for the audit log: its key and its words in French and in English (the
+    log's sentence takes the reader's language: see :data:`AUDIT_SENTENCES`)."""
     if reason is None:
         return {}
     label = DECLINE_REASON_LABELS[reason]
@@ -262,7 +271,7 @@ def _reason_details(reason: str | None, note: str | None) -> dict:
         fr = str(label)
     with force_locale("en"):
         en = str(label)
-    return {"reason": reason, "reason_words": f"{fr} / {en}", "note": note}
+    return {"reason": reason, "reason_fr": fr, "reason_en": en, "note": note}
 
 
 def unanswered_organisations(session: Session, campaign: Campaign) -> list[str]:

@@ -4,6 +4,7 @@ scheduler's job and the staff's "remind again"), and staff follow every request 
 from __future__ import annotations
 
 import datetime as dt
+from html import unescape
 
 import pytest
 from sqlalchemy import select
@@ -65,7 +66,7 @@ def test_a_venue_declines_with_a_reason_kept_and_logged(ctx, session, district, 
         "declined", "other", "Notre saison commence trop tard.")
     (event,) = events(session, "approval.decline")
     assert event.details["reason"] == "other" and event.details["note"] == "Notre saison commence trop tard."
-    assert "Autre raison" in event.details["reason_words"] and "Another reason" in event.details["reason_words"]
+    assert "Autre raison" in event.details["reason_fr"] and "Another reason" in event.details["reason_en"]
     # changing the answer to approve clears the reason
     services.decide_approval(session, approval, "approve", user, now=district.now)
     assert approval.decline_reason is None and approval.decline_note is None
@@ -221,3 +222,21 @@ def test_the_venue_dashboard_shows_its_pending_request_with_its_reminders(app, s
     assert venue_a.get(f"/campaigns/approvals/{submitted[b.id].id}").status_code == 404
     session.expire_all()
     assert session.scalar(select(Approval.status).where(Approval.id == submitted[b.id].id)) == "pending"
+
+
+def test_the_audit_log_says_why_a_venue_declined_and_who_reminded(app, session, district, submitted, staff,
+                                                                   make_user):
+    a, b, _c = district.orgs
+    with app.app_context():
+        services.decide_approval(session, submitted[b.id], "decline", venue_user(session, b), decline_reason="policy",
+                                 now=district.now)
+        followup.remind(session, submitted[a.id], staff, now=utcnow())
+    session.commit()
+    admin = _client(app, make_user("admin", email="admin@suivi.example"))
+    html = unescape(admin.get("/admin/audit?lang=fr").get_data(as_text=True))
+    assert "a refusé la demande d'approbation" in html
+    assert "Notre politique de communication ou de consentement ne le permet pas" in html
+    assert f"a relancé la demande d'approbation #{submitted[a.id].id}" in html
+    html = unescape(admin.get("/admin/audit?lang=en").get_data(as_text=True))
+    assert "declined approval request" in html and "Our communication or consent policy does not allow it" in html
+    assert f"reminded approval request #{submitted[a.id].id}" in html
