@@ -143,7 +143,8 @@ def _launched_campaign(session, orgs: dict, staff, launch: dt.datetime, seed: in
         decision = "decline" if slug in DECLINES or slug not in orgs else "approve"
         campaign_services.decide_approval(session, approval, decision, user=_approver(session, approval),
                                           now=submitted + dt.timedelta(days=3),
-                                          exclude_contacted_days=90 if decision == "approve" else None)
+                                          exclude_contacted_days=90 if decision == "approve" else None,
+                                          decline_reason="contact_pressure" if decision == "decline" else None)
     campaign_services.mark_ready(session, campaign, user=staff, now=launch - dt.timedelta(days=2))
     experiment = services.launch(session, campaign, user=staff, now=launch, seed=seed,
                                  code_generator=_seeded_codes(seed))
@@ -289,5 +290,6 @@ def _ready_campaign(session, orgs: dict, staff, version_id: int, seed: int) -> N
     campaign_services.submit_for_approval(session, campaign, user=staff, now=now, snapshot=snapshot)
     for approval in campaign.approvals:
         decision = "approve" if approval.organisation.slug in orgs else "decline"
-        campaign_services.decide_approval(session, approval, decision, user=_approver(session, approval), now=now)
+        campaign_services.decide_approval(session, approval, decision, user=_approver(session, approval), now=now,
+                                          decline_reason="timing" if decision == "decline" else None)
     campaign_services.mark_ready(session, campaign, user=staff, now=now)
