@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import click
 import numpy as np
 
-from experiments import stats
+from experiments import stats, summaries
 from experiments.arm_pairs import compare_arm_pairs
 
 METRIC_TYPES = ("binary", "continuous")
@@ -198,8 +198,8 @@ def _number(text: str, path: str, line: int, column: str) -> float:
 
 # --- analysis ----------------------------------------------------------------------------------
 
-_num = stats.json_number
-_pair = stats.json_pair
+_num = summaries.json_number
+_pair = summaries.json_pair
 
 
 def _planned_shares(arms: list[str], shares: dict[str, float] | None, arm_column: str) -> list[float]:
@@ -222,9 +222,9 @@ def _planned_shares(arms: list[str], shares: dict[str, float] | None, arm_column
 
 
 # The comparison builders live in experiments.stats, shared with the in-app lift reports.
-_srm_dict = stats.srm_summary
-_compare = stats.compare_summary
-_stratified = stats.stratified_summary
+_srm_dict = summaries.srm_summary
+_compare = summaries.compare_summary
+_stratified = summaries.stratified_summary
 
 
 def parse_ratio(spec: str) -> tuple[str, str]:
@@ -355,17 +355,17 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
                                      **_compare("continuous", w[control_mask], w[arm_mask], alpha)}
             if covariate:
                 x = data.covariate
-                row["cuped"] = stats.cuped_summary(y_c, x[control_mask], y_a, x[arm_mask], alpha)
+                row["cuped"] = summaries.cuped_summary(y_c, x[control_mask], y_a, x[arm_mask], alpha)
             if strata:
                 s = data.strata_codes
                 row["stratified"] = _stratified(kind, y_c, s[control_mask], y_a, s[arm_mask],
                                                 data.strata_labels, alpha)
             rows.append(row)
-        stats.fill_holm(rows)
+        summaries.fill_holm(rows)
         comparisons.extend(rows)
-    stats.fill_holm_arms(comparisons)
+    summaries.fill_holm_arms(comparisons)
     winsorised = [c["winsorised"] | {"metric": c["metric"]} for c in comparisons if "winsorised" in c]
-    stats.fill_holm_arms(winsorised)
+    summaries.fill_holm_arms(winsorised)
     for c, w in zip([c for c in comparisons if "winsorised" in c], winsorised):
         c["winsorised"]["p_adjusted_arms"] = w["p_adjusted_arms"]
     result["comparisons"] = comparisons
@@ -379,7 +379,7 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
             for num, den in ratio_pairs:
                 y, x = data.metrics[num], data.metrics[den]
                 out.append({"arm": arm, "ratio": f"{num}/{den}",
-                            **stats.ratio_summary(y[control_mask], x[control_mask], y[arm_mask], x[arm_mask], alpha)})
+                            **summaries.ratio_summary(y[control_mask], x[control_mask], y[arm_mask], x[arm_mask], alpha)})
         result["ratios"] = out
     return result
 

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from sqlalchemy.orm import Session
 
-from experiments import stats
+from experiments import stats, summaries
 from experiments.models import Experiment
 from experiments.offers import arm_promotions
 from experiments.outcomes import FALLBACK_TAU
@@ -26,7 +26,7 @@ from experiments.outcomes import FALLBACK_TAU
 
 def compare_pair(kind: str, y_arm: np.ndarray, y_versus: np.ndarray, alpha: float = 0.05) -> dict:
     """One metric, arm against versus: means, difference (arm − versus), interval, test and p-value."""
-    summary = stats.compare_summary(kind, y_versus, y_arm, alpha)
+    summary = summaries.compare_summary(kind, y_versus, y_arm, alpha)
     return {"arm_mean": summary["arm_mean"], "versus_mean": summary["control_mean"],
             "abs_diff": summary["abs_lift"], "abs_ci": summary["abs_ci"],
             "rel_diff": summary["rel_lift"], "rel_ci": summary["rel_ci"], "rel_reason": summary["rel_reason"],
@@ -63,7 +63,7 @@ def compare_arm_pairs(test_arms: Sequence[str], metrics: Mapping[str, str],
     for row in rows:
         by_metric.setdefault(str(row["metric"]), []).append(row)
     for family in by_metric.values():
-        stats.fill_holm(family)
+        summaries.fill_holm(family)
     return rows
 
 
@@ -98,8 +98,8 @@ def always_valid(row: dict, y_arm: np.ndarray, y_versus: np.ndarray, tau2: float
     if not variance > 0 or row.get("abs_diff") is None:
         row.update(abs_ci=[None, None], p_value=1.0)
         return
-    row["abs_ci"] = stats.json_pair(stats.confidence_sequence(row["abs_diff"], variance, tau2, alpha))
-    row["p_value"] = stats.json_number(stats.msprt_p_values([row["abs_diff"]], [variance], tau2).p_values[0])
+    row["abs_ci"] = summaries.json_pair(stats.confidence_sequence(row["abs_diff"], variance, tau2, alpha))
+    row["p_value"] = summaries.json_number(stats.msprt_p_values([row["abs_diff"]], [variance], tau2).p_values[0])
 
 
 def report_extension(session: Session, experiment: Experiment, data, declared: Sequence[str], alpha: float,
@@ -142,7 +142,7 @@ def report_extension(session: Session, experiment: Experiment, data, declared: S
         for row in pairs:
             by_metric.setdefault(str(row["metric"]), []).append(row)
         for family in by_metric.values():
-            stats.fill_holm(family)
+            summaries.fill_holm(family)
     for row in pairs:  # the sizes as the report shows them (protected)
         row["n_arm"], row["n_versus"] = shown_n.get(row["arm"]), shown_n.get(row["versus"])
     return {"offers": offers_of(session, experiment), "arm_pairs": pairs}

@@ -21,7 +21,7 @@ from campaigns.models import Campaign
 from core.db import no_index
 from core.models import Organisation, Spectator, Transaction, utcnow
 from core.privacy import Cell, Release, SuppressedTable, is_small, strictest_k, suppress_table
-from experiments import arm_pairs, offers, power, stats
+from experiments import arm_pairs, offers, power, stats, summaries
 from experiments.models import BINARY_METRICS, Experiment, Outcome, Recipient, ReportSnapshot
 from experiments.outcomes import Scope, per_unit_metrics, period_rows, promotion_scope
 from segments.models import SnapshotMember
@@ -144,9 +144,9 @@ def _comparison(kind: str, y_c, y_a, x_c, x_a, s_c, s_a, labels, alpha: float) -
     if y_c.size < 2 or y_a.size < 2:
         return {"error": "too_few"}
     try:
-        row = stats.compare_summary(kind, y_c, y_a, alpha)
-        row["cuped"] = stats.cuped_summary(y_c, x_c, y_a, x_a, alpha)
-        row["stratified"] = stats.stratified_summary(kind, y_c, s_c, y_a, s_a, labels, alpha)
+        row = summaries.compare_summary(kind, y_c, y_a, alpha)
+        row["cuped"] = summaries.cuped_summary(y_c, x_c, y_a, x_a, alpha)
+        row["stratified"] = summaries.stratified_summary(kind, y_c, s_c, y_a, s_a, labels, alpha)
     except (ValueError, ZeroDivisionError, FloatingPointError):
         return {"error": "not_estimable"}
     return row
@@ -183,12 +183,12 @@ def _interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: floa
 
         tau2 = FALLBACK_TAU.get(row["metric"], 1.0) ** 2
     t2_log = tau2 / pre_mean ** 2 if pre_mean > 0 else 0.01  # the same τ on the log scale, relative to m₀
-    z = stats._z(alpha)
+    z = stats.normal_quantile(alpha)
 
     def cs(estimate, variance, t2):
         if estimate is None or variance is None or not variance > 0:
             return [None, None]
-        return stats.json_pair(stats.confidence_sequence(estimate, variance, t2, alpha))
+        return summaries.json_pair(stats.confidence_sequence(estimate, variance, t2, alpha))
 
     row["interval"] = "always_valid"
     row["abs_ci"] = cs(row.get("abs_lift"), _look_variance(kind, y_c, y_a), tau2)
@@ -357,7 +357,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     revenue = data.window["revenue"]
     winsor = stats.winsorize(revenue, WINSOR_PERCENTILE) if revenue.size else None
     report["winsorisation"] = {"percentile": WINSOR_PERCENTILE,
-                               "cap": stats.json_number(winsor.cap) if winsor else None,
+                               "cap": summaries.json_number(winsor.cap) if winsor else None,
                                "capped": _shown(winsor.n_capped, k) if winsor else None}
 
     comparisons, headline, roi, redemption, balance, ratios = [], [], [], [], [], []
@@ -386,11 +386,11 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                 if metric == "revenue" and winsor is not None and "error" not in row:
                     w = winsor.values
                     try:
-                        row["winsorised"] = stats.compare_summary("continuous", w[mc], w[ma], alpha)
+                        row["winsorised"] = summaries.compare_summary("continuous", w[mc], w[ma], alpha)
                     except ValueError:
                         row["winsorised"] = None
             rows.append(row)
-        stats.fill_holm(rows)
+        summaries.fill_holm(rows)
         if interim:  # before the planned end: always-valid intervals only
             planned = (experiment.design or {}).get("metrics", {})
             for row in rows:
@@ -434,7 +434,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         entry = {"arm": arm, "hidden": _hidden_by(k, n_c, n_a, int(buyers[mc].sum()), int(buyers[ma].sum()))}
         for name, metric in (("revenue_per_buyer", "revenue"), ("tickets_per_buyer", "tickets")):
             y = data.window[metric]
-            entry[name] = None if entry["hidden"] else stats.ratio_summary(y[mc], buyers[mc], y[ma], buyers[ma], alpha)
+            entry[name] = None if entry["hidden"] else summaries.ratio_summary(y[mc], buyers[mc], y[ma], buyers[ma], alpha)
         ratios.append(entry)
 
         # pre-period balance of the covariates
@@ -444,7 +444,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                      "flag": False}
             if n_c >= 2 and n_a >= 2 and not arm_hidden:
                 try:
-                    summary = stats.compare_summary(metric_kind(metric), x[mc], x[ma], alpha)
+                    summary = summaries.compare_summary(metric_kind(metric), x[mc], x[ma], alpha)
                 except ValueError:
                     summary = None
                 if summary is not None:
@@ -455,7 +455,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
 
     for row in comparisons:
         _protect_left_out(row.get("stratified"), table, org_ids, (control, names.index(row["arm"])))
-    stats.fill_holm_arms(comparisons)
+    summaries.fill_holm_arms(comparisons)
     for entry in headline:
         row = entry.pop("_row")
         entry.update({key: row.get(key) for key in ("control_mean", "arm_mean", "abs_lift", "abs_ci", "rel_lift",
@@ -525,8 +525,8 @@ def _design(experiment: Experiment, metrics: list[str]) -> dict | None:
     if not planned:
         return None
     return {"alpha": design.get("alpha"), "power": design.get("power"),
-            "metrics": {m: {"pre_mean": stats.json_number(planned[m].get("pre_mean")),
-                            "mde": stats.json_number(planned[m].get("mde"))} for m in metrics if m in planned}}
+            "metrics": {m: {"pre_mean": summaries.json_number(planned[m].get("pre_mean")),
+                            "mde": summaries.json_number(planned[m].get("mde"))} for m in metrics if m in planned}}
 
 
 def _roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha: float, k: int,
@@ -542,8 +542,8 @@ def _roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha
         return entry
     welch = stats.welch_test(data.window["revenue"][mc], data.window["revenue"][ma], alpha)
     incremental = welch.diff * n_a
-    entry["incremental_revenue"] = stats.json_number(incremental)
-    entry["incremental_ci"] = stats.json_pair((welch.ci[0] * n_a, welch.ci[1] * n_a))
+    entry["incremental_revenue"] = summaries.json_number(incremental)
+    entry["incremental_ci"] = summaries.json_pair((welch.ci[0] * n_a, welch.ci[1] * n_a))
     contact = n_a * (promotion.cost_per_contact_cents if promotion else 0) / 100.0
     entry["contact_cost"] = contact
     if _hidden_by(k, redeemed):
@@ -552,9 +552,9 @@ def _roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha
     discount = redeemed * (promotion.average_discount_cents if promotion else 0) / 100.0
     costs = discount + contact
     entry["discount_cost"] = discount
-    entry["net"] = stats.json_number(incremental - costs)
-    entry["net_ci"] = stats.json_pair((welch.ci[0] * n_a - costs, welch.ci[1] * n_a - costs))
-    entry["roi"] = stats.json_number((incremental - costs) / costs) if costs > 0 else None
+    entry["net"] = summaries.json_number(incremental - costs)
+    entry["net_ci"] = summaries.json_pair((welch.ci[0] * n_a - costs, welch.ci[1] * n_a - costs))
+    entry["roi"] = summaries.json_number((incremental - costs) / costs) if costs > 0 else None
     return entry
 
 
@@ -622,7 +622,7 @@ def _breakdown(data: ExperimentData, strata: np.ndarray, org_ids: list[int], org
                    "p_bh": None}
             if n_c >= 2 and n_a >= 2:
                 try:
-                    summary = stats.compare_summary(kind, y[mc], y[ma], alpha)
+                    summary = summaries.compare_summary(kind, y[mc], y[ma], alpha)
                 except ValueError:
                     summary = None
                 if summary is not None:
@@ -639,7 +639,7 @@ def _breakdown(data: ExperimentData, strata: np.ndarray, org_ids: list[int], org
         rows = [c for e in out for c in e["comparisons"] if c["arm"] == arm]
         adjusted = stats.benjamini_hochberg([math.nan if r["p_value"] is None else r["p_value"] for r in rows])
         for r, p in zip(rows, adjusted):
-            r["p_bh"] = stats.json_number(p)
+            r["p_bh"] = summaries.json_number(p)
     for e in out:
         for r in e["comparisons"]:
             if r["hidden"]:

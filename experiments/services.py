@@ -26,7 +26,7 @@ from campaigns.offers import arm_promotions as campaign_arm_promotions
 from campaigns.services import mark_closed, mark_launched, mark_measuring, status_label
 from core import sql
 from core.models import Consent, Contact, Spectator, audit, utcnow
-from experiments import stats
+from experiments import stats, summaries
 from experiments.assignment import ASSIGNMENT_VERSION, Assignment, assign, unique_codes
 from experiments.models import ContactList, Experiment, Recipient
 from experiments.offers import arm_offers, frozen_arms
@@ -139,11 +139,11 @@ def srm_checks(spectators_orgs: np.ndarray, arms: np.ndarray, names: Sequence[st
     k = len(names)
     overall = np.bincount(arms, minlength=k)
     result = {"n": {names[i]: int(overall[i]) for i in range(k)},
-              "overall": stats.srm_summary(stats.sample_ratio_mismatch(overall.tolist(), shares)),
+              "overall": summaries.srm_summary(stats.sample_ratio_mismatch(overall.tolist(), shares)),
               "by_organisation": {}}
     for org in np.unique(spectators_orgs):
         counts = np.bincount(arms[spectators_orgs == org], minlength=k)
-        check = stats.srm_summary(stats.sample_ratio_mismatch(counts.tolist(), shares))
+        check = summaries.srm_summary(stats.sample_ratio_mismatch(counts.tolist(), shares))
         result["by_organisation"][str(int(org))] = {"n": {names[i]: int(counts[i]) for i in range(k)}, **check}
     return result
 

@@ -17,7 +17,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from campaigns.services import make_arms
 from core.models import Organisation, Setting, Transaction
-from experiments import outcomes, reports, services, stats
+from experiments import outcomes, reports, services, stats, summaries
 from experiments.models import Recipient, ReportSnapshot
 from tests.experiments.test_services import ready_campaign
 
@@ -170,13 +170,13 @@ def test_no_effect_claimed_when_the_interval_and_the_test_disagree():
     # 10/200 against 167/2000: the unpooled Wald interval excludes 0, the pooled z-test's p is 0.097
     y_c = np.r_[np.ones(10), np.zeros(190)]
     y_a = np.r_[np.ones(167), np.zeros(1833)]
-    row = stats.compare_summary("binary", y_c, y_a, 0.05)
+    row = summaries.compare_summary("binary", y_c, y_a, 0.05)
     low, high = row["abs_ci"]
     assert low > 0 and row["p_value"] > 0.05
     assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "none"
     # the same arms with a clear effect: both agree, the verdict says so
     y_a = np.r_[np.ones(300), np.zeros(1700)]
-    row = stats.compare_summary("binary", y_c, y_a, 0.05)
+    row = summaries.compare_summary("binary", y_c, y_a, 0.05)
     assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "increase"
 
 
@@ -328,9 +328,9 @@ def test_several_arms_verdicts_use_holm_across_arms():
     rng = np.random.default_rng(4)
     y_c = (rng.random(4000) < 0.10).astype(float)
     arms = [(rng.random(4000) < p).astype(float) for p in (0.10, 0.10, 0.116)]
-    rows = [{"arm": f"A{i}", "metric": "conversion", **stats.compare_summary("binary", y_c, y_a, 0.05)}
+    rows = [{"arm": f"A{i}", "metric": "conversion", **summaries.compare_summary("binary", y_c, y_a, 0.05)}
             for i, y_a in enumerate(arms)]
-    stats.fill_holm_arms(rows)
+    summaries.fill_holm_arms(rows)
     raw = [r["p_value"] for r in rows]
     assert [r["p_adjusted_arms"] for r in rows] == pytest.approx(list(multipletests(raw, method="holm")[1]))
     for r in rows:
@@ -346,9 +346,9 @@ def test_the_regression_adjusted_estimate_drives_the_verdict_when_there_is_histo
     x_c, x_a = rng.gamma(2, 50, 3000), rng.gamma(2, 50, 3000)
     y_c = 0.8 * x_c + rng.normal(0, 10, 3000)
     y_a = 0.8 * x_a + 1.0 + rng.normal(0, 10, 3000)
-    row = {"metric": "revenue", **stats.compare_summary("continuous", y_c, y_a)}
-    row["cuped"] = stats.cuped_summary(y_c, x_c, y_a, x_a)
-    stats.fill_holm_arms([row])
+    row = {"metric": "revenue", **summaries.compare_summary("continuous", y_c, y_a)}
+    row["cuped"] = summaries.cuped_summary(y_c, x_c, y_a, x_a)
+    summaries.fill_holm_arms([row])
     assert row["abs_ci"][0] < 0 < row["abs_ci"][1]  # the raw estimate cannot tell
     t, p, _ = ttest_ind(y_a - row["cuped"]["theta"] * (x_a - np.r_[x_c, x_a].mean()),
                         y_c - row["cuped"]["theta"] * (x_c - np.r_[x_c, x_a].mean()), usevar="unequal")
@@ -356,8 +356,8 @@ def test_the_regression_adjusted_estimate_drives_the_verdict_when_there_is_histo
     assert reports.driving_estimate(row) is row["cuped"]
     assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "increase"
     # no history (sales imported only after the launch): said so, and the raw estimate stands
-    flat = {"metric": "revenue", **stats.compare_summary("continuous", y_c, y_a)}
-    flat["cuped"] = stats.cuped_summary(y_c, np.zeros(3000), y_a, np.zeros(3000))
+    flat = {"metric": "revenue", **summaries.compare_summary("continuous", y_c, y_a)}
+    flat["cuped"] = summaries.cuped_summary(y_c, np.zeros(3000), y_a, np.zeros(3000))
     assert flat["cuped"]["history"] is False and flat["cuped"]["variance_reduction"] is None
     assert reports.driving_estimate(flat) is flat
     assert reports._verdict(flat, interim=False, p_always_valid=None, alpha=0.05) == "none"

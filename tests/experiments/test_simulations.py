@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments import power, stats
+from experiments import power, stats, summaries
 
 RUNS = 10_000
 ALPHA = 0.05
@@ -175,7 +175,7 @@ def test_ratio_metric_delta_method_coverage():
     tickets = orders * 2 + rng.poisson(orders * 0.7)
     covered = []
     for i in range(RUNS):
-        r = stats.ratio_summary(tickets[i, 0], orders[i, 0], tickets[i, 1], orders[i, 1], ALPHA)
+        r = summaries.ratio_summary(tickets[i, 0], orders[i, 0], tickets[i, 1], orders[i, 1], ALPHA)
         covered.append(covers(r["ci"]))
     assert rate(covered) >= 0.935, rate(covered)
 

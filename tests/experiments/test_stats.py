@@ -14,7 +14,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportions_ztest
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
-from experiments import stats
+from experiments import stats, summaries
 
 RABBITS = [(0, 6, 0, 5), (3, 3, 0, 6), (6, 0, 2, 4), (5, 1, 6, 0), (2, 0, 5, 0)]
 
@@ -212,7 +212,7 @@ def test_relative_lift_not_estimable_says_why(args, reason):
     got = stats.relative_lift(*args, binary=True)
     assert got.reason == reason
     assert math.isnan(got.lift) and all(math.isnan(v) for v in got.ci)
-    summary = stats.compare_summary("binary", np.r_[np.ones(4), np.zeros(96)], np.r_[np.ones(8), np.zeros(92)])
+    summary = summaries.compare_summary("binary", np.r_[np.ones(4), np.zeros(96)], np.r_[np.ones(8), np.zeros(92)])
     assert summary["rel_lift"] is None and summary["rel_ci"] == [None, None] and summary["rel_reason"] == "few_events"
 
 
@@ -297,7 +297,7 @@ def _one_armed_strata(rng):
 
 def test_cmh_leaves_out_strata_lacking_an_arm():
     y_c, s_c, y_a, s_a = _one_armed_strata(np.random.default_rng(3))
-    got = stats.stratified_summary("binary", y_c, s_c, y_a, s_a, ["a", "b", "c", "solo-test", "solo-control"])
+    got = summaries.stratified_summary("binary", y_c, s_c, y_a, s_a, ["a", "b", "c", "solo-test", "solo-control"])
     tables = np.empty((2, 2, 3))
     for k in range(3):
         a, c = y_a[s_a == k], y_c[s_c == k]
@@ -317,7 +317,7 @@ def test_post_stratified_leaves_out_strata_with_fewer_than_two_per_arm():
     # a venue with a single control recipient: no variance, left out as well
     y_c, s_c = np.r_[y_c, 50.0], np.r_[s_c, 5]
     y_a, s_a = np.r_[y_a, rng.normal(40, 5, 30)], np.r_[s_a, np.full(30, 5)]
-    got = stats.stratified_summary("continuous", y_c, s_c, y_a, s_a, list("abcdef"))
+    got = summaries.stratified_summary("continuous", y_c, s_c, y_a, s_a, list("abcdef"))
     keep_c, keep_a = s_c < 3, s_a < 3
     diff, ci, p = _post_stratified_by_hand(y_c[keep_c], s_c[keep_c], y_a[keep_a], s_a[keep_a], 0.05)
     assert close(got["abs_lift"], diff) and close(got["abs_ci"][1], ci[1]) and close(got["p_value"], p)
@@ -326,7 +326,7 @@ def test_post_stratified_leaves_out_strata_with_fewer_than_two_per_arm():
 
 
 def test_no_estimable_stratum_gives_null_estimates():
-    got = stats.stratified_summary("binary", [1.0, 0.0], [0, 0], [1.0, 1.0], [1, 1], ["x", "y"])
+    got = summaries.stratified_summary("binary", [1.0, 0.0], [0, 0], [1.0, 1.0], [1, 1], ["x", "y"])
     assert got["statistic"] is None and got["strata"] == 0 and got["left_out"] == 4
 
 
@@ -402,7 +402,7 @@ def test_holm_across_arms_for_each_metric():
             for arm, ps in (("a", (0.01, 0.2)), ("b", (0.03, 0.04)), ("c", (0.02, None)))
             for metric, p in zip(("conversion", "revenue"), ps) if p is not None]
     rows[-1]["cuped"] = {"p_value": 0.01}
-    stats.fill_holm_arms(rows)
+    summaries.fill_holm_arms(rows)
     conversion = [r for r in rows if r["metric"] == "conversion"]
     expected = multipletests([0.01, 0.03, 0.02], method="holm")[1]
     assert [r["p_adjusted_arms"] for r in conversion] == pytest.approx(list(expected))
