@@ -263,9 +263,20 @@ def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: s
         except ImportRefused as exc:
             session.rollback()
             batch = record_refused_import(session, organisation, exc.result, filename=path.name, actor=INBOX_ACTOR)
+            # Columns named the organisation's own way: one upload on the Imports page maps them, and
+            # the inbox then uses that mapping (core.importing.mapping).
+            from core.importing.common import _ as importer_message
+
+            missing = importer_message("This required column is missing.")  # as the importer worded it
+            unmatched = any(e["reason"] == missing for e in exc.result.errors)
             notify(session, organisation_id, "inbox.refused",
-                   f"Le fichier « {path.name} » déposé dans la boîte de dépôt a été refusé : rien n'a été importé.",
-                   f"The file “{path.name}” dropped in the inbox was refused: nothing was imported.",
+                   f"Le fichier « {path.name} » déposé dans la boîte de dépôt a été refusé : rien n'a été importé."
+                   + (" Des colonnes obligatoires n'ont pas été reconnues : importez ce fichier une fois depuis la "
+                      "page Imports pour associer ses colonnes ; les fichiers suivants de la boîte de dépôt "
+                      "utiliseront cette association." if unmatched else ""),
+                   f"The file “{path.name}” dropped in the inbox was refused: nothing was imported."
+                   + (" Required columns were not recognised: import this file once from the Imports page to "
+                      "match its columns; the inbox's later files will use that mapping." if unmatched else ""),
                    link=f"/imports/{batch.id}", dedupe_key=f"inbox:{batch.id}")
             session.commit()
             report.update(status="refused", batch_id=batch.id, summary=exc.result.to_json(),

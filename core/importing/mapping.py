@@ -12,7 +12,6 @@ from core.importing.columns import (
     SALES_COLUMNS,
     SALES_REQUIRED,
     UNSUBSCRIBE_COLUMNS,
-    canonical,
     canonical_header,
 )
 from core.models import ColumnMapping, audit
@@ -138,18 +137,3 @@ def save_mapping(session, organisation_id: int, kind: str, choices: dict[str, st
     session.flush()
     audit(session, "import.mapping", actor=actor, user_id=user_id, object_type="organisation",
           object_id=organisation_id, organisation_id=organisation_id, kind=kind, columns=saved)
-
-
-def forget_mapping(session, organisation_id: int, kind: str, header: str, *, user_id: int | None,
-                   actor: str) -> bool:
-    """Forget one saved header (canonical form) of the organisation; audited. True when it was saved."""
-    row = session.scalar(select(ColumnMapping).where(
-        ColumnMapping.organisation_id == organisation_id, ColumnMapping.kind == kind,
-        ColumnMapping.header == canonical(header)))
-    if row is None:
-        return False
-    audit(session, "import.mapping_forgotten", actor=actor, user_id=user_id, object_type="organisation",
-          object_id=organisation_id, organisation_id=organisation_id, kind=kind, header=row.label)
-    session.delete(row)
-    session.flush()
-    return True

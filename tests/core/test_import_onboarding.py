@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from core.cli import main
 from core.importing import ImportRefused, import_file
 from core.importing.mapping import saved_mapping, suggest
-from core.models import AuditEvent, ColumnMapping, Contact, ImportBatch, Transaction
+from core.models import AuditEvent, ColumnMapping, Contact, ImportBatch, Notification, Transaction
 from core.scheduler import run_job
 
 SECRET = "test-district-secret"
@@ -144,6 +144,17 @@ def test_the_inbox_and_the_command_line_use_the_saved_mapping(app, db, login_as,
     assert run.status == "success" and run.summary["imported"] == 1, run.summary
     with db.session() as s:
         assert s.scalar(select(func.count()).where(Transaction.organisation_id == org.id)) == 3
+    # another organisation's inbox has no mapping: refused, and told how to map its columns
+    make_org("autre")
+    other = Path(app.config["INBOX_PATH"]) / "autre"
+    other.mkdir(parents=True)
+    dropped = messy_export(other / "ventes.csv", start=50)
+    os.utime(dropped, (old, old))
+    assert run_job(app, "inbox.import").summary["refused"] == 1
+    with db.session() as s:
+        note = s.scalar(select(Notification).where(Notification.kind == "inbox.refused"))
+        assert "import this file once from the Imports page to match its columns" in note.message_en
+        assert "importez ce fichier une fois depuis la page Imports" in note.message_fr
     result = runner.invoke(main, args=["import", str(messy_export(tmp_path / "cli.csv", start=40)), "--org", "salle",
                                        "--json"])
     assert result.exit_code == 0, result.output
