@@ -16,7 +16,7 @@ from typing import Union
 
 from flask_babel import gettext as _
 from sqlalchemy import String, cast, func, literal, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from campaigns.models import APPROVAL_STATUSES, Approval, Campaign, ProviderApproval, Reminder
 from campaigns.services import CampaignError, _actor, _user_id
@@ -207,12 +207,15 @@ def request_lines(session: Session, *, campaign_id: int | None = None, status: s
                            .limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
     ids = {kind: [i for k, i in keys if k == kind] for kind in KINDS}
     found: dict[tuple[str, int], Request] = {}
+    # each line shows its campaign and organisation: loaded with the page, not one query per line
     if ids["approval"]:
         found.update({("approval", r.id): r for r in session.scalars(
-            select(Approval).where(Approval.id.in_(ids["approval"])))})
+            select(Approval).where(Approval.id.in_(ids["approval"]))
+            .options(selectinload(Approval.campaign), selectinload(Approval.organisation)))})
     if ids["provider"]:
         found.update({("provider", r.id): r for r in session.scalars(
-            select(ProviderApproval).where(ProviderApproval.id.in_(ids["provider"])))})
+            select(ProviderApproval).where(ProviderApproval.id.in_(ids["provider"]))
+            .options(selectinload(ProviderApproval.campaign), selectinload(ProviderApproval.organisation)))})
     deciders = {r.decided_by_id for r in found.values() if r.decided_by_id}
     emails = dict(session.execute(select(User.id, User.email).where(User.id.in_(deciders))).all()) if deciders else {}
     summary = {kind: reminder_summary(session, kind, ids[kind]) for kind in KINDS}

@@ -196,6 +196,7 @@ def test_staff_see_the_reason_and_remind_again_from_the_pages(app, session, dist
     session.expire_all()
     assert [r.approval_id for r in session.scalars(select(Reminder))] == [submitted[c.id].id]
     assert len(events(session, "approval.remind")) == 1
+    assert "/campaigns/requests" in staff_client.get("/").get_data(as_text=True)  # from the dashboard
     # the overview across campaigns, filtered
     html = staff_client.get("/campaigns/requests?status=declined").get_data(as_text=True)
     assert b.name in html and c.name not in html.split('id="requests"')[1]
