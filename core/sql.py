@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Integer, Table, cast, delete, event, func, literal, text
+from sqlalchemy import BigInteger, Float, Integer, Table, cast, delete, event, func, literal, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -482,3 +482,10 @@ def integers(value) -> np.ndarray:
         element = np.dtype([("length", ">i4"), ("value", _SENT_ELEMENT[int(oid)])])
         return np.frombuffer(value, dtype=element, offset=12 + 8 * int(dimensions))["value"].astype(np.int64)
     return np.asarray(value, dtype=np.int64)
+
+
+def epoch_seconds(session: Session, column):
+    """SQL: a naive UTC timestamp as seconds since 1970 (a float), on either engine."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.extract("epoch", column), Float)
+    return (func.julianday(column) - 2440587.5) * 86400.0

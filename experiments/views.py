@@ -29,7 +29,18 @@ from core.models import Organisation, utcnow
 from core.privacy import strictest_k
 from core.questions import current_release
 from core.scheduler import describe_schedule, next_run_times, registered_jobs, scheduler_timezone
-from experiments import arm_pairs, charts, contact_exports, offers, outcomes, reports, services, unsubscribe
+from experiments import (
+    arm_pairs,
+    charts,
+    contact_exports,
+    offers,
+    outcomes,
+    power_report,
+    report_data,
+    reports,
+    services,
+    unsubscribe,
+)
 from experiments.forms import LaunchForm, PostForm, PowerForm
 from experiments.models import ContactList, Experiment, Recipient
 from experiments.services import ContactListExpired, ExperimentError
@@ -351,12 +362,12 @@ def campaign_power(campaign_id: int):
     power_ = float(form.power.data or 0.8)
     target = float(form.target.data or 10) / 100.0
     # the readers of this page do not own the pooled data: every count is a noisy figure (core.privacy)
-    data = reports.power_report(session, item, alpha=alpha, target_power=power_, target_lift=target,
+    data = power_report.power_report(session, item, alpha=alpha, target_power=power_, target_lift=target,
                                 baseline=form.baseline.data or None,
                                 release=current_release(session, k=strictest_k(session)))
     return render_template("experiments/power.html", campaign=item, form=form, power=data,
                            baseline_labels=BASELINE_LABELS, n_source_labels=N_SOURCE_LABELS,
-                           metric_titles=METRIC_TITLES, lift_metrics=reports.LIFT_METRICS)
+                           metric_titles=METRIC_TITLES, lift_metrics=report_data.LIFT_METRICS)
 
 
 @bp.route("/campaign/<int:campaign_id>/launch", methods=["GET", "POST"])

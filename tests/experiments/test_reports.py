@@ -17,7 +17,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from campaigns.services import make_arms
 from core.models import Organisation, Setting, Transaction
-from experiments import outcomes, reports, services, stats, summaries
+from experiments import outcomes, report_data, reports, services, stats, summaries
 from experiments.models import Recipient, ReportSnapshot
 from tests.experiments.test_services import ready_campaign
 
@@ -141,7 +141,7 @@ def test_headline_reports_a_detected_increase_and_uptake_without_lift(session, m
     assert 0 < uptake["rate"] < 1 and uptake["ci"][0] < uptake["rate"] < uptake["ci"][1]
     assert not any(c["metric"] == "redemption" for c in report["comparisons"])
     # revenue winsorised at the 99th percentile of the buyers (non-zero values), arms pooled
-    data = reports.load_data(session, experiment)
+    data = report_data.load_data(session, experiment)
     revenue_all = data.window["revenue"]
     assert report["winsorisation"]["cap"] == pytest.approx(np.percentile(revenue_all[revenue_all > 0], 99))
     revenue = next(c for c in report["comparisons"] if c["metric"] == "revenue")
@@ -252,7 +252,7 @@ def test_health_checks(session, measured):
     assert health["srm"]["flag"] is False and health["srm"]["p_value"] > 0.001
     assert {s["organisation_id"] for s in health["srm_by_organisation"]} == {o.id for o in district.orgs}
     balance = {(b["metric"], b["arm"]): b for b in health["balance"]}
-    assert set(balance) == {(m, "A") for m in reports.LIFT_METRICS}
+    assert set(balance) == {(m, "A") for m in report_data.LIFT_METRICS}
     assert not balance[("conversion", "A")]["flag"]
     cumulative = report["cumulative"]
     assert len(cumulative["days"]) == experiment.window_days
@@ -314,7 +314,7 @@ def test_snapshots_exports_and_json(session, measured):
 
 def test_load_data_counts_recipients_without_outcomes_as_zeros(session, measured):
     district, experiment = measured
-    data = reports.load_data(session, experiment)
+    data = report_data.load_data(session, experiment)
     assert data.size == experiment.recipients
     assert int((data.arm == 0).sum()) == experiment.srm["n"]["control"]
     for org in district.orgs:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from campaigns.services import make_arms
 from core.models import AuditEvent, Contact, Organisation, utcnow
 from core.privacy import fill_cell_keys
-from experiments import outcomes, reports, services, views
+from experiments import outcomes, power_report, services, views
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from tests.campaigns.helpers import new_purchase
 from tests.experiments.test_reports import add_sale, set_k, simulate
@@ -253,7 +253,7 @@ def test_power_page_mde_and_sizes_use_the_protected_eligible_count(session, read
     give_baseline_buyers(session, ready)
     fill_cell_keys(session, "test-district-secret")  # as the importer does for every new spectator
     session.commit()
-    exact = reports.power_report(session, ready.campaign)["n_total"]
+    exact = power_report.power_report(session, ready.campaign)["n_total"]
     assert exact == 3 * 20 + 4
     staff = login_as("staff")
     html = staff.get(f"/experiments/campaign/{ready.campaign.id}/power?lang=en").data.decode()
