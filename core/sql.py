@@ -61,6 +61,12 @@ def counts_bits_in_sql(bind) -> bool:
     return _is_postgresql(bind)
 
 
+def has_bit_or_aggregate(bind) -> bool:
+    """Whether the engine ORs bit masks in an aggregate (``bit_or``: PostgreSQL), so that a history
+    of organisations per spectator is one mask rather than a row per purchase (SQLite)."""
+    return _is_postgresql(bind)
+
+
 def keeps_insert_order(bind) -> bool:
     """Whether rows inserted in one order are stored in that order, so that an insert sorted by an
     index's key makes that index's range scans read few pages (a PostgreSQL heap does; SQLite
@@ -489,3 +495,15 @@ def epoch_seconds(session: Session, column):
     if session.get_bind().dialect.name == "postgresql":
         return cast(func.extract("epoch", column), Float)
     return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def joined_numbers(bind, columns: Sequence[Any]) -> Any:
+    """An aggregate of every row's numeric ``columns`` as one comma-separated text (``string_agg``
+    of ``concat_ws`` on PostgreSQL, ``group_concat`` of ``||`` elsewhere), for numpy to parse in C:
+    half a million rows arrive in a fraction of a row-by-row fetch. Columns must not be NULL."""
+    if _is_postgresql(bind):
+        return func.string_agg(func.concat_ws(",", *columns), ",")
+    line = columns[0]
+    for column in columns[1:]:
+        line = line.op("||")(",").op("||")(column)
+    return func.group_concat(line, ",")

@@ -40,6 +40,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from campaigns.models import Promotion
 from core.db import no_index
 from core.models import Organisation, Show, Transaction, utcnow
+from core.sql import has_bit_or_aggregate
 from experiments import offers, power
 from experiments.models import Experiment, Outcome, Recipient
 
@@ -416,7 +417,7 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
             rows = period_rows(recipients, "spectator_id", experiment.pre_start, experiment.launched_at,
                                experiment.window_end, scope, extra,
                                code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values())),
-                               masks=session.get_bind().dialect.name == "postgresql")
+                               masks=has_bit_or_aggregate(session.get_bind()))
             metrics = per_unit_metrics(rows, extra, group_column="spectator_id").subquery("metrics")
             _insert_from_select(session, Outcome.__table__, OUTCOME_COLUMNS, select(
                 literal(experiment.id), metrics.c.unit, metrics.c.arm, metrics.c.organisation_id, metrics.c.converted,

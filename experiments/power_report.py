@@ -14,6 +14,7 @@ from campaigns.eligibility import eligible_count, eligible_select, figure_name
 from campaigns.models import Campaign
 from core.models import Spectator, Transaction, utcnow
 from core.privacy import Cell, Release, is_small, strictest_k
+from core.sql import has_bit_or_aggregate
 from experiments import power
 from experiments.outcomes import per_unit_metrics, period_rows, promotion_scope
 from experiments.report_data import LIFT_METRICS, metric_kind, shown_count
@@ -132,7 +133,7 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
         result["error"] = "no_organisation"
         return result
     rows = period_rows(population, "spectator_id", start, start, end, scope,
-                       masks=session.get_bind().dialect.name == "postgresql")
+                       masks=has_bit_or_aggregate(session.get_bind()))
     per = per_unit_metrics(rows).subquery("per_unit")
     agg = session.execute(select(
         func.count(), func.coalesce(func.sum(per.c.converted), 0), func.coalesce(func.sum(per.c.revenue_cents), 0),
