@@ -16,7 +16,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from campaigns.services import make_arms
-from core.models import Organisation, Setting, Transaction
+from core.models import Organisation, Setting, Transaction, utcnow
 from experiments import outcomes, report_data, reports, services, stats, summaries
 from experiments.models import Recipient, ReportSnapshot
 from tests.experiments.test_services import ready_campaign
@@ -262,7 +262,9 @@ def test_health_checks(session, measured):
 
 def test_interim_looks_are_always_valid_and_recorded_once_a_day(session):
     set_k(session, 2)
-    district = ready_campaign(session, per_org=40, shared=0, arms=make_arms(50, [50]))
+    # launched at 09:00 UTC, so that "two hours later" is the same day whenever the test runs
+    nine = dt.datetime.combine(utcnow().date() - dt.timedelta(days=1), dt.time(9))
+    district = ready_campaign(session, per_org=40, shared=0, arms=make_arms(50, [50]), now=nine)
     experiment = services.launch(session, district.campaign, now=district.now, seed=5)
     simulate(session, experiment, {"control": 0.1, "A": 0.4}, days=10)
     outcomes.match_outcomes(session, experiment)
