@@ -75,6 +75,10 @@ def test_a_venue_maps_its_own_headers_once_then_imports_everywhere(app, db, page
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(SCREENSHOT), full_page=True)
+    else:  # on a phone, the table scrolls inside its card: the page is no wider than the screen
+        page.set_viewport_size({"width": 390, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.set_viewport_size({"width": 1280, "height": 900})
     assert count(db, org) == 0
     page.click(f"button:text-is('{words['save']}')")
 
@@ -114,6 +118,13 @@ def test_a_venue_maps_its_own_headers_once_then_imports_everywhere(app, db, page
     upload(page, write_xlsx(tmp_path / "export-excel.xlsx", rows), words)
     assert words["done"] in main_text(page)
     assert count(db, org) == 12
+
+    # 6. the data-quality page: the share of the sales with each field, month by month
+    page.goto("/imports/quality")
+    assert "Salle Bleue" in page.inner_text("h1")
+    assert "100" in page.inner_text("table.quality")
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(ColumnMapping)) == len(MESSY_HEADER) - 1  # "Prénom" is known
 
