@@ -9,6 +9,8 @@ import io
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from core.importing import ImportRefused, import_file
@@ -170,3 +172,37 @@ def test_a_rejects_file_of_a_workbook_is_a_csv(make_org, session, tmp_path):
     with open(tmp_path / "r.csv", encoding="utf-8", newline="") as fh:
         table = list(csv.reader(fh))
     assert table[0][-1] == "reason" and table[1][0] == "Roy" and "Nombre de billets" in table[1][-1]
+
+
+_cell = st.one_of(st.none(), st.text(max_size=20), st.integers(-10**6, 10**12), st.floats(allow_nan=False, allow_infinity=False),
+                  st.dates(dt.date(1950, 1, 1), dt.date(2030, 12, 31)),
+                  st.datetimes(dt.datetime(1950, 1, 1), dt.datetime(2030, 12, 31)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_cell, max_size=15), max_size=6), header=st.booleans(), skip_invalid=st.booleans())
+def test_any_workbook_gives_a_result_or_a_refusal(make_org, session, tmp_path, rows, header, skip_invalid):
+    org = session.merge(_org(make_org))
+    if header:
+        rows = [_workbook_rows(dt.date.today())[0], *rows]
+    path = write_xlsx(tmp_path / "any.xlsx", rows)
+    try:
+        result = import_file(session, path, org, secret=SECRET, skip_invalid=skip_invalid,
+                             rejects_path=tmp_path / "r.csv")
+    except ImportRefused as refused:
+        result = refused.result
+        assert result.errors and result.imported == 0
+        assert all(e["line"] >= 1 and e["reason"] for e in result.errors)
+    assert result.rows == result.imported + result.duplicates + result.rejected + result.anonymous
+    session.rollback()
+
+
+_ORG: dict = {}
+
+
+def _org(make_org):
+    """One organisation for all the examples (hypothesis reuses the fixtures)."""
+    if make_org not in _ORG:
+        _ORG.clear()
+        _ORG[make_org] = make_org("prop-xlsx")
+    return _ORG[make_org]
