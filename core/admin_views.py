@@ -16,9 +16,9 @@ from wtforms.validators import DataRequired, Email, Length, NumberRange, Optiona
 
 from core import audit_words, page_arg
 from core.auth import actor_name, roles_required
-from core.csvexport import csv_stream_response
+from core.csvexport import csv_stream_response, spreadsheet_delimiter
 from core.db import db_session, get_db
-from core.localtime import to_utc
+from core.localtime import local_time, to_utc
 from core.models import DISCIPLINES, ORGANISATION_KINDS, AuditEvent, Organisation, Show, User, Venue, audit
 from core.views import AUDIT_ACTION_LABELS, ORGANISATION_KIND_LABELS
 from core.vocabulary import DISCIPLINE_LABELS
@@ -317,12 +317,12 @@ def audit_log_csv():
                                          ).partitions(500):
                 sentences = audit_words.describe(reading, list(chunk), AUDIT_ACTION_LABELS)
                 for e in chunk:
-                    yield (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action,
+                    yield (local_time(e.at, seconds=True), e.actor, e.action,
                            str(AUDIT_ACTION_LABELS.get(e.action, "")), e.object_type, e.object_id,
                            audit_details_text(e.details), sentences[e.id])
 
-    return csv_stream_response(stream_with_context(rows()), "audit-log.csv", header=(
-        _("When (UTC)"), _("Who"), _("Action"), _("Action (in words)"), _("Object type"), _("Object id"),
+    return csv_stream_response(stream_with_context(rows()), "audit-log.csv", delimiter=spreadsheet_delimiter(), header=(
+        _("When (Montreal time)"), _("Who"), _("Action"), _("Action (in words)"), _("Object type"), _("Object id"),
         _("Details"), _("What happened")))
 
 

@@ -59,6 +59,15 @@ def csv_text(rows: Iterable[Sequence], header: Sequence | None = None, *, delimi
     return out.getvalue()
 
 
+def spreadsheet_delimiter() -> str:
+    """The separator a spreadsheet in the reader's language expects: ``;`` in French (whose
+    decimal comma a ``,`` separator would split), ``,`` in English. Machine formats (the report's
+    keyed CSV, the contact lists for e-mail tools, rejected rows to re-import) keep ``,``."""
+    from flask_babel import get_locale
+
+    return ";" if str(get_locale() or "fr") == "fr" else ","
+
+
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

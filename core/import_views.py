@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from core import rejects as rejects_files
 from core.auth import actor_name, roles_required
-from core.csvexport import csv_response
+from core.csvexport import csv_response, spreadsheet_delimiter
 from core.db import db_session
 from core.models import Organisation, utcnow
 
@@ -350,7 +350,7 @@ def template():
     names = [*SALES_REQUIRED, *(name for name in SALES_COLUMNS if name not in SALES_REQUIRED)]
     header = [SALES_COLUMNS[name][0 if language == "fr" else 1][0] for name in names]
     filename = "modele-import-ventes.csv" if language == "fr" else "sales-import-template.csv"
-    return csv_response([], filename, header=header, delimiter=";" if language == "fr" else ",")
+    return csv_response([], filename, header=header, delimiter=spreadsheet_delimiter())
 
 
 # --- data quality ------------------------------------------------------------------------------------

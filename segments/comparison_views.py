@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core.auth import roles_required
 from core.charts import SERIES_COLOURS, SERIES_TINTS, grouped_bar_chart
-from core.csvexport import csv_response
+from core.csvexport import csv_response, spreadsheet_delimiter
 from core.db import db_session
 from core.models import Organisation
 from core.privacy import Cell, strictest_k
@@ -362,7 +362,7 @@ def comparison_csv(slug: str):
     name = "-".join(filter(None, ["comparison", choice.organisation.slug, choice.discipline,
                                   choice.season.label if choice.season else "all",
                                   choice.compare.label if choice.compare else None]))
-    return csv_response(rows, f"{name}.csv", header=header, delimiter=";" if _french() else ",")
+    return csv_response(rows, f"{name}.csv", header=header, delimiter=spreadsheet_delimiter())
 
 
 def change_points(share, before) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from core.auth import roles_required
 from core.charts import hbar_chart, heatmap, vbar_chart
-from core.csvexport import csv_response
+from core.csvexport import csv_response, spreadsheet_delimiter
 from core.db import db_session
 from core.models import DISCIPLINES, Organisation
 from core.privacy import Cell, Release
@@ -326,7 +326,7 @@ def _csv(session, scope: Scope, table: str):
     name = "-".join(filter(None, ["insights", scope.kind, scope.key, table, data["as_of"].isoformat()]))
     header, rows = table_rows(data["tables"][table])
     # French spreadsheets read decimal commas only with ";" between cells
-    return csv_response(rows, f"{name}.csv", header=header, delimiter=";" if _french() else ",")
+    return csv_response(rows, f"{name}.csv", header=header, delimiter=spreadsheet_delimiter())
 
 
 @bp.route("/insights")

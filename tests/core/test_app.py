@@ -192,11 +192,12 @@ def test_audit_log_csv_follows_the_filters_and_is_itself_logged(login_as, sessio
     response = client.get("/admin/audit.csv?lang=en&action=campaign.launch")
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
-    assert rows[0][:3] == ["When (UTC)", "Who", "Action"]
-    assert rows[1:] == [["2026-10-01 10:00:00", "marie@x.org", "campaign.launch", "Campaign launched", "campaign", "7",
+    assert rows[0][:3] == ["When (Montreal time)", "Who", "Action"]
+    assert rows[1:] == [["2026-10-01 06:00:00", "marie@x.org", "campaign.launch", "Campaign launched", "campaign", "7",
                          "recipients: 4545; arms: [1, 2]", "marie@x.org: Campaign launched (campaign #7)"]]
-    everything = client.get("/admin/audit.csv").get_data(as_text=True)
+    everything = client.get("/admin/audit.csv?lang=fr").get_data(as_text=True)
     assert "'=cmd()@x.org" in everything  # no formula reaches a spreadsheet
+    assert everything.lstrip("\ufeff").startswith("Quand (heure de Montréal);Qui;")  # a French spreadsheet's separator
     session.expire_all()
     exports = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.export")
                               .order_by(AuditEvent.id)).all()
