@@ -299,3 +299,25 @@ def test_a_long_import_runs_beside_the_request_with_a_progress_page(app, db, log
         assert s.scalar(select(func.count()).where(Transaction.organisation_id == org.id)) == 400
     # another user reads nothing of it
     assert login_as("venue", org).get(base + "/status.json").status_code == 404
+
+
+def test_an_unsubscribe_list_with_its_own_headers_is_mapped_too(login_as, make_org, session, tmp_path):
+    org = make_org("salle")
+    client = login_as("venue", org)
+    map_columns(client, upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"])
+    client.post(upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"]
+                .removesuffix("/columns") + "/confirm")
+    path = tmp_path / "desabonnements.csv"
+    path.write_text("Courriel du client;Désabonné depuis\nhelene0@example.org;2026-01-02\n", encoding="utf-8")
+    response = upload(client, org, path, kind="unsubscribes")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/columns")
+    page = text(client.get(response.headers["Location"]))
+    assert '<option value="email" selected>' in page  # suggested from its words
+    response = client.post(response.headers["Location"], data={"column-0": "email", "column-1": ""})
+    assert response.status_code == 302
+    page = text(client.get(response.headers["Location"]))
+    assert "helene0@example.org" in page
+    response = client.post(response.headers["Location"] + "/confirm")
+    assert response.status_code == 302
+    assert session.scalar(select(ImportBatch.status).where(ImportBatch.kind == "unsubscribes")) == "done"
+    assert saved_mapping(session, org.id, "unsubscribes") == {"courrielduclient": "email", "desabonnedepuis": ""}
