@@ -16,7 +16,7 @@ from flask_login import current_user
 from core import rejects as rejects_files
 from core.auth import roles_required
 from core.db import get_db
-from core.import_views import _TOKEN, IMPORT_ROLES, _pending_root, bp
+from core.import_views import IMPORT_ROLES, _pending_root, bp, own_pending_folder
 from core.models import Organisation, User
 
 log = logging.getLogger(__name__)
@@ -105,14 +105,8 @@ def _run(app, folder: Path, meta: dict, user_id: int, locale: str) -> None:
 
 def _own_folder(token: str) -> Path:
     """The current user's own pending folder (the export may be gone once imported); 404 otherwise."""
-    if not _TOKEN.fullmatch(token):
-        abort(404)
-    folder = _pending_root() / token
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        abort(404)
-    if meta.get("user_id") != current_user.id or read_status(folder) is None:
+    folder, _meta = own_pending_folder(token)
+    if read_status(folder) is None:
         abort(404)
     return folder
 

@@ -84,8 +84,9 @@ def save_pending(path: str, *, organisation: Organisation, kind: str, skip_inval
     return token
 
 
-def _load_pending(token: str) -> tuple[dict, Path, Organisation]:
-    """The current user's own pending upload and its organisation; 404 for anything else."""
+def own_pending_folder(token: str) -> tuple[Path, dict]:
+    """The current user's own pending folder and its meta (``meta.json``); 404 for a malformed
+    token, a missing or unreadable folder, or someone else's upload."""
     if not _TOKEN.fullmatch(token):
         abort(404)
     folder = _pending_root() / token
@@ -93,7 +94,15 @@ def _load_pending(token: str) -> tuple[dict, Path, Organisation]:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         abort(404)
-    if meta.get("user_id") != current_user.id or not (folder / "export").is_file():
+    if meta.get("user_id") != current_user.id:
+        abort(404)
+    return folder, meta
+
+
+def _load_pending(token: str) -> tuple[dict, Path, Organisation]:
+    """The current user's own pending upload and its organisation; 404 for anything else."""
+    folder, meta = own_pending_folder(token)
+    if not (folder / "export").is_file():
         abort(404)
     organisation = db_session().get(Organisation, meta["organisation_id"])
     if organisation is None or (current_user.role == "venue" and organisation.id != current_user.organisation_id):
