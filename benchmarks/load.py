@@ -167,7 +167,7 @@ def prepare_campaigns(env: dict) -> Setup:
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DISTRICT_SECRET", "PILOT_INSTANCE")})
     from sqlalchemy import select
 
-    from campaigns import services
+    from campaigns import promotions, services
     from campaigns.models import Approval
     from core import create_app
     from core.auth import hash_password
@@ -193,7 +193,7 @@ def prepare_campaigns(env: dict) -> Setup:
                                    rule={"all": [{"field": "organisation", "op": "any", "value": slugs},
                                                  {"field": "shows", "op": ">=", "value": 2}]}))
         session.flush()
-        promotion = services.create_promotion(
+        promotion = promotions.create_promotion(
             session, name_fr="Printemps du Quartier", name_en="Quartier Spring", message_fr="20 % sur un spectacle",
             message_en="20% off a show", offer_kind="percent_off", offer_value=20,
             organisation_ids=[orgs[s].id for s in slugs], valid_from=now.date(),

@@ -345,6 +345,7 @@ def ready_campaign(db, recipients: int, now: dt.datetime) -> int:
     organisation approving; returns its id. Not timed: the steps before the launch."""
     from sqlalchemy import Integer, func, insert, literal, select
 
+    from campaigns import promotions
     from campaigns import services as campaign_services
     from core.models import Organisation
     from segments.models import (
@@ -373,7 +374,7 @@ def ready_campaign(db, recipients: int, now: dt.datetime) -> int:
         snapshot.size = session.scalar(select(func.count()).select_from(SnapshotMember)
                                        .where(SnapshotMember.snapshot_id == snapshot.id))
         org_ids = list(session.scalars(select(Organisation.id).where(Organisation.slug.not_in([BENCH_ORG, PROBE_ORG]))))
-        promotion = campaign_services.create_promotion(
+        promotion = promotions.create_promotion(
             session, name_fr="Banc d'essai", name_en="Benchmark", message_fr="20 % sur votre prochain spectacle",
             message_en="20% off your next show", offer_kind="percent_off", offer_value=20, organisation_ids=org_ids,
             disciplines=["theatre", "dance"], valid_from=now.date(), valid_until=now.date() + dt.timedelta(days=90),

@@ -17,6 +17,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from campaigns import offers, services
+from campaigns.common import CampaignError
 from campaigns.eligibility import figure_name, own_row
 from campaigns.followup import reminders_of
 from campaigns.forms import (
@@ -27,7 +28,6 @@ from campaigns.forms import (
     ProviderDecisionForm,
 )
 from campaigns.models import Approval, ProviderApproval
-from campaigns.services import CampaignError
 from campaigns.views import CONTACTS_PER_PAGE, _cached_funnel, _cached_lifecycle_mix, _own_approval, bp
 from core import page_arg
 from core.auth import roles_required

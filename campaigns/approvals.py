@@ -17,9 +17,10 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from campaigns.common import CampaignError, TransitionRefused, actor_id, actor_name, in_chunks
 from campaigns.eligibility import consented_contacts, launch_time
 from campaigns.models import DECLINE_REASONS, Approval, Campaign, Exclusion, ProviderApproval
-from campaigns.services import CampaignError, TransitionRefused, _actor, _chunks, _user_id, status_label
+from campaigns.services import status_label
 from core.identity import identity_basis, normalise_email, spectator_key
 from core.models import Contact, Organisation, Spectator, audit, utcnow
 from core.privacy import Cell
@@ -102,12 +103,12 @@ def decide_approval(session: Session, approval: Approval, decision: str, user=No
     reason, note = check_decline_reason(decision, decline_reason, decline_note, required=user is not None)
     approval.status = "approved" if decision == "approve" else "declined"
     approval.decided_at = now
-    approval.decided_by_id = _user_id(user)
+    approval.decided_by_id = actor_id(user)
     approval.exclude_subscribers = bool(exclude_subscribers) if decision == "approve" else False
     approval.exclude_contacted_days = exclude_contacted_days if decision == "approve" else None
     approval.decline_reason, approval.decline_note = reason, note
     session.flush()
-    audit(session, f"approval.{decision}", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+    audit(session, f"approval.{decision}", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
           object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id,
           exclude_subscribers=approval.exclude_subscribers, exclude_contacted_days=approval.exclude_contacted_days,
           excluded_by_list=approval.exclusion_list_matched, **_reason_details(reason, note))
@@ -136,7 +137,7 @@ def set_exclusion_list(session: Session, approval: Approval, values: Iterable[st
         cleaned = {v.strip() for v in values if v and v.strip()}
     org_id = approval.organisation_id
     matched: set[int] = set()
-    for chunk in _chunks(sorted(cleaned)):
+    for chunk in in_chunks(sorted(cleaned)):
         if kind == "email":
             # an e-mail always makes a basis: the ``or e`` is never used, and keeps the type a str
             keys = [spectator_key(secret, identity_basis(e, None, None, None, None) or e) for e in chunk]
@@ -153,7 +154,7 @@ def set_exclusion_list(session: Session, approval: Approval, values: Iterable[st
     approval.exclusion_list_rows = len(cleaned)
     approval.exclusion_list_matched = len(matched)
     session.flush()
-    audit(session, "approval.exclusion_list", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+    audit(session, "approval.exclusion_list", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
           object_id=approval.id, organisation_id=org_id, campaign_id=approval.campaign_id, kind=kind,
           rows=len(cleaned), matched=len(matched))
     return len(cleaned), len(matched)
@@ -167,7 +168,7 @@ def clear_exclusion_list(session: Session, approval: Approval, user=None, now: d
     approval.exclusion_list_rows = 0
     approval.exclusion_list_matched = 0
     session.flush()
-    audit(session, "approval.exclusion_list", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+    audit(session, "approval.exclusion_list", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
           object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=approval.campaign_id,
           rows=0, matched=0)
 
@@ -252,10 +253,10 @@ def decide_provider(session: Session, provider: ProviderApproval, decision: str,
     reason, note = check_decline_reason(decision, decline_reason, decline_note, required=user is not None)
     provider.status = "approved" if decision == "approve" else "declined"
     provider.decided_at = now
-    provider.decided_by_id = _user_id(user)
+    provider.decided_by_id = actor_id(user)
     provider.decline_reason, provider.decline_note = reason, note
     session.flush()
-    audit(session, f"provider.{decision}", actor=_actor(user), user_id=_user_id(user), object_type="provider_approval",
+    audit(session, f"provider.{decision}", actor=actor_name(user), user_id=actor_id(user), object_type="provider_approval",
           object_id=provider.id, organisation_id=provider.organisation_id, campaign_id=campaign.id,
           **_reason_details(reason, note))
     return provider

@@ -18,8 +18,8 @@ from flask_babel import gettext as _
 from sqlalchemy import String, cast, func, literal, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
+from campaigns.common import CampaignError, actor_id, actor_name
 from campaigns.models import APPROVAL_STATUSES, Approval, Campaign, ProviderApproval, Reminder
-from campaigns.services import CampaignError, _actor, _user_id
 from core.jobs import notify
 from core.localtime import local_time
 from core.models import Organisation, User, audit, utcnow
@@ -95,10 +95,10 @@ def record_reminder(session: Session, request: Request, source: str, user=None,
     kind = kind_of(request)
     reminder = Reminder(approval_id=request.id if kind == "approval" else None,
                         provider_approval_id=request.id if kind == "provider" else None,
-                        sent_at=now, source=source, user_id=_user_id(user), actor=_actor(user))
+                        sent_at=now, source=source, user_id=actor_id(user), actor=actor_name(user))
     session.add(reminder)
     session.flush()
-    audit(session, f"{kind}.remind", actor=_actor(user), user_id=_user_id(user),
+    audit(session, f"{kind}.remind", actor=actor_name(user), user_id=actor_id(user),
           object_type="approval" if kind == "approval" else "provider_approval", object_id=request.id,
           organisation_id=request.organisation_id, campaign_id=request.campaign_id, source=source)
     return reminder

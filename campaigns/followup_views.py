@@ -16,6 +16,7 @@ from sqlalchemy.orm import contains_eager
 
 from campaigns import services
 from campaigns.approvals import DECLINE_REASON_LABELS
+from campaigns.common import CampaignError
 from campaigns.followup import (
     KINDS,
     REMIND_AGAIN_AFTER,
@@ -29,7 +30,6 @@ from campaigns.followup import (
 from campaigns.followup import remind as send_remind
 from campaigns.forms import RemindForm
 from campaigns.models import APPROVAL_STATUSES, Approval, Campaign, ProviderApproval
-from campaigns.services import CampaignError
 from campaigns.views import STAFF, _get_or_404, bp
 from core import page_arg
 from core.auth import roles_required

@@ -25,7 +25,8 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from campaigns.approvals import DECLINE_REASON_LABELS, MAX_NOTE
-from campaigns.services import MIN_CONTROL_SHARE, SHARED_CODE
+from campaigns.promotions import SHARED_CODE
+from campaigns.services import MIN_CONTROL_SHARE
 
 OFFER_LABELS = {
     "percent_off": _l("Percentage off"), "amount_off": _l("Amount off"), "two_for_one": _l("Two for one"),

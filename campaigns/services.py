@@ -1,4 +1,4 @@
-"""Campaign operations: promotions, the workflow up to "ready", venue approvals, exclusions, erasure.
+"""Campaign operations: the campaign, its arms and its workflow up to "ready" (approvals in campaigns.approvals).
 
 Every function flushes and never commits: the view, command or job that calls it owns the
 transaction. A workflow step whose conditions are not met raises :class:`TransitionRefused` with a
@@ -8,23 +8,19 @@ reason that can be shown as is; every step that happens is written to the audit 
 from __future__ import annotations
 
 import datetime as dt
-import re
-import secrets
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from flask_babel import gettext as _
 from flask_babel import ngettext
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns import offers
+from campaigns.common import CampaignError, TransitionRefused, actor_id, actor_name
 from campaigns.eligibility import eligible_count
 from campaigns.models import (
-    CODE_STRATEGIES,
     METRICS,
     OBJECTIVES,
-    OFFER_KINDS,
     PRIMARY_METRICS,
     TRANSITIONS,
     Approval,
@@ -32,156 +28,11 @@ from campaigns.models import (
     Promotion,
     ProviderApproval,
 )
-from core.identity import identity_basis, normalise_email, spectator_key
-from core.models import DISCIPLINES, Consent, Contact, Organisation, Show, Spectator, Venue, audit, utcnow
-from core.scrub import Identities, scrub_files
+from core.models import Contact, Organisation, Venue, audit, utcnow
 from segments.models import Segment, SegmentSnapshot, SnapshotMember
 
 MIN_CONTROL_SHARE = 10
 MAX_WINDOW_DAYS = 365
-# Unique codes: no 0/O, 1/I/L, 2/Z, 5/S, 8/B, so that a code read aloud or retyped is the code.
-CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
-CODE_LENGTH = 10  # 25**10 ≈ 10**14: guessing one of 500,000 live codes takes ~2*10**8 tries
-SHARED_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,38}[A-Z0-9]$")
-SCHEDULER = "scheduler"
-# An erased spectator's key: never an HMAC (those are 64 hex digits), so no identity finds it again.
-ERASED_KEY_PREFIX = "erased:"
-
-
-class CampaignError(ValueError):
-    """A request the campaign rules refuse; ``reason`` is a sentence for the user."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TransitionRefused(CampaignError):
-    """A workflow transition whose conditions are not met."""
-
-
-def _actor(user) -> str:
-    return getattr(user, "email", None) or SCHEDULER
-
-
-def _user_id(user) -> int | None:
-    return getattr(user, "id", None)
-
-
-# --- codes --------------------------------------------------------------------------------------
-
-def generate_code(length: int = CODE_LENGTH) -> str:
-    """One unguessable promotion code from :data:`CODE_ALPHABET` (cryptographic randomness)."""
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
-
-
-def generate_codes(count: int, length: int = CODE_LENGTH, taken: Iterable[str] = ()) -> list[str]:
-    """``count`` distinct codes, none of them in ``taken`` (one per recipient at launch)."""
-    seen = set(taken)
-    codes: list[str] = []
-    while len(codes) < count:
-        code = generate_code(length)
-        if code not in seen:
-            seen.add(code)
-            codes.append(code)
-    return codes
-
-
-# --- promotions ---------------------------------------------------------------------------------
-
-def _check_promotion(fields: dict) -> None:
-    kind = fields["offer_kind"]
-    if kind not in OFFER_KINDS:
-        raise CampaignError(_("Unknown kind of offer: %(kind)s.", kind=kind))
-    value = fields.get("offer_value")
-    if kind == "percent_off" and not (value and 1 <= value <= 100):
-        raise CampaignError(_("A percentage off needs a value between 1 and 100."))
-    if kind == "amount_off" and not (value and value > 0):
-        raise CampaignError(_("An amount off needs an amount greater than zero."))
-    if fields["valid_until"] < fields["valid_from"]:
-        raise CampaignError(_("The promotion must end on or after the day it starts."))
-    if not fields.get("organisation_ids"):
-        raise CampaignError(_("Choose at least one participating organisation."))
-    unknown = set(fields.get("disciplines") or ()) - set(DISCIPLINES)
-    if unknown:
-        raise CampaignError(_("Unknown discipline: %(names)s.", names=", ".join(sorted(unknown))))
-    strategy = fields.get("code_strategy", "unique")
-    if strategy not in CODE_STRATEGIES:
-        raise CampaignError(_("Unknown code strategy: %(name)s.", name=strategy))
-    if strategy == "shared" and not SHARED_CODE.match(fields.get("shared_code") or ""):
-        raise CampaignError(_("A shared code takes 4 to 40 capital letters, digits or dashes."))
-    for name in ("average_discount_cents", "cost_per_contact_cents"):
-        if (fields.get(name) or 0) < 0:
-            raise CampaignError(_("Costs cannot be negative."))
-
-
-def _apply_promotion(session: Session, promotion: Promotion, fields: dict) -> None:
-    fields = dict(fields)
-    if fields.get("code_strategy") == "shared" and fields.get("shared_code"):
-        fields["shared_code"] = fields["shared_code"].strip().upper()
-    _check_promotion(fields)
-    org_ids = list(fields.pop("organisation_ids"))
-    show_ids = list(fields.pop("show_ids", None) or ())
-    fields["disciplines"] = ",".join(fields.pop("disciplines", None) or ())
-    if fields.get("code_strategy") != "shared":
-        fields["shared_code"] = None
-    if fields["offer_kind"] not in ("percent_off", "amount_off"):
-        fields["offer_value"] = None
-    for name, value in fields.items():
-        setattr(promotion, name, value)
-    promotion.organisations = list(session.scalars(select(Organisation).where(Organisation.id.in_(org_ids))))
-    if len(promotion.organisations) != len(set(org_ids)):
-        raise CampaignError(_("One of the chosen organisations does not exist."))
-    promotion.shows = list(session.scalars(select(Show).where(Show.id.in_(show_ids)))) if show_ids else []
-
-
-def create_promotion(session: Session, *, name_fr: str, name_en: str, message_fr: str, message_en: str,
-                     offer_kind: str, offer_value: int | None = None, organisation_ids: Sequence[int],
-                     show_ids: Sequence[int] = (), disciplines: Sequence[str] = (), valid_from: dt.date,
-                     valid_until: dt.date, code_strategy: str = "unique", shared_code: str | None = None,
-                     average_discount_cents: int = 0, cost_per_contact_cents: int = 0, user=None) -> Promotion:
-    """Create a promotion (flushes).
-
-    :param offer_value: whole percent for ``percent_off``, cents for ``amount_off``, else ignored.
-    :param code_strategy: ``unique`` (one unguessable code per recipient, made at launch) or
-        ``shared`` (``shared_code`` for everyone).
-    :param average_discount_cents: the discount a redemption costs on average (for the ROI report).
-    :param cost_per_contact_cents: what sending to one recipient costs.
-    :raises CampaignError: when a field breaks the rules.
-    """
-    params = dict(locals())
-    fields = {k: v for k, v in params.items() if k not in ("session", "user")}
-    promotion = Promotion(created_by_id=_user_id(user))
-    _apply_promotion(session, promotion, fields)
-    session.add(promotion)
-    session.flush()
-    audit(session, "promotion.create", actor=_actor(user), user_id=_user_id(user), object_type="promotion",
-          object_id=promotion.id)
-    return promotion
-
-
-def update_promotion(session: Session, promotion: Promotion, user=None, **fields) -> Promotion:
-    """Change a promotion while every campaign using it is still a draft (flushes)."""
-    if offers.campaigns_using(session, promotion.id):
-        raise CampaignError(_("This promotion is used by a campaign already submitted: create a new promotion instead."))
-    current = {
-        "name_fr": promotion.name_fr, "name_en": promotion.name_en, "message_fr": promotion.message_fr,
-        "message_en": promotion.message_en, "offer_kind": promotion.offer_kind, "offer_value": promotion.offer_value,
-        "organisation_ids": [o.id for o in promotion.organisations], "show_ids": [s.id for s in promotion.shows],
-        "disciplines": promotion.discipline_list, "valid_from": promotion.valid_from,
-        "valid_until": promotion.valid_until, "code_strategy": promotion.code_strategy,
-        "shared_code": promotion.shared_code, "average_discount_cents": promotion.average_discount_cents,
-        "cost_per_contact_cents": promotion.cost_per_contact_cents,
-    }
-    unknown = set(fields) - set(current)
-    if unknown:
-        raise TypeError(f"unknown promotion fields: {', '.join(sorted(unknown))}")
-    current.update(fields)
-    _apply_promotion(session, promotion, current)
-    session.flush()
-    audit(session, "promotion.update", actor=_actor(user), user_id=_user_id(user), object_type="promotion",
-          object_id=promotion.id)
-    return promotion
 
 
 # --- campaigns ----------------------------------------------------------------------------------
@@ -259,7 +110,7 @@ def create_campaign(session: Session, *, name: str, objective: str, segment_id: 
     :raises CampaignError: when the plan breaks a rule.
     """
     params = dict(locals())
-    campaign = Campaign(status="draft", created_by_id=_user_id(user), channel="email")
+    campaign = Campaign(status="draft", created_by_id=actor_id(user), channel="email")
     for name_ in CAMPAIGN_FIELDS:
         value = params[name_]
         setattr(campaign, name_, list(value) if name_ == "secondary_metrics" else value)
@@ -268,7 +119,7 @@ def create_campaign(session: Session, *, name: str, objective: str, segment_id: 
     _check_arm_promotions(session, campaign)
     session.add(campaign)
     session.flush()
-    audit(session, "campaign.create", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
+    audit(session, "campaign.create", actor=actor_name(user), user_id=actor_id(user), object_type="campaign",
           object_id=campaign.id)
     return campaign
 
@@ -287,7 +138,7 @@ def update_campaign(session: Session, campaign: Campaign, user=None, **fields) -
     _check_campaign(campaign)
     _check_arm_promotions(session, campaign)
     session.flush()
-    audit(session, "campaign.update", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
+    audit(session, "campaign.update", actor=actor_name(user), user_id=actor_id(user), object_type="campaign",
           object_id=campaign.id, fields=sorted(fields))
     return campaign
 
@@ -308,7 +159,7 @@ def _move(session: Session, campaign: Campaign, to: str, user, action: str, **de
                                   before=status_label(before), after=status_label(to)))
     campaign.status = to
     session.flush()
-    audit(session, f"campaign.{action}", actor=_actor(user), user_id=_user_id(user), object_type="campaign",
+    audit(session, f"campaign.{action}", actor=actor_name(user), user_id=actor_id(user), object_type="campaign",
           object_id=campaign.id, **{"from": before, "to": to}, **details)
 
 
@@ -430,7 +281,7 @@ def _expire_pending(session: Session, campaign: Campaign, user=None, before_dead
                                                      Approval.status == "pending")).all()
     for approval in pending:
         approval.status = "expired"
-        audit(session, "approval.expire", actor=_actor(user), user_id=_user_id(user), object_type="approval",
+        audit(session, "approval.expire", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
               object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id,
               before_deadline=before_deadline)
     for provider in session.scalars(select(ProviderApproval).where(ProviderApproval.campaign_id == campaign.id,
@@ -537,102 +388,6 @@ def mark_closed(session: Session, campaign: Campaign, user=None, now: dt.datetim
         raise TransitionRefused(_("The attribution window is not over yet."))
     _move(session, campaign, "closed", user, "close")
     campaign.closed_at = now
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-def _chunks(values: list, size: int = 500):
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
-# --- erasure ------------------------------------------------------------------------------------
-
-@dataclass
-class ErasureResult:
-    """What an erasure found or did: counts only, never the person's details (``files``: what left
-    the kept files, see :func:`core.scrub.scrub_files`)."""
-
-    spectator_ids: list[int]
-    contacts: int
-    organisations: int
-    files: dict | None = None
-
-
-def find_person(session: Session, email: str, secret: str) -> ErasureResult:
-    """The spectators an e-mail designates (by spectator key and by any contact's e-mail), with how
-    many contact records at how many organisations hold them."""
-    normalised = normalise_email(email)
-    if normalised is None:
-        raise CampaignError(_("This is not an e-mail address."))
-    key = spectator_key(secret, identity_basis(normalised, None, None, None, None))
-    by_key = select(Spectator.id).where(Spectator.key == key)
-    by_email = select(Contact.spectator_id).where(func.lower(func.trim(Contact.email)) == normalised)
-    ids = sorted(set(session.scalars(by_key)) | set(session.scalars(by_email)))
-    contacts, organisations = 0, 0
-    if ids:
-        contacts, organisations = session.execute(
-            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id)))
-            .where(Contact.spectator_id.in_(ids))
-        ).one()
-    return ErasureResult(ids, contacts, organisations)
-
-
-def erase_spectators(session: Session, spectator_ids: Sequence[int], user=None,
-                     now: dt.datetime | None = None, app=None) -> ErasureResult:
-    """Erasure on request: delete every organisation's contact record of the spectators (consents go
-    with them), keep the pooled transactions under the pseudonymous spectator, record a district-wide
-    opt-out, tombstone the identity key (a later import of the same e-mail starts a new spectator
-    that nothing links to this history), and write one audit event per spectator (its id only, never
-    a personal detail). With ``app``, the person's rows also leave every file the instance keeps
-    (rejects, inbox copies and reports, stored exports: :func:`core.scrub.scrub_files`)."""
-    now = now or utcnow()
-    ids = sorted(set(spectator_ids))
-    contacts, organisations = 0, 0
-    identities = Identities()
-    if ids:
-        contacts, organisations = session.execute(
-            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id)))
-            .where(Contact.spectator_id.in_(ids))
-        ).one()
-        for chunk in _chunks(ids):
-            for row in session.execute(select(Contact.email, Contact.last_name, Contact.first_name,
-                                              Contact.postal_code, Contact.phone)
-                                       .where(Contact.spectator_id.in_(chunk))):
-                identities.add(*row)
-    for chunk in _chunks(ids):
-        contact_ids = select(Contact.id).where(Contact.spectator_id.in_(chunk))
-        session.execute(delete(Consent).where(Consent.contact_id.in_(contact_ids)),
-                        execution_options={"synchronize_session": False})
-        session.execute(delete(Contact).where(Contact.spectator_id.in_(chunk)),
-                        execution_options={"synchronize_session": False})
-        if hasattr(Spectator, "opted_out_at"):
-            session.execute(update(Spectator).where(Spectator.id.in_(chunk), Spectator.opted_out_at.is_(None))
-                            .values(opted_out_at=now), execution_options={"synchronize_session": False})
-    for spectator_id in ids:  # a random key no identity hashes to: the history stays, unlinkable
-        session.execute(update(Spectator).where(Spectator.id == spectator_id)
-                        .values(key=ERASED_KEY_PREFIX + secrets.token_hex(24)),
-                        execution_options={"synchronize_session": False})
-    session.expire_all()
-    for spectator_id in ids:
-        audit(session, "person.erase", actor=_actor(user), user_id=_user_id(user), object_type="spectator",
-              object_id=spectator_id, contacts_deleted=contacts, organisations=organisations)
-    session.flush()
-    files = scrub_files(app, identities) if app is not None and ids else None
-    return ErasureResult(ids, contacts, organisations, files)
-
-
-def erase_person(session: Session, email: str, secret: str, user=None, now: dt.datetime | None = None,
-                 app=None) -> ErasureResult:
-    """Find the person an e-mail designates and erase them (see :func:`erase_spectators`); when nobody
-    matches, the request is still logged, without the e-mail."""
-    found = find_person(session, email, secret)
-    if not found.spectator_ids:
-        audit(session, "person.erase", actor=_actor(user), user_id=_user_id(user), object_type="spectator",
-              found=False)
-        session.flush()
-        return found
-    return erase_spectators(session, found.spectator_ids, user=user, now=now, app=app)
 
 
 # The venue's answers live in campaigns.approvals, which builds on this module: imported last, and

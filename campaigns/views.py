@@ -14,7 +14,10 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
 
+from campaigns import erasure as erasures
 from campaigns import offers, services
+from campaigns import promotions as promotion_ops
+from campaigns.common import CampaignError
 from campaigns.eligibility import figure_name, funnel
 from campaigns.forms import (
     APPROVAL_LABELS,
@@ -34,7 +37,6 @@ from campaigns.forms import (
     to_cents,
 )
 from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
-from campaigns.services import CampaignError
 from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
@@ -204,7 +206,7 @@ def new_promotion():
     form = _promotion_form(session)
     if form.validate_on_submit():
         try:
-            promotion = services.create_promotion(session, user=current_user, **_promotion_fields(form))
+            promotion = promotion_ops.create_promotion(session, user=current_user, **_promotion_fields(form))
         except CampaignError as exc:
             session.rollback()
             flash(exc.reason, "error")
@@ -232,7 +234,7 @@ def edit_promotion(promotion_id: int):
     form = _promotion_form(session, item)
     if form.validate_on_submit():
         try:
-            services.update_promotion(session, item, user=current_user, **_promotion_fields(form))
+            promotion_ops.update_promotion(session, item, user=current_user, **_promotion_fields(form))
         except CampaignError as exc:
             session.rollback()
             flash(exc.reason, "error")
@@ -455,10 +457,10 @@ def erasure():
         # Every search is logged (who, when, whether someone was found; never the address), and an
         # address that finds no one gets the same words whatever the reason (malformed, never known,
         # already erased): the page is no oracle of who was in the district.
-        found = services.ErasureResult([], 0, 0)
+        found = erasures.ErasureResult([], 0, 0)
         if form.validate():
             try:
-                found = services.find_person(session, form.email.data, current_app.config["DISTRICT_SECRET"])
+                found = erasures.find_person(session, form.email.data, current_app.config["DISTRICT_SECRET"])
             except CampaignError:
                 pass
         audit(session, "person.search", actor=current_user.email, user_id=current_user.id, object_type="spectator",
@@ -486,7 +488,7 @@ def erasure_confirm():
         return redirect(url_for("campaigns.erasure"))
     if not spectator_ids or not all(isinstance(i, int) for i in spectator_ids):
         abort(400)
-    result = services.erase_spectators(session, spectator_ids, user=current_user,
+    result = erasures.erase_spectators(session, spectator_ids, user=current_user,
                                        app=current_app._get_current_object())
     session.commit()
     if result.files and result.files.get("failed"):

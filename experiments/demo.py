@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import func, select, update
 
+from campaigns import promotions
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
 from core import sql
@@ -113,7 +114,7 @@ def _launched_campaign(session, orgs: dict, staff, launch: dt.datetime, seed: in
         echo("Demo experiment skipped: the demo segment is empty.")
         return None
     submitted = launch - dt.timedelta(days=14)
-    promotion = campaign_services.create_promotion(
+    promotion = promotions.create_promotion(
         session, name_fr="Printemps croisé", name_en="Cross-over spring",
         message_fr="Découvrez la danse au Quartier : 25 % sur un spectacle de danse ou de théâtre avec votre code.",
         message_en="Discover dance in the Quartier: 25% off a dance or theatre show with your code.",
@@ -121,7 +122,7 @@ def _launched_campaign(session, orgs: dict, staff, launch: dt.datetime, seed: in
         disciplines=["dance", "theatre"], valid_from=(launch - dt.timedelta(days=1)).date(),
         valid_until=(launch + dt.timedelta(days=45)).date(), code_strategy="unique",
         average_discount_cents=1400, cost_per_contact_cents=4, user=staff)
-    two_for_one = campaign_services.create_promotion(
+    two_for_one = promotions.create_promotion(
         session, name_fr="Printemps croisé, deux pour un", name_en="Cross-over spring, two for one",
         message_fr="Découvrez la danse au Quartier : deux billets pour le prix d'un sur un spectacle de danse ou de "
                    "théâtre avec votre code.",
@@ -274,7 +275,7 @@ def _ready_campaign(session, orgs: dict, staff, version_id: int, seed: int) -> N
     now = utcnow().replace(microsecond=0)
     version = session.get(SegmentVersion, version_id)
     snapshot = take_snapshot(session, version, DATA_END.date(), user=staff)
-    promotion = campaign_services.create_promotion(
+    promotion = promotions.create_promotion(
         session, name_fr="Découvertes de l'hiver", name_en="Winter discoveries",
         message_fr="Un deuxième billet offert pour un spectacle de danse cet hiver.",
         message_en="A second ticket free for a dance show this winter.", offer_kind="two_for_one",

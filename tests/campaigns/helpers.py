@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
-from campaigns import services
+from campaigns import promotions, services
 from campaigns.models import Campaign, Promotion
 from core.identity import identity_basis, spectator_key
 from core.models import Consent, Contact, Organisation, Spectator, Transaction, utcnow
@@ -84,7 +84,7 @@ def new_promotion(session, org_ids, **overrides) -> Promotion:
                   organisation_ids=list(org_ids), valid_from=today, valid_until=today + dt.timedelta(days=90),
                   average_discount_cents=900, cost_per_contact_cents=5)
     fields.update(overrides)
-    return services.create_promotion(session, **fields)
+    return promotions.create_promotion(session, **fields)
 
 
 def new_campaign(session, segment: Segment, promotion: Promotion, *, now: dt.datetime | None = None,

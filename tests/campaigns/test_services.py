@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from campaigns import services
+from campaigns import erasure, promotions, services
+from campaigns.common import CampaignError, TransitionRefused
 from campaigns.eligibility import eligible_recipients
 from campaigns.models import TRANSITIONS, Exclusion
-from campaigns.services import CampaignError, TransitionRefused
 from core.models import AuditEvent, User
 from tests.campaigns.helpers import SECRET, build_district, new_campaign, new_promotion, new_segment
 
@@ -38,14 +38,6 @@ def events(session, action):
     return session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
 
 
-def test_codes_are_unique_and_unambiguous():
-    codes = services.generate_codes(2000)
-    assert len(set(codes)) == 2000
-    assert all(len(c) == services.CODE_LENGTH for c in codes)
-    assert not set("".join(codes)) & set("0O1IL2Z5S8B")
-    assert services.generate_codes(3, taken=codes[:10]) and not set(services.generate_codes(50, taken=codes)) & set(codes)
-
-
 @pytest.mark.parametrize("overrides,reason", [
     ({"offer_kind": "percent_off", "offer_value": 150}, "percentage"),
     ({"offer_kind": "amount_off", "offer_value": None}, "amount"),
@@ -65,7 +57,7 @@ def test_promotion_with_shared_code_and_costs(session, district):
                           offer_kind="two_for_one", offer_value=5, disciplines=["dance", "theatre"])
     assert promo.shared_code == "QUARTIER-25" and promo.offer_value is None
     assert promo.discipline_list == ["dance", "theatre"] and promo.cost_per_contact_cents == 5
-    services.update_promotion(session, promo, name_en="Spring two-for-one")
+    promotions.update_promotion(session, promo, name_en="Spring two-for-one")
     assert promo.name("en") == "Spring two-for-one" and promo.name("fr") == "Printemps du Quartier"
 
 
@@ -320,9 +312,9 @@ def test_erasure_deletes_contacts_keeps_transactions_and_logs_the_id_only(sessio
     shared = district.spectators[-1]  # known to every organisation
     email = next(c.email for (i, s), c in district.contacts.items() if s == shared.id)
     before_tx = session.scalar(select(Transaction.id).where(Transaction.spectator_id == shared.id).limit(1))
-    found = services.find_person(session, "  " + email.upper(), SECRET)
+    found = erasure.find_person(session, "  " + email.upper(), SECRET)
     assert found.spectator_ids == [shared.id] and found.contacts == 3 and found.organisations == 3
-    services.erase_person(session, email, SECRET, user=staff, now=district.now)
+    erasure.erase_person(session, email, SECRET, user=staff, now=district.now)
     assert not session.scalars(select(Contact).where(Contact.spectator_id == shared.id)).all()
     assert not session.scalars(select(Consent).join(Contact).where(Contact.spectator_id == shared.id)).all()
     assert session.scalar(select(Transaction.id).where(Transaction.id == before_tx)) is not None
@@ -330,10 +322,10 @@ def test_erasure_deletes_contacts_keeps_transactions_and_logs_the_id_only(sessio
     event = events(session, "person.erase")[-1]
     assert event.object_id == str(shared.id) and email not in str(event.details) and email not in event.actor
     with pytest.raises(CampaignError):
-        services.find_person(session, "pas un courriel", SECRET)
-    assert services.erase_person(session, "personne@nulle.part", SECRET, user=staff).spectator_ids == []
+        erasure.find_person(session, "pas un courriel", SECRET)
+    assert erasure.erase_person(session, "personne@nulle.part", SECRET, user=staff).spectator_ids == []
 
 
 def test_users_table_untouched_by_erasure(session, district, staff):
-    services.erase_person(session, staff.email, SECRET, user=staff)
+    erasure.erase_person(session, staff.email, SECRET, user=staff)
     assert session.get(User, staff.id) is not None

@@ -17,6 +17,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from campaigns import offers as campaign_offers
+from campaigns import promotions
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
 from campaigns.services import CampaignError, make_arms
@@ -83,7 +84,7 @@ def test_an_arms_promotion_is_frozen_once_submitted_and_checked_at_submission(se
     campaign_services.update_campaign(session, campaign, arms=make_arms(20, [40, 40], [None, good.id]))
     campaign_services.submit_for_approval(session, campaign, snapshot=district.snapshot, now=district.now)
     with pytest.raises(CampaignError, match="already submitted"):
-        campaign_services.update_promotion(session, good, message_fr="Autre chose")
+        promotions.update_promotion(session, good, message_fr="Autre chose")
 
 
 def test_campaign_form_chooses_a_promotion_per_arm_and_the_page_shows_each_offer(session, login_as):

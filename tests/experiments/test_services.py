@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
+from campaigns import promotions
 from campaigns import services as campaign_services
 from campaigns.models import ContactHistory
 from core.models import AuditEvent, Consent, Spectator
@@ -28,7 +29,7 @@ def ready_campaign(session, per_org: int = 20, shared: int = 6, now: dt.datetime
     if arms is not None:
         campaign_services.update_campaign(session, campaign, arms=arms)
     if now is not None:  # a district in the past: its promotion runs from then
-        campaign_services.update_promotion(session, campaign.promotion, valid_from=now.date(),
+        promotions.update_promotion(session, campaign.promotion, valid_from=now.date(),
                                            valid_until=now.date() + dt.timedelta(days=90))
     campaign_services.submit_for_approval(session, campaign, snapshot=district.snapshot, now=district.now)
     for approval in campaign.approvals:

@@ -1,0 +1,35 @@
+"""What every campaign operation shares: its errors, who acts (a user or the scheduler), ids in chunks."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+SCHEDULER = "scheduler"
+
+
+class CampaignError(ValueError):
+    """A request the campaign rules refuse; ``reason`` is a sentence for the user."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransitionRefused(CampaignError):
+    """A workflow transition whose conditions are not met."""
+
+
+def actor_name(user) -> str:
+    """The audit log's actor: the user's e-mail, or ``scheduler`` for a job."""
+    return getattr(user, "email", None) or SCHEDULER
+
+
+def actor_id(user) -> int | None:
+    """The acting user's id, or None for a job."""
+    return getattr(user, "id", None)
+
+
+def in_chunks(values: list, size: int = 500) -> Iterator[list]:
+    """``values`` in lists of at most ``size``, so that an ``IN (...)`` stays within every engine's limit."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
