@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 
 from campaigns import offers, services
 from campaigns.common import CampaignError
-from campaigns.eligibility import figure_name, own_row
 from campaigns.followup import reminders_of
 from campaigns.forms import (
     LIFECYCLE_LABELS,
@@ -27,6 +26,7 @@ from campaigns.forms import (
     ExclusionListForm,
     ProviderDecisionForm,
 )
+from campaigns.funnel import figure_name, own_row
 from campaigns.models import Approval, ProviderApproval
 from campaigns.views import CONTACTS_PER_PAGE, _cached_funnel, _cached_lifecycle_mix, _own_approval, bp
 from core import page_arg

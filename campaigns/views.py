@@ -18,7 +18,6 @@ from campaigns import erasure as erasures
 from campaigns import offers, services
 from campaigns import promotions as promotion_ops
 from campaigns.common import CampaignError
-from campaigns.eligibility import figure_name, funnel
 from campaigns.forms import (
     APPROVAL_LABELS,
     LIFECYCLE_LABELS,
@@ -36,6 +35,7 @@ from campaigns.forms import (
     from_cents,
     to_cents,
 )
+from campaigns.funnel import figure_name, funnel
 from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
 from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember

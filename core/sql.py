@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Float, Integer, Table, cast, delete, event, func, literal, text
+from sqlalchemy import BigInteger, Float, Integer, String, Table, any_, cast, delete, event, exists, func, literal, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -210,6 +210,46 @@ def among(bind, column, values: Sequence) -> Any:
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(select(literal_column("value"))
                       .select_from(func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))))
+
+
+def in_subquery(bind, column, subquery, key) -> Any:
+    """``column`` is one of the values ``subquery`` selects (in its column ``key``).
+
+    A correlated ``EXISTS`` on PostgreSQL, which plans it as a hash semi-join; an ``IN`` list on
+    SQLite whose operand is an expression (``column + 0``), so that SQLite builds the list once
+    instead of driving the column's index with it.
+    """
+    if _is_postgresql(bind):
+        return exists(subquery.where(key == column))
+    return (column + 0).in_(subquery)
+
+
+def not_in_subquery(bind, column, subquery, key) -> Any:
+    """``column`` is none of the values ``subquery`` selects (an anti-join; see :func:`in_subquery`)."""
+    if _is_postgresql(bind):
+        return ~exists(subquery.where(key == column))
+    return (column + 0).not_in(subquery)
+
+
+def in_values(bind, column, values: Sequence) -> Any:
+    """``column IN (values)`` for a short list, written so that SQLite does not drive the column's
+    index with it (``column + 0``, see :func:`in_subquery`)."""
+    return column.in_(values) if _is_postgresql(bind) else (column + 0).in_(values)
+
+
+def collected(bind, column) -> Any:
+    """The group's values of an integer ``column`` as one value that :func:`in_collected` searches:
+    an array on PostgreSQL, the text ``",3,5,"`` on SQLite."""
+    if _is_postgresql(bind):
+        return func.array_agg(column)
+    return literal(",").concat(func.group_concat(column, ",")).concat(",")
+
+
+def in_collected(bind, value, collection) -> Any:
+    """``value`` is one of a :func:`collected` group's values."""
+    if _is_postgresql(bind):
+        return value == any_(collection)
+    return func.instr(collection, literal(",").concat(cast(value, String)).concat(",")) > 0
 
 
 def joined_pairs(bind, first, second):

@@ -10,7 +10,8 @@ import math
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.eligibility import eligible_count, eligible_select, figure_name
+from campaigns.eligibility import eligible_count, eligible_select
+from campaigns.funnel import figure_name
 from campaigns.models import Campaign
 from core.models import Spectator, Transaction, utcnow
 from core.privacy import Cell, Release, is_small, strictest_k
@@ -94,7 +95,7 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
 
     With a ``release`` (the web pages: their readers do not own the pooled data) every count is
     its set's noisy figure (:class:`core.privacy.Release`, named as on the campaign page:
-    :func:`campaigns.eligibility.figure_name`; "too small" under k): the population, the eligible total, the buyers, and the
+    :func:`campaigns.funnel.figure_name`; "too small" under k): the population, the eligible total, the buyers, and the
     converting and cross-selling counts behind the rates; the minimum detectable effects and sizes
     are computed from those, so that none gives an exact count back.
     """

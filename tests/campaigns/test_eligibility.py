@@ -13,15 +13,12 @@ from sqlalchemy import func, select
 from campaigns import services
 from campaigns.eligibility import (
     SUBSCRIBER_LOOKBACK_DAYS,
-    Funnel,
-    FunnelRow,
     consented_contacts,
     eligible_count,
     eligible_recipients,
     eligible_select,
-    funnel,
-    own_row,
 )
+from campaigns.funnel import Funnel, FunnelRow, funnel, own_row
 from campaigns.models import ContactHistory, Exclusion
 from core.models import Contact, Spectator, Transaction, utcnow
 from segments.models import SnapshotMember

@@ -376,7 +376,7 @@ def test_approval_page_shows_own_stages_exact_and_pooled_ones_noisy(clients, dis
     other organisations' sales) and the life-cycle stages (from every organisation's sales) are
     noisy figures, the sender count the same as on the staff's funnel."""
     from campaigns import services as campaign_services
-    from campaigns.eligibility import funnel
+    from campaigns.funnel import funnel
 
     _exclusions_and_a_decline(clients, district, session)
     a = approval_of(session, district, 0)
