@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 
 from core.config import PROJECT_ROOT
 from core.jobs import notify
+from core.locks import acquire_lock
 from core.models import (
     AuditEvent,
     ImportBatch,
@@ -35,7 +36,6 @@ from core.models import (
 from core.scheduler import (
     JobSpec,
     SchedulerAlreadyRunning,
-    acquire_lock,
     every,
     gather_jobs,
     next_run_times,
