@@ -32,7 +32,22 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import BigInteger, Select, Table, and_, case, delete, exists, func, insert, literal, or_, select, text
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    union,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.functions import FunctionElement
@@ -274,16 +289,19 @@ def _normalised_code(column):
 
 
 def code_rule(experiment: Experiment, promotion: Promotion | None,
-              arm_promotions: Sequence[Promotion | None] = ()) -> CodeRule | None:
+              arm_promotions: Sequence[Promotion | None] = (), now: dt.datetime | None = None) -> CodeRule | None:
     """The experiment's redemption rule, or None when no code can be redeemed.
 
     With test arms carrying their own promotions (``arm_promotions``), codes count from the
     earliest validity to the end of the latest; when the arms' code rules differ, each recipient
     redeems their own arm's code (``experiments.offers.recipient_code``: ``shared`` is None).
+    With ``now``, uses dated after it do not count (they have not happened).
     """
     start, end = _validity(promotion, experiment.launched_at)
     if any(p is not None for p in arm_promotions):
         start, end = offers.redemption_period([promotion, *arm_promotions], experiment.launched_at)
+    if now is not None:
+        end = min(end, now)
     if end <= start:
         return None
     if offers.mixed_codes(experiment):
@@ -293,10 +311,11 @@ def code_rule(experiment: Experiment, promotion: Promotion | None,
     return CodeRule(start, end)
 
 
-def leaked_uses(session: Session, experiment: Experiment, scope: Scope, promotion: Promotion | None) -> int:
-    """Purchases at participating organisations, during the validity, that used one of the
-    experiment's unique codes without being its holder (they count for no one)."""
-    rule = code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values()))
+def leaked_uses(session: Session, experiment: Experiment, scope: Scope, promotion: Promotion | None,
+                now: dt.datetime | None = None) -> int:
+    """Purchases at participating organisations, during the validity (and before ``now``), that used
+    one of the experiment's unique codes without being its holder (they count for no one)."""
+    rule = code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values()), now)
     if not offers.any_unique_codes(experiment) or rule is None or not scope.organisation_ids:
         return 0
     r = aliased(Recipient, name="r")
@@ -381,7 +400,12 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
     Either way the rows are replaced set-wise, so matching again, or importing the same rows again,
     changes nothing. Leaked codes are recounted as a whole (they can involve anyone).
 
-    :param now: when the matching happens (stored as ``outcomes_at``).
+    Only what has happened counts: a sale dated after ``now`` (a sale of later today imported this
+    morning, or one put in the database with a future date) counts neither in the window nor as a
+    redemption, whatever the window says; it counts at the first pass after its date (the sales
+    dated since the last pass are recomputed, see :func:`_became_due`).
+
+    :param now: when the matching happens (stored as ``outcomes_at``): the end of what counts.
     :param full: recompute every recipient (the nightly job does, catching anything missed).
     :returns: counts of the pass and how long it took.
     """
@@ -392,12 +416,20 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
     tuned = tune(session)
     latest = session.scalar(select(func.max(Transaction.id)))
     previous = experiment.outcomes_watermark
-    incremental = not full and previous is not None and experiment.outcomes_at is not None
-    if incremental and (latest or 0) > previous:
-        new_rows = session.scalar(select(func.count()).select_from(Transaction).where(Transaction.id > previous)) or 0
+    previous_at = experiment.outcomes_at
+    # a pass at an earlier "now" than the last one must forget what happened in between: in full
+    incremental = not full and previous is not None and previous_at is not None and now >= previous_at
+    new_rows = 0
+    if incremental:
+        # the new sales, and those dated in the future at the last pass that have happened since
+        # (two index ranges: an OR of both would read the whole table)
+        fresh = Transaction.id > previous
+        late = and_(Transaction.id <= previous, _became_due(previous_at, now))
+        new_rows = sum(session.scalar(select(func.count()).select_from(Transaction).where(w)) or 0
+                       for w in (fresh, late))
         incremental = new_rows * 4 < (experiment.recipients or 0)
     mode = "incremental" if incremental else "full"
-    if incremental and (latest or 0) <= previous:
+    if incremental and not new_rows:
         mode = "unchanged"
     else:
         code = offers.recipient_code(experiment) if offers.mixed_codes(experiment) else Recipient.code
@@ -405,7 +437,7 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
                             Recipient.arm.label("arm"), Recipient.organisation_id.label("organisation_id"),
                             code.label("code")).where(Recipient.experiment_id == experiment.id)
         if incremental:
-            touched = select(Transaction.spectator_id).where(Transaction.id > previous)
+            touched = union(select(Transaction.spectator_id).where(fresh), select(Transaction.spectator_id).where(late))
             recipients = recipients.where(Recipient.spectator_id.in_(touched))
             session.execute(delete(Outcome).where(
                 Outcome.experiment_id == experiment.id,
@@ -414,9 +446,11 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
             session.execute(delete(Outcome).where(Outcome.experiment_id == experiment.id))
         if scope.organisation_ids:
             extra = ("arm", "organisation_id")
-            rows = period_rows(recipients, "spectator_id", experiment.pre_start, experiment.launched_at,
-                               experiment.window_end, scope, extra,
-                               code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values())),
+            # the window ends at "now" while it is open: a sale dated later has not happened
+            end = max(experiment.launched_at, min(experiment.window_end, now))
+            rows = period_rows(recipients, "spectator_id", experiment.pre_start, experiment.launched_at, end, scope,
+                               extra, code_rule(experiment, promotion,
+                                                list(offers.arm_promotions(session, experiment).values()), now),
                                masks=has_bit_or_aggregate(session.get_bind()))
             metrics = per_unit_metrics(rows, extra, group_column="spectator_id").subquery("metrics")
             _insert_from_select(session, Outcome.__table__, OUTCOME_COLUMNS, select(
@@ -424,7 +458,7 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
                 metrics.c.revenue_cents, metrics.c.tickets, metrics.c.cross_sell, metrics.c.redeemed,
                 metrics.c.first_purchase_at, metrics.c.pre_converted, metrics.c.pre_revenue_cents,
                 metrics.c.pre_tickets, metrics.c.pre_cross_sell))
-    leaked = leaked_uses(session, experiment, scope, promotion)
+    leaked = leaked_uses(session, experiment, scope, promotion, now)
     experiment.leaked_redemptions = leaked
     experiment.outcomes_at = now
     experiment.outcomes_watermark = latest
@@ -485,9 +519,24 @@ def design_from_pre_period(session: Session, experiment: Experiment, target_powe
     return design
 
 
-def is_stale(session: Session, experiment: Experiment) -> bool:
-    """True when transactions arrived since the last matching (or it never ran)."""
+def _became_due(previous_at: dt.datetime | None, now: dt.datetime):
+    """SQL: the sale is dated from the last pass (``previous_at``) to ``now``. Such a sale already
+    in the database at the last pass was dated in its future and left out then; it counts now.
+    (Without future-dated sales these are the newly imported sales, already recomputed.)"""
+    if previous_at is None:
+        return literal(False)
+    return and_(Transaction.purchased_at >= previous_at, Transaction.purchased_at < now)
+
+
+def is_stale(session: Session, experiment: Experiment, now: dt.datetime | None = None) -> bool:
+    """True when transactions arrived since the last matching (or it never ran), or when a sale
+    dated after the last matching, left out then as not yet happened, is now in the past."""
     if experiment.outcomes_at is None:
         return True
     latest = session.scalar(select(func.max(Transaction.id)))
-    return (latest or 0) > (experiment.outcomes_watermark or 0)
+    if (latest or 0) > (experiment.outcomes_watermark or 0):
+        return True
+    now = now or utcnow()
+    if now <= experiment.outcomes_at:
+        return False
+    return session.scalar(select(Transaction.id).where(_became_due(experiment.outcomes_at, now)).limit(1)) is not None

@@ -242,10 +242,10 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     # Until a sale after the launch is imported from a participating organisation every outcome is
     # a zero that means "not imported yet", not "did not buy": the pages say so instead of a table.
     scope = promotion_scope(session, experiment.campaign.promotion)
-    sales_until = _sales_until(session, scope)
+    sales_until = _sales_until(session, scope, now)
     report["sales_until"] = sales_until.isoformat(timespec="seconds") if sales_until else None
     report["sales_since_launch"] = sales_until is not None and sales_until >= experiment.launched_at
-    silent = _silent_organisations(session, experiment, scope) if report["sales_since_launch"] else []
+    silent = _silent_organisations(session, experiment, scope, now) if report["sales_since_launch"] else []
     report["organisations_without_sales_since_launch"] = [
         {"organisation": slug, "name": name}
         for slug, name in session.execute(select(Organisation.slug, Organisation.name)
@@ -386,20 +386,22 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     return report
 
 
-def _sales_until(session: Session, scope: Scope) -> dt.datetime | None:
-    """The latest purchase imported from the promotion's participating organisations (None: none yet)."""
+def _sales_until(session: Session, scope: Scope, now: dt.datetime) -> dt.datetime | None:
+    """The latest purchase imported from the promotion's participating organisations, up to ``now``
+    (a sale dated later has not happened: it says nothing of what was imported; None: none yet)."""
     if not scope.organisation_ids:
         return None
     # The purchase-date index read backwards to the first participating sale, rather than max()
     # over the organisations' sales: SQLite read every one of those (14 s at a million
     # spectators), kept off the organisation index here.
     return session.scalar(select(Transaction.purchased_at)
-                          .where(no_index(Transaction.organisation_id).in_(scope.organisation_ids))
+                          .where(no_index(Transaction.organisation_id).in_(scope.organisation_ids),
+                                 Transaction.purchased_at <= now)
                           .order_by(Transaction.purchased_at.desc()).limit(1))
 
 
-def _silent_organisations(session: Session, experiment: Experiment, scope: Scope) -> list[int]:
-    """The participating organisations with no sale dated from the launch on imported.
+def _silent_organisations(session: Session, experiment: Experiment, scope: Scope, now: dt.datetime) -> list[int]:
+    """The participating organisations with no sale dated from the launch to ``now`` imported.
 
     Either they sold nothing since (a festival out of season) or their sales are not imported yet:
     the data cannot tell, so the report names them. Missing sales are missing for test and control
@@ -408,7 +410,8 @@ def _silent_organisations(session: Session, experiment: Experiment, scope: Scope
     seen: usually within the last day of sales; to the launch only when one has none since.
     """
     unseen = set(scope.organisation_ids)
-    newest_first = (select(Transaction.organisation_id).where(Transaction.purchased_at >= experiment.launched_at)
+    newest_first = (select(Transaction.organisation_id).where(Transaction.purchased_at >= experiment.launched_at,
+                                                              Transaction.purchased_at <= now)
                     .order_by(Transaction.purchased_at.desc()).execution_options(yield_per=5_000))
     for org_id in session.scalars(newest_first):
         unseen.discard(org_id)

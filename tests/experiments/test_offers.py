@@ -291,7 +291,8 @@ def measured(session):
             code = r.code if r.arm == "A" else ("DEUX-POUR-UN" if r.arm == "B" else None)
             add_sale(session, r, experiment.launched_at + dt.timedelta(hours=int(rng.integers(1, 600))),
                      int(rng.normal(6000, 2500)), code if rng.random() < 0.5 else None)
-    outcomes.match_outcomes(session, experiment)
+    # matched once the window is over (a sale dated after "now" would not count yet)
+    outcomes.match_outcomes(session, experiment, now=experiment.window_end)
     session.commit()
     return district, experiment
 
@@ -344,6 +345,9 @@ def test_report_compares_each_offer_with_control_and_a_with_b_as_statsmodels(ses
 
 def test_report_page_shows_offer_against_offer_in_both_languages(session, measured, login_as):
     district, experiment = measured
+    # the report stored at the end of the window (the sales are dated after the real "now")
+    reports.refresh_report(session, experiment, now=experiment.window_end)
+    session.commit()
     evaluator = login_as("evaluator")
     english = evaluator.get(f"/experiments/{experiment.id}?lang=en").data.decode()
     assert "Offer against offer" in english and "test arm A against test arm B" in english

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from core.importing import import_file
-from core.models import Show, Spectator, Transaction
-from experiments import outcomes, services
+from core.models import Show, Spectator, Transaction, utcnow
+from experiments import outcomes, report_data, reports, services
 from experiments.models import Outcome, Recipient
 from tests.campaigns.helpers import SECRET, new_org, new_purchase, new_spectator
 from tests.experiments.test_services import ready_campaign
@@ -23,10 +23,16 @@ HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Tél�
           "Titre du spectacle", "Type de spectacle", "Code promo", "Numéro de commande"]
 
 
+def long_ago() -> dt.datetime:
+    """A launch whose window (30 days) and promotion (90 days) are both over: every sale the tests
+    date after it has happened (a sale dated after "now" never counts)."""
+    return utcnow() - dt.timedelta(days=120)
+
+
 @pytest.fixture
 def launched(session):
     """A launched campaign (Alpha and Beta participate in the promotion, Gamma does not)."""
-    district = ready_campaign(session, per_org=15, shared=3)
+    district = ready_campaign(session, per_org=15, shared=3, now=long_ago())
     alpha, beta, gamma = district.orgs
     district.campaign.promotion.organisations = [alpha, beta]
     session.flush()
@@ -126,7 +132,7 @@ def test_redemption_outside_the_validity_does_not_count(session, launched):
 
 
 def test_shared_code_and_control_contamination(session):
-    district = ready_campaign(session, per_org=8, shared=0)
+    district = ready_campaign(session, per_org=8, shared=0, now=long_ago())
     promotion = district.campaign.promotion
     promotion.code_strategy, promotion.shared_code = "shared", "QUARTIER"
     experiment = services.launch(session, district.campaign, now=district.now, seed=4)
@@ -260,3 +266,76 @@ def test_incremental_matching_equals_a_full_pass(session, launched):
     assert (got.revenue_cents, got.redeemed) == (4000 + 999, 1)
     got = outcome_of(session, third)
     assert (got.converted, got.redeemed) == (0, 1)
+
+
+def _happened(session, experiment, now):
+    """Per spectator, from the sales table itself: (revenue in cents, used a code) of the sales at
+    participating organisations dated in the window and before ``now``."""
+    participating = {o.id for o in experiment.campaign.promotion.organisations}
+    end = min(experiment.window_end, now)
+    got: dict[int, list[int]] = {}
+    for t in session.scalars(select(Transaction).where(Transaction.purchased_at >= experiment.launched_at)):
+        if t.organisation_id in participating and t.purchased_at < end:
+            entry = got.setdefault(t.spectator_id, [0, 0])
+            entry[0] += t.amount_cents
+            entry[1] |= bool(t.promo_code)
+    return {spectator: tuple(v) for spectator, v in got.items()}
+
+
+def test_a_sale_dated_after_now_does_not_count_until_it_has_happened(session, tmp_path, app, monkeypatch):
+    """A sale of later today imported this morning, and one put in the database with a future date:
+    neither counts (window, revenue, redemption, the report's latest sale) until its date has passed,
+    and the first look after that counts it, incrementally as in full."""
+    launch = utcnow() - dt.timedelta(days=10)
+    district = ready_campaign(session, per_org=15, shared=0, now=launch)
+    district.campaign.promotion.organisations = district.orgs[:2]
+    session.flush()
+    experiment = services.launch(session, district.campaign, now=district.now, seed=8)
+    session.commit()
+    alpha = district.orgs[0]
+    early, tonight, later = recipients_by_arm(session, experiment, "A", alpha.id)[:3]
+    morning = dt.datetime.combine(launch.date() + dt.timedelta(days=3), dt.time(8))
+    buy(session, alpha, early.spectator_id, launch + dt.timedelta(days=1), amount=3000)
+    # imported at 08:00 with an evening show's sale of the same day: the importer takes it (its day)
+    import core.importing.validate
+
+    monkeypatch.setattr(core.importing.validate, "utcnow", lambda: morning)
+    contact = district.contacts[(0, tonight.spectator_id)]
+    evening = morning.replace(hour=20)
+    path = _export(tmp_path / "ventes.csv", [[contact.last_name, contact.first_name, "", "H2X 1Y4", contact.email, "",
+                                              "45,00 $", "2", "Promotion", evening.strftime("%Y-%m-%d %H:%M"),
+                                              (evening + dt.timedelta(days=5)).strftime("%Y-%m-%d"), "Spectacle",
+                                              "Théâtre", tonight.code, "CMD-1"]])
+    with app.test_request_context():
+        assert import_file(session, path, alpha, secret=SECRET).imported == 1
+    # and a sale with a code, dated in the window but days after the look (in the database as it is)
+    buy(session, alpha, later.spectator_id, morning + dt.timedelta(days=2), amount=7000, promo_code=later.code)
+    session.commit()
+
+    first = outcomes.match_outcomes(session, experiment, now=morning)
+    assert _outcome_rows(session, experiment) == sorted(
+        (r.id, 1, v[0], 2, int(v[1])) for r in (early, tonight, later)
+        if (v := _happened(session, experiment, morning).get(r.spectator_id)))
+    assert outcome_of(session, tonight) is None and outcome_of(session, later) is None
+    assert (first.converted, first.redeemed) == (1, 0)
+    data = report_data.load_data(session, experiment)
+    assert data.window["conversion"].sum() == 1 and data.window["revenue"].sum() == pytest.approx(30.0)
+    report = reports.build_report(session, experiment, now=morning, data=data)
+    assert report["sales_until"] == (launch + dt.timedelta(days=1)).isoformat(timespec="seconds")
+    assert report["redemption"][0]["redeemed"] == 0
+
+    # nothing was imported since, yet the two sales have happened by then: the look is stale
+    assert not outcomes.is_stale(session, experiment, now=morning + dt.timedelta(hours=1))
+    then = morning + dt.timedelta(days=3)
+    assert outcomes.is_stale(session, experiment, now=then)
+    incremental = outcomes.match_outcomes(session, experiment, now=then)
+    assert incremental.mode == "incremental"
+    expected = _happened(session, experiment, then)
+    assert _outcome_rows(session, experiment) == sorted(
+        (r.id, 1, expected[r.spectator_id][0], 2, int(expected[r.spectator_id][1])) for r in (early, tonight, later))
+    rows = _outcome_rows(session, experiment)
+    full = outcomes.match_outcomes(session, experiment, now=then, full=True)
+    assert _outcome_rows(session, experiment) == rows and (full.converted, full.redeemed) == (3, 2)
+    # a look at an earlier time forgets what happened after it (a full pass)
+    back = outcomes.match_outcomes(session, experiment, now=morning)
+    assert back.mode == "full" and (back.converted, back.redeemed) == (1, 0)

@@ -51,11 +51,17 @@ def add_sale(session, recipient, when, amount, code=None):
                             circumstance="regular", channel="web", promo_code=code, external_id=uuid.uuid4().hex))
 
 
+def long_ago() -> dt.datetime:
+    """A launch whose 30-day window is over: the sales the tests date in it have happened (a sale
+    dated after "now" never counts)."""
+    return utcnow() - dt.timedelta(days=45)
+
+
 @pytest.fixture
 def measured(session):
     """A launched campaign with a strong effect, its window over, outcomes matched."""
     set_k(session, 2)
-    district = ready_campaign(session, per_org=40, shared=6, arms=make_arms(50, [50]))
+    district = ready_campaign(session, per_org=40, shared=6, arms=make_arms(50, [50]), now=long_ago())
     experiment = services.launch(session, district.campaign, now=district.now, seed=17)
     simulate(session, experiment, {"control": 0.15, "A": 0.45}, seed=2)
     outcomes.match_outcomes(session, experiment)
@@ -156,7 +162,7 @@ def test_headline_reports_a_detected_increase_and_uptake_without_lift(session, m
 
 def test_no_detectable_effect_when_the_interval_contains_zero(session):
     set_k(session, 2)
-    district = ready_campaign(session, per_org=30, shared=0)
+    district = ready_campaign(session, per_org=30, shared=0, now=long_ago())
     experiment = services.launch(session, district.campaign, now=district.now, seed=3)
     simulate(session, experiment, {"control": 0.2, "A": 0.2}, seed=8)
     outcomes.match_outcomes(session, experiment)
@@ -267,8 +273,8 @@ def test_interim_looks_are_always_valid_and_recorded_once_a_day(session):
     district = ready_campaign(session, per_org=40, shared=0, arms=make_arms(50, [50]), now=nine)
     experiment = services.launch(session, district.campaign, now=district.now, seed=5)
     simulate(session, experiment, {"control": 0.1, "A": 0.4}, days=10)
-    outcomes.match_outcomes(session, experiment)
     day_10 = experiment.launched_at + dt.timedelta(days=10)
+    outcomes.match_outcomes(session, experiment, now=day_10)
     snapshot = reports.refresh_report(session, experiment, now=day_10)
     assert snapshot.kind == "interim" and snapshot.data["interim"]
     (headline,) = snapshot.data["headline"]

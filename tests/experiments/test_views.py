@@ -24,7 +24,10 @@ from tests.experiments.test_services import ready_campaign
 
 @pytest.fixture
 def ready(session):
-    district = ready_campaign(session, per_org=20, shared=4, arms=make_arms(50, [50]))
+    # built five days ago: an experiment launched then has five days of sales that have happened
+    # (a sale dated after "now" never counts)
+    district = ready_campaign(session, per_org=20, shared=4, arms=make_arms(50, [50]),
+                              now=utcnow() - dt.timedelta(days=5))
     session.commit()
     return district
 
@@ -400,7 +403,7 @@ def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready,
     # the first sale after the launch is imported: the figures replace the explanation
     recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == experiment.id,
                                                        Recipient.arm == "A").limit(1))
-    add_sale(session, recipient, experiment.launched_at + dt.timedelta(hours=1), 4000)
+    add_sale(session, recipient, experiment.launched_at, 4000)  # at the launch: one later has not happened yet
     session.commit()
     html = evaluator.get(f"/experiments/{experiment.id}?lang=en").data.decode()
     assert 'id="h-waiting"' not in html and 'id="h-metrics"' in html
