@@ -44,10 +44,10 @@ class Captured:
     folder: Path
     columns: dict[str, list[str]]
     counts: dict[str, int]
-    engine: str
+    copies: bool  # the engine's bulk load is COPY (PostgreSQL), else the driver's executemany (SQLite)
 
     def path(self, table: str) -> Path:
-        return self.folder / f"{table}.{'copy' if self.engine == 'postgresql' else 'pickle'}"
+        return self.folder / f"{table}.{'copy' if self.copies else 'pickle'}"
 
 
 def _where(table: str, mark: Marks, batch_id: int) -> str:
@@ -61,19 +61,21 @@ def capture(db, mark: Marks, batch_id: int, folder: Path) -> Captured:
     PostgreSQL's ``COPY ... TO`` text, or SQLite's stored values pickled in chunks."""
     from sqlalchemy import inspect
 
+    from core import sql
+
     folder.mkdir(parents=True, exist_ok=True)
-    engine = db.engine.dialect.name
+    copies = sql.stages_through_copy(db.engine)
     inspector = inspect(db.engine)
     columns = {name: [c["name"] for c in inspector.get_columns(name)] for name in TABLES}
     counts: dict[str, int] = {}
-    captured = Captured(folder, columns, counts, engine)
+    captured = Captured(folder, columns, counts, copies)
     with db.engine.connect() as connection:
         quote = connection.dialect.identifier_preparer.quote
         raw = connection.connection.driver_connection
         for name in TABLES:
             names = ", ".join(quote(c) for c in columns[name])
             query = f"SELECT {names} FROM {quote(name)} WHERE {_where(name, mark, batch_id)} ORDER BY id"
-            if engine == "postgresql":
+            if copies:
                 with raw.cursor() as cursor, captured.path(name).open("wb") as out:
                     with cursor.copy(f"COPY ({query}) TO STDOUT") as copy:
                         for data in copy:
@@ -94,12 +96,14 @@ def capture(db, mark: Marks, batch_id: int, folder: Path) -> Captured:
 def remove(db, mark: Marks, batch_id: int) -> None:
     """Delete the captured rows (children first), committed; on PostgreSQL, VACUUM the tables so
     that the reload finds free space and clean indexes, as the import did."""
+    from core import sql
+
     with db.engine.connect() as connection:
         quote = connection.dialect.identifier_preparer.quote
         for name in reversed(TABLES):
             connection.exec_driver_sql(f"DELETE FROM {quote(name)} WHERE {_where(name, mark, batch_id)}")
         connection.commit()
-    if db.engine.dialect.name == "postgresql":
+    if sql.stages_through_copy(db.engine):  # MVCC: a DELETE leaves its rows dead in place until a VACUUM
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             quote = connection.dialect.identifier_preparer.quote
             connection.exec_driver_sql("VACUUM " + ", ".join(quote(name) for name in TABLES))
@@ -122,7 +126,7 @@ def reload(db, captured: Captured) -> float:
         began = time.perf_counter()
         for name in TABLES:
             names = ", ".join(quote(c) for c in captured.columns[name])
-            if captured.engine == "postgresql":
+            if captured.copies:
                 with raw.cursor() as cursor, captured.path(name).open("rb") as handle:
                     with cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN") as copy:
                         while data := handle.read(1 << 20):
