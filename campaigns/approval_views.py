@@ -34,18 +34,21 @@ from core.auth import roles_required
 from core.db import db_session
 from core.models import Contact, utcnow
 from core.privacy import Cell, strictest_k
-from core.questions import current_release
+from core.questions import ask_question_once, current_release
 from segments.models import SnapshotMember
 
 
 def _approval_page(approval: Approval, decision_form=None, list_form=None, status: int = 200):
     session = db_session()
     campaign = approval.campaign
+    name = figure_name(campaign)
+    # its noise is keyed by the campaign's state: each new state is a question (core.privacy.ask_once),
+    # asked before the cached funnel is read (its key holds the last audit event: campaigns.views.ask_funnel)
+    ask_question_once(session, "approval", {"approval": approval.id, "figures": name})
     raw = _cached_funnel(session, campaign)
     k = strictest_k(session)
     release = current_release(session, k=k)
     # the venue's own stages are exact; what other organisations' data decide is noisy (core.privacy)
-    name = figure_name(campaign)
     row = own_row(raw, approval.organisation_id, k, release, name) if raw is not None else None
     # every stage, absent ones too: a stage left out would say "exactly 0"
     cells = {stage: Cell(0, 0) for stage in LIFECYCLE_LABELS} | _cached_lifecycle_mix(session, campaign,
@@ -67,7 +70,7 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
         decision_form.decline_note.data = approval.decline_note or ""
     now = utcnow()
     is_open = campaign.status == "awaiting_approvals" and now < campaign.approval_deadline
-    return render_template(
+    page = render_template(
         "campaigns/approval.html", approval=approval, campaign=campaign, promotion=campaign.promotion,
         arm_offers=list(offers.arm_promotions(session, campaign).items()) if offers.has_several_offers(campaign) else [],
         row=row, k=k, mix=sorted(mix_shown.items(), key=lambda t: list(LIFECYCLE_LABELS).index(t[0])
@@ -77,7 +80,9 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
         decision_form=decision_form, list_form=list_form or ExclusionListForm(formdata=None),
         clear_form=ClearExclusionListForm(formdata=None), is_open=is_open, locale=str(get_locale()),
         reminders=reminders_of(session, approval),
-    ), status
+    )
+    session.commit()  # the question's audit event
+    return page, status
 
 
 @bp.route("/approvals/<int:approval_id>")

@@ -43,7 +43,7 @@ from core.db import db_session
 from core.localtime import to_local, to_utc
 from core.models import DISCIPLINES, AuditEvent, Organisation, Show, audit, utcnow
 from core.privacy import Cell, strictest_k, suppress
-from core.questions import current_release
+from core.questions import ask_question_once, current_release
 from core.views import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentSnapshot
 from segments.profiles import last_refreshed_at
@@ -73,12 +73,24 @@ def eligible_shown(campaign: Campaign) -> dict:
     where the funnel hides it would reveal the small drop the funnel hides.
     """
     session = db_session()
+    ask_funnel(session, campaign)
     raw = _cached_funnel(session, campaign)
     if raw is None:
         return {"exact": None, "at_most": None}
     release = current_release(session, k=_campaign_k(session, campaign))
     exact, at_most = raw.protected(release, figure_name(campaign)).total_eligible()
     return {"exact": exact, "at_most": at_most}
+
+
+def ask_funnel(session, campaign: Campaign) -> None:
+    """Count the campaign's funnel as one question of the reader's budget, once per state: its
+    noise is keyed by the state (campaigns.eligibility.figure_name), so each new state (a moved
+    launch, a changed answer) is a fresh draw over the same sets (core.privacy.ask_once). Asked
+    before the funnel is read from its cache, whose key holds the last audit event's id: asked
+    after, the question's own event would make the next reading compute the funnel again."""
+    if campaign.snapshot_id is None:
+        return  # no funnel, no figures
+    ask_question_once(session, "campaign", {"campaign": campaign.id, "figures": figure_name(campaign)})
 
 
 def _cached_funnel(session, campaign: Campaign):
@@ -338,18 +350,21 @@ def detail(campaign_id: int):
     session = db_session()
     campaign = _get_or_404(Campaign, campaign_id)
     k = _campaign_k(session, campaign)
+    ask_funnel(session, campaign)
     raw = _cached_funnel(session, campaign)
-    # staff own none of it: every count is the noisy figure of its set (core.privacy)
+    # staff own none of it: every count is the noisy figure of its set (core.privacy), a question
     shown = raw.protected(current_release(session, k=k), figure_name(campaign)) if raw is not None else None
     # Exclusion-list matches are counts of people: hidden under k like every pooled count.
     list_matches = suppress({a.id: a.exclusion_list_matched for a in campaign.approvals}, k, total_shown=False)
     snapshot = session.get(SegmentSnapshot, campaign.snapshot_id) if campaign.snapshot_id else None
-    return render_template(
+    page = render_template(
         "campaigns/campaign.html", campaign=campaign, funnel=shown, k=k, snapshot=snapshot,
         snapshot_size=shown.total.segment if shown is not None else None,
         list_matches=list_matches, now=utcnow(), locale=str(get_locale()),
         arm_offers=offers.arm_promotions(session, campaign),
     )
+    session.commit()  # the question's audit event
+    return page
 
 
 def _transition_page(campaign: Campaign, action: str, form, title: str, explanation: str):

@@ -55,6 +55,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -628,3 +629,24 @@ def ask(session: Session, *, user_id: int, actor: str, kind: str, question: Any,
           organisation_id=organisation_id, kind=kind, question=question)
     session.flush()
     return None if budget is None else budget - asked - 1
+
+
+def asked_today(session: Session, user_id: int, kind: str, question: Any, now: dt.datetime | None = None) -> bool:
+    """Whether ``user_id`` already asked ``question`` (of ``kind``) since midnight UTC."""
+    wanted = json.dumps(json.loads(json.dumps(question, default=str)), sort_keys=True)
+    details = session.scalars(
+        select(AuditEvent.details).where(AuditEvent.user_id == user_id, AuditEvent.action == QUESTION_ACTION,
+                                         AuditEvent.object_id == kind, AuditEvent.at >= day_start_utc(now))).all()
+    return any(json.dumps((d or {}).get("question"), sort_keys=True) == wanted for d in details)
+
+
+def ask_once(session: Session, *, user_id: int, actor: str, kind: str, question: Any, budget: int | None,
+             organisation_id: int | None = None) -> int | None:
+    """:func:`ask` for figures a page shows for a state (a campaign's funnel, keyed by its state):
+    reading a state again is free (the same figures), each new state is a fresh draw over the
+    same sets and so a question, which bounds averaging over state changes like reformulated
+    previews. Raises :class:`BudgetExhausted` for a new question past the budget."""
+    if asked_today(session, user_id, kind, question):
+        return None if budget is None else max(budget - questions_today(session, user_id), 0)
+    return ask(session, user_id=user_id, actor=actor, kind=kind, question=question, budget=budget,
+               organisation_id=organisation_id)

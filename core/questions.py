@@ -20,6 +20,7 @@ from core.privacy import (
     BudgetExhausted,
     Release,
     ask,
+    ask_once,
     daily_budget,
     day_start_utc,
     set_daily_budget,
@@ -51,6 +52,14 @@ def ask_question(session, kind: str, question) -> int | None:
     :returns: the questions left today (None without a budget)."""
     return ask(session, user_id=current_user.id, actor=actor_name(), kind=kind, question=question,
                budget=current_budget(session), organisation_id=current_user.organisation_id)
+
+
+def ask_question_once(session, kind: str, question) -> int | None:
+    """:func:`ask_question` for the figures of a state (a campaign's funnel, its power page): only
+    the first reading of a state counts (core.privacy.ask_once); past the budget, a new state is
+    refused like any question."""
+    return ask_once(session, user_id=current_user.id, actor=actor_name(), kind=kind, question=question,
+                    budget=current_budget(session), organisation_id=current_user.organisation_id)
 
 
 def current_release(session, k: int | None = None, organisation_ids=None) -> Release:

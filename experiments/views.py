@@ -21,13 +21,14 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from campaigns.funnel import figure_name
 from campaigns.models import Campaign
 from core.auth import roles_required
 from core.csvexport import csv_response
 from core.db import db_session, get_db
 from core.models import Organisation, utcnow
 from core.privacy import strictest_k
-from core.questions import current_release
+from core.questions import ask_question_once, current_release
 from core.scheduler import describe_schedule, next_run_times, registered_jobs, scheduler_timezone
 from experiments import (
     arm_pairs,
@@ -365,9 +366,15 @@ def campaign_power(campaign_id: int):
     data = power_report.power_report(session, item, alpha=alpha, target_power=power_, target_lift=target,
                                 baseline=form.baseline.data or None,
                                 release=current_release(session, k=strictest_k(session)))
-    return render_template("experiments/power.html", campaign=item, form=form, power=data,
+    if data.get("error") != "no_segment":
+        # its noise is keyed by the campaign's state and the window: each new one is a question
+        ask_question_once(session, "power", {"campaign": item.id, "figures": figure_name(item),
+                                             "baseline": data.get("baseline")})
+    page = render_template("experiments/power.html", campaign=item, form=form, power=data,
                            baseline_labels=BASELINE_LABELS, n_source_labels=N_SOURCE_LABELS,
                            metric_titles=METRIC_TITLES, lift_metrics=report_data.LIFT_METRICS)
+    session.commit()  # the questions' audit events
+    return page
 
 
 @bp.route("/campaign/<int:campaign_id>/launch", methods=["GET", "POST"])

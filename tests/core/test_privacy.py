@@ -20,6 +20,7 @@ from core.privacy import (
     Release,
     advance_epoch,
     ask,
+    ask_once,
     cell_key,
     daily_accounting,
     data_epoch,
@@ -294,6 +295,29 @@ def test_the_budget_refuses_past_it_and_audits_every_question(db, make_user):
         asked = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.question")
                                 .order_by(AuditEvent.id)).all()
     assert [d["question"]["n"] for d in asked] == [1, 2, 4]
+
+
+def test_a_state_read_again_is_free_and_each_new_state_a_question(db, make_user):
+    """ask_once (the campaign pages): the figures of one state are asked once a day; a new state is
+    a fresh draw, so a question, refused past the budget while a state already read stays free."""
+    user = make_user("staff")
+    state = {"campaign": 7, "figures": "campaign.abc", "baseline": {"kind": "last_days", "end": (2024, 6, 30)}}
+    with db.session() as session:
+        def once(question):
+            return ask_once(session, user_id=user.id, actor=user.email, kind="campaign", question=question, budget=2)
+
+        assert once(state) == 1
+        assert once(dict(reversed(list(state.items())))) == 1  # the same state (a tuple reads as its JSON list)
+        assert once({**state, "figures": "campaign.def"}) == 0
+        with pytest.raises(BudgetExhausted):
+            once({**state, "figures": "campaign.ghi"})
+        assert once(state) == 0
+        # the same question under another kind, or by another user, is another question
+        assert ask_once(session, user_id=user.id, actor=user.email, kind="power", question=state, budget=None) is None
+        session.commit()
+        asked = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.question")
+                                .order_by(AuditEvent.id)).all()
+    assert [d["question"]["figures"] for d in asked] == ["campaign.abc", "campaign.def", "campaign.abc"]
 
 
 def test_the_error_a_preview_of_a_thousand_spectators_costs_is_under_one_percent():
