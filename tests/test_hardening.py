@@ -289,6 +289,7 @@ def test_weak_passwords_are_refused_by_the_invitation_page_and_the_command_line(
 
 def test_too_large_upload_gets_a_friendly_413(app, login_as, make_org, session):
     org = make_org("salle-413")
+    assert 0 < app.config["MAX_CONTENT_LENGTH"] <= 200 * 1024 * 1024  # the configured default: a limit
     app.config["MAX_CONTENT_LENGTH"] = 4096
     client = login_as("staff")
     response = client.post("/imports", data={"organisation": str(org.id), "kind": "sales", "skip_invalid": "0",

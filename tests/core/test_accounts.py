@@ -143,6 +143,8 @@ def test_deactivating_a_user_ends_their_sessions(app, login_as, session):
     assert login(app.test_client(), venue.user.email).status_code == 200  # and cannot log in again
     admin.post(f"/admin/users/{venue.user.id}/access", data={"action": "reactivate"})
     assert login(app.test_client(), venue.user.email).status_code == 302
+    # the session was ended, not only refused while inactive: reactivation does not bring it back
+    assert venue.get("/").status_code == 302
     # an administrator cannot lock themself out
     admin.post(f"/admin/users/{admin.user.id}/deactivate", data={"confirm": "yes"})
     session.expire_all()
