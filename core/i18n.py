@@ -21,7 +21,7 @@ from flask import has_request_context, request, session
 from flask_babel import Babel
 from flask_login import current_user
 
-from core import FEATURES, localtime
+from core import FEATURES, localtime, numbers
 from core.config import PROJECT_ROOT
 
 PACKAGES = ("core", *FEATURES)
@@ -135,6 +135,7 @@ def init_app(app) -> None:
     Babel(app, locale_selector=select_locale)
     app.jinja_env.globals.update(language_switch_url=language_switch_url)
     localtime.init_app(app)
+    numbers.init_app(app)
 
 
 def add_translations(package: str, pairs: dict[str, str]) -> None:

@@ -13,7 +13,6 @@ import json
 import math
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -23,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns.funnel import figure_name
 from campaigns.models import Campaign
+from core import numbers
 from core.auth import roles_required
 from core.csvexport import csv_response
 from core.db import db_session, get_db
@@ -69,62 +69,33 @@ TEST_NAMES = {"z-test": _l("two-proportion z-test"), "fisher": _l("Fisher's exac
 
 # --- number formatting (French and English) -----------------------------------------------------
 
-def _fr() -> bool:
-    return str(get_locale()) == "fr"
-
-
-def _decimal(text: str) -> str:
-    return text.replace(",", "\u202f").replace(".", ",") if _fr() else text
-
-
 def fmt_number(value, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return _decimal(f"{value:,.{digits}f}")
+    return numbers.decimal(value, digits)
 
 
 def fmt_percent(value, digits: int = 1, signed: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    scaled = value * 100
-    if round(scaled, digits) == 0:  # no "−0.0 %" and no "+0.0 %"
-        scaled, signed = 0.0, False
-    text = f"{scaled:{'+' if signed else ''}.{digits}f}".replace("-", "−")
-    return f"{_decimal(text)}\u00a0%" if _fr() else f"{text}%"
+    return numbers.percent(value, digits, signed)
 
 
 def fmt_points(value, digits: int = 1) -> str:
     """A difference of proportions in percentage points."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    if round(value * 100, digits) == 0:
-        value = 0.0
-    text = (f"{value * 100:+.{digits}f}" if value else f"{0:.{digits}f}").replace("-", "−")
-    return f"{_decimal(text)}\u00a0pt" if _fr() else f"{text} pt"
+    return numbers.points(value, digits)
 
 
 def fmt_money(value, signed: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    sign = ("+" if value > 0 else "−" if value < 0 else "") if signed else ("−" if value < 0 else "")
-    amount = f"{abs(value):,.2f}"
-    return f"{sign}{_decimal(amount)}\u00a0$" if _fr() else f"{sign}${amount}"
+    return numbers.money(value, signed)
 
 
 def fmt_p(value) -> str:
     """A p-value alone, for a table cell under a "p" heading: "0.042", "< 0.001"."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    if value < 0.001:
-        return "<\u00a00,001" if _fr() else "<\u00a00.001"
-    return _decimal(f"{value:.3f}")
+    return numbers.p_value(value)
 
 
 def fmt_p_equals(value, label: str = "p") -> str:
     """A p-value in a sentence: "p = 0.042", or "p < 0.001" (never "p = < 0.001"); ``label``
     names it ("always-valid p")."""
     if value is not None and math.isfinite(value) and value < 0.001:
-        return f"{label}\u00a0<\u00a0{_decimal('0.001')}"
+        return f"{label}\u00a0<\u00a0{numbers.decimal(0.001, 3)}"
     return f"{label}\u00a0=\u00a0{fmt_p(value)}"
 
 
@@ -134,15 +105,11 @@ def fmt_value(metric: str, value, signed: bool = False) -> str:
         return fmt_points(value) if signed else fmt_percent(value)
     if metric == "revenue":
         return fmt_money(value, signed=signed)
-    if value is None or not math.isfinite(value):
-        return "—"
-    return ("+" if signed and value > 0 else "") + fmt_number(value, 3).replace("-", "−")
+    return numbers.decimal(value, 3, signed)
 
 
 def fmt_count(value) -> str:
-    if value is None:
-        return "<k"
-    return f"{value:,}".replace(",", "\u202f") if _fr() else f"{value:,}"
+    return "<k" if value is None else numbers.count(value)
 
 
 def level(alpha: float) -> str:

@@ -11,6 +11,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
+from core import numbers
 from core.auth import roles_required
 from core.charts import SERIES_COLOURS, SERIES_TINTS, grouped_bar_chart
 from core.csvexport import csv_response, spreadsheet_delimiter
@@ -39,7 +40,6 @@ from segments.insight_views import (
     _cache_dir,
     _cache_seconds,
     _csv_cell,
-    _french,
     _organisation,
     _own_organisation_id,
     _protect_table,
@@ -370,8 +370,7 @@ def change_points(share, before) -> str:
     dash when either share is hidden."""
     if share is None or before is None:
         return "—"
-    text = f"{round((share - before) * 100, 1) + 0.0:+.1f}".replace("-", "\u2212")  # no "−0.0"
-    return text.replace(".", ",") if _french() else text
+    return numbers.decimal((share - before) * 100, 1, signed=True)
 
 
 def format_cell(value, share) -> str:

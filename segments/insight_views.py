@@ -6,12 +6,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from flask import abort, current_app, redirect, render_template, request, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
+from core import numbers
 from core.auth import roles_required
 from core.charts import hbar_chart, heatmap, vbar_chart
 from core.csvexport import csv_response, spreadsheet_delimiter
@@ -97,18 +97,13 @@ def _switcher(session, scope: Scope) -> dict:
 
 # --- formatting for charts and CSV ---------------------------------------------------------------------
 
-def _french() -> bool:
-    return str(get_locale()) == "fr"
-
-
 def format_count(value: int) -> str:
-    """As the tables show counts: thousands apart by a narrow no-break space in French, a comma in
-    English (templates/_macros.html, Babel's separators)."""
-    return f"{value:,}".replace(",", "\u202f") if _french() else f"{value:,}"
+    """As the tables show counts (core.numbers: Babel's separators)."""
+    return numbers.count(value)
 
 
 def format_share(value: float) -> str:
-    return f"{value * 100:.1f}\u00a0%".replace(".", ",") if _french() else f"{value * 100:.1f}%"
+    return numbers.percent(value, 1)
 
 
 def chart_for(table: InsightTable) -> Markup:
@@ -166,11 +161,9 @@ def _csv_cell(value, kind: str, k: int) -> str | int:
     if value is None:
         return f"<{k}"
     if kind == "money":
-        text = f"{value / 100:.2f}"
-        return text.replace(".", ",") if _french() else text
+        return numbers.plain(value / 100, 2)
     if kind == "share":
-        text = f"{value * 100:.1f}"
-        return text.replace(".", ",") if _french() else text
+        return numbers.plain(value * 100, 1)
     return int(value)
 
 
