@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import abort, current_app, redirect, render_template, url_for
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from campaigns import offers, services
-from campaigns.common import CampaignError
 from campaigns.followup import reminders_of
 from campaigns.forms import (
     LIFECYCLE_LABELS,
@@ -32,10 +31,21 @@ from campaigns.views import CONTACTS_PER_PAGE, _cached_funnel, _cached_lifecycle
 from core import page_arg
 from core.auth import roles_required
 from core.db import db_session
+from core.errors import commit_or_refuse
 from core.models import Contact, utcnow
 from core.privacy import Cell, strictest_k
 from core.questions import ask_question_once, current_release
 from segments.models import SnapshotMember
+
+
+def _refused(reason: str) -> str:
+    return _("Refused: %(reason)s", reason=reason)
+
+
+def _answer_recorded(answer) -> str:
+    """A venue's answer, as it was recorded (an approval or a data-provider request)."""
+    return (_("Your answer is recorded: approved.") if answer.status == "approved"
+            else _("Your answer is recorded: declined."))
 
 
 def _approval_page(approval: Approval, decision_form=None, list_form=None, status: int = 200):
@@ -99,19 +109,13 @@ def decide(approval_id: int):
     form = DecisionForm()
     if not form.validate_on_submit():
         return _approval_page(item, decision_form=form, status=400)
-    try:
-        services.decide_approval(
+    commit_or_refuse(
+        session, lambda: services.decide_approval(
             session, item, form.decision.data, current_user,
             exclude_subscribers=form.exclude_subscribers.data,
             exclude_contacted_days=form.contacted_days.data if form.exclude_contacted.data else None,
-            decline_reason=form.decline_reason.data or None, decline_note=form.decline_note.data)
-    except CampaignError as exc:
-        session.rollback()
-        flash(_("Refused: %(reason)s", reason=exc.reason), "error")
-    else:
-        session.commit()
-        flash(_("Your answer is recorded: approved.") if item.status == "approved"
-              else _("Your answer is recorded: declined."), "success")
+            decline_reason=form.decline_reason.data or None, decline_note=form.decline_note.data),
+        _answer_recorded, _refused)
     return redirect(url_for("campaigns.approval", approval_id=item.id))
 
 
@@ -160,16 +164,11 @@ def decide_provider(provider_id: int):
     form = ProviderDecisionForm()
     if not form.validate_on_submit():
         return _provider_page(item, form=form, status=400)
-    try:
-        services.decide_provider(session, item, form.decision.data, current_user,
-                                 decline_reason=form.decline_reason.data or None, decline_note=form.decline_note.data)
-    except CampaignError as exc:
-        session.rollback()
-        flash(_("Refused: %(reason)s", reason=exc.reason), "error")
-    else:
-        session.commit()
-        flash(_("Your answer is recorded: approved.") if item.status == "approved"
-              else _("Your answer is recorded: declined."), "success")
+    commit_or_refuse(
+        session, lambda: services.decide_provider(session, item, form.decision.data, current_user,
+                                                  decline_reason=form.decline_reason.data or None,
+                                                  decline_note=form.decline_note.data),
+        _answer_recorded, _refused)
     return redirect(url_for("campaigns.provider", provider_id=item.id))
 
 
@@ -193,18 +192,17 @@ def upload_exclusions(approval_id: int):
     if not form.validate_on_submit():
         return _approval_page(item, list_form=form, status=400)
     values = read_list(form.file.data.read())
-    try:
-        rows, matched = services.set_exclusion_list(session, item, values, form.kind.data,
-                                                    current_app.config["DISTRICT_SECRET"], user=current_user)
-    except CampaignError as exc:
-        session.rollback()
-        flash(_("Refused: %(reason)s", reason=exc.reason), "error")
-    else:
-        session.commit()
-        flash(_("Exclusion list saved: %(lines)s, %(excluded)s.",
-                lines=ngettext("%(num)d line read", "%(num)d lines read", rows),
-                excluded=ngettext("%(num)d of your spectators excluded", "%(num)d of your spectators excluded",
-                                  matched)), "success")
+    def saved(counts: tuple[int, int]) -> str:
+        rows, matched = counts
+        return _("Exclusion list saved: %(lines)s, %(excluded)s.",
+                 lines=ngettext("%(num)d line read", "%(num)d lines read", rows),
+                 excluded=ngettext("%(num)d of your spectators excluded", "%(num)d of your spectators excluded",
+                                   matched))
+
+    commit_or_refuse(session, lambda: services.set_exclusion_list(session, item, values, form.kind.data,
+                                                                  current_app.config["DISTRICT_SECRET"],
+                                                                  user=current_user),
+                     saved, _refused)
     return redirect(url_for("campaigns.approval", approval_id=item.id))
 
 
@@ -214,14 +212,8 @@ def clear_exclusions(approval_id: int):
     session = db_session()
     item = _own_approval(approval_id)
     if ClearExclusionListForm().validate_on_submit():
-        try:
-            services.clear_exclusion_list(session, item, user=current_user)
-        except CampaignError as exc:
-            session.rollback()
-            flash(_("Refused: %(reason)s", reason=exc.reason), "error")
-        else:
-            session.commit()
-            flash(_("Exclusion list removed."), "success")
+        commit_or_refuse(session, lambda: services.clear_exclusion_list(session, item, user=current_user),
+                         _("Exclusion list removed."), _refused)
     return redirect(url_for("campaigns.approval", approval_id=item.id))
 
 

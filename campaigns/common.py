@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from core.errors import Refused
+
 SCHEDULER = "scheduler"
 
 
-class CampaignError(ValueError):
+class CampaignError(Refused):
     """A request the campaign rules refuse; ``reason`` is a sentence for the user."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class TransitionRefused(CampaignError):

@@ -16,7 +16,6 @@ from sqlalchemy.orm import contains_eager
 
 from campaigns import services
 from campaigns.approvals import DECLINE_REASON_LABELS
-from campaigns.common import CampaignError
 from campaigns.followup import (
     KINDS,
     REMIND_AGAIN_AFTER,
@@ -34,6 +33,7 @@ from campaigns.views import STAFF, _get_or_404, bp
 from core import page_arg
 from core.auth import roles_required
 from core.db import db_session
+from core.errors import commit_or_refuse
 from core.models import utcnow
 
 PER_PAGE = 100
@@ -95,14 +95,9 @@ def remind(kind: str, request_id: int):
         if not form.validate_on_submit():
             flash(_("The reminder was not sent: reload the page and try again."), "error")
             return redirect(back)
-        try:
-            send_remind(session, item, current_user)
-        except CampaignError as exc:
-            session.rollback()
-            flash(_("Not sent: %(reason)s", reason=exc.reason), "error")
-        else:
-            session.commit()
-            flash(_("Reminder sent to %(organisation)s.", organisation=item.organisation.name), "success")
+        commit_or_refuse(session, lambda: send_remind(session, item, current_user),
+                         lambda _sent: _("Reminder sent to %(organisation)s.", organisation=item.organisation.name),
+                         lambda reason: _("Not sent: %(reason)s", reason=reason))
         return redirect(back)
     form.back.data = "campaign" if request.args.get("back") == "campaign" else "requests"
     return render_template("campaigns/remind.html", item=item, kind=kind, campaign=item.campaign, form=form,

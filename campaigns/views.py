@@ -40,6 +40,7 @@ from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
 from core.auth import roles_required
 from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
+from core.errors import commit_or_refuse
 from core.localtime import to_local, to_utc
 from core.models import DISCIPLINES, AuditEvent, Organisation, Show, audit, utcnow
 from core.privacy import Cell, strictest_k, suppress
@@ -217,14 +218,10 @@ def new_promotion():
     session = db_session()
     form = _promotion_form(session)
     if form.validate_on_submit():
-        try:
-            promotion = promotion_ops.create_promotion(session, user=current_user, **_promotion_fields(form))
-        except CampaignError as exc:
-            session.rollback()
-            flash(exc.reason, "error")
-        else:
-            session.commit()
-            flash(_("Promotion created."), "success")
+        done, promotion = commit_or_refuse(
+            session, lambda: promotion_ops.create_promotion(session, user=current_user, **_promotion_fields(form)),
+            _("Promotion created."))
+        if done and promotion is not None:
             return redirect(url_for("campaigns.promotion", promotion_id=promotion.id))
     return render_template("campaigns/promotion_form.html", form=form, promotion=None)
 
@@ -245,14 +242,10 @@ def edit_promotion(promotion_id: int):
     item = _get_or_404(Promotion, promotion_id)
     form = _promotion_form(session, item)
     if form.validate_on_submit():
-        try:
-            promotion_ops.update_promotion(session, item, user=current_user, **_promotion_fields(form))
-        except CampaignError as exc:
-            session.rollback()
-            flash(exc.reason, "error")
-        else:
-            session.commit()
-            flash(_("Promotion saved."), "success")
+        done, _saved = commit_or_refuse(
+            session, lambda: promotion_ops.update_promotion(session, item, user=current_user, **_promotion_fields(form)),
+            _("Promotion saved."))
+        if done:
             return redirect(url_for("campaigns.promotion", promotion_id=item.id))
     return render_template("campaigns/promotion_form.html", form=form, promotion=item)
 
@@ -305,14 +298,10 @@ def new_campaign():
     if not form.segment.choices or not form.promotion.choices:
         flash(_("A campaign needs a segment with a rule and a promotion: create them first."), "warning")
     if form.validate_on_submit():
-        try:
-            campaign = services.create_campaign(session, user=current_user, **_campaign_fields(form))
-        except CampaignError as exc:
-            session.rollback()
-            flash(exc.reason, "error")
-        else:
-            session.commit()
-            flash(_("Campaign created as a draft."), "success")
+        done, campaign = commit_or_refuse(
+            session, lambda: services.create_campaign(session, user=current_user, **_campaign_fields(form)),
+            _("Campaign created as a draft."))
+        if done and campaign is not None:
             return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     return render_template("campaigns/campaign_form.html", form=form, campaign=None)
 
@@ -327,14 +316,10 @@ def edit_campaign(campaign_id: int):
         return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     form = _campaign_form(session, campaign)
     if form.validate_on_submit():
-        try:
-            services.update_campaign(session, campaign, user=current_user, **_campaign_fields(form))
-        except CampaignError as exc:
-            session.rollback()
-            flash(exc.reason, "error")
-        else:
-            session.commit()
-            flash(_("Campaign saved."), "success")
+        done, _saved = commit_or_refuse(
+            session, lambda: services.update_campaign(session, campaign, user=current_user, **_campaign_fields(form)),
+            _("Campaign saved."))
+        if done:
             return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     return render_template("campaigns/campaign_form.html", form=form, campaign=campaign)
 
@@ -377,14 +362,8 @@ def _workflow_step(session, campaign: Campaign, step, success, refused=None):
     back to the campaign. ``success`` makes the message from the step's result, ``refused`` the
     error message from the refusal's reason (messages are made after the step, in the request's
     language)."""
-    try:
-        result = step()
-    except CampaignError as exc:
-        session.rollback()
-        flash(refused(exc.reason) if refused else _("Refused: %(reason)s", reason=exc.reason), "error")
-    else:
-        session.commit()
-        flash(success(result), "success")
+    commit_or_refuse(session, step, success,
+                     refused or (lambda reason: _("Refused: %(reason)s", reason=reason)))
     return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
 
 
