@@ -2,7 +2,7 @@
 
 
 def init_app(app) -> None:
-    """Register this package's blueprint, commands, navigation entries and after-import hook."""
+    """Register this package's blueprint, commands, navigation entries, after-import and after-refresh hooks."""
     from flask_babel import lazy_gettext as _l
 
     from core.registry import NavEntry, registry
@@ -12,7 +12,8 @@ def init_app(app) -> None:
         insight_views,  # noqa: F401
         views,
     )
-    from segments.profiles import refresh_after_import
+    from segments.insight_publish import mark_after_refresh
+    from segments.profiles import add_after_refresh, refresh_after_import
 
     app.register_blueprint(views.bp)
     commands.init_app(app)
@@ -28,6 +29,7 @@ def init_app(app) -> None:
                                   shown=lambda user: getattr(user, "role", None) != "evaluator"
                                   or bool(getattr(user, "insights_granted", False))))
     pilot.add_after_import(refresh_after_import)
+    add_after_refresh(mark_after_refresh)  # every profile refresh marks the pooled pages' facts it moves
     from segments.models import Segment
 
     pilot.add_audit_object("segment", Segment, Segment.name)  # the audit log names segments (core.audit_words)

@@ -19,10 +19,7 @@ either exactly with small cells suppressed (a venue's own series) or through the
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -33,7 +30,7 @@ from core.identity import fsa_of
 from core.models import DISCIPLINES, Contact, Organisation
 from core.sql import engine_name, mask_bit, one_shl, unindexed, without_jit
 from core.vocabulary import DISCIPLINE_LABELS
-from segments.insight_cache import data_fingerprint, read_cached, write_cached
+from segments.insight_store import ALL, COMPARISON, read_facts, scope_key
 from segments.insight_tables import (
     CHANNEL_KEYS,
     CHANNEL_LABELS,
@@ -59,7 +56,6 @@ from segments.lifecycle import LIFECYCLE_DAYS, STAGES, window_start
 from segments.profiles import lifecycle_case
 
 SEASON_START_MONTH = 9  # a cultural season runs from 1 September to 31 August
-FACTS_VERSION = 1
 TOP_FSAS = 10
 # Price paid per ticket, in cents: (low, high) inclusive, high None = no upper bound.
 PRICE_BUCKETS = ((0, 0), (1, 2499), (2500, 4999), (5000, 7499), (7500, 9999), (10000, None))
@@ -378,25 +374,12 @@ def series_facts(session: Session, series: Series, period: Period) -> dict:
     return facts
 
 
-def cache_key(session: Session, series: Series, period: Period) -> str:
-    bind = session.get_bind()
-    parts = ["comparison", FACTS_VERSION, str(getattr(bind, "url", "")), series.kind, series.key,
-             series.organisation_id, period.key, data_fingerprint(session)]
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
-
-
-def cached_series_facts(session: Session, series: Series, period: Period, *, cache_seconds: float = 0,
-                        cache_dir: Path | None = None) -> dict:
-    """:func:`series_facts`, kept ``cache_seconds`` (memory and ``cache_dir``) while the data stay the
-    same (keyed by ``segments.insights.data_fingerprint``, as the insight pages' facts)."""
-    if not cache_seconds:
-        return series_facts(session, series, period)
-    key = cache_key(session, series, period)
-    facts = read_cached(key, cache_dir, cache_seconds)
-    if facts is None:
-        facts = series_facts(session, series, period)
-        write_cached(key, facts, cache_dir, cache_seconds)
-    return facts
+def kept_series_facts(session: Session, series: Series, period: Period) -> dict:
+    """:func:`series_facts` as last published in the summary table (``segments.insight_store``, kept
+    by ``segments.insight_publish`` after imports and profile refreshes); computed from the rows only
+    when none were ever published for this series and period."""
+    kept = read_facts(session, COMPARISON, scope_key(series), period.season.label if period.season else ALL)
+    return kept[0] if kept is not None else series_facts(session, series, period)
 
 
 # --- the tables of one series --------------------------------------------------------------------

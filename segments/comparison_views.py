@@ -28,8 +28,8 @@ from segments.comparison import (
     Season,
     Series,
     available_seasons,
-    cached_series_facts,
     comparison_disciplines,
+    kept_series_facts,
     main_discipline,
     series_table,
     top_fsas,
@@ -37,8 +37,6 @@ from segments.comparison import (
 from segments.insight_tables import InsightTable, Scope, scope_k
 from segments.insight_views import (
     INSIGHT_ROLES,
-    _cache_dir,
-    _cache_seconds,
     _csv_cell,
     _organisation,
     _own_organisation_id,
@@ -171,7 +169,6 @@ def build_comparison(session, choice: Choice) -> dict:
     k_district = strictest_k(session)
     ks = {"organisation": strictest_k(session, [organisation.id]), "district": k_district,
           "discipline": scope_k(session, Scope.discipline(choice.discipline)) if choice.discipline else k_district}
-    cache_seconds, cache_dir = _cache_seconds(), _cache_dir()
     periods = choice.periods
     columns, facts = [], []
     for s_index, one in enumerate(series):
@@ -182,7 +179,7 @@ def build_comparison(session, choice: Choice) -> dict:
             earlier = len(periods) > 1 and p_index == 1
             colour = (SERIES_TINTS if earlier else SERIES_COLOURS)[s_index % len(SERIES_COLOURS)]
             columns.append(Column(one, period, name, colour, own and one.kind == "organisation", label))
-            facts.append(cached_series_facts(session, one, period, cache_seconds=cache_seconds, cache_dir=cache_dir))
+            facts.append(kept_series_facts(session, one, period))
     fsas = top_fsas(facts[0], ks["organisation"])
     releases: dict = {}
 

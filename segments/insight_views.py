@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
-from pathlib import Path
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -20,9 +20,9 @@ from core.models import DISCIPLINES, Organisation
 from core.privacy import Cell, Release
 from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
-from segments.insight_cache import insights_cache
+from segments.insight_store import INSIGHTS, read_facts, scope_key
 from segments.insight_tables import QUESTIONS, InsightTable, Scope, discipline_choices
-from segments.insights import TABLES, build_insights
+from segments.insights import TABLES, InsightQuery, build_insights
 from segments.views import bp
 
 INSIGHT_ROLES = ("staff", "admin", "evaluator", "venue")
@@ -188,13 +188,13 @@ def table_rows(table: InsightTable) -> tuple[list, list[list]]:
 
 
 
-def _cache_seconds() -> float:
-    """How long the raw figures of a page are kept (see segments.insights.insights_cache)."""
-    return insights_cache(current_app)[1]
-
-
-def _cache_dir() -> Path:
-    return insights_cache(current_app)[0]
+def kept_facts(session, scope: Scope) -> tuple[dict, dt.date | None]:
+    """The scope's raw facts as last published (``segments.insight_store``) and their date; computed
+    from the transactions, as of today, only when none were ever published for the scope."""
+    kept = read_facts(session, INSIGHTS, scope_key(scope))
+    if kept is not None:
+        return kept
+    return InsightQuery(session, scope).compute_all(), None
 
 
 # What one spectator is taken to add at most to a cell's sums: their noise is σ times this bound.
@@ -270,12 +270,12 @@ def _build(session, scope: Scope) -> dict:
     """The scope's tables as this user may see them: a venue's own organisation exact (small
     cells suppressed) but for the tables that follow its spectators elsewhere; everything else
     through the noisy figures of core.privacy. Each build is a question of the user's budget."""
-    options = {"cache_seconds": _cache_seconds(), "cache_dir": _cache_dir()}
+    facts, as_of = kept_facts(session, scope)
     own = scope.kind == "organisation" and scope.organisation_id == _own_organisation_id()
-    raw = build_insights(session, scope, raw=True, **options)
+    raw = build_insights(session, scope, as_of, facts=facts, raw=True)
     release = current_release(session, k=raw["k"])
     if own:
-        exact = build_insights(session, scope, **options)
+        exact = build_insights(session, scope, as_of, facts=facts)
         pooled = _protect(raw, current_release(session, k=raw["k_district"]), scope, only=POOLED_ON_OWN_PAGE)
         return {**exact, "tables": {name: pooled["tables"][name] if name in POOLED_ON_OWN_PAGE else table
                                     for name, table in exact["tables"].items()}}

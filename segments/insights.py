@@ -14,8 +14,9 @@ one per-spectator pass along the (spectator, purchase date) index that yields, p
 life-cycle aggregates and a bit mask per dimension (day, hour, month, lead time, purchase size,
 channel × category × price); one GROUP BY for the purchases per day and hour; one for the tickets
 and revenue per dimension; one for the disciplines. Distinct spectators per bucket are sums of mask
-bits. Facts are raw, never shown: the tables are built from them with suppression at each request,
-and they may be cached (memory and an instance folder) while the data stay the same.
+bits. Facts are raw, never shown: the tables are built from them with suppression at each request.
+The pages read them kept in the database per scope (``segments.insight_store``), published after
+imports and profile refreshes (``segments.insight_publish``).
 
 Life-cycle stages follow DESIGN.md §7, computed from the scope's transactions as of a date.
 """
@@ -23,7 +24,6 @@ Life-cycle stages follow DESIGN.md §7, computed from the scope's transactions a
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -48,7 +48,6 @@ from core.identity import fsa_of
 from core.models import (
     DISCIPLINES,
     Contact,
-    Organisation,
 )
 from core.privacy import (
     is_small,
@@ -56,7 +55,6 @@ from core.privacy import (
 )
 from core.sql import mask_bit, one_shl, unindexed
 from core.vocabulary import DISCIPLINE_LABELS
-from segments.insight_cache import cache_key, read_cached, write_cached
 from segments.insight_tables import (
     CATEGORY_KEYS,
     CATEGORY_LABELS,
@@ -83,7 +81,6 @@ from segments.insight_tables import (
     T,
     bucket_of,
     day_label,
-    discipline_choices,
     matrix_with_margins,
     month_label,
     one_way,
@@ -240,7 +237,7 @@ class InsightQuery:
         return self.facts[name]
 
     def compute_all(self) -> dict:
-        """Every fact of the scope (what the cache keeps)."""
+        """Every fact of the scope (what the summary table keeps, segments.insight_store)."""
         for name in ("spectators", "cells", "sums", "fsa", "disciplines"):
             self._fact(name)
         return self.facts
@@ -597,97 +594,19 @@ TABLES = ("lifecycle", "frequency", "party_size", "regions", "fsas", "lead_time"
           "disciplines", "crossover", "channels", "categories", "circumstances")
 
 
-# --- one function per table ------------------------------------------------------------------------
-
-def lifecycle(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators by life-cycle stage (DESIGN.md §7) as of ``as_of`` (today by default)."""
-    return InsightQuery(session, scope, as_of).lifecycle()
-
-
-def frequency(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators by number of distinct performances bought."""
-    return InsightQuery(session, scope, as_of).frequency()
-
-
-def party_size(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Purchases by number of tickets."""
-    return InsightQuery(session, scope, as_of).party_size()
-
-
-def regions(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators by region of their FSA, with the share from outside the island in ``summary``."""
-    return InsightQuery(session, scope, as_of).regions()
-
-
-def fsas(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators of the top FSAs, the others grouped."""
-    return InsightQuery(session, scope, as_of).fsas()
-
-
-def lead_time(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Tickets by days between purchase and performance."""
-    return InsightQuery(session, scope, as_of).lead_time()
-
-
-def day_hour(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Purchases by hour (rows) and day of week (columns), with totals."""
-    return InsightQuery(session, scope, as_of).day_hour()
-
-
-def seasonality(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Tickets by calendar month of purchase."""
-    return InsightQuery(session, scope, as_of).seasonality()
-
-
-def disciplines(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators of the scope by discipline bought anywhere in the district."""
-    return InsightQuery(session, scope, as_of).disciplines()
-
-
-def crossover(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators of the scope by pair of disciplines bought."""
-    return InsightQuery(session, scope, as_of).crossover()
-
-
-def channels(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators, tickets and revenue by purchase channel."""
-    return InsightQuery(session, scope, as_of).channels()
-
-
-def categories(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators, tickets and revenue: single tickets or subscription."""
-    return InsightQuery(session, scope, as_of).categories()
-
-
-def circumstances(session: Session, scope: Scope, as_of: dt.date | None = None) -> InsightTable:
-    """Spectators, tickets and revenue by price circumstance (promotion, regular...)."""
-    return InsightQuery(session, scope, as_of).circumstances()
-
-
-
-def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None, *, cache_seconds: float = 0,
-                   cache_dir: Path | None = None, raw: bool = False) -> dict:
+def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None, *, facts: dict | None = None,
+                   raw: bool = False) -> dict:
     """Every table of a scope's page: {"k", "k_district", "as_of", "population", "empty", "tables"}.
 
     ``empty`` is true when nobody bought anything in the scope up to ``as_of`` (zero reveals nobody).
 
-    :param cache_seconds: keep the raw facts that long (0: compute afresh). They are keyed by the
-        scope, the date and :func:`data_fingerprint`, so new data are never hidden by the cache;
-        suppression with the current k runs at every call.
-    :param cache_dir: also keep them as files there (shared by processes, kept across restarts).
+    :param facts: the scope's raw facts as of ``as_of`` when they were kept (the pages read them from
+        ``segments.insight_store``); computed from the transactions when None. Suppression with the
+        current k runs at every call.
     :param raw: exact tables with nothing suppressed (k = 1), for the web layer, which shows them
         only through the noisy figures of core.privacy (``segments.insight_views``).
     """
-    as_of = as_of or dt.date.today()
-    facts, key = None, None
-    if cache_seconds:
-        key = cache_key(session, scope, as_of)
-        facts = read_cached(key, cache_dir, cache_seconds)
     query = InsightQuery(session, scope, as_of, facts=facts)
-    if facts is None:
-        facts = query.compute_all()
-        if key is not None:
-            write_cached(key, facts, cache_dir, cache_seconds)
     population = query.population()
     k, k_district = query.k, query.k_district
     if raw:
@@ -700,14 +619,3 @@ def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None,
         "empty": population == 0,
         "tables": query.tables(),
     }
-
-
-def warm_insights(session: Session, cache_dir: Path | None, cache_seconds: float = 86400) -> int:
-    """Compute and cache the facts of the district, every discipline and every organisation
-    (for a scheduled job after imports, so that the first visitor does not wait). Returns the
-    number of scopes."""
-    scopes = [Scope.district()] + [Scope.discipline(d) for d in discipline_choices(session)]
-    scopes += [Scope.organisation(o) for o in session.scalars(select(Organisation).order_by(Organisation.id))]
-    for scope in scopes:
-        build_insights(session, scope, cache_seconds=cache_seconds, cache_dir=cache_dir)
-    return len(scopes)

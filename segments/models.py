@@ -132,3 +132,7 @@ class SnapshotMember(Base):
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("segment_snapshot.id", ondelete="CASCADE"), primary_key=True)
     spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True,
                                               index=True)
+
+
+# The pooled pages' kept facts (segments.insight_store), with the package's other tables in the metadata.
+from segments.insight_store import PooledSummary  # noqa: E402,F401

@@ -22,7 +22,7 @@ from the transactions (:func:`facts_select`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from typing import Callable, Iterable
 
 from sqlalchemy import (
     BigInteger,
@@ -463,6 +463,17 @@ def _insert_profiles(session: Session, as_of: dt.date, spectator_ids) -> int:
 # instead of truncating the table.
 TRUNCATE_LOCK_TIMEOUT = "2s"
 
+# Run at the end of every refresh, in its transaction: ``hook(session, spectator_ids, as_of)`` with the
+# refreshed spectators (a list or a SELECT of ids; None after a full refresh). The insight pages'
+# kept facts are marked stale this way (segments.insight_publish, registered by segments.init_app).
+_after_refresh: list[Callable] = []
+
+
+def add_after_refresh(hook: Callable) -> None:
+    """Run ``hook`` after every profile refresh (once, however often it is added)."""
+    if hook not in _after_refresh:
+        _after_refresh.append(hook)
+
 
 def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None = None,
                      secret: str | None = None) -> int:
@@ -498,6 +509,7 @@ def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None
         written = _insert_profiles(session, as_of, ids)
     else:
         unique = sorted(set(int(i) for i in spectator_ids))
+        spectator_ids = unique  # what the hooks receive (an iterator would be spent)
         written = 0
         for start in range(0, len(unique), CHUNK):
             chunk = unique[start:start + CHUNK]
@@ -505,6 +517,8 @@ def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None
             written += _insert_profiles(session, as_of, chunk)
     _set_refreshed_at(session, utcnow())
     advance_epoch(session)
+    for hook in _after_refresh:
+        hook(session, spectator_ids, as_of)
     session.flush()
     # the rewritten pages all-visible (index-only scans of a rule on a region stay index-only)
     sql.vacuum_after_commit(session, P)

@@ -186,6 +186,32 @@ def test_facts_equal_a_plain_computation_from_the_rows(session, small_district, 
         assert max(populations) > 10
 
 
+def test_kept_facts_equal_a_plain_computation_from_the_rows(session, small_district):  # noqa: F811
+    """The facts the pages read (published in the summary table by segments.insight_publish) equal
+    the plain-Python computation too, for every series and every published period."""
+    from segments.comparison import kept_series_facts
+    from segments.insight_publish import publish
+    from segments.insight_store import ALL, COMPARISON, read_facts, scope_key
+
+    _give_postal_codes(session)
+    assert publish(session, AS_OF, commit=session.commit)["left"] == 0
+    raw = raw_rows(session)
+    organisations = session.scalars(select(Organisation).order_by(Organisation.id)).all()
+    disciplines = sorted({r["discipline"] for r in raw["transactions"] if r["discipline"]})
+    every = [Series.district()] + [Series.discipline(d) for d in disciplines]
+    every += [Series.organisation(o) for o in organisations]
+    kept = 0
+    for series in every:
+        for period in PERIODS:
+            label = period.season.label if period.season else ALL
+            found = read_facts(session, COMPARISON, scope_key(series), label)
+            if period.season != Season(2018):  # before the first sale: no season to publish
+                assert found is not None and found[1] == period.as_of, (series, period)
+                kept += 1
+            assert kept_series_facts(session, series, period) == reference(raw, series, period), (series, period)
+    assert kept == len(every) * 3
+
+
 # --- the pages -------------------------------------------------------------------------------------
 
 def _tables(html: str) -> dict[str, list[list[str]]]:

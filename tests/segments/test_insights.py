@@ -8,7 +8,6 @@ import datetime as dt
 import io
 import random
 import re
-import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -17,12 +16,11 @@ from sqlalchemy import insert
 from core.charts import hbar_chart, heatmap, vbar_chart
 from core.models import Organisation, Setting, Show, Spectator, Transaction
 from segments import (
-    insight_cache,
     insight_views,  # noqa: F401  (the routes, before any app registers the blueprint)
-    insights,
 )
+from segments.insight_store import INSIGHTS, read_facts, scope_key
 from segments.insight_tables import Column, Scope, matrix_with_margins, one_way
-from segments.insights import TABLES, InsightQuery, build_insights, warm_insights
+from segments.insights import TABLES, InsightQuery, build_insights
 
 TODAY = dt.date.today()
 COUNT_KINDS = ("spectators", "purchases", "tickets")
@@ -160,38 +158,38 @@ def test_every_table_of_every_scope_is_suppressed(session, district):
 def test_k_is_the_strictest_of_the_organisations_in_scope(session, district):
     festival = session.get(Organisation, district["festival-c"])
     salle_a = session.get(Organisation, district["salle-a"])
-    assert insights.lifecycle(session, Scope.district()).k == 15
-    assert insights.lifecycle(session, Scope.organisation(festival)).k == 15
-    assert insights.lifecycle(session, Scope.organisation(salle_a)).k == 10
+    assert InsightQuery(session, Scope.district()).lifecycle().k == 15
+    assert InsightQuery(session, Scope.organisation(festival)).lifecycle().k == 15
+    assert InsightQuery(session, Scope.organisation(salle_a)).lifecycle().k == 10
     # theatre is sold by salle-a only; music by salle-b and festival-c
-    assert insights.lifecycle(session, Scope.discipline("theatre")).k == 10
-    assert insights.lifecycle(session, Scope.discipline("music")).k == 15
+    assert InsightQuery(session, Scope.discipline("theatre")).lifecycle().k == 10
+    assert InsightQuery(session, Scope.discipline("music")).lifecycle().k == 15
     # an organisation's disciplines and crossover read its own sales only (issue 15): its own k
-    assert insights.disciplines(session, Scope.organisation(salle_a)).k == 10
-    assert insights.crossover(session, Scope.organisation(salle_a)).k == 10
+    assert InsightQuery(session, Scope.organisation(salle_a)).disciplines().k == 10
+    assert InsightQuery(session, Scope.organisation(salle_a)).crossover().k == 10
 
 
 def test_small_groups_are_hidden_and_totals_add_up(session, district):
-    channels = insights.channels(session, Scope.district())
+    channels = InsightQuery(session, Scope.district()).channels()
     phone = channels.rows[channels.row_keys.index("phone")]
     assert phone[1] is None and phone[channels.index("tickets")] is None  # three phone buyers
-    regions = insights.regions(session, Scope.district())
+    regions = InsightQuery(session, Scope.district()).regions()
     ontario = regions.rows[regions.row_keys.index("ontario")]
     assert ontario[1] is None  # five spectators from Ontario
     # partitions: the shown parts never exceed the shown total
-    lifecycle = insights.lifecycle(session, Scope.district())
+    lifecycle = InsightQuery(session, Scope.district()).lifecycle()
     assert lifecycle.total[1] == len(FSAS)
     assert sum(row[1] or 0 for row in lifecycle.rows) <= lifecycle.total[1]
-    frequency = insights.frequency(session, Scope.district())
+    frequency = InsightQuery(session, Scope.district()).frequency()
     assert frequency.total[1] == len(FSAS)
-    tickets = insights.seasonality(session, Scope.district())
-    with_lead = insights.lead_time(session, Scope.district())
+    tickets = InsightQuery(session, Scope.district()).seasonality()
+    with_lead = InsightQuery(session, Scope.district()).lead_time()
     at = tickets.index("tickets")
     assert tickets.total[at] == with_lead.total[with_lead.index("tickets")]
 
 
 def test_formula_fsa_is_listed_as_is(session, district):
-    fsas = insights.fsas(session, Scope.district())
+    fsas = InsightQuery(session, Scope.district()).fsas()
     labels = [row[0] for row in fsas.rows]
     assert "=1+" in labels and "H2X" == labels[0]
 
@@ -246,13 +244,13 @@ def test_lifecycle_stages_on_exact_data(session):
     session.flush()
     _history(session, org.id, [ids[0]], person.id, [3, 4], "twice")
     session.commit()
-    table = insights.lifecycle(session, Scope.district(), as_of=AS_OF)
+    table = InsightQuery(session, Scope.district(), AS_OF).lifecycle()
     assert table.k == 2
     shown = dict(zip(table.row_keys, (row[1] for row in table.rows)))
     assert shown == {"new": 3, "once_before": 2, "convertee": 2, "active": 2, "super_active": 2, "stale": 2,
                      "lapsed": 2}
     assert table.total[1] == 15
-    frequency = dict(zip(range(6), (row[1] for row in insights.frequency(session, Scope.district(), AS_OF).rows)))
+    frequency = dict(zip(range(6), (row[1] for row in InsightQuery(session, Scope.district(), AS_OF).frequency().rows)))
     # purchases ever: one (new x2, stale x2, lapsed x2); two (once_before x2 and "twice")
     assert frequency[0] == 6 and frequency[1] == 3
 
@@ -278,21 +276,21 @@ def test_when_tables_on_exact_data(session):
             "order_id": "same" if n < 2 else None, "external_id": f"w{n}"}])
     session.commit()
     scope = Scope.discipline("dance")
-    day_hour = insights.day_hour(session, scope, AS_OF)
+    day_hour = InsightQuery(session, scope, AS_OF).day_hour()
     wednesday = 1 + 2  # columns: label, Monday, Tuesday, Wednesday...
     # three purchases (order lines), whatever their order numbers
     assert day_hour.rows[14][wednesday] == 3 and day_hour.rows[14][-1] == 3 and day_hour.total[-1] == 3
     assert sum(v for row in day_hour.rows for v in row[1:-1]) == 3
-    lead = insights.lead_time(session, scope, AS_OF)
+    lead = InsightQuery(session, scope, AS_OF).lead_time()
     assert dict(zip(lead.row_keys, (row[lead.index("tickets")] for row in lead.rows)))[3] == 6  # 14-29 days
-    season = insights.seasonality(session, scope, AS_OF)
+    season = InsightQuery(session, scope, AS_OF).seasonality()
     assert season.rows[2][season.index("tickets")] == 6  # March
-    categories = insights.categories(session, scope, AS_OF)
+    categories = InsightQuery(session, scope, AS_OF).categories()
     assert categories.rows[categories.row_keys.index("subscription")][1] == 3
-    regions = insights.regions(session, scope, AS_OF)
+    regions = InsightQuery(session, scope, AS_OF).regions()
     assert regions.rows[regions.row_keys.index("laval")][1] == 3
     assert regions.summary["outside_share"] == 1.0
-    party = insights.party_size(session, scope, AS_OF)
+    party = InsightQuery(session, scope, AS_OF).party_size()
     assert party.rows[1][party.index("purchases")] == 3  # three purchases of two tickets
 
 
@@ -454,14 +452,21 @@ def test_csv_exports_neutralise_formulas_and_hide_small_cells(app, login_as, dis
     assert client.get("/segments/insights/nothing.csv").status_code == 404
 
 
-def test_cached_page_and_csv_agree(app, login_as, district, session):
-    app.config["INSIGHTS_CACHE_SECONDS"] = 60
+def test_page_and_csv_agree_and_read_the_published_facts(app, login_as, district, session):
+    """Before any publication the page computes its facts; once the job published them it reads them,
+    and new data show there once published again (the job finds the data's change at the new day or
+    after an import: here a full refresh marks every scope)."""
+    from core.scheduler import run_job
+    from segments.profiles import refresh_profiles
+
     app.config["PRIVACY_SIGMA"] = 1e-6  # the exact figures, through the noisy path
     client = login_as("staff")
     assert client.get("/segments/insights?lang=en").status_code == 200
     rows = _read_csv(client.get("/segments/insights/lifecycle.csv?lang=en"), ",")
     assert rows[-1][1] == str(len(FSAS))
-    # new data changes the fingerprint: the next page is computed afresh
+    run = run_job(app, "insights.warm")
+    assert run.status == "success", run.error
+    assert run.summary["published"] >= 1 + 5 + 3 and run.summary["left"] == 0
     person = Spectator(key="late", fsa="H2X")
     session.add(person)
     session.flush()
@@ -471,49 +476,15 @@ def test_cached_page_and_csv_agree(app, login_as, district, session):
         "circumstance": "regular", "category": "single", "channel": "web", "order_id": None, "external_id": "late"}])
     session.commit()
     rows = _read_csv(client.get("/segments/insights/lifecycle.csv?lang=en"), ",")
+    assert rows[-1][1] == str(len(FSAS))  # the last published figures
+    refresh_profiles(session)
+    session.commit()
+    assert run_job(app, "insights.warm").summary["left"] == 0
+    rows = _read_csv(client.get("/segments/insights/lifecycle.csv?lang=en"), ",")
     assert rows[-1][1] == str(len(FSAS) + 1)
-
-
-def test_warmed_facts_are_read_back_from_files(session, district, tmp_path):
-    insight_cache._memory.clear()
-    scopes = warm_insights(session, tmp_path)
-    assert scopes == 1 + 5 + 3  # the district, five disciplines, three organisations
-    assert len(list(tmp_path.glob("*.json"))) == scopes
-    insight_cache._memory.clear()  # another process: only the files
     salle_b = Scope.organisation(session.get(Organisation, district["salle-b"]))
-    cached = build_insights(session, salle_b, cache_seconds=60, cache_dir=tmp_path)
+    kept = build_insights(session, salle_b, facts=read_facts(session, INSIGHTS, scope_key(salle_b))[0])
     fresh = build_insights(session, salle_b)
     for name in TABLES:
-        assert [list(map(str, r)) for r in cached["tables"][name].rows] == \
+        assert [list(map(str, r)) for r in kept["tables"][name].rows] == \
             [list(map(str, r)) for r in fresh["tables"][name].rows], name
-    insight_cache._memory.clear()
-
-
-def test_the_scheduled_job_keeps_every_scope_ready_for_the_first_visitor(app, login_as, district, session):
-    """The job computes each scope's facts into the instance's shared files; the pages then read
-    them (no file is added by a visit), and new data make the next run compute afresh."""
-    from core.scheduler import run_job
-    from segments.insight_cache import insights_cache
-
-    insight_cache._memory.clear()
-    app.config["INSIGHTS_CACHE_SECONDS"] = 600
-    cache_dir, _seconds = insights_cache(app)
-    shutil.rmtree(cache_dir, ignore_errors=True)  # the instance folder is shared by the session's tests
-    run = run_job(app, "insights.warm")
-    assert run.status == "success", run.error
-    assert run.summary == {"scopes": 1 + 5 + 3}
-    kept = set(cache_dir.glob("*.json"))
-    assert len(kept) == 9
-    insight_cache._memory.clear()  # a web worker that never computed anything
-    client = login_as("staff")
-    for url in ("/segments/insights", "/segments/insights/discipline/music", "/segments/insights/organisation/salle-a"):
-        assert client.get(url).status_code == 200
-    assert set(cache_dir.glob("*.json")) == kept
-    # an import moves the data's fingerprint: the next run computes every scope again
-    person = Spectator(key="warm-late", fsa="H2X")
-    session.add(person)
-    session.commit()
-    assert run_job(app, "insights.warm").summary == {"scopes": 9}
-    assert len(set(cache_dir.glob("*.json")) - kept) == 9
-    app.config["INSIGHTS_CACHE_SECONDS"] = 0  # switched off: the job keeps nothing
-    assert run_job(app, "insights.warm").summary == {"scopes": 0}

@@ -1,0 +1,200 @@
+"""Keeping the pooled pages' facts published: what a change makes stale, and the job that recomputes it.
+
+The insight pages (district, each discipline, each organisation) and the comparison (each series,
+every period: all purchases and each cultural season) read their raw facts from
+``segments.insight_store.PooledSummary``; nothing computes them in a request once published.
+
+What makes a row stale, and who says so:
+
+* a profile refresh (``segments.profiles`` calls :func:`mark_after_refresh`, registered by
+  ``segments.init_app``), for the spectators it refreshed: the organisations and disciplines they
+  bought from and the district, for the periods from the season of their first purchase there on
+  (a spectator moves a season's figures only if they bought in the series that season; for the
+  crossover too, which follows a series' spectators elsewhere). A full refresh marks everything;
+* imports that no refresh followed (a web import): :func:`publish` marks the buyers of the batches
+  newer than the last it saw the same way;
+* the date: the facts of all purchases and of the current season are as of a day (life-cycle
+  stages move with it); a past season's as of its last day, so they never go stale with the date.
+
+:func:`publish` then recomputes the stale rows one by one (organisations first, the district last),
+each in its own unit of work when given a commit: an import never waits for the district's figures,
+and the pages show the last published ones until the new ones are ready (issue 18). A mark that
+comes while a row is computed leaves it stale for the next run. Known gap: a batch committed after
+a later one was already seen (two imports at once, no refresh after either) waits for the nightly
+full refresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import SelectBase
+
+from core import sql
+from core.models import DISCIPLINES, ImportBatch, Organisation, Setting, utcnow
+from core.privacy import data_epoch
+from segments.comparison import Period, Season, Series, available_seasons, series_facts
+from segments.insight_store import ALL, COMPARISON, INSIGHTS, mark, rows_state, store_facts
+from segments.insight_tables import S, Scope, T, discipline_choices
+from segments.insights import InsightQuery
+
+BATCH_SETTING = "pooled_summary_batch"  # the highest import batch whose buyers were marked
+
+
+def _day(value) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else dt.date.fromisoformat(str(value)[:10])
+
+
+def _disciplines(session: Session) -> list[str]:
+    """Disciplines with shows, or that an organisation declares (the comparison offers those)."""
+    found = set(discipline_choices(session))
+    for declared in session.scalars(select(Organisation.disciplines)):
+        found |= {d.strip() for d in (declared or "").split(",")}
+    return [d for d in DISCIPLINES if d in found]
+
+
+def expected_keys(session: Session, today: dt.date) -> dict[tuple[str, str, str], dt.date]:
+    """Every row the pages may read → the date its facts should describe."""
+    scopes = ["district"] + [f"discipline:{d}" for d in _disciplines(session)]
+    scopes += [f"organisation:{i}" for i in session.scalars(select(Organisation.id).order_by(Organisation.id))]
+    seasons = available_seasons(session, today)
+    keys: dict[tuple[str, str, str], dt.date] = {}
+    for scope in scopes:
+        keys[(INSIGHTS, scope, ALL)] = today
+        keys[(COMPARISON, scope, ALL)] = today
+        for season in seasons:
+            keys[(COMPARISON, scope, season.label)] = Period.make(season, today).as_of
+    return keys
+
+
+# --- marks -----------------------------------------------------------------------------------------
+
+def _spectators_filter(session: Session, spectator_ids):
+    if isinstance(spectator_ids, SelectBase):
+        return T.c.spectator_id.in_(spectator_ids)
+    return sql.among(session, T.c.spectator_id, sorted({int(i) for i in spectator_ids}))
+
+
+def keys_of_spectators(session: Session, spectator_ids, today: dt.date) -> set[tuple[str, str, str]]:
+    """The rows whose facts the purchases of these spectators (a list of ids or a SELECT of them)
+    enter: their organisations', their disciplines' and the district's, for all purchases and each
+    season from that of their first purchase in the scope to today's."""
+    if not isinstance(spectator_ids, SelectBase) and not spectator_ids:
+        return set()
+    first: dict[str, dt.date] = {}
+    rows = session.execute(
+        select(T.c.organisation_id, S.c.discipline, func.min(T.c.purchased_at))
+        .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
+        .where(_spectators_filter(session, spectator_ids))
+        .group_by(T.c.organisation_id, S.c.discipline))
+    for organisation_id, discipline, earliest in rows:
+        day = _day(earliest)
+        for scope in ("district", f"organisation:{organisation_id}", f"discipline:{discipline}" if discipline else None):
+            if scope is not None:
+                first[scope] = min(first.get(scope, day), day)
+    keys = set()
+    last = Season.of(today).start_year
+    for scope, day in first.items():
+        keys |= {(INSIGHTS, scope, ALL), (COMPARISON, scope, ALL)}
+        keys |= {(COMPARISON, scope, Season(year).label) for year in range(Season.of(min(day, today)).start_year,
+                                                                            last + 1)}
+    return keys
+
+
+def mark_after_refresh(session: Session, spectator_ids, as_of: dt.date) -> int:
+    """Hook of the profile refresh (``segments.profiles.add_after_refresh``): mark stale what the
+    refreshed spectators' purchases enter (everything after a full refresh). Flushes."""
+    if spectator_ids is None:
+        return mark(session, expected_keys(session, as_of))
+    return mark(session, keys_of_spectators(session, spectator_ids, as_of))
+
+
+def _mark_new_batches(session: Session, today: dt.date) -> int:
+    """Mark what the buyers of the batches imported since the last run enter (imports that no
+    profile refresh followed); the first run marks nothing (everything is due then anyway)."""
+    latest = session.scalar(select(func.max(ImportBatch.id))) or 0
+    setting = session.get(Setting, BATCH_SETTING)
+    if setting is not None and int(setting.value or 0) >= latest:
+        return 0
+    marked = 0
+    if setting is not None:
+        buyers = select(T.c.spectator_id).where(T.c.batch_id > int(setting.value or 0)).distinct()
+        marked = mark(session, keys_of_spectators(session, buyers, today))
+        setting.value = str(latest)
+    else:
+        session.add(Setting(name=BATCH_SETTING, value=str(latest)))
+    session.flush()
+    return marked
+
+
+# --- publication -----------------------------------------------------------------------------------
+
+def due(session: Session, today: dt.date) -> list[tuple[str, str, str]]:
+    """The rows to (re)compute: never published, marked stale, or of another date than they should
+    be; the organisations first and the district last, all purchases before the seasons."""
+    state = rows_state(session)
+    out = []
+    for key, as_of in expected_keys(session, today).items():
+        found = state.get(key)
+        if found is None or not found[2] or found[1] is not None or found[0] != as_of:
+            out.append(key)
+    order = {"organisation": 0, "discipline": 1, "district": 2}
+    return sorted(out, key=lambda k: (k[2] != ALL, order[k[1].split(":")[0]], k[0], k[1], k[2]))
+
+
+def _scope_of(session: Session, key: str) -> Scope:
+    kind, _sep, value = key.partition(":")
+    if kind == "organisation":
+        organisation = session.get(Organisation, int(value))
+        if organisation is None:
+            raise LookupError(key)
+        return Scope.organisation(organisation)
+    return Scope.discipline(value) if kind == "discipline" else Scope.district()
+
+
+def compute(session: Session, kind: str, scope: str, period: str, today: dt.date) -> tuple[dict, dt.date]:
+    """The exact facts of one row, computed from the transactions, and the date they describe."""
+    where = _scope_of(session, scope)
+    if kind == INSIGHTS:
+        return InsightQuery(session, where, today).compute_all(), today
+    series = Series(where.kind, where.key, where.organisation_id)
+    season = None if period == ALL else Season.parse(period)
+    span = Period.make(season, today)
+    return series_facts(session, series, span), span.as_of
+
+
+def publish(session: Session, today: dt.date | None = None, commit: Callable[[], None] | None = None,
+            limit: int | None = None) -> dict:
+    """Mark the buyers of new batches, then recompute every due row (at most ``limit``), each
+    followed by ``commit`` when given (each row is published as soon as it is ready).
+
+    :returns: {"published": rows, "seconds": total, "slowest": [key, seconds], "left": rows still due}.
+    """
+    today = today or dt.date.today()
+    began = time.perf_counter()
+    _mark_new_batches(session, today)
+    if commit:
+        commit()
+    work = due(session, today)
+    todo = work if limit is None else work[:limit]
+    state = rows_state(session)
+    slowest: tuple[str, float] = ("", 0.0)
+    for kind, scope, period in todo:
+        seen = state.get((kind, scope, period), (None, None, False))[1]
+        started = time.perf_counter()
+        try:
+            facts, as_of = compute(session, kind, scope, period, today)
+        except LookupError:  # the organisation went meanwhile
+            continue
+        seconds = time.perf_counter() - started
+        store_facts(session, kind, scope, period, facts, as_of, data_epoch(session), seconds, seen, utcnow())
+        if commit:
+            commit()
+        if seconds > slowest[1]:
+            slowest = (f"{kind}/{scope}/{period}", round(seconds, 3))
+    return {"published": len(todo), "seconds": round(time.perf_counter() - began, 3), "slowest": list(slowest),
+            "left": len(work) - len(todo)}

@@ -1,0 +1,205 @@
+"""The pooled pages' kept facts (segments.insight_store, segments.insight_publish): after a sequence of
+imports, an erasure, a refresh and a day passing with no import, every kept row equals a computation
+from the raw rows; each change recomputes only what it moves; the pages read the kept rows."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from pathlib import Path
+
+from sqlalchemy import insert, select
+
+from core.importing import import_file
+from core.models import Organisation, Spectator, Transaction
+from segments.comparison import Period, Season, Series
+from segments.insight_publish import _scope_of, due, expected_keys, publish
+from segments.insight_store import ALL, COMPARISON, INSIGHTS, read_facts
+from segments.insights import InsightQuery
+from segments.profiles import refresh_after_import, refresh_changed
+from tests.segments.district import AS_OF, DISTRICT_SECRET, small_district  # noqa: F401  (a fixture)
+from tests.segments.test_comparison import raw_rows, reference
+
+HEADER = ["Last name", "First name", "Address", "Postal code", "Email", "Phone", "Amount", "Tickets",
+          "Purchase circumstance", "Purchase date", "Show date", "Show title", "Venue", "Discipline", "Channel",
+          "Newsletter", "Order ID"]
+
+
+def _export(path: Path, people: list[tuple[str, str, str]], day: dt.date, discipline: str, prefix: str) -> Path:
+    """A sales export: each person (name, e-mail, postal code) buys two tickets on ``day`` and once
+    more a week earlier, for a show of ``discipline`` a month later."""
+    show = (day + dt.timedelta(days=30)).isoformat()
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for n, (name, email, postal) in enumerate(people):
+        for back, tickets in ((0, 2), (7, 1)):
+            bought = (day - dt.timedelta(days=back)).isoformat() + " 19:30"
+            writer.writerow([name, "Test", "", postal, email, "", "40.00", str(tickets), "Regular price", bought,
+                             show + " 20:00", f"{discipline} {prefix}", "Salle test", discipline, "Web", "no",
+                             f"{prefix}-{n}-{back}"])
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
+
+
+def _import(session, tmp_path: Path, slug: str, people, day: dt.date, discipline: str, prefix: str) -> int:
+    organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
+    result = import_file(session, _export(tmp_path / f"{prefix}.csv", people, day, discipline, prefix), organisation,
+                         secret=DISTRICT_SECRET)
+    session.commit()
+    return result.batch_id
+
+
+def _normalised(facts: dict) -> dict:
+    """The facts through JSON (as kept), their lists of rows in one order (engines group in theirs)."""
+    facts = json.loads(json.dumps(facts))
+    for name in ("cells", "sums", "fsa"):
+        if name in facts:
+            facts[name] = sorted(facts[name], key=lambda row: json.dumps(row))
+    return facts
+
+
+def assert_kept_facts_agree(session, today: dt.date) -> int:
+    """Every row the pages may read is published, as of the right date, and equals a computation
+    from the raw rows: the comparison's series a plain-Python one (tests/segments/test_comparison.py),
+    the insight pages' facts their SQL computed afresh, their life-cycle stages plain Python too."""
+    assert due(session, today) == []
+    raw = raw_rows(session)
+    checked = 0
+    for (kind, scope, period), as_of in expected_keys(session, today).items():
+        kept = read_facts(session, kind, scope, period)
+        assert kept is not None, (kind, scope, period)
+        facts, kept_as_of = kept
+        assert kept_as_of == as_of, (kind, scope, period)
+        where = _scope_of(session, scope)
+        series = Series(where.kind, where.key, where.organisation_id)
+        if kind == INSIGHTS:
+            assert _normalised(facts) == _normalised(InsightQuery(session, where, as_of).compute_all()), scope
+            everything = reference(raw, series, Period(None, as_of))
+            stages = {stage: cell[0] for stage, cell in everything["lifecycle"].items()}
+            assert {s: n for s, n in facts["spectators"]["stages"].items() if n} == stages, scope
+            assert facts["spectators"]["population"] == everything["population"], scope
+        else:
+            season = None if period == ALL else Season.parse(period)
+            assert facts == reference(raw, series, Period.make(season, today)), (scope, period)
+        checked += 1
+    return checked
+
+
+def _id(session, slug: str) -> int:
+    return session.scalar(select(Organisation.id).where(Organisation.slug == slug))
+
+
+def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, small_district, tmp_path):  # noqa: F811
+    from campaigns.services import erase_person
+
+    first = publish(session, AS_OF, commit=session.commit)
+    assert first["published"] == len(expected_keys(session, AS_OF)) and first["left"] == 0
+    assert assert_kept_facts_agree(session, AS_OF) > 50
+    assert publish(session, AS_OF)["published"] == 0  # nothing changed: nothing recomputed
+
+    # 1. New spectators buy theatre at one organisation in June 2024: only that organisation, theatre
+    # and the district move, for all purchases and the 2023-2024 season.
+    people = [(f"Nouveau{n}", f"nouveau{n}@example.org", f"H2X {n}A{n}") for n in range(6)]
+    batch = _import(session, tmp_path, "theatre-nord", people, dt.date(2024, 6, 20), "Theatre", "i1")
+    refresh_after_import(session, batch, as_of=AS_OF)
+    session.commit()
+    moved = {"district", f"organisation:{_id(session, 'theatre-nord')}", "discipline:theatre"}
+    assert set(due(session, AS_OF)) == {(kind, scope, period) for scope in moved
+                                        for kind, period in ((INSIGHTS, ALL), (COMPARISON, ALL),
+                                                             (COMPARISON, "2023-2024"))}
+    assert publish(session, AS_OF, commit=session.commit)["published"] == 9
+    assert_kept_facts_agree(session, AS_OF)
+
+    # 2. Three of them also buy dance elsewhere, back in 2022 (an old export): the seasons since move too.
+    batch = _import(session, tmp_path, "danse-sud", people[:3], dt.date(2022, 11, 5), "Dance", "i2")
+    refresh_after_import(session, batch, as_of=AS_OF)
+    session.commit()
+    periods = {period for _kind, _scope, period in due(session, AS_OF)}
+    assert periods == {ALL, "2022-2023", "2023-2024"}
+    assert f"organisation:{_id(session, 'festival-est')}" not in {scope for _k, scope, _p in due(session, AS_OF)}
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+
+    # 3. One of them is erased on request (their contact records and postal codes go; their pooled
+    # purchases stay): the next refresh finds them (opted out since) and marks what they entered.
+    assert erase_person(session, "nouveau1@example.org", DISTRICT_SECRET).spectator_ids
+    session.commit()
+    mode, _rows = refresh_changed(session, as_of=AS_OF)
+    session.commit()
+    assert mode == "incremental" and due(session, AS_OF)
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+
+    # 4. A full refresh marks everything.
+    refresh_changed(session, as_of=AS_OF, full=True)
+    session.commit()
+    assert len(due(session, AS_OF)) == len(expected_keys(session, AS_OF))
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+
+    # 5. A day passes with no import: the facts as of a day move (life-cycle stages), a past
+    # season's stay as they are.
+    tomorrow = AS_OF + dt.timedelta(days=1)
+    dated = {key for key in expected_keys(session, tomorrow) if key[2] in (ALL, "2023-2024")}
+    assert set(due(session, tomorrow)) == dated
+    publish(session, tomorrow, commit=session.commit)
+    assert_kept_facts_agree(session, tomorrow)
+
+
+def test_an_import_no_refresh_followed_is_published_by_the_job(app, session, small_district, tmp_path,  # noqa: F811
+                                                                login_as):
+    """A web import refreshes no profile: the job finds its batch and publishes what it moved; the
+    pages show the last published figures meanwhile (issue 18), never computed in the request."""
+    from core.scheduler import run_job
+
+    app.config["PRIVACY_SIGMA"] = 1e-6  # the exact figures, through the noisy path
+    run = run_job(app, "insights.warm")
+    assert run.status == "success", run.error
+    assert run.summary["published"] == len(expected_keys(session, dt.date.today()))
+    client = login_as("staff")
+
+    def district_total() -> int:
+        text = client.get("/segments/insights/lifecycle.csv?lang=en").get_data(as_text=True).lstrip("\ufeff")
+        return int(list(csv.reader(io.StringIO(text)))[-1][1])
+
+    before = district_total()
+    # figures the job has not seen (no batch, no refresh) stay out of the page until it publishes again
+    person = Spectator(key="unseen", fsa="H2X")
+    session.add(person)
+    session.flush()
+    session.execute(insert(Transaction), [{
+        "organisation_id": _id(session, "theatre-nord"), "spectator_id": person.id, "show_id": None,
+        "purchased_at": dt.datetime.combine(dt.date.today(), dt.time(9)), "amount_cents": 100, "tickets": 1,
+        "circumstance": "regular", "category": "single", "channel": "web", "order_id": None,
+        "external_id": "unseen"}])
+    session.commit()
+    assert district_total() == before
+    people = [(f"Web{n}", f"web{n}@example.org", "H3A 1B1") for n in range(4)]
+    _import(session, tmp_path, "danse-sud", people, dt.date.today() - dt.timedelta(days=2), "Dance", "web")
+    assert district_total() == before
+    run = run_job(app, "insights.warm")
+    assert run.status == "success" and 0 < run.summary["published"] < len(expected_keys(session, dt.date.today()))
+    assert district_total() == before + 1 + 4
+
+
+def test_pages_read_the_kept_facts(app, session, small_district, login_as):  # noqa: F811
+    """What the pages show comes from the kept rows: a row changed in the table shows on the page."""
+    from segments.insight_store import PooledSummary
+
+    app.config["PRIVACY_SIGMA"] = 1e-6
+    today = dt.date.today()
+    publish(session, today, commit=session.commit)
+    row = session.scalar(select(PooledSummary).where(PooledSummary.kind == INSIGHTS,
+                                                     PooledSummary.scope == "district"))
+    facts = json.loads(row.facts)
+    facts["spectators"]["population"] += 1000
+    facts["spectators"]["stages"]["lapsed"] += 1000
+    row.facts = json.dumps(facts)
+    session.commit()
+    client = login_as("staff")
+    text = client.get("/segments/insights/lifecycle.csv?lang=en").get_data(as_text=True).lstrip("\ufeff")
+    total = int(list(csv.reader(io.StringIO(text)))[-1][1])
+    assert total == InsightQuery(session, _scope_of(session, "district"), today).population() + 1000
