@@ -93,7 +93,7 @@ def _id(session, slug: str) -> int:
 
 
 def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, small_district, tmp_path):  # noqa: F811
-    from campaigns.services import erase_person
+    from campaigns.erasure import erase_person
 
     first = publish(session, AS_OF, commit=session.commit)
     assert first["published"] == len(expected_keys(session, AS_OF)) and first["left"] == 0
