@@ -23,16 +23,26 @@ from segments.models import SnapshotMember
 
 # --- power before launch ------------------------------------------------------------------------
 
+# What one buyer is taken to add at most to the window's sums (cents, tickets): the bounds of the
+# insights' sums (segments.insight_views.SUM_BOUNDS), so that a figure costs the same noise on both pages.
+SUM_BOUNDS = {"money": 50_000, "tickets": 10}
+
+
+def _cell(session: Session, spectator_id, source, where=None) -> Cell:
+    """The fingerprint (core.privacy.Cell) of the spectators ``spectator_id`` of ``source``."""
+    query = (select(func.count(), func.coalesce(func.sum(Spectator.cell_key), 0)).select_from(source)
+             .join(Spectator, Spectator.id == spectator_id))
+    if where is not None:
+        query = query.where(where)
+    return Cell.of(*session.execute(query).one())
+
+
 def _protected_count(session: Session, release: Release, name: str, spectator_id, source, where=None,
                      threshold: bool = True) -> int:
     """The noisy figure ``name`` of the spectators ``spectator_id`` of ``source`` (``where`` them);
     0 when under k with ``threshold`` (the callers then say "too small"), the bare noisy value
     without."""
-    query = (select(func.count(), func.coalesce(func.sum(Spectator.cell_key), 0)).select_from(source)
-             .join(Spectator, Spectator.id == spectator_id))
-    if where is not None:
-        query = query.where(where)
-    cell = Cell.of(*session.execute(query).one())
+    cell = _cell(session, spectator_id, source, where)
     if not threshold:
         return release.noisy(name, cell)
     figure = release.figure(name, cell)
@@ -152,6 +162,16 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
                                                    per.c.converted == 1, threshold=False)), 0.5), n - 0.5)
         xs = min(max(float(_protected_count(session, release, f"{window}.cross_sell", per.c.unit, per,
                                             per.c.cross_sell == 1, threshold=False)), 0.5), n - 0.5)
+        # The sums behind the revenue and tickets baselines: exact, a mean times the shown population
+        # gave them back, and two campaigns one spectator apart that spectator's purchases. Noise of σ
+        # times what one buyer is taken to add at most (the insights' bounds), the squares at that
+        # bound squared: the standard deviations cost the most, and are rough for small segments.
+        cell = _cell(session, per.c.unit, per)
+        money, most_tickets = SUM_BOUNDS["money"], SUM_BOUNDS["tickets"]
+        rev = release.sum_figure(f"{window}.revenue", cell, rev, money) or 0.0
+        rev2 = release.sum_figure(f"{window}.revenue_squares", cell, rev2, money * money) or 0.0
+        tix = release.sum_figure(f"{window}.tickets", cell, tix, most_tickets) or 0.0
+        tix2 = release.sum_figure(f"{window}.tickets_squares", cell, tix2, most_tickets * most_tickets) or 0.0
 
     def moments(total: float, squares: float, scale: float = 1.0) -> tuple[float, float]:
         mean = total / scale / n

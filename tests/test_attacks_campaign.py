@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.models import Approval
-from core.models import AuditEvent
+from core.models import AuditEvent, utcnow
 from core.privacy import QUESTION_ACTION, set_daily_budget
 from tests.campaigns.helpers import build_district
 
@@ -113,3 +113,33 @@ def test_an_attacker_averaging_the_funnel_over_state_changes_is_stopped(app, ses
         answered += 1
         move_launch(session, district.campaign)
     assert answered == 20 and "20 questions" in response.get_data(as_text=True)
+
+
+def test_the_power_page_gives_back_no_exact_sum_of_purchases(app, session):
+    """The power page shows each metric's mean per recipient and the population it divides by:
+    their product was the exact sum of the segment's revenue (or tickets) in the window, and two
+    campaigns one spectator apart gave that spectator's purchases. The sums are noisy now; the
+    operator's report (no release) stays exact."""
+    from core.privacy import Release, fill_cell_keys
+    from experiments import power_report
+    from tests.experiments.test_reports import set_k
+    from tests.experiments.test_services import ready_campaign
+    from tests.experiments.test_views import give_baseline_buyers
+
+    ready = ready_campaign(session, per_org=20, shared=4, now=utcnow() - dt.timedelta(days=5))
+    set_k(session, 2)
+    give_baseline_buyers(session, ready)
+    fill_cell_keys(session, app.config["DISTRICT_SECRET"])
+    session.commit()
+    exact = power_report.power_report(session, ready.campaign)
+    with app.app_context():
+        release = Release.current(session, k=2)
+    shown = power_report.power_report(session, ready.campaign, release=release)
+    assert shown == power_report.power_report(session, ready.campaign, release=release)  # read again: the same
+    assert exact["metrics"] and shown["metrics"], (exact.get("error"), shown.get("error"))
+    money, tickets = power_report.SUM_BOUNDS["money"] / 100, power_report.SUM_BOUNDS["tickets"]
+    for metric, bound in (("revenue", money), ("tickets", tickets)):
+        exact_sum = exact["metrics"][metric]["mean"] * exact["population"]
+        read = shown["metrics"][metric]["mean"] * shown["population"]  # what a reader multiplies out
+        assert abs(read - exact_sum) > 0.5, (metric, read, exact_sum)
+        assert abs(read - exact_sum) < 5 * release.sigma * bound + 1  # noise of the stated scale

@@ -173,6 +173,8 @@ def test_report_sums_recover_no_hidden_cell_and_no_recipient_outcome(session, lo
         truth += [True] * bought + [False] * (size - bought)
         guess += [rate >= 0.5] * size
     accuracy = balanced_accuracy(truth, guess)
+    print(f"report sums ({scenario}): hidden figures recovered {len(recovered)}, one recipient's outcome "
+          f"{accuracy:.3f} over {len(truth)} recipients of hidden cells")
     assert accuracy <= 0.65, f"one recipient's outcome read from the sums (balanced accuracy {accuracy:.2f})"
 
     # attack 3: the stratified estimates leave out an organisation where an arm has 0 or 1
