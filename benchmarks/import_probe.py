@@ -3,7 +3,9 @@
 ``python -m benchmarks.import_probe URL FILE ORG_SLUG [--commit]`` imports FILE for the organisation
 ORG_SLUG into the database at URL, commits it (``--commit``: the seconds then include the commit)
 or rolls it back (the probe leaves nothing behind), and prints one JSON object: rows, seconds, the
-resident memory before the import and the process's peak (VmHWM). With ``PILOT_BENCH_PROFILE=DIR``
+resident memory before the import and the process's peak (VmHWM), and where the time went: this
+process's CPU seconds and, on a PostgreSQL server of the same machine, its backend's (read from
+/proc; None elsewhere), the rest being waits. With ``PILOT_BENCH_PROFILE=DIR``
 a cProfile of the import is written to DIR.
 The district secret comes from the environment (``PILOT_BENCH_SECRET``), never from the command line.
 """
@@ -26,6 +28,34 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int | None = None) -> float | None:
+    """User + system CPU seconds of process ``pid`` (this one by default), None when unreadable."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_pid(session) -> int | None:
+    """The PostgreSQL backend serving ``session`` when the server runs on this machine, else None."""
+    from sqlalchemy import text
+
+    from core import sql
+
+    if not sql.stages_through_copy(session):
+        return None  # SQLite runs in this process: its work is in this process's CPU seconds
+    host = session.get_bind().url.host or "localhost"
+    if host not in ("localhost", "127.0.0.1", "::1"):
+        return None
+    pid = int(session.execute(text("SELECT pg_backend_pid()")).scalar())
+    return pid if _cpu_seconds(pid) is not None else None
+
+
 def main(argv: list[str]) -> int:
     commit = "--commit" in argv
     url, path, slug = [a for a in argv if a != "--commit"]
@@ -45,6 +75,8 @@ def main(argv: list[str]) -> int:
             with db.session() as session:
                 org = session.scalar(select(Organisation).where(Organisation.slug == slug))
                 before = _status_mb("VmRSS")
+                backend = _backend_pid(session)
+                server_began, cpu_began = _cpu_seconds(backend) if backend else None, _cpu_seconds()
                 profiler = None
                 if os.environ.get("PILOT_BENCH_PROFILE"):
                     import cProfile
@@ -58,6 +90,8 @@ def main(argv: list[str]) -> int:
                 else:
                     session.flush()
                 seconds = time.perf_counter() - began
+                cpu = _cpu_seconds() - cpu_began
+                server = _cpu_seconds(backend) - server_began if backend and server_began is not None else None
                 if profiler is not None:
                     profiler.disable()
                     folder = os.environ["PILOT_BENCH_PROFILE"]
@@ -71,6 +105,7 @@ def main(argv: list[str]) -> int:
         "rows": result.rows, "imported": result.imported, "duplicates": result.duplicates,
         "spectators_new": result.spectators_new, "batch_id": result.batch_id if commit else None,
         "seconds": round(seconds, 4),
+        "client_cpu_s": round(cpu, 3), "server_cpu_s": round(server, 3) if server is not None else None,
         "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
         "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))

@@ -161,7 +161,9 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
     seconds = main["seconds"]
     rows_per_s = main["rows"] / seconds
     echo(f"import: {main['rows']:,} rows in {seconds:.2f} s ({rows_per_s:,.0f} rows/s); {main['imported']:,} "
-         f"imported, {main['spectators_new']:,} new spectators; peak {main['peak_rss_mb']:.0f} MB; "
+         f"imported, {main['spectators_new']:,} new spectators; peak {main['peak_rss_mb']:.0f} MB; CPU "
+         f"{main['client_cpu_s']:.1f} s here" + (f", {main['server_cpu_s']:.1f} s in the server"
+                                               if main.get("server_cpu_s") is not None else "") + "; "
          "bulk-loading the rows it wrote into the same tables...")
     captured = import_baseline.capture(db, before, main["batch_id"], folder / "import-baseline")
     try:
@@ -207,6 +209,10 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
         "unindexed": "COPY FROM STDIN of the file into one unindexed text table" if engine == "postgresql"
         else "csv.reader + executemany of the file into one unindexed text table",
         "measured": "import_file + commit, in a process of its own (its startup not counted)",
+        # Where the import's seconds went: the importer's own CPU, the PostgreSQL backend's (a server
+        # on this machine), the rest waiting (I/O, or a core busy elsewhere).
+        "client_cpu_s": main.get("client_cpu_s"),
+        "server_cpu_s": main.get("server_cpu_s"),
         "imported": main["imported"],
         "duplicates": main["duplicates"],
         "spectators_new": main["spectators_new"],

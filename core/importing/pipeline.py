@@ -78,7 +78,7 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
         result.batch_id = batch.id
         if kind == "sales":
             parser = _SalesParser(header, organisation_id, secret, result)
-            writer = _SalesWriter(session, organisation_id, batch.id, result)
+            writer = _SalesWriter(session, organisation_id, batch.id, result, secret)
         else:
             parser = _UnsubscribeParser(header, secret, utcnow())
             writer = _UnsubscribeWriter(session, organisation_id, result)

@@ -37,6 +37,7 @@ from core.models import (
     Spectator,
     utcnow,
 )
+from core.privacy import cell_key
 
 # --- writing batches -----------------------------------------------------------------------------
 
@@ -99,15 +100,18 @@ class _Memo(dict):
 
 _SPECTATOR_STAGE = Table(
     "import_spectator_stage", MetaData(),
-    *(Column(c.name, c.type) for c in Spectator.__table__.c if c.name in ("key", "created_at", "fsa", "opted_out_at")),
+    *(Column(c.name, c.type) for c in Spectator.__table__.c
+      if c.name in ("key", "created_at", "fsa", "opted_out_at", "cell_key")),
 )
 
 
 class _SpectatorLookup:
-    """Finds spectators by key in one query per batch and creates the missing ones."""
+    """Finds spectators by key in one query per batch and creates the missing ones, each with its
+    cell key (``core.privacy.cell_key``) when given the district ``secret``: written with the row,
+    rather than by an UPDATE of every new spectator afterwards (``fill_cell_keys``)."""
 
-    def __init__(self, session, result: ImportResult, memo: bool = True):
-        self.session, self.result = session, result
+    def __init__(self, session, result: ImportResult, memo: bool = True, secret: str | None = None):
+        self.session, self.result, self.secret = session, result, secret
         self.known = _Memo() if memo else None
         self.created: set[str] = set()  # keys created by the last call
 
@@ -122,11 +126,13 @@ class _SpectatorLookup:
         """Insert new spectators (key, created_at, fsa, opted_out_at), skipping keys that exist; returns
         key → id of those this call created."""
         session = self.session
+        secret = self.secret
+        rows = [(*row, cell_key(secret, row[0]) if secret else None) for row in rows]
         if not sql.stages_through_copy(session):
             # This transaction holds SQLite's write lock (the import batch is written): no other import
             # can create a key between the select that missed it and this insert.
-            sql.execute_many(session, "INSERT INTO spectator (key, created_at, fsa, opted_out_at) VALUES (?, ?, ?, ?) "
-                                   "ON CONFLICT (key) DO NOTHING", rows, stamps=(1, 3))
+            sql.execute_many(session, "INSERT INTO spectator (key, created_at, fsa, opted_out_at, cell_key) "
+                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING", rows, stamps=(1, 3))
             keys = [row[0] for row in rows]
             self._select(keys, found)
             return {key: found[key][0] for key in keys if key in found}
@@ -134,12 +140,12 @@ class _SpectatorLookup:
         connection = session.connection()
         connection.exec_driver_sql(
             "CREATE TEMPORARY TABLE IF NOT EXISTS import_spectator_stage (key varchar(64), created_at timestamp, "
-            "fsa varchar(3), opted_out_at timestamp)" + sql.temporary_table_suffix(session))
+            "fsa varchar(3), opted_out_at timestamp, cell_key integer)" + sql.temporary_table_suffix(session))
         connection.exec_driver_sql("TRUNCATE import_spectator_stage")
-        _bulk_insert(session, _SPECTATOR_STAGE, ("key", "created_at", "fsa", "opted_out_at"), rows)
+        _bulk_insert(session, _SPECTATOR_STAGE, ("key", "created_at", "fsa", "opted_out_at", "cell_key"), rows)
         return dict(connection.exec_driver_sql(
-            "INSERT INTO spectator (key, created_at, fsa, opted_out_at) "
-            "SELECT key, created_at, fsa, opted_out_at FROM import_spectator_stage "
+            "INSERT INTO spectator (key, created_at, fsa, opted_out_at, cell_key) "
+            "SELECT key, created_at, fsa, opted_out_at, cell_key FROM import_spectator_stage "
             "ON CONFLICT (key) DO NOTHING RETURNING key, id").all())
 
     def resolve(self, wanted: dict[str, dict]) -> dict[str, tuple[int, str | None, Any]]:
@@ -201,11 +207,12 @@ class _SalesWriter:
     """Writes batches of parsed sales (:class:`_SaleColumns`): spectators, venues, shows, contacts, consents,
     transactions."""
 
-    def __init__(self, session, organisation_id: int, batch_id: int, result: ImportResult):
+    def __init__(self, session, organisation_id: int, batch_id: int, result: ImportResult,
+                 secret: str | None = None):
         self.session, self.organisation_id, self.batch_id, self.result = session, organisation_id, batch_id, result
         self.text_stamps = sql.stores_text_datetimes(session)
         self.copy_staging = sql.stages_through_copy(session)
-        self.spectators = _SpectatorLookup(session, result)
+        self.spectators = _SpectatorLookup(session, result, secret=secret)
         self.venues: dict[str, list] = {}  # casefolded name → [id, capacity]
         for id_, name, capacity in session.execute(
                 select(_venues.c.id, _venues.c.name, _venues.c.capacity)

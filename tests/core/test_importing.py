@@ -215,6 +215,23 @@ def test_a_late_bad_row_undoes_the_batches_already_written(db, make_org, session
     assert counts(session) == dict.fromkeys(counts(session), 0)
 
 
+def test_new_spectators_are_written_with_their_cell_key(db, make_org, session, tmp_path, monkeypatch):
+    """The importer writes each new spectator's cell key with its row (no UPDATE of every new
+    spectator afterwards): the keys are there before fill_cell_keys runs, and are core.privacy's."""
+    import core.importing.pipeline
+    from core.privacy import cell_key
+
+    calls = []
+    monkeypatch.setattr(core.importing.pipeline, "fill_cell_keys", lambda *args: calls.append(args) or 0)
+    org = make_org("tnm")
+    import_file(session, write_csv(tmp_path / "v.csv", FR_ROWS), org, secret=SECRET)
+    assert calls, "the importer still calls fill_cell_keys for the spectators other paths create"
+    spectators = session.execute(select(Spectator.key, Spectator.cell_key)).all()
+    assert len(spectators) == 2
+    assert all(key_of_cell == cell_key(SECRET, key) for key, key_of_cell in spectators)
+    session.rollback()
+
+
 def test_a_sale_dated_after_the_import_day_is_refused_naming_its_line(runner, make_org, session, tmp_path):
     make_org("tnm")
     tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
