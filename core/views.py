@@ -28,7 +28,17 @@ from core.models import (
     Spectator,
     Transaction,
 )
-from core.privacy import Cell, Figure, Release, figure_label, strictest_k, suppress, suppress_total
+from core.privacy import (
+    BudgetExhausted,
+    Cell,
+    Figure,
+    Release,
+    figure_label,
+    strictest_k,
+    suppress,
+    suppress_total,
+)
+from core.questions import ask_question_once, budget_message
 from core.registry import NavEntry, registry
 from core.vocabulary import DISCIPLINE_LABELS
 
@@ -228,7 +238,16 @@ def dashboard():
     own = None
     if current_user.role == "venue":
         own = headline_figures(session, current_user.organisation_id)
-    district = district_figures(session)
+    district, refused = district_figures(session), None
+    try:
+        # Each epoch's figures are a fresh draw over the same sets, and an import starts an epoch:
+        # reading a new epoch is a question (core.privacy.ask_once), so that forcing epochs with
+        # imports to average the noise away is bounded by the budget; the same epoch again is free.
+        ask_question_once(session, "dashboard", {"epoch": district["epoch"], "k": district["k"]})
+        session.commit()
+    except BudgetExhausted as error:
+        session.rollback()
+        district, refused = None, budget_message(error.budget)
     notifications = session.scalars(
         select(Notification)
         .where(Notification.read_at.is_(None))
@@ -237,7 +256,7 @@ def dashboard():
         .limit(10)
     ).all()
     panels = [panel for make in registry().dashboard_panels if (panel := make(session, current_user))]
-    return render_template("dashboard.html", district=district, own=own, panels=panels,
+    return render_template("dashboard.html", district=district, district_refused=refused, own=own, panels=panels,
                            notifications=notifications, labels=DISCIPLINE_LABELS)
 
 

@@ -336,3 +336,35 @@ def test_insights_are_noisy_audited_and_budgeted(app, db, login_as, district):
         session.commit()
     refused = client.get("/segments/insights?lang=en")
     assert refused.status_code == 429 and "2 questions" in refused.get_data(as_text=True)
+
+
+def test_forcing_epochs_to_average_the_dashboard_is_bounded_by_the_budget(app, db, login_as, district):
+    """Every import starts an epoch, which draws the district's figures again: an attacker who
+    forces epochs with imports and averages the figures (a few hundred imports each side of the
+    one that matters) would defeat the noise. Reading a new epoch is a question of the budget; the
+    same epoch again is free; past the budget the dashboard says so in place of the figures."""
+    from sqlalchemy import func
+
+    from core.models import AuditEvent
+
+    client = login_as("staff")
+
+    def asked() -> int:
+        with db.session() as session:
+            return session.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.action == "privacy.question", AuditEvent.object_id == "dashboard",
+                AuditEvent.user_id == client.user.id))
+
+    assert _district_spectators(client) is not None and _district_spectators(client) is not None
+    assert asked() == 1
+    _upload_one_row(client, district["organisation_id"], "stranger-a@example.org", 900)
+    assert _district_spectators(client) is not None and asked() == 2
+    with db.session() as session:
+        set_daily_budget(session, 2)
+        session.commit()
+    assert _district_spectators(client) is not None  # the same epoch: free
+    _upload_one_row(client, district["organisation_id"], "stranger-b@example.org", 901)
+    response = client.get("/?lang=en")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and DASHBOARD.search(page) is None
+    assert "2 questions on pooled figures for today" in page and asked() == 2
