@@ -338,8 +338,9 @@ def suppress_table(cells: Sequence[Sequence[int]], k: int, *, primary: Sequence[
 
 CELL_KEY_LIMIT = 1 << 31
 # σ of the Gaussian noise on a count (one person moves it by 1). Chosen so that the attack suite
-# (tests/test_attacks.py: trackers averaged over 50 padding sets) stays near 0.57 balanced accuracy,
-# while the median relative error of a preview of 1,000 spectators stays under 1 % (0.674 σ / 1000).
+# (tests/test_attacks.py: trackers averaged over 50 padding sets) stays under 0.65 balanced accuracy,
+# while the median relative error of a preview of 1,000 spectators stays at most 1 % (0.674 σ = 9.4
+# people, 10 once the figure is a whole number; σ = 16 would make it 11).
 DEFAULT_SIGMA = 14.0
 # δ of the (ε, δ) statement derived from the zCDP accounting.
 DEFAULT_DELTA = 1e-6
