@@ -97,8 +97,33 @@ def buyers_sd(sd: float, mean: float, relative: float) -> float:
     return math.sqrt(max(0.0, k * (sd * sd + mean * mean) - k * k * mean * mean))
 
 
+def adjusted_sds(sd: float, mean: float, relative: float, share_control: float, share_arm: float,
+                 rho2: float = 0.0, buyers: bool = True) -> tuple[float, float]:
+    """(σ_C, σ_A): each arm's standard deviation of what the verdict's estimator compares, under the
+    alternative of a relative lift r: Y itself without adjustment (ρ² = 0), else CUPED's
+    Y' = Y − θ(X − X̄), X the same metric in the period before, ρ² = corr(Y, X)² in the control.
+
+    ``buyers`` (an effect through more buyers, each spending as before: :func:`buyers_sd`):
+    cov(Y_A, X) = (1 + r)·cov(Y_C, X) and the pooled θ = w·cov(Y_C, X)/var(X),
+    w = (s_C + s_A(1 + r))/(s_C + s_A), so σ'²_C = σ₀²(1 − ρ²(2w − w²)) and
+    σ'²_A = σ₁² − σ₀²ρ²(2w(1 + r) − w²), σ₁ = :func:`buyers_sd`. Shift alternative (``buyers``
+    False): σ'_C = σ'_A = σ₀·sqrt(1 − ρ²). With ρ² = 0 both are the raw standard deviations.
+    """
+    if not 0.0 <= rho2 < 1.0:
+        raise ValueError("the squared correlation must be in [0, 1)")
+    if not buyers:
+        s = sd * math.sqrt(1.0 - rho2)
+        return s, s
+    k = 1.0 + relative
+    w = (share_control + share_arm * k) / (share_control + share_arm)
+    var_c = sd * sd * (1.0 - rho2 * (2.0 * w - w * w))
+    var_a = buyers_sd(sd, mean, relative) ** 2 - sd * sd * rho2 * (2.0 * w * k - w * w)
+    return math.sqrt(max(0.0, var_c)), math.sqrt(max(0.0, var_a))
+
+
 def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, power: float = 0.8,
-                   baseline_mean: float | None = None, buyers: bool = False) -> MinimumDetectableEffect:
+                   baseline_mean: float | None = None, buyers: bool = False,
+                   rho2: float = 0.0) -> MinimumDetectableEffect:
     """Minimum detectable difference in means (Welch's test, normal approximation).
 
     Shift alternative (default): the same σ in both arms, se = σ·sqrt(1/n_C + 1/n_A); MDE = k·se where
@@ -106,20 +131,26 @@ def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, p
     ``buyers=True`` (revenue, tickets: an effect through more buyers): the arm's σ under the
     alternative is :func:`buyers_sd` at the lift r, and r solves :func:`power_continuous` = power
     (needs ``baseline_mean`` > 0). Relative MDE = MDE / baseline_mean when that is given.
+    ``rho2`` > 0: the estimate is CUPED's (regression on the pre-period), whose variance is smaller:
+    each arm's σ is then :func:`adjusted_sds` (σ·sqrt(1 − ρ²) under the shift alternative).
     """
     if sd <= 0:
         raise ValueError("the standard deviation must be positive")
     if n_control <= 0 or n_arm <= 0:
         raise ValueError("both groups need a positive size")
     _check(alpha, power)
-    se = sd * math.sqrt(1.0 / n_control + 1.0 / n_arm)
     if not buyers:
+        se = adjusted_sds(sd, 0.0, 0.0, n_control, n_arm, rho2, buyers=False)[0] * math.sqrt(1.0 / n_control + 1.0 / n_arm)
         absolute = _required_k(alpha, power) * se
     else:
         if not baseline_mean or baseline_mean <= 0:
             raise ValueError("the buyers alternative needs a positive baseline mean")
         m = baseline_mean
-        f = lambda r: power_continuous(r * m, sd, buyers_sd(sd, m, r), n_control, n_arm, alpha) - power  # noqa: E731
+
+        def f(r: float) -> float:
+            sd_c, sd_a = adjusted_sds(sd, m, r, n_control, n_arm, rho2)
+            return power_continuous(r * m, sd_c, sd_a, n_control, n_arm, alpha) - power
+
         high = 1.0
         while f(high) < 0:
             high *= 2.0
@@ -128,7 +159,8 @@ def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, p
         from scipy import optimize
 
         absolute = float(optimize.brentq(f, 0.0, high, xtol=1e-14, rtol=1e-12)) * m
-        se = math.sqrt(sd * sd / n_control + buyers_sd(sd, m, absolute / m) ** 2 / n_arm)
+        sd_c, sd_a = adjusted_sds(sd, m, absolute / m, n_control, n_arm, rho2)
+        se = math.sqrt(sd_c * sd_c / n_control + sd_a * sd_a / n_arm)
     relative = absolute / abs(baseline_mean) if baseline_mean else None
     return MinimumDetectableEffect(absolute, relative, se, alpha, power)
 
@@ -160,12 +192,17 @@ def power_binary(rate_control: float, rate_arm: float, n_control: float, n_arm: 
 
 
 def mde_binary(baseline_rate: float, n_control: int, n_arm: int, alpha: float = 0.05,
-               power: float = 0.8) -> MinimumDetectableEffect:
+               power: float = 0.8, rho2: float | None = None) -> MinimumDetectableEffect:
     """Minimum detectable increase of a proportion from a baseline rate p₀, variance under the alternative.
 
     The smallest δ > 0 with :func:`power_binary` (p₀, p₀ + δ) = power (found by root search, so the
     arm's variance is p₁(1 − p₁) at p₁ = p₀ + δ, not p₀(1 − p₀)); relative MDE = δ / p₀; ``se`` is
     se₁ at that δ. Raises ValueError when no increase up to p₁ = 1 reaches the power.
+
+    With ``rho2`` (not None) the verdict reads CUPED's estimate (Welch on Y' = Y − θ(X − X̄), X the
+    rate's pre-period indicator, ρ² = corr(Y, X)²) instead of the pooled z-test: the MDE of
+    :func:`mde_continuous` with σ₀ = sqrt(p₀(1 − p₀)), m₀ = p₀ and the buyers alternative (whose
+    σ₁ is then sqrt(p₁(1 − p₁))).
     """
     if not 0.0 < baseline_rate < 1.0:
         raise ValueError("the baseline rate must be in (0, 1)")
@@ -173,6 +210,9 @@ def mde_binary(baseline_rate: float, n_control: int, n_arm: int, alpha: float = 
         raise ValueError("both groups need a positive size")
     _check(alpha, power)
     p0 = baseline_rate
+    if rho2 is not None:
+        return mde_continuous(math.sqrt(p0 * (1 - p0)), n_control, n_arm, alpha, power, baseline_mean=p0,
+                              buyers=True, rho2=rho2)
     f = lambda d: power_binary(p0, p0 + d, n_control, n_arm, alpha) - power  # noqa: E731
     top = 1.0 - p0 - 1e-12
     if f(top) < 0:
@@ -186,20 +226,27 @@ def mde_binary(baseline_rate: float, n_control: int, n_arm: int, alpha: float = 
 
 
 def sample_size_continuous(sd: float, effect: float, share_control: float = 0.5, share_arm: float = 0.5,
-                           alpha: float = 0.05, power: float = 0.8) -> SampleSize:
+                           alpha: float = 0.05, power: float = 0.8, baseline_mean: float | None = None,
+                           buyers: bool = False, rho2: float = 0.0) -> SampleSize:
     """Total recipients N so that a true difference ``effect`` is detected with ``power``.
 
     The control gets N·s_C and the arm N·s_A (the shares may leave room for other arms), so
-    se = σ·sqrt((1/s_C + 1/s_A)/N) and N = k²·σ²·(1/s_C + 1/s_A)/δ², with k as in
-    :func:`mde_continuous`.
+    se = sqrt((σ_C²/s_C + σ_A²/s_A)/N) and N = k²·(σ_C²/s_C + σ_A²/s_A)/δ², with k as in
+    :func:`mde_continuous` and σ_C = σ_A = σ under the shift alternative; with ``buyers``
+    (needs ``baseline_mean`` > 0) and ``rho2`` (CUPED), (σ_C, σ_A) = :func:`adjusted_sds` at
+    r = δ/m₀, which depend on the shares only.
     """
     if sd <= 0:
         raise ValueError("the standard deviation must be positive")
     if effect == 0:
         raise ValueError("the target effect must be non-zero")
     _shares(share_control, share_arm)
+    if buyers and (not baseline_mean or baseline_mean <= 0):
+        raise ValueError("the buyers alternative needs a positive baseline mean")
     k = _required_k(alpha, power)
-    total = k * k * sd * sd * (1.0 / share_control + 1.0 / share_arm) / (effect * effect)
+    relative = effect / baseline_mean if buyers and baseline_mean else 0.0
+    sd_c, sd_a = adjusted_sds(sd, baseline_mean or 0.0, relative, share_control, share_arm, rho2, buyers)
+    total = k * k * (sd_c * sd_c / share_control + sd_a * sd_a / share_arm) / (effect * effect)
     return _sample_size(total, share_control, share_arm)
 
 
@@ -216,14 +263,15 @@ def _sample_size(total: float, share_control: float, share_arm: float) -> Sample
 
 def sample_size_binary(baseline_rate: float, effect: float, share_control: float = 0.5,
                        share_arm: float = 0.5, alpha: float = 0.05, power: float = 0.8,
-                       relative: bool = False) -> SampleSize:
+                       relative: bool = False, rho2: float | None = None) -> SampleSize:
     """Total recipients N to detect a change ``effect`` of a baseline rate p₀ with the pooled z-test.
 
     ``effect`` is absolute (p₁ − p₀), or relative ((p₁ − p₀)/p₀) when ``relative``. N solves
     :func:`power_binary` (p₀, p₁, N·s_C, N·s_A) = power, the variance under the alternative
     p₁(1 − p₁) in the arm; its one-tail closed form
     √N·|δ| = z_{1-α/2}·sqrt(p̄(1 − p̄)(1/s_A + 1/s_C)) + z_{power}·sqrt(p₁(1 − p₁)/s_A + p₀(1 − p₀)/s_C)
-    (R's ``power.prop.test`` with equal shares) starts the search.
+    (R's ``power.prop.test`` with equal shares) starts the search. With ``rho2`` (CUPED's estimate,
+    as :func:`mde_binary`): :func:`sample_size_continuous` with σ₀ = sqrt(p₀(1 − p₀)), buyers.
     """
     if not 0.0 < baseline_rate < 1.0:
         raise ValueError("the baseline rate must be in (0, 1)")
@@ -236,6 +284,9 @@ def sample_size_binary(baseline_rate: float, effect: float, share_control: float
         raise ValueError("the target effect must be non-zero")
     if not 0.0 < p1 < 1.0:
         raise ValueError("the target rate must be in (0, 1)")
+    if rho2 is not None:
+        return sample_size_continuous(math.sqrt(p0 * (1 - p0)), d, share_control, share_arm, alpha, power,
+                                      baseline_mean=p0, buyers=True, rho2=rho2)
     norm = _sps().norm
     pooled = (share_arm * p1 + share_control * p0) / (share_arm + share_control)
     s0 = math.sqrt(pooled * (1 - pooled) * (1 / share_arm + 1 / share_control))

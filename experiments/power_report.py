@@ -100,7 +100,10 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
 
     Baselines (rate or mean and standard deviation) are the segment members' purchases at the
     promotion's organisations in a comparable window (:func:`baseline_window`), with the outcome
-    definitions of ``experiments/outcomes.py``. Sizes are the eligible recipients once approvals
+    definitions of ``experiments/outcomes.py``. Each MDE is that of the estimate the verdict will
+    read: CUPED's (``estimator`` "cuped") when the same length before the window holds some
+    history, with the variance reduction ρ² = corr(Y, X)² of the window's metric Y and the one
+    before X (``variance_reduction``), the raw comparison (``estimator`` "raw") without history. Sizes are the eligible recipients once approvals
     are in, else the segment's size (an upper bound: consent and approvals only remove people).
 
     With a ``release`` (the web pages: their readers do not own the pooled data) every count is
@@ -143,52 +146,63 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
     if not scope.organisation_ids:
         result["error"] = "no_organisation"
         return result
-    rows = period_rows(population, "spectator_id", start, start, end, scope,
+    # the window and, as the experiment's covariate, the same length before it (CUPED's history)
+    rows = period_rows(population, "spectator_id", start - (end - start), start, end, scope,
                        masks=has_bit_or_aggregate(session.get_bind()))
     per = per_unit_metrics(rows).subquery("per_unit")
-    agg = session.execute(select(
-        func.count(), func.coalesce(func.sum(per.c.converted), 0), func.coalesce(func.sum(per.c.revenue_cents), 0),
-        func.coalesce(func.sum(per.c.revenue_cents * per.c.revenue_cents), 0),
-        func.coalesce(func.sum(per.c.tickets), 0), func.coalesce(func.sum(per.c.tickets * per.c.tickets), 0),
-        func.coalesce(func.sum(per.c.cross_sell), 0))).one()
-    buyers, converted, rev, rev2, tix, tix2, xs = (float(v or 0) for v in agg)
+    columns = {"conversion": (per.c.converted, per.c.pre_converted), "cross_sell": (per.c.cross_sell, per.c.pre_cross_sell),
+               "revenue": (per.c.revenue_cents, per.c.pre_revenue_cents), "tickets": (per.c.tickets, per.c.pre_tickets)}
+    sums = [func.coalesce(func.sum(e), 0) for y, x in columns.values() for e in (y, y * y, x, x * x, x * y)]
+    agg = [float(v or 0) for v in session.execute(select(*sums)).one()]
+    raw = {m: agg[5 * i: 5 * i + 5] for i, m in enumerate(columns)}  # Σy, Σy², Σx, Σx², Σxy
     n = float(population_size)
+    buyers = raw["conversion"][0]
     if release is not None:
         window = f"{name}.power.{kind}.{start.date().isoformat()}.{end.date().isoformat()}"
-        buyers = float(_protected_count(session, release, f"{window}.buyers", per.c.unit, per))
-        # a noisy count can land on 0 or on n, where a rate of 0 % or 100 % has no variance and no
-        # detectable effect: half a person from either end keeps the noisy rate inside (0, 1)
-        converted = min(max(float(_protected_count(session, release, f"{window}.converted", per.c.unit, per,
-                                                   per.c.converted == 1, threshold=False)), 0.5), n - 0.5)
-        xs = min(max(float(_protected_count(session, release, f"{window}.cross_sell", per.c.unit, per,
-                                            per.c.cross_sell == 1, threshold=False)), 0.5), n - 0.5)
+        buyers = float(_protected_count(session, release, f"{window}.buyers", per.c.unit, per, per.c.converted == 1))
+        for metric, label in (("conversion", "converted"), ("cross_sell", "cross_sell")):
+            y, x = columns[metric]
+            # a noisy count can land on 0 or on n, where a rate of 0 % or 100 % has no variance and
+            # no detectable effect: half a person from either end keeps the noisy rate inside (0, 1)
+            counts = [min(max(float(_protected_count(session, release, f"{window}.{figure}", per.c.unit, per, where,
+                                                     threshold=False)), 0.5), n - 0.5)
+                      for figure, where in ((label, y == 1), (f"{label}.before", x == 1),
+                                            (f"{label}.both", (y == 1) & (x == 1)))]
+            raw[metric] = [counts[0], counts[0], counts[1], counts[1], min(counts[2], counts[0], counts[1])]
         # The sums behind the revenue and tickets baselines: exact, a mean times the shown population
         # gave them back, and two campaigns one spectator apart that spectator's purchases. Noise of σ
-        # times what one buyer is taken to add at most (the insights' bounds), the squares at that
-        # bound squared: the standard deviations cost the most, and are rough for small segments.
-        cell = _cell(session, per.c.unit, per)
-        money, most_tickets = SUM_BOUNDS["money"], SUM_BOUNDS["tickets"]
-        rev = release.sum_figure(f"{window}.revenue", cell, rev, money) or 0.0
-        rev2 = release.sum_figure(f"{window}.revenue_squares", cell, rev2, money * money) or 0.0
-        tix = release.sum_figure(f"{window}.tickets", cell, tix, most_tickets) or 0.0
-        tix2 = release.sum_figure(f"{window}.tickets_squares", cell, tix2, most_tickets * most_tickets) or 0.0
-
-    def moments(total: float, squares: float, scale: float = 1.0) -> tuple[float, float]:
-        mean = total / scale / n
-        var = max(0.0, (squares / scale / scale - n * mean * mean) / (n - 1)) if n > 1 else 0.0
-        return mean, math.sqrt(var)
-
-    baselines = {
-        "conversion": (converted / n, math.sqrt(converted / n * (1 - converted / n))),
-        "cross_sell": (xs / n, math.sqrt(xs / n * (1 - xs / n))),
-        "revenue": moments(rev, rev2, 100.0),
-        "tickets": moments(tix, tix2),
-    }
+        # times what one buyer is taken to add at most (the insights' bounds), the squares and the
+        # products of the two periods at that bound squared: the standard deviations and ρ² cost the
+        # most, and are rough for small segments. Each sum over the spectators it can come from.
+        y_cell = _cell(session, per.c.unit, per, per.c.converted == 1)
+        x_cell = _cell(session, per.c.unit, per, per.c.pre_converted == 1)
+        xy_cell = _cell(session, per.c.unit, per, (per.c.converted == 1) & (per.c.pre_converted == 1))
+        for metric, bound in (("revenue", SUM_BOUNDS["money"]), ("tickets", SUM_BOUNDS["tickets"])):
+            sy, syy, sx, sxx, sxy = raw[metric]
+            raw[metric] = [release.sum_figure(f"{window}.{metric}{suffix}", cell, value, most) or 0.0
+                           for suffix, cell, value, most in (
+                               ("", y_cell, sy, bound), ("_squares", y_cell, syy, bound * bound),
+                               (".before", x_cell, sx, bound), (".before_squares", x_cell, sxx, bound * bound),
+                               (".both_products", xy_cell, sxy, bound * bound))]
+    scales = {"revenue": 100.0}
+    baselines: dict[str, tuple[float, float]] = {}
+    rho2: dict[str, float | None] = {}
+    for metric, (sy, syy, sx, sxx, sxy) in raw.items():
+        c = scales.get(metric, 1.0)
+        mean = sy / c / n
+        var_y = max(0.0, syy / c / c - n * mean * mean)
+        var_x = max(0.0, sxx / c / c - sx * sx / c / c / n)
+        baselines[metric] = (mean, math.sqrt(var_y / (n - 1)) if n > 1 else 0.0)
+        # the verdict reads CUPED's estimate when the period before holds some history (X not
+        # constant), whose variance is (1 − ρ²) times the raw one; None: no history, the raw estimate
+        cov = sxy / c / c - sx * sy / c / c / n
+        rho2[metric] = None if var_x <= 0 else (min(0.99, cov * cov / (var_x * var_y)) if var_y > 0 else 0.0)
     result["buyers"] = shown_count(int(buyers), k)
     if is_small(int(buyers), k) or (release is not None and buyers == 0):
         result["error"] = "too_few_buyers"
         return result
-    result["metrics"] = {m: {"type": metric_kind(m), "mean": baselines[m][0], "sd": baselines[m][1]}
+    result["metrics"] = {m: {"type": metric_kind(m), "mean": baselines[m][0], "sd": baselines[m][1],
+                             "history": rho2[m] is not None, "variance_reduction": rho2[m]}
                          for m in LIFT_METRICS}
     shares = {a["name"]: float(a["share"]) / 100.0 for a in campaign.arms}
     share_c = shares.get("control", 0.0)
@@ -204,20 +218,24 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
             try:
                 if metric_kind(metric) == "binary":
                     if 0.0 < mean < 1.0 and n_c > 0 and n_a > 0:
-                        mde = power.mde_binary(mean, n_c, n_a, alpha, target_power)
+                        mde = power.mde_binary(mean, n_c, n_a, alpha, target_power, rho2=rho2[metric])
                 elif sd > 0 and n_c > 0 and n_a > 0:
                     # revenue and tickets move through more buyers: the arm's variance grows with them
                     mde = power.mde_continuous(sd, n_c, n_a, alpha, target_power, baseline_mean=mean,
-                                               buyers=mean > 0)
+                                               buyers=mean > 0, rho2=rho2[metric] or 0.0)
             except ValueError:
                 mde = None
-            entry["mde"][metric] = {"absolute": mde.absolute, "relative": mde.relative} if mde else None
-        mean, sd = baselines[campaign.primary_metric]
+            entry["mde"][metric] = {"absolute": mde.absolute, "relative": mde.relative,
+                                    "estimator": "raw" if rho2[metric] is None else "cuped"} if mde else None
+        primary = campaign.primary_metric
+        mean, sd = baselines[primary]
         try:
-            if metric_kind(campaign.primary_metric) == "binary":
-                size = power.sample_size_binary(mean, target_lift, share_c, share_a, alpha, target_power, relative=True)
+            if metric_kind(primary) == "binary":
+                size = power.sample_size_binary(mean, target_lift, share_c, share_a, alpha, target_power, relative=True,
+                                                rho2=rho2[primary])
             else:
-                size = power.sample_size_continuous(sd, target_lift * mean, share_c, share_a, alpha, target_power)
+                size = power.sample_size_continuous(sd, target_lift * mean, share_c, share_a, alpha, target_power,
+                                                    baseline_mean=mean, buyers=mean > 0, rho2=rho2[primary] or 0.0)
             entry["needed"] = {"total": size.total, "n_control": size.n_control, "n_arm": size.n_arm,
                                "enough": size.total <= n_total}
         except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -295,23 +296,57 @@ def cuped(y_control: Sequence[float] | np.ndarray, x_control: Sequence[float] | 
     θ = cov(Y, X)/var(X) over both groups together (θ = 0 when X is constant);
     Y' = Y − θ(X − X̄) with X̄ the pooled mean; Welch's t-test on Y';
     variance_reduction = 1 − (s'²_A/n_A + s'²_C/n_C) / (s²_A/n_A + s²_C/n_C), i.e. one minus the
-    ratio of the Welch variances of the estimated difference with Y' and with Y.
+    ratio of the Welch variances of the estimated difference with Y' and with Y. Computed from each
+    group's moments (:func:`cuped_from_moments`) of the values centred on the pooled means.
     """
     yc, xc = np.asarray(y_control, dtype=float), np.asarray(x_control, dtype=float)
     ya, xa = np.asarray(y_arm, dtype=float), np.asarray(x_arm, dtype=float)
     if yc.shape != xc.shape or ya.shape != xa.shape:
         raise ValueError("each group needs one covariate value per outcome")
-    y = np.concatenate([yc, ya])
-    x = np.concatenate([xc, xa])
-    x_mean = x.mean()
-    dx = x - x_mean
-    sxx = float(np.dot(dx, dx))
-    theta = float(np.dot(dx, y - y.mean()) / sxx) if sxx > 0 else 0.0
-    raw = welch_test(yc, ya, alpha)
-    adjusted = welch_test(yc - theta * (xc - x_mean), ya - theta * (xa - x_mean), alpha)
+    if yc.size < 2 or ya.size < 2:
+        raise ValueError("Welch's t-test needs at least two observations in each group")
+    # centred on the pooled means (which change neither θ nor any difference): sums of squares
+    # of small numbers, without the cancellation of raw ones
+    y_mean = (yc.sum() + ya.sum()) / (yc.size + ya.size)
+    x_mean = (xc.sum() + xa.sum()) / (xc.size + xa.size)
+
+    def moments(y: np.ndarray, x: np.ndarray) -> tuple[float, ...]:
+        dy, dx = y - y_mean, x - x_mean
+        return (y.size, float(dy.sum()), float(dx.sum()), float(dy @ dy), float(dx @ dx), float(dy @ dx))
+
+    result = cuped_from_moments(moments(yc, xc), moments(ya, xa), alpha)
+    a = result.adjusted  # its means back on the scale of Y
+    adjusted = dataclasses.replace(a, control_mean=a.control_mean + y_mean, arm_mean=a.arm_mean + y_mean)
+    return CupedResult(result.theta, adjusted, result.variance_reduction)
+
+
+def cuped_from_moments(control: Sequence[float], arm: Sequence[float], alpha: float = 0.05) -> CupedResult:
+    """:func:`cuped` from each group's moments (n, ΣY, ΣX, ΣY², ΣX², ΣXY), e.g. of a simulation.
+
+    With N = n_C + n_A, X̄ = ΣX/N and Ȳ = ΣY/N over both groups: θ = S_XY/S_XX,
+    S_XY = ΣXY − N·X̄·Ȳ, S_XX = ΣX² − N·X̄² (θ = 0 when S_XX = 0); per group
+    ΣY' = ΣY − θ(ΣX − n·X̄) and ΣY'² = ΣY² − 2θ(ΣXY − X̄·ΣY) + θ²(ΣX² − 2X̄·ΣX + n·X̄²); then
+    :func:`welch_from_summary` on Y' and on Y. Centre the values first when they are large.
+    """
+    n_c, y_c, x_c, yy_c, xx_c, xy_c = (float(v) for v in control)
+    n_a, y_a, x_a, yy_a, xx_a, xy_a = (float(v) for v in arm)
+    n = n_c + n_a
+    x_mean, y_mean = (x_c + x_a) / n, (y_c + y_a) / n
+    sxx = xx_c + xx_a - n * x_mean * x_mean
+    sxy = xy_c + xy_a - n * x_mean * y_mean
+    theta = sxy / sxx if sxx > 1e-12 * max(xx_c + xx_a, 1e-300) else 0.0
+
+    def adjusted(m: float, y: float, x: float, yy: float, xx: float, xy: float) -> tuple[float, float]:
+        return (y - theta * (x - m * x_mean),
+                yy - 2 * theta * (xy - x_mean * y) + theta * theta * (xx - 2 * x_mean * x + m * x_mean * x_mean))
+
+    raw = welch_from_summary(int(n_c), y_c, yy_c, int(n_a), y_a, yy_a, alpha)
+    s_c, ss_c = adjusted(n_c, y_c, x_c, yy_c, xx_c, xy_c)
+    s_a, ss_a = adjusted(n_a, y_a, x_a, yy_a, xx_a, xy_a)
+    result = welch_from_summary(int(n_c), s_c, ss_c, int(n_a), s_a, ss_a, alpha)
     raw_var = raw.se ** 2
-    reduction = 1.0 - adjusted.se ** 2 / raw_var if raw_var > 0 else 0.0
-    return CupedResult(theta, adjusted, reduction)
+    reduction = 1.0 - result.se ** 2 / raw_var if raw_var > 0 else 0.0
+    return CupedResult(theta, result, reduction)
 
 
 # --- strata ----------------------------------------------------------------------------------

@@ -124,3 +124,30 @@ def test_bad_arguments():
         power.sample_size_continuous(1.0, 0.0)
     with pytest.raises(ValueError):
         power.sample_size_continuous(1.0, 0.1, 0.6, 0.6)
+
+
+@pytest.mark.parametrize("rho2", [0.0, 0.3, 0.75])
+def test_mde_of_the_regression_adjusted_estimate_is_statsmodels_on_the_residual_sd(rho2):
+    """CUPED's estimate (the verdict's when there is history) has variance σ²(1 − ρ²) under a shift:
+    statsmodels' normal power on that σ; revenue through more buyers: the arm's and the control's
+    residual σ (power.adjusted_sds) give statsmodels' power at the MDE, and it shrinks with ρ²."""
+    sd, n_c, n_a = 3.7, 4000, 6000
+    got = power.mde_continuous(sd, n_c, n_a, 0.05, 0.8, rho2=rho2)
+    d = NormalIndPower().solve_power(effect_size=None, nobs1=n_c, alpha=0.05, power=0.8, ratio=n_a / n_c)
+    assert got.absolute == pytest.approx(d * sd * math.sqrt(1 - rho2), rel=1e-5)
+    mean = 1.2
+    buyers = power.mde_continuous(sd, n_c, n_a, 0.05, 0.8, baseline_mean=mean, buyers=True, rho2=rho2)
+    sd_c, sd_a = power.adjusted_sds(sd, mean, buyers.relative, n_c, n_a, rho2)
+    se = math.sqrt(sd_c ** 2 / n_c + sd_a ** 2 / n_a)
+    assert NormalIndPower().power(buyers.absolute / se, 2, 0.05) == pytest.approx(0.8, rel=1e-9)
+    if rho2:
+        assert buyers.absolute < power.mde_continuous(sd, n_c, n_a, 0.05, 0.8, baseline_mean=mean, buyers=True).absolute
+    # the sample size the page gives for that effect is the one at which it is the MDE
+    size = power.sample_size_continuous(sd, buyers.absolute, 0.4, 0.6, 0.05, 0.8, baseline_mean=mean, buyers=True,
+                                        rho2=rho2)
+    assert size.total_exact == pytest.approx(n_c + n_a, rel=1e-6)
+    rate = power.mde_binary(0.04, n_c, n_a, 0.05, 0.8, rho2=rho2)
+    assert rate.absolute == pytest.approx(power.mde_continuous(math.sqrt(0.04 * 0.96), n_c, n_a, 0.05, 0.8,
+                                                               baseline_mean=0.04, buyers=True, rho2=rho2).absolute)
+    needed = power.sample_size_binary(0.04, rate.relative, 0.4, 0.6, 0.05, 0.8, relative=True, rho2=rho2)
+    assert needed.total_exact == pytest.approx(n_c + n_a, rel=1e-6)

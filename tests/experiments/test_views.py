@@ -240,6 +240,11 @@ def test_power_page_before_launch(app, session, ready, login_as):
     assert page.status_code == 200
     html = page.data.decode()
     assert "Minimum detectable effect" in html and "recipients are needed" in html
+    # the page says which estimate its sensitivity is for (CUPED with history, the raw one without)
+    assert "Variance removed by the adjustment for the period before (CUPED)" in html
+    assert "that of the estimate the report's verdict will read" in html
+    french = staff.get(f"/experiments/campaign/{ready.campaign.id}/power?lang=fr").data.decode()
+    assert "Variance retirée par l'ajustement sur la période précédente (CUPED)" in french.replace("&#39;", "'")
     assert staff.get(f"/experiments/campaign/{ready.campaign.id}").headers["Location"].endswith(
         f"/experiments/campaign/{ready.campaign.id}/power")
     assert login_as("venue", ready.orgs[0]).get(f"/experiments/campaign/{ready.campaign.id}/power").status_code == 403
