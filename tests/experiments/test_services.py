@@ -225,6 +225,32 @@ def test_contact_rows_leave_out_control_other_organisations_and_unsubscribes(ses
     assert len(rows) == len(test_ids) - 2
     assert district.contacts[(0, withdrawn)].email not in {r.email for r in rows}
     assert {r.language for r in rows} == {"fr"}
+    # an address made unusable after the launch (a later import blanked it): no line without one
+    blanked = test_ids[2]
+    for address in (None, "", "  ", "sans-arobase"):
+        district.contacts[(0, blanked)].email = address
+        session.flush()
+        rows = services.contact_rows(session, experiment, alpha.id)
+        assert len(rows) == len(test_ids) - 3 and all(r.email and "@" in r.email for r in rows)
+
+
+def test_every_recipient_can_be_written_to_by_its_sender(session):
+    """Eligibility requires a usable e-mail address at the sending organisation: whoever has none
+    there is no recipient (counted apart on the approval page, campaigns/test_eligibility.py)."""
+    district = ready_campaign(session, per_org=12, shared=3)
+    unreachable = district.spectators[5]
+    for (_org, spectator_id), contact in district.contacts.items():
+        if spectator_id == unreachable.id:
+            contact.email = "  "
+    session.flush()
+    experiment = services.launch(session, district.campaign, now=district.now, seed=13)
+    senders = dict(session.execute(select(Recipient.spectator_id, Recipient.organisation_id)
+                                   .where(Recipient.experiment_id == experiment.id)).all())
+    assert unreachable.id not in senders and len(senders) == len(district.spectators) - 1
+    index = {org.id: i for i, org in enumerate(district.orgs)}
+    for spectator_id, org_id in senders.items():
+        email = district.contacts[(index[org_id], spectator_id)].email
+        assert email and "@" in email.strip()[1:-1]
 
 
 def test_downloads_are_logged_and_lists_expire(session, app):
