@@ -20,7 +20,7 @@ from core.models import Organisation, Transaction, utcnow
 from core.privacy import is_small, strictest_k
 from experiments import arm_pairs, offers, stats, summaries
 from experiments.models import Experiment, ReportSnapshot
-from experiments.outcomes import Scope, promotion_scope
+from experiments.outcomes import FALLBACK_TAU, Scope, promotion_scope
 from experiments.report_data import (
     LIFT_METRICS,
     ExperimentData,
@@ -79,8 +79,6 @@ def _interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: floa
     tau2 = float(design.get("tau2") or 0.0) or None
     pre_mean = float(design.get("pre_mean") or 0.0)
     if tau2 is None:
-        from experiments.outcomes import FALLBACK_TAU
-
         tau2 = FALLBACK_TAU.get(row["metric"], 1.0) ** 2
     t2_log = tau2 / pre_mean ** 2 if pre_mean > 0 else 0.01  # the same τ on the log scale, relative to m₀
     z = stats.normal_quantile(alpha)
@@ -113,6 +111,56 @@ def _interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: floa
         se = (math.log(high) - math.log(low)) / (2 * z)
         ci = cs(math.log(st["odds_ratio"]), se * se, t2_log)
         st["odds_ratio_ci"] = [math.exp(ci[0]), math.exp(ci[1])] if ci[0] is not None else [None, None]
+
+
+def _interim_tables(report: dict, data: ExperimentData, strata: np.ndarray, org_ids: list[int],
+                    experiment: Experiment, alpha: float) -> None:
+    """Before the planned end, the intervals of the organisation breakdown, the return on the
+    promotion and the ratio metrics become confidence sequences as well (``interval``
+    "always_valid"): the breakdown's as the metric's (:func:`_interim_intervals`); the incremental
+    revenue and net return as n_A times revenue's; the ratios' on their delta-method variance with
+    τ = a tenth of the pre-period's level per buyer (any τ fixed before the window keeps them valid)."""
+    planned = (experiment.design or {}).get("metrics", {})
+    names = data.arm_names
+    control = names.index("control")
+    primary = experiment.primary_metric
+    y = data.window[primary]
+    for entry in report["organisations"]:
+        in_org = strata == org_ids.index(entry["organisation_id"])
+        for row in entry["comparisons"]:
+            if row.get("abs_lift") is None:  # hidden or not estimable
+                continue
+            mc, ma = in_org & (data.arm == control), in_org & (data.arm == names.index(row["arm"]))
+            work = dict(row, metric=primary)
+            _interim_intervals(work, metric_kind(primary), y[mc], y[ma], planned.get(primary, {}), alpha)
+            row.update({key: work[key] for key in ("abs_ci", "rel_ci", "interval")})
+    revenue_tau2 = float(planned.get("revenue", {}).get("tau2") or 0.0) or 1.0
+    conversion = float(planned.get("conversion", {}).get("pre_mean") or 0.0)
+    for roi in report["roi"]:
+        if roi.get("incremental_revenue") is None:
+            continue
+        mc, ma = data.arm == control, data.arm == names.index(roi["arm"])
+        n_a = int(ma.sum())
+        y = data.window["revenue"]
+        low, high = stats.confidence_sequence(roi["incremental_revenue"] / n_a,
+                                              _look_variance("continuous", y[mc], y[ma]), revenue_tau2, alpha)
+        roi["incremental_ci"] = summaries.json_pair((low * n_a, high * n_a))
+        if roi.get("net") is not None:
+            costs = roi["incremental_revenue"] - roi["net"]
+            roi["net_ci"] = summaries.json_pair((low * n_a - costs, high * n_a - costs))
+        roi["interval"] = "always_valid"
+    z = stats.normal_quantile(alpha)
+    for entry in report["ratios"]:
+        for name, metric in (("revenue_per_buyer", "revenue"), ("tickets_per_buyer", "tickets")):
+            ratio = entry.get(name)
+            if not ratio or ratio.get("diff") is None or ratio["ci"][0] is None:
+                continue
+            pre_level = float(planned.get(metric, {}).get("pre_mean") or 0.0)
+            tau = 0.1 * pre_level / conversion if pre_level > 0 and conversion > 0 else FALLBACK_TAU[metric]
+            se = (ratio["ci"][1] - ratio["ci"][0]) / (2 * z)
+            if se > 0:
+                ratio["ci"] = summaries.json_pair(stats.confidence_sequence(ratio["diff"], se * se, tau * tau, alpha))
+                ratio["interval"] = "always_valid"
 
 
 def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: float) -> str:
@@ -380,6 +428,8 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     report["codes"] = {"leaked": shown_count(leaked, k) if leaked else 0,
                        "control_redeemed": shown_count(control_redeemed, k) if control_redeemed else 0}
     report["organisations"] = organisation_breakdown(data, strata, org_ids, org_names, primary, alpha, table, experiment)
+    if interim:  # before the planned end, the other tables' intervals are always-valid too
+        _interim_tables(report, data, strata, org_ids, experiment, alpha)
     report["health"] = health_checks(experiment, org_names, k, balance, comparisons, table, org_ids)
     report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), shown_n)
     report.update(arm_pairs.report_extension(session, experiment, data, declared, alpha, k, shown_n, metric_kind, is_small, interim))

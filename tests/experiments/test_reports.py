@@ -293,6 +293,31 @@ def test_interim_looks_are_always_valid_and_recorded_once_a_day(session):
     half = math.sqrt(v * (v + tau2) / tau2 * (math.log((v + tau2) / v) + 2 * math.log(1 / 0.05)))
     assert conversion["abs_ci"] == pytest.approx([d - half, d + half], rel=1e-9)
     assert half > 1.96 * math.sqrt(v)
+    # and so is every other interval of the page: the return on the promotion (n_A times revenue's
+    # confidence sequence), the ratios and the breakdown by organisation, each wider than the
+    # fixed-horizon one of the same outcomes
+    fixed = reports.build_report(session, experiment, now=after_window(experiment))
+    data = report_data.load_data(session, experiment)
+    revenue, a = data.window["revenue"], data.arm == data.arm_names.index("A")
+    c = data.arm == data.arm_names.index("control")
+    v = revenue[c].var(ddof=1) / c.sum() + revenue[a].var(ddof=1) / a.sum()
+    tau2 = experiment.design["metrics"]["revenue"]["tau2"]
+    d = revenue[a].mean() - revenue[c].mean()
+    half = math.sqrt(v * (v + tau2) / tau2 * (math.log((v + tau2) / v) + 2 * math.log(1 / 0.05)))
+    (roi,) = snapshot.data["roi"]
+    assert roi["interval"] == "always_valid"
+    assert roi["incremental_ci"] == pytest.approx([(d - half) * a.sum(), (d + half) * a.sum()], rel=1e-9)
+    for early, late in ((roi["incremental_ci"], fixed["roi"][0]["incremental_ci"]),
+                        (snapshot.data["ratios"][0]["revenue_per_buyer"]["ci"], fixed["ratios"][0]["revenue_per_buyer"]["ci"]),
+                        *[(e["comparisons"][0]["abs_ci"], f["comparisons"][0]["abs_ci"])
+                          for e, f in zip(snapshot.data["organisations"], fixed["organisations"])
+                          if (e["comparisons"][0]["abs_ci"] or [None])[0] is not None]):
+        assert early[0] < late[0] and early[1] > late[1]
+    assert snapshot.data["ratios"][0]["revenue_per_buyer"]["interval"] == "always_valid"
+    shown = [e["comparisons"][0] for e in snapshot.data["organisations"]
+             if (e["comparisons"][0]["abs_ci"] or [None])[0] is not None]
+    assert shown and all(row["interval"] == "always_valid" for row in shown)
+    assert "interval" not in fixed["roi"][0] and "interval" not in fixed["ratios"][0]["revenue_per_buyer"]
     reports.refresh_report(session, experiment, now=day_10 + dt.timedelta(hours=2))
     assert len(experiment.interim_looks) == 1  # the same day: replaced
     later = reports.refresh_report(session, experiment, now=day_10 + dt.timedelta(days=1))
