@@ -10,7 +10,8 @@ What makes a row stale, and who says so:
   ``segments.init_app``), for the spectators it refreshed: the organisations and disciplines they
   bought from and the district, for the periods from the season of their first purchase there on
   (a spectator moves a season's figures only if they bought in the series that season; for the
-  crossover too, which follows a series' spectators elsewhere). A full refresh marks everything;
+  crossover too, which follows a series' spectators elsewhere). A full refresh marks what the
+  spectators changed since the previous full one enter (everything the first time);
 * imports that no refresh followed (a web import): :func:`publish` marks the buyers of the batches
   newer than the last it saw the same way;
 * the date: the facts of all purchases and of the current season are as of a day (life-cycle
@@ -41,8 +42,10 @@ from segments.comparison import Period, Season, Series, available_seasons, serie
 from segments.insight_store import ALL, COMPARISON, INSIGHTS, mark, rows_state, store_facts
 from segments.insight_tables import S, Scope, T, discipline_choices
 from segments.insights import InsightQuery
+from segments.profiles import changed_since
 
 BATCH_SETTING = "pooled_summary_batch"  # the highest import batch whose buyers were marked
+MARKED_SETTING = "pooled_summary_marked_at"  # when the last full profile refresh marked what had changed
 
 
 def _day(value) -> dt.date:
@@ -107,10 +110,23 @@ def keys_of_spectators(session: Session, spectator_ids, today: dt.date) -> set[t
 
 def mark_after_refresh(session: Session, spectator_ids, as_of: dt.date) -> int:
     """Hook of the profile refresh (``segments.profiles.add_after_refresh``): mark stale what the
-    refreshed spectators' purchases enter (everything after a full refresh). Flushes."""
-    if spectator_ids is None:
+    refreshed spectators' purchases enter. Flushes.
+
+    A full refresh (the new day, or asked for) marks what the spectators changed since the last full
+    refresh enter (imports, erasures, consents: ``segments.profiles.changed_since``), everything the
+    first time: the facts as of a day are due at the new day anyway, and a past season's move only
+    with its spectators (at district scale, recomputing every past season each night would take hours).
+    """
+    if spectator_ids is not None:
+        return mark(session, keys_of_spectators(session, spectator_ids, as_of))
+    now = utcnow()
+    setting = session.get(Setting, MARKED_SETTING)
+    if setting is None:
+        session.add(Setting(name=MARKED_SETTING, value=now.isoformat()))
         return mark(session, expected_keys(session, as_of))
-    return mark(session, keys_of_spectators(session, spectator_ids, as_of))
+    since = dt.datetime.fromisoformat(setting.value)
+    setting.value = now.isoformat()
+    return mark(session, keys_of_spectators(session, changed_since(since), as_of))
 
 
 def _mark_new_batches(session: Session, today: dt.date) -> int:
