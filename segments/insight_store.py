@@ -68,17 +68,15 @@ def read_facts(session: Session, kind: str, scope: str, period: str = ALL) -> tu
 
 def mark(session: Session, keys) -> int:
     """Mark ``(kind, scope, period)`` rows stale (created when missing): the publisher recomputes
-    them. One statement per key, an upsert (concurrent imports may mark the same row). Flushes."""
-    insert = sql.upsert_insert(session)
-    count = 0
-    for kind, scope, period in sorted(set(keys)):
-        statement = insert(PS).values(kind=kind, scope=scope, period=period, wanted=1)
+    them. One upsert for them all (concurrent imports may mark the same rows). Flushes."""
+    rows = [{"kind": kind, "scope": scope, "period": period, "wanted": 1} for kind, scope, period in sorted(set(keys))]
+    if rows:
+        statement = sql.upsert_insert(session)(PS)
         session.execute(statement.on_conflict_do_update(
             index_elements=[PS.c.kind, PS.c.scope, PS.c.period],
-            set_={"wanted": func.coalesce(PS.c.wanted, 0) + 1}))
-        count += 1
+            set_={"wanted": func.coalesce(PS.c.wanted, 0) + 1}), rows)
     session.flush()
-    return count
+    return len(rows)
 
 
 def store_facts(session: Session, kind: str, scope: str, period: str, facts: dict, as_of: dt.date, epoch: int,
