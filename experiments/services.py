@@ -20,11 +20,13 @@ from sqlalchemy import and_, exists, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns.common import SCHEDULER, actor_id, actor_name
 from campaigns.eligibility import eligible_select, usable_email
 from campaigns.models import Campaign, ContactHistory
 from campaigns.offers import arm_promotions as campaign_arm_promotions
 from campaigns.services import mark_closed, mark_launched, mark_measuring, status_label
 from core import sql
+from core.errors import Refused
 from core.models import Consent, Contact, Spectator, audit, utcnow
 from experiments import stats, summaries
 from experiments.assignment import ASSIGNMENT_VERSION, Assignment, assign, unique_codes
@@ -32,30 +34,17 @@ from experiments.models import ContactList, Experiment, Recipient
 from experiments.offers import arm_offers, frozen_arms
 from experiments.outcomes import analyze_tables, match_outcomes, tune, untune
 
-SCHEDULER = "scheduler"
 DEFAULT_ALPHA = 0.05
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_CLOSE_AFTER_DAYS = 14
 
 
-class ExperimentError(ValueError):
+class ExperimentError(Refused):
     """A request the experiment rules refuse; ``reason`` is a sentence for the user."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ContactListExpired(ExperimentError):
     """The contact list's retention period is over: it can no longer be downloaded."""
-
-
-def _actor(user) -> str:
-    return getattr(user, "email", None) or SCHEDULER
-
-
-def _user_id(user) -> int | None:
-    return getattr(user, "id", None)
 
 
 def experiment_of(session: Session, campaign: Campaign) -> Experiment | None:
@@ -206,7 +195,7 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
         primary_metric=campaign.primary_metric, metrics=list(campaign.metrics), alpha=alpha,
         code_strategy=promotion.code_strategy,
         shared_code=promotion.shared_code if promotion.code_strategy == "shared" else None,
-        recipients=int(spectators.size), interim_looks=[], leaked_redemptions=0, launched_by_id=_user_id(user),
+        recipients=int(spectators.size), interim_looks=[], leaked_redemptions=0, launched_by_id=actor_id(user),
         created_at=now,
     )
     session.add(experiment)
@@ -242,7 +231,7 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     if tuned:
         untune(session)
     mark_launched(session, campaign, user=user, now=now)
-    audit(session, "experiment.launch", actor=_actor(user), user_id=_user_id(user), object_type="experiment",
+    audit(session, "experiment.launch", actor=actor_name(user), user_id=actor_id(user), object_type="experiment",
           object_id=experiment.id, campaign_id=campaign.id, seed=str(seed), recipients=int(spectators.size),
           arms=experiment.srm["n"], srm_flag=experiment.srm["overall"]["flag"],
           srm_p=experiment.srm["overall"]["p_value"], code_strategy=experiment.code_strategy)
@@ -388,7 +377,7 @@ def record_download(session: Session, contact_list: ContactList, rows: int, user
     """
     now = now or utcnow()
     if is_expired(contact_list, now):
-        audit(session, "contact_list.refused", actor=_actor(user), user_id=_user_id(user),
+        audit(session, "contact_list.refused", actor=actor_name(user), user_id=actor_id(user),
               object_type="contact_list", object_id=contact_list.id, organisation_id=contact_list.organisation_id,
               experiment_id=contact_list.experiment_id, expired_at=contact_list.expires_at.isoformat())
         session.flush()
@@ -400,7 +389,7 @@ def record_download(session: Session, contact_list: ContactList, rows: int, user
         contact_list.expires_at = now + dt.timedelta(days=_retention_days())
     contact_list.last_downloaded_at = now
     contact_list.downloads = (contact_list.downloads or 0) + 1
-    audit(session, "contact_list.download", actor=_actor(user), user_id=_user_id(user), object_type="contact_list",
+    audit(session, "contact_list.download", actor=actor_name(user), user_id=actor_id(user), object_type="contact_list",
           object_id=contact_list.id, organisation_id=contact_list.organisation_id,
           experiment_id=contact_list.experiment_id, rows=rows)
     session.flush()
