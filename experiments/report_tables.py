@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from core.privacy import SuppressedTable, suppress_table
+from core.table_suppression import SuppressedTable, suppress_table
 from experiments import stats, summaries
 from experiments.models import Experiment
 from experiments.report_data import ExperimentData, hidden_by, metric_kind, shown_count
@@ -44,7 +44,7 @@ def arm_roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, al
 
 def suppressed_cells(data: ExperimentData, strata: np.ndarray, n_orgs: int, metric: str, k: int) -> SuppressedTable:
     """Recipients per sending organisation (rows) and arm (columns), published with the arm sizes
-    and the number of recipients, through :func:`core.privacy.suppress_table`. A cell is hidden
+    and the number of recipients, through :func:`core.table_suppression.suppress_table`. A cell is hidden
     first when its recipients, buyers or (binary primary metric) converted or not converted count
     is under k; then secondary suppression hides what the arm totals would reveal. A hidden cell
     hides its count, its rates and every comparison that uses it, on the page, CSV, JSON and print."""

@@ -28,8 +28,8 @@ from core.privacy import (
     fill_cell_keys,
     preview_rho,
     preview_sensitivity,
-    suppress_table,
 )
+from core.table_suppression import suppress_table
 from segments.models import SpectatorProfile
 from segments.preview import _scan, protected_preview
 from segments.profiles import refresh_profiles
