@@ -20,9 +20,10 @@ from core.models import DISCIPLINES, Organisation
 from core.privacy import Cell, Release
 from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
+from segments.insight_builders import TABLES
 from segments.insight_store import INSIGHTS, read_facts, scope_key
 from segments.insight_tables import QUESTIONS, InsightTable, Scope, discipline_choices
-from segments.insights import TABLES, InsightQuery, build_insights
+from segments.insights import InsightQuery, build_insights
 from segments.views import bp
 
 INSIGHT_ROLES = ("staff", "admin", "evaluator", "venue")

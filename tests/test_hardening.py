@@ -18,7 +18,7 @@ from core.auth import LOCK_MINUTES, MAX_FAILED_LOGINS, PasswordError, check_pass
 from core.cli import main as pilot
 from core.csvexport import csv_response, safe_cell, safe_filename
 from core.models import AuditEvent, Contact, ImportBatch, JobRun, LoginThrottle, Organisation, Transaction, User, utcnow
-from segments.insights import TABLES
+from segments.insight_builders import TABLES
 from segments.models import Segment, SegmentVersion
 from tests.conftest import PASSWORD, login
 from tests.test_authorisation_matrix import (

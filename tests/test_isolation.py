@@ -22,7 +22,7 @@ from sqlalchemy import select
 from campaigns.models import Approval, Exclusion
 from core.importing import import_file
 from core.models import AuditEvent, Contact, ImportBatch, Organisation
-from segments.insights import TABLES
+from segments.insight_builders import TABLES
 from tests.conftest import login
 from tests.test_authorisation_matrix import (
     MATRIX,

@@ -18,9 +18,10 @@ from core.models import Organisation, Setting, Show, Spectator, Transaction
 from segments import (
     insight_views,  # noqa: F401  (the routes, before any app registers the blueprint)
 )
+from segments.insight_builders import TABLES
 from segments.insight_store import INSIGHTS, read_facts, scope_key
 from segments.insight_tables import Column, Scope, matrix_with_margins, one_way
-from segments.insights import TABLES, InsightQuery, build_insights
+from segments.insights import InsightQuery, build_insights
 
 TODAY = dt.date.today()
 COUNT_KINDS = ("spectators", "purchases", "tickets")

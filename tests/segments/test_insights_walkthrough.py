@@ -11,7 +11,7 @@ import pytest
 
 from core.models import Organisation
 from segments import insight_views  # noqa: F401  (the routes, before any app registers the blueprint)
-from segments.insights import TABLES
+from segments.insight_builders import TABLES
 from tests.segments.test_insights import FSAS, build_district
 from tests.test_authorisation_matrix import grant_insights
 
