@@ -19,8 +19,9 @@ from core.db import no_index
 from core.models import Organisation, Transaction, utcnow
 from core.privacy import is_small, strictest_k
 from experiments import arm_pairs, offers, stats, summaries
+from experiments.interim import always_valid, interim_intervals, interim_tables, look_variance
 from experiments.models import Experiment, ReportSnapshot
-from experiments.outcomes import FALLBACK_TAU, Scope, promotion_scope
+from experiments.outcomes import Scope, promotion_scope
 from experiments.report_data import (
     LIFT_METRICS,
     ExperimentData,
@@ -52,13 +53,6 @@ def _comparison(kind: str, y_c, y_a, x_c, x_a, s_c, s_a, labels, alpha: float) -
     return row
 
 
-def _look_variance(kind: str, y_c: np.ndarray, y_a: np.ndarray) -> float:
-    if kind == "binary":
-        p_c, p_a = float(y_c.mean()), float(y_a.mean())
-        return p_c * (1 - p_c) / y_c.size + p_a * (1 - p_a) / y_a.size
-    return float(y_c.var(ddof=1)) / y_c.size + float(y_a.var(ddof=1)) / y_a.size
-
-
 def driving_estimate(row: dict) -> dict:
     """The estimate a verdict reads: the regression-adjusted (CUPED) one when the pre-period holds
     some history (``cuped.history``), the raw comparison otherwise (no history: nothing to adjust)."""
@@ -66,101 +60,6 @@ def driving_estimate(row: dict) -> dict:
     if isinstance(cuped, dict) and cuped.get("history") and cuped.get("abs_ci") is not None:
         return cuped
     return row
-
-
-def _interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: float) -> None:
-    """Before the planned end, replace the row's fixed-horizon intervals by always-valid ones
-    (:func:`stats.confidence_sequence`, the mSPRT mixture's dual) and say so (``interval``).
-
-    The difference uses the look variance (p(1 − p)/n per arm, or s²/n) and the metric's planned
-    τ² (``design``: the squared pre-period MDE); the relative lift the same on ln(m_A/m_C) with
-    τ²/m₀²; CUPED its Welch variance; the stratified estimates their normal standard errors.
-    """
-    tau2 = float(design.get("tau2") or 0.0) or None
-    pre_mean = float(design.get("pre_mean") or 0.0)
-    if tau2 is None:
-        tau2 = FALLBACK_TAU.get(row["metric"], 1.0) ** 2
-    t2_log = tau2 / pre_mean ** 2 if pre_mean > 0 else 0.01  # the same τ on the log scale, relative to m₀
-    z = stats.normal_quantile(alpha)
-
-    def cs(estimate, variance, t2):
-        if estimate is None or variance is None or not variance > 0:
-            return [None, None]
-        return summaries.json_pair(stats.confidence_sequence(estimate, variance, t2, alpha))
-
-    row["interval"] = "always_valid"
-    row["abs_ci"] = cs(row.get("abs_lift"), _look_variance(kind, y_c, y_a), tau2)
-    if row.get("rel_lift") is not None and row.get("rel_ci", [None])[0] is not None:
-        low, high = row["rel_ci"]
-        log_se = (math.log1p(high) - math.log1p(low)) / (2 * z)
-        ci = cs(math.log1p(row["rel_lift"]), log_se ** 2, t2_log)
-        row["rel_ci"] = [math.expm1(ci[0]), math.expm1(ci[1])] if ci[0] is not None else [None, None]
-    cuped = row.get("cuped")
-    if isinstance(cuped, dict) and cuped.get("se"):
-        cuped["abs_ci"] = cs(cuped.get("abs_lift"), cuped["se"] ** 2, tau2)
-    st = row.get("stratified")
-    if isinstance(st, dict) and st.get("abs_ci", [None])[0] is not None and st.get("abs_lift") is not None:
-        se = (st["abs_ci"][1] - st["abs_ci"][0]) / (2 * z)
-        st["abs_ci"] = cs(st["abs_lift"], se * se, tau2)
-    w = row.get("winsorised")
-    if isinstance(w, dict) and w.get("abs_ci", [None])[0] is not None and w.get("abs_lift") is not None:
-        se = (w["abs_ci"][1] - w["abs_ci"][0]) / (2 * z)
-        w["abs_ci"] = cs(w["abs_lift"], se * se, tau2)
-    if isinstance(st, dict) and st.get("odds_ratio_ci", [None])[0] and st.get("odds_ratio"):
-        low, high = st["odds_ratio_ci"]
-        se = (math.log(high) - math.log(low)) / (2 * z)
-        ci = cs(math.log(st["odds_ratio"]), se * se, t2_log)
-        st["odds_ratio_ci"] = [math.exp(ci[0]), math.exp(ci[1])] if ci[0] is not None else [None, None]
-
-
-def _interim_tables(report: dict, data: ExperimentData, strata: np.ndarray, org_ids: list[int],
-                    experiment: Experiment, alpha: float) -> None:
-    """Before the planned end, the intervals of the organisation breakdown, the return on the
-    promotion and the ratio metrics become confidence sequences as well (``interval``
-    "always_valid"): the breakdown's as the metric's (:func:`_interim_intervals`); the incremental
-    revenue and net return as n_A times revenue's; the ratios' on their delta-method variance with
-    τ = a tenth of the pre-period's level per buyer (any τ fixed before the window keeps them valid)."""
-    planned = (experiment.design or {}).get("metrics", {})
-    names = data.arm_names
-    control = names.index("control")
-    primary = experiment.primary_metric
-    y = data.window[primary]
-    for entry in report["organisations"]:
-        in_org = strata == org_ids.index(entry["organisation_id"])
-        for row in entry["comparisons"]:
-            if row.get("abs_lift") is None:  # hidden or not estimable
-                continue
-            mc, ma = in_org & (data.arm == control), in_org & (data.arm == names.index(row["arm"]))
-            work = dict(row, metric=primary)
-            _interim_intervals(work, metric_kind(primary), y[mc], y[ma], planned.get(primary, {}), alpha)
-            row.update({key: work[key] for key in ("abs_ci", "rel_ci", "interval")})
-    revenue_tau2 = float(planned.get("revenue", {}).get("tau2") or 0.0) or 1.0
-    conversion = float(planned.get("conversion", {}).get("pre_mean") or 0.0)
-    for roi in report["roi"]:
-        if roi.get("incremental_revenue") is None:
-            continue
-        mc, ma = data.arm == control, data.arm == names.index(roi["arm"])
-        n_a = int(ma.sum())
-        y = data.window["revenue"]
-        low, high = stats.confidence_sequence(roi["incremental_revenue"] / n_a,
-                                              _look_variance("continuous", y[mc], y[ma]), revenue_tau2, alpha)
-        roi["incremental_ci"] = summaries.json_pair((low * n_a, high * n_a))
-        if roi.get("net") is not None:
-            costs = roi["incremental_revenue"] - roi["net"]
-            roi["net_ci"] = summaries.json_pair((low * n_a - costs, high * n_a - costs))
-        roi["interval"] = "always_valid"
-    z = stats.normal_quantile(alpha)
-    for entry in report["ratios"]:
-        for name, metric in (("revenue_per_buyer", "revenue"), ("tickets_per_buyer", "tickets")):
-            ratio = entry.get(name)
-            if not ratio or ratio.get("diff") is None or ratio["ci"][0] is None:
-                continue
-            pre_level = float(planned.get(metric, {}).get("pre_mean") or 0.0)
-            tau = 0.1 * pre_level / conversion if pre_level > 0 and conversion > 0 else FALLBACK_TAU[metric]
-            se = (ratio["ci"][1] - ratio["ci"][0]) / (2 * z)
-            if se > 0:
-                ratio["ci"] = summaries.json_pair(stats.confidence_sequence(ratio["diff"], se * se, tau * tau, alpha))
-                ratio["interval"] = "always_valid"
 
 
 def _verdict(row: dict, interim: bool, p_always_valid: float | None, alpha: float) -> str:
@@ -209,23 +108,6 @@ def _cumulative(data: ExperimentData, days: int, shown_n: dict) -> dict:
         counts = np.searchsorted(first, edges, side="left")
         series[name] = [float(c) / n for c in counts]
     return {"days": list(range(1, days + 1)), "series": series}
-
-
-def _always_valid(experiment: Experiment, arm: str, current: dict | None) -> tuple[float | None, list[dict]]:
-    """mSPRT p-value of the primary metric for ``arm`` over the stored looks and the current one."""
-    looks = [dict(look) for look in (experiment.interim_looks or []) if look.get("arm") == arm]
-    if current is not None:
-        looks = [look for look in looks if look.get("day") != current["day"]] + [current]
-    looks = [look for look in looks if look.get("variance") and look["variance"] > 0]
-    looks.sort(key=lambda look: look["at"])
-    if not looks:
-        return None, []
-    design = (experiment.design or {}).get("metrics", {}).get(experiment.primary_metric, {})
-    tau2 = design.get("tau2") or 1e-4
-    result = stats.msprt_p_values([look["estimate"] for look in looks], [look["variance"] for look in looks], tau2)
-    for look, p in zip(looks, result.p_values):
-        look["p_always_valid"] = p
-    return result.p_values[-1], looks
 
 
 def build_report(session: Session, experiment: Experiment, now: dt.datetime | None = None,
@@ -344,7 +226,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
             for row in rows:
                 if not row.get("hidden") and not row.get("error"):
                     y = data.window[row["metric"]]
-                    _interim_intervals(row, row["type"], y[mc], y[ma], planned.get(row["metric"], {}), alpha)
+                    interim_intervals(row, row["type"], y[mc], y[ma], planned.get(row["metric"], {}), alpha)
         comparisons.extend(rows)
 
         # the interim look and the headline of the primary metric
@@ -352,10 +234,10 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         current = None
         if primary_row is not None and not primary_row.get("hidden") and not primary_row.get("error"):
             y = data.window[primary]
-            variance = _look_variance(metric_kind(primary), y[mc], y[ma])
+            variance = look_variance(metric_kind(primary), y[mc], y[ma])
             current = {"at": now.isoformat(timespec="seconds"), "day": now.date().isoformat(), "arm": arm,
                        "estimate": primary_row["abs_lift"], "variance": variance}
-        p_av, looks = _always_valid(experiment, arm, current if interim else None)
+        p_av, looks = always_valid(experiment, arm, current if interim else None)
         if primary_row is not None:
             # the verdict waits for p_adjusted_arms, known once every arm is compared
             headline.append({
@@ -429,7 +311,7 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
                        "control_redeemed": shown_count(control_redeemed, k) if control_redeemed else 0}
     report["organisations"] = organisation_breakdown(data, strata, org_ids, org_names, primary, alpha, table, experiment)
     if interim:  # before the planned end, the other tables' intervals are always-valid too
-        _interim_tables(report, data, strata, org_ids, experiment, alpha)
+        interim_tables(report, data, strata, org_ids, experiment, alpha)
     report["health"] = health_checks(experiment, org_names, k, balance, comparisons, table, org_ids)
     report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), shown_n)
     report.update(arm_pairs.report_extension(session, experiment, data, declared, alpha, k, shown_n, metric_kind, is_small, interim))
