@@ -149,7 +149,7 @@ def report_extension(session: Session, experiment: Experiment, data, declared: S
 
 
 def csv_rows(report: dict, columns: Sequence[str]) -> list[list]:
-    """The pairs as rows of the report's keyed CSV (``experiments.reports.CSV_COLUMNS``): section
+    """The pairs as rows of the report's keyed CSV (``experiments.report_export.CSV_COLUMNS``): section
     ``arm_pair``, ``arm`` ``"A-B"``, the second arm's figures in the control columns."""
     rows = []
     for c in report.get("arm_pairs") or []:

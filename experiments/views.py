@@ -38,6 +38,7 @@ from experiments import (
     outcomes,
     power_report,
     report_data,
+    report_export,
     reports,
     services,
     unsubscribe,
@@ -473,7 +474,7 @@ def report_csv(experiment_id: int):
     session = db_session()
     experiment = _get_experiment(experiment_id)
     data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
-    rows = reports.report_csv_rows(data) + arm_pairs.csv_rows(data, reports.CSV_COLUMNS)
+    rows = report_export.report_csv_rows(data) + arm_pairs.csv_rows(data, report_export.CSV_COLUMNS)
     return csv_response(rows, f"report-{experiment.id}.csv")
 
 

@@ -17,7 +17,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from campaigns.services import make_arms
 from core.models import Organisation, Setting, Transaction, utcnow
-from experiments import outcomes, report_data, reports, services, stats, summaries
+from experiments import outcomes, report_data, report_export, reports, services, stats, summaries
 from experiments.models import Recipient, ReportSnapshot
 from tests.experiments.test_services import ready_campaign
 
@@ -340,7 +340,7 @@ def test_snapshots_exports_and_json(session, measured):
     assert reports.latest_snapshot(session, experiment).id == snapshot.id
     stored = session.get(ReportSnapshot, snapshot.id)
     json.dumps(stored.data, allow_nan=False)
-    rows = reports.report_csv_rows(stored.data)
+    rows = report_export.report_csv_rows(stored.data)
     assert rows[0][0] == "section" and {r[0] for r in rows[1:]} >= {"metric", "organisation", "redemption_uptake"}
     assert all(len(r) == len(rows[0]) for r in rows)
 
