@@ -1,7 +1,7 @@
 """Lift reports: plain, JSON-able dicts built from the database.
 
 A report holds numbers and keys, never sentences: the pages translate it in the reader's
-language (``experiments/views.py``), so a stored snapshot reads in French and in English alike.
+language (``experiments/report_words.py``), so a stored snapshot reads in French and in English alike.
 Every count of people shown to anyone but its own organisation hides values under k (DESIGN.md
 §10): hidden figures are ``None`` and the row says ``"hidden": true``.
 """

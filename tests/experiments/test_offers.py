@@ -442,7 +442,7 @@ def test_venues_see_each_offer_they_are_asked_to_send(session, login_as):
 
 
 def test_pairs_are_always_valid_before_the_end_and_the_headline_reads_them_after(session, measured, app):
-    from experiments import views
+    from experiments import report_words
 
     _district, experiment = measured
     final = reports.build_report(session, experiment, now=experiment.window_end + dt.timedelta(days=1))
@@ -458,10 +458,10 @@ def test_pairs_are_always_valid_before_the_end_and_the_headline_reads_them_after
         from flask import session as flask_session
 
         flask_session["lang"] = "en"
-        sentences = views.headline_sentences(final)
+        sentences = report_words.headline_sentences(final)
         assert any(s.startswith("Test arm A against test arm B: conversion") for s in sentences)
         pair = next(p for p in final["arm_pairs"] if p["metric"] == "conversion")
         expected = ("first offer did better" if pair["p_adjusted"] < 0.05 and pair["abs_diff"] > 0
                     else "do not tell the two offers apart" if pair["p_adjusted"] >= 0.05 else "second offer")
         assert any(expected in s for s in sentences)
-        assert not [s for s in views.headline_sentences(interim) if "against test arm B" in s]
+        assert not [s for s in report_words.headline_sentences(interim) if "against test arm B" in s]

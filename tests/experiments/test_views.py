@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from campaigns.services import make_arms
 from core.models import AuditEvent, Contact, Organisation, utcnow
 from core.privacy import fill_cell_keys
-from experiments import outcomes, power_report, services, views
+from experiments import outcomes, power_report, report_words, services
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from tests.campaigns.helpers import new_purchase
 from tests.experiments.test_reports import add_sale, set_k, simulate
@@ -302,13 +302,13 @@ def finished(session):
 @pytest.mark.parametrize("lang, below, usual", [("en", "p < 0.001", "p = 0.042"), ("fr", "p < 0,001", "p = 0,042")])
 def test_p_value_formats(app, lang, below, usual):
     with app.test_request_context(f"/?lang={lang}"):
-        assert plain(views.fmt_p_equals(0.0004)) == below
-        assert plain(views.fmt_p_equals(1e-300)) == below
-        assert plain(views.fmt_p_equals(0.0421)) == usual
-        assert plain(views.fmt_p_equals(0.001)) == usual.replace("042", "001")  # 0.001 itself is not below
-        assert plain(views.fmt_p_equals(None)) == "p = —"
-        assert plain(views.fmt_p(0.0004)) == below[2:]  # alone in a table cell: "< 0.001"
-        assert plain(views.fmt_p_equals(0.0004, "always-valid p")) == "always-valid " + below
+        assert plain(report_words.fmt_p_equals(0.0004)) == below
+        assert plain(report_words.fmt_p_equals(1e-300)) == below
+        assert plain(report_words.fmt_p_equals(0.0421)) == usual
+        assert plain(report_words.fmt_p_equals(0.001)) == usual.replace("042", "001")  # 0.001 itself is not below
+        assert plain(report_words.fmt_p_equals(None)) == "p = —"
+        assert plain(report_words.fmt_p(0.0004)) == below[2:]  # alone in a table cell: "< 0.001"
+        assert plain(report_words.fmt_p_equals(0.0004, "always-valid p")) == "always-valid " + below
 
 
 @pytest.mark.parametrize("lang, below, excludes", [("en", "p < 0.001", "The interval excludes zero (p < 0.001)"),
@@ -428,6 +428,6 @@ def test_the_headline_says_no_clear_effect_when_interval_and_test_disagree(app, 
                 "abs_ci": [0.00095, 0.06605], "rel_lift": 0.67, "p_value": 0.0968, "verdict": "none"}
     report = {"alpha": 0.05, "window_days": 30, "days_elapsed": 40, "interim": False, "headline": [headline]}
     with app.test_request_context(f"/?lang={locale}"):
-        (sentence,) = views.headline_sentences(report)
+        (sentence,) = report_words.headline_sentences(report)
     assert expected in sentence and "0.097" in sentence.replace(",", ".")
     assert "contains zero" not in sentence and "contient zéro" not in sentence
