@@ -89,7 +89,14 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
     assert {r["Langue"] for r in rows} == {"fr"} and {r["Message"] for r in rows} == {campaign.promotion.message_fr}
     log_out(page)
 
-    # later sales arrive in Alpha's export: most of its test recipients buy, some with their code
+    # later sales arrive in Alpha's export: most of its test recipients buy, some with their code.
+    # Outcomes count only sales that have happened by the report's "now": the launch is moved a day
+    # back, as if the evaluator read the report the day after, so that these sales are in the past.
+    a_day = dt.timedelta(days=1)
+    experiment.launched_at -= a_day
+    experiment.window_end -= a_day
+    campaign.promotion.valid_from -= a_day
+    session.commit()
     launch = experiment.launched_at
     # imported a day after the launch (the importer refuses sales dated after the day of the import)
     import core.importing.validate

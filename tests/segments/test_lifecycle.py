@@ -62,7 +62,7 @@ def test_every_view_gives_each_spectator_the_same_stage(session):
     profiled = dict(session.execute(select(SpectatorProfile.spectator_id, SpectatorProfile.lifecycle)).all())
     assert profiled == reference
 
-    table = insights.lifecycle(session, Scope.district(), as_of=AS_OF)
+    table = insights.InsightQuery(session, Scope.district(), as_of=AS_OF).lifecycle()
     shown = {key: row[1] for key, row in zip(table.row_keys, table.rows) if row[1]}
     assert shown == dict(Counter(reference.values()))
     # the cases that split the views before: unknown shows alone are no performance
