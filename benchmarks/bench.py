@@ -62,8 +62,10 @@ from benchmarks.steps import (
 
 # --- one engine ---------------------------------------------------------------------------------
 
-def bench_engine(engine: str, scale: Scale, pg_server: str, seed: int, folder: Path, echo,
-                 out: dict | None = None) -> dict:
+
+def bench_engine(
+    engine: str, scale: Scale, pg_server: str, seed: int, folder: Path, echo, out: dict | None = None
+) -> dict:
     """Every figure of one engine, in a scratch database of its own, filled into ``out`` step by
     step (so that what was measured before a failure is still reported)."""
     from core import create_app
@@ -73,15 +75,23 @@ def bench_engine(engine: str, scale: Scale, pg_server: str, seed: int, folder: P
     echo.engine = engine
     out = {} if out is None else out
     with scratch_database(engine, pg_server, folder, echo) as url:
-        app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": str(folder / f"instance-{engine}"),
-                          "SECRET_KEY": "pilot-bench", "DISTRICT_SECRET": SECRET})
+        app = create_app(
+            {
+                "DATABASE_URL": url,
+                "INSTANCE_PATH": str(folder / f"instance-{engine}"),
+                "SECRET_KEY": "pilot-bench",
+                "DISTRICT_SECRET": SECRET,
+            }
+        )
         db = get_db(app)
         try:
             with app.app_context():
                 with Timer() as migrating:
                     upgrade(db.engine)
-                echo(f"migrated in {migrating.seconds:.1f} s; building the district of {scale.spectators:,} "
-                     "spectators...")
+                echo(
+                    f"migrated in {migrating.seconds:.1f} s; building the district of {scale.spectators:,} "
+                    "spectators..."
+                )
                 out["demo"] = build_district(db, scale.spectators, seed, echo)
                 out["demo_s"] = out["demo"]["seconds"]
                 echo(f"district: {out['demo']['transactions']:,} transactions in {out['demo_s']:.1f} s")
@@ -109,13 +119,18 @@ def _pages(app, db, experiment_id: int, folder: Path, seed: int, echo) -> dict:
 
 # --- targets, output ----------------------------------------------------------------------------
 
+
 def _page_met(page: dict) -> bool:
-    return (page["warm_ms_p50"] <= TARGETS["page_warm_ms_p50"] and page["warm_ms_p95"] <= TARGETS["page_warm_ms_p95"]
-            and page["cold_ms"] <= TARGETS["page_cold_ms"])
+    return (
+        page["warm_ms_p50"] <= TARGETS["page_warm_ms_p50"]
+        and page["warm_ms_p95"] <= TARGETS["page_warm_ms_p95"]
+        and page["cold_ms"] <= TARGETS["page_cold_ms"]
+    )
 
 
 def assess(engine: str, figures: dict) -> dict:
     """Each §12 target of an engine: value, target and whether it is met."""
+
     def entry(value, target, met):
         return {"value": value, "target": target, "met": bool(met) if value is not None else None}
 
@@ -123,42 +138,61 @@ def assess(engine: str, figures: dict) -> dict:
     out = {}
     if "import" in figures:
         imp = figures["import"]
-        out["import_ratio"] = entry(imp["ratio"], f">= {TARGETS['import_ratio']}",
-                                    imp["ratio"] >= TARGETS["import_ratio"])
+        out["import_ratio"] = entry(
+            imp["ratio"], f">= {TARGETS['import_ratio']}", imp["ratio"] >= TARGETS["import_ratio"]
+        )
         # Below 100k rows the importer's bounded caches are still filling: a straight line through
         # two such probes says nothing about 10M rows, so the target is not assessed there.
         steady = min(int(r) for r in imp["peak_rss_mb"]) >= 100_000
         out["import_peak_rss_mb_at_10m_rows"] = entry(
             imp["peak_rss_mb_extrapolated_10m_rows"] if steady else None,
             f"<= {TARGETS['peak_rss_mb_at_10m_rows']} (extrapolated from probes of 100k rows or more)",
-            imp["peak_rss_mb_extrapolated_10m_rows"] <= TARGETS["peak_rss_mb_at_10m_rows"])
+            imp["peak_rss_mb_extrapolated_10m_rows"] <= TARGETS["peak_rss_mb_at_10m_rows"],
+        )
     if "profile_refresh" in figures:
         prof = figures["profile_refresh"]
-        out["profile_ratio"] = entry(prof["ratio"], f"<= {TARGETS['profile_ratio']}",
-                                     prof["ratio"] is not None and prof["ratio"] <= TARGETS["profile_ratio"])
+        out["profile_ratio"] = entry(
+            prof["ratio"],
+            f"<= {TARGETS['profile_ratio']}",
+            prof["ratio"] is not None and prof["ratio"] <= TARGETS["profile_ratio"],
+        )
     if "assignment" in figures:
-        out["assignment_s"] = entry(figures["assignment"]["seconds"], f"<= {TARGETS['assignment_s']}",
-                                    figures["assignment"]["seconds"] <= TARGETS["assignment_s"])
+        out["assignment_s"] = entry(
+            figures["assignment"]["seconds"],
+            f"<= {TARGETS['assignment_s']}",
+            figures["assignment"]["seconds"] <= TARGETS["assignment_s"],
+        )
     if "outcomes_report" in figures:
-        out["outcomes_report_s"] = entry(figures["outcomes_report"]["seconds"], f"<= {TARGETS['outcomes_report_s']}",
-                                         figures["outcomes_report"]["seconds"] <= TARGETS["outcomes_report_s"])
+        out["outcomes_report_s"] = entry(
+            figures["outcomes_report"]["seconds"],
+            f"<= {TARGETS['outcomes_report_s']}",
+            figures["outcomes_report"]["seconds"] <= TARGETS["outcomes_report_s"],
+        )
     pages = figures.get("pages") or {}
     if pages:
-        worst = {key: max(pages.items(), key=lambda item: item[1][key]) for key in
-                 ("warm_ms_p50", "warm_ms_p95", "cold_ms")}
-        for key, target in (("warm_ms_p50", "page_warm_ms_p50"), ("warm_ms_p95", "page_warm_ms_p95"),
-                            ("cold_ms", "page_cold_ms")):
+        worst = {
+            key: max(pages.items(), key=lambda item: item[1][key]) for key in ("warm_ms_p50", "warm_ms_p95", "cold_ms")
+        }
+        for key, target in (
+            ("warm_ms_p50", "page_warm_ms_p50"),
+            ("warm_ms_p95", "page_warm_ms_p95"),
+            ("cold_ms", "page_cold_ms"),
+        ):
             name, page = worst[key]
-            out[f"pages_worst_{key}"] = entry(page[key], f"<= {TARGETS[target]} (worst: {name})",
-                                              page[key] <= TARGETS[target])
+            out[f"pages_worst_{key}"] = entry(
+                page[key], f"<= {TARGETS[target]} (worst: {name})", page[key] <= TARGETS[target]
+            )
         met = [name for name, page in pages.items() if _page_met(page)]
         out["pages_met"] = entry(len(met), f"= {len(pages)} pages", len(met) == len(pages))
     rules = figures.get("rules") or {}
     if not rules:
         return out
     for name, rule in rules.items():
-        out[f"rule_{name}_ratio"] = entry(rule["ratio"], f"<= {TARGETS['rule_ratio']}",
-                                          rule["ratio"] is not None and rule["ratio"] <= TARGETS["rule_ratio"])
+        out[f"rule_{name}_ratio"] = entry(
+            rule["ratio"],
+            f"<= {TARGETS['rule_ratio']}",
+            rule["ratio"] is not None and rule["ratio"] <= TARGETS["rule_ratio"],
+        )
         out[f"rule_{name}_ms"] = entry(rule["ms_p50"], f"<= {limit_ms}", rule["ms_p50"] <= limit_ms)
     medians = [r["ms_p50"] for r in rules.values()]
     out["rules_median_ms"] = entry(round(_p50(medians), 2), f"<= {limit_ms}", _p50(medians) <= limit_ms)
@@ -175,12 +209,19 @@ def collect(spectators: int, engines, pg_server: str, seed: int, echo=None) -> d
     scale = Scale.of(spectators)
     started = dt.datetime.now(dt.timezone.utc)
     report: dict = {
-        "spectators": spectators, "transactions": None, "seed": seed,
+        "spectators": spectators,
+        "transactions": None,
+        "seed": seed,
         "date": started.isoformat(timespec="seconds"),
         "machine": _machine(pg_server, engines),
-        "scale": {"import_rows": scale.import_rows, "probe_rows": list(scale.probe_rows),
-                  "delta_spectators": scale.delta_spectators, "recipients": scale.recipients,
-                  "new_transactions": scale.new_transactions, "rule_runs": RULE_RUNS},
+        "scale": {
+            "import_rows": scale.import_rows,
+            "probe_rows": list(scale.probe_rows),
+            "delta_spectators": scale.delta_spectators,
+            "recipients": scale.recipients,
+            "new_transactions": scale.new_transactions,
+            "rule_runs": RULE_RUNS,
+        },
         "engines": {},
     }
     folder = Path(tempfile.mkdtemp(prefix="pilot-bench-"))
@@ -210,8 +251,10 @@ def collect(spectators: int, engines, pg_server: str, seed: int, echo=None) -> d
     except OSError:
         pass
     if spectators < 1_000_000:
-        report["notes"] = ["DESIGN.md §12's targets are set at 1M spectators / 10M transactions; "
-                           f"this run has {spectators:,} spectators, so its timings say little about them."]
+        report["notes"] = [
+            "DESIGN.md §12's targets are set at 1M spectators / 10M transactions; "
+            f"this run has {spectators:,} spectators, so its timings say little about them."
+        ]
     return report
 
 
@@ -219,28 +262,35 @@ def checks(report: dict) -> dict:
     """Correctness checks of the run: the application's members equal DuckDB's on every engine,
     and the engines agree with each other (compared by pseudonymous keys)."""
     engines = {e: f for e, f in report["engines"].items() if f.get("rules")}
-    out = {"members_match_duckdb": {e: all(r["members_match"] for r in f["rules"].values())
-                                    for e, f in engines.items()},
-           "counts_match_duckdb": {e: all(r["counts_match"] for r in f["rules"].values())
-                                   for e, f in engines.items()},
-           "failed": sorted(e for e, f in report["engines"].items() if "error" in f)}
+    out = {
+        "members_match_duckdb": {e: all(r["members_match"] for r in f["rules"].values()) for e, f in engines.items()},
+        "counts_match_duckdb": {e: all(r["counts_match"] for r in f["rules"].values()) for e, f in engines.items()},
+        "failed": sorted(e for e, f in report["engines"].items() if "error" in f),
+    }
     if len(engines) > 1:
         names = next(iter(engines.values()))["rules"].keys()
         out["members_match_across_engines"] = {
-            name: len({f["rules"][name]["members_digest"] for f in engines.values()}) == 1 for name in names}
+            name: len({f["rules"][name]["members_digest"] for f in engines.values()}) == 1 for name in names
+        }
     return out
 
 
 def _table(report: dict) -> str:
-    lines = [f"pilot bench: {report['spectators']:,} spectators, {report['transactions'] or 0:,} transactions, "
-             f"{report['machine'].get('cpus')} cores, {report['date']}"]
+    lines = [
+        f"pilot bench: {report['spectators']:,} spectators, {report['transactions'] or 0:,} transactions, "
+        f"{report['machine'].get('cpus')} cores, {report['date']}"
+    ]
     for engine, figures in report["engines"].items():
         if "error" in figures:
             lines.append("")
             lines.append(f"{engine}: FAILED: {figures['error']} (figures measured before the failure are in --json)")
             continue
-        imp, prof, asg, out = (figures["import"], figures["profile_refresh"], figures["assignment"],
-                               figures["outcomes_report"])
+        imp, prof, asg, out = (
+            figures["import"],
+            figures["profile_refresh"],
+            figures["assignment"],
+            figures["outcomes_report"],
+        )
         targets = report["targets"][engine]
 
         def mark(key):
@@ -250,33 +300,49 @@ def _table(report: dict) -> str:
         lines.append("")
         lines.append(f"{engine} (district built in {figures['demo_s']:.0f} s)")
         lines.append(f"  {'figure':<38} {'value':>14} {'baseline':>14} {'ratio':>8}  target")
-        lines.append(f"  {'import rows/s':<38} {imp['rows_per_s']:>14,} {imp['baseline_rows_per_s']:>14,} "
-                     f"{imp['ratio']:>8.3f}  >= 0.5 {mark('import_ratio')}")
+        lines.append(
+            f"  {'import rows/s':<38} {imp['rows_per_s']:>14,} {imp['baseline_rows_per_s']:>14,} "
+            f"{imp['ratio']:>8.3f}  >= 0.5 {mark('import_ratio')}"
+        )
         if "unindexed_rows_per_s" in imp:
-            lines.append(f"  {'  the same vs an unindexed text load':<38} {imp['rows_per_s']:>14,} "
-                         f"{imp['unindexed_rows_per_s']:>14,} {imp['ratio_to_unindexed']:>8.3f}  (for scale)")
+            lines.append(
+                f"  {'  the same vs an unindexed text load':<38} {imp['rows_per_s']:>14,} "
+                f"{imp['unindexed_rows_per_s']:>14,} {imp['ratio_to_unindexed']:>8.3f}  (for scale)"
+            )
         peaks = ", ".join(f"{int(r):,} rows {mb:.0f} MB" for r, mb in imp["peak_rss_mb"].items())
         extrapolated = targets["import_peak_rss_mb_at_10m_rows"]["value"]
-        lines.append(f"  {'import peak RSS':<38} {peaks}; "
-                     + (f"10M rows ~{extrapolated:.0f} MB " if extrapolated is not None else "10M rows: not assessed ")
-                     + mark("import_peak_rss_mb_at_10m_rows"))
-        lines.append(f"  {'profile refresh incremental / full (s)':<38} {prof['incremental_s']:>14.2f} "
-                     f"{prof['full_s']:>14.2f} {prof['ratio']:>8.3f}  <= 0.1 {mark('profile_ratio')}")
+        lines.append(
+            f"  {'import peak RSS':<38} {peaks}; "
+            + (f"10M rows ~{extrapolated:.0f} MB " if extrapolated is not None else "10M rows: not assessed ")
+            + mark("import_peak_rss_mb_at_10m_rows")
+        )
+        lines.append(
+            f"  {'profile refresh incremental / full (s)':<38} {prof['incremental_s']:>14.2f} "
+            f"{prof['full_s']:>14.2f} {prof['ratio']:>8.3f}  <= 0.1 {mark('profile_ratio')}"
+        )
         for name, rule in figures["rules"].items():
             label = f"rule {name} ({rule['members']:,}) ms"
-            lines.append(f"  {label:<38} {rule['ms_p50']:>14.1f} {rule['duckdb_ms_p50']:>14.1f} "
-                         f"{rule['ratio']:>8.3f}  {mark(f'rule_{name}_ratio')}/{mark(f'rule_{name}_ms')}"
-                         f"{'' if rule['members_match'] else ' MEMBERS DIFFER FROM DUCKDB'}")
-        lines.append(f"  {'assignment ' + format(asg['recipients'], ',') + ' recipients (s)':<38} "
-                     f"{asg['seconds']:>14.2f} {'':>14} {'':>8}  <= 5 {mark('assignment_s')}")
-        lines.append(f"  {'outcomes + report (s)':<38} {out['seconds']:>14.2f} {'':>14} {'':>8}  <= 10 "
-                     f"{mark('outcomes_report_s')}")
+            lines.append(
+                f"  {label:<38} {rule['ms_p50']:>14.1f} {rule['duckdb_ms_p50']:>14.1f} "
+                f"{rule['ratio']:>8.3f}  {mark(f'rule_{name}_ratio')}/{mark(f'rule_{name}_ms')}"
+                f"{'' if rule['members_match'] else ' MEMBERS DIFFER FROM DUCKDB'}"
+            )
+        lines.append(
+            f"  {'assignment ' + format(asg['recipients'], ',') + ' recipients (s)':<38} "
+            f"{asg['seconds']:>14.2f} {'':>14} {'':>8}  <= 5 {mark('assignment_s')}"
+        )
+        lines.append(
+            f"  {'outcomes + report (s)':<38} {out['seconds']:>14.2f} {'':>14} {'':>8}  <= 10 "
+            f"{mark('outcomes_report_s')}"
+        )
         if figures.get("pages"):
             lines.append(f"  {'pages (ms)':<38} {'cold':>14} {'warm p50':>14} {'p95':>8}  <= 1000/150/300")
         for name, page in figures.get("pages", {}).items():
-            lines.append(f"  {'  ' + name:<38} {page['cold_ms']:>14.0f} "
-                         f"{page['warm_ms_p50']:>14.0f} {page['warm_ms_p95']:>8.0f}  "
-                         f"{'ok' if _page_met(page) else 'MISS'}{'' if page['status'] == 200 else ' HTTP ' + str(page['status'])}")
+            lines.append(
+                f"  {'  ' + name:<38} {page['cold_ms']:>14.0f} "
+                f"{page['warm_ms_p50']:>14.0f} {page['warm_ms_p95']:>8.0f}  "
+                f"{'ok' if _page_met(page) else 'MISS'}{'' if page['status'] == 200 else ' HTTP ' + str(page['status'])}"
+            )
     lines.append("")
     lines.append(f"checks: {json.dumps(report['checks'])}")
     return "\n".join(lines)

@@ -7,18 +7,33 @@ import click
 
 @click.command("bench")
 @click.option("--spectators", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
-@click.option("--engine", "engines", type=click.Choice(["postgresql", "sqlite"]), multiple=True,
-              help="Engines to measure (default: both).")
-@click.option("--database", "pg_server", default="postgresql://postgres@127.0.0.1:5432", show_default=True,
-              help="PostgreSQL server; the benchmark makes and drops its own database there.")
+@click.option(
+    "--engine",
+    "engines",
+    type=click.Choice(["postgresql", "sqlite"]),
+    multiple=True,
+    help="Engines to measure (default: both).",
+)
+@click.option(
+    "--database",
+    "pg_server",
+    default="postgresql://postgres@127.0.0.1:5432",
+    show_default=True,
+    help="PostgreSQL server; the benchmark makes and drops its own database there.",
+)
 @click.option("--seed", type=int, default=2017, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def bench_command(spectators, engines, pg_server, seed, as_json):
     """The performance benchmark of DESIGN.md §12, against each engine's own baselines."""
     from benchmarks.bench import run_bench
 
-    run_bench(spectators=spectators, engines=engines or ("postgresql", "sqlite"), pg_server=pg_server,
-              seed=seed, as_json=as_json)
+    run_bench(
+        spectators=spectators,
+        engines=engines or ("postgresql", "sqlite"),
+        pg_server=pg_server,
+        seed=seed,
+        as_json=as_json,
+    )
 
 
 def init_app(app) -> None:

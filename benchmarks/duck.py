@@ -18,14 +18,25 @@ from benchmarks.rules import duckdb_counts_sql, duckdb_sql
 
 # name: (the SELECT on the application's database, DuckDB column types)
 TABLES = {
-    "tx": ('SELECT id, organisation_id, spectator_id, show_id, purchased_at, amount_cents, tickets, circumstance, '
-           'category, order_id FROM "transaction"',
-           {"id": "BIGINT", "organisation_id": "INTEGER", "spectator_id": "INTEGER", "show_id": "INTEGER",
-            "purchased_at": "TIMESTAMP", "amount_cents": "BIGINT", "tickets": "INTEGER", "circumstance": "VARCHAR",
-            "category": "VARCHAR", "order_id": "VARCHAR"}),
+    "tx": (
+        "SELECT id, organisation_id, spectator_id, show_id, purchased_at, amount_cents, tickets, circumstance, "
+        'category, order_id FROM "transaction"',
+        {
+            "id": "BIGINT",
+            "organisation_id": "INTEGER",
+            "spectator_id": "INTEGER",
+            "show_id": "INTEGER",
+            "purchased_at": "TIMESTAMP",
+            "amount_cents": "BIGINT",
+            "tickets": "INTEGER",
+            "circumstance": "VARCHAR",
+            "category": "VARCHAR",
+            "order_id": "VARCHAR",
+        },
+    ),
     "shows": ('SELECT id, discipline FROM "show"', {"id": "INTEGER", "discipline": "VARCHAR"}),
-    "spectators": ('SELECT id, key, fsa FROM spectator', {"id": "INTEGER", "key": "VARCHAR", "fsa": "VARCHAR"}),
-    "orgs": ('SELECT id, slug FROM organisation', {"id": "INTEGER", "slug": "VARCHAR"}),
+    "spectators": ("SELECT id, key, fsa FROM spectator", {"id": "INTEGER", "key": "VARCHAR", "fsa": "VARCHAR"}),
+    "orgs": ("SELECT id, slug FROM organisation", {"id": "INTEGER", "slug": "VARCHAR"}),
 }
 
 
@@ -34,8 +45,9 @@ def require_duckdb():
     try:
         import duckdb
     except ImportError:
-        raise RuntimeError("the benchmark compares against DuckDB, which is not installed: "
-                           "pip install -e '.[bench]'") from None
+        raise RuntimeError(
+            "the benchmark compares against DuckDB, which is not installed: pip install -e '.[bench]'"
+        ) from None
     return duckdb
 
 
@@ -73,8 +85,10 @@ class DuckBaseline:
             path = folder / f"duck-{name}.csv"
             export(engine, select, path)
             types = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
-            self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv('{path}', header = false, "
-                             f"columns = {{{types}}}, auto_detect = false, quote = '\"', escape = '\"')")
+            self.con.execute(
+                f"CREATE TABLE {name} AS SELECT * FROM read_csv('{path}', header = false, "
+                f"columns = {{{types}}}, auto_detect = false, quote = '\"', escape = '\"')"
+            )
             path.unlink()
         self.load_seconds = time.perf_counter() - began
         self.org_ids = dict((slug, id_) for id_, slug in self.con.execute("SELECT id, slug FROM orgs").fetchall())
@@ -90,8 +104,10 @@ class DuckBaseline:
     def members_digest(self) -> str:
         """md5 of the sorted pseudonymous keys of the last evaluated members (table ``m``): comparable
         across engines whatever ids each engine gave its spectators."""
-        return self.con.execute("SELECT md5(coalesce(string_agg(key, ',' ORDER BY key), '')) FROM spectators "
-                                "WHERE id IN (SELECT spectator_id FROM m)").fetchone()[0]
+        return self.con.execute(
+            "SELECT md5(coalesce(string_agg(key, ',' ORDER BY key), '')) FROM spectators "
+            "WHERE id IN (SELECT spectator_id FROM m)"
+        ).fetchone()[0]
 
     def close(self) -> None:
         self.con.close()

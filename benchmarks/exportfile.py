@@ -14,21 +14,100 @@ from pathlib import Path
 
 import numpy as np
 
-HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-          "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-          "Heure du spectacle", "Titre du spectacle", "Salle", "Capacité de la salle", "Type de spectacle",
-          "Catégorie d'achat", "Canal d'achat", "Abonné à l'infolettre", "Code promo", "Numéro de commande"]
+HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Heure du spectacle",
+    "Titre du spectacle",
+    "Salle",
+    "Capacité de la salle",
+    "Type de spectacle",
+    "Catégorie d'achat",
+    "Canal d'achat",
+    "Abonné à l'infolettre",
+    "Code promo",
+    "Numéro de commande",
+]
 
-_FIRST = ("Marie", "Julie", "Isabelle", "Catherine", "Jean", "Pierre", "Luc", "Marc", "Émilie", "Félix", "Zoé",
-          "Hélène", "Sarah", "David", "Mei", "Karim", "Noémie", "Gabriel", "Sophie", "Olivier")
-_LAST = ("Tremblay", "Gagnon", "Roy", "Côté", "Bouchard", "Gauthier", "Morin", "Lavoie", "Fortin", "Bélanger",
-         "Smith", "Nguyen", "Haddad", "Rossi", "Lévesque", "Bergeron", "Leblanc", "Girard", "Simard", "Caron")
+_FIRST = (
+    "Marie",
+    "Julie",
+    "Isabelle",
+    "Catherine",
+    "Jean",
+    "Pierre",
+    "Luc",
+    "Marc",
+    "Émilie",
+    "Félix",
+    "Zoé",
+    "Hélène",
+    "Sarah",
+    "David",
+    "Mei",
+    "Karim",
+    "Noémie",
+    "Gabriel",
+    "Sophie",
+    "Olivier",
+)
+_LAST = (
+    "Tremblay",
+    "Gagnon",
+    "Roy",
+    "Côté",
+    "Bouchard",
+    "Gauthier",
+    "Morin",
+    "Lavoie",
+    "Fortin",
+    "Bélanger",
+    "Smith",
+    "Nguyen",
+    "Haddad",
+    "Rossi",
+    "Lévesque",
+    "Bergeron",
+    "Leblanc",
+    "Girard",
+    "Simard",
+    "Caron",
+)
 _FSAS = ("H2X", "H2J", "H2T", "H2W", "H2L", "H3A", "H1V", "H4A", "H7N", "J4K", "H2S", "H3H", "H1W", "H8N")
-_STREETS = ("rue Saint-Denis", "boulevard Saint-Laurent", "rue Sainte-Catherine Est", "avenue du Mont-Royal Est",
-            "rue Ontario Est", "rue Sherbrooke Ouest", "avenue Papineau", "rue Beaubien Est")
+_STREETS = (
+    "rue Saint-Denis",
+    "boulevard Saint-Laurent",
+    "rue Sainte-Catherine Est",
+    "avenue du Mont-Royal Est",
+    "rue Ontario Est",
+    "rue Sherbrooke Ouest",
+    "avenue Papineau",
+    "rue Beaubien Est",
+)
 _DISCIPLINES = ("Théâtre", "Danse", "Musique", "Humour", "Cirque", "Opéra")
-_TITLES = ("La Traversée", "Les Héritiers", "Le Jardin de verre", "Corps célestes", "Gravité", "Les Lucioles",
-           "Sans filtre", "Vertiges", "Carmen", "Le Procès", "Migrations", "Échos")
+_TITLES = (
+    "La Traversée",
+    "Les Héritiers",
+    "Le Jardin de verre",
+    "Corps célestes",
+    "Gravité",
+    "Les Lucioles",
+    "Sans filtre",
+    "Vertiges",
+    "Carmen",
+    "Le Procès",
+    "Migrations",
+    "Échos",
+)
 _CIRCUMSTANCES = np.array(["Plein tarif", "Promotion", "Courtoisie"], dtype=object)
 _CATEGORIES = np.array(["Achat unique", "Abonnement"], dtype=object)
 _CHANNELS = np.array(["Internet", "Guichet", "Téléphone"], dtype=object)
@@ -48,8 +127,9 @@ class Buyers:
         return len(self.last)
 
     def __add__(self, other: "Buyers") -> "Buyers":
-        return Buyers(self.last + other.last, self.first + other.first, self.postal + other.postal,
-                      self.email + other.email)
+        return Buyers(
+            self.last + other.last, self.first + other.first, self.postal + other.postal, self.email + other.email
+        )
 
 
 def new_buyers(count: int, tag: str, seed: int) -> Buyers:
@@ -75,8 +155,17 @@ def _french_amount(cents: np.ndarray) -> list[str]:
     return out
 
 
-def write_sales_export(path: Path, rows: int, buyers: Buyers, *, seed: int, start: dt.date, end: dt.date,
-                       shows: int = 150, order_prefix: str = "B") -> dict:
+def write_sales_export(
+    path: Path,
+    rows: int,
+    buyers: Buyers,
+    *,
+    seed: int,
+    start: dt.date,
+    end: dt.date,
+    shows: int = 150,
+    order_prefix: str = "B",
+) -> dict:
     """Write ``rows`` order lines bought by ``buyers`` between ``start`` and ``end`` (both included).
 
     Every buyer appears at least once when there are as many orders as buyers; the rest of the
@@ -122,8 +211,9 @@ def write_sales_export(path: Path, rows: int, buyers: Buyers, *, seed: int, star
     s = (show_of_order[order_of_row] + line_in_order) % shows
     tickets = rng.choice([1, 2, 2, 2, 3, 4], size=rows)
     amount = show_price[s] * tickets
-    amount = np.where(circumstance[order_of_row] == 2, 0, np.where(circumstance[order_of_row] == 1,
-                                                                   amount * 8 // 10, amount))
+    amount = np.where(
+        circumstance[order_of_row] == 2, 0, np.where(circumstance[order_of_row] == 1, amount * 8 // 10, amount)
+    )
     b = buyer_of_order[order_of_row]
     newsletter = rng.random(rows) < 0.3
     civic = rng.integers(10, 9900, size=rows)
@@ -131,8 +221,10 @@ def write_sales_export(path: Path, rows: int, buyers: Buyers, *, seed: int, star
 
     start_ordinal = start.toordinal()
     day_text = {d: dt.date.fromordinal(start_ordinal + d) for d in np.unique(np.concatenate([day, show_day])).tolist()}
-    purchase_text = [f"{day_text[d].isoformat()} {m // 60:02d}:{m % 60:02d}"
-                     for d, m in zip(day[order_of_row].tolist(), minute[order_of_row].tolist())]
+    purchase_text = [
+        f"{day_text[d].isoformat()} {m // 60:02d}:{m % 60:02d}"
+        for d, m in zip(day[order_of_row].tolist(), minute[order_of_row].tolist())
+    ]
     show_date_text = [day_text[d].strftime("%d/%m/%Y") for d in show_day[s].tolist()]
     show_time_text = [f"{m // 60}:{m % 60:02d}" for m in show_minutes[s].tolist()]
     amounts = _french_amount(amount)
@@ -152,14 +244,31 @@ def write_sales_export(path: Path, rows: int, buyers: Buyers, *, seed: int, star
                 who = int(b[i])
                 show = int(s[i])
                 order = int(order_of_row[i])
-                batch.append((
-                    buyers.last[who], buyers.first[who], f"{civic[i]}, {_STREETS[street[i]]}", buyers.postal[who],
-                    buyers.email[who] or "", f"514 555-{who % 10000:04d}", amounts[i], int(tickets[i]),
-                    _CIRCUMSTANCES[circumstance[order]], purchase_text[i], show_date_text[i], show_time_text[i],
-                    show_title[show], venues[show_venue[show]], 450 if show_venue[show] == 0 else 180,
-                    _DISCIPLINES[show_disc[show]], _CATEGORIES[category[order]], _CHANNELS[channel[order]],
-                    _YES_NO[int(newsletter[i])], promo[i], order_text[i],
-                ))
+                batch.append(
+                    (
+                        buyers.last[who],
+                        buyers.first[who],
+                        f"{civic[i]}, {_STREETS[street[i]]}",
+                        buyers.postal[who],
+                        buyers.email[who] or "",
+                        f"514 555-{who % 10000:04d}",
+                        amounts[i],
+                        int(tickets[i]),
+                        _CIRCUMSTANCES[circumstance[order]],
+                        purchase_text[i],
+                        show_date_text[i],
+                        show_time_text[i],
+                        show_title[show],
+                        venues[show_venue[show]],
+                        450 if show_venue[show] == 0 else 180,
+                        _DISCIPLINES[show_disc[show]],
+                        _CATEGORIES[category[order]],
+                        _CHANNELS[channel[order]],
+                        _YES_NO[int(newsletter[i])],
+                        promo[i],
+                        order_text[i],
+                    )
+                )
             writer.writerows(batch)
             written += len(batch)
     return {"rows": written, "orders": n_orders, "buyers": int(len(np.unique(b))), "bytes": path.stat().st_size}

@@ -27,20 +27,21 @@ ENGINE_ORDER = ("postgresql", "sqlite")
 
 # DESIGN.md §12, on 2 cores at 1M spectators / 10M transactions.
 TARGETS = {
-    "import_ratio": 0.5,               # rows/s ≥ 0.5 × the engine's bulk load
-    "peak_rss_mb_at_10m_rows": 500,    # memory flat in file size
-    "profile_ratio": 0.1,              # incremental ≤ 0.1 × full
-    "rule_ratio": 0.5,                 # ≤ 0.5 × DuckDB on the raw transactions, every rule
+    "import_ratio": 0.5,  # rows/s ≥ 0.5 × the engine's bulk load
+    "peak_rss_mb_at_10m_rows": 500,  # memory flat in file size
+    "profile_ratio": 0.1,  # incremental ≤ 0.1 × full
+    "rule_ratio": 0.5,  # ≤ 0.5 × DuckDB on the raw transactions, every rule
     "rule_ms": {"postgresql": 100, "sqlite": 200},
-    "assignment_s": 5,                 # 500k recipients
-    "outcomes_report_s": 10,           # 500k recipients, 2M new transactions
-    "page_warm_ms_p50": 150,           # every main page of each role
+    "assignment_s": 5,  # 500k recipients
+    "outcomes_report_s": 10,  # 500k recipients, 2M new transactions
+    "page_warm_ms_p50": 150,  # every main page of each role
     "page_warm_ms_p95": 300,
-    "page_cold_ms": 1000,              # the first request after an import
+    "page_cold_ms": 1000,  # the first request after an import
 }
 
 
 # --- scale --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -68,6 +69,7 @@ class Scale:
 
 
 # --- small helpers ------------------------------------------------------------------------------
+
 
 class Echo:
     """Progress lines on stderr, stamped with the time since the start of the run."""
@@ -129,12 +131,12 @@ def _sigterm_unwinds():
 def _plain_pg(server: str) -> str:
     for prefix in ("postgresql+psycopg://", "postgres://"):
         if server.startswith(prefix):
-            return "postgresql://" + server[len(prefix):]
+            return "postgresql://" + server[len(prefix) :]
     return server.rstrip("/")
 
 
 def _sqlalchemy_pg(server: str) -> str:
-    return "postgresql+psycopg://" + _plain_pg(server)[len("postgresql://"):]
+    return "postgresql+psycopg://" + _plain_pg(server)[len("postgresql://") :]
 
 
 @contextlib.contextmanager
@@ -173,12 +175,17 @@ def scratch_database(engine_name: str, pg_server: str, folder: Path, echo):
 
 
 def _machine(pg_server: str, engines) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "sqlite": sqlite3.sqlite_version}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
+    }
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            info["cpu"] = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-                               None)
+            info["cpu"] = next(
+                (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None
+            )
         with open("/proc/meminfo") as meminfo:
             info["memory_gb"] = round(int(meminfo.readline().split()[1]) / 1024 / 1024, 1)
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
@@ -198,8 +205,16 @@ def _machine(pg_server: str, engines) -> dict:
                 info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
                 info["postgresql_settings"] = {
                     name: conn.execute(f"SHOW {name}").fetchone()[0]
-                    for name in ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size",
-                                 "max_parallel_workers_per_gather", "jit", "synchronous_commit")}
+                    for name in (
+                        "shared_buffers",
+                        "work_mem",
+                        "maintenance_work_mem",
+                        "effective_cache_size",
+                        "max_parallel_workers_per_gather",
+                        "jit",
+                        "synchronous_commit",
+                    )
+                }
         except Exception as exc:  # the engine run reports the real error
             info["postgresql"] = f"unreachable: {exc}"
     return info
@@ -215,5 +230,3 @@ def _ms(seconds: float) -> float:
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
-
-

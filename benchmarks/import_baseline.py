@@ -33,8 +33,12 @@ def marks(db) -> Marks:
     """The highest id of each of :data:`TABLES` now (0 when empty)."""
     with db.engine.connect() as connection:
         quote = connection.dialect.identifier_preparer.quote
-        return Marks({name: int(connection.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {quote(name)}")
-                                .scalar()) for name in TABLES})
+        return Marks(
+            {
+                name: int(connection.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {quote(name)}").scalar())
+                for name in TABLES
+            }
+        )
 
 
 @dataclass
@@ -87,8 +91,11 @@ def capture(db, mark: Marks, batch_id: int, folder: Path) -> Captured:
                     while rows := cursor.fetchmany(CHUNK):
                         pickle.dump(rows, out, protocol=pickle.HIGHEST_PROTOCOL)
                 cursor.close()
-            counts[name] = int(connection.exec_driver_sql(
-                f"SELECT count(*) FROM {quote(name)} WHERE {_where(name, mark, batch_id)}").scalar())
+            counts[name] = int(
+                connection.exec_driver_sql(
+                    f"SELECT count(*) FROM {quote(name)} WHERE {_where(name, mark, batch_id)}"
+                ).scalar()
+            )
         connection.rollback()
     return captured
 

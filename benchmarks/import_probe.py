@@ -68,8 +68,9 @@ def main(argv: list[str]) -> int:
 
     secret = os.environ["PILOT_BENCH_SECRET"]
     with tempfile.TemporaryDirectory(prefix="pilot-probe-") as instance:
-        app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": instance, "SECRET_KEY": "bench",
-                          "DISTRICT_SECRET": secret})
+        app = create_app(
+            {"DATABASE_URL": url, "INSTANCE_PATH": instance, "SECRET_KEY": "bench", "DISTRICT_SECRET": secret}
+        )
         with app.app_context():
             db = get_db(app)
             with db.session() as session:
@@ -101,14 +102,23 @@ def main(argv: list[str]) -> int:
                     session.rollback()
             db.engine.dispose()
     peak = _status_mb("VmHWM")
-    print(json.dumps({
-        "rows": result.rows, "imported": result.imported, "duplicates": result.duplicates,
-        "spectators_new": result.spectators_new, "batch_id": result.batch_id if commit else None,
-        "seconds": round(seconds, 4),
-        "client_cpu_s": round(cpu, 3), "server_cpu_s": round(server, 3) if server is not None else None,
-        "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
-        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": result.rows,
+                "imported": result.imported,
+                "duplicates": result.duplicates,
+                "spectators_new": result.spectators_new,
+                "batch_id": result.batch_id if commit else None,
+                "seconds": round(seconds, 4),
+                "client_cpu_s": round(cpu, 3),
+                "server_cpu_s": round(server, 3) if server is not None else None,
+                "rss_before_mb": round(before, 1),
+                "peak_rss_mb": round(peak, 1),
+                "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
     return 0
 
 

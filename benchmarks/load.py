@@ -50,6 +50,7 @@ SETUP_TIMEOUT = 900
 
 # --- the scratch database and the server ---------------------------------------------------------
 
+
 def create_database() -> tuple[str, str]:
     import psycopg
 
@@ -81,8 +82,12 @@ def run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProces
 
 def pilot(*args: str) -> list[str]:
     """The ``pilot`` command run by this interpreter (whatever is first on PATH)."""
-    return [sys.executable, "-c", "import sys; from core.cli import main; main(args=sys.argv[1:], prog_name='pilot')",
-            *args]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from core.cli import main; main(args=sys.argv[1:], prog_name='pilot')",
+        *args,
+    ]
 
 
 def start_gunicorn(env: dict, port: int, workers: int, log_path: Path) -> subprocess.Popen:
@@ -90,9 +95,28 @@ def start_gunicorn(env: dict, port: int, workers: int, log_path: Path) -> subpro
         raise RuntimeError("gunicorn is missing: pip install -e '.[prod]'")
     handle = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{HOST}:{port}",
-         "--timeout", "120", "--graceful-timeout", "10", "--error-logfile", "-", "wsgi:app"],
-        env=env, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"{HOST}:{port}",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "10",
+            "--error-logfile",
+            "-",
+            "wsgi:app",
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -153,22 +177,48 @@ def prepare_campaigns(env: dict) -> Setup:
         segment = Segment(name="Charge: clientèle des salles démo")
         session.add(segment)
         session.flush()
-        session.add(SegmentVersion(segment_id=segment.id, number=1,
-                                   rule={"all": [{"field": "organisation", "op": "any", "value": slugs},
-                                                 {"field": "shows", "op": ">=", "value": 2}]}))
+        session.add(
+            SegmentVersion(
+                segment_id=segment.id,
+                number=1,
+                rule={
+                    "all": [
+                        {"field": "organisation", "op": "any", "value": slugs},
+                        {"field": "shows", "op": ">=", "value": 2},
+                    ]
+                },
+            )
+        )
         session.flush()
         promotion = promotions.create_promotion(
-            session, name_fr="Printemps du Quartier", name_en="Quartier Spring", message_fr="20 % sur un spectacle",
-            message_en="20% off a show", offer_kind="percent_off", offer_value=20,
-            organisation_ids=[orgs[s].id for s in slugs], valid_from=now.date(),
-            valid_until=now.date() + dt.timedelta(days=120), average_discount_cents=900, cost_per_contact_cents=5)
+            session,
+            name_fr="Printemps du Quartier",
+            name_en="Quartier Spring",
+            message_fr="20 % sur un spectacle",
+            message_en="20% off a show",
+            offer_kind="percent_off",
+            offer_value=20,
+            organisation_ids=[orgs[s].id for s in slugs],
+            valid_from=now.date(),
+            valid_until=now.date() + dt.timedelta(days=120),
+            average_discount_cents=900,
+            cost_per_contact_cents=5,
+        )
 
         def campaign(name: str):
             return services.create_campaign(
-                session, name=name, objective="cross_sell", segment_id=segment.id, promotion_id=promotion.id,
-                arms=services.make_arms(20, [80]), approval_deadline=now + dt.timedelta(days=7),
-                planned_launch_at=now + dt.timedelta(days=10), window_days=30, primary_metric="conversion",
-                secondary_metrics=["revenue"])
+                session,
+                name=name,
+                objective="cross_sell",
+                segment_id=segment.id,
+                promotion_id=promotion.id,
+                arms=services.make_arms(20, [80]),
+                approval_deadline=now + dt.timedelta(days=7),
+                planned_launch_at=now + dt.timedelta(days=10),
+                window_days=30,
+                primary_metric="conversion",
+                secondary_metrics=["revenue"],
+            )
 
         measured = campaign("Charge: campagne mesurée")
         services.submit_for_approval(session, measured, now=now)
@@ -183,29 +233,43 @@ def prepare_campaigns(env: dict) -> Setup:
         awaiting = campaign("Charge: campagne en attente")
         services.submit_for_approval(session, awaiting, now=now)
         session.commit()
-        approvals = {slug: session.scalar(select(Approval.id).where(Approval.campaign_id == awaiting.id,
-                                                                     Approval.organisation_id == orgs[slug].id))
-                     for slug in slugs}
+        approvals = {
+            slug: session.scalar(
+                select(Approval.id).where(
+                    Approval.campaign_id == awaiting.id, Approval.organisation_id == orgs[slug].id
+                )
+            )
+            for slug in slugs
+        }
         import_org = next(s for s in sorted(orgs) if s not in slugs)
         # One login per simulated staff user and evaluator: each has its own daily budget of
         # questions on pooled figures (core.privacy), which the load exercises without tripping it.
         hashed = hash_password(DEMO_PASSWORD)
-        own = {role: [f"load-{role}-{n:03d}@example.net" for n in range(LOAD_LOGINS)] for role in ("staff", "evaluator")}
+        own = {
+            role: [f"load-{role}-{n:03d}@example.net" for n in range(LOAD_LOGINS)] for role in ("staff", "evaluator")
+        }
         for role, emails in own.items():
             # the evaluators read the audience insights too: granted, as an administrator would
-            session.add_all(User(email=email, password_hash=hashed, role=role, insights_granted=role == "evaluator")
-                            for email in emails)
+            session.add_all(
+                User(email=email, password_hash=hashed, role=role, insights_granted=role == "evaluator")
+                for email in emails
+            )
         session.commit()
-        return Setup(password=DEMO_PASSWORD,
-                     staff=own["staff"],
-                     evaluators=own["evaluator"],
-                     venues={e: s for e, s in venues.items() if approvals.get(s)},
-                     approvals={s: a for s, a in approvals.items() if a},
-                     awaiting_campaign=awaiting.id, experiment=experiment.id, import_org=import_org,
-                     disciplines=discipline_choices(session)[:4] or ["theatre"])
+        return Setup(
+            password=DEMO_PASSWORD,
+            staff=own["staff"],
+            evaluators=own["evaluator"],
+            venues={e: s for e, s in venues.items() if approvals.get(s)},
+            approvals={s: a for s, a in approvals.items() if a},
+            awaiting_campaign=awaiting.id,
+            experiment=experiment.id,
+            import_org=import_org,
+            disciplines=discipline_choices(session)[:4] or ["theatre"],
+        )
 
 
 # --- the checks after the run ---------------------------------------------------------------------
+
 
 def verify(env: dict, setup: Setup, stats: Stats, import_summary: dict | None) -> dict:
     from sqlalchemy import create_engine, text
@@ -215,28 +279,47 @@ def verify(env: dict, setup: Setup, stats: Stats, import_summary: dict | None) -
     checks = {}
     with engine.connect() as conn:
         ids = [str(a) for a in setup.approvals.values()]
-        recorded = dict(conn.execute(text(
-            "SELECT object_id, count(*) FROM audit_event WHERE action IN ('approval.approve', 'approval.decline') "
-            "AND object_type = 'approval' AND object_id = ANY(:ids) GROUP BY object_id"), {"ids": ids}).all())
+        recorded = dict(
+            conn.execute(
+                text(
+                    "SELECT object_id, count(*) FROM audit_event WHERE action IN ('approval.approve', 'approval.decline') "
+                    "AND object_type = 'approval' AND object_id = ANY(:ids) GROUP BY object_id"
+                ),
+                {"ids": ids},
+            ).all()
+        )
         seen = {str(k): v for k, v in stats.decisions_seen.items()}
         lost = {a: seen[a] - recorded.get(a, 0) for a in seen if seen[a] > recorded.get(a, 0)}
-        statuses = dict(conn.execute(text("SELECT id, status FROM approval WHERE id = ANY(:ids)"),
-                                     {"ids": [int(i) for i in ids]}).all())
+        statuses = dict(
+            conn.execute(
+                text("SELECT id, status FROM approval WHERE id = ANY(:ids)"), {"ids": [int(i) for i in ids]}
+            ).all()
+        )
         checks["approvals"] = {
-            "answers_seen_by_clients": sum(seen.values()), "answers_in_audit_log": sum(recorded.values()),
-            "answers_refused_seen": stats.decisions_refused, "lost": lost,
+            "answers_seen_by_clients": sum(seen.values()),
+            "answers_in_audit_log": sum(recorded.values()),
+            "answers_refused_seen": stats.decisions_refused,
+            "lost": lost,
             "final_statuses": sorted(set(statuses.values())),
             "ok": not lost and all(statuses[int(a)] in ("approved", "declined") for a in seen),
         }
         if import_summary is not None and import_summary.get("batch_id"):
             batch_id = import_summary["batch_id"]
-            row = conn.execute(text("SELECT rows, imported, duplicates, rejected, anonymous, status FROM import_batch "
-                                    "WHERE id = :id"), {"id": batch_id}).one()
-            in_db = conn.execute(text('SELECT count(*) FROM "transaction" WHERE batch_id = :id'), {"id": batch_id}).scalar()
-            checks["import"] = {"rows": row.rows, "imported": row.imported, "transactions_in_db": in_db,
-                                "status": row.status,
-                                "ok": in_db == row.imported == import_summary.get("imported")
-                                and row.rows == row.imported + row.duplicates + row.rejected + row.anonymous}
+            row = conn.execute(
+                text("SELECT rows, imported, duplicates, rejected, anonymous, status FROM import_batch WHERE id = :id"),
+                {"id": batch_id},
+            ).one()
+            in_db = conn.execute(
+                text('SELECT count(*) FROM "transaction" WHERE batch_id = :id'), {"id": batch_id}
+            ).scalar()
+            checks["import"] = {
+                "rows": row.rows,
+                "imported": row.imported,
+                "transactions_in_db": in_db,
+                "status": row.status,
+                "ok": in_db == row.imported == import_summary.get("imported")
+                and row.rows == row.imported + row.duplicates + row.rejected + row.anonymous,
+            }
         else:
             checks["import"] = {"ok": False, "summary": import_summary}
     engine.dispose()
@@ -251,11 +334,24 @@ def start_import(env: dict, setup: Setup, folder: Path, rows: int, seed: int) ->
 
     path = folder / "load-export.csv"
     today = dt.date.today()
-    write_sales_export(path, rows, new_buyers(max(rows // 4, 1), "load", seed), seed=seed,
-                       start=today - dt.timedelta(days=2), end=today, order_prefix="L")
+    write_sales_export(
+        path,
+        rows,
+        new_buyers(max(rows // 4, 1), "load", seed),
+        seed=seed,
+        start=today - dt.timedelta(days=2),
+        end=today,
+        order_prefix="L",
+    )
     out = (folder / "import.out").open("w")
-    process = subprocess.Popen(pilot("import", str(path), "--org", setup.import_org, "--json"), env=env,
-                               cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        pilot("import", str(path), "--org", setup.import_org, "--json"),
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return process, folder / "import.out"
 
 
@@ -268,7 +364,7 @@ def read_import(process: subprocess.Popen, out: Path, timeout: float) -> dict | 
     text_out = out.read_text()
     start = text_out.find("{")
     try:
-        summary = json.loads(text_out[start:text_out.rfind("}") + 1]) if start >= 0 else None
+        summary = json.loads(text_out[start : text_out.rfind("}") + 1]) if start >= 0 else None
     except json.JSONDecodeError:
         summary = None
     if summary is None:
@@ -279,19 +375,26 @@ def read_import(process: subprocess.Popen, out: Path, timeout: float) -> dict | 
 
 # --- the command ----------------------------------------------------------------------------------
 
+
 def print_table(result: dict) -> None:
     load = result["load"]
-    print(f"\n{load['requests']} requests in {result['run']['elapsed_s']} s ({load['requests_per_s']}/s), "
-          f"{load['errors']} errors; users {result['run']['users']}; statuses {load['statuses']}")
+    print(
+        f"\n{load['requests']} requests in {result['run']['elapsed_s']} s ({load['requests_per_s']}/s), "
+        f"{load['errors']} errors; users {result['run']['users']}; statuses {load['statuses']}"
+    )
     idle = result.get("idle_p50_ms") or {}
     print(f"{'kind':<18}{'requests':>10}{'errors':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'idle p50':>10}")
     for kind, k in load["kinds"].items():
-        print(f"{kind:<18}{k['requests']:>10}{k['errors']:>8}{k['p50_ms']:>10}{k['p95_ms']:>10}{k['p99_ms']:>10}"
-              f"{idle.get(kind, ''):>10}")
+        print(
+            f"{kind:<18}{k['requests']:>10}{k['errors']:>8}{k['p50_ms']:>10}{k['p95_ms']:>10}{k['p99_ms']:>10}"
+            f"{idle.get(kind, ''):>10}"
+        )
     imp = result.get("import") or {}
     if "rows" in imp:
-        print(f"\nimport during the run: {imp['rows']} rows, {imp['imported']} imported in {imp.get('seconds', '?')} s "
-              f"(exit {imp.get('exit_status')})")
+        print(
+            f"\nimport during the run: {imp['rows']} rows, {imp['imported']} imported in {imp.get('seconds', '?')} s "
+            f"(exit {imp.get('exit_status')})"
+        )
     print("\nchecks:")
     for name, check in result["checks"].items():
         detail = {k: v for k, v in check.items() if k != "ok"}
@@ -320,8 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     status = 1
     try:
         db_name, url = create_database()
-        env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=secrets.token_hex(32),
-                   DISTRICT_SECRET=secrets.token_hex(32), PILOT_INSTANCE=str(folder / "instance"), PILOT_ENV="development")
+        env = dict(
+            os.environ,
+            DATABASE_URL=url,
+            SECRET_KEY=secrets.token_hex(32),
+            DISTRICT_SECRET=secrets.token_hex(32),
+            PILOT_INSTANCE=str(folder / "instance"),
+            PILOT_ENV="development",
+        )
         log(f"scratch database {db_name}; demo district of {args.spectators:,} spectators...")
         began = time.perf_counter()
         run(pilot("demo", "--no-serve", "--spectators", str(args.spectators)), env, SETUP_TIMEOUT)
@@ -331,8 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         server_log = folder / "gunicorn.log"
         server = start_gunicorn(env, port, args.workers, server_log)
-        log(f"gunicorn ({args.workers} workers) on {HOST}:{port}; {args.users} users for {args.seconds:g} s "
-            f"with an import of {args.import_rows:,} rows")
+        log(
+            f"gunicorn ({args.workers} workers) on {HOST}:{port}; {args.users} users for {args.seconds:g} s "
+            f"with an import of {args.import_rows:,} rows"
+        )
         result["idle_p50_ms"] = idle_latencies(port, setup)
         stats = Stats()
         import_began = time.perf_counter()
@@ -344,12 +455,15 @@ def main(argv: list[str] | None = None) -> int:
             summary["seconds"] = round(time.perf_counter() - import_began, 1)
         result["import"] = summary
         result["checks"] = verify(env, setup, stats, summary)
-        result["checks"]["logins"] = {"failures": result["run"]["login_failures"], "ok": not result["run"]["login_failures"]}
+        result["checks"]["logins"] = {
+            "failures": result["run"]["login_failures"],
+            "ok": not result["run"]["login_failures"],
+        }
         log_text = server_log.read_text(errors="replace")
         result["server_log_errors"] = log_text.count("unhandled error")
         if result["server_log_errors"]:
             first = log_text.find("unhandled error")
-            log(log_text[first:first + 3000])
+            log(log_text[first : first + 3000])
         status = 0 if all(c["ok"] for c in result["checks"].values()) else 1
     except Exception as exc:  # a setup failure is reported, and cleaned up after, like a failed check
         result["error"] = f"{type(exc).__name__}: {exc}"

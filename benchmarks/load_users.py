@@ -18,16 +18,29 @@ from urllib.parse import urlencode
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 HOST = "127.0.0.1"
-MAX_REQUESTS_PER_USER = 20_000     # a bound whatever the speed
+MAX_REQUESTS_PER_USER = 20_000  # a bound whatever the speed
 REQUEST_TIMEOUT = 60
 PREVIEW_RULES = [
     {"field": "shows", "op": ">=", "value": 2},
-    {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
-             {"field": "discipline", "op": "none", "value": ["dance"]}]},
-    {"all": [{"field": "lifecycle", "op": "in", "value": ["stale", "lapsed"]}, {"field": "shows", "op": ">=", "value": 3}]},
+    {
+        "all": [
+            {"field": "discipline", "op": "any", "value": ["theatre"]},
+            {"field": "discipline", "op": "none", "value": ["dance"]},
+        ]
+    },
+    {
+        "all": [
+            {"field": "lifecycle", "op": "in", "value": ["stale", "lapsed"]},
+            {"field": "shows", "op": ">=", "value": 3},
+        ]
+    },
     {"any": [{"field": "fsa", "op": "starts_with", "value": ["H2"]}, {"field": "spent", "op": ">", "value": 300}]},
-    {"all": [{"field": "subscriber", "op": "is", "value": False},
-             {"field": "shows", "op": ">=", "value": 3, "within_days": 548}]},
+    {
+        "all": [
+            {"field": "subscriber", "op": "is", "value": False},
+            {"field": "shows", "op": ">=", "value": 3, "within_days": 548},
+        ]
+    },
 ]
 INSIGHT_TABLES = ("lifecycle", "regions", "seasonality", "channels", "disciplines")
 
@@ -41,8 +54,8 @@ class Setup:
     password: str
     staff: list[str]
     evaluators: list[str]
-    venues: dict[str, str]           # e-mail → organisation slug
-    approvals: dict[str, int]        # organisation slug → approval id (the awaiting campaign)
+    venues: dict[str, str]  # e-mail → organisation slug
+    approvals: dict[str, int]  # organisation slug → approval id (the awaiting campaign)
     awaiting_campaign: int
     experiment: int | None
     import_org: str
@@ -51,12 +64,13 @@ class Setup:
 
 # --- the simulated users -------------------------------------------------------------------------
 
+
 @dataclass
 class Stats:
     latencies: dict = field(default_factory=lambda: defaultdict(list))
     errors: dict = field(default_factory=lambda: defaultdict(int))
     statuses: dict = field(default_factory=lambda: defaultdict(int))
-    decisions_seen: dict = field(default_factory=lambda: defaultdict(int))   # approval id → answers recorded
+    decisions_seen: dict = field(default_factory=lambda: defaultdict(int))  # approval id → answers recorded
     decisions_refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,8 +93,9 @@ class Browser:
         self.token: str | None = None
         self.requests = 0
 
-    def request(self, kind: str, method: str, path: str, body: bytes | None = None,
-                headers: dict | None = None) -> tuple[int | None, dict, bytes]:
+    def request(
+        self, kind: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int | None, dict, bytes]:
         headers = dict(headers or {})
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -117,8 +132,9 @@ class Browser:
         return self.request(kind, "GET", path)
 
     def post_form(self, kind: str, path: str, fields: dict):
-        return self.request(kind, "POST", path, urlencode(fields).encode(),
-                            {"Content-Type": "application/x-www-form-urlencoded"})
+        return self.request(
+            kind, "POST", path, urlencode(fields).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+        )
 
     def scrape_token(self, html: bytes) -> None:
         match = CSRF.search(html.decode("utf-8", "replace"))
@@ -128,8 +144,9 @@ class Browser:
     def login(self, email: str, password: str) -> bool:
         status, _h, html = self.get("login", "/login")
         self.scrape_token(html)
-        status, headers, _ = self.post_form("login", "/login", {"email": email, "password": password,
-                                                               "csrf_token": self.token or ""})
+        status, headers, _ = self.post_form(
+            "login", "/login", {"email": email, "password": password, "csrf_token": self.token or ""}
+        )
         ok = status == 302 and not headers.get("location", "").startswith("/login")
         if ok:
             # the token is bound to the session, which the login renewed
@@ -148,8 +165,13 @@ def staff_step(b: Browser, rng: random.Random, setup: Setup) -> None:
         if b.token is None or rng.random() < 0.1:
             b.scrape_token(b.get("builder", "/segments/new")[2])
         body = json.dumps({"rule": rng.choice(PREVIEW_RULES)}).encode()
-        b.request("preview", "POST", "/segments/preview", body,
-                  {"Content-Type": "application/json", "X-CSRFToken": b.token or ""})
+        b.request(
+            "preview",
+            "POST",
+            "/segments/preview",
+            body,
+            {"Content-Type": "application/json", "X-CSRFToken": b.token or ""},
+        )
     elif choice < 0.9 and setup.experiment:
         b.get("report", f"/experiments/{setup.experiment}")
     else:
@@ -242,8 +264,12 @@ def simulate(port: int, setup: Setup, users: int, seconds: float, think: float, 
     mix: dict[str, int] = defaultdict(int)
     for role, _e in roles:
         mix[role] += 1
-    return {"elapsed_s": round(elapsed, 1), "users": dict(mix), "login_failures": failures,
-            "stuck_threads": sum(t.is_alive() for t in threads)}
+    return {
+        "elapsed_s": round(elapsed, 1),
+        "users": dict(mix),
+        "login_failures": failures,
+        "stuck_threads": sum(t.is_alive() for t in threads),
+    }
 
 
 def idle_latencies(port: int, setup: Setup, repeats: int = 3) -> dict:
@@ -259,8 +285,13 @@ def idle_latencies(port: int, setup: Setup, repeats: int = 3) -> dict:
         staff.get("insights", "/segments/insights")
         staff.get("insights_csv", f"/segments/insights/{INSIGHT_TABLES[0]}.csv")
         for rule in PREVIEW_RULES[:3]:
-            staff.request("preview", "POST", "/segments/preview", json.dumps({"rule": rule}).encode(),
-                          {"Content-Type": "application/json", "X-CSRFToken": staff.token or ""})
+            staff.request(
+                "preview",
+                "POST",
+                "/segments/preview",
+                json.dumps({"rule": rule}).encode(),
+                {"Content-Type": "application/json", "X-CSRFToken": staff.token or ""},
+            )
         if setup.experiment:
             evaluator.get("report", f"/experiments/{setup.experiment}")
             evaluator.get("report_csv", f"/experiments/{setup.experiment}/report.csv")
@@ -285,11 +316,18 @@ def percentile(values: list[float], q: float) -> float:
 def summarise(stats: Stats, elapsed: float) -> dict:
     kinds = {}
     for kind, values in sorted(stats.latencies.items()):
-        kinds[kind] = {"requests": len(values), "errors": stats.errors.get(kind, 0),
-                       "p50_ms": round(percentile(values, 0.50) * 1000, 1),
-                       "p95_ms": round(percentile(values, 0.95) * 1000, 1),
-                       "p99_ms": round(percentile(values, 0.99) * 1000, 1)}
+        kinds[kind] = {
+            "requests": len(values),
+            "errors": stats.errors.get(kind, 0),
+            "p50_ms": round(percentile(values, 0.50) * 1000, 1),
+            "p95_ms": round(percentile(values, 0.95) * 1000, 1),
+            "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+        }
     total = sum(k["requests"] for k in kinds.values())
-    return {"requests": total, "errors": sum(k["errors"] for k in kinds.values()),
-            "requests_per_s": round(total / elapsed, 1) if elapsed else 0.0,
-            "statuses": {str(k): v for k, v in sorted(stats.statuses.items())}, "kinds": kinds}
+    return {
+        "requests": total,
+        "errors": sum(k["errors"] for k in kinds.values()),
+        "requests_per_s": round(total / elapsed, 1) if elapsed else 0.0,
+        "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
+        "kinds": kinds,
+    }

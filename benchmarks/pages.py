@@ -14,8 +14,9 @@ from pathlib import Path
 
 WARM_REQUESTS = 7  # after the cold one: the median and the worst of these are the warm figures
 PASSWORD = "bench-pages-password-2026"
-PREVIEW_RULE = {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
-                        {"field": "spent", "op": ">=", "value": 100}]}
+PREVIEW_RULE = {
+    "all": [{"field": "discipline", "op": "any", "value": ["theatre"]}, {"field": "spent", "op": ">=", "value": 100}]
+}
 
 
 def _users(db, campaign_id: int) -> dict:
@@ -32,12 +33,24 @@ def _users(db, campaign_id: int) -> dict:
         users, ids = {}, {}
         for role in ("staff", "admin", "evaluator", "venue"):
             email = f"bench-{role}@pages.example"
-            ids[role] = create_user(session, email, PASSWORD, role, organisation.id if role == "venue" else None,
-                                    name=f"Bench {role}", check_rules=False).id
+            ids[role] = create_user(
+                session,
+                email,
+                PASSWORD,
+                role,
+                organisation.id if role == "venue" else None,
+                name=f"Bench {role}",
+                check_rules=False,
+            ).id
             users[role] = email
         session.commit()
-        return {"emails": users, "approval_id": approval.id, "organisation": organisation.slug,
-                "organisation_id": organisation.id, "venue_user_id": ids["venue"]}
+        return {
+            "emails": users,
+            "approval_id": approval.id,
+            "organisation": organisation.slug,
+            "organisation_id": organisation.id,
+            "venue_user_id": ids["venue"],
+        }
 
 
 def _two_seasons() -> str:
@@ -57,59 +70,81 @@ def _unsubscribe_token(db, experiment_id: int, slug: str) -> str | None:
 
     with db.session() as session:
         recipient_id = session.scalar(
-            select(Recipient.id).join(Organisation, Organisation.id == Recipient.organisation_id)
+            select(Recipient.id)
+            .join(Organisation, Organisation.id == Recipient.organisation_id)
             .where(Recipient.experiment_id == experiment_id, Recipient.arm != "control", Organisation.slug == slug)
-            .order_by(Recipient.id).limit(1))
+            .order_by(Recipient.id)
+            .limit(1)
+        )
     return unsubscribe.token_for(recipient_id) if recipient_id else None
 
 
-def page_list(campaign_id: int, experiment_id: int, approval_id: int, organisation: str,
-              organisation_id: int | None = None, venue_user_id: int | None = None,
-              unsubscribe_token: str | None = None) -> dict[str, list]:
+def page_list(
+    campaign_id: int,
+    experiment_id: int,
+    approval_id: int,
+    organisation: str,
+    organisation_id: int | None = None,
+    venue_user_id: int | None = None,
+    unsubscribe_token: str | None = None,
+) -> dict[str, list]:
     """Each role's main pages: (name, method, path, JSON body or None); with ``unsubscribe_token``,
     the public unsubscribe page of a contact list's link (timed as the venue user: it is the same page)."""
     report = f"/experiments/{experiment_id}"
     return {
-        "staff": [("dashboard", "GET", "/", None),
-                  ("segments", "GET", "/segments/", None),
-                  ("segment_preview", "POST", "/segments/preview", {"rule": PREVIEW_RULE}),
-                  ("insights_district", "GET", "/segments/insights", None),
-                  ("insights_discipline", "GET", "/segments/insights/discipline/theatre", None),
-                  ("insights_organisation", "GET", f"/segments/insights/organisation/{organisation}", None),
-                  ("comparison", "GET", f"/segments/comparison/{organisation}", None),
-                  ("comparison_seasons", "GET", f"/segments/comparison/{organisation}?{_two_seasons()}", None),
-                  ("campaigns", "GET", "/campaigns/", None),
-                  ("campaign", "GET", f"/campaigns/{campaign_id}", None),
-                  ("campaign_requests", "GET", f"/campaigns/{campaign_id}/approvals", None),
-                  ("requests", "GET", "/campaigns/requests?open=0", None),
-                  ("decisions", "GET", f"/experiments/campaign/{campaign_id}", None),
-                  ("power", "GET", f"/experiments/campaign/{campaign_id}/power", None),
-                  ("imports", "GET", "/imports", None),
-                  *([("import_quality", "GET", f"/imports/quality?organisation={organisation_id}", None)]
-                    if organisation_id else []),
-                  ("report", "GET", report, None)],
-        "admin": [("dashboard", "GET", "/", None),
-                  ("audit_log", "GET", "/admin/audit", None),
-                  ("audit_log_filtered", "GET", "/admin/audit?object=bench&actor=bench", None),
-                  ("users", "GET", "/admin/users", None),
-                  *([("user", "GET", f"/admin/users/{venue_user_id}", None)] if venue_user_id else []),
-                  ("organisations", "GET", "/admin/organisations", None),
-                  *([("organisation", "GET", f"/admin/organisations/{organisation_id}", None)]
-                    if organisation_id else []),
-                  ("jobs", "GET", "/admin/jobs/", None)],
-        "venue": [("dashboard", "GET", "/", None),
-                  ("campaigns", "GET", "/campaigns/", None),
-                  ("approval", "GET", f"/campaigns/approvals/{approval_id}", None),
-                  ("insights_own", "GET", f"/segments/insights/organisation/{organisation}", None),
-                  ("comparison_own", "GET", f"/segments/comparison/{organisation}", None),
-                  ("imports", "GET", "/imports", None),
-                  ("import_quality_own", "GET", "/imports/quality", None),
-                  ("report", "GET", report, None),
-                  *([("unsubscribe", "GET", f"/experiments/unsubscribe/{unsubscribe_token}", None)]
-                    if unsubscribe_token else [])],
-        "evaluator": [("dashboard", "GET", "/", None),
-                      ("reports", "GET", "/experiments/", None),
-                      ("report", "GET", report, None)],
+        "staff": [
+            ("dashboard", "GET", "/", None),
+            ("segments", "GET", "/segments/", None),
+            ("segment_preview", "POST", "/segments/preview", {"rule": PREVIEW_RULE}),
+            ("insights_district", "GET", "/segments/insights", None),
+            ("insights_discipline", "GET", "/segments/insights/discipline/theatre", None),
+            ("insights_organisation", "GET", f"/segments/insights/organisation/{organisation}", None),
+            ("comparison", "GET", f"/segments/comparison/{organisation}", None),
+            ("comparison_seasons", "GET", f"/segments/comparison/{organisation}?{_two_seasons()}", None),
+            ("campaigns", "GET", "/campaigns/", None),
+            ("campaign", "GET", f"/campaigns/{campaign_id}", None),
+            ("campaign_requests", "GET", f"/campaigns/{campaign_id}/approvals", None),
+            ("requests", "GET", "/campaigns/requests?open=0", None),
+            ("decisions", "GET", f"/experiments/campaign/{campaign_id}", None),
+            ("power", "GET", f"/experiments/campaign/{campaign_id}/power", None),
+            ("imports", "GET", "/imports", None),
+            *(
+                [("import_quality", "GET", f"/imports/quality?organisation={organisation_id}", None)]
+                if organisation_id
+                else []
+            ),
+            ("report", "GET", report, None),
+        ],
+        "admin": [
+            ("dashboard", "GET", "/", None),
+            ("audit_log", "GET", "/admin/audit", None),
+            ("audit_log_filtered", "GET", "/admin/audit?object=bench&actor=bench", None),
+            ("users", "GET", "/admin/users", None),
+            *([("user", "GET", f"/admin/users/{venue_user_id}", None)] if venue_user_id else []),
+            ("organisations", "GET", "/admin/organisations", None),
+            *([("organisation", "GET", f"/admin/organisations/{organisation_id}", None)] if organisation_id else []),
+            ("jobs", "GET", "/admin/jobs/", None),
+        ],
+        "venue": [
+            ("dashboard", "GET", "/", None),
+            ("campaigns", "GET", "/campaigns/", None),
+            ("approval", "GET", f"/campaigns/approvals/{approval_id}", None),
+            ("insights_own", "GET", f"/segments/insights/organisation/{organisation}", None),
+            ("comparison_own", "GET", f"/segments/comparison/{organisation}", None),
+            ("imports", "GET", "/imports", None),
+            ("import_quality_own", "GET", "/imports/quality", None),
+            ("report", "GET", report, None),
+            *(
+                [("unsubscribe", "GET", f"/experiments/unsubscribe/{unsubscribe_token}", None)]
+                if unsubscribe_token
+                else []
+            ),
+        ],
+        "evaluator": [
+            ("dashboard", "GET", "/", None),
+            ("reports", "GET", "/experiments/", None),
+            ("report", "GET", report, None),
+        ],
     }
 
 
@@ -132,8 +167,15 @@ def _small_import(db, folder: Path, slug: str, seed: int) -> int:
 
     path = folder / "export-pages.csv"
     today = dt.date.today()
-    write_sales_export(path, 400, new_buyers(100, "p", seed), seed=seed, start=today - dt.timedelta(days=30),
-                       end=today - dt.timedelta(days=1), order_prefix="P")
+    write_sales_export(
+        path,
+        400,
+        new_buyers(100, "p", seed),
+        seed=seed,
+        start=today - dt.timedelta(days=30),
+        end=today - dt.timedelta(days=1),
+        order_prefix="P",
+    )
     with db.session() as session:
         organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
         result = import_file(session, path, organisation, secret=SECRET, filename=path.name)
@@ -156,8 +198,10 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
         setup = _users(db, campaign_id)
         with db.session() as session:  # what the insights.warm job has done before the import
             first = publish(session, commit=session.commit)
-        echo(f"pages: published the pooled pages' facts of every scope and season ({first['published']} rows) "
-             f"in {first['seconds']:.1f} s, the slowest {first['slowest'][0]} ({first['slowest'][1]:.1f} s)")
+        echo(
+            f"pages: published the pooled pages' facts of every scope and season ({first['published']} rows) "
+            f"in {first['seconds']:.1f} s, the slowest {first['slowest'][0]} ({first['slowest'][1]:.1f} s)"
+        )
         imported = _small_import(db, folder, BENCH_ORG, seed)
         with db.session() as session:
             refresh_changed(session)
@@ -165,11 +209,20 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
             # The pooled pages show their last published figures until the job publishes what the import
             # moved; the cold pages below are timed once it has (its time is the job's, not a request's).
             after = publish(session, commit=session.commit)
-        echo(f"pages: the import moved {after['published']} kept rows, published in {after['seconds']:.1f} s "
-             f"(the insights.warm job's work, before the cold requests)")
+        echo(
+            f"pages: the import moved {after['published']} kept rows, published in {after['seconds']:.1f} s "
+            f"(the insights.warm job's work, before the cold requests)"
+        )
         token = _unsubscribe_token(db, experiment_id, setup["organisation"])
-    pages = page_list(campaign_id, experiment_id, setup["approval_id"], setup["organisation"],
-                      setup["organisation_id"], setup["venue_user_id"], token)
+    pages = page_list(
+        campaign_id,
+        experiment_id,
+        setup["approval_id"],
+        setup["organisation"],
+        setup["organisation_id"],
+        setup["venue_user_id"],
+        token,
+    )
     echo(f"pages: imported {imported} rows; timing {sum(len(p) for p in pages.values())} pages of 4 roles...")
     app.config["WTF_CSRF_ENABLED"] = False  # the test client posts the login form without a token
     figures: dict = {}
@@ -185,9 +238,14 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
                 status, seconds = _request(client, method, path, body)
                 warm.append(seconds)
             figures[f"{role}.{name}"] = {
-                "path": path, "status": status, "cold_ms": round(cold * 1000, 1),
+                "path": path,
+                "status": status,
+                "cold_ms": round(cold * 1000, 1),
                 "warm_ms_p50": round(statistics.median(warm) * 1000, 1),
-                "warm_ms_p95": round(max(warm) * 1000, 1)}
-            echo(f"pages: {role} {name}: {status}, cold {cold * 1000:.0f} ms, "
-                 f"warm {statistics.median(warm) * 1000:.0f} ms")
+                "warm_ms_p95": round(max(warm) * 1000, 1),
+            }
+            echo(
+                f"pages: {role} {name}: {status}, cold {cold * 1000:.0f} ms, "
+                f"warm {statistics.median(warm) * 1000:.0f} ms"
+            )
     return figures

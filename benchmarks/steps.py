@@ -28,6 +28,7 @@ from benchmarks.harness import (
 
 # --- the district -------------------------------------------------------------------------------
 
+
 def build_district(db, spectators: int, seed: int, echo) -> dict:
     """The demo district's pooled data only (no users, no feature demo steps), plus the bench's
     two organisations; returns counts and seconds."""
@@ -37,8 +38,12 @@ def build_district(db, spectators: int, seed: int, echo) -> dict:
     with Timer() as timer:
         totals = demo._load(db, spectators, seed, SECRET, lambda m: echo(f"demo: {m}"), time.perf_counter())
     with db.session() as session:
-        session.add_all([Organisation(slug=BENCH_ORG, name="Organisation du banc d'essai", kind="venue"),
-                         Organisation(slug=PROBE_ORG, name="Sonde mémoire du banc d'essai", kind="venue")])
+        session.add_all(
+            [
+                Organisation(slug=BENCH_ORG, name="Organisation du banc d'essai", kind="venue"),
+                Organisation(slug=PROBE_ORG, name="Sonde mémoire du banc d'essai", kind="venue"),
+            ]
+        )
         session.commit()
     return {"seconds": round(timer.seconds, 2), **{k: int(v) for k, v in totals.items()}}
 
@@ -60,13 +65,17 @@ def existing_buyers(db, count: int, stride: int = 1, offset: int = 0):
 
     rows = []
     with db.engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT c.spectator_id, c.last_name, c.first_name, c.postal_code, c.email FROM contact c "
-            "WHERE c.id IN (SELECT min(id) FROM contact WHERE email IS NOT NULL GROUP BY spectator_id) "
-            "AND c.spectator_id % :stride = :offset ORDER BY c.spectator_id LIMIT :n"),
-            {"stride": stride, "offset": offset, "n": count}).all()
-    buyers = Buyers([r[1] or "" for r in rows], [r[2] or "" for r in rows], [r[3] or "" for r in rows],
-                    [r[4] for r in rows])
+        rows = connection.execute(
+            text(
+                "SELECT c.spectator_id, c.last_name, c.first_name, c.postal_code, c.email FROM contact c "
+                "WHERE c.id IN (SELECT min(id) FROM contact WHERE email IS NOT NULL GROUP BY spectator_id) "
+                "AND c.spectator_id % :stride = :offset ORDER BY c.spectator_id LIMIT :n"
+            ),
+            {"stride": stride, "offset": offset, "n": count},
+        ).all()
+    buyers = Buyers(
+        [r[1] or "" for r in rows], [r[2] or "" for r in rows], [r[3] or "" for r in rows], [r[4] for r in rows]
+    )
     return buyers, [r[0] for r in rows]
 
 
@@ -89,8 +98,9 @@ def bulk_load_baseline(db, path: Path) -> tuple[int, float]:
         if db.engine.dialect.name == "postgresql":
             with Timer() as timer:
                 with raw.cursor() as cursor, path.open("rb") as handle:
-                    with cursor.copy("COPY bench_stage FROM STDIN WITH (FORMAT csv, DELIMITER ';', HEADER true, "
-                                     "ENCODING 'UTF8')") as copy:
+                    with cursor.copy(
+                        "COPY bench_stage FROM STDIN WITH (FORMAT csv, DELIMITER ';', HEADER true, ENCODING 'UTF8')"
+                    ) as copy:
                         while chunk := handle.read(1 << 20):
                             copy.write(chunk)
                 connection.commit()
@@ -131,9 +141,13 @@ def probe_import_memory(url: str, path: Path, slug: str, commit: bool = False) -
     env = dict(os.environ, PILOT_BENCH_SECRET=SECRET)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    done = subprocess.run([sys.executable, "-m", "benchmarks.import_probe", url, str(path), slug,
-                           *(["--commit"] if commit else [])],
-                          capture_output=True, text=True, env=env, cwd=root)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.import_probe", url, str(path), slug, *(["--commit"] if commit else [])],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"the memory probe failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -148,23 +162,31 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
     buyers = known + new_buyers(pool_size - len(known), "m", seed)
     path = folder / "export-main.csv"
     with Timer() as writing:
-        info = write_sales_export(path, scale.import_rows, buyers, seed=seed, start=dt.date(2024, 1, 1),
-                                  end=dt.date(2026, 10, 31))
-    echo(f"import: wrote {info['rows']:,} lines ({info['bytes'] / 1e6:.0f} MB, {info['buyers']:,} buyers) "
-         f"in {writing.seconds:.1f} s; loading it into an unindexed text table, for scale...")
+        info = write_sales_export(
+            path, scale.import_rows, buyers, seed=seed, start=dt.date(2024, 1, 1), end=dt.date(2026, 10, 31)
+        )
+    echo(
+        f"import: wrote {info['rows']:,} lines ({info['bytes'] / 1e6:.0f} MB, {info['buyers']:,} buyers) "
+        f"in {writing.seconds:.1f} s; loading it into an unindexed text table, for scale..."
+    )
     unindexed_rows, unindexed_s = bulk_load_baseline(db, path)
     unindexed_rate = unindexed_rows / unindexed_s
-    echo(f"import: unindexed load {unindexed_rows:,} rows in {unindexed_s:.2f} s ({unindexed_rate:,.0f} rows/s); "
-         "importing (in a process of its own, for its peak memory)...")
+    echo(
+        f"import: unindexed load {unindexed_rows:,} rows in {unindexed_s:.2f} s ({unindexed_rate:,.0f} rows/s); "
+        "importing (in a process of its own, for its peak memory)..."
+    )
     before = import_baseline.marks(db)
     main = probe_import_memory(url, path, BENCH_ORG, commit=True)
     seconds = main["seconds"]
     rows_per_s = main["rows"] / seconds
-    echo(f"import: {main['rows']:,} rows in {seconds:.2f} s ({rows_per_s:,.0f} rows/s); {main['imported']:,} "
-         f"imported, {main['spectators_new']:,} new spectators; peak {main['peak_rss_mb']:.0f} MB; CPU "
-         f"{main['client_cpu_s']:.1f} s here" + (f", {main['server_cpu_s']:.1f} s in the server"
-                                               if main.get("server_cpu_s") is not None else "") + "; "
-         "bulk-loading the rows it wrote into the same tables...")
+    echo(
+        f"import: {main['rows']:,} rows in {seconds:.2f} s ({rows_per_s:,.0f} rows/s); {main['imported']:,} "
+        f"imported, {main['spectators_new']:,} new spectators; peak {main['peak_rss_mb']:.0f} MB; CPU "
+        f"{main['client_cpu_s']:.1f} s here"
+        + (f", {main['server_cpu_s']:.1f} s in the server" if main.get("server_cpu_s") is not None else "")
+        + "; "
+        "bulk-loading the rows it wrote into the same tables..."
+    )
     captured = import_baseline.capture(db, before, main["batch_id"], folder / "import-baseline")
     try:
         import_baseline.remove(db, before, main["batch_id"])
@@ -172,9 +194,11 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
     finally:
         import_baseline.discard(captured)
     baseline_rate = main["rows"] / baseline_s
-    echo(f"import: baseline {sum(captured.counts.values()):,} rows of {len(captured.counts)} tables for "
-         f"{main['rows']:,} lines in {baseline_s:.2f} s ({baseline_rate:,.0f} lines/s); ratio "
-         f"{rows_per_s / baseline_rate:.3f} (to the unindexed load {rows_per_s / unindexed_rate:.3f})")
+    echo(
+        f"import: baseline {sum(captured.counts.values()):,} rows of {len(captured.counts)} tables for "
+        f"{main['rows']:,} lines in {baseline_s:.2f} s ({baseline_rate:,.0f} lines/s); ratio "
+        f"{rows_per_s / baseline_rate:.3f} (to the unindexed load {rows_per_s / unindexed_rate:.3f})"
+    )
     path.unlink()
 
     # A second, smaller file (rolled back): two sizes show whether memory grows with the file.
@@ -183,12 +207,21 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
     probe_path = folder / f"export-probe-{small}.csv"
     pool = max(10, small // 4)
     known, _ids = existing_buyers(db, pool // 2, stride=5, offset=2)
-    write_sales_export(probe_path, small, known + new_buyers(pool - len(known), f"p{small}-", seed + 1),
-                       seed=seed + small, start=dt.date(2024, 1, 1), end=dt.date(2026, 10, 31), order_prefix="P")
+    write_sales_export(
+        probe_path,
+        small,
+        known + new_buyers(pool - len(known), f"p{small}-", seed + 1),
+        seed=seed + small,
+        start=dt.date(2024, 1, 1),
+        end=dt.date(2026, 10, 31),
+        order_prefix="P",
+    )
     probes[small] = probe_import_memory(url, probe_path, PROBE_ORG)
     probe_path.unlink()
-    echo(f"import: memory probe {small:,} rows: peak {probes[small]['peak_rss_mb']:.0f} MB "
-         f"(before the import {probes[small]['rss_before_mb']:.0f} MB), {probes[small]['seconds']:.1f} s")
+    echo(
+        f"import: memory probe {small:,} rows: peak {probes[small]['peak_rss_mb']:.0f} MB "
+        f"(before the import {probes[small]['rss_before_mb']:.0f} MB), {probes[small]['seconds']:.1f} s"
+    )
     sizes = sorted(probes)
     (r1, p1), (r2, p2) = [(r, probes[r]["peak_rss_mb"]) for r in sizes]
     slope = (p2 - p1) / (r2 - r1) if r2 != r1 else 0.0  # MB per row
@@ -206,7 +239,8 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
         "unindexed_rows_per_s": round(unindexed_rate),
         "unindexed_seconds": round(unindexed_s, 2),
         "ratio_to_unindexed": round(rows_per_s / unindexed_rate, 4),
-        "unindexed": "COPY FROM STDIN of the file into one unindexed text table" if engine == "postgresql"
+        "unindexed": "COPY FROM STDIN of the file into one unindexed text table"
+        if engine == "postgresql"
         else "csv.reader + executemany of the file into one unindexed text table",
         "measured": "import_file + commit, in a process of its own (its startup not counted)",
         # Where the import's seconds went: the importer's own CPU, the PostgreSQL backend's (a server
@@ -227,6 +261,7 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
 
 # --- profiles -----------------------------------------------------------------------------------
 
+
 def profile_figures(db, scale: Scale, seed: int, folder: Path, engine: str, echo) -> dict:
     from sqlalchemy import func, select
 
@@ -243,22 +278,34 @@ def profile_figures(db, scale: Scale, seed: int, folder: Path, engine: str, echo
         _analyze(db)
 
     today = dt.date.today()
-    buyers, ids = existing_buyers(db, scale.delta_spectators, stride=max(1, scale.spectators // scale.delta_spectators
-                                                                         // 2), offset=0)
+    buyers, ids = existing_buyers(
+        db, scale.delta_spectators, stride=max(1, scale.spectators // scale.delta_spectators // 2), offset=0
+    )
     path = folder / "export-delta.csv"
-    write_sales_export(path, 2 * len(buyers), buyers, seed=seed + 7, start=today - dt.timedelta(days=30),
-                       end=today - dt.timedelta(days=1), shows=40, order_prefix="D")
+    write_sales_export(
+        path,
+        2 * len(buyers),
+        buyers,
+        seed=seed + 7,
+        start=today - dt.timedelta(days=30),
+        end=today - dt.timedelta(days=1),
+        shows=40,
+        order_prefix="D",
+    )
     result, delta_import_s = timed_import(db, path, BENCH_ORG, engine, "import-delta")
     path.unlink()
     with db.session() as session:
-        touched = session.scalar(select(func.count(func.distinct(Transaction.spectator_id)))
-                                 .where(Transaction.batch_id == result.batch_id))
+        touched = session.scalar(
+            select(func.count(func.distinct(Transaction.spectator_id))).where(Transaction.batch_id == result.batch_id)
+        )
     echo(f"profiles: a {result.rows:,}-line import touched {touched:,} spectators; incremental refresh...")
     with db.session() as session, Timer() as incremental, _profiled(engine, "profiles-incremental"):
         written_incremental = refresh_after_import(session, result.batch_id)
         session.commit()
-    echo(f"profiles: incremental refresh wrote {written_incremental:,} rows in {incremental.seconds:.2f} s "
-         f"(ratio {incremental.seconds / full.seconds:.3f})")
+    echo(
+        f"profiles: incremental refresh wrote {written_incremental:,} rows in {incremental.seconds:.2f} s "
+        f"(ratio {incremental.seconds / full.seconds:.3f})"
+    )
     return {
         "incremental_s": round(incremental.seconds, 3),
         "full_s": round(full.seconds, 3),
@@ -273,6 +320,7 @@ def profile_figures(db, scale: Scale, seed: int, folder: Path, engine: str, echo
 
 
 # --- rules --------------------------------------------------------------------------------------
+
 
 def rule_figures(db, folder: Path, engine: str, echo) -> tuple[dict, dict]:
     from sqlalchemy import func, select
@@ -289,8 +337,7 @@ def rule_figures(db, folder: Path, engine: str, echo) -> tuple[dict, dict]:
         as_of = profiles_as_of(session)
         slugs = dict(session.execute(select(Organisation.slug, Organisation.id)).all())
         transactions = session.scalar(select(func.count()).select_from(Transaction))
-    echo(f"rules: DuckDB holds {duck.transactions:,} transactions (loaded in {duck.load_seconds:.1f} s); "
-         f"as of {as_of}")
+    echo(f"rules: DuckDB holds {duck.transactions:,} transactions (loaded in {duck.load_seconds:.1f} s); as of {as_of}")
     figures = {}
     try:
         for bench_rule in RULES:
@@ -328,8 +375,9 @@ def rule_figures(db, folder: Path, engine: str, echo) -> tuple[dict, dict]:
             for entry in app_preview["by_organisation"]:
                 expected = duck_counts.get(slugs.get(entry["organisation"]), 0)
                 if entry["spectators"] is not None and entry["spectators"] != expected:
-                    mismatched.append({"organisation": entry["organisation"], "app": entry["spectators"],
-                                       "duckdb": expected})
+                    mismatched.append(
+                        {"organisation": entry["organisation"], "app": entry["spectators"], "duckdb": expected}
+                    )
             ms, duck_ms = _p50(totals) * 1000, _p50(duck_times) * 1000
             figures[name] = {
                 "members": int(app_ids.size),
@@ -348,23 +396,33 @@ def rule_figures(db, folder: Path, engine: str, echo) -> tuple[dict, dict]:
             if not members_match:
                 only_app = np.setdiff1d(app_ids, duck_ids)
                 only_duck = np.setdiff1d(duck_ids, app_ids)
-                figures[name]["mismatch"] = {"only_app": int(only_app.size), "only_duckdb": int(only_duck.size),
-                                             "examples_app": only_app[:5].tolist(),
-                                             "examples_duckdb": only_duck[:5].tolist()}
+                figures[name]["mismatch"] = {
+                    "only_app": int(only_app.size),
+                    "only_duckdb": int(only_duck.size),
+                    "examples_app": only_app[:5].tolist(),
+                    "examples_duckdb": only_duck[:5].tolist(),
+                }
             if mismatched:
                 figures[name]["counts_mismatch"] = mismatched[:10]
-            echo(f"rules: {name}: {app_ids.size:,} members, {ms:.1f} ms (members {_p50(member_times) * 1000:.1f} + "
-                 f"preview {_p50(preview_times) * 1000:.1f}) vs DuckDB {duck_ms:.1f} ms; "
-                 f"{'same members' if members_match else 'MEMBERS DIFFER'}"
-                 f"{'' if not mismatched else ', COUNTS DIFFER'}")
+            echo(
+                f"rules: {name}: {app_ids.size:,} members, {ms:.1f} ms (members {_p50(member_times) * 1000:.1f} + "
+                f"preview {_p50(preview_times) * 1000:.1f}) vs DuckDB {duck_ms:.1f} ms; "
+                f"{'same members' if members_match else 'MEMBERS DIFFER'}"
+                f"{'' if not mismatched else ', COUNTS DIFFER'}"
+            )
     finally:
         duck.close()
-    context = {"as_of": as_of.isoformat(), "transactions": int(transactions), "duckdb_load_s": round(duck.load_seconds, 2),
-               "duckdb_version": duck.version}
+    context = {
+        "as_of": as_of.isoformat(),
+        "transactions": int(transactions),
+        "duckdb_load_s": round(duck.load_seconds, 2),
+        "duckdb_version": duck.version,
+    }
     return figures, context
 
 
 # --- assignment and outcomes --------------------------------------------------------------------
+
 
 def ready_campaign(db, recipients: int, now: dt.datetime) -> int:
     """A campaign ready to launch whose snapshot holds ``recipients`` contactable spectators, every
@@ -386,30 +444,59 @@ def ready_campaign(db, recipients: int, now: dt.datetime) -> int:
         segment = Segment(name="Banc d'essai : joignables")
         session.add(segment)
         session.flush()
-        version = SegmentVersion(segment_id=segment.id, number=1,
-                                 rule={"field": "contactable", "op": "is", "value": True})
+        version = SegmentVersion(
+            segment_id=segment.id, number=1, rule={"field": "contactable", "op": "is", "value": True}
+        )
         session.add(version)
         session.flush()
         snapshot = SegmentSnapshot(segment_version_id=version.id, as_of=now.date(), size=0)
         session.add(snapshot)
         session.flush()
-        chosen = (select(SpectatorProfile.spectator_id).where(SpectatorProfile.contactable.is_(True))
-                  .order_by(SpectatorProfile.spectator_id).limit(recipients).subquery())
-        session.execute(insert(SnapshotMember).from_select(
-            ["snapshot_id", "spectator_id"], select(literal(snapshot.id, Integer), chosen.c.spectator_id)))
-        snapshot.size = session.scalar(select(func.count()).select_from(SnapshotMember)
-                                       .where(SnapshotMember.snapshot_id == snapshot.id))
+        chosen = (
+            select(SpectatorProfile.spectator_id)
+            .where(SpectatorProfile.contactable.is_(True))
+            .order_by(SpectatorProfile.spectator_id)
+            .limit(recipients)
+            .subquery()
+        )
+        session.execute(
+            insert(SnapshotMember).from_select(
+                ["snapshot_id", "spectator_id"], select(literal(snapshot.id, Integer), chosen.c.spectator_id)
+            )
+        )
+        snapshot.size = session.scalar(
+            select(func.count()).select_from(SnapshotMember).where(SnapshotMember.snapshot_id == snapshot.id)
+        )
         org_ids = list(session.scalars(select(Organisation.id).where(Organisation.slug.not_in([BENCH_ORG, PROBE_ORG]))))
         promotion = promotions.create_promotion(
-            session, name_fr="Banc d'essai", name_en="Benchmark", message_fr="20 % sur votre prochain spectacle",
-            message_en="20% off your next show", offer_kind="percent_off", offer_value=20, organisation_ids=org_ids,
-            disciplines=["theatre", "dance"], valid_from=now.date(), valid_until=now.date() + dt.timedelta(days=90),
-            code_strategy="unique", average_discount_cents=900, cost_per_contact_cents=5)
+            session,
+            name_fr="Banc d'essai",
+            name_en="Benchmark",
+            message_fr="20 % sur votre prochain spectacle",
+            message_en="20% off your next show",
+            offer_kind="percent_off",
+            offer_value=20,
+            organisation_ids=org_ids,
+            disciplines=["theatre", "dance"],
+            valid_from=now.date(),
+            valid_until=now.date() + dt.timedelta(days=90),
+            code_strategy="unique",
+            average_discount_cents=900,
+            cost_per_contact_cents=5,
+        )
         campaign = campaign_services.create_campaign(
-            session, name="Banc d'essai", objective="cross_sell", segment_id=segment.id, promotion_id=promotion.id,
-            arms=campaign_services.make_arms(20, [80]), approval_deadline=now + dt.timedelta(hours=1),
-            planned_launch_at=now + dt.timedelta(hours=2), window_days=30, primary_metric="conversion",
-            secondary_metrics=["revenue", "tickets", "cross_sell", "redemption"])
+            session,
+            name="Banc d'essai",
+            objective="cross_sell",
+            segment_id=segment.id,
+            promotion_id=promotion.id,
+            arms=campaign_services.make_arms(20, [80]),
+            approval_deadline=now + dt.timedelta(hours=1),
+            planned_launch_at=now + dt.timedelta(hours=2),
+            window_days=30,
+            primary_metric="conversion",
+            secondary_metrics=["revenue", "tickets", "cross_sell", "redemption"],
+        )
         approvals = campaign_services.submit_for_approval(session, campaign, snapshot=snapshot, now=now)
         for approval in approvals:
             campaign_services.decide_approval(session, approval, "approve", now=now)
@@ -437,11 +524,14 @@ def assignment_figures(db, scale: Scale, seed: int, engine: str, echo) -> tuple[
             session.commit()
         experiment_id, recipients = experiment.id, experiment.recipients
     echo(f"assignment: {recipients:,} recipients launched in {timer.seconds:.2f} s ({steps})")
-    return {"recipients": int(recipients), "seconds": round(timer.seconds, 3), "steps_s": steps,
-            "prepare_s": round(preparing.seconds, 2),
-            "includes": "experiments.services.launch: eligibility, assignment, codes, recipients, contact history, "
-                        "lists and the sample-ratio check (steps_s: seconds per step)"}, \
-        experiment_id
+    return {
+        "recipients": int(recipients),
+        "seconds": round(timer.seconds, 3),
+        "steps_s": steps,
+        "prepare_s": round(preparing.seconds, 2),
+        "includes": "experiments.services.launch: eligibility, assignment, codes, recipients, contact history, "
+        "lists and the sample-ratio check (steps_s: seconds per step)",
+    }, experiment_id
 
 
 def _stamps(seconds_since_epoch: np.ndarray, as_text: bool) -> list[str]:
@@ -468,12 +558,15 @@ def insert_new_transactions(db, experiment_id: int, count: int, seed: int) -> di
         experiment = session.get(Experiment, experiment_id)
         org_ids = [o.id for o in experiment.campaign.promotion.organisations]
         launched, window_days = experiment.launched_at, experiment.window_days
-        rec = session.execute(select(Recipient.spectator_id, Recipient.code)
-                              .where(Recipient.experiment_id == experiment_id)
-                              .order_by(Recipient.spectator_id)).all()
+        rec = session.execute(
+            select(Recipient.spectator_id, Recipient.code)
+            .where(Recipient.experiment_id == experiment_id)
+            .order_by(Recipient.spectator_id)
+        ).all()
         everyone = np.fromiter(session.scalars(select(Spectator.id).order_by(Spectator.id)), dtype=np.int64)
-        shows = session.execute(select(Show.id, Show.organisation_id).where(Show.organisation_id.in_(org_ids))
-                                .order_by(Show.id)).all()
+        shows = session.execute(
+            select(Show.id, Show.organisation_id).where(Show.organisation_id.in_(org_ids)).order_by(Show.id)
+        ).all()
         as_text = sql.stores_text_datetimes(session)
         rec_spec = np.array([r[0] for r in rec], dtype=np.int64)
         rec_code = np.array([r[1] for r in rec], dtype=object)
@@ -493,17 +586,48 @@ def insert_new_transactions(db, experiment_id: int, count: int, seed: int) -> di
         epoch = int(launched.replace(tzinfo=dt.timezone.utc).timestamp())
         moments = epoch + rng.integers(0, window_days * 86_400, size=count)
         numbers = [f"{i:09d}" for i in range(count)]
-        rows = zip(show_org[pick].tolist(), buyer.tolist(), show_ids[pick].tolist(), _stamps(moments, as_text),
-                   amount.tolist(), tickets.tolist(), circumstance.tolist(), ["single"] * count, ["web"] * count,
-                   code.tolist(), ["N" + n for n in numbers], ["bench-new-" + n for n in numbers])
+        rows = zip(
+            show_org[pick].tolist(),
+            buyer.tolist(),
+            show_ids[pick].tolist(),
+            _stamps(moments, as_text),
+            amount.tolist(),
+            tickets.tolist(),
+            circumstance.tolist(),
+            ["single"] * count,
+            ["web"] * count,
+            code.tolist(),
+            ["N" + n for n in numbers],
+            ["bench-new-" + n for n in numbers],
+        )
         with Timer() as timer:
-            bulk_insert(session, "transaction", ("organisation_id", "spectator_id", "show_id", "purchased_at",
-                                                 "amount_cents", "tickets", "circumstance", "category", "channel",
-                                                 "promo_code", "order_id", "external_id"), rows)
+            bulk_insert(
+                session,
+                "transaction",
+                (
+                    "organisation_id",
+                    "spectator_id",
+                    "show_id",
+                    "purchased_at",
+                    "amount_cents",
+                    "tickets",
+                    "circumstance",
+                    "category",
+                    "channel",
+                    "promo_code",
+                    "order_id",
+                    "external_id",
+                ),
+                rows,
+            )
             session.commit()
     _analyze(db, "transaction")
-    return {"rows": count, "insert_s": round(timer.seconds, 2), "by_recipients": int(by_recipient.sum()),
-            "with_codes": int((code != None).sum())}  # noqa: E711
+    return {
+        "rows": count,
+        "insert_s": round(timer.seconds, 2),
+        "by_recipients": int(by_recipient.sum()),
+        "with_codes": int((code != None).sum()),  # noqa: E711 (an element-wise SQL/numpy comparison)
+    }
 
 
 def outcome_figures(db, experiment_id: int, scale: Scale, seed: int, engine: str, echo) -> dict:
@@ -525,12 +649,20 @@ def outcome_figures(db, experiment_id: int, scale: Scale, seed: int, engine: str
             session.commit()
         recipients = experiment.recipients
         comparisons = len(snapshot.data.get("comparisons", []))
-    echo(f"outcomes: matched {summary.outcomes:,} outcomes in {matching.seconds:.2f} s, report in "
-         f"{reporting.seconds:.2f} s")
-    return {"recipients": int(recipients), "transactions": scale.new_transactions,
-            "seconds": round(total.seconds, 3), "match_s": round(matching.seconds, 3),
-            "report_s": round(reporting.seconds, 3), "outcomes": summary.outcomes, "converted": summary.converted,
-            "redeemed": summary.redeemed, "leaked": summary.leaked, "report_comparisons": comparisons,
-            "insert_s": inserted["insert_s"]}
-
-
+    echo(
+        f"outcomes: matched {summary.outcomes:,} outcomes in {matching.seconds:.2f} s, report in "
+        f"{reporting.seconds:.2f} s"
+    )
+    return {
+        "recipients": int(recipients),
+        "transactions": scale.new_transactions,
+        "seconds": round(total.seconds, 3),
+        "match_s": round(matching.seconds, 3),
+        "report_s": round(reporting.seconds, 3),
+        "outcomes": summary.outcomes,
+        "converted": summary.converted,
+        "redeemed": summary.redeemed,
+        "leaked": summary.leaked,
+        "report_comparisons": comparisons,
+        "insert_s": inserted["insert_s"],
+    }

@@ -19,12 +19,16 @@ def init_app(app) -> None:
     app.register_blueprint(views.bp)
     views.install_template_globals(app)
     followup_views.install_template_globals(app)
-    AUDIT_ACTION_LABELS.update({"approval.remind": _l("Approval request reminded"),
-                                "provider.remind": _l("Data-provider request reminded")})
+    AUDIT_ACTION_LABELS.update(
+        {"approval.remind": _l("Approval request reminded"), "provider.remind": _l("Data-provider request reminded")}
+    )
     SENTENCES.update(AUDIT_SENTENCES)
     pilot = registry(app)
-    pilot.add_navigation(NavEntry("campaigns.index", _l("Campaigns"), order=20,
-                                  roles=("staff", "admin", "venue"), current=("campaigns.",)))
+    pilot.add_navigation(
+        NavEntry(
+            "campaigns.index", _l("Campaigns"), order=20, roles=("staff", "admin", "venue"), current=("campaigns.",)
+        )
+    )
     pilot.add_dashboard_panel(followup_views.dashboard_panel)
     pilot.add_admin_link("campaigns.erasure", _l("Erasure requests"))
     from campaigns.models import Campaign, Promotion

@@ -51,15 +51,17 @@ def _check_open(request: Approval | ProviderApproval, user, now: dt.datetime) ->
     if user is not None and getattr(user, "role", None) == "venue" and user.organisation_id != request.organisation_id:
         raise TransitionRefused(_("This request belongs to another organisation."))
     if campaign.status != "awaiting_approvals":
-        raise TransitionRefused(_("This campaign no longer takes answers (it is %(status)s).",
-                                  status=status_label(campaign.status)))
+        raise TransitionRefused(
+            _("This campaign no longer takes answers (it is %(status)s).", status=status_label(campaign.status))
+        )
     if now >= campaign.approval_deadline:
         raise TransitionRefused(_("The approval deadline has passed: answers are closed."))
     return campaign
 
 
-def check_decline_reason(decision: str, reason: str | None, note: str | None,
-                         required: bool = True) -> tuple[str | None, str | None]:
+def check_decline_reason(
+    decision: str, reason: str | None, note: str | None, required: bool = True
+) -> tuple[str | None, str | None]:
     """The reason and note to keep with an answer: none for an approval; for a decline, one of
     :data:`DECLINE_REASONS` and the venue's words (required for ``other``, at most
     :data:`MAX_NOTE` characters).
@@ -82,10 +84,18 @@ def check_decline_reason(decision: str, reason: str | None, note: str | None,
     return reason, note
 
 
-def decide_approval(session: Session, approval: Approval, decision: str, user=None, *,
-                    exclude_subscribers: bool = False, exclude_contacted_days: int | None = None,
-                    decline_reason: str | None = None, decline_note: str | None = None,
-                    now: dt.datetime | None = None) -> Approval:
+def decide_approval(
+    session: Session,
+    approval: Approval,
+    decision: str,
+    user=None,
+    *,
+    exclude_subscribers: bool = False,
+    exclude_contacted_days: int | None = None,
+    decline_reason: str | None = None,
+    decline_note: str | None = None,
+    now: dt.datetime | None = None,
+) -> Approval:
     """A venue's answer: ``approve`` (with optional exclusions) or ``decline`` (with a reason); it
     may change its answer until the deadline. The reason is shown to staff and written to the audit log.
 
@@ -108,15 +118,32 @@ def decide_approval(session: Session, approval: Approval, decision: str, user=No
     approval.exclude_contacted_days = exclude_contacted_days if decision == "approve" else None
     approval.decline_reason, approval.decline_note = reason, note
     session.flush()
-    audit(session, f"approval.{decision}", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
-          object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id,
-          exclude_subscribers=approval.exclude_subscribers, exclude_contacted_days=approval.exclude_contacted_days,
-          excluded_by_list=approval.exclusion_list_matched, **_reason_details(reason, note))
+    audit(
+        session,
+        f"approval.{decision}",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="approval",
+        object_id=approval.id,
+        organisation_id=approval.organisation_id,
+        campaign_id=campaign.id,
+        exclude_subscribers=approval.exclude_subscribers,
+        exclude_contacted_days=approval.exclude_contacted_days,
+        excluded_by_list=approval.exclusion_list_matched,
+        **_reason_details(reason, note),
+    )
     return approval
 
 
-def set_exclusion_list(session: Session, approval: Approval, values: Iterable[str], kind: str, secret: str,
-                       user=None, now: dt.datetime | None = None) -> tuple[int, int]:
+def set_exclusion_list(
+    session: Session,
+    approval: Approval,
+    values: Iterable[str],
+    kind: str,
+    secret: str,
+    user=None,
+    now: dt.datetime | None = None,
+) -> tuple[int, int]:
     """Replace the approval's uploaded exclusion list (flushes).
 
     Values are matched against the organisation's own contacts only (e-mail: the contact's
@@ -142,11 +169,14 @@ def set_exclusion_list(session: Session, approval: Approval, values: Iterable[st
             # an e-mail always makes a basis: the ``or e`` is never used, and keeps the type a str
             keys = [spectator_key(secret, identity_basis(e, None, None, None, None) or e) for e in chunk]
             by_key = select(Spectator.id).where(Spectator.key.in_(keys))
-            condition: ColumnElement[bool] = (func.lower(func.trim(Contact.email)).in_(chunk)
-                                              | Contact.spectator_id.in_(by_key))
+            condition: ColumnElement[bool] = func.lower(func.trim(Contact.email)).in_(chunk) | Contact.spectator_id.in_(
+                by_key
+            )
         else:
             condition = Contact.customer_id.in_(chunk)
-        matched.update(session.scalars(select(Contact.spectator_id).where(Contact.organisation_id == org_id, condition)))
+        matched.update(
+            session.scalars(select(Contact.spectator_id).where(Contact.organisation_id == org_id, condition))
+        )
     session.execute(delete(Exclusion).where(Exclusion.approval_id == approval.id))
     if matched:
         session.execute(insert(Exclusion), [{"approval_id": approval.id, "spectator_id": s} for s in sorted(matched)])
@@ -154,9 +184,19 @@ def set_exclusion_list(session: Session, approval: Approval, values: Iterable[st
     approval.exclusion_list_rows = len(cleaned)
     approval.exclusion_list_matched = len(matched)
     session.flush()
-    audit(session, "approval.exclusion_list", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
-          object_id=approval.id, organisation_id=org_id, campaign_id=approval.campaign_id, kind=kind,
-          rows=len(cleaned), matched=len(matched))
+    audit(
+        session,
+        "approval.exclusion_list",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="approval",
+        object_id=approval.id,
+        organisation_id=org_id,
+        campaign_id=approval.campaign_id,
+        kind=kind,
+        rows=len(cleaned),
+        matched=len(matched),
+    )
     return len(cleaned), len(matched)
 
 
@@ -168,9 +208,18 @@ def clear_exclusion_list(session: Session, approval: Approval, user=None, now: d
     approval.exclusion_list_rows = 0
     approval.exclusion_list_matched = 0
     session.flush()
-    audit(session, "approval.exclusion_list", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
-          object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=approval.campaign_id,
-          rows=0, matched=0)
+    audit(
+        session,
+        "approval.exclusion_list",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="approval",
+        object_id=approval.id,
+        organisation_id=approval.organisation_id,
+        campaign_id=approval.campaign_id,
+        rows=0,
+        matched=0,
+    )
 
 
 def lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
@@ -183,8 +232,11 @@ def lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) ->
     rows = session.execute(
         select(stage, func.count(), func.coalesce(func.sum(Spectator.cell_key), 0))
         .select_from(Contact)
-        .join(SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
-              & (SnapshotMember.snapshot_id == campaign.snapshot_id))
+        .join(
+            SnapshotMember,
+            (SnapshotMember.spectator_id == Contact.spectator_id)
+            & (SnapshotMember.snapshot_id == campaign.snapshot_id),
+        )
         .join(Spectator, Spectator.id == Contact.spectator_id)
         .outerjoin(SpectatorProfile, SpectatorProfile.spectator_id == Contact.spectator_id)
         .where(Contact.organisation_id == organisation_id)
@@ -202,8 +254,9 @@ class ContactLine:
     excluded: bool
 
 
-def approval_contacts(session: Session, approval: Approval, page: int = 1,
-                      per_page: int = 100) -> tuple[list[ContactLine], int]:
+def approval_contacts(
+    session: Session, approval: Approval, page: int = 1, per_page: int = 100
+) -> tuple[list[ContactLine], int]:
     """The organisation's own contacts in the campaign's snapshot, a page at a time, with whether each
     holds valid consent at launch and is struck by the uploaded list. Returns (lines, total)."""
     campaign = approval.campaign
@@ -212,20 +265,35 @@ def approval_contacts(session: Session, approval: Approval, page: int = 1,
     at = launch_time(campaign)
     base = (
         select(Contact)
-        .join(SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
-              & (SnapshotMember.snapshot_id == campaign.snapshot_id))
+        .join(
+            SnapshotMember,
+            (SnapshotMember.spectator_id == Contact.spectator_id)
+            & (SnapshotMember.snapshot_id == campaign.snapshot_id),
+        )
         .where(Contact.organisation_id == approval.organisation_id)
     )
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    contacts = session.scalars(base.order_by(Contact.last_name, Contact.first_name, Contact.id)
-                               .limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
+    contacts = session.scalars(
+        base.order_by(Contact.last_name, Contact.first_name, Contact.id)
+        .limit(per_page)
+        .offset((max(page, 1) - 1) * per_page)
+    ).all()
     ids = [c.id for c in contacts]
     consented = consented_contacts(campaign.snapshot_id, at, approval.organisation_id).subquery()
-    valid = set(session.scalars(select(consented.c.contact_id).where(consented.c.contact_id.in_(ids)))) \
-        if ids else set()
-    excluded = set(session.scalars(select(Exclusion.spectator_id).where(
-        Exclusion.approval_id == approval.id, Exclusion.spectator_id.in_([c.spectator_id for c in contacts])))) \
-        if ids else set()
+    valid = (
+        set(session.scalars(select(consented.c.contact_id).where(consented.c.contact_id.in_(ids)))) if ids else set()
+    )
+    excluded = (
+        set(
+            session.scalars(
+                select(Exclusion.spectator_id).where(
+                    Exclusion.approval_id == approval.id, Exclusion.spectator_id.in_([c.spectator_id for c in contacts])
+                )
+            )
+        )
+        if ids
+        else set()
+    )
     return [ContactLine(c, c.id in valid, c.spectator_id in excluded) for c in contacts], total
 
 
@@ -235,15 +303,23 @@ def answered_counts(session: Session, campaign_ids: Sequence[int]) -> dict[int, 
     if campaign_ids:
         for cid, status, n in session.execute(
             select(Approval.campaign_id, Approval.status, func.count())
-            .where(Approval.campaign_id.in_(campaign_ids)).group_by(Approval.campaign_id, Approval.status)
+            .where(Approval.campaign_id.in_(campaign_ids))
+            .group_by(Approval.campaign_id, Approval.status)
         ):
             result[cid][status] = n
     return result
 
 
-def decide_provider(session: Session, provider: ProviderApproval, decision: str, user=None,
-                    now: dt.datetime | None = None, *, decline_reason: str | None = None,
-                    decline_note: str | None = None) -> ProviderApproval:
+def decide_provider(
+    session: Session,
+    provider: ProviderApproval,
+    decision: str,
+    user=None,
+    now: dt.datetime | None = None,
+    *,
+    decline_reason: str | None = None,
+    decline_note: str | None = None,
+) -> ProviderApproval:
     """A named organisation's answer as data provider (``approve`` or ``decline`` with a reason, as
     :func:`decide_approval`), open like the contacting approvals until the deadline; logged."""
     now = now or utcnow()
@@ -256,9 +332,17 @@ def decide_provider(session: Session, provider: ProviderApproval, decision: str,
     provider.decided_by_id = actor_id(user)
     provider.decline_reason, provider.decline_note = reason, note
     session.flush()
-    audit(session, f"provider.{decision}", actor=actor_name(user), user_id=actor_id(user), object_type="provider_approval",
-          object_id=provider.id, organisation_id=provider.organisation_id, campaign_id=campaign.id,
-          **_reason_details(reason, note))
+    audit(
+        session,
+        f"provider.{decision}",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="provider_approval",
+        object_id=provider.id,
+        organisation_id=provider.organisation_id,
+        campaign_id=campaign.id,
+        **_reason_details(reason, note),
+    )
     return provider
 
 
@@ -277,8 +361,11 @@ def _reason_details(reason: str | None, note: str | None) -> dict:
 
 def unanswered_organisations(session: Session, campaign: Campaign) -> list[str]:
     """Names of the organisations whose approval request is still pending, by name."""
-    return list(session.scalars(
-        select(Organisation.name).join(Approval, Approval.organisation_id == Organisation.id)
-        .where(Approval.campaign_id == campaign.id, Approval.status == "pending")
-        .order_by(Organisation.name, Organisation.id)
-    ))
+    return list(
+        session.scalars(
+            select(Organisation.name)
+            .join(Approval, Approval.organisation_id == Organisation.id)
+            .where(Approval.campaign_id == campaign.id, Approval.status == "pending")
+            .order_by(Organisation.name, Organisation.id)
+        )
+    )

@@ -30,4 +30,4 @@ def actor_id(user) -> int | None:
 def in_chunks(values: list, size: int = 500) -> Iterator[list]:
     """``values`` in lists of at most ``size``, so that an ``IN (...)`` stays within every engine's limit."""
     for i in range(0, len(values), size):
-        yield values[i:i + size]
+        yield values[i : i + size]

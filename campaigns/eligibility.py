@@ -95,37 +95,44 @@ def _not_opted_out(spectator_id):
 
 def segment_contacts(snapshot_id: int) -> Select:
     """(contact_id, spectator_id, organisation_id) of every organisation's record of a snapshot member."""
-    return (
-        select(Contact.id.label("contact_id"), Contact.spectator_id.label("spectator_id"),
-               Contact.organisation_id.label("organisation_id"))
-        .join(SnapshotMember, and_(SnapshotMember.spectator_id == Contact.spectator_id,
-                                   SnapshotMember.snapshot_id == snapshot_id))
+    return select(
+        Contact.id.label("contact_id"),
+        Contact.spectator_id.label("spectator_id"),
+        Contact.organisation_id.label("organisation_id"),
+    ).join(
+        SnapshotMember,
+        and_(SnapshotMember.spectator_id == Contact.spectator_id, SnapshotMember.snapshot_id == snapshot_id),
     )
 
 
 def consented_contacts(snapshot_id: int, at: dt.datetime, organisation_id: int | None = None) -> Select:
     """The segment's contacts holding valid consent at ``at`` and a usable e-mail address (stage 2),
     optionally of one organisation."""
-    query = segment_contacts(snapshot_id).where(valid_consent_clause(Contact.id, at),
-                                                _not_opted_out(Contact.spectator_id), usable_email(Contact.email))
+    query = segment_contacts(snapshot_id).where(
+        valid_consent_clause(Contact.id, at), _not_opted_out(Contact.spectator_id), usable_email(Contact.email)
+    )
     if organisation_id is not None:
         query = query.where(Contact.organisation_id == organisation_id)
     return query
 
 
 def _approved(session: Session, campaign: Campaign) -> list[Approval]:
-    return list(session.scalars(
-        select(Approval).where(Approval.campaign_id == campaign.id, Approval.status == "approved")
-        .order_by(Approval.organisation_id)
-    ))
+    return list(
+        session.scalars(
+            select(Approval)
+            .where(Approval.campaign_id == campaign.id, Approval.status == "approved")
+            .order_by(Approval.organisation_id)
+        )
+    )
 
 
 # Stages of a (spectator, organisation) pair, each one implying the ones before.
 NO_CONSENT, CONSENT, APPROVED, CANDIDATE = 0, 1, 2, 3
 
 
-def _join_exclusions(session: Session, campaign: Campaign, approved: list[Approval], at: dt.datetime,
-                     pairs: Select) -> tuple[Select, list]:
+def _join_exclusions(
+    session: Session, campaign: Campaign, approved: list[Approval], at: dt.datetime, pairs: Select
+) -> tuple[Select, list]:
     """The approvals' exclusions joined to ``pairs`` (rows of ``Contact`` and their organisation).
 
     Each exclusion is a LEFT JOIN to a derived table unique on its join key, and comes back as
@@ -139,36 +146,56 @@ def _join_exclusions(session: Session, campaign: Campaign, approved: list[Approv
     if subscriber_orgs:
         subscribers = (
             select(Transaction.spectator_id, Transaction.organisation_id)
-            .where(Transaction.organisation_id.in_(subscriber_orgs), Transaction.category == "subscription",
-                   Transaction.purchased_at > at - dt.timedelta(days=SUBSCRIBER_LOOKBACK_DAYS),
-                   Transaction.purchased_at <= at)
-            .group_by(Transaction.spectator_id, Transaction.organisation_id).subquery("subscribers")
+            .where(
+                Transaction.organisation_id.in_(subscriber_orgs),
+                Transaction.category == "subscription",
+                Transaction.purchased_at > at - dt.timedelta(days=SUBSCRIBER_LOOKBACK_DAYS),
+                Transaction.purchased_at <= at,
+            )
+            .group_by(Transaction.spectator_id, Transaction.organisation_id)
+            .subquery("subscribers")
         )
-        pairs = pairs.outerjoin(subscribers, and_(subscribers.c.spectator_id == Contact.spectator_id,
-                                                  subscribers.c.organisation_id == Contact.organisation_id))
+        pairs = pairs.outerjoin(
+            subscribers,
+            and_(
+                subscribers.c.spectator_id == Contact.spectator_id,
+                subscribers.c.organisation_id == Contact.organisation_id,
+            ),
+        )
         excluded.append((subscribers.c.spectator_id.is_not(None), subscribers.c.spectator_id.is_(None)))
-    cutoffs = {a.organisation_id: at - dt.timedelta(days=a.exclude_contacted_days)
-               for a in approved if a.exclude_contacted_days}
+    cutoffs = {
+        a.organisation_id: at - dt.timedelta(days=a.exclude_contacted_days)
+        for a in approved
+        if a.exclude_contacted_days
+    }
     if cutoffs:
         contacted = (
             select(ContactHistory.spectator_id, func.max(ContactHistory.contacted_at).label("last_contacted"))
-            .where(ContactHistory.contacted_at > min(cutoffs.values()),
-                   # the campaign's own launch must not exclude its recipients when recomputed afterwards
-                   or_(ContactHistory.campaign_id.is_(None), ContactHistory.campaign_id != campaign.id))
-            .group_by(ContactHistory.spectator_id).subquery("contacted")
+            .where(
+                ContactHistory.contacted_at > min(cutoffs.values()),
+                # the campaign's own launch must not exclude its recipients when recomputed afterwards
+                or_(ContactHistory.campaign_id.is_(None), ContactHistory.campaign_id != campaign.id),
+            )
+            .group_by(ContactHistory.spectator_id)
+            .subquery("contacted")
         )
         pairs = pairs.outerjoin(contacted, contacted.c.spectator_id == Contact.spectator_id)
         # each organisation its own window; NULL (no contact-pressure exclusion) excludes nobody
-        recent = contacted.c.last_contacted > case(cutoffs, value=Contact.organisation_id,
-                                                   else_=literal(None, DateTime))
+        recent = contacted.c.last_contacted > case(
+            cutoffs, value=Contact.organisation_id, else_=literal(None, DateTime)
+        )
         excluded.append((recent, case((recent, 1), else_=0) == 0))
-    listed_rows = (select(Exclusion.spectator_id, Approval.organisation_id)
-                   .join(Approval, Approval.id == Exclusion.approval_id)
-                   .where(Approval.campaign_id == campaign.id))
+    listed_rows = (
+        select(Exclusion.spectator_id, Approval.organisation_id)
+        .join(Approval, Approval.id == Exclusion.approval_id)
+        .where(Approval.campaign_id == campaign.id)
+    )
     if session.scalar(select(exists(listed_rows))):
         listed = listed_rows.subquery("listed")
-        pairs = pairs.outerjoin(listed, and_(listed.c.spectator_id == Contact.spectator_id,
-                                             listed.c.organisation_id == Contact.organisation_id))
+        pairs = pairs.outerjoin(
+            listed,
+            and_(listed.c.spectator_id == Contact.spectator_id, listed.c.organisation_id == Contact.organisation_id),
+        )
         excluded.append((listed.c.spectator_id.is_not(None), listed.c.spectator_id.is_(None)))
     return pairs, excluded
 
@@ -187,25 +214,39 @@ def staged_pairs(session: Session, campaign: Campaign, at: dt.datetime, approved
     # Each test is a LEFT JOIN to a derived table unique on its join key (hash or merge joins on
     # PostgreSQL, automatic indexes on SQLite: no row is multiplied), joined only when it can
     # strike someone, so that the common case reads few tables.
-    is_valid = and_(Consent.basis.in_(VALID_BASES), Consent.given_at <= at, Consent.withdrawn_at.is_(None),
-                    or_(Consent.expires_at.is_(None), Consent.expires_at > at))
+    is_valid = and_(
+        Consent.basis.in_(VALID_BASES),
+        Consent.given_at <= at,
+        Consent.withdrawn_at.is_(None),
+        or_(Consent.expires_at.is_(None), Consent.expires_at > at),
+    )
     consent = (
-        select(Consent.contact_id,
-               func.max(case((is_valid, 1), else_=0)).label("valid"),
-               # an unsubscribe withdraws every basis, whenever it came
-               func.max(case((Consent.withdrawn_at.is_not(None), 1), else_=0)).label("withdrawn"))
-        .where(Consent.channel == CHANNEL).group_by(Consent.contact_id).subquery("consent_state")
+        select(
+            Consent.contact_id,
+            func.max(case((is_valid, 1), else_=0)).label("valid"),
+            # an unsubscribe withdraws every basis, whenever it came
+            func.max(case((Consent.withdrawn_at.is_not(None), 1), else_=0)).label("withdrawn"),
+        )
+        .where(Consent.channel == CHANNEL)
+        .group_by(Consent.contact_id)
+        .subquery("consent_state")
     )
     pairs = (
         select(Contact.spectator_id, Contact.organisation_id)
-        .join(SnapshotMember, and_(SnapshotMember.spectator_id == Contact.spectator_id,
-                                   SnapshotMember.snapshot_id == campaign.snapshot_id))
+        .join(
+            SnapshotMember,
+            and_(
+                SnapshotMember.spectator_id == Contact.spectator_id, SnapshotMember.snapshot_id == campaign.snapshot_id
+            ),
+        )
         .outerjoin(consent, consent.c.contact_id == Contact.id)
     )
-    whens = [(func.coalesce(consent.c.valid, 0) == 0, NO_CONSENT), (consent.c.withdrawn == 1, NO_CONSENT),
-             (~usable_email(Contact.email), NO_CONSENT)]
-    if session.scalar(
-            select(exists().where(Spectator.opted_out_at.is_not(None)))):
+    whens = [
+        (func.coalesce(consent.c.valid, 0) == 0, NO_CONSENT),
+        (consent.c.withdrawn == 1, NO_CONSENT),
+        (~usable_email(Contact.email), NO_CONSENT),
+    ]
+    if session.scalar(select(exists().where(Spectator.opted_out_at.is_not(None)))):
         opted_out = select(Spectator.id).where(Spectator.opted_out_at.is_not(None)).subquery("opted_out")
         pairs = pairs.outerjoin(opted_out, opted_out.c.id == Contact.spectator_id)
         whens.append((opted_out.c.id.is_not(None), NO_CONSENT))
@@ -216,41 +257,64 @@ def staged_pairs(session: Session, campaign: Campaign, at: dt.datetime, approved
     pairs, excluded = _join_exclusions(session, campaign, approved, at, pairs)
     whens.extend((hit, APPROVED) for hit, _ in excluded)
     # consent given but no usable e-mail address: counted apart (the approval page shows them)
-    no_email = and_(func.coalesce(consent.c.valid, 0) == 1, func.coalesce(consent.c.withdrawn, 0) == 0,
-                    ~usable_email(Contact.email))
-    pairs = pairs.add_columns(case(*whens, else_=CANDIDATE).label("stage"),
-                              case((no_email, 1), else_=0).label("no_email"))
+    no_email = and_(
+        func.coalesce(consent.c.valid, 0) == 1, func.coalesce(consent.c.withdrawn, 0) == 0, ~usable_email(Contact.email)
+    )
+    pairs = pairs.add_columns(
+        case(*whens, else_=CANDIDATE).label("stage"), case((no_email, 1), else_=0).label("no_email")
+    )
     if approved_only:
         pairs = pairs.where(in_approved)
     pairs = pairs.subquery("pairs")
     is_candidate = case((pairs.c.stage == CANDIDATE, 1), else_=0)
     counted = select(
-        pairs.c.spectator_id, pairs.c.organisation_id, pairs.c.stage, pairs.c.no_email,
+        pairs.c.spectator_id,
+        pairs.c.organisation_id,
+        pairs.c.stage,
+        pairs.c.no_email,
         func.max(pairs.c.stage).over(partition_by=pairs.c.spectator_id).label("best"),
         func.sum(is_candidate).over(partition_by=pairs.c.spectator_id).label("candidates"),
     ).subquery("counted")
     # the most recent purchase matters only to a spectator with several possible senders
     last_purchase = case(
-        (and_(counted.c.stage == CANDIDATE, counted.c.candidates > 1),
-         # only purchases made by the launch moment: an export imported later (purchases after
-         # ``at``) must not change who would have been the sender
-         select(func.max(Transaction.purchased_at))
-         .where(Transaction.spectator_id == counted.c.spectator_id,
+        (
+            and_(counted.c.stage == CANDIDATE, counted.c.candidates > 1),
+            # only purchases made by the launch moment: an export imported later (purchases after
+            # ``at``) must not change who would have been the sender
+            select(func.max(Transaction.purchased_at))
+            .where(
+                Transaction.spectator_id == counted.c.spectator_id,
                 Transaction.organisation_id == counted.c.organisation_id,
-                Transaction.purchased_at <= at)
-         .scalar_subquery()),
+                Transaction.purchased_at <= at,
+            )
+            .scalar_subquery(),
+        ),
         else_=literal(None, DateTime),
     )
-    with_last = select(counted.c.spectator_id, counted.c.organisation_id, counted.c.stage, counted.c.best,
-                       counted.c.no_email, last_purchase.label("last_purchase")).subquery("with_last")
+    with_last = select(
+        counted.c.spectator_id,
+        counted.c.organisation_id,
+        counted.c.stage,
+        counted.c.best,
+        counted.c.no_email,
+        last_purchase.label("last_purchase"),
+    ).subquery("with_last")
     return select(
-        with_last.c.spectator_id, with_last.c.organisation_id, with_last.c.stage, with_last.c.best,
+        with_last.c.spectator_id,
+        with_last.c.organisation_id,
+        with_last.c.stage,
+        with_last.c.best,
         with_last.c.no_email,
-        func.row_number().over(
+        func.row_number()
+        .over(
             partition_by=with_last.c.spectator_id,
-            order_by=(with_last.c.stage.desc(), with_last.c.last_purchase.desc().nulls_last(),
-                      with_last.c.organisation_id),
-        ).label("sender_rank"),
+            order_by=(
+                with_last.c.stage.desc(),
+                with_last.c.last_purchase.desc().nulls_last(),
+                with_last.c.organisation_id,
+            ),
+        )
+        .label("sender_rank"),
     ).subquery("ranked")
 
 
@@ -267,19 +331,24 @@ def _candidates(session: Session, campaign: Campaign, at: dt.datetime, approved:
     bind = session.get_bind()
     approved_ids = [a.organisation_id for a in approved]
     valid = select(Consent.contact_id).where(
-        Consent.channel == CHANNEL, Consent.basis.in_(VALID_BASES), Consent.given_at <= at,
-        Consent.withdrawn_at.is_(None), or_(Consent.expires_at.is_(None), Consent.expires_at > at))
+        Consent.channel == CHANNEL,
+        Consent.basis.in_(VALID_BASES),
+        Consent.given_at <= at,
+        Consent.withdrawn_at.is_(None),
+        or_(Consent.expires_at.is_(None), Consent.expires_at > at),
+    )
     # an unsubscribe withdraws every basis, whenever it came
     withdrawn = select(Consent.contact_id).where(Consent.channel == CHANNEL, Consent.withdrawn_at.is_not(None))
     opted_out = select(Spectator.id).where(Spectator.opted_out_at.is_not(None))
-    conditions = [in_values(bind, Contact.organisation_id, approved_ids),
-                  in_subquery(bind, Contact.id, valid, Consent.contact_id),
-                  not_in_subquery(bind, Contact.id, withdrawn, Consent.contact_id),
-                  not_in_subquery(bind, Contact.spectator_id, opted_out, Spectator.id)]
-    pairs = (
-        select(Contact.spectator_id.label("spectator_id"), Contact.organisation_id.label("organisation_id"))
-        .join(SnapshotMember, and_(SnapshotMember.spectator_id == Contact.spectator_id,
-                                   SnapshotMember.snapshot_id == campaign.snapshot_id))
+    conditions = [
+        in_values(bind, Contact.organisation_id, approved_ids),
+        in_subquery(bind, Contact.id, valid, Consent.contact_id),
+        not_in_subquery(bind, Contact.id, withdrawn, Consent.contact_id),
+        not_in_subquery(bind, Contact.spectator_id, opted_out, Spectator.id),
+    ]
+    pairs = select(Contact.spectator_id.label("spectator_id"), Contact.organisation_id.label("organisation_id")).join(
+        SnapshotMember,
+        and_(SnapshotMember.spectator_id == Contact.spectator_id, SnapshotMember.snapshot_id == campaign.snapshot_id),
     )
     conditions.append(usable_email(Contact.email))
     pairs, excluded = _join_exclusions(session, campaign, approved, at, pairs)
@@ -307,16 +376,26 @@ def eligible_select(session: Session, campaign: Campaign, at: dt.datetime | None
     candidates = _candidates(session, campaign, at, approved)
     bind = session.get_bind()
     orgs = collected(bind, candidates.c.organisation_id)  # each spectator's candidate organisations
-    grouped = (select(candidates.c.spectator_id, func.count().label("n"),
-                      func.min(candidates.c.organisation_id).label("first"), orgs.label("orgs"))
-               .group_by(candidates.c.spectator_id).subquery("grouped"))
+    grouped = (
+        select(
+            candidates.c.spectator_id,
+            func.count().label("n"),
+            func.min(candidates.c.organisation_id).label("first"),
+            orgs.label("orgs"),
+        )
+        .group_by(candidates.c.spectator_id)
+        .subquery("grouped")
+    )
     at_candidate = in_collected(bind, Transaction.organisation_id, grouped.c.orgs)
     # only purchases made by the launch moment: an export imported later (purchases after ``at``)
     # must not change who would have been the sender
-    latest = (select(Transaction.organisation_id)
-              .where(Transaction.spectator_id == grouped.c.spectator_id, Transaction.purchased_at <= at, at_candidate)
-              .order_by(Transaction.purchased_at.desc(), Transaction.organisation_id).limit(1)
-              .scalar_subquery())
+    latest = (
+        select(Transaction.organisation_id)
+        .where(Transaction.spectator_id == grouped.c.spectator_id, Transaction.purchased_at <= at, at_candidate)
+        .order_by(Transaction.purchased_at.desc(), Transaction.organisation_id)
+        .limit(1)
+        .scalar_subquery()
+    )
     sender = case((grouped.c.n == 1, grouped.c.first), else_=func.coalesce(latest, grouped.c.first))
     return select(grouped.c.spectator_id.label("spectator_id"), sender.label("organisation_id"))
 
@@ -331,12 +410,15 @@ def eligible_recipients(session: Session, campaign: Campaign, at: dt.datetime | 
         return []
     without_jit(session)  # JIT compiles longer than the windowed queries run (over 1 s at 500,000)
     sub = query.subquery()
-    return [(s, o) for s, o in session.execute(select(sub.c.spectator_id, sub.c.organisation_id)
-                                               .order_by(sub.c.spectator_id))]
+    return [
+        (s, o)
+        for s, o in session.execute(select(sub.c.spectator_id, sub.c.organisation_id).order_by(sub.c.spectator_id))
+    ]
 
 
-def eligible_count(session: Session, campaign: Campaign, at: dt.datetime | None = None,
-                   organisation_id: int | None = None) -> int:
+def eligible_count(
+    session: Session, campaign: Campaign, at: dt.datetime | None = None, organisation_id: int | None = None
+) -> int:
     """How many spectators are eligible (through ``organisation_id`` when given)."""
     query = eligible_select(session, campaign, at)
     if query is None:

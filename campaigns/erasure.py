@@ -22,6 +22,7 @@ ERASED_KEY_PREFIX = "erased:"
 
 # --- erasure ------------------------------------------------------------------------------------
 
+
 @dataclass
 class ErasureResult:
     """What an erasure found or did: counts only, never the person's details (``files``: what left
@@ -47,14 +48,16 @@ def find_person(session: Session, email: str, secret: str) -> ErasureResult:
     contacts, organisations = 0, 0
     if ids:
         contacts, organisations = session.execute(
-            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id)))
-            .where(Contact.spectator_id.in_(ids))
+            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id))).where(
+                Contact.spectator_id.in_(ids)
+            )
         ).one()
     return ErasureResult(ids, contacts, organisations)
 
 
-def erase_spectators(session: Session, spectator_ids: Sequence[int], user=None,
-                     now: dt.datetime | None = None, app=None) -> ErasureResult:
+def erase_spectators(
+    session: Session, spectator_ids: Sequence[int], user=None, now: dt.datetime | None = None, app=None
+) -> ErasureResult:
     """Erasure on request: delete every organisation's contact record of the spectators (consents go
     with them), keep the pooled transactions under the pseudonymous spectator, record a district-wide
     opt-out, tombstone the identity key (a later import of the same e-mail starts a new spectator
@@ -67,43 +70,66 @@ def erase_spectators(session: Session, spectator_ids: Sequence[int], user=None,
     identities = Identities()
     if ids:
         contacts, organisations = session.execute(
-            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id)))
-            .where(Contact.spectator_id.in_(ids))
+            select(func.count(Contact.id), func.count(func.distinct(Contact.organisation_id))).where(
+                Contact.spectator_id.in_(ids)
+            )
         ).one()
         for chunk in in_chunks(ids):
-            for row in session.execute(select(Contact.email, Contact.last_name, Contact.first_name,
-                                              Contact.postal_code, Contact.phone)
-                                       .where(Contact.spectator_id.in_(chunk))):
+            for row in session.execute(
+                select(Contact.email, Contact.last_name, Contact.first_name, Contact.postal_code, Contact.phone).where(
+                    Contact.spectator_id.in_(chunk)
+                )
+            ):
                 identities.add(*row)
     for chunk in in_chunks(ids):
         contact_ids = select(Contact.id).where(Contact.spectator_id.in_(chunk))
-        session.execute(delete(Consent).where(Consent.contact_id.in_(contact_ids)),
-                        execution_options={"synchronize_session": False})
-        session.execute(delete(Contact).where(Contact.spectator_id.in_(chunk)),
-                        execution_options={"synchronize_session": False})
-        session.execute(update(Spectator).where(Spectator.id.in_(chunk), Spectator.opted_out_at.is_(None))
-                        .values(opted_out_at=now), execution_options={"synchronize_session": False})
+        session.execute(
+            delete(Consent).where(Consent.contact_id.in_(contact_ids)), execution_options={"synchronize_session": False}
+        )
+        session.execute(
+            delete(Contact).where(Contact.spectator_id.in_(chunk)), execution_options={"synchronize_session": False}
+        )
+        session.execute(
+            update(Spectator).where(Spectator.id.in_(chunk), Spectator.opted_out_at.is_(None)).values(opted_out_at=now),
+            execution_options={"synchronize_session": False},
+        )
     for spectator_id in ids:  # a random key no identity hashes to: the history stays, unlinkable
-        session.execute(update(Spectator).where(Spectator.id == spectator_id)
-                        .values(key=ERASED_KEY_PREFIX + secrets.token_hex(24)),
-                        execution_options={"synchronize_session": False})
+        session.execute(
+            update(Spectator).where(Spectator.id == spectator_id).values(key=ERASED_KEY_PREFIX + secrets.token_hex(24)),
+            execution_options={"synchronize_session": False},
+        )
     session.expire_all()
     for spectator_id in ids:
-        audit(session, "person.erase", actor=actor_name(user), user_id=actor_id(user), object_type="spectator",
-              object_id=spectator_id, contacts_deleted=contacts, organisations=organisations)
+        audit(
+            session,
+            "person.erase",
+            actor=actor_name(user),
+            user_id=actor_id(user),
+            object_type="spectator",
+            object_id=spectator_id,
+            contacts_deleted=contacts,
+            organisations=organisations,
+        )
     session.flush()
     files = scrub_files(app, identities) if app is not None and ids else None
     return ErasureResult(ids, contacts, organisations, files)
 
 
-def erase_person(session: Session, email: str, secret: str, user=None, now: dt.datetime | None = None,
-                 app=None) -> ErasureResult:
+def erase_person(
+    session: Session, email: str, secret: str, user=None, now: dt.datetime | None = None, app=None
+) -> ErasureResult:
     """Find the person an e-mail designates and erase them (see :func:`erase_spectators`); when nobody
     matches, the request is still logged, without the e-mail."""
     found = find_person(session, email, secret)
     if not found.spectator_ids:
-        audit(session, "person.erase", actor=actor_name(user), user_id=actor_id(user), object_type="spectator",
-              found=False)
+        audit(
+            session,
+            "person.erase",
+            actor=actor_name(user),
+            user_id=actor_id(user),
+            object_type="spectator",
+            found=False,
+        )
         session.flush()
         return found
     return erase_spectators(session, found.spectator_ids, user=user, now=now, app=app)

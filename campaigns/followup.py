@@ -65,8 +65,9 @@ def reminder_summary(session: Session, kind: str, request_ids: list[int]) -> dic
     if not request_ids:
         return {}
     column = _request_column(kind)
-    rows = session.execute(select(column, func.count(), func.max(Reminder.sent_at))
-                           .where(column.in_(request_ids)).group_by(column)).all()
+    rows = session.execute(
+        select(column, func.count(), func.max(Reminder.sent_at)).where(column.in_(request_ids)).group_by(column)
+    ).all()
     return {request_id: (int(n), last) for request_id, n, last in rows}
 
 
@@ -74,38 +75,66 @@ def reminder_message(campaign: Campaign, kind: str, by_staff: bool) -> tuple[str
     """The reminder's words, (French, English), as the organisation's users read them."""
     deadline = local_time(campaign.approval_deadline)  # Montreal time, as every page shows it
     if kind == "provider":
-        fr = (f"Rappel : la campagne « {campaign.name} » attend votre réponse comme fournisseur de données avant le "
-              f"{deadline} (heure de Montréal). Sans réponse, elle comptera comme un refus.")
-        en = (f"Reminder: the campaign “{campaign.name}” awaits your answer as data provider before {deadline} (Montreal time). "
-              "Without an answer it counts as declined.")
+        fr = (
+            f"Rappel : la campagne « {campaign.name} » attend votre réponse comme fournisseur de données avant le "
+            f"{deadline} (heure de Montréal). Sans réponse, elle comptera comme un refus."
+        )
+        en = (
+            f"Reminder: the campaign “{campaign.name}” awaits your answer as data provider before {deadline} (Montreal time). "
+            "Without an answer it counts as declined."
+        )
     else:
-        fr = (f"Rappel : la campagne « {campaign.name} » attend votre réponse avant le {deadline} (heure de Montréal). "
-              "Sans réponse, elle comptera comme un refus.")
-        en = (f"Reminder: the campaign “{campaign.name}” awaits your answer before {deadline} (Montreal time). "
-              "Without an answer it counts as declined.")
+        fr = (
+            f"Rappel : la campagne « {campaign.name} » attend votre réponse avant le {deadline} (heure de Montréal). "
+            "Sans réponse, elle comptera comme un refus."
+        )
+        en = (
+            f"Reminder: the campaign “{campaign.name}” awaits your answer before {deadline} (Montreal time). "
+            "Without an answer it counts as declined."
+        )
     if by_staff:
         fr, en = f"L'équipe du Partenariat vous écrit. {fr}", f"From the Partnership's staff. {en}"
     return fr, en
 
 
-def record_reminder(session: Session, request: Request, source: str, user=None,
-                    now: dt.datetime | None = None) -> Reminder:
+def record_reminder(
+    session: Session, request: Request, source: str, user=None, now: dt.datetime | None = None
+) -> Reminder:
     """Write down a reminder that was sent (``source``: ``job`` or ``user``), with the audit event."""
     now = now or utcnow()
     kind = kind_of(request)
-    reminder = Reminder(approval_id=request.id if kind == "approval" else None,
-                        provider_approval_id=request.id if kind == "provider" else None,
-                        sent_at=now, source=source, user_id=actor_id(user), actor=actor_name(user))
+    reminder = Reminder(
+        approval_id=request.id if kind == "approval" else None,
+        provider_approval_id=request.id if kind == "provider" else None,
+        sent_at=now,
+        source=source,
+        user_id=actor_id(user),
+        actor=actor_name(user),
+    )
     session.add(reminder)
     session.flush()
-    audit(session, f"{kind}.remind", actor=actor_name(user), user_id=actor_id(user),
-          object_type="approval" if kind == "approval" else "provider_approval", object_id=request.id,
-          organisation_id=request.organisation_id, campaign_id=request.campaign_id, source=source)
+    audit(
+        session,
+        f"{kind}.remind",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="approval" if kind == "approval" else "provider_approval",
+        object_id=request.id,
+        organisation_id=request.organisation_id,
+        campaign_id=request.campaign_id,
+        source=source,
+    )
     return reminder
 
 
-def send_reminder(session: Session, request: Request, source: str, user=None, now: dt.datetime | None = None,
-                  dedupe_key: str | None = None) -> Reminder | None:
+def send_reminder(
+    session: Session,
+    request: Request,
+    source: str,
+    user=None,
+    now: dt.datetime | None = None,
+    dedupe_key: str | None = None,
+) -> Reminder | None:
     """Notify the organisation (dashboard, and e-mail when configured) and record the reminder.
 
     :param dedupe_key: the job's once-only key (see :func:`core.jobs.notify`): when already used,
@@ -113,8 +142,9 @@ def send_reminder(session: Session, request: Request, source: str, user=None, no
     """
     kind = kind_of(request)
     fr, en = reminder_message(request.campaign, kind, by_staff=source == "user")
-    note = notify(session, request.organisation_id, f"{kind}.reminder", fr, en, link=request_link(request),
-                  dedupe_key=dedupe_key)
+    note = notify(
+        session, request.organisation_id, f"{kind}.reminder", fr, en, link=request_link(request), dedupe_key=dedupe_key
+    )
     if note is None:
         return None
     return record_reminder(session, request, source, user, now)
@@ -129,14 +159,18 @@ def remind_refusal(session: Session, request: Request, now: dt.datetime | None =
 def _refusal(request: Request, last: dt.datetime | None, now: dt.datetime) -> str | None:
     campaign = request.campaign
     if request.status != "pending":
-        return _("%(organisation)s has already answered: there is nothing to remind.",
-                 organisation=request.organisation.name)
+        return _(
+            "%(organisation)s has already answered: there is nothing to remind.", organisation=request.organisation.name
+        )
     if campaign.status != "awaiting_approvals" or now >= campaign.approval_deadline:
         return _("This campaign no longer takes answers: there is nothing to remind.")
     if last is not None and now - last < REMIND_AGAIN_AFTER:
-        return _("%(organisation)s was reminded at %(when)s: you may remind it again from %(next)s.",
-                 organisation=request.organisation.name, when=local_time(last),
-                 next=local_time(last + REMIND_AGAIN_AFTER)[-5:])
+        return _(
+            "%(organisation)s was reminded at %(when)s: you may remind it again from %(next)s.",
+            organisation=request.organisation.name,
+            when=local_time(last),
+            next=local_time(last + REMIND_AGAIN_AFTER)[-5:],
+        )
     return None
 
 
@@ -153,6 +187,7 @@ def remind(session: Session, request: Request, user, now: dt.datetime | None = N
 
 
 # --- the staff overview -------------------------------------------------------------------------
+
 
 @dataclass
 class RequestLine:
@@ -176,10 +211,16 @@ def _requests_query(campaign_id: int | None, status: str | None, open_only: bool
     """(kind, id) of the requests of both kinds, ordered for the list."""
     parts = []
     for kind, model in (("approval", Approval), ("provider", ProviderApproval)):
-        query = (select(cast(literal(kind), String(10)).label("kind"), model.id.label("id"), model.campaign_id.label("campaign_id"),
-                        Organisation.name.label("organisation"))
-                 .join(Organisation, Organisation.id == model.organisation_id)
-                 .join(Campaign, Campaign.id == model.campaign_id))
+        query = (
+            select(
+                cast(literal(kind), String(10)).label("kind"),
+                model.id.label("id"),
+                model.campaign_id.label("campaign_id"),
+                Organisation.name.label("organisation"),
+            )
+            .join(Organisation, Organisation.id == model.organisation_id)
+            .join(Campaign, Campaign.id == model.campaign_id)
+        )
         if campaign_id is not None:
             query = query.where(model.campaign_id == campaign_id)
         if status is not None:
@@ -190,9 +231,16 @@ def _requests_query(campaign_id: int | None, status: str | None, open_only: bool
     return union_all(*parts).subquery("requests")
 
 
-def request_lines(session: Session, *, campaign_id: int | None = None, status: str | None = None,
-                  open_only: bool = False, page: int = 1, per_page: int = 100,
-                  now: dt.datetime | None = None) -> tuple[list[RequestLine], int]:
+def request_lines(
+    session: Session,
+    *,
+    campaign_id: int | None = None,
+    status: str | None = None,
+    open_only: bool = False,
+    page: int = 1,
+    per_page: int = 100,
+    now: dt.datetime | None = None,
+) -> tuple[list[RequestLine], int]:
     """The requests (both kinds) of one campaign or of all, newest campaign first then by
     organisation, filtered by ``status`` (one of APPROVAL_STATUSES) and to campaigns still awaiting
     approvals (``open_only``); a page at a time. Returns (lines, total)."""
@@ -201,21 +249,37 @@ def request_lines(session: Session, *, campaign_id: int | None = None, status: s
         raise CampaignError(_("Unknown status: %(name)s.", name=status))
     requests = _requests_query(campaign_id, status, open_only)
     total = session.scalar(select(func.count()).select_from(requests)) or 0
-    keys = session.execute(select(requests.c.kind, requests.c.id)
-                           .order_by(requests.c.campaign_id.desc(), requests.c.organisation, requests.c.kind,
-                                     requests.c.id)
-                           .limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
+    keys = session.execute(
+        select(requests.c.kind, requests.c.id)
+        .order_by(requests.c.campaign_id.desc(), requests.c.organisation, requests.c.kind, requests.c.id)
+        .limit(per_page)
+        .offset((max(page, 1) - 1) * per_page)
+    ).all()
     ids = {kind: [i for k, i in keys if k == kind] for kind in KINDS}
     found: dict[tuple[str, int], Request] = {}
     # each line shows its campaign and organisation: loaded with the page, not one query per line
     if ids["approval"]:
-        found.update({("approval", r.id): r for r in session.scalars(
-            select(Approval).where(Approval.id.in_(ids["approval"]))
-            .options(selectinload(Approval.campaign), selectinload(Approval.organisation)))})
+        found.update(
+            {
+                ("approval", r.id): r
+                for r in session.scalars(
+                    select(Approval)
+                    .where(Approval.id.in_(ids["approval"]))
+                    .options(selectinload(Approval.campaign), selectinload(Approval.organisation))
+                )
+            }
+        )
     if ids["provider"]:
-        found.update({("provider", r.id): r for r in session.scalars(
-            select(ProviderApproval).where(ProviderApproval.id.in_(ids["provider"]))
-            .options(selectinload(ProviderApproval.campaign), selectinload(ProviderApproval.organisation)))})
+        found.update(
+            {
+                ("provider", r.id): r
+                for r in session.scalars(
+                    select(ProviderApproval)
+                    .where(ProviderApproval.id.in_(ids["provider"]))
+                    .options(selectinload(ProviderApproval.campaign), selectinload(ProviderApproval.organisation))
+                )
+            }
+        )
     deciders = {r.decided_by_id for r in found.values() if r.decided_by_id}
     emails = dict(session.execute(select(User.id, User.email).where(User.id.in_(deciders))).all()) if deciders else {}
     summary = {kind: reminder_summary(session, kind, ids[kind]) for kind in KINDS}
@@ -224,9 +288,18 @@ def request_lines(session: Session, *, campaign_id: int | None = None, status: s
         request = found[(kind, request_id)]
         n, last = summary[kind].get(request_id, (0, None))
         refusal = _refusal(request, last, now) if request.status == "pending" else None
-        lines.append(RequestLine(kind, request, request.campaign, request.organisation,
-                                 emails.get(request.decided_by_id) if request.decided_by_id else None,
-                                 n, last, refusal))
+        lines.append(
+            RequestLine(
+                kind,
+                request,
+                request.campaign,
+                request.organisation,
+                emails.get(request.decided_by_id) if request.decided_by_id else None,
+                n,
+                last,
+                refusal,
+            )
+        )
     return lines, total
 
 
@@ -236,7 +309,9 @@ def status_counts(session: Session, campaign_id: int | None = None, open_only: b
     counts: Counter = Counter()
     for kind, model in (("approval", Approval), ("provider", ProviderApproval)):
         for status, n in session.execute(
-                select(model.status, func.count()).join(requests, (requests.c.id == model.id)
-                                                        & (requests.c.kind == kind)).group_by(model.status)):
+            select(model.status, func.count())
+            .join(requests, (requests.c.id == model.id) & (requests.c.kind == kind))
+            .group_by(model.status)
+        ):
             counts[status] += n
     return counts

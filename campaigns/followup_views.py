@@ -56,13 +56,24 @@ def _requests_page(campaign: Campaign | None):
     open_only = open_only and campaign is None  # one campaign's page shows its requests whatever its status
     page = page_arg()
     campaign_id = campaign.id if campaign is not None else None
-    lines, total = request_lines(session, campaign_id=campaign_id, status=status, open_only=open_only, page=page,
-                                 per_page=PER_PAGE)
+    lines, total = request_lines(
+        session, campaign_id=campaign_id, status=status, open_only=open_only, page=page, per_page=PER_PAGE
+    )
     counts = status_counts(session, campaign_id=campaign_id, open_only=open_only)
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
-    return render_template("campaigns/requests.html", campaign=campaign, lines=lines, total=total, counts=counts,
-                           status=status, open_only=open_only, page=page, pages=pages, statuses=APPROVAL_STATUSES,
-                           remind_after_minutes=int(REMIND_AGAIN_AFTER.total_seconds() // 60))
+    return render_template(
+        "campaigns/requests.html",
+        campaign=campaign,
+        lines=lines,
+        total=total,
+        counts=counts,
+        status=status,
+        open_only=open_only,
+        page=page,
+        pages=pages,
+        statuses=APPROVAL_STATUSES,
+        remind_after_minutes=int(REMIND_AGAIN_AFTER.total_seconds() // 60),
+    )
 
 
 @bp.route("/requests")
@@ -89,22 +100,37 @@ def remind(kind: str, request_id: int):
     if item is None:
         abort(404)
     form = RemindForm()
-    back = (url_for("campaigns.campaign_requests", campaign_id=item.campaign_id)
-            if (form.back.data or request.args.get("back")) == "campaign" else url_for("campaigns.requests_overview"))
+    back = (
+        url_for("campaigns.campaign_requests", campaign_id=item.campaign_id)
+        if (form.back.data or request.args.get("back")) == "campaign"
+        else url_for("campaigns.requests_overview")
+    )
     if request.method == "POST":
         if not form.validate_on_submit():
             flash(_("The reminder was not sent: reload the page and try again."), "error")
             return redirect(back)
-        commit_or_refuse(session, lambda: send_remind(session, item, current_user),
-                         lambda _sent: _("Reminder sent to %(organisation)s.", organisation=item.organisation.name),
-                         lambda reason: _("Not sent: %(reason)s", reason=reason))
+        commit_or_refuse(
+            session,
+            lambda: send_remind(session, item, current_user),
+            lambda _sent: _("Reminder sent to %(organisation)s.", organisation=item.organisation.name),
+            lambda reason: _("Not sent: %(reason)s", reason=reason),
+        )
         return redirect(back)
     form.back.data = "campaign" if request.args.get("back") == "campaign" else "requests"
-    return render_template("campaigns/remind.html", item=item, kind=kind, campaign=item.campaign, form=form,
-                           reminders=reminders_of(session, item), refusal=remind_refusal(session, item), back=back)
+    return render_template(
+        "campaigns/remind.html",
+        item=item,
+        kind=kind,
+        campaign=item.campaign,
+        form=form,
+        reminders=reminders_of(session, item),
+        refusal=remind_refusal(session, item),
+        back=back,
+    )
 
 
 # --- dashboard ----------------------------------------------------------------------------------
+
 
 def dashboard_panel(session, user) -> Markup | None:
     """Pending requests with their reminders (venue approvers) or campaigns awaiting approvals (staff)."""
@@ -114,20 +140,32 @@ def dashboard_panel(session, user) -> Markup | None:
         now = utcnow()
         pending: list[tuple[str, Approval | ProviderApproval]] = []
         for kind, model in (("approval", Approval), ("provider", ProviderApproval)):
-            pending += [(kind, r) for r in session.scalars(
-                select(model).join(Campaign, Campaign.id == model.campaign_id)
-                .where(model.organisation_id == user.organisation_id, model.status == "pending",
-                       Campaign.status == "awaiting_approvals", Campaign.approval_deadline > now)
-                .options(contains_eager(model.campaign))  # the panel shows each campaign: no query per row
-                .order_by(Campaign.approval_deadline, model.id))]
+            pending += [
+                (kind, r)
+                for r in session.scalars(
+                    select(model)
+                    .join(Campaign, Campaign.id == model.campaign_id)
+                    .where(
+                        model.organisation_id == user.organisation_id,
+                        model.status == "pending",
+                        Campaign.status == "awaiting_approvals",
+                        Campaign.approval_deadline > now,
+                    )
+                    .options(contains_eager(model.campaign))  # the panel shows each campaign: no query per row
+                    .order_by(Campaign.approval_deadline, model.id)
+                )
+            ]
         if not pending:
             return None
         reminded = {kind: reminder_summary(session, kind, [r.id for k, r in pending if k == kind]) for kind in KINDS}
         rows = [(kind, r, *reminded[kind].get(r.id, (0, None))) for kind, r in pending]
         return Markup(render_template("campaigns/_panel_venue.html", rows=rows))
     if user.role in STAFF:
-        waiting = session.scalars(select(Campaign).where(Campaign.status.in_(("awaiting_approvals", "ready")))
-                                  .order_by(Campaign.approval_deadline)).all()
+        waiting = session.scalars(
+            select(Campaign)
+            .where(Campaign.status.in_(("awaiting_approvals", "ready")))
+            .order_by(Campaign.approval_deadline)
+        ).all()
         if not waiting:
             return None
         answered = services.answered_counts(session, [c.id for c in waiting])

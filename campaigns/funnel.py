@@ -24,6 +24,7 @@ from segments.models import SnapshotMember
 
 # --- the funnel ---------------------------------------------------------------------------------
 
+
 @dataclass
 class FunnelRow:
     """Counts of one organisation (or of the whole campaign) at each stage; None when hidden.
@@ -55,7 +56,7 @@ class FunnelRow:
 
     def bound(self, stage: str) -> int | None:
         """The nearest shown count of an earlier stage: an upper bound of ``stage`` (stages are nested)."""
-        earlier = [getattr(self, s) for s in STAGES[:STAGES.index(stage)]]
+        earlier = [getattr(self, s) for s in STAGES[: STAGES.index(stage)]]
         return next((v for v in reversed(earlier) if v is not None), None)
 
 
@@ -96,8 +97,11 @@ class Funnel:
         total = replace(self.total, masked=set())
         for row in (*rows, total):
             _hide_small_drops(row, k)
-        if total.eligible is None and self.total.eligible and not any(
-                r.eligible is None and raw.eligible for r, raw in zip(rows, self.rows)):
+        if (
+            total.eligible is None
+            and self.total.eligible
+            and not any(r.eligible is None and raw.eligible for r, raw in zip(rows, self.rows))
+        ):
             shown = [r for r in rows if r.eligible]
             if shown:
                 min(shown, key=lambda r: r.eligible or 0).eligible = None  # shown: never None
@@ -148,9 +152,24 @@ def figure_name(campaign: Campaign) -> str:
     these asks a new question with fresh noise, as a reformulated segment preview does, so that
     two equal figures never say that two sets are equal (core.privacy: "Why the question keys
     the noise")."""
-    state = [campaign.id, campaign.snapshot_id, campaign.planned_launch_at, sorted(
-        (a.organisation_id, a.status, a.exclude_subscribers, a.exclude_contacted_days, a.exclusion_list_kind,
-         a.exclusion_list_rows, a.exclusion_list_matched, a.decided_at) for a in campaign.approvals)]
+    state = [
+        campaign.id,
+        campaign.snapshot_id,
+        campaign.planned_launch_at,
+        sorted(
+            (
+                a.organisation_id,
+                a.status,
+                a.exclude_subscribers,
+                a.exclude_contacted_days,
+                a.exclusion_list_kind,
+                a.exclusion_list_rows,
+                a.exclusion_list_matched,
+                a.decided_at,
+            )
+            for a in campaign.approvals
+        ),
+    ]
     digest = hashlib.sha256(json.dumps(state, default=str).encode("utf-8")).hexdigest()[:20]
     return f"campaign.{digest}"
 
@@ -215,50 +234,86 @@ def funnel(session: Session, campaign: Campaign, at: dt.datetime | None = None) 
     def keys_if(condition):
         return func.sum(case((condition, key), else_=0))
 
-    conditions = (ranked.c.stage >= NO_CONSENT, ranked.c.stage >= CONSENT, ranked.c.stage >= APPROVED,
-                  ranked.c.stage == CANDIDATE, and_(first, ranked.c.stage == CANDIDATE),
-                  # each spectator's first row carries its best stage: summed, they count people once
-                  and_(first, ranked.c.best >= CONSENT), and_(first, ranked.c.best >= APPROVED))
+    conditions = (
+        ranked.c.stage >= NO_CONSENT,
+        ranked.c.stage >= CONSENT,
+        ranked.c.stage >= APPROVED,
+        ranked.c.stage == CANDIDATE,
+        and_(first, ranked.c.stage == CANDIDATE),
+        # each spectator's first row carries its best stage: summed, they count people once
+        and_(first, ranked.c.best >= CONSENT),
+        and_(first, ranked.c.best >= APPROVED),
+    )
     rows_ = session.execute(
-        select(ranked.c.organisation_id, *[count_if(c) for c in conditions], func.sum(ranked.c.no_email),
-               *[keys_if(c) for c in conditions])
+        select(
+            ranked.c.organisation_id,
+            *[count_if(c) for c in conditions],
+            func.sum(ranked.c.no_email),
+            *[keys_if(c) for c in conditions],
+        )
         .join(Spectator, Spectator.id == ranked.c.spectator_id)
         .group_by(ranked.c.organisation_id)
     ).all()
     counts = {r[0]: [int(v or 0) for v in r[1:9]] for r in rows_}
     key_sums = {r[0]: [int(v or 0) for v in r[9:]] for r in rows_}
-    approvals = {a.organisation_id: a for a in session.scalars(select(Approval).where(Approval.campaign_id == campaign.id))}
+    approvals = {
+        a.organisation_id: a for a in session.scalars(select(Approval).where(Approval.campaign_id == campaign.id))
+    }
     org_ids = set(counts) | set(approvals)
-    names = dict(session.execute(select(Organisation.id, Organisation.name).where(Organisation.id.in_(org_ids))).all()) \
-        if org_ids else {}
+    names = (
+        dict(session.execute(select(Organisation.id, Organisation.name).where(Organisation.id.in_(org_ids))).all())
+        if org_ids
+        else {}
+    )
     rows = []
     for org_id in sorted(org_ids, key=lambda o: (names.get(o, ""), o)):
         segment, consent, approved, after, eligible, _, _, no_email = counts.get(org_id, [0] * 8)
-        rows.append(FunnelRow(organisation_id=org_id, organisation=names.get(org_id, "?"),
-                              status=approvals[org_id].status if org_id in approvals else None, segment=segment,
-                              consent=consent, approved=approved, after_exclusions=after, eligible=eligible,
-                              no_email=no_email, keys=dict(zip(STAGES, key_sums.get(org_id, [0] * 7)))))
+        rows.append(
+            FunnelRow(
+                organisation_id=org_id,
+                organisation=names.get(org_id, "?"),
+                status=approvals[org_id].status if org_id in approvals else None,
+                segment=segment,
+                consent=consent,
+                approved=approved,
+                after_exclusions=after,
+                eligible=eligible,
+                no_email=no_email,
+                keys=dict(zip(STAGES, key_sums.get(org_id, [0] * 7))),
+            )
+        )
     snapshot_size, snapshot_keys = session.execute(
-        select(func.count(), func.coalesce(func.sum(Spectator.cell_key), 0)).select_from(SnapshotMember)
+        select(func.count(), func.coalesce(func.sum(Spectator.cell_key), 0))
+        .select_from(SnapshotMember)
         .join(Spectator, Spectator.id == SnapshotMember.spectator_id)
-        .where(SnapshotMember.snapshot_id == campaign.snapshot_id)).one()
+        .where(SnapshotMember.snapshot_id == campaign.snapshot_id)
+    ).one()
     snapshot_size = int(snapshot_size or 0)
     eligible_total = sum(c[4] for c in counts.values())
     eligible_keys = sum(c[4] for c in key_sums.values())
     total = FunnelRow(
-        organisation_id=None, organisation="", status=None, segment=snapshot_size,
-        consent=sum(c[5] for c in counts.values()), approved=sum(c[6] for c in counts.values()),
+        organisation_id=None,
+        organisation="",
+        status=None,
+        segment=snapshot_size,
+        consent=sum(c[5] for c in counts.values()),
+        approved=sum(c[6] for c in counts.values()),
         after_exclusions=eligible_total,  # a spectator with a candidate pair has exactly one sender
         eligible=eligible_total,
-        keys={"segment": int(snapshot_keys or 0), "consent": sum(c[5] for c in key_sums.values()),
-              "approved": sum(c[6] for c in key_sums.values()), "after_exclusions": eligible_keys,
-              "eligible": eligible_keys},
+        keys={
+            "segment": int(snapshot_keys or 0),
+            "consent": sum(c[5] for c in key_sums.values()),
+            "approved": sum(c[6] for c in key_sums.values()),
+            "after_exclusions": eligible_keys,
+            "eligible": eligible_keys,
+        },
     )
     return Funnel(at=at, rows=rows, total=total)
 
 
-def own_row(funnel_: Funnel, organisation_id: int, k: int, release: Release | None = None,
-            name: str = "") -> FunnelRow | None:
+def own_row(
+    funnel_: Funnel, organisation_id: int, k: int, release: Release | None = None, name: str = ""
+) -> FunnelRow | None:
     """One organisation's row as its own users see it: its own stages exact; the eligible count
     (which depends on other organisations' customers) the noisy figure of its set with a
     ``release`` under ``name`` (:func:`figure_name`, as on the campaign page), else hidden under

@@ -40,8 +40,12 @@ def remind_approvers(ctx) -> dict:
         pending = ctx.session.scalars(
             select(model)
             .join(Campaign, Campaign.id == model.campaign_id)
-            .where(Campaign.status == "awaiting_approvals", model.status == "pending",
-                   Campaign.approval_deadline > ctx.now, Campaign.approval_deadline <= ctx.now + REMINDER_BEFORE)
+            .where(
+                Campaign.status == "awaiting_approvals",
+                model.status == "pending",
+                Campaign.approval_deadline > ctx.now,
+                Campaign.approval_deadline <= ctx.now + REMINDER_BEFORE,
+            )
             .order_by(model.id)
         ).all()
         for request in pending:
@@ -51,8 +55,11 @@ def remind_approvers(ctx) -> dict:
 
 
 JOBS = [
-    JobSpec("campaigns.deadlines", move_campaigns_past_deadline, every(minutes=15),
-            _l("Move campaigns whose approval deadline has passed")),
-    JobSpec("campaigns.reminders", remind_approvers, every(hours=1),
-            _l("Remind approvers before the deadline")),
+    JobSpec(
+        "campaigns.deadlines",
+        move_campaigns_past_deadline,
+        every(minutes=15),
+        _l("Move campaigns whose approval deadline has passed"),
+    ),
+    JobSpec("campaigns.reminders", remind_approvers, every(hours=1), _l("Remind approvers before the deadline")),
 ]

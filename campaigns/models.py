@@ -101,8 +101,9 @@ class Promotion(Base):
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    organisations: Mapped[list[Organisation]] = relationship(secondary=promotion_organisation,
-                                                             order_by=Organisation.name)
+    organisations: Mapped[list[Organisation]] = relationship(
+        secondary=promotion_organisation, order_by=Organisation.name
+    )
     shows: Mapped[list[Show]] = relationship(secondary=promotion_show, order_by=Show.starts_at)
 
     @property
@@ -132,8 +133,9 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
     channel: Mapped[str] = mapped_column(String(20), default="email")
     segment_id: Mapped[Optional[int]] = mapped_column(ForeignKey("segment.id", ondelete="RESTRICT"), index=True)
-    snapshot_id: Mapped[Optional[int]] = mapped_column(ForeignKey("segment_snapshot.id", ondelete="RESTRICT"),
-                                                       index=True)
+    snapshot_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("segment_snapshot.id", ondelete="RESTRICT"), index=True
+    )
     promotion_id: Mapped[Optional[int]] = mapped_column(ForeignKey("promotion.id", ondelete="RESTRICT"), index=True)
     # [{"name": "control", "share": 20}, {"name": "A", "share": 80}]: whole percents summing to 100.
     arms: Mapped[list] = mapped_column(JSON)
@@ -154,8 +156,9 @@ class Campaign(Base):
     promotion: Mapped[Optional["Promotion"]] = relationship()
     segment: Mapped[Optional[Segment]] = relationship()
     snapshot: Mapped[Optional[SegmentSnapshot]] = relationship()
-    approvals: Mapped[list["Approval"]] = relationship(back_populates="campaign", cascade="all, delete-orphan",
-                                                       order_by="Approval.id")
+    approvals: Mapped[list["Approval"]] = relationship(
+        back_populates="campaign", cascade="all, delete-orphan", order_by="Approval.id"
+    )
 
     @property
     def control_share(self) -> int:
@@ -242,8 +245,7 @@ class Reminder(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     approval_id: Mapped[Optional[int]] = mapped_column(ForeignKey("approval.id", ondelete="CASCADE"))
-    provider_approval_id: Mapped[Optional[int]] = mapped_column(
-        ForeignKey("provider_approval.id", ondelete="CASCADE"))
+    provider_approval_id: Mapped[Optional[int]] = mapped_column(ForeignKey("provider_approval.id", ondelete="CASCADE"))
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(10))
     user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
@@ -257,8 +259,9 @@ class Exclusion(Base):
     __tablename__ = "exclusion"
 
     approval_id: Mapped[int] = mapped_column(ForeignKey("approval.id", ondelete="CASCADE"), primary_key=True)
-    spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True,
-                                              index=True)
+    spectator_id: Mapped[int] = mapped_column(
+        ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class ContactHistory(Base):

@@ -47,8 +47,11 @@ def unknown_promotions(session: Session, arms: Sequence[dict]) -> list[int]:
 
 def has_several_offers(campaign: Campaign) -> bool:
     """True when the test arms do not all carry the campaign's promotion."""
-    return any(a.get("promotion_id") and int(a["promotion_id"]) != campaign.promotion_id
-               for a in campaign.arms or [] if a.get("name") != "control")
+    return any(
+        a.get("promotion_id") and int(a["promotion_id"]) != campaign.promotion_id
+        for a in campaign.arms or []
+        if a.get("name") != "control"
+    )
 
 
 def campaigns_using(session: Session, promotion_id: int) -> list[Campaign]:

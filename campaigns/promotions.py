@@ -21,6 +21,7 @@ SHARED_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,38}[A-Z0-9]$")
 
 # --- promotions ---------------------------------------------------------------------------------
 
+
 def _check_promotion(fields: dict) -> None:
     kind = fields["offer_kind"]
     if kind not in OFFER_KINDS:
@@ -67,11 +68,26 @@ def _apply_promotion(session: Session, promotion: Promotion, fields: dict) -> No
     promotion.shows = list(session.scalars(select(Show).where(Show.id.in_(show_ids)))) if show_ids else []
 
 
-def create_promotion(session: Session, *, name_fr: str, name_en: str, message_fr: str, message_en: str,
-                     offer_kind: str, offer_value: int | None = None, organisation_ids: Sequence[int],
-                     show_ids: Sequence[int] = (), disciplines: Sequence[str] = (), valid_from: dt.date,
-                     valid_until: dt.date, code_strategy: str = "unique", shared_code: str | None = None,
-                     average_discount_cents: int = 0, cost_per_contact_cents: int = 0, user=None) -> Promotion:
+def create_promotion(
+    session: Session,
+    *,
+    name_fr: str,
+    name_en: str,
+    message_fr: str,
+    message_en: str,
+    offer_kind: str,
+    offer_value: int | None = None,
+    organisation_ids: Sequence[int],
+    show_ids: Sequence[int] = (),
+    disciplines: Sequence[str] = (),
+    valid_from: dt.date,
+    valid_until: dt.date,
+    code_strategy: str = "unique",
+    shared_code: str | None = None,
+    average_discount_cents: int = 0,
+    cost_per_contact_cents: int = 0,
+    user=None,
+) -> Promotion:
     """Create a promotion (flushes).
 
     :param offer_value: whole percent for ``percent_off``, cents for ``amount_off``, else ignored.
@@ -87,22 +103,38 @@ def create_promotion(session: Session, *, name_fr: str, name_en: str, message_fr
     _apply_promotion(session, promotion, fields)
     session.add(promotion)
     session.flush()
-    audit(session, "promotion.create", actor=actor_name(user), user_id=actor_id(user), object_type="promotion",
-          object_id=promotion.id)
+    audit(
+        session,
+        "promotion.create",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="promotion",
+        object_id=promotion.id,
+    )
     return promotion
 
 
 def update_promotion(session: Session, promotion: Promotion, user=None, **fields) -> Promotion:
     """Change a promotion while every campaign using it is still a draft (flushes)."""
     if offers.campaigns_using(session, promotion.id):
-        raise CampaignError(_("This promotion is used by a campaign already submitted: create a new promotion instead."))
+        raise CampaignError(
+            _("This promotion is used by a campaign already submitted: create a new promotion instead.")
+        )
     current = {
-        "name_fr": promotion.name_fr, "name_en": promotion.name_en, "message_fr": promotion.message_fr,
-        "message_en": promotion.message_en, "offer_kind": promotion.offer_kind, "offer_value": promotion.offer_value,
-        "organisation_ids": [o.id for o in promotion.organisations], "show_ids": [s.id for s in promotion.shows],
-        "disciplines": promotion.discipline_list, "valid_from": promotion.valid_from,
-        "valid_until": promotion.valid_until, "code_strategy": promotion.code_strategy,
-        "shared_code": promotion.shared_code, "average_discount_cents": promotion.average_discount_cents,
+        "name_fr": promotion.name_fr,
+        "name_en": promotion.name_en,
+        "message_fr": promotion.message_fr,
+        "message_en": promotion.message_en,
+        "offer_kind": promotion.offer_kind,
+        "offer_value": promotion.offer_value,
+        "organisation_ids": [o.id for o in promotion.organisations],
+        "show_ids": [s.id for s in promotion.shows],
+        "disciplines": promotion.discipline_list,
+        "valid_from": promotion.valid_from,
+        "valid_until": promotion.valid_until,
+        "code_strategy": promotion.code_strategy,
+        "shared_code": promotion.shared_code,
+        "average_discount_cents": promotion.average_discount_cents,
         "cost_per_contact_cents": promotion.cost_per_contact_cents,
     }
     unknown = set(fields) - set(current)
@@ -111,6 +143,12 @@ def update_promotion(session: Session, promotion: Promotion, user=None, **fields
     current.update(fields)
     _apply_promotion(session, promotion, current)
     session.flush()
-    audit(session, "promotion.update", actor=actor_name(user), user_id=actor_id(user), object_type="promotion",
-          object_id=promotion.id)
+    audit(
+        session,
+        "promotion.update",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="promotion",
+        object_id=promotion.id,
+    )
     return promotion

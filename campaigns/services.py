@@ -37,15 +37,20 @@ MAX_WINDOW_DAYS = 365
 
 # --- campaigns ----------------------------------------------------------------------------------
 
-def make_arms(control_share: int, test_shares: Sequence[int],
-              promotion_ids: Sequence[int | None] = ()) -> list[dict]:
+
+def make_arms(control_share: int, test_shares: Sequence[int], promotion_ids: Sequence[int | None] = ()) -> list[dict]:
     """Arms as stored: ``control`` then ``A``, ``B``... with whole-percent shares; a test arm gets
     ``promotion_id`` when ``promotion_ids`` names one at its position (``campaigns.offers``)."""
     arms = [{"name": "control", "share": int(control_share)}]
     chosen = [(s, promotion_ids[i] if i < len(promotion_ids) else None) for i, s in enumerate(test_shares)]
     for i, (share, promotion_id) in enumerate((s, p) for s, p in chosen if s):
-        arms.append({"name": chr(ord("A") + i), "share": int(share),
-                     **({"promotion_id": int(promotion_id)} if promotion_id else {})})
+        arms.append(
+            {
+                "name": chr(ord("A") + i),
+                "share": int(share),
+                **({"promotion_id": int(promotion_id)} if promotion_id else {}),
+            }
+        )
     return arms
 
 
@@ -57,7 +62,9 @@ def check_arms(arms: Sequence[dict]) -> None:
     control = [a for a in arms if a.get("name") == "control"]
     tests = [a for a in arms if a.get("name") != "control"]
     if not control or int(control[0]["share"]) < MIN_CONTROL_SHARE:
-        raise CampaignError(_("The control group must receive at least %(n)d%% of the recipients.", n=MIN_CONTROL_SHARE))
+        raise CampaignError(
+            _("The control group must receive at least %(n)d%% of the recipients.", n=MIN_CONTROL_SHARE)
+        )
     if not tests:
         raise CampaignError(_("Plan at least one test arm beside the control group."))
     if any(int(a["share"]) <= 0 for a in arms):
@@ -78,8 +85,12 @@ def _check_campaign(campaign: Campaign) -> None:
     if not 1 <= (campaign.window_days or 0) <= MAX_WINDOW_DAYS:
         raise CampaignError(_("The attribution window takes 1 to %(n)d days.", n=MAX_WINDOW_DAYS))
     if campaign.primary_metric not in PRIMARY_METRICS:
-        raise CampaignError(_("The primary metric must be conversion, revenue, tickets or cross-sell "
-                              "(redemption is reported as uptake, never as a lift)."))
+        raise CampaignError(
+            _(
+                "The primary metric must be conversion, revenue, tickets or cross-sell "
+                "(redemption is reported as uptake, never as a lift)."
+            )
+        )
     unknown = set(campaign.secondary_metrics or ()) - set(METRICS)
     if unknown:
         raise CampaignError(_("Unknown metric: %(names)s.", names=", ".join(sorted(unknown))))
@@ -94,14 +105,35 @@ def _check_arm_promotions(session: Session, campaign: Campaign) -> None:
         raise CampaignError(_("An arm names a promotion that does not exist."))
 
 
-CAMPAIGN_FIELDS = ("name", "objective", "segment_id", "promotion_id", "arms", "window_days", "primary_metric",
-                   "secondary_metrics", "approval_deadline", "planned_launch_at")
+CAMPAIGN_FIELDS = (
+    "name",
+    "objective",
+    "segment_id",
+    "promotion_id",
+    "arms",
+    "window_days",
+    "primary_metric",
+    "secondary_metrics",
+    "approval_deadline",
+    "planned_launch_at",
+)
 
 
-def create_campaign(session: Session, *, name: str, objective: str, segment_id: int | None,
-                    promotion_id: int | None, arms: list[dict], approval_deadline: dt.datetime,
-                    planned_launch_at: dt.datetime, window_days: int = 30, primary_metric: str = "conversion",
-                    secondary_metrics: Sequence[str] = (), user=None) -> Campaign:
+def create_campaign(
+    session: Session,
+    *,
+    name: str,
+    objective: str,
+    segment_id: int | None,
+    promotion_id: int | None,
+    arms: list[dict],
+    approval_deadline: dt.datetime,
+    planned_launch_at: dt.datetime,
+    window_days: int = 30,
+    primary_metric: str = "conversion",
+    secondary_metrics: Sequence[str] = (),
+    user=None,
+) -> Campaign:
     """Create a draft campaign (flushes).
 
     :param arms: ``make_arms(control_share, [test shares])``; control at least 10%, sum 100%.
@@ -119,16 +151,23 @@ def create_campaign(session: Session, *, name: str, objective: str, segment_id: 
     _check_arm_promotions(session, campaign)
     session.add(campaign)
     session.flush()
-    audit(session, "campaign.create", actor=actor_name(user), user_id=actor_id(user), object_type="campaign",
-          object_id=campaign.id)
+    audit(
+        session,
+        "campaign.create",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="campaign",
+        object_id=campaign.id,
+    )
     return campaign
 
 
 def update_campaign(session: Session, campaign: Campaign, user=None, **fields) -> Campaign:
     """Change a draft campaign's plan (flushes); refused once it is submitted."""
     if campaign.status != "draft":
-        raise TransitionRefused(_("Only a draft campaign can be changed; this one is %(status)s.",
-                                  status=status_label(campaign.status)))
+        raise TransitionRefused(
+            _("Only a draft campaign can be changed; this one is %(status)s.", status=status_label(campaign.status))
+        )
     unknown = set(fields) - set(CAMPAIGN_FIELDS)
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
@@ -138,15 +177,27 @@ def update_campaign(session: Session, campaign: Campaign, user=None, **fields) -
     _check_campaign(campaign)
     _check_arm_promotions(session, campaign)
     session.flush()
-    audit(session, "campaign.update", actor=actor_name(user), user_id=actor_id(user), object_type="campaign",
-          object_id=campaign.id, fields=sorted(fields))
+    audit(
+        session,
+        "campaign.update",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="campaign",
+        object_id=campaign.id,
+        fields=sorted(fields),
+    )
     return campaign
 
 
 def status_label(status: str) -> str:
     labels = {
-        "draft": _("draft"), "awaiting_approvals": _("awaiting approvals"), "ready": _("ready to launch"),
-        "launched": _("launched"), "measuring": _("measuring"), "closed": _("closed"), "cancelled": _("cancelled"),
+        "draft": _("draft"),
+        "awaiting_approvals": _("awaiting approvals"),
+        "ready": _("ready to launch"),
+        "launched": _("launched"),
+        "measuring": _("measuring"),
+        "closed": _("closed"),
+        "cancelled": _("cancelled"),
     }
     return labels.get(status, status)
 
@@ -155,12 +206,25 @@ def _move(session: Session, campaign: Campaign, to: str, user, action: str, **de
     """Change the status if the workflow allows it, and write who and when to the audit log."""
     before = campaign.status
     if to not in TRANSITIONS.get(before, ()):
-        raise TransitionRefused(_("A campaign that is %(before)s cannot become %(after)s.",
-                                  before=status_label(before), after=status_label(to)))
+        raise TransitionRefused(
+            _(
+                "A campaign that is %(before)s cannot become %(after)s.",
+                before=status_label(before),
+                after=status_label(to),
+            )
+        )
     campaign.status = to
     session.flush()
-    audit(session, f"campaign.{action}", actor=actor_name(user), user_id=actor_id(user), object_type="campaign",
-          object_id=campaign.id, **{"from": before, "to": to}, **details)
+    audit(
+        session,
+        f"campaign.{action}",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="campaign",
+        object_id=campaign.id,
+        **{"from": before, "to": to},
+        **details,
+    )
 
 
 def _segment_snapshot(session: Session, campaign: Campaign, user, now: dt.datetime) -> SegmentSnapshot:
@@ -178,17 +242,26 @@ def _segment_snapshot(session: Session, campaign: Campaign, user, now: dt.dateti
 
 def _snapshot_organisations(session: Session, snapshot_id: int) -> list[tuple[int, int]]:
     """(organisation_id, spectators) of every organisation holding a record of a snapshot member."""
-    return list(session.execute(
-        select(Contact.organisation_id, func.count())
-        .join(SnapshotMember, (SnapshotMember.spectator_id == Contact.spectator_id)
-              & (SnapshotMember.snapshot_id == snapshot_id))
-        .group_by(Contact.organisation_id)
-        .order_by(Contact.organisation_id)
-    ).all())
+    return list(
+        session.execute(
+            select(Contact.organisation_id, func.count())
+            .join(
+                SnapshotMember,
+                (SnapshotMember.spectator_id == Contact.spectator_id) & (SnapshotMember.snapshot_id == snapshot_id),
+            )
+            .group_by(Contact.organisation_id)
+            .order_by(Contact.organisation_id)
+        ).all()
+    )
 
 
-def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None,
-                        snapshot: SegmentSnapshot | None = None) -> list[Approval]:
+def submit_for_approval(
+    session: Session,
+    campaign: Campaign,
+    user=None,
+    now: dt.datetime | None = None,
+    snapshot: SegmentSnapshot | None = None,
+) -> list[Approval]:
     """Draft → awaiting approvals: freeze the segment and ask every organisation with spectators in it.
 
     :param snapshot: the frozen list to use (default: the segment's snapshot of today, taken if needed).
@@ -198,8 +271,9 @@ def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt
     """
     now = now or utcnow()
     if "awaiting_approvals" not in TRANSITIONS.get(campaign.status, ()):
-        raise TransitionRefused(_("Only a draft campaign can be submitted; this one is %(status)s.",
-                                  status=status_label(campaign.status)))
+        raise TransitionRefused(
+            _("Only a draft campaign can be submitted; this one is %(status)s.", status=status_label(campaign.status))
+        )
     try:
         _check_campaign(campaign)
     except CampaignError as exc:
@@ -210,12 +284,20 @@ def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt
     if campaign.approval_deadline <= now:
         raise TransitionRefused(_("The approval deadline has already passed: move it later."))
     launch_day = campaign.planned_launch_at.date()
-    for item in {promotion.id: promotion, **{p.id: p for p in offers.arm_promotions(session, campaign).values()
-                                             if p is not None}}.values():
+    for item in {
+        promotion.id: promotion,
+        **{p.id: p for p in offers.arm_promotions(session, campaign).values() if p is not None},
+    }.values():
         if not item.valid_from <= launch_day <= item.valid_until:
-            raise TransitionRefused(_("The promotion is valid from %(start)s to %(end)s: the planned launch "
-                                      "(%(launch)s) must fall within it.", start=item.valid_from.isoformat(),
-                                      end=item.valid_until.isoformat(), launch=launch_day.isoformat()))
+            raise TransitionRefused(
+                _(
+                    "The promotion is valid from %(start)s to %(end)s: the planned launch "
+                    "(%(launch)s) must fall within it.",
+                    start=item.valid_from.isoformat(),
+                    end=item.valid_until.isoformat(),
+                    launch=launch_day.isoformat(),
+                )
+            )
     if snapshot is None:
         snapshot = _segment_snapshot(session, campaign, user, now)
     elif snapshot.version is None or snapshot.version.segment_id != campaign.segment_id:
@@ -225,18 +307,34 @@ def submit_for_approval(session: Session, campaign: Campaign, user=None, now: dt
         raise TransitionRefused(_("Nobody in the segment is known to an organisation: there is no one to ask."))
     campaign.snapshot_id = snapshot.id
     campaign.submitted_at = now
-    approvals = [Approval(campaign_id=campaign.id, organisation_id=org_id, segment_count=count, status="pending",
-                          requested_at=now) for org_id, count in organisations]
+    approvals = [
+        Approval(
+            campaign_id=campaign.id, organisation_id=org_id, segment_count=count, status="pending", requested_at=now
+        )
+        for org_id, count in organisations
+    ]
     session.add_all(approvals)
     providers = named_organisations(session, snapshot.version.rule if snapshot.version else None)
-    session.add_all(ProviderApproval(campaign_id=campaign.id, organisation_id=org_id, status="pending",
-                                     requested_at=now) for org_id in providers)
-    _move(session, campaign, "awaiting_approvals", user, "submit", snapshot_id=snapshot.id,
-          organisations=len(approvals), segment_size=snapshot.size, data_providers=len(providers))
+    session.add_all(
+        ProviderApproval(campaign_id=campaign.id, organisation_id=org_id, status="pending", requested_at=now)
+        for org_id in providers
+    )
+    _move(
+        session,
+        campaign,
+        "awaiting_approvals",
+        user,
+        "submit",
+        snapshot_id=snapshot.id,
+        organisations=len(approvals),
+        segment_size=snapshot.size,
+        data_providers=len(providers),
+    )
     return approvals
 
 
 # --- data providers -----------------------------------------------------------------------------
+
 
 def named_organisations(session: Session, rule) -> list[int]:
     """The organisations a rule names, by their slug or through one of their venues (by name or id),
@@ -256,8 +354,11 @@ def named_organisations(session: Session, rule) -> list[int]:
         ids.update(session.scalars(select(Organisation.id).where(Organisation.slug.in_(sorted(slugs)))))
     if venues:
         numbers = [int(v) for v in venues if v.isdigit() and len(v) < 10]
-        ids.update(session.scalars(select(Venue.organisation_id).where(
-            or_(Venue.name.in_(sorted(venues)), Venue.id.in_(numbers)))))
+        ids.update(
+            session.scalars(
+                select(Venue.organisation_id).where(or_(Venue.name.in_(sorted(venues)), Venue.id.in_(numbers)))
+            )
+        )
     return sorted(ids)
 
 
@@ -266,10 +367,12 @@ def provider_blockers(session: Session, campaign: Campaign) -> list[str]:
     another organisation approved receiving a list drawn with it (a provider's own list needs no
     one's approval but its own)."""
     providers = session.scalars(select(ProviderApproval).where(ProviderApproval.campaign_id == campaign.id)).all()
-    approved = set(session.scalars(select(Approval.organisation_id).where(
-        Approval.campaign_id == campaign.id, Approval.status == "approved")))
-    return sorted(p.organisation.name for p in providers
-                  if p.status != "approved" and approved - {p.organisation_id})
+    approved = set(
+        session.scalars(
+            select(Approval.organisation_id).where(Approval.campaign_id == campaign.id, Approval.status == "approved")
+        )
+    )
+    return sorted(p.organisation.name for p in providers if p.status != "approved" and approved - {p.organisation_id})
 
 
 def _expire_pending(session: Session, campaign: Campaign, user=None, before_deadline: bool = False) -> int:
@@ -277,22 +380,35 @@ def _expire_pending(session: Session, campaign: Campaign, user=None, before_dead
 
     :param before_deadline: staff closed the approvals early (logged with each expiry).
     """
-    pending = session.scalars(select(Approval).where(Approval.campaign_id == campaign.id,
-                                                     Approval.status == "pending")).all()
+    pending = session.scalars(
+        select(Approval).where(Approval.campaign_id == campaign.id, Approval.status == "pending")
+    ).all()
     for approval in pending:
         approval.status = "expired"
-        audit(session, "approval.expire", actor=actor_name(user), user_id=actor_id(user), object_type="approval",
-              object_id=approval.id, organisation_id=approval.organisation_id, campaign_id=campaign.id,
-              before_deadline=before_deadline)
-    for provider in session.scalars(select(ProviderApproval).where(ProviderApproval.campaign_id == campaign.id,
-                                                                   ProviderApproval.status == "pending")):
+        audit(
+            session,
+            "approval.expire",
+            actor=actor_name(user),
+            user_id=actor_id(user),
+            object_type="approval",
+            object_id=approval.id,
+            organisation_id=approval.organisation_id,
+            campaign_id=campaign.id,
+            before_deadline=before_deadline,
+        )
+    for provider in session.scalars(
+        select(ProviderApproval).where(
+            ProviderApproval.campaign_id == campaign.id, ProviderApproval.status == "pending"
+        )
+    ):
         provider.status = "expired"  # no answer from a data provider counts as declined too
     session.flush()
     return len(pending)
 
 
-def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None,
-               unanswered_confirmed: int = 0) -> int:
+def mark_ready(
+    session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None, unanswered_confirmed: int = 0
+) -> int:
     """Awaiting approvals → ready, once at least one approval leaves eligible recipients.
 
     Non-response counts as declined: organisations still pending become ``expired``. Before the
@@ -304,35 +420,65 @@ def mark_ready(session: Session, campaign: Campaign, user=None, now: dt.datetime
     """
     now = now or utcnow()
     if "ready" not in TRANSITIONS.get(campaign.status, ()):
-        raise TransitionRefused(_("Only a campaign awaiting approvals can be made ready; this one is %(status)s.",
-                                  status=status_label(campaign.status)))
-    pending = session.scalar(select(func.count()).select_from(Approval)
-                             .where(Approval.campaign_id == campaign.id, Approval.status == "pending")) or 0
+        raise TransitionRefused(
+            _(
+                "Only a campaign awaiting approvals can be made ready; this one is %(status)s.",
+                status=status_label(campaign.status),
+            )
+        )
+    pending = (
+        session.scalar(
+            select(func.count())
+            .select_from(Approval)
+            .where(Approval.campaign_id == campaign.id, Approval.status == "pending")
+        )
+        or 0
+    )
     early = bool(pending) and now < campaign.approval_deadline
     if early and pending > unanswered_confirmed:
-        raise TransitionRefused(ngettext(
-            "%(num)d organisation has not answered yet: confirm that it counts as declined, or wait for its "
-            "answer or for the deadline.",
-            "%(num)d organisations have not answered yet: confirm that they count as declined, or wait for "
-            "their answers or for the deadline.", pending))
+        raise TransitionRefused(
+            ngettext(
+                "%(num)d organisation has not answered yet: confirm that it counts as declined, or wait for its "
+                "answer or for the deadline.",
+                "%(num)d organisations have not answered yet: confirm that they count as declined, or wait for "
+                "their answers or for the deadline.",
+                pending,
+            )
+        )
     if pending:
         _expire_pending(session, campaign, user, before_deadline=early)
-    approved = session.scalar(select(func.count()).select_from(Approval)
-                              .where(Approval.campaign_id == campaign.id, Approval.status == "approved")) or 0
+    approved = (
+        session.scalar(
+            select(func.count())
+            .select_from(Approval)
+            .where(Approval.campaign_id == campaign.id, Approval.status == "approved")
+        )
+        or 0
+    )
     if not approved:
         raise TransitionRefused(_("No organisation approved this campaign: it cannot be launched."))
     blockers = provider_blockers(session, campaign)
     if blockers:
-        raise TransitionRefused(_("Not approved as data provider: %(names)s. The rule names them and other "
-                                  "organisations would receive a list drawn with their data: the campaign cannot be "
-                                  "launched until they approve.", names=", ".join(blockers)))
+        raise TransitionRefused(
+            _(
+                "Not approved as data provider: %(names)s. The rule names them and other "
+                "organisations would receive a list drawn with their data: the campaign cannot be "
+                "launched until they approve.",
+                names=", ".join(blockers),
+            )
+        )
     eligible = eligible_count(session, campaign)
     if not eligible:
-        raise TransitionRefused(_("No spectator is eligible (consent at launch, approvals and exclusions leave "
-                                  "nobody): the campaign cannot be launched."))
+        raise TransitionRefused(
+            _(
+                "No spectator is eligible (consent at launch, approvals and exclusions leave "
+                "nobody): the campaign cannot be launched."
+            )
+        )
     campaign.ready_at = now
-    _move(session, campaign, "ready", user, "ready", eligible=eligible, unanswered_declined=pending,
-          before_deadline=early)
+    _move(
+        session, campaign, "ready", user, "ready", eligible=eligible, unanswered_declined=pending, before_deadline=early
+    )
     return eligible
 
 
@@ -362,8 +508,9 @@ def cancel(session: Session, campaign: Campaign, user=None, reason: str = "", no
     if not reason:
         raise TransitionRefused(_("Give a reason for cancelling the campaign."))
     if "cancelled" not in TRANSITIONS.get(campaign.status, ()):
-        raise TransitionRefused(_("A campaign that is %(status)s can no longer be cancelled.",
-                                  status=status_label(campaign.status)))
+        raise TransitionRefused(
+            _("A campaign that is %(status)s can no longer be cancelled.", status=status_label(campaign.status))
+        )
     campaign.cancelled_at = now
     campaign.cancel_reason = reason
     _move(session, campaign, "cancelled", user, "cancel", reason=reason)
@@ -404,5 +551,14 @@ from campaigns.approvals import (  # noqa: E402
     unanswered_organisations,
 )
 
-__all__ = ["ContactLine", "answered_counts", "approval_contacts", "clear_exclusion_list", "decide_approval",
-           "decide_provider", "lifecycle_mix", "set_exclusion_list", "unanswered_organisations"]
+__all__ = [
+    "ContactLine",
+    "answered_counts",
+    "approval_contacts",
+    "clear_exclusion_list",
+    "decide_approval",
+    "decide_provider",
+    "lifecycle_mix",
+    "set_exclusion_list",
+    "unanswered_organisations",
+]

@@ -59,9 +59,14 @@ CONTACTS_PER_PAGE = 100
 def install_template_globals(app) -> None:
     """Labels as Jinja globals rather than a context processor, so that imported macros see them."""
     app.jinja_env.globals.update(
-        offer_labels=OFFER_LABELS, objective_labels=OBJECTIVE_LABELS, metric_labels=METRIC_LABELS,
-        campaign_status_labels=STATUS_LABELS, approval_labels=APPROVAL_LABELS, lifecycle_labels=LIFECYCLE_LABELS,
-        campaign_eligible_shown=eligible_shown)
+        offer_labels=OFFER_LABELS,
+        objective_labels=OBJECTIVE_LABELS,
+        metric_labels=METRIC_LABELS,
+        campaign_status_labels=STATUS_LABELS,
+        approval_labels=APPROVAL_LABELS,
+        lifecycle_labels=LIFECYCLE_LABELS,
+        campaign_eligible_shown=eligible_shown,
+    )
 
 
 def eligible_shown(campaign: Campaign) -> dict:
@@ -103,17 +108,21 @@ def _cached_funnel(session, campaign: Campaign):
     id is part of the key and a change shows on the very next page.
     """
     key = (campaign.id, campaign.snapshot_id, campaign.planned_launch_at, max_id(session, AuditEvent))
-    return remember("campaign.funnel", key, lambda: funnel(session, campaign),
-                    cache_seconds("CAMPAIGN_CACHE_SECONDS", 300))
+    return remember(
+        "campaign.funnel", key, lambda: funnel(session, campaign), cache_seconds("CAMPAIGN_CACHE_SECONDS", 300)
+    )
 
 
 def _cached_lifecycle_mix(session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
     """The organisation's spectators in the snapshot by life-cycle stage, cached like the funnel and
     also keyed on the last profile refresh (stages move with it)."""
     key = (campaign.id, campaign.snapshot_id, organisation_id, max_id(session, AuditEvent), last_refreshed_at(session))
-    return remember("campaign.lifecycle_mix", key,
-                    lambda: services.lifecycle_mix(session, campaign, organisation_id),
-                    cache_seconds("CAMPAIGN_CACHE_SECONDS", 300))
+    return remember(
+        "campaign.lifecycle_mix",
+        key,
+        lambda: services.lifecycle_mix(session, campaign, organisation_id),
+        cache_seconds("CAMPAIGN_CACHE_SECONDS", 300),
+    )
 
 
 def _get_or_404(model, object_id):
@@ -126,8 +135,9 @@ def _get_or_404(model, object_id):
 def _own_approval(approval_id: int) -> Approval:
     """The current venue user's organisation's approval; anything else is a 404, not a 403, so that
     ids of other organisations' requests reveal nothing."""
-    approval = db_session().scalar(select(Approval).where(
-        Approval.id == approval_id, Approval.organisation_id == current_user.organisation_id))
+    approval = db_session().scalar(
+        select(Approval).where(Approval.id == approval_id, Approval.organisation_id == current_user.organisation_id)
+    )
     if approval is None:
         abort(404)
     return approval
@@ -135,19 +145,22 @@ def _own_approval(approval_id: int) -> Approval:
 
 # --- lists --------------------------------------------------------------------------------------
 
+
 @bp.route("/")
 @roles_required("staff", "admin", "venue")
 def index():
     session = db_session()
     if current_user.role == "venue":
         approvals = session.scalars(
-            select(Approval).join(Campaign)
+            select(Approval)
+            .join(Campaign)
             .where(Approval.organisation_id == current_user.organisation_id)
             .options(contains_eager(Approval.campaign))  # each row shows its campaign: no query per row
             .order_by(Campaign.approval_deadline.desc(), Approval.id.desc())
         ).all()
         providers = session.scalars(
-            select(ProviderApproval).join(Campaign)
+            select(ProviderApproval)
+            .join(Campaign)
             .where(ProviderApproval.organisation_id == current_user.organisation_id)
             .options(contains_eager(ProviderApproval.campaign))
             .order_by(Campaign.approval_deadline.desc(), ProviderApproval.id.desc())
@@ -159,6 +172,7 @@ def index():
 
 
 # --- promotions ---------------------------------------------------------------------------------
+
 
 @bp.route("/promotions")
 @roles_required(*STAFF)
@@ -172,8 +186,9 @@ def _promotion_form(session, promotion: Promotion | None = None) -> PromotionFor
     orgs = session.scalars(select(Organisation).order_by(Organisation.name)).all()
     form.organisations.choices = [(o.id, o.name) for o in orgs]
     form.disciplines.choices = [(d, DISCIPLINE_LABELS[d]) for d in DISCIPLINES]
-    shows = session.scalars(select(Show).where(Show.starts_at >= utcnow()).order_by(Show.starts_at)
-                            .limit(MAX_SHOW_CHOICES)).all()
+    shows = session.scalars(
+        select(Show).where(Show.starts_at >= utcnow()).order_by(Show.starts_at).limit(MAX_SHOW_CHOICES)
+    ).all()
     if promotion is not None:
         shows = list({s.id: s for s in [*shows, *promotion.shows]}.values())
     form.shows.choices = [(s.id, f"{s.title} · {s.starts_at:%Y-%m-%d %H:%M}") for s in shows]
@@ -199,13 +214,18 @@ def _promotion_fields(form: PromotionForm) -> dict:
     value = form.offer_value.data
     kind = form.offer_kind.data
     return {
-        "name_fr": form.name_fr.data.strip(), "name_en": form.name_en.data.strip(),
-        "message_fr": form.message_fr.data.strip(), "message_en": form.message_en.data.strip(),
+        "name_fr": form.name_fr.data.strip(),
+        "name_en": form.name_en.data.strip(),
+        "message_fr": form.message_fr.data.strip(),
+        "message_en": form.message_en.data.strip(),
         "offer_kind": kind,
         "offer_value": (int(value) if kind == "percent_off" else to_cents(value)) if value is not None else None,
-        "organisation_ids": form.organisations.data, "show_ids": form.shows.data or [],
-        "disciplines": form.disciplines.data or [], "valid_from": form.valid_from.data,
-        "valid_until": form.valid_until.data, "code_strategy": form.code_strategy.data,
+        "organisation_ids": form.organisations.data,
+        "show_ids": form.shows.data or [],
+        "disciplines": form.disciplines.data or [],
+        "valid_from": form.valid_from.data,
+        "valid_until": form.valid_until.data,
+        "code_strategy": form.code_strategy.data,
         "shared_code": form.shared_code.data or None,
         "average_discount_cents": to_cents(form.average_discount.data),
         "cost_per_contact_cents": to_cents(form.cost_per_contact.data),
@@ -219,8 +239,10 @@ def new_promotion():
     form = _promotion_form(session)
     if form.validate_on_submit():
         done, promotion = commit_or_refuse(
-            session, lambda: promotion_ops.create_promotion(session, user=current_user, **_promotion_fields(form)),
-            _("Promotion created."))
+            session,
+            lambda: promotion_ops.create_promotion(session, user=current_user, **_promotion_fields(form)),
+            _("Promotion created."),
+        )
         if done and promotion is not None:
             return redirect(url_for("campaigns.promotion", promotion_id=promotion.id))
     return render_template("campaigns/promotion_form.html", form=form, promotion=None)
@@ -230,8 +252,11 @@ def new_promotion():
 @roles_required(*STAFF)
 def promotion(promotion_id: int):
     item = _get_or_404(Promotion, promotion_id)
-    used_by = db_session().scalars(select(Campaign).where(Campaign.promotion_id == item.id)
-                                   .order_by(Campaign.id.desc())).all()
+    used_by = (
+        db_session()
+        .scalars(select(Campaign).where(Campaign.promotion_id == item.id).order_by(Campaign.id.desc()))
+        .all()
+    )
     return render_template("campaigns/promotion.html", promotion=item, used_by=used_by)
 
 
@@ -243,8 +268,10 @@ def edit_promotion(promotion_id: int):
     form = _promotion_form(session, item)
     if form.validate_on_submit():
         done, _saved = commit_or_refuse(
-            session, lambda: promotion_ops.update_promotion(session, item, user=current_user, **_promotion_fields(form)),
-            _("Promotion saved."))
+            session,
+            lambda: promotion_ops.update_promotion(session, item, user=current_user, **_promotion_fields(form)),
+            _("Promotion saved."),
+        )
         if done:
             return redirect(url_for("campaigns.promotion", promotion_id=item.id))
     return render_template("campaigns/promotion_form.html", form=form, promotion=item)
@@ -252,13 +279,15 @@ def edit_promotion(promotion_id: int):
 
 # --- campaigns ----------------------------------------------------------------------------------
 
+
 def _campaign_form(session, campaign: Campaign | None = None) -> CampaignForm:
     form = CampaignForm()
     segments = session.scalars(select(Segment).where(Segment.archived.is_(False)).order_by(Segment.name)).all()
     form.segment.choices = [(s.id, s.name) for s in segments if s.versions]
     locale = str(get_locale())
-    form.promotion.choices = [(p.id, p.name(locale)) for p in
-                              session.scalars(select(Promotion).order_by(Promotion.id.desc()))]
+    form.promotion.choices = [
+        (p.id, p.name(locale)) for p in session.scalars(select(Promotion).order_by(Promotion.id.desc()))
+    ]
     same = [(0, _("Same as the campaign's promotion"))]
     form.arm_a_promotion.choices = form.arm_b_promotion.choices = same + list(form.promotion.choices)
     if campaign is not None and request.method == "GET":
@@ -280,10 +309,13 @@ def _campaign_form(session, campaign: Campaign | None = None) -> CampaignForm:
 
 def _campaign_fields(form: CampaignForm) -> dict:
     return {
-        "name": form.name.data.strip(), "objective": form.objective.data, "segment_id": form.segment.data,
+        "name": form.name.data.strip(),
+        "objective": form.objective.data,
+        "segment_id": form.segment.data,
         "promotion_id": form.promotion.data,
         "arms": services.make_arms(form.control_share.data, form.test_shares(), form.test_promotions()),
-        "window_days": form.window_days.data, "primary_metric": form.primary_metric.data,
+        "window_days": form.window_days.data,
+        "primary_metric": form.primary_metric.data,
         "secondary_metrics": form.secondary_metrics.data or [],
         "approval_deadline": to_utc(form.approval_deadline.data),
         "planned_launch_at": to_utc(form.planned_launch_at.data),
@@ -299,8 +331,10 @@ def new_campaign():
         flash(_("A campaign needs a segment with a rule and a promotion: create them first."), "warning")
     if form.validate_on_submit():
         done, campaign = commit_or_refuse(
-            session, lambda: services.create_campaign(session, user=current_user, **_campaign_fields(form)),
-            _("Campaign created as a draft."))
+            session,
+            lambda: services.create_campaign(session, user=current_user, **_campaign_fields(form)),
+            _("Campaign created as a draft."),
+        )
         if done and campaign is not None:
             return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     return render_template("campaigns/campaign_form.html", form=form, campaign=None)
@@ -317,8 +351,10 @@ def edit_campaign(campaign_id: int):
     form = _campaign_form(session, campaign)
     if form.validate_on_submit():
         done, _saved = commit_or_refuse(
-            session, lambda: services.update_campaign(session, campaign, user=current_user, **_campaign_fields(form)),
-            _("Campaign saved."))
+            session,
+            lambda: services.update_campaign(session, campaign, user=current_user, **_campaign_fields(form)),
+            _("Campaign saved."),
+        )
         if done:
             return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     return render_template("campaigns/campaign_form.html", form=form, campaign=campaign)
@@ -343,9 +379,15 @@ def detail(campaign_id: int):
     list_matches = suppress({a.id: a.exclusion_list_matched for a in campaign.approvals}, k, total_shown=False)
     snapshot = session.get(SegmentSnapshot, campaign.snapshot_id) if campaign.snapshot_id else None
     page = render_template(
-        "campaigns/campaign.html", campaign=campaign, funnel=shown, k=k, snapshot=snapshot,
+        "campaigns/campaign.html",
+        campaign=campaign,
+        funnel=shown,
+        k=k,
+        snapshot=snapshot,
         snapshot_size=shown.total.segment if shown is not None else None,
-        list_matches=list_matches, now=utcnow(), locale=str(get_locale()),
+        list_matches=list_matches,
+        now=utcnow(),
+        locale=str(get_locale()),
         arm_offers=offers.arm_promotions(session, campaign),
     )
     session.commit()  # the question's audit event
@@ -353,8 +395,9 @@ def detail(campaign_id: int):
 
 
 def _transition_page(campaign: Campaign, action: str, form, title: str, explanation: str):
-    return render_template("campaigns/confirm.html", campaign=campaign, form=form, action=action, title=title,
-                           explanation=explanation)
+    return render_template(
+        "campaigns/confirm.html", campaign=campaign, form=form, action=action, title=title, explanation=explanation
+    )
 
 
 def _workflow_step(session, campaign: Campaign, step, success, refused=None):
@@ -362,8 +405,7 @@ def _workflow_step(session, campaign: Campaign, step, success, refused=None):
     back to the campaign. ``success`` makes the message from the step's result, ``refused`` the
     error message from the refusal's reason (messages are made after the step, in the request's
     language)."""
-    commit_or_refuse(session, step, success,
-                     refused or (lambda reason: _("Refused: %(reason)s", reason=reason)))
+    commit_or_refuse(session, step, success, refused or (lambda reason: _("Refused: %(reason)s", reason=reason)))
     return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
 
 
@@ -375,15 +417,26 @@ def submit(campaign_id: int):
     form = ConfirmForm()
     if form.validate_on_submit():
         return _workflow_step(
-            session, campaign, lambda: services.submit_for_approval(session, campaign, user=current_user),
-            lambda approvals: ngettext("Campaign submitted: %(num)d organisation is asked for its approval.",
-                                       "Campaign submitted: %(num)d organisations are asked for their approval.",
-                                       len(approvals)),
-            refused=lambda reason: _("Submission refused: %(reason)s", reason=reason))
+            session,
+            campaign,
+            lambda: services.submit_for_approval(session, campaign, user=current_user),
+            lambda approvals: ngettext(
+                "Campaign submitted: %(num)d organisation is asked for its approval.",
+                "Campaign submitted: %(num)d organisations are asked for their approval.",
+                len(approvals),
+            ),
+            refused=lambda reason: _("Submission refused: %(reason)s", reason=reason),
+        )
     return _transition_page(
-        campaign, "submit", form, _("Submit for approvals"),
-        _("The segment is frozen as of today, and every organisation with spectators in it is asked to approve "
-          "the campaign by the deadline. The plan can no longer be changed."))
+        campaign,
+        "submit",
+        form,
+        _("Submit for approvals"),
+        _(
+            "The segment is frozen as of today, and every organisation with spectators in it is asked to approve "
+            "the campaign by the deadline. The plan can no longer be changed."
+        ),
+    )
 
 
 @bp.route("/<int:campaign_id>/ready", methods=["GET", "POST"])
@@ -394,28 +447,44 @@ def ready(campaign_id: int):
     many were shown, and the step refuses if more are pending than the user confirmed."""
     session = db_session()
     campaign = _get_or_404(Campaign, campaign_id)
-    unanswered = services.unanswered_organisations(session, campaign) \
-        if campaign.status == "awaiting_approvals" and utcnow() < campaign.approval_deadline else []
+    unanswered = (
+        services.unanswered_organisations(session, campaign)
+        if campaign.status == "awaiting_approvals" and utcnow() < campaign.approval_deadline
+        else []
+    )
     form = ReadyForm()
     if form.validate_on_submit():
         confirmed = int(form.unanswered.data) if (form.unanswered.data or "").isdigit() else 0
 
         def success(_eligible):
             if confirmed:
-                return ngettext("The campaign is ready to launch; %(num)d organisation that had not answered counts "
-                                "as declined.", "The campaign is ready to launch; %(num)d organisations that had not "
-                                "answered count as declined.", confirmed)
+                return ngettext(
+                    "The campaign is ready to launch; %(num)d organisation that had not answered counts as declined.",
+                    "The campaign is ready to launch; %(num)d organisations that had not answered count as declined.",
+                    confirmed,
+                )
             return _("The campaign is ready to launch.")
 
         return _workflow_step(
-            session, campaign,
+            session,
+            campaign,
             lambda: services.mark_ready(session, campaign, user=current_user, unanswered_confirmed=confirmed),
-            success)
+            success,
+        )
     form.unanswered.data = str(len(unanswered))
-    explanation = _("Approvals close: requests still unanswered count as declined, and the eligible recipients are "
-                    "those of the approving organisations.")
-    return render_template("campaigns/confirm.html", campaign=campaign, form=form, action="ready",
-                           title=_("Mark ready to launch"), explanation=explanation, unanswered=unanswered)
+    explanation = _(
+        "Approvals close: requests still unanswered count as declined, and the eligible recipients are "
+        "those of the approving organisations."
+    )
+    return render_template(
+        "campaigns/confirm.html",
+        campaign=campaign,
+        form=form,
+        action="ready",
+        title=_("Mark ready to launch"),
+        explanation=explanation,
+        unanswered=unanswered,
+    )
 
 
 @bp.route("/<int:campaign_id>/cancel", methods=["GET", "POST"])
@@ -426,10 +495,14 @@ def cancel(campaign_id: int):
     form = CancelForm()
     if form.validate_on_submit():
         return _workflow_step(
-            session, campaign, lambda: services.cancel(session, campaign, user=current_user, reason=form.reason.data),
-            lambda _result: _("The campaign is cancelled."))
-    return _transition_page(campaign, "cancel", form, _("Cancel the campaign"),
-                            _("A cancelled campaign cannot be resumed."))
+            session,
+            campaign,
+            lambda: services.cancel(session, campaign, user=current_user, reason=form.reason.data),
+            lambda _result: _("The campaign is cancelled."),
+        )
+    return _transition_page(
+        campaign, "cancel", form, _("Cancel the campaign"), _("A cancelled campaign cannot be resumed.")
+    )
 
 
 # --- erasure ------------------------------------------------------------------------------------
@@ -457,8 +530,14 @@ def erasure():
                 found = erasures.find_person(session, form.email.data, current_app.config["DISTRICT_SECRET"])
             except CampaignError:
                 pass
-        audit(session, "person.search", actor=current_user.email, user_id=current_user.id, object_type="spectator",
-              found=len(found.spectator_ids))
+        audit(
+            session,
+            "person.search",
+            actor=current_user.email,
+            user_id=current_user.id,
+            object_type="spectator",
+            found=len(found.spectator_ids),
+        )
         session.commit()
         if found.spectator_ids:
             token = _erasure_serializer().dumps(found.spectator_ids)
@@ -482,14 +561,23 @@ def erasure_confirm():
         return redirect(url_for("campaigns.erasure"))
     if not spectator_ids or not all(isinstance(i, int) for i in spectator_ids):
         abort(400)
-    result = erasures.erase_spectators(session, spectator_ids, user=current_user,
-                                       app=current_app._get_current_object())
+    result = erasures.erase_spectators(session, spectator_ids, user=current_user, app=current_app._get_current_object())
     session.commit()
     if result.files and result.files.get("failed"):
-        flash(ngettext("%(num)d file of the instance folder could not be cleaned of the person: see the server log.",
-                       "%(num)d files of the instance folder could not be cleaned of the person: see the server log.",
-                       result.files["failed"]), "error")
-    flash(_("Erased: %(contacts)s deleted at %(orgs)s; the person is opted out of every campaign.",
+        flash(
+            ngettext(
+                "%(num)d file of the instance folder could not be cleaned of the person: see the server log.",
+                "%(num)d files of the instance folder could not be cleaned of the person: see the server log.",
+                result.files["failed"],
+            ),
+            "error",
+        )
+    flash(
+        _(
+            "Erased: %(contacts)s deleted at %(orgs)s; the person is opted out of every campaign.",
             contacts=ngettext("%(num)d contact record", "%(num)d contact records", result.contacts),
-            orgs=ngettext("%(num)d organisation", "%(num)d organisations", result.organisations)), "success")
+            orgs=ngettext("%(num)d organisation", "%(num)d organisations", result.organisations),
+        ),
+        "success",
+    )
     return redirect(url_for("campaigns.erasure"))

@@ -101,8 +101,11 @@ def _guard_number_ranges() -> None:
         try:
             return original(self, form, field)
         except OverflowError:
-            raise ValidationError(self.message or field.gettext("Number must be between %(min)s and %(max)s.") % {
-                "min": self._resolve(self.min), "max": self._resolve(self.max)}) from None
+            raise ValidationError(
+                self.message
+                or field.gettext("Number must be between %(min)s and %(max)s.")
+                % {"min": self._resolve(self.min), "max": self._resolve(self.max)}
+            ) from None
 
     __call__.pilot_guarded = True
     NumberRange.__call__ = __call__
@@ -150,11 +153,17 @@ def _install_download_audit(app: Flask) -> None:
 
         user = current_user if current_user.is_authenticated else None
         with get_db().session() as session:
-            audit(session, "download", actor=user.email if user else "anonymous", user_id=user.id if user else None,
-                  object_type="download", object_id=(request.endpoint or "")[:60],
-                  organisation_id=user.organisation_id if user else None,
-                  path=request.full_path.rstrip("?")[:500],
-                  filename=disposition.partition("filename=")[2].strip('"')[:200])
+            audit(
+                session,
+                "download",
+                actor=user.email if user else "anonymous",
+                user_id=user.id if user else None,
+                object_type="download",
+                object_id=(request.endpoint or "")[:60],
+                organisation_id=user.organisation_id if user else None,
+                path=request.full_path.rstrip("?")[:500],
+                filename=disposition.partition("filename=")[2].strip('"')[:200],
+            )
             session.commit()
         return response
 
@@ -162,8 +171,11 @@ def _install_download_audit(app: Flask) -> None:
 def _install_error_pages(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(error):
-        return render_template("error.html", code=400,
-                               message=_("The form expired or was sent from elsewhere. Reload the page and try again.")), 400
+        return render_template(
+            "error.html",
+            code=400,
+            message=_("The form expired or was sent from elsewhere. Reload the page and try again."),
+        ), 400
 
     @app.errorhandler(HTTPException)
     def _http(error):
@@ -171,8 +183,10 @@ def _install_error_pages(app: Flask) -> None:
             403: _("You do not have access to this page."),
             404: _("This page does not exist, or it is not yours to see."),
             405: _("This action is not allowed here."),
-            413: _("The file is too large: uploads are limited to %(mb)s MB.",
-                   mb=max(1, (app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024))),
+            413: _(
+                "The file is too large: uploads are limited to %(mb)s MB.",
+                mb=max(1, (app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)),
+            ),
         }
         message = messages.get(error.code, error.description)
         return render_template("error.html", code=error.code, message=message), error.code
@@ -195,5 +209,8 @@ def _install_error_pages(app: Flask) -> None:
             return render_template("error.html", code=500, message=message), 500
         except Exception:  # the database is unreachable: a page without the header's details
             log.exception("the error page itself failed on %s", request.path)
-            return Response(f"<!doctype html><title>500</title><h1>Error 500</h1><p>{escape(message)}</p>",
-                            status=500, mimetype="text/html")
+            return Response(
+                f"<!doctype html><title>500</title><h1>Error 500</h1><p>{escape(message)}</p>",
+                status=500,
+                mimetype="text/html",
+            )

@@ -27,14 +27,22 @@ admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 # --- organisations -----------------------------------------------------------------------------
 
+
 class OrganisationForm(FlaskForm):
-    slug = StringField(_l("Short name (slug)"), validators=[
-        DataRequired(), Length(max=40),
-        Regexp(r"^[a-z0-9][a-z0-9-]*$", message=_l("Lower-case letters, digits and dashes only."))])
+    slug = StringField(
+        _l("Short name (slug)"),
+        validators=[
+            DataRequired(),
+            Length(max=40),
+            Regexp(r"^[a-z0-9][a-z0-9-]*$", message=_l("Lower-case letters, digits and dashes only.")),
+        ],
+    )
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
     kind = SelectField(_l("Kind"), choices=[(k, ORGANISATION_KIND_LABELS[k]) for k in ORGANISATION_KINDS])
-    k_threshold = IntegerField(_l("Small-cell threshold k (optional, at least the district's)"),
-                               validators=[Optional(), NumberRange(min=2, max=1000)])
+    k_threshold = IntegerField(
+        _l("Small-cell threshold k (optional, at least the district's)"),
+        validators=[Optional(), NumberRange(min=2, max=1000)],
+    )
 
 
 @admin_bp.route("/organisations", methods=["GET", "POST"])
@@ -46,12 +54,20 @@ def organisations():
         if session.scalar(select(Organisation).where(Organisation.slug == form.slug.data)):
             form.slug.errors.append(_("This short name is already taken."))
         else:
-            org = Organisation(slug=form.slug.data, name=form.name.data, kind=form.kind.data,
-                               k_threshold=form.k_threshold.data)
+            org = Organisation(
+                slug=form.slug.data, name=form.name.data, kind=form.kind.data, k_threshold=form.k_threshold.data
+            )
             session.add(org)
             session.flush()
-            audit(session, "organisation.create", actor=actor_name(), user_id=current_user.id,
-                  object_type="organisation", object_id=org.id, slug=org.slug)
+            audit(
+                session,
+                "organisation.create",
+                actor=actor_name(),
+                user_id=current_user.id,
+                object_type="organisation",
+                object_id=org.id,
+                slug=org.slug,
+            )
             session.commit()
             flash(_("Organisation %(name)s created.", name=org.name), "success")
             return redirect(url_for("admin.organisations"))
@@ -72,10 +88,13 @@ class OrganisationEditForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
     kind = SelectField(_l("Kind"), choices=[(k, ORGANISATION_KIND_LABELS[k]) for k in ORGANISATION_KINDS])
     disciplines = MultiCheckboxField(_l("Disciplines"), choices=[(d, DISCIPLINE_LABELS[d]) for d in DISCIPLINES])
-    k_threshold = IntegerField(_l("Small-cell threshold k (optional, at least the district's)"),
-                               validators=[Optional(), NumberRange(min=2, max=1000)])
-    sender_name = StringField(_l("Sender name (for the contact lists' messages)"),
-                              validators=[Optional(), Length(max=200)])
+    k_threshold = IntegerField(
+        _l("Small-cell threshold k (optional, at least the district's)"),
+        validators=[Optional(), NumberRange(min=2, max=1000)],
+    )
+    sender_name = StringField(
+        _l("Sender name (for the contact lists' messages)"), validators=[Optional(), Length(max=200)]
+    )
     sender_email = EmailField(_l("Sender e-mail"), validators=[Optional(), Email(), Length(max=320)])
 
 
@@ -100,10 +119,14 @@ def _organisation_or_404(session, organisation_id: int) -> Organisation:
 
 
 def _edited_values(form: OrganisationEditForm) -> dict:
-    return {"name": form.name.data.strip(), "kind": form.kind.data,
-            "disciplines": ",".join(d for d in DISCIPLINES if d in (form.disciplines.data or [])),
-            "k_threshold": form.k_threshold.data, "sender_name": (form.sender_name.data or "").strip() or None,
-            "sender_email": (form.sender_email.data or "").strip().lower() or None}
+    return {
+        "name": form.name.data.strip(),
+        "kind": form.kind.data,
+        "disciplines": ",".join(d for d in DISCIPLINES if d in (form.disciplines.data or [])),
+        "k_threshold": form.k_threshold.data,
+        "sender_name": (form.sender_name.data or "").strip() or None,
+        "sender_email": (form.sender_email.data or "").strip().lower() or None,
+    }
 
 
 @admin_bp.route("/organisations/<int:organisation_id>", methods=["GET", "POST"])
@@ -121,18 +144,36 @@ def organisation(organisation_id: int):
         if changed:
             for key in changed:
                 setattr(org, key, values[key])
-            audit(session, "organisation.update", actor=actor_name(), user_id=current_user.id,
-                  object_type="organisation", object_id=org.id, organisation_id=org.id, fields=changed)
+            audit(
+                session,
+                "organisation.update",
+                actor=actor_name(),
+                user_id=current_user.id,
+                object_type="organisation",
+                object_id=org.id,
+                organisation_id=org.id,
+                fields=changed,
+            )
             session.commit()
             flash(_("%(name)s is saved.", name=org.name), "success")
         else:
             flash(_("Nothing changed."), "info")
         return redirect(url_for("admin.organisation", organisation_id=org.id))
     venues = session.scalars(select(Venue).where(Venue.organisation_id == org.id).order_by(Venue.name)).all()
-    shows = dict(session.execute(select(Show.venue_id, func.count()).where(Show.organisation_id == org.id)
-                                 .group_by(Show.venue_id)).all())
-    return render_template("admin/organisation.html", org=org, form=form, venues=venues, shows=shows,
-                           venue_form=VenueForm(formdata=None), change_form=FlaskForm(formdata=None))
+    shows = dict(
+        session.execute(
+            select(Show.venue_id, func.count()).where(Show.organisation_id == org.id).group_by(Show.venue_id)
+        ).all()
+    )
+    return render_template(
+        "admin/organisation.html",
+        org=org,
+        form=form,
+        venues=venues,
+        shows=shows,
+        venue_form=VenueForm(formdata=None),
+        change_form=FlaskForm(formdata=None),
+    )
 
 
 @admin_bp.route("/organisations/<int:organisation_id>/venues", methods=["POST"])
@@ -144,16 +185,28 @@ def organisation_venues(organisation_id: int):
     form = VenueForm()
     if not form.validate_on_submit():
         flash(_("Give the hall a name (and, if you wish, a number of seats from 1 to 100,000)."), "error")
-    elif session.scalar(select(Venue.id).where(Venue.organisation_id == org.id,
-                                               func.lower(Venue.name) == form.name.data.strip().lower())):
+    elif session.scalar(
+        select(Venue.id).where(
+            Venue.organisation_id == org.id, func.lower(Venue.name) == form.name.data.strip().lower()
+        )
+    ):
         flash(_("%(org)s already has a hall of this name.", org=org.name), "error")
     else:
         venue = Venue(organisation_id=org.id, name=form.name.data.strip(), capacity=form.capacity.data)
         session.add(venue)
         session.flush()
-        audit(session, "venue.create", actor=actor_name(), user_id=current_user.id, object_type="venue",
-              object_id=venue.id, organisation_id=org.id, name=venue.name, organisation=org.name,
-              capacity=venue.capacity)
+        audit(
+            session,
+            "venue.create",
+            actor=actor_name(),
+            user_id=current_user.id,
+            object_type="venue",
+            object_id=venue.id,
+            organisation_id=org.id,
+            name=venue.name,
+            organisation=org.name,
+            capacity=venue.capacity,
+        )
         session.commit()
         flash(_("Hall %(name)s added.", name=venue.name), "success")
     return redirect(url_for("admin.organisation", organisation_id=org.id) + "#venues")
@@ -174,8 +227,17 @@ def venue(venue_id: int):
         if session.scalar(select(Show.id).where(Show.venue_id == hall.id).limit(1)) is not None:
             flash(_("Shows took place in %(name)s: it stays (rename it if needed).", name=hall.name), "error")
             return redirect(back)
-        audit(session, "venue.delete", actor=actor_name(), user_id=current_user.id, object_type="venue",
-              object_id=hall.id, organisation_id=org.id, name=hall.name, organisation=org.name)
+        audit(
+            session,
+            "venue.delete",
+            actor=actor_name(),
+            user_id=current_user.id,
+            object_type="venue",
+            object_id=hall.id,
+            organisation_id=org.id,
+            name=hall.name,
+            organisation=org.name,
+        )
         name = hall.name
         session.delete(hall)
         session.commit()
@@ -185,14 +247,27 @@ def venue(venue_id: int):
         flash(_("Give the hall a name (and, if you wish, a number of seats from 1 to 100,000)."), "error")
         return redirect(back)
     name = form.name.data.strip()
-    if session.scalar(select(Venue.id).where(Venue.organisation_id == org.id, Venue.id != hall.id,
-                                             func.lower(Venue.name) == name.lower())):
+    if session.scalar(
+        select(Venue.id).where(
+            Venue.organisation_id == org.id, Venue.id != hall.id, func.lower(Venue.name) == name.lower()
+        )
+    ):
         flash(_("%(org)s already has a hall of this name.", org=org.name), "error")
         return redirect(back)
     if (hall.name, hall.capacity) != (name, form.capacity.data):
-        audit(session, "venue.update", actor=actor_name(), user_id=current_user.id, object_type="venue",
-              object_id=hall.id, organisation_id=org.id, name=name, name_before=hall.name, organisation=org.name,
-              capacity=form.capacity.data)
+        audit(
+            session,
+            "venue.update",
+            actor=actor_name(),
+            user_id=current_user.id,
+            object_type="venue",
+            object_id=hall.id,
+            organisation_id=org.id,
+            name=name,
+            name_before=hall.name,
+            organisation=org.name,
+            capacity=form.capacity.data,
+        )
         hall.name, hall.capacity = name, form.capacity.data
         session.commit()
         flash(_("Hall %(name)s saved.", name=name), "success")
@@ -206,6 +281,7 @@ def _audit_filters(args) -> dict:
     """The audit log's filters from the query string: action, actor (part of their e-mail or name),
     object (part of its name or e-mail, or its type and id), and a period of days in Montreal time
     (both ends included); malformed dates are ignored, not an error."""
+
     def day(name):
         try:
             return dt.date.fromisoformat(args.get(name, ""))
@@ -215,16 +291,24 @@ def _audit_filters(args) -> dict:
     def text(name):
         return args.get(name, "").strip()[:200]
 
-    return {"action": text("action"), "actor": text("actor"), "object": text("object"),
-            "object_type": text("object_type"), "object_id": text("object_id"),
-            "since": day("since"), "until": day("until")}
+    return {
+        "action": text("action"),
+        "actor": text("actor"),
+        "object": text("object"),
+        "object_type": text("object_type"),
+        "object_id": text("object_id"),
+        "since": day("since"),
+        "until": day("until"),
+    }
 
 
 def _matching_objects(session, words: str) -> list:
     """Conditions on the audit events whose object's name (or e-mail) contains ``words``, as the
     objects are named today (core.audit_words.objects_matching)."""
-    return [(AuditEvent.object_type == kind) & AuditEvent.object_id.in_([str(i) for i in ids])
-            for kind, ids in audit_words.objects_matching(session, words).items()]
+    return [
+        (AuditEvent.object_type == kind) & AuditEvent.object_id.in_([str(i) for i in ids])
+        for kind, ids in audit_words.objects_matching(session, words).items()
+    ]
 
 
 def _audit_query(session, filters: dict):
@@ -235,8 +319,10 @@ def _audit_query(session, filters: dict):
     if filters["actor"]:
         lowered = filters["actor"].lower()
         named = select(User.id).where(func.lower(func.coalesce(User.name, "")).contains(lowered, autoescape=True))
-        query = query.where(func.lower(AuditEvent.actor).contains(lowered, autoescape=True)
-                            | AuditEvent.user_id.in_(named.scalar_subquery()))
+        query = query.where(
+            func.lower(AuditEvent.actor).contains(lowered, autoescape=True)
+            | AuditEvent.user_id.in_(named.scalar_subquery())
+        )
     if filters["object"]:
         conditions = _matching_objects(session, filters["object"])
         query = query.where(or_(*conditions) if conditions else false())
@@ -247,8 +333,9 @@ def _audit_query(session, filters: dict):
     if filters["since"]:
         query = query.where(AuditEvent.at >= to_utc(dt.datetime.combine(filters["since"], dt.time())))
     if filters["until"]:
-        query = query.where(AuditEvent.at < to_utc(dt.datetime.combine(filters["until"] + dt.timedelta(days=1),
-                                                                        dt.time())))
+        query = query.where(
+            AuditEvent.at < to_utc(dt.datetime.combine(filters["until"] + dt.timedelta(days=1), dt.time()))
+        )
     return query
 
 
@@ -281,19 +368,31 @@ def audit_log():
     session = db_session()
     page = page_arg()
     filters = _audit_filters(request.args)
-    events = session.scalars(_audit_query(session, filters).limit(AUDIT_PAGE_SIZE + 1)
-                             .offset((page - 1) * AUDIT_PAGE_SIZE)).all()
+    events = session.scalars(
+        _audit_query(session, filters).limit(AUDIT_PAGE_SIZE + 1).offset((page - 1) * AUDIT_PAGE_SIZE)
+    ).all()
     more = len(events) > AUDIT_PAGE_SIZE
     events = events[:AUDIT_PAGE_SIZE]
-    actions = sorted(set(session.scalars(select(AuditEvent.action).distinct()))
-                     | ({filters["action"]} if filters["action"] else set()))
+    actions = sorted(
+        set(session.scalars(select(AuditEvent.action).distinct()))
+        | ({filters["action"]} if filters["action"] else set())
+    )
     object_types = sorted(t for t in session.scalars(select(AuditEvent.object_type).distinct()) if t)
-    return render_template("admin/audit.html", events=events, page=page, more=more,
-                           sentences=audit_words.describe(session, events, AUDIT_ACTION_LABELS),
-                           filters=filters, actions=actions, object_types=object_types,
-                           filtered=any(filters.values()), action_labels=AUDIT_ACTION_LABELS, audit_value=audit_value,
-                           object_kinds=audit_words.OBJECT_KINDS,
-                           query_args={k: v for k, v in request.args.items() if k not in ("page", "lang")})
+    return render_template(
+        "admin/audit.html",
+        events=events,
+        page=page,
+        more=more,
+        sentences=audit_words.describe(session, events, AUDIT_ACTION_LABELS),
+        filters=filters,
+        actions=actions,
+        object_types=object_types,
+        filtered=any(filters.values()),
+        action_labels=AUDIT_ACTION_LABELS,
+        audit_value=audit_value,
+        object_kinds=audit_words.OBJECT_KINDS,
+        query_args={k: v for k, v in request.args.items() if k not in ("page", "lang")},
+    )
 
 
 @admin_bp.route("/audit.csv")
@@ -302,10 +401,12 @@ def audit_log_csv():
     """The filtered audit log as CSV (every matching event, streamed); the download is itself logged."""
     session = db_session()
     filters = _audit_filters(request.args)
-    chosen = {key: (value.isoformat() if isinstance(value, dt.date) else value)
-              for key, value in filters.items() if value}
-    audit(session, "audit.export", actor=actor_name(), user_id=current_user.id,
-          **({"filters": chosen} if chosen else {}))
+    chosen = {
+        key: (value.isoformat() if isinstance(value, dt.date) else value) for key, value in filters.items() if value
+    }
+    audit(
+        session, "audit.export", actor=actor_name(), user_id=current_user.id, **({"filters": chosen} if chosen else {})
+    )
     session.commit()
     database = get_db()
 
@@ -313,17 +414,37 @@ def audit_log_csv():
         # Read while the response is sent, after the request's own session is closed: a session of
         # its own, and the request context kept for the labels' language; sentences a chunk at a time.
         with database.Session() as reading:
-            for chunk in reading.scalars(_audit_query(reading, filters).execution_options(yield_per=500)
-                                         ).partitions(500):
+            for chunk in reading.scalars(_audit_query(reading, filters).execution_options(yield_per=500)).partitions(
+                500
+            ):
                 sentences = audit_words.describe(reading, list(chunk), AUDIT_ACTION_LABELS)
                 for e in chunk:
-                    yield (local_time(e.at, seconds=True), e.actor, e.action,
-                           str(AUDIT_ACTION_LABELS.get(e.action, "")), e.object_type, e.object_id,
-                           audit_details_text(e.details), sentences[e.id])
+                    yield (
+                        local_time(e.at, seconds=True),
+                        e.actor,
+                        e.action,
+                        str(AUDIT_ACTION_LABELS.get(e.action, "")),
+                        e.object_type,
+                        e.object_id,
+                        audit_details_text(e.details),
+                        sentences[e.id],
+                    )
 
-    return csv_stream_response(stream_with_context(rows()), "audit-log.csv", delimiter=spreadsheet_delimiter(), header=(
-        _("When (Montreal time)"), _("Who"), _("Action"), _("Action (in words)"), _("Object type"), _("Object id"),
-        _("Details"), _("What happened")))
+    return csv_stream_response(
+        stream_with_context(rows()),
+        "audit-log.csv",
+        delimiter=spreadsheet_delimiter(),
+        header=(
+            _("When (Montreal time)"),
+            _("Who"),
+            _("Action"),
+            _("Action (in words)"),
+            _("Object type"),
+            _("Object id"),
+            _("Details"),
+            _("What happened"),
+        ),
+    )
 
 
 def init_app(app) -> None:

@@ -12,16 +12,31 @@ from core.models import AuditEvent, ImportBatch, Organisation, User, Venue
 from core.registry import registry
 
 # A role as a noun inside a sentence ("invited bob@… as venue approver of Théâtre X").
-ROLE_NOUNS = {"staff": _l("partnership staff"), "venue": _l("venue approver"), "evaluator": _l("evaluator"),
-              "admin": _l("administrator")}
+ROLE_NOUNS = {
+    "staff": _l("partnership staff"),
+    "venue": _l("venue approver"),
+    "evaluator": _l("evaluator"),
+    "admin": _l("administrator"),
+}
 
 # An object without a name of its own is shown as "<kind> #<id>".
 OBJECT_KINDS = {
-    "user": _l("account"), "organisation": _l("organisation"), "venue": _l("hall"), "import_batch": _l("import"),
-    "campaign": _l("campaign"), "segment": _l("segment"), "promotion": _l("promotion"),
-    "approval": _l("approval request"), "provider_approval": _l("data-provider request"),
-    "experiment": _l("experiment"), "contact_list": _l("contact list"), "spectator": _l("spectator"),
-    "question": _l("question"), "job": _l("scheduled job"), "download": _l("page"), "district": _l("district"),
+    "user": _l("account"),
+    "organisation": _l("organisation"),
+    "venue": _l("hall"),
+    "import_batch": _l("import"),
+    "campaign": _l("campaign"),
+    "segment": _l("segment"),
+    "promotion": _l("promotion"),
+    "approval": _l("approval request"),
+    "provider_approval": _l("data-provider request"),
+    "experiment": _l("experiment"),
+    "contact_list": _l("contact list"),
+    "spectator": _l("spectator"),
+    "question": _l("question"),
+    "job": _l("scheduled job"),
+    "download": _l("page"),
+    "district": _l("district"),
     "rejects_folder": _l("rejected rows"),
 }
 
@@ -59,9 +74,14 @@ GENERAL_SENTENCE = _l("%(actor)s: %(action)s (%(object)s)")
 GENERAL_SENTENCE_NO_OBJECT = _l("%(actor)s: %(action)s")
 
 # The fields of an organisation as an "organisation.update" event lists them.
-ORGANISATION_FIELDS = {"name": _l("name"), "kind": _l("kind"), "disciplines": _l("disciplines"),
-                       "k_threshold": _l("threshold k"), "sender_name": _l("sender name"),
-                       "sender_email": _l("sender e-mail")}
+ORGANISATION_FIELDS = {
+    "name": _l("name"),
+    "kind": _l("kind"),
+    "disciplines": _l("disciplines"),
+    "k_threshold": _l("threshold k"),
+    "sender_name": _l("sender name"),
+    "sender_email": _l("sender e-mail"),
+}
 
 
 def _names_of(session, model, column, ids: set[str]) -> dict[str, str]:
@@ -74,9 +94,13 @@ def _names_of(session, model, column, ids: set[str]) -> dict[str, str]:
 def named_objects() -> dict[str, tuple]:
     """Object type → (model, name column): core's own objects and those the feature packages register
     (``Registry.add_audit_object``)."""
-    return {"user": (User, User.email), "organisation": (Organisation, Organisation.name),
-            "venue": (Venue, Venue.name), "import_batch": (ImportBatch, ImportBatch.filename),
-            **registry().audit_objects}
+    return {
+        "user": (User, User.email),
+        "organisation": (Organisation, Organisation.name),
+        "venue": (Venue, Venue.name),
+        "import_batch": (ImportBatch, ImportBatch.filename),
+        **registry().audit_objects,
+    }
 
 
 def object_names(session, events: Iterable[AuditEvent]) -> dict[tuple[str, str], str]:
@@ -144,8 +168,7 @@ def _detail_words(action: str, details: dict) -> dict[str, str]:
     return words
 
 
-def sentence(event: AuditEvent, actors: dict[int, User], names: dict[tuple[str, str], str],
-             action_labels: dict) -> str:
+def sentence(event: AuditEvent, actors: dict[int, User], names: dict[tuple[str, str], str], action_labels: dict) -> str:
     """One event as a sentence in the current language."""
     details = event.details if isinstance(event.details, dict) else {}
     words = _detail_words(event.action, details)

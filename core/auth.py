@@ -83,8 +83,16 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password)
 
 
-def create_user(session_, email: str, password: str, role: str, organisation_id: int | None = None,
-                name: str | None = None, *, check_rules: bool = True) -> User:
+def create_user(
+    session_,
+    email: str,
+    password: str,
+    role: str,
+    organisation_id: int | None = None,
+    name: str | None = None,
+    *,
+    check_rules: bool = True,
+) -> User:
     """Create a user (flushes); a venue user must be bound to an organisation."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
@@ -95,8 +103,13 @@ def create_user(session_, email: str, password: str, role: str, organisation_id:
     email = email.strip().lower()
     if session_.scalar(select(User).where(func.lower(User.email) == email)):
         raise ValueError(f"a user with e-mail {email} already exists")
-    user = User(email=email, password_hash=hash_password(password), role=role,
-                organisation_id=organisation_id if role == "venue" else None, name=name)
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        role=role,
+        organisation_id=organisation_id if role == "venue" else None,
+        name=name,
+    )
     session_.add(user)
     session_.flush()
     return user
@@ -105,9 +118,10 @@ def create_user(session_, email: str, password: str, role: str, organisation_id:
 def end_sessions(session_, user_id: int) -> None:
     """End every session of a user (their cookies stop being accepted at the next request): the
     server-side session version moves on."""
-    session_.execute(update(User).where(User.id == user_id)
-                     .values(session_version=func.coalesce(User.session_version, 0) + 1),
-                     execution_options={"synchronize_session": False})
+    session_.execute(
+        update(User).where(User.id == user_id).values(session_version=func.coalesce(User.session_version, 0) + 1),
+        execution_options={"synchronize_session": False},
+    )
     session_.expire_all()
 
 
@@ -163,20 +177,23 @@ def _safe_next(target: str | None) -> str | None:
 
 # --- failed logins ----------------------------------------------------------------------------------
 
+
 def client_address() -> str:
     """The address a request comes from (behind a proxy, the WSGI server must set it right)."""
     return (request.remote_addr or "unknown")[:64]
 
 
 def _throttle_row(session_, address: str, account: str) -> LoginThrottle | None:
-    return session_.scalar(select(LoginThrottle).where(LoginThrottle.address == address,
-                                                       LoginThrottle.account == account))
+    return session_.scalar(
+        select(LoginThrottle).where(LoginThrottle.address == address, LoginThrottle.account == account)
+    )
 
 
 def login_blocked(session_, address: str, account: str, now: dt.datetime) -> bool:
     """This address is locked, or this (account, address) pair is."""
-    rows = session_.scalars(select(LoginThrottle).where(LoginThrottle.address == address,
-                                                        LoginThrottle.account.in_((account, "")))).all()
+    rows = session_.scalars(
+        select(LoginThrottle).where(LoginThrottle.address == address, LoginThrottle.account.in_((account, "")))
+    ).all()
     return any(row.locked_until is not None and row.locked_until > now for row in rows)
 
 
@@ -231,15 +248,29 @@ def login():
             flash(_("Too many failed attempts: try again in a few minutes."), "error")
         elif not password_ok or not user.active:
             if record_failure(sess, address, email, now):
-                audit(sess, "login.locked", actor=email, user_id=user.id if user else None, object_type="user",
-                      object_id=user.id if user else None, address=address)
+                audit(
+                    sess,
+                    "login.locked",
+                    actor=email,
+                    user_id=user.id if user else None,
+                    object_type="user",
+                    object_id=user.id if user else None,
+                    address=address,
+                )
             sess.commit()
             flash(_("Unknown e-mail or wrong password."), "error")
         else:
             sess.execute(delete(LoginThrottle).where(LoginThrottle.address == address, LoginThrottle.account == email))
             user.last_login_at = now
-            audit(sess, "login", actor=user.email, user_id=user.id, object_type="user", object_id=user.id,
-                  actor_role=user.role)
+            audit(
+                sess,
+                "login",
+                actor=user.email,
+                user_id=user.id,
+                object_type="user",
+                object_id=user.id,
+                actor_role=user.role,
+            )
             sess.commit()
             lang = session.get("lang")
             session.clear()  # no session fixation
@@ -267,6 +298,7 @@ def logout():
 
 
 # --- one's own password -------------------------------------------------------------------------------
+
 
 class PasswordChangeForm(FlaskForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=200)])
@@ -299,8 +331,14 @@ def change_password():
                 form.new.errors = [str(exc)]
             else:
                 user.password_hash = hash_password(form.new.data)
-                audit(sess, "user.password_change", actor=user.email, user_id=user.id, object_type="user",
-                      object_id=user.id)
+                audit(
+                    sess,
+                    "user.password_change",
+                    actor=user.email,
+                    user_id=user.id,
+                    object_type="user",
+                    object_id=user.id,
+                )
                 sess.flush()
                 end_sessions(sess, user.id)  # every other session of this user ends here
                 sess.commit()

@@ -28,13 +28,20 @@ class PilotGroup(FlaskGroup):
         return [c for c in super().list_commands(ctx) if c not in {"run", "shell", "routes"}]
 
 
-@click.group(cls=PilotGroup, create_app=_create_app, add_default_commands=True, add_version_option=False,
-             load_dotenv=False, help="quartier-pilot: run the district's relational-marketing pilot.")
+@click.group(
+    cls=PilotGroup,
+    create_app=_create_app,
+    add_default_commands=True,
+    add_version_option=False,
+    load_dotenv=False,
+    help="quartier-pilot: run the district's relational-marketing pilot.",
+)
 def main():
     pass
 
 
 # --- db ----------------------------------------------------------------------------------------
+
 
 @main.group("db")
 def db_group():
@@ -85,6 +92,7 @@ def db_revision(message):
 
 # --- organisations and users -------------------------------------------------------------------
 
+
 @main.group("orgs")
 def orgs_group():
     """Organisations of the district."""
@@ -94,8 +102,13 @@ def orgs_group():
 @click.argument("slug")
 @click.option("--name", required=True)
 @click.option("--kind", type=click.Choice(["venue", "company", "festival"]), default="venue", show_default=True)
-@click.option("--k", "k_threshold", type=click.IntRange(min=2), default=None,
-              help="A stricter small-cell threshold for this organisation.")
+@click.option(
+    "--k",
+    "k_threshold",
+    type=click.IntRange(min=2),
+    default=None,
+    help="A stricter small-cell threshold for this organisation.",
+)
 @with_appcontext
 def orgs_create(slug, name, kind, k_threshold):
     """Register an organisation (an import needs its organisation to exist)."""
@@ -167,13 +180,17 @@ def users_create(email, role, org_slug, name, password_stdin):
 
 # --- import ------------------------------------------------------------------------------------
 
+
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--org", "org_slug", required=True, help="The organisation whose export this is.")
 @click.option("--kind", type=click.Choice(["sales", "unsubscribes"]), default="sales", show_default=True)
-@click.option("--skip-invalid", is_flag=True,
-              help="Import the good rows; write the bad ones to a rejects file in the instance folder "
-                   "(kept for CONTACT_LIST_RETENTION_DAYS, downloadable from the import's page).")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the good rows; write the bad ones to a rejects file in the instance folder "
+    "(kept for CONTACT_LIST_RETENTION_DAYS, downloadable from the import's page).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @with_appcontext
 def import_command(file, org_slug, kind, skip_invalid, as_json):
@@ -190,8 +207,16 @@ def import_command(file, org_slug, kind, skip_invalid, as_json):
         # organisation and purges them after the retention period, never beside the export.
         rejects_path = new_rejects_path(current_app, org.slug) if skip_invalid else None
         try:
-            result = import_file(session, file, org, kind=kind, skip_invalid=skip_invalid, progress=progress,
-                                 filename=file.name, rejects_path=rejects_path)
+            result = import_file(
+                session,
+                file,
+                org,
+                kind=kind,
+                skip_invalid=skip_invalid,
+                progress=progress,
+                filename=file.name,
+                rejects_path=rejects_path,
+            )
         except ImportRefused as exc:
             # Nothing of a refused file is kept but the trace that it was refused.
             session.rollback()
@@ -213,9 +238,11 @@ def _print_import(result, as_json: bool) -> None:
         return
     if summary.get("refused"):
         click.echo("File refused: nothing was written.", err=True)
-    click.echo(f"rows {summary['rows']}: imported {summary['imported']}, duplicates {summary['duplicates']}, "
-               f"rejected {summary['rejected']}, anonymous {summary['anonymous']}, "
-               f"new to this organisation {summary['spectators_new']}")
+    click.echo(
+        f"rows {summary['rows']}: imported {summary['imported']}, duplicates {summary['duplicates']}, "
+        f"rejected {summary['rejected']}, anonymous {summary['anonymous']}, "
+        f"new to this organisation {summary['spectators_new']}"
+    )
     for error in summary["errors"]:
         click.echo(f"  line {error['line']}, column {error['column']}: {error['reason']}", err=True)
     if summary.get("errors_total", 0) > len(summary["errors"]):
@@ -225,11 +252,14 @@ def _print_import(result, as_json: bool) -> None:
     if summary.get("rejects_file"):
         from core.rejects import retention_days
 
-        click.echo(f"Rejected rows written to {summary['rejects_file']} (kept {retention_days(current_app)} days; "
-                   f"the organisation downloads them from the page of import {summary['batch_id']})")
+        click.echo(
+            f"Rejected rows written to {summary['rejects_file']} (kept {retention_days(current_app)} days; "
+            f"the organisation downloads them from the page of import {summary['batch_id']})"
+        )
 
 
 # --- demo --------------------------------------------------------------------------------------
+
 
 @main.command("demo")
 @click.option("--spectators", type=click.IntRange(min=100), default=50_000, show_default=True)
@@ -277,8 +307,9 @@ def start_scheduler_child():
     try:
         child = subprocess.Popen(command)
     except OSError as exc:
-        click.echo(f"The scheduler could not start ({exc}): jobs will not run; start 'pilot scheduler run' yourself.",
-                   err=True)
+        click.echo(
+            f"The scheduler could not start ({exc}): jobs will not run; start 'pilot scheduler run' yourself.", err=True
+        )
         return None
     click.echo(f"Scheduler started beside the server (process {child.pid}); 'pilot scheduler jobs' lists its jobs.")
     return child
@@ -298,8 +329,8 @@ def stop_child(child) -> None:
         child.wait()
 
 
-
 # --- scheduler ---------------------------------------------------------------------------------
+
 
 @main.group("scheduler")
 def scheduler_group():
@@ -350,23 +381,32 @@ def scheduler_jobs(as_json):
     with get_db().session() as session:
         for spec in specs.values():
             last = session.scalar(select(JobRun).where(JobRun.job_id == spec.id).order_by(JobRun.id.desc()).limit(1))
-            rows.append({
-                "id": spec.id,
-                "schedule": {k: v for k, v in spec.trigger.items()},
-                "description": _english(spec.description),
-                "next_run": upcoming[spec.id].isoformat() + "Z" if upcoming.get(spec.id) else None,
-                "last_run": None if last is None else {
-                    "started_at": last.started_at.isoformat() + "Z", "status": last.status,
-                    "duration_ms": last.duration_ms, "runner": last.runner},
-            })
+            rows.append(
+                {
+                    "id": spec.id,
+                    "schedule": {k: v for k, v in spec.trigger.items()},
+                    "description": _english(spec.description),
+                    "next_run": upcoming[spec.id].isoformat() + "Z" if upcoming.get(spec.id) else None,
+                    "last_run": None
+                    if last is None
+                    else {
+                        "started_at": last.started_at.isoformat() + "Z",
+                        "status": last.status,
+                        "duration_ms": last.duration_ms,
+                        "runner": last.runner,
+                    },
+                }
+            )
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
     for row in rows:
         schedule = " ".join(f"{k}={v}" for k, v in row["schedule"].items())
         last = row["last_run"]
-        click.echo(f"{row['id']:<24} {schedule:<32} next {row['next_run'] or '-':<22} "
-                   f"last {(last['status'] + ' ' + last['started_at']) if last else '-'}")
+        click.echo(
+            f"{row['id']:<24} {schedule:<32} next {row['next_run'] or '-':<22} "
+            f"last {(last['status'] + ' ' + last['started_at']) if last else '-'}"
+        )
         click.echo(f"{'':<24} {row['description']}")
 
 

@@ -19,9 +19,9 @@ def default_database_url() -> str:
     if url:
         # Heroku-style URLs name the driver "postgres"; SQLAlchemy wants psycopg 3 spelled out.
         if url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url[len("postgres://"):]
+            url = "postgresql+psycopg://" + url[len("postgres://") :]
         elif url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return url
     return f"sqlite:///{_instance_path() / 'pilot.db'}"
 

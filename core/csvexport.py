@@ -79,8 +79,9 @@ def safe_filename(name: str, default: str = "export.csv") -> str:
     return cleaned if cleaned.lower().endswith(".csv") else cleaned + ".csv"
 
 
-def csv_response(rows: Iterable[Sequence], filename: str, *, header: Sequence | None = None, delimiter: str = ",",
-                 bom: bool = True) -> Response:
+def csv_response(
+    rows: Iterable[Sequence], filename: str, *, header: Sequence | None = None, delimiter: str = ",", bom: bool = True
+) -> Response:
     """A CSV download: UTF-8 (with a byte-order mark by default, so that spreadsheets read the
     accents right), every cell neutralised, served as an attachment named ``filename``.
 
@@ -91,17 +92,28 @@ def csv_response(rows: Iterable[Sequence], filename: str, *, header: Sequence | 
     :param bom: start with U+FEFF (Excel needs it to read UTF-8).
     """
     body = ("\ufeff" if bom else "") + csv_text(rows, header, delimiter=delimiter)
-    return Response(body.encode("utf-8"), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{safe_filename(filename)}"'})
+    return Response(
+        body.encode("utf-8"),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{safe_filename(filename)}"'},
+    )
 
 
-def csv_stream_response(rows: Iterable[Sequence], filename: str, *, header: Sequence | None = None,
-                        delimiter: str = ",", bom: bool = True, chunk_rows: int = 1000) -> Response:
+def csv_stream_response(
+    rows: Iterable[Sequence],
+    filename: str,
+    *,
+    header: Sequence | None = None,
+    delimiter: str = ",",
+    bom: bool = True,
+    chunk_rows: int = 1000,
+) -> Response:
     """Like :func:`csv_response`, streamed ``chunk_rows`` lines at a time (a file of any length in
     constant memory), and never cached (``Cache-Control: no-store``): the lines may be personal.
 
     :param rows: the lines, each a sequence of cells; read lazily while the response is sent.
     """
+
     def generate() -> Iterator[bytes]:
         if bom:
             yield "\ufeff".encode("utf-8")
@@ -111,6 +123,11 @@ def csv_stream_response(rows: Iterable[Sequence], filename: str, *, header: Sequ
         while chunk := list(itertools.islice(lines, chunk_rows)):
             yield csv_text(chunk, delimiter=delimiter).encode("utf-8")
 
-    return Response(generate(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{safe_filename(filename)}"',
-                             "Cache-Control": "no-store"})
+    return Response(
+        generate(),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{safe_filename(filename)}"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -23,8 +23,12 @@ class Refused(ValueError):
         self.reason = reason
 
 
-def commit_or_refuse(session: Session, step: Callable[[], T], success: str | Callable[[T], str],
-                     refused: Callable[[str], str] | None = None) -> tuple[bool, T | None]:
+def commit_or_refuse(
+    session: Session,
+    step: Callable[[], T],
+    success: str | Callable[[T], str],
+    refused: Callable[[str], str] | None = None,
+) -> tuple[bool, T | None]:
     """Run ``step`` (operations that flush) in the request's transaction and say how it went.
 
     When it succeeds, commit and flash ``success`` (a message, or a function of the step's result,

@@ -84,7 +84,9 @@ def extract_messages() -> list[tuple[str, str, int]]:
         root = PROJECT_ROOT / folder
         method_map = [("**.html", "jinja2")] if folder == "templates" else EXTRACT_METHOD_MAP
         for filename, lineno, message, _comments, _ctx in extract_from_dir(
-            root, method_map=method_map, keywords=KEYWORDS,
+            root,
+            method_map=method_map,
+            keywords=KEYWORDS,
             options_map={"**.html": {"extensions": "jinja2.ext.do"}},
         ):
             msgid = message[0] if isinstance(message, tuple) else message

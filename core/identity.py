@@ -14,7 +14,8 @@ _FSA = re.compile(r"^[A-Z]\d[A-Z]$")
 # top-level domain of letters (or its punycode form). Unicode letters are welcome (IDN).
 _EMAIL = re.compile(
     r"(?!\.)(?!.*\.\.)[^@\s\"(),:;<>\[\]\\]{1,64}(?<!\.)"
-    r"@(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})")
+    r"@(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
+)
 # Postal codes as normalised (upper case, letters and digits only). Canadian codes, whole or cut
 # after the FSA as some exports keep them ("partial codes keep what they have"); and, for the
 # visitors from elsewhere a festival sells to, the shapes other countries use: digits only (US ZIP
@@ -22,14 +23,14 @@ _EMAIL = re.compile(
 # Netherlands, Malta, Argentina, and a country prefix before digits (F-75001, CH-1200, SE-114 55,
 # BB17004).
 _POSTAL_SHAPES = re.compile(
-    r"[A-Z]\d[A-Z](?:\d(?:[A-Z]\d?)?)?"          # Canada: H2X1Y4, H2X, H2X1, H2X1Y
-    r"|\d{3,10}"                                 # digits only
-    r"|[A-Z]{1,2}\d[A-Z\d]?\d[A-Z]{2}|GIR0AA"      # United Kingdom: SW1A1AA, M11AE, EH12NG
-    r"|[A-Z]\d[\dW][A-Z\d]{4}"                    # Ireland: D02X285, D6WXY12
-    r"|\d{4}[A-Z]{2}"                             # the Netherlands: 1012AB
-    r"|[A-Z]{3}\d{4}"                             # Malta: VLT1117
-    r"|[A-Z]\d{4}[A-Z]{3}"                        # Argentina: C1425DKC
-    r"|[A-Z]{1,2}\d{2,6}"                         # a country prefix and digits: F75001, CH1200, BB17004
+    r"[A-Z]\d[A-Z](?:\d(?:[A-Z]\d?)?)?"  # Canada: H2X1Y4, H2X, H2X1, H2X1Y
+    r"|\d{3,10}"  # digits only
+    r"|[A-Z]{1,2}\d[A-Z\d]?\d[A-Z]{2}|GIR0AA"  # United Kingdom: SW1A1AA, M11AE, EH12NG
+    r"|[A-Z]\d[\dW][A-Z\d]{4}"  # Ireland: D02X285, D6WXY12
+    r"|\d{4}[A-Z]{2}"  # the Netherlands: 1012AB
+    r"|[A-Z]{3}\d{4}"  # Malta: VLT1117
+    r"|[A-Z]\d{4}[A-Z]{3}"  # Argentina: C1425DKC
+    r"|[A-Z]{1,2}\d{2,6}"  # a country prefix and digits: F75001, CH1200, BB17004
 )
 
 
@@ -97,8 +98,9 @@ def normalise_phone(phone: str | None) -> str | None:
     return digits if len(digits) >= 7 else None
 
 
-def identity_basis(email: str | None, last_name: str | None, first_name: str | None,
-                   postal_code: str | None, phone: str | None) -> str | None:
+def identity_basis(
+    email: str | None, last_name: str | None, first_name: str | None, postal_code: str | None, phone: str | None
+) -> str | None:
     """The normalised text a spectator's key is computed from, or None for an anonymous sale.
 
     Order of preference (DESIGN.md §3): the e-mail; else last name + first name + postal code;

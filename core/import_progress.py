@@ -56,8 +56,9 @@ def start_background_import(token: str, meta: dict, locale: str) -> bool:
         return False
     _write_status(folder, {"status": "queued", "done": 0, "total": (folder / "export").stat().st_size})
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=_run, args=(app, folder, meta, current_user.id, locale),
-                              name=f"import-{token[:8]}", daemon=True)
+    thread = threading.Thread(
+        target=_run, args=(app, folder, meta, current_user.id, locale), name=f"import-{token[:8]}", daemon=True
+    )
     thread.start()
     return True
 
@@ -84,13 +85,20 @@ def _run(app, folder: Path, meta: dict, user_id: int, locale: str) -> None:
             skip_invalid = bool(meta.get("skip_invalid"))
             rejects_path = rejects_files.new_rejects_path(app, organisation.slug) if skip_invalid else None
             try:
-                result = import_file(session, folder / "export", organisation, kind=meta["kind"],
-                                     skip_invalid=skip_invalid, user=user, filename=meta["filename"],
-                                     rejects_path=rejects_path, progress=progress)
+                result = import_file(
+                    session,
+                    folder / "export",
+                    organisation,
+                    kind=meta["kind"],
+                    skip_invalid=skip_invalid,
+                    user=user,
+                    filename=meta["filename"],
+                    rejects_path=rejects_path,
+                    progress=progress,
+                )
             except ImportRefused as exc:
                 session.rollback()
-                batch = record_refused_import(session, organisation, exc.result, user=user,
-                                              filename=meta["filename"])
+                batch = record_refused_import(session, organisation, exc.result, user=user, filename=meta["filename"])
                 session.commit()
                 status = {"status": "refused", "batch_id": batch.id}
             else:

@@ -33,13 +33,27 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
 
 CHANNEL_LABELS = {"web": _l("Web"), "box_office": _l("Box office"), "phone": _l("Phone")}
 CATEGORY_LABELS = {"single": _l("Single tickets"), "subscription": _l("Subscription")}
-CIRCUMSTANCE_LABELS = {"regular": _l("Regular price"), "promotion": _l("Promotion"),
-                       "complimentary": _l("Complimentary"), "other": _l("Other")}
-ENCODING_LABELS = {"utf-8": "UTF-8", "utf-8-sig": _l("UTF-8 with BOM"), "utf-16": "UTF-16",
-                   "cp1252": "Windows-1252", "latin-1": "Latin-1 (ISO 8859-1)", "mac_roman": "Mac Roman"}
+CIRCUMSTANCE_LABELS = {
+    "regular": _l("Regular price"),
+    "promotion": _l("Promotion"),
+    "complimentary": _l("Complimentary"),
+    "other": _l("Other"),
+}
+ENCODING_LABELS = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": _l("UTF-8 with BOM"),
+    "utf-16": "UTF-16",
+    "cp1252": "Windows-1252",
+    "latin-1": "Latin-1 (ISO 8859-1)",
+    "mac_roman": "Mac Roman",
+}
 DELIMITER_LABELS = {";": _l("semicolon"), ",": _l("comma"), "\t": _l("tab"), "|": _l("vertical bar")}
-HOW_LABELS = {"known": _l("recognised"), "saved": _l("your saved mapping"), "ignored": _l("ignored (your choice)"),
-              "unknown": _l("not mapped yet")}
+HOW_LABELS = {
+    "known": _l("recognised"),
+    "saved": _l("your saved mapping"),
+    "ignored": _l("ignored (your choice)"),
+    "unknown": _l("not mapped yet"),
+}
 
 
 class ConfirmForm(FlaskForm):
@@ -47,6 +61,7 @@ class ConfirmForm(FlaskForm):
 
 
 # --- pending uploads -------------------------------------------------------------------------------
+
 
 def _pending_root() -> Path:
     return Path(current_app.instance_path) / "pending-imports"
@@ -78,8 +93,14 @@ def save_pending(path: str, *, organisation: Organisation, kind: str, skip_inval
     folder = _pending_root() / token
     folder.mkdir(parents=True, mode=0o700)
     shutil.move(path, folder / "export")
-    meta = {"organisation_id": organisation.id, "kind": kind, "skip_invalid": skip_invalid, "filename": filename,
-            "user_id": current_user.id, "created_at": utcnow().isoformat()}
+    meta = {
+        "organisation_id": organisation.id,
+        "kind": kind,
+        "skip_invalid": skip_invalid,
+        "filename": filename,
+        "user_id": current_user.id,
+        "created_at": utcnow().isoformat(),
+    }
     (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return token
 
@@ -116,6 +137,7 @@ def _drop_pending(token: str) -> None:
 
 # --- the upload (main.imports) -------------------------------------------------------------------
 
+
 def header_state(path: str, organisation: Organisation, kind: str) -> tuple[list[str], list[str]]:
     """(headers nobody mapped yet, required fields without a column) of an upload, with the
     organisation's saved mapping; both empty when the file cannot be read (the import says why)."""
@@ -124,13 +146,20 @@ def header_state(path: str, organisation: Organisation, kind: str) -> tuple[list
     from core.importing.preview import preview_file
 
     try:
-        preview = preview_file(Path(path), organisation.id, kind, saved_mapping(db_session(), organisation.id, kind),
-                               current_app.config["DISTRICT_SECRET"], rows=0)
+        preview = preview_file(
+            Path(path),
+            organisation.id,
+            kind,
+            saved_mapping(db_session(), organisation.id, kind),
+            current_app.config["DISTRICT_SECRET"],
+            rows=0,
+        )
     except ImportRefused:
         return [], []
     # A binary file read as text (an image named .csv) has no header to map: the import refuses it.
-    if len(preview.columns) < 2 or not all(label.isprintable() and "\ufffd" not in label and len(label) <= 200
-                                           for label in preview.unknown):
+    if len(preview.columns) < 2 or not all(
+        label.isprintable() and "\ufffd" not in label and len(label) <= 200 for label in preview.unknown
+    ):
         return [], preview.missing
     return preview.unknown, preview.missing
 
@@ -170,8 +199,16 @@ def imports_page():
             # organisation only (core.rejects), purged after the retention period.
             rejects_path = rejects_files.new_rejects_path(current_app, org.slug) if skip_invalid else None
             try:
-                result = import_file(session, path, org, kind=kind, skip_invalid=skip_invalid,
-                                     user=current_user, filename=filename, rejects_path=rejects_path)
+                result = import_file(
+                    session,
+                    path,
+                    org,
+                    kind=kind,
+                    skip_invalid=skip_invalid,
+                    user=current_user,
+                    filename=filename,
+                    rejects_path=rejects_path,
+                )
             except ImportRefused as exc:
                 session.rollback()
                 result = exc.result
@@ -184,11 +221,17 @@ def imports_page():
             if os.path.exists(path):
                 os.unlink(path)
     batches = session.scalars(_visible_batches(session).limit(50)).all()
-    return render_template("imports.html", form=form, result=result, batches=batches,
-                           organisations={o.id: o for o in session.scalars(select(Organisation))})
+    return render_template(
+        "imports.html",
+        form=form,
+        result=result,
+        batches=batches,
+        organisations={o.id: o for o in session.scalars(select(Organisation))},
+    )
 
 
 # --- the mapping screen ----------------------------------------------------------------------------
+
 
 def field_label(kind: str, name: str) -> str:
     """A field named as the import format's own header in the page's language (``Code postal``)."""
@@ -251,27 +294,55 @@ def columns(token: str):
         picked = [value for value in chosen.values() if value]
         for name in sorted(set(picked)):
             if picked.count(name) > 1 or name in known:
-                errors.append(_("%(field)s is given to more than one column: choose one.",
-                                field=field_label(kind, name)))
+                errors.append(
+                    _("%(field)s is given to more than one column: choose one.", field=field_label(kind, name))
+                )
         still_missing = [name for name in required_fields(kind) if name not in known and name not in picked]
         if still_missing and not errors:
-            errors.append(_("These required columns are still missing: %(fields)s. Map a column of your file "
-                            "to each, or add them to your export (see the template).",
-                            fields=", ".join(field_label(kind, name) for name in still_missing)))
+            errors.append(
+                _(
+                    "These required columns are still missing: %(fields)s. Map a column of your file "
+                    "to each, or add them to your export (see the template).",
+                    fields=", ".join(field_label(kind, name) for name in still_missing),
+                )
+            )
         if not errors:
-            save_mapping(session, organisation.id, kind, {c.label: chosen[c.position] for c in asked},
-                         user_id=current_user.id, actor=actor_name())
+            save_mapping(
+                session,
+                organisation.id,
+                kind,
+                {c.label: chosen[c.position] for c in asked},
+                user_id=current_user.id,
+                actor=actor_name(),
+            )
             session.commit()
-            flash(_("Column mapping saved for %(organisation)s: later files with these headers will use it.",
-                    organisation=organisation.name), "success")
+            flash(
+                _(
+                    "Column mapping saved for %(organisation)s: later files with these headers will use it.",
+                    organisation=organisation.name,
+                ),
+                "success",
+            )
             return redirect(url_for("imports.preview", token=token))
-    return render_template("imports/columns.html", token=token, meta=meta, organisation=organisation,
-                           asked=asked, chosen=chosen, choices=choices, preview=preview, form=form, errors=errors,
-                           known=[c for c in preview.columns if c.how == "known"], field_label=field_label,
-                           how_labels=HOW_LABELS), (400 if errors else 200)
+    return render_template(
+        "imports/columns.html",
+        token=token,
+        meta=meta,
+        organisation=organisation,
+        asked=asked,
+        chosen=chosen,
+        choices=choices,
+        preview=preview,
+        form=form,
+        errors=errors,
+        known=[c for c in preview.columns if c.how == "known"],
+        field_label=field_label,
+        how_labels=HOW_LABELS,
+    ), (400 if errors else 200)
 
 
 # --- the preview and its confirmation ---------------------------------------------------------------
+
 
 @bp.route("/pending/<token>")
 @roles_required(*IMPORT_ROLES)
@@ -292,11 +363,22 @@ def preview(token: str):
         refused = exc.result
     if result is not None and result.unknown:
         return redirect(url_for("imports.columns", token=token))
-    return render_template("imports/preview.html", token=token, meta=meta, organisation=organisation, preview=result,
-                           refused=refused, form=ConfirmForm(), field_label=field_label, how_labels=HOW_LABELS,
-                           encoding_labels=ENCODING_LABELS, delimiter_labels=DELIMITER_LABELS,
-                           channel_labels=CHANNEL_LABELS, category_labels=CATEGORY_LABELS,
-                           circumstance_labels=CIRCUMSTANCE_LABELS)
+    return render_template(
+        "imports/preview.html",
+        token=token,
+        meta=meta,
+        organisation=organisation,
+        preview=result,
+        refused=refused,
+        form=ConfirmForm(),
+        field_label=field_label,
+        how_labels=HOW_LABELS,
+        encoding_labels=ENCODING_LABELS,
+        delimiter_labels=DELIMITER_LABELS,
+        channel_labels=CHANNEL_LABELS,
+        category_labels=CATEGORY_LABELS,
+        circumstance_labels=CIRCUMSTANCE_LABELS,
+    )
 
 
 @bp.route("/pending/<token>/confirm", methods=["POST"])
@@ -318,12 +400,19 @@ def confirm(token: str):
     skip_invalid = bool(meta.get("skip_invalid"))
     rejects_path = rejects_files.new_rejects_path(current_app, organisation.slug) if skip_invalid else None
     try:
-        result = import_file(session, path, organisation, kind=meta["kind"], skip_invalid=skip_invalid,
-                             user=current_user, filename=meta["filename"], rejects_path=rejects_path)
+        result = import_file(
+            session,
+            path,
+            organisation,
+            kind=meta["kind"],
+            skip_invalid=skip_invalid,
+            user=current_user,
+            filename=meta["filename"],
+            rejects_path=rejects_path,
+        )
     except ImportRefused as exc:
         session.rollback()
-        batch = record_refused_import(session, organisation, exc.result, user=current_user,
-                                      filename=meta["filename"])
+        batch = record_refused_import(session, organisation, exc.result, user=current_user, filename=meta["filename"])
         session.commit()
         _drop_pending(token)
         flash(_("File refused: nothing was written"), "error")
@@ -347,6 +436,7 @@ def cancel(token: str):
 
 # --- the template ------------------------------------------------------------------------------------
 
+
 @bp.route("/template.csv")
 @roles_required(*IMPORT_ROLES)
 def template():
@@ -363,6 +453,7 @@ def template():
 
 
 # --- data quality ------------------------------------------------------------------------------------
+
 
 @bp.route("/quality")
 @roles_required(*IMPORT_ROLES)
@@ -391,15 +482,29 @@ def quality():
         release = None if exact else Release.current(session, organisation_ids=[organisation.id])
         # Every import starts a new data epoch: the epoch keys the figures, a new import shows at once.
         key = (organisation.id, data_epoch(session), None if release is None else (release.k, release.sigma))
-        months = remember("import_quality", key, lambda: fill_rates(session, organisation.id, release=release),
-                          cache_seconds("QUALITY_CACHE_SECONDS", 600))
+        months = remember(
+            "import_quality",
+            key,
+            lambda: fill_rates(session, organisation.id, release=release),
+            cache_seconds("QUALITY_CACHE_SECONDS", 600),
+        )
         weak = to_add(months)
+
     def label(name: str) -> str:
         return field_label("sales", name) if name in SALES_COLUMNS else name
 
-    return render_template("imports/quality.html", organisations=organisations, organisation=organisation,
-                           months=months, weak=weak, exact=exact, fields=list(FIELDS), field_label=label,
-                           weak_labels=[label(n) for n in weak], always_labels=[label(n) for n in ALWAYS])
+    return render_template(
+        "imports/quality.html",
+        organisations=organisations,
+        organisation=organisation,
+        months=months,
+        weak=weak,
+        exact=exact,
+        fields=list(FIELDS),
+        field_label=label,
+        weak_labels=[label(n) for n in weak],
+        always_labels=[label(n) for n in ALWAYS],
+    )
 
 
 def init_app(app) -> None:

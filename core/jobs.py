@@ -33,9 +33,19 @@ DEFAULT_SETTLE_SECONDS = 60
 
 # --- notifications ---------------------------------------------------------------------------------
 
-def notify(session, organisation_id: int | None, kind: str, message_fr: str, message_en: str,
-           link: str | None = None, dedupe_key: str | None = None, *, role: str | None = None,
-           email: bool = True) -> Notification | None:
+
+def notify(
+    session,
+    organisation_id: int | None,
+    kind: str,
+    message_fr: str,
+    message_en: str,
+    link: str | None = None,
+    dedupe_key: str | None = None,
+    *,
+    role: str | None = None,
+    email: bool = True,
+) -> Notification | None:
     """Show a message on the dashboards of an organisation's users (and/or of a role), once.
 
     Flushes, never commits. When ``SMTP_HOST`` is configured the message is also e-mailed to those
@@ -51,11 +61,20 @@ def notify(session, organisation_id: int | None, kind: str, message_fr: str, mes
     :param email: ``False`` to keep it to the dashboard.
     :returns: the new notification, or ``None`` when ``dedupe_key`` was already used.
     """
-    if dedupe_key is not None and session.scalar(
-            select(Notification.id).where(Notification.dedupe_key == dedupe_key)) is not None:
+    if (
+        dedupe_key is not None
+        and session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe_key)) is not None
+    ):
         return None
-    note = Notification(organisation_id=organisation_id, role=role, kind=kind, message_fr=message_fr,
-                        message_en=message_en, link=link, dedupe_key=dedupe_key)
+    note = Notification(
+        organisation_id=organisation_id,
+        role=role,
+        kind=kind,
+        message_fr=message_fr,
+        message_en=message_en,
+        link=link,
+        dedupe_key=dedupe_key,
+    )
     session.add(note)
     session.flush()
     config = current_app.config
@@ -120,6 +139,7 @@ def _send_outbox(session) -> None:
 
 # --- the inbox folders -----------------------------------------------------------------------------
 
+
 def inbox_folder(app, slug: str) -> Path:
     """Where an organisation drops its exports: ``<INBOX_PATH>/<slug>/``."""
     return Path(app.config["INBOX_PATH"]) / slug
@@ -160,7 +180,9 @@ def _inbox_folder_ok(root: Path, folder: Path) -> bool:
     try:
         if folder.is_symlink() or not folder.is_dir():
             return False
-        return folder.resolve().is_relative_to(root.resolve()) and folder.resolve() == root.resolve() / folder.relative_to(root)
+        return folder.resolve().is_relative_to(
+            root.resolve()
+        ) and folder.resolve() == root.resolve() / folder.relative_to(root)
     except (OSError, ValueError):
         return False
 
@@ -196,8 +218,14 @@ def _waiting_files(folder: Path, settle_seconds: float, refused: list | None = N
 def _refuse_entry(organisation_slug: str, path: Path, kind: str, reason: str) -> dict:
     """File an entry the inbox does not take into ``failed/`` (a link is moved as a link: what it
     points to is never opened), with a report saying why."""
-    report = {"file": path.name, "kind": kind, "organisation": organisation_slug, "status": "refused",
-              "at": utcnow().isoformat(timespec="seconds"), "message": f"not imported: {reason}"}
+    report = {
+        "file": path.name,
+        "kind": kind,
+        "organisation": organisation_slug,
+        "status": "refused",
+        "at": utcnow().isoformat(timespec="seconds"),
+        "message": f"not imported: {reason}",
+    }
     log.warning("inbox of %s: %s refused (%s)", organisation_slug, path.name, reason)
     try:
         _file_away(path, "failed", report)
@@ -248,13 +276,21 @@ def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: s
         report["organisation"] = organisation.slug
         previous = session.scalar(
             select(ImportBatch)
-            .where(ImportBatch.organisation_id == organisation_id, ImportBatch.checksum == checksum,
-                   ImportBatch.status == "done")
-            .order_by(ImportBatch.id).limit(1))
+            .where(
+                ImportBatch.organisation_id == organisation_id,
+                ImportBatch.checksum == checksum,
+                ImportBatch.status == "done",
+            )
+            .order_by(ImportBatch.id)
+            .limit(1)
+        )
         if previous is not None:
-            report.update(status="duplicate", batch_id=previous.id,
-                          message=f"duplicate file: already imported as batch {previous.id} "
-                                  f"({previous.filename}, {previous.created_at:%Y-%m-%d %H:%M} UTC); nothing imported")
+            report.update(
+                status="duplicate",
+                batch_id=previous.id,
+                message=f"duplicate file: already imported as batch {previous.id} "
+                f"({previous.filename}, {previous.created_at:%Y-%m-%d %H:%M} UTC); nothing imported",
+            )
             session.rollback()
             _file_away(path, "done", report)
             return report
@@ -269,18 +305,35 @@ def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: s
 
             missing = importer_message("This required column is missing.")  # as the importer worded it
             unmatched = any(e["reason"] == missing for e in exc.result.errors)
-            notify(session, organisation_id, "inbox.refused",
-                   f"Le fichier « {path.name} » déposé dans la boîte de dépôt a été refusé : rien n'a été importé."
-                   + (" Des colonnes obligatoires n'ont pas été reconnues : importez ce fichier une fois depuis la "
-                      "page Imports pour associer ses colonnes ; les fichiers suivants de la boîte de dépôt "
-                      "utiliseront cette association." if unmatched else ""),
-                   f"The file “{path.name}” dropped in the inbox was refused: nothing was imported."
-                   + (" Required columns were not recognised: import this file once from the Imports page to "
-                      "match its columns; the inbox's later files will use that mapping." if unmatched else ""),
-                   link=f"/imports/{batch.id}", dedupe_key=f"inbox:{batch.id}")
+            notify(
+                session,
+                organisation_id,
+                "inbox.refused",
+                f"Le fichier « {path.name} » déposé dans la boîte de dépôt a été refusé : rien n'a été importé."
+                + (
+                    " Des colonnes obligatoires n'ont pas été reconnues : importez ce fichier une fois depuis la "
+                    "page Imports pour associer ses colonnes ; les fichiers suivants de la boîte de dépôt "
+                    "utiliseront cette association."
+                    if unmatched
+                    else ""
+                ),
+                f"The file “{path.name}” dropped in the inbox was refused: nothing was imported."
+                + (
+                    " Required columns were not recognised: import this file once from the Imports page to "
+                    "match its columns; the inbox's later files will use that mapping."
+                    if unmatched
+                    else ""
+                ),
+                link=f"/imports/{batch.id}",
+                dedupe_key=f"inbox:{batch.id}",
+            )
             session.commit()
-            report.update(status="refused", batch_id=batch.id, summary=exc.result.to_json(),
-                          message="file refused: nothing imported")
+            report.update(
+                status="refused",
+                batch_id=batch.id,
+                summary=exc.result.to_json(),
+                message="file refused: nothing imported",
+            )
             _file_away(path, "failed", report)
             return report
         except SQLAlchemyError:
@@ -295,12 +348,18 @@ def import_inbox_file(ctx: JobContext, organisation_id: int, path: Path, kind: s
             report.update(status="error", message=f"{type(exc).__name__}: {exc}")
             _file_away(path, "failed", report)
             return report
-        notify(session, organisation_id, "inbox.imported",
-               f"Le fichier « {path.name} » déposé dans la boîte de dépôt a été importé : "
-               + (f"{result.imported} ligne ajoutée." if result.imported <= 1 else f"{result.imported} lignes ajoutées."),
-               f"The file “{path.name}” dropped in the inbox was imported: "
-               + ("1 row added." if result.imported == 1 else f"{result.imported} rows added."),
-               link=f"/imports/{result.batch_id}", dedupe_key=f"inbox:{result.batch_id}", email=False)
+        notify(
+            session,
+            organisation_id,
+            "inbox.imported",
+            f"Le fichier « {path.name} » déposé dans la boîte de dépôt a été importé : "
+            + (f"{result.imported} ligne ajoutée." if result.imported <= 1 else f"{result.imported} lignes ajoutées."),
+            f"The file “{path.name}” dropped in the inbox was imported: "
+            + ("1 row added." if result.imported == 1 else f"{result.imported} rows added."),
+            link=f"/imports/{result.batch_id}",
+            dedupe_key=f"inbox:{result.batch_id}",
+            email=False,
+        )
         session.commit()
     report.update(status="imported", batch_id=result.batch_id, summary=result.to_json(), message="imported")
     _file_away(path, "done", report)
@@ -350,8 +409,14 @@ def import_inboxes(ctx: JobContext) -> dict:
                 if not _inbox_folder_ok(root, where):
                     ctx.log.warning("inbox folder %s is a link or lies outside the inbox: not read", where)
                     counts["refused"] += 1
-                    files.append({"organisation": slug, "file": str(where.relative_to(root)), "status": "refused",
-                                  "batch_id": None})
+                    files.append(
+                        {
+                            "organisation": slug,
+                            "file": str(where.relative_to(root)),
+                            "status": "refused",
+                            "batch_id": None,
+                        }
+                    )
                     continue
             refused_entries: list = []
             waiting = _waiting_files(where, settle, refused_entries)
@@ -362,8 +427,14 @@ def import_inboxes(ctx: JobContext) -> dict:
             for path in waiting:
                 report = import_inbox_file(ctx, organisation_id, path, kind)
                 counts[report["status"]] = counts.get(report["status"], 0) + 1
-                files.append({"organisation": slug, "file": path.name, "status": report["status"],
-                              "batch_id": report.get("batch_id")})
+                files.append(
+                    {
+                        "organisation": slug,
+                        "file": path.name,
+                        "status": report["status"],
+                        "batch_id": report.get("batch_id"),
+                    }
+                )
                 if report["status"] == "imported":
                     refreshed.append(_after_import(ctx, report["batch_id"]))
     summary = {**counts, "files": files[:100]}
@@ -374,6 +445,7 @@ def import_inboxes(ctx: JobContext) -> dict:
 
 # --- rejects files ---------------------------------------------------------------------------------
 
+
 def purge_import_rejects(ctx: JobContext) -> dict:
     """Delete the rejected rows that imports set aside, once ``CONTACT_LIST_RETENTION_DAYS`` have
     passed since the import (they hold names and e-mails); each deletion is logged."""
@@ -383,13 +455,25 @@ def purge_import_rejects(ctx: JobContext) -> dict:
 
 
 def _declared() -> list[JobSpec]:
-    jobs = [JobSpec("inbox.import", import_inboxes, every(minutes=5),
-                    _l("Import the files dropped in the organisations' inbox folders")),
-            JobSpec("imports.purge_rejects", purge_import_rejects, daily(hour=2, minute=45),
-                    _l("Delete the rejected rows of imports past their retention period"),
-                    confirm=_l("This deletes, for good, the files of rejected rows of every import older than "
-                               "the retention period (%(days)s days): the organisations can no longer download "
-                               "them. The imported data itself is kept."))]
+    jobs = [
+        JobSpec(
+            "inbox.import",
+            import_inboxes,
+            every(minutes=5),
+            _l("Import the files dropped in the organisations' inbox folders"),
+        ),
+        JobSpec(
+            "imports.purge_rejects",
+            purge_import_rejects,
+            daily(hour=2, minute=45),
+            _l("Delete the rejected rows of imports past their retention period"),
+            confirm=_l(
+                "This deletes, for good, the files of rejected rows of every import older than "
+                "the retention period (%(days)s days): the organisations can no longer download "
+                "them. The imported data itself is kept."
+            ),
+        ),
+    ]
     return jobs
 
 

@@ -16,18 +16,39 @@ from core.scheduler import describe_schedule, last_runs, next_run_times, registe
 
 bp = Blueprint("jobs", __name__, url_prefix="/admin/jobs")
 
-STATUS_LABELS = {"running": _l("running"), "success": _l("succeeded"), "failed": _l("failed"),
-                 "skipped": _l("skipped (already running)"), "interrupted": _l("interrupted")}
+STATUS_LABELS = {
+    "running": _l("running"),
+    "success": _l("succeeded"),
+    "failed": _l("failed"),
+    "skipped": _l("skipped (already running)"),
+    "interrupted": _l("interrupted"),
+}
 RUNNER_LABELS = {"scheduler": _l("schedule"), "web": _l("run now"), "cli": _l("command line")}
 
 # Words for the keys the jobs put in their summaries; any other key is shown as it is.
 SUMMARY_LABELS = {
-    "imported": _l("imported"), "duplicate": _l("duplicates"), "refused": _l("refused"), "error": _l("errors"),
-    "files": _l("files"), "profiles_refreshed": _l("profiles refreshed"), "purged": _l("purged"),
-    "orphans": _l("orphan files deleted"), "mode": _l("mode"), "rows": _l("rows"), "refreshed": _l("refreshed"),
-    "experiments": _l("experiments"), "moved": _l("moved"), "reminders": _l("reminders"), "message": _l("message"),
-    "organisation": _l("organisation"), "file": _l("file"), "status": _l("status"), "batch_id": _l("import"),
-    "experiment": _l("experiment"), "seconds": _l("seconds"), "converted": _l("converted"),
+    "imported": _l("imported"),
+    "duplicate": _l("duplicates"),
+    "refused": _l("refused"),
+    "error": _l("errors"),
+    "files": _l("files"),
+    "profiles_refreshed": _l("profiles refreshed"),
+    "purged": _l("purged"),
+    "orphans": _l("orphan files deleted"),
+    "mode": _l("mode"),
+    "rows": _l("rows"),
+    "refreshed": _l("refreshed"),
+    "experiments": _l("experiments"),
+    "moved": _l("moved"),
+    "reminders": _l("reminders"),
+    "message": _l("message"),
+    "organisation": _l("organisation"),
+    "file": _l("file"),
+    "status": _l("status"),
+    "batch_id": _l("import"),
+    "experiment": _l("experiment"),
+    "seconds": _l("seconds"),
+    "converted": _l("converted"),
 }
 SUMMARY_ITEMS_SHOWN = 20
 
@@ -98,9 +119,16 @@ def index():
     except Exception:  # a status line is not worth an error page
         holder = None
     return render_template(
-        "admin/jobs.html", specs=specs, runs=runs, shown=shown, result=result, holder=holder,
-        upcoming=next_run_times(get_db()), schedules={i: describe_schedule(s.trigger) for i, s in specs.items()},
-        status_labels=STATUS_LABELS, runner_labels=RUNNER_LABELS,
+        "admin/jobs.html",
+        specs=specs,
+        runs=runs,
+        shown=shown,
+        result=result,
+        holder=holder,
+        upcoming=next_run_times(get_db()),
+        schedules={i: describe_schedule(s.trigger) for i, s in specs.items()},
+        status_labels=STATUS_LABELS,
+        runner_labels=RUNNER_LABELS,
         confirmations={i: confirmation_text(app, s) for i, s in specs.items()},
     )
 
@@ -119,13 +147,23 @@ def run_now(job_id: str):
         unticked = request.form.get("step") == "confirm"
         if unticked:
             flash(_("Tick the box to confirm, or go back: nothing was run."), "error")
-        return render_template("admin/job_confirm.html", spec=spec, warning=warning,
-                               schedule=describe_schedule(spec.trigger))
+        return render_template(
+            "admin/job_confirm.html", spec=spec, warning=warning, schedule=describe_schedule(spec.trigger)
+        )
     # The job opens its own session and commits it; this request's session only logs who asked.
     run = run_job(app, job_id, runner="web", user_id=current_user.id)
     session = db_session()
-    audit(session, "job.run_now", actor=actor_name(), user_id=current_user.id, object_type="job",
-          object_id=job_id, run_id=run.id, status=run.status, **({"confirmed": True} if warning else {}))
+    audit(
+        session,
+        "job.run_now",
+        actor=actor_name(),
+        user_id=current_user.id,
+        object_type="job",
+        object_id=job_id,
+        run_id=run.id,
+        status=run.status,
+        **({"confirmed": True} if warning else {}),
+    )
     session.commit()
     if run.status == "success":
         flash(_("The job %(job)s ran successfully.", job=job_id), "success")

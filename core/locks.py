@@ -63,8 +63,12 @@ class DatabaseLock:
 
     def acquire(self, label: str = "") -> bool:
         """Take the lock if free; False when another process (or connection) holds it."""
-        info = {"name": self.name, "label": label, "process": process_label(),
-                "since": utcnow().isoformat(timespec="seconds")}
+        info = {
+            "name": self.name,
+            "label": label,
+            "process": process_label(),
+            "since": utcnow().isoformat(timespec="seconds"),
+        }
         if self.mechanism == "file":
             return self._acquire_file(info)
         return self._acquire_advisory(info)
@@ -92,8 +96,10 @@ class DatabaseLock:
         connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             # Shown in pg_stat_activity, so that a refused second process can say who holds it.
-            connection.execute(text("SELECT set_config('application_name', :v, false)"),
-                               {"v": f"pilot {info['label'] or self.name} {info['process']} since {info['since']}"[:63]})
+            connection.execute(
+                text("SELECT set_config('application_name', :v, false)"),
+                {"v": f"pilot {info['label'] or self.name} {info['process']} since {info['since']}"[:63]},
+            )
             got = connection.scalar(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": self.key[0], "b": self.key[1]})
         except BaseException:
             connection.close()
@@ -117,10 +123,15 @@ class DatabaseLock:
             return False
         with self._guard:
             try:
-                return bool(self._connection.scalar(
-                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
-                         "AND classid::bigint = :a AND objid::bigint = :b AND objsubid = 2 AND granted"),
-                    {"a": self.key[0], "b": self.key[1]}))
+                return bool(
+                    self._connection.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                            "AND classid::bigint = :a AND objid::bigint = :b AND objsubid = 2 AND granted"
+                        ),
+                        {"a": self.key[0], "b": self.key[1]},
+                    )
+                )
             except Exception:
                 log.exception("the lock connection for %s failed", self.name)
                 return False
@@ -138,8 +149,9 @@ class DatabaseLock:
         if self._connection is not None:
             with self._guard:
                 try:
-                    self._connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"),
-                                             {"a": self.key[0], "b": self.key[1]})
+                    self._connection.execute(
+                        text("SELECT pg_advisory_unlock(:a, :b)"), {"a": self.key[0], "b": self.key[1]}
+                    )
                 except Exception:
                     pass  # closing the connection frees it anyway
                 finally:
@@ -168,11 +180,14 @@ class DatabaseLock:
             return f"{info.get('label') or self.name} {info.get('process')} since {info.get('since')} UTC"
         with self.db.engine.connect() as connection:
             row = connection.execute(
-                text("SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                     "WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database "
-                     "WHERE datname = current_database()) AND l.classid::bigint = :a AND l.objid::bigint = :b "
-                     "AND l.objsubid = 2 AND l.granted"),
-                {"a": self.key[0], "b": self.key[1]}).first()
+                text(
+                    "SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) AND l.classid::bigint = :a AND l.objid::bigint = :b "
+                    "AND l.objsubid = 2 AND l.granted"
+                ),
+                {"a": self.key[0], "b": self.key[1]},
+            ).first()
         if row is None:
             return None
         return f"{row.application_name or 'a connection'} (server pid {row.pid})"

@@ -70,7 +70,9 @@ def drift(engine: Engine) -> list[str]:
         problems.append(f"the migrations have {len(script_heads)} heads: {', '.join(script_heads)}")
     current = current_revision(engine)
     if current not in script_heads:
-        problems.append(f"the database is at revision {current}, not at head {', '.join(script_heads)}: run 'pilot db upgrade'")
+        problems.append(
+            f"the database is at revision {current}, not at head {', '.join(script_heads)}: run 'pilot db upgrade'"
+        )
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True, "render_as_batch": True})
         for diff in compare_metadata(context, Base.metadata):

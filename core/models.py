@@ -109,8 +109,12 @@ class Spectator(Base):
     __tablename__ = "spectator"
     __table_args__ = (
         # The few spectators still without a cell key, found without a scan of the table.
-        Index("ix_spectator_no_cell_key", "id", postgresql_where=text("cell_key IS NULL"),
-              sqlite_where=text("cell_key IS NULL")),
+        Index(
+            "ix_spectator_no_cell_key",
+            "id",
+            postgresql_where=text("cell_key IS NULL"),
+            sqlite_where=text("cell_key IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,8 +161,13 @@ class Consent(Base):
         CheckConstraint("basis IN ('express', 'implied_purchase', 'implied_subscription', 'none')", name="basis"),
         # the few withdrawn consents, for the launch's anti-join (an unsubscribe withdraws every
         # basis): read from this small index instead of a scan of every consent
-        Index("ix_consent_withdrawn", "contact_id", "channel", postgresql_where=text("withdrawn_at IS NOT NULL"),
-              sqlite_where=text("withdrawn_at IS NOT NULL")),
+        Index(
+            "ix_consent_withdrawn",
+            "contact_id",
+            "channel",
+            postgresql_where=text("withdrawn_at IS NOT NULL"),
+            sqlite_where=text("withdrawn_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -359,7 +368,9 @@ class Notification(Base):
     __tablename__ = "notification"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    organisation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
     role: Mapped[Optional[str]] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(40))
     message_fr: Mapped[str] = mapped_column(Text)
@@ -370,9 +381,18 @@ class Notification(Base):
     read_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
-def audit(session, action: str, *, actor: str, user_id: int | None = None, object_type: str | None = None,
-          object_id: Any = None, organisation_id: int | None = None, actor_role: str | None = None,
-          **details) -> AuditEvent:
+def audit(
+    session,
+    action: str,
+    *,
+    actor: str,
+    user_id: int | None = None,
+    object_type: str | None = None,
+    object_id: Any = None,
+    organisation_id: int | None = None,
+    actor_role: str | None = None,
+    **details,
+) -> AuditEvent:
     """Append an audit event to ``session`` (flushed by the caller's transaction, never alone). The
     actor's role is the logged-in user's when ``user_id`` is theirs, unless ``actor_role`` says it."""
     if actor_role is None and user_id is not None and has_request_context():

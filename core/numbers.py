@@ -73,7 +73,9 @@ def percent(value, digits: int = 1, signed: bool = False) -> str:
     # CLDR's pattern ("#,##0 %" in French, "#,##0%" in English) with the decimals asked for
     suffix = Locale.parse(language).percent_formats[None].pattern.replace("#,##0", "")
     scaled = value * 100
-    return _signed(scaled, digits, signed, format_decimal(abs(scaled), format=_pattern(digits), locale=language) + suffix)
+    return _signed(
+        scaled, digits, signed, format_decimal(abs(scaled), format=_pattern(digits), locale=language) + suffix
+    )
 
 
 def points(value, digits: int = 1) -> str:
@@ -106,5 +108,6 @@ def p_value(value) -> str:
 
 def init_app(app) -> None:
     """Make these the templates' filters: ``{{ n|number }}``, ``{{ share|percent }}``, ``{{ x|money }}``…"""
-    app.jinja_env.filters.update(number=count, decimal=decimal, percent=percent, points=points, money=money,
-                                 p_value=p_value)
+    app.jinja_env.filters.update(
+        number=count, decimal=decimal, percent=percent, points=points, money=money, p_value=p_value
+    )

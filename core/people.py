@@ -33,14 +33,16 @@ def token_digest(raw: str) -> str:
 
 def link_lifetime(purpose: str) -> dt.timedelta:
     """How long a link of ``purpose`` ("invite" or "reset") stays valid."""
-    key, default = ("INVITE_LINK_HOURS", INVITE_LINK_HOURS) if purpose == "invite" else (
-        "RESET_LINK_HOURS", RESET_LINK_HOURS)
+    key, default = (
+        ("INVITE_LINK_HOURS", INVITE_LINK_HOURS) if purpose == "invite" else ("RESET_LINK_HOURS", RESET_LINK_HOURS)
+    )
     hours = current_app.config.get(key, default) if has_app_context() else default
     return dt.timedelta(hours=float(hours))
 
 
-def issue_link(session, user: User, purpose: str, *, created_by: int | None = None,
-               now: dt.datetime | None = None) -> str:
+def issue_link(
+    session, user: User, purpose: str, *, created_by: int | None = None, now: dt.datetime | None = None
+) -> str:
     """Make a one-time link secret for ``user`` and return it (it is shown once, and kept nowhere but
     as its digest). Earlier unused links of the user end: only the newest one works. Flushes."""
     if purpose not in ("invite", "reset"):
@@ -48,14 +50,23 @@ def issue_link(session, user: User, purpose: str, *, created_by: int | None = No
     now = now or utcnow()
     session.execute(delete(UserToken).where(UserToken.user_id == user.id, UserToken.used_at.is_(None)))
     raw = secrets.token_urlsafe(32)
-    session.add(UserToken(user_id=user.id, purpose=purpose, token_hash=token_digest(raw), created_at=now,
-                          expires_at=now + link_lifetime(purpose), created_by_id=created_by))
+    session.add(
+        UserToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=token_digest(raw),
+            created_at=now,
+            expires_at=now + link_lifetime(purpose),
+            created_by_id=created_by,
+        )
+    )
     session.flush()
     return raw
 
 
-def find_link(session, raw: str | None = None, *, digest: str | None = None,
-              now: dt.datetime | None = None) -> UserToken | None:
+def find_link(
+    session, raw: str | None = None, *, digest: str | None = None, now: dt.datetime | None = None
+) -> UserToken | None:
     """The valid link whose secret is ``raw`` (or whose digest is ``digest``): known, unused,
     unexpired, its user active; else None."""
     if raw is not None:
@@ -69,8 +80,9 @@ def find_link(session, raw: str | None = None, *, digest: str | None = None,
     return token if user is not None and user.active else None
 
 
-def use_link(session, raw: str | None = None, *, password: str, digest: str | None = None,
-             now: dt.datetime | None = None) -> User:
+def use_link(
+    session, raw: str | None = None, *, password: str, digest: str | None = None, now: dt.datetime | None = None
+) -> User:
     """Set the password of the link's user (the usual rules, :func:`core.auth.check_password_rules`)
     and spend the link: a second use, even a concurrent one, fails. Every session of the user ends.
     Raises :class:`LinkError` or :class:`core.auth.PasswordError`; the caller commits."""
@@ -79,15 +91,18 @@ def use_link(session, raw: str | None = None, *, password: str, digest: str | No
     if token is None:
         raise LinkError("link not valid")
     check_password_rules(password)
-    spent = session.execute(update(UserToken).where(UserToken.id == token.id, UserToken.used_at.is_(None))
-                            .values(used_at=now), execution_options={"synchronize_session": False})
+    spent = session.execute(
+        update(UserToken).where(UserToken.id == token.id, UserToken.used_at.is_(None)).values(used_at=now),
+        execution_options={"synchronize_session": False},
+    )
     if spent.rowcount != 1:
         raise LinkError("link used already")
     user = session.get(User, token.user_id)
     user.password_hash = hash_password(password)
     action = "user.invitation_accepted" if token.purpose == "invite" else "user.password_reset"
-    audit(session, action, actor=user.email, user_id=user.id, object_type="user", object_id=user.id,
-          actor_role=user.role)
+    audit(
+        session, action, actor=user.email, user_id=user.id, object_type="user", object_id=user.id, actor_role=user.role
+    )
     session.flush()
     end_sessions(session, user.id)
     return session.get(User, token.user_id)
@@ -96,15 +111,19 @@ def use_link(session, raw: str | None = None, *, password: str, digest: str | No
 def pending_invitation(session, user_id: int) -> bool:
     """The user was invited and has not yet chosen a password (whether the link is still valid or not)."""
     invited = exists().where(UserToken.user_id == user_id, UserToken.purpose == "invite")
-    accepted = exists().where(UserToken.user_id == user_id, UserToken.purpose == "invite",
-                              UserToken.used_at.is_not(None))
+    accepted = exists().where(
+        UserToken.user_id == user_id, UserToken.purpose == "invite", UserToken.used_at.is_not(None)
+    )
     return bool(session.scalar(select(invited & ~accepted)))
 
 
 def open_link(session, user_id: int, *, now: dt.datetime | None = None) -> UserToken | None:
     """The user's link still waiting to be used (its expiry is shown to the administrator), or None."""
-    return session.scalar(select(UserToken).where(UserToken.user_id == user_id, UserToken.used_at.is_(None),
-                                                  UserToken.expires_at > (now or utcnow())))
+    return session.scalar(
+        select(UserToken).where(
+            UserToken.user_id == user_id, UserToken.used_at.is_(None), UserToken.expires_at > (now or utcnow())
+        )
+    )
 
 
 def _organisation_for(session, role: str, organisation_id: int | None) -> Organisation | None:
@@ -119,24 +138,38 @@ def _organisation_for(session, role: str, organisation_id: int | None) -> Organi
     return organisation
 
 
-def invite_user(session, email: str, role: str, organisation_id: int | None, name: str | None, *,
-                actor: User) -> tuple[User, str]:
+def invite_user(
+    session, email: str, role: str, organisation_id: int | None, name: str | None, *, actor: User
+) -> tuple[User, str]:
     """Create an invited user (no password anyone knows) and their invitation link; returns the user
     and the link's secret. Logged as ``user.invite``. Raises :class:`PeopleError`. Flushes."""
     organisation = _organisation_for(session, role, organisation_id)
     email = email.strip().lower()
     if session.scalar(select(User.id).where(func.lower(User.email) == email)) is not None:
         raise PeopleError(_("A user with this e-mail already exists."))
-    user = User(email=email, name=(name or "").strip() or None, role=role,
-                organisation_id=organisation.id if organisation else None,
-                # a password nobody knows: the invitee chooses theirs through the link
-                password_hash=hash_password(secrets.token_urlsafe(32)))
+    user = User(
+        email=email,
+        name=(name or "").strip() or None,
+        role=role,
+        organisation_id=organisation.id if organisation else None,
+        # a password nobody knows: the invitee chooses theirs through the link
+        password_hash=hash_password(secrets.token_urlsafe(32)),
+    )
     session.add(user)
     session.flush()
     raw = issue_link(session, user, "invite", created_by=actor.id)
-    audit(session, "user.invite", actor=actor.email, user_id=actor.id, object_type="user", object_id=user.id,
-          organisation_id=user.organisation_id, email=user.email, role=role,
-          organisation=organisation.name if organisation else None)
+    audit(
+        session,
+        "user.invite",
+        actor=actor.email,
+        user_id=actor.id,
+        object_type="user",
+        object_id=user.id,
+        organisation_id=user.organisation_id,
+        email=user.email,
+        role=role,
+        organisation=organisation.name if organisation else None,
+    )
     return user, raw
 
 
@@ -147,8 +180,15 @@ def reset_link(session, user: User, *, actor: User) -> str:
         raise PeopleError(_("Reactivate this user first."))
     purpose = "invite" if pending_invitation(session, user.id) else "reset"
     raw = issue_link(session, user, purpose, created_by=actor.id)
-    audit(session, "user.invite_again" if purpose == "invite" else "user.reset_link", actor=actor.email,
-          user_id=actor.id, object_type="user", object_id=user.id, email=user.email)
+    audit(
+        session,
+        "user.invite_again" if purpose == "invite" else "user.reset_link",
+        actor=actor.email,
+        user_id=actor.id,
+        object_type="user",
+        object_id=user.id,
+        email=user.email,
+    )
     return raw
 
 
@@ -162,9 +202,20 @@ def change_role(session, user: User, role: str, organisation_id: int | None, *, 
     if user.id == actor.id:
         raise PeopleError(_("You cannot change your own role."))
     before = session.get(Organisation, user.organisation_id) if user.organisation_id else None
-    audit(session, "user.role_change", actor=actor.email, user_id=actor.id, object_type="user", object_id=user.id,
-          organisation_id=new_org, email=user.email, role_before=user.role, role=role,
-          organisation_before=before.name if before else None, organisation=organisation.name if organisation else None)
+    audit(
+        session,
+        "user.role_change",
+        actor=actor.email,
+        user_id=actor.id,
+        object_type="user",
+        object_id=user.id,
+        organisation_id=new_org,
+        email=user.email,
+        role_before=user.role,
+        role=role,
+        organisation_before=before.name if before else None,
+        organisation=organisation.name if organisation else None,
+    )
     user.role, user.organisation_id = role, new_org
     if role != "evaluator":
         user.insights_granted = False
@@ -179,8 +230,15 @@ def deactivate(session, user: User, *, actor: User) -> None:
         raise PeopleError(_("You cannot deactivate your own account."))
     user.active = False
     session.execute(delete(UserToken).where(UserToken.user_id == user.id, UserToken.used_at.is_(None)))
-    audit(session, "user.deactivate", actor=actor.email, user_id=actor.id, object_type="user", object_id=user.id,
-          email=user.email)
+    audit(
+        session,
+        "user.deactivate",
+        actor=actor.email,
+        user_id=actor.id,
+        object_type="user",
+        object_id=user.id,
+        email=user.email,
+    )
     session.flush()
     end_sessions(session, user.id)
 
@@ -188,6 +246,13 @@ def deactivate(session, user: User, *, actor: User) -> None:
 def reactivate(session, user: User, *, actor: User) -> None:
     """Let ``user`` log in again (with their password; a reset link gives them a new one). Logged."""
     user.active = True
-    audit(session, "user.reactivate", actor=actor.email, user_id=actor.id, object_type="user", object_id=user.id,
-          email=user.email)
+    audit(
+        session,
+        "user.reactivate",
+        actor=actor.email,
+        user_id=actor.id,
+        object_type="user",
+        object_id=user.id,
+        email=user.email,
+    )
     session.flush()

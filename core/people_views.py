@@ -84,9 +84,14 @@ def users():
     form.organisation.choices = _organisation_choices(session_)
     if form.validate_on_submit():
         try:
-            user, raw = people.invite_user(session_, form.email.data, form.role.data,
-                                           _organisation_id(form.organisation.data), form.name.data,
-                                           actor=current_user)
+            user, raw = people.invite_user(
+                session_,
+                form.email.data,
+                form.role.data,
+                _organisation_id(form.organisation.data),
+                form.name.data,
+                actor=current_user,
+            )
         except people.PeopleError as exc:
             session_.rollback()
             target = form.organisation if form.role.data == "venue" and "organisation" in str(exc) else form.email
@@ -98,8 +103,14 @@ def users():
             return redirect(url_for("admin.user", user_id=user.id))
     all_users = session_.scalars(select(User).order_by(User.email)).all()
     # invited, and no invitation of theirs used yet
-    pending = set(session_.scalars(select(UserToken.user_id).where(UserToken.purpose == "invite")
-                                   .group_by(UserToken.user_id).having(func.count(UserToken.used_at) == 0)))
+    pending = set(
+        session_.scalars(
+            select(UserToken.user_id)
+            .where(UserToken.purpose == "invite")
+            .group_by(UserToken.user_id)
+            .having(func.count(UserToken.used_at) == 0)
+        )
+    )
     return render_template("admin/users.html", form=form, users=all_users, pending=pending)
 
 
@@ -116,9 +127,15 @@ def user(user_id: int):
         new_link = None
     role_form = RoleForm(formdata=None, role=person.role, organisation=str(person.organisation_id or ""))
     role_form.organisation.choices = _organisation_choices(session_)
-    return render_template("admin/user.html", person=person, role_form=role_form, button=ButtonForm(formdata=None),
-                           new_link=new_link, open_link=people.open_link(session_, person.id),
-                           pending=people.pending_invitation(session_, person.id))
+    return render_template(
+        "admin/user.html",
+        person=person,
+        role_form=role_form,
+        button=ButtonForm(formdata=None),
+        new_link=new_link,
+        open_link=people.open_link(session_, person.id),
+        pending=people.pending_invitation(session_, person.id),
+    )
 
 
 @admin_bp.route("/users/<int:user_id>/role", methods=["POST"])
@@ -133,8 +150,9 @@ def user_role(user_id: int):
         flash(_("Choose one of the roles offered."), "error")
         return redirect(url_for("admin.user", user_id=person.id))
     try:
-        changed = people.change_role(session_, person, form.role.data, _organisation_id(form.organisation.data),
-                                     actor=current_user)
+        changed = people.change_role(
+            session_, person, form.role.data, _organisation_id(form.organisation.data), actor=current_user
+        )
     except people.PeopleError as exc:
         session_.rollback()
         flash(str(exc), "error")
@@ -213,24 +231,36 @@ def user_access(user_id: int):
         return redirect(target)
     action = form.action.data
     if action in ("grant_insights", "withdraw_insights") and person.role != "evaluator":
-        flash(_("Only evaluators are granted the audience insights: the other roles see them already, or never."),
-              "error")
+        flash(
+            _("Only evaluators are granted the audience insights: the other roles see them already, or never."), "error"
+        )
         return redirect(target)
     if action == "reactivate":
         people.reactivate(session_, person, actor=current_user)
         message = _("%(email)s can log in again.", email=person.email)
     else:
         person.insights_granted = action == "grant_insights"
-        message = (_("%(email)s now sees the audience insights.", email=person.email) if person.insights_granted
-                   else _("%(email)s sees the reports only.", email=person.email))
-        audit(session_, f"user.{action}", actor=actor_name(), user_id=current_user.id, object_type="user",
-              object_id=person.id, email=person.email)
+        message = (
+            _("%(email)s now sees the audience insights.", email=person.email)
+            if person.insights_granted
+            else _("%(email)s sees the reports only.", email=person.email)
+        )
+        audit(
+            session_,
+            f"user.{action}",
+            actor=actor_name(),
+            user_id=current_user.id,
+            object_type="user",
+            object_id=person.id,
+            email=person.email,
+        )
     session_.commit()
     flash(message, "success")
     return redirect(target)
 
 
 # --- the invitee's side ------------------------------------------------------------------------
+
 
 class ChoosePasswordForm(FlaskForm):
     """The password chosen through a one-time link, twice."""
@@ -288,8 +318,9 @@ def choose_password():
                 session.pop(LINK_SESSION_KEY, None)
                 flash(_("Your password is set: log in with your e-mail and this password."), "success")
                 return redirect(url_for("auth.login"))
-    return render_template("auth/choose_password.html", form=form, person=person, purpose=token.purpose,
-                           min_length=MIN_PASSWORD_LENGTH)
+    return render_template(
+        "auth/choose_password.html", form=form, person=person, purpose=token.purpose, min_length=MIN_PASSWORD_LENGTH
+    )
 
 
 def init_app(app) -> None:

@@ -202,8 +202,10 @@ def fill_cell_keys(session: Session, secret: str | bytes, chunk: int = 20_000) -
         rows = session.execute(select(sp.c.id, sp.c.key).where(sp.c.cell_key.is_(None)).limit(chunk)).all()
         if not rows:
             return done
-        session.execute(update(sp).where(sp.c.id == bindparam("b_id")).values(cell_key=bindparam("b_cell")),
-                        [{"b_id": id_, "b_cell": cell_key(secret, key)} for id_, key in rows])
+        session.execute(
+            update(sp).where(sp.c.id == bindparam("b_id")).values(cell_key=bindparam("b_cell")),
+            [{"b_id": id_, "b_cell": cell_key(secret, key)} for id_, key in rows],
+        )
         done += len(rows)
 
 
@@ -274,7 +276,7 @@ class Figure:
 
 
 def figure_label(figure: Figure) -> str:
-    """"1 234", "fewer than 10" or "all but fewer than 10", in French or English (gettext)."""
+    """ "1 234", "fewer than 10" or "all but fewer than 10", in French or English (gettext)."""
     from flask_babel import format_decimal
     from flask_babel import gettext as _
 
@@ -302,7 +304,9 @@ class Release:
         self.epoch, self.k, self.sigma = int(epoch), int(k), float(sigma)
 
     @classmethod
-    def current(cls, session: Session, k: int | None = None, organisation_ids: Iterable[int] | None = None) -> "Release":
+    def current(
+        cls, session: Session, k: int | None = None, organisation_ids: Iterable[int] | None = None
+    ) -> "Release":
         """The release of this request: the application's secret and σ (``PRIVACY_SIGMA``), the
         current epoch, and k (given, else the strictest of ``organisation_ids``, else the district's)."""
         from flask import current_app
@@ -349,6 +353,7 @@ class Release:
 
 # --- accounting (zCDP, with OpenDP) ----------------------------------------------------------------
 
+
 def preview_sensitivity(organisations: int) -> float:
     """The L2 sensitivity of one segment preview: adding or removing one person moves the size,
     the complement (the universe), each organisation's count they bought from (all of them at
@@ -360,8 +365,9 @@ def _gaussian(sigma: float):
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float),
-                              scale=float(sigma))
+    return dp.m.make_gaussian(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float), scale=float(sigma)
+    )
 
 
 def preview_rho(sigma: float, organisations: int) -> float:
@@ -387,13 +393,21 @@ def daily_accounting(sigma: float, organisations: int, questions: int, delta: fl
     (zCDP composes by addition) and ε at δ. Asking the same set again costs nothing (same noise),
     so this is an upper bound."""
     rho = preview_rho(sigma, organisations)
-    return {"sigma": sigma, "organisations": organisations, "sensitivity": preview_sensitivity(organisations),
-            "rho_per_preview": rho, "questions": questions, "rho_per_day": rho * questions,
-            "delta": delta, "epsilon_per_preview": epsilon_for(rho, delta),
-            "epsilon_per_day": epsilon_for(rho * questions, delta)}
+    return {
+        "sigma": sigma,
+        "organisations": organisations,
+        "sensitivity": preview_sensitivity(organisations),
+        "rho_per_preview": rho,
+        "questions": questions,
+        "rho_per_day": rho * questions,
+        "delta": delta,
+        "epsilon_per_preview": epsilon_for(rho, delta),
+        "epsilon_per_day": epsilon_for(rho * questions, delta),
+    }
 
 
 # --- the per-user budget of questions ---------------------------------------------------------------
+
 
 class BudgetExhausted(Exception):
     """The user has asked their daily budget of questions."""
@@ -430,14 +444,32 @@ def day_start_utc(now: dt.datetime | None = None) -> dt.datetime:
 
 def questions_today(session: Session, user_id: int, now: dt.datetime | None = None) -> int:
     """How many questions ``user_id`` asked since midnight UTC (audit events ``privacy.question``)."""
-    return int(session.scalar(
-        select(func.count()).select_from(AuditEvent)
-        .where(and_(AuditEvent.user_id == user_id, AuditEvent.action == QUESTION_ACTION,
-                    AuditEvent.at >= day_start_utc(now)))) or 0)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                and_(
+                    AuditEvent.user_id == user_id,
+                    AuditEvent.action == QUESTION_ACTION,
+                    AuditEvent.at >= day_start_utc(now),
+                )
+            )
+        )
+        or 0
+    )
 
 
-def ask(session: Session, *, user_id: int, actor: str, kind: str, question: Any, budget: int | None,
-        organisation_id: int | None = None) -> int | None:
+def ask(
+    session: Session,
+    *,
+    user_id: int,
+    actor: str,
+    kind: str,
+    question: Any,
+    budget: int | None,
+    organisation_id: int | None = None,
+) -> int | None:
     """Count one question against the user's daily budget and write it to the audit log.
 
     :param kind: what was asked ("preview", "insights", "comparison", "download"...).
@@ -450,8 +482,17 @@ def ask(session: Session, *, user_id: int, actor: str, kind: str, question: Any,
     asked = questions_today(session, user_id) if budget is not None else 0
     if budget is not None and asked >= budget:
         raise BudgetExhausted(budget)
-    audit(session, QUESTION_ACTION, actor=actor, user_id=user_id, object_type="question", object_id=kind,
-          organisation_id=organisation_id, kind=kind, question=question)
+    audit(
+        session,
+        QUESTION_ACTION,
+        actor=actor,
+        user_id=user_id,
+        object_type="question",
+        object_id=kind,
+        organisation_id=organisation_id,
+        kind=kind,
+        question=question,
+    )
     session.flush()
     return None if budget is None else budget - asked - 1
 
@@ -460,18 +501,38 @@ def asked_today(session: Session, user_id: int, kind: str, question: Any, now: d
     """Whether ``user_id`` already asked ``question`` (of ``kind``) since midnight UTC."""
     wanted = json.dumps(json.loads(json.dumps(question, default=str)), sort_keys=True)
     details = session.scalars(
-        select(AuditEvent.details).where(AuditEvent.user_id == user_id, AuditEvent.action == QUESTION_ACTION,
-                                         AuditEvent.object_id == kind, AuditEvent.at >= day_start_utc(now))).all()
+        select(AuditEvent.details).where(
+            AuditEvent.user_id == user_id,
+            AuditEvent.action == QUESTION_ACTION,
+            AuditEvent.object_id == kind,
+            AuditEvent.at >= day_start_utc(now),
+        )
+    ).all()
     return any(json.dumps((d or {}).get("question"), sort_keys=True) == wanted for d in details)
 
 
-def ask_once(session: Session, *, user_id: int, actor: str, kind: str, question: Any, budget: int | None,
-             organisation_id: int | None = None) -> int | None:
+def ask_once(
+    session: Session,
+    *,
+    user_id: int,
+    actor: str,
+    kind: str,
+    question: Any,
+    budget: int | None,
+    organisation_id: int | None = None,
+) -> int | None:
     """:func:`ask` for figures a page shows for a state (a campaign's funnel, keyed by its state):
     reading a state again is free (the same figures), each new state is a fresh draw over the
     same sets and so a question, which bounds averaging over state changes like reformulated
     previews. Raises :class:`BudgetExhausted` for a new question past the budget."""
     if asked_today(session, user_id, kind, question):
         return None if budget is None else max(budget - questions_today(session, user_id), 0)
-    return ask(session, user_id=user_id, actor=actor, kind=kind, question=question, budget=budget,
-               organisation_id=organisation_id)
+    return ask(
+        session,
+        user_id=user_id,
+        actor=actor,
+        kind=kind,
+        question=question,
+        budget=budget,
+        organisation_id=organisation_id,
+    )

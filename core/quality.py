@@ -12,8 +12,8 @@ from core.models import Contact, Spectator, Transaction
 from core.privacy import Cell, Release
 
 MONTHS = 24  # the months shown, the latest first
-WEAK = 0.5   # a field filled in fewer than half of the recent sales is worth adding to the exports
-RECENT = 3   # the months that decide what to add
+WEAK = 0.5  # a field filled in fewer than half of the recent sales is worth adding to the exports
+RECENT = 3  # the months that decide what to add
 # A rate read from noisy counts is shown only for a month of at least this many σ of sales (its
 # noise is then within about ±20 points); a smaller month's rates are hidden from others.
 RATE_MIN_SIGMAS = 7
@@ -47,8 +47,8 @@ class QualityCell:
 
 @dataclass
 class QualityMonth:
-    month: str                               # "2026-03"
-    sales: int | None                        # None when hidden (fewer than k, for someone else's data)
+    month: str  # "2026-03"
+    sales: int | None  # None when hidden (fewer than k, for someone else's data)
     cells: dict[str, QualityCell]
 
 
@@ -59,8 +59,9 @@ def _month(session, column):
     return func.to_char(column, "YYYY-MM")
 
 
-def fill_rates(session, organisation_id: int, *, release: Release | None = None, today: dt.date | None = None,
-               months: int = MONTHS) -> list[QualityMonth]:
+def fill_rates(
+    session, organisation_id: int, *, release: Release | None = None, today: dt.date | None = None, months: int = MONTHS
+) -> list[QualityMonth]:
     """The share of the organisation's sales that have each field of :data:`FIELDS`, by month of
     purchase, the latest first (up to ``months`` months).
 
@@ -82,17 +83,28 @@ def fill_rates(session, organisation_id: int, *, release: Release | None = None,
     query = select(*columns).select_from(Transaction)
     if release is not None:
         query = query.add_columns(func.sum(Spectator.cell_key).label("keysum")).join(
-            Spectator, Spectator.id == Transaction.spectator_id)
-    query = (query.outerjoin(Contact, and_(Contact.organisation_id == Transaction.organisation_id,
-                                           Contact.spectator_id == Transaction.spectator_id))
-             .where(Transaction.organisation_id == organisation_id, Transaction.purchased_at >= start)
-             .group_by(month).order_by(month.desc()).limit(months))
+            Spectator, Spectator.id == Transaction.spectator_id
+        )
+    query = (
+        query.outerjoin(
+            Contact,
+            and_(
+                Contact.organisation_id == Transaction.organisation_id, Contact.spectator_id == Transaction.spectator_id
+            ),
+        )
+        .where(Transaction.organisation_id == organisation_id, Transaction.purchased_at >= start)
+        .group_by(month)
+        .order_by(month.desc())
+        .limit(months)
+    )
     result = []
     for row in session.execute(query).mappings():
         if release is None:
             sales = int(row["sales"])
-            cells = {name: QualityCell(int(row[f"n_{name}"]) / sales if sales else None, int(row[f"n_{name}"]), sales)
-                     for name in FIELDS}
+            cells = {
+                name: QualityCell(int(row[f"n_{name}"]) / sales if sales else None, int(row[f"n_{name}"]), sales)
+                for name in FIELDS
+            }
             result.append(QualityMonth(row["month"], sales, cells))
             continue
         base = f"quality.{organisation_id}.{row['month']}"

@@ -50,16 +50,30 @@ def ask_question(session, kind: str, question) -> int | None:
     turns into a clear message: HTTP 429, JSON for the JSON endpoints, a page otherwise.
 
     :returns: the questions left today (None without a budget)."""
-    return ask(session, user_id=current_user.id, actor=actor_name(), kind=kind, question=question,
-               budget=current_budget(session), organisation_id=current_user.organisation_id)
+    return ask(
+        session,
+        user_id=current_user.id,
+        actor=actor_name(),
+        kind=kind,
+        question=question,
+        budget=current_budget(session),
+        organisation_id=current_user.organisation_id,
+    )
 
 
 def ask_question_once(session, kind: str, question) -> int | None:
     """:func:`ask_question` for the figures of a state (a campaign's funnel, its power page): only
     the first reading of a state counts (core.privacy.ask_once); past the budget, a new state is
     refused like any question."""
-    return ask_once(session, user_id=current_user.id, actor=actor_name(), kind=kind, question=question,
-                    budget=current_budget(session), organisation_id=current_user.organisation_id)
+    return ask_once(
+        session,
+        user_id=current_user.id,
+        actor=actor_name(),
+        kind=kind,
+        question=question,
+        budget=current_budget(session),
+        organisation_id=current_user.organisation_id,
+    )
 
 
 def current_release(session, k: int | None = None, organisation_ids=None) -> Release:
@@ -68,23 +82,28 @@ def current_release(session, k: int | None = None, organisation_ids=None) -> Rel
 
 
 def budget_message(budget: int) -> str:
-    return _("You have asked your %(budget)s questions on pooled figures for today (the daily budget that "
-             "protects the district's spectators). The budget starts again at midnight UTC; an "
-             "administrator can raise it.", budget=budget)
+    return _(
+        "You have asked your %(budget)s questions on pooled figures for today (the daily budget that "
+        "protects the district's spectators). The budget starts again at midnight UTC; an "
+        "administrator can raise it.",
+        budget=budget,
+    )
 
 
 def _refused(error: BudgetExhausted):
     message = budget_message(error.budget)
-    wants_json = request.is_json or request.accept_mimetypes.best == "application/json" \
-        or request.path.endswith(".json")
+    wants_json = (
+        request.is_json or request.accept_mimetypes.best == "application/json" or request.path.endswith(".json")
+    )
     if wants_json:
         return jsonify(error=message, code="budget_exhausted", budget=error.budget), 429
     return render_template("error.html", code=429, message=message), 429
 
 
 class BudgetForm(FlaskForm):
-    budget = IntegerField(_l("Questions per user per day"),
-                          validators=[DataRequired(), NumberRange(min=1, max=1_000_000)])
+    budget = IntegerField(
+        _l("Questions per user per day"), validators=[DataRequired(), NumberRange(min=1, max=1_000_000)]
+    )
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -102,20 +121,36 @@ def index():
         return redirect(url_for("questions.index"))
     budget = current_budget(session)
     if request.method == "GET":
-        form.budget.data = daily_budget(session, int(current_app.config.get("PRIVACY_DAILY_BUDGET",
-                                                                             DEFAULT_DAILY_BUDGET)))
+        form.budget.data = daily_budget(
+            session, int(current_app.config.get("PRIVACY_DAILY_BUDGET", DEFAULT_DAILY_BUDGET))
+        )
     since = day_start_utc()
-    asked = dict(session.execute(
-        select(AuditEvent.user_id, func.count()).where(AuditEvent.action == QUESTION_ACTION, AuditEvent.at >= since)
-        .group_by(AuditEvent.user_id)).all())
+    asked = dict(
+        session.execute(
+            select(AuditEvent.user_id, func.count())
+            .where(AuditEvent.action == QUESTION_ACTION, AuditEvent.at >= since)
+            .group_by(AuditEvent.user_id)
+        ).all()
+    )
     users = session.scalars(select(User).where(User.role != "venue").order_by(User.email)).all()
     users += [u for u in session.scalars(select(User).where(User.role == "venue").order_by(User.email)).all()]
-    rows = [{"user": u, "asked": asked.get(u.id, 0),
-             "left": None if budget is None else max(budget - asked.get(u.id, 0), 0)} for u in users]
-    recent = session.scalars(select(AuditEvent).where(AuditEvent.action == QUESTION_ACTION)
-                             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(RECENT)).all()
-    return render_template("admin/questions.html", form=form, rows=rows, recent=recent, budget=budget,
-                           since=since), (400 if form.errors else 200)
+    rows = [
+        {
+            "user": u,
+            "asked": asked.get(u.id, 0),
+            "left": None if budget is None else max(budget - asked.get(u.id, 0), 0),
+        }
+        for u in users
+    ]
+    recent = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == QUESTION_ACTION)
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(RECENT)
+    ).all()
+    return render_template("admin/questions.html", form=form, rows=rows, recent=recent, budget=budget, since=since), (
+        400 if form.errors else 200
+    )
 
 
 def question_text(event: AuditEvent) -> str:
@@ -135,5 +170,6 @@ def init_app(app) -> None:
     registry(app).add_admin_link("questions.index", _l("Questions and budgets"))
     from core.views import AUDIT_ACTION_LABELS
 
-    AUDIT_ACTION_LABELS.update({QUESTION_ACTION: _l("Question on pooled figures"),
-                                "privacy.budget": _l("Daily question budget changed")})
+    AUDIT_ACTION_LABELS.update(
+        {QUESTION_ACTION: _l("Question on pooled figures"), "privacy.budget": _l("Daily question budget changed")}
+    )

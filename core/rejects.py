@@ -91,9 +91,17 @@ def read_rows(path: Path, batch: ImportBatch) -> Iterator[list[str]]:
 
 def record_download(session, batch: ImportBatch, user, actor: str) -> None:
     """Log one download of a batch's rejects file (flushes with the caller's transaction)."""
-    audit(session, "import.rejects_download", actor=actor, user_id=getattr(user, "id", None),
-          object_type="import_batch", object_id=batch.id, organisation_id=batch.organisation_id,
-          rows=batch.rejected, filename=batch.filename)
+    audit(
+        session,
+        "import.rejects_download",
+        actor=actor,
+        user_id=getattr(user, "id", None),
+        object_type="import_batch",
+        object_id=batch.id,
+        organisation_id=batch.organisation_id,
+        rows=batch.rejected,
+        filename=batch.filename,
+    )
 
 
 def purge_rejects(session, app, now: dt.datetime | None = None) -> dict:
@@ -113,8 +121,10 @@ def purge_rejects(session, app, now: dt.datetime | None = None) -> dict:
     cutoff = now - dt.timedelta(days=days)
     purged = 0
     due = session.scalars(
-        select(ImportBatch).where(ImportBatch.rejected > 0, ImportBatch.status == "done",
-                                  ImportBatch.created_at <= cutoff).order_by(ImportBatch.id))
+        select(ImportBatch)
+        .where(ImportBatch.rejected > 0, ImportBatch.status == "done", ImportBatch.created_at <= cutoff)
+        .order_by(ImportBatch.id)
+    )
     for batch in due:
         summary = batch.summary or {}
         name = summary.get("rejects_file")
@@ -126,8 +136,16 @@ def purge_rejects(session, app, now: dt.datetime | None = None) -> dict:
         path.unlink(missing_ok=True)
         # a new dict: the JSON column sees a replaced value, never an edited one
         batch.summary = {**summary, "rejects_file": None, "rejects_purged_at": now.isoformat(timespec="seconds")}
-        audit(session, "import.rejects_purge", actor=PURGE_ACTOR, object_type="import_batch", object_id=batch.id,
-              organisation_id=batch.organisation_id, rows=batch.rejected, retention_days=days)
+        audit(
+            session,
+            "import.rejects_purge",
+            actor=PURGE_ACTOR,
+            object_type="import_batch",
+            object_id=batch.id,
+            organisation_id=batch.organisation_id,
+            rows=batch.rejected,
+            retention_days=days,
+        )
         purged += 1
     orphans = 0
     folder = rejects_folder(app)
@@ -141,7 +159,13 @@ def purge_rejects(session, app, now: dt.datetime | None = None) -> dict:
             except FileNotFoundError:
                 continue
     if orphans:
-        audit(session, "import.rejects_purge", actor=PURGE_ACTOR, object_type="rejects_folder",
-              files=orphans, retention_days=days)
+        audit(
+            session,
+            "import.rejects_purge",
+            actor=PURGE_ACTOR,
+            object_type="rejects_folder",
+            files=orphans,
+            retention_days=days,
+        )
     session.flush()
     return {"purged": purged, "orphans": orphans}

@@ -76,6 +76,7 @@ ERROR_MAX_CHARS = 20_000
 
 # --- declaring jobs ------------------------------------------------------------------------------
 
+
 def every(*, weeks: int = 0, days: int = 0, hours: int = 0, minutes: int = 0, seconds: int = 0) -> dict:
     """An interval schedule: ``every(minutes=5)``. A new interval job first runs when the scheduler starts."""
     values = {"weeks": weeks, "days": days, "hours": hours, "minutes": minutes, "seconds": seconds}
@@ -198,6 +199,7 @@ def scheduler_timezone(app: Flask) -> str:
 
 # --- running one job -----------------------------------------------------------------------------
 
+
 def _json_summary(value) -> dict | None:
     if value is None:
         return None
@@ -222,8 +224,13 @@ def _record(db: Database, run_id: int | None = None, **values) -> int:
 
 def _prune_runs(db: Database, job_id: str) -> None:
     with db.session() as session:
-        cutoff = session.scalar(select(JobRun.id).where(JobRun.job_id == job_id).order_by(JobRun.id.desc())
-                                .offset(RUNS_KEPT_PER_JOB).limit(1))
+        cutoff = session.scalar(
+            select(JobRun.id)
+            .where(JobRun.job_id == job_id)
+            .order_by(JobRun.id.desc())
+            .offset(RUNS_KEPT_PER_JOB)
+            .limit(1)
+        )
         if cutoff is not None:
             session.execute(delete(JobRun).where(JobRun.job_id == job_id, JobRun.id <= cutoff))
             session.commit()
@@ -251,15 +258,25 @@ def run_job(app: Flask, job_id: str, *, runner: str = "scheduler", user_id: int 
         lock = acquire_lock(db, f"job-{job_id}", label=f"job {job_id}", instance_path=app.instance_path)
         if lock is None:
             now = utcnow()
-            run_id = _record(db, job_id=job_id, runner=runner, status="skipped", started_at=now, finished_at=now,
-                             duration_ms=0, process=process, user_id=user_id,
-                             summary={"message": "already running elsewhere: this run was skipped"})
+            run_id = _record(
+                db,
+                job_id=job_id,
+                runner=runner,
+                status="skipped",
+                started_at=now,
+                finished_at=now,
+                duration_ms=0,
+                process=process,
+                user_id=user_id,
+                summary={"message": "already running elsewhere: this run was skipped"},
+            )
             log.warning("job %s is already running elsewhere: skipped", job_id)
             return _load_run(db, run_id)
         try:
             started = utcnow()
-            run_id = _record(db, job_id=job_id, runner=runner, status="running", started_at=started,
-                             process=process, user_id=user_id)
+            run_id = _record(
+                db, job_id=job_id, runner=runner, status="running", started_at=started, process=process, user_id=user_id
+            )
             clock = time.perf_counter()
             status, summary, error = "success", None, None
             job_log = logging.getLogger(f"pilot.jobs.{job_id}")
@@ -267,8 +284,9 @@ def run_job(app: Flask, job_id: str, *, runner: str = "scheduler", user_id: int 
                 # Jobs speak the district's default language (French), whoever asked: what they
                 # write (reasons, messages) must not depend on who clicked "run now".
                 with force_locale(app.config.get("BABEL_DEFAULT_LOCALE", "fr")), db.session() as session:
-                    context = JobContext(session=session, now=started, app=app, db=db, log=job_log,
-                                         job_id=job_id, runner=runner)
+                    context = JobContext(
+                        session=session, now=started, app=app, db=db, log=job_log, job_id=job_id, runner=runner
+                    )
                     summary = _json_summary(spec.func(context))
                     session.commit()
             except Exception as exc:  # a job's failure is recorded, never the scheduler's end
@@ -276,8 +294,9 @@ def run_job(app: Flask, job_id: str, *, runner: str = "scheduler", user_id: int 
                 error = "".join(traceback.format_exception(exc))[-ERROR_MAX_CHARS:]
                 job_log.error("job %s failed: %s", job_id, error)
             duration_ms = int((time.perf_counter() - clock) * 1000)
-            _record(db, run_id, status=status, summary=summary, error=error, finished_at=utcnow(),
-                    duration_ms=duration_ms)
+            _record(
+                db, run_id, status=status, summary=summary, error=error, finished_at=utcnow(), duration_ms=duration_ms
+            )
             if status == "success":
                 job_log.info("job %s done in %d ms: %s", job_id, duration_ms, summary)
         finally:
@@ -294,6 +313,7 @@ def _load_run(db: Database, run_id: int) -> JobRun:
 
 
 # --- the scheduler process -----------------------------------------------------------------------
+
 
 class SchedulerError(RuntimeError):
     """The scheduler cannot start (the message says why and what to do)."""
@@ -385,8 +405,9 @@ def _stored_jobs(db: Database) -> dict[str, tuple[str | None, float | None]]:
     return stored
 
 
-def _synchronise(scheduler: BlockingScheduler, db: Database, specs: dict[str, JobSpec], timezone: str,
-                 run_now: tuple[str, ...] = ()) -> None:
+def _synchronise(
+    scheduler: BlockingScheduler, db: Database, specs: dict[str, JobSpec], timezone: str, run_now: tuple[str, ...] = ()
+) -> None:
     """Put the declared jobs in the store. A job whose schedule is unchanged keeps its stored next
     run time, so a run missed while no scheduler ran is caught up (once: misfires coalesce);
     a job no longer declared leaves the store."""
@@ -407,8 +428,16 @@ def _synchronise(scheduler: BlockingScheduler, db: Database, specs: dict[str, Jo
             options["next_run_time"] = utc_timestamp_to_datetime(previous[1])
         elif isinstance(trigger, IntervalTrigger):
             options["next_run_time"] = now  # a new (or rescheduled) periodic job starts at once
-        scheduler.add_job(scheduled_job, trigger=trigger, args=[spec.id], kwargs={"schedule": fingerprint},
-                          id=spec.id, name=spec.id, replace_existing=True, **options)
+        scheduler.add_job(
+            scheduled_job,
+            trigger=trigger,
+            args=[spec.id],
+            kwargs={"schedule": fingerprint},
+            id=spec.id,
+            name=spec.id,
+            replace_existing=True,
+            **options,
+        )
 
 
 def scheduler_lock(app: Flask) -> DatabaseLock:
@@ -442,14 +471,17 @@ def run_scheduler(app: Flask, *, once: bool = False, run_now: tuple[str, ...] = 
         holder = lock.holder() or "another process"
         raise SchedulerAlreadyRunning(
             f"another scheduler is already running against this database ({holder}); "
-            "only one may run: stop it first, or let it do the work")
+            "only one may run: stop it first, or let it do the work"
+        )
     timezone = scheduler_timezone(app)
     previous_handler = None
     try:
         interrupted = _mark_interrupted(db) & set(specs)
         if interrupted:
-            log.warning("runs of %s were interrupted when the previous scheduler stopped: running them again",
-                        ", ".join(sorted(interrupted)))
+            log.warning(
+                "runs of %s were interrupted when the previous scheduler stopped: running them again",
+                ", ".join(sorted(interrupted)),
+            )
         scheduler_class = _OnceScheduler if once else BlockingScheduler
         scheduler = scheduler_class(
             jobstores={"default": _AppJobStore(db.engine)},
@@ -461,12 +493,12 @@ def run_scheduler(app: Flask, *, once: bool = False, run_now: tuple[str, ...] = 
         _synchronise(scheduler, db, specs, timezone, tuple(run_now) + tuple(interrupted))
         _runtime = _Runtime(app=app, lock=lock, scheduler=scheduler)
         if threading.current_thread() is threading.main_thread():
+
             def _stop(signum, _frame):
                 raise KeyboardInterrupt  # handled below: finish running jobs, then stop
 
             previous_handler = signal.signal(signal.SIGTERM, _stop)
-        echo(f"Scheduler {'pass' if once else 'started'} ({process_label()}), {len(specs)} job(s): "
-             + ", ".join(specs))
+        echo(f"Scheduler {'pass' if once else 'started'} ({process_label()}), {len(specs)} job(s): " + ", ".join(specs))
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
@@ -486,20 +518,28 @@ def run_scheduler(app: Flask, *, once: bool = False, run_now: tuple[str, ...] = 
 
 # --- what the admin page and `pilot scheduler jobs` show -----------------------------------------
 
+
 def next_run_times(db: Database) -> dict[str, dt.datetime | None]:
     """Next run of each stored job (naive UTC), as the scheduler last wrote it."""
     with db.engine.connect() as connection:
         rows = connection.execute(select(apscheduler_jobs.c.id, apscheduler_jobs.c.next_run_time)).all()
-    return {row.id: (dt.datetime.fromtimestamp(row.next_run_time, dt.timezone.utc).replace(tzinfo=None)
-                     if row.next_run_time is not None else None) for row in rows}
+    return {
+        row.id: (
+            dt.datetime.fromtimestamp(row.next_run_time, dt.timezone.utc).replace(tzinfo=None)
+            if row.next_run_time is not None
+            else None
+        )
+        for row in rows
+    }
 
 
 def last_runs(session: Session, job_ids, limit: int = 5) -> dict[str, list[JobRun]]:
     """The latest ``limit`` runs of each job, newest first."""
     runs: dict[str, list[JobRun]] = {job_id: [] for job_id in job_ids}
     for job_id in runs:
-        runs[job_id] = list(session.scalars(
-            select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.id.desc()).limit(limit)))
+        runs[job_id] = list(
+            session.scalars(select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.id.desc()).limit(limit))
+        )
     return runs
 
 
@@ -513,8 +553,11 @@ def describe_schedule(trigger: dict) -> str:
 
     kind = trigger.get("trigger")
     if kind == "interval":
-        seconds = int(dt.timedelta(**{k: trigger.get(k, 0) for k in ("weeks", "days", "hours", "minutes",
-                                                                      "seconds")}).total_seconds())
+        seconds = int(
+            dt.timedelta(
+                **{k: trigger.get(k, 0) for k in ("weeks", "days", "hours", "minutes", "seconds")}
+            ).total_seconds()
+        )
         units = (
             (604800, lambda n: _("every week") if n == 1 else _("every %(num)d weeks", num=n)),
             (86400, lambda n: _("every day") if n == 1 else _("every %(num)d days", num=n)),

@@ -55,6 +55,7 @@ def _driver(connection: Connection) -> Any:
 
 # --- what the engine can do ---------------------------------------------------------------------
 
+
 def counts_bits_in_sql(bind) -> bool:
     """Whether counting the set bits of a mask per value is cheaper in SQL than in numpy (PostgreSQL
     filters an aggregate per bit at scan speed; SQLite pays a function call per row and bit)."""
@@ -132,13 +133,19 @@ def lock_mechanism(engine: Engine) -> str:
 
 # --- writing many rows --------------------------------------------------------------------------
 
+
 def sqlite_stamp(moment) -> str | None:
     """A datetime in the text form SQLAlchemy stores on SQLite (None stays None)."""
     return None if moment is None else moment.isoformat(" ", "microseconds")
 
 
-def copy_rows(bind: Session | Connection, table: Table | str, columns: Sequence[str], rows: Iterable[Sequence],
-              stamps: Sequence[int] = ()) -> None:
+def copy_rows(
+    bind: Session | Connection,
+    table: Table | str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence],
+    stamps: Sequence[int] = (),
+) -> None:
     """Append ``rows`` (tuples in ``columns`` order) to ``table`` in the current transaction, the
     fastest way the engine loads: ``COPY`` on PostgreSQL, the driver's ``executemany`` on SQLite.
 
@@ -159,8 +166,9 @@ def copy_rows(bind: Session | Connection, table: Table | str, columns: Sequence[
     execute_many(connection, statement, rows, stamps)
 
 
-def execute_many(bind: Session | Connection, statement: str, rows: Iterable[Sequence],
-                 stamps: Sequence[int] = ()) -> None:
+def execute_many(
+    bind: Session | Connection, statement: str, rows: Iterable[Sequence], stamps: Sequence[int] = ()
+) -> None:
     """The driver's own ``executemany`` of ``statement`` (``?`` placeholders) in the current
     transaction: no per-row work in SQLAlchemy. ``stamps``: positions of datetimes."""
     connection = _connection(bind)
@@ -208,8 +216,11 @@ def among(bind, column, values: Sequence) -> Any:
         from sqlalchemy.dialects.postgresql import ARRAY
 
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(select(literal_column("value"))
-                      .select_from(func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))))
+    return column.in_(
+        select(literal_column("value")).select_from(
+            func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))
+        )
+    )
 
 
 def in_subquery(bind, column, subquery, key) -> Any:
@@ -262,6 +273,7 @@ def joined_pairs(bind, first, second):
 
 # --- session settings and maintenance ------------------------------------------------------------
 
+
 def without_jit(session: Session) -> None:
     """Turn PostgreSQL's JIT off for the rest of the transaction (nothing on SQLite): on the short
     aggregate queries of previews and refreshes it spends seconds compiling to save nothing."""
@@ -309,9 +321,12 @@ def reset_id_sequences(bind, tables: Sequence[str]) -> None:
         return
     connection = _connection(bind)
     for table in tables:
-        connection.execute(text(
-            f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-            f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'))
+        connection.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+                f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'
+            )
+        )
 
 
 def empty_tables(connection: Connection, tables: Sequence[Table]) -> None:
@@ -377,7 +392,8 @@ def _vacuum_if_asked(session: Session, key: str) -> None:
         with engine.connect() as connection:
             # SKIP_LOCKED: a transaction holding the table (another rebuild) is never waited for.
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                f'VACUUM (ANALYZE, SKIP_LOCKED) "{name}"')
+                f'VACUUM (ANALYZE, SKIP_LOCKED) "{name}"'
+            )
     except DBAPIError:
         # The work is committed: a failed vacuum only leaves the next scans slower.
         LOG.warning("could not vacuum %s after a rebuild", name, exc_info=True)
@@ -391,21 +407,31 @@ def droppable_indexes(connection: Connection, table: str) -> tuple[list[str], li
     drops: list[str] = []
     restores: list[str] = []
     if not _is_postgresql(connection):
-        for name, definition in connection.execute(text(
+        for name, definition in connection.execute(
+            text(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
-                "AND sql IS NOT NULL ORDER BY name"), {"t": table}):
+                "AND sql IS NOT NULL ORDER BY name"
+            ),
+            {"t": table},
+        ):
             drops.append(f'DROP INDEX "{name}"')
             restores.append(definition)
         return drops, restores
-    constraints = connection.execute(text(
-        "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('f', 'u') ORDER BY contype DESC, conname"),
-        {"t": f'"{table}"'}).all()
-    indexes = connection.execute(text(
-        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-        "WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid) ORDER BY i.relname"),
-        {"t": f'"{table}"'}).all()
+    constraints = connection.execute(
+        text(
+            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('f', 'u') ORDER BY contype DESC, conname"
+        ),
+        {"t": f'"{table}"'},
+    ).all()
+    indexes = connection.execute(
+        text(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid) ORDER BY i.relname"
+        ),
+        {"t": f'"{table}"'},
+    ).all()
     for name, _kind, _definition in constraints:
         drops.append(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
     for name, definition in indexes:
@@ -418,6 +444,7 @@ def droppable_indexes(connection: Connection, table: str) -> tuple[list[str], li
 
 
 # --- column expressions that each engine writes its own way ------------------------------------
+
 
 class unindexed(ColumnElement):
     """A column that SQLite must not look up through an index (rendered ``+column``).
@@ -484,7 +511,6 @@ def prefix_match_default(element, compiler, **kw):
 def prefix_match_sqlite(element, compiler, **kw):
     column, prefix, _length, successor, _pattern = (compiler.process(c, **kw) for c in element.clauses)
     return "(%s >= %s AND %s < %s)" % (column, prefix, column, successor)
-
 
 
 class every_value(FunctionElement):

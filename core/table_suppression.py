@@ -70,8 +70,9 @@ def _table_bridges(hidden: set[tuple[int, int]], rows: int, columns: int) -> lis
     return sorted(bridges)
 
 
-def _cheapest_cycle(grid: list[list[int]], hidden: set[tuple[int, int]], bridge: tuple[int, int],
-                    cost) -> list[tuple[int, int]]:
+def _cheapest_cycle(
+    grid: list[list[int]], hidden: set[tuple[int, int]], bridge: tuple[int, int], cost
+) -> list[tuple[int, int]]:
     """The visible positions to hide so that ``bridge`` lies on a cycle of hidden positions:
     the cheapest path from its row to its column (hidden positions cost nothing), by Dijkstra."""
     import heapq
@@ -106,8 +107,15 @@ def _cheapest_cycle(grid: list[list[int]], hidden: set[tuple[int, int]], bridge:
     return path
 
 
-def suppress_table(cells: Sequence[Sequence[int]], k: int, *, primary: Sequence[Sequence[bool]] | None = None,
-                   row_totals: bool = False, column_totals: bool = True, total: bool = True) -> SuppressedTable:
+def suppress_table(
+    cells: Sequence[Sequence[int]],
+    k: int,
+    *,
+    primary: Sequence[Sequence[bool]] | None = None,
+    row_totals: bool = False,
+    column_totals: bool = True,
+    total: bool = True,
+) -> SuppressedTable:
     """Primary and secondary suppression of a two-way table of counts published with its margins.
 
     Meant for tables whose figures must stay exact (a report's estimates: noise would bias them),
@@ -136,8 +144,13 @@ def suppress_table(cells: Sequence[Sequence[int]], k: int, *, primary: Sequence[
     n_columns = len(cells[0]) if n_rows else 0
     values = [[int(v) for v in row] for row in cells]
     if n_rows == 0 or n_columns == 0:
-        return SuppressedTable([list(r) for r in values], [] if row_totals else None,
-                               [0] * n_columns if column_totals else None, 0 if total else None, set())
+        return SuppressedTable(
+            [list(r) for r in values],
+            [] if row_totals else None,
+            [0] * n_columns if column_totals else None,
+            0 if total else None,
+            set(),
+        )
     grand = sum(map(sum, values))
     grid = [row + [sum(row)] for row in values]
     grid.append([sum(values[r][c] for r in range(n_rows)) for c in range(n_columns)] + [grand])
@@ -147,8 +160,12 @@ def suppress_table(cells: Sequence[Sequence[int]], k: int, *, primary: Sequence[
     for r in range(R + 1):
         for c in range(C + 1):
             inner = r < R and c < C
-            published = inner or (r == R and c == C and total) or (r == R and c < C and column_totals) \
+            published = (
+                inner
+                or (r == R and c == C and total)
+                or (r == R and c < C and column_totals)
                 or (c == C and r < R and row_totals)
+            )
             if not published and not is_small(grid[r][c], k):
                 unpublished.add((r, c))  # a reader may work it out: it only adds up what it may see
             if not published or is_small(grid[r][c], k) or (inner and primary is not None and primary[r][c]):
@@ -167,8 +184,9 @@ def suppress_table(cells: Sequence[Sequence[int]], k: int, *, primary: Sequence[
                 path = _cheapest_cycle(grid, hidden, bridge, cost)
                 hidden.update(path)
                 changed = changed or bool(path)
-        for line in [[(r, c) for c in range(C + 1)] for r in range(R + 1)] + \
-                [[(r, c) for r in range(R + 1)] for c in range(C + 1)]:
+        for line in [[(r, c) for c in range(C + 1)] for r in range(R + 1)] + [
+            [(r, c) for r in range(R + 1)] for c in range(C + 1)
+        ]:
             *parts, line_total = line
             secret = [p for p in parts if p in hidden]
             if not secret or line_total in hidden or sum(grid[r][c] for r, c in secret) >= k:
@@ -185,4 +203,5 @@ def suppress_table(cells: Sequence[Sequence[int]], k: int, *, primary: Sequence[
         row_totals=[show(r, C) for r in range(R)] if row_totals else None,
         column_totals=[show(R, c) for c in range(C)] if column_totals else None,
         total=show(R, C) if total else None,
-        hidden={(r, c) for r, c in hidden if r < R and c < C})
+        hidden={(r, c) for r, c in hidden if r < R and c < C},
+    )

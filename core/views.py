@@ -47,8 +47,12 @@ bp = Blueprint("main", __name__)
 # Extension points filled by feature packages at start-up: callables returning
 # (title, body_html_or_template_context) panels for the dashboard of the current user.
 
-ROLE_LABELS = {"staff": _l("Partnership staff"), "venue": _l("Venue approver"),
-               "evaluator": _l("Evaluator"), "admin": _l("Administrator")}
+ROLE_LABELS = {
+    "staff": _l("Partnership staff"),
+    "venue": _l("Venue approver"),
+    "evaluator": _l("Evaluator"),
+    "admin": _l("Administrator"),
+}
 ORGANISATION_KIND_LABELS = {"venue": _l("Venue"), "company": _l("Company"), "festival": _l("Festival")}
 IMPORT_STATUS_LABELS = {"running": _l("Running"), "done": _l("Done"), "refused": _l("Refused")}
 IMPORT_KIND_LABELS = {"sales": _l("Ticket sales"), "unsubscribes": _l("Unsubscribes")}
@@ -137,8 +141,12 @@ def headline_figures(session, organisation_id: int | None = None) -> dict:
     (``DASHBOARD_CACHE_SECONDS``, five minutes by default) under the table's highest id, which
     every import moves; suppression is applied on every call, so a change of k shows at once.
     """
-    raw = remember("headline", (organisation_id, max_id(session, Transaction)),
-                   lambda: _raw_headline(session, organisation_id), cache_seconds("DASHBOARD_CACHE_SECONDS", 300))
+    raw = remember(
+        "headline",
+        (organisation_id, max_id(session, Transaction)),
+        lambda: _raw_headline(session, organisation_id),
+        cache_seconds("DASHBOARD_CACHE_SECONDS", 300),
+    )
     spectators, transactions, tickets, revenue_cents, disciplines = raw
     k = strictest_k(session, [organisation_id]) if organisation_id is not None else strictest_k(session)
     shown = suppress(disciplines, k, total_shown=True)
@@ -166,13 +174,25 @@ def _district_cells(session) -> tuple[Cell, dict[str, Cell]]:
     discipline (count and sum of cell keys, core.privacy)."""
     buyers = select(Transaction.spectator_id).distinct().subquery("buyers")
     count, keys = session.execute(
-        select(func.count(), func.sum(Spectator.cell_key)).select_from(buyers)
-        .join(Spectator, Spectator.id == buyers.c.spectator_id)).one()
-    pairs = (select(Show.discipline, Transaction.spectator_id).join(Show, Show.id == Transaction.show_id)
-             .distinct().subquery("pairs"))
-    by_discipline = {d: Cell.of(n, k) for d, n, k in session.execute(
-        select(pairs.c.discipline, func.count(), func.sum(Spectator.cell_key)).select_from(pairs)
-        .join(Spectator, Spectator.id == pairs.c.spectator_id).group_by(pairs.c.discipline)).all()}
+        select(func.count(), func.sum(Spectator.cell_key))
+        .select_from(buyers)
+        .join(Spectator, Spectator.id == buyers.c.spectator_id)
+    ).one()
+    pairs = (
+        select(Show.discipline, Transaction.spectator_id)
+        .join(Show, Show.id == Transaction.show_id)
+        .distinct()
+        .subquery("pairs")
+    )
+    by_discipline = {
+        d: Cell.of(n, k)
+        for d, n, k in session.execute(
+            select(pairs.c.discipline, func.count(), func.sum(Spectator.cell_key))
+            .select_from(pairs)
+            .join(Spectator, Spectator.id == pairs.c.spectator_id)
+            .group_by(pairs.c.discipline)
+        ).all()
+    }
     return Cell.of(count, keys), by_discipline
 
 
@@ -184,17 +204,27 @@ def publish_district_figures(session, release: Release) -> dict:
     everyone, by_discipline = _district_cells(session)
     size = release.figure("district.spectators", everyone)
     shown = size.status == "shown"
-    disciplines = {d: release.figure(f"district.discipline.{d}", cell, whole=size.value if shown else None)
-                   for d, cell in by_discipline.items()}
+    disciplines = {
+        d: release.figure(f"district.discipline.{d}", cell, whole=size.value if shown else None)
+        for d, cell in by_discipline.items()
+    }
     return {
-        "epoch": release.epoch, "k": release.k, "noisy": True,
-        "spectators": size.value, "spectators_status": size.status,
-        "transactions": _rounded(release.sum_figure("district.transactions", everyone, transactions,
-                                                    DISTRICT_SUM_BOUNDS["transactions"], shown)),
-        "tickets": _rounded(release.sum_figure("district.tickets", everyone, tickets, DISTRICT_SUM_BOUNDS["tickets"],
-                                               shown)),
-        "revenue": release.sum_figure("district.revenue", everyone, revenue_cents / 100, DISTRICT_SUM_BOUNDS["revenue"],
-                                      shown),
+        "epoch": release.epoch,
+        "k": release.k,
+        "noisy": True,
+        "spectators": size.value,
+        "spectators_status": size.status,
+        "transactions": _rounded(
+            release.sum_figure(
+                "district.transactions", everyone, transactions, DISTRICT_SUM_BOUNDS["transactions"], shown
+            )
+        ),
+        "tickets": _rounded(
+            release.sum_figure("district.tickets", everyone, tickets, DISTRICT_SUM_BOUNDS["tickets"], shown)
+        ),
+        "revenue": release.sum_figure(
+            "district.revenue", everyone, revenue_cents / 100, DISTRICT_SUM_BOUNDS["revenue"], shown
+        ),
         "by_discipline": sorted(([d, f.value, f.status] for d, f in disciplines.items()), key=lambda t: -(t[1] or 0)),
     }
 
@@ -224,10 +254,12 @@ def district_figures(session) -> dict:
             setting.value = json.dumps(published)
         session.commit()
     figures = dict(published)
-    figures["texts"] = {"spectators": figure_label(Figure(figures["spectators"], figures["spectators_status"],
-                                                          figures["k"]))}
-    figures["by_discipline"] = [(d, n, figure_label(Figure(n, status, figures["k"])))
-                                for d, n, status in published["by_discipline"]]
+    figures["texts"] = {
+        "spectators": figure_label(Figure(figures["spectators"], figures["spectators_status"], figures["k"]))
+    }
+    figures["by_discipline"] = [
+        (d, n, figure_label(Figure(n, status, figures["k"]))) for d, n, status in published["by_discipline"]
+    ]
     return figures
 
 
@@ -251,13 +283,22 @@ def dashboard():
     notifications = session.scalars(
         select(Notification)
         .where(Notification.read_at.is_(None))
-        .where((Notification.organisation_id == current_user.organisation_id) | (Notification.role == current_user.role))
+        .where(
+            (Notification.organisation_id == current_user.organisation_id) | (Notification.role == current_user.role)
+        )
         .order_by(Notification.created_at.desc())
         .limit(10)
     ).all()
     panels = [panel for make in registry().dashboard_panels if (panel := make(session, current_user))]
-    return render_template("dashboard.html", district=district, district_refused=refused, own=own, panels=panels,
-                           notifications=notifications, labels=DISCIPLINE_LABELS)
+    return render_template(
+        "dashboard.html",
+        district=district,
+        district_refused=refused,
+        own=own,
+        panels=panels,
+        notifications=notifications,
+        labels=DISCIPLINE_LABELS,
+    )
 
 
 @bp.route("/healthz")
@@ -268,18 +309,34 @@ def healthz():
 
 # --- imports -----------------------------------------------------------------------------------
 
+
 class ImportForm(FlaskForm):
     # Staff and administrators import for any organisation: no organisation is chosen for them, so
     # that a file never lands in the first one of the list by mistake.
-    organisation = SelectField(_l("Organisation"), choices=[], validate_choice=False,
-                               validators=[DataRequired(message=_l("Choose the organisation whose export this is."))])
+    organisation = SelectField(
+        _l("Organisation"),
+        choices=[],
+        validate_choice=False,
+        validators=[DataRequired(message=_l("Choose the organisation whose export this is."))],
+    )
     kind = SelectField(_l("Kind of file"), choices=list(IMPORT_KIND_LABELS.items()))
-    file = FileField(_l("Export (CSV or Excel workbook)"), validators=[
-        FileRequired(), FileAllowed(["csv", "txt", "xlsx", "xls", "ods"],
-                                    _l("A CSV file (.csv or .txt) or an Excel workbook (.xlsx) is expected."))])
-    skip_invalid = SelectField(_l("Rows with errors"), choices=[
-        ("0", _l("Refuse the whole file")),
-        ("1", _l("Import the valid lines only, set the others aside (skip invalid)"))])
+    file = FileField(
+        _l("Export (CSV or Excel workbook)"),
+        validators=[
+            FileRequired(),
+            FileAllowed(
+                ["csv", "txt", "xlsx", "xls", "ods"],
+                _l("A CSV file (.csv or .txt) or an Excel workbook (.xlsx) is expected."),
+            ),
+        ],
+    )
+    skip_invalid = SelectField(
+        _l("Rows with errors"),
+        choices=[
+            ("0", _l("Refuse the whole file")),
+            ("1", _l("Import the valid lines only, set the others aside (skip invalid)")),
+        ],
+    )
 
 
 def _import_organisations(session):
@@ -322,8 +379,9 @@ def import_batch(batch_id: int):
             "purged_at": rejects_files.purged_at(batch),
             "days": rejects_files.retention_days(app),
         }
-    return render_template("import_batch.html", batch=batch, rejects=rejects,
-                           organisation=session.get(Organisation, batch.organisation_id))
+    return render_template(
+        "import_batch.html", batch=batch, rejects=rejects, organisation=session.get(Organisation, batch.organisation_id)
+    )
 
 
 @bp.route("/imports/<int:batch_id>/rejects.csv")
@@ -341,23 +399,40 @@ def import_rejects(batch_id: int):
     rejects_files.record_download(session, batch, current_user, actor_name())
     session.commit()
     delimiter = (batch.summary or {}).get("delimiter") or ","
-    return csv_stream_response(rejects_files.read_rows(path, batch), f"{Path(batch.filename).stem}-rejects.csv",
-                               delimiter=delimiter if delimiter in (",", ";") else ",")
+    return csv_stream_response(
+        rejects_files.read_rows(path, batch),
+        f"{Path(batch.filename).stem}-rejects.csv",
+        delimiter=delimiter if delimiter in (",", ";") else ",",
+    )
 
 
 def init_app(app) -> None:
     app.register_blueprint(bp)
     pilot = registry(app)
     pilot.add_navigation(NavEntry("main.dashboard", _l("Dashboard"), order=0))
-    pilot.add_navigation(NavEntry("main.imports", _l("Imports"), order=80, roles=("staff", "admin", "venue"),
-                                  current=("main.import", "imports.")))
-    pilot.add_navigation(NavEntry("admin.organisations", _l("Administration"), order=90, roles=("admin",),
-                                  administration=True))
+    pilot.add_navigation(
+        NavEntry(
+            "main.imports",
+            _l("Imports"),
+            order=80,
+            roles=("staff", "admin", "venue"),
+            current=("main.import", "imports."),
+        )
+    )
+    pilot.add_navigation(
+        NavEntry("admin.organisations", _l("Administration"), order=90, roles=("admin",), administration=True)
+    )
 
     from flask_babel import get_locale
 
     # Globals rather than a context processor, so that imported macros see them too.
-    app.jinja_env.globals.update(navigation=lambda user: registry(app).navigation_for(user),
-                                 admin_links=registry(app).admin_links, role_labels=ROLE_LABELS, discipline_labels=DISCIPLINE_LABELS, get_locale=get_locale,
-                                 organisation_kind_labels=ORGANISATION_KIND_LABELS,
-                                 import_status_labels=IMPORT_STATUS_LABELS, import_kind_labels=IMPORT_KIND_LABELS)
+    app.jinja_env.globals.update(
+        navigation=lambda user: registry(app).navigation_for(user),
+        admin_links=registry(app).admin_links,
+        role_labels=ROLE_LABELS,
+        discipline_labels=DISCIPLINE_LABELS,
+        get_locale=get_locale,
+        organisation_kind_labels=ORGANISATION_KIND_LABELS,
+        import_status_labels=IMPORT_STATUS_LABELS,
+        import_kind_labels=IMPORT_KIND_LABELS,
+    )

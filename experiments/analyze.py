@@ -27,6 +27,7 @@ class AnalyzeError(click.ClickException):
 
 # --- options -----------------------------------------------------------------------------------
 
+
 def parse_metric(spec: str | tuple) -> tuple[str, str | None]:
     """``"spend:continuous"`` → ``("spend", "continuous")``; ``"visit"`` → ``("visit", None)``.
 
@@ -76,6 +77,7 @@ def _metrics_callback(ctx, param, values):
 
 # --- reading -----------------------------------------------------------------------------------
 
+
 @dataclass
 class ExperimentData:
     """The columns an analysis needs, one entry per recipient, across every file read."""
@@ -92,15 +94,21 @@ def _column_index(header: list[str], name: str, path: str, role: str) -> int:
     positions = [i for i, h in enumerate(header) if h == name]
     if not positions:
         hint = " (a metric type is written :binary or :continuous)" if role == "metric" and ":" in name else ""
-        raise AnalyzeError(f"{path}: {role} column {name!r} not found{hint}; the header has: "
-                           + ", ".join(repr(h) for h in header))
+        raise AnalyzeError(
+            f"{path}: {role} column {name!r} not found{hint}; the header has: " + ", ".join(repr(h) for h in header)
+        )
     if len(positions) > 1:
         raise AnalyzeError(f"{path}: column {name!r} appears {len(positions)} times in the header")
     return positions[0]
 
 
-def read_experiment(paths, arm_column: str, metrics: list[tuple[str, str | None]],
-                    covariate: str | None = None, strata: str | None = None) -> ExperimentData:
+def read_experiment(
+    paths,
+    arm_column: str,
+    metrics: list[tuple[str, str | None]],
+    covariate: str | None = None,
+    strata: str | None = None,
+) -> ExperimentData:
     """Stream CSV files (header on line 1) into numpy arrays; AnalyzeError names file, line and column.
 
     Every file must hold the named columns; metric and covariate values must be finite numbers,
@@ -129,8 +137,10 @@ def read_experiment(paths, arm_column: str, metrics: list[tuple[str, str | None]
                     raise AnalyzeError(f"{path} is empty: a header line naming the columns is expected")
                 header = [h.strip() for h in header]
                 arm_i = _column_index(header, arm_column, path, "arm")
-                metric_cols = [(name, _column_index(header, name, path, "metric"), metric_values[name],
-                                name in binary_declared) for name, _ in metrics]
+                metric_cols = [
+                    (name, _column_index(header, name, path, "metric"), metric_values[name], name in binary_declared)
+                    for name, _ in metrics
+                ]
                 cov_i = _column_index(header, covariate, path, "covariate") if covariate else None
                 strata_i = _column_index(header, strata, path, "strata") if strata else None
                 width = len(header)
@@ -150,16 +160,20 @@ def read_experiment(paths, arm_column: str, metrics: list[tuple[str, str | None]
                     for name, i, values, binary in metric_cols:
                         value = _number(row[i], path, line, name)
                         if binary and value != 0.0 and value != 1.0:
-                            raise AnalyzeError(f"{path}, line {line}, column {name!r}: {row[i].strip()!r} in a "
-                                               f"metric declared binary (values must be 0 or 1)")
+                            raise AnalyzeError(
+                                f"{path}, line {line}, column {name!r}: {row[i].strip()!r} in a "
+                                f"metric declared binary (values must be 0 or 1)"
+                            )
                         values.append(value)
                     if cov_i is not None:
                         covariate_values.append(_number(row[cov_i], path, line, covariate))
                     if strata_i is not None:
                         stratum = row[strata_i].strip()
                         if not stratum:
-                            raise AnalyzeError(f"{path}, line {line}, column {strata!r}: the stratum label is empty "
-                                               f"(give every row a stratum, e.g. 'unknown')")
+                            raise AnalyzeError(
+                                f"{path}, line {line}, column {strata!r}: the stratum label is empty "
+                                f"(give every row a stratum, e.g. 'unknown')"
+                            )
                         code = strata_index.get(stratum)
                         if code is None:
                             code = strata_index[stratum] = len(strata_index)
@@ -169,8 +183,10 @@ def read_experiment(paths, arm_column: str, metrics: list[tuple[str, str | None]
                 raise AnalyzeError(f"{path}, line {reader.line_num}: malformed CSV ({error})") from None
             except UnicodeDecodeError as error:
                 # Text is decoded by the block, so the offending line is not known.
-                raise AnalyzeError(f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} cannot be "
-                                   f"decoded); save it as UTF-8") from None
+                raise AnalyzeError(
+                    f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} cannot be "
+                    f"decoded); save it as UTF-8"
+                ) from None
 
     if rows == 0:
         raise AnalyzeError("no data rows in " + ", ".join(os.fspath(p) for p in paths) + ": only a header")
@@ -189,7 +205,9 @@ def _number(text: str, path: str, line: int, column: str) -> float:
         value = float(text)
     except ValueError:
         if not text.strip():
-            raise AnalyzeError(f"{path}, line {line}, column {column!r}: empty value where a number is needed") from None
+            raise AnalyzeError(
+                f"{path}, line {line}, column {column!r}: empty value where a number is needed"
+            ) from None
         raise AnalyzeError(f"{path}, line {line}, column {column!r}: {text.strip()!r} is not a number") from None
     if not math.isfinite(value):
         raise AnalyzeError(f"{path}, line {line}, column {column!r}: {text.strip()!r} is not a finite number")
@@ -207,8 +225,10 @@ def _planned_shares(arms: list[str], shares: dict[str, float] | None, arm_column
         return [1.0 / len(arms)] * len(arms)
     unknown = [label for label in shares if label not in arms]
     if unknown:
-        raise AnalyzeError(f"--share names {', '.join(map(repr, unknown))}, not an arm of column {arm_column!r} "
-                           f"(arms: {', '.join(map(repr, arms))})")
+        raise AnalyzeError(
+            f"--share names {', '.join(map(repr, unknown))}, not an arm of column {arm_column!r} "
+            f"(arms: {', '.join(map(repr, arms))})"
+        )
     missing = [label for label in arms if label not in shares]
     if missing:
         raise AnalyzeError(f"--share is missing for arm {', '.join(map(repr, missing))}: give every arm's share")
@@ -235,9 +255,18 @@ def parse_ratio(spec: str) -> tuple[str, str]:
     return num.strip(), den.strip()
 
 
-def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | None = None,
-                 strata: str | None = None, shares: dict[str, float] | None = None,
-                 alpha: float = 0.05, winsorize: float | None = None, ratios=()) -> dict:
+def analyze_file(
+    path,
+    arm_column: str,
+    control: str,
+    metrics,
+    covariate: str | None = None,
+    strata: str | None = None,
+    shares: dict[str, float] | None = None,
+    alpha: float = 0.05,
+    winsorize: float | None = None,
+    ratios=(),
+) -> dict:
     """Analyse an experiment stored as CSV (one row per recipient); the JSON structure of DESIGN.md §9.
 
     ``path`` is one path or a list of paths (read in turn, each with its header). ``metrics`` are
@@ -277,8 +306,10 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
     if arm_column in names:
         raise AnalyzeError(f"the arm column {arm_column!r} cannot also be a metric")
     if covariate is not None and covariate in names:
-        raise AnalyzeError(f"the covariate {covariate!r} is also a metric: CUPED needs the same measure taken "
-                           f"before the launch (a pre-period column), not the outcome itself")
+        raise AnalyzeError(
+            f"the covariate {covariate!r} is also a metric: CUPED needs the same measure taken "
+            f"before the launch (a pre-period column), not the outcome itself"
+        )
     if strata is not None and strata in names:
         raise AnalyzeError(f"the strata column {strata!r} cannot also be a metric")
     ratio_pairs = [parse_ratio(r) if isinstance(r, str) else tuple(r) for r in ratios]
@@ -287,8 +318,10 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
 
     data = read_experiment(paths, arm_column, specs + [(c, None) for c in extra], covariate, strata)
     if control not in data.arm_labels:
-        raise AnalyzeError(f"control arm {control!r} does not occur in column {arm_column!r} "
-                           f"(arms: {', '.join(map(repr, sorted(data.arm_labels)))})")
+        raise AnalyzeError(
+            f"control arm {control!r} does not occur in column {arm_column!r} "
+            f"(arms: {', '.join(map(repr, sorted(data.arm_labels)))})"
+        )
     if len(data.arm_labels) < 2:
         raise AnalyzeError(f"column {arm_column!r} holds a single arm ({control!r}): at least 2 arms are needed")
     # Control first, then the other arms by label: output independent of row order.
@@ -309,17 +342,30 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
     for name, _ in specs:
         values = data.metrics[name]
         if values.size and np.all(values == values[0]):
-            warnings.append(f"metric {name!r} has the same value ({values[0]:g}) for every recipient: "
-                            f"no comparison can show anything")
+            warnings.append(
+                f"metric {name!r} has the same value ({values[0]:g}) for every recipient: "
+                f"no comparison can show anything"
+            )
         if covariate and np.array_equal(values, data.covariate):
-            warnings.append(f"the covariate {covariate!r} holds exactly the values of metric {name!r}: it is not a "
-                            f"pre-period measure, its CUPED estimate is meaningless")
+            warnings.append(
+                f"the covariate {covariate!r} holds exactly the values of metric {name!r}: it is not a "
+                f"pre-period measure, its CUPED estimate is meaningless"
+            )
     if covariate and data.covariate.size and np.all(data.covariate == data.covariate[0]):
-        warnings.append(f"the covariate {covariate!r} is the same for every recipient (no history before the "
-                        f"launch): CUPED adjusts nothing")
-    result = {"n": n, "srm": _srm_dict(stats.sample_ratio_mismatch([n[a] for a in arms], planned)),
-              "control": control, "arms": arms, "alpha": alpha,
-              "shares": dict(zip(arms, planned)), "metrics": kinds, "warnings": warnings}
+        warnings.append(
+            f"the covariate {covariate!r} is the same for every recipient (no history before the "
+            f"launch): CUPED adjusts nothing"
+        )
+    result = {
+        "n": n,
+        "srm": _srm_dict(stats.sample_ratio_mismatch([n[a] for a in arms], planned)),
+        "control": control,
+        "arms": arms,
+        "alpha": alpha,
+        "shares": dict(zip(arms, planned)),
+        "metrics": kinds,
+        "warnings": warnings,
+    }
     if strata:
         by_stratum = {}
         for j, label in enumerate(data.strata_labels):
@@ -334,9 +380,11 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
         for name, _ in specs:
             if kinds[name] == "continuous":
                 capped[name] = stats.winsorize(data.metrics[name], winsorize)
-        result["winsorize"] = {"percentile": winsorize,
-                               "cap": {name: _num(w.cap) for name, w in capped.items()},
-                               "capped": {name: w.n_capped for name, w in capped.items()}}
+        result["winsorize"] = {
+            "percentile": winsorize,
+            "cap": {name: _num(w.cap) for name, w in capped.items()},
+            "capped": {name: w.n_capped for name, w in capped.items()},
+        }
 
     control_mask = data.arm_codes == code_of[control]
     comparisons = []
@@ -351,15 +399,16 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
             row.update(_compare(kind, y_c, y_a, alpha))
             if name in capped:
                 w = capped[name].values
-                row["winsorised"] = {"cap": _num(capped[name].cap),
-                                     **_compare("continuous", w[control_mask], w[arm_mask], alpha)}
+                row["winsorised"] = {
+                    "cap": _num(capped[name].cap),
+                    **_compare("continuous", w[control_mask], w[arm_mask], alpha),
+                }
             if covariate:
                 x = data.covariate
                 row["cuped"] = summaries.cuped_summary(y_c, x[control_mask], y_a, x[arm_mask], alpha)
             if strata:
                 s = data.strata_codes
-                row["stratified"] = _stratified(kind, y_c, s[control_mask], y_a, s[arm_mask],
-                                                data.strata_labels, alpha)
+                row["stratified"] = _stratified(kind, y_c, s[control_mask], y_a, s[arm_mask], data.strata_labels, alpha)
             rows.append(row)
         summaries.fill_holm(rows)
         comparisons.extend(rows)
@@ -370,21 +419,28 @@ def analyze_file(path, arm_column: str, control: str, metrics, covariate: str | 
         c["winsorised"]["p_adjusted_arms"] = w["p_adjusted_arms"]
     result["comparisons"] = comparisons
     if len(arms) > 2:  # an extension: each pair of test arms (A − B), Holm over the pairs of a metric
-        result["arm_pairs"] = compare_arm_pairs(arms[1:], kinds, lambda a, m: data.metrics[m][data.arm_codes == code_of[a]],
-                                                alpha)
+        result["arm_pairs"] = compare_arm_pairs(
+            arms[1:], kinds, lambda a, m: data.metrics[m][data.arm_codes == code_of[a]], alpha
+        )
     if ratio_pairs:
         out = []
         for arm in arms[1:]:
             arm_mask = data.arm_codes == code_of[arm]
             for num, den in ratio_pairs:
                 y, x = data.metrics[num], data.metrics[den]
-                out.append({"arm": arm, "ratio": f"{num}/{den}",
-                            **summaries.ratio_summary(y[control_mask], x[control_mask], y[arm_mask], x[arm_mask], alpha)})
+                out.append(
+                    {
+                        "arm": arm,
+                        "ratio": f"{num}/{den}",
+                        **summaries.ratio_summary(y[control_mask], x[control_mask], y[arm_mask], x[arm_mask], alpha),
+                    }
+                )
         result["ratios"] = out
     return result
 
 
 # --- the readable report -----------------------------------------------------------------------
+
 
 def _g(value, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
@@ -403,16 +459,21 @@ def _p(value) -> str:
 
 
 #: Why a relative lift is not estimable, in the readable report.
-REL_REASONS = {"zero_mean": "n/a (a mean is 0)", "negative_mean": "n/a (a mean is negative)",
-               "few_events": "n/a (under 5 events in an arm)"}
+REL_REASONS = {
+    "zero_mean": "n/a (a mean is 0)",
+    "negative_mean": "n/a (a mean is negative)",
+    "few_events": "n/a (under 5 events in an arm)",
+}
 
 
 def format_report(result: dict) -> str:
     """The analysis as plain-text tables, one block per arm compared with the control."""
     level = f"{(1 - result['alpha']) * 100:g}%"
     control = result["control"]
-    lines = ["Arms: " + ", ".join(f"{arm} {count}" + (" (control)" if arm == control else "")
-                                  for arm, count in result["n"].items())]
+    lines = [
+        "Arms: "
+        + ", ".join(f"{arm} {count}" + (" (control)" if arm == control else "") for arm, count in result["n"].items())
+    ]
     srm = result["srm"]
     verdict = "MISMATCH: check the assignment before reading any lift" if srm["flag"] else "no mismatch"
     lines.append(f"Sample ratio: chi2 = {_g(srm['chi2'])}, p = {_p(srm['p_value'])} ({verdict})")
@@ -421,17 +482,42 @@ def format_report(result: dict) -> str:
         if s["flag"]:
             lines.append(f"  stratum {label!r}: sample-ratio mismatch, p = {_p(s['p_value'])}")
     several = len(result["arms"]) > 2
-    header = ["metric", "type", "control", "arm", "abs lift", f"{level} CI", "rel lift", f"{level} CI",
-              "test", "statistic", "p", "p (Holm)"] + (["p (Holm, arms)"] if several else [])
+    header = [
+        "metric",
+        "type",
+        "control",
+        "arm",
+        "abs lift",
+        f"{level} CI",
+        "rel lift",
+        f"{level} CI",
+        "test",
+        "statistic",
+        "p",
+        "p (Holm)",
+    ] + (["p (Holm, arms)"] if several else [])
     for arm in result["arms"][1:]:
         rows = [c for c in result["comparisons"] if c["arm"] == arm]
-        table = [header] + [[c["metric"], c["type"], _g(c["control_mean"]), _g(c["arm_mean"]),
-                             _g(c["abs_lift"]), _ci(c["abs_ci"]), _pct(c["rel_lift"]),
-                             _ci(c["rel_ci"], _pct) if c.get("rel_reason") is None
-                             else REL_REASONS.get(c["rel_reason"], c["rel_reason"]),
-                             c["test"], _g(c["statistic"]), _p(c["p_value"]), _p(c["p_adjusted"])]
-                            + ([_p(c["p_adjusted_arms"])] if several else [])
-                            for c in rows]
+        table = [header] + [
+            [
+                c["metric"],
+                c["type"],
+                _g(c["control_mean"]),
+                _g(c["arm_mean"]),
+                _g(c["abs_lift"]),
+                _ci(c["abs_ci"]),
+                _pct(c["rel_lift"]),
+                _ci(c["rel_ci"], _pct)
+                if c.get("rel_reason") is None
+                else REL_REASONS.get(c["rel_reason"], c["rel_reason"]),
+                c["test"],
+                _g(c["statistic"]),
+                _p(c["p_value"]),
+                _p(c["p_adjusted"]),
+            ]
+            + ([_p(c["p_adjusted_arms"])] if several else [])
+            for c in rows
+        ]
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         lines += ["", f"{arm} vs {control}"]
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
@@ -439,41 +525,58 @@ def format_report(result: dict) -> str:
             if "cuped" in c:
                 cu = c["cuped"]
                 if not cu.get("history", True):
-                    lines.append(f"  {c['metric']}, CUPED: no history before the launch (the covariate is the "
-                                 f"same for everyone): nothing to adjust, the raw estimate stands")
+                    lines.append(
+                        f"  {c['metric']}, CUPED: no history before the launch (the covariate is the "
+                        f"same for everyone): nothing to adjust, the raw estimate stands"
+                    )
                 else:
-                    lines.append(f"  {c['metric']}, CUPED: abs lift {_g(cu['abs_lift'])} {_ci(cu['abs_ci'])}, "
-                                 f"p = {_p(cu['p_value'])}, theta = {_g(cu['theta'])}, "
-                                 f"variance reduction {_pct(cu['variance_reduction'])}")
+                    lines.append(
+                        f"  {c['metric']}, CUPED: abs lift {_g(cu['abs_lift'])} {_ci(cu['abs_ci'])}, "
+                        f"p = {_p(cu['p_value'])}, theta = {_g(cu['theta'])}, "
+                        f"variance reduction {_pct(cu['variance_reduction'])}"
+                    )
             if "stratified" in c:
                 st = c["stratified"]
                 if st["test"] == "CMH":
-                    body = (f"odds ratio {_g(st['odds_ratio'])} {_ci(st['odds_ratio_ci'])}, "
-                            f"X2 = {_g(st['statistic'])}")
+                    body = f"odds ratio {_g(st['odds_ratio'])} {_ci(st['odds_ratio_ci'])}, X2 = {_g(st['statistic'])}"
                 else:
                     body = f"abs lift {_g(st['abs_lift'])} {_ci(st['abs_ci'])}, z = {_g(st['statistic'])}"
-                left = (f"; left out (an arm has too few recipients there): "
-                        f"{len(st['left_out_strata'])} strata, {st['left_out']} recipients"
-                        if st["left_out_strata"] else "")
-                lines.append(f"  {c['metric']}, {st['test']} over {st['strata']} strata: {body}, "
-                             f"p = {_p(st['p_value'])}{left}")
+                left = (
+                    f"; left out (an arm has too few recipients there): "
+                    f"{len(st['left_out_strata'])} strata, {st['left_out']} recipients"
+                    if st["left_out_strata"]
+                    else ""
+                )
+                lines.append(
+                    f"  {c['metric']}, {st['test']} over {st['strata']} strata: {body}, p = {_p(st['p_value'])}{left}"
+                )
             if "winsorised" in c:
                 w = c["winsorised"]
-                lines.append(f"  {c['metric']}, winsorised (cap {_g(w['cap'])}): abs lift {_g(w['abs_lift'])} "
-                             f"{_ci(w['abs_ci'])}, p = {_p(w['p_value'])}")
+                lines.append(
+                    f"  {c['metric']}, winsorised (cap {_g(w['cap'])}): abs lift {_g(w['abs_lift'])} "
+                    f"{_ci(w['abs_ci'])}, p = {_p(w['p_value'])}"
+                )
         for r in result.get("ratios", []):
             if r["arm"] == arm:
-                body = ("not estimable (a denominator is 0)" if r["reason"] else
-                        f"control {_g(r['control_ratio'])}, arm {_g(r['arm_ratio'])}, difference {_g(r['diff'])} "
-                        f"{_ci(r['ci'])}, p = {_p(r['p_value'])}")
+                body = (
+                    "not estimable (a denominator is 0)"
+                    if r["reason"]
+                    else f"control {_g(r['control_ratio'])}, arm {_g(r['arm_ratio'])}, difference {_g(r['diff'])} "
+                    f"{_ci(r['ci'])}, p = {_p(r['p_value'])}"
+                )
                 lines.append(f"  ratio {r['ratio']} (delta method): {body}")
     pairs = result.get("arm_pairs") or []
     if pairs:
         lines += ["", "Offer against offer (difference = first arm - second arm)"]
         for c in pairs:
-            body = (c.get("error") or "") if c.get("p_value") is None else (
-                f"{_g(c['arm_mean'])} vs {_g(c['versus_mean'])}, difference {_g(c['abs_diff'])} {_ci(c['abs_ci'])}, "
-                f"{c['test']}, p = {_p(c['p_value'])}, p (Holm, pairs) = {_p(c['p_adjusted'])}")
+            body = (
+                (c.get("error") or "")
+                if c.get("p_value") is None
+                else (
+                    f"{_g(c['arm_mean'])} vs {_g(c['versus_mean'])}, difference {_g(c['abs_diff'])} {_ci(c['abs_ci'])}, "
+                    f"{c['test']}, p = {_p(c['p_value'])}, p (Holm, pairs) = {_p(c['p_adjusted'])}"
+                )
+            )
             lines.append(f"  {c['arm']} vs {c['versus']}, {c['metric']}: {body}")
     return "\n".join(lines)
 
@@ -482,24 +585,50 @@ def format_report(result: dict) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--arm", "arm_column", required=True, metavar="COLUMN", help="Column holding each recipient's arm.")
 @click.option("--control", required=True, metavar="LABEL", help="Label of the control arm.")
-@click.option("--metric", "metrics", multiple=True, required=True, callback=_metrics_callback,
-              metavar="NAME[:binary|:continuous]",
-              help="Outcome column (repeatable); binary when omitted and every value is 0 or 1.")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    required=True,
+    callback=_metrics_callback,
+    metavar="NAME[:binary|:continuous]",
+    help="Outcome column (repeatable); binary when omitted and every value is 0 or 1.",
+)
 @click.option("--covariate", metavar="COLUMN", help="Pre-period covariate for CUPED.")
 @click.option("--strata", metavar="COLUMN", help="Stratum column: CMH and post-stratified estimates.")
-@click.option("--share", "shares", multiple=True, callback=_shares_callback, metavar="LABEL=FRACTION",
-              help="Planned share of an arm (repeatable; every arm, summing to 1). Default: equal.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True, help="Two-sided significance level of tests and intervals.")
-@click.option("--winsorize", type=float, default=None, metavar="PCT",
-              help="Also compare each continuous metric capped at this percentile (e.g. 99) of its non-zero "
-                   "values, arms pooled. Off by default.")
-@click.option("--ratio", "ratios", multiple=True, metavar="NUM/DEN",
-              help="Ratio metric ΣNUM/ΣDEN per arm (repeatable), e.g. spend/buyers (revenue per buyer) or "
-                   "tickets/orders; compared with a delta-method interval.")
+@click.option(
+    "--share",
+    "shares",
+    multiple=True,
+    callback=_shares_callback,
+    metavar="LABEL=FRACTION",
+    help="Planned share of an arm (repeatable; every arm, summing to 1). Default: equal.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Two-sided significance level of tests and intervals.",
+)
+@click.option(
+    "--winsorize",
+    type=float,
+    default=None,
+    metavar="PCT",
+    help="Also compare each continuous metric capped at this percentile (e.g. 99) of its non-zero "
+    "values, arms pooled. Off by default.",
+)
+@click.option(
+    "--ratio",
+    "ratios",
+    multiple=True,
+    metavar="NUM/DEN",
+    help="Ratio metric ΣNUM/ΣDEN per arm (repeatable), e.g. spend/buyers (revenue per buyer) or "
+    "tickets/orders; compared with a delta-method interval.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def analyze_command(files, arm_column, control, metrics, covariate, strata, shares, alpha, winsorize, ratios,
-                    as_json):
+def analyze_command(files, arm_column, control, metrics, covariate, strata, shares, alpha, winsorize, ratios, as_json):
     """Analyse an experiment run outside the application: one CSV row per recipient.
 
     \b
@@ -530,8 +659,18 @@ def analyze_command(files, arm_column, control, metrics, covariate, strata, shar
     Warnings (stderr, and "warnings" in the JSON): a constant metric, a
     covariate equal to a metric, a covariate without history.
     """
-    result = analyze_file(list(files), arm_column, control, metrics, covariate=covariate, strata=strata,
-                          shares=shares, alpha=alpha, winsorize=winsorize, ratios=ratios)
+    result = analyze_file(
+        list(files),
+        arm_column,
+        control,
+        metrics,
+        covariate=covariate,
+        strata=strata,
+        shares=shares,
+        alpha=alpha,
+        winsorize=winsorize,
+        ratios=ratios,
+    )
     for warning in result["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if as_json:

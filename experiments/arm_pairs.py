@@ -27,16 +27,28 @@ from experiments.outcomes import FALLBACK_TAU
 def compare_pair(kind: str, y_arm: np.ndarray, y_versus: np.ndarray, alpha: float = 0.05) -> dict:
     """One metric, arm against versus: means, difference (arm − versus), interval, test and p-value."""
     summary = summaries.compare_summary(kind, y_versus, y_arm, alpha)
-    return {"arm_mean": summary["arm_mean"], "versus_mean": summary["control_mean"],
-            "abs_diff": summary["abs_lift"], "abs_ci": summary["abs_ci"],
-            "rel_diff": summary["rel_lift"], "rel_ci": summary["rel_ci"], "rel_reason": summary["rel_reason"],
-            "test": summary["test"], "statistic": summary["statistic"], "p_value": summary["p_value"],
-            "p_adjusted": None}
+    return {
+        "arm_mean": summary["arm_mean"],
+        "versus_mean": summary["control_mean"],
+        "abs_diff": summary["abs_lift"],
+        "abs_ci": summary["abs_ci"],
+        "rel_diff": summary["rel_lift"],
+        "rel_ci": summary["rel_ci"],
+        "rel_reason": summary["rel_reason"],
+        "test": summary["test"],
+        "statistic": summary["statistic"],
+        "p_value": summary["p_value"],
+        "p_adjusted": None,
+    }
 
 
-def compare_arm_pairs(test_arms: Sequence[str], metrics: Mapping[str, str],
-                      values: Callable[[str, str], np.ndarray], alpha: float = 0.05,
-                      hidden: Callable[[str, str, str], bool] | None = None) -> list[dict]:
+def compare_arm_pairs(
+    test_arms: Sequence[str],
+    metrics: Mapping[str, str],
+    values: Callable[[str, str], np.ndarray],
+    alpha: float = 0.05,
+    hidden: Callable[[str, str, str], bool] | None = None,
+) -> list[dict]:
     """Every pair of test arms (in their order: A−B, A−C, B−C) on every metric.
 
     :param metrics: ``{metric: "binary" | "continuous"}``.
@@ -47,8 +59,14 @@ def compare_arm_pairs(test_arms: Sequence[str], metrics: Mapping[str, str],
     for arm, versus in itertools.combinations(list(test_arms), 2):
         for metric, kind in metrics.items():
             y_a, y_b = values(arm, metric), values(versus, metric)
-            row = {"arm": arm, "versus": versus, "metric": metric, "type": kind,
-                   "n_arm": int(y_a.size), "n_versus": int(y_b.size)}
+            row = {
+                "arm": arm,
+                "versus": versus,
+                "metric": metric,
+                "type": kind,
+                "n_arm": int(y_a.size),
+                "n_versus": int(y_b.size),
+            }
             if hidden is not None and hidden(arm, versus, metric):
                 row.update({"hidden": True, "p_value": None})
             elif y_a.size < 2 or y_b.size < 2:
@@ -73,9 +91,14 @@ def offers_of(session: Session, experiment: Experiment) -> dict[str, dict]:
     for arm, promotion in arm_promotions(session, experiment).items():
         if promotion is None:
             continue
-        out[arm] = {"promotion_id": promotion.id, "name_fr": promotion.name_fr, "name_en": promotion.name_en,
-                    "offer_kind": promotion.offer_kind, "offer_value": promotion.offer_value,
-                    "code_strategy": promotion.code_strategy}
+        out[arm] = {
+            "promotion_id": promotion.id,
+            "name_fr": promotion.name_fr,
+            "name_en": promotion.name_en,
+            "offer_kind": promotion.offer_kind,
+            "offer_value": promotion.offer_value,
+            "code_strategy": promotion.code_strategy,
+        }
     return out
 
 
@@ -102,9 +125,18 @@ def always_valid(row: dict, y_arm: np.ndarray, y_versus: np.ndarray, tau2: float
     row["p_value"] = summaries.json_number(stats.msprt_p_values([row["abs_diff"]], [variance], tau2).p_values[0])
 
 
-def report_extension(session: Session, experiment: Experiment, data, declared: Sequence[str], alpha: float,
-                     k: int, shown_n: Mapping[str, int | None], metric_kind: Callable[[str], str],
-                     is_small: Callable[[int, int], bool], interim: bool = False) -> dict:
+def report_extension(
+    session: Session,
+    experiment: Experiment,
+    data,
+    declared: Sequence[str],
+    alpha: float,
+    k: int,
+    shown_n: Mapping[str, int | None],
+    metric_kind: Callable[[str], str],
+    is_small: Callable[[int, int], bool],
+    interim: bool = False,
+) -> dict:
     """The report's ``offers`` (each test arm's promotion) and ``arm_pairs`` (offer against offer).
 
     A pair is hidden, like the report's comparisons, when an arm's size is hidden or any of its
@@ -123,16 +155,23 @@ def report_extension(session: Session, experiment: Experiment, data, declared: S
     def hidden(arm: str, versus: str, metric: str) -> bool:
         if shown_n.get(arm) is None or shown_n.get(versus) is None:
             return True
-        counts = [int(masks[arm].sum()), int(masks[versus].sum()),
-                  int(buyers[masks[arm]].sum()), int(buyers[masks[versus]].sum())]
+        counts = [
+            int(masks[arm].sum()),
+            int(masks[versus].sum()),
+            int(buyers[masks[arm]].sum()),
+            int(buyers[masks[versus]].sum()),
+        ]
         if metric_kind(metric) == "binary":
             for a in (arm, versus):
                 s = int(values(a, metric).sum())
                 counts += [s, int(masks[a].sum()) - s]
         return any(is_small(c, k) for c in counts)
 
-    pairs = compare_arm_pairs(test_arms, {m: metric_kind(m) for m in declared}, values, alpha, hidden) \
-        if len(test_arms) > 1 and data.size else []
+    pairs = (
+        compare_arm_pairs(test_arms, {m: metric_kind(m) for m in declared}, values, alpha, hidden)
+        if len(test_arms) > 1 and data.size
+        else []
+    )
     if interim and pairs:
         planned = (experiment.design or {}).get("metrics", {})
         for row in pairs:
@@ -155,10 +194,23 @@ def csv_rows(report: dict, columns: Sequence[str]) -> list[list]:
     for c in report.get("arm_pairs") or []:
         low, high = (c.get("abs_ci") or [None, None])[:2]
         rel_low, rel_high = (c.get("rel_ci") or [None, None])[:2]
-        row = {"section": "arm_pair", "arm": f"{c['arm']}-{c['versus']}", "metric": c["metric"],
-               "n_control": c.get("n_versus"), "n_arm": c.get("n_arm"), "control_mean": c.get("versus_mean"),
-               "arm_mean": c.get("arm_mean"), "abs_lift": c.get("abs_diff"), "abs_ci_low": low, "abs_ci_high": high,
-               "rel_lift": c.get("rel_diff"), "rel_ci_low": rel_low, "rel_ci_high": rel_high, "test": c.get("test"),
-               "p_value": c.get("p_value"), "p_adjusted": c.get("p_adjusted")}
+        row = {
+            "section": "arm_pair",
+            "arm": f"{c['arm']}-{c['versus']}",
+            "metric": c["metric"],
+            "n_control": c.get("n_versus"),
+            "n_arm": c.get("n_arm"),
+            "control_mean": c.get("versus_mean"),
+            "arm_mean": c.get("arm_mean"),
+            "abs_lift": c.get("abs_diff"),
+            "abs_ci_low": low,
+            "abs_ci_high": high,
+            "rel_lift": c.get("rel_diff"),
+            "rel_ci_low": rel_low,
+            "rel_ci_high": rel_high,
+            "test": c.get("test"),
+            "p_value": c.get("p_value"),
+            "p_adjusted": c.get("p_adjusted"),
+        }
         rows.append([row.get(column) for column in columns])
     return rows

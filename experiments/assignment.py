@@ -34,7 +34,8 @@ class Assignment:
         for stratum in np.unique(self.strata):
             mask = self.strata == stratum
             result[stratum.item() if hasattr(stratum, "item") else stratum] = {
-                name: int((self.arms[mask] == i).sum()) for i, name in enumerate(self.arm_names)}
+                name: int((self.arms[mask] == i).sum()) for i, name in enumerate(self.arm_names)
+            }
         return result
 
 
@@ -107,8 +108,14 @@ def planned_counts(n: int, shares: Sequence[float], rng: np.random.Generator) ->
     return counts
 
 
-def assign(units: Sequence[int], strata: Sequence[Hashable], shares: Sequence[float], seed: int,
-           arm_names: Sequence[str] | None = None, version: int = ASSIGNMENT_VERSION) -> Assignment:
+def assign(
+    units: Sequence[int],
+    strata: Sequence[Hashable],
+    shares: Sequence[float],
+    seed: int,
+    arm_names: Sequence[str] | None = None,
+    version: int = ASSIGNMENT_VERSION,
+) -> Assignment:
     """Randomise ``units`` into arms with the planned ``shares``, blocked by ``strata``.
 
     Within each stratum the units are sorted (so the input order does not matter), shuffled
@@ -141,7 +148,7 @@ def assign(units: Sequence[int], strata: Sequence[Hashable], shares: Sequence[fl
         raise ValueError("a unit appears more than once")
     bounds = np.searchsorted(stratum_codes[order], np.arange(len(labels_of) + 1))
     for j, stratum in enumerate(labels_of):
-        index = order[bounds[j]:bounds[j + 1]]
+        index = order[bounds[j] : bounds[j + 1]]
         rng = np.random.default_rng(_stratum_seed(seed, stratum.item() if hasattr(stratum, "item") else stratum))
         counts = split(len(index), shares, rng)
         labels = np.repeat(np.arange(len(shares), dtype=np.int16), counts)
@@ -172,7 +179,7 @@ def _random_codes(count: int, length: int) -> list[str]:
         letters = np.concatenate([letters, raw[raw < limit] % base])
     chars = alphabet[letters[:needed]].reshape(count, length)
     text = chars.tobytes().decode("ascii")
-    return [text[i:i + length] for i in range(0, count * length, length)]
+    return [text[i : i + length] for i in range(0, count * length, length)]
 
 
 def unique_codes(count: int, taken: set[str] | frozenset[str] = frozenset(), length: int = CODE_LENGTH) -> list[str]:

@@ -43,21 +43,36 @@ def _id(chart_id: str) -> str:
 
 def _svg_open(chart_id: str, width: float, height: float, title: str, desc: str | None) -> list[str]:
     cid = _id(chart_id)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{cid}" viewBox="0 0 {width:g} {height:g}" '
-             f'width="{width:g}" height="{height:g}" role="img" aria-labelledby="{cid}-title"'
-             + (f' aria-describedby="{cid}-desc"' if desc else "") + ">",
-             f'<title id="{cid}-title">{_t(title)}</title>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{cid}" viewBox="0 0 {width:g} {height:g}" '
+        f'width="{width:g}" height="{height:g}" role="img" aria-labelledby="{cid}-title"'
+        + (f' aria-describedby="{cid}-desc"' if desc else "")
+        + ">",
+        f'<title id="{cid}-title">{_t(title)}</title>',
+    ]
     if desc:
         parts.append(f'<desc id="{cid}-desc">{_t(desc)}</desc>')
-    parts.append(f'<defs><pattern id="{cid}-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
-                 f'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f3f3f6"/>'
-                 f'<line x1="0" y1="0" x2="0" y2="6" stroke="{HATCH_STROKE}" stroke-width="2"/></pattern></defs>')
+    parts.append(
+        f'<defs><pattern id="{cid}-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+        f'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f3f3f6"/>'
+        f'<line x1="0" y1="0" x2="0" y2="6" stroke="{HATCH_STROKE}" stroke-width="2"/></pattern></defs>'
+    )
     return parts
 
 
-def line_chart(days: Sequence[int], series: Sequence[tuple[str, Sequence[float] | None]], *, title: str,
-               chart_id: str, desc: str | None = None, x_label: str = "", percent_label=lambda v: f"{v:.0%}",
-               hidden_label: str = "", width: int = 640, height: int = 260) -> Markup:
+def line_chart(
+    days: Sequence[int],
+    series: Sequence[tuple[str, Sequence[float] | None]],
+    *,
+    title: str,
+    chart_id: str,
+    desc: str | None = None,
+    x_label: str = "",
+    percent_label=lambda v: f"{v:.0%}",
+    hidden_label: str = "",
+    width: int = 640,
+    height: int = 260,
+) -> Markup:
     """Lines over days (cumulative shares, 0..1); ``series`` is ``[(label, values or None)]`` in
     arm order (None: hidden, listed in the legend as such)."""
     left, right, top, bottom = 52, 12, 14, 58
@@ -76,16 +91,20 @@ def line_chart(days: Sequence[int], series: Sequence[tuple[str, Sequence[float] 
 
     for tick in ticks:
         parts.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{width - right}" y2="{y(tick):.1f}" stroke="{GRID}"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="11">'
-                     f'{_t(percent_label(tick))}</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="11">'
+            f"{_t(percent_label(tick))}</text>"
+        )
     step = max(1, math.ceil(last_day / 10))
     for day in range(0, last_day + 1, step):
         parts.append(f'<text x="{x(day):.1f}" y="{top + plot_h + 15}" text-anchor="middle" font-size="11">{day}</text>')
     parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" stroke="{AXIS}"/>')
     parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="{AXIS}"/>')
     if x_label:
-        parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 30}" text-anchor="middle" '
-                     f'font-size="11">{_t(x_label)}</text>')
+        parts.append(
+            f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 30}" text-anchor="middle" '
+            f'font-size="11">{_t(x_label)}</text>'
+        )
     legend_y = height - 10
     legend_x = left
     for i, (label, values) in enumerate(series):
@@ -95,20 +114,33 @@ def line_chart(days: Sequence[int], series: Sequence[tuple[str, Sequence[float] 
         if values:
             points = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in zip([0, *days], [0.0, *values]))
             final = values[-1]
-            parts.append(f'<g><title>{_t(label)}: {_t(percent_label(final))}</title>'
-                         f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}/></g>')
+            parts.append(
+                f"<g><title>{_t(label)}: {_t(percent_label(final))}</title>"
+                f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}/></g>'
+            )
         text = str(label) if values else f"{label} ({hidden_label})"
-        parts.append(f'<line x1="{legend_x}" y1="{legend_y - 4}" x2="{legend_x + 22}" y2="{legend_y - 4}" '
-                     f'stroke="{colour}" stroke-width="2"{dash_attr}/>')
+        parts.append(
+            f'<line x1="{legend_x}" y1="{legend_y - 4}" x2="{legend_x + 22}" y2="{legend_y - 4}" '
+            f'stroke="{colour}" stroke-width="2"{dash_attr}/>'
+        )
         parts.append(f'<text x="{legend_x + 28}" y="{legend_y}" font-size="11">{_t(text)}</text>')
         legend_x += 40 + 6.2 * len(text)
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
-def forest_chart(rows: Sequence[tuple[str, float | None, float | None, float | None]], *, title: str,
-                 chart_id: str, desc: str | None = None, value_label=lambda v: f"{v:+.1%}",
-                 hidden_label: str = "<k", hidden_note: str = "", width: int = 640, label_width: int = 190) -> Markup:
+def forest_chart(
+    rows: Sequence[tuple[str, float | None, float | None, float | None]],
+    *,
+    title: str,
+    chart_id: str,
+    desc: str | None = None,
+    value_label=lambda v: f"{v:+.1%}",
+    hidden_label: str = "<k",
+    hidden_note: str = "",
+    width: int = 640,
+    label_width: int = 190,
+) -> Markup:
     """Estimates with their intervals around a zero line, one row per label: ``(label, estimate,
     low, high)``; a None estimate is a hidden (suppressed or not estimable) row, drawn hatched."""
     row_h, top = 24, 10
@@ -127,30 +159,42 @@ def forest_chart(rows: Sequence[tuple[str, float | None, float | None, float | N
 
     axis_y = top + len(rows) * row_h
     for tick in sorted({-t for t in ticks} | set(ticks)):
-        parts.append(f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{axis_y}" '
-                     f'stroke="{AXIS if tick == 0 else GRID}"/>')
-        parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 14}" text-anchor="middle" font-size="11">'
-                     f'{_t(value_label(tick))}</text>')
+        parts.append(
+            f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{axis_y}" '
+            f'stroke="{AXIS if tick == 0 else GRID}"/>'
+        )
+        parts.append(
+            f'<text x="{x(tick):.1f}" y="{axis_y + 14}" text-anchor="middle" font-size="11">'
+            f"{_t(value_label(tick))}</text>"
+        )
     for i, (label, estimate, low, high) in enumerate(rows):
         cy = top + i * row_h + row_h / 2
-        parts.append(f'<text x="{label_width - 8}" y="{cy + 4:.1f}" text-anchor="end" font-size="11">'
-                     f'{_t(label if len(str(label)) <= 30 else str(label)[:29] + "…")}</text>')
+        parts.append(
+            f'<text x="{label_width - 8}" y="{cy + 4:.1f}" text-anchor="end" font-size="11">'
+            f"{_t(label if len(str(label)) <= 30 else str(label)[:29] + '…')}</text>"
+        )
         if estimate is None:
-            parts.append(f'<g><title>{_t(label)}: {_t(hidden_label)}</title>'
-                         f'<rect x="{x(0) - 18:.1f}" y="{cy - 7:.1f}" width="36" height="14" fill="url(#{cid}-hatch)" '
-                         f'stroke="{HATCH_STROKE}" stroke-width="0.5"/></g>')
+            parts.append(
+                f"<g><title>{_t(label)}: {_t(hidden_label)}</title>"
+                f'<rect x="{x(0) - 18:.1f}" y="{cy - 7:.1f}" width="36" height="14" fill="url(#{cid}-hatch)" '
+                f'stroke="{HATCH_STROKE}" stroke-width="0.5"/></g>'
+            )
             continue
         lo = low if low is not None and math.isfinite(low) else estimate
         hi = high if high is not None and math.isfinite(high) else estimate
         tip = f"{label}: {value_label(estimate)} [{value_label(lo)}, {value_label(hi)}]"
-        parts.append(f'<g><title>{_t(tip)}</title>'
-                     f'<line x1="{x(lo):.1f}" y1="{cy:.1f}" x2="{x(hi):.1f}" y2="{cy:.1f}" stroke="{ARM_COLOURS[2]}" '
-                     f'stroke-width="2"/>'
-                     f'<rect x="{x(estimate) - 4:.1f}" y="{cy - 4:.1f}" width="8" height="8" fill="{ARM_COLOURS[1]}"/>'
-                     f'</g>')
+        parts.append(
+            f"<g><title>{_t(tip)}</title>"
+            f'<line x1="{x(lo):.1f}" y1="{cy:.1f}" x2="{x(hi):.1f}" y2="{cy:.1f}" stroke="{ARM_COLOURS[2]}" '
+            f'stroke-width="2"/>'
+            f'<rect x="{x(estimate) - 4:.1f}" y="{cy - 4:.1f}" width="8" height="8" fill="{ARM_COLOURS[1]}"/>'
+            f"</g>"
+        )
     if hidden_any and hidden_note:
-        parts.append(f'<rect x="{label_width}" y="{height - 17}" width="14" height="10" fill="url(#{cid}-hatch)" '
-                     f'stroke="{HATCH_STROKE}" stroke-width="0.5"/>'
-                     f'<text x="{label_width + 20}" y="{height - 8}" font-size="11">{_t(hidden_note)}</text>')
+        parts.append(
+            f'<rect x="{label_width}" y="{height - 17}" width="14" height="10" fill="url(#{cid}-hatch)" '
+            f'stroke="{HATCH_STROKE}" stroke-width="0.5"/>'
+            f'<text x="{label_width + 20}" y="{height - 8}" font-size="11">{_t(hidden_note)}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -33,10 +33,32 @@ from campaigns.models import Promotion
 from experiments.services import ContactRow
 
 FORMATS = ("generic", "mailchimp", "cyberimpact")
-MAILCHIMP_COLUMNS = ("Email Address", "First Name", "Last Name", "LANGUAGE", "PROMOCODE", "OFFER", "MESSAGE",
-                     "VALIDFROM", "VALIDUNTIL", "ARM", "UNSUBURL")
-CYBERIMPACT_COLUMNS = ("email", "firstname", "lastname", "language", "promo_code", "offer", "message",
-                       "valid_from", "valid_until", "arm", "unsubscribe_url")
+MAILCHIMP_COLUMNS = (
+    "Email Address",
+    "First Name",
+    "Last Name",
+    "LANGUAGE",
+    "PROMOCODE",
+    "OFFER",
+    "MESSAGE",
+    "VALIDFROM",
+    "VALIDUNTIL",
+    "ARM",
+    "UNSUBURL",
+)
+CYBERIMPACT_COLUMNS = (
+    "email",
+    "firstname",
+    "lastname",
+    "language",
+    "promo_code",
+    "offer",
+    "message",
+    "valid_from",
+    "valid_until",
+    "arm",
+    "unsubscribe_url",
+)
 
 
 @dataclass
@@ -50,12 +72,24 @@ class Export:
 
 
 def generic_header() -> list[str]:
-    return [_("Last name"), _("First name"), _("E-mail"), _("Language"), _("Arm"), _("Promotion code"),
-            _("Promotion"), _("Message"), _("Valid from"), _("Valid until"), _("Unsubscribe link")]
+    return [
+        _("Last name"),
+        _("First name"),
+        _("E-mail"),
+        _("Language"),
+        _("Arm"),
+        _("Promotion code"),
+        _("Promotion"),
+        _("Message"),
+        _("Valid from"),
+        _("Valid until"),
+        _("Unsubscribe link"),
+    ]
 
 
-def build(fmt: str, rows: Sequence[ContactRow], promotions: dict[str, Promotion | None],
-          link: Callable[[ContactRow], str]) -> Export:
+def build(
+    fmt: str, rows: Sequence[ContactRow], promotions: dict[str, Promotion | None], link: Callable[[ContactRow], str]
+) -> Export:
     """The lines of a contact list in format ``fmt`` (one of :data:`FORMATS`).
 
     :param promotions: ``{test arm: its promotion}`` (``experiments.offers.arm_promotions``).
@@ -73,12 +107,38 @@ def build(fmt: str, rows: Sequence[ContactRow], promotions: dict[str, Promotion 
         valid_until = promotion.valid_until if promotion else None
         url = link(row)
         if fmt == "generic":
-            lines.append((row.last_name, row.first_name, row.email, row.language, row.arm, row.code, name, message,
-                          valid_from, valid_until, url))
+            lines.append(
+                (
+                    row.last_name,
+                    row.first_name,
+                    row.email,
+                    row.language,
+                    row.arm,
+                    row.code,
+                    name,
+                    message,
+                    valid_from,
+                    valid_until,
+                    url,
+                )
+            )
         else:
             language = f"{row.language}_ca" if fmt == "cyberimpact" else row.language
-            lines.append((row.email, row.first_name, row.last_name, language, row.code, name, message,
-                          valid_from, valid_until, row.arm, url))
+            lines.append(
+                (
+                    row.email,
+                    row.first_name,
+                    row.last_name,
+                    language,
+                    row.code,
+                    name,
+                    message,
+                    valid_from,
+                    valid_until,
+                    row.arm,
+                    url,
+                )
+            )
     if fmt == "generic":
         return Export(generic_header(), lines, "", True)
     columns = MAILCHIMP_COLUMNS if fmt == "mailchimp" else CYBERIMPACT_COLUMNS

@@ -33,7 +33,7 @@ def interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: float
     pre_mean = float(design.get("pre_mean") or 0.0)
     if tau2 is None:
         tau2 = FALLBACK_TAU.get(row["metric"], 1.0) ** 2
-    t2_log = tau2 / pre_mean ** 2 if pre_mean > 0 else 0.01  # the same τ on the log scale, relative to m₀
+    t2_log = tau2 / pre_mean**2 if pre_mean > 0 else 0.01  # the same τ on the log scale, relative to m₀
     z = stats.normal_quantile(alpha)
 
     def cs(estimate, variance, t2):
@@ -46,7 +46,7 @@ def interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: float
     if row.get("rel_lift") is not None and row.get("rel_ci", [None])[0] is not None:
         low, high = row["rel_ci"]
         log_se = (math.log1p(high) - math.log1p(low)) / (2 * z)
-        ci = cs(math.log1p(row["rel_lift"]), log_se ** 2, t2_log)
+        ci = cs(math.log1p(row["rel_lift"]), log_se**2, t2_log)
         row["rel_ci"] = [math.expm1(ci[0]), math.expm1(ci[1])] if ci[0] is not None else [None, None]
     cuped = row.get("cuped")
     if isinstance(cuped, dict) and cuped.get("se"):
@@ -66,8 +66,9 @@ def interim_intervals(row: dict, kind: str, y_c, y_a, design: dict, alpha: float
         st["odds_ratio_ci"] = [math.exp(ci[0]), math.exp(ci[1])] if ci[0] is not None else [None, None]
 
 
-def interim_tables(report: dict, data: ExperimentData, strata: np.ndarray, org_ids: list[int],
-                    experiment: Experiment, alpha: float) -> None:
+def interim_tables(
+    report: dict, data: ExperimentData, strata: np.ndarray, org_ids: list[int], experiment: Experiment, alpha: float
+) -> None:
     """Before the planned end, the intervals of the organisation breakdown, the return on the
     promotion and the ratio metrics become confidence sequences as well (``interval``
     "always_valid"): the breakdown's as the metric's (:func:`interim_intervals`); the incremental
@@ -95,8 +96,9 @@ def interim_tables(report: dict, data: ExperimentData, strata: np.ndarray, org_i
         mc, ma = data.arm == control, data.arm == names.index(roi["arm"])
         n_a = int(ma.sum())
         y = data.window["revenue"]
-        low, high = stats.confidence_sequence(roi["incremental_revenue"] / n_a,
-                                              look_variance("continuous", y[mc], y[ma]), revenue_tau2, alpha)
+        low, high = stats.confidence_sequence(
+            roi["incremental_revenue"] / n_a, look_variance("continuous", y[mc], y[ma]), revenue_tau2, alpha
+        )
         roi["incremental_ci"] = summaries.json_pair((low * n_a, high * n_a))
         if roi.get("net") is not None:
             costs = roi["incremental_revenue"] - roi["net"]

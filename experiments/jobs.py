@@ -53,16 +53,30 @@ def purge_contact_lists(ctx: JobContext) -> dict:
 
 
 JOBS = [
-    JobSpec("experiments.refresh", refresh_running, daily(hour=4, minute=15),
-            _l("Match outcomes and refresh the reports of running experiments")),
-    JobSpec("experiments.after_imports", refresh_after_imports, every(minutes=10),
-            _l("Match the outcomes of new imports to running experiments")),
-    JobSpec("experiments.dates", move_through_dates, every(hours=1),
-            _l("Move launched campaigns to measuring, then closed")),
-    JobSpec("experiments.purge_lists", purge_contact_lists, daily(hour=2, minute=30),
-            _l("Purge contact lists past their retention period"),
-            confirm=_l(
-                "This closes for good every contact list past its retention period (%(days)s days after its "
-                "first download, or after the launch when it was never downloaded) and deletes any stored "
-                "copy: the organisations can no longer download those lists.")),
+    JobSpec(
+        "experiments.refresh",
+        refresh_running,
+        daily(hour=4, minute=15),
+        _l("Match outcomes and refresh the reports of running experiments"),
+    ),
+    JobSpec(
+        "experiments.after_imports",
+        refresh_after_imports,
+        every(minutes=10),
+        _l("Match the outcomes of new imports to running experiments"),
+    ),
+    JobSpec(
+        "experiments.dates", move_through_dates, every(hours=1), _l("Move launched campaigns to measuring, then closed")
+    ),
+    JobSpec(
+        "experiments.purge_lists",
+        purge_contact_lists,
+        daily(hour=2, minute=30),
+        _l("Purge contact lists past their retention period"),
+        confirm=_l(
+            "This closes for good every contact list past its retention period (%(days)s days after its "
+            "first download, or after the launch when it was never downloaded) and deletes any stored "
+            "copy: the organisations can no longer download those lists."
+        ),
+    ),
 ]

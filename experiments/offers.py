@@ -42,8 +42,13 @@ def frozen_arms(session: Session, campaign: Campaign) -> list[dict]:
         entry = {"name": a["name"], "share": int(a["share"])}
         promotion = promotions.get(a["name"])
         if a["name"] != "control" and promotion is not None:
-            entry.update({"promotion_id": promotion.id, "code_strategy": promotion.code_strategy,
-                          "shared_code": promotion.shared_code if promotion.code_strategy == "shared" else None})
+            entry.update(
+                {
+                    "promotion_id": promotion.id,
+                    "code_strategy": promotion.code_strategy,
+                    "shared_code": promotion.shared_code if promotion.code_strategy == "shared" else None,
+                }
+            )
         arms.append(entry)
     return arms
 
@@ -57,8 +62,9 @@ def arm_offers(experiment: Experiment) -> dict[str, ArmOffer]:
             continue
         strategy = a.get("code_strategy") or experiment.code_strategy
         shared = a.get("shared_code") if "code_strategy" in a else experiment.shared_code
-        out[a["name"]] = ArmOffer(a["name"], a.get("promotion_id") or campaign_promotion, strategy,
-                                  shared if strategy == "shared" else None)
+        out[a["name"]] = ArmOffer(
+            a["name"], a.get("promotion_id") or campaign_promotion, strategy, shared if strategy == "shared" else None
+        )
     return out
 
 
@@ -83,7 +89,9 @@ def mixed_codes(experiment: Experiment) -> bool:
     """True when the test arms do not share one code rule (the experiment's): redemptions are then
     matched per recipient against their own arm's code (:func:`recipient_code`)."""
     rules = {(o.code_strategy, o.shared_code) for o in arm_offers(experiment).values()}
-    return rules != {(experiment.code_strategy, experiment.shared_code if experiment.code_strategy == "shared" else None)}
+    return rules != {
+        (experiment.code_strategy, experiment.shared_code if experiment.code_strategy == "shared" else None)
+    }
 
 
 def recipient_code(experiment: Experiment):

@@ -59,9 +59,22 @@ from core.sql import has_bit_or_aggregate
 from experiments import offers, power
 from experiments.models import Experiment, Outcome, Recipient
 
-OUTCOME_COLUMNS = ("experiment_id", "recipient_id", "arm", "organisation_id", "converted", "revenue_cents", "tickets",
-                   "cross_sell", "redeemed", "first_purchase_at", "pre_converted", "pre_revenue_cents", "pre_tickets",
-                   "pre_cross_sell")
+OUTCOME_COLUMNS = (
+    "experiment_id",
+    "recipient_id",
+    "arm",
+    "organisation_id",
+    "converted",
+    "revenue_cents",
+    "tickets",
+    "cross_sell",
+    "redeemed",
+    "first_purchase_at",
+    "pre_converted",
+    "pre_revenue_cents",
+    "pre_tickets",
+    "pre_cross_sell",
+)
 # mSPRT mixing scale τ when the pre-period gives no variance to plan with (on the metric's scale).
 FALLBACK_TAU = {"conversion": 0.01, "cross_sell": 0.01, "revenue": 1.0, "tickets": 0.1}
 
@@ -87,17 +100,23 @@ def _is_new(purchase, show, before, scope: Scope):
     """SQL: the purchase is at an organisation, or in a target discipline, the spectator had never
     bought from before ``before``."""
     prior = aliased(Transaction)
-    new_org = ~exists().where(prior.spectator_id == purchase.spectator_id,
-                              prior.organisation_id == purchase.organisation_id,
-                              prior.purchased_at < before)
+    new_org = ~exists().where(
+        prior.spectator_id == purchase.spectator_id,
+        prior.organisation_id == purchase.organisation_id,
+        prior.purchased_at < before,
+    )
     if show is None or not scope.disciplines:
         return new_org
     prior_disc = aliased(Transaction)
     prior_show = aliased(Show)
     new_discipline = and_(
         show.discipline.in_(scope.disciplines),
-        ~exists().where(prior_disc.spectator_id == purchase.spectator_id, prior_disc.purchased_at < before,
-                        prior_show.id == prior_disc.show_id, prior_show.discipline == show.discipline),
+        ~exists().where(
+            prior_disc.spectator_id == purchase.spectator_id,
+            prior_disc.purchased_at < before,
+            prior_show.id == prior_disc.show_id,
+            prior_show.discipline == show.discipline,
+        ),
     )
     return or_(new_org, new_discipline)
 
@@ -144,8 +163,7 @@ def _bit_of(column, values: Sequence):
     return case({value: 1 << i for i, value in enumerate(values)}, value=column, else_=0)
 
 
-def _history_masks(population: Select, spectator_column: str, start: dt.datetime, split: dt.datetime,
-                   scope: Scope):
+def _history_masks(population: Select, spectator_column: str, start: dt.datetime, split: dt.datetime, scope: Scope):
     """Per spectator of the population, bit masks of the participating organisations and target
     disciplines bought before ``start`` (``org_start``, ``disc_start``) and before ``split``
     (``org_split``, ``disc_split``).
@@ -157,31 +175,44 @@ def _history_masks(population: Select, spectator_column: str, start: dt.datetime
     pop = population.subquery("hpop")
     h = aliased(Transaction, name="ht")
     org_bit = _bit_of(h.organisation_id, scope.organisation_ids)
-    columns = [pop.c[spectator_column].label("spectator_id"),
-               _bit_or(case((h.purchased_at < start, org_bit), else_=0)).label("org_start"),
-               _bit_or(org_bit).label("org_split")]
+    columns = [
+        pop.c[spectator_column].label("spectator_id"),
+        _bit_or(case((h.purchased_at < start, org_bit), else_=0)).label("org_start"),
+        _bit_or(org_bit).label("org_split"),
+    ]
     query = select().select_from(pop).join(h, h.spectator_id == pop.c[spectator_column])
     if scope.disciplines:
         hs = aliased(Show, name="hs")
         disc_bit = _bit_of(hs.discipline, scope.disciplines)
-        columns += [_bit_or(case((h.purchased_at < start, disc_bit), else_=0)).label("disc_start"),
-                    _bit_or(disc_bit).label("disc_split")]
+        columns += [
+            _bit_or(case((h.purchased_at < start, disc_bit), else_=0)).label("disc_start"),
+            _bit_or(disc_bit).label("disc_split"),
+        ]
         query = query.outerjoin(hs, hs.id == h.show_id)
     else:
         # only the organisations' bits are read: the rest of the history is not
         query = query.where(h.organisation_id.in_(scope.organisation_ids))
     # grouped by the population's column: SQLite then aggregates in the order it reads the rows
-    return query.add_columns(*columns).where(h.purchased_at < split).group_by(pop.c[spectator_column]) \
-        .subquery("history")
+    return (
+        query.add_columns(*columns).where(h.purchased_at < split).group_by(pop.c[spectator_column]).subquery("history")
+    )
 
 
 def _has_bit(mask, bit):
     return (func.coalesce(mask, 0).op("&")(bit)) != 0
 
 
-def period_rows(population: Select, spectator_column: str, start: dt.datetime, split: dt.datetime,
-                end: dt.datetime, scope: Scope, extra_columns: Sequence[str] = (),
-                codes: CodeRule | None = None, masks: bool = True) -> Select:
+def period_rows(
+    population: Select,
+    spectator_column: str,
+    start: dt.datetime,
+    split: dt.datetime,
+    end: dt.datetime,
+    scope: Scope,
+    extra_columns: Sequence[str] = (),
+    codes: CodeRule | None = None,
+    masks: bool = True,
+) -> Select:
     """Per-purchase rows of the population's purchases at participating organisations: ``unit``
     (the population's key column), ``purchased_at``, ``amount_cents``, ``tickets``, ``w`` (1 in the
     window ``[split, end)``), ``pre`` (1 in the pre-period ``[start, split)``), ``xsw`` and ``xsp``
@@ -227,14 +258,25 @@ def period_rows(population: Select, spectator_column: str, start: dt.datetime, s
         if codes.end > end:
             # One range per spectator (an index range on SQLite, not two): after the window, only
             # purchases with a code are read.
-            when = and_(t.purchased_at >= start, t.purchased_at < codes.end,
-                        or_(t.purchased_at < end, t.promo_code.is_not(None)))
+            when = and_(
+                t.purchased_at >= start,
+                t.purchased_at < codes.end,
+                or_(t.purchased_at < end, t.promo_code.is_not(None)),
+            )
     query = (
-        select(pop.c.unit.label("unit"), *[pop.c[c] for c in extra_columns],
-               pop.c[spectator_column].label("spectator_id"), t.purchased_at.label("purchased_at"), t.amount_cents.label("amount_cents"),
-               t.tickets.label("tickets"), case((in_window, 1), else_=0).label("w"),
-               case((in_pre, 1), else_=0).label("pre"), window_new.label("xsw"), pre_new.label("xsp"),
-               redeem.label("redeem"))
+        select(
+            pop.c.unit.label("unit"),
+            *[pop.c[c] for c in extra_columns],
+            pop.c[spectator_column].label("spectator_id"),
+            t.purchased_at.label("purchased_at"),
+            t.amount_cents.label("amount_cents"),
+            t.tickets.label("tickets"),
+            case((in_window, 1), else_=0).label("w"),
+            case((in_pre, 1), else_=0).label("pre"),
+            window_new.label("xsw"),
+            pre_new.label("xsp"),
+            redeem.label("redeem"),
+        )
         .select_from(pop)
         .join(t, t.spectator_id == pop.c[spectator_column])
     )
@@ -288,8 +330,12 @@ def _normalised_code(column):
     return func.upper(func.trim(column))
 
 
-def code_rule(experiment: Experiment, promotion: Promotion | None,
-              arm_promotions: Sequence[Promotion | None] = (), now: dt.datetime | None = None) -> CodeRule | None:
+def code_rule(
+    experiment: Experiment,
+    promotion: Promotion | None,
+    arm_promotions: Sequence[Promotion | None] = (),
+    now: dt.datetime | None = None,
+) -> CodeRule | None:
     """The experiment's redemption rule, or None when no code can be redeemed.
 
     With test arms carrying their own promotions (``arm_promotions``), codes count from the
@@ -311,8 +357,9 @@ def code_rule(experiment: Experiment, promotion: Promotion | None,
     return CodeRule(start, end)
 
 
-def leaked_uses(session: Session, experiment: Experiment, scope: Scope, promotion: Promotion | None,
-                now: dt.datetime | None = None) -> int:
+def leaked_uses(
+    session: Session, experiment: Experiment, scope: Scope, promotion: Promotion | None, now: dt.datetime | None = None
+) -> int:
     """Purchases at participating organisations, during the validity (and before ``now``), that used
     one of the experiment's unique codes without being its holder (they count for no one)."""
     rule = code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values()), now)
@@ -322,14 +369,23 @@ def leaked_uses(session: Session, experiment: Experiment, scope: Scope, promotio
     t = aliased(Transaction, name="t")
     # EXISTS rather than a join: both engines then read the purchases with a code and look each
     # code up (SQLite would otherwise loop over the recipients).
-    someone_elses = exists().where(r.code == _normalised_code(t.promo_code), r.experiment_id == experiment.id,
-                                   r.spectator_id != t.spectator_id)
+    someone_elses = exists().where(
+        r.code == _normalised_code(t.promo_code), r.experiment_id == experiment.id, r.spectator_id != t.spectator_id
+    )
     # Only the (few) purchases with a code are read, through the promo-code index: ``> ''`` is an
     # index range on both engines (IS NOT NULL is not, on SQLite), and SQLite, which plans without
     # statistics, is kept off the organisation and date indexes that would read every sale.
-    query = (select(func.count(t.id)).select_from(t)
-             .where(t.promo_code > "", no_index(t.organisation_id).in_(scope.organisation_ids),
-                    no_index(t.purchased_at) >= rule.start, no_index(t.purchased_at) < rule.end, someone_elses))
+    query = (
+        select(func.count(t.id))
+        .select_from(t)
+        .where(
+            t.promo_code > "",
+            no_index(t.organisation_id).in_(scope.organisation_ids),
+            no_index(t.purchased_at) >= rule.start,
+            no_index(t.purchased_at) < rule.end,
+            someone_elses,
+        )
+    )
     return session.scalar(query) or 0
 
 
@@ -390,8 +446,9 @@ def _insert_from_select(session: Session, table: Table, columns: Sequence[str], 
     connection.exec_driver_sql("DROP TABLE xp_staging")
 
 
-def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | None = None,
-                   full: bool = False) -> MatchSummary:
+def match_outcomes(
+    session: Session, experiment: Experiment, now: dt.datetime | None = None, full: bool = False
+) -> MatchSummary:
     """Match the transactions to the recipients of ``experiment`` (flushes, never commits).
 
     Incremental by default: only the recipients whose spectators have transactions newer than the
@@ -425,39 +482,70 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
         # (two index ranges: an OR of both would read the whole table)
         fresh = Transaction.id > previous
         late = and_(Transaction.id <= previous, _became_due(previous_at, now))
-        new_rows = sum(session.scalar(select(func.count()).select_from(Transaction).where(w)) or 0
-                       for w in (fresh, late))
+        new_rows = sum(
+            session.scalar(select(func.count()).select_from(Transaction).where(w)) or 0 for w in (fresh, late)
+        )
         incremental = new_rows * 4 < (experiment.recipients or 0)
     mode = "incremental" if incremental else "full"
     if incremental and not new_rows:
         mode = "unchanged"
     else:
         code = offers.recipient_code(experiment) if offers.mixed_codes(experiment) else Recipient.code
-        recipients = select(Recipient.id.label("unit"), Recipient.spectator_id.label("spectator_id"),
-                            Recipient.arm.label("arm"), Recipient.organisation_id.label("organisation_id"),
-                            code.label("code")).where(Recipient.experiment_id == experiment.id)
+        recipients = select(
+            Recipient.id.label("unit"),
+            Recipient.spectator_id.label("spectator_id"),
+            Recipient.arm.label("arm"),
+            Recipient.organisation_id.label("organisation_id"),
+            code.label("code"),
+        ).where(Recipient.experiment_id == experiment.id)
         if incremental:
             touched = union(select(Transaction.spectator_id).where(fresh), select(Transaction.spectator_id).where(late))
             recipients = recipients.where(Recipient.spectator_id.in_(touched))
-            session.execute(delete(Outcome).where(
-                Outcome.experiment_id == experiment.id,
-                Outcome.recipient_id.in_(select(recipients.subquery().c.unit))))
+            session.execute(
+                delete(Outcome).where(
+                    Outcome.experiment_id == experiment.id,
+                    Outcome.recipient_id.in_(select(recipients.subquery().c.unit)),
+                )
+            )
         else:
             session.execute(delete(Outcome).where(Outcome.experiment_id == experiment.id))
         if scope.organisation_ids:
             extra = ("arm", "organisation_id")
             # the window ends at "now" while it is open: a sale dated later has not happened
             end = max(experiment.launched_at, min(experiment.window_end, now))
-            rows = period_rows(recipients, "spectator_id", experiment.pre_start, experiment.launched_at, end, scope,
-                               extra, code_rule(experiment, promotion,
-                                                list(offers.arm_promotions(session, experiment).values()), now),
-                               masks=has_bit_or_aggregate(session.get_bind()))
+            rows = period_rows(
+                recipients,
+                "spectator_id",
+                experiment.pre_start,
+                experiment.launched_at,
+                end,
+                scope,
+                extra,
+                code_rule(experiment, promotion, list(offers.arm_promotions(session, experiment).values()), now),
+                masks=has_bit_or_aggregate(session.get_bind()),
+            )
             metrics = per_unit_metrics(rows, extra, group_column="spectator_id").subquery("metrics")
-            _insert_from_select(session, Outcome.__table__, OUTCOME_COLUMNS, select(
-                literal(experiment.id), metrics.c.unit, metrics.c.arm, metrics.c.organisation_id, metrics.c.converted,
-                metrics.c.revenue_cents, metrics.c.tickets, metrics.c.cross_sell, metrics.c.redeemed,
-                metrics.c.first_purchase_at, metrics.c.pre_converted, metrics.c.pre_revenue_cents,
-                metrics.c.pre_tickets, metrics.c.pre_cross_sell))
+            _insert_from_select(
+                session,
+                Outcome.__table__,
+                OUTCOME_COLUMNS,
+                select(
+                    literal(experiment.id),
+                    metrics.c.unit,
+                    metrics.c.arm,
+                    metrics.c.organisation_id,
+                    metrics.c.converted,
+                    metrics.c.revenue_cents,
+                    metrics.c.tickets,
+                    metrics.c.cross_sell,
+                    metrics.c.redeemed,
+                    metrics.c.first_purchase_at,
+                    metrics.c.pre_converted,
+                    metrics.c.pre_revenue_cents,
+                    metrics.c.pre_tickets,
+                    metrics.c.pre_cross_sell,
+                ),
+            )
     leaked = leaked_uses(session, experiment, scope, promotion, now)
     experiment.leaked_redemptions = leaked
     experiment.outcomes_at = now
@@ -466,12 +554,15 @@ def match_outcomes(session: Session, experiment: Experiment, now: dt.datetime | 
         experiment.design = design_from_pre_period(session, experiment)
     session.flush()
     outcomes, converted, redeemed = session.execute(
-        select(func.count(), func.coalesce(func.sum(Outcome.converted), 0), func.coalesce(func.sum(Outcome.redeemed), 0))
-        .where(Outcome.experiment_id == experiment.id)).one()
+        select(
+            func.count(), func.coalesce(func.sum(Outcome.converted), 0), func.coalesce(func.sum(Outcome.redeemed), 0)
+        ).where(Outcome.experiment_id == experiment.id)
+    ).one()
     if tuned:
         untune(session)
-    return MatchSummary(mode, int(outcomes), int(converted), int(redeemed), int(leaked), latest,
-                        round(time.perf_counter() - began, 3))
+    return MatchSummary(
+        mode, int(outcomes), int(converted), int(redeemed), int(leaked), latest, round(time.perf_counter() - began, 3)
+    )
 
 
 def design_from_pre_period(session: Session, experiment: Experiment, target_power: float = 0.8) -> dict:
@@ -479,17 +570,25 @@ def design_from_pre_period(session: Session, experiment: Experiment, target_powe
     experiment's sizes (control against its smallest test arm), from the outcome rows. The squared
     MDE is the mixing variance τ² of the interim always-valid p-values: fixed from pre-launch data
     only, before any outcome of the window is looked at."""
-    sizes = dict(session.execute(select(Recipient.arm, func.count()).where(Recipient.experiment_id == experiment.id)
-                                 .group_by(Recipient.arm)).all())
+    sizes = dict(
+        session.execute(
+            select(Recipient.arm, func.count()).where(Recipient.experiment_id == experiment.id).group_by(Recipient.arm)
+        ).all()
+    )
     n = sum(sizes.values())
     n_control = sizes.get("control", 0)
     n_arm = min((v for k, v in sizes.items() if k != "control"), default=0)
     o = Outcome
-    sums = session.execute(select(
-        func.coalesce(func.sum(o.pre_converted), 0), func.coalesce(func.sum(o.pre_cross_sell), 0),
-        func.coalesce(func.sum(o.pre_revenue_cents), 0), func.coalesce(func.sum(o.pre_revenue_cents * o.pre_revenue_cents), 0),
-        func.coalesce(func.sum(o.pre_tickets), 0), func.coalesce(func.sum(o.pre_tickets * o.pre_tickets), 0))
-        .where(o.experiment_id == experiment.id)).one()
+    sums = session.execute(
+        select(
+            func.coalesce(func.sum(o.pre_converted), 0),
+            func.coalesce(func.sum(o.pre_cross_sell), 0),
+            func.coalesce(func.sum(o.pre_revenue_cents), 0),
+            func.coalesce(func.sum(o.pre_revenue_cents * o.pre_revenue_cents), 0),
+            func.coalesce(func.sum(o.pre_tickets), 0),
+            func.coalesce(func.sum(o.pre_tickets * o.pre_tickets), 0),
+        ).where(o.experiment_id == experiment.id)
+    ).one()
     conv, xs, rev, rev2, tix, tix2 = (float(v) for v in sums)
 
     def moments(total: float, squares: float, scale: float = 1.0) -> tuple[float, float]:
@@ -498,8 +597,12 @@ def design_from_pre_period(session: Session, experiment: Experiment, target_powe
         mean = total / scale / n
         return mean, math.sqrt(max(0.0, (squares / scale / scale - n * mean * mean) / (n - 1)))
 
-    baselines = {"conversion": (conv / n if n else 0.0, None), "cross_sell": (xs / n if n else 0.0, None),
-                 "revenue": moments(rev, rev2, 100.0), "tickets": moments(tix, tix2)}
+    baselines = {
+        "conversion": (conv / n if n else 0.0, None),
+        "cross_sell": (xs / n if n else 0.0, None),
+        "revenue": moments(rev, rev2, 100.0),
+        "tickets": moments(tix, tix2),
+    }
     alpha = float(experiment.alpha or 0.05)
     design = {"alpha": alpha, "power": target_power, "n_control": n_control, "n_smallest_arm": n_arm, "metrics": {}}
     for metric, (mean, sd) in baselines.items():

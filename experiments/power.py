@@ -75,14 +75,15 @@ def _required_k(alpha: float, power: float) -> float:
     return float(optimize.brentq(f, 0.0, k0, xtol=1e-14))
 
 
-def power_continuous(effect: float, sd_control: float, sd_arm: float, n_control: float, n_arm: float,
-                     alpha: float = 0.05) -> float:
+def power_continuous(
+    effect: float, sd_control: float, sd_arm: float, n_control: float, n_arm: float, alpha: float = 0.05
+) -> float:
     """Power of Welch's test (normal approximation) for a true difference ``effect`` in means.
 
     se = sqrt(σ²_C/n_C + σ²_A/n_A) with each arm's standard deviation under the alternative;
     power = Φ(|δ|/se − z_{1-α/2}) + Φ(−|δ|/se − z_{1-α/2}).
     """
-    se = math.sqrt(sd_control ** 2 / n_control + sd_arm ** 2 / n_arm)
+    se = math.sqrt(sd_control**2 / n_control + sd_arm**2 / n_arm)
     return power_two_sided(effect, se, alpha)
 
 
@@ -97,8 +98,15 @@ def buyers_sd(sd: float, mean: float, relative: float) -> float:
     return math.sqrt(max(0.0, k * (sd * sd + mean * mean) - k * k * mean * mean))
 
 
-def adjusted_sds(sd: float, mean: float, relative: float, share_control: float, share_arm: float,
-                 rho2: float = 0.0, buyers: bool = True) -> tuple[float, float]:
+def adjusted_sds(
+    sd: float,
+    mean: float,
+    relative: float,
+    share_control: float,
+    share_arm: float,
+    rho2: float = 0.0,
+    buyers: bool = True,
+) -> tuple[float, float]:
     """(σ_C, σ_A): each arm's standard deviation of what the verdict's estimator compares, under the
     alternative of a relative lift r: Y itself without adjustment (ρ² = 0), else CUPED's
     Y' = Y − θ(X − X̄), X the same metric in the period before, ρ² = corr(Y, X)² in the control.
@@ -121,9 +129,16 @@ def adjusted_sds(sd: float, mean: float, relative: float, share_control: float, 
     return math.sqrt(max(0.0, var_c)), math.sqrt(max(0.0, var_a))
 
 
-def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, power: float = 0.8,
-                   baseline_mean: float | None = None, buyers: bool = False,
-                   rho2: float = 0.0) -> MinimumDetectableEffect:
+def mde_continuous(
+    sd: float,
+    n_control: int,
+    n_arm: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    baseline_mean: float | None = None,
+    buyers: bool = False,
+    rho2: float = 0.0,
+) -> MinimumDetectableEffect:
     """Minimum detectable difference in means (Welch's test, normal approximation).
 
     Shift alternative (default): the same σ in both arms, se = σ·sqrt(1/n_C + 1/n_A); MDE = k·se where
@@ -140,7 +155,9 @@ def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, p
         raise ValueError("both groups need a positive size")
     _check(alpha, power)
     if not buyers:
-        se = adjusted_sds(sd, 0.0, 0.0, n_control, n_arm, rho2, buyers=False)[0] * math.sqrt(1.0 / n_control + 1.0 / n_arm)
+        se = adjusted_sds(sd, 0.0, 0.0, n_control, n_arm, rho2, buyers=False)[0] * math.sqrt(
+            1.0 / n_control + 1.0 / n_arm
+        )
         absolute = _required_k(alpha, power) * se
     else:
         if not baseline_mean or baseline_mean <= 0:
@@ -165,8 +182,7 @@ def mde_continuous(sd: float, n_control: int, n_arm: int, alpha: float = 0.05, p
     return MinimumDetectableEffect(absolute, relative, se, alpha, power)
 
 
-def power_binary(rate_control: float, rate_arm: float, n_control: float, n_arm: float,
-                 alpha: float = 0.05) -> float:
+def power_binary(rate_control: float, rate_arm: float, n_control: float, n_arm: float, alpha: float = 0.05) -> float:
     """Power of the pooled two-proportion z-test (the test the verdict uses) at true rates p_C, p_A.
 
     The variance under the null uses the pooled rate p̄ = (n_A·p_A + n_C·p_C)/(n_A + n_C), the one
@@ -191,8 +207,9 @@ def power_binary(rate_control: float, rate_arm: float, n_control: float, n_arm: 
     return float(norm.cdf((d - z * se0) / se1) + norm.cdf((-d - z * se0) / se1))
 
 
-def mde_binary(baseline_rate: float, n_control: int, n_arm: int, alpha: float = 0.05,
-               power: float = 0.8, rho2: float | None = None) -> MinimumDetectableEffect:
+def mde_binary(
+    baseline_rate: float, n_control: int, n_arm: int, alpha: float = 0.05, power: float = 0.8, rho2: float | None = None
+) -> MinimumDetectableEffect:
     """Minimum detectable increase of a proportion from a baseline rate p₀, variance under the alternative.
 
     The smallest δ > 0 with :func:`power_binary` (p₀, p₀ + δ) = power (found by root search, so the
@@ -211,8 +228,9 @@ def mde_binary(baseline_rate: float, n_control: int, n_arm: int, alpha: float = 
     _check(alpha, power)
     p0 = baseline_rate
     if rho2 is not None:
-        return mde_continuous(math.sqrt(p0 * (1 - p0)), n_control, n_arm, alpha, power, baseline_mean=p0,
-                              buyers=True, rho2=rho2)
+        return mde_continuous(
+            math.sqrt(p0 * (1 - p0)), n_control, n_arm, alpha, power, baseline_mean=p0, buyers=True, rho2=rho2
+        )
     f = lambda d: power_binary(p0, p0 + d, n_control, n_arm, alpha) - power  # noqa: E731
     top = 1.0 - p0 - 1e-12
     if f(top) < 0:
@@ -225,9 +243,17 @@ def mde_binary(baseline_rate: float, n_control: int, n_arm: int, alpha: float = 
     return MinimumDetectableEffect(d, d / p0, se, alpha, power)
 
 
-def sample_size_continuous(sd: float, effect: float, share_control: float = 0.5, share_arm: float = 0.5,
-                           alpha: float = 0.05, power: float = 0.8, baseline_mean: float | None = None,
-                           buyers: bool = False, rho2: float = 0.0) -> SampleSize:
+def sample_size_continuous(
+    sd: float,
+    effect: float,
+    share_control: float = 0.5,
+    share_arm: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    baseline_mean: float | None = None,
+    buyers: bool = False,
+    rho2: float = 0.0,
+) -> SampleSize:
     """Total recipients N so that a true difference ``effect`` is detected with ``power``.
 
     The control gets N·s_C and the arm N·s_A (the shares may leave room for other arms), so
@@ -261,9 +287,16 @@ def _sample_size(total: float, share_control: float, share_arm: float) -> Sample
     return SampleSize(ceil(total), ceil(total * share_control), ceil(total * share_arm), total)
 
 
-def sample_size_binary(baseline_rate: float, effect: float, share_control: float = 0.5,
-                       share_arm: float = 0.5, alpha: float = 0.05, power: float = 0.8,
-                       relative: bool = False, rho2: float | None = None) -> SampleSize:
+def sample_size_binary(
+    baseline_rate: float,
+    effect: float,
+    share_control: float = 0.5,
+    share_arm: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    relative: bool = False,
+    rho2: float | None = None,
+) -> SampleSize:
     """Total recipients N to detect a change ``effect`` of a baseline rate p₀ with the pooled z-test.
 
     ``effect`` is absolute (p₁ − p₀), or relative ((p₁ − p₀)/p₀) when ``relative``. N solves
@@ -285,8 +318,17 @@ def sample_size_binary(baseline_rate: float, effect: float, share_control: float
     if not 0.0 < p1 < 1.0:
         raise ValueError("the target rate must be in (0, 1)")
     if rho2 is not None:
-        return sample_size_continuous(math.sqrt(p0 * (1 - p0)), d, share_control, share_arm, alpha, power,
-                                      baseline_mean=p0, buyers=True, rho2=rho2)
+        return sample_size_continuous(
+            math.sqrt(p0 * (1 - p0)),
+            d,
+            share_control,
+            share_arm,
+            alpha,
+            power,
+            baseline_mean=p0,
+            buyers=True,
+            rho2=rho2,
+        )
     norm = _sps().norm
     pooled = (share_arm * p1 + share_control * p0) / (share_arm + share_control)
     s0 = math.sqrt(pooled * (1 - pooled) * (1 / share_arm + 1 / share_control))

@@ -30,15 +30,19 @@ SUM_BOUNDS = {"money": 50_000, "tickets": 10}
 
 def _cell(session: Session, spectator_id, source, where=None) -> Cell:
     """The fingerprint (core.privacy.Cell) of the spectators ``spectator_id`` of ``source``."""
-    query = (select(func.count(), func.coalesce(func.sum(Spectator.cell_key), 0)).select_from(source)
-             .join(Spectator, Spectator.id == spectator_id))
+    query = (
+        select(func.count(), func.coalesce(func.sum(Spectator.cell_key), 0))
+        .select_from(source)
+        .join(Spectator, Spectator.id == spectator_id)
+    )
     if where is not None:
         query = query.where(where)
     return Cell.of(*session.execute(query).one())
 
 
-def _protected_count(session: Session, release: Release, name: str, spectator_id, source, where=None,
-                     threshold: bool = True) -> int:
+def _protected_count(
+    session: Session, release: Release, name: str, spectator_id, source, where=None, threshold: bool = True
+) -> int:
     """The noisy figure ``name`` of the spectators ``spectator_id`` of ``source`` (``where`` them);
     0 when under k with ``threshold`` (the callers then say "too small"), the bare noisy value
     without."""
@@ -55,8 +59,11 @@ BASELINES = ("year_earlier", "before_launch", "last_days")
 def _population(session: Session, campaign: Campaign):
     """(population SELECT with ``unit`` and ``spectator_id``, its source) for the power estimate."""
     if campaign.snapshot_id is not None:
-        return (select(SnapshotMember.spectator_id.label("unit"), SnapshotMember.spectator_id.label("spectator_id"))
-                .where(SnapshotMember.snapshot_id == campaign.snapshot_id)), "snapshot"
+        return (
+            select(SnapshotMember.spectator_id.label("unit"), SnapshotMember.spectator_id.label("spectator_id")).where(
+                SnapshotMember.snapshot_id == campaign.snapshot_id
+            )
+        ), "snapshot"
     segment = campaign.segment
     version = segment.current if segment is not None else None
     if version is None:
@@ -91,9 +98,16 @@ def baseline_window(session: Session, campaign: Campaign, baseline: str | None, 
     return "last_days", end - days, end
 
 
-def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, target_power: float = 0.8,
-                 target_lift: float = 0.10, baseline: str | None = None, now: dt.datetime | None = None,
-                 release: Release | None = None) -> dict:
+def power_report(
+    session: Session,
+    campaign: Campaign,
+    alpha: float = 0.05,
+    target_power: float = 0.8,
+    target_lift: float = 0.10,
+    baseline: str | None = None,
+    now: dt.datetime | None = None,
+    release: Release | None = None,
+) -> dict:
     """Design-time power of ``campaign`` (DESIGN.md §8): for each test arm against the control,
     the minimum detectable effect of every metric at the planned sizes and split, and the number
     of recipients needed to detect a relative lift of ``target_lift`` on the primary metric.
@@ -113,8 +127,13 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
     are computed from those, so that none gives an exact count back.
     """
     now = now or utcnow()
-    result: dict = {"alpha": alpha, "power": target_power, "target_lift": target_lift,
-                    "primary_metric": campaign.primary_metric, "error": None}
+    result: dict = {
+        "alpha": alpha,
+        "power": target_power,
+        "target_lift": target_lift,
+        "primary_metric": campaign.primary_metric,
+        "error": None,
+    }
     population, source = _population(session, campaign)
     if population is None:
         result["error"] = "no_segment"
@@ -125,11 +144,15 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
     name = figure_name(campaign)
     if release is not None:
         # the snapshot is the funnel's segment total: the same figure as on the campaign page
-        population_size = _protected_count(session, release, f"{name}.{'segment' if source == 'snapshot' else source}",
-                                           pop.c.spectator_id, pop)
+        population_size = _protected_count(
+            session, release, f"{name}.{'segment' if source == 'snapshot' else source}", pop.c.spectator_id, pop
+        )
     kind, start, end = baseline_window(session, campaign, baseline, now)
-    result["baseline"] = {"kind": kind, "start": start.date().isoformat(),
-                          "end": (end - dt.timedelta(seconds=1)).date().isoformat()}
+    result["baseline"] = {
+        "kind": kind,
+        "start": start.date().isoformat(),
+        "end": (end - dt.timedelta(seconds=1)).date().isoformat(),
+    }
     eligible = eligible_count(session, campaign) if campaign.status in ("awaiting_approvals", "ready") else 0
     eligible_hidden = False
     if release is not None and eligible:
@@ -137,8 +160,14 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
         eligible = _protected_count(session, release, f"{name}.eligible", chosen.c.spectator_id, chosen)
         eligible_hidden = eligible == 0
     n_total, n_source = (eligible, "eligible") if eligible or eligible_hidden else (population_size, source)
-    result.update({"population": shown_count(population_size, k), "n_total": shown_count(n_total, k), "n_source": n_source,
-                   "k": k})
+    result.update(
+        {
+            "population": shown_count(population_size, k),
+            "n_total": shown_count(n_total, k),
+            "n_source": n_source,
+            "k": k,
+        }
+    )
     if population_size == 0 or is_small(population_size, k) or is_small(n_total, k) or eligible_hidden:
         result["error"] = "too_small"
         return result
@@ -147,14 +176,25 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
         result["error"] = "no_organisation"
         return result
     # the window and, as the experiment's covariate, the same length before it (CUPED's history)
-    rows = period_rows(population, "spectator_id", start - (end - start), start, end, scope,
-                       masks=has_bit_or_aggregate(session.get_bind()))
+    rows = period_rows(
+        population,
+        "spectator_id",
+        start - (end - start),
+        start,
+        end,
+        scope,
+        masks=has_bit_or_aggregate(session.get_bind()),
+    )
     per = per_unit_metrics(rows).subquery("per_unit")
-    columns = {"conversion": (per.c.converted, per.c.pre_converted), "cross_sell": (per.c.cross_sell, per.c.pre_cross_sell),
-               "revenue": (per.c.revenue_cents, per.c.pre_revenue_cents), "tickets": (per.c.tickets, per.c.pre_tickets)}
+    columns = {
+        "conversion": (per.c.converted, per.c.pre_converted),
+        "cross_sell": (per.c.cross_sell, per.c.pre_cross_sell),
+        "revenue": (per.c.revenue_cents, per.c.pre_revenue_cents),
+        "tickets": (per.c.tickets, per.c.pre_tickets),
+    }
     sums = [func.coalesce(func.sum(e), 0) for y, x in columns.values() for e in (y, y * y, x, x * x, x * y)]
     agg = [float(v or 0) for v in session.execute(select(*sums)).one()]
-    raw = {m: agg[5 * i: 5 * i + 5] for i, m in enumerate(columns)}  # Σy, Σy², Σx, Σx², Σxy
+    raw = {m: agg[5 * i : 5 * i + 5] for i, m in enumerate(columns)}  # Σy, Σy², Σx, Σx², Σxy
     n = float(population_size)
     buyers = raw["conversion"][0]
     if release is not None:
@@ -164,10 +204,24 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
             y, x = columns[metric]
             # a noisy count can land on 0 or on n, where a rate of 0 % or 100 % has no variance and
             # no detectable effect: half a person from either end keeps the noisy rate inside (0, 1)
-            counts = [min(max(float(_protected_count(session, release, f"{window}.{figure}", per.c.unit, per, where,
-                                                     threshold=False)), 0.5), n - 0.5)
-                      for figure, where in ((label, y == 1), (f"{label}.before", x == 1),
-                                            (f"{label}.both", (y == 1) & (x == 1)))]
+            counts = [
+                min(
+                    max(
+                        float(
+                            _protected_count(
+                                session, release, f"{window}.{figure}", per.c.unit, per, where, threshold=False
+                            )
+                        ),
+                        0.5,
+                    ),
+                    n - 0.5,
+                )
+                for figure, where in (
+                    (label, y == 1),
+                    (f"{label}.before", x == 1),
+                    (f"{label}.both", (y == 1) & (x == 1)),
+                )
+            ]
             raw[metric] = [counts[0], counts[0], counts[1], counts[1], min(counts[2], counts[0], counts[1])]
         # The sums behind the revenue and tickets baselines: exact, a mean times the shown population
         # gave them back, and two campaigns one spectator apart that spectator's purchases. Noise of σ
@@ -179,11 +233,16 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
         xy_cell = _cell(session, per.c.unit, per, (per.c.converted == 1) & (per.c.pre_converted == 1))
         for metric, bound in (("revenue", SUM_BOUNDS["money"]), ("tickets", SUM_BOUNDS["tickets"])):
             sy, syy, sx, sxx, sxy = raw[metric]
-            raw[metric] = [release.sum_figure(f"{window}.{metric}{suffix}", cell, value, most) or 0.0
-                           for suffix, cell, value, most in (
-                               ("", y_cell, sy, bound), ("_squares", y_cell, syy, bound * bound),
-                               (".before", x_cell, sx, bound), (".before_squares", x_cell, sxx, bound * bound),
-                               (".both_products", xy_cell, sxy, bound * bound))]
+            raw[metric] = [
+                release.sum_figure(f"{window}.{metric}{suffix}", cell, value, most) or 0.0
+                for suffix, cell, value, most in (
+                    ("", y_cell, sy, bound),
+                    ("_squares", y_cell, syy, bound * bound),
+                    (".before", x_cell, sx, bound),
+                    (".before_squares", x_cell, sxx, bound * bound),
+                    (".both_products", xy_cell, sxy, bound * bound),
+                )
+            ]
     scales = {"revenue": 100.0}
     baselines: dict[str, tuple[float, float]] = {}
     rho2: dict[str, float | None] = {}
@@ -201,9 +260,16 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
     if is_small(int(buyers), k) or (release is not None and buyers == 0):
         result["error"] = "too_few_buyers"
         return result
-    result["metrics"] = {m: {"type": metric_kind(m), "mean": baselines[m][0], "sd": baselines[m][1],
-                             "history": rho2[m] is not None, "variance_reduction": rho2[m]}
-                         for m in LIFT_METRICS}
+    result["metrics"] = {
+        m: {
+            "type": metric_kind(m),
+            "mean": baselines[m][0],
+            "sd": baselines[m][1],
+            "history": rho2[m] is not None,
+            "variance_reduction": rho2[m],
+        }
+        for m in LIFT_METRICS
+    }
     shares = {a["name"]: float(a["share"]) / 100.0 for a in campaign.arms}
     share_c = shares.get("control", 0.0)
     arms = []
@@ -221,26 +287,47 @@ def power_report(session: Session, campaign: Campaign, alpha: float = 0.05, targ
                         mde = power.mde_binary(mean, n_c, n_a, alpha, target_power, rho2=rho2[metric])
                 elif sd > 0 and n_c > 0 and n_a > 0:
                     # revenue and tickets move through more buyers: the arm's variance grows with them
-                    mde = power.mde_continuous(sd, n_c, n_a, alpha, target_power, baseline_mean=mean,
-                                               buyers=mean > 0, rho2=rho2[metric] or 0.0)
+                    mde = power.mde_continuous(
+                        sd, n_c, n_a, alpha, target_power, baseline_mean=mean, buyers=mean > 0, rho2=rho2[metric] or 0.0
+                    )
             except ValueError:
                 mde = None
-            entry["mde"][metric] = {"absolute": mde.absolute, "relative": mde.relative,
-                                    "estimator": "raw" if rho2[metric] is None else "cuped"} if mde else None
+            entry["mde"][metric] = (
+                {
+                    "absolute": mde.absolute,
+                    "relative": mde.relative,
+                    "estimator": "raw" if rho2[metric] is None else "cuped",
+                }
+                if mde
+                else None
+            )
         primary = campaign.primary_metric
         mean, sd = baselines[primary]
         try:
             if metric_kind(primary) == "binary":
-                size = power.sample_size_binary(mean, target_lift, share_c, share_a, alpha, target_power, relative=True,
-                                                rho2=rho2[primary])
+                size = power.sample_size_binary(
+                    mean, target_lift, share_c, share_a, alpha, target_power, relative=True, rho2=rho2[primary]
+                )
             else:
-                size = power.sample_size_continuous(sd, target_lift * mean, share_c, share_a, alpha, target_power,
-                                                    baseline_mean=mean, buyers=mean > 0, rho2=rho2[primary] or 0.0)
-            entry["needed"] = {"total": size.total, "n_control": size.n_control, "n_arm": size.n_arm,
-                               "enough": size.total <= n_total}
+                size = power.sample_size_continuous(
+                    sd,
+                    target_lift * mean,
+                    share_c,
+                    share_a,
+                    alpha,
+                    target_power,
+                    baseline_mean=mean,
+                    buyers=mean > 0,
+                    rho2=rho2[primary] or 0.0,
+                )
+            entry["needed"] = {
+                "total": size.total,
+                "n_control": size.n_control,
+                "n_arm": size.n_arm,
+                "enough": size.total <= n_total,
+            }
         except ValueError:
             entry["needed"] = None
         arms.append(entry)
     result["arms"] = arms
     return result
-

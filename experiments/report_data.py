@@ -23,6 +23,7 @@ def metric_kind(metric: str) -> str:
 
 # --- the data -----------------------------------------------------------------------------------
 
+
 @dataclass
 class ExperimentData:
     """One entry per recipient (in no particular order): arm index, sending organisation, metrics."""
@@ -61,14 +62,28 @@ def load_data(session: Session, experiment: Experiment) -> ExperimentData:
     """
     names = experiment.arm_names
     arm_index = {name: i for i, name in enumerate(names)}
-    groups = session.execute(select(Recipient.arm, Recipient.organisation_id, func.count())
-                             .where(Recipient.experiment_id == experiment.id)
-                             .group_by(Recipient.arm, Recipient.organisation_id)).all()
+    groups = session.execute(
+        select(Recipient.arm, Recipient.organisation_id, func.count())
+        .where(Recipient.experiment_id == experiment.id)
+        .group_by(Recipient.arm, Recipient.organisation_id)
+    ).all()
     o = Outcome
     arm_code = case(arm_index, value=o.arm, else_=-1)
     first = func.coalesce(epoch_seconds(session, o.first_purchase_at), -1e18)
-    columns = (arm_code, o.organisation_id, o.converted, o.revenue_cents, o.tickets, o.cross_sell, o.redeemed, first,
-               o.pre_converted, o.pre_revenue_cents, o.pre_tickets, o.pre_cross_sell)
+    columns = (
+        arm_code,
+        o.organisation_id,
+        o.converted,
+        o.revenue_cents,
+        o.tickets,
+        o.cross_sell,
+        o.redeemed,
+        first,
+        o.pre_converted,
+        o.pre_revenue_cents,
+        o.pre_tickets,
+        o.pre_cross_sell,
+    )
     matrix = _fetch_matrix(session, columns, o.experiment_id == experiment.id)
     seen: dict[tuple[int, int], int] = {}
     if matrix.size:
@@ -88,8 +103,13 @@ def load_data(session: Session, experiment: Experiment) -> ExperimentData:
     def column(i: int, scale: float = 1.0) -> np.ndarray:
         return np.concatenate([matrix[:, i] / scale, np.zeros(zeros)])
 
-    window = {"conversion": column(2), "revenue": column(3, 100.0), "tickets": column(4), "cross_sell": column(5),
-              "redemption": column(6)}
+    window = {
+        "conversion": column(2),
+        "revenue": column(3, 100.0),
+        "tickets": column(4),
+        "cross_sell": column(5),
+        "redemption": column(6),
+    }
     pre = {"conversion": column(8), "revenue": column(9, 100.0), "tickets": column(10), "cross_sell": column(11)}
     launched = (experiment.launched_at - dt.datetime(1970, 1, 1)).total_seconds()
     first_day = np.where(matrix[:, 7] < -1e17, np.nan, (matrix[:, 7] - launched) / 86400.0)
@@ -103,5 +123,3 @@ def shown_count(value: int | None, k: int) -> int | None:
 
 def hidden_by(k: int, *counts: int) -> bool:
     return any(is_small(int(c), k) for c in counts)
-
-

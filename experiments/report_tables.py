@@ -13,15 +13,29 @@ from experiments.models import Experiment
 from experiments.report_data import ExperimentData, hidden_by, metric_kind, shown_count
 
 
-def arm_roi(arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha: float, k: int,
-         hide: bool = False) -> dict:
+def arm_roi(
+    arm: str, data: ExperimentData, mc, ma, redeemed: int, promotion, alpha: float, k: int, hide: bool = False
+) -> dict:
     """Incremental revenue = lift in revenue per recipient × recipients of the arm; return =
     incremental revenue − discounts (redemptions × average discount) − contact costs."""
     n_c, n_a = int(mc.sum()), int(ma.sum())
-    entry = {"arm": arm, "incremental_revenue": None, "incremental_ci": [None, None], "discount_cost": None,
-             "contact_cost": None, "net": None, "net_ci": [None, None], "roi": None, "hidden": False}
-    if hide or n_c < 2 or n_a < 2 or hidden_by(k, n_c, n_a, int(data.window["conversion"][mc].sum()),
-                                        int(data.window["conversion"][ma].sum())):
+    entry = {
+        "arm": arm,
+        "incremental_revenue": None,
+        "incremental_ci": [None, None],
+        "discount_cost": None,
+        "contact_cost": None,
+        "net": None,
+        "net_ci": [None, None],
+        "roi": None,
+        "hidden": False,
+    }
+    if (
+        hide
+        or n_c < 2
+        or n_a < 2
+        or hidden_by(k, n_c, n_a, int(data.window["conversion"][mc].sum()), int(data.window["conversion"][ma].sum()))
+    ):
         entry["hidden"] = True
         return entry
     welch = stats.welch_test(data.window["revenue"][mc], data.window["revenue"][ma], alpha)
@@ -55,7 +69,9 @@ def suppressed_cells(data: ExperimentData, strata: np.ndarray, n_orgs: int, metr
         for i in range(len(data.arm_names)):
             mask = (strata == j) & (data.arm == i)
             n, bought = int(mask.sum()), int(buyers[mask].sum())
-            counts = [bought] + ([int(y[mask].sum()), n - int(y[mask].sum())] if metric_kind(metric) == "binary" else [])
+            counts = [bought] + (
+                [int(y[mask].sum()), n - int(y[mask].sum())] if metric_kind(metric) == "binary" else []
+            )
             cells[j].append(n)
             primary[j].append(hidden_by(k, *counts))
     if not cells:
@@ -71,16 +87,27 @@ def protect_left_out(stratified: dict | None, table: SuppressedTable, org_ids: l
         return
     row_of = {str(o): j for j, o in enumerate(org_ids)}
     rows = [row_of.get(str(label)) for label in stratified["left_out_strata"]]
-    named = [label for label, j in zip(stratified["left_out_strata"], rows)
-             if j is not None and all(table.shown(j, c) for c in columns)]
+    named = [
+        label
+        for label, j in zip(stratified["left_out_strata"], rows)
+        if j is not None and all(table.shown(j, c) for c in columns)
+    ]
     stratified["left_out_hidden"] = len(rows) - len(named)
     stratified["left_out_strata"] = named
     if stratified["left_out_hidden"]:
         stratified["left_out"] = None
 
 
-def organisation_breakdown(data: ExperimentData, strata: np.ndarray, org_ids: list[int], org_names: dict, metric: str,
-               alpha: float, table: SuppressedTable, experiment: Experiment) -> list[dict]:
+def organisation_breakdown(
+    data: ExperimentData,
+    strata: np.ndarray,
+    org_ids: list[int],
+    org_names: dict,
+    metric: str,
+    alpha: float,
+    table: SuppressedTable,
+    experiment: Experiment,
+) -> list[dict]:
     """The primary metric per sending organisation and test arm; Benjamini-Hochberg over the
     organisations of each arm; a comparison is hidden when its control or arm cell is hidden
     (:func:`suppressed_cells`)."""
@@ -102,16 +129,33 @@ def organisation_breakdown(data: ExperimentData, strata: np.ndarray, org_ids: li
                 continue
             ma = in_org & (data.arm == i)
             n_a = int(ma.sum())
-            row = {"arm": arm, "hidden": not (table.shown(j, control) and table.shown(j, i)), "p_value": None,
-                   "p_bh": None}
+            row = {
+                "arm": arm,
+                "hidden": not (table.shown(j, control) and table.shown(j, i)),
+                "p_value": None,
+                "p_bh": None,
+            }
             if n_c >= 2 and n_a >= 2:
                 try:
                     summary = summaries.compare_summary(kind, y[mc], y[ma], alpha)
                 except ValueError:
                     summary = None
                 if summary is not None:
-                    row.update({key: summary[key] for key in ("control_mean", "arm_mean", "abs_lift", "abs_ci",
-                                                              "rel_lift", "rel_ci", "test", "p_value")})
+                    row.update(
+                        {
+                            key: summary[key]
+                            for key in (
+                                "control_mean",
+                                "arm_mean",
+                                "abs_lift",
+                                "abs_ci",
+                                "rel_lift",
+                                "rel_ci",
+                                "test",
+                                "p_value",
+                            )
+                        }
+                    )
             else:
                 row["error"] = "too_few"
             entry["comparisons"].append(row)
@@ -133,24 +177,41 @@ def organisation_breakdown(data: ExperimentData, strata: np.ndarray, org_ids: li
     return out
 
 
-def health_checks(experiment: Experiment, org_names: dict, k: int, balance: list[dict], comparisons: list[dict],
-            table: SuppressedTable, org_ids: list[int]) -> dict:
+def health_checks(
+    experiment: Experiment,
+    org_names: dict,
+    k: int,
+    balance: list[dict],
+    comparisons: list[dict],
+    table: SuppressedTable,
+    org_ids: list[int],
+) -> dict:
     """Sample-ratio and balance checks; a count per organisation is hidden where the breakdown's
     cell is (the same recipients at launch: one suppression pattern for both tables)."""
     srm = experiment.srm or {}
     row_of = {org: j for j, org in enumerate(org_ids)}
     arm_of = {name: i for i, name in enumerate(experiment.arm_names)}
     by_org = []
-    for org_id, check in sorted((srm.get("by_organisation") or {}).items(), key=lambda t: org_names.get(int(t[0]),
-                                                                                                           ("", ""))[1]):
+    for org_id, check in sorted(
+        (srm.get("by_organisation") or {}).items(), key=lambda t: org_names.get(int(t[0]), ("", ""))[1]
+    ):
         j = row_of.get(int(org_id))
-        counts = {a: None if j is None or a not in arm_of or not table.shown(j, arm_of[a]) else shown_count(v, k)
-                  for a, v in check.get("n", {}).items()}
+        counts = {
+            a: None if j is None or a not in arm_of or not table.shown(j, arm_of[a]) else shown_count(v, k)
+            for a, v in check.get("n", {}).items()
+        }
         hidden = None in counts.values()
         slug, name = org_names.get(int(org_id), ("?", "?"))
-        by_org.append({"organisation_id": int(org_id), "slug": slug, "name": name, "n": counts,
-                       "p_value": None if hidden else check.get("p_value"),
-                       "flag": False if hidden else bool(check.get("flag"))})
+        by_org.append(
+            {
+                "organisation_id": int(org_id),
+                "slug": slug,
+                "name": name,
+                "n": counts,
+                "p_value": None if hidden else check.get("p_value"),
+                "flag": False if hidden else bool(check.get("flag")),
+            }
+        )
     left = sorted({label for c in comparisons for label in (c.get("stratified") or {}).get("left_out_strata", [])})
     left_counts = [(c.get("stratified") or {}).get("left_out", 0) for c in comparisons]
     left_out = None if None in left_counts else max(left_counts or [0])
@@ -164,5 +225,3 @@ def health_checks(experiment: Experiment, org_names: dict, k: int, balance: list
         "left_out": shown_count(left_out, k) if left_out else left_out,
         "left_out_hidden": unnamed,  # left out too, with counts hidden: not named
     }
-
-

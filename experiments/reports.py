@@ -40,6 +40,7 @@ SNAPSHOTS_KEPT = 120
 
 # --- pieces of the report -----------------------------------------------------------------------
 
+
 def _comparison(kind: str, y_c, y_a, x_c, x_a, s_c, s_a, labels, alpha: float) -> dict:
     """Raw, CUPED and stratified estimates of one metric; ``error`` instead when not estimable."""
     if y_c.size < 2 or y_a.size < 2:
@@ -110,8 +111,9 @@ def _cumulative(data: ExperimentData, days: int, shown_n: dict) -> dict:
     return {"days": list(range(1, days + 1)), "series": series}
 
 
-def build_report(session: Session, experiment: Experiment, now: dt.datetime | None = None,
-                 data: ExperimentData | None = None) -> dict:
+def build_report(
+    session: Session, experiment: Experiment, now: dt.datetime | None = None, data: ExperimentData | None = None
+) -> dict:
     """The lift report of ``experiment`` as a plain dict (read-only: nothing is written).
 
     Holds, for every test arm against the control: each declared metric's raw comparison
@@ -135,8 +137,13 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     alpha = float(experiment.alpha or 0.05)
     org_ids = sorted({int(o) for o in np.unique(data.organisation)}) if data.size else []
     k = strictest_k(session, org_ids or None)
-    org_rows = session.execute(select(Organisation.id, Organisation.slug, Organisation.name)
-                               .where(Organisation.id.in_(org_ids))).all() if org_ids else []
+    org_rows = (
+        session.execute(
+            select(Organisation.id, Organisation.slug, Organisation.name).where(Organisation.id.in_(org_ids))
+        ).all()
+        if org_ids
+        else []
+    )
     org_names = {r.id: (r.slug, r.name) for r in org_rows}
     labels = [str(o) for o in org_ids]
     code_of_org = {o: i for i, o in enumerate(org_ids)}
@@ -157,15 +164,24 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
 
     report: dict = {
         "version": REPORT_VERSION,
-        "experiment_id": experiment.id, "campaign_id": campaign.id, "campaign": campaign.name,
-        "status": campaign.status, "computed_at": now.isoformat(timespec="seconds"),
+        "experiment_id": experiment.id,
+        "campaign_id": campaign.id,
+        "campaign": campaign.name,
+        "status": campaign.status,
+        "computed_at": now.isoformat(timespec="seconds"),
         "launched_at": experiment.launched_at.isoformat(timespec="seconds"),
         "window_end": experiment.window_end.isoformat(timespec="seconds"),
         "pre_start": experiment.pre_start.isoformat(timespec="seconds"),
-        "window_days": experiment.window_days, "days_elapsed": round(elapsed, 1), "interim": interim,
+        "window_days": experiment.window_days,
+        "days_elapsed": round(elapsed, 1),
+        "interim": interim,
         "outcomes_at": experiment.outcomes_at.isoformat(timespec="seconds") if experiment.outcomes_at else None,
-        "alpha": alpha, "k": k, "primary_metric": primary, "metrics": declared,
-        "code_strategy": experiment.code_strategy, "control": "control",
+        "alpha": alpha,
+        "k": k,
+        "primary_metric": primary,
+        "metrics": declared,
+        "code_strategy": experiment.code_strategy,
+        "control": "control",
         "arms": [{"name": a["name"], "share": a["share"], "n": shown_n[a["name"]]} for a in experiment.arms],
         "recipients": table.total,
     }
@@ -176,19 +192,28 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     report["sales_until"] = sales_until.isoformat(timespec="seconds") if sales_until else None
     report["sales_since_launch"] = sales_until is not None and sales_until >= experiment.launched_at
     silent = _silent_organisations(session, experiment, scope, now) if report["sales_since_launch"] else []
-    report["organisations_without_sales_since_launch"] = [
-        {"organisation": slug, "name": name}
-        for slug, name in session.execute(select(Organisation.slug, Organisation.name)
-                                          .where(Organisation.id.in_(silent)).order_by(Organisation.name))
-    ] if silent else []
+    report["organisations_without_sales_since_launch"] = (
+        [
+            {"organisation": slug, "name": name}
+            for slug, name in session.execute(
+                select(Organisation.slug, Organisation.name)
+                .where(Organisation.id.in_(silent))
+                .order_by(Organisation.name)
+            )
+        ]
+        if silent
+        else []
+    )
     report["design"] = _design(experiment, declared) if report["recipients"] is not None else None
 
     # revenue, winsorised once at the percentile of the buyers' revenue, arms pooled
     revenue = data.window["revenue"]
     winsor = stats.winsorize(revenue, WINSOR_PERCENTILE) if revenue.size else None
-    report["winsorisation"] = {"percentile": WINSOR_PERCENTILE,
-                               "cap": summaries.json_number(winsor.cap) if winsor else None,
-                               "capped": shown_count(winsor.n_capped, k) if winsor else None}
+    report["winsorisation"] = {
+        "percentile": WINSOR_PERCENTILE,
+        "cap": summaries.json_number(winsor.cap) if winsor else None,
+        "capped": shown_count(winsor.n_capped, k) if winsor else None,
+    }
 
     comparisons, headline, roi, redemption, balance, ratios = [], [], [], [], [], []
     arm_promos = offers.arm_promotions(session, experiment)  # each arm's costs (experiments.arm_pairs)
@@ -202,7 +227,13 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         for metric in declared:
             kind = metric_kind(metric)
             y, x = data.window[metric], data.pre[metric]
-            row = {"arm": arm, "metric": metric, "type": kind, "n_control": shown_n[names[control]], "n_arm": shown_n[arm]}
+            row = {
+                "arm": arm,
+                "metric": metric,
+                "type": kind,
+                "n_control": shown_n[names[control]],
+                "n_arm": shown_n[arm],
+            }
             buyers_c = int(data.window["conversion"][mc].sum())
             buyers_a = int(data.window["conversion"][ma].sum())
             counts = [n_c, n_a, buyers_c, buyers_a]
@@ -235,16 +266,26 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         if primary_row is not None and not primary_row.get("hidden") and not primary_row.get("error"):
             y = data.window[primary]
             variance = look_variance(metric_kind(primary), y[mc], y[ma])
-            current = {"at": now.isoformat(timespec="seconds"), "day": now.date().isoformat(), "arm": arm,
-                       "estimate": primary_row["abs_lift"], "variance": variance}
+            current = {
+                "at": now.isoformat(timespec="seconds"),
+                "day": now.date().isoformat(),
+                "arm": arm,
+                "estimate": primary_row["abs_lift"],
+                "variance": variance,
+            }
         p_av, looks = always_valid(experiment, arm, current if interim else None)
         if primary_row is not None:
             # the verdict waits for p_adjusted_arms, known once every arm is compared
-            headline.append({
-                "arm": arm, "metric": primary, "type": metric_kind(primary),
-                "p_always_valid": p_av if interim else None, "looks": looks if interim else [],
-                "_row": primary_row,
-            })
+            headline.append(
+                {
+                    "arm": arm,
+                    "metric": primary,
+                    "type": metric_kind(primary),
+                    "p_always_valid": p_av if interim else None,
+                    "looks": looks if interim else [],
+                    "_row": primary_row,
+                }
+            )
 
         # redemption uptake: test arms only, never a lift
         redeemed = int(data.window["redemption"][ma].sum())
@@ -253,7 +294,9 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
             ci = stats.wilson_interval(redeemed, n_a, alpha)
             uptake.update({"rate": redeemed / n_a, "ci": [ci.low, ci.high]})
         else:
-            uptake.update({"rate": None, "ci": [None, None], "hidden": shown_n[arm] is None or hidden_by(k, n_a, redeemed)})
+            uptake.update(
+                {"rate": None, "ci": [None, None], "hidden": shown_n[arm] is None or hidden_by(k, n_a, redeemed)}
+            )
         redemption.append(uptake)
 
         # incremental revenue and return on the promotion (raw revenue)
@@ -264,23 +307,36 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
         entry = {"arm": arm, "hidden": hidden_by(k, n_c, n_a, int(buyers[mc].sum()), int(buyers[ma].sum()))}
         for name, metric in (("revenue_per_buyer", "revenue"), ("tickets_per_buyer", "tickets")):
             y = data.window[metric]
-            entry[name] = None if entry["hidden"] else summaries.ratio_summary(y[mc], buyers[mc], y[ma], buyers[ma], alpha)
+            entry[name] = (
+                None if entry["hidden"] else summaries.ratio_summary(y[mc], buyers[mc], y[ma], buyers[ma], alpha)
+            )
         ratios.append(entry)
 
         # pre-period balance of the covariates
         for metric in LIFT_METRICS:
             x = data.pre[metric]
-            entry = {"arm": arm, "metric": metric, "control_mean": None, "arm_mean": None, "p_value": None,
-                     "flag": False}
+            entry = {
+                "arm": arm,
+                "metric": metric,
+                "control_mean": None,
+                "arm_mean": None,
+                "p_value": None,
+                "flag": False,
+            }
             if n_c >= 2 and n_a >= 2 and not arm_hidden:
                 try:
                     summary = summaries.compare_summary(metric_kind(metric), x[mc], x[ma], alpha)
                 except ValueError:
                     summary = None
                 if summary is not None:
-                    entry.update({"control_mean": summary["control_mean"], "arm_mean": summary["arm_mean"],
-                                  "p_value": summary["p_value"],
-                                  "flag": summary["p_value"] is not None and summary["p_value"] < BALANCE_THRESHOLD})
+                    entry.update(
+                        {
+                            "control_mean": summary["control_mean"],
+                            "arm_mean": summary["arm_mean"],
+                            "p_value": summary["p_value"],
+                            "flag": summary["p_value"] is not None and summary["p_value"] < BALANCE_THRESHOLD,
+                        }
+                    )
             balance.append(entry)
 
     for row in comparisons:
@@ -288,9 +344,26 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     summaries.fill_holm_arms(comparisons)
     for entry in headline:
         row = entry.pop("_row")
-        entry.update({key: row.get(key) for key in ("control_mean", "arm_mean", "abs_lift", "abs_ci", "rel_lift",
-                                                    "rel_ci", "rel_reason", "p_value", "p_adjusted",
-                                                    "p_adjusted_arms", "hidden", "error", "interval")})
+        entry.update(
+            {
+                key: row.get(key)
+                for key in (
+                    "control_mean",
+                    "arm_mean",
+                    "abs_lift",
+                    "abs_ci",
+                    "rel_lift",
+                    "rel_ci",
+                    "rel_reason",
+                    "p_value",
+                    "p_adjusted",
+                    "p_adjusted_arms",
+                    "hidden",
+                    "error",
+                    "interval",
+                )
+            }
+        )
         # the estimate the verdict reads is the one shown: CUPED when the pre-period has history
         driving = driving_estimate(row)
         cuped = row.get("cuped") if isinstance(row.get("cuped"), dict) else None
@@ -307,14 +380,22 @@ def build_report(session: Session, experiment: Experiment, now: dt.datetime | No
     report["ratios"] = ratios
     control_redeemed = int(data.window["redemption"][masks[control]].sum()) if data.size else 0
     leaked = int(experiment.leaked_redemptions or 0)
-    report["codes"] = {"leaked": shown_count(leaked, k) if leaked else 0,
-                       "control_redeemed": shown_count(control_redeemed, k) if control_redeemed else 0}
-    report["organisations"] = organisation_breakdown(data, strata, org_ids, org_names, primary, alpha, table, experiment)
+    report["codes"] = {
+        "leaked": shown_count(leaked, k) if leaked else 0,
+        "control_redeemed": shown_count(control_redeemed, k) if control_redeemed else 0,
+    }
+    report["organisations"] = organisation_breakdown(
+        data, strata, org_ids, org_names, primary, alpha, table, experiment
+    )
     if interim:  # before the planned end, the other tables' intervals are always-valid too
         interim_tables(report, data, strata, org_ids, experiment, alpha)
     report["health"] = health_checks(experiment, org_names, k, balance, comparisons, table, org_ids)
     report["cumulative"] = _cumulative(data, max(1, min(experiment.window_days, math.ceil(elapsed) or 1)), shown_n)
-    report.update(arm_pairs.report_extension(session, experiment, data, declared, alpha, k, shown_n, metric_kind, is_small, interim))
+    report.update(
+        arm_pairs.report_extension(
+            session, experiment, data, declared, alpha, k, shown_n, metric_kind, is_small, interim
+        )
+    )
     return report
 
 
@@ -326,10 +407,12 @@ def _sales_until(session: Session, scope: Scope, now: dt.datetime) -> dt.datetim
     # The purchase-date index read backwards to the first participating sale, rather than max()
     # over the organisations' sales: SQLite read every one of those (14 s at a million
     # spectators), kept off the organisation index here.
-    return session.scalar(select(Transaction.purchased_at)
-                          .where(no_index(Transaction.organisation_id).in_(scope.organisation_ids),
-                                 Transaction.purchased_at <= now)
-                          .order_by(Transaction.purchased_at.desc()).limit(1))
+    return session.scalar(
+        select(Transaction.purchased_at)
+        .where(no_index(Transaction.organisation_id).in_(scope.organisation_ids), Transaction.purchased_at <= now)
+        .order_by(Transaction.purchased_at.desc())
+        .limit(1)
+    )
 
 
 def _silent_organisations(session: Session, experiment: Experiment, scope: Scope, now: dt.datetime) -> list[int]:
@@ -342,9 +425,12 @@ def _silent_organisations(session: Session, experiment: Experiment, scope: Scope
     seen: usually within the last day of sales; to the launch only when one has none since.
     """
     unseen = set(scope.organisation_ids)
-    newest_first = (select(Transaction.organisation_id).where(Transaction.purchased_at >= experiment.launched_at,
-                                                              Transaction.purchased_at <= now)
-                    .order_by(Transaction.purchased_at.desc()).execution_options(yield_per=5_000))
+    newest_first = (
+        select(Transaction.organisation_id)
+        .where(Transaction.purchased_at >= experiment.launched_at, Transaction.purchased_at <= now)
+        .order_by(Transaction.purchased_at.desc())
+        .execution_options(yield_per=5_000)
+    )
     for org_id in session.scalars(newest_first):
         unseen.discard(org_id)
         if not unseen:
@@ -359,15 +445,26 @@ def _design(experiment: Experiment, metrics: list[str]) -> dict | None:
     planned = design.get("metrics") or {}
     if not planned:
         return None
-    return {"alpha": design.get("alpha"), "power": design.get("power"),
-            "metrics": {m: {"pre_mean": summaries.json_number(planned[m].get("pre_mean")),
-                            "mde": summaries.json_number(planned[m].get("mde"))} for m in metrics if m in planned}}
+    return {
+        "alpha": design.get("alpha"),
+        "power": design.get("power"),
+        "metrics": {
+            m: {
+                "pre_mean": summaries.json_number(planned[m].get("pre_mean")),
+                "mde": summaries.json_number(planned[m].get("mde")),
+            }
+            for m in metrics
+            if m in planned
+        },
+    }
 
 
 # --- snapshots ----------------------------------------------------------------------------------
 
-def refresh_report(session: Session, experiment: Experiment, now: dt.datetime | None = None,
-                   kind: str | None = None) -> ReportSnapshot:
+
+def refresh_report(
+    session: Session, experiment: Experiment, now: dt.datetime | None = None, kind: str | None = None
+) -> ReportSnapshot:
     """Build the report and store it as a :class:`ReportSnapshot` (flushes).
 
     While the window is open the look of the primary metric is appended to the experiment's
@@ -382,19 +479,28 @@ def refresh_report(session: Session, experiment: Experiment, now: dt.datetime | 
     if report["interim"]:
         looks = [dict(look) for look in (experiment.interim_looks or [])]
         for entry in report["headline"]:
-            current = next((look for look in entry.get("looks", []) if look.get("day") == now.date().isoformat()),
-                           None)
+            current = next((look for look in entry.get("looks", []) if look.get("day") == now.date().isoformat()), None)
             if current is None:
                 continue
-            looks = [look for look in looks if not (look.get("arm") == entry["arm"] and look.get("day") == current["day"])]
+            looks = [
+                look for look in looks if not (look.get("arm") == entry["arm"] and look.get("day") == current["day"])
+            ]
             looks.append({key: current[key] for key in ("at", "day", "arm", "estimate", "variance")})
         experiment.interim_looks = sorted(looks, key=lambda look: (look["at"], look["arm"]))
-    snapshot = ReportSnapshot(experiment_id=experiment.id, kind=kind or ("interim" if report["interim"] else "final"),
-                              created_at=now, data=report)
+    snapshot = ReportSnapshot(
+        experiment_id=experiment.id,
+        kind=kind or ("interim" if report["interim"] else "final"),
+        created_at=now,
+        data=report,
+    )
     session.add(snapshot)
     session.flush()
-    old = select(ReportSnapshot.id).where(ReportSnapshot.experiment_id == experiment.id) \
-        .order_by(ReportSnapshot.created_at.desc(), ReportSnapshot.id.desc()).offset(SNAPSHOTS_KEPT)
+    old = (
+        select(ReportSnapshot.id)
+        .where(ReportSnapshot.experiment_id == experiment.id)
+        .order_by(ReportSnapshot.created_at.desc(), ReportSnapshot.id.desc())
+        .offset(SNAPSHOTS_KEPT)
+    )
     stale = list(session.scalars(old))
     if stale:
         session.execute(delete(ReportSnapshot).where(ReportSnapshot.id.in_(stale)))
@@ -417,7 +523,8 @@ def for_viewer(report: dict, role: str, organisation_id: int | None) -> dict:
     shown = dict(report)
     shown["organisations"] = [e for e in report.get("organisations", []) if e["organisation_id"] == organisation_id]
     health = dict(report.get("health") or {})
-    health["srm_by_organisation"] = [e for e in health.get("srm_by_organisation", [])
-                                     if e["organisation_id"] == organisation_id]
+    health["srm_by_organisation"] = [
+        e for e in health.get("srm_by_organisation", []) if e["organisation_id"] == organisation_id
+    ]
     shown["health"] = health
     return shown

@@ -54,6 +54,7 @@ def experiment_of(session: Session, campaign: Campaign) -> Experiment | None:
 
 # --- writing many rows --------------------------------------------------------------------------
 
+
 def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
     """Insert plain database-ready tuples the fastest way the engine offers, inside the session's
     transaction (``core.sql.copy_rows``)."""
@@ -61,6 +62,7 @@ def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: Iter
 
 
 # --- assignment ---------------------------------------------------------------------------------
+
 
 def eligible_arrays(session: Session, campaign: Campaign, at: dt.datetime) -> tuple[np.ndarray, np.ndarray]:
     """(spectator ids, sending organisation ids) of the campaign's eligible recipients at ``at``, by
@@ -84,8 +86,13 @@ def eligible_arrays(session: Session, campaign: Campaign, at: dt.datetime) -> tu
     return np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
 
 
-def draw_assignment(spectators: np.ndarray, organisations: np.ndarray, arms: Sequence[dict], seed: int,
-                    version: int = ASSIGNMENT_VERSION) -> Assignment:
+def draw_assignment(
+    spectators: np.ndarray,
+    organisations: np.ndarray,
+    arms: Sequence[dict],
+    seed: int,
+    version: int = ASSIGNMENT_VERSION,
+) -> Assignment:
     """Randomise recipients into ``arms`` (``[{"name", "share"}]``) blocked by sending organisation.
 
     Pure and deterministic: the same seed, algorithm ``version`` and (spectator, organisation)
@@ -100,15 +107,21 @@ def draw_assignment(spectators: np.ndarray, organisations: np.ndarray, arms: Seq
 def stored_assignment(session: Session, experiment: Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(spectator ids, organisation ids, arm index) of the stored recipients, by spectator id."""
     names = experiment.arm_names
-    rows = session.execute(select(Recipient.spectator_id, Recipient.organisation_id, Recipient.arm)
-                           .where(Recipient.experiment_id == experiment.id).order_by(Recipient.spectator_id)).all()
+    rows = session.execute(
+        select(Recipient.spectator_id, Recipient.organisation_id, Recipient.arm)
+        .where(Recipient.experiment_id == experiment.id)
+        .order_by(Recipient.spectator_id)
+    ).all()
     if not rows:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty.astype(np.int16)
     spectators, organisations, arm_names = zip(*rows)
     index = {name: i for i, name in enumerate(names)}
-    return (np.array(spectators, dtype=np.int64), np.array(organisations, dtype=np.int64),
-            np.array([index[a] for a in arm_names], dtype=np.int16))
+    return (
+        np.array(spectators, dtype=np.int64),
+        np.array(organisations, dtype=np.int64),
+        np.array([index[a] for a in arm_names], dtype=np.int16),
+    )
 
 
 def verify_assignment(session: Session, experiment: Experiment) -> bool:
@@ -117,19 +130,21 @@ def verify_assignment(session: Session, experiment: Experiment) -> bool:
     spectators, organisations, arms = stored_assignment(session, experiment)
     if spectators.size == 0:
         return True
-    redrawn = draw_assignment(spectators, organisations, experiment.arms, experiment.seed,
-                              version=experiment.assignment_version or 1)
+    redrawn = draw_assignment(
+        spectators, organisations, experiment.arms, experiment.seed, version=experiment.assignment_version or 1
+    )
     return bool(np.array_equal(redrawn.arms, arms))
 
 
-def srm_checks(spectators_orgs: np.ndarray, arms: np.ndarray, names: Sequence[str],
-               shares: Sequence[float]) -> dict:
+def srm_checks(spectators_orgs: np.ndarray, arms: np.ndarray, names: Sequence[str], shares: Sequence[float]) -> dict:
     """Sample-ratio checks of arm sizes against planned shares, overall and per organisation."""
     k = len(names)
     overall = np.bincount(arms, minlength=k)
-    result = {"n": {names[i]: int(overall[i]) for i in range(k)},
-              "overall": summaries.srm_summary(stats.sample_ratio_mismatch(overall.tolist(), shares)),
-              "by_organisation": {}}
+    result = {
+        "n": {names[i]: int(overall[i]) for i in range(k)},
+        "overall": summaries.srm_summary(stats.sample_ratio_mismatch(overall.tolist(), shares)),
+        "by_organisation": {},
+    }
     for org in np.unique(spectators_orgs):
         counts = np.bincount(arms[spectators_orgs == org], minlength=k)
         check = summaries.srm_summary(stats.sample_ratio_mismatch(counts.tolist(), shares))
@@ -137,9 +152,16 @@ def srm_checks(spectators_orgs: np.ndarray, arms: np.ndarray, names: Sequence[st
     return result
 
 
-def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | None = None,
-           seed: int | None = None, alpha: float = DEFAULT_ALPHA, timings: dict | None = None,
-           code_generator=None) -> Experiment:
+def launch(
+    session: Session,
+    campaign: Campaign,
+    user=None,
+    now: dt.datetime | None = None,
+    seed: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    timings: dict | None = None,
+    code_generator=None,
+) -> Experiment:
     """Ready → launched: randomise the eligible recipients and freeze the experiment (flushes).
 
     Eligibility is judged at ``now`` (consent at launch, DESIGN.md §10). Recipients are randomised
@@ -161,8 +183,12 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     """
     now = (now or utcnow()).replace(microsecond=0)
     if campaign.status != "ready":
-        raise ExperimentError(_("Only a campaign ready to launch can be launched; this one is %(status)s.",
-                                status=status_label(campaign.status)))
+        raise ExperimentError(
+            _(
+                "Only a campaign ready to launch can be launched; this one is %(status)s.",
+                status=status_label(campaign.status),
+            )
+        )
     if experiment_of(session, campaign) is not None:
         raise ExperimentError(_("This campaign was already launched: its assignment is frozen."))
     promotion = campaign.promotion
@@ -170,8 +196,9 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
         raise ExperimentError(_("The campaign has no promotion."))
     for item in [promotion, *(p for p in campaign_arm_promotions(session, campaign).values() if p is not None)]:
         if now.date() > item.valid_until:
-            raise ExperimentError(_("The promotion ended on %(day)s: it can no longer be launched.",
-                                    day=item.valid_until.isoformat()))
+            raise ExperimentError(
+                _("The promotion ended on %(day)s: it can no longer be launched.", day=item.valid_until.isoformat())
+            )
     if not 0.0 < alpha < 1.0:
         raise ExperimentError(_("The significance level must be between 0 and 1."))
     clock = _Clock(timings)
@@ -189,13 +216,23 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     arms = frozen_arms(session, campaign)  # with each test arm's promotion and code rule
     seed = int(seed) if seed is not None else secrets.randbits(62)
     experiment = Experiment(
-        campaign_id=campaign.id, seed=seed, assignment_version=ASSIGNMENT_VERSION, arms=arms, strata="organisation",
+        campaign_id=campaign.id,
+        seed=seed,
+        assignment_version=ASSIGNMENT_VERSION,
+        arms=arms,
+        strata="organisation",
         window_days=campaign.window_days,
-        launched_at=now, window_end=now + dt.timedelta(days=campaign.window_days),
-        primary_metric=campaign.primary_metric, metrics=list(campaign.metrics), alpha=alpha,
+        launched_at=now,
+        window_end=now + dt.timedelta(days=campaign.window_days),
+        primary_metric=campaign.primary_metric,
+        metrics=list(campaign.metrics),
+        alpha=alpha,
         code_strategy=promotion.code_strategy,
         shared_code=promotion.shared_code if promotion.code_strategy == "shared" else None,
-        recipients=int(spectators.size), interim_looks=[], leaked_redemptions=0, launched_by_id=actor_id(user),
+        recipients=int(spectators.size),
+        interim_looks=[],
+        leaked_redemptions=0,
+        launched_by_id=actor_id(user),
         created_at=now,
     )
     session.add(experiment)
@@ -204,8 +241,11 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
     drawn = draw_assignment(spectators, organisations, arms, seed, ASSIGNMENT_VERSION)
     names = list(drawn.arm_names)
     is_test = drawn.arms != names.index("control")
-    unique_arms = [names.index(a["name"]) for a in arms if a["name"] != "control"
-                   and a.get("code_strategy", promotion.code_strategy) == "unique"]
+    unique_arms = [
+        names.index(a["name"])
+        for a in arms
+        if a["name"] != "control" and a.get("code_strategy", promotion.code_strategy) == "unique"
+    ]
     coded = np.isin(drawn.arms, unique_arms)
     clock.lap("assignment")
     _write_recipients(session, experiment, drawn, coded, (code_generator or unique_codes) if unique_arms else None)
@@ -213,34 +253,60 @@ def launch(session: Session, campaign: Campaign, user=None, now: dt.datetime | N
 
     # set-wise from the rows just written; ``contact_history`` has no foreign keys to check per row
     # (a COPY of the same rows from memory was no faster on PostgreSQL and 3x slower on SQLite)
-    session.execute(insert(ContactHistory).from_select(
-        ["spectator_id", "campaign_id", "organisation_id", "contacted_at"],
-        select(Recipient.spectator_id, literal(campaign.id), Recipient.organisation_id, literal(now))
-        .where(Recipient.experiment_id == experiment.id, Recipient.arm != "control")))
+    session.execute(
+        insert(ContactHistory).from_select(
+            ["spectator_id", "campaign_id", "organisation_id", "contacted_at"],
+            select(Recipient.spectator_id, literal(campaign.id), Recipient.organisation_id, literal(now)).where(
+                Recipient.experiment_id == experiment.id, Recipient.arm != "control"
+            ),
+        )
+    )
     clock.lap("contact_history")
     analyze_tables(session, "recipient")  # the outcome matching joins it next
     sending, per_sender = np.unique(organisations[is_test], return_counts=True)
     expires_at = now + dt.timedelta(days=_retention_days())
     if sending.size:
-        session.execute(insert(ContactList), [
-            {"experiment_id": experiment.id, "organisation_id": int(org), "recipients": int(count), "downloads": 0,
-             "expires_at": expires_at} for org, count in zip(sending.tolist(), per_sender.tolist())])
+        session.execute(
+            insert(ContactList),
+            [
+                {
+                    "experiment_id": experiment.id,
+                    "organisation_id": int(org),
+                    "recipients": int(count),
+                    "downloads": 0,
+                    "expires_at": expires_at,
+                }
+                for org, count in zip(sending.tolist(), per_sender.tolist())
+            ],
+        )
     experiment.srm = srm_checks(drawn.strata.astype(np.int64), drawn.arms, names, experiment.shares)
     session.flush()
     clock.lap("lists_and_checks")
     if tuned:
         untune(session)
     mark_launched(session, campaign, user=user, now=now)
-    audit(session, "experiment.launch", actor=actor_name(user), user_id=actor_id(user), object_type="experiment",
-          object_id=experiment.id, campaign_id=campaign.id, seed=str(seed), recipients=int(spectators.size),
-          arms=experiment.srm["n"], srm_flag=experiment.srm["overall"]["flag"],
-          srm_p=experiment.srm["overall"]["p_value"], code_strategy=experiment.code_strategy)
+    audit(
+        session,
+        "experiment.launch",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="experiment",
+        object_id=experiment.id,
+        campaign_id=campaign.id,
+        seed=str(seed),
+        recipients=int(spectators.size),
+        arms=experiment.srm["n"],
+        srm_flag=experiment.srm["overall"]["flag"],
+        srm_p=experiment.srm["overall"]["p_value"],
+        code_strategy=experiment.code_strategy,
+    )
     session.flush()
     return experiment
 
 
-def _write_recipients(session: Session, experiment: Experiment, drawn: Assignment, is_test: np.ndarray,
-                      code_generator) -> None:
+def _write_recipients(
+    session: Session, experiment: Experiment, drawn: Assignment, is_test: np.ndarray, code_generator
+) -> None:
     """Insert the experiment's recipients, in the order of ``drawn`` (by spectator id), with a unique
     code each where ``is_test`` (the test arms whose promotion has unique codes) when
     ``code_generator`` is given (``f(count, taken) -> codes``).
@@ -270,8 +336,14 @@ def _write_recipients(session: Session, experiment: Experiment, drawn: Assignmen
             taken = set(session.scalars(select(Recipient.code).where(Recipient.code.is_not(None))))
 
 
-def _insert_recipients(session: Session, experiment_id: int, drawn: Assignment, names: Sequence[str],
-                       is_test: np.ndarray, codes: Sequence[str]) -> None:
+def _insert_recipients(
+    session: Session,
+    experiment_id: int,
+    drawn: Assignment,
+    names: Sequence[str],
+    is_test: np.ndarray,
+    codes: Sequence[str],
+) -> None:
     """One row per drawn unit; ``codes`` go, in order, to the test-arm units."""
     spectators, organisations = drawn.units.tolist(), drawn.strata.astype(np.int64).tolist()
     arm_of = drawn.arms.tolist()
@@ -279,8 +351,12 @@ def _insert_recipients(session: Session, experiment_id: int, drawn: Assignment, 
     if codes:
         for position, code in zip(np.flatnonzero(is_test).tolist(), codes):
             code_of[position] = code
-    bulk_insert(session, "recipient", ("experiment_id", "spectator_id", "organisation_id", "arm", "code"),
-                zip([experiment_id] * len(spectators), spectators, organisations, [names[a] for a in arm_of], code_of))
+    bulk_insert(
+        session,
+        "recipient",
+        ("experiment_id", "spectator_id", "organisation_id", "arm", "code"),
+        zip([experiment_id] * len(spectators), spectators, organisations, [names[a] for a in arm_of], code_of),
+    )
 
 
 class _Clock:
@@ -301,6 +377,7 @@ class _Clock:
 
 # --- contact lists ------------------------------------------------------------------------------
 
+
 def _retention_days() -> int:
     try:
         from flask import current_app
@@ -312,8 +389,11 @@ def _retention_days() -> int:
 
 def contact_list_for(session: Session, experiment_id: int, organisation_id: int) -> ContactList | None:
     """The organisation's contact list of an experiment (None: it has no test-arm recipient)."""
-    return session.scalar(select(ContactList).where(ContactList.experiment_id == experiment_id,
-                                                    ContactList.organisation_id == organisation_id))
+    return session.scalar(
+        select(ContactList).where(
+            ContactList.experiment_id == experiment_id, ContactList.organisation_id == organisation_id
+        )
+    )
 
 
 def is_expired(contact_list: ContactList, now: dt.datetime) -> bool:
@@ -341,23 +421,40 @@ def contact_rows(session: Session, experiment: Experiment, organisation_id: int)
     A recipient whose contact record was erased, or whose address is no longer usable, has no line
     either: a contact list never holds a row without an e-mail address.
     """
-    withdrawn = exists().where(Consent.contact_id == Contact.id, Consent.channel == "email",
-                               Consent.withdrawn_at.is_not(None))
+    withdrawn = exists().where(
+        Consent.contact_id == Contact.id, Consent.channel == "email", Consent.withdrawn_at.is_not(None)
+    )
     rows = session.execute(
-        select(Contact.last_name, Contact.first_name, Contact.email, Contact.language, Recipient.arm, Recipient.code,
-               Recipient.id)
+        select(
+            Contact.last_name,
+            Contact.first_name,
+            Contact.email,
+            Contact.language,
+            Recipient.arm,
+            Recipient.code,
+            Recipient.id,
+        )
         .select_from(Recipient)
-        .join(Contact, and_(Contact.spectator_id == Recipient.spectator_id,
-                            Contact.organisation_id == Recipient.organisation_id))
+        .join(
+            Contact,
+            and_(Contact.spectator_id == Recipient.spectator_id, Contact.organisation_id == Recipient.organisation_id),
+        )
         .join(Spectator, Spectator.id == Recipient.spectator_id)
-        .where(Recipient.experiment_id == experiment.id, Recipient.organisation_id == organisation_id,
-               Recipient.arm != "control", Spectator.opted_out_at.is_(None), ~withdrawn,
-               usable_email(Contact.email))
+        .where(
+            Recipient.experiment_id == experiment.id,
+            Recipient.organisation_id == organisation_id,
+            Recipient.arm != "control",
+            Spectator.opted_out_at.is_(None),
+            ~withdrawn,
+            usable_email(Contact.email),
+        )
         .order_by(Contact.last_name, Contact.first_name, Recipient.id)
     ).all()
     shared = {arm: offer.shared_code for arm, offer in arm_offers(experiment).items()}
-    return [ContactRow(r.last_name, r.first_name, r.email, _language(r.language), r.arm, r.code or shared.get(r.arm),
-                       r.id) for r in rows]
+    return [
+        ContactRow(r.last_name, r.first_name, r.email, _language(r.language), r.arm, r.code or shared.get(r.arm), r.id)
+        for r in rows
+    ]
 
 
 def _language(value: str | None) -> str:
@@ -366,8 +463,9 @@ def _language(value: str | None) -> str:
     return code if code in ("fr", "en") else "fr"
 
 
-def record_download(session: Session, contact_list: ContactList, rows: int, user=None,
-                    now: dt.datetime | None = None) -> ContactList:
+def record_download(
+    session: Session, contact_list: ContactList, rows: int, user=None, now: dt.datetime | None = None
+) -> ContactList:
     """Log one download of a contact list (flushes); refuses an expired one.
 
     The first download restarts the retention period: the list expires
@@ -377,21 +475,41 @@ def record_download(session: Session, contact_list: ContactList, rows: int, user
     """
     now = now or utcnow()
     if is_expired(contact_list, now):
-        audit(session, "contact_list.refused", actor=actor_name(user), user_id=actor_id(user),
-              object_type="contact_list", object_id=contact_list.id, organisation_id=contact_list.organisation_id,
-              experiment_id=contact_list.experiment_id, expired_at=contact_list.expires_at.isoformat())
+        audit(
+            session,
+            "contact_list.refused",
+            actor=actor_name(user),
+            user_id=actor_id(user),
+            object_type="contact_list",
+            object_id=contact_list.id,
+            organisation_id=contact_list.organisation_id,
+            experiment_id=contact_list.experiment_id,
+            expired_at=contact_list.expires_at.isoformat(),
+        )
         session.flush()
-        raise ContactListExpired(_("This contact list expired on %(day)s (lists are kept %(n)d days): it can no "
-                                   "longer be downloaded.", day=contact_list.expires_at.strftime("%Y-%m-%d"),
-                                   n=_retention_days()))
+        raise ContactListExpired(
+            _(
+                "This contact list expired on %(day)s (lists are kept %(n)d days): it can no longer be downloaded.",
+                day=contact_list.expires_at.strftime("%Y-%m-%d"),
+                n=_retention_days(),
+            )
+        )
     if contact_list.first_downloaded_at is None:
         contact_list.first_downloaded_at = now
         contact_list.expires_at = now + dt.timedelta(days=_retention_days())
     contact_list.last_downloaded_at = now
     contact_list.downloads = (contact_list.downloads or 0) + 1
-    audit(session, "contact_list.download", actor=actor_name(user), user_id=actor_id(user), object_type="contact_list",
-          object_id=contact_list.id, organisation_id=contact_list.organisation_id,
-          experiment_id=contact_list.experiment_id, rows=rows)
+    audit(
+        session,
+        "contact_list.download",
+        actor=actor_name(user),
+        user_id=actor_id(user),
+        object_type="contact_list",
+        object_id=contact_list.id,
+        organisation_id=contact_list.organisation_id,
+        experiment_id=contact_list.experiment_id,
+        rows=rows,
+    )
     session.flush()
     return contact_list
 
@@ -404,12 +522,20 @@ def purge_contact_lists(session: Session, now: dt.datetime | None = None, folder
     older version does not outlive the retention period. Returns the number of lists closed.
     """
     now = now or utcnow()
-    due = session.scalars(select(ContactList).where(ContactList.purged_at.is_(None),
-                                                    ContactList.expires_at <= now)).all()
+    due = session.scalars(
+        select(ContactList).where(ContactList.purged_at.is_(None), ContactList.expires_at <= now)
+    ).all()
     for item in due:
         item.purged_at = now
-        audit(session, "contact_list.purge", actor=SCHEDULER, object_type="contact_list", object_id=item.id,
-              organisation_id=item.organisation_id, experiment_id=item.experiment_id)
+        audit(
+            session,
+            "contact_list.purge",
+            actor=SCHEDULER,
+            object_type="contact_list",
+            object_id=item.id,
+            organisation_id=item.organisation_id,
+            experiment_id=item.experiment_id,
+        )
         if folder is not None:
             for path in Path(folder).glob(f"experiment-{item.experiment_id}-org-{item.organisation_id}*"):
                 path.unlink(missing_ok=True)
@@ -419,8 +545,14 @@ def purge_contact_lists(session: Session, now: dt.datetime | None = None, folder
 
 # --- dates --------------------------------------------------------------------------------------
 
-def advance(session: Session, experiment: Experiment, now: dt.datetime | None = None,
-            close_after_days: int = DEFAULT_CLOSE_AFTER_DAYS, user=None) -> str | None:
+
+def advance(
+    session: Session,
+    experiment: Experiment,
+    now: dt.datetime | None = None,
+    close_after_days: int = DEFAULT_CLOSE_AFTER_DAYS,
+    user=None,
+) -> str | None:
     """Move the campaign through its dates (idempotent; flushes).
 
     End of the window: launched → measuring (late exports still come in). ``close_after_days``
@@ -447,14 +579,34 @@ def advance(session: Session, experiment: Experiment, now: dt.datetime | None = 
 
 def running_experiments(session: Session) -> list[Experiment]:
     """Experiments whose campaign is launched or measuring."""
-    return list(session.scalars(select(Experiment).join(Campaign, Campaign.id == Experiment.campaign_id)
-                                .where(Campaign.status.in_(("launched", "measuring"))).order_by(Experiment.id)))
+    return list(
+        session.scalars(
+            select(Experiment)
+            .join(Campaign, Campaign.id == Experiment.campaign_id)
+            .where(Campaign.status.in_(("launched", "measuring")))
+            .order_by(Experiment.id)
+        )
+    )
 
 
 __all__ = [
-    "ContactListExpired", "ExperimentError", "advance", "bulk_insert", "contact_rows", "contact_list_for",
-    "draw_assignment", "eligible_arrays", "experiment_of", "is_expired", "launch", "purge_contact_lists",
-    "record_download", "running_experiments", "srm_checks", "stored_assignment", "verify_assignment",
+    "ContactListExpired",
+    "ExperimentError",
+    "advance",
+    "bulk_insert",
+    "contact_rows",
+    "contact_list_for",
+    "draw_assignment",
+    "eligible_arrays",
+    "experiment_of",
+    "is_expired",
+    "launch",
+    "purge_contact_lists",
+    "record_download",
+    "running_experiments",
+    "srm_checks",
+    "stored_assignment",
+    "verify_assignment",
 ]
 
 
@@ -465,13 +617,17 @@ def unsubscribes_answering_campaigns(session: Session, organisation_id: int, uns
     answered: set[int] = set()
     ids = sorted(unsubscribed)
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         for spectator_id, launched_at in session.execute(
-                select(Recipient.spectator_id, func.min(Experiment.launched_at))
-                .join(Experiment, Experiment.id == Recipient.experiment_id)
-                .where(Recipient.organisation_id == organisation_id, Recipient.arm != "control",
-                       Recipient.spectator_id.in_(chunk))
-                .group_by(Recipient.spectator_id)):
+            select(Recipient.spectator_id, func.min(Experiment.launched_at))
+            .join(Experiment, Experiment.id == Recipient.experiment_id)
+            .where(
+                Recipient.organisation_id == organisation_id,
+                Recipient.arm != "control",
+                Recipient.spectator_id.in_(chunk),
+            )
+            .group_by(Recipient.spectator_id)
+        ):
             if launched_at is not None and launched_at <= unsubscribed[spectator_id]:
                 answered.add(spectator_id)
     return answered

@@ -44,6 +44,7 @@ def two_sided_normal_p(z: float) -> float:
 
 # --- two proportions -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Interval:
     """A confidence interval ``(low, high)`` at level ``1 - alpha``."""
@@ -91,8 +92,9 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> Interval:
     return Interval(max(0.0, centre - half), min(1.0, centre + half))
 
 
-def newcombe_interval(successes_control: int, n_control: int, successes_arm: int, n_arm: int,
-                      alpha: float = 0.05) -> Interval:
+def newcombe_interval(
+    successes_control: int, n_control: int, successes_arm: int, n_arm: int, alpha: float = 0.05
+) -> Interval:
     """Newcombe's hybrid score interval (his method 10) for p_arm − p_control, from Wilson intervals.
 
     With (l_a, u_a) and (l_c, u_c) the Wilson intervals and d = p̂_a − p̂_c:
@@ -103,12 +105,12 @@ def newcombe_interval(successes_control: int, n_control: int, successes_arm: int
     w_c = wilson_interval(successes_control, n_control, alpha)
     w_a = wilson_interval(successes_arm, n_arm, alpha)
     d = p_a - p_c
-    return Interval(d - math.hypot(p_a - w_a.low, w_c.high - p_c),
-                    d + math.hypot(w_a.high - p_a, p_c - w_c.low))
+    return Interval(d - math.hypot(p_a - w_a.low, w_c.high - p_c), d + math.hypot(w_a.high - p_a, p_c - w_c.low))
 
 
-def two_proportions(successes_control: int, n_control: int, successes_arm: int, n_arm: int,
-                    alpha: float = 0.05, method: str = "auto") -> ProportionComparison:
+def two_proportions(
+    successes_control: int, n_control: int, successes_arm: int, n_arm: int, alpha: float = 0.05, method: str = "auto"
+) -> ProportionComparison:
     """Compare two proportions: arm − control.
 
     z-test: p̄ = (x_a + x_c)/(n_a + n_c), z = (p̂_a − p̂_c) / sqrt(p̄(1 − p̄)(1/n_a + 1/n_c)),
@@ -138,9 +140,21 @@ def two_proportions(successes_control: int, n_control: int, successes_arm: int, 
         with np.errstate(divide="ignore", invalid="ignore"):
             result = _sps().fisher_exact([[x_a, n_a - x_a], [x_c, n_c - x_c]], alternative="two-sided")
         ci = newcombe_interval(x_c, n_c, x_a, n_a, alpha).as_tuple()
-        return ProportionComparison("fisher", n_c, n_a, x_c, x_a, p_c, p_a, d, ci,
-                                    float(result.statistic), float(min(1.0, result.pvalue)),
-                                    min_expected, alpha)
+        return ProportionComparison(
+            "fisher",
+            n_c,
+            n_a,
+            x_c,
+            x_a,
+            p_c,
+            p_a,
+            d,
+            ci,
+            float(result.statistic),
+            float(min(1.0, result.pvalue)),
+            min_expected,
+            alpha,
+        )
     z_crit = normal_quantile(alpha)
     pooled = successes / total
     se0 = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_c))
@@ -149,12 +163,25 @@ def two_proportions(successes_control: int, n_control: int, successes_arm: int, 
     else:  # every observation identical in both groups: no evidence of a difference
         z = 0.0
     se1 = math.sqrt(p_a * (1.0 - p_a) / n_a + p_c * (1.0 - p_c) / n_c)
-    return ProportionComparison("z-test", n_c, n_a, x_c, x_a, p_c, p_a, d,
-                                (d - z_crit * se1, d + z_crit * se1), z, two_sided_normal_p(z),
-                                min_expected, alpha)
+    return ProportionComparison(
+        "z-test",
+        n_c,
+        n_a,
+        x_c,
+        x_a,
+        p_c,
+        p_a,
+        d,
+        (d - z_crit * se1, d + z_crit * se1),
+        z,
+        two_sided_normal_p(z),
+        min_expected,
+        alpha,
+    )
 
 
 # --- means (Welch) ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MeanComparison:
@@ -176,8 +203,9 @@ class MeanComparison:
     alpha: float
 
 
-def _welch(n_c: int, mean_c: float, var_c: float, n_a: int, mean_a: float, var_a: float,
-           alpha: float) -> MeanComparison:
+def _welch(
+    n_c: int, mean_c: float, var_c: float, n_a: int, mean_a: float, var_a: float, alpha: float
+) -> MeanComparison:
     if n_c < 2 or n_a < 2:
         raise ValueError("Welch's t-test needs at least two observations in each group")
     d = mean_a - mean_c
@@ -187,8 +215,9 @@ def _welch(n_c: int, mean_c: float, var_c: float, n_a: int, mean_a: float, var_a
     if se2 <= 0:
         # Both groups constant: the difference is known exactly.
         t = 0.0 if d == 0 else math.copysign(math.inf, d)
-        return MeanComparison("welch", n_c, n_a, mean_c, mean_a, var_c, var_a, d, 0.0, math.nan,
-                              (d, d), t, 1.0 if d == 0 else 0.0, alpha)
+        return MeanComparison(
+            "welch", n_c, n_a, mean_c, mean_a, var_c, var_a, d, 0.0, math.nan, (d, d), t, 1.0 if d == 0 else 0.0, alpha
+        )
     se = math.sqrt(se2)
     df = se2 * se2 / (v_c * v_c / (n_c - 1) + v_a * v_a / (n_a - 1))
     t = d / se
@@ -196,12 +225,14 @@ def _welch(n_c: int, mean_c: float, var_c: float, n_a: int, mean_a: float, var_a
 
     p = float(min(1.0, 2.0 * stdtr(df, -abs(t))))  # 2·T_ν(−|t|), as t.sf without its overhead
     q = float(stdtrit(df, 1.0 - alpha / 2.0))
-    return MeanComparison("welch", n_c, n_a, mean_c, mean_a, var_c, var_a, d, se, df,
-                          (d - q * se, d + q * se), t, p, alpha)
+    return MeanComparison(
+        "welch", n_c, n_a, mean_c, mean_a, var_c, var_a, d, se, df, (d - q * se, d + q * se), t, p, alpha
+    )
 
 
-def welch_test(control: Sequence[float] | np.ndarray, arm: Sequence[float] | np.ndarray,
-               alpha: float = 0.05) -> MeanComparison:
+def welch_test(
+    control: Sequence[float] | np.ndarray, arm: Sequence[float] | np.ndarray, alpha: float = 0.05
+) -> MeanComparison:
     """Welch's t-test from raw values.
 
     d = ȳ_a − ȳ_c, se² = s²_a/n_a + s²_c/n_c (s² with divisor n − 1), t = d/se,
@@ -212,17 +243,23 @@ def welch_test(control: Sequence[float] | np.ndarray, arm: Sequence[float] | np.
     a = np.asarray(arm, dtype=float)
     if c.size < 2 or a.size < 2:
         raise ValueError("Welch's t-test needs at least two observations in each group")
-    return _welch(c.size, float(c.mean()), float(c.var(ddof=1)),
-                  a.size, float(a.mean()), float(a.var(ddof=1)), alpha)
+    return _welch(c.size, float(c.mean()), float(c.var(ddof=1)), a.size, float(a.mean()), float(a.var(ddof=1)), alpha)
 
 
-def welch_from_summary(n_control: int, sum_control: float, sumsq_control: float,
-                       n_arm: int, sum_arm: float, sumsq_arm: float,
-                       alpha: float = 0.05) -> MeanComparison:
+def welch_from_summary(
+    n_control: int,
+    sum_control: float,
+    sumsq_control: float,
+    n_arm: int,
+    sum_arm: float,
+    sumsq_arm: float,
+    alpha: float = 0.05,
+) -> MeanComparison:
     """Welch's t-test from summary statistics n, Σx, Σx² of each group.
 
     ȳ = Σx/n, s² = (Σx² − (Σx)²/n)/(n − 1); then as :func:`welch_test`.
     """
+
     def mean_var(n: float, s: float, ss: float) -> tuple[float, float]:
         return s / n, max(0.0, (ss - s * s / n) / (n - 1))
 
@@ -251,9 +288,16 @@ class RelativeLift:
     reason: str | None = None  # why not estimable: zero_mean, negative_mean, few_events
 
 
-def relative_lift(mean_control: float, var_control: float, n_control: int,
-                  mean_arm: float, var_arm: float, n_arm: int, alpha: float = 0.05,
-                  binary: bool = False) -> RelativeLift:
+def relative_lift(
+    mean_control: float,
+    var_control: float,
+    n_control: int,
+    mean_arm: float,
+    var_arm: float,
+    n_arm: int,
+    alpha: float = 0.05,
+    binary: bool = False,
+) -> RelativeLift:
     """Relative lift r = m_A/m_C − 1 with the interval on the log of the ratio (DESIGN.md §8).
 
     se² = s²_A/(n_A·m_A²) + s²_C/(n_C·m_C²); interval exp(ln(m_A/m_C) ± z_{1-α/2}·se) − 1, never
@@ -272,12 +316,14 @@ def relative_lift(mean_control: float, var_control: float, n_control: int,
     if binary and min(round(mean_control * n_control), round(mean_arm * n_arm)) < MIN_EVENTS_RELATIVE:
         return RelativeLift(nan.lift, nan.se, nan.ci, alpha, "few_events")
     log_ratio = math.log(mean_arm / mean_control)
-    se = math.sqrt(max(0.0, var_arm) / (n_arm * mean_arm ** 2) + max(0.0, var_control) / (n_control * mean_control ** 2))
-    return RelativeLift(math.expm1(log_ratio), se, (math.expm1(log_ratio - z * se), math.expm1(log_ratio + z * se)),
-                        alpha)
+    se = math.sqrt(max(0.0, var_arm) / (n_arm * mean_arm**2) + max(0.0, var_control) / (n_control * mean_control**2))
+    return RelativeLift(
+        math.expm1(log_ratio), se, (math.expm1(log_ratio - z * se), math.expm1(log_ratio + z * se)), alpha
+    )
 
 
 # --- CUPED -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CupedResult:
@@ -288,9 +334,13 @@ class CupedResult:
     variance_reduction: float
 
 
-def cuped(y_control: Sequence[float] | np.ndarray, x_control: Sequence[float] | np.ndarray,
-          y_arm: Sequence[float] | np.ndarray, x_arm: Sequence[float] | np.ndarray,
-          alpha: float = 0.05) -> CupedResult:
+def cuped(
+    y_control: Sequence[float] | np.ndarray,
+    x_control: Sequence[float] | np.ndarray,
+    y_arm: Sequence[float] | np.ndarray,
+    x_arm: Sequence[float] | np.ndarray,
+    alpha: float = 0.05,
+) -> CupedResult:
     """CUPED with a pre-period covariate X, pooled over the two compared groups.
 
     θ = cov(Y, X)/var(X) over both groups together (θ = 0 when X is constant);
@@ -337,19 +387,22 @@ def cuped_from_moments(control: Sequence[float], arm: Sequence[float], alpha: fl
     theta = sxy / sxx if sxx > 1e-12 * max(xx_c + xx_a, 1e-300) else 0.0
 
     def adjusted(m: float, y: float, x: float, yy: float, xx: float, xy: float) -> tuple[float, float]:
-        return (y - theta * (x - m * x_mean),
-                yy - 2 * theta * (xy - x_mean * y) + theta * theta * (xx - 2 * x_mean * x + m * x_mean * x_mean))
+        return (
+            y - theta * (x - m * x_mean),
+            yy - 2 * theta * (xy - x_mean * y) + theta * theta * (xx - 2 * x_mean * x + m * x_mean * x_mean),
+        )
 
     raw = welch_from_summary(int(n_c), y_c, yy_c, int(n_a), y_a, yy_a, alpha)
     s_c, ss_c = adjusted(n_c, y_c, x_c, yy_c, xx_c, xy_c)
     s_a, ss_a = adjusted(n_a, y_a, x_a, yy_a, xx_a, xy_a)
     result = welch_from_summary(int(n_c), s_c, ss_c, int(n_a), s_a, ss_a, alpha)
-    raw_var = raw.se ** 2
-    reduction = 1.0 - result.se ** 2 / raw_var if raw_var > 0 else 0.0
+    raw_var = raw.se**2
+    reduction = 1.0 - result.se**2 / raw_var if raw_var > 0 else 0.0
     return CupedResult(theta, result, reduction)
 
 
 # --- strata ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CMHResult:
@@ -363,8 +416,7 @@ class CMHResult:
     alpha: float
 
 
-def cochran_mantel_haenszel(tables: Iterable[Sequence[float]], alpha: float = 0.05,
-                            correct: bool = True) -> CMHResult:
+def cochran_mantel_haenszel(tables: Iterable[Sequence[float]], alpha: float = 0.05, correct: bool = True) -> CMHResult:
     """CMH test of a common odds ratio of 1, as R's ``mantelhaen.test`` for 2×2×K tables.
 
     Each table is (a, b, c, d) = (treated-success, treated-failure, control-success,
@@ -392,8 +444,11 @@ def cochran_mantel_haenszel(tables: Iterable[Sequence[float]], alpha: float = 0.
         r, s = float(r_k.sum()), float(s_k.sum())
         odds = r / s if s > 0 else (math.inf if r > 0 else math.nan)
         if r > 0 and s > 0:
-            var_log = (np.sum(p_k * r_k) / (2 * r * r) + np.sum(p_k * s_k + q_k * r_k) / (2 * r * s)
-                       + np.sum(q_k * s_k) / (2 * s * s))
+            var_log = (
+                np.sum(p_k * r_k) / (2 * r * r)
+                + np.sum(p_k * s_k + q_k * r_k) / (2 * r * s)
+                + np.sum(q_k * s_k) / (2 * s * s)
+            )
             half = z * math.sqrt(float(var_log))
             ci = (math.exp(math.log(odds) - half), math.exp(math.log(odds) + half))
         else:
@@ -423,9 +478,13 @@ class PostStratifiedResult:
     alpha: float
 
 
-def post_stratified_diff(y_control: Sequence[float] | np.ndarray, strata_control: Sequence[Any] | np.ndarray,
-                         y_arm: Sequence[float] | np.ndarray, strata_arm: Sequence[Any] | np.ndarray,
-                         alpha: float = 0.05) -> PostStratifiedResult:
+def post_stratified_diff(
+    y_control: Sequence[float] | np.ndarray,
+    strata_control: Sequence[Any] | np.ndarray,
+    y_arm: Sequence[float] | np.ndarray,
+    strata_arm: Sequence[Any] | np.ndarray,
+    alpha: float = 0.05,
+) -> PostStratifiedResult:
     """Post-stratified difference Σ w_k(ȳ_Ak − ȳ_Ck), w_k = n_k/N (DESIGN.md §8).
 
     n_k counts both arms of stratum k and N both arms of the strata used; var =
@@ -440,7 +499,7 @@ def post_stratified_diff(y_control: Sequence[float] | np.ndarray, strata_control
         raise ValueError("each group needs one stratum label per outcome")
     labels, codes = np.unique(np.concatenate([sc, sa]), return_inverse=True)
     k = labels.size
-    codes_c, codes_a = codes[: yc.size], codes[yc.size:]
+    codes_c, codes_a = codes[: yc.size], codes[yc.size :]
 
     def by_stratum(y: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = np.bincount(code, minlength=k).astype(float)
@@ -469,6 +528,7 @@ def post_stratified_diff(y_control: Sequence[float] | np.ndarray, strata_control
 
 # --- sample-ratio mismatch -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SampleRatioResult:
     """Chi-square goodness of fit of observed arm sizes to the planned shares."""
@@ -480,8 +540,9 @@ class SampleRatioResult:
     expected: tuple[float, ...]
 
 
-def sample_ratio_mismatch(counts: Sequence[int], shares: Sequence[float] | None = None,
-                          threshold: float = SRM_THRESHOLD) -> SampleRatioResult:
+def sample_ratio_mismatch(
+    counts: Sequence[int], shares: Sequence[float] | None = None, threshold: float = SRM_THRESHOLD
+) -> SampleRatioResult:
     """Sample-ratio mismatch: X² = Σ(o_i − e_i)²/e_i with e_i = N·share_i, df = k − 1.
 
     p = P(χ²_{k−1} > X²); flagged when p < ``threshold`` (0.001). Shares default to equal and
@@ -510,6 +571,7 @@ def sample_ratio_mismatch(counts: Sequence[int], shares: Sequence[float] | None 
 
 
 # --- winsorisation ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Winsorized:
@@ -540,6 +602,7 @@ def winsorize(values: Sequence[float] | np.ndarray, percentile: float = 99.0) ->
 
 
 # --- multiplicity ----------------------------------------------------------------------------
+
 
 def _adjust(p_values: Sequence[float], kind: str) -> list[float]:
     p = np.asarray(p_values, dtype=float)
@@ -577,6 +640,7 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
 
 # --- always-valid p-values -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class AlwaysValid:
     """mSPRT always-valid p-values, one per interim look (a running minimum)."""
@@ -586,8 +650,9 @@ class AlwaysValid:
     tau2: float
 
 
-def msprt_p_values(estimates: Sequence[float], variances: Sequence[float], tau2: float,
-                   null: float = 0.0) -> AlwaysValid:
+def msprt_p_values(
+    estimates: Sequence[float], variances: Sequence[float], tau2: float, null: float = 0.0
+) -> AlwaysValid:
     """Always-valid p-values of the mixture SPRT with a normal mixing distribution.
 
     At look n, with δ̂ₙ the estimated difference (arm − control, in means or proportions) minus
@@ -609,7 +674,7 @@ def msprt_p_values(estimates: Sequence[float], variances: Sequence[float], tau2:
     if np.any(var <= 0):
         raise ValueError("variances must be positive")
     # Logarithms keep Λ finite when the evidence is overwhelming.
-    log_lr = 0.5 * np.log(var / (var + tau2)) + tau2 * est ** 2 / (2.0 * var * (var + tau2))
+    log_lr = 0.5 * np.log(var / (var + tau2)) + tau2 * est**2 / (2.0 * var * (var + tau2))
     p = np.minimum.accumulate(np.minimum(1.0, np.exp(-log_lr))) if est.size else np.array([])
     with np.errstate(over="ignore"):
         lr = np.exp(log_lr)
@@ -617,6 +682,7 @@ def msprt_p_values(estimates: Sequence[float], variances: Sequence[float], tau2:
 
 
 # --- always-valid intervals ------------------------------------------------------------------------
+
 
 def confidence_sequence(estimate: float, variance: float, tau2: float, alpha: float = 0.05) -> tuple[float, float]:
     """The always-valid interval of the mSPRT normal mixture (the dual of :func:`msprt_p_values`).
@@ -628,6 +694,7 @@ def confidence_sequence(estimate: float, variance: float, tau2: float, alpha: fl
     """
     if not (variance > 0 and tau2 > 0) or not math.isfinite(estimate):
         return (math.nan, math.nan)
-    half = math.sqrt(variance * (variance + tau2) / tau2 * (math.log((variance + tau2) / variance)
-                                                              - 2.0 * math.log(alpha)))
+    half = math.sqrt(
+        variance * (variance + tau2) / tau2 * (math.log((variance + tau2) / variance) - 2.0 * math.log(alpha))
+    )
     return (estimate - half, estimate + half)

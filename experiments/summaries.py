@@ -59,14 +59,24 @@ def compare_summary(kind: str, y_control: np.ndarray, y_arm: np.ndarray, alpha: 
         control_mean, arm_mean = p_c, p_a
     else:
         result = welch_test(y_c, y_a, alpha)
-        rel = relative_lift(result.control_mean, result.control_var, y_c.size,
-                            result.arm_mean, result.arm_var, y_a.size, alpha)
+        rel = relative_lift(
+            result.control_mean, result.control_var, y_c.size, result.arm_mean, result.arm_var, y_a.size, alpha
+        )
         control_mean, arm_mean = result.control_mean, result.arm_mean
-    out = {"control_mean": json_number(control_mean), "arm_mean": json_number(arm_mean),
-           "abs_lift": json_number(result.diff), "abs_ci": json_pair(result.ci),
-           "rel_lift": json_number(rel.lift), "rel_ci": json_pair(rel.ci), "rel_reason": rel.reason,
-           "test": result.test, "statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
-           "p_adjusted": None, "p_adjusted_arms": None}
+    out = {
+        "control_mean": json_number(control_mean),
+        "arm_mean": json_number(arm_mean),
+        "abs_lift": json_number(result.diff),
+        "abs_ci": json_pair(result.ci),
+        "rel_lift": json_number(rel.lift),
+        "rel_ci": json_pair(rel.ci),
+        "rel_reason": rel.reason,
+        "test": result.test,
+        "statistic": json_number(result.statistic),
+        "p_value": json_number(result.p_value),
+        "p_adjusted": None,
+        "p_adjusted_arms": None,
+    }
     if kind == "continuous":
         out["df"] = json_number(result.df)
     return out
@@ -83,14 +93,21 @@ def cuped_summary(y_control, x_control, y_arm, x_arm, alpha: float = 0.05) -> di
     history = bool(x_c.size + x_a.size) and float(np.ptp(np.concatenate([x_c, x_a]))) > 0
     adjusted = cuped(y_control, x_c, y_arm, x_a, alpha)
     a = adjusted.adjusted
-    return {"theta": json_number(adjusted.theta) if history else None, "abs_lift": json_number(a.diff),
-            "abs_ci": json_pair(a.ci), "p_value": json_number(a.p_value),
-            "variance_reduction": json_number(adjusted.variance_reduction) if history else None,
-            "statistic": json_number(a.statistic), "df": json_number(a.df), "se": json_number(a.se),
-            "history": history}
+    return {
+        "theta": json_number(adjusted.theta) if history else None,
+        "abs_lift": json_number(a.diff),
+        "abs_ci": json_pair(a.ci),
+        "p_value": json_number(a.p_value),
+        "variance_reduction": json_number(adjusted.variance_reduction) if history else None,
+        "statistic": json_number(a.statistic),
+        "df": json_number(a.df),
+        "se": json_number(a.se),
+        "history": history,
+    }
 
 
 # --- ratio metrics ---------------------------------------------------------------------------------
+
 
 def ratio_summary(num_control, den_control, num_arm, den_arm, alpha: float = 0.05) -> dict:
     """A ratio metric (revenue per buyer, tickets per order) compared between arms, delta method.
@@ -101,6 +118,7 @@ def ratio_summary(num_control, den_control, num_arm, den_arm, alpha: float = 0.0
     p = 2·Φ(−|z|). Null fields with ``reason`` ``no_denominator`` when an arm's ΣX is 0 or it has
     fewer than two recipients with a non-zero denominator.
     """
+
     def one(y, x):
         y, x = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
         if y.size < 2 or x.sum() == 0 or np.count_nonzero(x) < 2:
@@ -111,23 +129,39 @@ def ratio_summary(num_control, den_control, num_arm, den_arm, alpha: float = 0.0
         return float(r), float(max(0.0, var)), int(x.sum())
 
     c, a = one(num_control, den_control), one(num_arm, den_arm)
-    out = {"control_ratio": None, "arm_ratio": None, "diff": None, "ci": [None, None], "p_value": None,
-           "denominator_control": None, "denominator_arm": None, "reason": None}
+    out = {
+        "control_ratio": None,
+        "arm_ratio": None,
+        "diff": None,
+        "ci": [None, None],
+        "p_value": None,
+        "denominator_control": None,
+        "denominator_arm": None,
+        "reason": None,
+    }
     if c is None or a is None:
         out["reason"] = "no_denominator"
         return out
     d = a[0] - c[0]
     se = math.sqrt(a[1] + c[1])
     z = normal_quantile(alpha)
-    out.update({"control_ratio": json_number(c[0]), "arm_ratio": json_number(a[0]), "diff": json_number(d),
-                "ci": json_pair((d - z * se, d + z * se)),
-                "p_value": json_number(two_sided_normal_p(d / se) if se > 0 else (1.0 if d == 0 else 0.0)),
-                "denominator_control": c[2], "denominator_arm": a[2]})
+    out.update(
+        {
+            "control_ratio": json_number(c[0]),
+            "arm_ratio": json_number(a[0]),
+            "diff": json_number(d),
+            "ci": json_pair((d - z * se, d + z * se)),
+            "p_value": json_number(two_sided_normal_p(d / se) if se > 0 else (1.0 if d == 0 else 0.0)),
+            "denominator_control": c[2],
+            "denominator_arm": a[2],
+        }
+    )
     return out
 
 
-def stratified_summary(kind: str, y_control, strata_control, y_arm, strata_arm, labels: Sequence,
-                       alpha: float = 0.05) -> dict:
+def stratified_summary(
+    kind: str, y_control, strata_control, y_arm, strata_arm, labels: Sequence, alpha: float = 0.05
+) -> dict:
     """CMH (binary) or the post-stratified difference (continuous) as a JSON-able dict.
 
     ``strata_control`` and ``strata_arm`` are integer codes indexing ``labels``. A stratum where an
@@ -156,15 +190,26 @@ def stratified_summary(kind: str, y_control, strata_control, y_arm, strata_arm, 
             succ_a = np.bincount(s_a, weights=y_a, minlength=k)[idx]
             tables = [(succ_a[j], n_a[i] - succ_a[j], succ_c[j], n_c[i] - succ_c[j]) for j, i in enumerate(idx)]
             result = cochran_mantel_haenszel(tables, alpha)
-            out.update({"statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
-                        "odds_ratio": json_number(result.odds_ratio), "odds_ratio_ci": json_pair(result.ci)})
+            out.update(
+                {
+                    "statistic": json_number(result.statistic),
+                    "p_value": json_number(result.p_value),
+                    "odds_ratio": json_number(result.odds_ratio),
+                    "odds_ratio_ci": json_pair(result.ci),
+                }
+            )
     else:
-        out = {"test": "post-stratified", "statistic": None, "p_value": None, "abs_lift": None,
-               "abs_ci": [None, None]}
+        out = {"test": "post-stratified", "statistic": None, "p_value": None, "abs_lift": None, "abs_ci": [None, None]}
         if m:
             result = post_stratified_diff(y_c[keep_c], s_c[keep_c], y_a[keep_a], s_a[keep_a], alpha)
-            out.update({"statistic": json_number(result.statistic), "p_value": json_number(result.p_value),
-                        "abs_lift": json_number(result.diff), "abs_ci": json_pair(result.ci)})
+            out.update(
+                {
+                    "statistic": json_number(result.statistic),
+                    "p_value": json_number(result.p_value),
+                    "abs_lift": json_number(result.diff),
+                    "abs_ci": json_pair(result.ci),
+                }
+            )
     out["strata"] = m
     out["left_out_strata"] = [labels[i] for i in np.flatnonzero(left)]
     out["left_out"] = int(n_c[left].sum() + n_a[left].sum())

@@ -101,22 +101,39 @@ def record(session: Session, token: str, now: dt.datetime | None = None) -> Unsu
         return None
     recipient, organisation = found
     now = now or utcnow()
-    contact_id = session.scalar(select(Contact.id).where(Contact.organisation_id == recipient.organisation_id,
-                                                         Contact.spectator_id == recipient.spectator_id))
+    contact_id = session.scalar(
+        select(Contact.id).where(
+            Contact.organisation_id == recipient.organisation_id, Contact.spectator_id == recipient.spectator_id
+        )
+    )
     withdrawn = 0
     if contact_id is not None:  # an erased contact has nothing left to withdraw
         result: CursorResult = session.execute(  # type: ignore[assignment]
-            update(Consent).where(Consent.contact_id == contact_id, Consent.channel == "email",
-                                  Consent.withdrawn_at.is_(None)).values(withdrawn_at=now)
-            .execution_options(synchronize_session=False))
+            update(Consent)
+            .where(Consent.contact_id == contact_id, Consent.channel == "email", Consent.withdrawn_at.is_(None))
+            .values(withdrawn_at=now)
+            .execution_options(synchronize_session=False)
+        )
         withdrawn = result.rowcount or 0
     result = session.execute(  # type: ignore[assignment]
-        update(Spectator).where(Spectator.id == recipient.spectator_id, Spectator.opted_out_at.is_(None))
-        .values(opted_out_at=now).execution_options(synchronize_session=False))
+        update(Spectator)
+        .where(Spectator.id == recipient.spectator_id, Spectator.opted_out_at.is_(None))
+        .values(opted_out_at=now)
+        .execution_options(synchronize_session=False)
+    )
     district = result.rowcount or 0
     changed = bool(withdrawn or district)
-    audit(session, "unsubscribe.link", actor=ACTOR, object_type="recipient", object_id=recipient.id,
-          organisation_id=recipient.organisation_id, experiment_id=recipient.experiment_id,
-          consents_withdrawn=int(withdrawn), district_opt_out=bool(district), already=not changed)
+    audit(
+        session,
+        "unsubscribe.link",
+        actor=ACTOR,
+        object_type="recipient",
+        object_id=recipient.id,
+        organisation_id=recipient.organisation_id,
+        experiment_id=recipient.experiment_id,
+        consents_withdrawn=int(withdrawn),
+        district_opt_out=bool(district),
+        already=not changed,
+    )
     session.flush()
     return Unsubscribed(organisation.name, changed)

@@ -71,6 +71,7 @@ READERS = ("staff", "admin", "evaluator", "venue")
 
 # --- access -------------------------------------------------------------------------------------
 
+
 def _get_experiment(experiment_id: int) -> Experiment:
     """The experiment, if the current user may read its report (a venue user: only when its
     organisation sends for it); anything else is a 404."""
@@ -79,9 +80,11 @@ def _get_experiment(experiment_id: int) -> Experiment:
     if experiment is None:
         abort(404)
     if current_user.role == "venue":
-        sends = session.scalar(select(Recipient.id).where(Recipient.experiment_id == experiment.id,
-                                                          Recipient.organisation_id == current_user.organisation_id)
-                               .limit(1))
+        sends = session.scalar(
+            select(Recipient.id)
+            .where(Recipient.experiment_id == experiment.id, Recipient.organisation_id == current_user.organisation_id)
+            .limit(1)
+        )
         if sends is None:
             abort(404)
     return experiment
@@ -103,8 +106,9 @@ def current_report(session, experiment: Experiment) -> dict:
     Once the campaign is closed, the final report frozen at close, never recomputed (but rebuilt
     once from the same outcomes when stored by an older version of the report)."""
     closed = is_closed(experiment)
-    snapshot = (reports.latest_snapshot(session, experiment, kind="final") if closed else None) \
-        or reports.latest_snapshot(session, experiment)
+    snapshot = (
+        reports.latest_snapshot(session, experiment, kind="final") if closed else None
+    ) or reports.latest_snapshot(session, experiment)
     if snapshot is None or (not closed and outcomes.is_stale(session, experiment)):
         outcomes.match_outcomes(session, experiment)
         snapshot = reports.refresh_report(session, experiment)
@@ -112,34 +116,52 @@ def current_report(session, experiment: Experiment) -> dict:
     elif snapshot.data.get("version") != reports.REPORT_VERSION:
         # stored before the current suppression: rebuilt from the same matched outcomes (a closed
         # campaign's at its closing time, as it was frozen), so that no reader sees the old tables
-        snapshot = reports.refresh_report(session, experiment, now=experiment.campaign.closed_at if closed else None,
-                                          kind="final" if closed else None)
+        snapshot = reports.refresh_report(
+            session, experiment, now=experiment.campaign.closed_at if closed else None, kind="final" if closed else None
+        )
         session.commit()
     return snapshot.data
 
 
 # --- pages --------------------------------------------------------------------------------------
 
+
 @bp.route("/")
 @roles_required(*READERS)
 def index():
     session = db_session()
     now = utcnow()
-    query = (select(Experiment, Campaign).join(Campaign, Campaign.id == Experiment.campaign_id)
-             .order_by(Experiment.launched_at.desc()))
+    query = (
+        select(Experiment, Campaign)
+        .join(Campaign, Campaign.id == Experiment.campaign_id)
+        .order_by(Experiment.launched_at.desc())
+    )
     if current_user.role == "venue":
         sending = select(Recipient.experiment_id).where(Recipient.organisation_id == current_user.organisation_id)
         query = query.where(Experiment.id.in_(sending.distinct()))
     items = session.execute(query).all()
     lists = {}
     if current_user.role == "venue":
-        lists = {c.experiment_id: c for c in session.scalars(
-            select(ContactList).where(ContactList.organisation_id == current_user.organisation_id))}
+        lists = {
+            c.experiment_id: c
+            for c in session.scalars(
+                select(ContactList).where(ContactList.organisation_id == current_user.organisation_id)
+            )
+        }
     ready = []
     if current_user.role in STAFF:
-        ready = session.scalars(select(Campaign).where(Campaign.status == "ready").order_by(Campaign.planned_launch_at)).all()
-    return render_template("experiments/index.html", items=items, lists=lists, ready=ready, now=now,
-                           is_expired=services.is_expired, k=strictest_k(session))
+        ready = session.scalars(
+            select(Campaign).where(Campaign.status == "ready").order_by(Campaign.planned_launch_at)
+        ).all()
+    return render_template(
+        "experiments/index.html",
+        items=items,
+        lists=lists,
+        ready=ready,
+        now=now,
+        is_expired=services.is_expired,
+        k=strictest_k(session),
+    )
 
 
 @bp.route("/campaign/<int:campaign_id>")
@@ -165,16 +187,30 @@ def campaign_power(campaign_id: int):
     power_ = float(form.power.data or 0.8)
     target = float(form.target.data or 10) / 100.0
     # the readers of this page do not own the pooled data: every count is a noisy figure (core.privacy)
-    data = power_report.power_report(session, item, alpha=alpha, target_power=power_, target_lift=target,
-                                baseline=form.baseline.data or None,
-                                release=current_release(session, k=strictest_k(session)))
+    data = power_report.power_report(
+        session,
+        item,
+        alpha=alpha,
+        target_power=power_,
+        target_lift=target,
+        baseline=form.baseline.data or None,
+        release=current_release(session, k=strictest_k(session)),
+    )
     if data.get("error") != "no_segment":
         # its noise is keyed by the campaign's state and the window: each new one is a question
-        ask_question_once(session, "power", {"campaign": item.id, "figures": figure_name(item),
-                                             "baseline": data.get("baseline")})
-    page = render_template("experiments/power.html", campaign=item, form=form, power=data,
-                           baseline_labels=BASELINE_LABELS, n_source_labels=N_SOURCE_LABELS,
-                           metric_titles=METRIC_TITLES, lift_metrics=report_data.LIFT_METRICS)
+        ask_question_once(
+            session, "power", {"campaign": item.id, "figures": figure_name(item), "baseline": data.get("baseline")}
+        )
+    page = render_template(
+        "experiments/power.html",
+        campaign=item,
+        form=form,
+        power=data,
+        baseline_labels=BASELINE_LABELS,
+        n_source_labels=N_SOURCE_LABELS,
+        metric_titles=METRIC_TITLES,
+        lift_metrics=report_data.LIFT_METRICS,
+    )
     session.commit()  # the questions' audit events
     return page
 
@@ -198,11 +234,17 @@ def launch(campaign_id: int):
             flash(_("Launch refused: %(reason)s", reason=exc.reason), "error")
             return redirect(url_for("campaigns.detail", campaign_id=item.id))
         session.commit()
-        flash(_("Campaign launched: %(n)s recipients assigned; the contact lists are ready for the organisations.",
-                n=fmt_count(experiment.recipients)), "success")
+        flash(
+            _(
+                "Campaign launched: %(n)s recipients assigned; the contact lists are ready for the organisations.",
+                n=fmt_count(experiment.recipients),
+            ),
+            "success",
+        )
         return redirect(url_for("experiments.report", experiment_id=experiment.id))
-    return render_template("experiments/launch.html", campaign=item, form=form, now=utcnow(),
-                           early=item.planned_launch_at > utcnow())
+    return render_template(
+        "experiments/launch.html", campaign=item, form=form, now=utcnow(), early=item.planned_launch_at > utcnow()
+    )
 
 
 @bp.route("/<int:experiment_id>")
@@ -217,12 +259,24 @@ def report(experiment_id: int):
     # no sale after the launch imported yet: every outcome is a zero that means "not imported"
     waiting = data.get("sales_since_launch") is False
     return render_template(
-        "experiments/report.html", experiment=experiment, campaign=experiment.campaign, report=data,
-        headline=[] if waiting else headline_sentences(data), charts=_charts(data), refresh_form=PostForm(),
-        metric_titles=METRIC_TITLES, metric_names=METRIC_NAMES, test_names=TEST_NAMES, own_list=own_list,
-        now=utcnow(), is_expired=services.is_expired, waiting=waiting,
-        matching=_matching_schedule() if waiting else None, several_arms=len(data.get("arms") or []) > 2,
-        can_refresh=current_user.role in STAFF and not is_closed(experiment))
+        "experiments/report.html",
+        experiment=experiment,
+        campaign=experiment.campaign,
+        report=data,
+        headline=[] if waiting else headline_sentences(data),
+        charts=_charts(data),
+        refresh_form=PostForm(),
+        metric_titles=METRIC_TITLES,
+        metric_names=METRIC_NAMES,
+        test_names=TEST_NAMES,
+        own_list=own_list,
+        now=utcnow(),
+        is_expired=services.is_expired,
+        waiting=waiting,
+        matching=_matching_schedule() if waiting else None,
+        several_arms=len(data.get("arms") or []) > 2,
+        can_refresh=current_user.role in STAFF and not is_closed(experiment),
+    )
 
 
 def _matching_schedule() -> dict:
@@ -235,19 +289,30 @@ def _matching_schedule() -> dict:
     except SQLAlchemyError:  # no job store yet: the schedules alone
         upcoming = {}
     after_imports, nightly = specs.get("experiments.after_imports"), specs.get("experiments.refresh")
-    return {"after_imports": describe_schedule(after_imports.trigger) if after_imports else None,
-            "nightly": describe_schedule(nightly.trigger) if nightly else None,
-            "timezone": scheduler_timezone(app), "next_nightly": upcoming.get("experiments.refresh")}
+    return {
+        "after_imports": describe_schedule(after_imports.trigger) if after_imports else None,
+        "nightly": describe_schedule(nightly.trigger) if nightly else None,
+        "timezone": scheduler_timezone(app),
+        "next_nightly": upcoming.get("experiments.refresh"),
+    }
 
 
 def _charts(report: dict) -> dict:
     cumulative = report.get("cumulative") or {}
     days = cumulative.get("days") or []
     series = [(arm_title(a["name"]), (cumulative.get("series") or {}).get(a["name"])) for a in report["arms"]]
-    out = {"cumulative": charts.line_chart(
-        days, series, title=_("Cumulative conversion by arm over the window"), chart_id="cumulative-conversion",
-        desc=_("Share of each arm's recipients who bought at a participating organisation, by day since launch."),
-        x_label=_("days since launch"), percent_label=lambda v: fmt_percent(v, 1), hidden_label=_("hidden"))}
+    out = {
+        "cumulative": charts.line_chart(
+            days,
+            series,
+            title=_("Cumulative conversion by arm over the window"),
+            chart_id="cumulative-conversion",
+            desc=_("Share of each arm's recipients who bought at a participating organisation, by day since launch."),
+            x_label=_("days since launch"),
+            percent_label=lambda v: fmt_percent(v, 1),
+            hidden_label=_("hidden"),
+        )
+    }
     metric = report.get("primary_metric")
     forests = []
     for arm in [a["name"] for a in report["arms"] if a["name"] != "control"]:
@@ -258,15 +323,32 @@ def _charts(report: dict) -> dict:
                 continue
             rows.append((org["name"], row.get("abs_lift"), *(row.get("abs_ci") or [None, None])))
         if rows:
-            label = (lambda v: fmt_points(v)) if metric in ("conversion", "cross_sell") else \
-                (lambda v: fmt_value(metric, v, signed=True))
-            forests.append((arm, charts.forest_chart(
-                rows, title=_("Difference in %(metric)s per organisation, %(arm)s against control",
-                              metric=METRIC_NAMES.get(metric, metric), arm=arm_label(arm)),
-                chart_id=f"forest-{arm}", value_label=label,
-                desc=_("Each organisation's difference with its %(level)s%% confidence interval; hatched rows are "
-                       "hidden (fewer than k people) or not estimable.", level=level(report["alpha"])),
-                hidden_note=_("hidden: fewer than k people, or too few to estimate"))))
+            label = (
+                (lambda v: fmt_points(v))
+                if metric in ("conversion", "cross_sell")
+                else (lambda v: fmt_value(metric, v, signed=True))
+            )
+            forests.append(
+                (
+                    arm,
+                    charts.forest_chart(
+                        rows,
+                        title=_(
+                            "Difference in %(metric)s per organisation, %(arm)s against control",
+                            metric=METRIC_NAMES.get(metric, metric),
+                            arm=arm_label(arm),
+                        ),
+                        chart_id=f"forest-{arm}",
+                        value_label=label,
+                        desc=_(
+                            "Each organisation's difference with its %(level)s%% confidence interval; hatched rows are "
+                            "hidden (fewer than k people) or not estimable.",
+                            level=level(report["alpha"]),
+                        ),
+                        hidden_note=_("hidden: fewer than k people, or too few to estimate"),
+                    ),
+                )
+            )
     out["forests"] = forests
     return out
 
@@ -298,8 +380,11 @@ def report_json(experiment_id: int):
     experiment = _get_experiment(experiment_id)
     data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
     body = json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False, default=str)
-    return Response(body, mimetype="application/json", headers={
-        "Content-Disposition": f'attachment; filename="report-{experiment.id}.json"'})
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="report-{experiment.id}.json"'},
+    )
 
 
 @bp.route("/<int:experiment_id>/report.csv")
@@ -340,11 +425,16 @@ def contacts_csv(experiment_id: int):
         return redirect(url_for("experiments.index"))
     session.commit()
     link = unsubscribe.link_maker()
-    export = contact_exports.build(fmt, rows, offers.arm_promotions(session, experiment),
-                                   lambda row: link(row.recipient_id, row.language))
+    export = contact_exports.build(
+        fmt, rows, offers.arm_promotions(session, experiment), lambda row: link(row.recipient_id, row.language)
+    )
     org = session.get(Organisation, current_user.organisation_id)
-    return csv_response(export.lines, f"contacts-{experiment.id}-{org.slug}-{utcnow():%Y%m%d}{export.suffix}.csv",
-                        header=export.header, bom=export.bom)
+    return csv_response(
+        export.lines,
+        f"contacts-{experiment.id}-{org.slug}-{utcnow():%Y%m%d}{export.suffix}.csv",
+        header=export.header,
+        bom=export.bom,
+    )
 
 
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"], endpoint="unsubscribe")
@@ -362,12 +452,17 @@ def unsubscribe_page(token: str):
         else:
             done = unsubscribe.record(session, token)
             session.commit()
-            return render_template("experiments/unsubscribe.html", state="done", form=None,
-                                   organisation=done.organisation if done else found[1].name)
+            return render_template(
+                "experiments/unsubscribe.html",
+                state="done",
+                form=None,
+                organisation=done.organisation if done else found[1].name,
+            )
     return render_template("experiments/unsubscribe.html", state="confirm", form=form, organisation=found[1].name)
 
 
 # --- the dashboard and the campaign page --------------------------------------------------------
+
 
 def dashboard_panel(session, user) -> Markup | None:
     """Contact lists waiting for a venue; the latest reports for staff and evaluators."""
@@ -376,26 +471,42 @@ def dashboard_panel(session, user) -> Markup | None:
     now = utcnow()
     if user.role == "venue":
         lists = session.execute(
-            select(ContactList, Campaign).join(Experiment, Experiment.id == ContactList.experiment_id)
+            select(ContactList, Campaign)
+            .join(Experiment, Experiment.id == ContactList.experiment_id)
             .join(Campaign, Campaign.id == Experiment.campaign_id)
-            .where(ContactList.organisation_id == user.organisation_id, ContactList.purged_at.is_(None),
-                   ContactList.expires_at > now)
-            .order_by(ContactList.expires_at)).all()
+            .where(
+                ContactList.organisation_id == user.organisation_id,
+                ContactList.purged_at.is_(None),
+                ContactList.expires_at > now,
+            )
+            .order_by(ContactList.expires_at)
+        ).all()
         if not lists:
             return None
         return Markup(render_template("experiments/_panel.html", lists=lists, experiments=[]))
     experiments = session.execute(
-        select(Experiment, Campaign).join(Campaign, Campaign.id == Experiment.campaign_id)
+        select(Experiment, Campaign)
+        .join(Campaign, Campaign.id == Experiment.campaign_id)
         .where(Campaign.status.in_(("launched", "measuring", "closed")))
-        .order_by(Experiment.launched_at.desc()).limit(5)).all()
+        .order_by(Experiment.launched_at.desc())
+        .limit(5)
+    ).all()
     if not experiments:
         return None
     return Markup(render_template("experiments/_panel.html", lists=[], experiments=experiments))
 
 
 def install_template_globals(app) -> None:
-    app.jinja_env.globals.update(xp_arm_label=arm_label, xp_arm_title=arm_title, xp_fmt_percent=fmt_percent,
-                                 xp_fmt_value=fmt_value, xp_fmt_p=fmt_p, xp_fmt_p_equals=fmt_p_equals,
-                                 xp_fmt_money=fmt_money, xp_fmt_count=fmt_count, xp_fmt_number=fmt_number,
-                                 xp_fmt_points=fmt_points, xp_level=level)
-
+    app.jinja_env.globals.update(
+        xp_arm_label=arm_label,
+        xp_arm_title=arm_title,
+        xp_fmt_percent=fmt_percent,
+        xp_fmt_value=fmt_value,
+        xp_fmt_p=fmt_p,
+        xp_fmt_p_equals=fmt_p_equals,
+        xp_fmt_money=fmt_money,
+        xp_fmt_count=fmt_count,
+        xp_fmt_number=fmt_number,
+        xp_fmt_points=fmt_points,
+        xp_level=level,
+    )

@@ -18,16 +18,38 @@ def init_app(app) -> None:
     app.register_blueprint(views.bp)
     commands.init_app(app)
     pilot = registry(app)
-    pilot.add_navigation(NavEntry("segments.index", _l("Segments & insights"), order=10,
-                                  roles=("staff", "admin", "venue"), current=("segments.",)))
+    pilot.add_navigation(
+        NavEntry(
+            "segments.index",
+            _l("Segments & insights"),
+            order=10,
+            roles=("staff", "admin", "venue"),
+            current=("segments.",),
+        )
+    )
     # evaluators granted the insights (by an administrator) read them, never the segment list
-    pilot.add_navigation(NavEntry("segments.insights", _l("Audience insights"), order=11,
-                                  roles=("evaluator",), current=("segments.insights",),
-                                  shown=lambda user: bool(getattr(user, "insights_granted", False))))
+    pilot.add_navigation(
+        NavEntry(
+            "segments.insights",
+            _l("Audience insights"),
+            order=11,
+            roles=("evaluator",),
+            current=("segments.insights",),
+            shown=lambda user: bool(getattr(user, "insights_granted", False)),
+        )
+    )
     # the district comparison (segments.comparison_views), for evaluators once granted the insights
-    pilot.add_navigation(NavEntry("segments.comparison", _l("Compare"), order=12, current=("segments.comparison",),
-                                  shown=lambda user: getattr(user, "role", None) != "evaluator"
-                                  or bool(getattr(user, "insights_granted", False))))
+    pilot.add_navigation(
+        NavEntry(
+            "segments.comparison",
+            _l("Compare"),
+            order=12,
+            current=("segments.comparison",),
+            shown=lambda user: (
+                getattr(user, "role", None) != "evaluator" or bool(getattr(user, "insights_granted", False))
+            ),
+        )
+    )
     pilot.add_after_import(refresh_after_import)
     add_after_refresh(mark_after_refresh)  # every profile refresh marks the pooled pages' facts it moves
     from segments.models import Segment

@@ -19,8 +19,13 @@ def profiles_group():
 
 @profiles_group.command("refresh")
 @click.option("--full", is_flag=True, help="Rebuild every profile (default: only what changed since the last refresh).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="The date the profiles describe (default: today).")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The date the profiles describe (default: today).",
+)
 @with_appcontext
 def profiles_refresh(full, as_of):
     """Refresh spectator profiles: incrementally, or in full when asked, when never done or when
@@ -41,8 +46,13 @@ def segment_group():
 
 @segment_group.command("preview")
 @click.argument("rule_file", metavar="RULE.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Evaluate on this date (default: the profiles' date, else today).")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Evaluate on this date (default: the profiles' date, else today).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the preview as one JSON object.")
 @with_appcontext
 def segment_preview(rule_file, as_of, as_json):

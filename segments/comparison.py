@@ -59,16 +59,28 @@ SEASON_START_MONTH = 9  # a cultural season runs from 1 September to 31 August
 TOP_FSAS = 10
 # Price paid per ticket, in cents: (low, high) inclusive, high None = no upper bound.
 PRICE_BUCKETS = ((0, 0), (1, 2499), (2500, 4999), (5000, 7499), (7500, 9999), (10000, None))
-PRICE_LABELS = (_l("Free"), _l("Under $25"), _l("$25 to $49.99"), _l("$50 to $74.99"), _l("$75 to $99.99"),
-                _l("$100 or more"), _l("Unknown"))
+PRICE_LABELS = (
+    _l("Free"),
+    _l("Under $25"),
+    _l("$25 to $49.99"),
+    _l("$50 to $74.99"),
+    _l("$75 to $99.99"),
+    _l("$100 or more"),
+    _l("Unknown"),
+)
 PRICE_UNKNOWN = len(PRICE_BUCKETS)
 SUBSCRIBER_LABELS = {"1": _l("Subscribers"), "0": _l("Single tickets only")}
 # SQL numbers days from Sunday = 0; the tables run Monday to Sunday.
 WEEK = (1, 2, 3, 4, 5, 6, 0)
 SEASON_MONTHS = (9, 10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8)
 # The dimensions of a purchase kept as a bit mask per spectator: (first value, number of values).
-MASKED = {"dow": (0, 7), "month": (1, 12), "lead": (0, len(LEAD_LABELS)), "channel": (0, len(CHANNEL_KEYS)),
-          "price": (0, len(PRICE_BUCKETS) + 1)}
+MASKED = {
+    "dow": (0, 7),
+    "month": (1, 12),
+    "lead": (0, len(LEAD_LABELS)),
+    "channel": (0, len(CHANNEL_KEYS)),
+    "price": (0, len(PRICE_BUCKETS) + 1),
+}
 
 QUESTIONS = (
     ("who", _l("Who are they?")),
@@ -78,38 +90,76 @@ QUESTIONS = (
 )
 # (key, question, title, what the figures count, note)
 DIMENSIONS = (
-    ("lifecycle", "who", _l("Life-cycle stage"), "spectators",
-     _l("As of the end of the period (or today), from the purchases of each series only.")),
-    ("subscribers", "who", _l("Subscribers"), "spectators",
-     _l("Spectators who bought at least one subscription in the period.")),
-    ("regions", "where", _l("Regions"), "spectators",
-     _l("From the first three characters of the postal code (FSA); Laval is H7.")),
-    ("fsas", "where", _l("Forward sortation areas (FSA)"), "spectators",
-     _l("The organisation's %(n)d areas with the most spectators; the others are grouped.", n=TOP_FSAS)),
-    ("lead_time", "when", _l("Lead time: days between purchase and performance"), "tickets",
-     _l("Unknown: no performance date, or a purchase recorded after the performance.")),
+    (
+        "lifecycle",
+        "who",
+        _l("Life-cycle stage"),
+        "spectators",
+        _l("As of the end of the period (or today), from the purchases of each series only."),
+    ),
+    (
+        "subscribers",
+        "who",
+        _l("Subscribers"),
+        "spectators",
+        _l("Spectators who bought at least one subscription in the period."),
+    ),
+    (
+        "regions",
+        "where",
+        _l("Regions"),
+        "spectators",
+        _l("From the first three characters of the postal code (FSA); Laval is H7."),
+    ),
+    (
+        "fsas",
+        "where",
+        _l("Forward sortation areas (FSA)"),
+        "spectators",
+        _l("The organisation's %(n)d areas with the most spectators; the others are grouped.", n=TOP_FSAS),
+    ),
+    (
+        "lead_time",
+        "when",
+        _l("Lead time: days between purchase and performance"),
+        "tickets",
+        _l("Unknown: no performance date, or a purchase recorded after the performance."),
+    ),
     ("weekday", "when", _l("Day of purchase"), "purchases", None),
     ("month", "when", _l("Month of purchase"), "tickets", _l("In the order of a season, September to August.")),
     ("channels", "what", _l("Purchase channels"), "tickets", None),
-    ("prices", "what", _l("Price paid per ticket"), "tickets",
-     _l("The amount of a purchase divided by its tickets.")),
-    ("order_size", "what", _l("Tickets per order"), "orders",
-     _l("An order is the lines of one order number at one organisation (a line without a number is an order "
-        "by itself).")),
-    ("crossover", "what", _l("Disciplines bought"), "spectators",
-     _l("Spectators of each series who bought the discipline anywhere in the district in the period (a "
-        "spectator counts in each): figures that read every organisation's sales.")),
+    ("prices", "what", _l("Price paid per ticket"), "tickets", _l("The amount of a purchase divided by its tickets.")),
+    (
+        "order_size",
+        "what",
+        _l("Tickets per order"),
+        "orders",
+        _l(
+            "An order is the lines of one order number at one organisation (a line without a number is an order "
+            "by itself)."
+        ),
+    ),
+    (
+        "crossover",
+        "what",
+        _l("Disciplines bought"),
+        "spectators",
+        _l(
+            "Spectators of each series who bought the discipline anywhere in the district in the period (a "
+            "spectator counts in each): figures that read every organisation's sales."
+        ),
+    ),
 )
 DIMENSION_KEYS = tuple(d[0] for d in DIMENSIONS)
 # Dimensions that follow a series' spectators to every organisation's sales: pooled even for the
 # organisation's own series.
 POOLED_DIMENSIONS = ("crossover",)
-UNITS = {"spectators": _l("spectators"), "tickets": _l("tickets"), "purchases": _l("purchases"),
-         "orders": _l("orders")}
+UNITS = {"spectators": _l("spectators"), "tickets": _l("tickets"), "purchases": _l("purchases"), "orders": _l("orders")}
 MEASURE_LABELS = {"tickets": _l("Tickets"), "purchases": _l("Purchases"), "orders": _l("Orders")}
 
 
 # --- seasons -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Season:
@@ -185,6 +235,7 @@ class Period:
 
 # --- series ------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Series:
     """One side of the comparison: an organisation's sales, a discipline's or the district's."""
@@ -214,8 +265,12 @@ def main_discipline(session: Session, organisation: Organisation) -> str | None:
     declared = [d for d in organisation.discipline_list if d in DISCIPLINES]
     if declared:
         return declared[0]
-    row = session.execute(select(S.c.discipline, func.count()).where(S.c.organisation_id == organisation.id)
-                          .group_by(S.c.discipline).order_by(func.count().desc(), S.c.discipline)).first()
+    row = session.execute(
+        select(S.c.discipline, func.count())
+        .where(S.c.organisation_id == organisation.id)
+        .group_by(S.c.discipline)
+        .order_by(func.count().desc(), S.c.discipline)
+    ).first()
     return row[0] if row else None
 
 
@@ -232,15 +287,19 @@ class _Expressions(InsightQuery):
 
 
 def _bucket_case(column, buckets):
-    return case(*[(column <= high, i) for i, (_low, high) in enumerate(buckets) if high is not None],
-                else_=len(buckets) - 1)
+    return case(
+        *[(column <= high, i) for i, (_low, high) in enumerate(buckets) if high is not None], else_=len(buckets) - 1
+    )
 
 
 def _price_bucket():
     """The price paid per ticket's bucket, compared as cents against tickets × bound (no division)."""
     whens = [(T.c.tickets <= 0, PRICE_UNKNOWN), (T.c.amount_cents <= 0, 0)]
-    whens += [(T.c.amount_cents <= T.c.tickets * high, i) for i, (_low, high) in enumerate(PRICE_BUCKETS)
-              if high is not None and i > 0]
+    whens += [
+        (T.c.amount_cents <= T.c.tickets * high, i)
+        for i, (_low, high) in enumerate(PRICE_BUCKETS)
+        if high is not None and i > 0
+    ]
     return case(*whens, else_=len(PRICE_BUCKETS) - 1)
 
 
@@ -259,14 +318,23 @@ def series_statement(session: Session, series: Series, period: Period):
     in_period = literal(1) if period.low is None else case((T.c.purchased_at >= period.low, 1), else_=0)
     order_key = func.coalesce(T.c.order_id, literal("#") + cast(T.c.id, String))
     rows = (
-        select(T.c.spectator_id.label("sid"), T.c.organisation_id.label("org"), order_key.label("okey"),
-               T.c.show_id.label("show_id"), T.c.purchased_at.label("at"), T.c.tickets.label("tickets"),
-               in_period.label("inp"),
-               case((T.c.purchased_at >= window_start(period.as_of, LIFECYCLE_DAYS), T.c.show_id)).label("show548"),
-               case((T.c.category == "subscription", 1), else_=0).label("sub"),
-               x._dow(T.c.purchased_at).label("dow"), x._month(T.c.purchased_at).label("month"),
-               x._lead_bucket().label("lead"), index_of(T.c.channel, CHANNEL_KEYS).label("channel"),
-               _price_bucket().label("price"), S.c.discipline.label("discipline"))
+        select(
+            T.c.spectator_id.label("sid"),
+            T.c.organisation_id.label("org"),
+            order_key.label("okey"),
+            T.c.show_id.label("show_id"),
+            T.c.purchased_at.label("at"),
+            T.c.tickets.label("tickets"),
+            in_period.label("inp"),
+            case((T.c.purchased_at >= window_start(period.as_of, LIFECYCLE_DAYS), T.c.show_id)).label("show548"),
+            case((T.c.category == "subscription", 1), else_=0).label("sub"),
+            x._dow(T.c.purchased_at).label("dow"),
+            x._month(T.c.purchased_at).label("month"),
+            x._lead_bucket().label("lead"),
+            index_of(T.c.channel, CHANNEL_KEYS).label("channel"),
+            _price_bucket().label("price"),
+            S.c.discipline.label("discipline"),
+        )
         .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
         .where(and_(*conditions))
     )
@@ -278,19 +346,31 @@ def series_statement(session: Session, series: Series, period: Period):
     # Per spectator, the set of days, months, lead times, channels and prices of their purchases in the
     # period as one bit mask each: distinct spectators per bucket are then sums of bits (one pass
     # instead of a COUNT(DISTINCT) per dimension, as the insight pages do).
-    masks = {name: x._mask(case((r.inp == 1, one_shl(r[name] - offset)), else_=0)).label(f"m_{name}")
-             for name, (offset, _size) in MASKED.items()}
+    masks = {
+        name: x._mask(case((r.inp == 1, one_shl(r[name] - offset)), else_=0)).label(f"m_{name}")
+        for name, (offset, _size) in MASKED.items()
+    }
     per_spectator = (
-        select(r.sid, func.count(distinct(r.show548)).label("shows"), func.min(r.at).label("first_at"),
-               func.max(r.at).label("last_at"), func.max(r.inp).label("inp"),
-               func.max(r.sub * r.inp).label("sub"), *masks.values())
+        select(
+            r.sid,
+            func.count(distinct(r.show548)).label("shows"),
+            func.min(r.at).label("first_at"),
+            func.max(r.at).label("last_at"),
+            func.max(r.inp).label("inp"),
+            func.max(r.sub * r.inp).label("sub"),
+            *masks.values(),
+        )
         .group_by(r.sid)
         .cte("per_spectator")
     )
     p = per_spectator.c
     people = (
-        select(p.sid, lifecycle_case(p.shows, p.first_at, p.last_at, period.as_of).label("stage"), p.sub,
-               *[p[f"m_{name}"] for name in MASKED])
+        select(
+            p.sid,
+            lifecycle_case(p.shows, p.first_at, p.last_at, period.as_of).label("stage"),
+            p.sub,
+            *[p[f"m_{name}"] for name in MASKED],
+        )
         .where(p.inp == 1)
         .cte("people")
     )
@@ -298,8 +378,13 @@ def series_statement(session: Session, series: Series, period: Period):
     zero = literal(0, Integer)
 
     def row(name: str, bucket, spectators, lines=zero, tickets=zero):
-        return [literal(name, String).label("dimension"), cast(bucket, String).label("bucket"),
-                spectators.label("spectators"), lines.label("lines"), tickets.label("tickets")]
+        return [
+            literal(name, String).label("dimension"),
+            cast(bucket, String).label("bucket"),
+            spectators.label("spectators"),
+            lines.label("lines"),
+            tickets.label("tickets"),
+        ]
 
     branches = [
         select(*row("lifecycle", q.stage, func.count())).group_by(q.stage),
@@ -309,14 +394,23 @@ def series_statement(session: Session, series: Series, period: Period):
         # The organisation's own contact records' postal codes: the pooled spectator's FSA may have been
         # learnt from another organisation's sale (DESIGN.md §10, as the insight pages do).
         prefix = func.upper(func.substr(Contact.postal_code, 1, 3))
-        homes = (select(q.sid, func.min(prefix).label("fsa"))
-                 .select_from(people.outerjoin(Contact, and_(Contact.spectator_id == q.sid,
-                                                             Contact.organisation_id == series.organisation_id)))
-                 .group_by(q.sid).subquery())
+        homes = (
+            select(q.sid, func.min(prefix).label("fsa"))
+            .select_from(
+                people.outerjoin(
+                    Contact, and_(Contact.spectator_id == q.sid, Contact.organisation_id == series.organisation_id)
+                )
+            )
+            .group_by(q.sid)
+            .subquery()
+        )
         branches.append(select(*row("fsa", homes.c.fsa, func.count())).group_by(homes.c.fsa))
     else:
-        branches.append(select(*row("fsa", SP.c.fsa, func.count())).select_from(people.join(SP, SP.c.id == q.sid))
-                        .group_by(SP.c.fsa))
+        branches.append(
+            select(*row("fsa", SP.c.fsa, func.count()))
+            .select_from(people.join(SP, SP.c.id == q.sid))
+            .group_by(SP.c.fsa)
+        )
     for name, (offset, size) in MASKED.items():
         for i in range(size):
             branches.append(select(*row(name, literal(i + offset), func.sum(mask_bit(q[f"m_{name}"], i)))))
@@ -324,36 +418,74 @@ def series_statement(session: Session, series: Series, period: Period):
     code: Any = literal(0, Integer)
     for name, (offset, size) in MASKED.items():
         code = code * (size + offset) + b[name]
-    branches.append(select(*row("code", code, zero, func.count(), func.coalesce(func.sum(b.tickets), 0)))
-                    .where(b.inp == 1).group_by(code))
-    orders = (select(func.min(b.sid).label("sid"), func.sum(b.tickets).label("tickets"))
-              .where(b.inp == 1).group_by(b.org, b.okey).subquery())
+    branches.append(
+        select(*row("code", code, zero, func.count(), func.coalesce(func.sum(b.tickets), 0)))
+        .where(b.inp == 1)
+        .group_by(code)
+    )
+    orders = (
+        select(func.min(b.sid).label("sid"), func.sum(b.tickets).label("tickets"))
+        .where(b.inp == 1)
+        .group_by(b.org, b.okey)
+        .subquery()
+    )
     size = _bucket_case(orders.c.tickets, PARTY_BUCKETS)
-    branches.append(select(*row("orders", size, func.count(distinct(orders.c.sid)), func.count(),
-                                func.coalesce(func.sum(orders.c.tickets), 0))).group_by(size))
+    branches.append(
+        select(
+            *row(
+                "orders",
+                size,
+                func.count(distinct(orders.c.sid)),
+                func.count(),
+                func.coalesce(func.sum(orders.c.tickets), 0),
+            )
+        ).group_by(size)
+    )
     # The disciplines each spectator bought in the period, anywhere in the district: one row per
     # (spectator, discipline), then counted (a hash aggregate on PostgreSQL, no COUNT(DISTINCT) sort).
     if series.kind == "district":
-        pairs = (select(b.sid.label("sid"), b.discipline.label("discipline"))
-                 .where(b.inp == 1, b.discipline.is_not(None)).group_by(b.sid, b.discipline).subquery())
+        pairs = (
+            select(b.sid.label("sid"), b.discipline.label("discipline"))
+            .where(b.inp == 1, b.discipline.is_not(None))
+            .group_by(b.sid, b.discipline)
+            .subquery()
+        )
     else:  # every organisation's sales of the series' spectators, joined (not probed) with them
         elsewhere = T.alias("elsewhere")
         shows = S.alias("elsewhere_show")
         bought = [unindexed(elsewhere.c.purchased_at) < period.high]
         if period.low is not None:
             bought.append(elsewhere.c.purchased_at >= period.low)
-        pairs = (select(elsewhere.c.spectator_id.label("sid"), shows.c.discipline.label("discipline"))
-                 .select_from(elsewhere.join(people, q.sid == elsewhere.c.spectator_id)
-                              .join(shows, shows.c.id == elsewhere.c.show_id))
-                 .where(*bought).group_by(elsewhere.c.spectator_id, shows.c.discipline).subquery())
+        pairs = (
+            select(elsewhere.c.spectator_id.label("sid"), shows.c.discipline.label("discipline"))
+            .select_from(
+                elsewhere.join(people, q.sid == elsewhere.c.spectator_id).join(shows, shows.c.id == elsewhere.c.show_id)
+            )
+            .where(*bought)
+            .group_by(elsewhere.c.spectator_id, shows.c.discipline)
+            .subquery()
+        )
     branches.append(select(*row("crossover", pairs.c.discipline, func.count())).group_by(pairs.c.discipline))
     return union_all(*branches)
 
 
 def series_facts(session: Session, series: Series, period: Period) -> dict:
     """The exact facts of a series: ``{"population": n, "dimension": {bucket: [spectators, lines, tickets]}}``."""
-    facts: dict = {name: {} for name in ("lifecycle", "subscribers", "fsa", "dow", "month", "lead", "channel",
-                                         "price", "orders", "crossover")}
+    facts: dict = {
+        name: {}
+        for name in (
+            "lifecycle",
+            "subscribers",
+            "fsa",
+            "dow",
+            "month",
+            "lead",
+            "channel",
+            "price",
+            "orders",
+            "crossover",
+        )
+    }
     without_jit(session)  # PostgreSQL would spend longer compiling the statement than running it
     for name, bucket, spectators, lines, tickets in session.execute(series_statement(session, series, period)):
         if name == "code":  # purchases and tickets of a (day, month, lead time, channel, price)
@@ -383,6 +515,7 @@ def kept_series_facts(session: Session, series: Series, period: Period) -> dict:
 
 
 # --- the tables of one series --------------------------------------------------------------------
+
 
 def _items(facts: dict, name: str, keys, labels, measure: str | None) -> list[tuple]:
     """``one_way`` items: (row key, label, spectators, {measure: value})."""
@@ -414,8 +547,11 @@ def dimension_items(facts: dict, dimension: str, fsas: list[str]) -> tuple[list[
     if dimension == "lifecycle":
         return _items(facts, "lifecycle", STAGES, [STAGE_LABELS[s] for s in STAGES], None), None, False
     if dimension == "subscribers":
-        return _items(facts, "subscribers", ("1", "0"), [SUBSCRIBER_LABELS["1"], SUBSCRIBER_LABELS["0"]], None), \
-            None, False
+        return (
+            _items(facts, "subscribers", ("1", "0"), [SUBSCRIBER_LABELS["1"], SUBSCRIBER_LABELS["0"]], None),
+            None,
+            False,
+        )
     if dimension == "regions":
         regions = dict.fromkeys(REGIONS, 0)
         for fsa, n in _fsa_counts(facts).items():
@@ -433,11 +569,17 @@ def dimension_items(facts: dict, dimension: str, fsas: list[str]) -> tuple[list[
     if dimension == "weekday":
         return _items(facts, "dow", WEEK, [day_label(d) for d in WEEK], "purchases"), "purchases", True
     if dimension == "month":
-        return _items(facts, "month", SEASON_MONTHS, [month_label(m) for m in SEASON_MONTHS], "tickets"), \
-            "tickets", True
+        return (
+            _items(facts, "month", SEASON_MONTHS, [month_label(m) for m in SEASON_MONTHS], "tickets"),
+            "tickets",
+            True,
+        )
     if dimension == "channels":
-        return _items(facts, "channel", range(len(CHANNEL_KEYS)), [CHANNEL_LABELS[c] for c in CHANNEL_KEYS],
-                      "tickets"), "tickets", True
+        return (
+            _items(facts, "channel", range(len(CHANNEL_KEYS)), [CHANNEL_LABELS[c] for c in CHANNEL_KEYS], "tickets"),
+            "tickets",
+            True,
+        )
     if dimension == "prices":
         return _items(facts, "price", range(len(PRICE_LABELS)), PRICE_LABELS, "tickets"), "tickets", True
     if dimension == "order_size":
@@ -456,9 +598,21 @@ def series_table(facts: dict, dimension: str, fsas: list[str], k: int = 1) -> In
     items, measure, overlapping = dimension_items(facts, dimension, fsas)
     population = facts["population"]
     measure_key = None if measure is None else ("purchases" if measure == "orders" else measure)
-    table = one_way(key, question, title, Column("label", title, "label"), items, population, k,
-                    measures=[measure_key] if measure_key else [], share_of=measure_key or "spectators",
-                    overlapping=overlapping, measure=measure_key or "spectators", unit=UNITS[counts], note=note)
+    table = one_way(
+        key,
+        question,
+        title,
+        Column("label", title, "label"),
+        items,
+        population,
+        k,
+        measures=[measure_key] if measure_key else [],
+        share_of=measure_key or "spectators",
+        overlapping=overlapping,
+        measure=measure_key or "spectators",
+        unit=UNITS[counts],
+        note=note,
+    )
     if measure == "orders":
         at = table.index("purchases")
         table.columns[at] = Column("purchases", MEASURE_LABELS["orders"], "purchases")

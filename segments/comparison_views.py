@@ -54,8 +54,11 @@ class BadRequest(Exception):
 
 @bp.before_request
 def _comparison_grant():
-    if (request.endpoint or "").startswith("segments.comparison") and current_user.is_authenticated \
-            and not evaluator_granted(current_user):
+    if (
+        (request.endpoint or "").startswith("segments.comparison")
+        and current_user.is_authenticated
+        and not evaluator_granted(current_user)
+    ):
         abort(403)
 
 
@@ -65,6 +68,7 @@ def _bad_request(error: BadRequest):
 
 
 # --- what the user asked -----------------------------------------------------------------------------
+
 
 @dataclass
 class Choice:
@@ -79,8 +83,11 @@ class Choice:
 
     def args(self, **changes) -> dict:
         """The query string of this choice (with ``changes``), for links."""
-        values = {"discipline": self.discipline, "season": self.season.label if self.season else None,
-                  "compare": self.compare.label if self.compare else None}
+        values = {
+            "discipline": self.discipline,
+            "season": self.season.label if self.season else None,
+            "compare": self.compare.label if self.compare else None,
+        }
         values.update(changes)
         return {key: value for key, value in values.items() if value}
 
@@ -100,11 +107,17 @@ def _season_arg(name: str, seasons: list[Season]) -> Season | None:
     try:
         season = Season.parse(text)
     except ValueError:
-        raise BadRequest(_("“%(value)s” is not a season: choose one in the list (a season runs from 1 September "
-                           "to 31 August, such as 2024-2025).", value=text[:40])) from None
+        raise BadRequest(
+            _(
+                "“%(value)s” is not a season: choose one in the list (a season runs from 1 September "
+                "to 31 August, such as 2024-2025).",
+                value=text[:40],
+            )
+        ) from None
     if season not in seasons:
-        raise BadRequest(_("There are no sales on record for the season %(season)s: choose one in the list.",
-                           season=season.label))
+        raise BadRequest(
+            _("There are no sales on record for the season %(season)s: choose one in the list.", season=season.label)
+        )
     return season
 
 
@@ -113,8 +126,12 @@ def _choice(session, slug: str) -> Choice:
     disciplines = comparison_disciplines(session, organisation)
     discipline = request.args.get("discipline", "").strip() or main_discipline(session, organisation)
     if discipline is not None and discipline not in disciplines:
-        raise BadRequest(_("This organisation cannot be compared with “%(value)s”: choose one of its "
-                           "disciplines in the list.", value=discipline[:40]))
+        raise BadRequest(
+            _(
+                "This organisation cannot be compared with “%(value)s”: choose one of its disciplines in the list.",
+                value=discipline[:40],
+            )
+        )
     seasons = available_seasons(session)
     season = _season_arg("season", seasons)
     compare = _season_arg("compare", seasons)
@@ -126,6 +143,7 @@ def _choice(session, slug: str) -> Choice:
 
 
 # --- the comparison, protected -------------------------------------------------------------------
+
 
 def _series_name(series: Series, organisation: Organisation) -> str:
     if series.kind == "organisation":
@@ -167,8 +185,11 @@ def build_comparison(session, choice: Choice) -> dict:
         series.append(Series.discipline(choice.discipline))
     series.append(Series.district())
     k_district = strictest_k(session)
-    ks = {"organisation": strictest_k(session, [organisation.id]), "district": k_district,
-          "discipline": scope_k(session, Scope.discipline(choice.discipline)) if choice.discipline else k_district}
+    ks = {
+        "organisation": strictest_k(session, [organisation.id]),
+        "district": k_district,
+        "discipline": scope_k(session, Scope.discipline(choice.discipline)) if choice.discipline else k_district,
+    }
     periods = choice.periods
     columns, facts = [], []
     for s_index, one in enumerate(series):
@@ -195,8 +216,7 @@ def build_comparison(session, choice: Choice) -> dict:
             column.population = None if 0 < fact["population"] < k else fact["population"]
         else:
             # the same figure as every table's total of spectators (one draw, never averaged)
-            shown = release_for(ks[column.series.kind]).figure(f"{prefix}.total.spectators",
-                                                               Cell(fact["population"]))
+            shown = release_for(ks[column.series.kind]).figure(f"{prefix}.total.spectators", Cell(fact["population"]))
             column.population = shown.value
     dimensions = []
     for key, question, title, _counts, note in DIMENSIONS:
@@ -209,11 +229,21 @@ def build_comparison(session, choice: Choice) -> dict:
             release = release_for(k)
             prefix = f"comparison:{column.series.kind}:{column.series.key or ''}:{column.period.key}"
             whole = release.noisy(f"{prefix}.population", Cell(int(fact["population"])))
-            tables.append(_protect_table(series_table(fact, key, fsas), release, f"{prefix}.{key}", whole,
-                                         total_prefix=f"{prefix}.total"))
+            tables.append(
+                _protect_table(
+                    series_table(fact, key, fsas), release, f"{prefix}.{key}", whole, total_prefix=f"{prefix}.total"
+                )
+            )
         dimensions.append(_combine(key, question, title, note, tables, columns))
-    return {"columns": columns, "dimensions": dimensions, "k": ks, "k_district": k_district, "own": own,
-            "empty": all(not fact["population"] for fact in facts[: len(periods)]), "fsas": fsas}
+    return {
+        "columns": columns,
+        "dimensions": dimensions,
+        "k": ks,
+        "k_district": k_district,
+        "own": own,
+        "empty": all(not fact["population"] for fact in facts[: len(periods)]),
+        "fsas": fsas,
+    }
 
 
 def _combine(key: str, question: str, title, note, tables: list[InsightTable], columns: list[Column]) -> dict:
@@ -239,12 +269,23 @@ def _combine(key: str, question: str, title, note, tables: list[InsightTable], c
             else:
                 cells.append((found[_measure(table)], found[table.index("share")]))
         rows.append({"key": row_key, "label": labels[row_key], "cells": cells})
-    totals = [(table.total[_measure(table)], table.total[table.index("share")]) if table.total else (None, None)
-              for table in tables]
+    totals = [
+        (table.total[_measure(table)], table.total[table.index("share")]) if table.total else (None, None)
+        for table in tables
+    ]
     measure = first.columns[_measure(first)].label
-    return {"key": key, "question": question, "title": title, "note": note, "unit": first.unit,
-            "measure": measure, "rows": rows, "totals": totals, "k": [t.k for t in tables],
-            "chart": _chart(key, title, first.unit, rows, columns)}
+    return {
+        "key": key,
+        "question": question,
+        "title": title,
+        "note": note,
+        "unit": first.unit,
+        "measure": measure,
+        "rows": rows,
+        "totals": totals,
+        "k": [t.k for t in tables],
+        "chart": _chart(key, title, first.unit, rows, columns),
+    }
 
 
 def _bucket_order(tables: list[InsightTable]) -> list:
@@ -257,18 +298,33 @@ def _chart(key: str, title, unit, rows: list[dict], columns: list[Column]) -> Ma
     texts = [["" if share is None else format_share(share) for share in line] for line in shares]
     # A hidden figure and a share that cannot be shown (a hidden total) read the same: hatched.
     return grouped_bar_chart(
-        [str(row["label"]) for row in rows], [c.name for c in columns], shares, title=str(title),
-        chart_id=f"compare-{key}", value_labels=texts, colours=[c.colour for c in columns],
+        [str(row["label"]) for row in rows],
+        [c.name for c in columns],
+        shares,
+        title=str(title),
+        chart_id=f"compare-{key}",
+        value_labels=texts,
+        colours=[c.colour for c in columns],
         desc=_("Bar chart of the share of %(unit)s in each series. The figures are in the table.", unit=str(unit)),
-        hidden_note=_("Hatched: hidden (too few spectators, or would reveal such a figure)"), hidden_label="<k")
+        hidden_note=_("Hatched: hidden (too few spectators, or would reveal such a figure)"),
+        hidden_label="<k",
+    )
 
 
 # --- pages ------------------------------------------------------------------------------------------
 
+
 def _ask(session, choice: Choice, what: str) -> None:
-    ask_question(session, what, {"organisation": choice.organisation.slug, "discipline": choice.discipline,
-                                 "season": choice.season.label if choice.season else None,
-                                 "compare": choice.compare.label if choice.compare else None})
+    ask_question(
+        session,
+        what,
+        {
+            "organisation": choice.organisation.slug,
+            "discipline": choice.discipline,
+            "season": choice.season.label if choice.season else None,
+            "compare": choice.compare.label if choice.compare else None,
+        },
+    )
     session.commit()
 
 
@@ -282,9 +338,17 @@ def _organisations(session) -> list[Organisation]:
 
 def _render(session, choice: Choice, template: str):
     data = build_comparison(session, choice)
-    return render_template(template, choice=choice, data=data, questions=QUESTIONS, change_points=change_points,
-                           organisations=_organisations(session), discipline_labels=DISCIPLINE_LABELS,
-                           page_args=choice.args(), pick=_own_organisation_id() is None)
+    return render_template(
+        template,
+        choice=choice,
+        data=data,
+        questions=QUESTIONS,
+        change_points=change_points,
+        organisations=_organisations(session),
+        discipline_labels=DISCIPLINE_LABELS,
+        page_args=choice.args(),
+        pick=_own_organisation_id() is None,
+    )
 
 
 @bp.route("/comparison")
@@ -356,9 +420,18 @@ def comparison_csv(slug: str):
     _ask(session, choice, "comparison.csv")
     data = build_comparison(session, choice)
     header, rows = comparison_rows(data)
-    name = "-".join(filter(None, ["comparison", choice.organisation.slug, choice.discipline,
-                                  choice.season.label if choice.season else "all",
-                                  choice.compare.label if choice.compare else None]))
+    name = "-".join(
+        filter(
+            None,
+            [
+                "comparison",
+                choice.organisation.slug,
+                choice.discipline,
+                choice.season.label if choice.season else "all",
+                choice.compare.label if choice.compare else None,
+            ],
+        )
+    )
     return csv_response(rows, f"{name}.csv", header=header, delimiter=spreadsheet_delimiter())
 
 

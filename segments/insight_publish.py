@@ -76,6 +76,7 @@ def expected_keys(session: Session, today: dt.date) -> dict[tuple[str, str, str]
 
 # --- marks -----------------------------------------------------------------------------------------
 
+
 def _spectators_filter(session: Session, spectator_ids):
     if isinstance(spectator_ids, SelectBase):
         return T.c.spectator_id.in_(spectator_ids)
@@ -93,18 +94,24 @@ def keys_of_spectators(session: Session, spectator_ids, today: dt.date) -> set[t
         select(T.c.organisation_id, S.c.discipline, func.min(T.c.purchased_at))
         .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
         .where(_spectators_filter(session, spectator_ids))
-        .group_by(T.c.organisation_id, S.c.discipline))
+        .group_by(T.c.organisation_id, S.c.discipline)
+    )
     for organisation_id, discipline, earliest in rows:
         day = _day(earliest)
-        for scope in ("district", f"organisation:{organisation_id}", f"discipline:{discipline}" if discipline else None):
+        for scope in (
+            "district",
+            f"organisation:{organisation_id}",
+            f"discipline:{discipline}" if discipline else None,
+        ):
             if scope is not None:
                 first[scope] = min(first.get(scope, day), day)
     keys = set()
     last = Season.of(today).start_year
     for scope, day in first.items():
         keys |= {(INSIGHTS, scope, ALL), (COMPARISON, scope, ALL)}
-        keys |= {(COMPARISON, scope, Season(year).label) for year in range(Season.of(min(day, today)).start_year,
-                                                                            last + 1)}
+        keys |= {
+            (COMPARISON, scope, Season(year).label) for year in range(Season.of(min(day, today)).start_year, last + 1)
+        }
     return keys
 
 
@@ -149,6 +156,7 @@ def _mark_new_batches(session: Session, today: dt.date) -> int:
 
 # --- publication -----------------------------------------------------------------------------------
 
+
 def due(session: Session, today: dt.date) -> list[tuple[str, str, str]]:
     """The rows to (re)compute: never published, marked stale, or of another date than they should
     be; the organisations first and the district last, all purchases before the seasons."""
@@ -183,8 +191,9 @@ def compute(session: Session, kind: str, scope: str, period: str, today: dt.date
     return series_facts(session, series, span), span.as_of
 
 
-def publish(session: Session, today: dt.date | None = None, commit: Callable[[], None] | None = None,
-            limit: int | None = None) -> dict:
+def publish(
+    session: Session, today: dt.date | None = None, commit: Callable[[], None] | None = None, limit: int | None = None
+) -> dict:
     """Mark the buyers of new batches, then recompute every due row (at most ``limit``), each
     followed by ``commit`` when given (each row is published as soon as it is ready).
 
@@ -212,5 +221,9 @@ def publish(session: Session, today: dt.date | None = None, commit: Callable[[],
             commit()
         if seconds > slowest[1]:
             slowest = (f"{kind}/{scope}/{period}", round(seconds, 3))
-    return {"published": len(todo), "seconds": round(time.perf_counter() - began, 3), "slowest": list(slowest),
-            "left": len(work) - len(todo)}
+    return {
+        "published": len(todo),
+        "seconds": round(time.perf_counter() - began, 3),
+        "slowest": list(slowest),
+        "left": len(work) - len(todo),
+    }

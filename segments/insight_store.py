@@ -59,8 +59,11 @@ def scope_key(scope) -> str:
 def read_facts(session: Session, kind: str, scope: str, period: str = ALL) -> tuple[dict, dt.date] | None:
     """The last published facts of a scope and period and the date they describe (one indexed
     lookup), or None when none were ever published."""
-    row = session.execute(select(PS.c.facts, PS.c.as_of).where(
-        PS.c.kind == kind, PS.c.scope == scope, PS.c.period == period, PS.c.facts.is_not(None))).first()
+    row = session.execute(
+        select(PS.c.facts, PS.c.as_of).where(
+            PS.c.kind == kind, PS.c.scope == scope, PS.c.period == period, PS.c.facts.is_not(None)
+        )
+    ).first()
     if row is None:
         return None
     return json.loads(row.facts), row.as_of
@@ -72,22 +75,43 @@ def mark(session: Session, keys) -> int:
     rows = [{"kind": kind, "scope": scope, "period": period, "wanted": 1} for kind, scope, period in sorted(set(keys))]
     if rows:
         statement = sql.upsert_insert(session)(PS)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=[PS.c.kind, PS.c.scope, PS.c.period],
-            set_={"wanted": func.coalesce(PS.c.wanted, 0) + 1}), rows)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[PS.c.kind, PS.c.scope, PS.c.period], set_={"wanted": func.coalesce(PS.c.wanted, 0) + 1}
+            ),
+            rows,
+        )
     session.flush()
     return len(rows)
 
 
-def store_facts(session: Session, kind: str, scope: str, period: str, facts: dict, as_of: dt.date, epoch: int,
-                seconds: float, seen: int | None, now: dt.datetime) -> None:
+def store_facts(
+    session: Session,
+    kind: str,
+    scope: str,
+    period: str,
+    facts: dict,
+    as_of: dt.date,
+    epoch: int,
+    seconds: float,
+    seen: int | None,
+    now: dt.datetime,
+) -> None:
     """Publish a row's facts (created when missing); it stays stale if marked again since ``seen``
     (its ``wanted`` when the computation began). Flushes."""
-    values = {"facts": json.dumps(facts, separators=(",", ":")), "as_of": as_of, "epoch": epoch,
-              "computed_at": now, "seconds": round(seconds, 3)}
+    values = {
+        "facts": json.dumps(facts, separators=(",", ":")),
+        "as_of": as_of,
+        "epoch": epoch,
+        "computed_at": now,
+        "seconds": round(seconds, 3),
+    }
     insert = sql.upsert_insert(session)
-    session.execute(insert(PS).values(kind=kind, scope=scope, period=period, **values)
-                    .on_conflict_do_update(index_elements=[PS.c.kind, PS.c.scope, PS.c.period], set_=values))
+    session.execute(
+        insert(PS)
+        .values(kind=kind, scope=scope, period=period, **values)
+        .on_conflict_do_update(index_elements=[PS.c.kind, PS.c.scope, PS.c.period], set_=values)
+    )
     where = [PS.c.kind == kind, PS.c.scope == scope, PS.c.period == period]
     where.append(PS.c.wanted.is_(None) if seen is None else PS.c.wanted == seen)
     session.execute(update(PooledSummary).where(*where).values(wanted=None))
@@ -96,6 +120,9 @@ def store_facts(session: Session, kind: str, scope: str, period: str, facts: dic
 
 def rows_state(session: Session) -> dict[tuple[str, str, str], tuple[dt.date | None, int | None, bool]]:
     """Every row's key → (as_of, wanted, published)."""
-    return {(kind, scope, period): (as_of, wanted, published) for kind, scope, period, as_of, wanted, published
-            in session.execute(select(PS.c.kind, PS.c.scope, PS.c.period, PS.c.as_of, PS.c.wanted,
-                                      PS.c.facts.is_not(None)))}
+    return {
+        (kind, scope, period): (as_of, wanted, published)
+        for kind, scope, period, as_of, wanted, published in session.execute(
+            select(PS.c.kind, PS.c.scope, PS.c.period, PS.c.as_of, PS.c.wanted, PS.c.facts.is_not(None))
+        )
+    }

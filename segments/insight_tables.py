@@ -38,20 +38,38 @@ SP = Spectator.__table__
 
 LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
 STAGE_LABELS = {
-    "new": _l("New"), "once_before": _l("Once before"), "convertee": _l("Convertee"), "active": _l("Active"),
-    "super_active": _l("Super active"), "stale": _l("Stale"), "lapsed": _l("Lapsed"),
+    "new": _l("New"),
+    "once_before": _l("Once before"),
+    "convertee": _l("Convertee"),
+    "active": _l("Active"),
+    "super_active": _l("Super active"),
+    "stale": _l("Stale"),
+    "lapsed": _l("Lapsed"),
 }
 # (low, high) inclusive bounds of the buckets; high None = no upper bound.
 FREQUENCY_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, None))
 PARTY_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 9), (10, None))
 LEAD_BUCKETS = ((0, 0), (1, 6), (7, 13), (14, 29), (30, 59), (60, 89), (90, 179), (180, None))
 LEAD_UNKNOWN = len(LEAD_BUCKETS)  # no show date, or bought after the show
-LEAD_LABELS = (_l("Same day"), _l("1–6 days"), _l("7–13 days"), _l("14–29 days"), _l("30–59 days"),
-               _l("60–89 days"), _l("90–179 days"), _l("180 days or more"), _l("Unknown"))
+LEAD_LABELS = (
+    _l("Same day"),
+    _l("1–6 days"),
+    _l("7–13 days"),
+    _l("14–29 days"),
+    _l("30–59 days"),
+    _l("60–89 days"),
+    _l("90–179 days"),
+    _l("180 days or more"),
+    _l("Unknown"),
+)
 REGIONS = ("island", "laval", "quebec", "ontario", "canada", "elsewhere", "unknown")
 REGION_LABELS = {
-    "island": _l("Island of Montreal"), "laval": _l("Laval"), "quebec": _l("Rest of Quebec"),
-    "ontario": _l("Ontario"), "canada": _l("Rest of Canada"), "elsewhere": _l("Outside Canada or unrecognised"),
+    "island": _l("Island of Montreal"),
+    "laval": _l("Laval"),
+    "quebec": _l("Rest of Quebec"),
+    "ontario": _l("Ontario"),
+    "canada": _l("Rest of Canada"),
+    "elsewhere": _l("Outside Canada or unrecognised"),
     "unknown": _l("Unknown"),
 }
 # The last entry of each list stands for anything else (unknown channel, other price...).
@@ -60,8 +78,12 @@ CATEGORY_KEYS = (*CATEGORIES, "other")
 CIRCUMSTANCE_KEYS = CIRCUMSTANCES  # ("regular", "promotion", "complimentary", "other")
 CHANNEL_LABELS = {"web": _l("Web"), "box_office": _l("Box office"), "phone": _l("Phone"), "unknown": _l("Unknown")}
 CATEGORY_LABELS = {"single": _l("Single tickets"), "subscription": _l("Subscription"), "other": _l("Other")}
-CIRCUMSTANCE_LABELS = {"regular": _l("Regular price"), "promotion": _l("Promotion"),
-                       "complimentary": _l("Complimentary"), "other": _l("Other")}
+CIRCUMSTANCE_LABELS = {
+    "regular": _l("Regular price"),
+    "promotion": _l("Promotion"),
+    "complimentary": _l("Complimentary"),
+    "other": _l("Other"),
+}
 TOP_FSAS = 15
 FSA_PATTERN = re.compile(r"^[A-Z][0-9][A-Z]$")
 # SQL numbers days from Sunday = 0; the day × hour table runs Monday to Sunday.
@@ -95,6 +117,7 @@ def day_label(dow: int, width: str = "wide") -> LazyString:
 
 
 # --- the table structure ----------------------------------------------------------------------------
+
 
 @dataclass
 class Column:
@@ -143,8 +166,10 @@ class InsightTable:
 
 def _col(key: str) -> Column:
     labels = {
-        "spectators": (_l("Spectators"), "spectators"), "purchases": (_l("Purchases"), "purchases"),
-        "tickets": (_l("Tickets"), "tickets"), "revenue": (_l("Revenue"), "money"),
+        "spectators": (_l("Spectators"), "spectators"),
+        "purchases": (_l("Purchases"), "purchases"),
+        "tickets": (_l("Tickets"), "tickets"),
+        "revenue": (_l("Revenue"), "money"),
         "share": (_l("Share"), "share"),
     }
     label, kind = labels[key]
@@ -153,8 +178,11 @@ def _col(key: str) -> Column:
 
 TOTAL_LABEL = _l("Total")
 # The share column says what it divides: a table may count spectators but share out tickets.
-SHARE_LABELS = {"spectators": _l("Share of spectators"), "purchases": _l("Share of purchases"),
-                "tickets": _l("Share of tickets")}
+SHARE_LABELS = {
+    "spectators": _l("Share of spectators"),
+    "purchases": _l("Share of purchases"),
+    "tickets": _l("Share of tickets"),
+}
 
 
 def _hide_lone(shown: dict, counts: dict) -> None:
@@ -166,9 +194,24 @@ def _hide_lone(shown: dict, counts: dict) -> None:
             shown[visible[0][2]] = None
 
 
-def one_way(key: str, question: str, title, label_column: Column, items: list[tuple], population: int, k: int, *,
-            measures: Iterable[str] = (), share_of: str | None = "spectators", overlapping: bool = False,
-            sort: bool = False, chart: str = "hbar", measure: str = "spectators", unit=None, note=None) -> InsightTable:
+def one_way(
+    key: str,
+    question: str,
+    title,
+    label_column: Column,
+    items: list[tuple],
+    population: int,
+    k: int,
+    *,
+    measures: Iterable[str] = (),
+    share_of: str | None = "spectators",
+    overlapping: bool = False,
+    sort: bool = False,
+    chart: str = "hbar",
+    measure: str = "spectators",
+    unit=None,
+    note=None,
+) -> InsightTable:
     """Build a one-way table from ``items`` = [(row_key, label, spectators, {measure: value})].
 
     ``population`` is the number of distinct spectators of the whole table. In a partition each
@@ -211,14 +254,40 @@ def one_way(key: str, question: str, title, label_column: Column, items: list[tu
             total.append(None if overlapping and share_of == "spectators" else (1.0 if totals[share_of] else None))
     else:
         total = [TOTAL_LABEL] + [None] * (len(columns) - 1)
-    return InsightTable(key=key, question=question, title=title, columns=columns, rows=rows, total=total, k=k,
-                        chart=chart, measure=measure, unit=unit, note=note, row_keys=row_keys, share_of=share_of)
+    return InsightTable(
+        key=key,
+        question=question,
+        title=title,
+        columns=columns,
+        rows=rows,
+        total=total,
+        k=k,
+        chart=chart,
+        measure=measure,
+        unit=unit,
+        note=note,
+        row_keys=row_keys,
+        share_of=share_of,
+    )
 
 
-def matrix_with_margins(key: str, question: str, title, row_labels: list, col_labels: list,
-                        spectators: list[list[int]], row_spectators: list[int], col_spectators: list[int],
-                        population: int, values: list[list[int]], k: int, *, corner_label, unit=None,
-                        note=None) -> InsightTable:
+def matrix_with_margins(
+    key: str,
+    question: str,
+    title,
+    row_labels: list,
+    col_labels: list,
+    spectators: list[list[int]],
+    row_spectators: list[int],
+    col_spectators: list[int],
+    population: int,
+    values: list[list[int]],
+    k: int,
+    *,
+    corner_label,
+    unit=None,
+    note=None,
+) -> InsightTable:
     """A two-way table of an additive measure (``values``) with row and column totals.
 
     Suppression runs on the distinct spectators behind each cell and margin, extended with the
@@ -234,12 +303,25 @@ def matrix_with_margins(key: str, question: str, title, row_labels: list, col_la
     columns += [Column(f"c{c}", col_labels[c], "purchases") for c in range(n_cols)]
     columns.append(Column("total", TOTAL_LABEL, "purchases"))
     rows = [[row_labels[r]] + shown[r] for r in range(n_rows)]
-    return InsightTable(key=key, question=question, title=title, columns=columns, rows=rows,
-                        total=[TOTAL_LABEL] + shown[n_rows], k=k, chart="heatmap", measure="purchases", unit=unit,
-                        note=note, matrix=True, margins=True)
+    return InsightTable(
+        key=key,
+        question=question,
+        title=title,
+        columns=columns,
+        rows=rows,
+        total=[TOTAL_LABEL] + shown[n_rows],
+        k=k,
+        chart="heatmap",
+        measure="purchases",
+        unit=unit,
+        note=note,
+        matrix=True,
+        margins=True,
+    )
 
 
 # --- scopes ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -320,4 +402,3 @@ def discipline_choices(session: Session, organisation_id: int | None = None) -> 
         if organisation is not None:
             found |= set(organisation.discipline_list)
     return [d for d in DISCIPLINES if d in found]
-

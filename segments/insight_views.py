@@ -32,6 +32,7 @@ IMPORT_ROLES = ("staff", "venue", "admin")  # who may open the import page (core
 
 # --- who may see which scope --------------------------------------------------------------------------
 
+
 def evaluator_granted(user) -> bool:
     """An evaluator reads the experiment reports; the raw audience insights only once an
     administrator granted them (``User.insights_granted``, on the users' page)."""
@@ -40,8 +41,11 @@ def evaluator_granted(user) -> bool:
 
 @bp.before_request
 def _insights_grant():
-    if (request.endpoint or "").startswith("segments.insights") and current_user.is_authenticated \
-            and not evaluator_granted(current_user):
+    if (
+        (request.endpoint or "").startswith("segments.insights")
+        and current_user.is_authenticated
+        and not evaluator_granted(current_user)
+    ):
         abort(403)
 
 
@@ -69,11 +73,17 @@ def _organisation(session, slug: str) -> Organisation:
 def scope_url(scope: Scope, table: str | None = None) -> str:
     """The page of a scope, or the CSV export of one of its tables."""
     if scope.kind == "discipline":
-        return url_for("segments.insights_discipline_csv" if table else "segments.insights_discipline",
-                       key=scope.key, **({"table": table} if table else {}))
+        return url_for(
+            "segments.insights_discipline_csv" if table else "segments.insights_discipline",
+            key=scope.key,
+            **({"table": table} if table else {}),
+        )
     if scope.kind == "organisation":
-        return url_for("segments.insights_organisation_csv" if table else "segments.insights_organisation",
-                       slug=scope.key, **({"table": table} if table else {}))
+        return url_for(
+            "segments.insights_organisation_csv" if table else "segments.insights_organisation",
+            slug=scope.key,
+            **({"table": table} if table else {}),
+        )
     return url_for("segments.insights_csv", table=table) if table else url_for("segments.insights")
 
 
@@ -90,13 +100,15 @@ def _switcher(session, scope: Scope) -> dict:
     return {
         "district": url_for("segments.insights"),
         "disciplines": [(d, DISCIPLINE_LABELS[d], url_for("segments.insights_discipline", key=d)) for d in disciplines],
-        "organisations": [(o.slug, o.name, url_for("segments.insights_organisation", slug=o.slug))
-                          for o in organisations],
+        "organisations": [
+            (o.slug, o.name, url_for("segments.insights_organisation", slug=o.slug)) for o in organisations
+        ],
         "pick": own is None and len(organisations) > 1,
     }
 
 
 # --- formatting for charts and CSV ---------------------------------------------------------------------
+
 
 def format_count(value: int) -> str:
     """As the tables show counts (core.numbers: Babel's separators)."""
@@ -127,11 +139,23 @@ def chart_for(table: InsightTable) -> Markup:
             rows, cols = cols, [label[:2] for label in rows]
         labels = [[format_count(v) if v is not None else hidden_label for v in line] for line in cells]
         desc = _("Heat map of %(unit)s: darker cells hold more. The figures are in the table.", unit=str(table.unit))
-        return heatmap(rows, cols, cells, title=title, chart_id=chart_id, desc=desc, cell_labels=labels,
-                       hidden_note=hidden_note, hidden_label=hidden_label, legend_low=_("fewer"),
-                       legend_high=_("more"), rotate_columns=table.key == "crossover",
-                       column_step=3 if table.key == "day_hour" else 1, cell=24 if table.key == "day_hour" else 30,
-                       label_width=60 if table.key == "day_hour" else 120)
+        return heatmap(
+            rows,
+            cols,
+            cells,
+            title=title,
+            chart_id=chart_id,
+            desc=desc,
+            cell_labels=labels,
+            hidden_note=hidden_note,
+            hidden_label=hidden_label,
+            legend_low=_("fewer"),
+            legend_high=_("more"),
+            rotate_columns=table.key == "crossover",
+            column_step=3 if table.key == "day_hour" else 1,
+            cell=24 if table.key == "day_hour" else 30,
+            label_width=60 if table.key == "day_hour" else 120,
+        )
     at = table.index(table.measure)
     share_at = table.index("share") if table.share_of == table.measure else None
     labels = [str(label) for label in (table.chart_labels or [row[0] for row in table.rows])]
@@ -144,11 +168,27 @@ def chart_for(table: InsightTable) -> Markup:
         texts.append(text)
     desc = _("Bar chart of %(unit)s. The figures are in the table.", unit=str(table.unit))
     if table.chart == "vbar":
-        return vbar_chart(labels, values, title=title, chart_id=chart_id, desc=desc, value_labels=texts,
-                          hidden_note=hidden_note, hidden_label=hidden_label,
-                          axis_label=str(table.axis_label) if table.axis_label else "")
-    return hbar_chart(labels, values, title=title, chart_id=chart_id, desc=desc, value_labels=texts,
-                      hidden_note=hidden_note, hidden_label=hidden_label)
+        return vbar_chart(
+            labels,
+            values,
+            title=title,
+            chart_id=chart_id,
+            desc=desc,
+            value_labels=texts,
+            hidden_note=hidden_note,
+            hidden_label=hidden_label,
+            axis_label=str(table.axis_label) if table.axis_label else "",
+        )
+    return hbar_chart(
+        labels,
+        values,
+        title=title,
+        chart_id=chart_id,
+        desc=desc,
+        value_labels=texts,
+        hidden_note=hidden_note,
+        hidden_label=hidden_label,
+    )
 
 
 def _csv_cell(value, kind: str, k: int) -> str | int:
@@ -180,13 +220,14 @@ def table_rows(table: InsightTable) -> tuple[list, list[list]]:
         elif column.kind == "share":
             label += " (%)"
         header.append(label)
-    rows = [[_csv_cell(v, c.kind, table.k) for v, c in zip(row, table.columns)]
-            for row in table.rows + ([table.total] if table.total else [])]
+    rows = [
+        [_csv_cell(v, c.kind, table.k) for v, c in zip(row, table.columns)]
+        for row in table.rows + ([table.total] if table.total else [])
+    ]
     return header, rows
 
 
 # --- pages ---------------------------------------------------------------------------------------------
-
 
 
 def kept_facts(session, scope: Scope) -> tuple[dict, dt.date | None]:
@@ -205,8 +246,9 @@ SUM_BOUNDS = {"purchases": 5, "tickets": 10, "money": 50_000}  # money in cents
 POOLED_ON_OWN_PAGE = ("disciplines", "crossover")
 
 
-def _protect_table(table: InsightTable, release: Release, prefix: str, population: int | None,
-                   total_prefix: str | None = None) -> InsightTable:
+def _protect_table(
+    table: InsightTable, release: Release, prefix: str, population: int | None, total_prefix: str | None = None
+) -> InsightTable:
     """The table as the web shows it: every figure noisy (core.privacy), each row's spectators
     thresholded on their noisy value (and against the noisy population, the complement), the
     row's sums hidden with them, shares recomputed from the noisy figures. A row of postal areas
@@ -236,8 +278,7 @@ def _protect_table(table: InsightTable, release: Release, prefix: str, populatio
                 value = release.noisy(f"{base}.{column.key}", cell, scale=SUM_BOUNDS[column.kind])
                 out[i] = value if value >= release.k else None
             else:
-                value = release.sum_figure(f"{base}.{column.key}", cell, float(row[i]),
-                                           SUM_BOUNDS[column.kind], shown)
+                value = release.sum_figure(f"{base}.{column.key}", cell, float(row[i]), SUM_BOUNDS[column.kind], shown)
                 out[i] = None if value is None else int(round(value))
         return out
 
@@ -252,8 +293,9 @@ def _protect_table(table: InsightTable, release: Release, prefix: str, populatio
         whole = total[source] if total and total[source] is not None else sum(r[source] or 0 for r in rows)
         for row in rows:
             row[share] = None if row[source] is None or not whole else min(row[source] / whole, 1.0)
-    return replace(table, rows=rows, total=total, k=release.k, row_keys=list(keys) if table.row_keys else [],
-                   summary={})
+    return replace(
+        table, rows=rows, total=total, k=release.k, row_keys=list(keys) if table.row_keys else [], summary={}
+    )
 
 
 def _protect(data: dict, release: Release, scope: Scope, only=None) -> dict:
@@ -262,8 +304,10 @@ def _protect(data: dict, release: Release, scope: Scope, only=None) -> dict:
     prefix = f"insights:{scope.kind}:{scope.key or ''}:{data['as_of'].isoformat()}"
     population = release.figure(f"{prefix}.population", Cell(int(data["population"] or 0)))
     whole = release.noisy(f"{prefix}.population", Cell(int(data["population"] or 0)))
-    tables = {name: (_protect_table(table, release, f"{prefix}.{name}", whole) if only is None or name in only
-                     else table) for name, table in data["tables"].items()}
+    tables = {
+        name: (_protect_table(table, release, f"{prefix}.{name}", whole) if only is None or name in only else table)
+        for name, table in data["tables"].items()
+    }
     return {**data, "tables": tables, "population": population.value, "noisy": True}
 
 
@@ -278,15 +322,23 @@ def _build(session, scope: Scope) -> dict:
     if own:
         exact = build_insights(session, scope, as_of, facts=facts)
         pooled = _protect(raw, current_release(session, k=raw["k_district"]), scope, only=POOLED_ON_OWN_PAGE)
-        return {**exact, "tables": {name: pooled["tables"][name] if name in POOLED_ON_OWN_PAGE else table
-                                    for name, table in exact["tables"].items()}}
+        return {
+            **exact,
+            "tables": {
+                name: pooled["tables"][name] if name in POOLED_ON_OWN_PAGE else table
+                for name, table in exact["tables"].items()
+            },
+        }
     return _protect(raw, release, scope)
 
 
 def _ask(session, scope: Scope, table: str | None = None) -> None:
     """One question of the user's budget (refused past it with a clear 429), audited."""
-    ask_question(session, "insights" if table is None else "insights.csv",
-                 {"scope": scope.kind, "key": scope.key, "table": table})
+    ask_question(
+        session,
+        "insights" if table is None else "insights.csv",
+        {"scope": scope.kind, "key": scope.key, "table": table},
+    )
     session.commit()
 
 
@@ -302,12 +354,22 @@ def _page(session, scope: Scope):
     _ask(session, scope)
     data = _build(session, scope)
     # An empty scope shows what to do next rather than tables of zeros and empty charts.
-    items = [] if data["empty"] else [
-        {"table": data["tables"][name], "chart": chart_for(data["tables"][name]), "csv_url": scope_url(scope, name)}
-        for name in TABLES]
+    items = (
+        []
+        if data["empty"]
+        else [
+            {"table": data["tables"][name], "chart": chart_for(data["tables"][name]), "csv_url": scope_url(scope, name)}
+            for name in TABLES
+        ]
+    )
     return render_template(
-        "segments/insights.html", scope=scope, heading=_heading(session, scope), data=data, items=items,
-        questions=QUESTIONS, switcher=_switcher(session, scope),
+        "segments/insights.html",
+        scope=scope,
+        heading=_heading(session, scope),
+        data=data,
+        items=items,
+        questions=QUESTIONS,
+        switcher=_switcher(session, scope),
         can_import=current_user.role in IMPORT_ROLES and "main.imports" in current_app.view_functions,
     )
 

@@ -172,8 +172,10 @@ class InsightQuery(InsightTables):
         return case(*whens, else_=len(LEAD_BUCKETS) - 1)
 
     def _party_bucket(self, column):
-        return case(*[(column <= high, i) for i, (_low, high) in enumerate(PARTY_BUCKETS) if high is not None],
-                    else_=len(PARTY_BUCKETS) - 1)
+        return case(
+            *[(column <= high, i) for i, (_low, high) in enumerate(PARTY_BUCKETS) if high is not None],
+            else_=len(PARTY_BUCKETS) - 1,
+        )
 
     def _mask(self, bits):
         """A spectator's set of days, hours... as a bit mask: the OR of the rows' bits.
@@ -251,22 +253,27 @@ class InsightQuery(InsightTables):
         p = per_spectator.c
         # DESIGN.md §7, the one definition that profiles and the rule evaluator also use.
         stage = lifecycle_case(p.shows_548, p.first_at, p.last_at, self.as_of)
-        frequency = case(*[(p.purchases <= high, i) for i, (_low, high) in enumerate(FREQUENCY_BUCKETS) if high],
-                         else_=len(FREQUENCY_BUCKETS) - 1)
+        frequency = case(
+            *[(p.purchases <= high, i) for i, (_low, high) in enumerate(FREQUENCY_BUCKETS) if high],
+            else_=len(FREQUENCY_BUCKETS) - 1,
+        )
         # Group by plain columns of a subquery: PostgreSQL never compares two copies of a
         # parametrised expression.
-        labelled = select(stage.label("stage"), frequency.label("frequency"),
-                          *[p[name] for name in masks]).subquery()
+        labelled = select(stage.label("stage"), frequency.label("frequency"), *[p[name] for name in masks]).subquery()
         q = labelled.c
         sizes = {"dow": 7, "hour": 24, "month": 12, "lead": len(LEAD_BUCKETS) + 1, "party": len(PARTY_BUCKETS)}
         sums = [func.sum(mask_bit(q[name], i)) for name, size in sizes.items() for i in range(size)]
         dimensions = (CHANNEL_KEYS, CATEGORY_KEYS, CIRCUMSTANCE_KEYS)
-        sums += [func.sum(case((q.mix.op("&")(_mix_mask(d, pos)) != 0, 1), else_=0))
-                 for d, keys in enumerate(dimensions) for pos in range(len(keys))]
+        sums += [
+            func.sum(case((q.mix.op("&")(_mix_mask(d, pos)) != 0, 1), else_=0))
+            for d, keys in enumerate(dimensions)
+            for pos in range(len(keys))
+        ]
         if with_disciplines:
             sums += self._discipline_sums(q.disciplines)
         rows = self.session.execute(
-            select(q.stage, q.frequency, func.count(), *sums).group_by(q.stage, q.frequency)).all()
+            select(q.stage, q.frequency, func.count(), *sums).group_by(q.stage, q.frequency)
+        ).all()
         stages = dict.fromkeys(LIFECYCLE_STAGES, 0)
         frequencies = [0] * len(FREQUENCY_BUCKETS)
         totals = [0] * len(sums)
@@ -276,24 +283,39 @@ class InsightQuery(InsightTables):
             totals = [a + int(b or 0) for a, b in zip(totals, values)]
         bits, at = {}, 0
         for name, size in sizes.items():
-            bits[name] = totals[at:at + size]
+            bits[name] = totals[at : at + size]
             at += size
         for name, keys in zip(("channel", "category", "circumstance"), dimensions):
-            bits[name] = totals[at:at + len(keys)]
+            bits[name] = totals[at : at + len(keys)]
             at += len(keys)
-        self.facts["spectators"] = {"population": sum(stages.values()), "stages": stages,
-                                    "frequency": frequencies, "bits": bits}
+        self.facts["spectators"] = {
+            "population": sum(stages.values()),
+            "stages": stages,
+            "frequency": frequencies,
+            "bits": bits,
+        }
         if with_disciplines:
             self.facts["disciplines"] = {"population": sum(stages.values()), **self._discipline_facts(totals[at:])}
 
     def _compute_cells(self) -> None:
         """Purchases and distinct spectators per day of week and hour of purchase."""
-        inner = select(self._dow(T.c.purchased_at).label("dow"), self._hour(T.c.purchased_at).label("hour"),
-                       T.c.spectator_id.label("sid")).where(self._in_scope()).subquery()
+        inner = (
+            select(
+                self._dow(T.c.purchased_at).label("dow"),
+                self._hour(T.c.purchased_at).label("hour"),
+                T.c.spectator_id.label("sid"),
+            )
+            .where(self._in_scope())
+            .subquery()
+        )
         rows = self.session.execute(
-            select(inner.c.dow, inner.c.hour, func.count(), func.count(distinct(inner.c.sid)))
-            .group_by(inner.c.dow, inner.c.hour)).all()
-        self.facts["cells"] = [[int(d), int(h), n, people] for d, h, n, people in rows if d is not None and h is not None]
+            select(inner.c.dow, inner.c.hour, func.count(), func.count(distinct(inner.c.sid))).group_by(
+                inner.c.dow, inner.c.hour
+            )
+        ).all()
+        self.facts["cells"] = [
+            [int(d), int(h), n, people] for d, h, n, people in rows if d is not None and h is not None
+        ]
 
     def _compute_sums(self) -> None:
         """Purchases, tickets and revenue per channel, category, price, size, month and lead time.
@@ -302,8 +324,10 @@ class InsightQuery(InsightTables):
         sorting one integer costs half of sorting six columns.
         """
         sizes = (len(PARTY_BUCKETS), 13, len(LEAD_BUCKETS) + 1)  # month 0 = unknown
-        code = ((self._mix_index() * sizes[0] + self._party_bucket(T.c.tickets)) * sizes[1]
-                + func.coalesce(self._month(T.c.purchased_at), 0)) * sizes[2] + self._lead_bucket()
+        code = (
+            (self._mix_index() * sizes[0] + self._party_bucket(T.c.tickets)) * sizes[1]
+            + func.coalesce(self._month(T.c.purchased_at), 0)
+        ) * sizes[2] + self._lead_bucket()
         inner = (
             select(code.label("code"), T.c.tickets.label("tickets"), T.c.amount_cents.label("cents"))
             .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
@@ -311,8 +335,13 @@ class InsightQuery(InsightTables):
             .subquery()
         )
         rows = self.session.execute(
-            select(inner.c.code, func.count(), func.coalesce(func.sum(inner.c.tickets), 0),
-                   func.coalesce(func.sum(inner.c.cents), 0)).group_by(inner.c.code)).all()
+            select(
+                inner.c.code,
+                func.count(),
+                func.coalesce(func.sum(inner.c.tickets), 0),
+                func.coalesce(func.sum(inner.c.cents), 0),
+            ).group_by(inner.c.code)
+        ).all()
         facts = []
         for value, n, tickets, cents in rows:
             value = int(value)
@@ -334,8 +363,10 @@ class InsightQuery(InsightTables):
             prefix = func.upper(func.substr(Contact.postal_code, 1, 3))
             counts: dict = {}
             for head, n in self.session.execute(
-                    select(prefix, func.count()).where(Contact.organisation_id == self.scope.organisation_id,
-                                                       Contact.spectator_id.in_(buyers)).group_by(prefix)):
+                select(prefix, func.count())
+                .where(Contact.organisation_id == self.scope.organisation_id, Contact.spectator_id.in_(buyers))
+                .group_by(prefix)
+            ):
                 fsa = fsa_of(head)
                 counts[fsa] = counts.get(fsa, 0) + n
             self.facts["fsa"] = [[fsa, n] for fsa, n in counts.items()]
@@ -369,8 +400,10 @@ class InsightQuery(InsightTables):
         values = self.session.execute(select(*self._discipline_sums(per_spectator.c.mask))).one()
         self.facts["disciplines"] = {"population": self.population(), **self._discipline_facts(list(values))}
 
-def build_insights(session: Session, scope: Scope, as_of: dt.date | None = None, *, facts: dict | None = None,
-                   raw: bool = False) -> dict:
+
+def build_insights(
+    session: Session, scope: Scope, as_of: dt.date | None = None, *, facts: dict | None = None, raw: bool = False
+) -> dict:
     """Every table of a scope's page: {"k", "k_district", "as_of", "population", "empty", "tables"}.
 
     ``empty`` is true when nobody bought anything in the scope up to ``as_of`` (zero reveals nobody).

@@ -24,8 +24,16 @@ def keep_insights_ready(ctx: JobContext) -> dict:
 
 
 JOBS = [
-    JobSpec("profiles.refresh", refresh_profiles_nightly, daily(hour=3, minute=30),
-            _l("Refresh the spectator profiles for the new day")),
-    JobSpec("insights.warm", keep_insights_ready, every(minutes=5),
-            _l("Keep the insights' pooled figures ready after imports and at the new day")),
+    JobSpec(
+        "profiles.refresh",
+        refresh_profiles_nightly,
+        daily(hour=3, minute=30),
+        _l("Refresh the spectator profiles for the new day"),
+    ),
+    JobSpec(
+        "insights.warm",
+        keep_insights_ready,
+        every(minutes=5),
+        _l("Keep the insights' pooled figures ready after imports and at the new day"),
+    ),
 ]

@@ -38,8 +38,16 @@ class SpectatorProfile(Base):
         # there, so that the few pages of a region are read (segments.profiles). It includes the
         # spectator id there (SQLite's rowid is in every index), so that PostgreSQL answers such a
         # rule from the index alone once a refresh has been vacuumed (segments.profiles).
-        Index("ix_spectator_profile_fsa", "fsa", "organisation_mask", "lifecycle", "contactable", "cell_key",
-              postgresql_ops={"fsa": "varchar_pattern_ops"}, postgresql_include=["spectator_id"]),
+        Index(
+            "ix_spectator_profile_fsa",
+            "fsa",
+            "organisation_mask",
+            "lifecycle",
+            "contactable",
+            "cell_key",
+            postgresql_ops={"fsa": "varchar_pattern_ops"},
+            postgresql_include=["spectator_id"],
+        ),
     )
 
     spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True)
@@ -87,7 +95,8 @@ class Segment(Base):
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
 
     versions: Mapped[list["SegmentVersion"]] = relationship(
-        back_populates="segment", order_by="SegmentVersion.number", cascade="all, delete-orphan")
+        back_populates="segment", order_by="SegmentVersion.number", cascade="all, delete-orphan"
+    )
 
     @property
     def current(self) -> "SegmentVersion | None":
@@ -130,8 +139,9 @@ class SnapshotMember(Base):
     __tablename__ = "snapshot_member"
 
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("segment_snapshot.id", ondelete="CASCADE"), primary_key=True)
-    spectator_id: Mapped[int] = mapped_column(ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True,
-                                              index=True)
+    spectator_id: Mapped[int] = mapped_column(
+        ForeignKey("spectator.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 # The pooled pages' kept facts (segments.insight_store), with the package's other tables in the metadata.

@@ -43,6 +43,7 @@ from segments.rules import Node
 
 # --- previews and members -------------------------------------------------------------------------
 
+
 def organisation_ids(session: Session) -> dict[str, int]:
     return dict(session.execute(select(ORG.c.slug, ORG.c.id)).all())
 
@@ -114,8 +115,7 @@ def _watch(session: Session) -> None:
     event.listen(session, "after_transaction_end", _forget_scan)
 
 
-def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
-          orgs: list | None = None) -> _Breakdown:
+def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list | None = None) -> _Breakdown:
     """Members and breakdown of ``node`` on ``as_of`` in one query (one scan of the base).
 
     The result is remembered for the session's current transaction (the same rule, date and
@@ -128,8 +128,7 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
     key = (node, as_of, stored, tuple(tuple(org) for org in orgs))
     transaction = session.get_transaction()
     remembered = session.info.get(_SCAN_KEY)
-    if remembered is not None and transaction is not None and remembered[0] is transaction \
-            and remembered[1] == key:
+    if remembered is not None and transaction is not None and remembered[0] is transaction and remembered[1] == key:
         return remembered[2]
     sql.without_jit(session)
     slugs = {slug: id_ for id_, slug, _name in orgs}
@@ -149,8 +148,10 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
     columns.append(func.coalesce(func.sum(keys).filter(base.c.contactable), 0))
     if count_bits_in_sql:
         columns += [func.count().filter(mask_and(base.c.organisation_mask, 1 << id_) != 0) for id_, _ in in_mask]
-        columns += [func.coalesce(func.sum(keys).filter(mask_and(base.c.organisation_mask, 1 << id_) != 0), 0)
-                    for id_, _ in in_mask]
+        columns += [
+            func.coalesce(func.sum(keys).filter(mask_and(base.c.organisation_mask, 1 << id_) != 0), 0)
+            for id_, _ in in_mask
+        ]
     else:
         # Two aggregates of one query read the rows in the same order: the i-th key is the i-th mask's.
         columns.append(every_value(base.c.organisation_mask))
@@ -160,11 +161,11 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
     n_stages = len(LIFECYCLE_STAGES)
     stages = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row)}
     stage_keys = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row[n_stages:])}
-    row = row[2 * n_stages:]
+    row = row[2 * n_stages :]
     contactable, contactable_keys, row = int(row[0]), int(row[1]), row[2:]
     if count_bits_in_sql:
         per_org = {slug: int(n) for (_id, slug), n in zip(in_mask, row)}
-        org_keys = {slug: int(n) for (_id, slug), n in zip(in_mask, row[len(in_mask):])}
+        org_keys = {slug: int(n) for (_id, slug), n in zip(in_mask, row[len(in_mask) :])}
     else:
         masks, member_keys = integers(row[0]), integers(row[1])
         per_org = {slug: int(np.count_nonzero(masks & (1 << id_))) for id_, slug in in_mask}
@@ -174,14 +175,25 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None,
         # Organisations whose id does not fit the mask: count their buyers among the members.
         _, high = window_bounds(as_of, None)
         members_ids = select(base.c.spectator_id).where(where)
-        buyers = (select(T.c.organisation_id, T.c.spectator_id)
-                  .where(T.c.organisation_id.in_([i for i, _ in beyond]), T.c.purchased_at < high,
-                         T.c.spectator_id.in_(members_ids)).distinct().subquery("buyers"))
+        buyers = (
+            select(T.c.organisation_id, T.c.spectator_id)
+            .where(
+                T.c.organisation_id.in_([i for i, _ in beyond]),
+                T.c.purchased_at < high,
+                T.c.spectator_id.in_(members_ids),
+            )
+            .distinct()
+            .subquery("buyers")
+        )
         sp = Spectator.__table__
-        counted = {org: (n, k) for org, n, k in session.execute(
-            select(buyers.c.organisation_id, func.count(), func.coalesce(func.sum(sp.c.cell_key), 0))
-            .join(sp, sp.c.id == buyers.c.spectator_id)
-            .group_by(buyers.c.organisation_id)).all()}
+        counted = {
+            org: (n, k)
+            for org, n, k in session.execute(
+                select(buyers.c.organisation_id, func.count(), func.coalesce(func.sum(sp.c.cell_key), 0))
+                .join(sp, sp.c.id == buyers.c.spectator_id)
+                .group_by(buyers.c.organisation_id)
+            ).all()
+        }
         per_org.update({slug: int(counted.get(id_, (0, 0))[0]) for id_, slug in beyond})
         org_keys.update({slug: int(counted.get(id_, (0, 0))[1]) for id_, slug in beyond})
     found = _Breakdown(ids, size, stages, contactable, per_org, size_keys, stage_keys, contactable_keys, org_keys)
@@ -227,8 +239,12 @@ def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
         "size_suppressed": size_hidden,
         "k": k,
         "by_organisation": [
-            {"organisation": slug, "name": names[slug], "spectators": org_shown[slug],
-             "suppressed": org_shown[slug] is None}
+            {
+                "organisation": slug,
+                "name": names[slug],
+                "spectators": org_shown[slug],
+                "suppressed": org_shown[slug] is None,
+            }
             for slug in sorted(per_org)
         ],
         "lifecycle": [
@@ -259,8 +275,9 @@ def universe(session: Session, as_of: dt.date | None = None) -> Cell:
 def question_key(node: Node, as_of: dt.date) -> str:
     """The name of a preview question in the noise's seed: the parsed rule in canonical JSON and
     the date, so that asking it again gives the same figures (core.privacy)."""
-    return "preview:" + json.dumps({"rule": node.to_json(), "as_of": as_of.isoformat()}, sort_keys=True,
-                                   separators=(",", ":"), ensure_ascii=False)
+    return "preview:" + json.dumps(
+        {"rule": node.to_json(), "as_of": as_of.isoformat()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.date | None = None) -> dict:
@@ -294,10 +311,14 @@ def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.d
         return release.figure(f"{asked}.{name}", cell, whole=size.value)
 
     names = {slug: name for _id, slug, name in orgs}
-    orgs_shown = {slug: part(f"org.{slug}", Cell(found.per_org[slug], (found.org_keys or {}).get(slug, 0)))
-                  for slug in sorted(found.per_org)}
-    stages = {stage: part(f"stage.{stage}", Cell(found.stages[stage], (found.stage_keys or {}).get(stage, 0)))
-              for stage in LIFECYCLE_STAGES}
+    orgs_shown = {
+        slug: part(f"org.{slug}", Cell(found.per_org[slug], (found.org_keys or {}).get(slug, 0)))
+        for slug in sorted(found.per_org)
+    }
+    stages = {
+        stage: part(f"stage.{stage}", Cell(found.stages[stage], (found.stage_keys or {}).get(stage, 0)))
+        for stage in LIFECYCLE_STAGES
+    }
     reach = part("contactable", Cell(found.contactable, found.contactable_keys))
     return {
         "as_of": as_of.isoformat(),
@@ -309,13 +330,24 @@ def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.d
         "k": release.k,
         "epoch": release.epoch,
         "by_organisation": [
-            {"organisation": slug, "name": names[slug], "spectators": fig.value, "suppressed": fig.suppressed,
-             "status": fig.status, "text": fig.label()}
+            {
+                "organisation": slug,
+                "name": names[slug],
+                "spectators": fig.value,
+                "suppressed": fig.suppressed,
+                "status": fig.status,
+                "text": fig.label(),
+            }
             for slug, fig in orgs_shown.items()
         ],
         "lifecycle": [
-            {"stage": stage, "spectators": fig.value, "suppressed": fig.suppressed, "status": fig.status,
-             "text": fig.label()}
+            {
+                "stage": stage,
+                "spectators": fig.value,
+                "suppressed": fig.suppressed,
+                "status": fig.status,
+                "text": fig.label(),
+            }
             for stage, fig in stages.items()
         ],
         "contactable": {

@@ -93,6 +93,7 @@ WINDOW_AGGREGATES = tuple(column for column in WINDOW_COLUMNS.values() if column
 
 # --- portable SQL pieces (shared with segments.query) -------------------------------------------
 
+
 class day_of(FunctionElement):
     """The calendar date of a timestamp: ``date(x)`` on SQLite, ``CAST(x AS DATE)`` elsewhere."""
 
@@ -129,7 +130,9 @@ def _days_between_default(element, compiler, **kw):
 def _days_between_sqlite(element, compiler, **kw):
     later, earlier = list(element.clauses)
     return "CAST(julianday(date(%s)) - julianday(date(%s)) AS INTEGER)" % (
-        compiler.process(later, **kw), compiler.process(earlier, **kw))
+        compiler.process(later, **kw),
+        compiler.process(earlier, **kw),
+    )
 
 
 class union_of_bits(FunctionElement):
@@ -215,14 +218,16 @@ def lifecycle_case(shows_548, first_purchase, last_purchase, as_of: dt.date):
 
 # --- the facts, as SELECTs ------------------------------------------------------------------------
 
+
 def _restrict(query: Select, column, spectator_ids) -> Select:
     if spectator_ids is None:
         return query
     return query.where(column.in_(spectator_ids))
 
 
-def aggregates_select(as_of: dt.date, spectator_ids=None, within_days: int | None = None,
-                      columns: Iterable[str] | None = None) -> Select:
+def aggregates_select(
+    as_of: dt.date, spectator_ids=None, within_days: int | None = None, columns: Iterable[str] | None = None
+) -> Select:
     """One row per spectator with purchases in the window: counts, money, dates, masks, shares.
 
     :param spectator_ids: None (everyone), a list, or a SELECT of ids.
@@ -288,10 +293,12 @@ def main_channel_select(as_of: dt.date, spectator_ids=None, within_days: int | N
         select(
             T.c.spectator_id,
             T.c.channel,
-            func.row_number().over(
+            func.row_number()
+            .over(
                 partition_by=T.c.spectator_id,
                 order_by=(func.count(distinct(order_key())).desc(), channel_rank(), T.c.channel),
-            ).label("rank"),
+            )
+            .label("rank"),
         )
         .where(T.c.channel.in_(CHANNEL_ORDER), T.c.purchased_at < high)
         .group_by(T.c.spectator_id, T.c.channel)
@@ -363,8 +370,9 @@ def consents_select(as_of: dt.date, spectator_ids=None) -> Select:
     return _restrict(query, k.c.spectator_id, spectator_ids)
 
 
-def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | None = None,
-                 consents_on: dt.date | None = None) -> Select:
+def facts_select(
+    as_of: dt.date, spectator_ids=None, columns: Iterable[str] | None = None, consents_on: dt.date | None = None
+) -> Select:
     """The profile of every spectator who bought something up to ``as_of``, as one SELECT whose
     columns are those of ``spectator_profile`` (all of them, or only ``columns``).
 
@@ -381,8 +389,19 @@ def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | No
         return any(n in wanted for n in names)
 
     agg_columns = set()
-    for name in ("shows", "orders", "tickets", "spent_cents", "shows_548", *WINDOW_AGGREGATES,
-                 "organisation_mask", "discipline_mask", "subscriber", "promo_share", "tickets_per_order"):
+    for name in (
+        "shows",
+        "orders",
+        "tickets",
+        "spent_cents",
+        "shows_548",
+        *WINDOW_AGGREGATES,
+        "organisation_mask",
+        "discipline_mask",
+        "subscriber",
+        "promo_share",
+        "tickets_per_order",
+    ):
         if want(name):
             agg_columns.add(name)
     if want("first_purchase_on", "lifecycle"):
@@ -423,8 +442,11 @@ def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | No
         if want("contactable"):
             at = consent_instant(consents_on)
             not_opted_out = or_(sp.c.opted_out_at.is_(None), sp.c.opted_out_at > at)
-            cols.append(case((and_(func.coalesce(cons.c.has_valid, 0) == 1, not_opted_out), true()),
-                             else_=false()).label("contactable"))
+            cols.append(
+                case((and_(func.coalesce(cons.c.has_valid, 0) == 1, not_opted_out), true()), else_=false()).label(
+                    "contactable"
+                )
+            )
     if want("main_channel"):
         chan = main_channel_select(as_of, spectator_ids).subquery("chan")
         source = source.outerjoin(chan, chan.c.spectator_id == agg.c.spectator_id)
@@ -441,6 +463,7 @@ def facts_select(as_of: dt.date, spectator_ids=None, columns: Iterable[str] | No
 
 
 # --- refresh --------------------------------------------------------------------------------------
+
 
 def profiles_as_of(session: Session) -> dt.date | None:
     """The date the stored profiles describe (None when there are none)."""
@@ -475,8 +498,9 @@ def add_after_refresh(hook: Callable) -> None:
         _after_refresh.append(hook)
 
 
-def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None = None,
-                     secret: str | None = None) -> int:
+def refresh_profiles(
+    session: Session, spectator_ids=None, as_of: dt.date | None = None, secret: str | None = None
+) -> int:
     """(Re)build spectator profiles as of ``as_of`` (default today) in a few set-wise statements.
 
     :param session: the caller's session; this flushes and never commits.
@@ -512,7 +536,7 @@ def refresh_profiles(session: Session, spectator_ids=None, as_of: dt.date | None
         spectator_ids = unique  # what the hooks receive (an iterator would be spent)
         written = 0
         for start in range(0, len(unique), CHUNK):
-            chunk = unique[start:start + CHUNK]
+            chunk = unique[start : start + CHUNK]
             session.execute(delete(P).where(P.c.spectator_id.in_(chunk)))
             written += _insert_profiles(session, as_of, chunk)
     _set_refreshed_at(session, utcnow())
@@ -553,8 +577,7 @@ def changed_since(since: dt.datetime) -> Select:
     k = Contact.__table__
     c = Consent.__table__
     sp = Spectator.__table__
-    from_batches = select(T.c.spectator_id).where(
-        T.c.batch_id.in_(select(b.c.id).where(b.c.created_at >= since)))
+    from_batches = select(T.c.spectator_id).where(T.c.batch_id.in_(select(b.c.id).where(b.c.created_at >= since)))
     from_contacts = select(k.c.spectator_id).where(k.c.updated_at >= since)
     from_consents = (
         select(k.c.spectator_id)

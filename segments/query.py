@@ -101,7 +101,8 @@ BREAKDOWN_COLUMNS = ("organisation_mask", "lifecycle", "contactable", "cell_key"
 # The profile columns the FSA index holds (with the spectator id, SQLite's rowid): a query reading
 # only these reads the index alone on SQLite.
 FSA_INDEX_COLUMNS = frozenset(
-    {"spectator_id", *next(index for index in P.indexes if index.name == "ix_spectator_profile_fsa").columns.keys()})
+    {"spectator_id", *next(index for index in P.indexes if index.name == "ix_spectator_profile_fsa").columns.keys()}
+)
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,14 @@ def _base_columns(node: Node, organisations, extra=(), windows: bool = True) -> 
     return columns
 
 
-def plan_rule(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
-          organisations: Mapping[str, int] | None, extra_columns=(), windows: bool = True) -> tuple[Any, Any]:
+def plan_rule(
+    node: Node,
+    as_of: dt.date,
+    profile_as_of: dt.date | None,
+    organisations: Mapping[str, int] | None,
+    extra_columns=(),
+    windows: bool = True,
+) -> tuple[Any, Any]:
     """(base, where): the FROM of the rule's spectators and the predicate that selects them."""
     check_as_of(as_of)
     columns = _base_columns(node, organisations, extra_columns, windows)
@@ -178,8 +185,13 @@ def plan_rule(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
     return base, _node(node, ctx)
 
 
-def compile_rule(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
-                 organisations: Mapping[str, int] | None = None, windows: bool = True) -> Select:
+def compile_rule(
+    node: Node,
+    as_of: dt.date,
+    profile_as_of: dt.date | None,
+    organisations: Mapping[str, int] | None = None,
+    windows: bool = True,
+) -> Select:
     """One SELECT of the ids of the spectators matching ``node`` on ``as_of``.
 
     :param node: a parsed rule (``segments.rules.parse_rule``).
@@ -196,6 +208,7 @@ def compile_rule(node: Node, as_of: dt.date, profile_as_of: dt.date | None,
 
 
 # --- the tree -------------------------------------------------------------------------------------
+
 
 def _cost_rank(node: Node, ctx: _Context) -> int:
     """Where a group's child comes in the SQL: conditions on the base table by the position of
@@ -225,16 +238,26 @@ def _compare(column, op: str, value):
         low, high = value
         return and_(column >= low, column <= high)
     return {
-        "=": lambda: column == value, "!=": lambda: column != value, ">": lambda: column > value,
-        ">=": lambda: column >= value, "<": lambda: column < value, "<=": lambda: column <= value,
+        "=": lambda: column == value,
+        "!=": lambda: column != value,
+        ">": lambda: column > value,
+        ">=": lambda: column >= value,
+        "<": lambda: column < value,
+        "<=": lambda: column <= value,
     }[op]()
 
 
 def _holds_in_python(actual, op: str, value) -> bool:
     if op == "between":
         return value[0] <= actual <= value[1]
-    return {"=": actual == value, "!=": actual != value, ">": actual > value,
-            ">=": actual >= value, "<": actual < value, "<=": actual <= value}[op]
+    return {
+        "=": actual == value,
+        "!=": actual != value,
+        ">": actual > value,
+        ">=": actual >= value,
+        "<": actual < value,
+        "<=": actual <= value,
+    }[op]
 
 
 def _not_null(column, predicate):
@@ -331,8 +354,9 @@ def _starts_with(column, prefix: str, covered: bool = False):
         column = no_index(column)
     # LIKE's wildcards and its escape character (backslash, PostgreSQL's default) stand for themselves.
     pattern = "".join("\\" + c if c in "%_\\" else c for c in prefix) + "%"
-    return prefix_match(column, literal(prefix, String), literal(len(prefix)), literal(successor, String),
-                         literal(pattern, String))
+    return prefix_match(
+        column, literal(prefix, String), literal(len(prefix)), literal(successor, String), literal(pattern, String)
+    )
 
 
 def _window(t, cond: Condition, as_of: dt.date, prefer_scan: bool = True) -> list:
@@ -378,8 +402,11 @@ def _set_from_transactions(cond: Condition, ctx: _Context):
             match = t.c.show_id.in_(select(s.c.id).join(v, v.c.id == s.c.venue_id).where(venue_is(values)))
         key = None
     selective = cond.field == "venue" and cond.op != "all"
-    buyers = select(t.c.spectator_id).select_from(source).where(
-        *_window(t, cond, ctx.as_of, prefer_scan=not selective), match)
+    buyers = (
+        select(t.c.spectator_id)
+        .select_from(source)
+        .where(*_window(t, cond, ctx.as_of, prefer_scan=not selective), match)
+    )
     spectator = ctx.base.c.spectator_id
     if cond.op == "any":
         return spectator.in_(buyers)

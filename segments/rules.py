@@ -21,9 +21,26 @@ from typing import Any, Literal, Union
 from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, STAGES, lifecycle_stage
 
 __all__ = [
-    "CHANNELS", "DISCIPLINES", "FIELDS", "LIFECYCLE_STAGES", "MAX_DEPTH", "MAX_NODES", "MESSAGES",
-    "Condition", "FieldSpec", "Group", "Node", "Not", "Purchase", "RuleError", "SpectatorFacts",
-    "evaluate", "iter_conditions", "lifecycle_stage", "parse_rule", "stage_of",
+    "CHANNELS",
+    "DISCIPLINES",
+    "FIELDS",
+    "LIFECYCLE_STAGES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MESSAGES",
+    "Condition",
+    "FieldSpec",
+    "Group",
+    "Node",
+    "Not",
+    "Purchase",
+    "RuleError",
+    "SpectatorFacts",
+    "evaluate",
+    "iter_conditions",
+    "lifecycle_stage",
+    "parse_rule",
+    "stage_of",
 ]
 
 # Closed vocabularies. They repeat core.models (which imports SQLAlchemy, so it cannot be imported
@@ -34,13 +51,13 @@ LIFECYCLE_STAGES = STAGES
 
 # Limits that keep hostile input cheap: parsing is linear in the input and never recurses deeper
 # than MAX_DEPTH, whatever it is given.
-MAX_DEPTH = 12          # nesting levels, the root being level 1
-MAX_NODES = 200         # groups, negations and conditions together
-MAX_VALUES = 1000       # items in one list value (there are about 1,600 FSAs in Canada)
-MAX_TEXT = 200          # characters in one string value (the longest stored key, a venue name)
+MAX_DEPTH = 12  # nesting levels, the root being level 1
+MAX_NODES = 200  # groups, negations and conditions together
+MAX_VALUES = 1000  # items in one list value (there are about 1,600 FSAs in Canada)
+MAX_TEXT = 200  # characters in one string value (the longest stored key, a venue name)
 MAX_RULE_CHARS = 1_000_000
 MAX_COUNT = 1_000_000_000
-MAX_DAYS = 36_525       # 100 years: as_of − D stays a valid date, and fits any SQL interval
+MAX_DAYS = 36_525  # 100 years: as_of − D stays a valid date, and fits any SQL interval
 MAX_DOLLARS = 1_000_000_000  # 10^11 cents: fits BIGINT, and dollars round-trip exactly as floats
 # The dates a rule may be evaluated on: wide enough for any ticketing history, narrow enough that
 # as_of − MAX_DAYS and as_of + 1 day stay valid dates in Python and in both databases.
@@ -49,7 +66,7 @@ LATEST_AS_OF = dt.date(2999, 12, 31)
 
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # as `pilot orgs create` accepts them
-_FSA = re.compile(r"[A-Z][0-9][A-Z]")             # as core.identity.fsa_of stores them (ASCII digits)
+_FSA = re.compile(r"[A-Z][0-9][A-Z]")  # as core.identity.fsa_of stores them (ASCII digits)
 _FSA_PREFIX = re.compile(r"[A-Z]([0-9][A-Z]?)?")
 
 NUMERIC_OPS = ("=", "!=", ">", ">=", "<", "<=", "between")
@@ -84,27 +101,29 @@ def _spec(name: str, kind: str, ops: tuple[str, ...], **extra: Any) -> tuple[str
     return name, FieldSpec(name, kind, ops, **extra)
 
 
-FIELDS: dict[str, FieldSpec] = dict([
-    _spec("organisation", "set", SET_OPS, within_days=True),
-    _spec("discipline", "set", SET_OPS, within_days=True, values=DISCIPLINES),
-    _spec("venue", "set", SET_OPS, within_days=True),
-    _spec("shows", "count", NUMERIC_OPS, within_days=True, minimum=0, maximum=MAX_COUNT),
-    _spec("orders", "count", NUMERIC_OPS, within_days=True, minimum=0, maximum=MAX_COUNT),
-    _spec("tickets", "count", NUMERIC_OPS, within_days=True, minimum=0, maximum=MAX_COUNT),
-    # Given in dollars (two decimals at most), stored in the tree as integer cents.
-    _spec("spent", "money", NUMERIC_OPS, within_days=True, integer=False, minimum=0, maximum=MAX_DOLLARS),
-    _spec("days_since_last", "days", NUMERIC_OPS, minimum=0, maximum=MAX_DAYS),
-    _spec("days_since_first", "days", NUMERIC_OPS, minimum=0, maximum=MAX_DAYS),
-    _spec("lifecycle", "stage", MEMBER_OPS, values=LIFECYCLE_STAGES),
-    _spec("subscriber", "boolean", ("is",)),
-    _spec("newsletter", "boolean", ("is",)),
-    _spec("contactable", "boolean", ("is",)),
-    _spec("channel", "channel", MEMBER_OPS, values=CHANNELS),
-    _spec("promo_share", "share", NUMERIC_OPS, integer=False, minimum=0, maximum=1),
-    # A median, so it may be fractional.
-    _spec("lead_days", "days", NUMERIC_OPS, integer=False, minimum=0, maximum=MAX_DAYS),
-    _spec("fsa", "fsa", (*MEMBER_OPS, "starts_with")),
-])
+FIELDS: dict[str, FieldSpec] = dict(
+    [
+        _spec("organisation", "set", SET_OPS, within_days=True),
+        _spec("discipline", "set", SET_OPS, within_days=True, values=DISCIPLINES),
+        _spec("venue", "set", SET_OPS, within_days=True),
+        _spec("shows", "count", NUMERIC_OPS, within_days=True, minimum=0, maximum=MAX_COUNT),
+        _spec("orders", "count", NUMERIC_OPS, within_days=True, minimum=0, maximum=MAX_COUNT),
+        _spec("tickets", "count", NUMERIC_OPS, within_days=True, minimum=0, maximum=MAX_COUNT),
+        # Given in dollars (two decimals at most), stored in the tree as integer cents.
+        _spec("spent", "money", NUMERIC_OPS, within_days=True, integer=False, minimum=0, maximum=MAX_DOLLARS),
+        _spec("days_since_last", "days", NUMERIC_OPS, minimum=0, maximum=MAX_DAYS),
+        _spec("days_since_first", "days", NUMERIC_OPS, minimum=0, maximum=MAX_DAYS),
+        _spec("lifecycle", "stage", MEMBER_OPS, values=LIFECYCLE_STAGES),
+        _spec("subscriber", "boolean", ("is",)),
+        _spec("newsletter", "boolean", ("is",)),
+        _spec("contactable", "boolean", ("is",)),
+        _spec("channel", "channel", MEMBER_OPS, values=CHANNELS),
+        _spec("promo_share", "share", NUMERIC_OPS, integer=False, minimum=0, maximum=1),
+        # A median, so it may be fractional.
+        _spec("lead_days", "days", NUMERIC_OPS, integer=False, minimum=0, maximum=MAX_DAYS),
+        _spec("fsa", "fsa", (*MEMBER_OPS, "starts_with")),
+    ]
+)
 
 
 # --- Errors --------------------------------------------------------------------------------------
@@ -241,8 +260,7 @@ class Condition:
     def to_json(self) -> dict[str, Any]:
         value = self.value
         if self.spec.kind == "money":
-            value = (tuple(_cents_to_dollars(v) for v in value) if self.op == "between"
-                     else _cents_to_dollars(value))
+            value = tuple(_cents_to_dollars(v) for v in value) if self.op == "between" else _cents_to_dollars(value)
         out = {"field": self.field, "op": self.op, "value": list(value) if isinstance(value, tuple) else value}
         if self.within_days is not None:
             out["within_days"] = self.within_days
@@ -345,8 +363,7 @@ class _Parser:
     def condition(self, data: dict, path: str) -> Condition:
         for key in data:
             if key not in _CONDITION_KEYS:
-                raise RuleError("unknown_key", _child_path(path, key), key=_show(key),
-                                expected=_join(_CONDITION_KEYS))
+                raise RuleError("unknown_key", _child_path(path, key), key=_show(key), expected=_join(_CONDITION_KEYS))
         name = data["field"]
         spec = FIELDS.get(name) if isinstance(name, str) else None
         if spec is None:
@@ -404,9 +421,13 @@ def _value(spec: FieldSpec, op: str, raw: Any, path: str) -> Any:
 
 def _item(spec: FieldSpec, op: str, raw: Any, path: str) -> str:
     """One string of a list value, normalised to the stored form."""
-    if (not isinstance(raw, str) or not raw.strip() or len(raw) > MAX_TEXT
-            # NUL and lone surrogates are refused by PostgreSQL even as bound parameters.
-            or any(unicodedata.category(c) in ("Cc", "Cs") for c in raw)):
+    if (
+        not isinstance(raw, str)
+        or not raw.strip()
+        or len(raw) > MAX_TEXT
+        # NUL and lone surrogates are refused by PostgreSQL even as bound parameters.
+        or any(unicodedata.category(c) in ("Cc", "Cs") for c in raw)
+    ):
         raise RuleError("invalid_text", path, field=spec.name, value=_show(raw), limit=MAX_TEXT)
     text = raw.strip()
     if spec.kind == "fsa":
@@ -432,7 +453,11 @@ def _item(spec: FieldSpec, op: str, raw: Any, path: str) -> str:
 
 def _number(spec: FieldSpec, raw: Any, path: str) -> int | float:
     """A numeric value checked against the field's bounds; money comes back as integer cents."""
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (isinstance(raw, float) and not math.isfinite(raw)):
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, (int, float))
+        or (isinstance(raw, float) and not math.isfinite(raw))
+    ):
         code = "expected_integer" if spec.integer else "expected_number"
         raise RuleError(code, path, field=spec.name, value=_show(raw))
     if spec.integer and not isinstance(raw, int):
@@ -511,8 +536,13 @@ class SpectatorFacts:
 def check_as_of(as_of: dt.date) -> dt.date:
     """``as_of`` itself when a rule can be evaluated on it; else a RuleError at ``/as_of``."""
     if not EARLIEST_AS_OF <= as_of <= LATEST_AS_OF:
-        raise RuleError("as_of_out_of_range", "/as_of", value=as_of.isoformat(),
-                        low=EARLIEST_AS_OF.isoformat(), high=LATEST_AS_OF.isoformat())
+        raise RuleError(
+            "as_of_out_of_range",
+            "/as_of",
+            value=as_of.isoformat(),
+            low=EARLIEST_AS_OF.isoformat(),
+            high=LATEST_AS_OF.isoformat(),
+        )
     return as_of
 
 
@@ -588,8 +618,12 @@ def _compare(actual: int | float, op: str, value: Any) -> bool:
         low, high = value
         return low <= actual <= high
     return {
-        "=": actual == value, "!=": actual != value, ">": actual > value,
-        ">=": actual >= value, "<": actual < value, "<=": actual <= value,
+        "=": actual == value,
+        "!=": actual != value,
+        ">": actual > value,
+        ">=": actual >= value,
+        "<": actual < value,
+        "<=": actual <= value,
     }[op]
 
 
@@ -639,8 +673,11 @@ def _window(facts: SpectatorFacts, days: int | None) -> list[Purchase]:
 def _numbered_window(facts: SpectatorFacts, days: int | None) -> list[tuple[int, Purchase]]:
     # The position in facts.purchases identifies a row (SQL: the transaction id).
     start = facts.as_of - dt.timedelta(days=days) if days is not None else None
-    return [(i, p) for i, p in enumerate(facts.purchases)
-            if p.purchased_at <= facts.as_of and (start is None or p.purchased_at > start)]
+    return [
+        (i, p)
+        for i, p in enumerate(facts.purchases)
+        if p.purchased_at <= facts.as_of and (start is None or p.purchased_at > start)
+    ]
 
 
 def _distinct_shows(rows: list[Purchase]) -> set:

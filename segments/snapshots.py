@@ -21,14 +21,16 @@ def take_snapshot(session: Session, version: SegmentVersion, as_of: dt.date, use
     :param user: who takes it (a ``User`` or None for a job).
     :returns: the flushed snapshot, its ``size`` set.
     """
-    snapshot = SegmentSnapshot(segment_version_id=version.id, as_of=as_of, size=0,
-                               created_by_id=getattr(user, "id", None))
+    snapshot = SegmentSnapshot(
+        segment_version_id=version.id, as_of=as_of, size=0, created_by_id=getattr(user, "id", None)
+    )
     session.add(snapshot)
     session.flush()
     ids = members_select(session, version.rule, as_of).subquery("members")
     rows = select(literal(snapshot.id, Integer).label("snapshot_id"), ids.c.spectator_id)
     session.execute(insert(SnapshotMember).from_select(["snapshot_id", "spectator_id"], rows))
     snapshot.size = session.scalar(
-        select(func.count()).select_from(SnapshotMember).where(SnapshotMember.snapshot_id == snapshot.id))
+        select(func.count()).select_from(SnapshotMember).where(SnapshotMember.snapshot_id == snapshot.id)
+    )
     session.flush()
     return snapshot

@@ -49,13 +49,29 @@ FIELD_LABELS = {
     "fsa": _l("Postal area (FSA)"),
 }
 OP_LABELS = {
-    "any": _l("at least one of"), "all": _l("all of"), "none": _l("none of"),
-    "=": "=", "!=": "≠", ">": ">", ">=": "≥", "<": "<", "<=": "≤", "between": _l("between"),
-    "in": _l("is one of"), "not_in": _l("is none of"), "is": _l("is"), "starts_with": _l("starts with"),
+    "any": _l("at least one of"),
+    "all": _l("all of"),
+    "none": _l("none of"),
+    "=": "=",
+    "!=": "≠",
+    ">": ">",
+    ">=": "≥",
+    "<": "<",
+    "<=": "≤",
+    "between": _l("between"),
+    "in": _l("is one of"),
+    "not_in": _l("is none of"),
+    "is": _l("is"),
+    "starts_with": _l("starts with"),
 }
 STAGE_LABELS = {
-    "new": _l("New"), "once_before": _l("Once before"), "convertee": _l("Convertee"), "active": _l("Active"),
-    "super_active": _l("Super active"), "stale": _l("Stale"), "lapsed": _l("Lapsed"),
+    "new": _l("New"),
+    "once_before": _l("Once before"),
+    "convertee": _l("Convertee"),
+    "active": _l("Active"),
+    "super_active": _l("Super active"),
+    "stale": _l("Stale"),
+    "lapsed": _l("Lapsed"),
 }
 CHANNEL_LABELS = {"web": _l("Web"), "box_office": _l("Box office"), "phone": _l("Phone")}
 
@@ -64,26 +80,42 @@ TEMPLATES = {
     "cross_sell": {
         "label": _l("Cross-sell: theatre-goers who never tried dance"),
         "name": _l("Theatre-goers who never tried dance"),
-        "rule": {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
-                         {"field": "discipline", "op": "none", "value": ["dance"]}]},
+        "rule": {
+            "all": [
+                {"field": "discipline", "op": "any", "value": ["theatre"]},
+                {"field": "discipline", "op": "none", "value": ["dance"]},
+            ]
+        },
     },
     "upsell": {
         "label": _l("Upsell: single-ticket buyers with three shows or more in 18 months"),
         "name": _l("Single-ticket buyers ready for a subscription"),
-        "rule": {"all": [{"field": "subscriber", "op": "is", "value": False},
-                         {"field": "shows", "op": ">=", "value": 3, "within_days": 548}]},
+        "rule": {
+            "all": [
+                {"field": "subscriber", "op": "is", "value": False},
+                {"field": "shows", "op": ">=", "value": 3, "within_days": 548},
+            ]
+        },
     },
     "win_back": {
         "label": _l("Win-back: lapsed loyal spectators"),
         "name": _l("Lapsed loyal spectators"),
-        "rule": {"all": [{"field": "lifecycle", "op": "in", "value": ["stale", "lapsed"]},
-                         {"field": "shows", "op": ">=", "value": 4}]},
+        "rule": {
+            "all": [
+                {"field": "lifecycle", "op": "in", "value": ["stale", "lapsed"]},
+                {"field": "shows", "op": ">=", "value": 4},
+            ]
+        },
     },
     "first_timers": {
         "label": _l("Bring back first-timers"),
         "name": _l("First-timers to bring back"),
-        "rule": {"all": [{"field": "lifecycle", "op": "in", "value": ["new"]},
-                         {"field": "contactable", "op": "is", "value": True}]},
+        "rule": {
+            "all": [
+                {"field": "lifecycle", "op": "in", "value": ["new"]},
+                {"field": "contactable", "op": "is", "value": True},
+            ]
+        },
     },
 }
 EMPTY_RULE = {"all": [{"field": "shows", "op": ">=", "value": 1}]}
@@ -144,8 +176,7 @@ def place_in_words(path: str) -> str:
     parts = [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]]
     if parts[:1] == ["as_of"]:
         return str(_("Preview date"))
-    steps = [int(index) + 1 for group, index in zip(parts, parts[1:])
-             if group in ("all", "any") and index.isdigit()]
+    steps = [int(index) + 1 for group, index in zip(parts, parts[1:]) if group in ("all", "any") and index.isdigit()]
     if not steps:
         return ""
     first, *inner = steps
@@ -177,9 +208,17 @@ def _builder_config(session) -> dict:
         "channel": [[c, str(CHANNEL_LABELS[c])] for c in CHANNELS],
     }
     fields = [
-        {"name": spec.name, "kind": spec.kind, "ops": list(spec.ops), "within_days": spec.within_days,
-         "integer": spec.integer, "minimum": spec.minimum, "maximum": spec.maximum,
-         "label": str(FIELD_LABELS.get(spec.name, spec.name)), "choices": choices.get(spec.name)}
+        {
+            "name": spec.name,
+            "kind": spec.kind,
+            "ops": list(spec.ops),
+            "within_days": spec.within_days,
+            "integer": spec.integer,
+            "minimum": spec.minimum,
+            "maximum": spec.maximum,
+            "label": str(FIELD_LABELS.get(spec.name, spec.name)),
+            "choices": choices.get(spec.name),
+        }
         for spec in FIELDS.values()
     ]
     return {
@@ -188,13 +227,24 @@ def _builder_config(session) -> dict:
         "preview_url": url_for("segments.preview_json"),
         "stages": {s: str(label) for s, label in STAGE_LABELS.items()},
         "text": {
-            "all": _("all of these hold"), "any": _("at least one holds"), "not": _("not"),
-            "add_condition": _("Add a condition"), "add_group": _("Add a group"), "remove": _("Remove"),
-            "yes": _("yes"), "no": _("no"), "within": _("only purchases of the last … days (optional)"),
-            "days": _("days"), "and": _("and"), "fsa_help": _("FSAs separated by commas, e.g. H2X, H3A"),
-            "choose": _("Choose at least one value."), "updating": _("Updating…"),
-            "hidden": _("hidden (fewer than %(k)s)"), "error": _("The preview failed; try again."),
-            "group": _("Group"), "condition": _("Condition"),
+            "all": _("all of these hold"),
+            "any": _("at least one holds"),
+            "not": _("not"),
+            "add_condition": _("Add a condition"),
+            "add_group": _("Add a group"),
+            "remove": _("Remove"),
+            "yes": _("yes"),
+            "no": _("no"),
+            "within": _("only purchases of the last … days (optional)"),
+            "days": _("days"),
+            "and": _("and"),
+            "fsa_help": _("FSAs separated by commas, e.g. H2X, H3A"),
+            "choose": _("Choose at least one value."),
+            "updating": _("Updating…"),
+            "hidden": _("hidden (fewer than %(k)s)"),
+            "error": _("The preview failed; try again."),
+            "group": _("Group"),
+            "condition": _("Condition"),
         },
     }
 
@@ -243,16 +293,24 @@ def index():
         select(Segment).where(Segment.archived.is_(False)).order_by(Segment.created_at.desc(), Segment.id.desc())
     ).all()
     return render_template(
-        "segments/index.html", segments=segments, templates=TEMPLATES,
-        can_build=current_user.role in BUILDER_ROLES, profile_date=profiles_as_of(session),
+        "segments/index.html",
+        segments=segments,
+        templates=TEMPLATES,
+        can_build=current_user.role in BUILDER_ROLES,
+        profile_date=profiles_as_of(session),
         has_insights="segments.insights" in current_app.view_functions,
     )
 
 
 def _render_builder(session, form: SegmentForm, segment: Segment | None, status: int = 200):
     return render_template(
-        "segments/builder.html", form=form, segment=segment, config=_builder_config(session),
-        profile_date=profiles_as_of(session), templates=TEMPLATES, rule_text=rule_text,
+        "segments/builder.html",
+        form=form,
+        segment=segment,
+        config=_builder_config(session),
+        profile_date=profiles_as_of(session),
+        templates=TEMPLATES,
+        rule_text=rule_text,
     ), status
 
 
@@ -268,16 +326,25 @@ def new():
             form.name.data = str(chosen["name"])
         form.as_of.data = profiles_as_of(session)
     if form.validate_on_submit():
-        segment = Segment(name=form.name.data.strip(), description=form.description.data or None,
-                          created_by_id=current_user.id)
+        segment = Segment(
+            name=form.name.data.strip(), description=form.description.data or None, created_by_id=current_user.id
+        )
         session.add(segment)
         session.flush()
-        version = SegmentVersion(segment_id=segment.id, number=1, rule=form.parsed_rule.to_json(),
-                                 created_by_id=current_user.id)
+        version = SegmentVersion(
+            segment_id=segment.id, number=1, rule=form.parsed_rule.to_json(), created_by_id=current_user.id
+        )
         session.add(version)
         session.flush()
-        audit(session, "segment.create", actor=actor_name(), user_id=current_user.id, object_type="segment",
-              object_id=segment.id, version=1)
+        audit(
+            session,
+            "segment.create",
+            actor=actor_name(),
+            user_id=current_user.id,
+            object_type="segment",
+            object_id=segment.id,
+            version=1,
+        )
         session.commit()
         flash(_("Segment %(name)s saved.", name=segment.name), "success")
         return redirect(url_for("segments.edit", segment_id=segment.id))
@@ -302,10 +369,16 @@ def edit(segment_id: int):
         rule = form.parsed_rule.to_json()
         if current is None or as_node(current.rule) != form.parsed_rule:
             number = (current.number if current else 0) + 1
-            session.add(SegmentVersion(segment_id=segment.id, number=number, rule=rule,
-                                       created_by_id=current_user.id))
-            audit(session, "segment.version", actor=actor_name(), user_id=current_user.id, object_type="segment",
-                  object_id=segment.id, version=number)
+            session.add(SegmentVersion(segment_id=segment.id, number=number, rule=rule, created_by_id=current_user.id))
+            audit(
+                session,
+                "segment.version",
+                actor=actor_name(),
+                user_id=current_user.id,
+                object_type="segment",
+                object_id=segment.id,
+                version=number,
+            )
             message = _("Segment %(name)s saved as version %(n)d.", name=segment.name, n=number)
         else:
             message = _("Segment %(name)s saved; the rule did not change.", name=segment.name)

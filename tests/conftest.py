@@ -21,8 +21,9 @@ PASSWORD = "correct-horse-42"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--db", choices=("all", *ENGINES), default="all",
-                     help="run database tests on this engine only (default: both)")
+    parser.addoption(
+        "--db", choices=("all", *ENGINES), default="all", help="run database tests on this engine only (default: both)"
+    )
 
 
 def pytest_generate_tests(metafunc):
@@ -45,8 +46,10 @@ def _create_pg_database() -> tuple[str, callable]:
         with psycopg.connect(plain + "/postgres", autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required for the tests (at {plain}): {exc}. "
-                    "Run with --db sqlite to test on SQLite only.", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is required for the tests (at {plain}): {exc}. Run with --db sqlite to test on SQLite only.",
+            pytrace=False,
+        )
 
     def drop():
         with psycopg.connect(plain + "/postgres", autocommit=True) as conn:
@@ -84,27 +87,34 @@ def _empty_tables(engine) -> None:
             names = ", ".join(f'"{t.name}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             # APScheduler's job store, when present, is not part of our metadata.
-            conn.execute(text("DO $$ BEGIN IF to_regclass('apscheduler_jobs') IS NOT NULL THEN "
-                              "DELETE FROM apscheduler_jobs; END IF; END $$"))
+            conn.execute(
+                text(
+                    "DO $$ BEGIN IF to_regclass('apscheduler_jobs') IS NOT NULL THEN "
+                    "DELETE FROM apscheduler_jobs; END IF; END $$"
+                )
+            )
         else:
             for table in tables:
                 conn.execute(table.delete())
             conn.execute(text("DELETE FROM sqlite_sequence")) if conn.execute(
-                text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first() else None
+                text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")
+            ).first() else None
 
 
 @pytest.fixture
 def app(database_url, instance_path, tmp_path):
     """The application on a clean database (tables emptied after each test)."""
-    app = create_app({
-        "TESTING": True,
-        "DATABASE_URL": database_url,
-        "INSTANCE_PATH": str(instance_path),
-        "SECRET_KEY": "test-secret",
-        "DISTRICT_SECRET": "test-district-secret",
-        "INBOX_PATH": str(tmp_path / "inbox"),
-        "WTF_CSRF_ENABLED": False,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(instance_path),
+            "SECRET_KEY": "test-secret",
+            "DISTRICT_SECRET": "test-district-secret",
+            "INBOX_PATH": str(tmp_path / "inbox"),
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
     yield app
     db = get_db(app)
     _empty_tables(db.engine)
@@ -138,11 +148,17 @@ def runner(app):
 def make_org(db):
     """Factory: ``make_org("salle-a", k=None)`` creates and commits an organisation."""
 
-    def make(slug: str, name: str | None = None, kind: str = "venue", k: int | None = None,
-             disciplines: str = "") -> Organisation:
+    def make(
+        slug: str, name: str | None = None, kind: str = "venue", k: int | None = None, disciplines: str = ""
+    ) -> Organisation:
         with db.session() as s:
-            org = Organisation(slug=slug, name=name or slug.replace("-", " ").title(), kind=kind,
-                               k_threshold=k, disciplines=disciplines)
+            org = Organisation(
+                slug=slug,
+                name=name or slug.replace("-", " ").title(),
+                kind=kind,
+                k_threshold=k,
+                disciplines=disciplines,
+            )
             s.add(org)
             s.commit()
             return org
@@ -156,8 +172,9 @@ def make_user(db):
 
     def make(role: str, org: Organisation | None = None, email: str | None = None):
         with db.session() as s:
-            user = create_user(s, email or f"{role}-{uuid.uuid4().hex[:6]}@example.org", PASSWORD, role,
-                               org.id if org else None)
+            user = create_user(
+                s, email or f"{role}-{uuid.uuid4().hex[:6]}@example.org", PASSWORD, role, org.id if org else None
+            )
             s.commit()
             return user
 

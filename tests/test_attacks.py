@@ -63,16 +63,28 @@ def build(session) -> dict:
     shows = {}  # discipline → (show id, organisation slug)
     for i, discipline in enumerate(DISCIPLINES):
         slug = ORGS[i // 2]
-        show = Show(organisation_id=orgs[slug].id, natural_key=f"s{i}", title=f"Show {i}", discipline=discipline,
-                    starts_at=dt.datetime(2024, 5, 1 + i, 20))
+        show = Show(
+            organisation_id=orgs[slug].id,
+            natural_key=f"s{i}",
+            title=f"Show {i}",
+            discipline=discipline,
+            starts_at=dt.datetime(2024, 5, 1 + i, 20),
+        )
         session.add(show)
         session.flush()
         shows[discipline] = (show.id, slug)
     people = []  # (key, fsa, [(discipline, cents, category, channel)])
     for n in range(BACKGROUND):
         channel = rng.choice(CHANNELS)
-        lines = [(rng.choice(DISCIPLINES), rng.randrange(2000, 30000), rng.choice(("single", "single", "subscription")),
-                  channel) for _ in range(rng.randint(1, 4))]
+        lines = [
+            (
+                rng.choice(DISCIPLINES),
+                rng.randrange(2000, 30000),
+                rng.choice(("single", "single", "subscription")),
+                channel,
+            )
+            for _ in range(rng.randint(1, 4))
+        ]
         people.append((spectator_key(SECRET, "e:" + _email(n)), rng.choice(FSAS), lines))
     targets = []
     for t in range(TARGETS):
@@ -101,10 +113,20 @@ def build(session) -> dict:
         for discipline, cents, category, channel in lines:
             external += 1
             show_id, slug = shows[discipline]
-            rows.append({"organisation_id": orgs[slug].id, "spectator_id": ids[key], "show_id": show_id,
-                         "purchased_at": dt.datetime(2024, 4, 1) + dt.timedelta(hours=external),
-                         "amount_cents": cents, "tickets": 1, "circumstance": "regular", "category": category,
-                         "channel": channel, "external_id": f"x{external}"})
+            rows.append(
+                {
+                    "organisation_id": orgs[slug].id,
+                    "spectator_id": ids[key],
+                    "show_id": show_id,
+                    "purchased_at": dt.datetime(2024, 4, 1) + dt.timedelta(hours=external),
+                    "amount_cents": cents,
+                    "tickets": 1,
+                    "circumstance": "regular",
+                    "category": category,
+                    "channel": channel,
+                    "external_id": f"x{external}",
+                }
+            )
     session.execute(insert(Transaction), rows)
     refresh_profiles(session, as_of=AS_OF, secret=SECRET)
     session.commit()
@@ -212,9 +234,11 @@ def test_complement_and_zero_versus_hidden(attacker, district):
             # "single and A" is 1 person or 0
             zero.append(attacker.preview(both)["size"] is not None)
     assert len(truth) >= 100
-    scores = {"complement by difference": balanced_accuracy(truth, by_difference),
-              "complement by equality": balanced_accuracy(truth, by_equality),
-              "zero versus hidden": balanced_accuracy(truth, zero)}
+    scores = {
+        "complement by difference": balanced_accuracy(truth, by_difference),
+        "complement by equality": balanced_accuracy(truth, by_equality),
+        "zero versus hidden": balanced_accuracy(truth, zero),
+    }
     print({name: round(score, 3) for name, score in scores.items()}, attacker.asked, "previews")
     assert all(max(score, 1 - score) <= LIMIT for score in scores.values()), scores
 
@@ -241,15 +265,18 @@ def test_trackers_averaged_over_50_padding_sets_on_every_field(attacker, distric
             mean_diffs["every field summed"].append(sum(mean_diffs[name][-1] for name in names))
             zeros.append(np.mean([d == 0 for d in diffs["size"]]) < 0.5)
     assert len(truth) >= 100 and len(district["targets"]) >= 5
-    scores = {f"trackers: {name}": balanced_accuracy(truth, [d > 0.5 for d in diffs])
-              for name, diffs in mean_diffs.items()}
+    scores = {
+        f"trackers: {name}": balanced_accuracy(truth, [d > 0.5 for d in diffs]) for name, diffs in mean_diffs.items()
+    }
     scores["trackers by equality"] = balanced_accuracy(truth, zeros)
     print({name: round(score, 3) for name, score in scores.items()}, attacker.asked, "previews")
     assert all(max(score, 1 - score) <= LIMIT for score in scores.values()), scores
 
 
-DASHBOARD = re.compile(r'id="h-The-district">The district</h2>\s*<dl class="figures">\s*<div><dt>Spectators</dt>'
-                       r'<dd>([^<]+)</dd>')
+DASHBOARD = re.compile(
+    r'id="h-The-district">The district</h2>\s*<dl class="figures">\s*<div><dt>Spectators</dt>'
+    r"<dd>([^<]+)</dd>"
+)
 
 
 def _district_spectators(client) -> int | None:
@@ -259,13 +286,21 @@ def _district_spectators(client) -> int | None:
 
 
 def _upload_one_row(client, organisation_id: int, email: str, n: int):
-    content = ("Last name,First name,Address,Postal code,Email,Phone,Amount,Tickets,Purchase circumstance,"
-               f"Purchase date,Show date,Show title\nDoe,Jo,,H2X 1Y4,{email},,25.00,1,regular,2024-06-01,"
-               f"2024-06-20,Probe {n}\n")
-    response = client.post("/imports", data={"organisation": str(organisation_id), "kind": "sales",
-                                              "skip_invalid": "0",
-                                              "file": (io.BytesIO(content.encode()), f"probe{n}.csv")},
-                           content_type="multipart/form-data")
+    content = (
+        "Last name,First name,Address,Postal code,Email,Phone,Amount,Tickets,Purchase circumstance,"
+        f"Purchase date,Show date,Show title\nDoe,Jo,,H2X 1Y4,{email},,25.00,1,regular,2024-06-01,"
+        f"2024-06-20,Probe {n}\n"
+    )
+    response = client.post(
+        "/imports",
+        data={
+            "organisation": str(organisation_id),
+            "kind": "sales",
+            "skip_invalid": "0",
+            "file": (io.BytesIO(content.encode()), f"probe{n}.csv"),
+        },
+        content_type="multipart/form-data",
+    )
     assert response.status_code in (200, 302), response.get_data(as_text=True)[:500]
 
 
@@ -323,14 +358,18 @@ def test_insights_are_noisy_audited_and_budgeted(app, db, login_as, district):
     with db.session() as session:
         exact = build_insights(session, Scope.district(), AS_OF, raw=True)["tables"]["channels"]
         exact_tickets = [row[2] for row in exact.rows]
-    shown = list(csv.reader(io.StringIO(client.get("/segments/insights/channels.csv?lang=en")
-                                        .get_data().decode("utf-8-sig"))))
+    shown = list(
+        csv.reader(io.StringIO(client.get("/segments/insights/channels.csv?lang=en").get_data().decode("utf-8-sig")))
+    )
     tickets = [row[2] for row in shown[1:-1]]
     assert len(tickets) == len(exact_tickets) and tickets != [str(n) for n in exact_tickets]
     assert client.get("/segments/insights?lang=en").status_code == 200
     with db.session() as session:
-        asked = session.scalar(select(func.count()).select_from(AuditEvent)
-                               .where(AuditEvent.action == "privacy.question", AuditEvent.user_id == client.user.id))
+        asked = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "privacy.question", AuditEvent.user_id == client.user.id)
+        )
         assert asked == 2
         set_daily_budget(session, 2)
         session.commit()
@@ -351,9 +390,15 @@ def test_forcing_epochs_to_average_the_dashboard_is_bounded_by_the_budget(app, d
 
     def asked() -> int:
         with db.session() as session:
-            return session.scalar(select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.action == "privacy.question", AuditEvent.object_id == "dashboard",
-                AuditEvent.user_id == client.user.id))
+            return session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(
+                    AuditEvent.action == "privacy.question",
+                    AuditEvent.object_id == "dashboard",
+                    AuditEvent.user_id == client.user.id,
+                )
+            )
 
     assert _district_spectators(client) is not None and _district_spectators(client) is not None
     assert asked() == 1

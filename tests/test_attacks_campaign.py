@@ -25,8 +25,11 @@ def district(session):
 
 def questions(session, user, kind: str) -> int:
     session.expire_all()
-    return session.scalar(select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action == QUESTION_ACTION, AuditEvent.user_id == user.id, AuditEvent.object_id == kind))
+    return session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == QUESTION_ACTION, AuditEvent.user_id == user.id, AuditEvent.object_id == kind)
+    )
 
 
 def read(client, url: str, status: int = 200) -> str:
@@ -70,8 +73,9 @@ def test_each_new_state_of_a_campaign_is_a_question_and_reading_it_again_is_free
     read(venue, f"/campaigns/approvals/{approval.id}?lang=en")
     read(venue, f"/campaigns/approvals/{approval.id}?lang=en")
     assert questions(session, venue.user, "approval") == 1
-    decided = venue.post(f"/campaigns/approvals/{approval.id}/decision",
-                         data={"decision": "approve", "exclude_subscribers": "y"})
+    decided = venue.post(
+        f"/campaigns/approvals/{approval.id}/decision", data={"decision": "approve", "exclude_subscribers": "y"}
+    )
     assert decided.status_code == 302, decided.get_data(as_text=True)[:800]
     read(venue, f"/campaigns/approvals/{approval.id}?lang=en")
     assert questions(session, venue.user, "approval") == 2

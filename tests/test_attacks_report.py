@@ -36,8 +36,10 @@ K = 10
 # one organisation sends a handful of recipients: alone under k in its column, its count and its
 # buyers are what "arm total minus the shown organisations" used to give away
 SCENARIOS = {
-    "small_organisation": ({"Grande Salle": 70, "Salle Moyenne": 45, "Studio Est": 30, "Cabaret Minuscule": 3},
-                           make_arms(50, [50])),
+    "small_organisation": (
+        {"Grande Salle": 70, "Salle Moyenne": 45, "Studio Est": 30, "Cabaret Minuscule": 3},
+        make_arms(50, [50]),
+    ),
     # a small arm: "recipients minus the other arms" gave it away
     "small_arm": ({"Grande Salle": 70, "Salle Moyenne": 45, "Studio Est": 30}, make_arms(48, [48, 4])),
 }
@@ -53,13 +55,20 @@ def _launched(session, sizes: dict[str, int], arms) -> tuple:
             email = f"cible{index}x{n}@exemple.qc.ca"
             spectator = new_spectator(session, email)
             spectators.append(spectator)
-            new_contact(session, org, spectator, email=email,
-                        consents=[{"basis": "express", "given_at": now - dt.timedelta(days=400)}])
+            new_contact(
+                session,
+                org,
+                spectator,
+                email=email,
+                consents=[{"basis": "express", "given_at": now - dt.timedelta(days=400)}],
+            )
             new_purchase(session, org, spectator, now - dt.timedelta(days=30 + n % 40))
-    segment, snapshot = new_segment(session, [s.id for s in spectators],
-                                    rule={"field": "orders", "op": ">=", "value": 1})
-    promotion = new_promotion(session, [o.id for o in orgs], valid_from=now.date(),
-                              valid_until=now.date() + dt.timedelta(days=90))
+    segment, snapshot = new_segment(
+        session, [s.id for s in spectators], rule={"field": "orders", "op": ">=", "value": 1}
+    )
+    promotion = new_promotion(
+        session, [o.id for o in orgs], valid_from=now.date(), valid_until=now.date() + dt.timedelta(days=90)
+    )
     campaign = new_campaign(session, segment, promotion, now=now, arms=arms)
     campaign_services.submit_for_approval(session, campaign, snapshot=snapshot, now=now)
     for approval in campaign.approvals:
@@ -76,11 +85,13 @@ def _launched(session, sizes: dict[str, int], arms) -> tuple:
 def _truth(session, experiment, orgs) -> tuple[dict, dict]:
     """(recipients, buyers) per (organisation id, arm) as held in the database."""
     n, buyers = {}, {}
-    for org_id, arm in session.execute(select(Recipient.organisation_id, Recipient.arm)
-                                       .where(Recipient.experiment_id == experiment.id)):
+    for org_id, arm in session.execute(
+        select(Recipient.organisation_id, Recipient.arm).where(Recipient.experiment_id == experiment.id)
+    ):
         n[(org_id, arm)] = n.get((org_id, arm), 0) + 1
-    for org_id, arm, converted in session.execute(select(Outcome.organisation_id, Outcome.arm, Outcome.converted)
-                                                  .where(Outcome.experiment_id == experiment.id)):
+    for org_id, arm, converted in session.execute(
+        select(Outcome.organisation_id, Outcome.arm, Outcome.converted).where(Outcome.experiment_id == experiment.id)
+    ):
         buyers[(org_id, arm)] = buyers.get((org_id, arm), 0) + int(converted)
     return n, buyers
 
@@ -97,9 +108,15 @@ def _published(report: dict) -> tuple[list, list, SimpleNamespace, SimpleNamespa
     def bought(mean, size):
         return None if mean is None or size is None else round(mean * size)
 
-    b_columns = [bought(overall.get(a, {}).get("arm_mean"), n_columns[i]) if a != "control" else
-                 bought(next((c.get("control_mean") for c in overall.values() if c.get("control_mean") is not None),
-                             None), n_columns[i]) for i, a in enumerate(arms)]
+    b_columns = [
+        bought(overall.get(a, {}).get("arm_mean"), n_columns[i])
+        if a != "control"
+        else bought(
+            next((c.get("control_mean") for c in overall.values() if c.get("control_mean") is not None), None),
+            n_columns[i],
+        )
+        for i, a in enumerate(arms)
+    ]
     b_cells = []
     for o, row in zip(report["organisations"], n_cells):
         by_arm = {c["arm"]: c for c in o["comparisons"]}
@@ -173,8 +190,10 @@ def test_report_sums_recover_no_hidden_cell_and_no_recipient_outcome(session, lo
         truth += [True] * bought + [False] * (size - bought)
         guess += [rate >= 0.5] * size
     accuracy = balanced_accuracy(truth, guess)
-    print(f"report sums ({scenario}): hidden figures recovered {len(recovered)}, one recipient's outcome "
-          f"{accuracy:.3f} over {len(truth)} recipients of hidden cells")
+    print(
+        f"report sums ({scenario}): hidden figures recovered {len(recovered)}, one recipient's outcome "
+        f"{accuracy:.3f} over {len(truth)} recipients of hidden cells"
+    )
     assert accuracy <= 0.65, f"one recipient's outcome read from the sums (balanced accuracy {accuracy:.2f})"
 
     # attack 3: the stratified estimates leave out an organisation where an arm has 0 or 1
@@ -190,8 +209,9 @@ def test_report_sums_recover_no_hidden_cell_and_no_recipient_outcome(session, lo
     assert report["health"]["left_out"] in (None, 0) or report["health"]["left_out"] >= K
 
     # the same cells hidden on the CSV and on the page (which is also the print view)
-    rows = list(csv.DictReader(io.StringIO(evaluator.get(f"/experiments/{experiment.id}/report.csv")
-                                           .data.decode("utf-8-sig"))))
+    rows = list(
+        csv.DictReader(io.StringIO(evaluator.get(f"/experiments/{experiment.id}/report.csv").data.decode("utf-8-sig")))
+    )
     slugs = {o["organisation_id"]: o["slug"] for o in report["organisations"]}
     names = {o["organisation_id"]: o["name"] for o in report["organisations"]}
     html = unescape(evaluator.get(f"/experiments/{experiment.id}?lang=en").data.decode())
@@ -199,10 +219,15 @@ def test_report_sums_recover_no_hidden_cell_and_no_recipient_outcome(session, lo
         for c, arm in enumerate(arms):
             if arm == "control":
                 continue
-            shown_c, shown_a = recipients.cells[r][0 if arms[0] == "control" else arms.index("control")], \
-                recipients.cells[r][c]
-            line = next(row for row in rows if row["section"] == "organisation" and row["organisation"] == slugs[org_id]
-                        and row["arm"] == arm)
+            shown_c, shown_a = (
+                recipients.cells[r][0 if arms[0] == "control" else arms.index("control")],
+                recipients.cells[r][c],
+            )
+            line = next(
+                row
+                for row in rows
+                if row["section"] == "organisation" and row["organisation"] == slugs[org_id] and row["arm"] == arm
+            )
             assert (line["n_control"] or None) == (str(shown_c) if shown_c is not None else None)
             assert (line["n_arm"] or None) == (str(shown_a) if shown_a is not None else None)
             if shown_c is None or shown_a is None:

@@ -39,7 +39,7 @@ from tests.campaigns.helpers import build_district, new_campaign
 from tests.conftest import login
 
 ROLES = ("anonymous", "staff", "venue", "evaluator", "admin")
-LOGIN = "login"      # 302 to the login page
+LOGIN = "login"  # 302 to the login page
 ALLOWED = "allowed"  # a POST this role may make: not sent by the matrix (nothing is changed here)
 
 SECRET = "test-district-secret"  # the app fixture's DISTRICT_SECRET
@@ -88,8 +88,9 @@ MATRIX: dict[str, Entry] = {
     # batch A set no row aside: nothing to download (who may download is tested in tests/core/test_importing.py)
     "main.import_rejects": Entry(lambda w: {"batch_id": w.batch_a}, get=R(LOGIN, 404, 404, 403, 404)),
     # a waiting upload is its uploader's only: a token nobody holds is not found (tests/core/test_import_onboarding.py)
-    "imports.columns": Entry(lambda w: {"token": "t" * 32}, get=R(LOGIN, 404, 404, 403, 404),
-                             post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
+    "imports.columns": Entry(
+        lambda w: {"token": "t" * 32}, get=R(LOGIN, 404, 404, 403, 404), post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)
+    ),
     "imports.preview": Entry(lambda w: {"token": "t" * 32}, get=R(LOGIN, 404, 404, 403, 404)),
     "imports.confirm": Entry(lambda w: {"token": "t" * 32}, get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
     "imports.cancel": Entry(lambda w: {"token": "t" * 32}, get=NO_GET, post=R(LOGIN, ALLOWED, ALLOWED, 403, ALLOWED)),
@@ -128,8 +129,9 @@ MATRIX: dict[str, Entry] = {
     "segments.insights_discipline": Entry(lambda w: {"key": "theatre"}, get=READERS_PAGE),
     "segments.insights_discipline_csv": Entry(lambda w: {"key": "theatre", "table": "regions"}, get=READERS_PAGE),
     "segments.insights_organisation": Entry(lambda w: {"slug": w.org_a.slug}, get=READERS_PAGE),
-    "segments.insights_organisation_csv": Entry(lambda w: {"slug": w.org_a.slug, "table": "channels"},
-                                                get=READERS_PAGE),
+    "segments.insights_organisation_csv": Entry(
+        lambda w: {"slug": w.org_a.slug, "table": "channels"}, get=READERS_PAGE
+    ),
     "segments.comparison": Entry(get=READERS_PAGE),
     "segments.comparison_organisation": Entry(lambda w: {"slug": w.org_a.slug}, get=READERS_PAGE),
     "segments.comparison_portrait": Entry(lambda w: {"slug": w.org_a.slug}, get=READERS_PAGE),
@@ -140,8 +142,9 @@ MATRIX: dict[str, Entry] = {
     "campaigns.promotions": Entry(get=STAFF_PAGE),
     "campaigns.new_promotion": Entry(get=STAFF_PAGE, post=STAFF_POST),
     "campaigns.promotion": Entry(lambda w: {"promotion_id": w.district.promotion.id}, get=STAFF_PAGE),
-    "campaigns.edit_promotion": Entry(lambda w: {"promotion_id": w.district.promotion.id}, get=STAFF_PAGE,
-                                      post=STAFF_POST),
+    "campaigns.edit_promotion": Entry(
+        lambda w: {"promotion_id": w.district.promotion.id}, get=STAFF_PAGE, post=STAFF_POST
+    ),
     "campaigns.new_campaign": Entry(get=STAFF_PAGE, post=STAFF_POST),
     "campaigns.edit_campaign": Entry(_campaign("draft"), get=STAFF_PAGE, post=STAFF_POST),
     "campaigns.detail": Entry(_campaign("launched"), get=STAFF_PAGE),
@@ -158,8 +161,9 @@ MATRIX: dict[str, Entry] = {
     "campaigns.requests_overview": Entry(get=STAFF_PAGE),
     "campaigns.campaign_requests": Entry(_campaign("awaiting"), get=STAFF_PAGE),
     # organisation A's pending request: staff may remind it; a venue never sees the staff follow-up
-    "campaigns.remind": Entry(lambda w: {"kind": "approval", "request_id": w.approval_a}, get=STAFF_PAGE,
-                              post=STAFF_POST),
+    "campaigns.remind": Entry(
+        lambda w: {"kind": "approval", "request_id": w.approval_a}, get=STAFF_PAGE, post=STAFF_POST
+    ),
     "campaigns.erasure": Entry(get=ADMIN_PAGE, post=ADMIN_POST),
     "campaigns.erasure_confirm": Entry(get=NO_GET, post=ADMIN_POST),
     # --- experiments and reports ---
@@ -173,8 +177,9 @@ MATRIX: dict[str, Entry] = {
     "experiments.refresh": Entry(lambda w: {"experiment_id": w.experiment.id}, get=NO_GET, post=STAFF_POST),
     "experiments.contacts_csv": Entry(lambda w: {"experiment_id": w.experiment.id}, get=VENUE_PAGE),
     # public: the recipient of a contact list's message follows their own signed link (no login)
-    "experiments.unsubscribe": Entry(lambda w: {"token": _unsubscribe_token(w)}, get=everyone(200),
-                                     post=everyone(ALLOWED)),
+    "experiments.unsubscribe": Entry(
+        lambda w: {"token": _unsubscribe_token(w)}, get=everyone(200), post=everyone(ALLOWED)
+    ),
 }
 
 
@@ -184,17 +189,36 @@ def _unsubscribe_token(world) -> str:
     from experiments import unsubscribe
     from experiments.models import Recipient
 
-    recipient_id = db_session().scalar(select(Recipient.id).where(Recipient.experiment_id == world.experiment.id,
-                                                                  Recipient.arm != "control").order_by(Recipient.id))
+    recipient_id = db_session().scalar(
+        select(Recipient.id)
+        .where(Recipient.experiment_id == world.experiment.id, Recipient.arm != "control")
+        .order_by(Recipient.id)
+    )
     return unsubscribe.token_for(recipient_id)
 
 
 # --- the world the URLs point into ------------------------------------------------------------
 
-IMPORT_HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-                 "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-                 "Heure du spectacle", "Titre du spectacle", "Salle", "Type de spectacle", "Canal d'achat",
-                 "Abonné à l'infolettre", "Numéro de commande"]
+IMPORT_HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Heure du spectacle",
+    "Titre du spectacle",
+    "Salle",
+    "Type de spectacle",
+    "Canal d'achat",
+    "Abonné à l'infolettre",
+    "Numéro de commande",
+]
 
 
 def import_rows(count: int, start: dt.date, prefix: str = "Imp") -> list[list[str]]:
@@ -202,10 +226,28 @@ def import_rows(count: int, start: dt.date, prefix: str = "Imp") -> list[list[st
     rows = []
     for i in range(count):
         day = start + dt.timedelta(days=i % 60)
-        rows.append([f"{prefix}nom{i:03d}", f"{prefix}prenom{i:03d}", f"{200 + i} rue {prefix}cachee", "H3B 2K5",
-                     f"{prefix.lower()}{i:03d}@courriel-prive.example", f"438 555 {1000 + i:04d}", "42,50 $", "2",
-                     "Plein tarif", day.isoformat(), (day + dt.timedelta(days=20)).isoformat(), "20:00",
-                     "La pièce du quartier", "Salle principale", "Théâtre", "Internet", "oui", f"{prefix}-{i}"])
+        rows.append(
+            [
+                f"{prefix}nom{i:03d}",
+                f"{prefix}prenom{i:03d}",
+                f"{200 + i} rue {prefix}cachee",
+                "H3B 2K5",
+                f"{prefix.lower()}{i:03d}@courriel-prive.example",
+                f"438 555 {1000 + i:04d}",
+                "42,50 $",
+                "2",
+                "Plein tarif",
+                day.isoformat(),
+                (day + dt.timedelta(days=20)).isoformat(),
+                "20:00",
+                "La pièce du quartier",
+                "Salle principale",
+                "Théâtre",
+                "Internet",
+                "oui",
+                f"{prefix}-{i}",
+            ]
+        )
     return rows
 
 
@@ -228,13 +270,13 @@ class World:
     experiment: Experiment
     batch_a: int
     job_id: str
-    approval_a: int                      # organisation A's pending approval (the awaiting campaign)
-    approvals: dict = field(default_factory=dict)   # approval id → organisation id (every campaign)
-    batches: dict = field(default_factory=dict)     # import batch id → organisation id
+    approval_a: int  # organisation A's pending approval (the awaiting campaign)
+    approvals: dict = field(default_factory=dict)  # approval id → organisation id (every campaign)
+    batches: dict = field(default_factory=dict)  # import batch id → organisation id
     contact_lists: dict = field(default_factory=dict)  # experiment id → organisation ids with a list
-    contacts: dict = field(default_factory=dict)    # organisation id → personal values of its contacts
-    provider_a: int = 0                  # organisation A's pending data-provider request (the awaiting campaign)
-    venue_a: int = 0                     # a hall of organisation A
+    contacts: dict = field(default_factory=dict)  # organisation id → personal values of its contacts
+    provider_a: int = 0  # organisation A's pending data-provider request (the awaiting campaign)
+    venue_a: int = 0  # a hall of organisation A
 
     @property
     def org_a(self) -> Organisation:
@@ -271,9 +313,13 @@ def build_world(app, session, tmp_path: Path, per_org: int = 12, shared: int = 4
             contact.postal_code = f"H2X{i % 10}Q{(i * 7) % 10}"
         session.flush()
         # an import of organisation A's own export: shows with a discipline, contacts, a batch
-        result = import_file(session, write_import(tmp_path / "export-a.csv",
-                                                   import_rows(8, district.now.date() - dt.timedelta(days=90))),
-                             org_a, secret=SECRET, filename="export-a.csv")
+        result = import_file(
+            session,
+            write_import(tmp_path / "export-a.csv", import_rows(8, district.now.date() - dt.timedelta(days=90))),
+            org_a,
+            secret=SECRET,
+            filename="export-a.csv",
+        )
         refresh_profiles(session)
         # the launched campaign: everybody approves, ready, launch
         launched = district.campaign
@@ -283,29 +329,45 @@ def build_world(app, session, tmp_path: Path, per_org: int = 12, shared: int = 4
         campaign_services.mark_ready(session, launched, now=district.now)
         experiment = experiment_services.launch(session, launched, now=district.now, seed=1234)
         # a campaign awaiting approvals, and a draft
-        awaiting = new_campaign(session, district.segment, district.promotion, now=district.now,
-                                name="Campagne en attente")
+        awaiting = new_campaign(
+            session, district.segment, district.promotion, now=district.now, name="Campagne en attente"
+        )
         campaign_services.submit_for_approval(session, awaiting, snapshot=district.snapshot, now=district.now)
         # organisation A asked, as data provider, about the awaiting campaign (as if its rule named A)
-        provider = ProviderApproval(campaign_id=awaiting.id, organisation_id=org_a.id, status="pending",
-                                    requested_at=district.now)
+        provider = ProviderApproval(
+            campaign_id=awaiting.id, organisation_id=org_a.id, status="pending", requested_at=district.now
+        )
         session.add(provider)
         draft = new_campaign(session, district.segment, district.promotion, now=district.now, name="Brouillon")
         session.commit()
 
         approvals = dict(session.execute(select(Approval.id, Approval.organisation_id)).all())
-        approval_a = session.scalar(select(Approval.id).where(Approval.campaign_id == awaiting.id,
-                                                              Approval.organisation_id == org_a.id))
+        approval_a = session.scalar(
+            select(Approval.id).where(Approval.campaign_id == awaiting.id, Approval.organisation_id == org_a.id)
+        )
         batches = dict(session.execute(select(ImportBatch.id, ImportBatch.organisation_id)).all())
         lists: dict[int, set[int]] = {}
         for experiment_id, organisation_id in session.execute(
-                select(ContactList.experiment_id, ContactList.organisation_id)):
+            select(ContactList.experiment_id, ContactList.organisation_id)
+        ):
             lists.setdefault(experiment_id, set()).add(organisation_id)
-        return World(district=district, orgs=list(district.orgs), launched=launched, awaiting=awaiting, draft=draft,
-                     experiment=experiment, batch_a=result.batch_id, job_id=sorted(registered_jobs(app))[0],
-                     approval_a=approval_a, approvals=approvals, batches=batches, contact_lists=lists,
-                     contacts=_personal_values(session), provider_a=provider.id,
-                     venue_a=session.scalar(select(Venue.id).where(Venue.organisation_id == org_a.id)))
+        return World(
+            district=district,
+            orgs=list(district.orgs),
+            launched=launched,
+            awaiting=awaiting,
+            draft=draft,
+            experiment=experiment,
+            batch_a=result.batch_id,
+            job_id=sorted(registered_jobs(app))[0],
+            approval_a=approval_a,
+            approvals=approvals,
+            batches=batches,
+            contact_lists=lists,
+            contacts=_personal_values(session),
+            provider_a=provider.id,
+            venue_a=session.scalar(select(Venue.id).where(Venue.organisation_id == org_a.id)),
+        )
 
 
 def grant_insights(app, user) -> None:
@@ -322,8 +384,9 @@ def role_clients(app, make_user, world: World) -> dict:
     """One logged-in test client per role (the venue user of organisation A) and an anonymous one."""
     clients = {"anonymous": app.test_client()}
     for role in ROLES[1:]:
-        user = make_user(role, world.org_a if role == "venue" else None,
-                         email=f"{role}-{uuid.uuid4().hex[:6]}@matrix.example")
+        user = make_user(
+            role, world.org_a if role == "venue" else None, email=f"{role}-{uuid.uuid4().hex[:6]}@matrix.example"
+        )
         if role == "evaluator":  # granted the audience insights, so that their pages are exercised
             grant_insights(app, user)
         client = app.test_client()
@@ -350,6 +413,7 @@ def describe(response) -> str:
 
 
 # --- the tests ----------------------------------------------------------------------------------
+
 
 def _endpoint_methods(app) -> dict[str, set[str]]:
     methods: dict[str, set[str]] = {}
@@ -391,7 +455,9 @@ def test_matrix_agrees_with_the_guards(app):
                 if role in allowed:
                     assert table[role] != 403, f"{endpoint}: {role} is allowed by the guard but expects 403"
                 else:
-                    assert table[role] in (403, 404), f"{endpoint}: {role} is refused by the guard, expects {table[role]}"
+                    assert table[role] in (403, 404), (
+                        f"{endpoint}: {role} is refused by the guard, expects {table[role]}"
+                    )
 
 
 def test_every_role_gets_what_the_matrix_says(app, session, make_user, tmp_path):
@@ -454,8 +520,9 @@ def _state(session) -> dict:
         "campaigns": sorted(session.execute(select(Campaign.id, Campaign.status)).all()),
         "approvals": sorted(session.execute(select(Approval.id, Approval.status)).all()),
         "reminders": sorted(session.scalars(select(Reminder.id))),
-        "organisations": sorted(session.execute(select(Organisation.slug, Organisation.name, Organisation.kind,
-                                                       Organisation.sender_email))),
+        "organisations": sorted(
+            session.execute(select(Organisation.slug, Organisation.name, Organisation.kind, Organisation.sender_email))
+        ),
         "venues": sorted(session.execute(select(Venue.id, Venue.name, Venue.capacity))),
         "experiments": sorted(session.scalars(select(Experiment.id))),
         "users": sorted(session.execute(select(User.email, User.role, User.active, User.session_version))),

@@ -38,21 +38,59 @@ from tests.test_authorisation_matrix import (
     role_clients,
 )
 
-SETTINGS = dict(deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large, HealthCheck.filter_too_much])
+SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 EXAMPLES = 20
 
 # --- junk ----------------------------------------------------------------------------------------
 
-NASTY = ["", " ", "\x00", "\u202e", "null", "None", "NaN", "inf", "-1", "0", "1e309", "9" * 40, "-9" * 30,
-         "' OR 1=1 --", "\"; DROP TABLE contact; --", "<script>alert(1)</script>", "{{ 7*7 }}", "%(x)s", "%s%n",
-         "../../etc/passwd", "=cmd|' /C calc'!A0", "2026-02-30", "2026-13-01T25:61", "１２３", "🎭" * 50,
-         "\r\n\r\n", "a" * 5000, "é" * 300]
+NASTY = [
+    "",
+    " ",
+    "\x00",
+    "\u202e",
+    "null",
+    "None",
+    "NaN",
+    "inf",
+    "-1",
+    "0",
+    "1e309",
+    "9" * 40,
+    "-9" * 30,
+    "' OR 1=1 --",
+    '"; DROP TABLE contact; --',
+    "<script>alert(1)</script>",
+    "{{ 7*7 }}",
+    "%(x)s",
+    "%s%n",
+    "../../etc/passwd",
+    "=cmd|' /C calc'!A0",
+    "2026-02-30",
+    "2026-13-01T25:61",
+    "１２３",
+    "🎭" * 50,
+    "\r\n\r\n",
+    "a" * 5000,
+    "é" * 300,
+]
 huge = st.builds(lambda c, n: c * n, st.characters(codec="utf-8"), st.integers(200, 20_000))
-junk = st.one_of(st.sampled_from(NASTY), st.text(max_size=60), huge,
-                 st.integers(min_value=-10**30, max_value=10**30).map(str),
-                 st.floats(allow_nan=True, allow_infinity=True).map(repr))
+junk = st.one_of(
+    st.sampled_from(NASTY),
+    st.text(max_size=60),
+    huge,
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
 
 
 @dataclass
@@ -96,9 +134,14 @@ def maybe(strategy) -> st.SearchStrategy:
     return st.one_of(st.none(), strategy)
 
 
-upload = st.tuples(st.one_of(st.binary(max_size=2000), st.text(max_size=500).map(str.encode),
-                             st.sampled_from([b"Nom;Pr\xe9nom\nA;B\n", b"\xff\xfe\x00\x00", b"", b"a@b.example\n" * 50])),
-                   st.sampled_from(["liste.csv", "liste.txt", "liste.CSV", "liste", "x.csv.exe", "é.csv"]))
+upload = st.tuples(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.text(max_size=500).map(str.encode),
+        st.sampled_from([b"Nom;Pr\xe9nom\nA;B\n", b"\xff\xfe\x00\x00", b"", b"a@b.example\n" * 50]),
+    ),
+    st.sampled_from(["liste.csv", "liste.txt", "liste.CSV", "liste", "x.csv.exe", "é.csv"]),
+)
 
 # (url, status) → posts: the tests check that the fuzzing also reaches the accepting paths
 OUTCOMES: Counter = Counter()
@@ -108,12 +151,40 @@ OUTCOMES: Counter = Counter()
 
 def counts(session) -> dict:
     session.expire_all()
-    found = {m.__name__: session.scalar(select(func.count()).select_from(m))
-             for m in (Approval, Campaign, Contact, Exclusion, Experiment, ImportBatch, Organisation, Promotion,
-                       Recipient, Reminder, Segment, SegmentVersion, Spectator, Transaction, User, Venue)}
-    found["organisation_details"] = sorted(session.execute(select(
-        Organisation.id, Organisation.name, Organisation.kind, Organisation.disciplines, Organisation.k_threshold,
-        Organisation.sender_name, Organisation.sender_email)).all())
+    found = {
+        m.__name__: session.scalar(select(func.count()).select_from(m))
+        for m in (
+            Approval,
+            Campaign,
+            Contact,
+            Exclusion,
+            Experiment,
+            ImportBatch,
+            Organisation,
+            Promotion,
+            Recipient,
+            Reminder,
+            Segment,
+            SegmentVersion,
+            Spectator,
+            Transaction,
+            User,
+            Venue,
+        )
+    }
+    found["organisation_details"] = sorted(
+        session.execute(
+            select(
+                Organisation.id,
+                Organisation.name,
+                Organisation.kind,
+                Organisation.disciplines,
+                Organisation.k_threshold,
+                Organisation.sender_name,
+                Organisation.sender_email,
+            )
+        ).all()
+    )
     found["venue_details"] = sorted(session.execute(select(Venue.id, Venue.name, Venue.capacity)).all())
     found["statuses"] = sorted(session.execute(select(Campaign.id, Campaign.status)).all())
     found["answers"] = sorted(session.execute(select(Approval.id, Approval.status)).all())
@@ -179,6 +250,7 @@ def clients(app, make_user, world):
 
 # --- the forms -----------------------------------------------------------------------------------
 
+
 def test_every_post_endpoint_is_fuzzed_here():
     """A new POST endpoint gets a strategy here (the authorisation matrix lists them)."""
     posted = {e for e, entry in MATRIX.items() if entry.post and ALLOWED in entry.post.values()}
@@ -186,17 +258,45 @@ def test_every_post_endpoint_is_fuzzed_here():
 
 
 FUZZED = {
-    "auth.login", "auth.logout", "admin.organisations", "admin.users", "main.imports", "jobs.run_now",
+    "auth.login",
+    "auth.logout",
+    "admin.organisations",
+    "admin.users",
+    "main.imports",
+    "jobs.run_now",
     "questions.index",
-    "auth.change_password", "admin.user_access", "campaigns.decide_provider",
-    "admin.user_role", "admin.user_link", "admin.user_deactivate", "account.choose_password",
-    "admin.organisation", "admin.organisation_venues", "admin.venue",
-    "segments.new", "segments.edit", "segments.preview_json",
-    "campaigns.new_promotion", "campaigns.edit_promotion", "campaigns.new_campaign", "campaigns.edit_campaign",
-    "campaigns.submit", "campaigns.ready", "campaigns.cancel", "campaigns.decide", "campaigns.upload_exclusions",
-    "campaigns.clear_exclusions", "campaigns.erasure", "campaigns.erasure_confirm", "campaigns.remind",
-    "experiments.launch", "experiments.refresh", "experiments.unsubscribe",
-    "imports.columns", "imports.confirm", "imports.cancel",
+    "auth.change_password",
+    "admin.user_access",
+    "campaigns.decide_provider",
+    "admin.user_role",
+    "admin.user_link",
+    "admin.user_deactivate",
+    "account.choose_password",
+    "admin.organisation",
+    "admin.organisation_venues",
+    "admin.venue",
+    "segments.new",
+    "segments.edit",
+    "segments.preview_json",
+    "campaigns.new_promotion",
+    "campaigns.edit_promotion",
+    "campaigns.new_campaign",
+    "campaigns.edit_campaign",
+    "campaigns.submit",
+    "campaigns.ready",
+    "campaigns.cancel",
+    "campaigns.decide",
+    "campaigns.upload_exclusions",
+    "campaigns.clear_exclusions",
+    "campaigns.erasure",
+    "campaigns.erasure_confirm",
+    "campaigns.remind",
+    "experiments.launch",
+    "experiments.refresh",
+    "experiments.unsubscribe",
+    "imports.columns",
+    "imports.confirm",
+    "imports.cancel",
 }
 
 
@@ -204,21 +304,34 @@ def test_admin_and_login_forms(app, session, world, clients):
     admin = clients["admin"]
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(slug=field(strategy=st.from_regex(r"[a-z][a-z0-9-]{2,30}", fullmatch=True)), name=field("Salle Z"),
-                kind=field("venue", "company", "festival"), k_threshold=field("", "10", "1000")))
+    @given(
+        form(
+            slug=field(strategy=st.from_regex(r"[a-z][a-z0-9-]{2,30}", fullmatch=True)),
+            name=field("Salle Z"),
+            kind=field("venue", "company", "festival"),
+            k_threshold=field("", "10", "1000"),
+        )
+    )
     def organisations(data):
         post_and_check(admin, session, "/admin/organisations", data)
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(email=field(strategy=st.integers(0, 10**9).map(lambda n: f"neuf{n}@example.org")), name=field("Nom"),
-                role=field("staff", "venue", "evaluator", "admin"),
-                organisation=field(str(world.org_a.id), "")))
+    @given(
+        form(
+            email=field(strategy=st.integers(0, 10**9).map(lambda n: f"neuf{n}@example.org")),
+            name=field("Nom"),
+            role=field("staff", "venue", "evaluator", "admin"),
+            organisation=field(str(world.org_a.id), ""),
+        )
+    )
     def users(data):
         post_and_check(admin, session, "/admin/users", data)
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(email=field(clients["staff"].user.email, "x@example.org"), password=field("correct-horse-42")),
-           st.sampled_from(["", "?next=/admin/users", "?next=//evil.example", "?next=%0d%0aSet-Cookie:x"]))
+    @given(
+        form(email=field(clients["staff"].user.email, "x@example.org"), password=field("correct-horse-42")),
+        st.sampled_from(["", "?next=/admin/users", "?next=//evil.example", "?next=%0d%0aSet-Cookie:x"]),
+    )
     def logins(data, query):
         response = post_and_check(app.test_client(), session, "/login" + query, data)
         if response.status_code == 302:
@@ -249,17 +362,32 @@ def test_account_forms(app, session, world, clients, make_user):
     admin = clients["admin"]
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(current=field("correct-horse-42", "wrong-password-1"), new=field("Gazon-vert-2031", "Password12345!"),
-                confirm=field("Gazon-vert-2031", "Password12345!")), st.sampled_from(["staff", "venue", "evaluator"]))
+    @given(
+        form(
+            current=field("correct-horse-42", "wrong-password-1"),
+            new=field("Gazon-vert-2031", "Password12345!"),
+            confirm=field("Gazon-vert-2031", "Password12345!"),
+        ),
+        st.sampled_from(["staff", "venue", "evaluator"]),
+    )
     def passwords(data, role):
         response = post_and_check(clients[role], session, "/account/password", data)
         if response.status_code == 302:  # changed: back to the test's password, this session kept
-            assert clients[role].post("/account/password", data={
-                "current": data["new"], "new": "correct-horse-42", "confirm": "correct-horse-42"}).status_code == 302
+            assert (
+                clients[role]
+                .post(
+                    "/account/password",
+                    data={"current": data["new"], "new": "correct-horse-42", "confirm": "correct-horse-42"},
+                )
+                .status_code
+                == 302
+            )
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(action=field("reactivate", "grant_insights", "withdraw_insights")),
-           st.sampled_from([target.id, target.id, 0, 2**31 - 1]))
+    @given(
+        form(action=field("reactivate", "grant_insights", "withdraw_insights")),
+        st.sampled_from([target.id, target.id, 0, 2**31 - 1]),
+    )
     def access(data, user_id):
         post_and_check(admin, session, f"/admin/users/{user_id}/access", data)
 
@@ -294,8 +422,12 @@ def test_people_forms(app, session, world, clients, make_user):
         post_and_check(admin, session, f"/admin/users/{user_id}/link", {})
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(new=field("Gazon-vert-2031", "Password12345!", "court1"),
-                confirm=field("Gazon-vert-2031", "Password12345!", "court1")))
+    @given(
+        form(
+            new=field("Gazon-vert-2031", "Password12345!", "court1"),
+            confirm=field("Gazon-vert-2031", "Password12345!", "court1"),
+        )
+    )
     def choose(data):
         with app.app_context():
             raw = people.issue_link(session, session.get(User, target.id), "reset")
@@ -319,15 +451,28 @@ def test_organisation_forms(app, session, world, clients, make_org):
     orgs = st.sampled_from([org.id, org.id, world.org_a.id, 0, 2**31 - 1])
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(name=field("Salle floue", "Théâtre d'en face"), kind=field("venue", "company", "festival"),
-                disciplines=multi("theatre", "dance", "music"), k_threshold=field("", "10", "1000"),
-                sender_name=field("", "Billetterie"), sender_email=field("", "billets@example.org")), orgs)
+    @given(
+        form(
+            name=field("Salle floue", "Théâtre d'en face"),
+            kind=field("venue", "company", "festival"),
+            disciplines=multi("theatre", "dance", "music"),
+            k_threshold=field("", "10", "1000"),
+            sender_name=field("", "Billetterie"),
+            sender_email=field("", "billets@example.org"),
+        ),
+        orgs,
+    )
     def details(data, organisation_id):
         post_and_check(admin, session, f"/admin/organisations/{organisation_id}", data)
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(name=field(strategy=st.integers(0, 10**6).map(lambda n: f"Salle {n}")),
-                capacity=field("", "1", "250", "100000")), orgs)
+    @given(
+        form(
+            name=field(strategy=st.integers(0, 10**6).map(lambda n: f"Salle {n}")),
+            capacity=field("", "1", "250", "100000"),
+        ),
+        orgs,
+    )
     def halls(data, organisation_id):
         post_and_check(admin, session, f"/admin/organisations/{organisation_id}/venues", data)
 
@@ -335,8 +480,12 @@ def test_organisation_forms(app, session, world, clients, make_org):
         return sorted(session.scalars(select(Venue.id).where(Venue.organisation_id == org.id))) or [0]
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(action=field("update", "update", "delete"), name=field("Grande salle", "Studio"),
-                capacity=field("", "80")), st.integers(0, 3))
+    @given(
+        form(
+            action=field("update", "update", "delete"), name=field("Grande salle", "Studio"), capacity=field("", "80")
+        ),
+        st.integers(0, 3),
+    )
     def changes(data, pick):
         ids = hall_ids() + [world.venue_a, 2**31 - 1]
         post_and_check(admin, session, f"/admin/venues/{ids[pick % len(ids)]}", data)
@@ -352,9 +501,14 @@ def test_provider_form(session, world, clients):
     """A data provider's answer, with junk (organisation A's own request, and ids not its own)."""
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(decision=field("approve", "decline"), decline_reason=field("data_use", "other", ""),
-                decline_note=field("Nos données restent chez nous.", "")),
-           st.sampled_from([world.provider_a, world.provider_a, 0, 2**31 - 1]))
+    @given(
+        form(
+            decision=field("approve", "decline"),
+            decline_reason=field("data_use", "other", ""),
+            decline_note=field("Nos données restent chez nous.", ""),
+        ),
+        st.sampled_from([world.provider_a, world.provider_a, 0, 2**31 - 1]),
+    )
     def provider(data, provider_id):
         post_and_check(clients["venue"], session, f"/campaigns/providers/{provider_id}/decision", data)
 
@@ -364,15 +518,28 @@ def test_provider_form(session, world, clients):
 
 def test_segment_forms(session, world, clients):
     staff = clients["staff"]
-    rules = [json.dumps(r) for r in (
-        {"field": "shows", "op": ">=", "value": 1},
-        {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]}]},
-        {"field": "shows", "op": ">=", "value": 10**20}, {"any": []}, {"not": {"not": {"not": None}}},
-        {"field": "fsa", "op": "in", "value": ["H2X", "'; --"]})]
+    rules = [
+        json.dumps(r)
+        for r in (
+            {"field": "shows", "op": ">=", "value": 1},
+            {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]}]},
+            {"field": "shows", "op": ">=", "value": 10**20},
+            {"any": []},
+            {"not": {"not": {"not": None}}},
+            {"field": "fsa", "op": "in", "value": ["H2X", "'; --"]},
+        )
+    ]
 
     @settings(max_examples=EXAMPLES * 2, **SETTINGS)
-    @given(form(name=field("Segment"), description=field("Une description", ""), as_of=field("", "2026-01-01"),
-                rule=field(*rules[:2])), st.booleans())
+    @given(
+        form(
+            name=field("Segment"),
+            description=field("Une description", ""),
+            as_of=field("", "2026-01-01"),
+            rule=field(*rules[:2]),
+        ),
+        st.booleans(),
+    )
     def segments(data, edit):
         url = f"/segments/{world.district.segment.id}" if edit else "/segments/new"
         post_and_check(staff, session, url, data)
@@ -386,23 +553,40 @@ def test_campaign_forms(session, world, clients):
     today = dt.date.today()
     org_ids = [str(o.id) for o in world.orgs]
     promotion = form(
-        name_fr=field("Printemps"), name_en=field("Spring"), message_fr=field("Venez"), message_en=field("Come"),
-        offer_kind=field("percent_off"), offer_value=field("20", "25", "100"), organisations=multi(*org_ids),
-        disciplines=multi("theatre", "dance"), shows=Field(st.just([]), st.lists(junk, max_size=3)),
-        valid_from=field(today.isoformat()), valid_until=field((today + dt.timedelta(days=30)).isoformat()),
-        code_strategy=field("unique"), shared_code=field(""),
-        average_discount=field("9.00", "0"), cost_per_contact=field("0.05", "0"))
+        name_fr=field("Printemps"),
+        name_en=field("Spring"),
+        message_fr=field("Venez"),
+        message_en=field("Come"),
+        offer_kind=field("percent_off"),
+        offer_value=field("20", "25", "100"),
+        organisations=multi(*org_ids),
+        disciplines=multi("theatre", "dance"),
+        shows=Field(st.just([]), st.lists(junk, max_size=3)),
+        valid_from=field(today.isoformat()),
+        valid_until=field((today + dt.timedelta(days=30)).isoformat()),
+        code_strategy=field("unique"),
+        shared_code=field(""),
+        average_discount=field("9.00", "0"),
+        cost_per_contact=field("0.05", "0"),
+    )
     deadline = (dt.datetime.utcnow() + dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
     launch = (dt.datetime.utcnow() + dt.timedelta(days=5)).strftime("%Y-%m-%dT%H:%M")
     campaign = form(
-        name=field("Campagne"), objective=field("acquisition", "cross_sell", "upsell"),
-        segment=field(str(world.district.segment.id)), promotion=field(str(world.district.promotion.id)),
-        control_share=field("20"), arm_a_share=field("80", "40"), arm_b_share=field("", "40"),
+        name=field("Campagne"),
+        objective=field("acquisition", "cross_sell", "upsell"),
+        segment=field(str(world.district.segment.id)),
+        promotion=field(str(world.district.promotion.id)),
+        control_share=field("20"),
+        arm_a_share=field("80", "40"),
+        arm_b_share=field("", "40"),
         arm_a_promotion=field("0", str(world.district.promotion.id)),
         arm_b_promotion=field("0", str(world.district.promotion.id)),
-        window_days=field("30", "365", "1"), primary_metric=field("conversion", "revenue"),
-        secondary_metrics=multi("revenue", "tickets"), approval_deadline=field(deadline),
-        planned_launch_at=field(launch))
+        window_days=field("30", "365", "1"),
+        primary_metric=field("conversion", "revenue"),
+        secondary_metrics=multi("revenue", "tickets"),
+        approval_deadline=field(deadline),
+        planned_launch_at=field(launch),
+    )
 
     @settings(max_examples=EXAMPLES * 2, **SETTINGS)
     @given(promotion, st.booleans())
@@ -417,8 +601,11 @@ def test_campaign_forms(session, world, clients):
         post_and_check(staff, session, url, data)
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(st.sampled_from(["submit", "ready", "cancel"]), form(confirm=field("", "y"), reason=field("Parce que")),
-           st.sampled_from(["draft", "awaiting", "launched"]))
+    @given(
+        st.sampled_from(["submit", "ready", "cancel"]),
+        form(confirm=field("", "y"), reason=field("Parce que")),
+        st.sampled_from(["draft", "awaiting", "launched"]),
+    )
     def transitions(action, data, which):
         # a transition either happens whole or not at all; refusals come back as a redirect with a message
         post_and_check(staff, session, f"/campaigns/{getattr(world, which).id}/{action}", data, refused_keeps=False)
@@ -434,9 +621,16 @@ def test_venue_forms(session, world, clients):
     base = f"/campaigns/approvals/{world.approval_a}"
 
     @settings(max_examples=EXAMPLES * 2, **SETTINGS)
-    @given(form(decision=field("approve", "decline"), exclude_subscribers=field("y", ""),
-                exclude_contacted=field("y", ""), contacted_days=field("30", "365"),
-                decline_reason=field("timing", "offer", "other", ""), decline_note=field("Pas cette saison.", "")))
+    @given(
+        form(
+            decision=field("approve", "decline"),
+            exclude_subscribers=field("y", ""),
+            exclude_contacted=field("y", ""),
+            contacted_days=field("30", "365"),
+            decline_reason=field("timing", "offer", "other", ""),
+            decline_note=field("Pas cette saison.", ""),
+        )
+    )
     def decisions(data):
         post_and_check(venue, session, f"{base}/decision", data, refused_keeps=False)
 
@@ -445,7 +639,9 @@ def test_venue_forms(session, world, clients):
     def exclusions(data, file):
         if file is not None:
             data["file"] = (io.BytesIO(file[0]), file[1])
-        post_and_check(venue, session, f"{base}/exclusions", data, refused_keeps=False, content_type="multipart/form-data")
+        post_and_check(
+            venue, session, f"{base}/exclusions", data, refused_keeps=False, content_type="multipart/form-data"
+        )
 
     decisions()
     exclusions()
@@ -457,8 +653,13 @@ def test_remind_form(session, world, clients):
     """Staff's "remind again" with junk: a reminder is sent whole or refused with a message, never twice
     within the hour, and junk kinds or ids are a 404."""
     staff = clients["staff"]
-    requests = [("approval", world.approval_a), ("approval", world.approval_a), ("provider", world.provider_a),
-                ("approval", 0), ("provider", 2**31 - 1)]
+    requests = [
+        ("approval", world.approval_a),
+        ("approval", world.approval_a),
+        ("provider", world.provider_a),
+        ("approval", 0),
+        ("provider", 2**31 - 1),
+    ]
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
     @given(form(back=field("campaign", "requests")), st.sampled_from(requests))
@@ -484,14 +685,17 @@ def export_bytes(n: int) -> bytes:
 
 def test_imports_form(session, world, clients):
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(st.sampled_from(["staff", "venue"]),
-           form(organisation=field(str(world.org_a.id)), kind=field("sales"), skip_invalid=field("0", "1")),
-           st.one_of(st.builds(lambda n: (export_bytes(n), "export.csv"), st.integers(0, 10**6)), upload))
+    @given(
+        st.sampled_from(["staff", "venue"]),
+        form(organisation=field(str(world.org_a.id)), kind=field("sales"), skip_invalid=field("0", "1")),
+        st.one_of(st.builds(lambda n: (export_bytes(n), "export.csv"), st.integers(0, 10**6)), upload),
+    )
     def imports(role, data, file):
         data["file"] = (io.BytesIO(file[0]), file[1])
         before = counts(session)
-        response = post_and_check(clients[role], session, "/imports", data, refused_keeps=False,
-                                  content_type="multipart/form-data")
+        response = post_and_check(
+            clients[role], session, "/imports", data, refused_keeps=False, content_type="multipart/form-data"
+        )
         after = counts(session)
         if role == "venue" and data.get("organisation") not in (None, str(world.org_a.id)):
             # another organisation's id: never imported for it
@@ -512,10 +716,17 @@ def test_import_mapping_and_preview_forms(session, world, clients, tmp_path):
     for n, role in enumerate(("venue", "staff")):
         client = clients[role]
         path = messy_export(tmp_path / f"m{n}.csv", start=100 * n + 1000)
-        response = client.post("/imports", data={"organisation": str(world.org_a.id), "kind": "sales",
-                                                 "skip_invalid": "0", "action": "preview",
-                                                 "file": (io.BytesIO(path.read_bytes()), path.name)},
-                               content_type="multipart/form-data")
+        response = client.post(
+            "/imports",
+            data={
+                "organisation": str(world.org_a.id),
+                "kind": "sales",
+                "skip_invalid": "0",
+                "action": "preview",
+                "file": (io.BytesIO(path.read_bytes()), path.name),
+            },
+            content_type="multipart/form-data",
+        )
         assert response.status_code == 302
         base = response.headers["Location"].removesuffix("/columns")
 
@@ -526,8 +737,9 @@ def test_import_mapping_and_preview_forms(session, world, clients, tmp_path):
 
         mapping()
         for action in ("confirm", "cancel"):
-            post_and_check(client, session, f"{base}/{action}", {"confirm": "\x00" * 10, "x": "🎭" * 50},
-                           refused_keeps=False)
+            post_and_check(
+                client, session, f"{base}/{action}", {"confirm": "\x00" * 10, "x": "🎭" * 50}, refused_keeps=False
+            )
         assert client.get(base).status_code == 404  # confirmed or cancelled: gone
 
 
@@ -535,8 +747,10 @@ def test_erasure_launch_refresh_and_logout(app, session, world, clients):
     admin = clients["admin"]
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(form(email=field("personne1@xexemple.qc.ca", "personne"), confirm=field("y", "")),
-           form(token=field("", "eyJhIjoxfQ.x.y", "[1,2,3]"), confirm=field("y")))
+    @given(
+        form(email=field("personne1@xexemple.qc.ca", "personne"), confirm=field("y", "")),
+        form(token=field("", "eyJhIjoxfQ.x.y", "[1,2,3]"), confirm=field("y")),
+    )
     def erasure(find, confirm):
         post_and_check(admin, session, "/campaigns/admin/erasure", find)
         # a forged or junk token never erases anybody
@@ -547,14 +761,20 @@ def test_erasure_launch_refresh_and_logout(app, session, world, clients):
     @settings(max_examples=10, **SETTINGS)
     @given(form(confirm=field("", "y")), st.sampled_from(["draft", "awaiting", "launched"]))
     def launches(data, which):
-        post_and_check(clients["staff"], session, f"/experiments/campaign/{getattr(world, which).id}/launch", data,
-                       refused_keeps=False)
+        post_and_check(
+            clients["staff"],
+            session,
+            f"/experiments/campaign/{getattr(world, which).id}/launch",
+            data,
+            refused_keeps=False,
+        )
 
     erasure()
     launches()
     for role in ("staff", "evaluator"):
-        post_and_check(clients[role], session, f"/experiments/{world.experiment.id}/refresh", {"x": "\x00"},
-                       refused_keeps=False)
+        post_and_check(
+            clients[role], session, f"/experiments/{world.experiment.id}/refresh", {"x": "\x00"}, refused_keeps=False
+        )
     post_and_check(clients["admin"], session, "/logout", {"junk": "🎭" * 100}, refused_keeps=False)
 
 
@@ -564,13 +784,19 @@ def test_unsubscribe_links_take_any_token(app, session, world):
     from experiments import unsubscribe
 
     anonymous = app.test_client()
-    recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == world.experiment.id,
-                                                       Recipient.arm != "control").order_by(Recipient.id))
+    recipient = session.scalar(
+        select(Recipient)
+        .where(Recipient.experiment_id == world.experiment.id, Recipient.arm != "control")
+        .order_by(Recipient.id)
+    )
     with app.test_request_context():
         good = unsubscribe.token_for(recipient.id)
-    token = st.one_of(junk.filter(lambda t: t.strip("/") and "/" not in t and "?" not in t and "#" not in t),
-                      st.builds(lambda cut, tail: good[:cut] + tail, st.integers(0, len(good)),
-                                st.text(alphabet="ABCxyz019-_.", max_size=4)).filter(lambda t: t != good))
+    token = st.one_of(
+        junk.filter(lambda t: t.strip("/") and "/" not in t and "?" not in t and "#" not in t),
+        st.builds(
+            lambda cut, tail: good[:cut] + tail, st.integers(0, len(good)), st.text(alphabet="ABCxyz019-_.", max_size=4)
+        ).filter(lambda t: t != good),
+    )
 
     @settings(max_examples=EXAMPLES * 2, **SETTINGS)
     @given(token, st.booleans())
@@ -597,37 +823,83 @@ def test_unsubscribe_links_take_any_token(app, session, world):
 
 # --- the rule preview endpoint -------------------------------------------------------------------
 
-FIELDS = ["organisation", "discipline", "venue", "shows", "orders", "tickets", "spent", "days_since_last",
-          "days_since_first", "lifecycle", "subscriber", "newsletter", "contactable", "channel", "promo_share",
-          "lead_days", "fsa", "nope", ""]
+FIELDS = [
+    "organisation",
+    "discipline",
+    "venue",
+    "shows",
+    "orders",
+    "tickets",
+    "spent",
+    "days_since_last",
+    "days_since_first",
+    "lifecycle",
+    "subscriber",
+    "newsletter",
+    "contactable",
+    "channel",
+    "promo_share",
+    "lead_days",
+    "fsa",
+    "nope",
+    "",
+]
 OPS = ["any", "all", "none", "=", "!=", ">", ">=", "<", "<=", "between", "in", "not_in", "is", "starts_with", "~"]
-json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
-                        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
-                        st.sampled_from(["theatre", "H2X", "new", "web", "2026-01-01"]))
-json_value = st.recursive(json_scalar, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                               st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                          max_leaves=12)
-leaf = st.fixed_dictionaries({"field": st.sampled_from(FIELDS), "op": st.sampled_from(OPS), "value": json_value},
-                             optional={"within_days": json_scalar})
-rule = st.recursive(leaf, lambda inner: st.one_of(
-    st.fixed_dictionaries({"all": st.lists(inner, max_size=3)}), st.fixed_dictionaries({"any": st.lists(inner, max_size=3)}),
-    st.fixed_dictionaries({"not": inner})), max_leaves=6)
+json_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(["theatre", "H2X", "new", "web", "2026-01-01"]),
+)
+json_value = st.recursive(
+    json_scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
+leaf = st.fixed_dictionaries(
+    {"field": st.sampled_from(FIELDS), "op": st.sampled_from(OPS), "value": json_value},
+    optional={"within_days": json_scalar},
+)
+rule = st.recursive(
+    leaf,
+    lambda inner: st.one_of(
+        st.fixed_dictionaries({"all": st.lists(inner, max_size=3)}),
+        st.fixed_dictionaries({"any": st.lists(inner, max_size=3)}),
+        st.fixed_dictionaries({"not": inner}),
+    ),
+    max_leaves=6,
+)
 
 
 def test_preview_endpoint_answers_json_for_any_rule(session, world, clients):
     staff = clients["staff"]
 
-    valid = st.sampled_from([
-        {"field": "shows", "op": ">=", "value": 1},
-        {"all": [{"field": "organisation", "op": "any", "value": [o.slug for o in world.orgs]},
-                 {"field": "lifecycle", "op": "not_in", "value": ["lapsed"]}]},
-        {"any": [{"field": "fsa", "op": "starts_with", "value": ["H2"]}, {"field": "spent", "op": "between",
-                                                                          "value": [0, 10**6]}]},
-        {"not": {"field": "tickets", "op": "<", "value": 2, "within_days": 365}}])
+    valid = st.sampled_from(
+        [
+            {"field": "shows", "op": ">=", "value": 1},
+            {
+                "all": [
+                    {"field": "organisation", "op": "any", "value": [o.slug for o in world.orgs]},
+                    {"field": "lifecycle", "op": "not_in", "value": ["lapsed"]},
+                ]
+            },
+            {
+                "any": [
+                    {"field": "fsa", "op": "starts_with", "value": ["H2"]},
+                    {"field": "spent", "op": "between", "value": [0, 10**6]},
+                ]
+            },
+            {"not": {"field": "tickets", "op": "<", "value": 2, "within_days": 365}},
+        ]
+    )
 
     @settings(max_examples=EXAMPLES * 4, **SETTINGS)
-    @given(st.one_of(valid, rule, json_value, rule.map(json.dumps), valid.map(json.dumps)),
-           st.one_of(st.none(), st.sampled_from(["2026-01-01", "", "2026-02-30", "demain", "1900-01-01"]), json_scalar))
+    @given(
+        st.one_of(valid, rule, json_value, rule.map(json.dumps), valid.map(json.dumps)),
+        st.one_of(st.none(), st.sampled_from(["2026-01-01", "", "2026-02-30", "demain", "1900-01-01"]), json_scalar),
+    )
     def previews(body, as_of):
         payload = {"rule": body} if as_of is None else {"rule": body, "as_of": as_of}
         response = post_and_check(staff, session, "/segments/preview", json_body=payload)
@@ -640,8 +912,10 @@ def test_preview_endpoint_answers_json_for_any_rule(session, world, clients):
             assert "size" in data and "by_organisation" in data
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(st.one_of(json_value.map(json.dumps), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))),
-           st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"]))
+    @given(
+        st.one_of(json_value.map(json.dumps), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))),
+        st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"]),
+    )
     def raw_bodies(body, content_type):
         response = staff.post("/segments/preview", data=body, content_type=content_type)
         assert response.status_code in (200, 400) and response.is_json
@@ -653,13 +927,15 @@ def test_preview_endpoint_answers_json_for_any_rule(session, world, clients):
 
 @pytest.mark.parametrize("as_of", ["9999-12-31", "0001-01-01"])
 def test_preview_at_the_edges_of_the_calendar_is_a_400(clients, as_of):
-    response = clients["staff"].post("/segments/preview", json={"rule": {"field": "shows", "op": ">=", "value": 1},
-                                                                "as_of": as_of})
+    response = clients["staff"].post(
+        "/segments/preview", json={"rule": {"field": "shows", "op": ">=", "value": 1}, "as_of": as_of}
+    )
     assert response.status_code == 400, response.status_code
     assert response.get_json()["path"] == "/as_of" and as_of in response.get_json()["error"]
 
 
 # --- the comparison's filters (GET) --------------------------------------------------------------
+
 
 def test_comparison_filters_answer_a_page_or_a_clear_error(session, world, clients):
     """Any season, second season, discipline or organisation in the query string: the page, a 400 in
@@ -670,11 +946,14 @@ def test_comparison_filters_answer_a_page_or_a_clear_error(session, world, clien
     valid = st.sampled_from([world.org_a.slug, world.org_a.slug] + [o.slug for o in world.orgs])
 
     @settings(max_examples=EXAMPLES, **SETTINGS)
-    @given(role=st.sampled_from(["staff", "venue"]), slug=st.one_of(valid, valid, valid, junk),
-           season=st.one_of(st.sampled_from(["", "all", "2024-2025", "2025", "2026-2027"]), junk),
-           compare=st.one_of(st.sampled_from(["", "2024", "2025-2026"]), junk),
-           discipline=st.one_of(st.sampled_from(["", "theatre", "music", "dance"]), junk),
-           page=st.sampled_from(["", "/portrait", "/comparison.csv"]))
+    @given(
+        role=st.sampled_from(["staff", "venue"]),
+        slug=st.one_of(valid, valid, valid, junk),
+        season=st.one_of(st.sampled_from(["", "all", "2024-2025", "2025", "2026-2027"]), junk),
+        compare=st.one_of(st.sampled_from(["", "2024", "2025-2026"]), junk),
+        discipline=st.one_of(st.sampled_from(["", "theatre", "music", "dance"]), junk),
+        page=st.sampled_from(["", "/portrait", "/comparison.csv"]),
+    )
     def filters(role, slug, season, compare, discipline, page):
         before = counts(session)
         query = {"season": season, "compare": compare, "discipline": discipline}
@@ -697,8 +976,9 @@ def test_comparison_filters_answer_a_page_or_a_clear_error(session, world, clien
 
 # --- pilot analyze -------------------------------------------------------------------------------
 
-cell = st.one_of(st.sampled_from(["0", "1", "2.5", "-1", "", "nan", "inf", "1e400", "oui", "A", "control", "B"]),
-                 st.text(max_size=6))
+cell = st.one_of(
+    st.sampled_from(["0", "1", "2.5", "-1", "", "nan", "inf", "1e400", "oui", "A", "control", "B"]), st.text(max_size=6)
+)
 
 
 @st.composite
@@ -712,8 +992,13 @@ def analyze_inputs(draw):
     if draw(st.booleans()):
         data = draw(st.binary(max_size=200))
     options = ["--arm", draw(st.sampled_from(["arm", "buy", "missing"])), "--control", draw(cell)]
-    for metric in draw(st.lists(st.sampled_from(["buy", "buy:binary", "spend:continuous", "spend:weird", ":binary",
-                                                 "arm", "pre"]), min_size=1, max_size=3)):
+    for metric in draw(
+        st.lists(
+            st.sampled_from(["buy", "buy:binary", "spend:continuous", "spend:weird", ":binary", "arm", "pre"]),
+            min_size=1,
+            max_size=3,
+        )
+    ):
         options += ["--metric", metric]
     if draw(st.booleans()):
         options += ["--covariate", draw(st.sampled_from(["pre", "arm", "nope"]))]
@@ -752,8 +1037,24 @@ def test_analyze_on_a_real_file_succeeds(tmp_path):
         lines.append(f"{arm},{int(i % 7 == 0 or (arm == 'A' and i % 5 == 0))},{(i % 13) * 1.5:.2f},{i % 3},o{i % 4}")
     path = tmp_path / "real.csv"
     path.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(analyze_command, [str(path), "--arm", "arm", "--control", "control", "--metric",
-                                                  "buy:binary", "--metric", "spend:continuous", "--covariate", "pre",
-                                                  "--strata", "org", "--json"])
+    result = CliRunner().invoke(
+        analyze_command,
+        [
+            str(path),
+            "--arm",
+            "arm",
+            "--control",
+            "control",
+            "--metric",
+            "buy:binary",
+            "--metric",
+            "spend:continuous",
+            "--covariate",
+            "pre",
+            "--strata",
+            "org",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["n"] == {"control": 200, "A": 200}

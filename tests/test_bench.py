@@ -24,8 +24,17 @@ def bench(pytestconfig):
     pytest.importorskip("duckdb", reason="the benchmark's DuckDB baseline is the 'bench' extra")
     chosen = pytestconfig.getoption("--db")
     engines = ("postgresql", "sqlite") if chosen == "all" else (chosen,)
-    args = [sys.executable, "-c", "import sys; from core.cli import main; sys.exit(main())", "bench",
-            "--spectators", str(SPECTATORS), "--database", PG_SERVER, "--json"]
+    args = [
+        sys.executable,
+        "-c",
+        "import sys; from core.cli import main; sys.exit(main())",
+        "bench",
+        "--spectators",
+        str(SPECTATORS),
+        "--database",
+        PG_SERVER,
+        "--json",
+    ]
     for engine in engines:
         args += ["--engine", engine]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_BENCH_")}
@@ -68,8 +77,7 @@ def test_prints_one_json_object_with_every_figure_of_design_12(bench):
         assert outcomes["recipients"] == assignment["recipients"]
         assert outcomes["transactions"] == 4 * (SPECTATORS // 2) and outcomes["seconds"] > 0
         assert outcomes["outcomes"] > 0
-        assert set(report["targets"][engine]) >= {"import_ratio", "profile_ratio", "assignment_s",
-                                                  "outcomes_report_s"}
+        assert set(report["targets"][engine]) >= {"import_ratio", "profile_ratio", "assignment_s", "outcomes_report_s"}
 
 
 def test_members_equal_duckdb_and_across_engines(bench):
@@ -97,9 +105,20 @@ def test_times_every_main_page_of_each_role_cold_and_warm(bench):
         pages = report["engines"][engine]["pages"]
         roles = {name.split(".")[0] for name in pages}
         assert roles == {"staff", "admin", "venue", "evaluator"}
-        for name in ("staff.dashboard", "venue.dashboard", "staff.insights_district", "staff.segment_preview",
-                     "staff.campaign", "venue.approval", "staff.power", "evaluator.report", "staff.comparison",
-                     "staff.comparison_seasons", "venue.comparison_own", "venue.unsubscribe"):
+        for name in (
+            "staff.dashboard",
+            "venue.dashboard",
+            "staff.insights_district",
+            "staff.segment_preview",
+            "staff.campaign",
+            "venue.approval",
+            "staff.power",
+            "evaluator.report",
+            "staff.comparison",
+            "staff.comparison_seasons",
+            "venue.comparison_own",
+            "venue.unsubscribe",
+        ):
             assert name in pages, (engine, name)
         for name, page in pages.items():
             assert page["status"] == 200, (engine, name, page)

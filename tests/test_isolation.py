@@ -42,9 +42,15 @@ def world(app, session, tmp_path):
     with app.app_context():
         # organisation B imports too, so that there is an import batch of its own to find
         org_b = session.get(Organisation, world.orgs[1].id)
-        import_file(session, write_import(tmp_path / "export-b.csv",
-                                          import_rows(3, world.district.now.date() - dt.timedelta(days=40), "Bee")),
-                    org_b, secret=SECRET, filename="export-b.csv")
+        import_file(
+            session,
+            write_import(
+                tmp_path / "export-b.csv", import_rows(3, world.district.now.date() - dt.timedelta(days=40), "Bee")
+            ),
+            org_b,
+            secret=SECRET,
+            filename="export-b.csv",
+        )
         # organisation D belongs to the district and to nothing else
         outsider = Organisation(slug="dehors", name="Dehors", kind="venue")
         session.add(outsider)
@@ -87,9 +93,11 @@ def test_approvals_are_a_404_for_other_organisations(app, make_user, world, sess
                     assert not found, f"{path} shows other organisations' contacts: {found[:5]}"
             if own:
                 continue
-            for path, data in ((f"/campaigns/approvals/{approval_id}/decision", {"decision": "decline"}),
-                               (f"/campaigns/approvals/{approval_id}/exclusions", {"kind": "email"}),
-                               (f"/campaigns/approvals/{approval_id}/exclusions/clear", {"clear": "1"})):
+            for path, data in (
+                (f"/campaigns/approvals/{approval_id}/decision", {"decision": "decline"}),
+                (f"/campaigns/approvals/{approval_id}/exclusions", {"kind": "email"}),
+                (f"/campaigns/approvals/{approval_id}/exclusions/clear", {"clear": "1"}),
+            ):
                 response = client.post(path, data=data)
                 assert response.status_code == 404, (name, path, response.status_code)
     session.expire_all()
@@ -120,7 +128,9 @@ def test_contact_lists_and_reports_are_a_404_for_other_organisations(app, make_u
             assert response.status_code == (200 if own_list else 404), (org.slug, experiment_id, response.status_code)
             if own_list:
                 body = response.get_data(as_text=True)
-                assert not leaks(body, world.personal_not_of(org.id)), "a contact list holds other organisations' people"
+                assert not leaks(body, world.personal_not_of(org.id)), (
+                    "a contact list holds other organisations' people"
+                )
                 assert any(v in body for v in world.contacts[org.id]), "the list holds the organisation's own people"
             for path in (f"/experiments/{experiment_id}/report.csv", f"/experiments/{experiment_id}/report.json"):
                 response = client.get(path)
@@ -134,9 +144,11 @@ def test_insights_of_another_organisation_are_a_404(app, make_user, world):
     client = venue_client(app, make_user, world.orgs[1])
     for org in world.orgs + [world.outsider]:
         own = org.id == world.orgs[1].id
-        for path in (f"/segments/insights/organisation/{org.slug}",
-                     f"/segments/insights/organisation/{org.slug}/lifecycle.csv",
-                     f"/segments/insights/organisation?slug={org.slug}"):
+        for path in (
+            f"/segments/insights/organisation/{org.slug}",
+            f"/segments/insights/organisation/{org.slug}/lifecycle.csv",
+            f"/segments/insights/organisation?slug={org.slug}",
+        ):
             status = client.get(path).status_code
             assert status == ((302 if "?" in path else 200) if own else 404), (path, status)
     # a discipline organisation C neither sells nor declares (A and B sell theatre)
@@ -150,8 +162,12 @@ def test_the_comparison_of_another_organisation_is_a_404(app, make_user, world):
     client = venue_client(app, make_user, world.orgs[1])
     for org in world.orgs + [world.outsider]:
         own = org.id == world.orgs[1].id
-        for path in (f"/segments/comparison/{org.slug}", f"/segments/comparison/{org.slug}/portrait",
-                     f"/segments/comparison/{org.slug}/comparison.csv", f"/segments/comparison?slug={org.slug}"):
+        for path in (
+            f"/segments/comparison/{org.slug}",
+            f"/segments/comparison/{org.slug}/portrait",
+            f"/segments/comparison/{org.slug}/comparison.csv",
+            f"/segments/comparison?slug={org.slug}",
+        ):
             status = client.get(path).status_code
             assert status == ((302 if "?" in path else 200) if own else 404), (path, status)
         if not own:  # never named on the venue's own comparison
@@ -159,6 +175,7 @@ def test_the_comparison_of_another_organisation_is_a_404(app, make_user, world):
 
 
 # --- no contact field for staff, evaluators and administrators -------------------------------------
+
 
 def _crawl_urls(app, world, role: str) -> list[str]:
     urls = []
@@ -229,8 +246,15 @@ def test_a_venue_cannot_import_for_another_organisation(app, make_user, world, s
     path = write_import(tmp_path / "intrus.csv", import_rows(2, world.district.now.date(), "Intrus"))
     before = dict(session.execute(select(ImportBatch.id, ImportBatch.organisation_id)).all())
     for org in (world.orgs[0], world.orgs[2], world.outsider):
-        response = client.post("/imports", data={"organisation": str(org.id), "kind": "sales", "skip_invalid": "0",
-                                                 "file": (io.BytesIO(path.read_bytes()), "intrus.csv")})
+        response = client.post(
+            "/imports",
+            data={
+                "organisation": str(org.id),
+                "kind": "sales",
+                "skip_invalid": "0",
+                "file": (io.BytesIO(path.read_bytes()), "intrus.csv"),
+            },
+        )
         assert response.status_code == 404, (org.slug, response.status_code)
     session.expire_all()
     assert dict(session.execute(select(ImportBatch.id, ImportBatch.organisation_id)).all()) == before

@@ -71,9 +71,11 @@ def write_xlsx(path: Path, rows: list[list], sheet: str = "Ventes") -> Path:
     for r, row in enumerate(rows, start=1):
         cells = "".join(_cell(f"{_column(c)}{r}", value) for c, value in enumerate(row))
         body.append(f'<row r="{r}">{cells}</row>')
-    sheet_xml = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-                 '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-                 f'<sheetData>{"".join(body)}</sheetData></worksheet>')
+    sheet_xml = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        f"<sheetData>{''.join(body)}</sheetData></worksheet>"
+    )
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("[Content_Types].xml", _CONTENT_TYPES)
         archive.writestr("_rels/.rels", _RELS)

@@ -20,8 +20,16 @@ from core.demo.district import (
 from core.demo.loading import _load
 from core.models import Organisation, User
 
-__all__ = ["DEMO_DOMAIN", "DEMO_PASSWORD", "FSAS", "SALES_END", "VENUE_LOGINS", "build_demo", "demo_logins",
-           "empty_database"]
+__all__ = [
+    "DEMO_DOMAIN",
+    "DEMO_PASSWORD",
+    "FSAS",
+    "SALES_END",
+    "VENUE_LOGINS",
+    "build_demo",
+    "demo_logins",
+    "empty_database",
+]
 
 
 # --- the command's entry point ---------------------------------------------------------------
@@ -29,8 +37,11 @@ __all__ = ["DEMO_DOMAIN", "DEMO_PASSWORD", "FSAS", "SALES_END", "VENUE_LOGINS", 
 
 def demo_logins() -> list[tuple[str, str, str | None]]:
     """(role, e-mail, organisation slug) of every demo login."""
-    logins = [("admin", f"admin@{DEMO_DOMAIN}", None), ("staff", f"staff@{DEMO_DOMAIN}", None),
-              ("evaluator", f"evaluator@{DEMO_DOMAIN}", None)]
+    logins = [
+        ("admin", f"admin@{DEMO_DOMAIN}", None),
+        ("staff", f"staff@{DEMO_DOMAIN}", None),
+        ("evaluator", f"evaluator@{DEMO_DOMAIN}", None),
+    ]
     logins += [("venue", f"venue-{slug}@{DEMO_DOMAIN}", slug) for slug in VENUE_LOGINS]
     return logins
 
@@ -45,8 +56,14 @@ def _ensure_users(db) -> list[tuple[str, str]]:
             if slug is not None and slug not in orgs:
                 continue
             if session.scalar(select(User.id).where(func.lower(User.email) == email)) is None:
-                create_user(session, email, DEMO_PASSWORD, role, orgs.get(slug) if slug else None,
-                            name=f"Démo {role}" if slug is None else f"Démo {slug}")
+                create_user(
+                    session,
+                    email,
+                    DEMO_PASSWORD,
+                    role,
+                    orgs.get(slug) if slug else None,
+                    name=f"Démo {role}" if slug is None else f"Démo {slug}",
+                )
             made.append((role, email))
         session.commit()
     return made
@@ -63,8 +80,15 @@ def empty_database(db) -> None:
         sql.empty_tables(connection, tables)
 
 
-def build_demo(db, spectators: int = 50_000, seed: int = 2017, echo: Callable[[str], None] = print,
-               *, fresh: bool = False, secret: str | None = None) -> dict:
+def build_demo(
+    db,
+    spectators: int = 50_000,
+    seed: int = 2017,
+    echo: Callable[[str], None] = print,
+    *,
+    fresh: bool = False,
+    secret: str | None = None,
+) -> dict:
     """Build the demo district in ``db`` and return its logins.
 
     :param db: the :class:`core.db.Database` to fill (already migrated).
@@ -85,8 +109,10 @@ def build_demo(db, spectators: int = 50_000, seed: int = 2017, echo: Callable[[s
     with db.session() as session:
         existing = session.scalar(select(func.count()).select_from(Organisation))
     if existing:
-        echo(f"The database already holds {existing} organisations: the demo district is kept as it is "
-             "(use --fresh to rebuild it).")
+        echo(
+            f"The database already holds {existing} organisations: the demo district is kept as it is "
+            "(use --fresh to rebuild it)."
+        )
         return {"password": DEMO_PASSWORD, "users": _ensure_users(db)}
 
     began = time.perf_counter()
@@ -99,7 +125,9 @@ def build_demo(db, spectators: int = 50_000, seed: int = 2017, echo: Callable[[s
         step = getattr(module, "build_demo", None)
         if step is not None:
             step(db, rng_seed=seed, echo=echo)
-    echo(f"Demo district ready: {len(ORGANISATIONS)} organisations, {totals['shows']:,} shows, "
-         f"{totals['spectators']:,} spectators, {totals['transactions']:,} transactions, "
-         f"{totals['contacts']:,} contacts ({time.perf_counter() - began:.1f} s).")
+    echo(
+        f"Demo district ready: {len(ORGANISATIONS)} organisations, {totals['shows']:,} shows, "
+        f"{totals['spectators']:,} spectators, {totals['transactions']:,} transactions, "
+        f"{totals['contacts']:,} contacts ({time.perf_counter() - began:.1f} s)."
+    )
     return {"password": DEMO_PASSWORD, "users": users}

@@ -38,9 +38,9 @@ class Catalogue:
     show_org: np.ndarray
     show_venue: np.ndarray
     show_disc: np.ndarray
-    show_start: np.ndarray          # seconds since EPOCH
+    show_start: np.ndarray  # seconds since EPOCH
     show_duration: np.ndarray
-    show_price: np.ndarray          # cents per ticket
+    show_price: np.ndarray  # cents per ticket
     show_season: np.ndarray
     show_title: list[str]
     show_company: list[str | None]
@@ -48,7 +48,7 @@ class Catalogue:
     # productions: CSR lists of their performances, grouped by (organisation, season)
     prod_shows: np.ndarray
     prod_offsets: np.ndarray
-    orgseason_offsets: np.ndarray   # productions of (org, season) = [offsets[o*S+s], offsets[o*S+s+1])
+    orgseason_offsets: np.ndarray  # productions of (org, season) = [offsets[o*S+s], offsets[o*S+s+1])
     # demand groups (organisation, discipline) and their performances sorted by (group, start)
     group_org: np.ndarray
     group_disc: np.ndarray
@@ -57,7 +57,7 @@ class Catalogue:
     group_shows: np.ndarray
     group_lo: np.ndarray
     group_hi: np.ndarray
-    promo_codes: np.ndarray          # [org, kind, season] → code
+    promo_codes: np.ndarray  # [org, kind, season] → code
 
 
 def _seconds(value: np.datetime64) -> int:
@@ -99,7 +99,7 @@ def build_catalogue(seed: int) -> Catalogue:
             venue_name.append(name)
             venue_capacity.append(capacity)
 
-    shows: list[tuple] = []   # (start_s, org, venue, disc, duration, price, season, title, company, production)
+    shows: list[tuple] = []  # (start_s, org, venue, disc, duration, price, season, title, company, production)
     productions: list[tuple[int, int]] = []  # (org, season) of each production
     for o, spec in enumerate(ORGANISATIONS):
         for s, season_start in enumerate(SEASON_STARTS):
@@ -127,8 +127,11 @@ def build_catalogue(seed: int) -> Catalogue:
                         n_perf = 1 if rng.random() < 0.7 else 2
                     else:
                         first_day = season_start + 9 + int(rng.integers(0, max(season_days - 10, 1)))
-                    venue = org_venues[o][0] if len(org_venues[o]) == 1 or rng.random() < 0.65 \
+                    venue = (
+                        org_venues[o][0]
+                        if len(org_venues[o]) == 1 or rng.random() < 0.65
                         else org_venues[o][1 + int(rng.integers(len(org_venues[o]) - 1))]
+                    )
                     duration = int(profile["duration"] * rng.uniform(0.85, 1.2)) // 5 * 5
                     if title.startswith(("Verdi", "Puccini", "Bizet", "Mozart – Don")):
                         duration = 180
@@ -150,8 +153,9 @@ def build_catalogue(seed: int) -> Catalogue:
                         hh, mm = map(int, at.split(":"))
                         start = _seconds(day) + hh * HOUR + mm * 60
                         if day <= CATALOGUE_END:
-                            shows.append((start, o, venue, DISCIPLINES.index(disc), duration, price, s,
-                                          title, company, p))
+                            shows.append(
+                                (start, o, venue, DISCIPLINES.index(disc), duration, price, s, title, company, p)
+                            )
                         day = day + 1
 
     # One performance per (organisation, title, start, hall): the importer's natural key.
@@ -212,13 +216,28 @@ def build_catalogue(seed: int) -> Catalogue:
                 codes[o, k, s] = pattern.format(code=spec.code, yy=str(season_start)[2:4])
 
     return Catalogue(
-        venue_org=np.array(venue_org), venue_name=venue_name, venue_capacity=np.array(venue_capacity),
-        show_org=show_org, show_venue=show_venue, show_disc=show_disc, show_start=show_start,
-        show_duration=arr(4), show_price=arr(5), show_season=show_season,
-        show_title=[r[7] for r in shows], show_company=[r[8] for r in shows], show_key=[r[10] for r in shows],
-        prod_shows=by_prod, prod_offsets=prod_offsets, orgseason_offsets=orgseason_offsets,
-        group_org=g_org, group_disc=g_disc, group_weight=g_weight, group_keys=group_keys,
-        group_shows=by_group, group_lo=group_lo, group_hi=group_hi, promo_codes=codes,
+        venue_org=np.array(venue_org),
+        venue_name=venue_name,
+        venue_capacity=np.array(venue_capacity),
+        show_org=show_org,
+        show_venue=show_venue,
+        show_disc=show_disc,
+        show_start=show_start,
+        show_duration=arr(4),
+        show_price=arr(5),
+        show_season=show_season,
+        show_title=[r[7] for r in shows],
+        show_company=[r[8] for r in shows],
+        show_key=[r[10] for r in shows],
+        prod_shows=by_prod,
+        prod_offsets=prod_offsets,
+        orgseason_offsets=orgseason_offsets,
+        group_org=g_org,
+        group_disc=g_disc,
+        group_weight=g_weight,
+        group_keys=group_keys,
+        group_shows=by_group,
+        group_lo=group_lo,
+        group_hi=group_hi,
+        promo_codes=codes,
     )
-
-

@@ -27,8 +27,11 @@ from core.privacy import cell_key
 
 
 _DAY_TEXT: dict[str, np.ndarray] = {}
-_TIME_TEXT = np.array([f"{h:02d}:{m:02d}:{x:02d}" for h in range(24) for m in range(60) for x in range(60)],
-                      dtype="S8").view(np.uint8).reshape(-1, 8)
+_TIME_TEXT = (
+    np.array([f"{h:02d}:{m:02d}:{x:02d}" for h in range(24) for m in range(60) for x in range(60)], dtype="S8")
+    .view(np.uint8)
+    .reshape(-1, 8)
+)
 _FIRST_DAY = np.datetime64("2015-01-01")
 _LAST_DAY = np.datetime64("2035-12-31")
 
@@ -121,7 +124,6 @@ class _Loader:
         sql.reset_id_sequences(self.connection, tables)
 
 
-
 def _load(db, spectators: int, seed: int, secret: str, echo, began: float) -> dict:
     cat = build_catalogue(seed)
     now = utcnow().replace(microsecond=0)
@@ -136,23 +138,60 @@ def _load(db, spectators: int, seed: int, secret: str, echo, began: float) -> di
         n_orgs = len(ORGANISATIONS)
         org_ids = np.arange(n_orgs) + ids["organisation"]
         stamp = _timestamps(np.array([now_s]))[0]
-        loader.write("organisation", ["id", "slug", "name", "kind", "disciplines", "k_threshold", "created_at"],
-                     n_orgs, lambda sl: [org_ids[sl].tolist(), [o.slug for o in ORGANISATIONS[sl]],
-                                         [o.name for o in ORGANISATIONS[sl]], [o.kind for o in ORGANISATIONS[sl]],
-                                         [",".join(d for d, _ in o.programme) for o in ORGANISATIONS[sl]],
-                                         [None] * len(ORGANISATIONS[sl]), [stamp] * len(ORGANISATIONS[sl])])
+        loader.write(
+            "organisation",
+            ["id", "slug", "name", "kind", "disciplines", "k_threshold", "created_at"],
+            n_orgs,
+            lambda sl: [
+                org_ids[sl].tolist(),
+                [o.slug for o in ORGANISATIONS[sl]],
+                [o.name for o in ORGANISATIONS[sl]],
+                [o.kind for o in ORGANISATIONS[sl]],
+                [",".join(d for d, _ in o.programme) for o in ORGANISATIONS[sl]],
+                [None] * len(ORGANISATIONS[sl]),
+                [stamp] * len(ORGANISATIONS[sl]),
+            ],
+        )
         venue_ids = np.arange(len(cat.venue_name)) + ids["venue"]
-        loader.write("venue", ["id", "organisation_id", "name", "capacity"], len(venue_ids),
-                     lambda sl: [venue_ids[sl].tolist(), org_ids[cat.venue_org[sl]].tolist(),
-                                 cat.venue_name[sl], cat.venue_capacity[sl].tolist()])
+        loader.write(
+            "venue",
+            ["id", "organisation_id", "name", "capacity"],
+            len(venue_ids),
+            lambda sl: [
+                venue_ids[sl].tolist(),
+                org_ids[cat.venue_org[sl]].tolist(),
+                cat.venue_name[sl],
+                cat.venue_capacity[sl].tolist(),
+            ],
+        )
         show_ids = np.arange(len(cat.show_start)) + ids["show"]
         disc = np.array(DISCIPLINES, dtype=object)
-        loader.write("show", ["id", "organisation_id", "venue_id", "natural_key", "title", "company", "discipline",
-                              "starts_at", "duration_minutes"], len(show_ids),
-                     lambda sl: [show_ids[sl].tolist(), org_ids[cat.show_org[sl]].tolist(),
-                                 venue_ids[cat.show_venue[sl]].tolist(), cat.show_key[sl], cat.show_title[sl],
-                                 cat.show_company[sl], disc[cat.show_disc[sl]].tolist(),
-                                 _timestamps(cat.show_start[sl]), cat.show_duration[sl].tolist()])
+        loader.write(
+            "show",
+            [
+                "id",
+                "organisation_id",
+                "venue_id",
+                "natural_key",
+                "title",
+                "company",
+                "discipline",
+                "starts_at",
+                "duration_minutes",
+            ],
+            len(show_ids),
+            lambda sl: [
+                show_ids[sl].tolist(),
+                org_ids[cat.show_org[sl]].tolist(),
+                venue_ids[cat.show_venue[sl]].tolist(),
+                cat.show_key[sl],
+                cat.show_title[sl],
+                cat.show_company[sl],
+                disc[cat.show_disc[sl]].tolist(),
+                _timestamps(cat.show_start[sl]),
+                cat.show_duration[sl].tolist(),
+            ],
+        )
         echo(f"{n_orgs} organisations, {len(venue_ids)} halls, {len(show_ids):,} shows.")
 
         seen_name_keys: set = set()
@@ -164,31 +203,58 @@ def _load(db, spectators: int, seed: int, secret: str, echo, began: float) -> di
             totals["transactions"] += len(data["tx"]["spec"])
             totals["contacts"] += len(data["contacts"]["spec"])
             totals["consents"] += len(data["consents"]["contact"])
-            echo(f"  {totals['spectators']:,}/{spectators:,} spectators, {totals['transactions']:,} transactions, "
-                 f"{totals['contacts']:,} contacts ({time.perf_counter() - began:.1f} s)")
+            echo(
+                f"  {totals['spectators']:,}/{spectators:,} spectators, {totals['transactions']:,} transactions, "
+                f"{totals['contacts']:,} contacts ({time.perf_counter() - began:.1f} s)"
+            )
         if restores:
             echo("Building indexes and checking constraints...")
             loader.restore_constraints(restores)
         loader.reset_sequences(tables)
         # fresh statistics, so that the first queries on the district are planned well
         sql.refresh_statistics(connection, tables)
-        connection.execute(insert(AuditEvent).values(
-            at=now, actor="cli", action="demo.build", object_type="district",
-            details={"seed": seed, "spectators": spectators, "transactions": totals["transactions"]}))
+        connection.execute(
+            insert(AuditEvent).values(
+                at=now,
+                actor="cli",
+                action="demo.build",
+                object_type="district",
+                details={"seed": seed, "spectators": spectators, "transactions": totals["transactions"]},
+            )
+        )
         sql.end_bulk_load(connection)
     return totals
 
 
-def _write_chunk(loader: _Loader, data: dict, cat: Catalogue, ids: dict, org_ids: np.ndarray,
-                 show_ids: np.ndarray, secret: str, seen_name_keys: set, stamp: str) -> None:
+def _write_chunk(
+    loader: _Loader,
+    data: dict,
+    cat: Catalogue,
+    ids: dict,
+    org_ids: np.ndarray,
+    show_ids: np.ndarray,
+    secret: str,
+    seen_name_keys: set,
+    stamp: str,
+) -> None:
     people, tx, contacts, consents = data["people"], data["tx"], data["contacts"], data["consents"]
     n = len(people["first"])
     keys = _keys(people, secret, seen_name_keys, data["first_number"])
     spec_ids = np.arange(n) + ids["spectator"]
     cell_keys = [cell_key(secret, key) for key in keys]  # the noisy figures' keys (core.privacy)
-    loader.write("spectator", ["id", "key", "fsa", "created_at", "opted_out_at", "cell_key"], n,
-                 lambda sl: [spec_ids[sl].tolist(), keys[sl], people["fsa"][sl], [stamp] * len(keys[sl]),
-                             _timestamps(data["opted_out_at"][sl]), cell_keys[sl]])
+    loader.write(
+        "spectator",
+        ["id", "key", "fsa", "created_at", "opted_out_at", "cell_key"],
+        n,
+        lambda sl: [
+            spec_ids[sl].tolist(),
+            keys[sl],
+            people["fsa"][sl],
+            [stamp] * len(keys[sl]),
+            _timestamps(data["opted_out_at"][sl]),
+            cell_keys[sl],
+        ],
+    )
 
     n_tx = len(tx["spec"])
     tx_ids = np.arange(n_tx) + ids["transaction"]
@@ -196,16 +262,38 @@ def _write_chunk(loader: _Loader, data: dict, cat: Catalogue, ids: dict, org_ids
     channels = CHANNELS
     loader.write(
         "transaction",
-        ["id", "organisation_id", "spectator_id", "show_id", "purchased_at", "amount_cents", "tickets",
-         "circumstance", "category", "channel", "promo_code", "order_id", "external_id"],
+        [
+            "id",
+            "organisation_id",
+            "spectator_id",
+            "show_id",
+            "purchased_at",
+            "amount_cents",
+            "tickets",
+            "circumstance",
+            "category",
+            "channel",
+            "promo_code",
+            "order_id",
+            "external_id",
+        ],
         n_tx,
-        lambda sl: [tx_ids[sl].tolist(), org_ids[tx["org"][sl]].tolist(), spec_ids[tx["spec"][sl]].tolist(),
-                    show_ids[tx["show"][sl]].tolist(), _timestamps(tx["purchased"][sl]),
-                    tx["amount"][sl].tolist(), tx["tickets"][sl].tolist(),
-                    CIRCUMSTANCE[tx["circumstance"][sl]].tolist(),
-                    np.where(tx["subscription"][sl], "subscription", "single").tolist(),
-                    channels[tx["channel"][sl]].tolist(), tx["promo"][sl].tolist(),
-                    _numbered("C", order_numbers[sl], 10), _numbered("demo-", tx_ids[sl], 10)])
+        lambda sl: [
+            tx_ids[sl].tolist(),
+            org_ids[tx["org"][sl]].tolist(),
+            spec_ids[tx["spec"][sl]].tolist(),
+            show_ids[tx["show"][sl]].tolist(),
+            _timestamps(tx["purchased"][sl]),
+            tx["amount"][sl].tolist(),
+            tx["tickets"][sl].tolist(),
+            CIRCUMSTANCE[tx["circumstance"][sl]].tolist(),
+            np.where(tx["subscription"][sl], "subscription", "single").tolist(),
+            channels[tx["channel"][sl]].tolist(),
+            tx["promo"][sl].tolist(),
+            _numbered("C", order_numbers[sl], 10),
+            _numbered("demo-", tx_ids[sl], 10),
+        ],
+    )
 
     n_contacts = len(contacts["spec"])
     contact_ids = np.arange(n_contacts) + ids["contact"]
@@ -213,26 +301,58 @@ def _write_chunk(loader: _Loader, data: dict, cat: Catalogue, ids: dict, org_ids
 
     def contact_columns(sl):
         people_idx = who[sl].tolist()
-        return [contact_ids[sl].tolist(), org_ids[contacts["org"][sl]].tolist(), spec_ids[who[sl]].tolist(),
-                [people["last"][i] for i in people_idx], [people["first"][i] for i in people_idx],
-                [people["address"][i] for i in people_idx], [people["postal"][i] for i in people_idx],
-                [people["email"][i] for i in people_idx], [people["phone"][i] for i in people_idx],
-                [people["language"][i] for i in people_idx], _numbered("", contact_ids[sl], 8),
-                [stamp] * len(people_idx)]
+        return [
+            contact_ids[sl].tolist(),
+            org_ids[contacts["org"][sl]].tolist(),
+            spec_ids[who[sl]].tolist(),
+            [people["last"][i] for i in people_idx],
+            [people["first"][i] for i in people_idx],
+            [people["address"][i] for i in people_idx],
+            [people["postal"][i] for i in people_idx],
+            [people["email"][i] for i in people_idx],
+            [people["phone"][i] for i in people_idx],
+            [people["language"][i] for i in people_idx],
+            _numbered("", contact_ids[sl], 8),
+            [stamp] * len(people_idx),
+        ]
 
-    loader.write("contact", ["id", "organisation_id", "spectator_id", "last_name", "first_name", "address",
-                             "postal_code", "email", "phone", "language", "customer_id", "updated_at"],
-                 n_contacts, contact_columns)
+    loader.write(
+        "contact",
+        [
+            "id",
+            "organisation_id",
+            "spectator_id",
+            "last_name",
+            "first_name",
+            "address",
+            "postal_code",
+            "email",
+            "phone",
+            "language",
+            "customer_id",
+            "updated_at",
+        ],
+        n_contacts,
+        contact_columns,
+    )
 
     n_consents = len(consents["contact"])
     consent_ids = np.arange(n_consents) + ids["consent"]
     bases = np.array(["express", "implied_purchase", "implied_subscription"], dtype=object)
-    loader.write("consent", ["id", "contact_id", "channel", "basis", "source", "given_at", "expires_at",
-                             "withdrawn_at"], n_consents,
-                 lambda sl: [consent_ids[sl].tolist(), contact_ids[consents["contact"][sl]].tolist(),
-                             ["email"] * len(consent_ids[sl]), bases[consents["basis"][sl]].tolist(),
-                             ["demo"] * len(consent_ids[sl]), _timestamps(consents["given"][sl]),
-                             _timestamps(consents["expires"][sl]),
-                             _timestamps(consents["withdrawn"][sl])])
+    loader.write(
+        "consent",
+        ["id", "contact_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at"],
+        n_consents,
+        lambda sl: [
+            consent_ids[sl].tolist(),
+            contact_ids[consents["contact"][sl]].tolist(),
+            ["email"] * len(consent_ids[sl]),
+            bases[consents["basis"][sl]].tolist(),
+            ["demo"] * len(consent_ids[sl]),
+            _timestamps(consents["given"][sl]),
+            _timestamps(consents["expires"][sl]),
+            _timestamps(consents["withdrawn"][sl]),
+        ],
+    )
     for table, count in (("spectator", n), ("transaction", n_tx), ("contact", n_contacts), ("consent", n_consents)):
         ids[table] += count

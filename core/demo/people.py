@@ -47,7 +47,7 @@ def _plus_two_years(seconds: np.ndarray) -> np.ndarray:
     days = t.astype("datetime64[D]")
     months = days.astype("datetime64[M]")
     day_in_month = (days - months.astype("datetime64[D]")).astype(np.int64)
-    target_month = (months + 24)
+    target_month = months + 24
     month_len = ((target_month + 1).astype("datetime64[D]") - target_month.astype("datetime64[D]")).astype(np.int64)
     target_day = target_month.astype("datetime64[D]") + np.minimum(day_in_month, month_len - 1)
     time_of_day = (t - days.astype("datetime64[s]")).astype(np.int64)
@@ -59,9 +59,13 @@ def _hours(rng: np.random.Generator, channel: np.ndarray) -> np.ndarray:
     office in its opening hours, the phone line in office hours."""
     n = len(channel)
     u = rng.random(n)
-    web = np.where(u < 0.15, rng.normal(9.5, 1.5, n),
-                   np.where(u < 0.42, rng.normal(12.5, 1.2, n),
-                            np.where(u < 0.95, rng.normal(20.5, 1.6, n), rng.uniform(0, 24, n))))
+    web = np.where(
+        u < 0.15,
+        rng.normal(9.5, 1.5, n),
+        np.where(
+            u < 0.42, rng.normal(12.5, 1.2, n), np.where(u < 0.95, rng.normal(20.5, 1.6, n), rng.uniform(0, 24, n))
+        ),
+    )
     box = rng.uniform(12, 20, n)
     phone = rng.uniform(10, 17, n)
     hours = np.select([channel == 0, channel == 1], [web, box], phone)
@@ -102,8 +106,9 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     early = np.where(repeat, rng.random(n) * 0.9 / (1 + n_orders / 12), rng.random(n))
     t0 = _seconds(PLAN_START) + (early * span_total).astype(np.int64)
     keeps_going = rng.random(n) >= 0.3
-    tlast = np.where(repeat & keeps_going, _seconds(PLAN_END),
-                     t0 + ((_seconds(PLAN_END) - t0) * rng.random(n)).astype(np.int64))
+    tlast = np.where(
+        repeat & keeps_going, _seconds(PLAN_END), t0 + ((_seconds(PLAN_END) - t0) * rng.random(n)).astype(np.int64)
+    )
     tlast = np.where(repeat, tlast, t0)
 
     favourite = _pick(rng, cat.group_weight, n)
@@ -151,7 +156,7 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     day = (show_start - lead) // DAY * DAY
     purchased = day + _hours(rng, channel)
     # The phone line is closed on Sundays: those calls come in on the Saturday.
-    weekday = ((purchased // DAY) + 2) % 7   # EPOCH (2020-01-01) was a Wednesday; 0 = Monday
+    weekday = ((purchased // DAY) + 2) % 7  # EPOCH (2020-01-01) was a Wednesday; 0 = Monday
     purchased = np.where((channel == 2) & (weekday == 6), purchased - DAY, purchased)
     too_late = purchased > show_start - 900
     purchased = np.where(too_late, show_start - rng.integers(900, 3 * HOUR, total), purchased)
@@ -163,8 +168,9 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     tier = np.array([0.75, 1.0, 1.35])[_pick(rng, np.array([0.3, 0.5, 0.2]), total)]
     unit = np.rint(cat.show_price[show] * tier / 50) * 50
     promo_kind = _pick(rng, np.array([0.55, 0.25, 0.20]), total)
-    factor = np.where(circumstance == 1, np.array([k[1] for k in PROMO_KINDS])[promo_kind],
-                      np.where(circumstance == 3, 0.85, 1.0))
+    factor = np.where(
+        circumstance == 1, np.array([k[1] for k in PROMO_KINDS])[promo_kind], np.where(circumstance == 3, 0.85, 1.0)
+    )
     factor = np.where(circumstance == 2, 0.0, factor)
     amount = np.rint(unit * party * factor).astype(np.int64)
     org = cat.group_org[group]
@@ -185,8 +191,10 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     sub_spec, sub_season = [], []
     for s, season_start in enumerate(SEASON_STARTS):
         sale = _seconds(season_start) - 60 * DAY
-        has = cat.orgseason_offsets[fav_org * len(SEASON_STARTS) + s + 1] \
+        has = (
+            cat.orgseason_offsets[fav_org * len(SEASON_STARTS) + s + 1]
             - cat.orgseason_offsets[fav_org * len(SEASON_STARTS) + s]
+        )
         take = subscriber & (has >= 3) & (t0 - 90 * DAY <= sale) & (sale <= tlast) & (rng.random(n) < 0.8)
         sub_spec.append(np.flatnonzero(take))
         sub_season.append(np.full(int(take.sum()), s))
@@ -197,8 +205,10 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     p_lo = cat.orgseason_offsets[os_index]
     p_count = cat.orgseason_offsets[os_index + 1] - p_lo
     k = np.minimum(rng.integers(3, 9, len(sub_spec)), p_count)
-    sub_day = np.array([_seconds(SEASON_STARTS[s]) for s in range(len(SEASON_STARTS))])[sub_season] \
+    sub_day = (
+        np.array([_seconds(SEASON_STARTS[s]) for s in range(len(SEASON_STARTS))])[sub_season]
         - rng.integers(7, 150, len(sub_spec)) * DAY
+    )
     sub_channel = _pick(rng, np.array([0.5, 0.2, 0.3]), len(sub_spec))
     sub_time = sub_day + _hours(rng, sub_channel)
     sub_party = np.minimum(base_party[sub_spec], 2)
@@ -210,8 +220,9 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     perf_lo = cat.prod_offsets[prod]
     perf_n = cat.prod_offsets[prod + 1] - perf_lo
     sub_show = cat.prod_shows[perf_lo + (rng.random(len(j)) * perf_n).astype(np.int64)]
-    sub_amount = np.rint(np.rint(cat.show_price[sub_show] / 50) * 50 * sub_party[sub_row_order]
-                         * SUBSCRIPTION_DISCOUNT).astype(np.int64)
+    sub_amount = np.rint(
+        np.rint(cat.show_price[sub_show] / 50) * 50 * sub_party[sub_row_order] * SUBSCRIPTION_DISCOUNT
+    ).astype(np.int64)
 
     n_single, n_extra, n_sub = total, len(e), len(sub_row_order)
     tx = {
@@ -261,8 +272,9 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     unsubscribed = np.flatnonzero(rng.random(n) < 0.02)
     via = spec_lo[unsubscribed] + (rng.random(len(unsubscribed)) * (spec_hi - spec_lo)[unsubscribed]).astype(np.int64)
     opted_out_at = np.full(n, -1, np.int64)
-    opted_out_at[unsubscribed] = first_purchase[via] + ((end - first_purchase[via])
-                                                        * rng.random(len(via))).astype(np.int64)
+    opted_out_at[unsubscribed] = first_purchase[via] + ((end - first_purchase[via]) * rng.random(len(via))).astype(
+        np.int64
+    )
     withdrawn_at = np.full(n_contacts, -1, np.int64)
     withdrawn_at[via] = opted_out_at[unsubscribed]
 
@@ -270,23 +282,35 @@ def generate_chunk(cat: Catalogue, seed: int, chunk: int, n: int, first_number: 
     # consent rows: implied_purchase for all, express for newsletter, implied_subscription for subscribers
     has_sub = sub_first != big
     c_contact = np.concatenate([np.arange(n_contacts), np.flatnonzero(newsletter), np.flatnonzero(has_sub)])
-    c_basis = np.concatenate([np.full(n_contacts, 1), np.full(int(newsletter.sum()), 0),
-                              np.full(int(has_sub.sum()), 2)])
+    c_basis = np.concatenate(
+        [np.full(n_contacts, 1), np.full(int(newsletter.sum()), 0), np.full(int(has_sub.sum()), 2)]
+    )
     c_given = np.concatenate([first_purchase, first_purchase[newsletter], sub_first[has_sub]])
     never = np.full(int(newsletter.sum()), -1)
     c_expires = np.concatenate([_plus_two_years(last_purchase), never, _plus_two_years(sub_last_show[has_sub])])
     c_withdrawn = withdrawn_at[c_contact]
     by_contact = np.lexsort((c_basis, c_contact))
-    consents = {"contact": c_contact[by_contact], "basis": c_basis[by_contact], "given": c_given[by_contact],
-                "expires": c_expires[by_contact], "withdrawn": c_withdrawn[by_contact]}
-    return {"people": people, "tx": tx, "contacts": contacts, "consents": consents, "first_number": first_number,
-            "opted_out_at": opted_out_at}
+    consents = {
+        "contact": c_contact[by_contact],
+        "basis": c_basis[by_contact],
+        "given": c_given[by_contact],
+        "expires": c_expires[by_contact],
+        "withdrawn": c_withdrawn[by_contact],
+    }
+    return {
+        "people": people,
+        "tx": tx,
+        "contacts": contacts,
+        "consents": consents,
+        "first_number": first_number,
+        "opted_out_at": opted_out_at,
+    }
 
 
 def _people(rng: np.random.Generator, n: int, first_number: int) -> dict:
     """Names, addresses and ways to reach each spectator (fictional; e-mails at example.net)."""
     english = rng.random(n) < 0.25
-    mixed = rng.random(n) < 0.12   # Montreal: many a francophone with an English name, and the reverse
+    mixed = rng.random(n) < 0.12  # Montreal: many a francophone with an English name, and the reverse
     fsa = _pick(rng, FSA_P, n)
     first_fr = rng.integers(len(_FR_FIRST), size=n)
     first_en = rng.integers(len(_EN_FIRST), size=n)
@@ -331,8 +355,16 @@ def _people(rng: np.random.Generator, n: int, first_number: int) -> dict:
         addresses.append(f"{civic[i]}, {streets[street[i] % len(streets)]}" if has_address[i] else None)
         fsas.append(code)
         languages.append("en" if en else "fr")
-    return {"first": first_names, "last": last_names, "email": emails, "postal": postals, "phone": phones,
-            "address": addresses, "fsa": fsas, "language": languages}
+    return {
+        "first": first_names,
+        "last": last_names,
+        "email": emails,
+        "postal": postals,
+        "phone": phones,
+        "address": addresses,
+        "fsa": fsas,
+        "language": languages,
+    }
 
 
 def _keys(people: dict, secret: str, seen_name_keys: set, first_number: int) -> list[str]:
@@ -343,16 +375,16 @@ def _keys(people: dict, secret: str, seen_name_keys: set, first_number: int) -> 
     """
     keys = []
     for i in range(len(people["first"])):
-        basis = identity_basis(people["email"][i], people["last"][i], people["first"][i],
-                               people["postal"][i], people["phone"][i])
+        basis = identity_basis(
+            people["email"][i], people["last"][i], people["first"][i], people["postal"][i], people["phone"][i]
+        )
         if basis is not None and not basis.startswith("e:"):
             if basis in seen_name_keys:
-                people["email"][i] = (f"{_ascii_slug(people['first'][i])}.{_ascii_slug(people['last'][i])}"
-                                      f".{first_number + i}@example.net")
+                people["email"][i] = (
+                    f"{_ascii_slug(people['first'][i])}.{_ascii_slug(people['last'][i])}.{first_number + i}@example.net"
+                )
                 basis = identity_basis(people["email"][i], None, None, None, None)
             else:
                 seen_name_keys.add(basis)
         keys.append(spectator_key(secret, basis))
     return keys
-
-

@@ -24,7 +24,25 @@ from core.importing.values import (
     plus_two_years,
 )
 
-__all__ = ["BATCH_SIZE", "KINDS", "ImportRefused", "ImportResult", "category_key", "channel_key", "circumstance_key",
-           "discipline_key", "email_problem", "import_file", "is_yes", "parse_amount", "parse_datetime",
-           "parse_duration", "parse_time", "plus_two_years", "postal_code_problem", "record_refused_import",
-           "rejects_encoding", "show_natural_key"]
+__all__ = [
+    "BATCH_SIZE",
+    "KINDS",
+    "ImportRefused",
+    "ImportResult",
+    "category_key",
+    "channel_key",
+    "circumstance_key",
+    "discipline_key",
+    "email_problem",
+    "import_file",
+    "is_yes",
+    "parse_amount",
+    "parse_datetime",
+    "parse_duration",
+    "parse_time",
+    "plus_two_years",
+    "postal_code_problem",
+    "record_refused_import",
+    "rejects_encoding",
+    "show_natural_key",
+]

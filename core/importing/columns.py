@@ -13,6 +13,7 @@ from core.importing.result import ImportResult
 
 # --- headers -------------------------------------------------------------------------------------
 
+
 def canonical(text: str) -> str:
     """Lower-case letters and digits only, accents removed: ``Valeur de l'achat`` → ``valeurdelachat``."""
     return re.sub(r"[^a-z0-9]", "", strip_accents(text).lower())
@@ -51,14 +52,28 @@ SALES_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "customer_id": (("Identifiant client",), ("Customer ID",)),
 }
 # The seed's twelve essential fields: a sales file without one of these columns is refused.
-SALES_REQUIRED = ("last_name", "first_name", "address", "postal_code", "email", "phone", "amount", "tickets",
-                  "circumstance", "purchased_at", "show_date", "show_title")
+SALES_REQUIRED = (
+    "last_name",
+    "first_name",
+    "address",
+    "postal_code",
+    "email",
+    "phone",
+    "amount",
+    "tickets",
+    "circumstance",
+    "purchased_at",
+    "show_date",
+    "show_title",
+)
 
 UNSUBSCRIBE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "email": SALES_COLUMNS["email"],
     "customer_id": SALES_COLUMNS["customer_id"],
-    "date": (("Date", "Date de désabonnement", "Date du désabonnement", "Désabonné le"),
-             ("Date", "Unsubscribe date", "Unsubscribed at", "Unsubscribed on")),
+    "date": (
+        ("Date", "Date de désabonnement", "Date du désabonnement", "Désabonné le"),
+        ("Date", "Unsubscribe date", "Unsubscribed at", "Unsubscribed on"),
+    ),
 }
 
 
@@ -79,17 +94,23 @@ _UNSUBSCRIBE_HEADERS = _header_index(UNSUBSCRIBE_COLUMNS)
 
 @dataclass
 class _Header:
-    fields: list[str]                       # the header cells as written in the file
-    index: dict[str, int]                   # field → column position
-    language: str                           # "fr" or "en": how to name missing columns
+    fields: list[str]  # the header cells as written in the file
+    index: dict[str, int]  # field → column position
+    language: str  # "fr" or "en": how to name missing columns
     line: int
 
     def column(self, name: str) -> str:
         return self.fields[self.index[name]].strip()
 
 
-def _match_header(cells: list[str], columns: dict, lookup: dict, line: int,
-                  result: ImportResult, mapping: dict[str, str] | None = None) -> _Header:
+def _match_header(
+    cells: list[str],
+    columns: dict,
+    lookup: dict,
+    line: int,
+    result: ImportResult,
+    mapping: dict[str, str] | None = None,
+) -> _Header:
     """The fields of a header row: each cell by the headers we know, else by the organisation's
     ``mapping`` (canonical header → field; ``""`` ignores it); a field named twice is an error."""
     index: dict[str, int] = {}
@@ -125,5 +146,3 @@ def _match_header(cells: list[str], columns: dict, lookup: dict, line: int,
 def _column_label(columns: dict, name: str, language: str) -> str:
     french, english = columns[name]
     return (french if language == "fr" else english)[0]
-
-

@@ -35,5 +35,3 @@ def _(msgid: str, **variables) -> str:
 
         return gettext(msgid, **variables)
     return msgid % variables if variables else msgid
-
-

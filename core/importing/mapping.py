@@ -22,36 +22,92 @@ IGNORE = ""  # the field of a column mapped to nothing
 # (the user confirms it): canonical fragment → field, the longest fragment found first.
 _HINTS = {
     "sales": {
-        "courriel": "email", "email": "email", "mail": "email",
-        "codepostal": "postal_code", "postal": "postal_code", "cp": "postal_code", "zip": "postal_code",
-        "prenom": "first_name", "firstname": "first_name",
-        "nomdefamille": "last_name", "lastname": "last_name", "surname": "last_name", "nom": "last_name",
-        "adresse": "address", "address": "address", "adr": "address", "rue": "address",
-        "telephone": "phone", "tel": "phone", "phone": "phone", "cellulaire": "phone",
-        "montant": "amount", "prix": "amount", "total": "amount", "valeur": "amount", "amount": "amount",
+        "courriel": "email",
+        "email": "email",
+        "mail": "email",
+        "codepostal": "postal_code",
+        "postal": "postal_code",
+        "cp": "postal_code",
+        "zip": "postal_code",
+        "prenom": "first_name",
+        "firstname": "first_name",
+        "nomdefamille": "last_name",
+        "lastname": "last_name",
+        "surname": "last_name",
+        "nom": "last_name",
+        "adresse": "address",
+        "address": "address",
+        "adr": "address",
+        "rue": "address",
+        "telephone": "phone",
+        "tel": "phone",
+        "phone": "phone",
+        "cellulaire": "phone",
+        "montant": "amount",
+        "prix": "amount",
+        "total": "amount",
+        "valeur": "amount",
+        "amount": "amount",
         "price": "amount",
-        "qte": "tickets", "quantite": "tickets", "billets": "tickets", "nbbillets": "tickets", "qty": "tickets",
-        "quantity": "tickets", "places": "tickets",
-        "circonstance": "circumstance", "tarif": "circumstance", "typedeprix": "circumstance",
-        "datetransaction": "purchased_at", "dateachat": "purchased_at", "datevente": "purchased_at",
-        "vendule": "purchased_at", "transaction": "purchased_at", "achat": "purchased_at",
-        "daterepresentation": "show_date", "datespectacle": "show_date", "representationle": "show_date",
+        "qte": "tickets",
+        "quantite": "tickets",
+        "billets": "tickets",
+        "nbbillets": "tickets",
+        "qty": "tickets",
+        "quantity": "tickets",
+        "places": "tickets",
+        "circonstance": "circumstance",
+        "tarif": "circumstance",
+        "typedeprix": "circumstance",
+        "datetransaction": "purchased_at",
+        "dateachat": "purchased_at",
+        "datevente": "purchased_at",
+        "vendule": "purchased_at",
+        "transaction": "purchased_at",
+        "achat": "purchased_at",
+        "daterepresentation": "show_date",
+        "datespectacle": "show_date",
+        "representationle": "show_date",
         "heure": "show_time",
-        "spectacle": "show_title", "representation": "show_title", "evenement": "show_title",
-        "titre": "show_title", "event": "show_title", "show": "show_title",
-        "salle": "venue", "lieu": "venue", "compagnie": "company", "producteur": "company",
-        "duree": "duration", "capacite": "capacity", "jauge": "capacity",
-        "discipline": "discipline", "genre": "discipline",
-        "canal": "channel", "modedevente": "channel", "pointdevente": "channel",
-        "categorie": "category", "abonnement": "category",
-        "infolettre": "newsletter", "newsletter": "newsletter", "consentement": "newsletter",
-        "promo": "promo_code", "coupon": "promo_code",
-        "commande": "order_id", "facture": "order_id", "order": "order_id",
-        "client": "customer_id", "customer": "customer_id", "dossier": "customer_id",
+        "spectacle": "show_title",
+        "representation": "show_title",
+        "evenement": "show_title",
+        "titre": "show_title",
+        "event": "show_title",
+        "show": "show_title",
+        "salle": "venue",
+        "lieu": "venue",
+        "compagnie": "company",
+        "producteur": "company",
+        "duree": "duration",
+        "capacite": "capacity",
+        "jauge": "capacity",
+        "discipline": "discipline",
+        "genre": "discipline",
+        "canal": "channel",
+        "modedevente": "channel",
+        "pointdevente": "channel",
+        "categorie": "category",
+        "abonnement": "category",
+        "infolettre": "newsletter",
+        "newsletter": "newsletter",
+        "consentement": "newsletter",
+        "promo": "promo_code",
+        "coupon": "promo_code",
+        "commande": "order_id",
+        "facture": "order_id",
+        "order": "order_id",
+        "client": "customer_id",
+        "customer": "customer_id",
+        "dossier": "customer_id",
     },
     "unsubscribes": {
-        "courriel": "email", "email": "email", "mail": "email",
-        "client": "customer_id", "customer": "customer_id", "date": "date",
+        "courriel": "email",
+        "email": "email",
+        "mail": "email",
+        "client": "customer_id",
+        "customer": "customer_id",
+        "date": "date",
     },
 }
 
@@ -73,8 +129,11 @@ def is_known(label: str, kind: str) -> bool:
 
 def saved_mapping(session, organisation_id: int, kind: str) -> dict[str, str]:
     """The organisation's saved mapping for ``kind``: canonical header → field (``""``: ignored)."""
-    rows = session.execute(select(ColumnMapping.header, ColumnMapping.field)
-                           .where(ColumnMapping.organisation_id == organisation_id, ColumnMapping.kind == kind))
+    rows = session.execute(
+        select(ColumnMapping.header, ColumnMapping.field).where(
+            ColumnMapping.organisation_id == organisation_id, ColumnMapping.kind == kind
+        )
+    )
     return {header: field for header, field in rows}
 
 
@@ -113,13 +172,18 @@ def suggest(label: str, kind: str, taken: frozenset[str] | set[str] = frozenset(
     return IGNORE
 
 
-def save_mapping(session, organisation_id: int, kind: str, choices: dict[str, str], *, user_id: int | None,
-                 actor: str) -> None:
+def save_mapping(
+    session, organisation_id: int, kind: str, choices: dict[str, str], *, user_id: int | None, actor: str
+) -> None:
     """Save ``choices`` (a header as the export writes it → field, ``""`` to ignore) for the
     organisation, replacing what it had for those headers; audited. Flushes, never commits."""
     columns = columns_of(kind)
-    existing = {m.header: m for m in session.scalars(
-        select(ColumnMapping).where(ColumnMapping.organisation_id == organisation_id, ColumnMapping.kind == kind))}
+    existing = {
+        m.header: m
+        for m in session.scalars(
+            select(ColumnMapping).where(ColumnMapping.organisation_id == organisation_id, ColumnMapping.kind == kind)
+        )
+    }
     saved = {}
     for label, field in choices.items():
         if field and field not in columns:
@@ -135,5 +199,14 @@ def save_mapping(session, organisation_id: int, kind: str, choices: dict[str, st
         row.label, row.field, row.user_id = label[:300], field, user_id
         saved[label[:100]] = field or "ignore"
     session.flush()
-    audit(session, "import.mapping", actor=actor, user_id=user_id, object_type="organisation",
-          object_id=organisation_id, organisation_id=organisation_id, kind=kind, columns=saved)
+    audit(
+        session,
+        "import.mapping",
+        actor=actor,
+        user_id=user_id,
+        object_type="organisation",
+        object_id=organisation_id,
+        organisation_id=organisation_id,
+        kind=kind,
+        columns=saved,
+    )

@@ -36,14 +36,14 @@ SNIFF_LINES = 20  # lines after the header that help tell the delimiter
 class Export:
     """An export opened up to its header: the CSV reader goes on from the first data row."""
 
-    reader: object                       # csv.reader over the rest of the file
-    raw: IO[bytes]                       # the bytes being read (its position drives the progress bar)
+    reader: object  # csv.reader over the rest of the file
+    raw: IO[bytes]  # the bytes being read (its position drives the progress bar)
     header_cells: list[str]
     header: _Header
     delimiter: str
     encoding: str
-    size: int                            # bytes of what is read (the workbook's CSV copy)
-    missing: list[str]                   # required fields without a column
+    size: int  # bytes of what is read (the workbook's CSV copy)
+    missing: list[str]  # required fields without a column
 
 
 def refuse(result: ImportResult):
@@ -65,8 +65,7 @@ def _checksum(path: Path) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def open_export(path: Path, kind: str, result: ImportResult, mapping: dict[str, str] | None = None
-                ) -> Iterator[Export]:
+def open_export(path: Path, kind: str, result: ImportResult, mapping: dict[str, str] | None = None) -> Iterator[Export]:
     """Open the export at ``path`` up to its header, for the pipeline and the preview alike.
 
     A workbook (.xlsx, .xls, .ods, told by its first bytes) is read with python-calamine, its first
@@ -102,11 +101,13 @@ def open_export(path: Path, kind: str, result: ImportResult, mapping: dict[str, 
             copy.unlink(missing_ok=True)
 
 
-def _open_text(raw: IO[bytes], kind: str, result: ImportResult, mapping: dict[str, str], encoding: str,
-               size: int, has_nul: bool) -> Export:
+def _open_text(
+    raw: IO[bytes], kind: str, result: ImportResult, mapping: dict[str, str], encoding: str, size: int, has_nul: bool
+) -> Export:
     # UTF-8 was checked by _inspect; the other encodings never stop an import on an odd byte.
-    text = io.TextIOWrapper(raw, encoding=encoding, errors="strict" if encoding.startswith("utf-8") else "replace",
-                            newline="")
+    text = io.TextIOWrapper(
+        raw, encoding=encoding, errors="strict" if encoding.startswith("utf-8") else "replace", newline=""
+    )
     lines: Iterable[str] = text
     if has_nul:  # NUL is no character for PostgreSQL; it is never meaningful in an export
         lines = (line.replace("\x00", "") for line in text)
@@ -131,8 +132,9 @@ def _open_text(raw: IO[bytes], kind: str, result: ImportResult, mapping: dict[st
         delimiter = _sniff_delimiter(prefix[start:])
     result.delimiter = delimiter
     reader = csv.reader(itertools.chain(prefix, lines), delimiter=delimiter)
-    columns, lookup = (SALES_COLUMNS, _SALES_HEADERS) if kind == "sales" else (UNSUBSCRIBE_COLUMNS,
-                                                                              _UNSUBSCRIBE_HEADERS)
+    columns, lookup = (
+        (SALES_COLUMNS, _SALES_HEADERS) if kind == "sales" else (UNSUBSCRIBE_COLUMNS, _UNSUBSCRIBE_HEADERS)
+    )
     hint_line = len(prefix) if hint else None
     header_cells: list[str] | None = None
     try:
@@ -155,18 +157,31 @@ def _open_text(raw: IO[bytes], kind: str, result: ImportResult, mapping: dict[st
     if kind == "sales":
         missing = [name for name in SALES_REQUIRED if name not in header.index]
         for name in missing:
-            result.add_error(header.line, _column_label(columns, name, header.language),
-                             _("This required column is missing."))
+            result.add_error(
+                header.line, _column_label(columns, name, header.language), _("This required column is missing.")
+            )
     else:
         if "email" not in header.index and "customer_id" not in header.index:
             missing = ["email"]
-            result.add_error(header.line, _column_label(columns, "email", header.language),
-                             _("The file needs an e-mail column or a customer ID column."))
+            result.add_error(
+                header.line,
+                _column_label(columns, "email", header.language),
+                _("The file needs an e-mail column or a customer ID column."),
+            )
         # A sales export sent as an unsubscribe list would opt its every buyer out, district-wide.
         for cell in header_cells:
             if _SALES_HEADERS.get(canonical_header(cell), ("",))[0] in _SALES_ONLY:
-                result.add_error(header.line, cell.strip(),
-                                 _("An unsubscribe list has no such column: is this a sales export?"))
+                result.add_error(
+                    header.line, cell.strip(), _("An unsubscribe list has no such column: is this a sales export?")
+                )
                 break
-    return Export(reader=reader, raw=raw, header_cells=header_cells, header=header, delimiter=delimiter,
-                  encoding=encoding, size=size, missing=missing)
+    return Export(
+        reader=reader,
+        raw=raw,
+        header_cells=header_cells,
+        header=header,
+        delimiter=delimiter,
+        encoding=encoding,
+        size=size,
+        missing=missing,
+    )

@@ -26,15 +26,28 @@ from core.privacy import advance_epoch, fill_cell_keys
 
 # --- the service ---------------------------------------------------------------------------------
 
+
 def _actor(user, actor: str | None) -> tuple[str, int | None]:
     if user is not None and getattr(user, "is_authenticated", True):
         return actor or user.email, user.id
     return actor or "cli", None
 
 
-def import_file(session, path, organisation: Organisation, *, kind: str = "sales", skip_invalid: bool = False,
-                user=None, filename: str | None = None, progress=None, secret: str | None = None,
-                rejects_path=None, actor: str | None = None, mapping: dict[str, str] | None = None) -> ImportResult:
+def import_file(
+    session,
+    path,
+    organisation: Organisation,
+    *,
+    kind: str = "sales",
+    skip_invalid: bool = False,
+    user=None,
+    filename: str | None = None,
+    progress=None,
+    secret: str | None = None,
+    rejects_path=None,
+    actor: str | None = None,
+    mapping: dict[str, str] | None = None,
+) -> ImportResult:
     """Import one ticketing export of ``organisation`` into ``session`` (flushed, never committed).
 
     :param session: the caller's session; the caller commits on success and rolls back on
@@ -71,8 +84,14 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
             result.rows = _count_rows(reader)
             return _refuse(result)
 
-        batch = ImportBatch(organisation_id=organisation_id, kind=kind, filename=result.filename,
-                            checksum=result.checksum, status="running", user_id=user_id)
+        batch = ImportBatch(
+            organisation_id=organisation_id,
+            kind=kind,
+            filename=result.filename,
+            checksum=result.checksum,
+            status="running",
+            user_id=user_id,
+        )
         session.add(batch)
         session.flush()
         result.batch_id = batch.id
@@ -109,8 +128,16 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
     batch.errors = result.errors or None
     batch.summary = result.to_json()
     batch.finished_at = utcnow()
-    audit(session, f"import.{kind}", actor=user_name, user_id=user_id, object_type="import_batch",
-          object_id=batch.id, organisation_id=organisation_id, **_audit_counts(result))
+    audit(
+        session,
+        f"import.{kind}",
+        actor=user_name,
+        user_id=user_id,
+        object_type="import_batch",
+        object_id=batch.id,
+        organisation_id=organisation_id,
+        **_audit_counts(result),
+    )
     # The new spectators' cell keys, and a new data epoch: every noisy pooled figure is redrawn, so
     # that whether a figure moved after this import says nothing of whom it held (core.privacy).
     fill_cell_keys(session, secret)
@@ -122,8 +149,7 @@ def import_file(session, path, organisation: Organisation, *, kind: str = "sales
 SQLITE_CACHE_KIB = 64 * 1024
 
 
-def _read_rows(reader, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress,
-               raw) -> bool:
+def _read_rows(reader, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress, raw) -> bool:
     """Parse every record, writing good ones in batches; True when the file cannot be read to its end."""
     records: list[tuple[list[str], int]] = []
     append = records.append
@@ -184,27 +210,60 @@ def _refuse(result: ImportResult):
 
 
 def _audit_counts(result: ImportResult) -> dict:
-    return {"kind": result.kind, "filename": result.filename, "checksum": result.checksum, "rows": result.rows,
-            "imported": result.imported, "duplicates": result.duplicates, "rejected": result.rejected,
-            "anonymous": result.anonymous, "spectators_new": result.spectators_new,
-            "errors_total": result.errors_total}
+    return {
+        "kind": result.kind,
+        "filename": result.filename,
+        "checksum": result.checksum,
+        "rows": result.rows,
+        "imported": result.imported,
+        "duplicates": result.duplicates,
+        "rejected": result.rejected,
+        "anonymous": result.anonymous,
+        "spectators_new": result.spectators_new,
+        "errors_total": result.errors_total,
+    }
 
 
-def record_refused_import(session, organisation: Organisation, result: ImportResult, user=None,
-                          filename: str | None = None, actor: str | None = None) -> ImportBatch:
+def record_refused_import(
+    session,
+    organisation: Organisation,
+    result: ImportResult,
+    user=None,
+    filename: str | None = None,
+    actor: str | None = None,
+) -> ImportBatch:
     """Keep a trace of a refused file after the caller rolled back: an ImportBatch with status
     ``refused`` (its errors and counts) and an audit event. Flushes; the caller commits."""
     user_name, user_id = _actor(user, actor)
-    batch = ImportBatch(organisation_id=organisation.id, kind=result.kind,
-                        filename=(filename or result.filename or "")[:300], checksum=result.checksum or "",
-                        status="refused", rows=result.rows, imported=0, duplicates=0, rejected=result.rejected,
-                        anonymous=0, spectators_new=0, errors=result.errors or None, user_id=user_id,
-                        finished_at=utcnow())
+    batch = ImportBatch(
+        organisation_id=organisation.id,
+        kind=result.kind,
+        filename=(filename or result.filename or "")[:300],
+        checksum=result.checksum or "",
+        status="refused",
+        rows=result.rows,
+        imported=0,
+        duplicates=0,
+        rejected=result.rejected,
+        anonymous=0,
+        spectators_new=0,
+        errors=result.errors or None,
+        user_id=user_id,
+        finished_at=utcnow(),
+    )
     session.add(batch)
     session.flush()
     result.batch_id = batch.id
     batch.summary = result.to_json()
-    audit(session, "import.refused", actor=user_name, user_id=user_id, object_type="import_batch",
-          object_id=batch.id, organisation_id=organisation.id, **_audit_counts(result))
+    audit(
+        session,
+        "import.refused",
+        actor=user_name,
+        user_id=user_id,
+        object_type="import_batch",
+        object_id=batch.id,
+        organisation_id=organisation.id,
+        **_audit_counts(result),
+    )
     session.flush()
     return batch

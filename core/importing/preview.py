@@ -36,8 +36,8 @@ class PreviewColumn:
     position: int
     label: str
     field: str | None
-    how: str            # "known" (the format's own name), "saved" (the organisation's mapping),
-                        # "ignored" (mapped to nothing) or "unknown" (never mapped yet)
+    how: str  # "known" (the format's own name), "saved" (the organisation's mapping),
+    # "ignored" (mapped to nothing) or "unknown" (never mapped yet)
     samples: list[str] = dataclass_field(default_factory=list)
 
 
@@ -55,12 +55,12 @@ class PreviewRow:
 class Preview:
     """What :func:`preview_file` found: the file's reading, its columns, the first rows."""
 
-    result: ImportResult                   # encoding, delimiter, format, header errors
+    result: ImportResult  # encoding, delimiter, format, header errors
     columns: list[PreviewColumn]
-    unknown: list[str]                     # headers never mapped, in file order
-    missing: list[str]                     # required fields without a column
+    unknown: list[str]  # headers never mapped, in file order
+    missing: list[str]  # required fields without a column
     rows: list[PreviewRow]
-    more: bool                             # rows beyond those shown
+    more: bool  # rows beyond those shown
 
     @property
     def fields(self) -> list[str]:
@@ -108,8 +108,9 @@ def _value(name: str, text: str, show_time: str = ""):
     return " ".join(text.split())
 
 
-def preview_file(path: Path, organisation_id: int, kind: str, mapping: dict[str, str], secret: str,
-                 rows: int = PREVIEW_ROWS) -> Preview:
+def preview_file(
+    path: Path, organisation_id: int, kind: str, mapping: dict[str, str], secret: str, rows: int = PREVIEW_ROWS
+) -> Preview:
     """Read the header and the first ``rows`` rows of the export at ``path`` as :func:`import_file`
     would with ``mapping``, writing nothing.
 
@@ -151,10 +152,19 @@ def preview_file(path: Path, organisation_id: int, kind: str, mapping: dict[str,
                     column.samples.append(cells[column.position].strip()[:60])
             # A file without a required column is refused whole: its rows are shown, not checked.
             parsed = [] if export.missing else parser.parse(list(cells), line)  # type: ignore[attr-defined]
-            get = {name: (cells[position].strip() if position < len(cells) else "")
-                   for name, position in header.index.items()}
+            get = {
+                name: (cells[position].strip() if position < len(cells) else "")
+                for name, position in header.index.items()
+            }
             values = {name: _value(name, text, get.get("show_time", "")) for name, text in get.items()}
-            shown.append(PreviewRow(line, values, parsed if isinstance(parsed, list) else [],
-                                    anonymous=parsed is ANONYMOUS))
-    return Preview(result=result, columns=columns, unknown=unmapped_headers(export.header_cells, kind, mapping),
-                   missing=list(export.missing), rows=shown, more=more)
+            shown.append(
+                PreviewRow(line, values, parsed if isinstance(parsed, list) else [], anonymous=parsed is ANONYMOUS)
+            )
+    return Preview(
+        result=result,
+        columns=columns,
+        unknown=unmapped_headers(export.header_cells, kind, mapping),
+        missing=list(export.missing),
+        rows=shown,
+        more=more,
+    )

@@ -164,5 +164,3 @@ class _Progress:
         self.update(self.total)
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
-
-

@@ -8,6 +8,7 @@ from core.importing.common import MAX_ERRORS
 
 # --- the result ----------------------------------------------------------------------------------
 
+
 @dataclass
 class ImportResult:
     """What came of one import. ``rows = imported + duplicates + rejected + anonymous`` always holds.
@@ -70,5 +71,3 @@ class ImportRefused(Exception):
     def __init__(self, result: ImportResult):
         super().__init__(f"import refused: {result.errors_total} error(s)")
         self.result = result
-
-

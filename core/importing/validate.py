@@ -44,15 +44,51 @@ ANONYMOUS = object()
 
 
 class _Sale:
-    __slots__ = ("line", "key", "fsa", "last_name", "first_name", "address", "postal_code", "email", "phone",
-                 "customer_id", "amount", "tickets", "circumstance", "category", "channel", "promo_code",
-                 "order_id", "purchased_at", "show_key", "title", "company", "venue", "capacity", "duration",
-                 "discipline", "starts_at", "newsletter", "external_id")
+    __slots__ = (
+        "line",
+        "key",
+        "fsa",
+        "last_name",
+        "first_name",
+        "address",
+        "postal_code",
+        "email",
+        "phone",
+        "customer_id",
+        "amount",
+        "tickets",
+        "circumstance",
+        "category",
+        "channel",
+        "promo_code",
+        "order_id",
+        "purchased_at",
+        "show_key",
+        "title",
+        "company",
+        "venue",
+        "capacity",
+        "duration",
+        "discipline",
+        "starts_at",
+        "newsletter",
+        "external_id",
+    )
 
 
 # Column lengths of the models: longer values are errors rather than database failures.
-_LIMITS = {"last_name": 200, "first_name": 200, "address": 400, "phone": 40, "customer_id": 100,
-           "show_title": 300, "company": 200, "venue": 200, "promo_code": 60, "order_id": 100}
+_LIMITS = {
+    "last_name": 200,
+    "first_name": 200,
+    "address": 400,
+    "phone": 40,
+    "customer_id": 100,
+    "show_title": 300,
+    "company": 200,
+    "venue": 200,
+    "promo_code": 60,
+    "order_id": 100,
+}
 
 
 _BAD = object()  # a value the fast path does not vouch for: the row goes through the row-by-row parser
@@ -141,8 +177,11 @@ class _SalesParser:
         return self.header.column(name)
 
     def _too_long(self, values: dict[str, str]) -> list[tuple[str, str]]:
-        return [(self._column(name), _("Too long: at most %(n)d characters.", n=limit))
-                for name, limit in _LIMITS.items() if len(values[name]) > limit]
+        return [
+            (self._column(name), _("Too long: at most %(n)d characters.", n=limit))
+            for name, limit in _LIMITS.items()
+            if len(values[name]) > limit
+        ]
 
     def _date(self, name: str, text: str, problems: list) -> tuple[dt.datetime, bool] | None:
         if not text:
@@ -150,30 +189,82 @@ class _SalesParser:
             return None
         parsed = parse_datetime(text)
         if parsed is None:
-            problems.append((self._column(name), _(
-                "Not a date (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).")))
+            problems.append(
+                (self._column(name), _("Not a date (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017)."))
+            )
         return parsed
 
     def parse(self, cells: list[str], line: int):
         width = len(cells)
         if width != self.width:
-            if width < self.width or any(c.strip() for c in cells[self.width:]):
-                return [("", _("This row has %(found)d fields where the header has %(expected)d.",
-                                found=width, expected=self.width))]
+            if width < self.width or any(c.strip() for c in cells[self.width :]):
+                return [
+                    (
+                        "",
+                        _(
+                            "This row has %(found)d fields where the header has %(expected)d.",
+                            found=width,
+                            expected=self.width,
+                        ),
+                    )
+                ]
         cells.append("")
-        (last_name, first_name, address, raw_postal, raw_email, phone, amount_text, tickets_text, circumstance_text,
-         purchased_text, show_date_text, title, show_time_text, company, venue, capacity_text, duration_text,
-         discipline_text, category_text, channel_text, newsletter_text, promo_code, order_id,
-         customer_id) = [cells[i].strip() for i in self.order]
+        (
+            last_name,
+            first_name,
+            address,
+            raw_postal,
+            raw_email,
+            phone,
+            amount_text,
+            tickets_text,
+            circumstance_text,
+            purchased_text,
+            show_date_text,
+            title,
+            show_time_text,
+            company,
+            venue,
+            capacity_text,
+            duration_text,
+            discipline_text,
+            category_text,
+            channel_text,
+            newsletter_text,
+            promo_code,
+            order_id,
+            customer_id,
+        ) = [cells[i].strip() for i in self.order]
         cells.pop()
         problems: list[tuple[str, str]] = []
-        if (len(last_name) > 200 or len(first_name) > 200 or len(address) > 400 or len(phone) > 40
-                or len(customer_id) > 100 or len(title) > 300 or len(company) > 200 or len(venue) > 200
-                or len(promo_code) > 60 or len(order_id) > 100):
-            problems.extend(self._too_long({
-                "last_name": last_name, "first_name": first_name, "address": address, "phone": phone,
-                "customer_id": customer_id, "show_title": title, "company": company, "venue": venue,
-                "promo_code": promo_code, "order_id": order_id}))
+        if (
+            len(last_name) > 200
+            or len(first_name) > 200
+            or len(address) > 400
+            or len(phone) > 40
+            or len(customer_id) > 100
+            or len(title) > 300
+            or len(company) > 200
+            or len(venue) > 200
+            or len(promo_code) > 60
+            or len(order_id) > 100
+        ):
+            problems.extend(
+                self._too_long(
+                    {
+                        "last_name": last_name,
+                        "first_name": first_name,
+                        "address": address,
+                        "phone": phone,
+                        "customer_id": customer_id,
+                        "show_title": title,
+                        "company": company,
+                        "venue": venue,
+                        "promo_code": promo_code,
+                        "order_id": order_id,
+                    }
+                )
+            )
         amount = parse_amount(amount_text) if amount_text else None
         if amount is None or amount >= 10**11:
             if not amount_text:
@@ -185,12 +276,22 @@ class _SalesParser:
             problems.append((self._column("amount"), reason))
         tickets = _whole_number(tickets_text)
         if tickets is None or not 0 < tickets <= MAX_TICKETS:
-            problems.append((self._column("tickets"), _("A value is required.") if not tickets_text else _(
-                "The number of tickets must be a positive whole number.")))
+            problems.append(
+                (
+                    self._column("tickets"),
+                    _("A value is required.")
+                    if not tickets_text
+                    else _("The number of tickets must be a positive whole number."),
+                )
+            )
         purchased = self._date("purchased_at", purchased_text, problems)
         if purchased is not None and purchased[0] >= self.latest:
-            problems.append((self._column("purchased_at"), _(
-                "The purchase date is after the day of the import: a sale cannot be dated in the future.")))
+            problems.append(
+                (
+                    self._column("purchased_at"),
+                    _("The purchase date is after the day of the import: a sale cannot be dated in the future."),
+                )
+            )
         shown = self._date("show_date", show_date_text, problems)
         starts_at = None
         if shown is not None:
@@ -207,8 +308,7 @@ class _SalesParser:
         if capacity_text:
             capacity = _whole_number(capacity_text)
             if capacity is None or not 0 < capacity <= MAX_CAPACITY:
-                problems.append((self._column("capacity"), _(
-                    "The capacity must be a positive whole number.")))
+                problems.append((self._column("capacity"), _("The capacity must be a positive whole number.")))
         if duration_text:
             duration = parse_duration(duration_text)
             if duration is None or duration > MAX_DURATION:
@@ -247,9 +347,11 @@ class _SalesParser:
         sale.channel = channel = channel_key(channel_text)
         sale.newsletter = is_yes(newsletter_text)
         sale.show_key = show_key = show_natural_key(title, starts_at, sale.venue)
-        sale.external_id = hashlib.sha256(f"{self.prefix}{key}|{show_key}|{purchased_at.isoformat()}|{amount}|"
-                                          f"{tickets}|{circumstance}|{category}|{channel or ''}|{promo_code}|"
-                                          f"{order_id}".encode()).hexdigest()
+        sale.external_id = hashlib.sha256(
+            f"{self.prefix}{key}|{show_key}|{purchased_at.isoformat()}|{amount}|"
+            f"{tickets}|{circumstance}|{category}|{channel or ''}|{promo_code}|"
+            f"{order_id}".encode()
+        ).hexdigest()
         return sale
 
     def _unknown(self, label: str) -> None:
@@ -362,11 +464,23 @@ class _SalesParser:
         iso = memo["iso"].__getitem__
         prefix, sha256 = self.prefix, hashlib.sha256
         columns.external_id = [
-            sha256(f"{prefix}{key}|{show_key}|{iso(purchased_at)}|{amount}|{tickets}|{circumstance}|{category}|"
-                   f"{channel or ''}|{promo_code}|{order_id}".encode()).hexdigest()
-            for key, show_key, purchased_at, amount, tickets, circumstance, category, channel, promo_code, order_id
-            in zip(columns.key, columns.show_key, columns.purchased_at, columns.amount, columns.tickets,
-                   columns.circumstance, columns.category, columns.channel, promo_codes, order_ids)]
+            sha256(
+                f"{prefix}{key}|{show_key}|{iso(purchased_at)}|{amount}|{tickets}|{circumstance}|{category}|"
+                f"{channel or ''}|{promo_code}|{order_id}".encode()
+            ).hexdigest()
+            for key, show_key, purchased_at, amount, tickets, circumstance, category, channel, promo_code, order_id in zip(
+                columns.key,
+                columns.show_key,
+                columns.purchased_at,
+                columns.amount,
+                columns.tickets,
+                columns.circumstance,
+                columns.category,
+                columns.channel,
+                promo_codes,
+                order_ids,
+            )
+        ]
         if rescued:
             columns = columns.with_sales(good, rescued)
         for cache in memo.values():
@@ -431,13 +545,25 @@ class _SalesParser:
             return None if basis is None else self.key_of(basis)
 
         return {
-            "amount": _Cache(amount), "tickets": _Cache(tickets), "purchased": _Cache(purchased),
-            "starts": _Cache(starts), "title": _Cache(title), "capacity": _Cache(capacity),
-            "email": _Cache(email), "postal": _Cache(postal), "identity": _Cache(identity), "fsa": _Cache(fsa_of),
-            "duration": _Cache(duration), "squeeze": _Cache(lambda t: _squeeze(t) or None),
-            "discipline": _Cache(lambda t: discipline_key(t)[0]), "circumstance": _Cache(circumstance_key),
-            "category": _Cache(category_key), "channel": _Cache(channel_key), "newsletter": _Cache(is_yes),
-            "show": _Cache(lambda args: show_natural_key(*args)), "iso": _Cache(dt.datetime.isoformat),
+            "amount": _Cache(amount),
+            "tickets": _Cache(tickets),
+            "purchased": _Cache(purchased),
+            "starts": _Cache(starts),
+            "title": _Cache(title),
+            "capacity": _Cache(capacity),
+            "email": _Cache(email),
+            "postal": _Cache(postal),
+            "identity": _Cache(identity),
+            "fsa": _Cache(fsa_of),
+            "duration": _Cache(duration),
+            "squeeze": _Cache(lambda t: _squeeze(t) or None),
+            "discipline": _Cache(lambda t: discipline_key(t)[0]),
+            "circumstance": _Cache(circumstance_key),
+            "category": _Cache(category_key),
+            "channel": _Cache(channel_key),
+            "newsletter": _Cache(is_yes),
+            "show": _Cache(lambda args: show_natural_key(*args)),
+            "iso": _Cache(dt.datetime.isoformat),
         }
 
 
@@ -448,8 +574,10 @@ def email_problem() -> str:
 
 def postal_code_problem() -> str:
     """Why a postal-code cell is refused (its value is not repeated, as for e-mails)."""
-    return _("Not a postal code: expected a Canadian code such as H2X 1Y4, or a foreign one "
-             "such as 10001, 75001 or SW1A 1AA.")
+    return _(
+        "Not a postal code: expected a Canadian code such as H2X 1Y4, or a foreign one "
+        "such as 10001, 75001 or SW1A 1AA."
+    )
 
 
 def _squeeze(text: str) -> str:
@@ -479,9 +607,17 @@ class _UnsubscribeParser:
     def parse(self, cells: list[str], line: int):
         width = len(cells)
         if width != self.width:
-            if width < self.width or any(c.strip() for c in cells[self.width:]):
-                return [("", _("This row has %(found)d fields where the header has %(expected)d.",
-                                found=width, expected=self.width))]
+            if width < self.width or any(c.strip() for c in cells[self.width :]):
+                return [
+                    (
+                        "",
+                        _(
+                            "This row has %(found)d fields where the header has %(expected)d.",
+                            found=width,
+                            expected=self.width,
+                        ),
+                    )
+                ]
 
         def get(name: str) -> str:
             position = self.positions[name]
@@ -504,8 +640,9 @@ class _UnsubscribeParser:
         if text:
             parsed = parse_datetime(text)
             if parsed is None:
-                problems.append((self.header.column("date"), _(
-                    "Not a date (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017).")))
+                problems.append(
+                    (self.header.column("date"), _("Not a date (expected 2017-03-15, 2017-03-15 19:30 or 15/03/2017)."))
+                )
             else:
                 row.at = parsed[0]
         if problems:
@@ -523,5 +660,3 @@ class _UnsubscribeParser:
             else:
                 good.append(parsed)
         return _Parsed(bad, 0, good)
-
-

@@ -137,25 +137,53 @@ def plus_two_years(moment: dt.datetime) -> dt.datetime:
 
 
 DISCIPLINE_LABELS = {
-    "musique": "music", "music": "music",
-    "theatre": "theatre", "theater": "theatre",
-    "danse": "dance", "dance": "dance",
-    "humour": "humour", "humor": "humour",
-    "cirque": "circus", "circus": "circus", "artsducirque": "circus",
-    "musiqueclassique": "classical", "classique": "classical", "classical": "classical",
-    "classicalmusic": "classical", "opera": "classical",
+    "musique": "music",
+    "music": "music",
+    "theatre": "theatre",
+    "theater": "theatre",
+    "danse": "dance",
+    "dance": "dance",
+    "humour": "humour",
+    "humor": "humour",
+    "cirque": "circus",
+    "circus": "circus",
+    "artsducirque": "circus",
+    "musiqueclassique": "classical",
+    "classique": "classical",
+    "classical": "classical",
+    "classicalmusic": "classical",
+    "opera": "classical",
     "festival": "festival",
-    "autre": "other", "autres": "other", "other": "other",
+    "autre": "other",
+    "autres": "other",
+    "other": "other",
 }
 CHANNEL_LABELS = {
-    "internet": "web", "web": "web", "enligne": "web", "online": "web", "siteweb": "web", "website": "web",
-    "guichet": "box_office", "billetterie": "box_office", "boxoffice": "box_office", "comptoir": "box_office",
-    "telephone": "phone", "phone": "phone", "tel": "phone",
+    "internet": "web",
+    "web": "web",
+    "enligne": "web",
+    "online": "web",
+    "siteweb": "web",
+    "website": "web",
+    "guichet": "box_office",
+    "billetterie": "box_office",
+    "boxoffice": "box_office",
+    "comptoir": "box_office",
+    "telephone": "phone",
+    "phone": "phone",
+    "tel": "phone",
 }
 CATEGORY_LABELS = {
-    "achatunique": "single", "billetsimple": "single", "billetunique": "single", "single": "single",
-    "singleticket": "single", "simple": "single", "unique": "single",
-    "abonnement": "subscription", "subscription": "subscription", "abonne": "subscription",
+    "achatunique": "single",
+    "billetsimple": "single",
+    "billetunique": "single",
+    "single": "single",
+    "singleticket": "single",
+    "simple": "single",
+    "unique": "single",
+    "abonnement": "subscription",
+    "subscription": "subscription",
+    "abonne": "subscription",
     "seasonticket": "subscription",
 }
 _CIRCUMSTANCE_WORDS = (
@@ -208,5 +236,3 @@ def channel_key(label: str) -> str | None:
 def is_yes(label: str) -> bool:
     """oui / yes / o / y / 1 / true (and vrai, x)."""
     return canonical(label) in _YES
-
-

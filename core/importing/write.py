@@ -41,9 +41,10 @@ from core.privacy import cell_key
 
 # --- writing batches -----------------------------------------------------------------------------
 
+
 def _chunks(values: list, size: int = BATCH_SIZE) -> Iterator[list]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 def _insert_ignoring_conflicts(session, table, rows: list[dict], conflict: list[str], returning=()):
@@ -74,7 +75,8 @@ _CONSENT_UPSERT = (
     "expires_at = CASE WHEN (consent.expires_at IS NULL) THEN excluded.expires_at "
     "WHEN (excluded.expires_at > consent.expires_at) THEN excluded.expires_at ELSE consent.expires_at END "
     "WHERE excluded.given_at < consent.given_at OR excluded.expires_at IS NOT NULL "
-    "AND (consent.expires_at IS NULL OR excluded.expires_at > consent.expires_at)")
+    "AND (consent.expires_at IS NULL OR excluded.expires_at > consent.expires_at)"
+)
 
 
 class _Memo(dict):
@@ -98,10 +100,15 @@ class _Memo(dict):
             self.clear()
         self.update(items)
 
+
 _SPECTATOR_STAGE = Table(
-    "import_spectator_stage", MetaData(),
-    *(Column(c.name, c.type) for c in Spectator.__table__.c
-      if c.name in ("key", "created_at", "fsa", "opted_out_at", "cell_key")),
+    "import_spectator_stage",
+    MetaData(),
+    *(
+        Column(c.name, c.type)
+        for c in Spectator.__table__.c
+        if c.name in ("key", "created_at", "fsa", "opted_out_at", "cell_key")
+    ),
 )
 
 
@@ -118,8 +125,10 @@ class _SpectatorLookup:
     def _select(self, keys: list[str], found: dict) -> None:
         for chunk in _chunks(keys):
             rows = self.session.execute(
-                select(_spectators.c.key, _spectators.c.id, _spectators.c.fsa, _spectators.c.opted_out_at)
-                .where(sql.among(self.session, _spectators.c.key, chunk)))
+                select(_spectators.c.key, _spectators.c.id, _spectators.c.fsa, _spectators.c.opted_out_at).where(
+                    sql.among(self.session, _spectators.c.key, chunk)
+                )
+            )
             found.update((key, (id_, fsa, opted)) for key, id_, fsa, opted in rows)
 
     def _insert(self, rows: list[tuple], found: dict) -> dict[str, int]:
@@ -131,8 +140,13 @@ class _SpectatorLookup:
         if not sql.stages_through_copy(session):
             # This transaction holds SQLite's write lock (the import batch is written): no other import
             # can create a key between the select that missed it and this insert.
-            sql.execute_many(session, "INSERT INTO spectator (key, created_at, fsa, opted_out_at, cell_key) "
-                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING", rows, stamps=(1, 3))
+            sql.execute_many(
+                session,
+                "INSERT INTO spectator (key, created_at, fsa, opted_out_at, cell_key) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                rows,
+                stamps=(1, 3),
+            )
             keys = [row[0] for row in rows]
             self._select(keys, found)
             return {key: found[key][0] for key in keys if key in found}
@@ -140,13 +154,17 @@ class _SpectatorLookup:
         connection = session.connection()
         connection.exec_driver_sql(
             "CREATE TEMPORARY TABLE IF NOT EXISTS import_spectator_stage (key varchar(64), created_at timestamp, "
-            "fsa varchar(3), opted_out_at timestamp, cell_key integer)" + sql.temporary_table_suffix(session))
+            "fsa varchar(3), opted_out_at timestamp, cell_key integer)" + sql.temporary_table_suffix(session)
+        )
         connection.exec_driver_sql("TRUNCATE import_spectator_stage")
         _bulk_insert(session, _SPECTATOR_STAGE, ("key", "created_at", "fsa", "opted_out_at", "cell_key"), rows)
-        return dict(connection.exec_driver_sql(
-            "INSERT INTO spectator (key, created_at, fsa, opted_out_at, cell_key) "
-            "SELECT key, created_at, fsa, opted_out_at, cell_key FROM import_spectator_stage "
-            "ON CONFLICT (key) DO NOTHING RETURNING key, id").all())
+        return dict(
+            connection.exec_driver_sql(
+                "INSERT INTO spectator (key, created_at, fsa, opted_out_at, cell_key) "
+                "SELECT key, created_at, fsa, opted_out_at, cell_key FROM import_spectator_stage "
+                "ON CONFLICT (key) DO NOTHING RETURNING key, id"
+            ).all()
+        )
 
     def resolve(self, wanted: dict[str, dict]) -> dict[str, tuple[int, str | None, Any]]:
         """``wanted``: key → values for a new spectator (fsa, opted_out_at).
@@ -162,21 +180,28 @@ class _SpectatorLookup:
         self.created = set()
         if missing:
             now = utcnow()
-            inserted = self._insert([(k, now, wanted[k].get("fsa"), wanted[k].get("opted_out_at")) for k in missing],
-                                    found)
+            inserted = self._insert(
+                [(k, now, wanted[k].get("fsa"), wanted[k].get("opted_out_at")) for k in missing], found
+            )
             for key in inserted:
-                found[key] = (found[key][0] if key in found else inserted[key], wanted[key].get("fsa"),
-                              wanted[key].get("opted_out_at"))
+                found[key] = (
+                    found[key][0] if key in found else inserted[key],
+                    wanted[key].get("fsa"),
+                    wanted[key].get("opted_out_at"),
+                )
                 self.created.add(key)
             raced = [k for k in missing if k not in found]
             if raced:  # created meanwhile by a concurrent import
                 self._select(raced, found)
         # FSAs learnt for spectators known without one
-        fill = {found[key][0]: values["fsa"] for key, values in wanted.items()
-                if values.get("fsa") and not found[key][1]}
+        fill = {
+            found[key][0]: values["fsa"] for key, values in wanted.items() if values.get("fsa") and not found[key][1]
+        }
         if fill:
-            self.session.execute(update(_spectators).where(_spectators.c.id == bindparam("b_id"))
-                                 .values(fsa=bindparam("b_fsa")), [{"b_id": k, "b_fsa": v} for k, v in fill.items()])
+            self.session.execute(
+                update(_spectators).where(_spectators.c.id == bindparam("b_id")).values(fsa=bindparam("b_fsa")),
+                [{"b_id": k, "b_fsa": v} for k, v in fill.items()],
+            )
             for key, values in wanted.items():
                 if found[key][0] in fill:
                     found[key] = (found[key][0], values["fsa"], found[key][2])
@@ -185,20 +210,35 @@ class _SpectatorLookup:
         return found
 
 
-_TRANSACTION_COLUMNS = ("organisation_id", "spectator_id", "show_id", "batch_id", "purchased_at", "amount_cents",
-                        "tickets", "circumstance", "category", "channel", "promo_code", "order_id", "external_id")
+_TRANSACTION_COLUMNS = (
+    "organisation_id",
+    "spectator_id",
+    "show_id",
+    "batch_id",
+    "purchased_at",
+    "amount_cents",
+    "tickets",
+    "circumstance",
+    "category",
+    "channel",
+    "promo_code",
+    "order_id",
+    "external_id",
+)
 _PERSONAL = ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id")
 _CONTACT_COLUMNS = ("organisation_id", "spectator_id", "updated_at", *_PERSONAL)
 _CONTACT_STAGE_COLUMNS = ("updated_at", *_PERSONAL, "id")
 # A batch's changed contacts, staged by COPY on PostgreSQL and applied in one UPDATE.
 _CONTACT_STAGE = Table(
-    "import_contact_stage", MetaData(),
+    "import_contact_stage",
+    MetaData(),
     *(Column(c.name, c.type) for c in Contact.__table__.c if c.name in _CONTACT_STAGE_COLUMNS),
 )
 _CONSENT_COLUMNS = ("contact_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at")
 # Each batch's consents are staged (COPY on PostgreSQL), then upserted in one statement by finish().
 _CONSENT_STAGE = Table(
-    "import_consent_stage", MetaData(),
+    "import_consent_stage",
+    MetaData(),
     *(Column(c.name, c.type) for c in Consent.__table__.c if c.name in _CONSENT_COLUMNS),
 )
 
@@ -207,16 +247,15 @@ class _SalesWriter:
     """Writes batches of parsed sales (:class:`_SaleColumns`): spectators, venues, shows, contacts, consents,
     transactions."""
 
-    def __init__(self, session, organisation_id: int, batch_id: int, result: ImportResult,
-                 secret: str | None = None):
+    def __init__(self, session, organisation_id: int, batch_id: int, result: ImportResult, secret: str | None = None):
         self.session, self.organisation_id, self.batch_id, self.result = session, organisation_id, batch_id, result
         self.text_stamps = sql.stores_text_datetimes(session)
         self.copy_staging = sql.stages_through_copy(session)
         self.spectators = _SpectatorLookup(session, result, secret=secret)
         self.venues: dict[str, list] = {}  # casefolded name → [id, capacity]
         for id_, name, capacity in session.execute(
-                select(_venues.c.id, _venues.c.name, _venues.c.capacity)
-                .where(_venues.c.organisation_id == organisation_id)):
+            select(_venues.c.id, _venues.c.name, _venues.c.capacity).where(_venues.c.organisation_id == organisation_id)
+        ):
             self.venues[name.casefold()] = [id_, capacity]
         self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows (SHOWS_KEPT at most)
         self.contacts = _Memo()  # spectator id → (contact id, personal fields)
@@ -231,10 +270,14 @@ class _SalesWriter:
         first = dict(zip(reversed(external_ids), range(count - 1, -1, -1)))
         known: set[str] = set()
         for chunk in _chunks(list(first)):
-            known.update(self.session.scalars(
-                select(_transactions.c.external_id).where(
-                    _transactions.c.organisation_id == self.organisation_id,
-                    sql.among(self.session, _transactions.c.external_id, chunk))))
+            known.update(
+                self.session.scalars(
+                    select(_transactions.c.external_id).where(
+                        _transactions.c.organisation_id == self.organisation_id,
+                        sql.among(self.session, _transactions.c.external_id, chunk),
+                    )
+                )
+            )
         fresh = sorted(index for external_id, index in first.items() if external_id not in known)
         self.result.duplicates += count - len(fresh)
         if not fresh:
@@ -263,11 +306,30 @@ class _SalesWriter:
         show_keys, amounts, tickets = sales.show_key, sales.amount, sales.tickets
         circumstances, categories, channels = sales.circumstance, sales.category, sales.channel
         promo_codes, order_ids = sales.promo_code, sales.order_id
-        _bulk_insert(self.session, _transactions, _TRANSACTION_COLUMNS, [
-            (organisation_id, spectator_id, shows[show_keys[index]], batch_id, purchased[index], amounts[index],
-             tickets[index], circumstances[index], categories[index], channels[index], promo_codes[index],
-             order_ids[index], external_ids[index]) for index, spectator_id in zip(fresh, spectator_of)],
-            converted=True)
+        _bulk_insert(
+            self.session,
+            _transactions,
+            _TRANSACTION_COLUMNS,
+            [
+                (
+                    organisation_id,
+                    spectator_id,
+                    shows[show_keys[index]],
+                    batch_id,
+                    purchased[index],
+                    amounts[index],
+                    tickets[index],
+                    circumstances[index],
+                    categories[index],
+                    channels[index],
+                    promo_codes[index],
+                    order_ids[index],
+                    external_ids[index],
+                )
+                for index, spectator_id in zip(fresh, spectator_of)
+            ],
+            converted=True,
+        )
         self.result.imported += len(fresh)
         self.later.trim()
         self.stamp.trim()
@@ -278,8 +340,10 @@ class _SalesWriter:
             return None
         entry = self.venues.get(venue.casefold())
         if entry is None:
-            id_ = self.session.execute(insert(_venues).returning(_venues.c.id), {
-                "organisation_id": self.organisation_id, "name": venue, "capacity": capacity}).scalar_one()
+            id_ = self.session.execute(
+                insert(_venues).returning(_venues.c.id),
+                {"organisation_id": self.organisation_id, "name": venue, "capacity": capacity},
+            ).scalar_one()
             entry = self.venues[venue.casefold()] = [id_, capacity]
         elif entry[1] is None and capacity:
             self.session.execute(update(_venues).where(_venues.c.id == entry[0]).values(capacity=capacity))
@@ -300,23 +364,37 @@ class _SalesWriter:
                 self._venue_id(sales, index)  # a capacity given on a later row of a known venue
         if needed:
             for chunk in _chunks(list(needed)):
-                known.update(self.session.execute(
-                    select(_shows.c.natural_key, _shows.c.id).where(
-                        _shows.c.organisation_id == self.organisation_id,
-                        sql.among(self.session, _shows.c.natural_key, chunk))).all())
+                known.update(
+                    self.session.execute(
+                        select(_shows.c.natural_key, _shows.c.id).where(
+                            _shows.c.organisation_id == self.organisation_id,
+                            sql.among(self.session, _shows.c.natural_key, chunk),
+                        )
+                    ).all()
+                )
             missing = [index for key, index in needed.items() if key not in known]
             if missing:
-                rows = [{"organisation_id": self.organisation_id, "venue_id": self._venue_id(sales, index),
-                         "natural_key": show_keys[index], "title": sales.title[index],
-                         "company": sales.company[index], "discipline": sales.discipline[index],
-                         "starts_at": sales.starts_at[index], "duration_minutes": sales.duration[index]}
-                        for index in missing]
-                known.update(self.session.execute(
-                    insert(_shows).returning(_shows.c.natural_key, _shows.c.id), rows).all())
+                rows = [
+                    {
+                        "organisation_id": self.organisation_id,
+                        "venue_id": self._venue_id(sales, index),
+                        "natural_key": show_keys[index],
+                        "title": sales.title[index],
+                        "company": sales.company[index],
+                        "discipline": sales.discipline[index],
+                        "starts_at": sales.starts_at[index],
+                        "duration_minutes": sales.duration[index],
+                    }
+                    for index in missing
+                ]
+                known.update(
+                    self.session.execute(insert(_shows).returning(_shows.c.natural_key, _shows.c.id), rows).all()
+                )
         return known
 
-    def _contacts(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int],
-                  created: set[int] = frozenset()) -> dict[int, int]:
+    def _contacts(
+        self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int], created: set[int] = frozenset()
+    ) -> dict[int, int]:
         """Upsert one contact per spectator of the batch with the latest personal fields (an empty field
         never erases a known one); returns spectator id → contact id."""
         latest: dict[int, int] = {}  # spectator id → index of its latest sale
@@ -326,11 +404,19 @@ class _SalesWriter:
             if current is None or purchased[index] >= purchased[current]:
                 latest[spectator_id] = index
         last_names, first_names, addresses, postal_codes, emails, phones, customer_ids = (
-            getattr(sales, name) for name in _PERSONAL)
+            getattr(sales, name) for name in _PERSONAL
+        )
 
         def fields_of(index: int) -> tuple:
-            return (last_names[index], first_names[index], addresses[index], postal_codes[index], emails[index],
-                    phones[index], customer_ids[index])
+            return (
+                last_names[index],
+                first_names[index],
+                addresses[index],
+                postal_codes[index],
+                emails[index],
+                phones[index],
+                customer_ids[index],
+            )
 
         memo = self.contacts
         existing: dict[int, tuple] = {s: memo[s] for s in latest if s in memo}
@@ -338,9 +424,11 @@ class _SalesWriter:
         columns = [_contacts.c[name] for name in _PERSONAL]
         for chunk in _chunks(unknown):
             for row in self.session.execute(
-                    select(_contacts.c.spectator_id, _contacts.c.id, *columns)
-                    .where(_contacts.c.organisation_id == self.organisation_id,
-                           sql.among(self.session, _contacts.c.spectator_id, chunk))):
+                select(_contacts.c.spectator_id, _contacts.c.id, *columns).where(
+                    _contacts.c.organisation_id == self.organisation_id,
+                    sql.among(self.session, _contacts.c.spectator_id, chunk),
+                )
+            ):
                 existing[row[0]] = (row[1], tuple(row[2:]))
         now = utcnow()
         contact_ids: dict[int, int] = {}
@@ -368,9 +456,11 @@ class _SalesWriter:
             created = [row[1] for row in new_rows]
             for chunk in _chunks(created):
                 for spectator_id, contact_id in self.session.execute(
-                        select(_contacts.c.spectator_id, _contacts.c.id)
-                        .where(_contacts.c.organisation_id == self.organisation_id,
-                               sql.among(self.session, _contacts.c.spectator_id, chunk))):
+                    select(_contacts.c.spectator_id, _contacts.c.id).where(
+                        _contacts.c.organisation_id == self.organisation_id,
+                        sql.among(self.session, _contacts.c.spectator_id, chunk),
+                    )
+                ):
                     contact_ids[spectator_id] = contact_id
                     remembered[spectator_id] = (contact_id, fields_of(latest[spectator_id]))
         memo.put_many(remembered)
@@ -383,24 +473,39 @@ class _SalesWriter:
         and applied in one UPDATE ... FROM (an UPDATE per contact costs a round trip each); on SQLite,
         in process, the driver's executemany."""
         if not self.copy_staging:
-            sql.execute_many(self.session, 'UPDATE contact SET updated_at = ?, ' + ", ".join(
-                f"{name} = ?" for name in _PERSONAL) + " WHERE id = ?", changed, stamps=(0,))
+            sql.execute_many(
+                self.session,
+                "UPDATE contact SET updated_at = ?, "
+                + ", ".join(f"{name} = ?" for name in _PERSONAL)
+                + " WHERE id = ?",
+                changed,
+                stamps=(0,),
+            )
             return
         connection = self.session.connection()
         connection.exec_driver_sql(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONTACT_STAGE.name} (updated_at timestamp, "
             "last_name varchar(200), first_name varchar(200), address varchar(400), postal_code varchar(10), "
-            "email varchar(320), phone varchar(40), customer_id varchar(100), id integer) ON COMMIT DROP")
+            "email varchar(320), phone varchar(40), customer_id varchar(100), id integer) ON COMMIT DROP"
+        )
         connection.exec_driver_sql(f"TRUNCATE {_CONTACT_STAGE.name}")
         _bulk_insert(self.session, _CONTACT_STAGE, _CONTACT_STAGE_COLUMNS, changed)
         # A temporary table is never analysed by autovacuum: without its size the planner may scan contact.
         connection.exec_driver_sql(f"ANALYZE {_CONTACT_STAGE.name}")
         connection.exec_driver_sql(
-            "UPDATE contact SET updated_at = s.updated_at, " + ", ".join(f"{name} = s.{name}" for name in _PERSONAL)
-            + f" FROM {_CONTACT_STAGE.name} s WHERE contact.id = s.id")
+            "UPDATE contact SET updated_at = s.updated_at, "
+            + ", ".join(f"{name} = s.{name}" for name in _PERSONAL)
+            + f" FROM {_CONTACT_STAGE.name} s WHERE contact.id = s.id"
+        )
 
-    def _consents(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int], spectators: dict,
-                  contacts: dict[int, int]) -> None:
+    def _consents(
+        self,
+        sales: "_SaleColumns",
+        fresh: list[int],
+        spectator_of: list[int],
+        spectators: dict,
+        contacts: dict[int, int],
+    ) -> None:
         """Derive e-mail consents (DESIGN.md §6): newsletter → express from the purchase date; a purchase →
         implied until purchase + 2 years; a subscription → implied until its last show + 2 years.
 
@@ -442,21 +547,33 @@ class _SalesWriter:
         # A spectator who unsubscribed district-wide stays unsubscribed, whatever they buy.
         source = f"import {self.batch_id}"
         later = self.later.__getitem__
-        rows = [(contact_id, "email", "implied_purchase", source, first, later(latest), opted_out[contact_id])
-                for contact_id, (first, latest) in purchase.items()]
-        rows += [(contact_id, "email", "express", source, first, None, opted_out[contact_id])
-                 for contact_id, first in express.items()]
-        rows += [(contact_id, "email", "implied_subscription", source, first, later(latest), opted_out[contact_id])
-                 for contact_id, (first, latest) in subscription.items()]
+        rows = [
+            (contact_id, "email", "implied_purchase", source, first, later(latest), opted_out[contact_id])
+            for contact_id, (first, latest) in purchase.items()
+        ]
+        rows += [
+            (contact_id, "email", "express", source, first, None, opted_out[contact_id])
+            for contact_id, first in express.items()
+        ]
+        rows += [
+            (contact_id, "email", "implied_subscription", source, first, later(latest), opted_out[contact_id])
+            for contact_id, (first, latest) in subscription.items()
+        ]
         if rows:
             if not self.staging:
                 self._stage()
             if not self.copy_staging:
                 stamp = self.stamp.__getitem__
-                rows = [(contact_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
-                        for contact_id, channel, basis, source, first, expires, withdrawn in rows]
-                sql.execute_many(self.session, "INSERT INTO import_consent_stage (contact_id, channel, basis, source, "
-                                            "given_at, expires_at, withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                rows = [
+                    (contact_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
+                    for contact_id, channel, basis, source, first, expires, withdrawn in rows
+                ]
+                sql.execute_many(
+                    self.session,
+                    "INSERT INTO import_consent_stage (contact_id, channel, basis, source, "
+                    "given_at, expires_at, withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
             else:
                 _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows)
 
@@ -467,7 +584,8 @@ class _SalesWriter:
         connection.exec_driver_sql(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONSENT_STAGE.name} (contact_id integer, channel varchar(20), "
             "basis varchar(30), source varchar(100), given_at timestamp, expires_at timestamp, "
-            "withdrawn_at timestamp)" + sql.temporary_table_suffix(self.session))
+            "withdrawn_at timestamp)" + sql.temporary_table_suffix(self.session)
+        )
         connection.exec_driver_sql(f"DELETE FROM {_CONSENT_STAGE.name}")
         self.staging = True
 
@@ -508,28 +626,42 @@ class _UnsubscribeWriter:
         customer_ids = sorted({row.customer_id for row in rows if row.customer_id})
         for chunk in _chunks(customer_ids):
             for customer_id, contact_id, spectator_id in self.session.execute(
-                    select(_contacts.c.customer_id, _contacts.c.id, _contacts.c.spectator_id)
-                    .where(_contacts.c.organisation_id == self.organisation_id,
-                           sql.among(self.session, _contacts.c.customer_id, chunk))):
+                select(_contacts.c.customer_id, _contacts.c.id, _contacts.c.spectator_id).where(
+                    _contacts.c.organisation_id == self.organisation_id,
+                    sql.among(self.session, _contacts.c.customer_id, chunk),
+                )
+            ):
                 by_customer.setdefault(customer_id, []).append((contact_id, spectator_id))
         spectator_ids = {found[0] for found in spectators.values()}
         spectator_ids.update(s for pairs in by_customer.values() for _c, s in pairs)
         contacts_of: dict[int, int] = {}
         for chunk in _chunks(sorted(spectator_ids)):
-            contacts_of.update(self.session.execute(
-                select(_contacts.c.spectator_id, _contacts.c.id)
-                .where(_contacts.c.organisation_id == self.organisation_id,
-                       sql.among(self.session, _contacts.c.spectator_id, chunk))).all())
+            contacts_of.update(
+                self.session.execute(
+                    select(_contacts.c.spectator_id, _contacts.c.id).where(
+                        _contacts.c.organisation_id == self.organisation_id,
+                        sql.among(self.session, _contacts.c.spectator_id, chunk),
+                    )
+                ).all()
+            )
         # "Already unsubscribed" is judged from this organisation's own records only (its contact's
         # e-mail consent withdrawn): whether another organisation recorded an opt-out, or knows the
         # person at all, must not show in the result (issue 15: no membership oracle).
         spectator_of_contact = {c: s for s, c in contacts_of.items()}
         already: set[int] = set()
         for chunk in _chunks(sorted(spectator_of_contact)):
-            already.update(spectator_of_contact[c] for c in self.session.scalars(
-                select(_consents.c.contact_id).where(sql.among(self.session, _consents.c.contact_id, chunk),
-                                                     _consents.c.channel == "email",
-                                                     _consents.c.withdrawn_at.is_not(None)).distinct()))
+            already.update(
+                spectator_of_contact[c]
+                for c in self.session.scalars(
+                    select(_consents.c.contact_id)
+                    .where(
+                        sql.among(self.session, _consents.c.contact_id, chunk),
+                        _consents.c.channel == "email",
+                        _consents.c.withdrawn_at.is_not(None),
+                    )
+                    .distinct()
+                )
+            )
         opt_out: dict[int, dt.datetime] = {}
         withdraw: dict[int, dt.datetime] = {}
         for row in rows:
@@ -564,14 +696,19 @@ class _UnsubscribeWriter:
         opt_out = {k: v for k, v in opt_out.items() if k in answered}
         if opt_out:
             self.session.execute(
-                update(_spectators).where(_spectators.c.id == bindparam("b_id"), _spectators.c.opted_out_at.is_(None))
+                update(_spectators)
+                .where(_spectators.c.id == bindparam("b_id"), _spectators.c.opted_out_at.is_(None))
                 .values(opted_out_at=bindparam("b_at")),
-                [{"b_id": k, "b_at": v} for k, v in opt_out.items()])
+                [{"b_id": k, "b_at": v} for k, v in opt_out.items()],
+            )
         if withdraw:
             self.session.execute(
-                update(_consents).where(_consents.c.contact_id == bindparam("b_id"), _consents.c.channel == "email",
-                                        _consents.c.withdrawn_at.is_(None))
+                update(_consents)
+                .where(
+                    _consents.c.contact_id == bindparam("b_id"),
+                    _consents.c.channel == "email",
+                    _consents.c.withdrawn_at.is_(None),
+                )
                 .values(withdrawn_at=bindparam("b_at")),
-                [{"b_id": k, "b_at": v} for k, v in withdraw.items()])
-
-
+                [{"b_id": k, "b_at": v} for k, v in withdraw.items()],
+            )

@@ -14,17 +14,23 @@ from werkzeug.serving import make_server
 CHROMIUM = os.environ.get("PILOT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     # The machine has no outside network: keep Chromium from trying.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is required for the browser tests at {CHROMIUM} (apt-get install -y chromium)",
-                    pytrace=False)
+        pytest.fail(
+            f"Chromium is required for the browser tests at {CHROMIUM} (apt-get install -y chromium)", pytrace=False
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -77,8 +83,14 @@ def log_in(page, email: str, password: str = "correct-horse-42") -> None:
     page.wait_for_url("**/")
 
 
-def fill_promotion_form(page, orgs, *, valid_from: dt.date, message_fr: str = "Deux billets pour le prix d'un.",
-                        message_en: str = "Two tickets for one.") -> None:
+def fill_promotion_form(
+    page,
+    orgs,
+    *,
+    valid_from: dt.date,
+    message_fr: str = "Deux billets pour le prix d'un.",
+    message_en: str = "Two tickets for one.",
+) -> None:
     """Fill the new-promotion form with the "Printemps du Quartier" two-for-one offer at ``orgs``,
     valid 60 days from ``valid_from`` (the caller submits it)."""
     page.fill("#name_fr", "Printemps du Quartier")

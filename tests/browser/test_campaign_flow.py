@@ -37,9 +37,13 @@ def test_campaign_goes_from_draft_to_ready(page, session, make_user):
     log_in(page, staff.email)
     page.click("nav >> text=Campagnes")
     page.click("text=Nouvelle promotion")
-    fill_promotion_form(page, district.orgs, valid_from=today,
-                        message_fr="Deux billets pour le prix d'un dans trois salles du Quartier.",
-                        message_en="Two tickets for one in three Quartier venues.")
+    fill_promotion_form(
+        page,
+        district.orgs,
+        valid_from=today,
+        message_fr="Deux billets pour le prix d'un dans trois salles du Quartier.",
+        message_en="Two tickets for one in three Quartier venues.",
+    )
     page.click("text=Enregistrer la promotion")
     assert "Promotion créée." in page.inner_text("main")
     assert page.inner_text("h1") == "Printemps du Quartier"
@@ -116,7 +120,12 @@ def test_campaign_goes_from_draft_to_ready(page, session, make_user):
     session.expire_all()
     campaign = session.scalar(select(Campaign).where(Campaign.name == "Printemps croisé"))
     assert campaign.status == "ready"
-    answers = {a.organisation_id: (a.status, a.exclude_subscribers, a.exclude_contacted_days)
-               for a in session.scalars(select(Approval).where(Approval.campaign_id == campaign.id))}
-    assert answers == {alpha.id: ("approved", True, 30), beta.id: ("approved", False, None),
-                       gamma.id: ("declined", False, None)}
+    answers = {
+        a.organisation_id: (a.status, a.exclude_subscribers, a.exclude_contacted_days)
+        for a in session.scalars(select(Approval).where(Approval.campaign_id == campaign.id))
+    }
+    assert answers == {
+        alpha.id: ("approved", True, 30),
+        beta.id: ("approved", False, None),
+        gamma.id: ("declined", False, None),
+    }

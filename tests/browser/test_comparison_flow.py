@@ -34,16 +34,36 @@ def pdf_pages(data: bytes) -> int:
 @pytest.mark.parametrize("lang", ["fr", "en"])
 def test_staff_compares_an_organisation_across_seasons(page, make_user, district, lang):
     words = {
-        "fr": {"nav": "Comparer", "title": "Comparer les publics", "submit": "Comparer", "district": "Le Quartier",
-               "portrait": "Portrait d'une page à imprimer", "portrait_title": "Portrait des publics comparés",
-               "csv": "Télécharger la comparaison (CSV)", "back": "Retour à la comparaison", "header": "Tableau",
-               "who": "Qui sont-ils ?", "season": "Saison 2023-2024", "bad": "n'est pas une saison",
-               "none": "Aucune vente n'est enregistrée pour la saison 2001-2002"},
-        "en": {"nav": "Compare", "title": "Compare audiences", "submit": "Compare", "district": "The district",
-               "portrait": "One-page portrait to print", "portrait_title": "Audience portrait",
-               "csv": "Download the comparison (CSV)", "back": "Back to the comparison", "header": "Table",
-               "who": "Who are they?", "season": "Season 2023-2024", "bad": "is not a season",
-               "none": "There are no sales on record for the season 2001-2002"},
+        "fr": {
+            "nav": "Comparer",
+            "title": "Comparer les publics",
+            "submit": "Comparer",
+            "district": "Le Quartier",
+            "portrait": "Portrait d'une page à imprimer",
+            "portrait_title": "Portrait des publics comparés",
+            "csv": "Télécharger la comparaison (CSV)",
+            "back": "Retour à la comparaison",
+            "header": "Tableau",
+            "who": "Qui sont-ils ?",
+            "season": "Saison 2023-2024",
+            "bad": "n'est pas une saison",
+            "none": "Aucune vente n'est enregistrée pour la saison 2001-2002",
+        },
+        "en": {
+            "nav": "Compare",
+            "title": "Compare audiences",
+            "submit": "Compare",
+            "district": "The district",
+            "portrait": "One-page portrait to print",
+            "portrait_title": "Audience portrait",
+            "csv": "Download the comparison (CSV)",
+            "back": "Back to the comparison",
+            "header": "Table",
+            "who": "Who are they?",
+            "season": "Season 2023-2024",
+            "bad": "is not a season",
+            "none": "There are no sales on record for the season 2001-2002",
+        },
     }[lang]
     staff = make_user("staff")
     log_in(page, staff.email)

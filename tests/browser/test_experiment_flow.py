@@ -21,9 +21,23 @@ from tests.experiments.test_services import ready_campaign
 
 pytestmark = pytest.mark.browser
 
-HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-          "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-          "Titre du spectacle", "Type de spectacle", "Code promo", "Numéro de commande"]
+HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Titre du spectacle",
+    "Type de spectacle",
+    "Code promo",
+    "Numéro de commande",
+]
 
 
 def text_of(page, selector: str) -> str:
@@ -83,8 +97,11 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
     assert downloaded == {district.contacts[(0, s)].email for s in alpha_test}
     assert {r["Groupe"] for r in rows} == {"A"}
     assert {r["Code promotionnel"] for r in rows} == {r.code for r in alpha_test.values()}
-    controls = {district.contacts[(0, r.spectator_id)].email for r in recipients
-                if r.organisation_id == alpha.id and r.arm == "control"}
+    controls = {
+        district.contacts[(0, r.spectator_id)].email
+        for r in recipients
+        if r.organisation_id == alpha.id and r.arm == "control"
+    }
     assert not downloaded & controls
     assert {r["Langue"] for r in rows} == {"fr"} and {r["Message"] for r in rows} == {campaign.promotion.message_fr}
     log_out(page)
@@ -107,9 +124,25 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
         contact = district.contacts[(0, spectator_id)]
         when = (launch + dt.timedelta(hours=2 + i)).strftime("%Y-%m-%d %H:%M")
         code = alpha_test[spectator_id].code if i % 2 == 0 else ""
-        lines.append([contact.last_name, contact.first_name, "", "H2X 1Y4", contact.email, "", "48,00 $", "2",
-                      "Promotion" if code else "Plein tarif", when, (launch + dt.timedelta(days=20)).strftime("%Y-%m-%d"),
-                      "Le Songe", "Danse", code, f"CMD-{i}"])
+        lines.append(
+            [
+                contact.last_name,
+                contact.first_name,
+                "",
+                "H2X 1Y4",
+                contact.email,
+                "",
+                "48,00 $",
+                "2",
+                "Promotion" if code else "Plein tarif",
+                when,
+                (launch + dt.timedelta(days=20)).strftime("%Y-%m-%d"),
+                "Le Songe",
+                "Danse",
+                code,
+                f"CMD-{i}",
+            ]
+        )
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
     writer.writerow(HEADER)
@@ -137,10 +170,17 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
     html = page.content()
     assert not [value for value in district.personal if value in html]
     session.expire_all()
-    assert session.scalar(select(func.count()).select_from(Outcome).where(
-        Outcome.experiment_id == experiment.id, Outcome.converted == 1)) == len(lines)
-    assert session.scalar(select(func.count()).select_from(Outcome).where(
-        Outcome.experiment_id == experiment.id, Outcome.redeemed == 1)) == (len(lines) + 1) // 2
+    assert session.scalar(
+        select(func.count()).select_from(Outcome).where(Outcome.experiment_id == experiment.id, Outcome.converted == 1)
+    ) == len(lines)
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(Outcome)
+            .where(Outcome.experiment_id == experiment.id, Outcome.redeemed == 1)
+        )
+        == (len(lines) + 1) // 2
+    )
 
     page.click("text=English")
     main = text_of(page, "main")

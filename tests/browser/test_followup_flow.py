@@ -16,20 +16,34 @@ pytestmark = pytest.mark.browser
 
 WORDS = {
     "fr": {
-        "panel": "Campagnes en attente de votre approbation", "send": "Envoyer ma réponse",
-        "explain": "Expliquez en quelques mots pourquoi vous refusez.", "declined": "Votre réponse est enregistrée : refusée.",
-        "your_reason": "Votre raison de refuser", "other": "Autre raison (précisez ci-dessous)",
-        "requests": "Demandes d'approbation", "remind": "Relancer", "send_reminder": "Envoyer le rappel",
-        "sent": "Rappel envoyé à Salle Alpha.", "wait": "Salle Alpha a reçu un rappel le",
-        "reminded": "1 rappel, le dernier le", "note": "Notre saison affiche complet jusqu'en mars.",
+        "panel": "Campagnes en attente de votre approbation",
+        "send": "Envoyer ma réponse",
+        "explain": "Expliquez en quelques mots pourquoi vous refusez.",
+        "declined": "Votre réponse est enregistrée : refusée.",
+        "your_reason": "Votre raison de refuser",
+        "other": "Autre raison (précisez ci-dessous)",
+        "requests": "Demandes d'approbation",
+        "remind": "Relancer",
+        "send_reminder": "Envoyer le rappel",
+        "sent": "Rappel envoyé à Salle Alpha.",
+        "wait": "Salle Alpha a reçu un rappel le",
+        "reminded": "1 rappel, le dernier le",
+        "note": "Notre saison affiche complet jusqu'en mars.",
     },
     "en": {
-        "panel": "Campaigns awaiting your approval", "send": "Send my answer",
-        "explain": "Explain in a few words why you decline.", "declined": "Your answer is recorded: declined.",
-        "your_reason": "Your reason for declining", "other": "Another reason (explain below)",
-        "requests": "Approval requests", "remind": "Remind again", "send_reminder": "Send the reminder",
-        "sent": "Reminder sent to Salle Alpha.", "wait": "Salle Alpha was reminded at",
-        "reminded": "Reminded 1 time, last on", "note": "Our season is sold out until March.",
+        "panel": "Campaigns awaiting your approval",
+        "send": "Send my answer",
+        "explain": "Explain in a few words why you decline.",
+        "declined": "Your answer is recorded: declined.",
+        "your_reason": "Your reason for declining",
+        "other": "Another reason (explain below)",
+        "requests": "Approval requests",
+        "remind": "Remind again",
+        "send_reminder": "Send the reminder",
+        "sent": "Reminder sent to Salle Alpha.",
+        "wait": "Salle Alpha was reminded at",
+        "reminded": "Reminded 1 time, last on",
+        "note": "Our season is sold out until March.",
     },
 }
 
@@ -95,6 +109,7 @@ def test_a_venue_declines_with_a_reason_and_staff_remind_another(page, session, 
     reminder = session.scalar(select(Reminder))
     alpha_request = session.scalar(select(Approval.id).where(Approval.organisation_id == alpha.id))
     assert (reminder.approval_id, reminder.source, reminder.user_id) == (alpha_request, "user", staff.id)
-    logged = session.scalars(select(AuditEvent.action).where(AuditEvent.action.in_(
-        ("approval.decline", "approval.remind")))).all()
+    logged = session.scalars(
+        select(AuditEvent.action).where(AuditEvent.action.in_(("approval.decline", "approval.remind")))
+    ).all()
     assert sorted(logged) == ["approval.decline", "approval.remind"]

@@ -27,12 +27,26 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / ("docs/images" if os.environ.get("PILOT_SCREENSHOTS") else "test-artifacts") / "mapping.png"
 WORDS = {
-    "fr": {"mapping": "Associer les colonnes de votre fichier", "save": "Enregistrer et prévisualiser",
-           "preview": "Aperçu de l'import", "confirm": "Importer ce fichier", "done": "Import terminé : 3 lignes importées.",
-           "amount": "1 234,50 $", "separator": "point-virgule", "language": "Français"},
-    "en": {"mapping": "Match the columns of your file", "save": "Save and preview",
-           "preview": "Preview of the import", "confirm": "Import this file", "done": "Import finished: 3 rows imported.",
-           "amount": "$1,234.50", "separator": "semicolon", "language": "English"},
+    "fr": {
+        "mapping": "Associer les colonnes de votre fichier",
+        "save": "Enregistrer et prévisualiser",
+        "preview": "Aperçu de l'import",
+        "confirm": "Importer ce fichier",
+        "done": "Import terminé : 3 lignes importées.",
+        "amount": "1 234,50 $",
+        "separator": "point-virgule",
+        "language": "Français",
+    },
+    "en": {
+        "mapping": "Match the columns of your file",
+        "save": "Save and preview",
+        "preview": "Preview of the import",
+        "confirm": "Import this file",
+        "done": "Import finished: 3 rows imported.",
+        "amount": "$1,234.50",
+        "separator": "semicolon",
+        "language": "English",
+    },
 }
 # What the venue chooses where the suggestion is not right ("Représentation" is the show's date).
 CHOICES = {"Représentation": "show_date", "Spectacle": "show_title", "Note interne": ""}
@@ -111,10 +125,23 @@ def test_a_venue_maps_its_own_headers_once_then_imports_everywhere(app, db, page
 
     # 5. the same export saved from Excel imports too, its own headers mapped by the saved mapping
     rows = [MESSY_HEADER] + [
-        [f"Roy{i}", "Jean", "1 rue Ontario", "H2L 2B7", f"jean{i}@example.org", 5145550000 + i, 45.5, 2, "Promotion",
-         dt.date.today() - dt.timedelta(days=2), dt.datetime.combine(dt.date.today() + dt.timedelta(days=9),
-                                                                     dt.time(20)), "Les Belles-sœurs", ""]
-        for i in range(3)]
+        [
+            f"Roy{i}",
+            "Jean",
+            "1 rue Ontario",
+            "H2L 2B7",
+            f"jean{i}@example.org",
+            5145550000 + i,
+            45.5,
+            2,
+            "Promotion",
+            dt.date.today() - dt.timedelta(days=2),
+            dt.datetime.combine(dt.date.today() + dt.timedelta(days=9), dt.time(20)),
+            "Les Belles-sœurs",
+            "",
+        ]
+        for i in range(3)
+    ]
     upload(page, write_xlsx(tmp_path / "export-excel.xlsx", rows), words)
     assert words["done"] in main_text(page)
     assert count(db, org) == 12
@@ -133,14 +160,25 @@ def test_a_long_import_shows_a_progress_bar_then_its_result(app, db, page, make_
     app.config["IMPORT_BACKGROUND_BYTES"] = 0  # every file counts as long here
     org = make_org("salle-bleue", "Salle Bleue")
     with db.session() as s:
-        s.add_all([ColumnMapping(organisation_id=org.id, kind="sales", header=header, label=label, field=field)
-                   for label, header, field in (
-                       ("Nom du client", "nomduclient", "last_name"), ("Adr. postale", "adrpostale", "address"),
-                       ("CP", "cp", "postal_code"), ("Courriel du client", "courrielduclient", "email"),
-                       ("Tél. maison", "telmaison", "phone"), ("Montant payé", "montantpaye", "amount"),
-                       ("Qté", "qte", "tickets"), ("Tarif", "tarif", "circumstance"), ("Vendu le", "vendule", "purchased_at"),
-                       ("Représentation", "representation", "show_date"), ("Spectacle", "spectacle", "show_title"),
-                       ("Note interne", "noteinterne", ""))])
+        s.add_all(
+            [
+                ColumnMapping(organisation_id=org.id, kind="sales", header=header, label=label, field=field)
+                for label, header, field in (
+                    ("Nom du client", "nomduclient", "last_name"),
+                    ("Adr. postale", "adrpostale", "address"),
+                    ("CP", "cp", "postal_code"),
+                    ("Courriel du client", "courrielduclient", "email"),
+                    ("Tél. maison", "telmaison", "phone"),
+                    ("Montant payé", "montantpaye", "amount"),
+                    ("Qté", "qte", "tickets"),
+                    ("Tarif", "tarif", "circumstance"),
+                    ("Vendu le", "vendule", "purchased_at"),
+                    ("Représentation", "representation", "show_date"),
+                    ("Spectacle", "spectacle", "show_title"),
+                    ("Note interne", "noteinterne", ""),
+                )
+            ]
+        )
         s.commit()
     user = make_user("venue", org)
     log_in(page, user.email)
@@ -159,8 +197,17 @@ def test_a_long_import_shows_a_progress_bar_then_its_result(app, db, page, make_
     token = uuid.uuid4().hex
     folder = Path(app.instance_path) / "pending-imports" / token
     folder.mkdir(parents=True)
-    (folder / "meta.json").write_text(json.dumps({"organisation_id": org.id, "kind": "sales", "filename": "long.csv",
-                                                  "user_id": user.id, "created_at": "2026-12-05T21:00:00"}))
+    (folder / "meta.json").write_text(
+        json.dumps(
+            {
+                "organisation_id": org.id,
+                "kind": "sales",
+                "filename": "long.csv",
+                "user_id": user.id,
+                "created_at": "2026-12-05T21:00:00",
+            }
+        )
+    )
     (folder / "status.json").write_text(json.dumps({"status": "running", "done": 50, "total": 200}))
     page.goto(f"/imports/pending/{token}/progress")
     assert page.inner_text("h1") == "Import en cours"

@@ -29,18 +29,45 @@ from tests.campaigns.helpers import build_district
 pytestmark = pytest.mark.browser
 
 TEXT = {
-    "fr": {"insights": "Le Quartier", "segment_saved": "Segment", "promotion_created": "Promotion créée.",
-           "campaign_created": "Campagne créée en brouillon.", "submitted": "organisations sont invitées",
-           "approved": "approuvée", "declined": "refusée", "ready": "La campagne est prête à lancer.",
-           "imported": "Import terminé"},
-    "en": {"insights": "The district", "segment_saved": "Segment", "promotion_created": "Promotion created.",
-           "campaign_created": "Campaign created as a draft.", "submitted": "organisations are asked",
-           "approved": "approved", "declined": "declined", "ready": "The campaign is ready to launch.",
-           "imported": "Import finished"},
+    "fr": {
+        "insights": "Le Quartier",
+        "segment_saved": "Segment",
+        "promotion_created": "Promotion créée.",
+        "campaign_created": "Campagne créée en brouillon.",
+        "submitted": "organisations sont invitées",
+        "approved": "approuvée",
+        "declined": "refusée",
+        "ready": "La campagne est prête à lancer.",
+        "imported": "Import terminé",
+    },
+    "en": {
+        "insights": "The district",
+        "segment_saved": "Segment",
+        "promotion_created": "Promotion created.",
+        "campaign_created": "Campaign created as a draft.",
+        "submitted": "organisations are asked",
+        "approved": "approved",
+        "declined": "declined",
+        "ready": "The campaign is ready to launch.",
+        "imported": "Import finished",
+    },
 }
-SALES_HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-                "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-                "Titre du spectacle", "Type de spectacle", "Numéro de commande"]
+SALES_HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Titre du spectacle",
+    "Type de spectacle",
+    "Numéro de commande",
+]
 
 
 class Journey:
@@ -88,8 +115,9 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
     session.commit()
     staff = make_user("staff", email=f"equipe-{lang}@quartier.example")
     evaluator = make_user("evaluator", email=f"evaluation-{lang}@quartier.example")
-    venues = {org.slug: make_user("venue", org, email=f"approbation-{lang}@{org.slug}.example")
-              for org in district.orgs}
+    venues = {
+        org.slug: make_user("venue", org, email=f"approbation-{lang}@{org.slug}.example") for org in district.orgs
+    }
     today = utcnow().date()
     deadline = (utcnow() + dt.timedelta(days=6)).strftime("%Y-%m-%dT%H:%M")
     launch = (utcnow() + dt.timedelta(days=9)).strftime("%Y-%m-%dT%H:%M")
@@ -124,7 +152,8 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
         expected = len(district.spectators)
         near = "|".join(str(n) for n in range(expected - 60, expected + 61))
         expect(page.locator("#preview-size")).to_have_text(
-            re.compile(rf"^({near}|all but fewer than 10|tous sauf moins de 10)$"))
+            re.compile(rf"^({near}|all but fewer than 10|tous sauf moins de 10)$")
+        )
         page.fill("input[name=name]", segment_name)
         page.click("#segment-form button.primary")
         page.wait_for_url(re.compile(r".*/segments/\d+$"))
@@ -196,8 +225,10 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
     session.expire_all()
     experiment = session.scalar(select(Experiment).where(Experiment.campaign_id == campaign.id))
     assert experiment is not None
-    statuses = {a.organisation_id: a.status for a in
-                session.scalars(select(Approval).where(Approval.campaign_id == campaign.id))}
+    statuses = {
+        a.organisation_id: a.status
+        for a in session.scalars(select(Approval).where(Approval.campaign_id == campaign.id))
+    }
     assert statuses == {alpha.id: "approved", beta.id: "approved", gamma.id: "declined"}
 
     with journey.step("venue-downloads-its-list"):
@@ -206,9 +237,13 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
         data = download(page, f"a[href='/experiments/{experiment.id}/contacts.csv']")
         rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
         emails = {row[2] for row in rows[1:]}
-        test_arm = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id,
-                                                           Recipient.organisation_id == alpha.id,
-                                                           Recipient.arm != "control")).all()
+        test_arm = session.scalars(
+            select(Recipient).where(
+                Recipient.experiment_id == experiment.id,
+                Recipient.organisation_id == alpha.id,
+                Recipient.arm != "control",
+            )
+        ).all()
         assert len(rows) - 1 == len(test_arm) > 0
         own = {c.email for (i, _s), c in district.contacts.items() if i == 0}
         assert emails <= own  # only Alpha's own people, only the test arm
@@ -219,9 +254,24 @@ def test_the_pilot_end_to_end(page, session, make_user, lang, tmp_path):
         writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
         writer.writerow(SALES_HEADER)
         for n, email in enumerate(buyers):
-            writer.writerow(["Acheteur", f"Prenom{n}", "", "H2X 1Y4", email, "", "45,00 $", "2", "Promotion",
-                             today.isoformat(), (today + dt.timedelta(days=10)).isoformat(), "Le retour",
-                             "Théâtre", f"L-{lang}-{n}"])
+            writer.writerow(
+                [
+                    "Acheteur",
+                    f"Prenom{n}",
+                    "",
+                    "H2X 1Y4",
+                    email,
+                    "",
+                    "45,00 $",
+                    "2",
+                    "Promotion",
+                    today.isoformat(),
+                    (today + dt.timedelta(days=10)).isoformat(),
+                    "Le retour",
+                    "Théâtre",
+                    f"L-{lang}-{n}",
+                ]
+            )
         path = tmp_path / "ventes-apres.csv"
         path.write_text(buffer.getvalue(), encoding="utf-8")
         page.click("nav a[href='/imports']")

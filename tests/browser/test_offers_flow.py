@@ -24,12 +24,22 @@ from tests.campaigns.helpers import build_district, new_promotion
 pytestmark = pytest.mark.browser
 
 TEXT = {
-    "fr": {"created": "Campagne créée en brouillon.", "offers": "Offres par groupe", "unsubscribe": "Me désabonner",
-           "done": "Vous êtes désabonné.", "invalid": "Ce lien de désabonnement n’est pas valide.",
-           "mailchimp": "Pour Mailchimp"},
-    "en": {"created": "Campaign created as a draft.", "offers": "Offers by arm", "unsubscribe": "Unsubscribe me",
-           "done": "You are unsubscribed.", "invalid": "This unsubscribe link is not valid.",
-           "mailchimp": "For Mailchimp"},
+    "fr": {
+        "created": "Campagne créée en brouillon.",
+        "offers": "Offres par groupe",
+        "unsubscribe": "Me désabonner",
+        "done": "Vous êtes désabonné.",
+        "invalid": "Ce lien de désabonnement n’est pas valide.",
+        "mailchimp": "Pour Mailchimp",
+    },
+    "en": {
+        "created": "Campaign created as a draft.",
+        "offers": "Offers by arm",
+        "unsubscribe": "Unsubscribe me",
+        "done": "You are unsubscribed.",
+        "invalid": "This unsubscribe link is not valid.",
+        "mailchimp": "For Mailchimp",
+    },
 }
 
 
@@ -44,10 +54,18 @@ def test_two_offers_from_the_campaign_form_to_the_unsubscribe_link(page, session
     t = TEXT[lang]
     district = build_district(session, per_org=12, shared=3)
     alpha = district.orgs[0]
-    two_for_one = new_promotion(session, [o.id for o in district.orgs], name_fr="Deux pour un", name_en="Two for one",
-                                message_fr="Un billet acheté, un billet offert.", message_en="Buy one, get one free.",
-                                offer_kind="two_for_one", offer_value=None, code_strategy="shared",
-                                shared_code="DEUX-POUR-UN")
+    two_for_one = new_promotion(
+        session,
+        [o.id for o in district.orgs],
+        name_fr="Deux pour un",
+        name_en="Two for one",
+        message_fr="Un billet acheté, un billet offert.",
+        message_en="Buy one, get one free.",
+        offer_kind="two_for_one",
+        offer_value=None,
+        code_strategy="shared",
+        shared_code="DEUX-POUR-UN",
+    )
     # the recipients read in the test's language
     session.execute(update(Contact).values(language=lang))
     session.commit()
@@ -87,8 +105,12 @@ def test_two_offers_from_the_campaign_form_to_the_unsubscribe_link(page, session
     # the workflow up to the launch (tested elsewhere in the browser)
     session.expire_all()
     campaign = session.scalar(select(Campaign).where(Campaign.name == f"A/B {lang}"))
-    campaign_services.update_campaign(session, campaign, planned_launch_at=district.now + dt.timedelta(days=3),
-                                      approval_deadline=district.now + dt.timedelta(days=1))
+    campaign_services.update_campaign(
+        session,
+        campaign,
+        planned_launch_at=district.now + dt.timedelta(days=3),
+        approval_deadline=district.now + dt.timedelta(days=1),
+    )
     campaign_services.submit_for_approval(session, campaign, snapshot=district.snapshot, now=district.now)
     for approval in campaign.approvals:
         campaign_services.decide_approval(session, approval, "approve", now=district.now)
@@ -103,9 +125,11 @@ def test_two_offers_from_the_campaign_form_to_the_unsubscribe_link(page, session
     assert page.locator(f"text={t['mailchimp']}").count() >= 1
     lines = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
     assert list(lines[0])[:3] == ["Email Address", "First Name", "Last Name"]
-    test_arm = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id,
-                                                       Recipient.organisation_id == alpha.id,
-                                                       Recipient.arm != "control")).all()
+    test_arm = session.scalars(
+        select(Recipient).where(
+            Recipient.experiment_id == experiment.id, Recipient.organisation_id == alpha.id, Recipient.arm != "control"
+        )
+    ).all()
     assert len(lines) == len(test_arm) > 0
     assert {line["ARM"] for line in lines} == {"A", "B"}
     for line in lines:
@@ -125,10 +149,13 @@ def test_two_offers_from_the_campaign_form_to_the_unsubscribe_link(page, session
     page.click(f"text={t['unsubscribe']}")
     assert t["done"] in page.inner_text("main")
     session.expire_all()
-    contact = session.scalar(select(Contact).where(Contact.organisation_id == alpha.id,
-                                                   Contact.email == line["Email Address"]))
-    assert all(c.withdrawn_at is not None for c in session.scalars(select(Consent).where(
-        Consent.contact_id == contact.id, Consent.channel == "email")))
+    contact = session.scalar(
+        select(Contact).where(Contact.organisation_id == alpha.id, Contact.email == line["Email Address"])
+    )
+    assert all(
+        c.withdrawn_at is not None
+        for c in session.scalars(select(Consent).where(Consent.contact_id == contact.id, Consent.channel == "email"))
+    )
     assert session.get(Spectator, contact.spectator_id).opted_out_at is not None
     # the same link again: the same answer; an altered one: a clear page
     page.goto(f"{link.path}?{link.query}")

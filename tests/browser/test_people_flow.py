@@ -17,28 +17,46 @@ pytestmark = pytest.mark.browser
 PASSWORD = "Lilas-du-parc-2047"
 
 WORDS = {
-    "fr": {"invite": "Inviter", "welcome": "Bienvenue", "save": "Enregistrer mon mot de passe",
-           "set": "Votre mot de passe est enregistré", "change": "Changer le rôle", "now": "a maintenant le rôle",
-           "deactivate": "Désactiver…", "confirm": "Désactiver", "done": "est désactivé",
-           "filter": "Filtrer",
-           "invited": "Alice (administrateur) a invité bob@example.org comme approbateur (diffuseur) de Théâtre X",
-           "role": "Alice (administrateur) a fait de bob@example.org un membre de l'équipe du Partenariat "
-                   "(auparavant approbateur (diffuseur))",
-           "deactivated": "Alice (administrateur) a désactivé bob@example.org",
-           "accepted": "Bob (approbateur (diffuseur)) a accepté son invitation et choisi un mot de passe"},
-    "en": {"invite": "Invite", "welcome": "Welcome", "save": "Save my password", "set": "Your password is set",
-           "change": "Change the role", "now": "is now", "deactivate": "Deactivate…", "confirm": "Deactivate",
-           "done": "is deactivated", "filter": "Filter",
-           "invited": "Alice (administrator) invited bob@example.org as venue approver of Théâtre X",
-           "role": "Alice (administrator) made bob@example.org partnership staff (was venue approver)",
-           "deactivated": "Alice (administrator) deactivated bob@example.org",
-           "accepted": "Bob (venue approver) accepted their invitation and chose a password"},
+    "fr": {
+        "invite": "Inviter",
+        "welcome": "Bienvenue",
+        "save": "Enregistrer mon mot de passe",
+        "set": "Votre mot de passe est enregistré",
+        "change": "Changer le rôle",
+        "now": "a maintenant le rôle",
+        "deactivate": "Désactiver…",
+        "confirm": "Désactiver",
+        "done": "est désactivé",
+        "filter": "Filtrer",
+        "invited": "Alice (administrateur) a invité bob@example.org comme approbateur (diffuseur) de Théâtre X",
+        "role": "Alice (administrateur) a fait de bob@example.org un membre de l'équipe du Partenariat "
+        "(auparavant approbateur (diffuseur))",
+        "deactivated": "Alice (administrateur) a désactivé bob@example.org",
+        "accepted": "Bob (approbateur (diffuseur)) a accepté son invitation et choisi un mot de passe",
+    },
+    "en": {
+        "invite": "Invite",
+        "welcome": "Welcome",
+        "save": "Save my password",
+        "set": "Your password is set",
+        "change": "Change the role",
+        "now": "is now",
+        "deactivate": "Deactivate…",
+        "confirm": "Deactivate",
+        "done": "is deactivated",
+        "filter": "Filter",
+        "invited": "Alice (administrator) invited bob@example.org as venue approver of Théâtre X",
+        "role": "Alice (administrator) made bob@example.org partnership staff (was venue approver)",
+        "deactivated": "Alice (administrator) deactivated bob@example.org",
+        "accepted": "Bob (venue approver) accepted their invitation and chose a password",
+    },
 }
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])
-def test_invite_choose_password_change_role_deactivate_and_read_the_log(page, browser, live_server, db, make_user,
-                                                                        make_org, lang):
+def test_invite_choose_password_change_role_deactivate_and_read_the_log(
+    page, browser, live_server, db, make_user, make_org, lang
+):
     words = WORDS[lang]
     org = make_org("theatre-x", "Théâtre X")
     admin = make_user("admin", email="alice@example.org")

@@ -15,8 +15,12 @@ from tests.segments.district import small_district  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
-CROSS_SELL = {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
-                      {"field": "discipline", "op": "none", "value": ["dance"]}]}
+CROSS_SELL = {
+    "all": [
+        {"field": "discipline", "op": "any", "value": ["theatre"]},
+        {"field": "discipline", "op": "none", "value": ["dance"]},
+    ]
+}
 
 
 def test_staff_build_a_cross_sell_segment_and_save_it(app, page, make_user, db, small_district):

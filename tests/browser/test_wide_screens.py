@@ -24,7 +24,9 @@ def test_navigation_fits_on_one_line_at_1280_px(page, make_user, make_org, role)
         page.goto(f"/?lang={lang}")
         if SHOTS:
             page.locator("header.topbar").screenshot(path=f"{SHOTS}/topbar-{role}-{lang}.png")
-        tops = page.eval_on_selector_all("header.topbar nav li", "items => items.map(li => li.getBoundingClientRect().top)")
+        tops = page.eval_on_selector_all(
+            "header.topbar nav li", "items => items.map(li => li.getBoundingClientRect().top)"
+        )
         assert tops, "no navigation"
         assert max(tops) - min(tops) < 4, f"{role}/{lang}: the navigation wraps onto {len(set(tops))} lines"
         nav_end = page.eval_on_selector("header.topbar nav", "nav => nav.getBoundingClientRect().right")

@@ -31,40 +31,80 @@ def new_spectator(session, email: str | None = None) -> Spectator:
     return spectator
 
 
-def new_contact(session, org: Organisation, spectator: Spectator, *, email: str | None = None,
-                last_name: str | None = None, first_name: str | None = None, phone: str | None = None,
-                customer_id: str | None = None, consents: list[dict] | None = None) -> Contact:
+def new_contact(
+    session,
+    org: Organisation,
+    spectator: Spectator,
+    *,
+    email: str | None = None,
+    last_name: str | None = None,
+    first_name: str | None = None,
+    phone: str | None = None,
+    customer_id: str | None = None,
+    consents: list[dict] | None = None,
+) -> Contact:
     """A contact with its consents, e.g. ``consents=[{"basis": "express", "given_at": ...}]``."""
-    contact = Contact(organisation_id=org.id, spectator_id=spectator.id, email=email, last_name=last_name,
-                      first_name=first_name, phone=phone, customer_id=customer_id, language="fr")
+    contact = Contact(
+        organisation_id=org.id,
+        spectator_id=spectator.id,
+        email=email,
+        last_name=last_name,
+        first_name=first_name,
+        phone=phone,
+        customer_id=customer_id,
+        language="fr",
+    )
     session.add(contact)
     session.flush()
     for c in consents or []:
-        session.add(Consent(contact_id=contact.id, channel=c.get("channel", "email"), basis=c["basis"],
-                            source="test", given_at=c["given_at"], expires_at=c.get("expires_at"),
-                            withdrawn_at=c.get("withdrawn_at")))
+        session.add(
+            Consent(
+                contact_id=contact.id,
+                channel=c.get("channel", "email"),
+                basis=c["basis"],
+                source="test",
+                given_at=c["given_at"],
+                expires_at=c.get("expires_at"),
+                withdrawn_at=c.get("withdrawn_at"),
+            )
+        )
     session.flush()
     return contact
 
 
-def new_purchase(session, org: Organisation, spectator: Spectator, when: dt.datetime, category: str = "single",
-                 amount_cents: int = 4500, tickets: int = 2) -> Transaction:
-    tx = Transaction(organisation_id=org.id, spectator_id=spectator.id, purchased_at=when, amount_cents=amount_cents,
-                     tickets=tickets, category=category, circumstance="regular", channel="web",
-                     external_id=uuid.uuid4().hex)
+def new_purchase(
+    session,
+    org: Organisation,
+    spectator: Spectator,
+    when: dt.datetime,
+    category: str = "single",
+    amount_cents: int = 4500,
+    tickets: int = 2,
+) -> Transaction:
+    tx = Transaction(
+        organisation_id=org.id,
+        spectator_id=spectator.id,
+        purchased_at=when,
+        amount_cents=amount_cents,
+        tickets=tickets,
+        category=category,
+        circumstance="regular",
+        channel="web",
+        external_id=uuid.uuid4().hex,
+    )
     session.add(tx)
     session.flush()
     return tx
 
 
-def new_segment(session, spectator_ids, name: str = "Segment de test", as_of: dt.date | None = None,
-                rule: dict | None = None) -> tuple[Segment, SegmentSnapshot]:
+def new_segment(
+    session, spectator_ids, name: str = "Segment de test", as_of: dt.date | None = None, rule: dict | None = None
+) -> tuple[Segment, SegmentSnapshot]:
     """A segment with one version and a snapshot of ``spectator_ids`` as of ``as_of`` (default today)."""
     segment = Segment(name=name)
     session.add(segment)
     session.flush()
-    version = SegmentVersion(segment_id=segment.id, number=1,
-                             rule=rule or {"field": "shows", "op": ">=", "value": 1})
+    version = SegmentVersion(segment_id=segment.id, number=1, rule=rule or {"field": "shows", "op": ">=", "value": 1})
     session.add(version)
     session.flush()
     ids = sorted(set(spectator_ids))
@@ -72,28 +112,48 @@ def new_segment(session, spectator_ids, name: str = "Segment de test", as_of: dt
     session.add(snapshot)
     session.flush()
     if ids:
-        session.execute(SnapshotMember.__table__.insert(), [{"snapshot_id": snapshot.id, "spectator_id": s} for s in ids])
+        session.execute(
+            SnapshotMember.__table__.insert(), [{"snapshot_id": snapshot.id, "spectator_id": s} for s in ids]
+        )
     session.expire(segment)
     return segment, snapshot
 
 
 def new_promotion(session, org_ids, **overrides) -> Promotion:
     today = utcnow().date()
-    fields = dict(name_fr="Printemps du Quartier", name_en="Quartier Spring", message_fr="20 % sur votre prochain spectacle",
-                  message_en="20% off your next show", offer_kind="percent_off", offer_value=20,
-                  organisation_ids=list(org_ids), valid_from=today, valid_until=today + dt.timedelta(days=90),
-                  average_discount_cents=900, cost_per_contact_cents=5)
+    fields = dict(
+        name_fr="Printemps du Quartier",
+        name_en="Quartier Spring",
+        message_fr="20 % sur votre prochain spectacle",
+        message_en="20% off your next show",
+        offer_kind="percent_off",
+        offer_value=20,
+        organisation_ids=list(org_ids),
+        valid_from=today,
+        valid_until=today + dt.timedelta(days=90),
+        average_discount_cents=900,
+        cost_per_contact_cents=5,
+    )
     fields.update(overrides)
     return promotions.create_promotion(session, **fields)
 
 
-def new_campaign(session, segment: Segment, promotion: Promotion, *, now: dt.datetime | None = None,
-                 **overrides) -> Campaign:
+def new_campaign(
+    session, segment: Segment, promotion: Promotion, *, now: dt.datetime | None = None, **overrides
+) -> Campaign:
     now = now or utcnow()
-    fields = dict(name="Campagne printemps", objective="cross_sell", segment_id=segment.id, promotion_id=promotion.id,
-                  arms=services.make_arms(20, [80]), approval_deadline=now + dt.timedelta(days=7),
-                  planned_launch_at=now + dt.timedelta(days=10), window_days=30, primary_metric="conversion",
-                  secondary_metrics=["revenue", "redemption"])
+    fields = dict(
+        name="Campagne printemps",
+        objective="cross_sell",
+        segment_id=segment.id,
+        promotion_id=promotion.id,
+        arms=services.make_arms(20, [80]),
+        approval_deadline=now + dt.timedelta(days=7),
+        planned_launch_at=now + dt.timedelta(days=10),
+        window_days=30,
+        primary_metric="conversion",
+        secondary_metrics=["revenue", "redemption"],
+    )
     fields.update(overrides)
     return services.create_campaign(session, **fields)
 
@@ -113,8 +173,15 @@ class District:
     contacts: dict = field(default_factory=dict)
 
 
-def build_district(session, per_org: int = 20, shared: int = 6, org_names=("Salle Alpha", "Théâtre Beta", "Festival Gamma"),
-                   slug_prefix: str = "", now: dt.datetime | None = None, with_campaign: bool = True) -> District:
+def build_district(
+    session,
+    per_org: int = 20,
+    shared: int = 6,
+    org_names=("Salle Alpha", "Théâtre Beta", "Festival Gamma"),
+    slug_prefix: str = "",
+    now: dt.datetime | None = None,
+    with_campaign: bool = True,
+) -> District:
     """Organisations with ``per_org`` own spectators each plus ``shared`` spectators known to all of
     them, everybody with express e-mail consent and a purchase, all in one segment snapshot of
     today, and (``with_campaign``) a promotion and a draft campaign."""
@@ -129,9 +196,17 @@ def build_district(session, per_org: int = 20, shared: int = 6, org_names=("Sall
         last = f"Nomfamille{org_index}x{spectator_index}"
         first = f"Prenom{org_index}x{spectator_index}"
         phone = f"514-555-{org_index}{spectator_index:03d}"
-        contact = new_contact(session, org, spectator, email=email, last_name=last, first_name=first, phone=phone,
-                              customer_id=f"C{org_index}-{spectator_index}",
-                              consents=[{"basis": "express", "given_at": now - dt.timedelta(days=400)}])
+        contact = new_contact(
+            session,
+            org,
+            spectator,
+            email=email,
+            last_name=last,
+            first_name=first,
+            phone=phone,
+            customer_id=f"C{org_index}-{spectator_index}",
+            consents=[{"basis": "express", "given_at": now - dt.timedelta(days=400)}],
+        )
         contacts[(org_index, spectator.id)] = contact
         personal.extend([email, last, first, phone])
         new_purchase(session, org, spectator, now - dt.timedelta(days=days_ago))
@@ -154,8 +229,9 @@ def build_district(session, per_org: int = 20, shared: int = 6, org_names=("Sall
     # the rule picks the same people as the snapshot made here: a submission takes its own. It names
     # no organisation (one that did would need each named organisation's approval as data provider,
     # tested in tests/campaigns/test_providers.py)
-    segment, snapshot = new_segment(session, [s.id for s in spectators],
-                                    rule={"field": "orders", "op": ">=", "value": 1})
+    segment, snapshot = new_segment(
+        session, [s.id for s in spectators], rule={"field": "orders", "op": ">=", "value": 1}
+    )
     promotion = campaign = None
     if with_campaign:
         promotion = new_promotion(session, [o.id for o in orgs])

@@ -56,29 +56,50 @@ def at(days):
     return None if days is None else LAUNCH + dt.timedelta(days=days)
 
 
-pair_strategy = st.fixed_dictionaries({
-    "contact": st.sampled_from([True, True, True, False]),
-    # valid situations weigh more, so that most examples have recipients to check
-    "consents": st.lists(st.sampled_from(sorted(CONSENTS) + ["express", "implied"] * 3), min_size=1, max_size=2,
-                         unique_by=lambda k: CONSENTS[k][0]),
-    "purchases": st.lists(st.tuples(st.integers(1, 900), st.sampled_from(["single", "subscription"])), max_size=2),
-})
+pair_strategy = st.fixed_dictionaries(
+    {
+        "contact": st.sampled_from([True, True, True, False]),
+        # valid situations weigh more, so that most examples have recipients to check
+        "consents": st.lists(
+            st.sampled_from(sorted(CONSENTS) + ["express", "implied"] * 3),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda k: CONSENTS[k][0],
+        ),
+        "purchases": st.lists(st.tuples(st.integers(1, 900), st.sampled_from(["single", "subscription"])), max_size=2),
+    }
+)
 
-world_strategy = st.integers(1, 3).flatmap(lambda n_orgs: st.integers(2, 8).flatmap(lambda n_spec: st.fixed_dictionaries({
-    "n_orgs": st.just(n_orgs),
-    "pairs": st.lists(st.lists(pair_strategy, min_size=n_orgs, max_size=n_orgs), min_size=n_spec, max_size=n_spec),
-    "members": st.lists(st.sampled_from([True, True, True, False]), min_size=n_spec, max_size=n_spec),
-    "opted_out": st.lists(st.sampled_from([False] * 7 + [True]), min_size=n_spec, max_size=n_spec),
-    "contacted_days_ago": st.lists(st.one_of(st.none(), st.none(), st.integers(1, 90)), min_size=n_spec,
-                                   max_size=n_spec),
-    # at least one approval: a campaign nobody approved has no recipient, trivially
-    "answers": st.lists(st.sampled_from(["approve", "approve", "decline", None]), min_size=n_orgs,
-                        max_size=n_orgs).filter(lambda answers: "approve" in answers),
-    "exclude_subscribers": st.lists(st.booleans(), min_size=n_orgs, max_size=n_orgs),
-    "exclude_contacted": st.lists(st.one_of(st.none(), st.integers(1, 60)), min_size=n_orgs, max_size=n_orgs),
-    "listed": st.lists(st.lists(st.sampled_from([False, False, False, True]), min_size=n_spec, max_size=n_spec),
-                       min_size=n_orgs, max_size=n_orgs),
-})))
+world_strategy = st.integers(1, 3).flatmap(
+    lambda n_orgs: st.integers(2, 8).flatmap(
+        lambda n_spec: st.fixed_dictionaries(
+            {
+                "n_orgs": st.just(n_orgs),
+                "pairs": st.lists(
+                    st.lists(pair_strategy, min_size=n_orgs, max_size=n_orgs), min_size=n_spec, max_size=n_spec
+                ),
+                "members": st.lists(st.sampled_from([True, True, True, False]), min_size=n_spec, max_size=n_spec),
+                "opted_out": st.lists(st.sampled_from([False] * 7 + [True]), min_size=n_spec, max_size=n_spec),
+                "contacted_days_ago": st.lists(
+                    st.one_of(st.none(), st.none(), st.integers(1, 90)), min_size=n_spec, max_size=n_spec
+                ),
+                # at least one approval: a campaign nobody approved has no recipient, trivially
+                "answers": st.lists(
+                    st.sampled_from(["approve", "approve", "decline", None]), min_size=n_orgs, max_size=n_orgs
+                ).filter(lambda answers: "approve" in answers),
+                "exclude_subscribers": st.lists(st.booleans(), min_size=n_orgs, max_size=n_orgs),
+                "exclude_contacted": st.lists(
+                    st.one_of(st.none(), st.integers(1, 60)), min_size=n_orgs, max_size=n_orgs
+                ),
+                "listed": st.lists(
+                    st.lists(st.sampled_from([False, False, False, True]), min_size=n_spec, max_size=n_spec),
+                    min_size=n_orgs,
+                    max_size=n_orgs,
+                ),
+            }
+        )
+    )
+)
 
 counter = itertools.count()
 
@@ -101,22 +122,41 @@ def build_world(session, world):
                 consents = []
                 for name in pair["consents"]:
                     basis, given, expires, withdrawn = CONSENTS[name]
-                    consents.append({"basis": basis, "given_at": at(given), "expires_at": at(expires),
-                                     "withdrawn_at": at(withdrawn)})
+                    consents.append(
+                        {
+                            "basis": basis,
+                            "given_at": at(given),
+                            "expires_at": at(expires),
+                            "withdrawn_at": at(withdrawn),
+                        }
+                    )
                 # some records hold no usable address: missing, blank, or not an address
                 unusable = {0: None, 1: "  ", 2: "pas-une-adresse"}.get((s_index + 2 * o_index) % 7)
-                new_contact(session, orgs[o_index], spectator,
-                            email=unusable if (s_index + 2 * o_index) % 7 < 3 else email,
-                            customer_id=f"c{s_index}", consents=consents)
+                new_contact(
+                    session,
+                    orgs[o_index],
+                    spectator,
+                    email=unusable if (s_index + 2 * o_index) % 7 < 3 else email,
+                    customer_id=f"c{s_index}",
+                    consents=consents,
+                )
         if world["contacted_days_ago"][s_index] is not None:
-            session.add(ContactHistory(spectator_id=spectator.id, organisation_id=orgs[0].id,
-                                       contacted_at=LAUNCH - dt.timedelta(days=world["contacted_days_ago"][s_index])))
+            session.add(
+                ContactHistory(
+                    spectator_id=spectator.id,
+                    organisation_id=orgs[0].id,
+                    contacted_at=LAUNCH - dt.timedelta(days=world["contacted_days_ago"][s_index]),
+                )
+            )
     session.flush()
     members = [s.id for s, m in zip(spectators, world["members"]) if m]
     segment, snapshot = new_segment(session, members, as_of=NOW.date())
-    promotion = new_promotion(session, [o.id for o in orgs], valid_from=NOW.date(), valid_until=LAUNCH.date() + 30 * DAY)
-    campaign = new_campaign(session, segment, promotion, now=NOW, approval_deadline=NOW + 5 * DAY,
-                            planned_launch_at=LAUNCH)
+    promotion = new_promotion(
+        session, [o.id for o in orgs], valid_from=NOW.date(), valid_until=LAUNCH.date() + 30 * DAY
+    )
+    campaign = new_campaign(
+        session, segment, promotion, now=NOW, approval_deadline=NOW + 5 * DAY, planned_launch_at=LAUNCH
+    )
     try:
         services.submit_for_approval(session, campaign, snapshot=snapshot, now=NOW)
     except services.TransitionRefused:
@@ -131,9 +171,15 @@ def build_world(session, world):
             services.set_exclusion_list(session, approval, listed + ["autre@exemple.ca"], "email", SECRET, now=NOW)
         answer = world["answers"][o_index]
         if answer:
-            services.decide_approval(session, approval, answer, None, now=NOW,
-                                     exclude_subscribers=world["exclude_subscribers"][o_index],
-                                     exclude_contacted_days=world["exclude_contacted"][o_index])
+            services.decide_approval(
+                session,
+                approval,
+                answer,
+                None,
+                now=NOW,
+                exclude_subscribers=world["exclude_subscribers"][o_index],
+                exclude_contacted_days=world["exclude_contacted"][o_index],
+            )
     return campaign, orgs, spectators
 
 
@@ -141,7 +187,9 @@ def expected_recipients(session, campaign):
     """The rule of campaigns.eligibility, spelled out one spectator at a time (the oracle)."""
     if campaign.snapshot_id is None:
         return []
-    members = set(session.scalars(select(SnapshotMember.spectator_id).where(SnapshotMember.snapshot_id == campaign.snapshot_id)))
+    members = set(
+        session.scalars(select(SnapshotMember.spectator_id).where(SnapshotMember.snapshot_id == campaign.snapshot_id))
+    )
     result = []
     for spectator_id in sorted(members):
         spectator = session.get(Spectator, spectator_id)
@@ -151,8 +199,11 @@ def expected_recipients(session, campaign):
         for approval in campaign.approvals:
             if approval.status != "approved":
                 continue
-            contact = session.scalar(select(Contact).where(Contact.organisation_id == approval.organisation_id,
-                                                           Contact.spectator_id == spectator_id))
+            contact = session.scalar(
+                select(Contact).where(
+                    Contact.organisation_id == approval.organisation_id, Contact.spectator_id == spectator_id
+                )
+            )
             if contact is None:
                 continue
             address = (contact.email or "").strip()
@@ -161,15 +212,20 @@ def expected_recipients(session, campaign):
             emails = [c for c in contact.consents if c.channel == "email"]
             if not any(c.is_valid(LAUNCH) for c in emails) or any(c.withdrawn_at for c in emails):
                 continue
-            txs = session.scalars(select(Transaction).where(Transaction.organisation_id == approval.organisation_id,
-                                                            Transaction.spectator_id == spectator_id)).all()
+            txs = session.scalars(
+                select(Transaction).where(
+                    Transaction.organisation_id == approval.organisation_id, Transaction.spectator_id == spectator_id
+                )
+            ).all()
             if approval.exclude_subscribers and any(
-                    t.category == "subscription" and LAUNCH - SUBSCRIBER_LOOKBACK_DAYS * DAY < t.purchased_at <= LAUNCH
-                    for t in txs):
+                t.category == "subscription" and LAUNCH - SUBSCRIBER_LOOKBACK_DAYS * DAY < t.purchased_at <= LAUNCH
+                for t in txs
+            ):
                 continue
             if approval.exclude_contacted_days and any(
-                    h.contacted_at > LAUNCH - approval.exclude_contacted_days * DAY
-                    for h in session.scalars(select(ContactHistory).where(ContactHistory.spectator_id == spectator_id))):
+                h.contacted_at > LAUNCH - approval.exclude_contacted_days * DAY
+                for h in session.scalars(select(ContactHistory).where(ContactHistory.spectator_id == spectator_id))
+            ):
                 continue
             if session.get(Exclusion, (approval.id, spectator_id)):
                 continue
@@ -187,28 +243,41 @@ def test_property_eligible_recipients_follow_every_rule(session, world):
         campaign, orgs, spectators = build_world(session, world)
         recipients = eligible_recipients(session, campaign)
         event("some recipients" if recipients else "no recipient")
-        event("some organisation approved" if any(a.status == "approved" for a in campaign.approvals)
-              else "no approval")
+        event(
+            "some organisation approved" if any(a.status == "approved" for a in campaign.approvals) else "no approval"
+        )
         # at most once per campaign
         assert len({s for s, _o in recipients}) == len(recipients)
         approvals = {a.organisation_id: a for a in campaign.approvals}
         for spectator_id, org_id in recipients:
             approval = approvals[org_id]
             assert approval.status == "approved"  # never through a declining or silent organisation
-            contact = session.scalar(select(Contact).where(Contact.organisation_id == org_id,
-                                                           Contact.spectator_id == spectator_id))
+            contact = session.scalar(
+                select(Contact).where(Contact.organisation_id == org_id, Contact.spectator_id == spectator_id)
+            )
             assert contact is not None and any(c.is_valid(LAUNCH) for c in contact.consents)  # valid consent
             assert not session.get(Exclusion, (approval.id, spectator_id))  # not on the uploaded list
             assert session.get(Spectator, spectator_id).opted_out_at is None
             if approval.exclude_subscribers:
-                assert not session.scalar(select(Transaction.id).where(
-                    Transaction.spectator_id == spectator_id, Transaction.organisation_id == org_id,
-                    Transaction.category == "subscription",
-                    Transaction.purchased_at > LAUNCH - SUBSCRIBER_LOOKBACK_DAYS * DAY).limit(1))
+                assert not session.scalar(
+                    select(Transaction.id)
+                    .where(
+                        Transaction.spectator_id == spectator_id,
+                        Transaction.organisation_id == org_id,
+                        Transaction.category == "subscription",
+                        Transaction.purchased_at > LAUNCH - SUBSCRIBER_LOOKBACK_DAYS * DAY,
+                    )
+                    .limit(1)
+                )
             if approval.exclude_contacted_days:
-                assert not session.scalar(select(ContactHistory.id).where(
-                    ContactHistory.spectator_id == spectator_id,
-                    ContactHistory.contacted_at > LAUNCH - approval.exclude_contacted_days * DAY).limit(1))
+                assert not session.scalar(
+                    select(ContactHistory.id)
+                    .where(
+                        ContactHistory.spectator_id == spectator_id,
+                        ContactHistory.contacted_at > LAUNCH - approval.exclude_contacted_days * DAY,
+                    )
+                    .limit(1)
+                )
         # and exactly the recipients the rule, applied one spectator at a time, gives (sender rule included)
         assert recipients == expected_recipients(session, campaign)
         # the funnel agrees with the list
@@ -219,8 +288,11 @@ def test_property_eligible_recipients_follow_every_rule(session, world):
                 assert row.segment >= row.consent >= row.approved >= row.after_exclusions >= row.eligible
                 assert row.eligible == sum(1 for _s, o in recipients if o == row.organisation_id)
                 # the contacts page's consent test agrees with the funnel's
-                assert row.consent == session.scalar(select(func.count()).select_from(
-                    consented_contacts(campaign.snapshot_id, LAUNCH, row.organisation_id).subquery()))
+                assert row.consent == session.scalar(
+                    select(func.count()).select_from(
+                        consented_contacts(campaign.snapshot_id, LAUNCH, row.organisation_id).subquery()
+                    )
+                )
     finally:
         session.rollback()
 
@@ -309,10 +381,17 @@ def test_exclusions_of_one_organisation_bind_its_own_sending_only(session, distr
     a, b, _c = district.orgs
     shared = district.spectators[-1]
     own_b = district.spectators[12]
-    services.set_exclusion_list(session, approvals[a.id], [district.contacts[(0, shared.id)].email], "email", SECRET,
-                                now=district.now)
-    services.set_exclusion_list(session, approvals[b.id], [district.contacts[(1, own_b.id)].customer_id],
-                                "customer_id", SECRET, now=district.now)
+    services.set_exclusion_list(
+        session, approvals[a.id], [district.contacts[(0, shared.id)].email], "email", SECRET, now=district.now
+    )
+    services.set_exclusion_list(
+        session,
+        approvals[b.id],
+        [district.contacts[(1, own_b.id)].customer_id],
+        "customer_id",
+        SECRET,
+        now=district.now,
+    )
     recipients = dict(eligible_recipients(session, district.campaign))
     assert recipients[shared.id] == b.id  # struck by a, still reachable through b
     assert own_b.id not in recipients
@@ -324,23 +403,40 @@ def test_subscriber_and_contact_pressure_exclusions(session, district):
     contacted = district.spectators[3]
     old_subscriber = district.spectators[4]
     new_purchase(session, a, subscriber, district.now - dt.timedelta(days=100), category="subscription")
-    new_purchase(session, a, old_subscriber, district.now - dt.timedelta(days=SUBSCRIBER_LOOKBACK_DAYS + 30),
-                 category="subscription")
-    session.add(ContactHistory(spectator_id=contacted.id, organisation_id=a.id,
-                               contacted_at=district.campaign.planned_launch_at - dt.timedelta(days=20)))
+    new_purchase(
+        session,
+        a,
+        old_subscriber,
+        district.now - dt.timedelta(days=SUBSCRIBER_LOOKBACK_DAYS + 30),
+        category="subscription",
+    )
+    session.add(
+        ContactHistory(
+            spectator_id=contacted.id,
+            organisation_id=a.id,
+            contacted_at=district.campaign.planned_launch_at - dt.timedelta(days=20),
+        )
+    )
     session.flush()
     approvals = approve_all(session, district)
     recipients = dict(eligible_recipients(session, district.campaign))
     assert {subscriber.id, contacted.id, old_subscriber.id} <= set(recipients)
-    services.decide_approval(session, approvals[a.id], "approve", None, now=district.now, exclude_subscribers=True,
-                             exclude_contacted_days=30)
+    services.decide_approval(
+        session, approvals[a.id], "approve", None, now=district.now, exclude_subscribers=True, exclude_contacted_days=30
+    )
     recipients = dict(eligible_recipients(session, district.campaign))
     assert subscriber.id not in recipients and contacted.id not in recipients and old_subscriber.id in recipients
     services.decide_approval(session, approvals[a.id], "approve", None, now=district.now, exclude_contacted_days=10)
     assert contacted.id in dict(eligible_recipients(session, district.campaign))
     # the campaign's own contacts (written at launch) never exclude its recipients
-    session.add(ContactHistory(spectator_id=subscriber.id, organisation_id=a.id, campaign_id=district.campaign.id,
-                               contacted_at=district.campaign.planned_launch_at - dt.timedelta(days=1)))
+    session.add(
+        ContactHistory(
+            spectator_id=subscriber.id,
+            organisation_id=a.id,
+            campaign_id=district.campaign.id,
+            contacted_at=district.campaign.planned_launch_at - dt.timedelta(days=1),
+        )
+    )
     session.flush()
     assert subscriber.id in dict(eligible_recipients(session, district.campaign))
 
@@ -356,31 +452,51 @@ def test_funnel_counts_and_suppression(session, district):
     approvals = approve_all(session, district)
     a, b, c = district.orgs
     services.decide_approval(session, approvals[c.id], "decline", None, now=district.now)
-    services.set_exclusion_list(session, approvals[b.id], [district.contacts[(1, s.id)].email
-                                                           for s in district.spectators[12:15]], "email", SECRET,
-                                now=district.now)
+    services.set_exclusion_list(
+        session,
+        approvals[b.id],
+        [district.contacts[(1, s.id)].email for s in district.spectators[12:15]],
+        "email",
+        SECRET,
+        now=district.now,
+    )
     f = funnel(session, district.campaign)
     rows = {r.organisation_id: r for r in f.rows}
-    assert (rows[a.id].segment, rows[a.id].consent, rows[a.id].approved, rows[a.id].after_exclusions,
-            rows[a.id].eligible) == (16, 16, 16, 16, 16)
+    assert (
+        rows[a.id].segment,
+        rows[a.id].consent,
+        rows[a.id].approved,
+        rows[a.id].after_exclusions,
+        rows[a.id].eligible,
+    ) == (16, 16, 16, 16, 16)
     assert (rows[b.id].after_exclusions, rows[b.id].eligible) == (13, 9)  # shared ones go through a
     assert (rows[c.id].approved, rows[c.id].eligible) == (0, 0) and rows[c.id].status == "declined"
     assert (f.total.segment, f.total.consent, f.total.approved, f.total.after_exclusions, f.total.eligible) == (
-        40, 40, 28, 25, 25)
+        40,
+        40,
+        28,
+        25,
+        25,
+    )
     shown = f.suppressed(10)
     rows_shown = {r.organisation_id: r for r in shown.rows}
     # b: 16 → 13 after exclusions drops 3 people, which would reveal the small count: hidden
     assert rows_shown[b.id].after_exclusions is None and rows_shown[b.id].eligible is None
     # then the only hidden eligible count would come back from the total by subtraction
-    assert shown.total.eligible is None or sum(1 for r in shown.rows if r.eligible is None and (
-        f.row(r.organisation_id).eligible)) != 1
+    assert (
+        shown.total.eligible is None
+        or sum(1 for r in shown.rows if r.eligible is None and (f.row(r.organisation_id).eligible)) != 1
+    )
     own = own_row(f, b.id, 10)
     assert own.after_exclusions == 13 and own.eligible is None
 
 
 def test_suppression_hides_small_cells_and_their_complement():
-    rows = [FunnelRow(1, "A", "approved", 50, 40, 40, 40, 40), FunnelRow(2, "B", "approved", 30, 25, 25, 25, 4),
-            FunnelRow(3, "C", "declined", 20, 20, 0, 0, 0)]
+    rows = [
+        FunnelRow(1, "A", "approved", 50, 40, 40, 40, 40),
+        FunnelRow(2, "B", "approved", 30, 25, 25, 25, 4),
+        FunnelRow(3, "C", "declined", 20, 20, 0, 0, 0),
+    ]
     f = Funnel(at=NOW, rows=rows, total=FunnelRow(None, "", None, 90, 80, 60, 60, 44))
     shown = f.suppressed(10)
     b = shown.rows[1]
@@ -388,8 +504,11 @@ def test_suppression_hides_small_cells_and_their_complement():
     assert shown.rows[0].eligible is None  # complementary: else 44 - 40 = 4
     assert shown.rows[2].eligible == 0 and shown.total.eligible == 44
     assert shown.rows[0].segment == 50 and shown.rows[2].approved == 0
-    drop = Funnel(at=NOW, rows=[FunnelRow(1, "A", "approved", 50, 47, 47, 47, 47)],
-                  total=FunnelRow(None, "", None, 50, 47, 47, 47, 47))
+    drop = Funnel(
+        at=NOW,
+        rows=[FunnelRow(1, "A", "approved", 50, 47, 47, 47, 47)],
+        total=FunnelRow(None, "", None, 50, 47, 47, 47, 47),
+    )
     assert drop.suppressed(10).rows[0].consent is None  # 50 - 47 = 3 people without consent
     assert drop.suppressed(10).rows[0].eligible is None
 
@@ -403,9 +522,11 @@ def test_cells_hidden_only_to_protect_a_small_drop_are_masked_not_small():
     """The walkthrough's case: 4,551 approved, 4,545 after exclusions. The 4,545 is hidden (else the
     6 people excluded show by subtraction), but it is not a small count: it must be labelled "hidden",
     never "<k"."""
-    rows = [FunnelRow(1, "A", "approved", 3000, 2900, 2900, 2897, 2897),
-            FunnelRow(2, "B", "approved", 2000, 1700, 1651, 1648, 1644),
-            FunnelRow(3, "C", "approved", 30, 8, 8, 8, 4)]
+    rows = [
+        FunnelRow(1, "A", "approved", 3000, 2900, 2900, 2897, 2897),
+        FunnelRow(2, "B", "approved", 2000, 1700, 1651, 1648, 1644),
+        FunnelRow(3, "C", "approved", 30, 8, 8, 8, 4),
+    ]
     total = FunnelRow(None, "", None, 5000, 4600, 4551, 4545, 4545)
     shown = Funnel(at=NOW, rows=rows, total=total).suppressed(10)
     assert shown.total.approved == 4551
@@ -423,8 +544,7 @@ def test_a_hidden_eligible_total_does_not_come_back_as_the_sum_of_the_rows():
     """Eligible counts add up to the total (one sender per spectator). Here every organisation's own
     drops are large, but the campaign's is small (160 approved, 154 eligible): showing both rows'
     eligible counts would give the hidden 154 back, and with it the 6 people excluded."""
-    rows = [FunnelRow(1, "A", "approved", 100, 100, 100, 90, 74),
-            FunnelRow(2, "B", "approved", 100, 100, 100, 100, 80)]
+    rows = [FunnelRow(1, "A", "approved", 100, 100, 100, 90, 74), FunnelRow(2, "B", "approved", 100, 100, 100, 100, 80)]
     total = FunnelRow(None, "", None, 170, 165, 160, 154, 154)
     shown = Funnel(at=NOW, rows=rows, total=total).suppressed(10)
     assert shown.total.eligible is None and shown.total.approved == 160
@@ -436,9 +556,14 @@ def test_a_hidden_eligible_total_does_not_come_back_as_the_sum_of_the_rows():
 def test_own_row_marks_an_eligible_count_hidden_for_its_drop(session, district):
     approvals = approve_all(session, district)
     b = district.orgs[1]
-    services.set_exclusion_list(session, approvals[b.id], [district.contacts[(1, s.id)].email
-                                                           for s in district.spectators[12:15]], "email", SECRET,
-                                now=district.now)
+    services.set_exclusion_list(
+        session,
+        approvals[b.id],
+        [district.contacts[(1, s.id)].email for s in district.spectators[12:15]],
+        "email",
+        SECRET,
+        now=district.now,
+    )
     f = funnel(session, district.campaign)
     raw = f.row(b.id)
     own = own_row(f, b.id, 3)  # 13 after its exclusions, 9 sent through it: a drop of 4 under k = 5...
@@ -484,8 +609,13 @@ def test_sender_ties_purchases_at_excluded_organisations_and_no_purchase(session
     # known to b and c, bought at a only (a subscription)
     outsider = new_spectator(session, "dehors@exemple.qc.ca")
     for org in (c, b):
-        new_contact(session, org, outsider, email="dehors@exemple.qc.ca",
-                    consents=[{"basis": "express", "given_at": district.now - dt.timedelta(days=400)}])
+        new_contact(
+            session,
+            org,
+            outsider,
+            email="dehors@exemple.qc.ca",
+            consents=[{"basis": "express", "given_at": district.now - dt.timedelta(days=400)}],
+        )
     new_purchase(session, a, outsider, moment, "subscription")
     session.add(SnapshotMember(snapshot_id=district.snapshot.id, spectator_id=outsider.id))
     session.flush()

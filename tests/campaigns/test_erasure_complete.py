@@ -24,8 +24,10 @@ def export(rows: list[tuple[str, str, str]]) -> str:
     """A sales export: (e-mail, amount, order number) per row."""
     lines = [";".join(HEADER)]
     for i, (email, amount, order) in enumerate(rows):
-        lines.append(f"Lenom{i};Leprenom{i};{i} rue Cachee;H2X 1Y4;{email};514-555-{i:04d};{amount};2;Prix régulier;"
-                     f"2026-03-{1 + i:02d};2026-04-01 20:00;Spectacle;{order}")
+        lines.append(
+            f"Lenom{i};Leprenom{i};{i} rue Cachee;H2X 1Y4;{email};514-555-{i:04d};{amount};2;Prix régulier;"
+            f"2026-03-{1 + i:02d};2026-04-01 20:00;Spectacle;{order}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -55,10 +57,18 @@ def test_an_erased_person_leaves_every_file_and_comes_back_unlinked(app, make_or
         os.utime(inbox / name, (old, old))
     assert run_job(app, "inbox.import").status == "success"
     # 2. an upload whose invalid row was set aside in a rejects file
-    response = venue.post("/imports", data={"organisation": str(org.id), "kind": "sales", "skip_invalid": "1",
-                                            "file": (io.BytesIO(export([(OTHER, "31,00 $", "C1"),
-                                                                        (PERSON, "treize", "C2")]).encode()),
-                                                     "avec-erreurs.csv")})
+    response = venue.post(
+        "/imports",
+        data={
+            "organisation": str(org.id),
+            "kind": "sales",
+            "skip_invalid": "1",
+            "file": (
+                io.BytesIO(export([(OTHER, "31,00 $", "C1"), (PERSON, "treize", "C2")]).encode()),
+                "avec-erreurs.csv",
+            ),
+        },
+    )
     assert response.status_code == 200
     roots = [Path(app.instance_path), Path(app.config["INBOX_PATH"])]
     assert len(files_holding(roots, PERSON)) >= 3  # done copy, failed copy, rejects file
@@ -80,29 +90,34 @@ def test_an_erased_person_leaves_every_file_and_comes_back_unlinked(app, make_or
     path = tmp_path / "retour.csv"
     path.write_text(export([(PERSON, "40,00 $", "D1")]), encoding="utf-8")
     with app.app_context():
-        import_file(session, path, session.get(Organisation, org.id), kind="sales", filename="retour.csv",
-                    actor="test")
+        import_file(session, path, session.get(Organisation, org.id), kind="sales", filename="retour.csv", actor="test")
     session.commit()
     new_id = session.scalar(select(Contact.spectator_id).where(func.lower(Contact.email) == PERSON.lower()))
     assert new_id is not None and new_id != erased_id
     assert session.scalar(select(func.count()).select_from(Transaction).where(Transaction.spectator_id == new_id)) == 1
-    assert session.scalar(select(func.count()).select_from(Transaction)
-                          .where(Transaction.spectator_id == erased_id)) == history  # pooled, pseudonymous
+    assert (
+        session.scalar(select(func.count()).select_from(Transaction).where(Transaction.spectator_id == erased_id))
+        == history
+    )  # pooled, pseudonymous
 
 
-def test_the_erasure_search_says_the_same_whatever_the_reason_and_is_always_logged(app, make_org, login_as, session,
-                                                                                     tmp_path):
+def test_the_erasure_search_says_the_same_whatever_the_reason_and_is_always_logged(
+    app, make_org, login_as, session, tmp_path
+):
     org = make_org("salle-recherche")
     path = tmp_path / "ventes.csv"
     path.write_text(export([(PERSON, "25,00 $", "A1")]), encoding="utf-8")
     with app.app_context():
-        import_file(session, path, session.get(Organisation, org.id), kind="sales", filename="ventes.csv",
-                    actor="test")
+        import_file(session, path, session.get(Organisation, org.id), kind="sales", filename="ventes.csv", actor="test")
     session.commit()
     admin = login_as("admin")
     answers = {}
-    for reason, email in (("malformed", "pas-un-courriel"), ("unknown", "personne@nulle.part"),
-                          ("spaces", "   "), ("too long", "x" * 400 + "@example.org")):
+    for reason, email in (
+        ("malformed", "pas-un-courriel"),
+        ("unknown", "personne@nulle.part"),
+        ("spaces", "   "),
+        ("too long", "x" * 400 + "@example.org"),
+    ):
         html = admin.post("/campaigns/admin/erasure?lang=en", data={"email": email}).get_data(as_text=True)
         answers[reason] = re.search(r'aria-live="polite">(.*?)</section>', html, re.S).group(1)
     html = admin.post("/campaigns/admin/erasure?lang=en", data={"email": PERSON}).get_data(as_text=True)

@@ -34,8 +34,7 @@ def district(session):
 
 @pytest.fixture
 def submitted(session, district, staff):
-    services.submit_for_approval(session, district.campaign, user=staff, snapshot=district.snapshot,
-                                 now=district.now)
+    services.submit_for_approval(session, district.campaign, user=staff, snapshot=district.snapshot, now=district.now)
     return {a.organisation_id: a for a in district.campaign.approvals}
 
 
@@ -44,6 +43,7 @@ def events(session, action):
 
 
 # --- decline with a reason ----------------------------------------------------------------------
+
 
 def test_a_venue_declines_with_a_reason_kept_and_logged(ctx, session, district, submitted):
     a, b, _c = district.orgs
@@ -54,16 +54,28 @@ def test_a_venue_declines_with_a_reason_kept_and_logged(ctx, session, district, 
     with pytest.raises(CampaignError):
         services.decide_approval(session, approval, "decline", user, decline_reason="because", now=district.now)
     with pytest.raises(CampaignError):  # "other" needs the venue's own words
-        services.decide_approval(session, approval, "decline", user, decline_reason="other", decline_note="  ",
-                                 now=district.now)
+        services.decide_approval(
+            session, approval, "decline", user, decline_reason="other", decline_note="  ", now=district.now
+        )
     with pytest.raises(CampaignError):
-        services.decide_approval(session, approval, "decline", user, decline_reason="other", decline_note="x" * 1001,
-                                 now=district.now)
+        services.decide_approval(
+            session, approval, "decline", user, decline_reason="other", decline_note="x" * 1001, now=district.now
+        )
     assert approval.status == "pending" and not events(session, "approval.decline")
-    services.decide_approval(session, approval, "decline", user, decline_reason="other",
-                             decline_note="Notre saison commence trop tard.", now=district.now)
+    services.decide_approval(
+        session,
+        approval,
+        "decline",
+        user,
+        decline_reason="other",
+        decline_note="Notre saison commence trop tard.",
+        now=district.now,
+    )
     assert (approval.status, approval.decline_reason, approval.decline_note) == (
-        "declined", "other", "Notre saison commence trop tard.")
+        "declined",
+        "other",
+        "Notre saison commence trop tard.",
+    )
     (event,) = events(session, "approval.decline")
     assert event.details["reason"] == "other" and event.details["note"] == "Notre saison commence trop tard."
     assert "Autre raison" in event.details["reason_fr"] and "Another reason" in event.details["reason_en"]
@@ -74,28 +86,33 @@ def test_a_venue_declines_with_a_reason_kept_and_logged(ctx, session, district, 
 
 def test_a_data_provider_declines_with_a_reason(ctx, session, district, submitted):
     a = district.orgs[0]
-    provider = ProviderApproval(campaign_id=district.campaign.id, organisation_id=a.id, status="pending",
-                                requested_at=district.now)
+    provider = ProviderApproval(
+        campaign_id=district.campaign.id, organisation_id=a.id, status="pending", requested_at=district.now
+    )
     session.add(provider)
     session.flush()
     with pytest.raises(CampaignError):
         services.decide_provider(session, provider, "decline", venue_user(session, a), now=district.now)
-    services.decide_provider(session, provider, "decline", venue_user(session, a), now=district.now,
-                             decline_reason="data_use")
+    services.decide_provider(
+        session, provider, "decline", venue_user(session, a), now=district.now, decline_reason="data_use"
+    )
     assert provider.decline_reason == "data_use"
     assert events(session, "provider.decline")[-1].details["reason"] == "data_use"
 
 
 # --- reminders ----------------------------------------------------------------------------------
 
+
 def test_the_job_records_its_reminders_and_skips_answered_requests(app, db, session, district, submitted):
     a, b, c = district.orgs
     campaign = district.campaign
     services.decide_approval(session, submitted[a.id], "approve", venue_user(session, a), now=district.now)
-    services.decide_approval(session, submitted[b.id], "decline", venue_user(session, b), decline_reason="timing",
-                             now=district.now)
-    provider = ProviderApproval(campaign_id=campaign.id, organisation_id=a.id, status="pending",
-                                requested_at=district.now)
+    services.decide_approval(
+        session, submitted[b.id], "decline", venue_user(session, b), decline_reason="timing", now=district.now
+    )
+    provider = ProviderApproval(
+        campaign_id=campaign.id, organisation_id=a.id, status="pending", requested_at=district.now
+    )
     session.add(provider)
     campaign.approval_deadline = utcnow() + dt.timedelta(days=1)  # the deadline is near: the job reminds
     session.commit()
@@ -104,14 +121,21 @@ def test_the_job_records_its_reminders_and_skips_answered_requests(app, db, sess
     with db.session() as s:
         reminders = s.scalars(select(Reminder).order_by(Reminder.id)).all()
         assert [(r.approval_id, r.provider_approval_id, r.source, r.user_id, r.actor) for r in reminders] == [
-            (submitted[c.id].id, None, "job", None, "scheduler"), (None, provider.id, "job", None, "scheduler")]
+            (submitted[c.id].id, None, "job", None, "scheduler"),
+            (None, provider.id, "job", None, "scheduler"),
+        ]
         notes = s.scalars(select(Notification).order_by(Notification.id)).all()
         assert [(n.organisation_id, n.kind, n.link) for n in notes] == [
             (c.id, "approval.reminder", f"/campaigns/approvals/{submitted[c.id].id}"),
-            (a.id, "provider.reminder", f"/campaigns/providers/{provider.id}")]
-        logged = s.scalars(select(AuditEvent).where(AuditEvent.action.in_(("approval.remind", "provider.remind")))).all()
-        assert sorted((e.action, e.details["source"]) for e in logged) == [("approval.remind", "job"),
-                                                                         ("provider.remind", "job")]
+            (a.id, "provider.reminder", f"/campaigns/providers/{provider.id}"),
+        ]
+        logged = s.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(("approval.remind", "provider.remind")))
+        ).all()
+        assert sorted((e.action, e.details["source"]) for e in logged) == [
+            ("approval.remind", "job"),
+            ("provider.remind", "job"),
+        ]
 
 
 def test_staff_remind_again_is_recorded_and_refused_within_the_hour(ctx, session, district, submitted, staff):
@@ -157,6 +181,7 @@ def test_request_lines_show_answers_reasons_and_reminders(ctx, session, district
 
 # --- the pages ----------------------------------------------------------------------------------
 
+
 def _client(app, user):
     client = app.test_client()
     assert login(client, user.email).status_code == 302
@@ -168,12 +193,15 @@ def test_staff_see_the_reason_and_remind_again_from_the_pages(app, session, dist
     user_b = venue_user(session, b)
     session.commit()
     venue_b = _client(app, user_b)
-    response = venue_b.post(f"/campaigns/approvals/{submitted[b.id].id}/decision",
-                            data={"decision": "decline", "decline_reason": "other", "decline_note": ""})
+    response = venue_b.post(
+        f"/campaigns/approvals/{submitted[b.id].id}/decision",
+        data={"decision": "decline", "decline_reason": "other", "decline_note": ""},
+    )
     assert response.status_code == 400 and "Expliquez en quelques mots" in response.get_data(as_text=True)
-    response = venue_b.post(f"/campaigns/approvals/{submitted[b.id].id}/decision",
-                            data={"decision": "decline", "decline_reason": "other",
-                                  "decline_note": "Notre saison commence en novembre."})
+    response = venue_b.post(
+        f"/campaigns/approvals/{submitted[b.id].id}/decision",
+        data={"decision": "decline", "decline_reason": "other", "decline_note": "Notre saison commence en novembre."},
+    )
     assert response.status_code == 302
     staff_client = _client(app, staff)
     campaign_id = district.campaign.id
@@ -225,12 +253,12 @@ def test_the_venue_dashboard_shows_its_pending_request_with_its_reminders(app, s
     assert session.scalar(select(Approval.status).where(Approval.id == submitted[b.id].id)) == "pending"
 
 
-def test_the_audit_log_says_why_a_venue_declined_and_who_reminded(app, session, district, submitted, staff,
-                                                                   make_user):
+def test_the_audit_log_says_why_a_venue_declined_and_who_reminded(app, session, district, submitted, staff, make_user):
     a, b, _c = district.orgs
     with app.app_context():
-        services.decide_approval(session, submitted[b.id], "decline", venue_user(session, b), decline_reason="policy",
-                                 now=district.now)
+        services.decide_approval(
+            session, submitted[b.id], "decline", venue_user(session, b), decline_reason="policy", now=district.now
+        )
         followup.remind(session, submitted[a.id], staff, now=utcnow())
     session.commit()
     admin = _client(app, make_user("admin", email="admin@suivi.example"))

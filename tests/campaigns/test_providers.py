@@ -42,8 +42,9 @@ def test_a_named_organisation_must_approve_before_others_receive_a_list(session,
         services.mark_ready(session, district.campaign, user=staff, now=district.now)
     with pytest.raises(TransitionRefused):  # another organisation cannot answer for A
         services.decide_provider(session, provider, "approve", venue_user(session, district.orgs[1]), now=district.now)
-    services.decide_provider(session, provider, "decline", venue_user(session, a), now=district.now,
-                             decline_reason="data_use")
+    services.decide_provider(
+        session, provider, "decline", venue_user(session, a), now=district.now, decline_reason="data_use"
+    )
     with pytest.raises(TransitionRefused, match=a.name):
         services.mark_ready(session, district.campaign, user=staff, now=district.now)
     services.decide_provider(session, provider, "approve", venue_user(session, a), now=district.now)
@@ -62,8 +63,9 @@ def test_a_provider_alone_needs_no_one_else(session, district, staff):
     approvals = {x.organisation_id: x for x in district.campaign.approvals}
     services.decide_approval(session, approvals[a.id], "approve", venue_user(session, a), now=district.now)
     for org in (b, c):
-        services.decide_approval(session, approvals[org.id], "decline", venue_user(session, org), now=district.now,
-                                  decline_reason="offer")
+        services.decide_approval(
+            session, approvals[org.id], "decline", venue_user(session, org), now=district.now, decline_reason="offer"
+        )
     # A sends to its own people: its own data, no one else learns anything
     assert services.mark_ready(session, district.campaign, user=staff, now=district.now) > 0
 

@@ -38,14 +38,17 @@ def events(session, action):
     return session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
 
 
-@pytest.mark.parametrize("overrides,reason", [
-    ({"offer_kind": "percent_off", "offer_value": 150}, "percentage"),
-    ({"offer_kind": "amount_off", "offer_value": None}, "amount"),
-    ({"valid_until": dt.date(2000, 1, 1)}, "end"),
-    ({"organisation_ids": []}, "organisation"),
-    ({"code_strategy": "shared", "shared_code": "a b"}, "shared code"),
-    ({"disciplines": ["opera-rock"]}, "discipline"),
-])
+@pytest.mark.parametrize(
+    "overrides,reason",
+    [
+        ({"offer_kind": "percent_off", "offer_value": 150}, "percentage"),
+        ({"offer_kind": "amount_off", "offer_value": None}, "amount"),
+        ({"valid_until": dt.date(2000, 1, 1)}, "end"),
+        ({"organisation_ids": []}, "organisation"),
+        ({"code_strategy": "shared", "shared_code": "a b"}, "shared code"),
+        ({"disciplines": ["opera-rock"]}, "discipline"),
+    ],
+)
 def test_promotion_rules(session, district, overrides, reason):
     with pytest.raises(CampaignError) as exc:
         new_promotion(session, [o.id for o in district.orgs], **overrides)
@@ -53,20 +56,30 @@ def test_promotion_rules(session, district, overrides, reason):
 
 
 def test_promotion_with_shared_code_and_costs(session, district):
-    promo = new_promotion(session, [district.orgs[0].id], code_strategy="shared", shared_code="quartier-25",
-                          offer_kind="two_for_one", offer_value=5, disciplines=["dance", "theatre"])
+    promo = new_promotion(
+        session,
+        [district.orgs[0].id],
+        code_strategy="shared",
+        shared_code="quartier-25",
+        offer_kind="two_for_one",
+        offer_value=5,
+        disciplines=["dance", "theatre"],
+    )
     assert promo.shared_code == "QUARTIER-25" and promo.offer_value is None
     assert promo.discipline_list == ["dance", "theatre"] and promo.cost_per_contact_cents == 5
     promotions.update_promotion(session, promo, name_en="Spring two-for-one")
     assert promo.name("en") == "Spring two-for-one" and promo.name("fr") == "Printemps du Quartier"
 
 
-@pytest.mark.parametrize("arms,reason", [
-    (services.make_arms(5, [95]), "10"),
-    (services.make_arms(20, [70]), "90"),
-    ([{"name": "control", "share": 100}], "test arm"),
-    ([{"name": "A", "share": 50}, {"name": "B", "share": 50}], "control"),
-])
+@pytest.mark.parametrize(
+    "arms,reason",
+    [
+        (services.make_arms(5, [95]), "10"),
+        (services.make_arms(20, [70]), "90"),
+        ([{"name": "control", "share": 100}], "test arm"),
+        ([{"name": "A", "share": 50}, {"name": "B", "share": 50}], "control"),
+    ],
+)
 def test_campaign_arms_need_a_control_of_ten_percent(session, district, arms, reason):
     with pytest.raises(CampaignError) as exc:
         new_campaign(session, district.segment, district.promotion, arms=arms)
@@ -77,10 +90,16 @@ def test_campaign_plan_rules(session, district):
     with pytest.raises(CampaignError, match="redemption"):
         new_campaign(session, district.segment, district.promotion, primary_metric="redemption")
     with pytest.raises(CampaignError, match="after the approval deadline"):
-        new_campaign(session, district.segment, district.promotion,
-                     planned_launch_at=district.now + dt.timedelta(days=1))
-    campaign = new_campaign(session, district.segment, district.promotion, arms=services.make_arms(10, [45, 45]),
-                            secondary_metrics=["conversion", "tickets"])
+        new_campaign(
+            session, district.segment, district.promotion, planned_launch_at=district.now + dt.timedelta(days=1)
+        )
+    campaign = new_campaign(
+        session,
+        district.segment,
+        district.promotion,
+        arms=services.make_arms(10, [45, 45]),
+        secondary_metrics=["conversion", "tickets"],
+    )
     assert [a["share"] for a in campaign.arms] == [10, 45, 45] and campaign.control_share == 10
     assert campaign.secondary_metrics == ["tickets"]  # the primary is not repeated
     assert campaign.metrics == ["conversion", "tickets"]
@@ -119,10 +138,19 @@ def test_submit_takes_a_fresh_snapshot_of_the_current_version(session, district,
 def test_submit_refusals_say_why(session, district, staff):
     campaign = district.campaign
     with pytest.raises(TransitionRefused, match="deadline has already passed"):
-        services.submit_for_approval(session, campaign, user=staff, snapshot=district.snapshot,
-                                     now=campaign.approval_deadline + dt.timedelta(hours=1))
-    late = new_promotion(session, [district.orgs[0].id], valid_from=district.now.date() + dt.timedelta(days=30),
-                         valid_until=district.now.date() + dt.timedelta(days=40))
+        services.submit_for_approval(
+            session,
+            campaign,
+            user=staff,
+            snapshot=district.snapshot,
+            now=campaign.approval_deadline + dt.timedelta(hours=1),
+        )
+    late = new_promotion(
+        session,
+        [district.orgs[0].id],
+        valid_from=district.now.date() + dt.timedelta(days=30),
+        valid_until=district.now.date() + dt.timedelta(days=40),
+    )
     services.update_campaign(session, campaign, promotion_id=late.id)
     with pytest.raises(TransitionRefused, match="must fall within it"):
         services.submit_for_approval(session, campaign, user=staff, snapshot=district.snapshot)
@@ -147,14 +175,25 @@ def test_mark_ready_waits_for_every_answer_before_the_deadline(session, district
     services.decide_approval(session, approvals[a.id], "approve", venue_user(session, a), now=district.now)
     with pytest.raises(TransitionRefused, match="2 organisation"):
         services.mark_ready(session, district.campaign, user=staff, now=district.now)
-    services.decide_approval(session, approvals[b.id], "decline", venue_user(session, b), now=district.now,
-                              decline_reason="timing")
-    services.decide_approval(session, approvals[c.id], "approve", venue_user(session, c), exclude_subscribers=True,
-                             exclude_contacted_days=30, now=district.now)
+    services.decide_approval(
+        session, approvals[b.id], "decline", venue_user(session, b), now=district.now, decline_reason="timing"
+    )
+    services.decide_approval(
+        session,
+        approvals[c.id],
+        "approve",
+        venue_user(session, c),
+        exclude_subscribers=True,
+        exclude_contacted_days=30,
+        now=district.now,
+    )
     eligible = services.mark_ready(session, district.campaign, user=staff, now=district.now)
     assert district.campaign.status == "ready" and eligible == len(eligible_recipients(session, district.campaign))
     assert {e.action for e in session.scalars(select(AuditEvent))} >= {
-        "approval.approve", "approval.decline", "campaign.ready"}
+        "approval.approve",
+        "approval.decline",
+        "campaign.ready",
+    }
     approve = events(session, "approval.approve")[-1]
     assert approve.organisation_id == c.id and approve.details["exclude_contacted_days"] == 30
     with pytest.raises(TransitionRefused, match="no longer takes answers"):
@@ -170,8 +209,9 @@ def test_mark_ready_early_counts_the_unanswered_as_declined_once_confirmed(sessi
     assert services.unanswered_organisations(session, district.campaign) == sorted([b.name, c.name])
     for confirmed in (0, 1):  # fewer than are pending: refused, nothing changes
         with pytest.raises(TransitionRefused, match="2 organisation"):
-            services.mark_ready(session, district.campaign, user=staff, now=district.now,
-                                unanswered_confirmed=confirmed)
+            services.mark_ready(
+                session, district.campaign, user=staff, now=district.now, unanswered_confirmed=confirmed
+            )
         assert {x.status for x in (approvals[b.id], approvals[c.id])} == {"pending"}
     eligible = services.mark_ready(session, district.campaign, user=staff, now=district.now, unanswered_confirmed=2)
     assert district.campaign.status == "ready" and eligible == len(eligible_recipients(session, district.campaign))
@@ -220,8 +260,7 @@ def test_answers_close_at_the_deadline(session, district, staff):
     approvals = submitted(session, district, staff)
     org = district.orgs[0]
     with pytest.raises(TransitionRefused, match="deadline has passed"):
-        services.decide_approval(session, approvals[org.id], "approve", None,
-                                 now=district.campaign.approval_deadline)
+        services.decide_approval(session, approvals[org.id], "approve", None, now=district.campaign.approval_deadline)
 
 
 def test_deadline_makes_ready_when_an_approval_has_recipients(session, district, staff):
@@ -282,9 +321,10 @@ def test_later_states_follow_the_workflow(session, district, staff):
         services.mark_closed(session, district.campaign, user=staff, now=launched + dt.timedelta(days=3))
     services.mark_closed(session, district.campaign, user=staff, now=launched + dt.timedelta(days=31))
     assert district.campaign.status == "closed"
-    assert [e.action for e in session.scalars(select(AuditEvent).where(AuditEvent.object_type == "campaign")
-                                              .order_by(AuditEvent.id))][-4:] == [
-        "campaign.ready", "campaign.launch", "campaign.measure", "campaign.close"]
+    assert [
+        e.action
+        for e in session.scalars(select(AuditEvent).where(AuditEvent.object_type == "campaign").order_by(AuditEvent.id))
+    ][-4:] == ["campaign.ready", "campaign.launch", "campaign.measure", "campaign.close"]
 
 
 def test_exclusion_list_keeps_matches_only(session, district, staff):
@@ -298,8 +338,9 @@ def test_exclusion_list_keeps_matches_only(session, district, staff):
     assert set(session.scalars(select(Exclusion.spectator_id))) == {own[0].spectator_id, own[1].spectator_id}
     event = events(session, "approval.exclusion_list")[-1]
     assert own[0].email not in str(event.details) and event.details["matched"] == 2
-    rows, matched = services.set_exclusion_list(session, approvals[org.id], [own[2].customer_id], "customer_id", SECRET,
-                                                now=district.now)
+    rows, matched = services.set_exclusion_list(
+        session, approvals[org.id], [own[2].customer_id], "customer_id", SECRET, now=district.now
+    )
     assert (rows, matched) == (1, 1)  # a new list replaces the old one
     assert set(session.scalars(select(Exclusion.spectator_id))) == {own[2].spectator_id}
     services.clear_exclusion_list(session, approvals[org.id], now=district.now)

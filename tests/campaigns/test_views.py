@@ -25,8 +25,13 @@ def district(session):
 @pytest.fixture
 def clients(login_as, district):
     a, b, c = district.orgs
-    return {"staff": login_as("staff"), "admin": login_as("admin"), "a": login_as("venue", a),
-            "b": login_as("venue", b), "c": login_as("venue", c)}
+    return {
+        "staff": login_as("staff"),
+        "admin": login_as("admin"),
+        "a": login_as("venue", a),
+        "b": login_as("venue", b),
+        "c": login_as("venue", c),
+    }
 
 
 def page(client, url, status=200, **kwargs):
@@ -57,18 +62,31 @@ def submit(clients, district):
 
 def approval_of(session, district, org_index) -> Approval:
     session.expire_all()
-    return session.scalar(select(Approval).where(Approval.campaign_id == district.campaign.id,
-                                                 Approval.organisation_id == district.orgs[org_index].id))
+    return session.scalar(
+        select(Approval).where(
+            Approval.campaign_id == district.campaign.id, Approval.organisation_id == district.orgs[org_index].id
+        )
+    )
 
 
 def test_staff_creates_a_promotion_and_a_campaign(clients, district, session):
     staff = clients["staff"]
     today = utcnow().date()
-    form = {"name_fr": "Deux pour un", "name_en": "Two for one", "message_fr": "Venez à deux",
-            "message_en": "Come as two", "offer_kind": "percent_off", "offer_value": "150",
-            "organisations": [str(district.orgs[0].id), str(district.orgs[1].id)], "disciplines": ["dance"],
-            "valid_from": today.isoformat(), "valid_until": (today + dt.timedelta(days=60)).isoformat(),
-            "code_strategy": "unique", "average_discount": "12.50", "cost_per_contact": "0.04"}
+    form = {
+        "name_fr": "Deux pour un",
+        "name_en": "Two for one",
+        "message_fr": "Venez à deux",
+        "message_en": "Come as two",
+        "offer_kind": "percent_off",
+        "offer_value": "150",
+        "organisations": [str(district.orgs[0].id), str(district.orgs[1].id)],
+        "disciplines": ["dance"],
+        "valid_from": today.isoformat(),
+        "valid_until": (today + dt.timedelta(days=60)).isoformat(),
+        "code_strategy": "unique",
+        "average_discount": "12.50",
+        "cost_per_contact": "0.04",
+    }
     html = post(staff, "/campaigns/promotions/new?lang=en", form, status=200).get_data(as_text=True)
     assert "A percentage off takes a whole number from 1 to 100." in html
     form["offer_value"] = "25"
@@ -81,10 +99,19 @@ def test_staff_creates_a_promotion_and_a_campaign(clients, district, session):
 
     deadline = (utcnow() + dt.timedelta(days=5)).strftime("%Y-%m-%dT%H:%M")
     launch = (utcnow() + dt.timedelta(days=9)).strftime("%Y-%m-%dT%H:%M")
-    form = {"name": "Danse printemps", "objective": "cross_sell", "segment": str(district.segment.id),
-            "promotion": str(promotion.id), "control_share": "5", "arm_a_share": "95", "window_days": "30",
-            "primary_metric": "conversion", "secondary_metrics": ["revenue", "redemption"],
-            "approval_deadline": deadline, "planned_launch_at": launch}
+    form = {
+        "name": "Danse printemps",
+        "objective": "cross_sell",
+        "segment": str(district.segment.id),
+        "promotion": str(promotion.id),
+        "control_share": "5",
+        "arm_a_share": "95",
+        "window_days": "30",
+        "primary_metric": "conversion",
+        "secondary_metrics": ["revenue", "redemption"],
+        "approval_deadline": deadline,
+        "planned_launch_at": launch,
+    }
     html = post(staff, "/campaigns/new?lang=en", form, status=200).get_data(as_text=True)
     assert "The control group takes 10% to 90% of the recipients." in html
     form.update(control_share="20", arm_a_share="70")
@@ -96,7 +123,10 @@ def test_staff_creates_a_promotion_and_a_campaign(clients, district, session):
     form.update(planned_launch_at=launch)
     post(staff, "/campaigns/new", form)
     campaign = session.scalar(select(Campaign).where(Campaign.name == "Danse printemps"))
-    assert campaign.status == "draft" and campaign.arms == [{"name": "control", "share": 20}, {"name": "A", "share": 80}]
+    assert campaign.status == "draft" and campaign.arms == [
+        {"name": "control", "share": 20},
+        {"name": "A", "share": 80},
+    ]
     assert campaign.secondary_metrics == ["revenue", "redemption"]
     form.update(name="Danse printemps 2", arm_a_share="40", arm_b_share="40")
     post(staff, f"/campaigns/{campaign.id}/edit", form)
@@ -117,11 +147,18 @@ def test_from_draft_to_ready_on_the_web(clients, district, session):
     too_early = post(staff, f"/campaigns/{cid}/ready?lang=en", {"confirm": "y"}).headers["Location"]
     assert "3 organisations have not answered yet" in page(staff, too_early)
     a, b, c = (approval_of(session, district, i) for i in range(3))
-    post(clients["a"], f"/campaigns/approvals/{a.id}/decision",
-         {"decision": "approve", "exclude_subscribers": "y", "exclude_contacted": "y", "contacted_days": "45"})
+    post(
+        clients["a"],
+        f"/campaigns/approvals/{a.id}/decision",
+        {"decision": "approve", "exclude_subscribers": "y", "exclude_contacted": "y", "contacted_days": "45"},
+    )
     csv_file = (io.BytesIO("Courriel\npersonne12@xexemple.qc.ca\nPERSONNE13@xexemple.qc.ca\n".encode()), "liste.csv")
-    post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions", {"kind": "email", "file": csv_file},
-         content_type="multipart/form-data")
+    post(
+        clients["b"],
+        f"/campaigns/approvals/{b.id}/exclusions",
+        {"kind": "email", "file": csv_file},
+        content_type="multipart/form-data",
+    )
     post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
     post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline", "decline_reason": "timing"})
     a, b, c = (approval_of(session, district, i) for i in range(3))
@@ -136,7 +173,13 @@ def test_from_draft_to_ready_on_the_web(clients, district, session):
     assert 'class="suppressed"' in html  # b lost 2 people to its list: that small drop is hidden
     no_personal_data(html, district)
     actions = set(session.scalars(select(AuditEvent.action)))
-    assert {"campaign.submit", "approval.approve", "approval.decline", "approval.exclusion_list", "campaign.ready"} <= actions
+    assert {
+        "campaign.submit",
+        "approval.approve",
+        "approval.decline",
+        "approval.exclusion_list",
+        "campaign.ready",
+    } <= actions
 
 
 def test_refusals_are_explained(clients, district, session):
@@ -148,7 +191,9 @@ def test_refusals_are_explained(clients, district, session):
     session.commit()
     location = post(staff, f"/campaigns/{cid}/submit?lang=en", {"confirm": "y"}).headers["Location"]
     assert "Submission refused: The approval deadline has already passed" in page(staff, location)
-    html = post(staff, f"/campaigns/{cid}/cancel?lang=en", {"confirm": "y", "reason": ""}, status=200).get_data(as_text=True)
+    html = post(staff, f"/campaigns/{cid}/cancel?lang=en", {"confirm": "y", "reason": ""}, status=200).get_data(
+        as_text=True
+    )
     assert "This field is required." in html
     post(staff, f"/campaigns/{cid}/cancel", {"confirm": "y", "reason": "Reportée à l'automne"})
     assert refresh(session, campaign).status == "cancelled"
@@ -162,20 +207,31 @@ def test_a_venue_cannot_reach_another_organisations_request(clients, district, s
     submit(clients, district)
     b = approval_of(session, district, 1)
     venue_a = clients["a"]
-    for url in (f"/campaigns/approvals/{b.id}", f"/campaigns/approvals/{b.id}/contacts",
-                f"/campaigns/approvals/{b.id}/contacts?page=2", "/campaigns/approvals/999999"):
+    for url in (
+        f"/campaigns/approvals/{b.id}",
+        f"/campaigns/approvals/{b.id}/contacts",
+        f"/campaigns/approvals/{b.id}/contacts?page=2",
+        "/campaigns/approvals/999999",
+    ):
         page(venue_a, url, status=404)
-    for url, data in ((f"/campaigns/approvals/{b.id}/decision", {"decision": "decline"}),
-                      (f"/campaigns/approvals/{b.id}/exclusions", {"kind": "email"}),
-                      (f"/campaigns/approvals/{b.id}/exclusions/clear", {})):
+    for url, data in (
+        (f"/campaigns/approvals/{b.id}/decision", {"decision": "decline"}),
+        (f"/campaigns/approvals/{b.id}/exclusions", {"kind": "email"}),
+        (f"/campaigns/approvals/{b.id}/exclusions/clear", {}),
+    ):
         post(venue_a, url, data, status=404)
     assert approval_of(session, district, 1).status == "pending"
     html = page(venue_a, "/campaigns/")
     assert f"/campaigns/approvals/{b.id}" not in html
     # staff pages are not a venue's, and approval pages are not staff's
     cid = district.campaign.id
-    for url in (f"/campaigns/{cid}", "/campaigns/promotions", "/campaigns/new", f"/campaigns/{cid}/submit",
-                "/campaigns/admin/erasure"):
+    for url in (
+        f"/campaigns/{cid}",
+        "/campaigns/promotions",
+        "/campaigns/new",
+        f"/campaigns/{cid}/submit",
+        "/campaigns/admin/erasure",
+    ):
         page(venue_a, url, status=403)
     for role in ("staff", "admin"):
         page(clients[role], f"/campaigns/approvals/{b.id}", status=403)
@@ -201,9 +257,18 @@ def test_staff_never_see_a_contact_field(clients, district, session):
     pid = district.promotion.id
 
     def staff_pages():
-        urls = ["/", "/campaigns/", "/campaigns/promotions", f"/campaigns/promotions/{pid}",
-                f"/campaigns/promotions/{pid}/edit", "/campaigns/new", f"/campaigns/{cid}",
-                f"/campaigns/{cid}/submit", f"/campaigns/{cid}/ready", f"/campaigns/{cid}/cancel"]
+        urls = [
+            "/",
+            "/campaigns/",
+            "/campaigns/promotions",
+            f"/campaigns/promotions/{pid}",
+            f"/campaigns/promotions/{pid}/edit",
+            "/campaigns/new",
+            f"/campaigns/{cid}",
+            f"/campaigns/{cid}/submit",
+            f"/campaigns/{cid}/ready",
+            f"/campaigns/{cid}/cancel",
+        ]
         if refresh(session, district.campaign).status == "draft":
             urls.append(f"/campaigns/{cid}/edit")
         for client in (staff, admin):
@@ -218,8 +283,12 @@ def test_staff_never_see_a_contact_field(clients, district, session):
     a, b, c = (approval_of(session, district, i) for i in range(3))
     post(clients["a"], f"/campaigns/approvals/{a.id}/decision", {"decision": "approve", "exclude_subscribers": "y"})
     csv_file = (io.BytesIO(b"C1-12\nC1-13\nC1-14\n"), "ids.txt")
-    post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions", {"kind": "customer_id", "file": csv_file},
-         content_type="multipart/form-data")
+    post(
+        clients["b"],
+        f"/campaigns/approvals/{b.id}/exclusions",
+        {"kind": "customer_id", "file": csv_file},
+        content_type="multipart/form-data",
+    )
     post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
     staff_pages()
     post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline", "decline_reason": "timing"})
@@ -251,7 +320,9 @@ def test_erasure_page(clients, district, session):
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "person.erase"))
     assert event.object_id == str(shared.id) and email not in str(event.details)
     post(admin, "/campaigns/admin/erasure/confirm", {"token": token + "x", "confirm": "y"})
-    html = post(admin, "/campaigns/admin/erasure?lang=en", {"email": "personne@nulle.part"}, status=200).get_data(as_text=True)
+    html = post(admin, "/campaigns/admin/erasure?lang=en", {"email": "personne@nulle.part"}, status=200).get_data(
+        as_text=True
+    )
     assert "nothing to erase" in html
 
 
@@ -261,12 +332,20 @@ def test_venue_approval_page_and_exclusion_list(clients, district, session):
     venue = clients["a"]
     html = page(venue, f"/campaigns/approvals/{a.id}?lang=en")
     assert "Quartier Spring" in html and "20% off" in html and "Life-cycle stages" in html
-    html = post(venue, f"/campaigns/approvals/{a.id}/decision?lang=en", {"exclude_contacted": "y", "contacted_days": ""},
-                status=400).get_data(as_text=True)
+    html = post(
+        venue,
+        f"/campaigns/approvals/{a.id}/decision?lang=en",
+        {"exclude_contacted": "y", "contacted_days": ""},
+        status=400,
+    ).get_data(as_text=True)
     assert "Choose approve or decline." in html
     csv_file = (io.BytesIO("C0-0;Dupont\nC0-1;Tremblay\nC9-9;Inconnu\n".encode("cp1252")), "ids.csv")
-    location = post(venue, f"/campaigns/approvals/{a.id}/exclusions?lang=en", {"kind": "customer_id", "file": csv_file},
-                    content_type="multipart/form-data").headers["Location"]
+    location = post(
+        venue,
+        f"/campaigns/approvals/{a.id}/exclusions?lang=en",
+        {"kind": "customer_id", "file": csv_file},
+        content_type="multipart/form-data",
+    ).headers["Location"]
     assert "3 lines read, 2 of your spectators excluded" in page(venue, location)
     assert len(session.scalars(select(Exclusion)).all()) == 2
     html = page(venue, f"/campaigns/approvals/{a.id}/contacts?lang=en")
@@ -279,8 +358,9 @@ def test_venue_approval_page_and_exclusion_list(clients, district, session):
     session.commit()
     html = page(venue, f"/campaigns/approvals/{a.id}?lang=en")
     assert "Answers are closed for this campaign." in html and 'name="decision"' not in html
-    location = post(venue, f"/campaigns/approvals/{a.id}/decision?lang=en",
-                    {"decision": "decline", "decline_reason": "timing"}).headers["Location"]
+    location = post(
+        venue, f"/campaigns/approvals/{a.id}/decision?lang=en", {"decision": "decline", "decline_reason": "timing"}
+    ).headers["Location"]
     assert "The approval deadline has passed" in page(venue, location)
 
 
@@ -332,8 +412,12 @@ def _exclusions_and_a_decline(clients, district, session):
     a, b, c = (approval_of(session, district, i) for i in range(3))
     post(clients["a"], f"/campaigns/approvals/{a.id}/decision", {"decision": "approve"})
     emails = "\n".join(district.contacts[(1, s.id)].email for s in district.spectators[12:15])
-    post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions",
-         {"kind": "email", "file": (io.BytesIO(emails.encode()), "liste.csv")}, content_type="multipart/form-data")
+    post(
+        clients["b"],
+        f"/campaigns/approvals/{b.id}/exclusions",
+        {"kind": "email", "file": (io.BytesIO(emails.encode()), "liste.csv")},
+        content_type="multipart/form-data",
+    )
     post(clients["b"], f"/campaigns/approvals/{b.id}/decision", {"decision": "approve"})
     post(clients["c"], f"/campaigns/approvals/{c.id}/decision", {"decision": "decline", "decline_reason": "timing"})
     return b
@@ -341,10 +425,14 @@ def _exclusions_and_a_decline(clients, district, session):
 
 def cells(html: str, part: str) -> list[str]:
     """The figures of the funnel's rows (``tbody``) or total (``tfoot``), tags stripped."""
-    funnel = html[html.index("Eligibility funnel"):] if "Eligibility funnel" in html else html[html.index("Entonnoir"):]
+    funnel = (
+        html[html.index("Eligibility funnel") :] if "Eligibility funnel" in html else html[html.index("Entonnoir") :]
+    )
     block = re.search(rf"<{part}>(.*?)</{part}>", funnel, re.S).group(1)
-    return [html_lib.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
-            for cell in re.findall(r'<td class="num">(.*?)</td>', block, re.S)]
+    return [
+        html_lib.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+        for cell in re.findall(r'<td class="num">(.*?)</td>', block, re.S)
+    ]
 
 
 def test_funnel_shows_staff_noisy_figures_the_same_for_the_same_set(clients, district, session):
@@ -365,7 +453,9 @@ def test_funnel_shows_staff_noisy_figures_the_same_for_the_same_set(clients, dis
     # total eligible is the total after exclusions (one sender each), the segment is the snapshot
     assert alpha[2] == alpha[1] and beta[2] == beta[1] and gamma[2:] == ["0", "0", "0"]
     assert total[3] == total[4]
-    assert re.search(rf"as of [0-9-]+, {re.escape(total[0])} spectators", html_lib.unescape(re.sub(r"<[^>]+>", "", html)))
+    assert re.search(
+        rf"as of [0-9-]+, {re.escape(total[0])} spectators", html_lib.unescape(re.sub(r"<[^>]+>", "", html))
+    )
     # a small set is "fewer than k" whatever its noise: b's 9 eligible are under k = 10 (or noisy above)
     for figure in total + rows:
         assert figure in ("<k", "hidden") or int(figure.replace(",", "")) >= 10 or figure == "0"
@@ -388,11 +478,15 @@ def test_approval_page_shows_own_stages_exact_and_pooled_ones_noisy(clients, dis
     sent = html_lib.unescape(re.sub(r"<[^>]+>", "", figures["Sent through you"])).strip()
     staff = cells(page(clients["staff"], f"/campaigns/{district.campaign.id}?lang=en"), "tbody")
     assert staff[5:10][4] == sent  # Salle Alpha's row on the staff's funnel: the same figure
-    exact = {stage: cell.count for stage, cell in campaign_services.lifecycle_mix(session, district.campaign,
-                                                                                  district.orgs[0].id).items()}
-    table = html[html.index("Life-cycle stages"):]
-    shown = [html_lib.unescape(re.sub(r"<[^>]+>", "", v)).strip()
-             for v in re.findall(r'<td class="num">(.*?)</td>', table.split("<tfoot>")[0], re.S)]
+    exact = {
+        stage: cell.count
+        for stage, cell in campaign_services.lifecycle_mix(session, district.campaign, district.orgs[0].id).items()
+    }
+    table = html[html.index("Life-cycle stages") :]
+    shown = [
+        html_lib.unescape(re.sub(r"<[^>]+>", "", v)).strip()
+        for v in re.findall(r'<td class="num">(.*?)</td>', table.split("<tfoot>")[0], re.S)
+    ]
     assert len(shown) >= len(exact) and sorted(shown) != sorted(str(v) for v in exact.values())
     assert all(v in ("<k", "hidden") or int(v.replace(",", "")) >= 10 for v in shown), "0 is small like 1"
 
@@ -427,8 +521,10 @@ def test_power_page_sizes_come_from_the_protected_eligible_count(clients, distri
 def test_numbers_and_percentages_follow_the_language(app, clients, district, session):
     from flask import render_template_string
 
-    macro = ('{% from "_macros.html" import count, percent %}'
-             '{{ count(4545) }}|{{ count(1234567) }}|{{ percent(0.2, 0) }}|{{ percent(0.205) }}')
+    macro = (
+        '{% from "_macros.html" import count, percent %}'
+        "{{ count(4545) }}|{{ count(1234567) }}|{{ percent(0.2, 0) }}|{{ percent(0.205) }}"
+    )
     with app.test_request_context("/?lang=en"):
         assert render_template_string(macro) == "4,545|1,234,567|20%|20.5%"
     with app.test_request_context("/?lang=fr"):
@@ -454,7 +550,9 @@ def test_exclusion_list_counts_agree_in_number(clients, district, session):
 
     def upload(ids):
         data = {"kind": "customer_id", "file": (io.BytesIO("\n".join(ids).encode()), "ids.txt")}
-        location = post(venue, f"{url}/exclusions?lang=fr", data, content_type="multipart/form-data").headers["Location"]
+        location = post(venue, f"{url}/exclusions?lang=fr", data, content_type="multipart/form-data").headers[
+            "Location"
+        ]
         return page(venue, location).replace("&#39;", "'")
 
     html = upload(["C0-0"])
@@ -463,6 +561,10 @@ def test_exclusion_list_counts_agree_in_number(clients, district, session):
     html = upload(["C0-0", "C0-1"])
     assert "Liste d'exclusion enregistrée : 2 lignes lues, 2 de vos spectateurs exclus." in html
     assert "Liste actuelle : 2 lignes, 2 de vos spectateurs exclus." in html
-    location = post(venue, f"{url}/exclusions?lang=en", {"kind": "customer_id", "file": (io.BytesIO(b"C0-0"), "i.txt")},
-                    content_type="multipart/form-data").headers["Location"]
+    location = post(
+        venue,
+        f"{url}/exclusions?lang=en",
+        {"kind": "customer_id", "file": (io.BytesIO(b"C0-0"), "i.txt")},
+        content_type="multipart/form-data",
+    ).headers["Location"]
     assert "Exclusion list saved: 1 line read, 1 of your spectators excluded." in page(venue, location)

@@ -114,14 +114,17 @@ def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(app, make_
     assert session.scalar(select(AuditEvent).where(AuditEvent.action == "user.password_change")) is not None
 
 
-@pytest.mark.parametrize("lang,current,new,confirm,message", [
-    ("fr", "wrong-password-9", NEW_PASSWORD, NEW_PASSWORD, "pas votre mot de passe actuel"),
-    ("en", "wrong-password-9", NEW_PASSWORD, NEW_PASSWORD, "not your current password"),
-    ("fr", PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "x", "diffèrent"),
-    ("en", PASSWORD, "Password12345!", "Password12345!", "most common"),
-    ("fr", PASSWORD, "Password12345!", "Password12345!", "plus courants"),
-    ("en", PASSWORD, "short-1", "short-1", "at least 12"),
-])
+@pytest.mark.parametrize(
+    "lang,current,new,confirm,message",
+    [
+        ("fr", "wrong-password-9", NEW_PASSWORD, NEW_PASSWORD, "pas votre mot de passe actuel"),
+        ("en", "wrong-password-9", NEW_PASSWORD, NEW_PASSWORD, "not your current password"),
+        ("fr", PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "x", "diffèrent"),
+        ("en", PASSWORD, "Password12345!", "Password12345!", "most common"),
+        ("fr", PASSWORD, "Password12345!", "Password12345!", "plus courants"),
+        ("en", PASSWORD, "short-1", "short-1", "at least 12"),
+    ],
+)
 def test_the_password_page_explains_a_refusal(login_as, session, lang, current, new, confirm, message):
     client = login_as("staff")
     response = client.post(f"/account/password?lang={lang}", data={"current": current, "new": new, "confirm": confirm})

@@ -22,27 +22,47 @@ def test_an_organisation_is_edited_and_every_change_logged(login_as, make_org, s
     page = text_of(admin.get(f"/admin/organisations/{org.id}"))
     assert "theatre-x" in page
     assert '<input checked id="disciplines-1" name="disciplines" type="checkbox" value="theatre">' in page
-    response = admin.post(f"/admin/organisations/{org.id}", data={
-        "name": "Théâtre X du Quartier", "kind": "company", "disciplines": ["theatre", "dance"], "k_threshold": "15",
-        "sender_name": "Billetterie X", "sender_email": "Billets@TheatreX.example"})
+    response = admin.post(
+        f"/admin/organisations/{org.id}",
+        data={
+            "name": "Théâtre X du Quartier",
+            "kind": "company",
+            "disciplines": ["theatre", "dance"],
+            "k_threshold": "15",
+            "sender_name": "Billetterie X",
+            "sender_email": "Billets@TheatreX.example",
+        },
+    )
     assert response.status_code == 302
     session.expire_all()
     saved = session.get(Organisation, org.id)
     assert (saved.name, saved.kind, saved.disciplines, saved.k_threshold, saved.sender_name, saved.sender_email) == (
-        "Théâtre X du Quartier", "company", "theatre,dance", 15, "Billetterie X", "billets@theatrex.example")
+        "Théâtre X du Quartier",
+        "company",
+        "theatre,dance",
+        15,
+        "Billetterie X",
+        "billets@theatrex.example",
+    )
     assert saved.slug == "theatre-x"  # the short name stays
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "organisation.update"))
     assert event.details["fields"] == ["name", "kind", "disciplines", "k_threshold", "sender_name", "sender_email"]
     # junk is refused and changes nothing
-    for bad in ({"name": "", "kind": "venue"}, {"name": "Y", "kind": "castle"}, {"name": "Y", "kind": "venue",
-                "sender_email": "pas-un-courriel"}, {"name": "Y", "kind": "venue", "k_threshold": "1"},
-                {"name": "Y", "kind": "venue", "disciplines": ["opera"]}):
+    for bad in (
+        {"name": "", "kind": "venue"},
+        {"name": "Y", "kind": "castle"},
+        {"name": "Y", "kind": "venue", "sender_email": "pas-un-courriel"},
+        {"name": "Y", "kind": "venue", "k_threshold": "1"},
+        {"name": "Y", "kind": "venue", "disciplines": ["opera"]},
+    ):
         assert admin.post(f"/admin/organisations/{org.id}", data=bad).status_code == 200
     session.expire_all()
     assert session.get(Organisation, org.id).name == "Théâtre X du Quartier"
     words = text_of(admin.get("/admin/audit?lang=en&action=organisation.update"))
-    assert ("changed the organisation Théâtre X du Quartier: name, kind, disciplines, threshold k, sender name, "
-            "sender e-mail") in words
+    assert (
+        "changed the organisation Théâtre X du Quartier: name, kind, disciplines, threshold k, sender name, "
+        "sender e-mail"
+    ) in words
 
 
 def test_halls_are_added_renamed_and_removed_unless_shows_took_place(login_as, make_org, session):
@@ -55,13 +75,24 @@ def test_halls_are_added_renamed_and_removed_unless_shows_took_place(login_as, m
     halls = session.scalars(select(Venue).where(Venue.organisation_id == org.id)).all()
     assert [(v.name, v.capacity) for v in halls] == [("Grande salle", 450)]
     hall = halls[0]
-    assert admin.post(f"/admin/venues/{hall.id}", data={"action": "update", "name": "Salle Pauline",
-                                                        "capacity": "460"}).status_code == 302
+    assert (
+        admin.post(
+            f"/admin/venues/{hall.id}", data={"action": "update", "name": "Salle Pauline", "capacity": "460"}
+        ).status_code
+        == 302
+    )
     session.expire_all()
     assert (session.get(Venue, hall.id).name, session.get(Venue, hall.id).capacity) == ("Salle Pauline", 460)
     # a hall where shows took place stays
-    session.add(Show(organisation_id=org.id, venue_id=hall.id, natural_key="k" * 64, title="Pièce",
-                     starts_at=dt.datetime(2026, 11, 1, 20)))
+    session.add(
+        Show(
+            organisation_id=org.id,
+            venue_id=hall.id,
+            natural_key="k" * 64,
+            title="Pièce",
+            starts_at=dt.datetime(2026, 11, 1, 20),
+        )
+    )
     session.commit()
     admin.post(f"/admin/venues/{hall.id}", data={"action": "delete"})
     session.expire_all()
@@ -115,12 +146,23 @@ def test_the_audit_log_filters_by_actor_name_object_words_action_and_period(logi
 
     def sentences(query: str) -> list[str]:
         page = text_of(other.get(f"/admin/audit?lang=en&{query}"))
-        return [line for line in ("made a password reset link for zoe@example.org", "deactivated zoe@example.org",
-                                  "reactivated zoe@example.org", "logged in") if line in page]
+        return [
+            line
+            for line in (
+                "made a password reset link for zoe@example.org",
+                "deactivated zoe@example.org",
+                "reactivated zoe@example.org",
+                "logged in",
+            )
+            if line in page
+        ]
 
     assert sentences("actor=gagnon") == ["made a password reset link for zoe@example.org", "logged in"]
-    assert sentences("object=ZOE") == ["made a password reset link for zoe@example.org",
-                                       "deactivated zoe@example.org", "reactivated zoe@example.org"]
+    assert sentences("object=ZOE") == [
+        "made a password reset link for zoe@example.org",
+        "deactivated zoe@example.org",
+        "reactivated zoe@example.org",
+    ]
     assert sentences("object=personne") == []
     assert sentences("object=zoe&action=user.deactivate") == ["deactivated zoe@example.org"]
     assert sentences("object=zoe&since=2025-01-01&until=2025-01-31") == ["reactivated zoe@example.org"]
@@ -165,8 +207,18 @@ def test_the_venue_sees_the_sender_an_administrator_set_beside_its_contact_list(
     page = text_of(venue.get("/experiments/?lang=en"))
     assert f"No sender is set for {org.name} yet" in page
     admin = login_as("admin")
-    assert admin.post(f"/admin/organisations/{org.id}", data={
-        "name": org.name, "kind": org.kind, "disciplines": org.discipline_list,
-        "sender_name": "Billetterie du Quartier", "sender_email": "billets@quartier.example"}).status_code == 302
+    assert (
+        admin.post(
+            f"/admin/organisations/{org.id}",
+            data={
+                "name": org.name,
+                "kind": org.kind,
+                "disciplines": org.discipline_list,
+                "sender_name": "Billetterie du Quartier",
+                "sender_email": "billets@quartier.example",
+            },
+        ).status_code
+        == 302
+    )
     page = text_of(venue.get(f"/experiments/{experiment.id}?lang=fr"))
     assert "Envoyez les messages au nom de Billetterie du Quartier <billets@quartier.example>" in page

@@ -56,13 +56,16 @@ def test_login_refuses_offsite_next(app, make_user):
     assert response.headers["Location"] == "/"
 
 
-@pytest.mark.parametrize("role,path,status", [
-    ("evaluator", "/admin/users", 403),
-    ("staff", "/admin/users", 403),
-    ("venue", "/admin/organisations", 403),
-    ("admin", "/admin/users", 200),
-    ("evaluator", "/imports", 403),
-])
+@pytest.mark.parametrize(
+    "role,path,status",
+    [
+        ("evaluator", "/admin/users", 403),
+        ("staff", "/admin/users", 403),
+        ("venue", "/admin/organisations", 403),
+        ("admin", "/admin/users", 200),
+        ("evaluator", "/imports", 403),
+    ],
+)
 def test_roles_guard_pages(login_as, role, path, status):
     assert login_as(role).get(path).status_code == status
 
@@ -101,8 +104,9 @@ def test_the_language_switch_keeps_the_page_and_its_query(login_as):
     assert 'href="/admin/organisations?lang=fr"' in page
 
 
-@pytest.mark.parametrize("lang,labels", [("fr", ("Compagnie", "Festival", "Salle")),
-                                         ("en", ("Company", "Festival", "Venue"))])
+@pytest.mark.parametrize(
+    "lang,labels", [("fr", ("Compagnie", "Festival", "Salle")), ("en", ("Company", "Festival", "Venue"))]
+)
 def test_organisation_kinds_are_shown_in_words(login_as, make_org, lang, labels):
     for slug, kind in (("cie", "company"), ("fest", "festival"), ("salle", "venue")):
         make_org(slug, kind=kind)
@@ -118,8 +122,10 @@ def test_audit_actions_are_shown_in_words_with_the_key_as_fallback(login_as, ses
     from core.models import audit
 
     client = login_as("admin")
-    assert client.post("/admin/organisations", data={"slug": "salle-x", "name": "Salle X", "kind": "venue"}
-                       ).status_code == 302
+    assert (
+        client.post("/admin/organisations", data={"slug": "salle-x", "name": "Salle X", "kind": "venue"}).status_code
+        == 302
+    )
     audit(session, "plugin.unlabelled_thing", actor="test")
     session.commit()
     page = client.get(f"/admin/audit?lang={lang}").get_data(as_text=True)
@@ -141,17 +147,20 @@ def _audit_rows(session, *events):
 
 
 def test_audit_log_filters_by_action_actor_object_and_period(login_as, session):
-    _audit_rows(session,
-                ("campaign.launch", "Marie Tremblay <marie@x.org>", "campaign", 7, "2026-10-01 10:00", {"recipients": 4545}),
-                ("campaign.launch", "Paul <paul@x.org>", "campaign", 8, "2026-10-03 23:59", {}),
-                ("segment.create", "Marie Tremblay <marie@x.org>", "segment", 3, "2026-10-05 09:00", {}),
-                ("campaign.cancel", "100%_sure <odd@x.org>", "campaign", 9, "2026-10-06 09:00", {}))
+    _audit_rows(
+        session,
+        ("campaign.launch", "Marie Tremblay <marie@x.org>", "campaign", 7, "2026-10-01 10:00", {"recipients": 4545}),
+        ("campaign.launch", "Paul <paul@x.org>", "campaign", 8, "2026-10-03 23:59", {}),
+        ("segment.create", "Marie Tremblay <marie@x.org>", "segment", 3, "2026-10-05 09:00", {}),
+        ("campaign.cancel", "100%_sure <odd@x.org>", "campaign", 9, "2026-10-06 09:00", {}),
+    )
     client = login_as("admin")
 
     def shown(query):
         page = client.get(f"/admin/audit?lang=en&{query}").get_data(as_text=True)
-        return {object_id for object_id in ("campaign #7", "campaign #8", "segment #3", "campaign #9")
-                if object_id in page}
+        return {
+            object_id for object_id in ("campaign #7", "campaign #8", "segment #3", "campaign #9") if object_id in page
+        }
 
     assert shown("") == {"campaign #7", "campaign #8", "segment #3", "campaign #9"}
     assert shown("action=campaign.launch") == {"campaign #7", "campaign #8"}
@@ -166,41 +175,66 @@ def test_audit_log_filters_by_action_actor_object_and_period(login_as, session):
 
 
 def test_audit_log_shows_details_as_key_value_lines_and_pages_keep_filters(login_as, session):
-    _audit_rows(session, *[("segment.create", "staff@x.org", "segment", n, "2026-10-01 10:00", {"name": f"S{n}"})
-                           for n in range(105)])
+    _audit_rows(
+        session,
+        *[("segment.create", "staff@x.org", "segment", n, "2026-10-01 10:00", {"name": f"S{n}"}) for n in range(105)],
+    )
     client = login_as("admin")
     page = client.get("/admin/audit?lang=en&action=segment.create").get_data(as_text=True)
     assert "<dt>name</dt><dd>S104</dd>" in page and '{"name"' not in page
     assert 'href="/admin/audit?page=2&amp;action=segment.create"' in page
     older = client.get("/admin/audit?lang=en&action=segment.create&page=2").get_data(as_text=True)
     assert "<dd>S4</dd>" in older and "<dd>S5</dd>" not in older and "Older" not in older
-    _audit_rows(session, ("campaign.ready", "staff@x.org", "campaign", 1, "2026-10-02 10:00",
-                          {"before_deadline": False, "unanswered": None, "organisations": [3, 4]}))
+    _audit_rows(
+        session,
+        (
+            "campaign.ready",
+            "staff@x.org",
+            "campaign",
+            1,
+            "2026-10-02 10:00",
+            {"before_deadline": False, "unanswered": None, "organisations": [3, 4]},
+        ),
+    )
     page = client.get("/admin/audit?lang=fr&action=campaign.ready").get_data(as_text=True)
-    assert ("<dt>before_deadline</dt><dd>non</dd><dt>unanswered</dt><dd>—</dd>"
-            "<dt>organisations</dt><dd>[3, 4]</dd>") in page
+    assert (
+        "<dt>before_deadline</dt><dd>non</dd><dt>unanswered</dt><dd>—</dd><dt>organisations</dt><dd>[3, 4]</dd>"
+    ) in page
 
 
 def test_audit_log_csv_follows_the_filters_and_is_itself_logged(login_as, session):
     import csv
     import io
 
-    _audit_rows(session,
-                ("campaign.launch", "marie@x.org", "campaign", 7, "2026-10-01 10:00", {"recipients": 4545, "arms": [1, 2]}),
-                ("segment.create", "=cmd()@x.org", "segment", 3, "2026-10-05 09:00", {}))
+    _audit_rows(
+        session,
+        ("campaign.launch", "marie@x.org", "campaign", 7, "2026-10-01 10:00", {"recipients": 4545, "arms": [1, 2]}),
+        ("segment.create", "=cmd()@x.org", "segment", 3, "2026-10-05 09:00", {}),
+    )
     client = login_as("admin")
     response = client.get("/admin/audit.csv?lang=en&action=campaign.launch")
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[0][:3] == ["When (Montreal time)", "Who", "Action"]
-    assert rows[1:] == [["2026-10-01 06:00:00", "marie@x.org", "campaign.launch", "Campaign launched", "campaign", "7",
-                         "recipients: 4545; arms: [1, 2]", "marie@x.org: Campaign launched (campaign #7)"]]
+    assert rows[1:] == [
+        [
+            "2026-10-01 06:00:00",
+            "marie@x.org",
+            "campaign.launch",
+            "Campaign launched",
+            "campaign",
+            "7",
+            "recipients: 4545; arms: [1, 2]",
+            "marie@x.org: Campaign launched (campaign #7)",
+        ]
+    ]
     everything = client.get("/admin/audit.csv?lang=fr").get_data(as_text=True)
     assert "'=cmd()@x.org" in everything  # no formula reaches a spreadsheet
     assert everything.lstrip("\ufeff").startswith("Quand (heure de Montréal);Qui;")  # a French spreadsheet's separator
     session.expire_all()
-    exports = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.export")
-                              .order_by(AuditEvent.id)).all()
+    exports = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "audit.export").order_by(AuditEvent.id)
+    ).all()
     assert [e.details for e in exports] == [{"filters": {"action": "campaign.launch"}}, None]
 
 

@@ -47,13 +47,23 @@ def _plus_two_years(at: dt.datetime) -> dt.datetime:
 def _fingerprint(db) -> tuple:
     """What must be identical for two builds with the same seed (ids aside)."""
     with db.session() as s:
-        count, amount, tickets = s.execute(select(func.count(), func.sum(Transaction.amount_cents),
-                                                  func.sum(Transaction.tickets))).one()
+        count, amount, tickets = s.execute(
+            select(func.count(), func.sum(Transaction.amount_cents), func.sum(Transaction.tickets))
+        ).one()
         keys = hashlib.sha256("\n".join(sorted(s.scalars(select(Spectator.key)))).encode()).hexdigest()
-        rows = s.execute(select(Transaction.external_id, Spectator.key, Show.natural_key, Transaction.purchased_at,
-                                Transaction.amount_cents, Transaction.channel, Transaction.promo_code)
-                         .join(Spectator, Spectator.id == Transaction.spectator_id)
-                         .join(Show, Show.id == Transaction.show_id)).all()
+        rows = s.execute(
+            select(
+                Transaction.external_id,
+                Spectator.key,
+                Show.natural_key,
+                Transaction.purchased_at,
+                Transaction.amount_cents,
+                Transaction.channel,
+                Transaction.promo_code,
+            )
+            .join(Spectator, Spectator.id == Transaction.spectator_id)
+            .join(Show, Show.id == Transaction.show_id)
+        ).all()
         detail = hashlib.sha256("\n".join(sorted(repr(tuple(r)) for r in rows)).encode()).hexdigest()
         consents = s.scalar(select(func.count()).select_from(Consent))
     return count, int(amount), int(tickets), keys, detail, consents
@@ -75,15 +85,35 @@ def test_demo_district_shape_and_behaviour(app, db):
         fsas = s.scalars(select(Spectator.fsa)).all()
         assert all(f in FSAS and re.fullmatch(r"[A-Z]\d[A-Z]", f) for f in fsas)
         # Central Montreal, the rest of the island, Laval and the South Shore are all there.
-        regions = Counter("laval" if f.startswith("H7") else "island" if f.startswith("H") else
-                          "south" if f.startswith(("J4", "J3Y", "J5R")) else "other" for f in fsas)
+        regions = Counter(
+            "laval"
+            if f.startswith("H7")
+            else "island"
+            if f.startswith("H")
+            else "south"
+            if f.startswith(("J4", "J3Y", "J5R"))
+            else "other"
+            for f in fsas
+        )
         assert regions["island"] > SMALL / 2 and regions["laval"] > 0 and regions["south"] > 0
 
-        tx = s.execute(select(Transaction.spectator_id, Transaction.order_id, Transaction.tickets,
-                              Transaction.circumstance, Transaction.category, Transaction.channel,
-                              Transaction.promo_code, Transaction.amount_cents, Transaction.purchased_at,
-                              Show.starts_at, Show.discipline, Transaction.organisation_id, Show.organisation_id)
-                       .join(Show, Show.id == Transaction.show_id)).all()
+        tx = s.execute(
+            select(
+                Transaction.spectator_id,
+                Transaction.order_id,
+                Transaction.tickets,
+                Transaction.circumstance,
+                Transaction.category,
+                Transaction.channel,
+                Transaction.promo_code,
+                Transaction.amount_cents,
+                Transaction.purchased_at,
+                Show.starts_at,
+                Show.discipline,
+                Transaction.organisation_id,
+                Show.organisation_id,
+            ).join(Show, Show.id == Transaction.show_id)
+        ).all()
     assert 5 * SMALL < len(tx) < 15 * SMALL
     assert all(t.organisation_id == t[-1] for t in tx)  # a show is sold by its own organisation
 
@@ -135,17 +165,29 @@ def test_contacts_match_keys_and_consents_follow_purchases(app, db):
     _build(app, db)
     secret = app.config["DISTRICT_SECRET"]
     with db.session() as s:
-        contacts = s.execute(select(Contact, Spectator.key, Spectator.fsa)
-                             .join(Spectator, Spectator.id == Contact.spectator_id)).all()
-        opted_out = dict(s.execute(select(Spectator.id, Spectator.opted_out_at)
-                                   .where(Spectator.opted_out_at.is_not(None))).all())
-        last_purchase = dict(((o, sp), at) for o, sp, at in s.execute(
-            select(Transaction.organisation_id, Transaction.spectator_id, func.max(Transaction.purchased_at))
-            .group_by(Transaction.organisation_id, Transaction.spectator_id)))
-        last_subscribed_show = dict(((o, sp), at) for o, sp, at in s.execute(
-            select(Transaction.organisation_id, Transaction.spectator_id, func.max(Show.starts_at))
-            .join(Show, Show.id == Transaction.show_id).where(Transaction.category == "subscription")
-            .group_by(Transaction.organisation_id, Transaction.spectator_id)))
+        contacts = s.execute(
+            select(Contact, Spectator.key, Spectator.fsa).join(Spectator, Spectator.id == Contact.spectator_id)
+        ).all()
+        opted_out = dict(
+            s.execute(select(Spectator.id, Spectator.opted_out_at).where(Spectator.opted_out_at.is_not(None))).all()
+        )
+        last_purchase = dict(
+            ((o, sp), at)
+            for o, sp, at in s.execute(
+                select(
+                    Transaction.organisation_id, Transaction.spectator_id, func.max(Transaction.purchased_at)
+                ).group_by(Transaction.organisation_id, Transaction.spectator_id)
+            )
+        )
+        last_subscribed_show = dict(
+            ((o, sp), at)
+            for o, sp, at in s.execute(
+                select(Transaction.organisation_id, Transaction.spectator_id, func.max(Show.starts_at))
+                .join(Show, Show.id == Transaction.show_id)
+                .where(Transaction.category == "subscription")
+                .group_by(Transaction.organisation_id, Transaction.spectator_id)
+            )
+        )
         consents = defaultdict(dict)
         for c in s.scalars(select(Consent)):
             consents[c.contact_id][c.basis] = c
@@ -156,13 +198,11 @@ def test_contacts_match_keys_and_consents_follow_purchases(app, db):
     unsubscribed_via = Counter()
     for contact, key, fsa in contacts:
         # A later import of the same person finds the same spectator.
-        basis = identity_basis(contact.email, contact.last_name, contact.first_name, contact.postal_code,
-                               contact.phone)
+        basis = identity_basis(contact.email, contact.last_name, contact.first_name, contact.postal_code, contact.phone)
         assert spectator_key(secret, basis) == key
         assert re.fullmatch(r"[A-Z]\d[A-Z]\d[A-Z]\d", contact.postal_code) and contact.postal_code[:3] == fsa
         assert contact.email is None or re.fullmatch(r"[a-z-]+\.[a-z-]+\.\d+@example\.net", contact.email)
-        assert contact.phone is None or re.fullmatch(r"(514|438|450|579|418|819|613|416) 555-01\d\d",
-                                                     contact.phone)
+        assert contact.phone is None or re.fullmatch(r"(514|438|450|579|418|819|613|416) 555-01\d\d", contact.phone)
         languages[contact.language] += 1
 
         pair = (contact.organisation_id, contact.spectator_id)
@@ -205,13 +245,17 @@ def test_same_seed_same_district_other_seed_other_district(app, db):
 def test_existing_district_is_kept_and_fresh_rebuilds(app, db):
     logins = _build(app, db)
     with db.session() as s:
-        counts = (s.scalar(select(func.count()).select_from(Transaction)),
-                  s.scalar(select(func.count()).select_from(User)))
+        counts = (
+            s.scalar(select(func.count()).select_from(Transaction)),
+            s.scalar(select(func.count()).select_from(User)),
+        )
     again = _build(app, db, seed=99)
     assert again == logins
     with db.session() as s:
-        assert (s.scalar(select(func.count()).select_from(Transaction)),
-                s.scalar(select(func.count()).select_from(User))) == counts
+        assert (
+            s.scalar(select(func.count()).select_from(Transaction)),
+            s.scalar(select(func.count()).select_from(User)),
+        ) == counts
         # ids continue after an explicit-id bulk load (PostgreSQL sequences were moved on)
         s.add(Organisation(slug="nouvelle-salle", name="Nouvelle salle"))
         s.commit()
@@ -266,9 +310,13 @@ def test_pilot_demo_serves_with_its_scheduler_as_a_child_process(app, db, databa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = dict(os.environ, DATABASE_URL=database_url, PILOT_INSTANCE=app.config["INSTANCE_PATH"])
-    demo = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--spectators", "100", "--seed", "5",
-                             "--port", str(port)], env=environment, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "demo", "--spectators", "100", "--seed", "5", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lock = scheduler_lock(app)
     try:
         deadline = time.monotonic() + 120

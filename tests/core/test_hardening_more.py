@@ -20,11 +20,17 @@ from tests.core.test_scheduler import HEADER, inbox, sales_csv  # noqa: F401 (fi
 
 
 def _fresh_app(app):
-    return create_app({key: app.config[key] for key in (
-        "DATABASE_URL", "INSTANCE_PATH", "SECRET_KEY", "DISTRICT_SECRET", "INBOX_PATH")} | {"TESTING": True, "WTF_CSRF_ENABLED": False})
+    return create_app(
+        {
+            key: app.config[key]
+            for key in ("DATABASE_URL", "INSTANCE_PATH", "SECRET_KEY", "DISTRICT_SECRET", "INBOX_PATH")
+        }
+        | {"TESTING": True, "WTF_CSRF_ENABLED": False}
+    )
 
 
 # --- issue 18, Build 6: a failed query never takes the error page down ------------------------------
+
 
 def test_the_error_page_survives_a_failed_statement(app, make_org, make_user):
     """On PostgreSQL a failed statement aborts the transaction: without a rollback, the error page's
@@ -52,11 +58,18 @@ def test_the_error_page_survives_a_failed_statement(app, make_org, make_user):
 
 # --- issue 15, Build 5: identifiers out of range are a 404 -------------------------------------------
 
-@pytest.mark.parametrize("path", [
-    "/imports/99999999999999999999", "/imports/9223372036854775808/rejects.csv", "/imports/2147483648",
-    "/campaigns/99999999999999999999", "/approvals/99999999999999999999/contacts",
-    "/reports/99999999999999999999/report.csv",
-])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/imports/99999999999999999999",
+        "/imports/9223372036854775808/rejects.csv",
+        "/imports/2147483648",
+        "/campaigns/99999999999999999999",
+        "/approvals/99999999999999999999/contacts",
+        "/reports/99999999999999999999/report.csv",
+    ],
+)
 def test_identifiers_out_of_range_are_a_404(login_as, path):
     for role in ("staff", "venue"):
         response = login_as(role).get(path)
@@ -71,6 +84,7 @@ def test_page_numbers_out_of_range_are_clamped(login_as, query):
 
 
 # --- every download is audited --------------------------------------------------------------------------
+
 
 def test_every_download_is_in_the_audit_log(app, login_as, session):
     staff = login_as("staff")
@@ -88,6 +102,7 @@ def test_every_download_is_in_the_audit_log(app, login_as, session):
 
 
 # --- the inbox takes plain files of the organisation's own folder only ---------------------------------
+
 
 def test_inbox_refuses_symbolic_links_and_hard_links(app, db, inbox, tmp_path):
     folder_a, folder_b = inbox("salle-a"), inbox("salle-b")
@@ -123,22 +138,33 @@ def test_inbox_does_not_read_an_organisation_folder_that_is_a_link(app, db, inbo
     assert run.status == "success", run.error
     with db.session() as s:
         batches = s.scalars(select(ImportBatch)).all()
-        assert [(s.get(Organisation, b.organisation_id).slug,
-                 b.filename) for b in batches] == [("salle-b", "ventes-b.csv")]
+        assert [(s.get(Organisation, b.organisation_id).slug, b.filename) for b in batches] == [
+            ("salle-b", "ventes-b.csv")
+        ]
         assert s.scalar(select(func.count()).select_from(Transaction)) == 4
 
 
 # --- import errors name line and column, never the cell's value -----------------------------------------
 
+
 def test_import_errors_never_repeat_a_cell_value(app, login_as, make_org, session):
     org = make_org("salle-valeurs")
     venue = login_as("venue", org)
     header = ";".join(HEADER)
-    rows = ["Roy;Ana;1 rue X;H2X 1Y4;ana@example.org;514-555-0000;SECRET-AMOUNT-777;SECRET-TICKETS-888;"
-            "Prix régulier;SECRET-DATE-999;SECRET-SHOW-DATE;Titre;C1"]
+    rows = [
+        "Roy;Ana;1 rue X;H2X 1Y4;ana@example.org;514-555-0000;SECRET-AMOUNT-777;SECRET-TICKETS-888;"
+        "Prix régulier;SECRET-DATE-999;SECRET-SHOW-DATE;Titre;C1"
+    ]
     data = (header + "\n" + "\n".join(rows) + "\n").encode()
-    response = venue.post("/imports", data={"organisation": str(org.id), "kind": "sales", "skip_invalid": "0",
-                                            "file": (io.BytesIO(data), "ventes.csv")})
+    response = venue.post(
+        "/imports",
+        data={
+            "organisation": str(org.id),
+            "kind": "sales",
+            "skip_invalid": "0",
+            "file": (io.BytesIO(data), "ventes.csv"),
+        },
+    )
     assert response.status_code == 200
     batch = session.scalar(select(ImportBatch))
     assert batch.status == "refused" and batch.errors

@@ -27,6 +27,7 @@ def test_plural_forms_are_french_for_every_count(app):
     from flask_babel import force_locale, ngettext
 
     with app.test_request_context(), force_locale("fr"):
+
         def say(n):
             return ngettext("%(num)d organisation with hidden counts", "%(num)d organisations with hidden counts", n)
 
@@ -38,7 +39,8 @@ def test_plural_forms_are_french_for_every_count(app):
 
 
 def test_no_message_hedges_its_plural_with_parentheses():
-    """"organisation(s)" reads as a form letter: a count goes through ngettext instead."""
-    hedged = sorted({f"{where}:{line}: {msgid}" for msgid, where, line in extract_messages()
-                     if "(s)" in msgid or "(es)" in msgid})
+    """ "organisation(s)" reads as a form letter: a count goes through ngettext instead."""
+    hedged = sorted(
+        {f"{where}:{line}: {msgid}" for msgid, where, line in extract_messages() if "(s)" in msgid or "(es)" in msgid}
+    )
     assert not hedged, "\n".join(hedged)

@@ -24,19 +24,34 @@ def test_strip_accents():
     assert strip_accents("Hélène Côté-Lévesque, Ç'est ça") == "Helene Cote-Levesque, C'est ca"
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("  Helene.Cote@Example.ORG ", "helene.cote@example.org"),
-    ("a@b", "a@b"),
-    ("", None), (None, None), ("no-at-sign", None), ("@example.org", None), ("user@", None),
-    ("two words@example.org", None),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("  Helene.Cote@Example.ORG ", "helene.cote@example.org"),
+        ("a@b", "a@b"),
+        ("", None),
+        (None, None),
+        ("no-at-sign", None),
+        ("@example.org", None),
+        ("user@", None),
+        ("two words@example.org", None),
+    ],
+)
 def test_normalise_email(raw, expected):
     assert normalise_email(raw) == expected
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("Côté-Lévesque", "COTELEVESQUE"), ("  o'neil ", "ONEIL"), ("Zoë", "ZOE"), ("123", None), ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("Côté-Lévesque", "COTELEVESQUE"),
+        ("  o'neil ", "ONEIL"),
+        ("Zoë", "ZOE"),
+        ("123", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_normalise_name(raw, expected):
     assert normalise_name(raw) == expected
 
@@ -51,10 +66,18 @@ def test_postal_codes_and_fsa():
     assert fsa_of("12345") is None and fsa_of("H2") is None and fsa_of(None) is None
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("(514) 555-1234", "5145551234"), ("+1 514 555 1234", "5145551234"), ("555-1234", "5551234"),
-    ("12345", None), ("", None), (None, None), ("44 20 7946 0958", "442079460958"),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("(514) 555-1234", "5145551234"),
+        ("+1 514 555 1234", "5145551234"),
+        ("555-1234", "5551234"),
+        ("12345", None),
+        ("", None),
+        (None, None),
+        ("44 20 7946 0958", "442079460958"),
+    ],
+)
 def test_normalise_phone(raw, expected):
     assert normalise_phone(raw) == expected
 
@@ -69,7 +92,8 @@ def test_identity_basis_prefers_email_then_name_and_postal_code_then_name_and_ph
     assert identity_basis("not an email", None, None, "H2X1Y4", None) is None
     # spelling and accents do not split a person
     assert identity_basis(None, "COTE", "helene", "H2X1Y4", None) == identity_basis(
-        None, "Côté", "Hélène", "h2x 1y4", None)
+        None, "Côté", "Hélène", "h2x 1y4", None
+    )
 
 
 def test_spectator_key_is_the_hmac_of_the_basis_with_the_district_secret():

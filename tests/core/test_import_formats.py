@@ -27,25 +27,39 @@ def _rows_named(names=NAMES, title="L’Œuvre « au noir »"):
     rows = []
     for n, (last, first) in enumerate(names):
         row = dict(zip(FR_HEADER, FR_ROWS[0]))
-        row.update({"Nom": last, "Prénom": first, "Adresse courriel": f"p{n}@example.org", "Titre du spectacle": title,
-                    "Numéro de commande": f"N-{n}"})
+        row.update(
+            {
+                "Nom": last,
+                "Prénom": first,
+                "Adresse courriel": f"p{n}@example.org",
+                "Titre du spectacle": title,
+                "Numéro de commande": f"N-{n}",
+            }
+        )
         rows.append([row[h] for h in FR_HEADER])
     return rows
 
 
 def _names(session, org) -> set[tuple[str, str]]:
-    return {(last, first) for last, first in session.execute(
-        select(Contact.last_name, Contact.first_name).where(Contact.organisation_id == org.id))}
+    return {
+        (last, first)
+        for last, first in session.execute(
+            select(Contact.last_name, Contact.first_name).where(Contact.organisation_id == org.id)
+        )
+    }
 
 
-@pytest.mark.parametrize("encoding,delimiter,recorded,title", [
-    ("utf-8", ",", "utf-8", "L’Œuvre « au noir »"),
-    ("utf-8-sig", ";", "utf-8-sig", "L’Œuvre « au noir »"),
-    ("cp1252", ";", "cp1252", "L’Œuvre « au noir »"),
-    ("cp1252", "\t", "cp1252", "L’Œuvre « au noir »"),
-    ("latin-1", ";", None, "Théâtre d'été"),  # the letters Latin-1 has read the same in Windows-1252
-    ("mac_roman", ";", "mac_roman", "Théâtre d'été à l'Opéra"),  # Excel's "CSV (Macintosh)"
-])
+@pytest.mark.parametrize(
+    "encoding,delimiter,recorded,title",
+    [
+        ("utf-8", ",", "utf-8", "L’Œuvre « au noir »"),
+        ("utf-8-sig", ";", "utf-8-sig", "L’Œuvre « au noir »"),
+        ("cp1252", ";", "cp1252", "L’Œuvre « au noir »"),
+        ("cp1252", "\t", "cp1252", "L’Œuvre « au noir »"),
+        ("latin-1", ";", None, "Théâtre d'été"),  # the letters Latin-1 has read the same in Windows-1252
+        ("mac_roman", ";", "mac_roman", "Théâtre d'été à l'Opéra"),  # Excel's "CSV (Macintosh)"
+    ],
+)
 def test_encoding_and_delimiter_are_detected(make_org, session, tmp_path, encoding, delimiter, recorded, title):
     org = make_org("salle")
     path = write_csv(tmp_path / "v.csv", _rows_named(title=title), delimiter=delimiter, encoding=encoding)
@@ -70,23 +84,63 @@ def test_delimiter_is_the_one_that_splits_the_lines_evenly():
     # the header alone has as many commas as semicolons; the rows tell
     lines = ["Nom;Prénom;Note, libre\n", "Côté;Hélène;a, b\n", "Roy;Jean;c, d\n"]
     assert _sniff_delimiter(lines) == ";"
-    assert _sniff_delimiter(['Nom,Adresse,Code postal\n', '"Côté","12; rue A",H2X1Y4\n']) == ","
+    assert _sniff_delimiter(["Nom,Adresse,Code postal\n", '"Côté","12; rue A",H2X1Y4\n']) == ","
     assert _sniff_delimiter(["Nom\tPrénom\n", "a\tb\n"]) == "\t"
     assert _sniff_delimiter(["Nom\n"]) == ","
 
 
 def _workbook_rows(today: dt.date) -> list[list]:
     """An export saved from Excel: dates as dates, amounts and phones as numbers."""
-    header = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-              "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-              "Titre du spectacle", "Type de spectacle"]
+    header = [
+        "Nom",
+        "Prénom",
+        "Adresse",
+        "Code postal",
+        "Adresse courriel",
+        "Téléphone",
+        "Valeur de l'achat",
+        "Nombre de billets",
+        "Circonstance de l'achat",
+        "Date de l'achat",
+        "Date du spectacle",
+        "Titre du spectacle",
+        "Type de spectacle",
+    ]
     purchased = dt.datetime.combine(today - dt.timedelta(days=20), dt.time(19, 30))
     show = today + dt.timedelta(days=10)
-    return [header,
-            ["Côté", "Hélène", "12, rue Émile", "h2x 1y4", "helene@example.org", 5145551234, 45.5, 2, "Plein tarif",
-             purchased, dt.datetime.combine(show, dt.time(20)), "Les Belles-sœurs", "Théâtre"],
-            ["Roy", "Jean", "", "H3B 2K5", "", None, 12, 1, "Promotion", purchased.date(), show, "Les Belles-sœurs",
-             "Théâtre"]]
+    return [
+        header,
+        [
+            "Côté",
+            "Hélène",
+            "12, rue Émile",
+            "h2x 1y4",
+            "helene@example.org",
+            5145551234,
+            45.5,
+            2,
+            "Plein tarif",
+            purchased,
+            dt.datetime.combine(show, dt.time(20)),
+            "Les Belles-sœurs",
+            "Théâtre",
+        ],
+        [
+            "Roy",
+            "Jean",
+            "",
+            "H3B 2K5",
+            "",
+            None,
+            12,
+            1,
+            "Promotion",
+            purchased.date(),
+            show,
+            "Les Belles-sœurs",
+            "Théâtre",
+        ],
+    ]
 
 
 def test_an_excel_workbook_imports_with_its_typed_cells(make_org, session, tmp_path):
@@ -98,10 +152,14 @@ def test_an_excel_workbook_imports_with_its_typed_cells(make_org, session, tmp_p
     amounts = session.scalars(select(Transaction.amount_cents).order_by(Transaction.amount_cents)).all()
     assert amounts == [1200, 4550]
     assert session.scalar(select(func.min(Transaction.purchased_at))) == dt.datetime.combine(
-        today - dt.timedelta(days=20), dt.time())
+        today - dt.timedelta(days=20), dt.time()
+    )
     assert session.scalar(select(func.max(Transaction.purchased_at))) == dt.datetime.combine(
-        today - dt.timedelta(days=20), dt.time(19, 30))
-    assert session.scalar(select(func.max(Show.starts_at))) == dt.datetime.combine(today + dt.timedelta(days=10), dt.time(20))
+        today - dt.timedelta(days=20), dt.time(19, 30)
+    )
+    assert session.scalar(select(func.max(Show.starts_at))) == dt.datetime.combine(
+        today + dt.timedelta(days=10), dt.time(20)
+    )
     contact = session.scalar(select(Contact).where(Contact.last_name == "Côté"))
     assert (contact.phone, contact.postal_code) == ("5145551234", "H2X1Y4")
     # the same workbook again adds nothing
@@ -117,7 +175,8 @@ def test_a_workbook_error_names_the_row_excel_shows_and_the_column(make_org, ses
     with pytest.raises(ImportRefused) as refused:
         import_file(session, path, org, secret=SECRET)
     assert refused.value.result.errors == [
-        {"line": 4, "column": "Nombre de billets", "reason": "The number of tickets must be a positive whole number."}]
+        {"line": 4, "column": "Nombre de billets", "reason": "The number of tickets must be a positive whole number."}
+    ]
 
 
 def test_a_damaged_workbook_is_refused_in_words(make_org, session, tmp_path, runner):
@@ -145,17 +204,31 @@ def test_the_upload_page_takes_a_workbook(login_as, make_org, session, tmp_path,
     client = login_as("venue", org)
     client.get(f"/imports?lang={lang}")
     content = write_xlsx(tmp_path / "export.xlsx", _workbook_rows(dt.date.today())).read_bytes()
-    response = client.post("/imports", data={"organisation": str(org.id), "kind": "sales", "skip_invalid": "0",
-                                             "file": (io.BytesIO(content), "Ventes mars.xlsx")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/imports",
+        data={
+            "organisation": str(org.id),
+            "kind": "sales",
+            "skip_invalid": "0",
+            "file": (io.BytesIO(content), "Ventes mars.xlsx"),
+        },
+        content_type="multipart/form-data",
+    )
     page = html.unescape(response.get_data(as_text=True))
     assert response.status_code == 200
     assert ("Import terminé" if lang == "fr" else "Import finished") in page
     assert session.scalar(select(func.count()).select_from(Transaction)) == 2
     # a damaged one is refused in the user's language, its trace kept
-    response = client.post("/imports", data={"organisation": str(org.id), "kind": "sales", "skip_invalid": "0",
-                                             "file": (io.BytesIO(b"PK\x03\x04 broken"), "autre.xlsx")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/imports",
+        data={
+            "organisation": str(org.id),
+            "kind": "sales",
+            "skip_invalid": "0",
+            "file": (io.BytesIO(b"PK\x03\x04 broken"), "autre.xlsx"),
+        },
+        content_type="multipart/form-data",
+    )
     page = html.unescape(response.get_data(as_text=True))
     assert response.status_code == 200 and "Traceback" not in page
     assert ("Le classeur n'a pas pu être lu" if lang == "fr" else "The workbook could not be read") in page
@@ -174,9 +247,14 @@ def test_a_rejects_file_of_a_workbook_is_a_csv(make_org, session, tmp_path):
     assert table[0][-1] == "reason" and table[1][0] == "Roy" and "Nombre de billets" in table[1][-1]
 
 
-_cell = st.one_of(st.none(), st.text(max_size=20), st.integers(-10**6, 10**12), st.floats(allow_nan=False, allow_infinity=False),
-                  st.dates(dt.date(1950, 1, 1), dt.date(2030, 12, 31)),
-                  st.datetimes(dt.datetime(1950, 1, 1), dt.datetime(2030, 12, 31)))
+_cell = st.one_of(
+    st.none(),
+    st.text(max_size=20),
+    st.integers(-(10**6), 10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.dates(dt.date(1950, 1, 1), dt.date(2030, 12, 31)),
+    st.datetimes(dt.datetime(1950, 1, 1), dt.datetime(2030, 12, 31)),
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -187,8 +265,9 @@ def test_any_workbook_gives_a_result_or_a_refusal(make_org, session, tmp_path, r
         rows = [_workbook_rows(dt.date.today())[0], *rows]
     path = write_xlsx(tmp_path / "any.xlsx", rows)
     try:
-        result = import_file(session, path, org, secret=SECRET, skip_invalid=skip_invalid,
-                             rejects_path=tmp_path / "r.csv")
+        result = import_file(
+            session, path, org, secret=SECRET, skip_invalid=skip_invalid, rejects_path=tmp_path / "r.csv"
+        )
     except ImportRefused as refused:
         result = refused.result
         assert result.errors and result.imported == 0

@@ -19,10 +19,27 @@ from core.importing import BATCH_SIZE, import_file
 from core.models import Transaction
 
 SECRET = "test-district-secret"
-HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-          "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-          "Heure du spectacle", "Titre du spectacle", "Salle", "Type de spectacle", "Catégorie d'achat",
-          "Canal d'achat", "Abonné à l'infolettre", "Numéro de commande"]
+HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Heure du spectacle",
+    "Titre du spectacle",
+    "Salle",
+    "Type de spectacle",
+    "Catégorie d'achat",
+    "Canal d'achat",
+    "Abonné à l'infolettre",
+    "Numéro de commande",
+]
 
 
 def write_export(path: Path, rows: int, tag: str) -> tuple[Path, int]:
@@ -42,13 +59,29 @@ def write_export(path: Path, rows: int, tag: str) -> tuple[Path, int]:
             buyers.add(b)
             moment = start + dt.timedelta(minutes=7 * i)
             show = moment + dt.timedelta(days=3)
-            writer.writerow([
-                f"Nom{b}", f"Prénom{b}", f"{i % 9000 + 1} rue Saint-Denis", f"H2X {b % 10}A{b % 7}",
-                f"acheteur.{tag}{b}@exemple.ca", "", f"{20 + i % 60},50 $", str(1 + i % 4),
-                ["Plein tarif", "Promotion", "Courtoisie"][i % 3], moment.strftime("%Y-%m-%d %H:%M"),
-                show.strftime("%d/%m/%Y"), "20:00", f"Spectacle {i // 50}", ["Salle A", "Salle B"][i % 2],
-                ["Théâtre", "Danse", "Musique"][i % 3], "Abonnement" if i % 20 == 0 else "Achat unique",
-                ["Internet", "Guichet", "Téléphone"][i % 3], "Oui" if i % 3 == 0 else "Non", f"C{tag}{i}"])
+            writer.writerow(
+                [
+                    f"Nom{b}",
+                    f"Prénom{b}",
+                    f"{i % 9000 + 1} rue Saint-Denis",
+                    f"H2X {b % 10}A{b % 7}",
+                    f"acheteur.{tag}{b}@exemple.ca",
+                    "",
+                    f"{20 + i % 60},50 $",
+                    str(1 + i % 4),
+                    ["Plein tarif", "Promotion", "Courtoisie"][i % 3],
+                    moment.strftime("%Y-%m-%d %H:%M"),
+                    show.strftime("%d/%m/%Y"),
+                    "20:00",
+                    f"Spectacle {i // 50}",
+                    ["Salle A", "Salle B"][i % 2],
+                    ["Théâtre", "Danse", "Musique"][i % 3],
+                    "Abonnement" if i % 20 == 0 else "Achat unique",
+                    ["Internet", "Guichet", "Téléphone"][i % 3],
+                    "Oui" if i % 3 == 0 else "Non",
+                    f"C{tag}{i}",
+                ]
+            )
     return path, len(buyers)
 
 

@@ -22,13 +22,36 @@ from core.scheduler import run_job
 SECRET = "test-district-secret"
 
 # A venue's own export: its own French headers, semicolons, Windows-1252, decimal commas.
-MESSY_HEADER = ["Nom du client", "Prénom", "Adr. postale", "CP", "Courriel du client", "Tél. maison", "Montant payé",
-                "Qté", "Tarif", "Vendu le", "Représentation", "Spectacle", "Note interne"]
+MESSY_HEADER = [
+    "Nom du client",
+    "Prénom",
+    "Adr. postale",
+    "CP",
+    "Courriel du client",
+    "Tél. maison",
+    "Montant payé",
+    "Qté",
+    "Tarif",
+    "Vendu le",
+    "Représentation",
+    "Spectacle",
+    "Note interne",
+]
 # What the mapping screen should get for each (the "Prénom" column is the format's own name).
-MESSY_FIELDS = {"Nom du client": "last_name", "Adr. postale": "address", "CP": "postal_code",
-                "Courriel du client": "email", "Tél. maison": "phone", "Montant payé": "amount", "Qté": "tickets",
-                "Tarif": "circumstance", "Vendu le": "purchased_at", "Représentation": "show_date",
-                "Spectacle": "show_title", "Note interne": ""}
+MESSY_FIELDS = {
+    "Nom du client": "last_name",
+    "Adr. postale": "address",
+    "CP": "postal_code",
+    "Courriel du client": "email",
+    "Tél. maison": "phone",
+    "Montant payé": "amount",
+    "Qté": "tickets",
+    "Tarif": "circumstance",
+    "Vendu le": "purchased_at",
+    "Représentation": "show_date",
+    "Spectacle": "show_title",
+    "Note interne": "",
+}
 
 
 def messy_export(path: Path, rows: int = 3, start: int = 0, today: dt.date | None = None) -> Path:
@@ -38,17 +61,34 @@ def messy_export(path: Path, rows: int = 3, start: int = 0, today: dt.date | Non
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
     writer.writerow(MESSY_HEADER)
     for i in range(start, start + rows):
-        writer.writerow([f"Côté{i}", "Hélène", f"{i}, rue de l’Église", "h2x 1y4", f"helene{i}@example.org",
-                         "514 555-1234", "1 234,50 $" if i == start else "45,00 $", "2", "Plein tarif",
-                         (today - dt.timedelta(days=3)).strftime("%d/%m/%Y"),
-                         f"{(today + dt.timedelta(days=9)).isoformat()} 20:00", "Les Belles-sœurs", "à rappeler"])
+        writer.writerow(
+            [
+                f"Côté{i}",
+                "Hélène",
+                f"{i}, rue de l’Église",
+                "h2x 1y4",
+                f"helene{i}@example.org",
+                "514 555-1234",
+                "1 234,50 $" if i == start else "45,00 $",
+                "2",
+                "Plein tarif",
+                (today - dt.timedelta(days=3)).strftime("%d/%m/%Y"),
+                f"{(today + dt.timedelta(days=9)).isoformat()} 20:00",
+                "Les Belles-sœurs",
+                "à rappeler",
+            ]
+        )
     path.write_bytes(buffer.getvalue().encode("cp1252"))
     return path
 
 
 def upload(client, org, path: Path, action: str | None = None, kind: str = "sales", skip_invalid: str = "0"):
-    data = {"organisation": str(org.id), "kind": kind, "skip_invalid": skip_invalid,
-            "file": (io.BytesIO(path.read_bytes()), path.name)}
+    data = {
+        "organisation": str(org.id),
+        "kind": kind,
+        "skip_invalid": skip_invalid,
+        "file": (io.BytesIO(path.read_bytes()), path.name),
+    }
     if action:
         data["action"] = action
     return client.post("/imports", data=data, content_type="multipart/form-data")
@@ -71,8 +111,20 @@ def map_columns(client, url: str, fields: dict[str, str] = MESSY_FIELDS):
 
 def test_suggestions_read_the_venues_own_words():
     assert [suggest(label, "sales") for label in MESSY_HEADER] == [
-        "last_name", "first_name", "address", "postal_code", "email", "phone", "amount", "tickets", "circumstance",
-        "purchased_at", "show_title", "show_title", ""]
+        "last_name",
+        "first_name",
+        "address",
+        "postal_code",
+        "email",
+        "phone",
+        "amount",
+        "tickets",
+        "circumstance",
+        "purchased_at",
+        "show_title",
+        "show_title",
+        "",
+    ]
     # a field already taken is never suggested twice
     assert suggest("Spectacle", "sales", {"show_title"}) != "show_title"
 
@@ -129,8 +181,7 @@ def test_a_second_upload_reuses_the_saved_mapping_without_asking(login_as, make_
     assert "votre association enregistrée" in page and "Côté20" in page
 
 
-def test_the_inbox_and_the_command_line_use_the_saved_mapping(app, db, login_as, make_org, session, tmp_path,
-                                                              runner):
+def test_the_inbox_and_the_command_line_use_the_saved_mapping(app, db, login_as, make_org, session, tmp_path, runner):
     org = make_org("salle")
     client = login_as("venue", org)
     map_columns(client, upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"])
@@ -155,8 +206,9 @@ def test_the_inbox_and_the_command_line_use_the_saved_mapping(app, db, login_as,
         note = s.scalar(select(Notification).where(Notification.kind == "inbox.refused"))
         assert "import this file once from the Imports page to match its columns" in note.message_en
         assert "importez ce fichier une fois depuis la page Imports" in note.message_fr
-    result = runner.invoke(main, args=["import", str(messy_export(tmp_path / "cli.csv", start=40)), "--org", "salle",
-                                       "--json"])
+    result = runner.invoke(
+        main, args=["import", str(messy_export(tmp_path / "cli.csv", start=40)), "--org", "salle", "--json"]
+    )
     assert result.exit_code == 0, result.output
     with db.session() as s:
         assert s.scalar(select(func.count()).where(Transaction.organisation_id == org.id)) == 6
@@ -169,15 +221,20 @@ def test_without_a_mapping_the_messy_export_is_refused_and_nothing_written(make_
     assert {e["column"] for e in refused.value.result.errors} >= {"Code postal", "Valeur de l'achat"}
     # another organisation's mapping is not this one's
     other = make_org("autre")
-    session.add_all([ColumnMapping(organisation_id=other.id, kind="sales", header=h.lower(), label=h, field=f)
-                     for h, f in (("CP", "postal_code"),)])
+    session.add_all(
+        [
+            ColumnMapping(organisation_id=other.id, kind="sales", header=h.lower(), label=h, field=f)
+            for h, f in (("CP", "postal_code"),)
+        ]
+    )
     session.commit()
     assert saved_mapping(session, org.id, "sales") == {}
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])
-def test_the_mapping_screen_refuses_a_field_twice_and_missing_required_ones(login_as, make_org, session, tmp_path,
-                                                                             lang):
+def test_the_mapping_screen_refuses_a_field_twice_and_missing_required_ones(
+    login_as, make_org, session, tmp_path, lang
+):
     org = make_org("salle")
     client = login_as("venue", org)
     client.get(f"/imports?lang={lang}")
@@ -185,13 +242,19 @@ def test_the_mapping_screen_refuses_a_field_twice_and_missing_required_ones(logi
     twice = {**MESSY_FIELDS, "Note interne": "amount"}
     response = map_columns(client, url, twice)
     assert response.status_code == 400
-    assert ("Valeur de l'achat est donné à plus d'une colonne" if lang == "fr"
-            else "Amount is given to more than one column") in text(response)
+    assert (
+        "Valeur de l'achat est donné à plus d'une colonne"
+        if lang == "fr"
+        else "Amount is given to more than one column"
+    ) in text(response)
     missing = {**MESSY_FIELDS, "CP": ""}
     response = map_columns(client, url, missing)
     assert response.status_code == 400
-    assert ("Ces colonnes obligatoires manquent encore : Code postal" if lang == "fr"
-            else "These required columns are still missing: Postal code") in text(response)
+    assert (
+        "Ces colonnes obligatoires manquent encore : Code postal"
+        if lang == "fr"
+        else "These required columns are still missing: Postal code"
+    ) in text(response)
     response = map_columns(client, url, {**MESSY_FIELDS, "CP": "no-such-field"})
     assert response.status_code == 400
     assert session.scalar(select(func.count()).select_from(ColumnMapping)) == 0
@@ -229,8 +292,9 @@ def test_a_preview_with_bad_rows_says_so_and_the_confirmation_refuses_the_file(l
     assert session.scalar(select(func.count()).select_from(Transaction)) == 0
 
 
-@pytest.mark.parametrize("lang,delimiter,first,optional", [
-    ("fr", ";", "Nom", "Heure du spectacle"), ("en", ",", "Last name", "Show time")])
+@pytest.mark.parametrize(
+    "lang,delimiter,first,optional", [("fr", ";", "Nom", "Heure du spectacle"), ("en", ",", "Last name", "Show time")]
+)
 def test_the_template_has_the_essential_fields_then_the_optional_ones(login_as, lang, delimiter, first, optional):
     response = login_as("venue").get(f"/imports/template.csv?lang={lang}")
     assert response.status_code == 200 and response.mimetype == "text/csv"
@@ -249,8 +313,24 @@ def test_an_erasure_reaches_the_uploads_waiting_on_their_preview(app, login_as, 
     org = make_org("salle")
     client = login_as("venue", org)
     csv_url = upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"]
-    rows = [list(MESSY_HEADER), ["Côté0", "Hélène", "1 rue A", "H2X 1Y4", "helene0@example.org", "", 12, 1, "",
-                                 dt.date.today(), dt.date.today(), "Spectacle", ""]]
+    rows = [
+        list(MESSY_HEADER),
+        [
+            "Côté0",
+            "Hélène",
+            "1 rue A",
+            "H2X 1Y4",
+            "helene0@example.org",
+            "",
+            12,
+            1,
+            "",
+            dt.date.today(),
+            dt.date.today(),
+            "Spectacle",
+            "",
+        ],
+    ]
     xlsx_url = upload(client, org, write_xlsx(tmp_path / "b.xlsx", rows), action="preview").headers["Location"]
     identities = Identities()
     identities.add(email="helene0@example.org")
@@ -305,8 +385,12 @@ def test_an_unsubscribe_list_with_its_own_headers_is_mapped_too(login_as, make_o
     org = make_org("salle")
     client = login_as("venue", org)
     map_columns(client, upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"])
-    client.post(upload(client, org, messy_export(tmp_path / "a.csv"), action="preview").headers["Location"]
-                .removesuffix("/columns") + "/confirm")
+    client.post(
+        upload(client, org, messy_export(tmp_path / "a.csv"), action="preview")
+        .headers["Location"]
+        .removesuffix("/columns")
+        + "/confirm"
+    )
     path = tmp_path / "desabonnements.csv"
     path.write_text("Courriel du client;Désabonné depuis\nhelene0@example.org;2026-01-02\n", encoding="utf-8")
     response = upload(client, org, path, kind="unsubscribes")

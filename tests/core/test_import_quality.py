@@ -17,11 +17,20 @@ def _sales(n: int, month: str, with_email: int, with_phone: int, prefix: str) ->
     rows = []
     for i in range(n):
         row = dict(zip(FR_HEADER, FR_ROWS[0]))
-        row.update({"Nom": f"{prefix}{i}", "Prénom": "Marie", "Code postal": "H2X 1Y4",
-                    "Adresse courriel": f"{prefix}{i}@example.org" if i < with_email else "",
-                    "Téléphone": f"514 555-{i:04d}" if i < with_phone else "", "Adresse": "",
-                    "Date de l'achat": f"{month}-{1 + i % 27:02d}", "Canal d'achat": "Internet" if i % 2 else "",
-                    "Numéro de commande": f"{prefix}-{i}", "Identifiant client": ""})
+        row.update(
+            {
+                "Nom": f"{prefix}{i}",
+                "Prénom": "Marie",
+                "Code postal": "H2X 1Y4",
+                "Adresse courriel": f"{prefix}{i}@example.org" if i < with_email else "",
+                "Téléphone": f"514 555-{i:04d}" if i < with_phone else "",
+                "Adresse": "",
+                "Date de l'achat": f"{month}-{1 + i % 27:02d}",
+                "Canal d'achat": "Internet" if i % 2 else "",
+                "Numéro de commande": f"{prefix}-{i}",
+                "Identifiant client": "",
+            }
+        )
         rows.append([row[h] for h in FR_HEADER])
     return rows
 
@@ -36,8 +45,9 @@ def _months_ago(n: int) -> str:
 @pytest.fixture
 def venue_with_sales(make_org, session, tmp_path):
     org = make_org("salle")
-    rows = _sales(160, _months_ago(3), with_email=120, with_phone=32, prefix="oct") + \
-        _sales(12, _months_ago(2), with_email=12, with_phone=0, prefix="nov")
+    rows = _sales(160, _months_ago(3), with_email=120, with_phone=32, prefix="oct") + _sales(
+        12, _months_ago(2), with_email=12, with_phone=0, prefix="nov"
+    )
     import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
     session.commit()
     return org
@@ -76,8 +86,9 @@ def test_others_read_protected_figures(app, session, venue_with_sales):
 def test_the_page_for_the_venue_and_for_staff(login_as, session, venue_with_sales, make_org, lang):
     client = login_as("venue", venue_with_sales)
     client.get(f"/imports?lang={lang}")
-    page = html.unescape(client.get("/imports/quality").get_data(as_text=True)).replace("\u202f", " ").replace(
-        "\xa0", " ")
+    page = (
+        html.unescape(client.get("/imports/quality").get_data(as_text=True)).replace("\u202f", " ").replace("\xa0", " ")
+    )
     assert ("Qualité des données des exports" if lang == "fr" else "Data quality of the exports") in page
     assert ("75 %" if lang == "fr" else "75%") in page and ("20 %" if lang == "fr" else "20%") in page
     assert ("À ajouter aux exports" if lang == "fr" else "To add to the exports") in page

@@ -30,27 +30,143 @@ from core.models import AuditEvent, Consent, Contact, ImportBatch, Show, Spectat
 
 SECRET = "test-district-secret"  # the app fixture's DISTRICT_SECRET
 
-FR_HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-             "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-             "Heure du spectacle", "Titre du spectacle", "Salle", "Capacité de la salle", "Type de spectacle",
-             "Catégorie d'achat", "Canal d'achat", "Abonné à l'infolettre", "Numéro de commande",
-             "Identifiant client"]
-EN_HEADER = ["Last name", "First name", "Address", "Postal code", "Email", "Phone", "Amount", "Tickets",
-             "Purchase circumstance", "Purchase date", "Show date", "Show title", "Venue", "Discipline",
-             "Channel", "Newsletter", "Order ID"]
+FR_HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Heure du spectacle",
+    "Titre du spectacle",
+    "Salle",
+    "Capacité de la salle",
+    "Type de spectacle",
+    "Catégorie d'achat",
+    "Canal d'achat",
+    "Abonné à l'infolettre",
+    "Numéro de commande",
+    "Identifiant client",
+]
+EN_HEADER = [
+    "Last name",
+    "First name",
+    "Address",
+    "Postal code",
+    "Email",
+    "Phone",
+    "Amount",
+    "Tickets",
+    "Purchase circumstance",
+    "Purchase date",
+    "Show date",
+    "Show title",
+    "Venue",
+    "Discipline",
+    "Channel",
+    "Newsletter",
+    "Order ID",
+]
 
 # Hélène buys twice in one subscription order; Jean once, named by postal code only; one anonymous sale.
 FR_ROWS = [
-    ["Côté", "Hélène", "12, rue Émile-Duployé", "h2x 1y4", "Helene.Cote@Example.org", "514 555-1234", "12,50 $",
-     "2", "Plein tarif", "15/03/2017", "2017-04-01", "20h00", "Les Misérables", "Théâtre Outremont", "1 200",
-     "Théâtre", "Abonnement", "Internet", "oui", "A-100", "C1"],
-    ["Côté", "Hélène", "12, rue Émile-Duployé", "h2x 1y4", "Helene.Cote@Example.org", "514 555-1234",
-     "1\u00a0234,50 $", "1", "Promotion", "2017-03-15 19:30", "2017-05-20", "20:00", "Danse à Montréal",
-     "Théâtre Outremont", "", "Danse", "Abonnement", "Internet", "oui", "A-100", "C1"],
-    ["Tremblay", "Jean", "", "H3B 2K5", "", "", "8,00", "1", "Courtoisie", "2017-03-16", "2017-04-01",
-     "20:00", "Les Misérables", "Théâtre Outremont", "", "Théâtre", "Achat unique", "Guichet", "non", "", "C2"],
-    ["", "", "", "", "", "", "25,00 $", "2", "Plein tarif", "2017-03-16", "2017-04-01", "20:00",
-     "Les Misérables", "Théâtre Outremont", "", "Théâtre", "Achat unique", "Guichet", "", "", ""],
+    [
+        "Côté",
+        "Hélène",
+        "12, rue Émile-Duployé",
+        "h2x 1y4",
+        "Helene.Cote@Example.org",
+        "514 555-1234",
+        "12,50 $",
+        "2",
+        "Plein tarif",
+        "15/03/2017",
+        "2017-04-01",
+        "20h00",
+        "Les Misérables",
+        "Théâtre Outremont",
+        "1 200",
+        "Théâtre",
+        "Abonnement",
+        "Internet",
+        "oui",
+        "A-100",
+        "C1",
+    ],
+    [
+        "Côté",
+        "Hélène",
+        "12, rue Émile-Duployé",
+        "h2x 1y4",
+        "Helene.Cote@Example.org",
+        "514 555-1234",
+        "1\u00a0234,50 $",
+        "1",
+        "Promotion",
+        "2017-03-15 19:30",
+        "2017-05-20",
+        "20:00",
+        "Danse à Montréal",
+        "Théâtre Outremont",
+        "",
+        "Danse",
+        "Abonnement",
+        "Internet",
+        "oui",
+        "A-100",
+        "C1",
+    ],
+    [
+        "Tremblay",
+        "Jean",
+        "",
+        "H3B 2K5",
+        "",
+        "",
+        "8,00",
+        "1",
+        "Courtoisie",
+        "2017-03-16",
+        "2017-04-01",
+        "20:00",
+        "Les Misérables",
+        "Théâtre Outremont",
+        "",
+        "Théâtre",
+        "Achat unique",
+        "Guichet",
+        "non",
+        "",
+        "C2",
+    ],
+    [
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "25,00 $",
+        "2",
+        "Plein tarif",
+        "2017-03-16",
+        "2017-04-01",
+        "20:00",
+        "Les Misérables",
+        "Théâtre Outremont",
+        "",
+        "Théâtre",
+        "Achat unique",
+        "Guichet",
+        "",
+        "",
+        "",
+    ],
 ]
 
 
@@ -64,8 +180,10 @@ def write_csv(path: Path, rows, header=FR_HEADER, delimiter=";", encoding="cp125
 
 
 def counts(session) -> dict[str, int]:
-    return {model.__tablename__: session.scalar(select(func.count()).select_from(model))
-            for model in (Transaction, Spectator, Contact, Consent, Show, Venue)}
+    return {
+        model.__tablename__: session.scalar(select(func.count()).select_from(model))
+        for model in (Transaction, Spectator, Contact, Consent, Show, Venue)
+    }
 
 
 def pilot(runner, *args):
@@ -82,11 +200,26 @@ def fr_row(**changes) -> list[str]:
 
 # --- values --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,cents", [
-    ("12,50 $", 1250), ("1 234,50", 123450), ("1\u00a0234,50 $", 123450), ("1\u202f234,50", 123450),
-    ("$12.50", 1250), ("12.5", 1250), ("12", 1200), ("0", 0), ("1,234.50", 123450), ("1.234,50", 123450),
-    ("1,234", 123400), ("12,5", 1250), ("CAD 7.05", 705), (".5", 50),
-])
+
+@pytest.mark.parametrize(
+    "text,cents",
+    [
+        ("12,50 $", 1250),
+        ("1 234,50", 123450),
+        ("1\u00a0234,50 $", 123450),
+        ("1\u202f234,50", 123450),
+        ("$12.50", 1250),
+        ("12.5", 1250),
+        ("12", 1200),
+        ("0", 0),
+        ("1,234.50", 123450),
+        ("1.234,50", 123450),
+        ("1,234", 123400),
+        ("12,5", 1250),
+        ("CAD 7.05", 705),
+        (".5", 50),
+    ],
+)
 def test_amounts_become_integer_cents(text, cents):
     assert parse_amount(text) == cents
 
@@ -96,15 +229,22 @@ def test_bad_amounts_are_refused(text):
     assert parse_amount(text) is None
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("2017-03-15", (dt.datetime(2017, 3, 15), False)),
-    ("2017-03-15 19:30", (dt.datetime(2017, 3, 15, 19, 30), True)),
-    ("2017-03-15T19:30:05", (dt.datetime(2017, 3, 15, 19, 30, 5), True)),
-    ("15/03/2017", (dt.datetime(2017, 3, 15), False)),
-    ("15/03/2017 19h30", (dt.datetime(2017, 3, 15, 19, 30), True)),
-    ("2017/03/15", (dt.datetime(2017, 3, 15), False)),
-    ("31/02/2017", None), ("2017-13-01", None), ("tomorrow", None), ("15/03/17", None), ("0001-01-01", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("2017-03-15", (dt.datetime(2017, 3, 15), False)),
+        ("2017-03-15 19:30", (dt.datetime(2017, 3, 15, 19, 30), True)),
+        ("2017-03-15T19:30:05", (dt.datetime(2017, 3, 15, 19, 30, 5), True)),
+        ("15/03/2017", (dt.datetime(2017, 3, 15), False)),
+        ("15/03/2017 19h30", (dt.datetime(2017, 3, 15, 19, 30), True)),
+        ("2017/03/15", (dt.datetime(2017, 3, 15), False)),
+        ("31/02/2017", None),
+        ("2017-13-01", None),
+        ("tomorrow", None),
+        ("15/03/17", None),
+        ("0001-01-01", None),
+    ],
+)
 def test_dates(text, expected):
     assert parse_datetime(text) == expected
 
@@ -113,13 +253,24 @@ def test_times_durations_and_labels():
     assert parse_time("20h") == dt.time(20) and parse_time("7:30 PM") == dt.time(19, 30)
     assert parse_time("25:00") is None
     assert [parse_duration(t) for t in ("90", "90 min", "1h30", "2 h", "1:15", "long")] == [90, 90, 90, 120, 75, None]
-    assert [circumstance_key(t) for t in ("Plein tarif", "Prix régulier", "Rabais étudiant", "PROMO", "Gratuit",
-                                          "Billet de courtoisie", "Échange", "")] == [
-        "regular", "regular", "promotion", "promotion", "complimentary", "complimentary", "other", "other"]
+    assert [
+        circumstance_key(t)
+        for t in (
+            "Plein tarif",
+            "Prix régulier",
+            "Rabais étudiant",
+            "PROMO",
+            "Gratuit",
+            "Billet de courtoisie",
+            "Échange",
+            "",
+        )
+    ] == ["regular", "regular", "promotion", "promotion", "complimentary", "complimentary", "other", "other"]
     assert plus_two_years(dt.datetime(2016, 2, 29, 20)) == dt.datetime(2018, 2, 28, 20)
 
 
 # --- sales through the command line --------------------------------------------------------------
+
 
 def test_french_export_imports_and_prints_json(runner, make_org, session, tmp_path):
     org = make_org("tnm")
@@ -128,7 +279,13 @@ def test_french_export_imports_and_prints_json(runner, make_org, session, tmp_pa
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert {k: summary[k] for k in ("rows", "imported", "duplicates", "rejected", "anonymous", "spectators_new")} == {
-        "rows": 4, "imported": 3, "duplicates": 0, "rejected": 0, "anonymous": 1, "spectators_new": 2}
+        "rows": 4,
+        "imported": 3,
+        "duplicates": 0,
+        "rejected": 0,
+        "anonymous": 1,
+        "spectators_new": 2,
+    }
     assert summary["errors"] == [] and summary["encoding"] == "cp1252" and summary["delimiter"] == ";"
 
     txs = session.scalars(select(Transaction).order_by(Transaction.purchased_at, Transaction.amount_cents)).all()
@@ -138,12 +295,19 @@ def test_french_export_imports_and_prints_json(runner, make_org, session, tmp_pa
         (800, 1, "complimentary", "single", "box_office", None),
     ]
     assert session.scalar(select(func.sum(Transaction.amount_cents))) == 125500
-    helene = session.scalar(select(Spectator).where(
-        Spectator.key == spectator_key(SECRET, "e:helene.cote@example.org")))
+    helene = session.scalar(
+        select(Spectator).where(Spectator.key == spectator_key(SECRET, "e:helene.cote@example.org"))
+    )
     assert helene.fsa == "H2X" and txs[0].spectator_id == helene.id
     contact = session.scalar(select(Contact).where(Contact.spectator_id == helene.id))
-    assert (contact.organisation_id, contact.last_name, contact.first_name, contact.postal_code, contact.email,
-            contact.customer_id) == (org.id, "Côté", "Hélène", "H2X1Y4", "helene.cote@example.org", "C1")
+    assert (
+        contact.organisation_id,
+        contact.last_name,
+        contact.first_name,
+        contact.postal_code,
+        contact.email,
+        contact.customer_id,
+    ) == (org.id, "Côté", "Hélène", "H2X1Y4", "helene.cote@example.org", "C1")
     shows = {s.title: s for s in session.scalars(select(Show))}
     assert set(shows) == {"Les Misérables", "Danse à Montréal"}
     assert shows["Les Misérables"].starts_at == dt.datetime(2017, 4, 1, 20)
@@ -153,7 +317,12 @@ def test_french_export_imports_and_prints_json(runner, make_org, session, tmp_pa
     assert shows["Danse à Montréal"].venue_id == venue.id
     batch = session.scalar(select(ImportBatch))
     assert (batch.status, batch.filename, batch.rows, batch.imported, batch.anonymous) == (
-        "done", "ventes.csv", 4, 3, 1)
+        "done",
+        "ventes.csv",
+        4,
+        3,
+        1,
+    )
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "import.sales"))
     assert event.details["imported"] == 3 and event.organisation_id == org.id and event.object_id == str(batch.id)
 
@@ -175,10 +344,12 @@ def test_importing_again_adds_nothing(runner, make_org, session, tmp_path):
 
 def test_one_bad_row_refuses_the_whole_file(runner, make_org, session, tmp_path):
     org = make_org("tnm")
-    rows = [fr_row(Adresse="12 rue Émile\nApp. 3"),  # a quoted newline: this record spans lines 2 and 3
-            FR_ROWS[2],
-            fr_row(**{"Valeur de l'achat": "douze"}),  # line 5
-            fr_row(**{"Date du spectacle": "2017-02-30", "Nombre de billets": "0"})]  # line 6, two errors
+    rows = [
+        fr_row(Adresse="12 rue Émile\nApp. 3"),  # a quoted newline: this record spans lines 2 and 3
+        FR_ROWS[2],
+        fr_row(**{"Valeur de l'achat": "douze"}),  # line 5
+        fr_row(**{"Date du spectacle": "2017-02-30", "Nombre de billets": "0"}),
+    ]  # line 6, two errors
     path = write_csv(tmp_path / "ventes.csv", rows)
     before = counts(session)
     result = pilot(runner, "import", path, "--org", "tnm", "--json")
@@ -187,7 +358,10 @@ def test_one_bad_row_refuses_the_whole_file(runner, make_org, session, tmp_path)
     assert summary["imported"] == 0 and summary["refused"] is True
     assert summary["rows"] == summary["imported"] + summary["duplicates"] + summary["rejected"] + summary["anonymous"]
     assert [(e["line"], e["column"]) for e in summary["errors"]] == [
-        (5, "Valeur de l'achat"), (6, "Nombre de billets"), (6, "Date du spectacle")]
+        (5, "Valeur de l'achat"),
+        (6, "Nombre de billets"),
+        (6, "Date du spectacle"),
+    ]
     assert "douze" not in summary["errors"][0]["reason"]  # line and column name it, never its value (issue 15)
     assert summary["errors_total"] == 3 and summary["invalid_rows"] == 2
     session.expire_all()
@@ -208,7 +382,8 @@ def test_a_late_bad_row_undoes_the_batches_already_written(db, make_org, session
     with pytest.raises(ImportRefused) as refused:
         import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
     assert refused.value.result.errors == [
-        {"line": 7, "column": "Date de l'achat", "reason": refused.value.result.errors[0]["reason"]}]
+        {"line": 7, "column": "Date de l'achat", "reason": refused.value.result.errors[0]["reason"]}
+    ]
     with db.engine.connect() as other:  # written in the caller's open transaction, never committed
         assert other.scalar(select(func.count()).select_from(Transaction)) == 0
     session.rollback()
@@ -243,8 +418,10 @@ def test_a_sale_dated_after_the_import_day_is_refused_naming_its_line(runner, ma
     summary = json.loads(result.output)
     assert summary["imported"] == 0
     assert [(e["line"], e["column"]) for e in summary["errors"]] == [(4, "Date de l'achat")]
-    assert "after the day of the import" in summary["errors"][0]["reason"] \
+    assert (
+        "after the day of the import" in summary["errors"][0]["reason"]
         or "postérieure au jour de l'import" in summary["errors"][0]["reason"]
+    )
 
 
 def test_missing_required_column_refuses_the_file(runner, make_org, session, tmp_path):
@@ -288,16 +465,67 @@ def test_human_summary_on_the_terminal(runner, make_org, tmp_path):
 
 # --- sales through the service -------------------------------------------------------------------
 
+
 def test_english_headers_commas_and_bom(app, make_org, session, tmp_path):
     org = make_org("osm")
     rows = [
-        ["Smith", "Ann", "1 Main", "H2X 1Y4", "ann@example.org", "", "$12.50", "1", "Regular price",
-         "2017-03-15 19:30", "2017-04-01 20:00", "Symphony No. 9", "Maison symphonique", "Classical music",
-         "Web", "yes", "O-1"],
-        ["Smith", "Ann", "1 Main", "H2X 1Y4", "ann@example.org", "", "1,234.50", "2", "Promotion",
-         "2017-03-16", "2017-04-02 20:00", "Tosca", "Maison symphonique", "Opera", "Phone", "no", "O-2"],
-        ["Roy", "Luc", "", "", "", "(514) 555-0000", "12.5", "1", "Complimentary", "2017-03-16",
-         "2017-04-02 20:00", "Tosca", "Maison symphonique", "Opéra", "Box office", "", ""],
+        [
+            "Smith",
+            "Ann",
+            "1 Main",
+            "H2X 1Y4",
+            "ann@example.org",
+            "",
+            "$12.50",
+            "1",
+            "Regular price",
+            "2017-03-15 19:30",
+            "2017-04-01 20:00",
+            "Symphony No. 9",
+            "Maison symphonique",
+            "Classical music",
+            "Web",
+            "yes",
+            "O-1",
+        ],
+        [
+            "Smith",
+            "Ann",
+            "1 Main",
+            "H2X 1Y4",
+            "ann@example.org",
+            "",
+            "1,234.50",
+            "2",
+            "Promotion",
+            "2017-03-16",
+            "2017-04-02 20:00",
+            "Tosca",
+            "Maison symphonique",
+            "Opera",
+            "Phone",
+            "no",
+            "O-2",
+        ],
+        [
+            "Roy",
+            "Luc",
+            "",
+            "",
+            "",
+            "(514) 555-0000",
+            "12.5",
+            "1",
+            "Complimentary",
+            "2017-03-16",
+            "2017-04-02 20:00",
+            "Tosca",
+            "Maison symphonique",
+            "Opéra",
+            "Box office",
+            "",
+            "",
+        ],
     ]
     path = write_csv(tmp_path / "sales.csv", rows, header=EN_HEADER, delimiter=",", encoding="utf-8-sig")
     with app.app_context():
@@ -306,7 +534,10 @@ def test_english_headers_commas_and_bom(app, make_org, session, tmp_path):
     assert (result.rows, result.imported, result.encoding, result.delimiter) == (3, 3, "utf-8-sig", ",")
     txs = session.scalars(select(Transaction).order_by(Transaction.id)).all()
     assert [(t.amount_cents, t.channel, t.circumstance) for t in txs] == [
-        (1250, "web", "regular"), (123450, "phone", "promotion"), (1250, "box_office", "complimentary")]
+        (1250, "web", "regular"),
+        (123450, "phone", "promotion"),
+        (1250, "box_office", "complimentary"),
+    ]
     assert {s.discipline for s in session.scalars(select(Show))} == {"classical"}
     luc = session.scalar(select(Contact).where(Contact.last_name == "Roy"))
     luc_key = spectator_key(SECRET, "p:ROY|LUC|5145550000")
@@ -323,8 +554,10 @@ def test_headers_match_whatever_case_accents_and_punctuation(app, make_org, sess
 
 def test_anonymous_sales_are_counted_not_pooled(make_org, session, tmp_path):
     org = make_org("tnm")
-    anonymous = [fr_row(**{"Adresse courriel": "", "Code postal": "", "Téléphone": ""}),  # a name alone
-                 fr_row(**{"Nom": "", "Prénom": "", "Adresse courriel": ""})]  # a postal code alone
+    anonymous = [
+        fr_row(**{"Adresse courriel": "", "Code postal": "", "Téléphone": ""}),  # a name alone
+        fr_row(**{"Nom": "", "Prénom": "", "Adresse courriel": ""}),
+    ]  # a postal code alone
     result = import_file(session, write_csv(tmp_path / "v.csv", anonymous + FR_ROWS[2:3]), org, secret=SECRET)
     assert (result.rows, result.anonymous, result.imported) == (3, 2, 1)
     assert counts(session)["spectator"] == 1 and counts(session)["transaction"] == 1
@@ -332,24 +565,41 @@ def test_anonymous_sales_are_counted_not_pooled(make_org, session, tmp_path):
 
 def test_unknown_discipline_is_reported(make_org, session, tmp_path):
     org = make_org("tnm")
-    rows = [fr_row(**{"Type de spectacle": "Arts visuels"}), fr_row(**{"Type de spectacle": "Arts visuels",
-                                                                       "Titre du spectacle": "Autre"}),
-            fr_row(**{"Type de spectacle": "Cirque", "Titre du spectacle": "Cirque"})]
+    rows = [
+        fr_row(**{"Type de spectacle": "Arts visuels"}),
+        fr_row(**{"Type de spectacle": "Arts visuels", "Titre du spectacle": "Autre"}),
+        fr_row(**{"Type de spectacle": "Cirque", "Titre du spectacle": "Cirque"}),
+    ]
     result = import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
     assert result.unknown_disciplines == ["Arts visuels"]
     assert result.to_json()["unknown_disciplines"] == ["Arts visuels"]
     assert {s.title: s.discipline for s in session.scalars(select(Show))} == {
-        "Les Misérables": "other", "Autre": "other", "Cirque": "circus"}
+        "Les Misérables": "other",
+        "Autre": "other",
+        "Cirque": "circus",
+    }
 
 
 def test_consents_are_derived(make_org, session, tmp_path):
     org = make_org("tnm")
     rows = [
         fr_row(**{"Date de l'achat": "2017-03-15 10:00", "Abonné à l'infolettre": "oui"}),  # subscription, show 04-01
-        fr_row(**{"Date de l'achat": "2017-06-01", "Date du spectacle": "2017-11-30", "Abonné à l'infolettre": "non",
-                  "Titre du spectacle": "Dernier"}),  # subscription, last show 11-30
-        fr_row(**{"Date de l'achat": "2016-02-29", "Catégorie d'achat": "Achat unique",
-                  "Abonné à l'infolettre": "", "Titre du spectacle": "Premier"}),
+        fr_row(
+            **{
+                "Date de l'achat": "2017-06-01",
+                "Date du spectacle": "2017-11-30",
+                "Abonné à l'infolettre": "non",
+                "Titre du spectacle": "Dernier",
+            }
+        ),  # subscription, last show 11-30
+        fr_row(
+            **{
+                "Date de l'achat": "2016-02-29",
+                "Catégorie d'achat": "Achat unique",
+                "Abonné à l'infolettre": "",
+                "Titre du spectacle": "Premier",
+            }
+        ),
     ]
     import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
     consents = {c.basis: c for c in session.scalars(select(Consent))}
@@ -362,8 +612,16 @@ def test_consents_are_derived(make_org, session, tmp_path):
     assert subscription.given_at == dt.datetime(2017, 3, 15, 10)
     assert subscription.expires_at == dt.datetime(2019, 11, 30, 20)
     # a later file extends implied consent and never shortens it
-    later = [fr_row(**{"Date de l'achat": "2018-01-10", "Abonné à l'infolettre": "", "Titre du spectacle": "Suite",
-                       "Catégorie d'achat": ""})]
+    later = [
+        fr_row(
+            **{
+                "Date de l'achat": "2018-01-10",
+                "Abonné à l'infolettre": "",
+                "Titre du spectacle": "Suite",
+                "Catégorie d'achat": "",
+            }
+        )
+    ]
     import_file(session, write_csv(tmp_path / "w.csv", later), org, secret=SECRET)
     session.expire_all()
     consents = {c.basis: c for c in session.scalars(select(Consent))}
@@ -388,6 +646,7 @@ def test_an_order_may_span_rows_and_batches(make_org, session, tmp_path, monkeyp
 
 # --- unsubscribes --------------------------------------------------------------------------------
 
+
 def test_unsubscribes_apply_to_the_organisations_own_contacts(app, make_org, session, tmp_path):
     """A venue's unsubscribe list withdraws its own contacts' consent; it opts no one out of the
     district (that takes an unsubscribe answering a district campaign received through the venue:
@@ -395,13 +654,17 @@ def test_unsubscribes_apply_to_the_organisations_own_contacts(app, make_org, ses
     tnm, osm = make_org("tnm"), make_org("osm")
     import_file(session, write_csv(tmp_path / "v.csv", FR_ROWS), tnm, secret=SECRET)
     import_file(session, write_csv(tmp_path / "w.csv", FR_ROWS[:1]), osm, secret=SECRET)
-    path = write_csv(tmp_path / "desabonnements.csv", [
-        ["HELENE.COTE@example.org", "", "2017-05-01"],
-        ["", "C2", ""],                              # Jean, by customer ID
-        ["nouveau@example.org", "", "2017-05-02"],   # not a contact of tnm: nothing to do
-        ["", "C999", ""],                            # nobody
-        ["helene.cote@example.org", "", "2017-05-03"],
-    ], header=["Courriel", "Identifiant client", "Date"])
+    path = write_csv(
+        tmp_path / "desabonnements.csv",
+        [
+            ["HELENE.COTE@example.org", "", "2017-05-01"],
+            ["", "C2", ""],  # Jean, by customer ID
+            ["nouveau@example.org", "", "2017-05-02"],  # not a contact of tnm: nothing to do
+            ["", "C999", ""],  # nobody
+            ["helene.cote@example.org", "", "2017-05-03"],
+        ],
+        header=["Courriel", "Identifiant client", "Date"],
+    )
     with app.app_context():
         result = import_file(session, path, tnm, kind="unsubscribes", secret=SECRET)
     # an unsubscribe list makes no contact record: nobody is new to the organisation
@@ -410,19 +673,22 @@ def test_unsubscribes_apply_to_the_organisations_own_contacts(app, make_org, ses
     helene = session.scalar(select(Spectator).where(Spectator.key == helene_key))
     assert helene.opted_out_at is None  # no district campaign answered: not a district-wide opt-out
     by_org = {}
-    for consent, contact in session.execute(select(Consent, Contact).join(Contact).where(
-            Contact.spectator_id == helene.id)):
+    for consent, contact in session.execute(
+        select(Consent, Contact).join(Contact).where(Contact.spectator_id == helene.id)
+    ):
         by_org.setdefault(contact.organisation_id, set()).add(consent.withdrawn_at)
     # this organisation's consents are withdrawn; the other's stay
     assert by_org[tnm.id] == {dt.datetime(2017, 5, 1)} and by_org[osm.id] == {None}
     jean = session.scalar(select(Contact).where(Contact.customer_id == "C2"))
     assert session.get(Spectator, jean.spectator_id).opted_out_at is None
-    assert all(c.withdrawn_at is not None for c in session.scalars(
-        select(Consent).where(Consent.contact_id == jean.id)))
+    assert all(
+        c.withdrawn_at is not None for c in session.scalars(select(Consent).where(Consent.contact_id == jean.id))
+    )
     assert session.scalar(select(AuditEvent).where(AuditEvent.action == "import.unsubscribes")).details["imported"] == 2
     # an address tnm does not hold: no spectator made, nothing recorded against them anywhere
-    assert session.scalar(select(Spectator).where(Spectator.key == spectator_key(SECRET, "e:nouveau@example.org"))) \
-        is None
+    assert (
+        session.scalar(select(Spectator).where(Spectator.key == spectator_key(SECRET, "e:nouveau@example.org"))) is None
+    )
     later = [fr_row(**{"Adresse courriel": "nouveau@example.org", "Nom": "Nouveau", "Date de l'achat": "2017-06-01"})]
     import_file(session, write_csv(tmp_path / "x.csv", later), osm, secret=SECRET)
     newcomer = session.scalar(select(Contact).where(Contact.email == "nouveau@example.org"))
@@ -432,8 +698,9 @@ def test_unsubscribes_apply_to_the_organisations_own_contacts(app, make_org, ses
 def test_unsubscribes_need_an_email_or_customer_column(make_org, session, tmp_path):
     org = make_org("tnm")
     with pytest.raises(ImportRefused) as refused:
-        import_file(session, write_csv(tmp_path / "u.csv", [["x"]], header=["Nom"]), org, kind="unsubscribes",
-                    secret=SECRET)
+        import_file(
+            session, write_csv(tmp_path / "u.csv", [["x"]], header=["Nom"]), org, kind="unsubscribes", secret=SECRET
+        )
     assert refused.value.result.errors[0]["line"] == 1
 
 
@@ -448,10 +715,18 @@ def test_a_sales_export_is_never_taken_for_an_unsubscribe_list(make_org, session
 
 # --- the upload page -----------------------------------------------------------------------------
 
+
 def upload(client, org, content: bytes, skip_invalid="0", kind="sales"):
-    return client.post("/imports", data={"organisation": str(org.id), "kind": kind, "skip_invalid": skip_invalid,
-                                         "file": (io.BytesIO(content), "ventes.csv")},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/imports",
+        data={
+            "organisation": str(org.id),
+            "kind": kind,
+            "skip_invalid": skip_invalid,
+            "file": (io.BytesIO(content), "ventes.csv"),
+        },
+        content_type="multipart/form-data",
+    )
 
 
 def test_a_venue_user_imports_for_its_own_organisation_only(login_as, make_org, session, tmp_path):
@@ -467,8 +742,7 @@ def test_a_venue_user_imports_for_its_own_organisation_only(login_as, make_org, 
     assert session.scalar(select(func.count()).where(Transaction.organisation_id == other.id)) == 0
 
 
-def test_the_upload_page_lists_errors_in_french_and_keeps_rejects_private(login_as, make_org, session, tmp_path,
-                                                                          app):
+def test_the_upload_page_lists_errors_in_french_and_keeps_rejects_private(login_as, make_org, session, tmp_path, app):
     org = make_org("tnm")
     client = login_as("venue", org)
     content = write_csv(tmp_path / "v.csv", [FR_ROWS[0], fr_row(**{"Nombre de billets": "deux"})]).read_bytes()
@@ -488,8 +762,24 @@ def test_the_upload_page_lists_errors_in_french_and_keeps_rejects_private(login_
 # --- any input: a result or a clear refusal, never a crash or a partial write --------------------
 
 _cells = st.one_of(
-    st.sampled_from(FR_ROWS[0] + FR_ROWS[2] + ["", "0", "-3", "9" * 30, "31/02/2017", "x" * 400, "a@b", "\x00",
-                                               "1\u202f000,5", "2017-03-15T25:00", '"', "\r\n"]),
+    st.sampled_from(
+        FR_ROWS[0]
+        + FR_ROWS[2]
+        + [
+            "",
+            "0",
+            "-3",
+            "9" * 30,
+            "31/02/2017",
+            "x" * 400,
+            "a@b",
+            "\x00",
+            "1\u202f000,5",
+            "2017-03-15T25:00",
+            '"',
+            "\r\n",
+        ]
+    ),
     st.text(max_size=12),
 )
 _UNSUBSCRIBE_HEADER = ["Courriel", "Identifiant client", "Date"]
@@ -499,14 +789,25 @@ _UNSUBSCRIBE_ROWS = [["a@example.org", "", "2017-05-01"], ["", "C1", ""], ["B@Ex
 @st.composite
 def _exports(draw) -> bytes:
     """Mostly plausible exports with a few cells broken, in any delimiter and encoding."""
-    header, base = draw(st.sampled_from([
-        (FR_HEADER, FR_ROWS), (EN_HEADER, [FR_ROWS[0][:len(EN_HEADER)]]), (_UNSUBSCRIBE_HEADER, _UNSUBSCRIBE_ROWS)]))
+    header, base = draw(
+        st.sampled_from(
+            [
+                (FR_HEADER, FR_ROWS),
+                (EN_HEADER, [FR_ROWS[0][: len(EN_HEADER)]]),
+                (_UNSUBSCRIBE_HEADER, _UNSUBSCRIBE_ROWS),
+            ]
+        )
+    )
     if draw(st.integers(0, 9)) == 0:
         header = draw(st.lists(st.sampled_from(FR_HEADER + EN_HEADER + ["?", ""]), max_size=8))
     rows = []
     for _ in range(draw(st.integers(0, 5))):
-        if header is not FR_HEADER and header is not EN_HEADER and header is not _UNSUBSCRIBE_HEADER \
-                or draw(st.integers(0, 5)) == 0:
+        if (
+            header is not FR_HEADER
+            and header is not EN_HEADER
+            and header is not _UNSUBSCRIBE_HEADER
+            or draw(st.integers(0, 5)) == 0
+        ):
             rows.append(draw(st.lists(_cells, max_size=len(header) + 2)))
             continue
         row = list(draw(st.sampled_from(base)))
@@ -523,20 +824,36 @@ def _exports(draw) -> bytes:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.one_of(_exports(), st.binary(max_size=300), _exports().map(lambda b: b[: len(b) // 2] + b"\xff\x00")),
-       skip_invalid=st.booleans(), kind=st.sampled_from(["sales", "unsubscribes"]))
+@given(
+    content=st.one_of(_exports(), st.binary(max_size=300), _exports().map(lambda b: b[: len(b) // 2] + b"\xff\x00")),
+    skip_invalid=st.booleans(),
+    kind=st.sampled_from(["sales", "unsubscribes"]),
+)
 def test_any_input_gives_a_result_or_a_refusal(db, make_org, session, tmp_path, content, skip_invalid, kind):
     org = session.merge(_org(make_org))
     path = tmp_path / "any.csv"
     path.write_bytes(content)
     try:
-        result = import_file(session, path, org, kind=kind, skip_invalid=skip_invalid, secret=SECRET,
-                             rejects_path=tmp_path / "rejects.csv")
+        result = import_file(
+            session,
+            path,
+            org,
+            kind=kind,
+            skip_invalid=skip_invalid,
+            secret=SECRET,
+            rejects_path=tmp_path / "rejects.csv",
+        )
     except ImportRefused as refused:
         result = refused.result
         assert result.errors and result.imported == 0
-        assert all(isinstance(e["line"], int) and e["line"] >= 1 and isinstance(e["column"], str)
-                   and isinstance(e["reason"], str) and e["reason"] for e in result.errors)
+        assert all(
+            isinstance(e["line"], int)
+            and e["line"] >= 1
+            and isinstance(e["column"], str)
+            and isinstance(e["reason"], str)
+            and e["reason"]
+            for e in result.errors
+        )
     else:
         assert skip_invalid or result.rejected == 0
     assert result.rows == result.imported + result.duplicates + result.rejected + result.anonymous
@@ -560,33 +877,75 @@ def _org(make_org):
 
 # --- the batch parser: column-wise fast path, row-by-row for what it cannot vouch for -------------
 
+
 def _snapshot(session, org) -> dict:
     """What an import of ``org`` wrote, without ids."""
-    txs = session.execute(select(Transaction.purchased_at, Transaction.amount_cents, Transaction.tickets,
-                                 Transaction.circumstance, Transaction.category, Transaction.channel,
-                                 Transaction.promo_code, Transaction.order_id, Show.title, Show.starts_at,
-                                 Show.discipline, Spectator.key, Spectator.fsa)
-                          .join(Show, Show.id == Transaction.show_id).join(Spectator)
-                          .where(Transaction.organisation_id == org.id).order_by(Transaction.id)).all()
-    contacts = session.execute(select(Spectator.key, Contact.last_name, Contact.first_name, Contact.address,
-                                      Contact.postal_code, Contact.email, Contact.phone, Contact.customer_id)
-                               .join(Spectator).where(Contact.organisation_id == org.id)).all()
-    consents = session.execute(select(Spectator.key, Consent.basis, Consent.given_at, Consent.expires_at,
-                                      Consent.withdrawn_at).join(Contact, Contact.id == Consent.contact_id)
-                               .join(Spectator).where(Contact.organisation_id == org.id)).all()
-    return {"transactions": [tuple(t) for t in txs], "contacts": sorted(tuple(c) for c in contacts),
-            "consents": sorted(tuple(c) for c in consents)}
+    txs = session.execute(
+        select(
+            Transaction.purchased_at,
+            Transaction.amount_cents,
+            Transaction.tickets,
+            Transaction.circumstance,
+            Transaction.category,
+            Transaction.channel,
+            Transaction.promo_code,
+            Transaction.order_id,
+            Show.title,
+            Show.starts_at,
+            Show.discipline,
+            Spectator.key,
+            Spectator.fsa,
+        )
+        .join(Show, Show.id == Transaction.show_id)
+        .join(Spectator)
+        .where(Transaction.organisation_id == org.id)
+        .order_by(Transaction.id)
+    ).all()
+    contacts = session.execute(
+        select(
+            Spectator.key,
+            Contact.last_name,
+            Contact.first_name,
+            Contact.address,
+            Contact.postal_code,
+            Contact.email,
+            Contact.phone,
+            Contact.customer_id,
+        )
+        .join(Spectator)
+        .where(Contact.organisation_id == org.id)
+    ).all()
+    consents = session.execute(
+        select(Spectator.key, Consent.basis, Consent.given_at, Consent.expires_at, Consent.withdrawn_at)
+        .join(Contact, Contact.id == Consent.contact_id)
+        .join(Spectator)
+        .where(Contact.organisation_id == org.id)
+    ).all()
+    return {
+        "transactions": [tuple(t) for t in txs],
+        "contacts": sorted(tuple(c) for c in contacts),
+        "consents": sorted(tuple(c) for c in consents),
+    }
 
 
 def _varied_rows() -> list[list[str]]:
     rows = [list(r) for r in FR_ROWS]
     for i in range(12):
-        rows.append(fr_row(**{"Adresse courriel": f"p{i % 5}@example.org", "Valeur de l'achat": f"{i},5{i % 10} $",
-                              "Date de l'achat": f"0{1 + i % 9}/03/2017" if i % 2 else f"2017-02-0{1 + i % 9} 1{i % 10}:30",
-                              "Titre du spectacle": f"Titre  {i % 3}", "Heure du spectacle": "" if i % 4 else "19h",
-                              "Catégorie d'achat": ["Abonnement", "Achat unique", ""][i % 3],
-                              "Abonné à l'infolettre": ["oui", "", "non"][i % 3], "Adresse": "" if i % 2 else "1 rue X",
-                              "Numéro de commande": f"O-{i // 2}"}))
+        rows.append(
+            fr_row(
+                **{
+                    "Adresse courriel": f"p{i % 5}@example.org",
+                    "Valeur de l'achat": f"{i},5{i % 10} $",
+                    "Date de l'achat": f"0{1 + i % 9}/03/2017" if i % 2 else f"2017-02-0{1 + i % 9} 1{i % 10}:30",
+                    "Titre du spectacle": f"Titre  {i % 3}",
+                    "Heure du spectacle": "" if i % 4 else "19h",
+                    "Catégorie d'achat": ["Abonnement", "Achat unique", ""][i % 3],
+                    "Abonné à l'infolettre": ["oui", "", "non"][i % 3],
+                    "Adresse": "" if i % 2 else "1 rue X",
+                    "Numéro de commande": f"O-{i // 2}",
+                }
+            )
+        )
     return rows
 
 
@@ -607,8 +966,11 @@ def test_the_row_by_row_path_writes_what_the_fast_path_writes(make_org, session,
 
     monkeypatch.setattr(core.importing.validate._SalesParser, "_memo", suspicious)
     second = import_file(session, path, slow, secret=SECRET)
-    assert (first.rows, first.imported, first.anonymous, first.duplicates) == (
-        second.rows, second.imported, second.anonymous, second.duplicates) == (16, 15, 1, 0)
+    assert (
+        (first.rows, first.imported, first.anonymous, first.duplicates)
+        == (second.rows, second.imported, second.anonymous, second.duplicates)
+        == (16, 15, 1, 0)
+    )
     assert _snapshot(session, fast) == _snapshot(session, slow)
     assert len(_snapshot(session, fast)["consents"]) > 5
 
@@ -621,22 +983,28 @@ def test_bad_rows_are_reported_in_order_across_batches(make_org, session, tmp_pa
     org = make_org("tnm")
     rows = [
         FR_ROWS[0],
-        fr_row(**{"Valeur de l'achat": "douze", "Nombre de billets": "0"}),      # line 3: two errors
-        FR_ROWS[3],                                                               # anonymous
-        [*FR_ROWS[2], "", " "],                                                   # blank extra cells: fine
-        FR_ROWS[2][:5],                                                           # line 6: too few fields
-        fr_row(**{"Nom": "x" * 201, "Date du spectacle": "31/02/2017"}),          # line 7: two errors
-        fr_row(**{"Heure du spectacle": "25h", "Titre du spectacle": "Autre"}),   # line 8
-        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@b.ca"}), # valid
-        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@@b"}),   # line 10: a malformed e-mail
+        fr_row(**{"Valeur de l'achat": "douze", "Nombre de billets": "0"}),  # line 3: two errors
+        FR_ROWS[3],  # anonymous
+        [*FR_ROWS[2], "", " "],  # blank extra cells: fine
+        FR_ROWS[2][:5],  # line 6: too few fields
+        fr_row(**{"Nom": "x" * 201, "Date du spectacle": "31/02/2017"}),  # line 7: two errors
+        fr_row(**{"Heure du spectacle": "25h", "Titre du spectacle": "Autre"}),  # line 8
+        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@b.ca"}),  # valid
+        fr_row(**{"Titre du spectacle": "Encore", "Adresse courriel": "a@@b"}),  # line 10: a malformed e-mail
     ]
     path = write_csv(tmp_path / "v.csv", rows)
     with pytest.raises(ImportRefused) as refused:
         import_file(session, path, org, secret=SECRET)
     result = refused.value.result
     assert [(e["line"], e["column"]) for e in result.errors] == [
-        (3, "Valeur de l'achat"), (3, "Nombre de billets"), (6, ""), (7, "Nom"), (7, "Date du spectacle"),
-        (8, "Heure du spectacle"), (10, "Adresse courriel")]
+        (3, "Valeur de l'achat"),
+        (3, "Nombre de billets"),
+        (6, ""),
+        (7, "Nom"),
+        (7, "Date du spectacle"),
+        (8, "Heure du spectacle"),
+        (10, "Adresse courriel"),
+    ]
     assert (result.rows, result.invalid_rows, result.rejected, result.imported) == (9, 5, 9, 0)
     session.rollback()
     kept = import_file(session, path, org, secret=SECRET, skip_invalid=True, rejects_path=tmp_path / "r.csv")
@@ -650,12 +1018,24 @@ def test_bad_rows_are_reported_in_order_across_batches(make_org, session, tmp_pa
 # --- e-mails and postal codes (DESIGN.md §6): refused with their line, column and reason ---------
 
 EMAIL_REASON = "Not a valid e-mail address: expected one @ and a domain, such as name@example.ca."
-POSTAL_REASON = ("Not a postal code: expected a Canadian code such as H2X 1Y4, or a foreign one such as 10001, "
-                 "75001 or SW1A 1AA.")
+POSTAL_REASON = (
+    "Not a postal code: expected a Canadian code such as H2X 1Y4, or a foreign one such as 10001, 75001 or SW1A 1AA."
+)
 
 
-@pytest.mark.parametrize("email", ["x@@example", "x@@example.org", "x@example", "jean.@example.org",
-                                   "a..b@example.org", "x@exa_mple.org", "x@-example.org", "x@example.c"])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "x@@example",
+        "x@@example.org",
+        "x@example",
+        "jean.@example.org",
+        "a..b@example.org",
+        "x@exa_mple.org",
+        "x@-example.org",
+        "x@example.c",
+    ],
+)
 def test_a_malformed_email_refuses_the_file_with_its_line_and_column(make_org, session, tmp_path, email):
     org = make_org("tnm")
     rows = [FR_ROWS[0], fr_row(**{"Adresse courriel": email}), FR_ROWS[2]]
@@ -680,12 +1060,22 @@ def test_a_malformed_postal_code_refuses_the_file_with_its_line_and_column(make_
 def test_canadian_partial_and_foreign_postal_codes_are_kept(make_org, session, tmp_path):
     """Festival audiences come from elsewhere too: a foreign code is kept as it is (normalised), with no FSA."""
     org = make_org("tnm")
-    codes = {"h2x 1y4": ("H2X1Y4", "H2X"), "H3B": ("H3B", "H3B"), "10001": ("10001", None),
-             "90210-1234": ("902101234", None), "SW1A 1AA": ("SW1A1AA", None), "75001": ("75001", None),
-             "1012 AB": ("1012AB", None), "D02 X285": ("D02X285", None), "F-75001": ("F75001", None),
-             "VLT 1117": ("VLT1117", None), "C1425DKC": ("C1425DKC", None)}
-    rows = [fr_row(**{"Code postal": code, "Adresse courriel": f"visiteur{i}@example.org"})
-            for i, code in enumerate(codes)]
+    codes = {
+        "h2x 1y4": ("H2X1Y4", "H2X"),
+        "H3B": ("H3B", "H3B"),
+        "10001": ("10001", None),
+        "90210-1234": ("902101234", None),
+        "SW1A 1AA": ("SW1A1AA", None),
+        "75001": ("75001", None),
+        "1012 AB": ("1012AB", None),
+        "D02 X285": ("D02X285", None),
+        "F-75001": ("F75001", None),
+        "VLT 1117": ("VLT1117", None),
+        "C1425DKC": ("C1425DKC", None),
+    }
+    rows = [
+        fr_row(**{"Code postal": code, "Adresse courriel": f"visiteur{i}@example.org"}) for i, code in enumerate(codes)
+    ]
     result = import_file(session, write_csv(tmp_path / "v.csv", rows), org, secret=SECRET)
     assert (result.imported, result.rejected) == (len(codes), 0)
     stored = dict(session.execute(select(Contact.email, Contact.postal_code)).all())
@@ -696,38 +1086,58 @@ def test_canadian_partial_and_foreign_postal_codes_are_kept(make_org, session, t
 
 def test_the_command_line_reports_bad_emails_and_postal_codes(runner, make_org, session, tmp_path):
     make_org("tnm")
-    rows = [FR_ROWS[0], fr_row(**{"Adresse courriel": "x@@example"}),
-            fr_row(**{"Code postal": "ZZZ 999", "Adresse courriel": "y@example.org"})]
+    rows = [
+        FR_ROWS[0],
+        fr_row(**{"Adresse courriel": "x@@example"}),
+        fr_row(**{"Code postal": "ZZZ 999", "Adresse courriel": "y@example.org"}),
+    ]
     result = pilot(runner, "import", write_csv(tmp_path / "v.csv", rows), "--org", "tnm", "--json")
     assert result.exit_code == 1
     summary = json.loads(result.output)
-    assert summary["errors"] == [{"line": 3, "column": "Adresse courriel", "reason": EMAIL_REASON},
-                                 {"line": 4, "column": "Code postal", "reason": POSTAL_REASON}]
+    assert summary["errors"] == [
+        {"line": 3, "column": "Adresse courriel", "reason": EMAIL_REASON},
+        {"line": 4, "column": "Code postal", "reason": POSTAL_REASON},
+    ]
     assert (summary["imported"], summary["invalid_rows"]) == (0, 2)
 
 
 def test_an_unsubscribe_list_with_a_malformed_email_is_refused(make_org, session, tmp_path):
     org = make_org("tnm")
-    path = write_csv(tmp_path / "desabo.csv", [["a@example.org", ""], ["x@@example", "2017-05-01"]],
-                     header=["Courriel", "Date"])
+    path = write_csv(
+        tmp_path / "desabo.csv", [["a@example.org", ""], ["x@@example", "2017-05-01"]], header=["Courriel", "Date"]
+    )
     with pytest.raises(ImportRefused) as refused:
         import_file(session, path, org, kind="unsubscribes", secret=SECRET)
     session.rollback()
     assert refused.value.result.errors == [{"line": 3, "column": "Courriel", "reason": EMAIL_REASON}]
 
 
-@pytest.mark.parametrize("lang,email_reason,postal_reason", [
-    ("fr", "Adresse courriel invalide : il faut un seul @ et un domaine",
-     "Code postal invalide : il faut un code canadien comme H2X 1Y4"),
-    ("en", "Not a valid e-mail address: expected one @ and a domain", "Not a postal code: expected a Canadian code"),
-])
-def test_the_upload_page_gives_the_reasons_in_the_users_language(login_as, make_org, session, tmp_path, lang,
-                                                                 email_reason, postal_reason):
+@pytest.mark.parametrize(
+    "lang,email_reason,postal_reason",
+    [
+        (
+            "fr",
+            "Adresse courriel invalide : il faut un seul @ et un domaine",
+            "Code postal invalide : il faut un code canadien comme H2X 1Y4",
+        ),
+        (
+            "en",
+            "Not a valid e-mail address: expected one @ and a domain",
+            "Not a postal code: expected a Canadian code",
+        ),
+    ],
+)
+def test_the_upload_page_gives_the_reasons_in_the_users_language(
+    login_as, make_org, session, tmp_path, lang, email_reason, postal_reason
+):
     org = make_org("tnm")
     client = login_as("venue", org)
     client.get(f"/imports?lang={lang}")
-    rows = [FR_ROWS[0], fr_row(**{"Adresse courriel": "x@@example"}),
-            fr_row(**{"Code postal": "ZZZ 999", "Adresse courriel": "y@example.org"})]
+    rows = [
+        FR_ROWS[0],
+        fr_row(**{"Adresse courriel": "x@@example"}),
+        fr_row(**{"Code postal": "ZZZ 999", "Adresse courriel": "y@example.org"}),
+    ]
     page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", rows).read_bytes()).get_data(as_text=True))
     assert f'<td class="num">3</td><td>Adresse courriel</td><td>{email_reason}' in page
     assert f'<td class="num">4</td><td>Code postal</td><td>{postal_reason}' in page
@@ -736,22 +1146,33 @@ def test_the_upload_page_gives_the_reasons_in_the_users_language(login_as, make_
 
 # --- a refused file: what to do next, the first errors and the count of the rest ------------------
 
-@pytest.mark.parametrize("lang,expected", [
-    ("fr", "Rien n'a été importé : 105 lignes comportent des erreurs. Corrigez-les et importez le fichier de "
-           "nouveau, ou importez seulement les lignes valides (ignorer les lignes invalides)."),
-    ("en", "Nothing was imported: 105 lines have errors. Fix them and import the file again, or import the valid "
-           "lines only (skip invalid)."),
-])
+
+@pytest.mark.parametrize(
+    "lang,expected",
+    [
+        (
+            "fr",
+            "Rien n'a été importé : 105 lignes comportent des erreurs. Corrigez-les et importez le fichier de "
+            "nouveau, ou importez seulement les lignes valides (ignorer les lignes invalides).",
+        ),
+        (
+            "en",
+            "Nothing was imported: 105 lines have errors. Fix them and import the file again, or import the valid "
+            "lines only (skip invalid).",
+        ),
+    ],
+)
 def test_a_refused_file_says_plainly_what_to_do(login_as, make_org, session, tmp_path, lang, expected):
     org = make_org("tnm")
     client = login_as("venue", org)
     client.get(f"/imports?lang={lang}")
-    rows = [FR_ROWS[0]] + [fr_row(**{"Nombre de billets": "deux", "Adresse courriel": f"p{i}@example.org"})
-                           for i in range(105)]
+    rows = [FR_ROWS[0]] + [
+        fr_row(**{"Nombre de billets": "deux", "Adresse courriel": f"p{i}@example.org"}) for i in range(105)
+    ]
     page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", rows).read_bytes()).get_data(as_text=True))
     assert expected in page
     # the first 100 errors with their line, column and reason, then how many more
-    assert page.count('<td>Nombre de billets</td>') == 100
+    assert page.count("<td>Nombre de billets</td>") == 100
     assert '<td class="num">3</td>' in page and '<td class="num">102</td>' in page
     assert '<td class="num">103</td>' not in page
     assert ("Erreurs non listées ici : 5." if lang == "fr" else "Errors not listed here: 5.") in page
@@ -767,18 +1188,23 @@ def test_a_single_bad_line_and_a_bad_header_are_worded_for_what_they_are(login_a
     org = make_org("tnm")
     client = login_as("venue", org)
     client.get("/imports?lang=en")
-    page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", [fr_row(**{"Nombre de billets": "0"})])
-                                .read_bytes()).get_data(as_text=True))
+    page = html.unescape(
+        upload(
+            client, org, write_csv(tmp_path / "v.csv", [fr_row(**{"Nombre de billets": "0"})]).read_bytes()
+        ).get_data(as_text=True)
+    )
     assert "Nothing was imported: 1 line has errors. Fix it and import the file again" in page
     header = [h for h in FR_HEADER if h != "Date de l'achat"]
     rows = [[v for h, v in zip(FR_HEADER, FR_ROWS[0]) if h != "Date de l'achat"]]
-    page = html.unescape(upload(client, org, write_csv(tmp_path / "v.csv", rows, header=header).read_bytes())
-                         .get_data(as_text=True))
+    page = html.unescape(
+        upload(client, org, write_csv(tmp_path / "v.csv", rows, header=header).read_bytes()).get_data(as_text=True)
+    )
     assert "Nothing was imported: the file itself has a problem, shown below." in page
     assert "<td>Date de l'achat</td><td>This required column is missing." in page
 
 
 # --- the organisation to import for ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("role", ["staff", "admin"])
 def test_staff_must_choose_the_organisation_of_an_import(login_as, make_org, session, tmp_path, role):
@@ -786,15 +1212,17 @@ def test_staff_must_choose_the_organisation_of_an_import(login_as, make_org, ses
     org = make_org("tnm")
     client = login_as(role)
     page = client.get("/imports?lang=en").get_data(as_text=True)
-    select_html = page[page.index('<select id="organisation"'):]
-    select_html = select_html[:select_html.index("</select>")]
-    assert 'required' in select_html
+    select_html = page[page.index('<select id="organisation"') :]
+    select_html = select_html[: select_html.index("</select>")]
+    assert "required" in select_html
     # the first option, chosen by default, is no organisation at all
     assert select_html.index("<option") == select_html.index('<option value="">Choose an organisation…</option>')
     assert " selected" not in select_html and f'value="{org.id}"' in select_html
     content = write_csv(tmp_path / "v.csv", FR_ROWS).read_bytes()
-    response = client.post("/imports", data={"organisation": "", "kind": "sales", "skip_invalid": "0",
-                                              "file": (io.BytesIO(content), "ventes.csv")})
+    response = client.post(
+        "/imports",
+        data={"organisation": "", "kind": "sales", "skip_invalid": "0", "file": (io.BytesIO(content), "ventes.csv")},
+    )
     assert response.status_code == 200
     assert "Choose the organisation whose export this is." in response.get_data(as_text=True)
     assert session.scalar(select(func.count()).select_from(ImportBatch)) == 0
@@ -807,8 +1235,8 @@ def test_a_venue_user_imports_for_its_fixed_organisation(login_as, make_org):
     org = make_org("tnm")
     client = login_as("venue", org)
     page = client.get("/imports?lang=en").get_data(as_text=True)
-    select_html = page[page.index('<select id="organisation"'):]
-    select_html = select_html[:select_html.index("</select>")]
+    select_html = page[page.index('<select id="organisation"') :]
+    select_html = select_html[: select_html.index("</select>")]
     assert select_html.count("<option") == 1 and f'value="{org.id}"' in select_html
     assert "Choose an organisation" not in select_html
 
@@ -819,8 +1247,10 @@ PAYLOAD = '=HYPERLINK("http://evil.example","x")'
 
 
 def _import_skipping(client, org, tmp_path, session) -> ImportBatch:
-    rows = [FR_ROWS[0],
-            fr_row(**{"Nombre de billets": "deux", "Nom": PAYLOAD, "Adresse courriel": "rejet@example.org"})]
+    rows = [
+        FR_ROWS[0],
+        fr_row(**{"Nombre de billets": "deux", "Nom": PAYLOAD, "Adresse courriel": "rejet@example.org"}),
+    ]
     response = upload(client, org, write_csv(tmp_path / "v.csv", rows).read_bytes(), skip_invalid="1")
     assert response.status_code == 200
     batch = session.scalar(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(1))
@@ -829,7 +1259,8 @@ def _import_skipping(client, org, tmp_path, session) -> ImportBatch:
 
 
 def test_the_organisation_downloads_its_rejected_rows_and_each_download_is_logged(
-        app, login_as, make_user, make_org, session, tmp_path):
+    app, login_as, make_user, make_org, session, tmp_path
+):
     from tests.test_hardening import dangerous_cells
 
     org = make_org("tnm")
@@ -837,8 +1268,12 @@ def test_the_organisation_downloads_its_rejected_rows_and_each_download_is_logge
     uploader.get("/imports?lang=en")
     batch = _import_skipping(uploader, org, tmp_path, session)
     link = f"/imports/{batch.id}/rejects.csv"
-    result_page = upload(uploader, org, write_csv(tmp_path / "w.csv", [FR_ROWS[2], fr_row(
-        **{"Nombre de billets": "0"})]).read_bytes(), skip_invalid="1").get_data(as_text=True)
+    result_page = upload(
+        uploader,
+        org,
+        write_csv(tmp_path / "w.csv", [FR_ROWS[2], fr_row(**{"Nombre de billets": "0"})]).read_bytes(),
+        skip_invalid="1",
+    ).get_data(as_text=True)
     assert "/rejects.csv" in result_page  # the summary after the upload links to the download
     page = html.unescape(uploader.get(f"/imports/{batch.id}").get_data(as_text=True))
     assert link in page and "Download the rows set aside (1), with their reasons (CSV)" in page
@@ -855,7 +1290,9 @@ def test_the_organisation_downloads_its_rejected_rows_and_each_download_is_logge
         assert dangerous_cells(response.data) == []
     downloads = session.scalars(select(AuditEvent).where(AuditEvent.action == "import.rejects_download")).all()
     assert [(e.user_id, e.organisation_id, e.object_id) for e in downloads] == [
-        (uploader.user.id, org.id, str(batch.id)), (colleague.user.id, org.id, str(batch.id))]
+        (uploader.user.id, org.id, str(batch.id)),
+        (colleague.user.id, org.id, str(batch.id)),
+    ]
 
 
 def test_rejected_rows_are_a_404_for_everyone_but_the_organisation(app, login_as, make_org, session, tmp_path):
@@ -921,10 +1358,13 @@ def test_rejected_rows_are_purged_after_the_retention_period(app, db, login_as, 
     old, recent = session.get(ImportBatch, old.id), session.get(ImportBatch, recent.id)
     assert old.summary["rejects_file"] is None and old.summary["rejects_purged_at"]
     assert recent.summary["rejects_file"] == str(recent_file)
-    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "import.rejects_purge")
-                             .order_by(AuditEvent.id)).all()
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "import.rejects_purge").order_by(AuditEvent.id)
+    ).all()
     assert [(e.object_type, e.object_id, e.organisation_id) for e in events] == [
-        ("import_batch", str(old.id), org.id), ("rejects_folder", None, None)]
+        ("import_batch", str(old.id), org.id),
+        ("rejects_folder", None, None),
+    ]
     page = html.unescape(client.get(f"/imports/{old.id}").get_data(as_text=True))
     assert "The rows set aside were deleted on" in page and f"/imports/{old.id}/rejects.csv" not in page
     # idempotent: nothing more to do

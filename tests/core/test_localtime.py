@@ -16,8 +16,12 @@ def test_winter_and_summer_offsets():
 
 
 def test_a_typed_time_round_trips_through_storage():
-    for typed in (dt.datetime(2026, 3, 8, 1, 30), dt.datetime(2026, 3, 8, 3, 30), dt.datetime(2026, 11, 1, 0, 59),
-                  dt.datetime(2026, 12, 24, 20, 0)):
+    for typed in (
+        dt.datetime(2026, 3, 8, 1, 30),
+        dt.datetime(2026, 3, 8, 3, 30),
+        dt.datetime(2026, 11, 1, 0, 59),
+        dt.datetime(2026, 12, 24, 20, 0),
+    ):
         assert to_local(to_utc(typed)) == typed
 
 
@@ -37,9 +41,18 @@ def test_the_campaign_form_is_typed_and_shown_in_montreal_time(session, login_as
     day = utcnow().date() + dt.timedelta(days=10)
     deadline, launch = f"{day}T12:00", f"{day + dt.timedelta(days=4)}T09:30"
     campaign = district.campaign
-    form = {"name": campaign.name, "objective": "cross_sell", "segment": str(district.segment.id),
-            "promotion": str(campaign.promotion_id), "control_share": "20", "arm_a_share": "80", "window_days": "30",
-            "primary_metric": "conversion", "approval_deadline": deadline, "planned_launch_at": launch}
+    form = {
+        "name": campaign.name,
+        "objective": "cross_sell",
+        "segment": str(district.segment.id),
+        "promotion": str(campaign.promotion_id),
+        "control_share": "20",
+        "arm_a_share": "80",
+        "window_days": "30",
+        "primary_metric": "conversion",
+        "approval_deadline": deadline,
+        "planned_launch_at": launch,
+    }
     response = staff.post(f"/campaigns/{campaign.id}/edit", data=form)
     assert response.status_code == 302, response.get_data(as_text=True)[:1500]
     session.expire_all()

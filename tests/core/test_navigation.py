@@ -22,8 +22,15 @@ EXPECTED = {
     "venue": ["/", "/segments/", "/segments/comparison", "/campaigns/", "/experiments/", "/imports"],
     "evaluator": ["/", "/experiments/"],  # reports only, until an administrator grants the insights
     "evaluator+insights": ["/", "/segments/insights", "/segments/comparison", "/experiments/"],
-    "admin": ["/", "/segments/", "/segments/comparison", "/campaigns/", "/experiments/", "/imports",
-              "/admin/organisations"],
+    "admin": [
+        "/",
+        "/segments/",
+        "/segments/comparison",
+        "/campaigns/",
+        "/experiments/",
+        "/imports",
+        "/admin/organisations",
+    ],
 }
 
 

@@ -92,8 +92,9 @@ def test_invitation_end_to_end_in_the_web(app, login_as, session):
     """The administrator invites; the link is shown once; the invitee chooses a password and logs in;
     the link is spent; the audit log says it all, without the secret."""
     admin = login_as("admin")
-    response = admin.post("/admin/users", data={"email": "Bob@Example.org", "name": "Bob", "role": "staff",
-                                                "organisation": ""})
+    response = admin.post(
+        "/admin/users", data={"email": "Bob@Example.org", "name": "Bob", "role": "staff", "organisation": ""}
+    )
     assert response.status_code == 302
     location = response.headers["Location"]
     path = shown_link(admin, location)
@@ -170,8 +171,12 @@ def test_roles_and_organisations_change(app, login_as, make_org, session):
     admin.post(f"/admin/users/{evaluator.user.id}/role", data={"role": "venue", "organisation": ""})
     session.expire_all()
     assert session.get(User, evaluator.user.id).role == "evaluator"
-    assert admin.post(f"/admin/users/{evaluator.user.id}/role",
-                      data={"role": "venue", "organisation": str(org.id)}).status_code == 302
+    assert (
+        admin.post(
+            f"/admin/users/{evaluator.user.id}/role", data={"role": "venue", "organisation": str(org.id)}
+        ).status_code
+        == 302
+    )
     session.expire_all()
     changed = session.get(User, evaluator.user.id)
     assert (changed.role, changed.organisation_id, changed.insights_granted) == ("venue", org.id, False)
@@ -184,8 +189,7 @@ def test_roles_and_organisations_change(app, login_as, make_org, session):
     admin.post(f"/admin/users/{admin.user.id}/role", data={"role": "staff", "organisation": ""})
     session.expire_all()
     assert session.get(User, admin.user.id).role == "admin"
-    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "user.role_change")
-                           .order_by(AuditEvent.id))
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "user.role_change").order_by(AuditEvent.id))
     assert event.details["role_before"] == "evaluator" and event.details["organisation"] == "Salle Verte"
 
 

@@ -47,10 +47,10 @@ def published_bounds(table, lowest: int = 0) -> dict[tuple[str, int, int], tuple
     """
     rows, columns = len(table.cells), len(table.cells[0])
     figures = {("cell", r, c): table.cells[r][c] for r in range(rows) for c in range(columns)}
-    figures.update({("row", r, -1): table.row_totals[r] if table.row_totals is not None else None
-                    for r in range(rows)})
-    figures.update({("column", -1, c): table.column_totals[c] if table.column_totals is not None else None
-                    for c in range(columns)})
+    figures.update({("row", r, -1): table.row_totals[r] if table.row_totals is not None else None for r in range(rows)})
+    figures.update(
+        {("column", -1, c): table.column_totals[c] if table.column_totals is not None else None for c in range(columns)}
+    )
     figures[("total", -1, -1)] = table.total
     unknown = [key for key, value in figures.items() if value is None]
     if not unknown:
@@ -134,8 +134,11 @@ def test_empty_and_all_small():
 def test_random_tables_hide_every_small_cell_and_no_hidden_figure_is_recoverable(seed):
     rng = np.random.default_rng(seed)
     rows, columns = int(rng.integers(1, 7)), int(rng.integers(1, 5))
-    cells = rng.choice([0, 1, 2, 3, 5, 8, 12, 30, 80, 400], size=(rows, columns),
-                       p=[.08, .1, .08, .08, .08, .08, .15, .15, .1, .1]).tolist()
+    cells = rng.choice(
+        [0, 1, 2, 3, 5, 8, 12, 30, 80, 400],
+        size=(rows, columns),
+        p=[0.08, 0.1, 0.08, 0.08, 0.08, 0.08, 0.15, 0.15, 0.1, 0.1],
+    ).tolist()
     row_totals = bool(rng.integers(0, 2))
     table = suppress_table(cells, K, row_totals=row_totals)
     for r in range(rows):
@@ -163,12 +166,12 @@ SECRET = "a fixed secret"
 
 def test_cell_keys_are_keyed_stable_and_in_range():
     keys = [cell_key(SECRET, f"spectator-{n}") for n in range(2000)]
-    assert all(0 <= k < 2 ** 31 for k in keys)
+    assert all(0 <= k < 2**31 for k in keys)
     assert keys == [cell_key(SECRET, f"spectator-{n}") for n in range(2000)]
     assert len(set(keys)) == len(keys)
     assert keys != [cell_key("another secret", f"spectator-{n}") for n in range(2000)]
     # spread over the whole range (a uniform's mean is 2^30)
-    assert abs(np.mean(keys) / 2 ** 30 - 1) < 0.05
+    assert abs(np.mean(keys) / 2**30 - 1) < 0.05
 
 
 def test_the_same_set_gives_the_same_figure_and_different_sets_independent_noise():
@@ -178,7 +181,7 @@ def test_the_same_set_gives_the_same_figure_and_different_sets_independent_noise
     rng = np.random.default_rng(1)
     # 4,000 sets of the same size but other members: the noise is N(0, σ²), uncorrelated between
     # two figure names and between neighbouring sets
-    cells = [Cell(500, int(s)) for s in rng.integers(0, 2 ** 40, 4000)]
+    cells = [Cell(500, int(s)) for s in rng.integers(0, 2**40, 4000)]
     size = np.array([release.noisy("size", c) - 500 for c in cells], dtype=float)
     other = np.array([release.noisy("org.a", c) - 500 for c in cells], dtype=float)
     neighbour = np.array([release.noisy("size", Cell(501, c.keysum + 12345)) - 501 for c in cells], dtype=float)
@@ -211,8 +214,12 @@ def test_the_wording_is_the_same_everywhere_in_french_and_english(app):
     figure_small, figure_all = Figure(None, "small", 10), Figure(None, "all_but", 10)
     with app.test_request_context("/?lang=en"):
         assert figure_small.label() == "fewer than 10" and figure_all.label() == "all but fewer than 10"
-        assert Figure(1234, "shown", 10).as_json() == {"value": 1234, "suppressed": False, "status": "shown",
-                                                      "text": "1,234"}
+        assert Figure(1234, "shown", 10).as_json() == {
+            "value": 1234,
+            "suppressed": False,
+            "status": "shown",
+            "text": "1,234",
+        }
     with app.test_request_context("/?lang=fr"):
         assert figure_small.label() == "moins de 10" and figure_all.label() == "tous sauf moins de 10"
 
@@ -221,11 +228,12 @@ def test_accounting_matches_opendp():
     sigma, organisations = 14.0, 20
     assert preview_sensitivity(organisations) == math.sqrt(24)
     rho = preview_rho(sigma, organisations)
-    assert rho == pytest.approx(24 / (2 * sigma ** 2))
+    assert rho == pytest.approx(24 / (2 * sigma**2))
     # composition of 50 previews in OpenDP: ρ adds up
     dp.enable_features("contrib")
-    gaussian = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float),
-                                  scale=sigma)
+    gaussian = dp.m.make_gaussian(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float), scale=sigma
+    )
     composed = dp.c.make_composition([gaussian] * 50)
     assert composed.map(math.sqrt(24)) == pytest.approx(50 * rho)
     # ε at δ: OpenDP's conversion, never above the classic bound ρ + 2·sqrt(ρ·ln(1/δ))
@@ -262,9 +270,11 @@ def test_asking_again_gives_the_same_preview_and_a_reformulation_a_fresh_draw(ap
         assert first == protected_preview(session, dict(rule), release) and first["size"] is not None
         # the same members said otherwise: a fresh draw, else equal figures would say "same set"
         # (an equality oracle: tests/test_attacks.py)
-        reformulations = [{"not": {"field": "shows", "op": "<", "value": 4}},
-                          {"all": [rule, {"field": "shows", "op": ">=", "value": 1}]},
-                          {"any": [rule, {"field": "shows", "op": ">=", "value": 5}]}]
+        reformulations = [
+            {"not": {"field": "shows", "op": "<", "value": 4}},
+            {"all": [rule, {"field": "shows", "op": ">=", "value": 1}]},
+            {"any": [rule, {"field": "shows", "op": ">=", "value": 5}]},
+        ]
         sizes = {first["size"]} | {protected_preview(session, r, release)["size"] for r in reformulations}
         assert len(sizes) >= 3
 
@@ -279,8 +289,9 @@ def test_imports_and_refreshes_advance_the_epoch(app, db, small_district):
         session.add(Spectator(key="late-comer", fsa="H2X"))
         session.flush()
         assert fill_cell_keys(session, DISTRICT_SECRET) == 1
-        assert session.scalar(select(Spectator.cell_key).where(Spectator.key == "late-comer")) == \
-            cell_key(DISTRICT_SECRET, "late-comer")
+        assert session.scalar(select(Spectator.cell_key).where(Spectator.key == "late-comer")) == cell_key(
+            DISTRICT_SECRET, "late-comer"
+        )
 
 
 def test_the_budget_refuses_past_it_and_audits_every_question(db, make_user):
@@ -292,8 +303,9 @@ def test_the_budget_refuses_past_it_and_audits_every_question(db, make_user):
             ask(session, user_id=user.id, actor=user.email, kind="preview", question={"n": 3}, budget=2)
         assert ask(session, user_id=user.id, actor=user.email, kind="preview", question={"n": 4}, budget=None) is None
         session.commit()
-        asked = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.question")
-                                .order_by(AuditEvent.id)).all()
+        asked = session.scalars(
+            select(AuditEvent.details).where(AuditEvent.action == "privacy.question").order_by(AuditEvent.id)
+        ).all()
     assert [d["question"]["n"] for d in asked] == [1, 2, 4]
 
 
@@ -303,6 +315,7 @@ def test_a_state_read_again_is_free_and_each_new_state_a_question(db, make_user)
     user = make_user("staff")
     state = {"campaign": 7, "figures": "campaign.abc", "baseline": {"kind": "last_days", "end": (2024, 6, 30)}}
     with db.session() as session:
+
         def once(question):
             return ask_once(session, user_id=user.id, actor=user.email, kind="campaign", question=question, budget=2)
 
@@ -315,8 +328,9 @@ def test_a_state_read_again_is_free_and_each_new_state_a_question(db, make_user)
         # the same question under another kind, or by another user, is another question
         assert ask_once(session, user_id=user.id, actor=user.email, kind="power", question=state, budget=None) is None
         session.commit()
-        asked = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.question")
-                                .order_by(AuditEvent.id)).all()
+        asked = session.scalars(
+            select(AuditEvent.details).where(AuditEvent.action == "privacy.question").order_by(AuditEvent.id)
+        ).all()
     assert [d["question"]["figures"] for d in asked] == ["campaign.abc", "campaign.def", "campaign.abc"]
 
 
@@ -327,8 +341,10 @@ def test_the_error_a_preview_of_a_thousand_spectators_costs_is_under_one_percent
 
     release = Release(SECRET, epoch=1, k=10, sigma=DEFAULT_SIGMA)
     rng = np.random.default_rng(0)
-    errors = [abs(release.noisy(f"preview:{i}.size", Cell(1000, int(keys))) - 1000) / 1000
-              for i, keys in enumerate(rng.integers(0, 2 ** 40, 20_000))]
+    errors = [
+        abs(release.noisy(f"preview:{i}.size", Cell(1000, int(keys))) - 1000) / 1000
+        for i, keys in enumerate(rng.integers(0, 2**40, 20_000))
+    ]
     median = float(np.median(errors))
     print("median relative error at 1,000 spectators:", median)
     assert median <= 0.01

@@ -45,9 +45,21 @@ from core.scheduler import (
     scheduler_lock,
 )
 
-HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-          "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-          "Titre du spectacle", "Numéro de commande"]
+HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Titre du spectacle",
+    "Numéro de commande",
+]
 
 
 def sales_csv(path: Path, rows: int = 20, start: int = 0, bad_line: int | None = None) -> Path:
@@ -55,8 +67,10 @@ def sales_csv(path: Path, rows: int = 20, start: int = 0, bad_line: int | None =
     lines = [";".join(HEADER)]
     for i in range(start, start + rows):
         amount = "abc" if bad_line is not None and len(lines) + 1 == bad_line else "25,00 $"
-        lines.append(f"Tremblay{i};Marie;{i} rue Sainte-Catherine;H2X 1Y4;marie{i}@example.org;514-555-{i % 10000:04d};"
-                     f"{amount};2;Prix régulier;2026-03-{1 + i % 28:02d};2026-04-01 20:00;Spectacle {i % 3};C{i}")
+        lines.append(
+            f"Tremblay{i};Marie;{i} rue Sainte-Catherine;H2X 1Y4;marie{i}@example.org;514-555-{i % 10000:04d};"
+            f"{amount};2;Prix régulier;2026-03-{1 + i % 28:02d};2026-04-01 20:00;Spectacle {i % 3};C{i}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     old = time.time() - 3600  # settled: nobody is still writing it
@@ -89,6 +103,7 @@ def inbox(app, make_org):
 
 # --- declarations ----------------------------------------------------------------------------------
 
+
 def test_core_jobs_are_gathered_with_valid_schedules():
     specs = gather_jobs()
     assert "inbox.import" in specs
@@ -109,6 +124,7 @@ def test_a_bad_schedule_is_refused():
 
 
 # --- the inbox -------------------------------------------------------------------------------------
+
 
 def test_inbox_imports_a_file_once_and_files_it_in_done(app, db, inbox):
     folder = inbox("salle-a")
@@ -230,6 +246,7 @@ def test_nightly_profile_refresh_rebuilds_every_profile(app, db, inbox):
 
 # --- feature jobs ----------------------------------------------------------------------------------
 
+
 def test_campaign_jobs_move_a_campaign_whose_approval_deadline_passed(app, db, make_org):
     """Every campaigns job, run directly, on a campaign whose approval deadline has passed."""
     campaign_jobs = [i for i, spec in registered_jobs(app).items() if spec.func.__module__.startswith("campaigns.")]
@@ -239,10 +256,15 @@ def test_campaign_jobs_move_a_campaign_whose_approval_deadline_passed(app, db, m
     org = make_org("salle-a")
     now = utcnow()
     with db.session() as s:
-        campaign = Campaign(name="Printemps", objective="retention", status="awaiting_approvals",
-                            arms=[{"name": "control", "share": 50}, {"name": "A", "share": 50}],
-                            approval_deadline=now - dt.timedelta(days=1), planned_launch_at=now + dt.timedelta(days=6),
-                            submitted_at=now - dt.timedelta(days=8))
+        campaign = Campaign(
+            name="Printemps",
+            objective="retention",
+            status="awaiting_approvals",
+            arms=[{"name": "control", "share": 50}, {"name": "A", "share": 50}],
+            approval_deadline=now - dt.timedelta(days=1),
+            planned_launch_at=now + dt.timedelta(days=6),
+            submitted_at=now - dt.timedelta(days=8),
+        )
         s.add(campaign)
         s.flush()
         s.add(Approval(campaign_id=campaign.id, organisation_id=org.id, status="pending"))
@@ -266,13 +288,22 @@ def test_approvers_are_reminded_once_before_the_deadline(app, db, make_org):
     org, other = make_org("salle-a"), make_org("salle-b")
     now = utcnow()
     with db.session() as s:
-        campaign = Campaign(name="Automne", objective="retention", status="awaiting_approvals",
-                            arms=[{"name": "control", "share": 50}, {"name": "A", "share": 50}],
-                            approval_deadline=now + dt.timedelta(days=1), planned_launch_at=now + dt.timedelta(days=6))
+        campaign = Campaign(
+            name="Automne",
+            objective="retention",
+            status="awaiting_approvals",
+            arms=[{"name": "control", "share": 50}, {"name": "A", "share": 50}],
+            approval_deadline=now + dt.timedelta(days=1),
+            planned_launch_at=now + dt.timedelta(days=6),
+        )
         s.add(campaign)
         s.flush()
-        s.add_all([Approval(campaign_id=campaign.id, organisation_id=org.id, status="pending"),
-                   Approval(campaign_id=campaign.id, organisation_id=other.id, status="approved")])
+        s.add_all(
+            [
+                Approval(campaign_id=campaign.id, organisation_id=org.id, status="pending"),
+                Approval(campaign_id=campaign.id, organisation_id=other.id, status="approved"),
+            ]
+        )
         s.commit()
     assert run_job(app, "campaigns.reminders").status == "success"
     assert run_job(app, "campaigns.reminders").status == "success"
@@ -284,6 +315,7 @@ def test_approvers_are_reminded_once_before_the_deadline(app, db, make_org):
 
 
 # --- the runner ----------------------------------------------------------------------------------
+
 
 def _writes_then_fails(ctx):
     ctx.session.add(Setting(name="half-done", value="1"))
@@ -344,6 +376,7 @@ def test_a_job_already_running_elsewhere_is_skipped(app, db):
 
 # --- the scheduler in this process ---------------------------------------------------------------
 
+
 def _runs(db, job_id: str) -> list[JobRun]:
     with db.session() as s:
         return list(s.scalars(select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.id)))
@@ -375,8 +408,9 @@ def test_missed_runs_are_coalesced_into_one(app, db):
     # The scheduler was down for three days: 72 runs missed.
     three_days_ago = time.time() - 3 * 86400
     with db.engine.begin() as connection:
-        connection.execute(update(apscheduler_jobs).where(apscheduler_jobs.c.id == "test.writes")
-                           .values(next_run_time=three_days_ago))
+        connection.execute(
+            update(apscheduler_jobs).where(apscheduler_jobs.c.id == "test.writes").values(next_run_time=three_days_ago)
+        )
     assert run_scheduler(app, once=True, echo=lambda m: None) == 0
     assert len(_runs(db, "test.writes")) == 2
     assert next_run_times(db)["test.writes"] > utcnow()
@@ -401,8 +435,15 @@ def test_an_unmigrated_database_is_refused(app, db, tmp_path):
     from core import create_app
     from core.scheduler import SchedulerError
 
-    empty = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
-                        "INSTANCE_PATH": app.instance_path, "SECRET_KEY": "x", "DISTRICT_SECRET": "x"})
+    empty = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+            "INSTANCE_PATH": app.instance_path,
+            "SECRET_KEY": "x",
+            "DISTRICT_SECRET": "x",
+        }
+    )
     with pytest.raises(SchedulerError, match="pilot db upgrade"):
         run_scheduler(empty, once=True, echo=lambda m: None)
 
@@ -429,8 +470,12 @@ def test_a_lock_lost_with_its_connection_is_noticed(app, db, engine_name):
     assert lock.acquire("scheduler") and lock.alive()
     try:
         with db.engine.connect() as connection:  # a server restart or a network cut, say
-            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND application_name LIKE 'pilot scheduler%'"))
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name LIKE 'pilot scheduler%'"
+                )
+            )
         assert not lock.alive()
         assert scheduler_lock(app).holder() is None
     finally:
@@ -455,6 +500,7 @@ def test_scheduler_commands(app, db, runner, inbox):
 
 
 # --- notifications -------------------------------------------------------------------------------
+
 
 class _SMTPSink(socketserver.ThreadingTCPServer):
     """A tiny SMTP server that keeps what it receives (the test's outside mail server)."""
@@ -506,8 +552,15 @@ def test_notify_shows_once_and_mails_after_commit(app, db, make_org, make_user, 
     org = make_org("salle-a")
     user = make_user("venue", org, email="approb@example.org")
     with app.app_context(), db.session() as s:
-        note = notify(s, org.id, "approval.reminder", "Rappel : approuvez la campagne.",
-                      "Reminder: approve the campaign.", link="/campaigns/1", dedupe_key="reminder:1")
+        note = notify(
+            s,
+            org.id,
+            "approval.reminder",
+            "Rappel : approuvez la campagne.",
+            "Reminder: approve the campaign.",
+            link="/campaigns/1",
+            dedupe_key="reminder:1",
+        )
         assert note is not None
         assert smtp.messages == []  # nothing leaves before the commit
         s.commit()
@@ -532,6 +585,7 @@ def test_notify_rolled_back_sends_nothing(app, db, make_org, make_user, smtp):
 
 
 # --- the admin page --------------------------------------------------------------------------------
+
 
 def test_admin_sees_jobs_and_runs_one_now(app, db, login_as, inbox):
     folder = inbox("salle-a")
@@ -575,8 +629,16 @@ def test_run_now_needs_the_csrf_token(database_url, instance_path, tmp_path, mak
 
     from core import create_app
 
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "INSTANCE_PATH": str(instance_path),
-                      "SECRET_KEY": "test-secret", "DISTRICT_SECRET": "x", "INBOX_PATH": str(tmp_path / "inbox")})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(instance_path),
+            "SECRET_KEY": "test-secret",
+            "DISTRICT_SECRET": "x",
+            "INBOX_PATH": str(tmp_path / "inbox"),
+        }
+    )
     user = make_user("admin")
     client = app.test_client()
     login_page = client.get("/login").get_data(as_text=True)
@@ -594,6 +656,7 @@ def test_unknown_job_is_404(login_as):
 
 # --- real scheduler processes --------------------------------------------------------------------
 
+
 def _pilot() -> list[str]:
     found = shutil.which("pilot")
     return [found] if found else [sys.executable, "-c", "from core.cli import main; main()"]
@@ -602,8 +665,14 @@ def _pilot() -> list[str]:
 def _start(database_url: str, instance: Path, *args: str, **env) -> subprocess.Popen:
     environment = dict(os.environ)
     environment.update(DATABASE_URL=database_url, PILOT_INSTANCE=str(instance), **env)
-    return subprocess.Popen([*_pilot(), "scheduler", "run", *args], cwd=PROJECT_ROOT, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*_pilot(), "scheduler", "run", *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(condition, timeout: float = 60, what: str = "condition", process=None):
@@ -637,10 +706,12 @@ def test_two_scheduler_processes_on_one_database_the_second_refuses(app, db, dat
 
     first = _start(database_url, instance)
     try:
-        _wait_for(lambda: list((folder / "done").glob("*ventes.csv")), what="the first scheduler's import",
-                  process=first)
-        _wait_for(lambda: [r.status for r in _runs(db, "inbox.import")] == ["success"], what="the run's record",
-                  process=first)
+        _wait_for(
+            lambda: list((folder / "done").glob("*ventes.csv")), what="the first scheduler's import", process=first
+        )
+        _wait_for(
+            lambda: [r.status for r in _runs(db, "inbox.import")] == ["success"], what="the run's record", process=first
+        )
         second = _start(database_url, instance)
         _, err = second.communicate(timeout=60)
         assert second.returncode == 1, err
@@ -663,8 +734,9 @@ def test_two_scheduler_processes_on_one_database_the_second_refuses(app, db, dat
 
 
 @pytest.mark.engines("postgresql")  # the pause is a lock held by the test: a PostgreSQL table lock
-def test_killed_in_the_middle_of_an_import_then_imported_whole_on_the_next_start(app, db, database_url, tmp_path,
-                                                                                    make_org):
+def test_killed_in_the_middle_of_an_import_then_imported_whole_on_the_next_start(
+    app, db, database_url, tmp_path, make_org
+):
     import psycopg
 
     make_org("salle-a")
@@ -679,13 +751,18 @@ def test_killed_in_the_middle_of_an_import_then_imported_whole_on_the_next_start
     holder.execute("LOCK TABLE notification IN SHARE ROW EXCLUSIVE MODE")
     scheduler = _start(database_url, instance)
     try:
+
         def import_waits_on_the_lock():
             # the backend waiting on the notifications has written sales in its transaction
-            return holder.execute(
-                "SELECT count(*) FROM pg_locks waiting JOIN pg_locks written ON written.pid = waiting.pid "
-                "WHERE NOT waiting.granted AND waiting.relation = 'notification'::regclass "
-                "AND written.granted AND written.relation = '\"transaction\"'::regclass "
-                "AND written.mode = 'RowExclusiveLock'").fetchone()[0] > 0
+            return (
+                holder.execute(
+                    "SELECT count(*) FROM pg_locks waiting JOIN pg_locks written ON written.pid = waiting.pid "
+                    "WHERE NOT waiting.granted AND waiting.relation = 'notification'::regclass "
+                    "AND written.granted AND written.relation = '\"transaction\"'::regclass "
+                    "AND written.mode = 'RowExclusiveLock'"
+                ).fetchone()[0]
+                > 0
+            )
 
         _wait_for(import_waits_on_the_lock, what="the import to wait before its commit", process=scheduler)
         assert count(db, Transaction) == 0  # written in the import's transaction, not committed
@@ -720,11 +797,12 @@ def test_killed_in_the_middle_of_an_import_then_imported_whole_on_the_next_start
 
 # --- jobs that delete for good ask first -----------------------------------------------------------
 
+
 def test_a_job_that_deletes_asks_for_a_confirmation_first(app, db, login_as):
     client = login_as("admin")
     page = client.get("/admin/jobs/?lang=en").get_data(as_text=True)
-    section = page[page.index('id="job-imports.purge_rejects"'):]
-    section = section[:section.index("</section>")]
+    section = page[page.index('id="job-imports.purge_rejects"') :]
+    section = section[: section.index("</section>")]
     assert "Deletes for good" in section and "Run now…" in section and "30 days" in section
     url = "/admin/jobs/imports.purge_rejects/run"
     # the button leads to a page that says what will be deleted, with a box to tick

@@ -30,13 +30,16 @@ def test_same_seed_same_assignment_whatever_the_input_order():
 
 def test_other_seed_other_assignment():
     units, strata = _population()
-    assert not np.array_equal(assign(units, strata, [0.5, 0.5], seed=1).arms,
-                              assign(units, strata, [0.5, 0.5], seed=2).arms)
+    assert not np.array_equal(
+        assign(units, strata, [0.5, 0.5], seed=1).arms, assign(units, strata, [0.5, 0.5], seed=2).arms
+    )
 
 
-@given(sizes=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=8),
-       shares=st.lists(st.integers(min_value=10, max_value=80), min_size=2, max_size=4),
-       seed=st.integers(min_value=0, max_value=2**31))
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=8),
+    shares=st.lists(st.integers(min_value=10, max_value=80), min_size=2, max_size=4),
+    seed=st.integers(min_value=0, max_value=2**31),
+)
 @settings(max_examples=60, deadline=None)
 def test_every_stratum_keeps_the_planned_shares_within_one_unit(sizes, shares, seed):
     units = np.arange(sum(sizes))
@@ -87,8 +90,9 @@ def test_codes_are_unique_unambiguous_and_avoid_taken_ones():
     assert not set("0O1IL") & set(CODE_ALPHABET)
 
 
-@pytest.mark.parametrize("sizes, shares", [([1, 1, 2, 3], [0.6, 0.4]), ([1, 2, 5], [0.1, 0.45, 0.45]),
-                                           ([3, 4], [0.2, 0.3, 0.5])])
+@pytest.mark.parametrize(
+    "sizes, shares", [([1, 1, 2, 3], [0.6, 0.4]), ([1, 2, 5], [0.1, 0.45, 0.45]), ([3, 4], [0.2, 0.3, 0.5])]
+)
 def test_every_unit_gets_each_arm_with_its_planned_probability(sizes, shares):
     """Tiny strata: over 4,000 seeds each unit's frequency of each arm is its share (binomial
     tolerance, 4.5 standard errors). Largest-remainder rounding (version 1) fails it: a lone unit

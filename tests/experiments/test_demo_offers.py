@@ -27,14 +27,30 @@ def test_the_demo_runs_an_ab_control_campaign_and_its_report_compares_both_offer
         offer_b = s.get(Promotion, campaign.arms[2]["promotion_id"])
         assert offer_b.offer_kind == "two_for_one" and campaign.promotion.offer_kind == "percent_off"
         experiment = s.scalar(select(Experiment).where(Experiment.campaign_id == campaign.id))
-        sizes = dict(s.execute(select(Recipient.arm, func.count()).where(Recipient.experiment_id == experiment.id)
-                               .group_by(Recipient.arm)).all())
+        sizes = dict(
+            s.execute(
+                select(Recipient.arm, func.count())
+                .where(Recipient.experiment_id == experiment.id)
+                .group_by(Recipient.arm)
+            ).all()
+        )
         assert set(sizes) == {"control", "A", "B"} and min(sizes.values()) > 50
         # both offers' codes were handed out and redeemed
-        assert s.scalar(select(func.count()).select_from(Recipient).where(
-            Recipient.experiment_id == experiment.id, Recipient.arm == "B", Recipient.code.is_not(None))) == sizes["B"]
-        redeemed = dict(s.execute(select(Outcome.arm, func.sum(Outcome.redeemed))
-                                  .where(Outcome.experiment_id == experiment.id).group_by(Outcome.arm)).all())
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Recipient)
+                .where(Recipient.experiment_id == experiment.id, Recipient.arm == "B", Recipient.code.is_not(None))
+            )
+            == sizes["B"]
+        )
+        redeemed = dict(
+            s.execute(
+                select(Outcome.arm, func.sum(Outcome.redeemed))
+                .where(Outcome.experiment_id == experiment.id)
+                .group_by(Outcome.arm)
+            ).all()
+        )
         assert redeemed.get("A", 0) > 0 and redeemed.get("B", 0) > 0
         # the final report: each offer against the control (Holm across the arms), and A against B
         report = reports.latest_snapshot(s, experiment, "final").data

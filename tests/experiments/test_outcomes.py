@@ -18,9 +18,23 @@ from experiments.models import Outcome, Recipient
 from tests.campaigns.helpers import SECRET, new_org, new_purchase, new_spectator
 from tests.experiments.test_services import ready_campaign
 
-HEADER = ["Nom", "Prénom", "Adresse", "Code postal", "Adresse courriel", "Téléphone", "Valeur de l'achat",
-          "Nombre de billets", "Circonstance de l'achat", "Date de l'achat", "Date du spectacle",
-          "Titre du spectacle", "Type de spectacle", "Code promo", "Numéro de commande"]
+HEADER = [
+    "Nom",
+    "Prénom",
+    "Adresse",
+    "Code postal",
+    "Adresse courriel",
+    "Téléphone",
+    "Valeur de l'achat",
+    "Nombre de billets",
+    "Circonstance de l'achat",
+    "Date de l'achat",
+    "Date du spectacle",
+    "Titre du spectacle",
+    "Type de spectacle",
+    "Code promo",
+    "Numéro de commande",
+]
 
 
 def long_ago() -> dt.datetime:
@@ -53,9 +67,19 @@ def outcome_of(session, recipient) -> Outcome | None:
 
 
 def buy(session, org, spectator_id, when, amount=4000, tickets=2, promo_code=None, show=None):
-    tx = Transaction(organisation_id=org.id, spectator_id=spectator_id, purchased_at=when, amount_cents=amount,
-                     tickets=tickets, category="single", circumstance="regular", channel="web",
-                     promo_code=promo_code, show_id=show.id if show else None, external_id=uuid.uuid4().hex)
+    tx = Transaction(
+        organisation_id=org.id,
+        spectator_id=spectator_id,
+        purchased_at=when,
+        amount_cents=amount,
+        tickets=tickets,
+        category="single",
+        circumstance="regular",
+        channel="web",
+        promo_code=promo_code,
+        show_id=show.id if show else None,
+        external_id=uuid.uuid4().hex,
+    )
     session.add(tx)
     session.flush()
     return tx
@@ -121,8 +145,7 @@ def test_redemption_outside_the_validity_does_not_count(session, launched):
     after_validity = dt.datetime.combine(promotion.valid_until, dt.time()) + dt.timedelta(days=1, hours=1)
     buy(session, alpha, late.spectator_id, after_validity, promo_code=late.code)
     # a redemption after the window but within the validity counts as a redemption (not a conversion)
-    within = min(experiment.window_end + dt.timedelta(days=1),
-                 dt.datetime.combine(promotion.valid_until, dt.time(12)))
+    within = min(experiment.window_end + dt.timedelta(days=1), dt.datetime.combine(promotion.valid_until, dt.time(12)))
     buy(session, alpha, early.spectator_id, within, promo_code=early.code)
     outcomes.match_outcomes(session, experiment)
     got = outcome_of(session, late)
@@ -154,10 +177,20 @@ def test_cross_sell_in_a_target_discipline_new_to_the_recipient(session, launche
     promotion = district.campaign.promotion
     promotion.disciplines = "dance"
     session.flush()
-    dance = Show(organisation_id=alpha.id, natural_key=uuid.uuid4().hex, title="Danse", discipline="dance",
-                 starts_at=experiment.launched_at + dt.timedelta(days=20))
-    theatre = Show(organisation_id=alpha.id, natural_key=uuid.uuid4().hex, title="Pièce", discipline="theatre",
-                   starts_at=experiment.launched_at + dt.timedelta(days=20))
+    dance = Show(
+        organisation_id=alpha.id,
+        natural_key=uuid.uuid4().hex,
+        title="Danse",
+        discipline="dance",
+        starts_at=experiment.launched_at + dt.timedelta(days=20),
+    )
+    theatre = Show(
+        organisation_id=alpha.id,
+        natural_key=uuid.uuid4().hex,
+        title="Pièce",
+        discipline="theatre",
+        starts_at=experiment.launched_at + dt.timedelta(days=20),
+    )
     session.add_all([dance, theatre])
     session.flush()
     first_dance, again_dance, theatre_buyer = recipients_by_arm(session, experiment, "A", alpha.id)[:3]
@@ -183,9 +216,14 @@ def _export(path, rows):
 
 
 def _outcome_rows(session, experiment):
-    return sorted(tuple(r) for r in session.execute(
-        select(Outcome.recipient_id, Outcome.converted, Outcome.revenue_cents, Outcome.tickets, Outcome.redeemed)
-        .where(Outcome.experiment_id == experiment.id)))
+    return sorted(
+        tuple(r)
+        for r in session.execute(
+            select(
+                Outcome.recipient_id, Outcome.converted, Outcome.revenue_cents, Outcome.tickets, Outcome.redeemed
+            ).where(Outcome.experiment_id == experiment.id)
+        )
+    )
 
 
 def test_matching_after_imports_is_idempotent(session, launched, tmp_path, app, monkeypatch):
@@ -201,9 +239,25 @@ def test_matching_after_imports_is_idempotent(session, launched, tmp_path, app, 
     for i, r in enumerate(test_recipients):
         contact = district.contacts[(0, r.spectator_id)]
         day = (launch + dt.timedelta(days=2 + i)).strftime("%Y-%m-%d %H:%M")
-        rows.append([contact.last_name, contact.first_name, "", "H2X 1Y4", contact.email, "", "45,00 $", "2",
-                     "Promotion", day, (launch + dt.timedelta(days=30)).strftime("%Y-%m-%d"), "Spectacle",
-                     "Théâtre", r.code if i == 0 else "", f"CMD-{i}"])
+        rows.append(
+            [
+                contact.last_name,
+                contact.first_name,
+                "",
+                "H2X 1Y4",
+                contact.email,
+                "",
+                "45,00 $",
+                "2",
+                "Promotion",
+                day,
+                (launch + dt.timedelta(days=30)).strftime("%Y-%m-%d"),
+                "Spectacle",
+                "Théâtre",
+                r.code if i == 0 else "",
+                f"CMD-{i}",
+            ]
+        )
     path = _export(tmp_path / "alpha.csv", rows)
     with app.test_request_context():
         first = import_file(session, path, alpha, secret=SECRET)
@@ -224,7 +278,9 @@ def test_matching_after_imports_is_idempotent(session, launched, tmp_path, app, 
     by_recipient = {o[0]: o for o in after}
     assert [by_recipient[r.id][1:] for r in test_recipients] == [(1, 4500, 2, 1), (1, 4500, 2, 0), (1, 4500, 2, 0)]
     # the importer's spectators are the recipients' (same keyed e-mail)
-    assert {session.get(Spectator, r.spectator_id).id for r in test_recipients} == {r.spectator_id for r in test_recipients}
+    assert {session.get(Spectator, r.spectator_id).id for r in test_recipients} == {
+        r.spectator_id for r in test_recipients
+    }
 
 
 def test_someone_outside_the_experiment_changes_nothing(session, launched):
@@ -302,10 +358,28 @@ def test_a_sale_dated_after_now_does_not_count_until_it_has_happened(session, tm
     monkeypatch.setattr(core.importing.validate, "utcnow", lambda: morning)
     contact = district.contacts[(0, tonight.spectator_id)]
     evening = morning.replace(hour=20)
-    path = _export(tmp_path / "ventes.csv", [[contact.last_name, contact.first_name, "", "H2X 1Y4", contact.email, "",
-                                              "45,00 $", "2", "Promotion", evening.strftime("%Y-%m-%d %H:%M"),
-                                              (evening + dt.timedelta(days=5)).strftime("%Y-%m-%d"), "Spectacle",
-                                              "Théâtre", tonight.code, "CMD-1"]])
+    path = _export(
+        tmp_path / "ventes.csv",
+        [
+            [
+                contact.last_name,
+                contact.first_name,
+                "",
+                "H2X 1Y4",
+                contact.email,
+                "",
+                "45,00 $",
+                "2",
+                "Promotion",
+                evening.strftime("%Y-%m-%d %H:%M"),
+                (evening + dt.timedelta(days=5)).strftime("%Y-%m-%d"),
+                "Spectacle",
+                "Théâtre",
+                tonight.code,
+                "CMD-1",
+            ]
+        ],
+    )
     with app.test_request_context():
         assert import_file(session, path, alpha, secret=SECRET).imported == 1
     # and a sale with a code, dated in the window but days after the look (in the database as it is)
@@ -314,8 +388,10 @@ def test_a_sale_dated_after_now_does_not_count_until_it_has_happened(session, tm
 
     first = outcomes.match_outcomes(session, experiment, now=morning)
     assert _outcome_rows(session, experiment) == sorted(
-        (r.id, 1, v[0], 2, int(v[1])) for r in (early, tonight, later)
-        if (v := _happened(session, experiment, morning).get(r.spectator_id)))
+        (r.id, 1, v[0], 2, int(v[1]))
+        for r in (early, tonight, later)
+        if (v := _happened(session, experiment, morning).get(r.spectator_id))
+    )
     assert outcome_of(session, tonight) is None and outcome_of(session, later) is None
     assert (first.converted, first.redeemed) == (1, 0)
     data = report_data.load_data(session, experiment)
@@ -332,7 +408,8 @@ def test_a_sale_dated_after_now_does_not_count_until_it_has_happened(session, tm
     assert incremental.mode == "incremental"
     expected = _happened(session, experiment, then)
     assert _outcome_rows(session, experiment) == sorted(
-        (r.id, 1, expected[r.spectator_id][0], 2, int(expected[r.spectator_id][1])) for r in (early, tonight, later))
+        (r.id, 1, expected[r.spectator_id][0], 2, int(expected[r.spectator_id][1])) for r in (early, tonight, later)
+    )
     rows = _outcome_rows(session, experiment)
     full = outcomes.match_outcomes(session, experiment, now=then, full=True)
     assert _outcome_rows(session, experiment) == rows and (full.converted, full.redeemed) == (3, 2)

@@ -23,8 +23,9 @@ CASES = [  # (n_control, n_arm, alpha, power)
 def test_mde_continuous_matches_statsmodels(n_control, n_arm, alpha, target):
     sd = 3.7
     got = power.mde_continuous(sd, n_control, n_arm, alpha, target, baseline_mean=12.0)
-    d = NormalIndPower().solve_power(effect_size=None, nobs1=n_control, alpha=alpha, power=target,
-                                     ratio=n_arm / n_control)
+    d = NormalIndPower().solve_power(
+        effect_size=None, nobs1=n_control, alpha=alpha, power=target, ratio=n_arm / n_control
+    )
     assert got.absolute == pytest.approx(d * sd, rel=1e-5)  # statsmodels' own solver tolerance
     # Sharper: statsmodels' power function at our MDE gives exactly the requested power.
     achieved = NormalIndPower().power(got.absolute / sd, n_control, alpha, ratio=n_arm / n_control)
@@ -33,8 +34,10 @@ def test_mde_continuous_matches_statsmodels(n_control, n_arm, alpha, target):
     assert got.se == pytest.approx(sd * math.sqrt(1 / n_control + 1 / n_arm))
 
 
-@pytest.mark.parametrize("baseline, n_control, n_arm", [(0.005, 20000, 20000), (0.01, 12000, 8000),
-                                                      (0.08, 3000, 9000), (0.5, 400, 400), (0.93, 5000, 2500)])
+@pytest.mark.parametrize(
+    "baseline, n_control, n_arm",
+    [(0.005, 20000, 20000), (0.01, 12000, 8000), (0.08, 3000, 9000), (0.5, 400, 400), (0.93, 5000, 2500)],
+)
 def test_mde_binary_agrees_with_statsmodels_power_proportions_2indep(baseline, n_control, n_arm):
     """The variance under the alternative: statsmodels' power at our MDE is the requested power
     (the old p₀(1 − p₀)-in-both-arms MDE was 5 to 18 % too small and failed this)."""
@@ -47,8 +50,10 @@ def test_mde_binary_agrees_with_statsmodels_power_proportions_2indep(baseline, n
     assert nobs1 == pytest.approx(n_arm, rel=5e-3)
 
 
-@pytest.mark.parametrize("p_control, p_arm, n_control, n_arm, alpha", [
-    (0.01, 0.013, 20000, 10000, 0.05), (0.3, 0.25, 500, 800, 0.1), (0.5, 0.75, 50, 50, 0.05)])
+@pytest.mark.parametrize(
+    "p_control, p_arm, n_control, n_arm, alpha",
+    [(0.01, 0.013, 20000, 10000, 0.05), (0.3, 0.25, 500, 800, 0.1), (0.5, 0.75, 50, 50, 0.05)],
+)
 def test_power_binary_is_statsmodels(p_control, p_arm, n_control, n_arm, alpha):
     got = power.power_binary(p_control, p_arm, n_control, n_arm, alpha)
     ref = power_proportions_2indep(p_arm - p_control, p_control, n_arm, ratio=n_control / n_arm, alpha=alpha).power
@@ -73,13 +78,13 @@ def test_sample_size_binary_matches_statsmodels():
 def test_mde_of_revenue_with_more_buyers_uses_the_variance_under_the_alternative():
     # 0.5 % buyers, spend lognormal: the arm's variance grows with its share of buyers
     p, mu, sigma = 0.005, 3.0, 1.0
-    e_s, e_s2 = math.exp(mu + sigma ** 2 / 2), math.exp(2 * mu + 2 * sigma ** 2)
+    e_s, e_s2 = math.exp(mu + sigma**2 / 2), math.exp(2 * mu + 2 * sigma**2)
     mean, sd = p * e_s, math.sqrt(p * e_s2 - (p * e_s) ** 2)
     got = power.mde_continuous(sd, 20000, 20000, 0.05, 0.8, baseline_mean=mean, buyers=True)
     r = got.relative
     p1 = p * (1 + r)
     sd1 = math.sqrt(p1 * e_s2 - (p1 * e_s) ** 2)
-    se = math.sqrt(sd ** 2 / 20000 + sd1 ** 2 / 20000)
+    se = math.sqrt(sd**2 / 20000 + sd1**2 / 20000)
     assert NormalIndPower().power(got.absolute / se, 2, 0.05) == pytest.approx(0.8, rel=1e-9)
     assert got.absolute > power.mde_continuous(sd, 20000, 20000, 0.05, 0.8).absolute
 
@@ -88,8 +93,9 @@ def test_mde_of_revenue_with_more_buyers_uses_the_variance_under_the_alternative
 def test_sample_size_matches_zt_ind_solve_power(share_control, share_arm):
     sd, effect = 2.5, 0.12
     got = power.sample_size_continuous(sd, effect, share_control, share_arm, alpha=0.05, power=0.8)
-    nobs1 = zt_ind_solve_power(effect_size=effect / sd, nobs1=None, alpha=0.05, power=0.8,
-                               ratio=share_arm / share_control)
+    nobs1 = zt_ind_solve_power(
+        effect_size=effect / sd, nobs1=None, alpha=0.05, power=0.8, ratio=share_arm / share_control
+    )
     assert got.total_exact * share_control == pytest.approx(nobs1, rel=1e-6)
     assert got.total == math.ceil(got.total_exact)
     assert got.n_control == math.ceil(got.total_exact * share_control)
@@ -138,16 +144,20 @@ def test_mde_of_the_regression_adjusted_estimate_is_statsmodels_on_the_residual_
     mean = 1.2
     buyers = power.mde_continuous(sd, n_c, n_a, 0.05, 0.8, baseline_mean=mean, buyers=True, rho2=rho2)
     sd_c, sd_a = power.adjusted_sds(sd, mean, buyers.relative, n_c, n_a, rho2)
-    se = math.sqrt(sd_c ** 2 / n_c + sd_a ** 2 / n_a)
+    se = math.sqrt(sd_c**2 / n_c + sd_a**2 / n_a)
     assert NormalIndPower().power(buyers.absolute / se, 2, 0.05) == pytest.approx(0.8, rel=1e-9)
     if rho2:
         assert buyers.absolute < power.mde_continuous(sd, n_c, n_a, 0.05, 0.8, baseline_mean=mean, buyers=True).absolute
     # the sample size the page gives for that effect is the one at which it is the MDE
-    size = power.sample_size_continuous(sd, buyers.absolute, 0.4, 0.6, 0.05, 0.8, baseline_mean=mean, buyers=True,
-                                        rho2=rho2)
+    size = power.sample_size_continuous(
+        sd, buyers.absolute, 0.4, 0.6, 0.05, 0.8, baseline_mean=mean, buyers=True, rho2=rho2
+    )
     assert size.total_exact == pytest.approx(n_c + n_a, rel=1e-6)
     rate = power.mde_binary(0.04, n_c, n_a, 0.05, 0.8, rho2=rho2)
-    assert rate.absolute == pytest.approx(power.mde_continuous(math.sqrt(0.04 * 0.96), n_c, n_a, 0.05, 0.8,
-                                                               baseline_mean=0.04, buyers=True, rho2=rho2).absolute)
+    assert rate.absolute == pytest.approx(
+        power.mde_continuous(
+            math.sqrt(0.04 * 0.96), n_c, n_a, 0.05, 0.8, baseline_mean=0.04, buyers=True, rho2=rho2
+        ).absolute
+    )
     needed = power.sample_size_binary(0.04, rate.relative, 0.4, 0.6, 0.05, 0.8, relative=True, rho2=rho2)
     assert needed.total_exact == pytest.approx(n_c + n_a, rel=1e-6)

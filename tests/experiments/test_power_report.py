@@ -32,8 +32,14 @@ def _district(session, history: bool):
         for offset, happens in ((0, True), (30, history)):
             if happens and rng.random() < p:
                 when = end - dt.timedelta(days=offset + 1 + int(rng.integers(0, 28)))
-                new_purchase(session, district.orgs[int(rng.integers(0, 3))], spectator, when,
-                             amount_cents=int(level * rng.lognormal(0, 0.2) * 100), tickets=int(rng.integers(1, 4)))
+                new_purchase(
+                    session,
+                    district.orgs[int(rng.integers(0, 3))],
+                    spectator,
+                    when,
+                    amount_cents=int(level * rng.lognormal(0, 0.2) * 100),
+                    tickets=int(rng.integers(1, 4)),
+                )
     session.flush()
     return district, end
 
@@ -43,8 +49,9 @@ def _per_spectator(session, district, start, end):
     participating = {o.id for o in district.campaign.promotion.organisations}
     revenue = dict.fromkeys((s.id for s in district.spectators), 0.0)
     tickets = dict.fromkeys(revenue, 0.0)
-    for t in session.scalars(select(Transaction).where(Transaction.purchased_at >= start,
-                                                       Transaction.purchased_at < end)):
+    for t in session.scalars(
+        select(Transaction).where(Transaction.purchased_at >= start, Transaction.purchased_at < end)
+    ):
         if t.spectator_id in revenue and t.organisation_id in participating:
             revenue[t.spectator_id] += t.amount_cents / 100
             tickets[t.spectator_id] += t.tickets
@@ -60,8 +67,11 @@ def test_the_mde_is_cuped_s_when_the_period_before_holds_history(session):
     before = _per_spectator(session, district, end - dt.timedelta(days=60), end - dt.timedelta(days=30))
     (arm,) = got["arms"]
     n_c, n_a = arm["n_control"], arm["n_arm"]
-    for metric, y, x in (("revenue", window[0], before[0]), ("tickets", window[1], before[1]),
-                         ("conversion", window[2], before[2])):
+    for metric, y, x in (
+        ("revenue", window[0], before[0]),
+        ("tickets", window[1], before[1]),
+        ("conversion", window[2], before[2]),
+    ):
         rho2 = float(np.corrcoef(y, x)[0, 1] ** 2)
         assert rho2 > 0.05, metric  # regulars buy in both periods
         stated = got["metrics"][metric]
@@ -70,8 +80,9 @@ def test_the_mde_is_cuped_s_when_the_period_before_holds_history(session):
             expected = power.mde_binary(y.mean(), n_c, n_a, 0.05, 0.8, rho2=rho2)
             without = power.mde_binary(y.mean(), n_c, n_a, 0.05, 0.8)
         else:
-            expected = power.mde_continuous(y.std(ddof=1), n_c, n_a, 0.05, 0.8, baseline_mean=y.mean(), buyers=True,
-                                            rho2=rho2)
+            expected = power.mde_continuous(
+                y.std(ddof=1), n_c, n_a, 0.05, 0.8, baseline_mean=y.mean(), buyers=True, rho2=rho2
+            )
             without = power.mde_continuous(y.std(ddof=1), n_c, n_a, 0.05, 0.8, baseline_mean=y.mean(), buyers=True)
         mde = arm["mde"][metric]
         assert mde["estimator"] == "cuped"
@@ -80,8 +91,9 @@ def test_the_mde_is_cuped_s_when_the_period_before_holds_history(session):
     # the size a 10 % lift on the primary metric (conversion) needs, for the same estimate
     rho2 = float(np.corrcoef(window[2], before[2])[0, 1] ** 2)
     shares = {a["name"]: a["share"] / 100 for a in district.campaign.arms}
-    needed = power.sample_size_binary(window[2].mean(), 0.10, shares["control"], shares[arm["arm"]], 0.05, 0.8,
-                                      relative=True, rho2=rho2)
+    needed = power.sample_size_binary(
+        window[2].mean(), 0.10, shares["control"], shares[arm["arm"]], 0.05, 0.8, relative=True, rho2=rho2
+    )
     assert arm["needed"]["total"] == needed.total
 
 
@@ -90,9 +102,12 @@ def test_without_history_the_mde_is_the_raw_comparison_s(session):
     got = power_report.power_report(session, district.campaign, baseline="year_earlier")
     window = _per_spectator(session, district, end - dt.timedelta(days=30), end)
     (arm,) = got["arms"]
-    assert got["metrics"]["conversion"]["history"] is False and got["metrics"]["conversion"]["variance_reduction"] is None
+    assert (
+        got["metrics"]["conversion"]["history"] is False and got["metrics"]["conversion"]["variance_reduction"] is None
+    )
     mde = arm["mde"]["conversion"]
     assert mde["estimator"] == "raw"
     # the pooled z-test's MDE, checked against statsmodels in test_power.py
-    assert mde["absolute"] == pytest.approx(power.mde_binary(window[2].mean(), arm["n_control"], arm["n_arm"]).absolute,
-                                            rel=1e-6)
+    assert mde["absolute"] == pytest.approx(
+        power.mde_binary(window[2].mean(), arm["n_control"], arm["n_arm"]).absolute, rel=1e-6
+    )

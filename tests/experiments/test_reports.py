@@ -27,28 +27,50 @@ def set_k(session, k: int) -> None:
     session.flush()
 
 
-def simulate(session, experiment, rates: dict[str, float], seed: int = 1, redeem_share: float = 0.5,
-             days: float | None = None) -> None:
+def simulate(
+    session, experiment, rates: dict[str, float], seed: int = 1, redeem_share: float = 0.5, days: float | None = None
+) -> None:
     """Purchases in the window (and some in the pre-period) with a conversion rate per arm."""
     rng = np.random.default_rng(seed)
-    recipients = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id)
-                                 .order_by(Recipient.id)).all()
+    recipients = session.scalars(
+        select(Recipient).where(Recipient.experiment_id == experiment.id).order_by(Recipient.id)
+    ).all()
     span = (days if days is not None else experiment.window_days) * 86400
     for r in recipients:
         if rng.random() < 0.3:  # the pre-period covariate, the same for every arm
-            add_sale(session, r, experiment.launched_at - dt.timedelta(seconds=int(rng.integers(1, 20 * 86400))),
-                     int(rng.normal(5000, 1500)))
+            add_sale(
+                session,
+                r,
+                experiment.launched_at - dt.timedelta(seconds=int(rng.integers(1, 20 * 86400))),
+                int(rng.normal(5000, 1500)),
+            )
         if rng.random() < rates[r.arm]:
             code = r.code if r.code and rng.random() < redeem_share else None
-            add_sale(session, r, experiment.launched_at + dt.timedelta(seconds=int(rng.integers(0, span))),
-                     int(rng.normal(6000, 2000)) + (40000 if rng.random() < 0.02 else 0), code)
+            add_sale(
+                session,
+                r,
+                experiment.launched_at + dt.timedelta(seconds=int(rng.integers(0, span))),
+                int(rng.normal(6000, 2000)) + (40000 if rng.random() < 0.02 else 0),
+                code,
+            )
     session.flush()
 
 
 def add_sale(session, recipient, when, amount, code=None):
-    session.add(Transaction(organisation_id=recipient.organisation_id, spectator_id=recipient.spectator_id,
-                            purchased_at=when, amount_cents=max(amount, 500), tickets=2, category="single",
-                            circumstance="regular", channel="web", promo_code=code, external_id=uuid.uuid4().hex))
+    session.add(
+        Transaction(
+            organisation_id=recipient.organisation_id,
+            spectator_id=recipient.spectator_id,
+            purchased_at=when,
+            amount_cents=max(amount, 500),
+            tickets=2,
+            category="single",
+            circumstance="regular",
+            channel="web",
+            promo_code=code,
+            external_id=uuid.uuid4().hex,
+        )
+    )
 
 
 def long_ago() -> dt.datetime:
@@ -77,8 +99,11 @@ def _independent_outcomes(session, experiment):
     """Per recipient, from the sales table itself (not through outcomes.py nor load_data): arm,
     bought in the window, revenue in dollars in the window."""
     recipients = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id)).all()
-    sales = session.scalars(select(Transaction).where(Transaction.purchased_at >= experiment.launched_at,
-                                                      Transaction.purchased_at < experiment.window_end)).all()
+    sales = session.scalars(
+        select(Transaction).where(
+            Transaction.purchased_at >= experiment.launched_at, Transaction.purchased_at < experiment.window_end
+        )
+    ).all()
     participating = {o.id for o in experiment.campaign.promotion.organisations}
     spent: dict[int, float] = {}
     for t in sales:
@@ -99,8 +124,9 @@ def test_report_agrees_with_an_independent_computation_from_the_sales(session, m
     low, high = confint_proportions_2indep(bought[a].sum(), a.sum(), bought[c].sum(), c.sum(), method="wald")
     assert conversion["statistic"] == pytest.approx(z, rel=1e-9) and conversion["p_value"] == pytest.approx(p, rel=1e-9)
     assert conversion["abs_ci"] == pytest.approx([low, high], rel=1e-9)
-    rel_low, rel_high = confint_proportions_2indep(bought[a].sum(), a.sum(), bought[c].sum(), c.sum(),
-                                                   compare="ratio", method="log")
+    rel_low, rel_high = confint_proportions_2indep(
+        bought[a].sum(), a.sum(), bought[c].sum(), c.sum(), compare="ratio", method="log"
+    )
     assert conversion["rel_ci"] == pytest.approx([rel_low - 1, rel_high - 1], rel=1e-9)
     rev = next(x for x in report["comparisons"] if x["metric"] == "revenue")
     t, p, _ = ttest_ind(revenue[a], revenue[c], usevar="unequal")
@@ -110,8 +136,9 @@ def test_report_agrees_with_an_independent_computation_from_the_sales(session, m
     # Holm over the campaign's declared lift metrics (redemption is never a lift)
     rows = [x for x in report["comparisons"] if x["arm"] == "A"]
     assert [x["metric"] for x in rows] == ["conversion", "revenue"]
-    assert [x["p_adjusted"] for x in rows] == pytest.approx(list(multipletests([x["p_value"] for x in rows],
-                                                                                method="holm")[1]))
+    assert [x["p_adjusted"] for x in rows] == pytest.approx(
+        list(multipletests([x["p_value"] for x in rows], method="holm")[1])
+    )
     assert all("cuped" in x and "stratified" in x for x in rows)
     # return on the promotion, from the same independent figures
     roi = report["roi"][0]
@@ -121,11 +148,24 @@ def test_report_agrees_with_an_independent_computation_from_the_sales(session, m
     incremental = (revenue[a].mean() - revenue[c].mean()) * n_a
     assert roi["incremental_revenue"] == pytest.approx(incremental, rel=1e-9)
     assert roi["incremental_ci"] == pytest.approx([v * n_a for v in welch.tconfint_diff(usevar="unequal")], rel=1e-9)
-    redeemed = len({r.id for r in session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id,
-                                                                          Recipient.arm == "A")).all()
-                    if r.code and session.scalar(select(Transaction.id).where(
-                        Transaction.promo_code == r.code, Transaction.purchased_at >= experiment.launched_at,
-                        Transaction.purchased_at < experiment.window_end).limit(1))})
+    redeemed = len(
+        {
+            r.id
+            for r in session.scalars(
+                select(Recipient).where(Recipient.experiment_id == experiment.id, Recipient.arm == "A")
+            ).all()
+            if r.code
+            and session.scalar(
+                select(Transaction.id)
+                .where(
+                    Transaction.promo_code == r.code,
+                    Transaction.purchased_at >= experiment.launched_at,
+                    Transaction.purchased_at < experiment.window_end,
+                )
+                .limit(1)
+            )
+        }
+    )
     costs = redeemed * promotion.average_discount_cents / 100 + n_a * promotion.cost_per_contact_cents / 100
     assert roi["net"] == pytest.approx(incremental - costs, rel=1e-9)
     assert roi["roi"] == pytest.approx((incremental - costs) / costs, rel=1e-9)
@@ -203,8 +243,16 @@ def test_the_report_says_whether_any_sale_after_the_launch_was_imported(session)
     session.add(outsider)
     session.flush()
     recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == experiment.id).limit(1))
-    session.add(Transaction(organisation_id=outsider.id, spectator_id=recipient.spectator_id, purchased_at=soon,
-                            amount_cents=1000, tickets=1, external_id="ailleurs"))
+    session.add(
+        Transaction(
+            organisation_id=outsider.id,
+            spectator_id=recipient.spectator_id,
+            purchased_at=soon,
+            amount_cents=1000,
+            tickets=1,
+            external_id="ailleurs",
+        )
+    )
     session.flush()
     assert reports.build_report(session, experiment, now=soon)["sales_since_launch"] is False
     add_sale(session, recipient, experiment.launched_at + dt.timedelta(minutes=5), 3000)
@@ -219,8 +267,11 @@ def test_the_report_says_whether_any_sale_after_the_launch_was_imported(session)
     named = {o["organisation"] for o in after["organisations_without_sales_since_launch"]}
     assert named == {o.slug for i, o in participating.items() if i != recipient.organisation_id}
     for org_id in participating:
-        someone = session.scalar(select(Recipient).where(Recipient.experiment_id == experiment.id,
-                                                         Recipient.organisation_id == org_id).limit(1))
+        someone = session.scalar(
+            select(Recipient)
+            .where(Recipient.experiment_id == experiment.id, Recipient.organisation_id == org_id)
+            .limit(1)
+        )
         add_sale(session, someone, experiment.launched_at + dt.timedelta(minutes=1), 2000)
     session.flush()
     assert reports.build_report(session, experiment, now=soon)["organisations_without_sales_since_launch"] == []
@@ -241,8 +292,10 @@ def test_breakdown_by_organisation_with_benjamini_hochberg_and_suppression(sessi
         row = org["comparisons"][0]
         assert row["hidden"] and row["abs_lift"] is None and row["p_value"] is None
         assert org["n"]["control"] is None or org["n"]["control"] >= 25
-    assert all(s["p_value"] is None or all(v is None or v >= 25 for v in s["n"].values())
-               for s in hidden["health"]["srm_by_organisation"])
+    assert all(
+        s["p_value"] is None or all(v is None or v >= 25 for v in s["n"].values())
+        for s in hidden["health"]["srm_by_organisation"]
+    )
     assert hidden["arms"][0]["n"] >= 25  # the arms as a whole are large enough to show
     # a venue user sees its own organisation's row only
     own = reports.for_viewer(report, "venue", district.orgs[1].id)
@@ -307,15 +360,22 @@ def test_interim_looks_are_always_valid_and_recorded_once_a_day(session):
     (roi,) = snapshot.data["roi"]
     assert roi["interval"] == "always_valid"
     assert roi["incremental_ci"] == pytest.approx([(d - half) * a.sum(), (d + half) * a.sum()], rel=1e-9)
-    for early, late in ((roi["incremental_ci"], fixed["roi"][0]["incremental_ci"]),
-                        (snapshot.data["ratios"][0]["revenue_per_buyer"]["ci"], fixed["ratios"][0]["revenue_per_buyer"]["ci"]),
-                        *[(e["comparisons"][0]["abs_ci"], f["comparisons"][0]["abs_ci"])
-                          for e, f in zip(snapshot.data["organisations"], fixed["organisations"])
-                          if (e["comparisons"][0]["abs_ci"] or [None])[0] is not None]):
+    for early, late in (
+        (roi["incremental_ci"], fixed["roi"][0]["incremental_ci"]),
+        (snapshot.data["ratios"][0]["revenue_per_buyer"]["ci"], fixed["ratios"][0]["revenue_per_buyer"]["ci"]),
+        *[
+            (e["comparisons"][0]["abs_ci"], f["comparisons"][0]["abs_ci"])
+            for e, f in zip(snapshot.data["organisations"], fixed["organisations"])
+            if (e["comparisons"][0]["abs_ci"] or [None])[0] is not None
+        ],
+    ):
         assert early[0] < late[0] and early[1] > late[1]
     assert snapshot.data["ratios"][0]["revenue_per_buyer"]["interval"] == "always_valid"
-    shown = [e["comparisons"][0] for e in snapshot.data["organisations"]
-             if (e["comparisons"][0]["abs_ci"] or [None])[0] is not None]
+    shown = [
+        e["comparisons"][0]
+        for e in snapshot.data["organisations"]
+        if (e["comparisons"][0]["abs_ci"] or [None])[0] is not None
+    ]
     assert shown and all(row["interval"] == "always_valid" for row in shown)
     assert "interval" not in fixed["roi"][0] and "interval" not in fixed["ratios"][0]["revenue_per_buyer"]
     reports.refresh_report(session, experiment, now=day_10 + dt.timedelta(hours=2))
@@ -323,8 +383,9 @@ def test_interim_looks_are_always_valid_and_recorded_once_a_day(session):
     later = reports.refresh_report(session, experiment, now=day_10 + dt.timedelta(days=1))
     assert len(experiment.interim_looks) == 2
     looks = later.data["headline"][0]["looks"]
-    assert [look["p_always_valid"] for look in looks] == sorted((look["p_always_valid"] for look in looks),
-                                                                 reverse=True)
+    assert [look["p_always_valid"] for look in looks] == sorted(
+        (look["p_always_valid"] for look in looks), reverse=True
+    )
     tau2 = experiment.design["metrics"]["conversion"]["tau2"]
     expected = stats.msprt_p_values([look["estimate"] for look in looks], [look["variance"] for look in looks], tau2)
     assert later.data["headline"][0]["p_always_valid"] == pytest.approx(expected.p_values[-1])
@@ -351,7 +412,9 @@ def test_load_data_counts_recipients_without_outcomes_as_zeros(session, measured
     assert data.size == experiment.recipients
     assert int((data.arm == 0).sum()) == experiment.srm["n"]["control"]
     for org in district.orgs:
-        assert int((data.organisation == org.id).sum()) == sum(experiment.srm["by_organisation"][str(org.id)]["n"].values())
+        assert int((data.organisation == org.id).sum()) == sum(
+            experiment.srm["by_organisation"][str(org.id)]["n"].values()
+        )
     assert np.isnan(data.first_day[data.window["conversion"] == 0]).all()
     assert (data.first_day[data.window["conversion"] == 1] >= 0).all()
     assert (data.first_day[data.window["conversion"] == 1] < experiment.window_days).all()
@@ -361,8 +424,10 @@ def test_several_arms_verdicts_use_holm_across_arms():
     rng = np.random.default_rng(4)
     y_c = (rng.random(4000) < 0.10).astype(float)
     arms = [(rng.random(4000) < p).astype(float) for p in (0.10, 0.10, 0.116)]
-    rows = [{"arm": f"A{i}", "metric": "conversion", **summaries.compare_summary("binary", y_c, y_a, 0.05)}
-            for i, y_a in enumerate(arms)]
+    rows = [
+        {"arm": f"A{i}", "metric": "conversion", **summaries.compare_summary("binary", y_c, y_a, 0.05)}
+        for i, y_a in enumerate(arms)
+    ]
     summaries.fill_holm_arms(rows)
     raw = [r["p_value"] for r in rows]
     assert [r["p_adjusted_arms"] for r in rows] == pytest.approx(list(multipletests(raw, method="holm")[1]))
@@ -383,8 +448,11 @@ def test_the_regression_adjusted_estimate_drives_the_verdict_when_there_is_histo
     row["cuped"] = summaries.cuped_summary(y_c, x_c, y_a, x_a)
     summaries.fill_holm_arms([row])
     assert row["abs_ci"][0] < 0 < row["abs_ci"][1]  # the raw estimate cannot tell
-    t, p, _ = ttest_ind(y_a - row["cuped"]["theta"] * (x_a - np.r_[x_c, x_a].mean()),
-                        y_c - row["cuped"]["theta"] * (x_c - np.r_[x_c, x_a].mean()), usevar="unequal")
+    t, p, _ = ttest_ind(
+        y_a - row["cuped"]["theta"] * (x_a - np.r_[x_c, x_a].mean()),
+        y_c - row["cuped"]["theta"] * (x_c - np.r_[x_c, x_a].mean()),
+        usevar="unequal",
+    )
     assert row["cuped"]["p_value"] == pytest.approx(p, rel=1e-9) and p < 0.05
     assert reports.driving_estimate(row) is row["cuped"]
     assert reports._verdict(row, interim=False, p_always_valid=None, alpha=0.05) == "increase"

@@ -21,16 +21,18 @@ from experiments.services import ContactListExpired, ExperimentError
 from tests.campaigns.helpers import build_district
 
 
-def ready_campaign(session, per_org: int = 20, shared: int = 6, now: dt.datetime | None = None, arms=None,
-                   **district_kwargs):
+def ready_campaign(
+    session, per_org: int = 20, shared: int = 6, now: dt.datetime | None = None, arms=None, **district_kwargs
+):
     """A district whose campaign every organisation approved and that is ready to launch."""
     district = build_district(session, per_org=per_org, shared=shared, now=now, **district_kwargs)
     campaign = district.campaign
     if arms is not None:
         campaign_services.update_campaign(session, campaign, arms=arms)
     if now is not None:  # a district in the past: its promotion runs from then
-        promotions.update_promotion(session, campaign.promotion, valid_from=now.date(),
-                                           valid_until=now.date() + dt.timedelta(days=90))
+        promotions.update_promotion(
+            session, campaign.promotion, valid_from=now.date(), valid_until=now.date() + dt.timedelta(days=90)
+        )
     campaign_services.submit_for_approval(session, campaign, snapshot=district.snapshot, now=district.now)
     for approval in campaign.approvals:
         campaign_services.decide_approval(session, approval, "approve", now=district.now)
@@ -70,8 +72,7 @@ def test_launch_assigns_every_eligible_recipient_once_blocked_by_organisation(se
     assert lists == {org.id: by_org[(org.id, "A")] for org in district.orgs}
     # the campaign is launched, the sample ratio checked, both steps audited
     assert campaign.status == "launched" and campaign.launched_at == experiment.launched_at
-    assert experiment.srm["n"] == {"control": sum(1 for r in recipients if r.arm == "control"),
-                                   "A": len(test_codes)}
+    assert experiment.srm["n"] == {"control": sum(1 for r in recipients if r.arm == "control"), "A": len(test_codes)}
     assert experiment.srm["overall"]["flag"] is False
     assert set(experiment.srm["by_organisation"]) == {str(o.id) for o in district.orgs}
     launch_event = events(session, "experiment.launch")[0]
@@ -101,8 +102,9 @@ def test_assignment_is_reproducible_from_the_stored_seed(session):
     other = services.draw_assignment(spectators, organisations, experiment.arms, 8)
     assert not np.array_equal(other.arms, arms)
     # tampering with a stored arm is detected
-    recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == experiment.id,
-                                                       Recipient.arm == "control"))
+    recipient = session.scalar(
+        select(Recipient).where(Recipient.experiment_id == experiment.id, Recipient.arm == "control")
+    )
     recipient.arm = "A"
     session.flush()
     assert not services.verify_assignment(session, experiment)
@@ -124,8 +126,11 @@ def test_an_experiment_is_verified_with_the_algorithm_version_that_drew_it(sessi
     assert not np.array_equal(old.arms, new.arms)
     names = experiment.arm_names
     for spectator, arm in zip(spectators.tolist(), old.arms.tolist()):
-        session.execute(update(Recipient).where(Recipient.experiment_id == experiment.id,
-                                                Recipient.spectator_id == spectator).values(arm=names[arm]))
+        session.execute(
+            update(Recipient)
+            .where(Recipient.experiment_id == experiment.id, Recipient.spectator_id == spectator)
+            .values(arm=names[arm])
+        )
     experiment.assignment_version = 1
     session.flush()
     assert services.verify_assignment(session, experiment)
@@ -133,18 +138,23 @@ def test_an_experiment_is_verified_with_the_algorithm_version_that_drew_it(sessi
     assert not services.verify_assignment(session, experiment)
 
 
-
 def test_codes_follow_the_spectators_and_history_is_stored_as_queried(session):
     district = ready_campaign(session, per_org=30, shared=6)
     experiment = services.launch(session, district.campaign, now=district.now, seed=11)
     session.commit()
-    rows = session.execute(select(Recipient.spectator_id, Recipient.code).where(
-        Recipient.experiment_id == experiment.id, Recipient.code.is_not(None)).order_by(Recipient.spectator_id)).all()
+    rows = session.execute(
+        select(Recipient.spectator_id, Recipient.code)
+        .where(Recipient.experiment_id == experiment.id, Recipient.code.is_not(None))
+        .order_by(Recipient.spectator_id)
+    ).all()
     # handed out in sorted order along the spectator ids (the unique index is written in key order)
     assert [r.code for r in rows] == sorted(r.code for r in rows) and len(rows) == experiment.srm["n"]["A"]
     # the launch moment is stored the way a query binds it (SQLite compares the stored text)
-    stamped = select(func.count()).select_from(ContactHistory).where(
-        ContactHistory.contacted_at == district.now.replace(microsecond=0))
+    stamped = (
+        select(func.count())
+        .select_from(ContactHistory)
+        .where(ContactHistory.contacted_at == district.now.replace(microsecond=0))
+    )
     assert session.scalar(stamped) == len(rows)
 
 
@@ -161,13 +171,19 @@ def test_a_code_already_stored_is_drawn_again(session):
 
     experiment = services.launch(session, district.campaign, now=district.now, seed=5, code_generator=generator)
     session.commit()
-    codes = list(session.scalars(select(Recipient.code).where(Recipient.experiment_id == experiment.id,
-                                                              Recipient.code.is_not(None))))
+    codes = list(
+        session.scalars(
+            select(Recipient.code).where(Recipient.experiment_id == experiment.id, Recipient.code.is_not(None))
+        )
+    )
     # the clash rolled back to the savepoint; the second draw avoided the stored code
     assert calls == [set(), {"CLASHCODE1"}]
     assert len(codes) == experiment.srm["n"]["A"] and "CLASHCODE1" not in codes
-    assert session.scalar(select(func.count()).select_from(Recipient).where(
-        Recipient.experiment_id == experiment.id)) == experiment.recipients
+    assert (
+        session.scalar(select(func.count()).select_from(Recipient).where(Recipient.experiment_id == experiment.id))
+        == experiment.recipients
+    )
+
 
 def test_launch_is_frozen_and_refused_unless_ready(session):
     district = ready_campaign(session, per_org=5, shared=1)
@@ -185,8 +201,11 @@ def test_launch_is_frozen_and_refused_unless_ready(session):
 def test_three_arms_keep_planned_shares_per_organisation(session):
     district = ready_campaign(session, per_org=40, shared=0, arms=campaign_services.make_arms(20, [40, 40]))
     experiment = services.launch(session, district.campaign, now=district.now, seed=99)
-    counts = Counter(session.execute(select(Recipient.organisation_id, Recipient.arm)
-                                     .where(Recipient.experiment_id == experiment.id)).all())
+    counts = Counter(
+        session.execute(
+            select(Recipient.organisation_id, Recipient.arm).where(Recipient.experiment_id == experiment.id)
+        ).all()
+    )
     for org in district.orgs:
         assert counts[(org.id, "control")] == 8
         assert counts[(org.id, "A")] == 16 and counts[(org.id, "B")] == 16
@@ -207,9 +226,15 @@ def test_contact_rows_leave_out_control_other_organisations_and_unsubscribes(ses
     district = ready_campaign(session, per_org=12, shared=0)
     alpha = district.orgs[0]
     experiment = services.launch(session, district.campaign, now=district.now, seed=11)
-    test_ids = list(session.scalars(select(Recipient.spectator_id).where(
-        Recipient.experiment_id == experiment.id, Recipient.organisation_id == alpha.id, Recipient.arm == "A")
-        .order_by(Recipient.spectator_id)))
+    test_ids = list(
+        session.scalars(
+            select(Recipient.spectator_id)
+            .where(
+                Recipient.experiment_id == experiment.id, Recipient.organisation_id == alpha.id, Recipient.arm == "A"
+            )
+            .order_by(Recipient.spectator_id)
+        )
+    )
     rows = services.contact_rows(session, experiment, alpha.id)
     assert len(rows) == len(test_ids)
     emails = {r.email for r in rows}
@@ -244,8 +269,11 @@ def test_every_recipient_can_be_written_to_by_its_sender(session):
             contact.email = "  "
     session.flush()
     experiment = services.launch(session, district.campaign, now=district.now, seed=13)
-    senders = dict(session.execute(select(Recipient.spectator_id, Recipient.organisation_id)
-                                   .where(Recipient.experiment_id == experiment.id)).all())
+    senders = dict(
+        session.execute(
+            select(Recipient.spectator_id, Recipient.organisation_id).where(Recipient.experiment_id == experiment.id)
+        ).all()
+    )
     assert unreachable.id not in senders and len(senders) == len(district.spectators) - 1
     index = {org.id: i for i, org in enumerate(district.orgs)}
     for spectator_id, org_id in senders.items():
@@ -299,8 +327,9 @@ def test_scheduled_jobs_close_refresh_and_purge(app, session):
     from core.scheduler import registered_jobs, run_job
     from experiments.models import ReportSnapshot
 
-    assert {"experiments.refresh", "experiments.after_imports", "experiments.dates",
-            "experiments.purge_lists"} <= set(registered_jobs(app))
+    assert {"experiments.refresh", "experiments.after_imports", "experiments.dates", "experiments.purge_lists"} <= set(
+        registered_jobs(app)
+    )
     past = utcnow().replace(microsecond=0) - dt.timedelta(days=60)
     old = ready_campaign(session, per_org=6, shared=0, now=past)
     old_experiment = services.launch(session, old.campaign, now=past, seed=1)
@@ -324,15 +353,33 @@ def test_scheduled_jobs_close_refresh_and_purge(app, session):
     assert run("experiments.refresh")["refreshed"] == 1
     assert run("experiments.after_imports")["refreshed"] == 0
     recipient = session.scalar(select(Recipient).where(Recipient.experiment_id == current_experiment.id))
-    session.add(Transaction(organisation_id=recipient.organisation_id, spectator_id=recipient.spectator_id,
-                            purchased_at=current_experiment.launched_at + dt.timedelta(hours=1), amount_cents=1000,
-                            tickets=1, external_id="job-test"))
+    session.add(
+        Transaction(
+            organisation_id=recipient.organisation_id,
+            spectator_id=recipient.spectator_id,
+            purchased_at=current_experiment.launched_at + dt.timedelta(hours=1),
+            amount_cents=1000,
+            tickets=1,
+            external_id="job-test",
+        )
+    )
     session.commit()
     assert run("experiments.after_imports")["refreshed"] == 1
-    assert session.scalar(select(func.count()).select_from(ReportSnapshot)
-                          .where(ReportSnapshot.experiment_id == current_experiment.id)) == 2
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(ReportSnapshot)
+            .where(ReportSnapshot.experiment_id == current_experiment.id)
+        )
+        == 2
+    )
     # the old lists expired 30 days after launch; the current ones stay
     assert run("experiments.purge_lists") == {"purged": 3}
-    purged = dict(session.execute(select(ContactList.experiment_id, func.count())
-                                  .where(ContactList.purged_at.is_not(None)).group_by(ContactList.experiment_id)).all())
+    purged = dict(
+        session.execute(
+            select(ContactList.experiment_id, func.count())
+            .where(ContactList.purged_at.is_not(None))
+            .group_by(ContactList.experiment_id)
+        ).all()
+    )
     assert purged == {old_experiment.id: 3}

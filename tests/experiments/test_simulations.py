@@ -32,6 +32,7 @@ def covers(interval, value: float = 0.0) -> bool:
 
 # --- binary metrics ------------------------------------------------------------------------------
 
+
 def test_conversion_a_a_false_positives_and_coverage_of_wald_newcombe_and_log_ratio():
     rng = np.random.default_rng(20261205)
     n_c, n_a, p = 2000, 1500, 0.04
@@ -83,12 +84,13 @@ def test_three_null_arms_keep_the_family_wise_error_with_holm_across_arms():
 
 # --- continuous metrics --------------------------------------------------------------------------
 
+
 def test_welch_and_log_ratio_coverage_on_skewed_means():
     rng = np.random.default_rng(11)
     n_c, n_a = 150, 250
     y_c = rng.gamma(1.5, 20.0, (RUNS, n_c))
     y_a = rng.gamma(1.5, 20.0, (RUNS, n_a))
-    sums = [(y_c.sum(1), (y_c ** 2).sum(1)), (y_a.sum(1), (y_a ** 2).sum(1))]
+    sums = [(y_c.sum(1), (y_c**2).sum(1)), (y_a.sum(1), (y_a**2).sum(1))]
     welch, log_ratio, rejected = [], [], []
     for i in range(RUNS):
         w = stats.welch_from_summary(n_c, sums[0][0][i], sums[0][1][i], n_a, sums[1][0][i], sums[1][1][i], ALPHA)
@@ -121,8 +123,9 @@ def test_winsorised_revenue_at_half_a_percent_buyers_a_a():
         w = stats.winsorize(np.concatenate([c, a, np.zeros(2 * n - c.size - a.size)]))
         capped_c, capped_a = np.minimum(c, w.cap), np.minimum(a, w.cap)
         caps.append(w.cap)
-        result = stats.welch_from_summary(n, capped_c.sum(), (capped_c ** 2).sum(), n, capped_a.sum(),
-                                          (capped_a ** 2).sum(), ALPHA)
+        result = stats.welch_from_summary(
+            n, capped_c.sum(), (capped_c**2).sum(), n, capped_a.sum(), (capped_a**2).sum(), ALPHA
+        )
         rejected.append(result.p_value < ALPHA)
     assert min(caps) > 0
     assert rate(rejected) <= 0.055, rate(rejected)
@@ -134,14 +137,14 @@ def test_revenue_effect_detected_at_the_rate_the_power_page_predicts():
     the verdict without history, detects it 80 ± 3 % of the time."""
     rng = np.random.default_rng(17)
     n, p, mu, sigma = 20_000, 0.005, 3.0, 1.0
-    e_s, e_s2 = math.exp(mu + sigma ** 2 / 2), math.exp(2 * mu + 2 * sigma ** 2)
+    e_s, e_s2 = math.exp(mu + sigma**2 / 2), math.exp(2 * mu + 2 * sigma**2)
     mean, sd = p * e_s, math.sqrt(p * e_s2 - (p * e_s) ** 2)
     mde = power.mde_continuous(sd, n, n, ALPHA, 0.8, baseline_mean=mean, buyers=True)
     _, control = _revenue_sums(rng, n, p, RUNS, mu, sigma)
     _, arm = _revenue_sums(rng, n, p * (1 + mde.relative), RUNS, mu, sigma)
     detected = []
     for c, a in zip(control, arm):
-        result = stats.welch_from_summary(n, c.sum(), (c ** 2).sum(), n, a.sum(), (a ** 2).sum(), ALPHA)
+        result = stats.welch_from_summary(n, c.sum(), (c**2).sum(), n, a.sum(), (a**2).sum(), ALPHA)
         detected.append(result.p_value < ALPHA and result.ci[0] > 0)
     assert rate(detected) == pytest.approx(0.80, abs=0.03), (rate(detected), mde.relative)
 
@@ -182,12 +185,13 @@ def test_ratio_metric_delta_method_coverage():
 
 # --- interim looks -------------------------------------------------------------------------------
 
+
 def test_msprt_type_one_error_simulated_over_many_looks():
     """Normal data, 50 looks: the always-valid p-value of the project dips under α at some look
     in at most α of the A/A runs, where a fixed-horizon test read at every look would far more."""
     rng = np.random.default_rng(12345)
     looks, per_look, tau2 = 50, 20, 0.1
-    diffs = rng.normal(0, 1, size=(RUNS, looks * per_look)).cumsum(axis=1)[:, per_look - 1::per_look]
+    diffs = rng.normal(0, 1, size=(RUNS, looks * per_look)).cumsum(axis=1)[:, per_look - 1 :: per_look]
     n = np.arange(1, looks + 1) * per_look
     estimates, variances = diffs / n, 1.0 / n
     ever = [stats.msprt_p_values(estimates[i], variances, tau2).p_values[-1] <= ALPHA for i in range(RUNS)]
@@ -201,13 +205,17 @@ def test_msprt_type_one_error_simulated_over_many_looks():
 def test_confidence_sequence_covers_at_every_look_at_once():
     rng = np.random.default_rng(99)
     looks, per_look, tau2 = 20, 50, 0.05
-    diffs = rng.normal(0, 1, size=(RUNS, looks * per_look)).cumsum(axis=1)[:, per_look - 1::per_look]
+    diffs = rng.normal(0, 1, size=(RUNS, looks * per_look)).cumsum(axis=1)[:, per_look - 1 :: per_look]
     n = np.arange(1, looks + 1) * per_look
     estimates = diffs / n
     always = []
     for i in range(RUNS):
-        always.append(all(covers(stats.confidence_sequence(e, 1.0 / k, tau2, ALPHA))
-                           for e, k in zip(estimates[i].tolist(), n.tolist())))
+        always.append(
+            all(
+                covers(stats.confidence_sequence(e, 1.0 / k, tau2, ALPHA))
+                for e, k in zip(estimates[i].tolist(), n.tolist())
+            )
+        )
     assert rate(always) >= 0.935, rate(always)
 
 
@@ -246,12 +254,12 @@ def _population_moments(binary: bool) -> tuple[float, float, float]:
     """The control population's mean, standard deviation and ρ² = corr(Y, X)², exactly."""
     shares = np.array([REGULARS, 1 - REGULARS])
     p = np.array([P_REGULAR, P_OTHER])
-    e_s = 1.0 if binary else math.exp(SPEND_MU + SPEND_SD ** 2 / 2 + NOISE_SD ** 2 / 2)
-    e_s2 = 1.0 if binary else math.exp(2 * SPEND_MU + 2 * SPEND_SD ** 2 + 2 * NOISE_SD ** 2)
-    e_xy = 1.0 if binary else math.exp(2 * SPEND_MU + 2 * SPEND_SD ** 2 + NOISE_SD ** 2)  # one level, two noises
+    e_s = 1.0 if binary else math.exp(SPEND_MU + SPEND_SD**2 / 2 + NOISE_SD**2 / 2)
+    e_s2 = 1.0 if binary else math.exp(2 * SPEND_MU + 2 * SPEND_SD**2 + 2 * NOISE_SD**2)
+    e_xy = 1.0 if binary else math.exp(2 * SPEND_MU + 2 * SPEND_SD**2 + NOISE_SD**2)  # one level, two noises
     mean = float(shares @ p) * e_s
-    var = float(shares @ p) * e_s2 - mean ** 2
-    cov = float(shares @ p ** 2) * e_xy - mean ** 2
+    var = float(shares @ p) * e_s2 - mean**2
+    cov = float(shares @ p**2) * e_xy - mean**2
     return mean, math.sqrt(var), (cov / var) ** 2
 
 
@@ -297,6 +305,7 @@ def test_cuped_a_a_false_positives_at_half_a_percent_buyers_with_history():
 
 # --- stratified odds ratio and the uptake's Wilson interval -----------------------------------------
 
+
 def test_cmh_odds_ratio_interval_coverage_and_false_positives():
     """Three organisations with different rates and sizes, no effect: the Robins-Breslow-Greenland
     interval covers an odds ratio of 1 and the CMH test (continuity-corrected) rejects at most α."""
@@ -306,7 +315,9 @@ def test_cmh_odds_ratio_interval_coverage_and_false_positives():
     control = rng.binomial(sizes, rates_, (RUNS, 3))
     covered, rejected = [], []
     for t, c in zip(treated.tolist(), control.tolist()):
-        result = stats.cochran_mantel_haenszel([(t[k], sizes[k] - t[k], c[k], sizes[k] - c[k]) for k in range(3)], ALPHA)
+        result = stats.cochran_mantel_haenszel(
+            [(t[k], sizes[k] - t[k], c[k], sizes[k] - c[k]) for k in range(3)], ALPHA
+        )
         covered.append(covers(result.ci, 1.0))
         rejected.append(result.p_value < ALPHA)
     assert 0.935 <= rate(covered) <= 0.965, rate(covered)

@@ -25,6 +25,7 @@ def close(a, b, rel=1e-9, abs_=1e-12):
 
 # --- published reference cases ---------------------------------------------------------------
 
+
 def test_cmh_reproduces_r_mantelhaen_test_on_rabbits():
     result = stats.cochran_mantel_haenszel(RABBITS)
     assert result.statistic == pytest.approx(3.928571, abs=5e-7)
@@ -44,10 +45,13 @@ def test_welch_from_summary_reproduces_published_case():
     assert result.ci[1] == pytest.approx(0.53462, abs=5e-6)
 
 
-@pytest.mark.parametrize("counts, shares, expected", [
-    ([1000, 1200], [0.5, 0.5], 0.000020079),
-    ([310, 98], [0.75, 0.25], 0.647434186),
-])
+@pytest.mark.parametrize(
+    "counts, shares, expected",
+    [
+        ([1000, 1200], [0.5, 0.5], 0.000020079),
+        ([310, 98], [0.75, 0.25], 0.647434186),
+    ],
+)
 def test_sample_ratio_mismatch_reference(counts, shares, expected):
     result = stats.sample_ratio_mismatch(counts, shares)
     # The published figures are rounded: agree to half a unit of their last digit.
@@ -66,6 +70,7 @@ def test_benjamini_hochberg_reference():
 
 
 # --- two proportions -------------------------------------------------------------------------
+
 
 def _random_counts(rng, size):
     n_c, n_a = rng.integers(200, 5000, size=2)
@@ -138,6 +143,7 @@ def test_two_proportions_interval_contains_estimate(n_c, n_a, data):
 
 # --- Welch -----------------------------------------------------------------------------------
 
+
 def test_welch_matches_statsmodels_and_summary_form():
     rng = np.random.default_rng(42)
     for alpha in (0.05, 0.2):
@@ -146,11 +152,14 @@ def test_welch_matches_statsmodels_and_summary_form():
             arm = rng.lognormal(1.1, 1.3, size=int(rng.integers(5, 3000)))
             got = stats.welch_test(control, arm, alpha)
             t, p, df = ttest_ind(arm, control, usevar="unequal")
-            low, high = CompareMeans(DescrStatsW(arm), DescrStatsW(control)).tconfint_diff(alpha=alpha, usevar="unequal")
+            low, high = CompareMeans(DescrStatsW(arm), DescrStatsW(control)).tconfint_diff(
+                alpha=alpha, usevar="unequal"
+            )
             assert close(got.statistic, t) and close(got.p_value, p) and close(got.df, df)
             assert close(got.ci[0], low) and close(got.ci[1], high)
-            summary = stats.welch_from_summary(control.size, control.sum(), (control ** 2).sum(),
-                                               arm.size, arm.sum(), (arm ** 2).sum(), alpha)
+            summary = stats.welch_from_summary(
+                control.size, control.sum(), (control**2).sum(), arm.size, arm.sum(), (arm**2).sum(), alpha
+            )
             assert summary.p_value == pytest.approx(got.p_value, rel=1e-7)
             assert summary.ci[0] == pytest.approx(got.ci[0], rel=1e-7)
 
@@ -171,6 +180,7 @@ def test_welch_constant_groups_and_too_few_values():
 
 
 # --- relative lift ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("x_c, n_c, x_a, n_a", [(40, 1000, 55, 1000), (9, 150, 21, 140), (5, 3000, 12, 2500)])
 def test_relative_lift_of_proportions_is_statsmodels_log_ratio(x_c, n_c, x_a, n_a):
@@ -203,11 +213,14 @@ def test_relative_lift_is_never_below_minus_100_percent():
     assert -1 < got.ci[0] < got.lift < got.ci[1]
 
 
-@pytest.mark.parametrize("args, reason", [
-    ((0.0, 0.0, 10, 0.2, 0.16, 10), "zero_mean"),
-    ((0.2, 0.16, 100, 0.0, 0.0, 100), "zero_mean"),  # was [-100 %, -100 %]
-    ((0.04, 0.0384, 100, 0.08, 0.0736, 100), "few_events"),  # 4 events in the control
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        ((0.0, 0.0, 10, 0.2, 0.16, 10), "zero_mean"),
+        ((0.2, 0.16, 100, 0.0, 0.0, 100), "zero_mean"),  # was [-100 %, -100 %]
+        ((0.04, 0.0384, 100, 0.08, 0.0736, 100), "few_events"),  # 4 events in the control
+    ],
+)
 def test_relative_lift_not_estimable_says_why(args, reason):
     got = stats.relative_lift(*args, binary=True)
     assert got.reason == reason
@@ -217,6 +230,7 @@ def test_relative_lift_not_estimable_says_why(args, reason):
 
 
 # --- CUPED -----------------------------------------------------------------------------------
+
 
 def test_cuped_matches_regression_slope_and_welch_on_adjusted_values():
     rng = np.random.default_rng(5)
@@ -234,7 +248,7 @@ def test_cuped_matches_regression_slope_and_welch_on_adjusted_values():
     assert close(got.adjusted.ci[0], low) and close(got.adjusted.ci[1], high)
     raw_se = CompareMeans(DescrStatsW(y_a), DescrStatsW(y_c)).std_meandiff_separatevar
     adj_se = CompareMeans(DescrStatsW(adj_a), DescrStatsW(adj_c)).std_meandiff_separatevar
-    assert close(got.variance_reduction, 1 - adj_se ** 2 / raw_se ** 2)
+    assert close(got.variance_reduction, 1 - adj_se**2 / raw_se**2)
     assert got.variance_reduction > 0.5  # a strongly predictive covariate removes most variance
     assert close(got.adjusted.diff, (y_a.mean() - y_c.mean()) - theta * (x_a.mean() - x_c.mean()))
 
@@ -247,6 +261,7 @@ def test_cuped_with_constant_covariate_changes_nothing():
 
 # --- CMH and strata --------------------------------------------------------------------------
 
+
 def test_cmh_matches_statsmodels_stratified_table():
     rng = np.random.default_rng(99)
     for _ in range(20):
@@ -258,8 +273,9 @@ def test_cmh_matches_statsmodels_stratified_table():
             tables.append((int(rng.binomial(n_t, p_c * 1.3)), 0, int(rng.binomial(n_c, p_c)), 0))
             tables[-1] = (tables[-1][0], n_t - tables[-1][0], tables[-1][2], n_c - tables[-1][2])
         got = stats.cochran_mantel_haenszel(tables, alpha=0.1)
-        reference = StratifiedTable(np.array([[[a, b], [c, d]] for a, b, c, d in tables], dtype=float)
-                                    .transpose(1, 2, 0))
+        reference = StratifiedTable(
+            np.array([[[a, b], [c, d]] for a, b, c, d in tables], dtype=float).transpose(1, 2, 0)
+        )
         test = reference.test_null_odds(correction=True)
         assert close(got.statistic, test.statistic)
         assert close(got.p_value, sps.chi2.sf(test.statistic, 1))  # statsmodels' 1 − cdf loses tiny p-values
@@ -285,14 +301,19 @@ def _one_armed_strata(rng):
     """Three strata with both arms, plus two venues whose every recipient landed in one arm, with
     rates far from the others (merging them with anything biases the estimate)."""
     y_c, s_c, y_a, s_a = [], [], [], []
-    for stratum, (n_c, p_c, n_a, p_a) in enumerate([(400, 0.10, 420, 0.14), (300, 0.30, 280, 0.33),
-                                                     (200, 0.05, 210, 0.08), (0, 0, 150, 0.9), (120, 0.8, 0, 0)]):
+    for stratum, (n_c, p_c, n_a, p_a) in enumerate(
+        [(400, 0.10, 420, 0.14), (300, 0.30, 280, 0.33), (200, 0.05, 210, 0.08), (0, 0, 150, 0.9), (120, 0.8, 0, 0)]
+    ):
         y_c.append(rng.random(n_c) < p_c)
         y_a.append(rng.random(n_a) < p_a)
         s_c.append(np.full(n_c, stratum))
         s_a.append(np.full(n_a, stratum))
-    return (np.concatenate(y_c).astype(float), np.concatenate(s_c), np.concatenate(y_a).astype(float),
-            np.concatenate(s_a))
+    return (
+        np.concatenate(y_c).astype(float),
+        np.concatenate(s_c),
+        np.concatenate(y_a).astype(float),
+        np.concatenate(s_a),
+    )
 
 
 def test_cmh_leaves_out_strata_lacking_an_arm():
@@ -337,14 +358,14 @@ def _post_stratified_by_hand(y_c, s_c, y_a, s_a, alpha):
         c, a = y_c[s_c == k], y_a[s_a == k]
         w = (c.size + a.size) / total
         diff += w * (a.mean() - c.mean())
-        var += w ** 2 * (np.var(a, ddof=1) / a.size + np.var(c, ddof=1) / c.size)
+        var += w**2 * (np.var(a, ddof=1) / a.size + np.var(c, ddof=1) / c.size)
     z = sps.norm.ppf(1 - alpha / 2)
     return diff, (diff - z * math.sqrt(var), diff + z * math.sqrt(var)), 2 * sps.norm.sf(abs(diff) / math.sqrt(var))
 
 
 def test_post_stratified_difference():
     rng = np.random.default_rng(8)
-    s_c, s_a = rng.choice(["web", "phone", "x"], 900, p=[.6, .3, .1]), rng.choice(["web", "phone", "x"], 950)
+    s_c, s_a = rng.choice(["web", "phone", "x"], 900, p=[0.6, 0.3, 0.1]), rng.choice(["web", "phone", "x"], 950)
     base = {"web": 10.0, "phone": 4.0, "x": 1.0}
     y_c = np.array([base[s] for s in s_c]) + rng.normal(0, 3, s_c.size)
     y_a = np.array([base[s] for s in s_a]) + 0.5 + rng.normal(0, 3, s_a.size)
@@ -368,6 +389,7 @@ def test_post_stratified_refuses_unestimable_strata():
 
 
 # --- sample ratio, winsorisation, multiplicity ------------------------------------------------
+
 
 def test_sample_ratio_mismatch_matches_scipy():
     rng = np.random.default_rng(4)
@@ -398,9 +420,12 @@ def test_winsorize_caps_at_the_percentile_of_the_non_zero_values():
 
 
 def test_holm_across_arms_for_each_metric():
-    rows = [{"arm": arm, "metric": metric, "p_value": p, "cuped": {"p_value": p / 2}}
-            for arm, ps in (("a", (0.01, 0.2)), ("b", (0.03, 0.04)), ("c", (0.02, None)))
-            for metric, p in zip(("conversion", "revenue"), ps) if p is not None]
+    rows = [
+        {"arm": arm, "metric": metric, "p_value": p, "cuped": {"p_value": p / 2}}
+        for arm, ps in (("a", (0.01, 0.2)), ("b", (0.03, 0.04)), ("c", (0.02, None)))
+        for metric, p in zip(("conversion", "revenue"), ps)
+        if p is not None
+    ]
     rows[-1]["cuped"] = {"p_value": 0.01}
     summaries.fill_holm_arms(rows)
     conversion = [r for r in rows if r["metric"] == "conversion"]
@@ -409,7 +434,8 @@ def test_holm_across_arms_for_each_metric():
     revenue = [r for r in rows if r["metric"] == "revenue"]
     assert [r["p_adjusted_arms"] for r in revenue] == pytest.approx(list(multipletests([0.2, 0.04], method="holm")[1]))
     assert [r["cuped"]["p_adjusted_arms"] for r in conversion] == pytest.approx(
-        list(multipletests([0.005, 0.015, 0.01], method="holm")[1]))
+        list(multipletests([0.005, 0.015, 0.01], method="holm")[1])
+    )
 
 
 @settings(max_examples=25, deadline=None)  # multipletests is slow (~30 ms a call)
@@ -429,6 +455,7 @@ def test_adjustments_leave_missing_p_values_out():
 
 
 # --- mSPRT -----------------------------------------------------------------------------------
+
 
 def test_msprt_formula_and_running_minimum():
     estimates, variances, tau2 = [0.5, -0.2, 0.9, 0.1], [0.2, 0.1, 0.05, 0.04], 0.3
@@ -468,7 +495,9 @@ def test_cuped_from_moments_is_cuped_and_statsmodels():
     got = stats.cuped_from_moments(moments(y_c, x_c), moments(y_a, x_a))
     dense = stats.cuped(y_c, x_c, y_a, x_a)
     assert close(got.theta, dense.theta, rel=1e-7) and close(got.variance_reduction, dense.variance_reduction, rel=1e-6)
-    assert close(got.adjusted.diff, dense.adjusted.diff, rel=1e-7) and close(got.adjusted.se, dense.adjusted.se, rel=1e-6)
+    assert close(got.adjusted.diff, dense.adjusted.diff, rel=1e-7) and close(
+        got.adjusted.se, dense.adjusted.se, rel=1e-6
+    )
     x = np.r_[x_c, x_a]
     t, p, _ = ttest_ind(y_a - dense.theta * (x_a - x.mean()), y_c - dense.theta * (x_c - x.mean()), usevar="unequal")
     assert close(dense.adjusted.statistic, t) and close(got.adjusted.p_value, p, rel=1e-5)

@@ -18,9 +18,9 @@ from core.models import Consent, Contact, Organisation, Show, Spectator, Transac
 from core.privacy import fill_cell_keys
 from segments.rules import Purchase, SpectatorFacts
 
-AS_OF = dt.date(2024, 6, 30)       # the profiles' date
-PAST = dt.date(2023, 9, 15)        # a date in the past
-WINDOWS = (90, 365)                # within_days the tests use
+AS_OF = dt.date(2024, 6, 30)  # the profiles' date
+PAST = dt.date(2023, 9, 15)  # a date in the past
+WINDOWS = (90, 365)  # within_days the tests use
 ORGS = (("theatre-nord", 1), ("danse-sud", 2), ("festival-est", 3), ("grand-ensemble", 70))
 DISTRICT_SECRET = "test-district-secret"  # the test app's, keying the cell keys
 FSAS = ("H2X", "H2J", "H3A", "J4K", "G1R", None)
@@ -43,10 +43,15 @@ class District:
 
     def facts(self, spectator: int, as_of: dt.date, consents_on: dt.date) -> SpectatorFacts:
         at = dt.datetime.combine(consents_on + dt.timedelta(days=1), dt.time())
-        valid = [c for c in self.consents[spectator]
-                 if c["channel"] == "email" and c["basis"] != "none" and c["given_at"] <= at
-                 and (c["withdrawn_at"] is None or c["withdrawn_at"] > at)
-                 and (c["expires_at"] is None or c["expires_at"] > at)]
+        valid = [
+            c
+            for c in self.consents[spectator]
+            if c["channel"] == "email"
+            and c["basis"] != "none"
+            and c["given_at"] <= at
+            and (c["withdrawn_at"] is None or c["withdrawn_at"] > at)
+            and (c["expires_at"] is None or c["expires_at"] > at)
+        ]
         opted = self.opted_out[spectator]
         return SpectatorFacts(
             as_of=as_of,
@@ -68,18 +73,24 @@ def build_district(session, seed: int = 7, spectators: int = 52) -> District:
         session.flush()
         org_ids[slug] = org.id
     venues = []  # (id, org slug, name)
-    for slug, names in (("theatre-nord", ("Grande salle", "Studio")), ("danse-sud", ("Grande salle",)),
-                        ("festival-est", ("Esplanade", "Chapiteau")), ("grand-ensemble", ("Maison",))):
+    for slug, names in (
+        ("theatre-nord", ("Grande salle", "Studio")),
+        ("danse-sud", ("Grande salle",)),
+        ("festival-est", ("Esplanade", "Chapiteau")),
+        ("grand-ensemble", ("Maison",)),
+    ):
         for name in names:
             venue = Venue(organisation_id=org_ids[slug], name=name, capacity=500)
             session.add(venue)
             session.flush()
             venues.append((venue.id, slug, name))
     district.venue_names = sorted({v[2] for v in venues})
-    disciplines_of = {"theatre-nord": ("theatre", "theatre", "humour", "music"),
-                      "danse-sud": ("dance", "dance", "theatre", "classical"),
-                      "festival-est": ("festival", "circus", "music", "other"),
-                      "grand-ensemble": ("classical", "music")}
+    disciplines_of = {
+        "theatre-nord": ("theatre", "theatre", "humour", "music"),
+        "danse-sud": ("dance", "dance", "theatre", "classical"),
+        "festival-est": ("festival", "circus", "music", "other"),
+        "grand-ensemble": ("classical", "music"),
+    }
     shows = []  # (id, org slug, discipline, starts_at, venue name or None)
     start = dt.datetime(2019, 9, 1, 20, 0)
     for n in range(48):
@@ -88,8 +99,14 @@ def build_district(session, seed: int = 7, spectators: int = 52) -> District:
             venue_id, venue_name = None, None
         starts = start + dt.timedelta(days=rng.randrange(0, 1850), hours=rng.choice((0, -5, 1)))
         discipline = rng.choice(disciplines_of[slug])
-        show = Show(organisation_id=org_ids[slug], venue_id=venue_id, natural_key=f"show-{n}", title=f"Show {n}",
-                    discipline=discipline, starts_at=starts)
+        show = Show(
+            organisation_id=org_ids[slug],
+            venue_id=venue_id,
+            natural_key=f"show-{n}",
+            title=f"Show {n}",
+            discipline=discipline,
+            starts_at=starts,
+        )
         session.add(show)
         session.flush()
         shows.append((show.id, slug, discipline, starts, venue_name))
@@ -157,32 +174,54 @@ def build_district(session, seed: int = 7, spectators: int = 52) -> District:
                 tickets = rng.randint(1, 4)
                 amount = rng.choice((0, 1999, 2500, 4550, 8000, 12050))
                 external += 1
-                transactions.append({
-                    "organisation_id": org_ids[slug], "spectator_id": spectator, "show_id": line_show,
-                    "purchased_at": purchased, "amount_cents": amount, "tickets": tickets,
-                    "circumstance": circumstance, "category": category, "channel": channel,
-                    "order_id": order_id, "external_id": f"x{external}",
-                })
-                district.purchases[spectator].append(Purchase(
-                    purchased_at=purchased, organisation=slug, discipline=line_discipline, venue=line_venue,
-                    show_id=line_show, order_id=order_id, tickets=tickets, amount_cents=amount,
-                    promo=circumstance == "promotion", channel=channel, category=category,
-                    show_date=line_starts,
-                ))
+                transactions.append(
+                    {
+                        "organisation_id": org_ids[slug],
+                        "spectator_id": spectator,
+                        "show_id": line_show,
+                        "purchased_at": purchased,
+                        "amount_cents": amount,
+                        "tickets": tickets,
+                        "circumstance": circumstance,
+                        "category": category,
+                        "channel": channel,
+                        "order_id": order_id,
+                        "external_id": f"x{external}",
+                    }
+                )
+                district.purchases[spectator].append(
+                    Purchase(
+                        purchased_at=purchased,
+                        organisation=slug,
+                        discipline=line_discipline,
+                        venue=line_venue,
+                        show_id=line_show,
+                        order_id=order_id,
+                        tickets=tickets,
+                        amount_cents=amount,
+                        promo=circumstance == "promotion",
+                        channel=channel,
+                        category=category,
+                        show_date=line_starts,
+                    )
+                )
             if rng.random() < 0.5:
-                consent_specs.append((spectator, slug, "implied_purchase", "email", purchased,
-                                      purchased + dt.timedelta(days=730), None))
+                consent_specs.append(
+                    (spectator, slug, "implied_purchase", "email", purchased, purchased + dt.timedelta(days=730), None)
+                )
         if count and rng.random() < 0.45:
             slug = rng.choice([o for o, _ in ORGS])
             given = dt.datetime(2021, 3, 1) + dt.timedelta(days=rng.randrange(1400))
             withdrawn = given + dt.timedelta(days=rng.randrange(30, 600)) if rng.random() < 0.3 else None
             consent_specs.append((spectator, slug, "express", "email", given, None, withdrawn))
         if count and rng.random() < 0.2:
-            consent_specs.append((spectator, rng.choice([o for o, _ in ORGS]), "none", "email",
-                                  dt.datetime(2022, 1, 1), None, None))
+            consent_specs.append(
+                (spectator, rng.choice([o for o, _ in ORGS]), "none", "email", dt.datetime(2022, 1, 1), None, None)
+            )
         if count and rng.random() < 0.2:
-            consent_specs.append((spectator, rng.choice([o for o, _ in ORGS]), "express", "sms",
-                                  dt.datetime(2022, 1, 1), None, None))
+            consent_specs.append(
+                (spectator, rng.choice([o for o, _ in ORGS]), "express", "sms", dt.datetime(2022, 1, 1), None, None)
+            )
     session.execute(insert(Transaction), transactions)
 
     contacts: dict[tuple[int, str], int] = {}
@@ -197,10 +236,19 @@ def build_district(session, seed: int = 7, spectators: int = 52) -> District:
         if unique in seen:
             continue
         seen.add(unique)
-        session.add(Consent(contact_id=contacts[(spectator, slug)], channel=channel, basis=basis,
-                            given_at=given, expires_at=expires, withdrawn_at=withdrawn))
-        district.consents[spectator].append({"channel": channel, "basis": basis, "given_at": given,
-                                             "expires_at": expires, "withdrawn_at": withdrawn})
+        session.add(
+            Consent(
+                contact_id=contacts[(spectator, slug)],
+                channel=channel,
+                basis=basis,
+                given_at=given,
+                expires_at=expires,
+                withdrawn_at=withdrawn,
+            )
+        )
+        district.consents[spectator].append(
+            {"channel": channel, "basis": basis, "given_at": given, "expires_at": expires, "withdrawn_at": withdrawn}
+        )
     session.commit()
     return district
 
@@ -242,11 +290,16 @@ def district_databases(tmp_path_factory, instance_path):
             engine = make_engine(url)
             upgrade(engine)
             engine.dispose()
-            app = create_app({
-                "TESTING": True, "DATABASE_URL": url, "INSTANCE_PATH": str(instance_path),
-                "SECRET_KEY": "test-secret", "DISTRICT_SECRET": "test-district-secret",
-                "INBOX_PATH": str(tmp_path_factory.mktemp("inbox")),
-            })
+            app = create_app(
+                {
+                    "TESTING": True,
+                    "DATABASE_URL": url,
+                    "INSTANCE_PATH": str(instance_path),
+                    "SECRET_KEY": "test-secret",
+                    "DISTRICT_SECRET": "test-district-secret",
+                    "INBOX_PATH": str(tmp_path_factory.mktemp("inbox")),
+                }
+            )
             db = get_db(app)
             with db.session() as session:
                 built = build_district(session)

@@ -12,13 +12,21 @@ from segments.models import Segment, SegmentVersion
 from segments.preview import preview
 from tests.segments.district import AS_OF, PAST, small_district  # noqa: F401  (fixture)
 
-CROSS_SELL = {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
-                      {"field": "discipline", "op": "none", "value": ["dance"]}]}
+CROSS_SELL = {
+    "all": [
+        {"field": "discipline", "op": "any", "value": ["theatre"]},
+        {"field": "discipline", "op": "none", "value": ["dance"]},
+    ]
+}
 
 
 def save(client, url, name, rule, **extra):
-    data = {"name": name, "description": extra.get("description", ""), "as_of": extra.get("as_of", ""),
-            "rule": rule if isinstance(rule, str) else json.dumps(rule)}
+    data = {
+        "name": name,
+        "description": extra.get("description", ""),
+        "as_of": extra.get("as_of", ""),
+        "rule": rule if isinstance(rule, str) else json.dumps(rule),
+    }
     return client.post(url, data=data)
 
 
@@ -72,7 +80,8 @@ def test_live_preview_json(app, login_as, small_district, db):
     with db.session() as session:
         asked = session.scalars(select(AuditEvent).where(AuditEvent.action == "privacy.question")).all()
     assert [(e.user_id, e.object_id, e.details["question"]["rule"]) for e in asked] == [
-        (client.user.id, "preview", CROSS_SELL)]
+        (client.user.id, "preview", CROSS_SELL)
+    ]
     past = client.post("/segments/preview", json={"rule": CROSS_SELL, "as_of": PAST.isoformat()}).get_json()
     assert past["as_of"] == PAST.isoformat()
 
@@ -86,8 +95,12 @@ def test_live_preview_reports_a_bad_rule_with_its_place(login_as, app):
     assert body["path"] == "/all/0/value" and body["code"] == "out_of_range"
     assert body["error"].startswith("Condition 1: value -1 of field 'shows' is out of range")
     assert "/all" not in body["error"]  # words for people; the pointer stays in "path" for scripts
-    nested = {"all": [{"field": "shows", "op": ">=", "value": 1},
-                      {"not": {"any": [{"field": "orders", "op": ">=", "value": 1}, {"field": "spend", "op": ">", "value": 1}]}}]}
+    nested = {
+        "all": [
+            {"field": "shows", "op": ">=", "value": 1},
+            {"not": {"any": [{"field": "orders", "op": ">=", "value": 1}, {"field": "spend", "op": ">", "value": 1}]}},
+        ]
+    }
     deep = client.post("/segments/preview?lang=en", json={"rule": nested}).get_json()
     assert deep["path"] == "/all/1/not/any/1" and deep["error"].startswith("Condition 2 › condition 2: unknown field")
     french = client.post("/segments/preview?lang=fr", json={"rule": bad}).get_json()
@@ -112,8 +125,12 @@ def test_saving_creates_a_segment_then_versions_when_the_rule_changes(login_as, 
     assert "Versions of the rule" in page and "Theatre, not dance" in page
 
     # Same rule (written differently): no new version; the name may change.
-    same = {"all": [{"field": "discipline", "op": "any", "value": ["Theatre"]},
-                    {"field": "discipline", "op": "none", "value": ["dance", "dance"]}]}
+    same = {
+        "all": [
+            {"field": "discipline", "op": "any", "value": ["Theatre"]},
+            {"field": "discipline", "op": "none", "value": ["dance", "dance"]},
+        ]
+    }
     assert save(client, url, "Theatre-goers", same).status_code == 302
     changed = {"all": [*CROSS_SELL["all"], {"field": "contactable", "op": "is", "value": True}]}
     assert save(client, url, "Theatre-goers", changed).status_code == 302

@@ -34,16 +34,33 @@ BOUND = 5  # core.privacy: a count's noise is N(0, σ²), a sum's N(0, (bound·�
 
 # --- the reference: plain Python over the raw rows ---------------------------------------------------
 
+
 def raw_rows(session) -> dict:
     """Every transaction (with its show's discipline and date), spectator FSA and contact postal code."""
     t, s = Transaction.__table__, Show.__table__
-    rows = [dict(r._mapping) for r in session.execute(
-        select(t.c.id, t.c.organisation_id, t.c.spectator_id, t.c.show_id, t.c.purchased_at, t.c.tickets,
-               t.c.amount_cents, t.c.channel, t.c.category, t.c.order_id, s.c.discipline, s.c.starts_at)
-        .select_from(t.outerjoin(s, s.c.id == t.c.show_id)))]
+    rows = [
+        dict(r._mapping)
+        for r in session.execute(
+            select(
+                t.c.id,
+                t.c.organisation_id,
+                t.c.spectator_id,
+                t.c.show_id,
+                t.c.purchased_at,
+                t.c.tickets,
+                t.c.amount_cents,
+                t.c.channel,
+                t.c.category,
+                t.c.order_id,
+                s.c.discipline,
+                s.c.starts_at,
+            ).select_from(t.outerjoin(s, s.c.id == t.c.show_id))
+        )
+    ]
     fsa = dict(session.execute(select(Spectator.id, Spectator.fsa)).all())
-    contacts = [tuple(r) for r in session.execute(select(Contact.organisation_id, Contact.spectator_id,
-                                                         Contact.postal_code))]
+    contacts = [
+        tuple(r) for r in session.execute(select(Contact.organisation_id, Contact.spectator_id, Contact.postal_code))
+    ]
     return {"transactions": rows, "fsa": fsa, "contacts": contacts}
 
 
@@ -71,8 +88,21 @@ def reference(raw: dict, series: Series, period: Period) -> dict:
     scope = [r for r in raw["transactions"] if r["purchased_at"] < high and in_series(r)]
     inside = [r for r in scope if low is None or r["purchased_at"] >= low]
     people = {r["spectator_id"] for r in inside}
-    out: dict = {name: {} for name in ("lifecycle", "subscribers", "fsa", "dow", "month", "lead", "channel",
-                                       "price", "orders", "crossover")}
+    out: dict = {
+        name: {}
+        for name in (
+            "lifecycle",
+            "subscribers",
+            "fsa",
+            "dow",
+            "month",
+            "lead",
+            "channel",
+            "price",
+            "orders",
+            "crossover",
+        )
+    }
 
     def add(name, bucket, spectators, lines=0, tickets=0):
         out[name][str(bucket) if bucket is not None else ""] = [spectators, lines, tickets]
@@ -84,8 +114,11 @@ def reference(raw: dict, series: Series, period: Period) -> dict:
     for sid in people:
         rows = history[sid]
         shows = {r["show_id"] for r in rows if r["show_id"] is not None and r["purchased_at"] >= start_548}
-        stage = lifecycle_stage(len(shows), any(r["purchased_at"] < start_548 for r in rows),
-                                any(r["purchased_at"] >= start_1096 for r in rows))
+        stage = lifecycle_stage(
+            len(shows),
+            any(r["purchased_at"] < start_548 for r in rows),
+            any(r["purchased_at"] >= start_1096 for r in rows),
+        )
         stages[stage] = stages.get(stage, 0) + 1
     for stage, n in stages.items():
         add("lifecycle", stage, n)
@@ -96,8 +129,11 @@ def reference(raw: dict, series: Series, period: Period) -> dict:
     homes: dict = {}
     for sid in people:
         if series.kind == "organisation":
-            codes = [pc.upper()[:3] for org, spectator, pc in raw["contacts"]
-                     if org == series.organisation_id and spectator == sid and pc]
+            codes = [
+                pc.upper()[:3]
+                for org, spectator, pc in raw["contacts"]
+                if org == series.organisation_id and spectator == sid and pc
+            ]
             home = min(codes) if codes else None
         else:
             home = raw["fsa"][sid]
@@ -116,13 +152,19 @@ def reference(raw: dict, series: Series, period: Period) -> dict:
             return PRICE_UNKNOWN
         if r["amount_cents"] <= 0:
             return 0
-        return next(i for i, (_lo, hi) in enumerate(PRICE_BUCKETS) if i and (hi is None or r["amount_cents"] <= r["tickets"] * hi))
+        return next(
+            i
+            for i, (_lo, hi) in enumerate(PRICE_BUCKETS)
+            if i and (hi is None or r["amount_cents"] <= r["tickets"] * hi)
+        )
 
     keys = {
         "dow": lambda r: (r["purchased_at"].weekday() + 1) % 7,  # Sunday = 0
         "month": lambda r: r["purchased_at"].month,
         "lead": lead,
-        "channel": lambda r: CHANNEL_KEYS.index(r["channel"]) if r["channel"] in CHANNEL_KEYS[:-1] else len(CHANNEL_KEYS) - 1,
+        "channel": lambda r: (
+            CHANNEL_KEYS.index(r["channel"]) if r["channel"] in CHANNEL_KEYS[:-1] else len(CHANNEL_KEYS) - 1
+        ),
         "price": price,
     }
     for name, key in keys.items():
@@ -142,8 +184,14 @@ def reference(raw: dict, series: Series, period: Period) -> dict:
     for bucket, found in by_size.items():
         add("orders", bucket, len({sid for sid, _t in found}), len(found), sum(t for _sid, t in found))
     # every organisation's sales of these spectators in the period, by discipline
-    anywhere = [r for r in raw["transactions"] if r["spectator_id"] in people and r["purchased_at"] < high
-                and (low is None or r["purchased_at"] >= low) and r["discipline"] is not None]
+    anywhere = [
+        r
+        for r in raw["transactions"]
+        if r["spectator_id"] in people
+        and r["purchased_at"] < high
+        and (low is None or r["purchased_at"] >= low)
+        and r["discipline"] is not None
+    ]
     disciplines: dict = {}
     for r in anywhere:
         disciplines.setdefault(r["discipline"], set()).add(r["spectator_id"])
@@ -153,8 +201,12 @@ def reference(raw: dict, series: Series, period: Period) -> dict:
     return out
 
 
-PERIODS = (Period(None, AS_OF), Period(Season(2023), AS_OF), Period(Season(2022), Season(2022).last_day),
-           Period(Season(2018), Season(2018).last_day))
+PERIODS = (
+    Period(None, AS_OF),
+    Period(Season(2023), AS_OF),
+    Period(Season(2022), Season(2022).last_day),
+    Period(Season(2018), Season(2018).last_day),
+)
 
 
 def _give_postal_codes(session) -> None:
@@ -214,21 +266,26 @@ def test_kept_facts_equal_a_plain_computation_from_the_rows(session, small_distr
 
 # --- the pages -------------------------------------------------------------------------------------
 
+
 def _tables(html: str) -> dict[str, list[list[str]]]:
     """The comparison page's tables (key → rows of cell texts), read from its HTML."""
     out = {}
-    for key, body in re.findall(r'<article class="card compare-card" id="t-([a-z_]+)".*?<tbody>(.*?)</tbody>', html, re.S):
+    for key, body in re.findall(
+        r'<article class="card compare-card" id="t-([a-z_]+)".*?<tbody>(.*?)</tbody>', html, re.S
+    ):
         rows = []
         for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
-            cells = [re.sub(r"<[^>]+>", "", c).replace("\u202f", "").replace("\xa0", " ").replace(",", "").strip()
-                     for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            cells = [
+                re.sub(r"<[^>]+>", "", c).replace("\u202f", "").replace("\xa0", " ").replace(",", "").strip()
+                for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+            ]
             rows.append(cells)
         out[key] = rows
     return out
 
 
 def _figure(text: str) -> tuple[int | None, float | None]:
-    """"123 (45.6%)" → (123, 0.456); "<k" → (None, None)."""
+    """ "123 (45.6%)" → (123, 0.456); "<k" → (None, None)."""
     match = re.match(r"^(<k|[\d]+)(?:\s*\(([\d.]+)\s*%\))?$", text.replace("&lt;", "<"))
     assert match, text
     value = None if match.group(1) == "<k" else int(match.group(1))
@@ -240,8 +297,12 @@ def _low_k(session, k: int = 3) -> None:
     session.commit()
 
 
-def test_own_series_is_exact_and_pooled_ones_stay_within_the_noise_bound(app, session, small_district,  # noqa: F811
-                                                                         login_as):
+def test_own_series_is_exact_and_pooled_ones_stay_within_the_noise_bound(
+    app,
+    session,
+    small_district,  # noqa: F811
+    login_as,
+):
     """A venue's own figures are the exact ones (or hidden under k); every pooled figure (the
     discipline, the district, the venue's crossover) is within 5σ of the exact one, σ·5 for tickets
     and purchases (core.privacy's bound of what one person adds to a sum, SUM_BOUNDS), or hidden."""
@@ -261,12 +322,36 @@ def test_own_series_is_exact_and_pooled_ones_stay_within_the_noise_bound(app, se
     series = [Series.organisation(organisation), Series.discipline(discipline), Series.district()]
     expected = [reference(raw, s, period) for s in series]
     tables = _tables(html)
-    assert set(tables) >= {"lifecycle", "subscribers", "regions", "lead_time", "weekday", "month", "channels",
-                           "prices", "order_size", "crossover"}
-    stage_keys = {"New": "new", "Once before": "once_before", "Convertee": "convertee", "Active": "active",
-                  "Super active": "super_active", "Stale": "stale", "Lapsed": "lapsed"}
-    week = {"Monday": "1", "Tuesday": "2", "Wednesday": "3", "Thursday": "4", "Friday": "5", "Saturday": "6",
-            "Sunday": "0"}
+    assert set(tables) >= {
+        "lifecycle",
+        "subscribers",
+        "regions",
+        "lead_time",
+        "weekday",
+        "month",
+        "channels",
+        "prices",
+        "order_size",
+        "crossover",
+    }
+    stage_keys = {
+        "New": "new",
+        "Once before": "once_before",
+        "Convertee": "convertee",
+        "Active": "active",
+        "Super active": "super_active",
+        "Stale": "stale",
+        "Lapsed": "lapsed",
+    }
+    week = {
+        "Monday": "1",
+        "Tuesday": "2",
+        "Wednesday": "3",
+        "Thursday": "4",
+        "Friday": "5",
+        "Saturday": "6",
+        "Sunday": "0",
+    }
     checked = {"exact": 0, "pooled": 0, "hidden": 0}
     for key, fact, index, lookup in (("lifecycle", "lifecycle", 0, stage_keys), ("weekday", "dow", 1, week)):
         for label, *cells in tables[key]:
@@ -285,8 +370,16 @@ def test_own_series_is_exact_and_pooled_ones_stay_within_the_noise_bound(app, se
                     assert abs(value - exact) <= bound, (key, label, column, value, exact)
                     checked["pooled"] += 1
     # crossover follows the venue's spectators to other organisations' sales: pooled even for the venue
-    disciplines = {"Theatre": "theatre", "Dance": "dance", "Music": "music", "Humour": "humour", "Circus": "circus",
-                   "Classical music": "classical", "Festival": "festival", "Other": "other"}
+    disciplines = {
+        "Theatre": "theatre",
+        "Dance": "dance",
+        "Music": "music",
+        "Humour": "humour",
+        "Circus": "circus",
+        "Classical music": "classical",
+        "Festival": "festival",
+        "Other": "other",
+    }
     for label, *cells in tables["crossover"]:
         value, _share = _figure(cells[0])
         exact = expected[0]["crossover"].get(disciplines[label], [0])[0]
@@ -304,8 +397,15 @@ def test_staff_sees_every_series_as_pooled_figures(app, session, small_district,
     assert "Every figure here is a pooled figure" in html
     organisation = session.scalar(select(Organisation).where(Organisation.slug == "theatre-nord"))
     expected = reference(raw_rows(session), Series.organisation(organisation), Period.make(None))
-    stages = {"New": "new", "Once before": "once_before", "Convertee": "convertee", "Active": "active",
-              "Super active": "super_active", "Stale": "stale", "Lapsed": "lapsed"}
+    stages = {
+        "New": "new",
+        "Once before": "once_before",
+        "Convertee": "convertee",
+        "Active": "active",
+        "Super active": "super_active",
+        "Stale": "stale",
+        "Lapsed": "lapsed",
+    }
     for label, own, *_rest in _tables(html)["lifecycle"]:
         value, _share = _figure(own)
         if value is not None:
@@ -327,8 +427,12 @@ def test_a_venue_sees_its_own_organisation_only(session, small_district, login_a
     assert "Compare audiences · Theatre Nord" in page
     html = venue.get("/segments/comparison/theatre-nord?lang=en").get_data(as_text=True)
     assert "Danse Sud" not in html and "danse-sud" not in html  # no other organisation offered or named
-    for url in ("/segments/comparison/danse-sud", "/segments/comparison/danse-sud/portrait",
-                "/segments/comparison/danse-sud/comparison.csv", "/segments/comparison?slug=danse-sud"):
+    for url in (
+        "/segments/comparison/danse-sud",
+        "/segments/comparison/danse-sud/portrait",
+        "/segments/comparison/danse-sud/comparison.csv",
+        "/segments/comparison?slug=danse-sud",
+    ):
         assert venue.get(url).status_code == 404, url
     staff = login_as("staff")
     assert staff.get("/segments/comparison/danse-sud?lang=en").status_code == 200
@@ -355,8 +459,18 @@ def test_page_portrait_and_csv_in_both_languages(session, small_district, login_
     assert len(rows[0]) == 3 + 2 * 3 and len(rows) > 40
 
 
-@pytest.mark.parametrize("query", ["season=1999", "season=abc", "season=2023-2025", "compare=2022",
-                                   "discipline=opera", "discipline=%3Cscript%3E", "season=" + "9" * 400])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "season=1999",
+        "season=abc",
+        "season=2023-2025",
+        "compare=2022",
+        "discipline=opera",
+        "discipline=%3Cscript%3E",
+        "season=" + "9" * 400,
+    ],
+)
 def test_bad_filters_get_a_clear_400(session, small_district, login_as, query):  # noqa: F811
     staff = login_as("staff")
     response = staff.get(f"/segments/comparison/theatre-nord?{query}&lang=en")
@@ -372,9 +486,15 @@ def test_an_organisation_without_sales_shows_what_to_do(session, login_as, make_
 
 
 def test_grouped_bars_are_well_formed_and_hatch_hidden_values():
-    svg = grouped_bar_chart(["A", "B <&>"], ["One", "Two", "Three"], [[0.5, None, 0.25], [0.1, 0.2, 0.3]],
-                            title="T", chart_id="g", value_labels=[["50%", "", "25%"], ["10%", "20%", "30%"]],
-                            hidden_note="hidden")
+    svg = grouped_bar_chart(
+        ["A", "B <&>"],
+        ["One", "Two", "Three"],
+        [[0.5, None, 0.25], [0.1, 0.2, 0.3]],
+        title="T",
+        chart_id="g",
+        value_labels=[["50%", "", "25%"], ["10%", "20%", "30%"]],
+        hidden_note="hidden",
+    )
     root = ET.fromstring(str(svg))
     rects = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "series-bar"]
     assert len(rects) == 5
@@ -387,8 +507,11 @@ def test_an_evaluator_reads_the_comparison_only_once_granted(app, session, small
     from tests.test_authorisation_matrix import grant_insights
 
     evaluator = login_as("evaluator")
-    for url in ("/segments/comparison", "/segments/comparison/theatre-nord",
-                "/segments/comparison/theatre-nord/comparison.csv"):
+    for url in (
+        "/segments/comparison",
+        "/segments/comparison/theatre-nord",
+        "/segments/comparison/theatre-nord/comparison.csv",
+    ):
         assert evaluator.get(url).status_code == 403, url
     grant_insights(app, evaluator.user)
     assert evaluator.get("/segments/comparison/theatre-nord").status_code == 200

@@ -26,8 +26,19 @@ from segments.insights import InsightQuery, build_insights
 TODAY = dt.date.today()
 COUNT_KINDS = ("spectators", "purchases", "tickets")
 # FSAs of the test district: some areas with fewer than k spectators, one that looks like a formula.
-FSAS = (["H2X"] * 40 + ["H3A"] * 25 + ["J4K"] * 20 + ["H7N"] * 12 + ["=1+"] * 16 + ["K1A"] * 5 + ["M5V"] * 3
-        + ["G1R"] * 4 + ["902"] * 2 + [None] * 8 + ["H1A", "H2B", "H4C", "H8T", "H9W"] * 3)
+FSAS = (
+    ["H2X"] * 40
+    + ["H3A"] * 25
+    + ["J4K"] * 20
+    + ["H7N"] * 12
+    + ["=1+"] * 16
+    + ["K1A"] * 5
+    + ["M5V"] * 3
+    + ["G1R"] * 4
+    + ["902"] * 2
+    + [None] * 8
+    + ["H1A", "H2B", "H4C", "H8T", "H9W"] * 3
+)
 
 
 def build_district(db, today: dt.date = TODAY, seed: int = 7) -> dict:
@@ -38,19 +49,28 @@ def build_district(db, today: dt.date = TODAY, seed: int = 7) -> dict:
         orgs = {
             "salle-a": Organisation(slug="salle-a", name="Salle A", disciplines="theatre"),
             "salle-b": Organisation(slug="salle-b", name="Salle B", disciplines="music,dance"),
-            "festival-c": Organisation(slug="festival-c", name="Festival C", kind="festival", k_threshold=15,
-                                       disciplines="festival"),
+            "festival-c": Organisation(
+                slug="festival-c", name="Festival C", kind="festival", k_threshold=15, disciplines="festival"
+            ),
         }
         s.add_all(orgs.values())
         s.flush()
-        plan = {"salle-a": ["theatre"] * 4 + ["humour"], "salle-b": ["music"] * 3 + ["dance"] * 2,
-                "festival-c": ["festival", "festival", "music"]}
+        plan = {
+            "salle-a": ["theatre"] * 4 + ["humour"],
+            "salle-b": ["music"] * 3 + ["dance"] * 2,
+            "festival-c": ["festival", "festival", "music"],
+        }
         shows = {}
         for slug, disciplines in plan.items():
             shows[slug] = []
             for i, discipline in enumerate(disciplines):
-                show = Show(organisation_id=orgs[slug].id, natural_key=f"{slug}-{i}", title=f"Spectacle {slug} {i}",
-                            discipline=discipline, starts_at=dt.datetime(2020, 1, 1, 20))
+                show = Show(
+                    organisation_id=orgs[slug].id,
+                    natural_key=f"{slug}-{i}",
+                    title=f"Spectacle {slug} {i}",
+                    discipline=discipline,
+                    starts_at=dt.datetime(2020, 1, 1, 20),
+                )
                 s.add(show)
                 shows[slug].append(show)
         s.flush()
@@ -71,21 +91,30 @@ def build_district(db, today: dt.date = TODAY, seed: int = 7) -> dict:
                 for _ in range(lines):
                     show = rnd.choice(shows[slug])
                     line += 1
-                    rows.append({
-                        "organisation_id": org.id, "spectator_id": person.id, "show_id": show.id,
-                        "purchased_at": at, "amount_cents": rnd.choice([2500, 3900, 5450]),
-                        "tickets": rnd.choice([1, 2, 2, 2, 3, 4, 6]),
-                        "circumstance": "complimentary" if n in (5, 6) else rnd.choice(["regular"] * 4 + ["promotion"]),
-                        "category": "subscription" if n % 12 == 0 else "single",
-                        "channel": "phone" if n in (1, 2, 3) else rnd.choice(["web", "web", "box_office"]),
-                        "order_id": order, "external_id": f"x{line}",
-                    })
+                    rows.append(
+                        {
+                            "organisation_id": org.id,
+                            "spectator_id": person.id,
+                            "show_id": show.id,
+                            "purchased_at": at,
+                            "amount_cents": rnd.choice([2500, 3900, 5450]),
+                            "tickets": rnd.choice([1, 2, 2, 2, 3, 4, 6]),
+                            "circumstance": "complimentary"
+                            if n in (5, 6)
+                            else rnd.choice(["regular"] * 4 + ["promotion"]),
+                            "category": "subscription" if n % 12 == 0 else "single",
+                            "channel": "phone" if n in (1, 2, 3) else rnd.choice(["web", "web", "box_office"]),
+                            "order_id": order,
+                            "external_id": f"x{line}",
+                        }
+                    )
         s.execute(insert(Transaction), rows)
         s.commit()
         return {slug: org.id for slug, org in orgs.items()}
 
 
 # --- what every table must satisfy -------------------------------------------------------------------
+
 
 def assert_suppressed(table) -> None:
     """No visible count in 1..k-1; no line with exactly one hidden figure beside a shown total."""
@@ -204,10 +233,21 @@ def _history(session, org_id, show_ids, spectator_id, days_ago, external, at_tim
     """One purchase per entry of ``days_ago`` (the show of the same index)."""
     rows = []
     for i, days in enumerate(days_ago):
-        rows.append({"organisation_id": org_id, "spectator_id": spectator_id, "show_id": show_ids[i % len(show_ids)],
-                     "purchased_at": dt.datetime.combine(AS_OF - dt.timedelta(days=days), at_time),
-                     "amount_cents": 1000, "tickets": 2, "circumstance": "regular", "category": "single",
-                     "channel": "web", "order_id": None, "external_id": f"{external}-{i}"})
+        rows.append(
+            {
+                "organisation_id": org_id,
+                "spectator_id": spectator_id,
+                "show_id": show_ids[i % len(show_ids)],
+                "purchased_at": dt.datetime.combine(AS_OF - dt.timedelta(days=days), at_time),
+                "amount_cents": 1000,
+                "tickets": 2,
+                "circumstance": "regular",
+                "category": "single",
+                "channel": "web",
+                "order_id": None,
+                "external_id": f"{external}-{i}",
+            }
+        )
     session.execute(insert(Transaction), rows)
 
 
@@ -216,8 +256,16 @@ def test_lifecycle_stages_on_exact_data(session):
     org = Organisation(slug="o", name="O")
     session.add(org)
     session.flush()
-    shows = [Show(organisation_id=org.id, natural_key=f"s{i}", title=f"S{i}", discipline="theatre",
-                  starts_at=dt.datetime(2025, 7, 1, 20)) for i in range(12)]
+    shows = [
+        Show(
+            organisation_id=org.id,
+            natural_key=f"s{i}",
+            title=f"S{i}",
+            discipline="theatre",
+            starts_at=dt.datetime(2025, 7, 1, 20),
+        )
+        for i in range(12)
+    ]
     session.add_all(shows)
     session.flush()
     ids = [s.id for s in shows]
@@ -248,8 +296,15 @@ def test_lifecycle_stages_on_exact_data(session):
     table = InsightQuery(session, Scope.district(), AS_OF).lifecycle()
     assert table.k == 2
     shown = dict(zip(table.row_keys, (row[1] for row in table.rows)))
-    assert shown == {"new": 3, "once_before": 2, "convertee": 2, "active": 2, "super_active": 2, "stale": 2,
-                     "lapsed": 2}
+    assert shown == {
+        "new": 3,
+        "once_before": 2,
+        "convertee": 2,
+        "active": 2,
+        "super_active": 2,
+        "stale": 2,
+        "lapsed": 2,
+    }
     assert table.total[1] == 15
     frequency = dict(zip(range(6), (row[1] for row in InsightQuery(session, Scope.district(), AS_OF).frequency().rows)))
     # purchases ever: one (new x2, stale x2, lapsed x2); two (once_before x2 and "twice")
@@ -261,8 +316,9 @@ def test_when_tables_on_exact_data(session):
     org = Organisation(slug="o", name="O")
     session.add(org)
     session.flush()
-    show = Show(organisation_id=org.id, natural_key="s", title="S", discipline="dance",
-                starts_at=dt.datetime(2025, 3, 20, 20))
+    show = Show(
+        organisation_id=org.id, natural_key="s", title="S", discipline="dance", starts_at=dt.datetime(2025, 3, 20, 20)
+    )
     session.add(show)
     session.flush()
     for n in range(3):
@@ -270,11 +326,24 @@ def test_when_tables_on_exact_data(session):
         session.add(person)
         session.flush()
         # Wednesday 5 March 2025, 14:30: 15 days before the show
-        session.execute(insert(Transaction), [{
-            "organisation_id": org.id, "spectator_id": person.id, "show_id": show.id,
-            "purchased_at": dt.datetime(2025, 3, 5, 14, 30), "amount_cents": 2000, "tickets": 2,
-            "circumstance": "promotion", "category": "subscription", "channel": "box_office",
-            "order_id": "same" if n < 2 else None, "external_id": f"w{n}"}])
+        session.execute(
+            insert(Transaction),
+            [
+                {
+                    "organisation_id": org.id,
+                    "spectator_id": person.id,
+                    "show_id": show.id,
+                    "purchased_at": dt.datetime(2025, 3, 5, 14, 30),
+                    "amount_cents": 2000,
+                    "tickets": 2,
+                    "circumstance": "promotion",
+                    "category": "subscription",
+                    "channel": "box_office",
+                    "order_id": "same" if n < 2 else None,
+                    "external_id": f"w{n}",
+                }
+            ],
+        )
     session.commit()
     scope = Scope.discipline("dance")
     day_hour = InsightQuery(session, scope, AS_OF).day_hour()
@@ -297,6 +366,7 @@ def test_when_tables_on_exact_data(session):
 
 # --- the suppression helpers alone --------------------------------------------------------------------
 
+
 def test_one_way_hides_a_complement_for_overlapping_rows():
     items = [("a", "A", 95, {}), ("b", "B", 40, {}), ("c", "C", 30, {})]
     table = one_way("t", "what", "T", Column("label", "L", "label"), items, population=100, k=10, overlapping=True)
@@ -309,8 +379,20 @@ def test_one_way_hides_a_complement_for_overlapping_rows():
 def test_matrix_margins_never_leave_one_hidden():
     spectators = [[12, 3, 20], [15, 11, 30]]
     values = [[14, 3, 25], [16, 12, 33]]
-    table = matrix_with_margins("m", "when", "M", ["r1", "r2"], ["a", "b", "c"], spectators, [30, 50], [25, 13, 45],
-                                70, values, 10, corner_label="x")
+    table = matrix_with_margins(
+        "m",
+        "when",
+        "M",
+        ["r1", "r2"],
+        ["a", "b", "c"],
+        spectators,
+        [30, 50],
+        [25, 13, 45],
+        70,
+        values,
+        10,
+        corner_label="x",
+    )
     assert table.rows[0][2] is None
     assert_suppressed(table)
 
@@ -322,8 +404,14 @@ NASTY = ['<script>alert("x")</script>', "R&D \"quoted\" 'single'", "=1+2", "é" 
 
 @pytest.mark.parametrize("make", [hbar_chart, vbar_chart])
 def test_bar_charts_are_well_formed_and_accessible(make):
-    svg = make(NASTY, [10, None, 0, 2000], title="Titre <b>&", chart_id="c 1", desc="Desc & more",
-               hidden_note="Hatched: hidden <k")
+    svg = make(
+        NASTY,
+        [10, None, 0, 2000],
+        title="Titre <b>&",
+        chart_id="c 1",
+        desc="Desc & more",
+        hidden_note="Hatched: hidden <k",
+    )
     root = ET.fromstring(str(svg))
     assert root.get("role") == "img" and root.get("aria-label") == "Titre <b>&"
     assert root.find("{http://www.w3.org/2000/svg}title").text == "Titre <b>&"
@@ -339,8 +427,17 @@ def test_bars_stay_inside_the_plot():
 
 
 def test_heatmap_is_well_formed():
-    svg = heatmap(["a<", "b"], ["x&", "y", "z"], [[1, None, 0], [5, 6, None]], title="H", chart_id="h",
-                  hidden_note="n", legend_low="less", legend_high="more", rotate_columns=True)
+    svg = heatmap(
+        ["a<", "b"],
+        ["x&", "y", "z"],
+        [[1, None, 0], [5, 6, None]],
+        title="H",
+        chart_id="h",
+        hidden_note="n",
+        legend_low="less",
+        legend_high="more",
+        rotate_columns=True,
+    )
     root = ET.fromstring(str(svg))
     assert root.get("role") == "img"
     ET.fromstring(str(heatmap([], [], [], title="Empty", chart_id="e")))
@@ -368,8 +465,13 @@ def test_pages_render_in_french_and_english(login_as, district):
     client = login_as("staff")
     page = assert_page(client.get("/segments/insights"), "Qui sont-ils", "Le Quartier", "cycle de vie")
     assert "&lt;15" in page  # hidden cells, with the district's k
-    assert_page(client.get("/segments/insights?lang=en"), "Who are they?", "Where do they come from?",
-                "When do they buy?", "What do they buy?")
+    assert_page(
+        client.get("/segments/insights?lang=en"),
+        "Who are they?",
+        "Where do they come from?",
+        "When do they buy?",
+        "What do they buy?",
+    )
     assert_page(client.get("/segments/insights/discipline/theatre?lang=en"), "Theatre")
     assert_page(client.get("/segments/insights/discipline/theatre?lang=fr"), "Théâtre")
     assert_page(client.get("/segments/insights/organisation/festival-c?lang=en"), "Festival C")
@@ -383,8 +485,10 @@ def test_pages_render_in_french_and_english(login_as, district):
 def test_pages_render_on_an_empty_district(login_as):
     """Nothing imported yet: an empty state, not tables of zeros (tests/segments/test_insights_walkthrough.py)."""
     client = login_as("staff")
-    for url, text in (("/segments/insights?lang=en", "No ticketing data yet"),
-                      ("/segments/insights/discipline/circus?lang=fr", "Cirque")):
+    for url, text in (
+        ("/segments/insights?lang=en", "No ticketing data yet"),
+        ("/segments/insights/discipline/circus?lang=fr", "Cirque"),
+    ):
         response = client.get(url)
         assert response.status_code == 200
         page = response.get_data(as_text=True)
@@ -471,10 +575,24 @@ def test_page_and_csv_agree_and_read_the_published_facts(app, login_as, district
     person = Spectator(key="late", fsa="H2X")
     session.add(person)
     session.flush()
-    session.execute(insert(Transaction), [{
-        "organisation_id": district["salle-a"], "spectator_id": person.id, "show_id": None,
-        "purchased_at": dt.datetime.combine(TODAY, dt.time(9)), "amount_cents": 100, "tickets": 1,
-        "circumstance": "regular", "category": "single", "channel": "web", "order_id": None, "external_id": "late"}])
+    session.execute(
+        insert(Transaction),
+        [
+            {
+                "organisation_id": district["salle-a"],
+                "spectator_id": person.id,
+                "show_id": None,
+                "purchased_at": dt.datetime.combine(TODAY, dt.time(9)),
+                "amount_cents": 100,
+                "tickets": 1,
+                "circumstance": "regular",
+                "category": "single",
+                "channel": "web",
+                "order_id": None,
+                "external_id": "late",
+            }
+        ],
+    )
     session.commit()
     rows = _read_csv(client.get("/segments/insights/lifecycle.csv?lang=en"), ",")
     assert rows[-1][1] == str(len(FSAS))  # the last published figures
@@ -487,5 +605,6 @@ def test_page_and_csv_agree_and_read_the_published_facts(app, login_as, district
     kept = build_insights(session, salle_b, facts=read_facts(session, INSIGHTS, scope_key(salle_b))[0])
     fresh = build_insights(session, salle_b)
     for name in TABLES:
-        assert [list(map(str, r)) for r in kept["tables"][name].rows] == \
-            [list(map(str, r)) for r in fresh["tables"][name].rows], name
+        assert [list(map(str, r)) for r in kept["tables"][name].rows] == [
+            list(map(str, r)) for r in fresh["tables"][name].rows
+        ], name

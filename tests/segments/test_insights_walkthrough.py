@@ -37,6 +37,7 @@ def page_text(response) -> str:
 
 # --- 1. the total row of a CSV export -------------------------------------------------------------
 
+
 def test_csv_total_share_is_a_dash_or_a_hundred_never_a_hidden_mark(app, login_as, district):
     # A tiny σ: the noisy figures are the exact ones (the noise is tested in tests/core/test_privacy.py).
     app.config["PRIVACY_SIGMA"] = 1e-6
@@ -71,6 +72,7 @@ def test_csv_total_share_is_a_dash_or_a_hundred_never_a_hidden_mark(app, login_a
 
 # --- 2. an empty scope ------------------------------------------------------------------------------
 
+
 def assert_empty_state(page: str, heading: str, *, import_link: bool) -> None:
     assert EMPTY_STATE in page and heading in page
     assert (IMPORT_LINK in page) is import_link
@@ -84,8 +86,11 @@ def test_an_empty_district_says_so_and_offers_the_import_page(login_as, make_org
     assert_empty_state(page, "Pas encore de données de billetterie", import_link=True)
     assert "Importer un fichier" in page
     # a discipline nobody bought: the same, in its words
-    assert_empty_state(page_text(staff.get("/segments/insights/discipline/dance?lang=en")),
-                       "No purchases of this discipline yet", import_link=True)
+    assert_empty_state(
+        page_text(staff.get("/segments/insights/discipline/dance?lang=en")),
+        "No purchases of this discipline yet",
+        import_link=True,
+    )
     # evaluators do not import: the state without the link
     evaluator = login_as("evaluator")
     grant_insights(evaluator.application, evaluator.user)
@@ -111,23 +116,37 @@ def test_an_organisation_without_purchases_in_a_busy_district(login_as, district
 
 # --- 5. what a share divides, what a chart counts, the long day-by-hour table ------------------------
 
+
 def test_labels_say_what_shares_divide_and_charts_count(login_as, district, session):
     client = login_as("venue", session.get(Organisation, district["salle-a"]))
     page = page_text(client.get("/segments/insights/organisation/salle-a?lang=en"))
-    for text in ("Share of spectators", "Share of purchases", "Share of tickets", "Bought before the performance",
-                 "Bars: spectators, with their share in brackets.", "Bars: tickets, with their share in brackets.",
-                 "Cells: purchases; the darker, the more.", "Show the figures (24 rows)"):
+    for text in (
+        "Share of spectators",
+        "Share of purchases",
+        "Share of tickets",
+        "Bought before the performance",
+        "Bars: spectators, with their share in brackets.",
+        "Bars: tickets, with their share in brackets.",
+        "Cells: purchases; the darker, the more.",
+        "Show the figures (24 rows)",
+    ):
         assert text in page, text
     assert ">Share<" not in page  # no share column without what it is a share of
     # the 24 × 7 table of purchases is folded under its heat map, its figures one click away
-    day_hour = page[page.index('id="t-day_hour"'):page.index('id="t-seasonality"')]
+    day_hour = page[page.index('id="t-day_hour"') : page.index('id="t-seasonality"')]
     assert day_hour.index("<svg") < day_hour.index("<details>") < day_hour.index("<table")
     assert day_hour.index("</table>") < day_hour.index("</details>")
     # the other tables stay open
     assert page.count("<details>") == 1
     french = page_text(client.get("/segments/insights/organisation/salle-a?lang=fr"))
-    for text in ("Part des spectateurs", "Part des achats", "Part des billets", "Acheté avant la représentation",
-                 "Barres : billets, avec leur part entre parenthèses.", "Afficher les chiffres (24 lignes)"):
+    for text in (
+        "Part des spectateurs",
+        "Part des achats",
+        "Part des billets",
+        "Acheté avant la représentation",
+        "Barres : billets, avec leur part entre parenthèses.",
+        "Afficher les chiffres (24 lignes)",
+    ):
         assert text in french, text
 
 

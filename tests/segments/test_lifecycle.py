@@ -33,8 +33,16 @@ def test_every_view_gives_each_spectator_the_same_stage(session):
     org = Organisation(slug="o", name="O")
     session.add(org)
     session.flush()
-    shows = [Show(organisation_id=org.id, natural_key=f"s{i}", title=f"S{i}", discipline="theatre",
-                  starts_at=dt.datetime(2025, 7, 1, 20)) for i in range(3)]
+    shows = [
+        Show(
+            organisation_id=org.id,
+            natural_key=f"s{i}",
+            title=f"S{i}",
+            discipline="theatre",
+            starts_at=dt.datetime(2025, 7, 1, 20),
+        )
+        for i in range(3)
+    ]
     session.add_all(shows)
     session.flush()
     reference: dict[int, str] = {}
@@ -49,9 +57,21 @@ def test_every_view_gives_each_spectator_the_same_stage(session):
                 at = dt.datetime.combine(AS_OF - dt.timedelta(days=days), dt.time(14, 30))
                 show_id = shows[show].id if show is not None else None
                 external += 1
-                rows.append({"organisation_id": org.id, "spectator_id": person.id, "show_id": show_id,
-                             "purchased_at": at, "amount_cents": 1000, "tickets": 1, "circumstance": "regular",
-                             "category": "single", "channel": "web", "order_id": None, "external_id": f"e{external}"})
+                rows.append(
+                    {
+                        "organisation_id": org.id,
+                        "spectator_id": person.id,
+                        "show_id": show_id,
+                        "purchased_at": at,
+                        "amount_cents": 1000,
+                        "tickets": 1,
+                        "circumstance": "regular",
+                        "category": "single",
+                        "channel": "web",
+                        "order_id": None,
+                        "external_id": f"e{external}",
+                    }
+                )
                 purchases.append(Purchase(purchased_at=at.date(), organisation="o", show_id=show_id))
             session.execute(insert(Transaction), rows)
             reference[person.id] = stage_of(SpectatorFacts(as_of=AS_OF, purchases=tuple(purchases)))

@@ -12,8 +12,12 @@ from segments.preview import members, preview
 from segments.snapshots import take_snapshot
 from tests.segments.district import AS_OF, PAST, small_district  # noqa: F401  (fixture)
 
-CROSS_SELL = {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
-                      {"field": "discipline", "op": "none", "value": ["dance"]}]}
+CROSS_SELL = {
+    "all": [
+        {"field": "discipline", "op": "any", "value": ["theatre"]},
+        {"field": "discipline", "op": "none", "value": ["dance"]},
+    ]
+}
 EVERYONE = {"field": "shows", "op": ">=", "value": 0}
 
 
@@ -49,7 +53,14 @@ def test_preview_json_has_the_contract_shape(runner, tmp_path, db, small_distric
     # A spectator counts under every organisation bought from: the counts overlap.
     assert sum(row["spectators"] or 0 for row in out["by_organisation"]) > out["size"]
     assert {row["stage"] for row in out["lifecycle"]} == {
-        "new", "once_before", "convertee", "active", "super_active", "stale", "lapsed"}
+        "new",
+        "once_before",
+        "convertee",
+        "active",
+        "super_active",
+        "stale",
+        "lapsed",
+    }
     assert set(out["contactable"]) == {"spectators", "share", "suppressed"}
 
 
@@ -79,8 +90,9 @@ def test_a_stricter_k_applies_to_the_view_across_organisations(runner, tmp_path,
         session.commit()
     out = run_json(runner, write(tmp_path, EVERYONE))
     assert out["k"] == 25
-    assert all(row["spectators"] is None or row["spectators"] == 0 or row["spectators"] >= 25
-               for row in out["by_organisation"])
+    assert all(
+        row["spectators"] is None or row["spectators"] == 0 or row["spectators"] >= 25 for row in out["by_organisation"]
+    )
 
 
 def test_as_of_and_text_output(runner, tmp_path, small_district):
@@ -114,6 +126,7 @@ def test_preview_with_no_profiles_reads_the_transactions(db, small_district):
     with db.session() as session:
         session.execute(SegmentVersion.__table__.delete())
         from segments.models import SpectatorProfile
+
         session.execute(SpectatorProfile.__table__.delete())
         session.execute(Setting.__table__.delete())
         session.commit()
@@ -132,8 +145,9 @@ def test_a_snapshot_freezes_the_members_and_never_commits(db, small_district):
         session.flush()
         for as_of in (AS_OF, PAST):
             snapshot = take_snapshot(session, version, as_of)
-            frozen = sorted(session.scalars(
-                select(SnapshotMember.spectator_id).where(SnapshotMember.snapshot_id == snapshot.id)))
+            frozen = sorted(
+                session.scalars(select(SnapshotMember.spectator_id).where(SnapshotMember.snapshot_id == snapshot.id))
+            )
             assert frozen == members(session, CROSS_SELL, as_of)
             assert snapshot.size == len(frozen) > 0 and snapshot.as_of == as_of
         session.rollback()

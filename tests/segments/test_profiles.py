@@ -26,8 +26,7 @@ COLUMNS = [c for c in SpectatorProfile.__table__.columns]
 
 
 def rows(session) -> dict[int, tuple]:
-    return {row[0]: tuple(row) for row in session.execute(
-        select(*COLUMNS).order_by(SpectatorProfile.spectator_id))}
+    return {row[0]: tuple(row) for row in session.execute(select(*COLUMNS).order_by(SpectatorProfile.spectator_id))}
 
 
 def approx(value):
@@ -60,9 +59,11 @@ def test_profile_rows_say_what_the_purchases_say(db, small_district):
         assert profile.spent_cents == sum(p.amount_cents for p in purchases)
         assert profile.lifecycle == stage_of(facts)
         assert profile.organisation_mask == sum(
-            1 << orgs[slug] for slug in {p.organisation for p in purchases} if orgs[slug] <= 62)
+            1 << orgs[slug] for slug in {p.organisation for p in purchases} if orgs[slug] <= 62
+        )
         assert profile.discipline_mask == sum(
-            1 << DISCIPLINES.index(d) for d in {p.discipline for p in purchases} - {None})
+            1 << DISCIPLINES.index(d) for d in {p.discipline for p in purchases} - {None}
+        )
         assert profile.subscriber == any(p.category == "subscription" for p in purchases)
         assert (profile.newsletter, profile.contactable) == (facts.newsletter, facts.contactable)
         per_channel = {c: sum(1 for o in orders.values() if c in o["channel"]) for c in ("web", "box_office", "phone")}
@@ -78,9 +79,11 @@ def test_profile_rows_say_what_the_purchases_say(db, small_district):
             recent = [p for p in purchases if p.purchased_at > AS_OF - dt.timedelta(days=days)]
             assert getattr(profile, f"spent_cents_{days}") == sum(p.amount_cents for p in recent)
             assert getattr(profile, f"organisation_mask_{days}") == sum(
-                1 << orgs[slug] for slug in {p.organisation for p in recent} if orgs[slug] <= 62)
+                1 << orgs[slug] for slug in {p.organisation for p in recent} if orgs[slug] <= 62
+            )
             assert getattr(profile, f"discipline_mask_{days}") == sum(
-                1 << DISCIPLINES.index(d) for d in {p.discipline for p in recent} - {None})
+                1 << DISCIPLINES.index(d) for d in {p.discipline for p in recent} - {None}
+            )
 
 
 def test_an_organisation_beyond_the_mask_is_left_out_of_it(db, small_district):
@@ -95,15 +98,29 @@ def test_an_organisation_beyond_the_mask_is_left_out_of_it(db, small_district):
 def _new_sales(session, spectator_ids: list[int], on: dt.datetime) -> int:
     """A sales batch adding a purchase to each of ``spectator_ids`` (and one new consent)."""
     org = session.scalar(select(Organisation).where(Organisation.slug == "danse-sud"))
-    batch = ImportBatch(organisation_id=org.id, kind="sales", filename="more.csv", checksum="x" * 64,
-                        status="done")
+    batch = ImportBatch(organisation_id=org.id, kind="sales", filename="more.csv", checksum="x" * 64, status="done")
     session.add(batch)
     session.flush()
-    session.execute(insert(Transaction), [
-        {"organisation_id": org.id, "spectator_id": s, "show_id": None, "batch_id": batch.id, "purchased_at": on,
-         "amount_cents": 3000, "tickets": 2, "circumstance": "promotion", "category": "subscription",
-         "channel": "phone", "order_id": None, "external_id": f"new-{s}"}
-        for s in spectator_ids])
+    session.execute(
+        insert(Transaction),
+        [
+            {
+                "organisation_id": org.id,
+                "spectator_id": s,
+                "show_id": None,
+                "batch_id": batch.id,
+                "purchased_at": on,
+                "amount_cents": 3000,
+                "tickets": 2,
+                "circumstance": "promotion",
+                "category": "subscription",
+                "channel": "phone",
+                "order_id": None,
+                "external_id": f"new-{s}",
+            }
+            for s in spectator_ids
+        ],
+    )
     return batch.id
 
 
@@ -113,8 +130,9 @@ def test_incremental_refresh_gives_the_rows_of_a_full_one(db, small_district):
     with db.session() as session:
         before = rows(session)
         batch_id = _new_sales(session, changed, dt.datetime(2024, 6, 29, 18, 0))
-        session.execute(update(Spectator).where(Spectator.id == changed[0]).values(
-            opted_out_at=dt.datetime(2024, 6, 1)))
+        session.execute(
+            update(Spectator).where(Spectator.id == changed[0]).values(opted_out_at=dt.datetime(2024, 6, 1))
+        )
         written = refresh_after_import(session, batch_id, as_of=AS_OF)
         session.commit()
         incremental = rows(session)
@@ -127,8 +145,7 @@ def test_incremental_refresh_gives_the_rows_of_a_full_one(db, small_district):
         # An explicit list of ids, and a SELECT of ids, do the same.
         refresh_profiles(session, changed, as_of=AS_OF)
         assert rows(session) == incremental
-        refresh_profiles(session, select(Transaction.spectator_id).where(Transaction.batch_id == batch_id),
-                         as_of=AS_OF)
+        refresh_profiles(session, select(Transaction.spectator_id).where(Transaction.batch_id == batch_id), as_of=AS_OF)
         assert rows(session) == incremental
 
 
@@ -160,17 +177,28 @@ def test_refresh_changed_picks_the_spectators_of_newer_batches(db, small_distric
 
 def test_consents_withdrawn_by_an_unsubscribe_batch_are_refreshed(db, small_district):
     with db.session() as session:
-        contact = session.scalars(select(Contact).join(Consent).where(
-            Consent.basis == "express", Consent.withdrawn_at.is_(None), Consent.channel == "email")).first()
+        contact = session.scalars(
+            select(Contact)
+            .join(Consent)
+            .where(Consent.basis == "express", Consent.withdrawn_at.is_(None), Consent.channel == "email")
+        ).first()
         profile = session.get(SpectatorProfile, contact.spectator_id)
-        batch = ImportBatch(organisation_id=contact.organisation_id, kind="unsubscribes", filename="u.csv",
-                            checksum="u" * 64, status="done", created_at=dt.datetime(2024, 6, 1))
+        batch = ImportBatch(
+            organisation_id=contact.organisation_id,
+            kind="unsubscribes",
+            filename="u.csv",
+            checksum="u" * 64,
+            status="done",
+            created_at=dt.datetime(2024, 6, 1),
+        )
         session.add(batch)
         session.flush()
-        session.execute(update(Consent).where(Consent.contact_id == contact.id).values(
-            withdrawn_at=dt.datetime(2024, 6, 2)))
-        session.execute(update(Spectator).where(Spectator.id == contact.spectator_id).values(
-            opted_out_at=dt.datetime(2024, 6, 2)))
+        session.execute(
+            update(Consent).where(Consent.contact_id == contact.id).values(withdrawn_at=dt.datetime(2024, 6, 2))
+        )
+        session.execute(
+            update(Spectator).where(Spectator.id == contact.spectator_id).values(opted_out_at=dt.datetime(2024, 6, 2))
+        )
         refresh_after_import(session, batch.id, as_of=AS_OF)
         session.commit()
         session.refresh(profile)
@@ -187,8 +215,9 @@ def test_pilot_profiles_refresh(runner, small_district):
 
 
 def _pages(session) -> int:
-    return session.execute(text("SELECT pg_relation_size('spectator_profile') / current_setting('block_size')::int")
-                           ).scalar()
+    return session.execute(
+        text("SELECT pg_relation_size('spectator_profile') / current_setting('block_size')::int")
+    ).scalar()
 
 
 @pytest.mark.engines("postgresql")
@@ -203,8 +232,12 @@ def test_a_full_refresh_on_postgresql_leaves_no_dead_rows_behind(db, small_distr
             session.commit()
         assert _pages(session) == pages
         assert rows(session) == before
-        assert session.execute(text("SELECT lock_timeout FROM (SELECT current_setting('lock_timeout') AS lock_timeout) t")
-                               ).scalar() == "0"  # the refresh's own lock timeout is gone
+        assert (
+            session.execute(
+                text("SELECT lock_timeout FROM (SELECT current_setting('lock_timeout') AS lock_timeout) t")
+            ).scalar()
+            == "0"
+        )  # the refresh's own lock timeout is gone
         in_order = session.scalars(text("SELECT fsa FROM spectator_profile ORDER BY ctid")).all()
         assert in_order == sorted(in_order, key=lambda fsa: (fsa is None, fsa or ""))
 
@@ -233,8 +266,9 @@ def test_a_full_refresh_does_not_wait_for_a_reader_of_the_profiles(db, small_dis
 
 def _vacuums(session) -> int:
     session.execute(text("SELECT pg_stat_clear_snapshot()"))
-    return session.execute(text("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'spectator_profile'")
-                           ).scalar()
+    return session.execute(
+        text("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'spectator_profile'")
+    ).scalar()
 
 
 @pytest.mark.engines("postgresql")
@@ -252,8 +286,9 @@ def test_a_committed_refresh_is_vacuumed_and_a_rolled_back_one_is_not(db, small_
         return plan
 
     with db.session() as session:
-        some = session.scalars(select(SpectatorProfile.spectator_id).order_by(SpectatorProfile.spectator_id)
-                               .limit(5)).all()
+        some = session.scalars(
+            select(SpectatorProfile.spectator_id).order_by(SpectatorProfile.spectator_id).limit(5)
+        ).all()
         vacuums = _vacuums(session)
         refresh_profiles(session, as_of=AS_OF)
         session.commit()

@@ -30,18 +30,33 @@ REGION_RULES = [
     {"field": "fsa", "op": "starts_with", "value": ["H2X"]},
     {"not": {"field": "fsa", "op": "starts_with", "value": ["H2"]}},
     {"field": "fsa", "op": "in", "value": ["H2X", "H3A"]},
-    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H2"]},
-             {"field": "organisation", "op": "any", "value": ["theatre-nord"]},
-             {"field": "organisation", "op": "none", "value": ["danse-sud"]}]},
-    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H"]},
-             {"field": "organisation", "op": "all", "value": ["theatre-nord", "festival-est"]}]},
-    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H"]},
-             {"field": "lifecycle", "op": "in", "value": ["active", "stale", "lapsed"]},
-             {"field": "contactable", "op": "is", "value": True}]},
-    {"any": [{"field": "fsa", "op": "starts_with", "value": ["H3"]},
-             {"field": "shows", "op": ">=", "value": 3}]},
-    {"all": [{"field": "fsa", "op": "starts_with", "value": ["H"]},
-             {"field": "organisation", "op": "any", "value": ["grand-ensemble"]}]},
+    {
+        "all": [
+            {"field": "fsa", "op": "starts_with", "value": ["H2"]},
+            {"field": "organisation", "op": "any", "value": ["theatre-nord"]},
+            {"field": "organisation", "op": "none", "value": ["danse-sud"]},
+        ]
+    },
+    {
+        "all": [
+            {"field": "fsa", "op": "starts_with", "value": ["H"]},
+            {"field": "organisation", "op": "all", "value": ["theatre-nord", "festival-est"]},
+        ]
+    },
+    {
+        "all": [
+            {"field": "fsa", "op": "starts_with", "value": ["H"]},
+            {"field": "lifecycle", "op": "in", "value": ["active", "stale", "lapsed"]},
+            {"field": "contactable", "op": "is", "value": True},
+        ]
+    },
+    {"any": [{"field": "fsa", "op": "starts_with", "value": ["H3"]}, {"field": "shows", "op": ">=", "value": 3}]},
+    {
+        "all": [
+            {"field": "fsa", "op": "starts_with", "value": ["H"]},
+            {"field": "organisation", "op": "any", "value": ["grand-ensemble"]},
+        ]
+    },
 ]
 ALL_RULES = REGION_RULES + COMPOSITES + [r.rule for r in BENCH_RULES]
 
@@ -73,8 +88,13 @@ def test_one_scan_counts_what_the_reference_counts(shared_district, rule):
             want = reference_breakdown(built, node, as_of, organisations)
             found = _scan(session, node, as_of, profiles_as_of(session))
             assert sorted(found.ids.tolist()) == want["ids"], (rule, as_of)
-            got = {"ids": want["ids"], "size": found.size, "stages": found.stages,
-                   "contactable": found.contactable, "per_org": found.per_org}
+            got = {
+                "ids": want["ids"],
+                "size": found.size,
+                "stages": found.stages,
+                "contactable": found.contactable,
+                "per_org": found.per_org,
+            }
             assert got == want, (rule, as_of)
 
 
@@ -132,8 +152,7 @@ def test_a_write_in_the_session_forgets_the_scan(db, small_district):
         assert len(before) >= 10  # a size the preview shows (k = 10)
         outsider = next(s for s in small_district.universe(AS_OF) if s not in before)
         # A Core write through the session.
-        session.execute(update(SpectatorProfile).where(SpectatorProfile.spectator_id == outsider)
-                        .values(fsa="H9Z"))
+        session.execute(update(SpectatorProfile).where(SpectatorProfile.spectator_id == outsider).values(fsa="H9Z"))
         after_core = members(session, rule)
         assert after_core == sorted([*before, outsider])
         assert preview(session, rule)["size"] == len(after_core)
@@ -169,12 +188,10 @@ def test_sqlite_reads_a_region_rule_from_the_fsa_index_alone(db, small_district,
             preview(session, REGION_RULES[6])
             assert plans and all("COVERING INDEX ix_spectator_profile_fsa" in p for p in plans), plans
             node = parse_rule(REGION_RULES[0])
-            sql = str(compile_rule(node, AS_OF, AS_OF, organisation_ids(session))
-                      .compile(dialect=db.engine.dialect))
+            sql = str(compile_rule(node, AS_OF, AS_OF, organisation_ids(session)).compile(dialect=db.engine.dialect))
             assert "+spectator_profile.fsa" not in sql
             node = parse_rule({"all": [REGION_RULES[0], {"field": "shows", "op": ">=", "value": 2}]})
-            sql = str(compile_rule(node, AS_OF, AS_OF, organisation_ids(session))
-                      .compile(dialect=db.engine.dialect))
+            sql = str(compile_rule(node, AS_OF, AS_OF, organisation_ids(session)).compile(dialect=db.engine.dialect))
             assert "+spectator_profile.fsa" in sql
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
@@ -209,7 +226,7 @@ def test_every_value_reads_back_the_integers_of_its_group(db, engine_name, type_
 
     sql_type = {"smallint": SmallInteger, "integer": Integer, "bigint": BigInteger}[type_]
     bits = {"smallint": 15, "integer": 31, "bigint": 63}[type_]
-    numbers = [0, 1, -1, 7, 2 ** bits - 1, -(2 ** bits), 12345 % (2 ** bits)]
+    numbers = [0, 1, -1, 7, 2**bits - 1, -(2**bits), 12345 % (2**bits)]
     rows = union_all(*(select(cast(literal(n), sql_type).label("n")) for n in numbers)).subquery("numbers")
     with db.session() as session:
         got = integers(session.scalar(select(every_value(rows.c.n))))

@@ -65,14 +65,33 @@ def test_vocabularies_match_the_stored_keys():
 def test_field_table_covers_design_section_7():
     kinds = {name: spec.kind for name, spec in FIELDS.items()}
     assert kinds == {
-        "organisation": "set", "discipline": "set", "venue": "set",
-        "shows": "count", "orders": "count", "tickets": "count", "spent": "money",
-        "days_since_last": "days", "days_since_first": "days", "lifecycle": "stage",
-        "subscriber": "boolean", "newsletter": "boolean", "contactable": "boolean",
-        "channel": "channel", "promo_share": "share", "lead_days": "days", "fsa": "fsa",
+        "organisation": "set",
+        "discipline": "set",
+        "venue": "set",
+        "shows": "count",
+        "orders": "count",
+        "tickets": "count",
+        "spent": "money",
+        "days_since_last": "days",
+        "days_since_first": "days",
+        "lifecycle": "stage",
+        "subscriber": "boolean",
+        "newsletter": "boolean",
+        "contactable": "boolean",
+        "channel": "channel",
+        "promo_share": "share",
+        "lead_days": "days",
+        "fsa": "fsa",
     }
     assert {n for n, s in FIELDS.items() if s.within_days} == {
-        "organisation", "discipline", "venue", "shows", "orders", "tickets", "spent"}
+        "organisation",
+        "discipline",
+        "venue",
+        "shows",
+        "orders",
+        "tickets",
+        "spent",
+    }
     assert FIELDS["organisation"].ops == ("any", "all", "none")
     assert FIELDS["spent"].ops == ("=", "!=", ">", ">=", "<", "<=", "between")
     assert FIELDS["fsa"].ops == ("in", "not_in", "starts_with")
@@ -87,7 +106,10 @@ VALID = [
     (cond("organisation", "none", ["fta-2", "FTA-2"]), Condition("organisation", "none", ("fta-2",))),
     (cond("discipline", "any", ["Music", "dance"], 365), Condition("discipline", "any", ("music", "dance"), 365)),
     (cond("discipline", "none", ["circus"]), Condition("discipline", "none", ("circus",))),
-    (cond("venue", "all", ["Salle Wilfrid-Pelletier", "42"]), Condition("venue", "all", ("Salle Wilfrid-Pelletier", "42"))),
+    (
+        cond("venue", "all", ["Salle Wilfrid-Pelletier", "42"]),
+        Condition("venue", "all", ("Salle Wilfrid-Pelletier", "42")),
+    ),
     (cond("shows", "=", 0), Condition("shows", "=", 0)),
     (cond("shows", "!=", 2, 548), Condition("shows", "!=", 2, 548)),
     (cond("orders", ">", 1), Condition("orders", ">", 1)),
@@ -128,8 +150,14 @@ def test_valid_condition_parses_normalises_and_round_trips(rule, expected):
 
 SAMPLE_VALUES = {  # one valid JSON value per kind (and per operator where it differs)
     "set": {"organisation": ["tnm"], "discipline": ["music"], "venue": ["Salle"]},
-    "count": 3, "money": 12.5, "days": 30, "share": 0.25, "boolean": True,
-    "stage": ["active"], "channel": ["web"], "fsa": ["H2X"],
+    "count": 3,
+    "money": 12.5,
+    "days": 30,
+    "share": 0.25,
+    "boolean": True,
+    "stage": ["active"],
+    "channel": ["web"],
+    "fsa": ["H2X"],
 }
 EVERY_FIELD_AND_OP = [(name, op) for name, spec in FIELDS.items() for op in spec.ops]
 
@@ -150,11 +178,13 @@ def test_every_field_and_operator_round_trips(name, op):
 
 
 def test_groups_and_negation_round_trip():
-    rule = {"all": [
-        cond("organisation", "any", ["tnm"], 365),
-        {"any": [cond("spent", ">", 250.75), {"not": cond("fsa", "starts_with", ["h2"])}]},
-        {"not": {"all": [cond("newsletter", "is", True)]}},
-    ]}
+    rule = {
+        "all": [
+            cond("organisation", "any", ["tnm"], 365),
+            {"any": [cond("spent", ">", 250.75), {"not": cond("fsa", "starts_with", ["h2"])}]},
+            {"not": {"all": [cond("newsletter", "is", True)]}},
+        ]
+    }
     node = parse_rule(rule)
     assert isinstance(node, Group) and node.kind == "all" and len(node.children) == 3
     assert node.children[1].children[0] == Condition("spent", ">", 25075)
@@ -162,8 +192,11 @@ def test_groups_and_negation_round_trip():
     assert node.to_json()["all"][1]["any"][0]["value"] == 250.75
     assert parse_rule(node.to_json()) == node
     assert list(rules.iter_conditions(node)) == [
-        Condition("organisation", "any", ("tnm",), 365), Condition("spent", ">", 25075),
-        Condition("fsa", "starts_with", ("H2",)), Condition("newsletter", "is", True)]
+        Condition("organisation", "any", ("tnm",), 365),
+        Condition("spent", ">", 25075),
+        Condition("fsa", "starts_with", ("H2",)),
+        Condition("newsletter", "is", True),
+    ]
     hash(node)  # immutable all the way down
 
 
@@ -200,34 +233,89 @@ def in_third(bad):
 
 ERRORS = [
     # (rule, code, path, fragments the message must contain)
-    (in_third(cond("spend", ">", 1)), "unknown_field", "/all/2", ["unknown field 'spend' at /all/2", "known fields: organisation, discipline"]),
+    (
+        in_third(cond("spend", ">", 1)),
+        "unknown_field",
+        "/all/2",
+        ["unknown field 'spend' at /all/2", "known fields: organisation, discipline"],
+    ),
     (in_third(cond(5, ">", 1)), "unknown_field", "/all/2", ["unknown field 5"]),
-    (in_third(cond("organisation", ">", ["tnm"])), "unknown_operator", "/all/2", ["operator '>' is not valid for field 'organisation' (valid: any, all, none)"]),
+    (
+        in_third(cond("organisation", ">", ["tnm"])),
+        "unknown_operator",
+        "/all/2",
+        ["operator '>' is not valid for field 'organisation' (valid: any, all, none)"],
+    ),
     (in_third(cond("shows", "any", 1)), "unknown_operator", "/all/2", ["operator 'any'", "field 'shows'", "between"]),
     (in_third(cond("fsa", None, ["H2X"])), "unknown_operator", "/all/2", ["operator null", "'fsa'"]),
     (in_third({"field": "shows", "value": 1}), "missing_key", "/all/2", ["no 'op'"]),
     (in_third({"field": "shows", "op": ">"}), "missing_key", "/all/2", ["no 'value'"]),
     (in_third({"op": ">", "value": 1}), "missing_key", "/all/2", ["no 'field'"]),
-    (in_third({**OK, "withn_days": 3}), "unknown_key", "/all/2/withn_days", ["unknown key 'withn_days'", "within_days"]),
-    (in_third(cond("organisation", "any", "tnm")), "expected_list", "/all/2/value", ["field 'organisation' with operator 'any' takes a list", "'tnm'"]),
+    (
+        in_third({**OK, "withn_days": 3}),
+        "unknown_key",
+        "/all/2/withn_days",
+        ["unknown key 'withn_days'", "within_days"],
+    ),
+    (
+        in_third(cond("organisation", "any", "tnm")),
+        "expected_list",
+        "/all/2/value",
+        ["field 'organisation' with operator 'any' takes a list", "'tnm'"],
+    ),
     (in_third(cond("organisation", "any", [])), "empty_list", "/all/2/value", ["'organisation'", "at least one value"]),
     (in_third(cond("fsa", "in", ["H2X"] * 1001)), "too_many_values", "/all/2/value", ["at most 1000 values, got 1001"]),
-    (in_third(cond("organisation", "any", ["tnm", "Théâtre du Nouveau Monde"])), "invalid_slug", "/all/2/value/1", ["'Théâtre du Nouveau Monde'", "'organisation'"]),
-    (in_third(cond("discipline", "any", ["music", "opera"])), "unknown_value", "/all/2/value/1", ["unknown value 'opera' for field 'discipline'", "music, theatre"]),
+    (
+        in_third(cond("organisation", "any", ["tnm", "Théâtre du Nouveau Monde"])),
+        "invalid_slug",
+        "/all/2/value/1",
+        ["'Théâtre du Nouveau Monde'", "'organisation'"],
+    ),
+    (
+        in_third(cond("discipline", "any", ["music", "opera"])),
+        "unknown_value",
+        "/all/2/value/1",
+        ["unknown value 'opera' for field 'discipline'", "music, theatre"],
+    ),
     (in_third(cond("venue", "any", [" "])), "invalid_text", "/all/2/value/0", ["' '", "'venue'"]),
     (in_third(cond("venue", "any", [42])), "invalid_text", "/all/2/value/0", ["value 42 of field 'venue'"]),
     (in_third(cond("venue", "none", ["Salle\x00"])), "invalid_text", "/all/2/value/0", ["'venue'"]),
     (in_third(cond("venue", "none", ["x" * 201])), "invalid_text", "/all/2/value/0", ["at most 200 characters"]),
     (in_third(cond("fsa", "in", ["H2"])), "invalid_fsa", "/all/2/value/0", ["value 'H2' of field 'fsa' is not an FSA"]),
     (in_third(cond("fsa", "not_in", ["2HX"])), "invalid_fsa", "/all/2/value/0", ["'2HX'"]),
-    (in_third(cond("fsa", "starts_with", ["H2", "2X"])), "invalid_fsa_prefix", "/all/2/value/1", ["'2X'", "start of an FSA"]),
+    (
+        in_third(cond("fsa", "starts_with", ["H2", "2X"])),
+        "invalid_fsa_prefix",
+        "/all/2/value/1",
+        ["'2X'", "start of an FSA"],
+    ),
     (in_third(cond("fsa", "starts_with", ["H2X1"])), "invalid_fsa_prefix", "/all/2/value/0", ["'H2X1'"]),
-    (in_third(cond("lifecycle", "in", ["churned"])), "unknown_value", "/all/2/value/0", ["'churned'", "'lifecycle'", "super_active"]),
-    (in_third(cond("channel", "in", ["email"])), "unknown_value", "/all/2/value/0", ["'email'", "'channel'", "web, box_office, phone"]),
-    (in_third(cond("shows", ">", "3")), "expected_integer", "/all/2/value", ["field 'shows' takes a whole number, got '3'"]),
+    (
+        in_third(cond("lifecycle", "in", ["churned"])),
+        "unknown_value",
+        "/all/2/value/0",
+        ["'churned'", "'lifecycle'", "super_active"],
+    ),
+    (
+        in_third(cond("channel", "in", ["email"])),
+        "unknown_value",
+        "/all/2/value/0",
+        ["'email'", "'channel'", "web, box_office, phone"],
+    ),
+    (
+        in_third(cond("shows", ">", "3")),
+        "expected_integer",
+        "/all/2/value",
+        ["field 'shows' takes a whole number, got '3'"],
+    ),
     (in_third(cond("shows", ">", True)), "expected_integer", "/all/2/value", ["got true"]),
     (in_third(cond("tickets", ">", 2.5)), "expected_integer", "/all/2/value", ["'tickets'", "2.5"]),
-    (in_third(cond("orders", ">=", -1)), "out_of_range", "/all/2/value", ["value -1 of field 'orders' is out of range at /all/2/value (0 to 1000000000)"]),
+    (
+        in_third(cond("orders", ">=", -1)),
+        "out_of_range",
+        "/all/2/value",
+        ["value -1 of field 'orders' is out of range at /all/2/value (0 to 1000000000)"],
+    ),
     (in_third(cond("days_since_last", ">", MAX_DAYS + 1)), "out_of_range", "/all/2/value", ["'days_since_last'"]),
     (in_third(cond("spent", ">", "12")), "expected_number", "/all/2/value", ["field 'spent' takes a number, got '12'"]),
     (in_third(cond("spent", ">", 12.345)), "too_precise", "/all/2/value", ["amount 12.345", "two decimals"]),
@@ -240,9 +328,19 @@ ERRORS = [
     (in_third(cond("spent", "between", [1])), "expected_range", "/all/2/value", ["[low, high]", "'spent'"]),
     (in_third(cond("shows", "between", 3)), "expected_range", "/all/2/value", ["got 3"]),
     (in_third(cond("shows", "between", [1, "x"])), "expected_integer", "/all/2/value/1", ["'x'"]),
-    (in_third(cond("subscriber", "is", "yes")), "expected_boolean", "/all/2/value", ["field 'subscriber' takes true or false, got 'yes'"]),
+    (
+        in_third(cond("subscriber", "is", "yes")),
+        "expected_boolean",
+        "/all/2/value",
+        ["field 'subscriber' takes true or false, got 'yes'"],
+    ),
     (in_third(cond("newsletter", "is", 1)), "expected_boolean", "/all/2/value", ["got 1"]),
-    (in_third(cond("lifecycle", "in", ["new"], 30)), "within_days_not_allowed", "/all/2/within_days", ["'within_days' is not allowed for field 'lifecycle'", "organisation, discipline, venue, shows"]),
+    (
+        in_third(cond("lifecycle", "in", ["new"], 30)),
+        "within_days_not_allowed",
+        "/all/2/within_days",
+        ["'within_days' is not allowed for field 'lifecycle'", "organisation, discipline, venue, shows"],
+    ),
     (in_third(cond("shows", ">", 1, 0)), "invalid_within_days", "/all/2/within_days", ["'shows'", "got 0"]),
     (in_third(cond("shows", ">", 1, 2.5)), "invalid_within_days", "/all/2/within_days", ["got 2.5"]),
     (in_third(cond("shows", ">", 1, True)), "invalid_within_days", "/all/2/within_days", ["got true"]),
@@ -269,7 +367,9 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("rule", "code", "path", "fragments"), ERRORS, ids=[f"{i}-{e[1]}" for i, e in enumerate(ERRORS)])
+@pytest.mark.parametrize(
+    ("rule", "code", "path", "fragments"), ERRORS, ids=[f"{i}-{e[1]}" for i, e in enumerate(ERRORS)]
+)
 def test_refused_rule_names_what_is_wrong_and_where(rule, code, path, fragments):
     with pytest.raises(RuleError) as caught:
         parse_rule(rule)
@@ -325,7 +425,7 @@ def test_more_nodes_than_the_limit_are_refused():
 
 def test_huge_values_are_described_not_printed():
     with pytest.raises(RuleError) as caught:
-        parse_rule(cond("shows", ">", 10 ** 5000))
+        parse_rule(cond("shows", ">", 10**5000))
     assert "a very large number" in caught.value.message
     with pytest.raises(RuleError) as caught:
         parse_rule(cond("venue", "any", ["x" * 10_000]))
@@ -337,13 +437,36 @@ def test_huge_values_are_described_not_printed():
 ALL_OPS = sorted({op for spec in FIELDS.values() for op in spec.ops})
 KEYS = st.sampled_from(["all", "any", "not", "field", "op", "value", "within_days"]) | st.text(max_size=4)
 ATOMS = (
-    st.none() | st.booleans() | st.integers() | st.integers(-3, 40) | st.floats() | st.text(max_size=6)
-    | st.sampled_from([*FIELDS, *ALL_OPS, *rules.DISCIPLINES, *rules.LIFECYCLE_STAGES, *rules.CHANNELS,
-                       "H2X", "h2", "tnm", "TNM", "Salle", 0.5, 12.34, 548])
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-3, 40)
+    | st.floats()
+    | st.text(max_size=6)
+    | st.sampled_from(
+        [
+            *FIELDS,
+            *ALL_OPS,
+            *rules.DISCIPLINES,
+            *rules.LIFECYCLE_STAGES,
+            *rules.CHANNELS,
+            "H2X",
+            "h2",
+            "tnm",
+            "TNM",
+            "Salle",
+            0.5,
+            12.34,
+            548,
+        ]
+    )
 )
 JSON_LIKE = st.recursive(
-    ATOMS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4), max_leaves=25)
-VALUE_LIKE = JSON_LIKE | st.lists(ATOMS, max_size=3) | st.lists(st.integers(-2, 30) | st.floats(-1, 2), min_size=2, max_size=2)
+    ATOMS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4), max_leaves=25
+)
+VALUE_LIKE = (
+    JSON_LIKE | st.lists(ATOMS, max_size=3) | st.lists(st.integers(-2, 30) | st.floats(-1, 2), min_size=2, max_size=2)
+)
 
 
 @st.composite
@@ -361,9 +484,12 @@ def condition_like(draw):
 CONDITION_LIKE = condition_like()
 RULE_LIKE = st.recursive(
     st.integers(0, 3).flatmap(lambda n: JSON_LIKE if n == 0 else CONDITION_LIKE),
-    lambda inner: st.dictionaries(st.sampled_from(["all", "any"]), st.lists(inner, max_size=4), min_size=1, max_size=1)
-    | st.builds(lambda child: {"not": child}, inner),
-    max_leaves=12)
+    lambda inner: (
+        st.dictionaries(st.sampled_from(["all", "any"]), st.lists(inner, max_size=4), min_size=1, max_size=1)
+        | st.builds(lambda child: {"not": child}, inner)
+    ),
+    max_leaves=12,
+)
 
 
 def check_tree_or_rule_error(data):
@@ -405,7 +531,7 @@ def valid_condition(draw):
         value = draw(st.booleans())
     elif op in rules.NUMERIC_OPS:
         if spec.kind == "money":
-            number = st.integers(0, 10 ** 11).map(lambda c: c // 100 if c % 100 == 0 else c / 100)
+            number = st.integers(0, 10**11).map(lambda c: c // 100 if c % 100 == 0 else c / 100)
         elif spec.integer:
             number = st.integers(spec.minimum, spec.maximum)
         else:
@@ -417,7 +543,9 @@ def valid_condition(draw):
         elif spec.name == "venue":
             items = CLEAN_TEXT
         elif spec.name == "fsa":
-            items = st.from_regex(r"[A-Za-z][0-9]?" if op == "starts_with" else r"[A-Za-z][0-9][A-Za-z]", fullmatch=True)
+            items = st.from_regex(
+                r"[A-Za-z][0-9]?" if op == "starts_with" else r"[A-Za-z][0-9][A-Za-z]", fullmatch=True
+            )
         else:
             items = st.sampled_from([*spec.values, *(v.upper() for v in spec.values)])
         value = draw(st.lists(items, min_size=1, max_size=4))
@@ -427,9 +555,14 @@ def valid_condition(draw):
 
 VALID_RULE = st.recursive(
     valid_condition(),
-    lambda inner: st.builds(lambda kind, kids: {kind: kids}, st.sampled_from(["all", "any"]), st.lists(inner, min_size=1, max_size=3))
-    | st.builds(lambda child: {"not": child}, inner),
-    max_leaves=8)
+    lambda inner: (
+        st.builds(
+            lambda kind, kids: {kind: kids}, st.sampled_from(["all", "any"]), st.lists(inner, min_size=1, max_size=3)
+        )
+        | st.builds(lambda child: {"not": child}, inner)
+    ),
+    max_leaves=8,
+)
 
 PURCHASE = st.builds(
     Purchase,
@@ -447,8 +580,13 @@ PURCHASE = st.builds(
     show_date=st.none() | st.integers(-400, 400).map(lambda d: AS_OF + dt.timedelta(days=d)),
 )
 FACTS = st.builds(
-    SpectatorFacts, as_of=st.just(AS_OF), purchases=st.lists(PURCHASE, max_size=6),
-    fsa=st.none() | st.sampled_from(["H2X", "H3A", "J4K"]), newsletter=st.booleans(), contactable=st.booleans())
+    SpectatorFacts,
+    as_of=st.just(AS_OF),
+    purchases=st.lists(PURCHASE, max_size=6),
+    fsa=st.none() | st.sampled_from(["H2X", "H3A", "J4K"]),
+    newsletter=st.booleans(),
+    contactable=st.booleans(),
+)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -478,8 +616,9 @@ def matches(rule, spectator):
 
 
 def test_set_fields_any_all_none():
-    spectator = facts(buy(10, "tnm", discipline="theatre", venue="Salle"),
-                      buy(400, "osm", discipline="classical", venue="42"))
+    spectator = facts(
+        buy(10, "tnm", discipline="theatre", venue="Salle"), buy(400, "osm", discipline="classical", venue="42")
+    )
     assert matches(cond("organisation", "any", ["osm", "fta"]), spectator)
     assert not matches(cond("organisation", "any", ["fta"]), spectator)
     assert matches(cond("organisation", "all", ["tnm", "osm"]), spectator)
@@ -501,9 +640,9 @@ def test_set_fields_any_all_none():
 def test_within_days_counts_the_d_days_ending_with_as_of():
     spectator = facts(buy(0), buy(29), buy(30), buy(-1))  # the last one is after as_of
     assert matches(cond("orders", "=", 3), spectator)
-    assert matches(cond("orders", "=", 2, 30), spectator)   # 30 days ago is outside a 30-day window
+    assert matches(cond("orders", "=", 2, 30), spectator)  # 30 days ago is outside a 30-day window
     assert matches(cond("orders", "=", 3, 31), spectator)
-    assert matches(cond("orders", "=", 1, 1), spectator)    # within_days 1: as_of itself only
+    assert matches(cond("orders", "=", 1, 1), spectator)  # within_days 1: as_of itself only
 
 
 def test_counts_and_money():
@@ -511,7 +650,7 @@ def test_counts_and_money():
         buy(5, "tnm", show_id=1, order_id="A", tickets=2, amount_cents=5000),
         buy(5, "tnm", show_id=2, order_id="A", tickets=1, amount_cents=2550),
         buy(50, "osm", show_id=1, order_id="A", tickets=3, amount_cents=0),  # same number, other organisation
-        buy(60, "osm", show_id=3, tickets=1, amount_cents=1000),             # no order id: its own order
+        buy(60, "osm", show_id=3, tickets=1, amount_cents=1000),  # no order id: its own order
         buy(60, "osm", show_id=None, tickets=1, amount_cents=1000),
     )
     assert matches(cond("shows", "=", 3), spectator)
@@ -556,11 +695,18 @@ def test_boolean_fields():
 
 
 def test_main_channel_counts_orders_and_breaks_ties_web_box_office_phone():
-    phone_first = facts(buy(1, order_id="A", channel="phone"), buy(1, order_id="A", channel="phone"),
-                        buy(1, order_id="A", channel="phone"), buy(2, order_id="B", channel="web"))
+    phone_first = facts(
+        buy(1, order_id="A", channel="phone"),
+        buy(1, order_id="A", channel="phone"),
+        buy(1, order_id="A", channel="phone"),
+        buy(2, order_id="B", channel="web"),
+    )
     assert matches(cond("channel", "in", ["web"]), phone_first)  # one order each: tie, web first
-    two_phone_orders = facts(buy(1, order_id="A", channel="phone"), buy(1, order_id="C", channel="phone"),
-                             buy(2, order_id="B", channel="web"))
+    two_phone_orders = facts(
+        buy(1, order_id="A", channel="phone"),
+        buy(1, order_id="C", channel="phone"),
+        buy(2, order_id="B", channel="web"),
+    )
     assert matches(cond("channel", "in", ["phone"]), two_phone_orders)
     assert matches(cond("channel", "not_in", ["web"]), two_phone_orders)
     tie = facts(buy(1, channel="phone"), buy(2, channel="box_office"))
@@ -571,8 +717,13 @@ def test_main_channel_counts_orders_and_breaks_ties_web_box_office_phone():
 
 
 def test_promo_share_is_over_orders():
-    spectator = facts(buy(1, order_id="A", promo=True), buy(1, order_id="A", promo=False),
-                      buy(2, order_id="B"), buy(3, order_id="C"), buy(4, promo=True))
+    spectator = facts(
+        buy(1, order_id="A", promo=True),
+        buy(1, order_id="A", promo=False),
+        buy(2, order_id="B"),
+        buy(3, order_id="C"),
+        buy(4, promo=True),
+    )
     assert matches(cond("promo_share", "=", 0.5), spectator)  # A and the no-id row, of 4 orders
     assert matches(cond("promo_share", "between", [0.5, 1]), spectator)
     assert not matches(cond("promo_share", ">", 0.5), spectator)
@@ -623,11 +774,20 @@ def test_datetimes_count_by_their_date():
 # --- The life cycle ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("shows", "earlier", "stage"), [
-    (1, False, "new"), (1, True, "once_before"), (2, False, "once_before"), (2, True, "once_before"),
-    (3, False, "convertee"), (4, True, "active"), (10, False, "active"), (11, False, "super_active"),
-    (500, True, "super_active"),
-])
+@pytest.mark.parametrize(
+    ("shows", "earlier", "stage"),
+    [
+        (1, False, "new"),
+        (1, True, "once_before"),
+        (2, False, "once_before"),
+        (2, True, "once_before"),
+        (3, False, "convertee"),
+        (4, True, "active"),
+        (10, False, "active"),
+        (11, False, "super_active"),
+        (500, True, "super_active"),
+    ],
+)
 def test_lifecycle_thresholds_on_shows(shows, earlier, stage):
     assert lifecycle_stage(shows, earlier, True) == stage
 
@@ -640,8 +800,10 @@ def test_lifecycle_without_shows_in_548_days():
         lifecycle_stage(-1, False, False)
 
 
-@pytest.mark.parametrize(("count", "stage"), [(1, "new"), (2, "once_before"), (3, "convertee"),
-                                              (4, "active"), (10, "active"), (11, "super_active")])
+@pytest.mark.parametrize(
+    ("count", "stage"),
+    [(1, "new"), (2, "once_before"), (3, "convertee"), (4, "active"), (10, "active"), (11, "super_active")],
+)
 def test_stage_of_counts_distinct_shows(count, stage):
     purchases = [buy(i + 1, show_id=i) for i in range(count)] + [buy(1, show_id=0)]  # a repeat adds nothing
     assert stage_of(facts(*purchases)) == stage

@@ -27,8 +27,14 @@ from tests.segments.district import (  # noqa: F401  (fixtures)
 )
 
 VALUES = {
-    "organisation": [["theatre-nord"], ["theatre-nord", "danse-sud"], ["danse-sud", "grand-ensemble"],
-                     ["grand-ensemble"], ["nobody-here"], ["festival-est", "nobody-here"]],
+    "organisation": [
+        ["theatre-nord"],
+        ["theatre-nord", "danse-sud"],
+        ["danse-sud", "grand-ensemble"],
+        ["grand-ensemble"],
+        ["nobody-here"],
+        ["festival-est", "nobody-here"],
+    ],
     "discipline": [["theatre"], ["theatre", "dance"], ["music", "circus", "other"], ["classical"]],
     "venue": [["Grande salle"], ["Grande salle", "Studio"], ["Esplanade", "Maison"], ["Nulle part"]],
     "shows": [0, 1, 2, 3, 5, 12],
@@ -131,21 +137,53 @@ def test_compiled_rule_matches_the_reference_evaluator(district, name, op):
 
 
 COMPOSITES = [
-    {"all": [{"field": "discipline", "op": "any", "value": ["theatre"]},
-             {"field": "discipline", "op": "none", "value": ["dance"]}]},
-    {"all": [{"field": "subscriber", "op": "is", "value": False},
-             {"field": "shows", "op": ">=", "value": 3, "within_days": 548}]},
-    {"all": [{"field": "lifecycle", "op": "in", "value": ["stale", "lapsed"]},
-             {"field": "shows", "op": ">=", "value": 4}]},
-    {"any": [{"field": "lifecycle", "op": "in", "value": ["new"]},
-             {"not": {"all": [{"field": "channel", "op": "in", "value": ["web"]},
-                              {"field": "lead_days", "op": "<", "value": 20}]}}]},
-    {"not": {"any": [{"field": "fsa", "op": "starts_with", "value": ["H2"]},
-                     {"field": "venue", "op": "all", "value": ["Grande salle", "Studio"], "within_days": 365},
-                     {"field": "organisation", "op": "all", "value": ["grand-ensemble", "danse-sud"]}]}},
-    {"all": [{"field": "contactable", "op": "is", "value": True},
-             {"not": {"field": "promo_share", "op": ">", "value": 0.4}},
-             {"field": "spent", "op": "between", "value": [20, 400], "within_days": 365}]},
+    {
+        "all": [
+            {"field": "discipline", "op": "any", "value": ["theatre"]},
+            {"field": "discipline", "op": "none", "value": ["dance"]},
+        ]
+    },
+    {
+        "all": [
+            {"field": "subscriber", "op": "is", "value": False},
+            {"field": "shows", "op": ">=", "value": 3, "within_days": 548},
+        ]
+    },
+    {
+        "all": [
+            {"field": "lifecycle", "op": "in", "value": ["stale", "lapsed"]},
+            {"field": "shows", "op": ">=", "value": 4},
+        ]
+    },
+    {
+        "any": [
+            {"field": "lifecycle", "op": "in", "value": ["new"]},
+            {
+                "not": {
+                    "all": [
+                        {"field": "channel", "op": "in", "value": ["web"]},
+                        {"field": "lead_days", "op": "<", "value": 20},
+                    ]
+                }
+            },
+        ]
+    },
+    {
+        "not": {
+            "any": [
+                {"field": "fsa", "op": "starts_with", "value": ["H2"]},
+                {"field": "venue", "op": "all", "value": ["Grande salle", "Studio"], "within_days": 365},
+                {"field": "organisation", "op": "all", "value": ["grand-ensemble", "danse-sud"]},
+            ]
+        }
+    },
+    {
+        "all": [
+            {"field": "contactable", "op": "is", "value": True},
+            {"not": {"field": "promo_share", "op": ">", "value": 0.4}},
+            {"field": "spent", "op": "between", "value": [20, 400], "within_days": 365},
+        ]
+    },
 ]
 
 
@@ -160,8 +198,12 @@ def test_nested_groups_and_negations_match_the_reference(district, rule):
 def test_a_date_after_the_profiles_is_answered_from_the_transactions(district):
     db, built = district
     later = AS_OF.replace(day=20, month=7)
-    rule = {"all": [{"field": "lifecycle", "op": "not_in", "value": ["lapsed"]},
-                    {"field": "days_since_last", "op": "<=", "value": 30}]}
+    rule = {
+        "all": [
+            {"field": "lifecycle", "op": "not_in", "value": ["lapsed"]},
+            {"field": "days_since_last", "op": "<=", "value": 30},
+        ]
+    }
     with db.session() as session:
         assert members(session, rule, later) == expected(built, parse_rule(rule), later)
 
@@ -207,6 +249,7 @@ def test_any_rule_matches_the_reference_evaluator(district, rule, as_of):
 
 # --- the windows the profiles hold ----------------------------------------------------------------
 
+
 def _window_values(name: str, op: str) -> list:
     if op == "between":
         return RANGES.get(name, [[1, 3]])
@@ -237,8 +280,7 @@ def test_a_window_the_profiles_hold_selects_the_members_of_the_transactions(dist
                                 want = expected(built, node, as_of)
                                 fast = _run(session, node, as_of, organisations, windows=True)
                                 slow = _run(session, node, as_of, organisations, windows=False)
-                                assert fast == slow == want, (variant, as_of.isoformat(),
-                                                              sorted(set(fast) ^ set(want)))
+                                assert fast == slow == want, (variant, as_of.isoformat(), sorted(set(fast) ^ set(want)))
                                 if days == held and 0 < len(want) < len(built.universe(as_of)):
                                     non_trivial += 1
     assert non_trivial, f"the district does not exercise {name} on its held windows"
@@ -246,11 +288,15 @@ def test_a_window_the_profiles_hold_selects_the_members_of_the_transactions(dist
 
 def test_only_the_held_windows_skip_the_transactions():
     organisations = {"theatre-nord": 1, "grand-ensemble": 70}
-    for (field, days) in WINDOW_COLUMNS:
+    for field, days in WINDOW_COLUMNS:
         value = {"organisation": ["theatre-nord"], "discipline": ["theatre"]}.get(field, 3)
         op = "any" if field in ("organisation", "discipline") else ">="
-        for within, windows, reads_transactions in ((days, True, False), (days, False, True),
-                                                    (days - 1, True, True), (days + 1, True, True)):
+        for within, windows, reads_transactions in (
+            (days, True, False),
+            (days, False, True),
+            (days - 1, True, True),
+            (days + 1, True, True),
+        ):
             node = parse_rule({"field": field, "op": op, "value": value, "within_days": within})
             sql = str(compile_rule(node, AS_OF, AS_OF, organisations, windows=windows))
             assert ("transaction" in sql) is reads_transactions, (field, within, windows, sql)
@@ -271,13 +317,35 @@ def _add_purchase(session, built, spectator: int, org: str, show: tuple, on: dt.
     """One more purchase of ``spectator``, in the database and in the reference facts."""
     show_id, discipline, starts = show
     org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org))
-    session.execute(insert(Transaction).values(
-        organisation_id=org_id, spectator_id=spectator, show_id=show_id, purchased_at=on, amount_cents=amount,
-        tickets=1, circumstance="regular", category="single", channel="web", order_id=None,
-        external_id=f"edge-{spectator}-{on.isoformat()}"))
-    built.purchases[spectator].append(Purchase(
-        purchased_at=on.date(), organisation=org, discipline=discipline, show_id=show_id, tickets=1,
-        amount_cents=amount, promo=False, channel="web", category="single", show_date=starts.date()))
+    session.execute(
+        insert(Transaction).values(
+            organisation_id=org_id,
+            spectator_id=spectator,
+            show_id=show_id,
+            purchased_at=on,
+            amount_cents=amount,
+            tickets=1,
+            circumstance="regular",
+            category="single",
+            channel="web",
+            order_id=None,
+            external_id=f"edge-{spectator}-{on.isoformat()}",
+        )
+    )
+    built.purchases[spectator].append(
+        Purchase(
+            purchased_at=on.date(),
+            organisation=org,
+            discipline=discipline,
+            show_id=show_id,
+            tickets=1,
+            amount_cents=amount,
+            promo=False,
+            channel="web",
+            category="single",
+            show_date=starts.date(),
+        )
+    )
 
 
 def test_purchases_on_the_edges_of_the_held_windows(db, small_district):
@@ -286,8 +354,11 @@ def test_purchases_on_the_edges_of_the_held_windows(db, small_district):
     transactions and the reference."""
     built = small_district
     with db.session() as session:
-        circus = session.execute(select(Show.id, Show.discipline, Show.starts_at).join(Organisation)
-                                 .where(Organisation.slug == "festival-est", Show.discipline == "circus")).first()
+        circus = session.execute(
+            select(Show.id, Show.discipline, Show.starts_at)
+            .join(Organisation)
+            .where(Organisation.slug == "festival-est", Show.discipline == "circus")
+        ).first()
         assert circus is not None
         buyers = built.universe(AS_OF)[:12]
         held = sorted({days for _field, days in WINDOW_COLUMNS})
@@ -301,11 +372,13 @@ def test_purchases_on_the_edges_of_the_held_windows(db, small_district):
         organisations = organisation_ids(session)
         rules = []
         for days in held:
-            rules += [{"field": "organisation", "op": "any", "value": ["festival-est"], "within_days": days},
-                      {"field": "discipline", "op": "all", "value": ["circus", "theatre"], "within_days": days},
-                      {"field": "discipline", "op": "none", "value": ["circus"], "within_days": days},
-                      {"field": "spent", "op": ">=", "value": 777, "within_days": days},
-                      {"field": "shows", "op": ">=", "value": 2, "within_days": days}]
+            rules += [
+                {"field": "organisation", "op": "any", "value": ["festival-est"], "within_days": days},
+                {"field": "discipline", "op": "all", "value": ["circus", "theatre"], "within_days": days},
+                {"field": "discipline", "op": "none", "value": ["circus"], "within_days": days},
+                {"field": "spent", "op": ">=", "value": 777, "within_days": days},
+                {"field": "shows", "op": ">=", "value": 2, "within_days": days},
+            ]
         for rule in rules:
             node = parse_rule(rule)
             want = expected(built, node, AS_OF)

@@ -22,9 +22,25 @@ from segments.profiles import refresh_after_import, refresh_changed
 from tests.segments.district import AS_OF, DISTRICT_SECRET, small_district  # noqa: F401  (a fixture)
 from tests.segments.test_comparison import raw_rows, reference
 
-HEADER = ["Last name", "First name", "Address", "Postal code", "Email", "Phone", "Amount", "Tickets",
-          "Purchase circumstance", "Purchase date", "Show date", "Show title", "Venue", "Discipline", "Channel",
-          "Newsletter", "Order ID"]
+HEADER = [
+    "Last name",
+    "First name",
+    "Address",
+    "Postal code",
+    "Email",
+    "Phone",
+    "Amount",
+    "Tickets",
+    "Purchase circumstance",
+    "Purchase date",
+    "Show date",
+    "Show title",
+    "Venue",
+    "Discipline",
+    "Channel",
+    "Newsletter",
+    "Order ID",
+]
 
 
 def _export(path: Path, people: list[tuple[str, str, str]], day: dt.date, discipline: str, prefix: str) -> Path:
@@ -37,17 +53,39 @@ def _export(path: Path, people: list[tuple[str, str, str]], day: dt.date, discip
     for n, (name, email, postal) in enumerate(people):
         for back, tickets in ((0, 2), (7, 1)):
             bought = (day - dt.timedelta(days=back)).isoformat() + " 19:30"
-            writer.writerow([name, "Test", "", postal, email, "", "40.00", str(tickets), "Regular price", bought,
-                             show + " 20:00", f"{discipline} {prefix}", "Salle test", discipline, "Web", "no",
-                             f"{prefix}-{n}-{back}"])
+            writer.writerow(
+                [
+                    name,
+                    "Test",
+                    "",
+                    postal,
+                    email,
+                    "",
+                    "40.00",
+                    str(tickets),
+                    "Regular price",
+                    bought,
+                    show + " 20:00",
+                    f"{discipline} {prefix}",
+                    "Salle test",
+                    discipline,
+                    "Web",
+                    "no",
+                    f"{prefix}-{n}-{back}",
+                ]
+            )
     path.write_text(buffer.getvalue(), encoding="utf-8")
     return path
 
 
 def _import(session, tmp_path: Path, slug: str, people, day: dt.date, discipline: str, prefix: str) -> int:
     organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
-    result = import_file(session, _export(tmp_path / f"{prefix}.csv", people, day, discipline, prefix), organisation,
-                         secret=DISTRICT_SECRET)
+    result = import_file(
+        session,
+        _export(tmp_path / f"{prefix}.csv", people, day, discipline, prefix),
+        organisation,
+        secret=DISTRICT_SECRET,
+    )
     session.commit()
     return result.batch_id
 
@@ -107,9 +145,11 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     refresh_after_import(session, batch, as_of=AS_OF)
     session.commit()
     moved = {"district", f"organisation:{_id(session, 'theatre-nord')}", "discipline:theatre"}
-    assert set(due(session, AS_OF)) == {(kind, scope, period) for scope in moved
-                                        for kind, period in ((INSIGHTS, ALL), (COMPARISON, ALL),
-                                                             (COMPARISON, "2023-2024"))}
+    assert set(due(session, AS_OF)) == {
+        (kind, scope, period)
+        for scope in moved
+        for kind, period in ((INSIGHTS, ALL), (COMPARISON, ALL), (COMPARISON, "2023-2024"))
+    }
     touched = {scope for _kind, scope, _period in due(session, AS_OF)}  # the scopes changes moved so far
     assert publish(session, AS_OF, commit=session.commit)["published"] == 9
     assert_kept_facts_agree(session, AS_OF)
@@ -155,8 +195,13 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     assert_kept_facts_agree(session, tomorrow)
 
 
-def test_an_import_no_refresh_followed_is_published_by_the_job(app, session, small_district, tmp_path,  # noqa: F811
-                                                                login_as):
+def test_an_import_no_refresh_followed_is_published_by_the_job(
+    app,
+    session,
+    small_district,
+    tmp_path,  # noqa: F811
+    login_as,
+):
     """A web import refreshes no profile: the job finds its batch and publishes what it moved; the
     pages show the last published figures meanwhile (issue 18), never computed in the request."""
     from core.scheduler import run_job
@@ -176,11 +221,24 @@ def test_an_import_no_refresh_followed_is_published_by_the_job(app, session, sma
     person = Spectator(key="unseen", fsa="H2X")
     session.add(person)
     session.flush()
-    session.execute(insert(Transaction), [{
-        "organisation_id": _id(session, "theatre-nord"), "spectator_id": person.id, "show_id": None,
-        "purchased_at": dt.datetime.combine(dt.date.today(), dt.time(9)), "amount_cents": 100, "tickets": 1,
-        "circumstance": "regular", "category": "single", "channel": "web", "order_id": None,
-        "external_id": "unseen"}])
+    session.execute(
+        insert(Transaction),
+        [
+            {
+                "organisation_id": _id(session, "theatre-nord"),
+                "spectator_id": person.id,
+                "show_id": None,
+                "purchased_at": dt.datetime.combine(dt.date.today(), dt.time(9)),
+                "amount_cents": 100,
+                "tickets": 1,
+                "circumstance": "regular",
+                "category": "single",
+                "channel": "web",
+                "order_id": None,
+                "external_id": "unseen",
+            }
+        ],
+    )
     session.commit()
     assert district_total() == before
     people = [(f"Web{n}", f"web{n}@example.org", "H3A 1B1") for n in range(4)]
@@ -198,8 +256,7 @@ def test_pages_read_the_kept_facts(app, session, small_district, login_as):  # n
     app.config["PRIVACY_SIGMA"] = 1e-6
     today = dt.date.today()
     publish(session, today, commit=session.commit)
-    row = session.scalar(select(PooledSummary).where(PooledSummary.kind == INSIGHTS,
-                                                     PooledSummary.scope == "district"))
+    row = session.scalar(select(PooledSummary).where(PooledSummary.kind == INSIGHTS, PooledSummary.scope == "district"))
     facts = json.loads(row.facts)
     facts["spectators"]["population"] += 1000
     facts["spectators"]["stages"]["lapsed"] += 1000

@@ -12,10 +12,12 @@ from sqlalchemy import select
 from segments.models import Segment
 from segments.views import rule_text
 
-RULE = {"all": [
-    {"field": "shows", "op": ">=", "value": 3, "within_days": 548},
-    {"not": {"field": "venue", "op": "any", "value": ["Salle Émile-Legault", "L'Olympia <Est>"]}},
-]}
+RULE = {
+    "all": [
+        {"field": "shows", "op": ">=", "value": 3, "within_days": 548},
+        {"not": {"field": "venue", "op": "any", "value": ["Salle Émile-Legault", "L'Olympia <Est>"]}},
+    ]
+}
 PRE = re.compile(r'<pre class="rule small">(.*?)</pre>', re.S)
 
 
@@ -39,8 +41,9 @@ def test_rule_text_lays_a_rule_out_one_condition_a_line():
 
 def test_the_versions_table_shows_rules_readably_and_escaped_once(login_as, db):
     client = login_as("staff")
-    response = client.post("/segments/new", data={"name": "Fidèles", "description": "", "as_of": "",
-                                                  "rule": json.dumps(RULE)})
+    response = client.post(
+        "/segments/new", data={"name": "Fidèles", "description": "", "as_of": "", "rule": json.dumps(RULE)}
+    )
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     with db.session() as session:
         segment = session.scalar(select(Segment))
