@@ -54,8 +54,11 @@ def test_core_modules_never_name_a_feature_by_string(endpoints):
         if path == ROOT / "core" / "__init__.py":  # the composition root: FEATURES and TOOLS
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        offences += [f"{path.relative_to(ROOT)}:{lineno}: {value!r}" for lineno, value in _dynamic_names(tree)
-                     if _names_a_feature(value, endpoints)]
+        offences += [
+            f"{path.relative_to(ROOT)}:{lineno}: {value!r}"
+            for lineno, value in _dynamic_names(tree)
+            if _names_a_feature(value, endpoints)
+        ]
     assert offences == []
 
 
@@ -66,7 +69,7 @@ def test_core_templates_never_name_a_feature_endpoint():
     offences = []
     for name in CORE_TEMPLATES:
         target = ROOT / "templates" / name
-        for path in ([target] if target.is_file() else sorted(target.rglob("*.html"))):
+        for path in [target] if target.is_file() else sorted(target.rglob("*.html")):
             for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if pattern.search(line):
                     offences.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
@@ -75,8 +78,10 @@ def test_core_templates_never_name_a_feature_endpoint():
 
 def test_the_detector_sees_a_feature_named_by_string(endpoints):
     """The check above can fail: the shapes it must catch are caught."""
-    tree = ast.parse('import_module("segments.profiles")\nurl_for("campaigns.index")\nx = "experiments.stats"\n'
-                     'y = "campaigns.dates"\n')
+    tree = ast.parse(
+        'import_module("segments.profiles")\nurl_for("campaigns.index")\nx = "experiments.stats"\n'
+        'y = "campaigns.dates"\n'
+    )
     found = {value for _line, value in _dynamic_names(tree) if _names_a_feature(value, endpoints)}
     assert found == {"segments.profiles", "campaigns.index", "experiments.stats"}
 
@@ -91,8 +96,11 @@ DIALECT_TEST = re.compile(r"""dialect\.name|dialect\s*[!=]=|dialect_name\(|==\s*
 
 
 def _dialect_tests(source: str) -> list[int]:
-    return [n for n, line in enumerate(source.splitlines(), 1)
-            if DIALECT_TEST.search(line) and not line.lstrip().startswith("#")]
+    return [
+        n
+        for n, line in enumerate(source.splitlines(), 1)
+        if DIALECT_TEST.search(line) and not line.lstrip().startswith("#")
+    ]
 
 
 def test_only_the_dialect_module_tests_the_dialect():
@@ -108,8 +116,25 @@ def test_only_the_dialect_module_tests_the_dialect():
 
 
 def test_the_dialect_detector_sees_each_shape():
-    source = ('if session.get_bind().dialect.name == "postgresql":\n'
-              "if self.dialect == 'sqlite':\n"
-              "x = dialect_name(session)\n"
-              "# a comment that says dialect.name\n")
+    source = (
+        'if session.get_bind().dialect.name == "postgresql":\n'
+        "if self.dialect == 'sqlite':\n"
+        "x = dialect_name(session)\n"
+        "# a comment that says dialect.name\n"
+    )
     assert _dialect_tests(source) == [1, 2, 3]
+
+
+# A module a reader can hold in mind: the packages' modules stay about 700 lines or under (as
+# formatted by `ruff format`, which .ci/run checks); a larger one is split by concept.
+MODULE_LINES_LIMIT = 720
+
+
+def test_no_module_of_the_packages_outgrows_the_limit():
+    too_long = []
+    for package in ("core", "segments", "campaigns", "experiments", "benchmarks"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MODULE_LINES_LIMIT:
+                too_long.append(f"{path.relative_to(ROOT)}: {lines}")
+    assert too_long == []
