@@ -14,7 +14,22 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Float, Integer, String, Table, any_, cast, delete, event, exists, func, literal, text
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    Table,
+    any_,
+    cast,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    literal,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -301,6 +316,41 @@ def end_bulk_load(connection: Connection) -> None:
     previous = connection.info.pop("pilot.cache_size", None)
     if previous is not None:
         connection.exec_driver_sql(f"PRAGMA cache_size={int(previous)}")
+
+
+def tune_for_large_joins(session: Session) -> bool:
+    """PostgreSQL: memory for the hash joins, parallel workers, no JIT, for this transaction only
+    (``SET LOCAL``), as the launch and the outcome matching need; undone by
+    :func:`untune_large_joins`. Returns whether anything was set (nothing on SQLite)."""
+    if not _is_postgresql(session):
+        return False
+    for setting in ("work_mem = '256MB'", "jit = off", "parallel_setup_cost = 100", "parallel_tuple_cost = 0.01"):
+        session.execute(text(f"SET LOCAL {setting}"))
+    return True
+
+
+def untune_large_joins(session: Session) -> None:
+    """Back to the server's settings for the rest of the transaction (after :func:`tune_for_large_joins`)."""
+    for name in ("work_mem", "jit", "parallel_setup_cost", "parallel_tuple_cost"):
+        session.execute(text(f"SET LOCAL {name} TO DEFAULT"))
+
+
+def insert_from_select(session: Session, table: Table, columns: Sequence[str], query: Any) -> None:
+    """``INSERT INTO table (columns) SELECT ...``, set-wise.
+
+    PostgreSQL runs the SELECT of an ``INSERT ... SELECT`` without parallel workers, but a
+    ``CREATE TABLE ... AS`` with them: the rows go through a temporary table first, which halves
+    the time of the outcome matching on two cores. SQLite inserts directly.
+    """
+    if not _is_postgresql(session):
+        session.execute(insert(table).from_select(list(columns), query))
+        return
+    connection = session.connection()
+    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE xp_staging ON COMMIT DROP AS {compiled}", compiled.params)
+    names = ", ".join(f'"{c}"' for c in columns)
+    connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) SELECT * FROM xp_staging')
+    connection.exec_driver_sql("DROP TABLE xp_staging")
 
 
 def refresh_statistics(connection: Connection, tables: Sequence[str] = ()) -> None:

@@ -35,17 +35,14 @@ from typing import Sequence
 from sqlalchemy import (
     BigInteger,
     Select,
-    Table,
     and_,
     case,
     delete,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
-    text,
     union,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -53,6 +50,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.functions import FunctionElement
 
 from campaigns.models import Promotion
+from core import sql
 from core.db import no_index
 from core.models import Organisation, Show, Transaction, utcnow
 from core.sql import has_bit_or_aggregate
@@ -405,47 +403,6 @@ class MatchSummary:
         return dict(self.__dict__)
 
 
-def tune(session: Session) -> bool:
-    """PostgreSQL: memory for the hash joins, parallel workers, no JIT, for this transaction only
-    (``SET LOCAL``); undone by :func:`untune`."""
-    if session.get_bind().dialect.name != "postgresql":
-        return False
-    for setting in ("work_mem = '256MB'", "jit = off", "parallel_setup_cost = 100", "parallel_tuple_cost = 0.01"):
-        session.execute(text(f"SET LOCAL {setting}"))
-    return True
-
-
-def untune(session: Session) -> None:
-    for name in ("work_mem", "jit", "parallel_setup_cost", "parallel_tuple_cost"):
-        session.execute(text(f"SET LOCAL {name} TO DEFAULT"))
-
-
-def analyze_tables(session: Session, *tables: str) -> None:
-    """PostgreSQL: refresh the planner's statistics of tables just filled in bulk, inside the
-    transaction, so that the next statements plan for their real sizes (autovacuum comes later)."""
-    if session.get_bind().dialect.name == "postgresql":
-        for table in tables:
-            session.execute(text(f'ANALYZE "{table}"'))
-
-
-def _insert_from_select(session: Session, table: Table, columns: Sequence[str], query: Select) -> None:
-    """``INSERT INTO table (columns) SELECT ...``, set-wise.
-
-    PostgreSQL runs the SELECT of an ``INSERT ... SELECT`` without parallel workers, but a
-    ``CREATE TABLE ... AS`` with them: the rows go through a temporary table first, which halves
-    the time of the matching on two cores. SQLite inserts directly.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table).from_select(list(columns), query))
-        return
-    connection = session.connection()
-    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
-    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE xp_staging ON COMMIT DROP AS {compiled}", compiled.params)
-    names = ", ".join(f'"{c}"' for c in columns)
-    connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) SELECT * FROM xp_staging')
-    connection.exec_driver_sql("DROP TABLE xp_staging")
-
-
 def match_outcomes(
     session: Session, experiment: Experiment, now: dt.datetime | None = None, full: bool = False
 ) -> MatchSummary:
@@ -470,7 +427,7 @@ def match_outcomes(
     now = now or utcnow()
     promotion = experiment.campaign.promotion
     scope = promotion_scope(session, promotion)
-    tuned = tune(session)
+    tuned = sql.tune_for_large_joins(session)
     latest = session.scalar(select(func.max(Transaction.id)))
     previous = experiment.outcomes_watermark
     previous_at = experiment.outcomes_at
@@ -525,7 +482,7 @@ def match_outcomes(
                 masks=has_bit_or_aggregate(session.get_bind()),
             )
             metrics = per_unit_metrics(rows, extra, group_column="spectator_id").subquery("metrics")
-            _insert_from_select(
+            sql.insert_from_select(
                 session,
                 Outcome.__table__,
                 OUTCOME_COLUMNS,
@@ -559,7 +516,7 @@ def match_outcomes(
         ).where(Outcome.experiment_id == experiment.id)
     ).one()
     if tuned:
-        untune(session)
+        sql.untune_large_joins(session)
     return MatchSummary(
         mode, int(outcomes), int(converted), int(redeemed), int(leaked), latest, round(time.perf_counter() - began, 3)
     )

@@ -32,7 +32,7 @@ from experiments import stats, summaries
 from experiments.assignment import ASSIGNMENT_VERSION, Assignment, assign, unique_codes
 from experiments.models import ContactList, Experiment, Recipient
 from experiments.offers import arm_offers, frozen_arms
-from experiments.outcomes import analyze_tables, match_outcomes, tune, untune
+from experiments.outcomes import match_outcomes
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_RETENTION_DAYS = 30
@@ -202,16 +202,16 @@ def launch(
     if not 0.0 < alpha < 1.0:
         raise ExperimentError(_("The significance level must be between 0 and 1."))
     clock = _Clock(timings)
-    tuned = tune(session)  # PostgreSQL: room for the hash joins of eligibility and of the inserts
+    tuned = sql.tune_for_large_joins(session)  # PostgreSQL: room for the hash joins of eligibility and of the inserts
     # The snapshot was bulk-written, maybe moments ago: without its statistics PostgreSQL plans
     # eligibility for a few hundred members and probes indexes once per record (8.4 s instead of
     # 5.0 s for 100,000 members on 2 busy cores; the ANALYZE takes 0.15 s).
-    analyze_tables(session, "snapshot_member")
+    sql.refresh_statistics(session.connection(), ["snapshot_member"])
     spectators, organisations = eligible_arrays(session, campaign, now)
     clock.lap("eligibility")
     if spectators.size == 0:
         if tuned:
-            untune(session)
+            sql.untune_large_joins(session)
         raise ExperimentError(_("Nobody is eligible at launch (consent, approvals and exclusions leave no one)."))
     arms = frozen_arms(session, campaign)  # with each test arm's promotion and code rule
     seed = int(seed) if seed is not None else secrets.randbits(62)
@@ -262,7 +262,7 @@ def launch(
         )
     )
     clock.lap("contact_history")
-    analyze_tables(session, "recipient")  # the outcome matching joins it next
+    sql.refresh_statistics(session.connection(), ["recipient"])  # the outcome matching joins it next
     sending, per_sender = np.unique(organisations[is_test], return_counts=True)
     expires_at = now + dt.timedelta(days=_retention_days())
     if sending.size:
@@ -283,7 +283,7 @@ def launch(
     session.flush()
     clock.lap("lists_and_checks")
     if tuned:
-        untune(session)
+        sql.untune_large_joins(session)
     mark_launched(session, campaign, user=user, now=now)
     audit(
         session,
