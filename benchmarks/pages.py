@@ -191,13 +191,15 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
     (an outer context would share Flask-Login's user between the clients). Warm: ``WARM_REQUESTS`` more, median and worst (p95 of so few is their maximum).
     """
     from benchmarks.harness import BENCH_ORG
+    from core.headline import publish_headlines
     from segments.insight_publish import publish
     from segments.profiles import refresh_changed
 
     with app.app_context():
         setup = _users(db, campaign_id)
-        with db.session() as session:  # what the insights.warm job has done before the import
+        with db.session() as session:  # what the insights.warm and headline.publish jobs have done before the import
             first = publish(session, commit=session.commit)
+            publish_headlines(session, commit=session.commit)
         echo(
             f"pages: published the pooled pages' facts of every scope and season ({first['published']} rows) "
             f"in {first['seconds']:.1f} s, the slowest {first['slowest'][0]} ({first['slowest'][1]:.1f} s)"
@@ -209,9 +211,11 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
             # The pooled pages show their last published figures until the job publishes what the import
             # moved; the cold pages below are timed once it has (its time is the job's, not a request's).
             after = publish(session, commit=session.commit)
+            headlines = publish_headlines(session, commit=session.commit)
         echo(
             f"pages: the import moved {after['published']} kept rows, published in {after['seconds']:.1f} s "
-            f"(the insights.warm job's work, before the cold requests)"
+            f"(the insights.warm job's work, before the cold requests); the dashboard's headline figures "
+            f"({headlines['published']}) counted again in {headlines['seconds']:.1f} s (the headline.publish job's)"
         )
         token = _unsubscribe_token(db, experiment_id, setup["organisation"])
     pages = page_list(

@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import event, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.headline import publish_headlines
 from core.models import ImportBatch, Notification, Organisation, User, utcnow
 from core.registry import registry
 from core.scheduler import JobContext, JobSpec, daily, every
@@ -454,6 +455,11 @@ def purge_import_rejects(ctx: JobContext) -> dict:
     return purge_rejects(ctx.session, ctx.app, ctx.now)
 
 
+def publish_headline_figures(ctx: JobContext) -> dict:
+    """Bring the dashboard's kept headline figures up to the current data epoch (core.headline)."""
+    return publish_headlines(ctx.session, commit=ctx.session.commit)
+
+
 def _declared() -> list[JobSpec]:
     jobs = [
         JobSpec(
@@ -461,6 +467,12 @@ def _declared() -> list[JobSpec]:
             import_inboxes,
             every(minutes=5),
             _l("Import the files dropped in the organisations' inbox folders"),
+        ),
+        JobSpec(
+            "headline.publish",
+            publish_headline_figures,
+            every(minutes=1),
+            _l("Count the dashboard's headline figures again after the data changed"),
         ),
         JobSpec(
             "imports.purge_rejects",

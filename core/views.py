@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template
@@ -10,28 +9,23 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from wtforms import SelectField
 from wtforms.validators import DataRequired
 
 from core import rejects as rejects_files
 from core.auth import actor_name, login_required, roles_required
-from core.cache import cache_seconds, max_id, remember
 from core.csvexport import csv_stream_response
 from core.db import db_session
+from core.headline import computed_at, facts_for_page
 from core.models import (
     ImportBatch,
     Notification,
     Organisation,
-    Setting,
-    Show,
-    Spectator,
-    Transaction,
 )
 from core.privacy import (
     BudgetExhausted,
     Cell,
-    Figure,
     Release,
     figure_label,
     strictest_k,
@@ -114,40 +108,14 @@ AUDIT_ACTION_LABELS = {
 }
 
 
-def _raw_headline(session, organisation_id: int | None) -> tuple[int, int, int, int, dict[str, int]]:
-    """Unsuppressed (spectators, order lines, tickets, revenue in cents, spectators by discipline)."""
-    tx = select(
-        func.count(distinct(Transaction.spectator_id)),
-        func.count(Transaction.id),
-        func.coalesce(func.sum(Transaction.tickets), 0),
-        func.coalesce(func.sum(Transaction.amount_cents), 0),
-    )
-    # distinct (discipline, spectator) pairs first, then a plain count: PostgreSQL hashes the pairs
-    # where COUNT(DISTINCT) per group sorts them, about twice as fast on the pooled data
-    pairs = select(Show.discipline, Transaction.spectator_id).join(Show, Show.id == Transaction.show_id).distinct()
-    if organisation_id is not None:
-        tx = tx.where(Transaction.organisation_id == organisation_id)
-        pairs = pairs.where(Transaction.organisation_id == organisation_id)
-    pairs = pairs.subquery("pairs")
-    spectators, transactions, tickets, revenue_cents = session.execute(tx).one()
-    disciplines = dict(session.execute(select(pairs.c.discipline, func.count()).group_by(pairs.c.discipline)).all())
-    return int(spectators), int(transactions), int(tickets), int(revenue_cents), disciplines
-
-
 def headline_figures(session, organisation_id: int | None = None) -> dict:
-    """The district's (or one organisation's) headline figures, small counts suppressed.
+    """An organisation's own headline figures (or the district's, exact), small counts suppressed.
 
-    The raw counts read the whole pooled transaction table, so they are kept in memory
-    (``DASHBOARD_CACHE_SECONDS``, five minutes by default) under the table's highest id, which
-    every import moves; suppression is applied on every call, so a change of k shows at once.
+    Read from the kept facts (core.headline; the ``headline.publish`` job keeps them up to date
+    after imports); suppression is applied on every call, so a change of k shows at once.
     """
-    raw = remember(
-        "headline",
-        (organisation_id, max_id(session, Transaction)),
-        lambda: _raw_headline(session, organisation_id),
-        cache_seconds("DASHBOARD_CACHE_SECONDS", 300),
-    )
-    spectators, transactions, tickets, revenue_cents, disciplines = raw
+    facts = facts_for_page(session, organisation_id)
+    spectators, disciplines = facts["spectators"], facts["disciplines"]
     k = strictest_k(session, [organisation_id]) if organisation_id is not None else strictest_k(session)
     shown = suppress(disciplines, k, total_shown=True)
     small = 0 < spectators < k
@@ -155,112 +123,56 @@ def headline_figures(session, organisation_id: int | None = None) -> dict:
         "k": k,
         "organisations": session.scalar(select(func.count(Organisation.id))),
         "spectators": None if small else spectators,
-        "transactions": None if small else transactions,
-        "tickets": None if small else tickets,
-        "revenue": None if small else revenue_cents / 100,
+        "transactions": None if small else facts["transactions"],
+        "tickets": None if small else facts["tickets"],
+        "revenue": None if small else facts["revenue_cents"] / 100,
         "by_discipline": sorted(((d, n) for d, n in shown.items()), key=lambda t: -(t[1] or 0)),
         "by_discipline_total": suppress_total(sum(disciplines.values()), shown, k),
+        "computed_at": computed_at(facts),
     }
 
 
 # What one spectator is taken to add at most to the district's sums (order lines, tickets, revenue in
 # dollars): their noise is σ times this bound, so that one person's purchases hide in it.
 DISTRICT_SUM_BOUNDS = {"transactions": 10, "tickets": 20, "revenue": 1000.0}
-PUBLISHED_SETTING = "published_district_figures"
 
 
-def _district_cells(session) -> tuple[Cell, dict[str, Cell]]:
-    """The exact fingerprints of the district: every spectator with a purchase, and those of each
-    discipline (count and sum of cell keys, core.privacy)."""
-    buyers = select(Transaction.spectator_id).distinct().subquery("buyers")
-    count, keys = session.execute(
-        select(func.count(), func.sum(Spectator.cell_key))
-        .select_from(buyers)
-        .join(Spectator, Spectator.id == buyers.c.spectator_id)
-    ).one()
-    pairs = (
-        select(Show.discipline, Transaction.spectator_id)
-        .join(Show, Show.id == Transaction.show_id)
-        .distinct()
-        .subquery("pairs")
-    )
-    by_discipline = {
-        d: Cell.of(n, k)
-        for d, n, k in session.execute(
-            select(pairs.c.discipline, func.count(), func.sum(Spectator.cell_key))
-            .select_from(pairs)
-            .join(Spectator, Spectator.id == pairs.c.spectator_id)
-            .group_by(pairs.c.discipline)
-        ).all()
-    }
-    return Cell.of(count, keys), by_discipline
-
-
-def publish_district_figures(session, release: Release) -> dict:
-    """The district's headline figures of ``release``'s epoch: every figure noisy (core.privacy),
-    the spectators' counts thresholded on their noisy value, the sums (order lines, tickets,
-    revenue) with noise of σ times :data:`DISTRICT_SUM_BOUNDS` and hidden with the spectators."""
-    _spectators, transactions, tickets, revenue_cents, _disciplines = _raw_headline(session, None)
-    everyone, by_discipline = _district_cells(session)
+def district_figures(session) -> dict:
+    """The district's headline figures: the kept exact facts (core.headline) with the noise of the
+    current data epoch (core.privacy), so that every reader of an epoch sees the same figures and a
+    new epoch draws them all again. The spectators' counts are thresholded on their noisy value; the
+    sums (order lines, tickets, revenue) get noise of σ times :data:`DISTRICT_SUM_BOUNDS` and are
+    hidden with the spectators."""
+    release = Release.current(session)
+    facts = facts_for_page(session)
+    everyone = Cell.of(*facts["cell"])
     size = release.figure("district.spectators", everyone)
     shown = size.status == "shown"
     disciplines = {
-        d: release.figure(f"district.discipline.{d}", cell, whole=size.value if shown else None)
-        for d, cell in by_discipline.items()
+        d: release.figure(f"district.discipline.{d}", Cell.of(*cell), whole=size.value if shown else None)
+        for d, cell in facts["discipline_cells"].items()
     }
+
+    def noisy_sum(name: str, total: float) -> float | None:
+        return release.sum_figure(f"district.{name}", everyone, total, DISTRICT_SUM_BOUNDS[name], shown)
+
+    revenue = noisy_sum("revenue", facts["revenue_cents"] / 100)
+    transactions, tickets = noisy_sum("transactions", facts["transactions"]), noisy_sum("tickets", facts["tickets"])
     return {
         "epoch": release.epoch,
         "k": release.k,
         "noisy": True,
         "spectators": size.value,
         "spectators_status": size.status,
-        "transactions": _rounded(
-            release.sum_figure(
-                "district.transactions", everyone, transactions, DISTRICT_SUM_BOUNDS["transactions"], shown
-            )
+        "transactions": None if transactions is None else int(round(transactions)),
+        "tickets": None if tickets is None else int(round(tickets)),
+        "revenue": revenue,
+        "texts": {"spectators": figure_label(size)},
+        "by_discipline": sorted(
+            ((d, f.value, figure_label(f)) for d, f in disciplines.items()), key=lambda t: -(t[1] or 0)
         ),
-        "tickets": _rounded(
-            release.sum_figure("district.tickets", everyone, tickets, DISTRICT_SUM_BOUNDS["tickets"], shown)
-        ),
-        "revenue": release.sum_figure(
-            "district.revenue", everyone, revenue_cents / 100, DISTRICT_SUM_BOUNDS["revenue"], shown
-        ),
-        "by_discipline": sorted(([d, f.value, f.status] for d, f in disciplines.items()), key=lambda t: -(t[1] or 0)),
+        "computed_at": computed_at(facts),
     }
-
-
-def _rounded(value: float | None) -> int | None:
-    return None if value is None else int(round(value))
-
-
-def district_figures(session) -> dict:
-    """The district's figures as published for the current data epoch and k: read from the
-    ``published_district_figures`` setting, computed and stored by the first request of a new
-    epoch (every import and profile refresh starts one). Within an epoch every reader sees the
-    same figures; after a one-row import all of them are redrawn."""
-    release = Release.current(session)
-    setting = session.get(Setting, PUBLISHED_SETTING)
-    published = None
-    if setting is not None:
-        try:
-            published = json.loads(setting.value)
-        except ValueError:
-            published = None
-    if not published or published.get("epoch") != release.epoch or published.get("k") != release.k:
-        published = publish_district_figures(session, release)
-        if setting is None:
-            session.add(Setting(name=PUBLISHED_SETTING, value=json.dumps(published)))
-        else:
-            setting.value = json.dumps(published)
-        session.commit()
-    figures = dict(published)
-    figures["texts"] = {
-        "spectators": figure_label(Figure(figures["spectators"], figures["spectators_status"], figures["k"]))
-    }
-    figures["by_discipline"] = [
-        (d, n, figure_label(Figure(n, status, figures["k"]))) for d, n, status in published["by_discipline"]
-    ]
-    return figures
 
 
 @bp.route("/")

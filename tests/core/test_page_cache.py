@@ -1,18 +1,19 @@
-"""The in-memory cache of the dashboard's headline figures and of the campaign funnel: hits, and changes shown at once."""
+"""The dashboard's kept headline figures (core.headline) and the in-memory cache of the campaign funnel."""
 
 from __future__ import annotations
 
 import re
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import campaigns.views
-import core.views
+import core.headline
 from campaigns.models import Approval
 from core.cache import clear, remember
-from core.models import utcnow
-from core.privacy import advance_epoch
+from core.models import Organisation, Show, Spectator, Transaction, utcnow
+from core.privacy import advance_epoch, fill_cell_keys
+from core.scheduler import run_job
 from tests.campaigns.helpers import build_district, new_purchase, new_spectator
 
 
@@ -52,26 +53,95 @@ def spectators_shown(html: str) -> int:
     return int(re.sub(r"\D", "", figures))
 
 
-def test_dashboard_district_figures_are_published_once_per_data_epoch(app, session, login_as, monkeypatch):
-    # A tiny σ: the published figures are the exact ones (the noise is tested in tests/core/test_privacy.py).
+def test_dashboard_figures_are_kept_and_brought_up_to_date_by_the_job(app, session, login_as, monkeypatch):
+    # A tiny σ: the noisy figures are the exact ones (the noise is tested in tests/core/test_privacy.py).
     app.config["PRIVACY_SIGMA"] = 1e-6
     district = build_district(session, per_org=12, shared=4, with_campaign=False)
     session.commit()
-    calls = counting(monkeypatch, core.views, "_raw_headline")
+    calls = counting(monkeypatch, core.headline, "compute_facts")
     staff = login_as("staff")
     first = staff.get("/?lang=en").get_data(as_text=True)
-    assert spectators_shown(first) == 40
+    assert spectators_shown(first) == 40 and "Counted on" in first
     assert staff.get("/?lang=en").status_code == 200 and login_as("admin").get("/").status_code == 200
-    assert len(calls) == 1  # published once for the epoch, read by every page after
-    # a purchase written outside an import starts no epoch: the published figures stay
+    assert len(calls) == 1  # never kept: the first page computed and kept them; every page after reads them
+    # a new epoch (an import or a profile refresh starts one): the pages show the kept facts, with
+    # the new epoch's noise, until the job counts again; no request counts
     new_purchase(session, district.orgs[0], new_spectator(session, "nouvelle@exemple.qc.ca"), utcnow())
-    session.commit()
-    assert spectators_shown(staff.get("/?lang=en").get_data(as_text=True)) == 40
-    # a new epoch (an import or a profile refresh starts one) publishes them again
     advance_epoch(session)
     session.commit()
+    assert spectators_shown(staff.get("/?lang=en").get_data(as_text=True)) == 40
+    assert len(calls) == 1
+    run = run_job(app, "headline.publish", runner="cli")
+    organisations = session.scalar(select(func.count(Organisation.id)))
+    assert run.status == "success" and run.summary["published"] == 1 + organisations  # the district, each one
     assert spectators_shown(staff.get("/?lang=en").get_data(as_text=True)) == 41
-    assert len(calls) == 2
+    assert run_job(app, "headline.publish", runner="cli").summary["published"] == 0  # nothing moved since
+    # the venue reads its own exact figures, kept by the same job
+    venue = login_as("venue", district.orgs[0])
+    own = re.search(
+        r"My organisation</h2>.*?<dt>Spectators</dt><dd>([^<]+)</dd>",
+        venue.get("/?lang=en").get_data(as_text=True),
+        re.S,
+    )
+    assert (
+        int(re.sub(r"\D", "", own.group(1))) == core.headline.compute_facts(session, district.orgs[0].id)["spectators"]
+    )
+
+
+def reference_facts(session, organisation_id=None) -> dict:
+    """The headline facts counted in Python from the rows (the reference for core.headline)."""
+    rows = session.execute(
+        select(
+            Transaction.spectator_id, Transaction.tickets, Transaction.amount_cents, Show.discipline, Spectator.cell_key
+        )
+        .outerjoin(Show, Show.id == Transaction.show_id)
+        .outerjoin(Spectator, Spectator.id == Transaction.spectator_id)
+        .where(True if organisation_id is None else Transaction.organisation_id == organisation_id)
+    ).all()
+    keys = {r.spectator_id: r.cell_key for r in rows if r.spectator_id is not None}
+    by_discipline: dict[str, set] = {}
+    for r in rows:
+        if r.discipline is not None and r.spectator_id is not None:
+            by_discipline.setdefault(r.discipline, set()).add(r.spectator_id)
+    facts = {
+        "spectators": len(keys),
+        "transactions": len(rows),
+        "tickets": sum(r.tickets or 0 for r in rows),
+        "revenue_cents": sum(r.amount_cents or 0 for r in rows),
+        "disciplines": {d: len(people) for d, people in by_discipline.items()},
+    }
+    if organisation_id is None:
+        facts["cell"] = [len(keys), sum(keys.values())]
+        facts["discipline_cells"] = {d: [len(p), sum(keys[i] for i in p)] for d, p in by_discipline.items()}
+    return facts
+
+
+def test_kept_headline_facts_equal_a_count_of_the_raw_rows(app, session):
+    district = build_district(session, per_org=12, shared=4, with_campaign=False)
+    for i, organisation in enumerate(district.orgs):
+        show = Show(
+            organisation_id=organisation.id,
+            natural_key=f"show-{i}",
+            title=f"Spectacle {i}",
+            discipline=("theatre", "music")[i % 2],
+            starts_at=utcnow(),
+        )
+        session.add(show)
+        session.flush()
+        for n in range(3):
+            spectator = new_spectator(session, f"s{i}-{n}@exemple.qc.ca")
+            new_purchase(session, organisation, spectator, utcnow()).show_id = show.id
+        new_purchase(session, organisation, district.spectators[-1], utcnow()).show_id = show.id
+    fill_cell_keys(session, app.config["DISTRICT_SECRET"])
+    session.commit()
+    for organisation_id in (None, district.orgs[0].id, district.orgs[1].id):
+        kept = core.headline.keep_facts(session, organisation_id)
+        assert {k: v for k, v in kept.items() if k not in ("epoch", "computed_at", "seconds")} == reference_facts(
+            session, organisation_id
+        )
+    assert (
+        core.headline.compute_facts(session)["spectators"] > 40 and core.headline.compute_facts(session)["disciplines"]
+    )
 
 
 def test_approval_page_funnel_is_cached_until_something_is_audited(app, session, login_as, monkeypatch):
