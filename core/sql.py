@@ -9,6 +9,7 @@ migrations and the benchmark's engine baselines aside) asks which engine runs.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -16,19 +17,23 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     BigInteger,
+    Date,
     Float,
     Integer,
     String,
     Table,
     any_,
+    case,
     cast,
     delete,
     event,
     exists,
+    extract,
     func,
     insert,
     literal,
     text,
+    type_coerce,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -521,6 +526,29 @@ def _unindexed_sqlite(element, compiler, **kw):
     return "+" + compiler.process(element.column, **kw)
 
 
+class bit_union(FunctionElement):
+    """The OR of bit masks over a group, as a 64-bit integer: ``bit_or`` on PostgreSQL; elsewhere
+    (SQLite has no such aggregate) the sum of the distinct values, which is the same OR when each
+    value is a single bit or 0. NULL for no row.
+
+    ``bit_or`` spares PostgreSQL the sort of every group's input that a DISTINCT aggregate costs.
+    """
+
+    type = BigInteger()
+    name = "bit_union"
+    inherit_cache = True
+
+
+@compiles(bit_union)
+def _bit_union_default(element, compiler, **kw):
+    return "sum(DISTINCT %s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(bit_union, "postgresql")
+def _bit_union_postgresql(element, compiler, **kw):
+    return "bit_or(%s)" % compiler.process(element.clauses, **kw)
+
+
 def mask_bit(column, i: int):
     """0 or 1: bit ``i`` of an integer mask."""
     return column.op(">>")(literal(i, Integer)).op("&")(1)  # PostgreSQL shifts by an integer only
@@ -608,7 +636,7 @@ def integers(value) -> np.ndarray:
 
 def epoch_seconds(session: Session, column):
     """SQL: a naive UTC timestamp as seconds since 1970 (a float), on either engine."""
-    if session.get_bind().dialect.name == "postgresql":
+    if _is_postgresql(session):
         return cast(func.extract("epoch", column), Float)
     return (func.julianday(column) - 2440587.5) * 86400.0
 
@@ -623,3 +651,63 @@ def joined_numbers(bind, columns: Sequence[Any]) -> Any:
     for column in columns[1:]:
         line = line.op("||")(",").op("||")(column)
     return func.group_concat(line, ",")
+
+
+# --- calendar parts of a timestamp column --------------------------------------------------------
+# SQLAlchemy stores a DateTime on SQLite as the text "YYYY-MM-DD HH:MM:SS.ffffff": its parts are
+# cheaper cut from the text than computed by strftime, and a day is counted by julianday.
+
+
+def day_number(bind, column) -> Any:
+    """Whole days since an epoch of the date of a timestamp ``column``: the Julian day number on
+    SQLite, days since 1970-01-01 on PostgreSQL. The epochs differ: compare two day numbers (their
+    difference is whole days between the dates), never a day number with a constant. (SQLite's
+    julianday rounds to the millisecond: a moment in the last half-millisecond of a day counts there
+    as the next day.)"""
+    if engine_name(bind) == SQLITE:
+        return cast(func.julianday(column) + 0.5, Integer)
+    return type_coerce(cast(column, Date) - literal(dt.date(1970, 1, 1), Date), Integer)
+
+
+def day_of_week(bind, column) -> Any:
+    """The day of the week of a timestamp ``column``, Sunday = 0."""
+    if engine_name(bind) == SQLITE:
+        # Julian day number + 1, modulo 7, is the day of week from Sunday (cheaper than strftime).
+        return (day_number(bind, column) + 1) % 7
+    return cast(extract("dow", column), Integer)
+
+
+def hour_of(bind, column) -> Any:
+    """The hour (0 to 23) of a timestamp ``column``."""
+    if engine_name(bind) == SQLITE:
+        return cast(func.substr(column, 12, 2), Integer)  # characters 12-13 of the stored text
+    return cast(extract("hour", column), Integer)
+
+
+def month_of(bind, column) -> Any:
+    """The month (1 to 12) of a timestamp ``column``."""
+    if engine_name(bind) == SQLITE:
+        return cast(func.substr(column, 6, 2), Integer)  # characters 6-7 of the stored text
+    return cast(extract("month", column), Integer)
+
+
+def small_bucket(bind, value, buckets: Sequence[tuple[int, int | None]], unknown: int) -> Any:
+    """The position among ``buckets`` of a small integer ``value`` (days, tickets), ``unknown``
+    for NULL or a negative value.
+
+    ``buckets`` are ``(low, high)`` bounds in order, ``high`` inclusive, the last one open (``high``
+    None). On PostgreSQL a searched CASE. On SQLite a searched CASE would compute ``value`` once per
+    WHEN; a lookup text of one digit per value, from -1 to one past the last bound, computes it once
+    (so positions and ``unknown`` are single digits).
+    """
+    if engine_name(bind) != SQLITE:
+        whens = [(value.is_(None), unknown), (value < 0, unknown)]
+        whens += [(value <= high, i) for i, (_low, high) in enumerate(buckets) if high is not None]
+        return case(*whens, else_=len(buckets) - 1)
+    if len(buckets) > 10 or not 0 <= unknown <= 9:
+        raise ValueError("a lookup text holds single-digit positions only")
+    top = max(high for _low, high in buckets if high is not None) + 1  # in the open bucket
+    digits = [next(i for i, (_low, high) in enumerate(buckets) if high is None or v <= high) for v in range(top + 1)]
+    lookup = str(unknown) + "".join(map(str, digits))
+    clamped = func.min(func.max(value, -1), top)
+    return func.coalesce(func.unicode(func.substr(literal(lookup), clamped + 2, 1)) - 48, unknown)

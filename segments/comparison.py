@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from core.identity import fsa_of
 from core.models import DISCIPLINES, Contact, Organisation
-from core.sql import engine_name, mask_bit, one_shl, unindexed, without_jit
+from core.sql import bit_union, day_of_week, mask_bit, month_of, one_shl, unindexed, without_jit
 from core.vocabulary import DISCIPLINE_LABELS
 from segments.insight_store import ALL, COMPARISON, read_facts, scope_key
 from segments.insight_tables import (
@@ -51,7 +51,7 @@ from segments.insight_tables import (
     range_label,
     region_of,
 )
-from segments.insights import InsightQuery, index_of
+from segments.insights import index_of, lead_bucket
 from segments.lifecycle import LIFECYCLE_DAYS, STAGES, window_start
 from segments.profiles import lifecycle_case
 
@@ -279,13 +279,6 @@ def comparison_disciplines(session: Session, organisation: Organisation) -> list
     return discipline_choices(session, organisation.id)
 
 
-class _Expressions(InsightQuery):
-    """The SQL pieces of the insight pages (day of week, month, lead-time bucket) without a scope."""
-
-    def __init__(self, dialect: str):  # noqa: D107  (no scope, no query: the dialect only)
-        self.dialect = dialect
-
-
 def _bucket_case(column, buckets):
     return case(
         *[(column <= high, i) for i, (_low, high) in enumerate(buckets) if high is not None], else_=len(buckets) - 1
@@ -308,7 +301,6 @@ def series_statement(session: Session, series: Series, period: Period):
 
     ``spectators`` are distinct spectators; ``lines`` purchases (orders for ``order_size``).
     """
-    x = _Expressions(engine_name(session))  # the insight pages' SQL pieces pick their engine's form
     conditions = [unindexed(T.c.purchased_at) < period.high]
     if series.kind == "organisation":
         conditions.append(T.c.organisation_id == series.organisation_id)
@@ -328,9 +320,9 @@ def series_statement(session: Session, series: Series, period: Period):
             in_period.label("inp"),
             case((T.c.purchased_at >= window_start(period.as_of, LIFECYCLE_DAYS), T.c.show_id)).label("show548"),
             case((T.c.category == "subscription", 1), else_=0).label("sub"),
-            x._dow(T.c.purchased_at).label("dow"),
-            x._month(T.c.purchased_at).label("month"),
-            x._lead_bucket().label("lead"),
+            day_of_week(session, T.c.purchased_at).label("dow"),
+            month_of(session, T.c.purchased_at).label("month"),
+            lead_bucket(session).label("lead"),
             index_of(T.c.channel, CHANNEL_KEYS).label("channel"),
             _price_bucket().label("price"),
             S.c.discipline.label("discipline"),
@@ -347,7 +339,7 @@ def series_statement(session: Session, series: Series, period: Period):
     # period as one bit mask each: distinct spectators per bucket are then sums of bits (one pass
     # instead of a COUNT(DISTINCT) per dimension, as the insight pages do).
     masks = {
-        name: x._mask(case((r.inp == 1, one_shl(r[name] - offset)), else_=0)).label(f"m_{name}")
+        name: bit_union(case((r.inp == 1, one_shl(r[name] - offset)), else_=0)).label(f"m_{name}")
         for name, (offset, _size) in MASKED.items()
     }
     per_spectator = (

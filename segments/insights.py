@@ -28,19 +28,12 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Date,
-    Integer,
     and_,
     case,
-    cast,
     distinct,
     exists,
-    extract,
     func,
-    literal,
     select,
-    type_coerce,
 )
 from sqlalchemy.orm import Session
 
@@ -53,7 +46,17 @@ from core.privacy import (
     is_small,
     strictest_k,
 )
-from core.sql import mask_bit, one_shl, unindexed
+from core.sql import (
+    bit_union,
+    day_number,
+    day_of_week,
+    hour_of,
+    mask_bit,
+    month_of,
+    one_shl,
+    small_bucket,
+    unindexed,
+)
 from segments.insight_builders import InsightTables
 from segments.insight_tables import (
     CATEGORY_KEYS,
@@ -68,7 +71,6 @@ from segments.insight_tables import (
     S,
     Scope,
     T,
-    bucket_of,
     scope_k,
 )
 from segments.lifecycle import LIFECYCLE_DAYS, window_start
@@ -100,9 +102,11 @@ def _mix_mask(dimension: int, position: int) -> int:
     return mask
 
 
-def _lead_lookup() -> str:
-    """One character per lead time from -1 to 181 days: its bucket's digit (SQLite lookup)."""
-    return str(LEAD_UNKNOWN) + "".join(str(bucket_of(d, LEAD_BUCKETS)) for d in range(0, 182))
+def lead_bucket(bind):
+    """The lead-time bucket of a purchase (joined with its show): LEAD_BUCKETS' position of the days
+    from the purchase's date to the show's, LEAD_UNKNOWN when the show's date is unknown or past."""
+    days = day_number(bind, S.c.starts_at) - day_number(bind, T.c.purchased_at)
+    return small_bucket(bind, days, LEAD_BUCKETS, LEAD_UNKNOWN)
 
 
 class InsightQuery(InsightTables):
@@ -116,7 +120,6 @@ class InsightQuery(InsightTables):
         self.session = session
         self.scope = scope
         self.as_of = as_of or dt.date.today()
-        self.dialect = session.get_bind().dialect.name
         self.high = _day_start(self.as_of + dt.timedelta(days=1))
         self.k = scope_k(session, scope)
         # Tables that follow a discipline's spectators to all their purchases read every organisation
@@ -136,55 +139,11 @@ class InsightQuery(InsightTables):
             conditions.append(table.c.show_id.in_(select(shows.c.id).where(shows.c.discipline == self.scope.key)))
         return and_(*conditions)
 
-    def _day_number(self, column):
-        """Days since an epoch, of the date of a timestamp (SQLite: the Julian day number)."""
-        if self.dialect == "sqlite":
-            return cast(func.julianday(column) + 0.5, Integer)
-        return type_coerce(cast(column, Date) - literal(dt.date(1970, 1, 1), Date), Integer)
-
-    def _dow(self, column):
-        """Day of week, Sunday = 0."""
-        if self.dialect == "sqlite":
-            # Julian day number + 1, modulo 7, is the day of week from Sunday (cheaper than strftime).
-            return (self._day_number(column) + 1) % 7
-        return cast(extract("dow", column), Integer)
-
-    def _hour(self, column):
-        if self.dialect == "sqlite":
-            # SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff": the hour is characters 12-13.
-            return cast(func.substr(column, 12, 2), Integer)
-        return cast(extract("hour", column), Integer)
-
-    def _month(self, column):
-        if self.dialect == "sqlite":
-            return cast(func.substr(column, 6, 2), Integer)
-        return cast(extract("month", column), Integer)
-
-    def _lead_bucket(self):
-        """The lead-time bucket of a purchase (joined with its show), LEAD_UNKNOWN when unknown."""
-        days = self._day_number(S.c.starts_at) - self._day_number(T.c.purchased_at)
-        if self.dialect == "sqlite":
-            # A searched CASE would compute the two dates once per WHEN; a lookup string does it once.
-            clamped = func.min(func.max(days, -1), 181)
-            return func.coalesce(func.unicode(func.substr(literal(_lead_lookup()), clamped + 2, 1)) - 48, LEAD_UNKNOWN)
-        whens = [(days.is_(None), LEAD_UNKNOWN), (days < 0, LEAD_UNKNOWN)]
-        whens += [(days <= high, i) for i, (_low, high) in enumerate(LEAD_BUCKETS) if high is not None]
-        return case(*whens, else_=len(LEAD_BUCKETS) - 1)
-
     def _party_bucket(self, column):
         return case(
             *[(column <= high, i) for i, (_low, high) in enumerate(PARTY_BUCKETS) if high is not None],
             else_=len(PARTY_BUCKETS) - 1,
         )
-
-    def _mask(self, bits):
-        """A spectator's set of days, hours... as a bit mask: the OR of the rows' bits.
-
-        PostgreSQL has ``bit_or``; SQLite has not, but the sum of the distinct bits is the same.
-        """
-        if self.dialect == "sqlite":
-            return func.sum(distinct(bits))
-        return func.bit_or(cast(bits, BigInteger))
 
     def _discipline_bit(self):
         return case({d: 1 << i for i, d in enumerate(DISCIPLINES)}, value=S.c.discipline, else_=0)
@@ -226,17 +185,17 @@ class InsightQuery(InsightTables):
         """One pass per spectator: life-cycle stage, frequency and the masks of what, when, how."""
         in_548 = T.c.purchased_at >= window_start(self.as_of, LIFECYCLE_DAYS)
         masks = {
-            "dow": self._dow(T.c.purchased_at),
-            "hour": self._hour(T.c.purchased_at),
-            "month": self._month(T.c.purchased_at) - 1,
-            "lead": self._lead_bucket(),
+            "dow": day_of_week(self.session, T.c.purchased_at),
+            "hour": hour_of(self.session, T.c.purchased_at),
+            "month": month_of(self.session, T.c.purchased_at) - 1,
+            "lead": lead_bucket(self.session),
             "party": self._party_bucket(T.c.tickets),
             "mix": self._mix_index(),
         }
-        masks = {name: self._mask(one_shl(bit)) for name, bit in masks.items()}
+        masks = {name: bit_union(one_shl(bit)) for name, bit in masks.items()}
         with_disciplines = self.scope.kind == "district"
         if with_disciplines:  # the district's spectators' purchases are these same rows
-            masks["disciplines"] = self._mask(self._discipline_bit())
+            masks["disciplines"] = bit_union(self._discipline_bit())
         per_spectator = (
             select(
                 func.count(distinct(case((in_548, T.c.show_id)))).label("shows_548"),
@@ -301,8 +260,8 @@ class InsightQuery(InsightTables):
         """Purchases and distinct spectators per day of week and hour of purchase."""
         inner = (
             select(
-                self._dow(T.c.purchased_at).label("dow"),
-                self._hour(T.c.purchased_at).label("hour"),
+                day_of_week(self.session, T.c.purchased_at).label("dow"),
+                hour_of(self.session, T.c.purchased_at).label("hour"),
                 T.c.spectator_id.label("sid"),
             )
             .where(self._in_scope())
@@ -326,8 +285,8 @@ class InsightQuery(InsightTables):
         sizes = (len(PARTY_BUCKETS), 13, len(LEAD_BUCKETS) + 1)  # month 0 = unknown
         code = (
             (self._mix_index() * sizes[0] + self._party_bucket(T.c.tickets)) * sizes[1]
-            + func.coalesce(self._month(T.c.purchased_at), 0)
-        ) * sizes[2] + self._lead_bucket()
+            + func.coalesce(month_of(self.session, T.c.purchased_at), 0)
+        ) * sizes[2] + lead_bucket(self.session)
         inner = (
             select(code.label("code"), T.c.tickets.label("tickets"), T.c.amount_cents.label("cents"))
             .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
@@ -391,7 +350,7 @@ class InsightQuery(InsightTables):
         if self.scope.kind == "organisation":
             bought.append(T.c.organisation_id == self.scope.organisation_id)
         per_spectator = (
-            select(self._mask(self._discipline_bit()).label("mask"))
+            select(bit_union(self._discipline_bit()).label("mask"))
             .select_from(T.join(S, S.c.id == T.c.show_id))
             .where(*bought)
             .group_by(T.c.spectator_id)

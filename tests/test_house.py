@@ -90,8 +90,6 @@ def test_the_detector_sees_a_feature_named_by_string(endpoints):
 # database per engine it is asked for and compares the engines' own bulk loads and exports (its
 # baselines).
 DIALECT_HOME = {"core/sql.py", "benchmarks/harness.py", "benchmarks/steps.py", "benchmarks/duck.py"}
-# Still to move into core/sql.py (each entry removed as its module moves).
-NOT_YET_MOVED = {"segments/insights.py"}
 DIALECT_TEST = re.compile(r"""dialect\.name|dialect\s*[!=]=|dialect_name\(|==\s*["'](postgresql|sqlite)["']""")
 
 
@@ -109,7 +107,7 @@ def test_only_the_dialect_module_tests_the_dialect():
     for package in (*FEATURES, *TOOLS, "core"):
         for path in sorted((ROOT / package).rglob("*.py")):
             name = str(path.relative_to(ROOT))
-            if name in DIALECT_HOME | NOT_YET_MOVED:
+            if name in DIALECT_HOME:
                 continue
             offences += [f"{name}:{n}" for n in _dialect_tests(path.read_text(encoding="utf-8"))]
     assert offences == []
