@@ -74,3 +74,19 @@ def build_demo(db, rng_seed: int = 0, echo=print) -> None:
         sql.refresh_statistics(connection)
         connection.commit()
     echo(f"Spectator profiles: {rows:,} rows ({time.perf_counter() - began:.1f} s).")
+
+
+def finish_demo(db, echo=print) -> None:
+    """Last demo step (called by ``core.demo.build_demo`` after every package's ``build_demo``, so that
+    the demo experiment's simulated sales count): publish the pooled pages' facts of every scope and
+    season, as the insights.warm job would, so that the fresh demo's insight and comparison pages read
+    them rather than computing district-wide aggregates in their first request."""
+    from segments.insight_publish import publish
+
+    with db.session() as session:
+        done = publish(session, commit=session.commit)
+    slowest, seconds = done["slowest"]
+    echo(
+        f"Pooled summaries: {done['published']:,} rows published ({done['seconds']:.1f} s; the slowest "
+        f"{slowest}, {seconds:.1f} s)."
+    )

@@ -126,6 +126,10 @@ def build_demo(
         step = getattr(module, "build_demo", None)
         if step is not None:
             step(db, rng_seed=seed, echo=echo)
+    for name in FEATURES:  # then what reads the finished district (the segments publish its pooled pages' facts)
+        finish = getattr(importlib.import_module(name), "finish_demo", None)
+        if finish is not None:
+            finish(db, echo=echo)
     with db.session() as session:  # what the headline.publish job would do within the minute
         published = publish_headlines(session, commit=session.commit)
     echo(f"Dashboard figures counted ({published['seconds']:.1f} s).")

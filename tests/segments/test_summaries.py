@@ -266,3 +266,29 @@ def test_pages_read_the_kept_facts(app, session, small_district, login_as):  # n
     text = client.get("/segments/insights/lifecycle.csv?lang=en").get_data(as_text=True).lstrip("\ufeff")
     total = int(list(csv.reader(io.StringIO(text)))[-1][1])
     assert total == InsightQuery(session, _scope_of(session, "district"), today).population() + 1000
+
+
+def test_a_fresh_demo_publishes_its_pooled_summaries(app, db):
+    """`pilot demo` leaves every pooled page's facts published and current (none due), computed once
+    the whole district is built (the demo experiment's simulated sales included), so that its first
+    insight and comparison pages read them rather than aggregating the district in the request."""
+    from core.demo import build_demo
+    from segments.comparison import series_facts
+
+    lines: list[str] = []
+    with app.app_context():
+        build_demo(db, spectators=1_000, seed=5, echo=lines.append)
+    assert any(line.startswith("Pooled summaries: ") for line in lines), lines
+    today = dt.date.today()
+    with db.session() as session:
+        assert due(session, today) == []
+        keys = expected_keys(session, today)
+        assert len(keys) > 50 and all(read_facts(session, *key) is not None for key in keys)
+        district = _scope_of(session, "district")
+        kept, as_of = read_facts(session, INSIGHTS, "district", ALL)
+        assert as_of == today
+        assert _normalised(kept) == _normalised(InsightQuery(session, district, today).compute_all())
+        for scope in ("district", f"organisation:{session.scalar(select(Organisation.id).order_by(Organisation.id))}"):
+            where = _scope_of(session, scope)
+            series = Series(where.kind, where.key, where.organisation_id)
+            assert read_facts(session, COMPARISON, scope, ALL)[0] == series_facts(session, series, Period(None, today))
