@@ -549,7 +549,7 @@ def insert_new_transactions(db, experiment_id: int, count: int, seed: int) -> di
     from sqlalchemy import select
 
     from core import sql
-    from core.models import Show, Spectator
+    from core.models import SALE_COLUMNS, Show, Spectator
     from experiments.models import Experiment, Recipient
     from experiments.services import bulk_insert
 
@@ -604,20 +604,7 @@ def insert_new_transactions(db, experiment_id: int, count: int, seed: int) -> di
             bulk_insert(
                 session,
                 "transaction",
-                (
-                    "organisation_id",
-                    "spectator_id",
-                    "show_id",
-                    "purchased_at",
-                    "amount_cents",
-                    "tickets",
-                    "circumstance",
-                    "category",
-                    "channel",
-                    "promo_code",
-                    "order_id",
-                    "external_id",
-                ),
+                SALE_COLUMNS,
                 rows,
             )
             session.commit()

@@ -260,6 +260,24 @@ class Transaction(Base):
     external_id: Mapped[str] = mapped_column(String(64))
 
 
+# A sale's columns as the bulk loaders write them (the demo, the experiments' demo, the benchmark),
+# in that order; the id (when a loader chooses it) comes first and no loader writes the batch.
+SALE_COLUMNS = (
+    "organisation_id",
+    "spectator_id",
+    "show_id",
+    "purchased_at",
+    "amount_cents",
+    "tickets",
+    "circumstance",
+    "category",
+    "channel",
+    "promo_code",
+    "order_id",
+    "external_id",
+)
+
+
 class User(UserMixin, Base):
     """A person who logs in: staff, a venue's approver, an evaluator or an administrator."""
 

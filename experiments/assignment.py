@@ -53,6 +53,14 @@ ASSIGNMENT_VERSION = 2
 ASSIGNMENT_VERSIONS = (1, 2)
 
 
+def _whole_parts(n: int, shares: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each arm's exact count n·share (shares normalised), its floor, and the units left over."""
+    weights = np.asarray(shares, dtype=float)
+    exact = n * (weights / weights.sum())
+    counts = np.floor(exact).astype(np.int64)
+    return exact, counts, n - int(counts.sum())
+
+
 def randomised_counts(n: int, shares: Sequence[float], rng: np.random.Generator) -> np.ndarray:
     """Split ``n`` units into arms so that each arm's expected count is exactly n·share (version 2).
 
@@ -63,11 +71,7 @@ def randomised_counts(n: int, shares: Sequence[float], rng: np.random.Generator)
     The units being shuffled afterwards, each unit's probability of arm i is E[count_i]/n = s_i,
     in tiny strata too; counts stay within one unit of n·s_i.
     """
-    shares = np.asarray(shares, dtype=float)
-    shares = shares / shares.sum()
-    exact = n * shares
-    counts = np.floor(exact).astype(np.int64)
-    leftover = n - int(counts.sum())
+    exact, counts, leftover = _whole_parts(n, shares)
     if leftover:
         frac = np.clip(exact - counts, 0.0, 1.0)
         order = rng.permutation(len(shares))
@@ -96,11 +100,7 @@ def planned_counts(n: int, shares: Sequence[float], rng: np.random.Generator) ->
     verify experiments drawn with it: a unit's probability of an arm is not its share in small
     strata (one unit, shares 0.6/0.4: always the first arm), hence :func:`randomised_counts`.
     """
-    shares = np.asarray(shares, dtype=float)
-    shares = shares / shares.sum()
-    exact = n * shares
-    counts = np.floor(exact).astype(np.int64)
-    leftover = n - int(counts.sum())
+    exact, counts, leftover = _whole_parts(n, shares)
     if leftover:
         remainders = exact - counts
         order = np.lexsort((rng.random(len(shares)), -remainders))

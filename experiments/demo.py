@@ -24,7 +24,7 @@ from campaigns.models import Campaign
 from core import sql
 from core.demo import DEMO_DOMAIN
 from core.importing import plus_two_years
-from core.models import Consent, Contact, Organisation, Show, Transaction, User, utcnow
+from core.models import SALE_COLUMNS, Consent, Contact, Organisation, Show, Transaction, User, utcnow
 from experiments import outcomes, services
 from experiments.assignment import CODE_ALPHABET, CODE_LENGTH
 from experiments.models import Experiment, Recipient
@@ -323,21 +323,7 @@ def _simulated_sales(session, experiment: Experiment, orgs: dict, seed: int) -> 
     services.bulk_insert(
         session,
         "transaction",
-        (
-            "id",
-            "organisation_id",
-            "spectator_id",
-            "show_id",
-            "purchased_at",
-            "amount_cents",
-            "tickets",
-            "circumstance",
-            "category",
-            "channel",
-            "promo_code",
-            "order_id",
-            "external_id",
-        ),
+        ("id", *SALE_COLUMNS),
         [(start_id + i, *row) for i, row in enumerate(rows)],
     )
     sql.reset_id_sequences(session, ["transaction"])

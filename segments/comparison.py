@@ -43,9 +43,11 @@ from segments.insight_tables import (
     Column,
     InsightTable,
     S,
+    Scope,
     T,
     day_label,
     discipline_choices,
+    in_scope,
     month_label,
     one_way,
     range_label,
@@ -236,27 +238,9 @@ class Period:
 # --- series ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Series:
-    """One side of the comparison: an organisation's sales, a discipline's or the district's."""
-
-    kind: str  # "organisation", "discipline" or "district"
-    key: str | None = None  # organisation slug or discipline key
-    organisation_id: int | None = None
-
-    @classmethod
-    def organisation(cls, organisation: Organisation) -> "Series":
-        return cls("organisation", organisation.slug, organisation.id)
-
-    @classmethod
-    def discipline(cls, key: str) -> "Series":
-        if key not in DISCIPLINES:
-            raise ValueError(f"unknown discipline {key!r}")
-        return cls("discipline", key)
-
-    @classmethod
-    def district(cls) -> "Series":
-        return cls("district")
+# One side of the comparison: an organisation's sales, a discipline's or the district's, the sales
+# an insight page describes.
+Series = Scope
 
 
 def main_discipline(session: Session, organisation: Organisation) -> str | None:
@@ -301,12 +285,6 @@ def series_statement(session: Session, series: Series, period: Period):
 
     ``spectators`` are distinct spectators; ``lines`` purchases (orders for ``order_size``).
     """
-    conditions = [unindexed(T.c.purchased_at) < period.high]
-    if series.kind == "organisation":
-        conditions.append(T.c.organisation_id == series.organisation_id)
-    elif series.kind == "discipline":
-        shows = S.alias("series_show")
-        conditions.append(T.c.show_id.in_(select(shows.c.id).where(shows.c.discipline == series.key)))
     in_period = literal(1) if period.low is None else case((T.c.purchased_at >= period.low, 1), else_=0)
     order_key = func.coalesce(T.c.order_id, literal("#") + cast(T.c.id, String))
     rows = (
@@ -328,7 +306,7 @@ def series_statement(session: Session, series: Series, period: Period):
             S.c.discipline.label("discipline"),
         )
         .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
-        .where(and_(*conditions))
+        .where(in_scope(series, period.high))
     )
     # The pass per spectator reads the rows afresh (a subquery the engine may flatten and read along
     # the (spectator, purchase date) index, with no sort); the other GROUP BYs share them (a CTE).

@@ -135,24 +135,38 @@ class InsightTables:
             (i, range_label(low, high), people[i], {"purchases": purchases[i]})
             for i, (low, high) in enumerate(PARTY_BUCKETS)
         ]
-        return one_way(
+        return self._bars(
             "party_size",
             "who",
             _l("Party size: tickets per purchase"),
-            Column("label", _l("Tickets"), "label"),
+            _l("Tickets"),
             items,
-            self.population(),
-            self.k,
-            measures=["purchases"],
-            share_of="purchases",
-            overlapping=True,
-            chart="vbar",
-            measure="purchases",
-            unit=_l("purchases"),
-            note=_l(
+            "purchases",
+            _l("purchases"),
+            _l(
                 "A purchase is one line of an order: tickets for one performance. Spectators: those "
                 "who made at least one such purchase."
             ),
+        )
+
+    def _bars(self, key: str, question: str, title, label, items: list[tuple], measure: str, unit, note):
+        """Buckets in their order as vertical bars of ``measure`` (purchases or tickets, with its
+        share): per bucket the spectators who bought so (one may count in several) and their ``measure``."""
+        return one_way(
+            key,
+            question,
+            title,
+            Column("label", label, "label"),
+            items,
+            self.population(),
+            self.k,
+            measures=[measure],
+            share_of=measure,
+            overlapping=True,
+            chart="vbar",
+            measure=measure,
+            unit=unit,
+            note=note,
         )
 
     # -- where --
@@ -215,21 +229,15 @@ class InsightTables:
         people = self._fact("spectators")["bits"]["lead"]
         _purchases, tickets, _cents = self._sum_by(5, len(LEAD_LABELS))
         items = [(i, LEAD_LABELS[i], people[i], {"tickets": tickets[i]}) for i in range(len(LEAD_LABELS))]
-        table = one_way(
+        table = self._bars(
             "lead_time",
             "when",
             _l("Lead time: days between purchase and performance"),
-            Column("label", _l("Bought before the performance"), "label"),
+            _l("Bought before the performance"),
             items,
-            self.population(),
-            self.k,
-            measures=["tickets"],
-            share_of="tickets",
-            overlapping=True,
-            chart="vbar",
-            measure="tickets",
-            unit=_l("tickets"),
-            note=_l("Unknown: no performance date, or a purchase recorded after the performance."),
+            "tickets",
+            _l("tickets"),
+            _l("Unknown: no performance date, or a purchase recorded after the performance."),
         )
         table.chart_labels = [range_label(low, high) for low, high in LEAD_BUCKETS] + ["?"]
         table.axis_label = _l("Days before the performance")
@@ -265,21 +273,15 @@ class InsightTables:
         people = self._fact("spectators")["bits"]["month"]
         _purchases, tickets, _cents = self._sum_by(4, 13)
         items = [(m, month_label(m), people[m - 1], {"tickets": tickets[m]}) for m in range(1, 13)]
-        table = one_way(
+        table = self._bars(
             "seasonality",
             "when",
             _l("Seasonality: month of purchase"),
-            Column("label", _l("Month"), "label"),
+            _l("Month"),
             items,
-            self.population(),
-            self.k,
-            measures=["tickets"],
-            share_of="tickets",
-            overlapping=True,
-            chart="vbar",
-            measure="tickets",
-            unit=_l("tickets"),
-            note=_l("All years together."),
+            "tickets",
+            _l("tickets"),
+            _l("All years together."),
         )
         table.chart_labels = [month_label(m, "abbreviated") for m in range(1, 13)]
         return table

@@ -9,9 +9,7 @@ from typing import Any, Iterable, Literal
 from babel.dates import get_day_names, get_month_names
 from flask_babel import LazyString, get_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import (
-    select,
-)
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -31,6 +29,7 @@ from core.privacy import (
     suppress_matrix,
     suppress_total,
 )
+from core.sql import unindexed
 
 T = Transaction.__table__
 S = Show.__table__
@@ -344,6 +343,18 @@ class Scope:
     @classmethod
     def organisation(cls, organisation: Organisation) -> "Scope":
         return cls("organisation", organisation.slug, organisation.id)
+
+
+def in_scope(scope: Scope, high, table=T):
+    """SQL: a purchase of ``table`` (the transactions or an alias) is the scope's, made before
+    ``high`` (a datetime)."""
+    conditions = [unindexed(table.c.purchased_at) < high]
+    if scope.kind == "organisation":
+        conditions.append(table.c.organisation_id == scope.organisation_id)
+    elif scope.kind == "discipline":
+        shows = S.alias("scope_show")  # an alias, so that it never correlates with a joined show
+        conditions.append(table.c.show_id.in_(select(shows.c.id).where(shows.c.discipline == scope.key)))
+    return and_(*conditions)
 
 
 def scope_k(session: Session, scope: Scope) -> int:

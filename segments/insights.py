@@ -28,7 +28,6 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
-    and_,
     case,
     distinct,
     exists,
@@ -71,6 +70,7 @@ from segments.insight_tables import (
     S,
     Scope,
     T,
+    in_scope,
     scope_k,
 )
 from segments.lifecycle import LIFECYCLE_DAYS, window_start
@@ -131,13 +131,7 @@ class InsightQuery(InsightTables):
 
     def _in_scope(self, table=T):
         """The scope's purchases up to ``as_of``, on ``table`` (the transactions or an alias)."""
-        conditions = [unindexed(table.c.purchased_at) < self.high]
-        if self.scope.kind == "organisation":
-            conditions.append(table.c.organisation_id == self.scope.organisation_id)
-        elif self.scope.kind == "discipline":
-            shows = S.alias("scope_show")  # an alias, so that it never correlates with a joined show
-            conditions.append(table.c.show_id.in_(select(shows.c.id).where(shows.c.discipline == self.scope.key)))
-        return and_(*conditions)
+        return in_scope(self.scope, self.high, table)
 
     def _party_bucket(self, column):
         return case(

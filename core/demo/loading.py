@@ -20,7 +20,7 @@ from core.demo.district import (
     WRITE_BATCH,
 )
 from core.demo.people import _keys, generate_chunk
-from core.models import DISCIPLINES, AuditEvent, utcnow
+from core.models import DISCIPLINES, SALE_COLUMNS, AuditEvent, utcnow
 from core.privacy import cell_key
 
 # --- bulk loading ----------------------------------------------------------------------------
@@ -262,21 +262,7 @@ def _write_chunk(
     channels = CHANNELS
     loader.write(
         "transaction",
-        [
-            "id",
-            "organisation_id",
-            "spectator_id",
-            "show_id",
-            "purchased_at",
-            "amount_cents",
-            "tickets",
-            "circumstance",
-            "category",
-            "channel",
-            "promo_code",
-            "order_id",
-            "external_id",
-        ],
+        ["id", *SALE_COLUMNS],
         n_tx,
         lambda sl: [
             tx_ids[sl].tolist(),
