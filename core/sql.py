@@ -235,12 +235,32 @@ def among(bind, column, values: Sequence) -> Any:
     if _is_postgresql(bind):
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        values = list(values)
+        joined = _comma_joined(values)
+        if joined is not None:  # split by the server: the driver dumps a long array value by value
+            return column == any_(
+                cast(func.string_to_array(bindparam(None, joined, type_=Text), ","), ARRAY(column.type))
+            )
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(
         select(literal_column("value")).select_from(
             func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))
         )
     )
+
+
+def _comma_joined(values: list) -> str | None:
+    """``values`` joined by commas when they are all integers, or all strings with no comma (hex
+    digests, keys) and no empty one; None otherwise (the joined text would not split back into them)."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return ",".join(map(str, values))
+    if kinds != {str}:
+        return None
+    joined = ",".join(values)
+    if joined.count(",") != len(values) - 1 or "" in values:
+        return None
+    return joined
 
 
 def in_subquery(bind, column, subquery, key) -> Any:
