@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
+from core.importing.batches import PLAIN_ENCODINGS
 from core.importing.columns import (
     _SALES_HEADERS,
     _SALES_ONLY,
@@ -44,6 +45,9 @@ class Export:
     encoding: str
     size: int  # bytes of what is read (the workbook's CSV copy)
     missing: list[str]  # required fields without a column
+    path: Path | None = None  # the file read (the workbook's CSV copy)
+    header_lines: int = 0  # the lines up to the header's end: the records start on the next one
+    plain: bool = False  # UTF-8 without NUL bytes: pyarrow may read it (core.importing.batches)
 
 
 def refuse(result: ImportResult):
@@ -95,7 +99,9 @@ def open_export(path: Path, kind: str, result: ImportResult, mapping: dict[str, 
     result.encoding = encoding
     try:
         with (copy or path).open("rb") as raw:
-            yield _open_text(raw, kind, result, mapping or {}, encoding, size, has_nul)
+            export = _open_text(raw, kind, result, mapping or {}, encoding, size, has_nul)
+            export.path = copy or path
+            yield export
     finally:
         if copy is not None:
             copy.unlink(missing_ok=True)
@@ -184,4 +190,6 @@ def _open_text(
         encoding=encoding,
         size=size,
         missing=missing,
+        header_lines=reader.line_num,
+        plain=encoding in PLAIN_ENCODINGS and not has_nul,
     )

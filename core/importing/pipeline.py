@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import csv
+import queue
+import threading
 from pathlib import Path
 
 from flask import current_app
 
 from core import sql
-from core.importing import common
+from core.importing.batches import arrow_batches, csv_batches, line_start
 from core.importing.common import KINDS, _
 from core.importing.mapping import saved_mapping
 from core.importing.opening import open_export, refuse
@@ -108,7 +111,7 @@ def import_file(
         bar = _Progress(progress, export.size, label=result.filename)
         try:
             with sql.roomy_cache(session, SQLITE_CACHE_KIB):
-                fatal = _read_rows(reader, parser, writer, result, rejects, skip_invalid, bar, export.raw)
+                fatal = _read_rows(_record_batches(export), parser, writer, result, rejects, skip_invalid, bar)
                 if not (fatal or (result.invalid_rows and not skip_invalid)):
                     writer.finish()
         finally:
@@ -149,38 +152,90 @@ def import_file(
 SQLITE_CACHE_KIB = 64 * 1024
 
 
-def _read_rows(reader, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress, raw) -> bool:
-    """Parse every record, writing good ones in batches; True when the file cannot be read to its end."""
-    records: list[tuple[list[str], int]] = []
-    append = records.append
-    previous = reader.line_num
+def _read_rows(batches, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress) -> bool:
+    """Parse every record, writing good ones in batches; True when the file cannot be read to its end.
+
+    Reading and validating run in a thread of their own, one batch ahead of the writes (a bounded
+    queue of :data:`AHEAD` batches: memory stays flat): the importer's Python works while the
+    database works on the previous batch (its driver waits without the GIL). Everything that
+    reports or writes (the result's counts and errors, the rejects, the progress, the session)
+    stays in this thread, batch after batch in file order, as when both ran in turn."""
+    ready: queue.Queue = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+    # The reading thread sees this one's context (a request's language for the error messages).
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(_produce, batches, parser, ready, stop), name="import-reader", daemon=True
+    )
+    thread.start()
     try:
-        for cells in reader:
-            line, previous = previous + 1, reader.line_num
-            if not cells or not (cells[0].strip() or "".join(cells).strip()):
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            records, parsed, position, unreadable = item
+            result.rows += len(records)
+            _take(records, parsed, None if unreadable else writer, result, rejects, skip_invalid)
+            if unreadable:  # the errors before it counted, nothing of its batch written
+                line, message = unreadable
+                result.add_error(line, "", _("The file could not be read as CSV: %(error)s", error=message))
+                return True
+            if position is not None:
+                bar.update(position)
+        return False
+    finally:
+        stop.set()
+        thread.join()
+
+
+AHEAD = 1  # parsed batches waiting for the writer, beside the one it writes and the one being parsed
+
+
+def _record_batches(export):
+    """The export's records in batches: pyarrow's when the file is plain UTF-8, else the csv module's."""
+    if VECTOR_READ and export.plain and export.path is not None:
+        offset = line_start(export.path, export.header_lines)
+        if offset is not None:
+            return arrow_batches(
+                export.path, offset, export.header_lines + 1, len(export.header.fields), export.delimiter
+            )
+    return csv_batches(export.reader, export.raw)
+
+
+VECTOR_READ = True  # False reads every file with the csv module (the tests compare both)
+
+
+def _produce(batches, parser, queue_: queue.Queue, stop: threading.Event) -> None:
+    """The reading thread: (records, parsed, bytes read or None, None | (line, reason)) per batch of
+    ``batches`` (see core.importing.batches), then None; an exception is passed on."""
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                queue_.put(item, timeout=0.1)
+                return True
+            except queue.Full:
                 continue
-            append((cells, line))
-            if len(records) >= common.BATCH_SIZE:  # read at call time: the tests shrink it
-                result.rows += len(records)
-                _take(records, parser, writer, result, rejects, skip_invalid)
-                records.clear()
-                bar.update(raw.tell())
-    except csv.Error as exc:
-        result.rows += len(records)
-        _take(records, parser, None, result, rejects)  # the errors before it, nothing written
-        result.add_error(previous + 1, "", _("The file could not be read as CSV: %(error)s", error=str(exc)))
-        return True
-    result.rows += len(records)
-    _take(records, parser, writer, result, rejects, skip_invalid)
-    return False
+        return False
+
+    try:
+        for records, position, unreadable in batches:
+            parsed = parser.parse_batch(records) if len(records) else None
+            if not put((records, parsed, position, unreadable)):
+                return
+        put(None)
+    except BaseException as exc:  # noqa: BLE001 - raised again in the importing thread
+        put(exc)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
-def _take(records: list, parser, writer, result: ImportResult, rejects, skip_invalid: bool = False) -> None:
-    """Parse one batch of records: count and report the bad ones, write the good ones unless the file
-    is going to be refused (or ``writer`` is None)."""
+def _take(records: list, parsed, writer, result: ImportResult, rejects, skip_invalid: bool = False) -> None:
+    """One parsed batch: count and report the bad rows, write the good ones unless the file is going
+    to be refused (or ``writer`` is None)."""
     if not records:
         return
-    parsed = parser.parse_batch(records)
     for index, problems in parsed.bad:
         cells, line = records[index]
         result.invalid_rows += 1

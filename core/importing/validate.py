@@ -18,6 +18,7 @@ from core.identity import (
     normalise_postal_code,
     spectator_key,
 )
+from core.importing.batches import ColumnRecords
 from core.importing.columns import SALES_COLUMNS, UNSUBSCRIBE_COLUMNS, _Header
 from core.importing.common import MAX_UNKNOWN_DISCIPLINES, _
 from core.importing.result import ImportResult
@@ -368,17 +369,10 @@ class _SalesParser:
         width, memo = self.width, self.memo
         n = len(records)
         suspect: set[int] = set()
-        rows = []
-        for index, (cells, _line) in enumerate(records):
-            if len(cells) != width:
-                if len(cells) > width and not any(c.strip() for c in cells[width:]):
-                    cells = cells[:width]
-                else:
-                    suspect.add(index)
-                    cells = [""] * width
-            rows.append(cells)
-        transposed = list(zip(*rows)) if rows else [()] * width
-        del rows
+        if isinstance(records, ColumnRecords):  # read column by column, each record as wide as the header
+            transposed = records.columns
+        else:
+            transposed = _transposed(records, width, suspect)
         blank = [""] * n
 
         def column(name: str) -> list[str]:
@@ -565,6 +559,21 @@ class _SalesParser:
             "show": _Cache(lambda args: show_natural_key(*args)),
             "iso": _Cache(dt.datetime.isoformat),
         }
+
+
+def _transposed(records: list[tuple[list[str], int]], width: int, suspect: set[int]) -> list:
+    """The cells of ``records`` column by column; a record of another width than the header's (but
+    for blank trailing cells) becomes a suspect, blank here."""
+    rows = []
+    for index, (cells, _line) in enumerate(records):
+        if len(cells) != width:
+            if len(cells) > width and not any(c.strip() for c in cells[width:]):
+                cells = cells[:width]
+            else:
+                suspect.add(index)
+                cells = [""] * width
+        rows.append(cells)
+    return list(zip(*rows)) if rows else [()] * width
 
 
 def email_problem() -> str:
