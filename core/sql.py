@@ -235,9 +235,9 @@ def among(bind, column, values: Sequence) -> Any:
     if _is_postgresql(bind):
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        values = list(values)
-        joined = _comma_joined(values)
-        if joined is not None:  # split by the server: the driver dumps a long array value by value
+        values = list(values)  # integers, or strings without commas (digests): one text the server splits
+        joined = ",".join(map(str, values)) if set(map(type, values)) in ({int}, {str}) else ""
+        if joined and joined.count(",") == len(values) - 1 and "" not in values:  # the driver dumps arrays slowly
             return column == any_(
                 cast(func.string_to_array(bindparam(None, joined, type_=Text), ","), ARRAY(column.type))
             )
@@ -247,20 +247,6 @@ def among(bind, column, values: Sequence) -> Any:
             func.json_each(bindparam(None, json.dumps(list(values)), type_=Text))
         )
     )
-
-
-def _comma_joined(values: list) -> str | None:
-    """``values`` joined by commas when they are all integers, or all strings with no comma (hex
-    digests, keys) and no empty one; None otherwise (the joined text would not split back into them)."""
-    kinds = set(map(type, values))
-    if kinds == {int}:
-        return ",".join(map(str, values))
-    if kinds != {str}:
-        return None
-    joined = ",".join(values)
-    if joined.count(",") != len(values) - 1 or "" in values:
-        return None
-    return joined
 
 
 def in_subquery(bind, column, subquery, key) -> Any:
