@@ -2,10 +2,11 @@
 
 The district's figures (and each organisation's own) count distinct spectators over every pooled
 purchase: at a million spectators that is seconds of work, which no request should pay (issue 18).
-:func:`publish_headlines` computes the exact facts when the data epoch (core.privacy: every import
-and profile refresh advances it) moved since they were kept, and stores them in the ``setting``
-table; the dashboard reads them (:func:`kept_facts`) and adds the privacy noise of the current epoch
-when it shows them, so every reader of an epoch sees the same figures. Until the job has run after
+:func:`publish_headlines` computes the exact facts of the district, and of each organisation, whose
+imports moved since they were kept (:func:`imports_fingerprint`: an organisation's figures move
+only with its own imports; an erasure keeps the purchases, unlinked) and stores them in the
+``setting`` table; the dashboard reads them (:func:`kept_facts`) and adds the privacy noise of the
+current data epoch when it shows them, so every reader of an epoch sees the same figures. Until the job has run after
 an import, the page shows the last kept facts and says when they were computed. Facts that were
 never kept (a new organisation, a new database) are computed by the first request that needs them.
 """
@@ -20,8 +21,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from core import sql
-from core.models import Organisation, Setting, Show, Spectator, Transaction, utcnow
-from core.privacy import data_epoch
+from core.models import ImportBatch, Organisation, Setting, Show, Spectator, Transaction, utcnow
 
 DISTRICT = "district"
 SETTING_PREFIX = "headline:"
@@ -81,7 +81,7 @@ def compute_facts(session: Session, organisation_id: int | None = None) -> dict:
 
 
 def kept_facts(session: Session, organisation_id: int | None = None) -> dict | None:
-    """The facts last kept for the district or an organisation (with their ``epoch`` and
+    """The facts last kept for the district or an organisation (with their ``imports`` and
     ``computed_at``), or None when none were ever kept."""
     value = session.scalar(select(Setting.value).where(Setting.name == _setting_name(organisation_id)))
     if value is None:
@@ -92,15 +92,27 @@ def kept_facts(session: Session, organisation_id: int | None = None) -> dict | N
         return None
 
 
-def keep_facts(session: Session, organisation_id: int | None = None, epoch: int | None = None) -> dict:
-    """Compute and keep the facts of the district or an organisation, as of ``epoch`` (the current
-    data epoch by default, read before computing: a change during the computation leaves them
-    behind the epoch, for the next run). Flushes; the caller commits."""
-    epoch = data_epoch(session) if epoch is None else epoch
+def imports_fingerprint(session: Session, organisation_id: int | None = None) -> list[int]:
+    """What the facts of the district (or an organisation) move with: how many imports are done and
+    the latest one's id. The count catches an import that finishes after a later one did."""
+    done = select(func.count(ImportBatch.id), func.coalesce(func.max(ImportBatch.id), 0)).where(
+        ImportBatch.status == "done"
+    )
+    if organisation_id is not None:
+        done = done.where(ImportBatch.organisation_id == organisation_id)
+    count, latest = session.execute(done).one()
+    return [int(count), int(latest)]
+
+
+def keep_facts(session: Session, organisation_id: int | None = None) -> dict:
+    """Compute and keep the facts of the district or an organisation, with the imports they count
+    (their fingerprint, read before computing: an import committed meanwhile leaves them behind, for
+    the next run). Flushes; the caller commits."""
+    imports = imports_fingerprint(session, organisation_id)
     started = time.perf_counter()
     facts = compute_facts(session, organisation_id)
     facts.update(
-        epoch=epoch,
+        imports=imports,
         computed_at=utcnow().isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
@@ -115,34 +127,33 @@ def keep_facts(session: Session, organisation_id: int | None = None, epoch: int 
 
 
 def facts_for_page(session: Session, organisation_id: int | None = None) -> dict:
-    """What a page shows: the kept facts, whatever their epoch (the job brings them up to date);
+    """What a page shows: the kept facts, however old (the job brings them up to date);
     computed and kept now only when none were ever kept. Flushes; the caller commits."""
     facts = kept_facts(session, organisation_id)
     return facts if facts is not None else keep_facts(session, organisation_id)
 
 
 def publish_headlines(session: Session, commit=None) -> dict:
-    """Bring every kept headline up to the current data epoch: the district's, then each
-    organisation's, each in its own unit of work when ``commit`` is given. The joins over every
-    purchase get the memory they need on PostgreSQL (core.sql.tune_for_large_joins).
+    """Bring every kept headline up to date with the imports: the district's, then each
+    organisation's whose imports moved, each in its own unit of work when ``commit`` is given. The
+    joins over every purchase get the memory they need on PostgreSQL (core.sql.tune_for_large_joins).
 
-    :returns: ``{"published": n, "seconds": s, "epoch": e}``.
+    :returns: ``{"published": n, "seconds": s}``.
     """
-    epoch = data_epoch(session)
     started = time.perf_counter()
     published = 0
     for organisation_id in [None, *session.scalars(select(Organisation.id).order_by(Organisation.id))]:
         kept = kept_facts(session, organisation_id)
-        if kept is not None and kept.get("epoch") == epoch:
+        if kept is not None and kept.get("imports") == imports_fingerprint(session, organisation_id):
             continue
         tuned = sql.tune_for_large_joins(session)
-        keep_facts(session, organisation_id, epoch)
+        keep_facts(session, organisation_id)
         if tuned:
             sql.untune_large_joins(session)
         published += 1
         if commit is not None:
             commit()
-    return {"published": published, "seconds": round(time.perf_counter() - started, 3), "epoch": epoch}
+    return {"published": published, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def computed_at(facts: dict) -> dt.datetime | None:
