@@ -280,11 +280,27 @@ def _price_bucket():
     return case(*whens, else_=len(PRICE_BUCKETS) - 1)
 
 
+def _every(series: Series) -> bool:
+    """Whether ``series`` stands for every organisation's or every discipline's series at once (no id
+    nor key): :func:`grouped_series_facts`."""
+    return (
+        series.kind != "district" and (series.organisation_id if series.kind == "organisation" else series.key) is None
+    )
+
+
 def series_statement(session: Session, series: Series, period: Period):
     """The one statement of a series: rows ``(dimension, bucket, spectators, lines, tickets)``.
 
-    ``spectators`` are distinct spectators; ``lines`` purchases (orders for ``order_size``).
+    ``spectators`` are distinct spectators; ``lines`` purchases (orders for ``order_size``). For every
+    organisation's or discipline's series at once (a series without id or key), each row starts with
+    the ``grp`` it belongs to (the organisation id or the discipline, as text): every GROUP BY is also by it.
     """
+    every = _every(series)
+    group: Any = None  # the column that tells the series apart, when every series is read at once
+    where = in_scope(series, period.high)
+    if every:  # every organisation's (or discipline's) sales, told apart by the group column
+        group = T.c.organisation_id if series.kind == "organisation" else S.c.discipline
+        where = and_(in_scope(Series.district(), period.high), group.is_not(None))
     in_period = literal(1) if period.low is None else case((T.c.purchased_at >= period.low, 1), else_=0)
     order_key = func.coalesce(T.c.order_id, literal("#") + cast(T.c.id, String))
     rows = (
@@ -304,9 +320,10 @@ def series_statement(session: Session, series: Series, period: Period):
             index_of(T.c.channel, CHANNEL_KEYS).label("channel"),
             _price_bucket().label("price"),
             S.c.discipline.label("discipline"),
+            *([group.label("grp")] if every else []),
         )
         .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
-        .where(in_scope(series, period.high))
+        .where(where)
     )
     # The pass per spectator reads the rows afresh (a subquery the engine may flatten and read along
     # the (spectator, purchase date) index, with no sort); the other GROUP BYs share them (a CTE).
@@ -322,6 +339,7 @@ def series_statement(session: Session, series: Series, period: Period):
     }
     per_spectator = (
         select(
+            *([r.grp] if every else []),
             r.sid,
             func.count(distinct(r.show548)).label("shows"),
             func.min(r.at).label("first_at"),
@@ -330,12 +348,13 @@ def series_statement(session: Session, series: Series, period: Period):
             func.max(r.sub * r.inp).label("sub"),
             *masks.values(),
         )
-        .group_by(r.sid)
+        .group_by(*([r.grp] if every else []), r.sid)
         .cte("per_spectator")
     )
     p = per_spectator.c
     people = (
         select(
+            *([p.grp] if every else []),
             p.sid,
             lifecycle_case(p.shows, p.first_at, p.last_at, period.as_of).label("stage"),
             p.sub,
@@ -346,9 +365,12 @@ def series_statement(session: Session, series: Series, period: Period):
     )
     q = people.c
     zero = literal(0, Integer)
+    by_q = [q.grp] if every else []  # the extra GROUP BY of every series at once, over people or base
+    by_b = [b.grp] if every else []
 
-    def row(name: str, bucket, spectators, lines=zero, tickets=zero):
+    def row(name: str, bucket, spectators, lines=zero, tickets=zero, grp=None):
         return [
+            *([cast(q.grp if grp is None else grp, String).label("grp")] if every else []),
             literal(name, String).label("dimension"),
             cast(bucket, String).label("bucket"),
             spectators.label("spectators"),
@@ -357,46 +379,54 @@ def series_statement(session: Session, series: Series, period: Period):
         ]
 
     branches = [
-        select(*row("lifecycle", q.stage, func.count())).group_by(q.stage),
-        select(*row("subscribers", q.sub, func.count())).group_by(q.sub),
+        select(*row("lifecycle", q.stage, func.count())).group_by(*by_q, q.stage),
+        select(*row("subscribers", q.sub, func.count())).group_by(*by_q, q.sub),
     ]
     if series.kind == "organisation":
         # The organisation's own contact records' postal codes: the pooled spectator's FSA may have been
         # learnt from another organisation's sale (DESIGN.md §10, as the insight pages do).
         prefix = func.upper(func.substr(Contact.postal_code, 1, 3))
+        own = q.grp if every else series.organisation_id
         homes = (
-            select(q.sid, func.min(prefix).label("fsa"))
-            .select_from(
-                people.outerjoin(
-                    Contact, and_(Contact.spectator_id == q.sid, Contact.organisation_id == series.organisation_id)
-                )
-            )
-            .group_by(q.sid)
+            select(*by_q, q.sid, func.min(prefix).label("fsa"))
+            .select_from(people.outerjoin(Contact, and_(Contact.spectator_id == q.sid, Contact.organisation_id == own)))
+            .group_by(*by_q, q.sid)
             .subquery()
         )
-        branches.append(select(*row("fsa", homes.c.fsa, func.count())).group_by(homes.c.fsa))
+        by_home = [homes.c.grp] if every else []
+        branches.append(
+            select(*row("fsa", homes.c.fsa, func.count(), grp=by_home[0] if every else None)).group_by(
+                *by_home, homes.c.fsa
+            )
+        )
     else:
         branches.append(
             select(*row("fsa", SP.c.fsa, func.count()))
             .select_from(people.join(SP, SP.c.id == q.sid))
-            .group_by(SP.c.fsa)
+            .group_by(*by_q, SP.c.fsa)
         )
     for name, (offset, size) in MASKED.items():
         for i in range(size):
-            branches.append(select(*row(name, literal(i + offset), func.sum(mask_bit(q[f"m_{name}"], i)))))
+            branches.append(
+                select(*row(name, literal(i + offset), func.sum(mask_bit(q[f"m_{name}"], i)))).group_by(*by_q)
+            )
     # purchases and tickets of the five dimensions at once: one GROUP BY on one integer code
     code: Any = literal(0, Integer)
     for name, (offset, size) in MASKED.items():
         code = code * (size + offset) + b[name]
     branches.append(
-        select(*row("code", code, zero, func.count(), func.coalesce(func.sum(b.tickets), 0)))
+        select(
+            *row(
+                "code", code, zero, func.count(), func.coalesce(func.sum(b.tickets), 0), grp=by_b[0] if every else None
+            )
+        )
         .where(b.inp == 1)
-        .group_by(code)
+        .group_by(*by_b, code)
     )
     orders = (
-        select(func.min(b.sid).label("sid"), func.sum(b.tickets).label("tickets"))
+        select(*by_b, func.min(b.sid).label("sid"), func.sum(b.tickets).label("tickets"))
         .where(b.inp == 1)
-        .group_by(b.org, b.okey)
+        .group_by(*by_b, b.org, b.okey)
         .subquery()
     )
     size = _bucket_case(orders.c.tickets, PARTY_BUCKETS)
@@ -408,8 +438,9 @@ def series_statement(session: Session, series: Series, period: Period):
                 func.count(distinct(orders.c.sid)),
                 func.count(),
                 func.coalesce(func.sum(orders.c.tickets), 0),
+                grp=orders.c.grp if every else None,
             )
-        ).group_by(size)
+        ).group_by(*([orders.c.grp] if every else []), size)
     )
     # The disciplines each spectator bought in the period, anywhere in the district: one row per
     # (spectator, discipline), then counted (a hash aggregate on PostgreSQL, no COUNT(DISTINCT) sort).
@@ -426,6 +457,9 @@ def series_statement(session: Session, series: Series, period: Period):
         bought = [unindexed(elsewhere.c.purchased_at) < period.high]
         if period.low is not None:
             bought.append(elsewhere.c.purchased_at >= period.low)
+        if every:  # each spectator's disciplines once (a mask), not once per series they are in
+            _crossover_of_every(branches, row, people, elsewhere, shows, bought)
+            return union_all(*branches)
         pairs = (
             select(elsewhere.c.spectator_id.label("sid"), shows.c.discipline.label("discipline"))
             .select_from(
@@ -439,9 +473,32 @@ def series_statement(session: Session, series: Series, period: Period):
     return union_all(*branches)
 
 
-def series_facts(session: Session, series: Series, period: Period) -> dict:
-    """The exact facts of a series: ``{"population": n, "dimension": {bucket: [spectators, lines, tickets]}}``."""
-    facts: dict = {
+def _crossover_of_every(branches: list, row, people, elsewhere, shows, bought: list) -> None:
+    """The crossover rows of every organisation's (or discipline's) series at once: the disciplines
+    each spectator bought in the period anywhere, one mask per spectator from one pass over the
+    period's purchases, joined with the series' spectators and summed bit by bit (joining each
+    series' spectators with their purchases would read a spectator's purchases once per series)."""
+    index = case({d: i for i, d in enumerate(DISCIPLINES)}, value=shows.c.discipline)
+    masks = (
+        select(elsewhere.c.spectator_id.label("sid"), bit_union(one_shl(index)).label("mask"))
+        .select_from(elsewhere.join(shows, shows.c.id == elsewhere.c.show_id))
+        .where(*bought)
+        .group_by(elsewhere.c.spectator_id)
+        .subquery()
+    )
+    q = people.c
+    crossed = select(q.grp, masks.c.mask).select_from(people.join(masks, masks.c.sid == q.sid)).cte("crossed")
+    for i, discipline in enumerate(DISCIPLINES):
+        n = func.sum(mask_bit(crossed.c.mask, i))
+        branches.append(
+            select(*row("crossover", literal(discipline, String), n, grp=crossed.c.grp))
+            .group_by(crossed.c.grp)
+            .having(n > 0)
+        )
+
+
+def _empty_facts() -> dict:
+    return {
         name: {}
         for name in (
             "lifecycle",
@@ -456,24 +513,52 @@ def series_facts(session: Session, series: Series, period: Period) -> dict:
             "crossover",
         )
     }
-    without_jit(session)  # PostgreSQL would spend longer compiling the statement than running it
-    for name, bucket, spectators, lines, tickets in session.execute(series_statement(session, series, period)):
-        if name == "code":  # purchases and tickets of a (day, month, lead time, channel, price)
-            value = int(bucket)
-            for dimension, (offset, size) in reversed(MASKED.items()):
-                value, at = divmod(value, size + offset)
-                cell = facts[dimension].setdefault(str(at), [0, 0, 0])
-                cell[1] += int(lines or 0)
-                cell[2] += int(tickets or 0)
-            continue
-        key = "" if bucket is None else str(bucket)
-        cell = facts[name].setdefault(key, [0, 0, 0])
-        for i, value in enumerate((spectators, lines, tickets)):
-            cell[i] += int(value or 0)
+
+
+def _finished(facts: dict) -> dict:
     for name in MASKED:  # a bucket nobody bought in is no bucket
         facts[name] = {key: cell for key, cell in facts[name].items() if any(cell)}
     facts["population"] = sum(cell[0] for cell in facts["lifecycle"].values())
     return facts
+
+
+def series_facts(session: Session, series: Series, period: Period) -> dict:
+    """The exact facts of a series: ``{"population": n, "dimension": {bucket: [spectators, lines, tickets]}}``."""
+    facts = _empty_facts()
+    without_jit(session)  # PostgreSQL would spend longer compiling the statement than running it
+    for name, bucket, spectators, lines, tickets in session.execute(series_statement(session, series, period)):
+        _add_row(facts, name, bucket, spectators, lines, tickets)
+    return _finished(facts)
+
+
+def grouped_series_facts(session: Session, kind: str, period: Period, keys) -> dict[str, dict]:
+    """:func:`series_facts` of several organisations' (``kind`` "organisation", ``keys`` their ids as
+    text) or disciplines' series, in one statement: one pass over the district's purchases instead of
+    one per series (the publisher's, ``segments.insight_publish``). Returns a key's facts for each key."""
+    every = {str(key): _empty_facts() for key in keys}
+    without_jit(session)
+    for grp, name, bucket, spectators, lines, tickets in session.execute(
+        series_statement(session, Series(kind), period)
+    ):
+        if str(grp) in every:
+            _add_row(every[str(grp)], name, bucket, spectators, lines, tickets)
+    return {key: _finished(facts) for key, facts in every.items()}
+
+
+def _add_row(facts: dict, name: str, bucket, spectators, lines, tickets) -> None:
+    """Add one row of :func:`series_statement` to a series' facts."""
+    if name == "code":  # purchases and tickets of a (day, month, lead time, channel, price)
+        value = int(bucket)
+        for dimension, (offset, size) in reversed(MASKED.items()):
+            value, at = divmod(value, size + offset)
+            cell = facts[dimension].setdefault(str(at), [0, 0, 0])
+            cell[1] += int(lines or 0)
+            cell[2] += int(tickets or 0)
+        return
+    key = "" if bucket is None else str(bucket)
+    cell = facts[name].setdefault(key, [0, 0, 0])
+    for i, value in enumerate((spectators, lines, tickets)):
+        cell[i] += int(value or 0)
 
 
 def kept_series_facts(session: Session, series: Series, period: Period) -> dict:

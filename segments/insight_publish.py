@@ -17,8 +17,10 @@ What makes a row stale, and who says so:
 * the date: the facts of all purchases and of the current season are as of a day (life-cycle
   stages move with it); a past season's as of its last day, so they never go stale with the date.
 
-:func:`publish` then recomputes the stale rows one by one (organisations first, the district last),
-each in its own unit of work when given a commit: an import never waits for the district's figures,
+:func:`publish` then recomputes the stale rows (organisations first, the district last), each in
+its own unit of work when given a commit; the comparison's rows of several organisations (or
+disciplines) due for one period are computed by one grouped statement (one pass over the district's
+purchases instead of one per organisation), then stored one by one: an import never waits for the district's figures,
 and the pages show the last published ones until the new ones are ready (issue 18). A mark that
 comes while a row is computed leaves it stale for the next run. Known gap: a batch committed after
 a later one was already seen (two imports at once, no refresh after either) waits for the nightly
@@ -38,7 +40,7 @@ from sqlalchemy.sql.expression import SelectBase
 from core import sql
 from core.models import DISCIPLINES, ImportBatch, Organisation, Setting, utcnow
 from core.privacy import data_epoch
-from segments.comparison import Period, Season, Series, available_seasons, series_facts
+from segments.comparison import Period, Season, Series, available_seasons, grouped_series_facts, series_facts
 from segments.insight_store import ALL, COMPARISON, INSIGHTS, mark, rows_state, store_facts
 from segments.insight_tables import S, Scope, T, discipline_choices
 from segments.insights import InsightQuery
@@ -46,6 +48,7 @@ from segments.profiles import changed_since
 
 BATCH_SETTING = "pooled_summary_batch"  # the highest import batch whose buyers were marked
 MARKED_SETTING = "pooled_summary_marked_at"  # when the last full profile refresh marked what had changed
+GROUPED_FROM = 2  # due comparison rows of one period and family computed in one statement from this many
 
 
 def _day(value) -> dt.date:
@@ -191,6 +194,31 @@ def compute(session: Session, kind: str, scope: str, period: str, today: dt.date
     return series_facts(session, series, span), span.as_of
 
 
+def _grouped(todo: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[tuple[str, str, str]]]:
+    """The due comparison rows of several organisations (or disciplines) of one period, by their first:
+    each such group is computed in one statement (``segments.comparison.grouped_series_facts``)."""
+    groups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for key in todo:
+        kind, scope, period = key
+        family = scope.partition(":")[0]
+        if kind == COMPARISON and family in ("organisation", "discipline"):
+            groups.setdefault((family, period), []).append(key)
+    return {rows[0]: rows for rows in groups.values() if len(rows) >= GROUPED_FROM}
+
+
+def _compute_group(session: Session, rows: list[tuple[str, str, str]], today: dt.date) -> tuple[dict, dt.date]:
+    """The facts of a group of :func:`_grouped` (key → facts) and the date they describe; the rows of
+    organisations that went meanwhile are left out."""
+    family, period = rows[0][1].partition(":")[0], rows[0][2]
+    keys = {scope.partition(":")[2]: (kind, scope, period) for kind, scope, period in rows}
+    if family == "organisation":
+        existing = {str(i) for i in session.scalars(select(Organisation.id))}
+        keys = {value: key for value, key in keys.items() if value in existing}
+    span = Period.make(None if period == ALL else Season.parse(period), today)
+    facts = grouped_series_facts(session, family, span, list(keys))
+    return {key: facts[value] for value, key in keys.items()}, span.as_of
+
+
 def publish(
     session: Session, today: dt.date | None = None, commit: Callable[[], None] | None = None, limit: int | None = None
 ) -> dict:
@@ -208,19 +236,31 @@ def publish(
     todo = work if limit is None else work[:limit]
     state = rows_state(session)
     slowest: tuple[str, float] = ("", 0.0)
-    for kind, scope, period in todo:
-        seen = state.get((kind, scope, period), (None, None, False))[1]
-        started = time.perf_counter()
-        try:
-            facts, as_of = compute(session, kind, scope, period, today)
-        except LookupError:  # the organisation went meanwhile
+    groups = _grouped(todo)
+    done: set[tuple[str, str, str]] = set()
+    for key in todo:
+        if key in done:
             continue
+        started = time.perf_counter()
+        if key in groups:  # several rows in one statement, each stored with its share of the time
+            computed, as_of = _compute_group(session, groups[key], today)
+            done |= set(groups[key])
+        else:
+            try:
+                facts, as_of = compute(session, *key, today)
+            except LookupError:  # the organisation went meanwhile
+                continue
+            computed = {key: facts}
         seconds = time.perf_counter() - started
-        store_facts(session, kind, scope, period, facts, as_of, data_epoch(session), seconds, seen, utcnow())
-        if commit:
-            commit()
+        for (kind, scope, period), facts in computed.items():
+            seen = state.get((kind, scope, period), (None, None, False))[1]
+            share = seconds / len(computed)
+            store_facts(session, kind, scope, period, facts, as_of, data_epoch(session), share, seen, utcnow())
+            if commit:
+                commit()
+        label = f"{key[0]}/{key[1]}/{key[2]}" + (f" and {len(computed) - 1} more" if len(computed) > 1 else "")
         if seconds > slowest[1]:
-            slowest = (f"{kind}/{scope}/{period}", round(seconds, 3))
+            slowest = (label, round(seconds, 3))
     return {
         "published": len(todo),
         "seconds": round(time.perf_counter() - began, 3),

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from core.charts import grouped_bar_chart
-from core.models import Contact, Organisation, Setting, Show, Spectator, Transaction
+from core.models import DISCIPLINES, Contact, Organisation, Setting, Show, Spectator, Transaction
 from segments import comparison_views  # noqa: F401  (the routes, before any app registers the blueprint)
 from segments.comparison import (
     PRICE_BUCKETS,
@@ -22,6 +22,7 @@ from segments.comparison import (
     Period,
     Season,
     Series,
+    grouped_series_facts,
     series_facts,
 )
 from segments.insight_tables import CHANNEL_KEYS, LEAD_BUCKETS, PARTY_BUCKETS
@@ -232,6 +233,16 @@ def test_facts_equal_a_plain_computation_from_the_rows(session, small_district, 
         expected = reference(raw, series, period)
         assert facts == expected, (series, period)
         populations.append(facts["population"])
+    # every organisation's and every discipline's series at once (what the publisher reads): the same
+    # facts, a series nobody bought in during the period included
+    for kind, items, series_of, key_of in (
+        ("organisation", organisations, Series.organisation, lambda o: str(o.id)),
+        ("discipline", list(DISCIPLINES), Series.discipline, str),
+    ):
+        grouped = grouped_series_facts(session, kind, period, [key_of(item) for item in items])
+        assert len(grouped) == len(items)
+        for item in items:
+            assert grouped[key_of(item)] == reference(raw, series_of(item), period), (kind, item, period)
     if period.season == Season(2018):  # before the first sale: every series empty
         assert max(populations) == 0
     else:  # the test reads figures, not empty periods
