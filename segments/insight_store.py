@@ -40,7 +40,7 @@ class PooledSummary(Base):
     facts: Mapped[Optional[str]] = mapped_column(Text)  # JSON
     wanted: Mapped[Optional[int]] = mapped_column(Integer)
     computed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    seconds: Mapped[Optional[float]] = mapped_column(Float)  # how long the computation took
+    seconds: Mapped[Optional[float]] = mapped_column(Float)  # how long the computation took (its share, if grouped)
 
 
 PS = PooledSummary.__table__
