@@ -135,6 +135,35 @@ def _drop_pending(token: str) -> None:
     shutil.rmtree(_pending_root() / token, ignore_errors=True)
 
 
+def _import_and_commit(session, path, organisation: Organisation, kind: str, skip_invalid: bool, filename: str):
+    """Import ``path`` for ``organisation`` as the current user and commit. A refused file writes
+    nothing: the import is rolled back and the refusal recorded (a batch that says why) and
+    committed. Returns ``(result, refusal)``: the import's result, and the refusal's batch or None."""
+    from core.importing import ImportRefused, import_file, record_refused_import
+
+    # Refused rows hold personal data: kept in the instance folder, offered to the organisation
+    # only (core.rejects), purged after the retention period.
+    rejects_path = rejects_files.new_rejects_path(current_app, organisation.slug) if skip_invalid else None
+    try:
+        result = import_file(
+            session,
+            path,
+            organisation,
+            kind=kind,
+            skip_invalid=skip_invalid,
+            user=current_user,
+            filename=filename,
+            rejects_path=rejects_path,
+        )
+    except ImportRefused as exc:
+        session.rollback()
+        batch = record_refused_import(session, organisation, exc.result, user=current_user, filename=filename)
+        session.commit()
+        return exc.result, batch
+    session.commit()
+    return result, None
+
+
 # --- the upload (main.imports) -------------------------------------------------------------------
 
 
@@ -168,7 +197,6 @@ def imports_page():
     """The upload page: "Check and preview" keeps the file for the mapping screen and the preview;
     "Import now" imports at once, unless the file has unmapped headers and lacks a required column,
     in which case the mapping screen asks first."""
-    from core.importing import ImportRefused, import_file, record_refused_import
     from core.views import ImportForm, _import_organisations, _visible_batches
 
     session = db_session()
@@ -195,27 +223,8 @@ def imports_page():
             if preview_first or (unknown and missing):
                 token = save_pending(path, organisation=org, kind=kind, skip_invalid=skip_invalid, filename=filename)
                 return redirect(url_for("imports.columns" if unknown else "imports.preview", token=token))
-            # Refused rows hold personal data: kept in the instance folder, offered to the
-            # organisation only (core.rejects), purged after the retention period.
-            rejects_path = rejects_files.new_rejects_path(current_app, org.slug) if skip_invalid else None
-            try:
-                result = import_file(
-                    session,
-                    path,
-                    org,
-                    kind=kind,
-                    skip_invalid=skip_invalid,
-                    user=current_user,
-                    filename=filename,
-                    rejects_path=rejects_path,
-                )
-            except ImportRefused as exc:
-                session.rollback()
-                result = exc.result
-                record_refused_import(session, org, result, user=current_user, filename=filename)
-                session.commit()
-            else:
-                session.commit()
+            result, refusal = _import_and_commit(session, path, org, kind, skip_invalid, filename)
+            if refusal is None:
                 flash(_("Import finished: %(n)d rows imported.", n=result.imported), "success")
         finally:
             if os.path.exists(path):
@@ -385,8 +394,6 @@ def preview(token: str):
 @roles_required(*IMPORT_ROLES)
 def confirm(token: str):
     """Import the previewed file with the organisation's saved mapping; the upload is then deleted."""
-    from core.importing import ImportRefused, import_file, record_refused_import
-
     meta, path, organisation = _load_pending(token)
     if not ConfirmForm().validate():
         flash(_("The form has expired: please try again."), "error")
@@ -398,27 +405,11 @@ def confirm(token: str):
         return redirect(url_for("imports.progress", token=token))
     session = db_session()
     skip_invalid = bool(meta.get("skip_invalid"))
-    rejects_path = rejects_files.new_rejects_path(current_app, organisation.slug) if skip_invalid else None
-    try:
-        result = import_file(
-            session,
-            path,
-            organisation,
-            kind=meta["kind"],
-            skip_invalid=skip_invalid,
-            user=current_user,
-            filename=meta["filename"],
-            rejects_path=rejects_path,
-        )
-    except ImportRefused as exc:
-        session.rollback()
-        batch = record_refused_import(session, organisation, exc.result, user=current_user, filename=meta["filename"])
-        session.commit()
-        _drop_pending(token)
-        flash(_("File refused: nothing was written"), "error")
-        return redirect(url_for("main.import_batch", batch_id=batch.id))
-    session.commit()
+    result, refusal = _import_and_commit(session, path, organisation, meta["kind"], skip_invalid, meta["filename"])
     _drop_pending(token)
+    if refusal is not None:
+        flash(_("File refused: nothing was written"), "error")
+        return redirect(url_for("main.import_batch", batch_id=refusal.id))
     flash(_("Import finished: %(n)d rows imported.", n=result.imported), "success")
     return redirect(url_for("main.import_batch", batch_id=result.batch_id))
 

@@ -23,6 +23,7 @@ from campaigns.models import Campaign
 from core.auth import roles_required
 from core.csvexport import csv_response
 from core.db import db_session, get_db
+from core.errors import commit_or_refuse
 from core.models import Organisation, utcnow
 from core.privacy import strictest_k
 from core.questions import ask_question_once, current_release
@@ -61,7 +62,7 @@ from experiments.report_words import (
     headline_sentences,
     level,
 )
-from experiments.services import ContactListExpired, ExperimentError
+from experiments.services import ContactListExpired
 
 bp = Blueprint("experiments", __name__, url_prefix="/experiments")
 
@@ -226,21 +227,23 @@ def launch(campaign_id: int):
         return redirect(url_for("experiments.report", experiment_id=existing.id))
     form = LaunchForm()
     if form.validate_on_submit():
-        try:
+
+        def launch_and_report() -> Experiment:
             experiment = services.launch(session, item, user=current_user)
             reports.refresh_report(session, experiment)
-        except ExperimentError as exc:
-            session.rollback()
-            flash(_("Launch refused: %(reason)s", reason=exc.reason), "error")
-            return redirect(url_for("campaigns.detail", campaign_id=item.id))
-        session.commit()
-        flash(
-            _(
+            return experiment
+
+        done, experiment = commit_or_refuse(
+            session,
+            launch_and_report,
+            lambda launched: _(
                 "Campaign launched: %(n)s recipients assigned; the contact lists are ready for the organisations.",
-                n=fmt_count(experiment.recipients),
+                n=fmt_count(launched.recipients),
             ),
-            "success",
+            lambda reason: _("Launch refused: %(reason)s", reason=reason),
         )
+        if not done or experiment is None:
+            return redirect(url_for("campaigns.detail", campaign_id=item.id))
         return redirect(url_for("experiments.report", experiment_id=experiment.id))
     return render_template(
         "experiments/launch.html", campaign=item, form=form, now=utcnow(), early=item.planned_launch_at > utcnow()

@@ -68,6 +68,21 @@ def test_launch_needs_the_confirmation_box(session, ready, login_as):
     assert session.scalar(select(func.count()).select_from(Experiment)) == 1
 
 
+def test_a_refused_launch_says_why_and_writes_nothing(session, ready, login_as):
+    staff = login_as("staff")
+    ready.campaign.promotion_id = None  # no promotion: services.launch refuses
+    session.commit()
+    url = f"/experiments/campaign/{ready.campaign.id}/launch?lang=en"
+    answer = staff.post(url, data={"confirm": "y"})
+    assert answer.status_code == 302 and answer.headers["Location"].endswith(f"/campaigns/{ready.campaign.id}")
+    page = staff.get(answer.headers["Location"] + "?lang=en")
+    assert b"Launch refused: The campaign has no promotion." in page.data
+    assert session.scalar(select(func.count()).select_from(Experiment)) == 0
+    assert events(session, "experiment.launch") == []
+    session.refresh(ready.campaign)
+    assert ready.campaign.status == "ready"
+
+
 def test_only_staff_launch(ready, login_as):
     for role in ("evaluator", "venue"):
         client = login_as(role, ready.orgs[0]) if role == "venue" else login_as(role)
