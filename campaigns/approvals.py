@@ -17,12 +17,12 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from campaigns.common import CampaignError, TransitionRefused, actor_id, actor_name, in_chunks
+from campaigns.common import CampaignError, TransitionRefused, actor_id, audit_as, in_chunks
 from campaigns.eligibility import consented_contacts, launch_time
 from campaigns.models import DECLINE_REASONS, Approval, Campaign, Exclusion, ProviderApproval
 from campaigns.services import status_label
 from core.identity import identity_basis, normalise_email, spectator_key
-from core.models import Contact, Organisation, Spectator, audit, utcnow
+from core.models import Contact, Organisation, Spectator, utcnow
 from core.privacy import Cell
 from segments.models import SnapshotMember, SpectatorProfile
 
@@ -118,11 +118,10 @@ def decide_approval(
     approval.exclude_contacted_days = exclude_contacted_days if decision == "approve" else None
     approval.decline_reason, approval.decline_note = reason, note
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         f"approval.{decision}",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="approval",
         object_id=approval.id,
         organisation_id=approval.organisation_id,
@@ -184,11 +183,10 @@ def set_exclusion_list(
     approval.exclusion_list_rows = len(cleaned)
     approval.exclusion_list_matched = len(matched)
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         "approval.exclusion_list",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="approval",
         object_id=approval.id,
         organisation_id=org_id,
@@ -208,11 +206,10 @@ def clear_exclusion_list(session: Session, approval: Approval, user=None, now: d
     approval.exclusion_list_rows = 0
     approval.exclusion_list_matched = 0
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         "approval.exclusion_list",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="approval",
         object_id=approval.id,
         organisation_id=approval.organisation_id,
@@ -332,11 +329,10 @@ def decide_provider(
     provider.decided_by_id = actor_id(user)
     provider.decline_reason, provider.decline_note = reason, note
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         f"provider.{decision}",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="provider_approval",
         object_id=provider.id,
         organisation_id=provider.organisation_id,

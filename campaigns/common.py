@@ -1,10 +1,12 @@
-"""What every campaign operation shares: its errors, who acts (a user or the scheduler), ids in chunks."""
+"""What every campaign operation shares: its errors, who acts (a user or the scheduler) and its
+audit entries, ids in chunks."""
 
 from __future__ import annotations
 
 from typing import Iterator
 
 from core.errors import Refused
+from core.models import AuditEvent, audit
 
 SCHEDULER = "scheduler"
 
@@ -25,6 +27,12 @@ def actor_name(user) -> str:
 def actor_id(user) -> int | None:
     """The acting user's id, or None for a job."""
     return getattr(user, "id", None)
+
+
+def audit_as(session, user, action: str, **fields) -> AuditEvent:
+    """Write ``action`` to the audit log as done by ``user`` (a user, or None for a job: the
+    scheduler); ``fields`` as :func:`core.models.audit` takes them."""
+    return audit(session, action, actor=actor_name(user), user_id=actor_id(user), **fields)
 
 
 def in_chunks(values: list, size: int = 500) -> Iterator[list]:

@@ -11,9 +11,9 @@ from flask_babel import gettext as _
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.common import CampaignError, actor_id, actor_name, in_chunks
+from campaigns.common import CampaignError, audit_as, in_chunks
 from core.identity import identity_basis, normalise_email, spectator_key
-from core.models import Consent, Contact, Spectator, audit, utcnow
+from core.models import Consent, Contact, Spectator, utcnow
 from core.scrub import Identities, scrub_files
 
 # An erased spectator's key: never an HMAC (those are 64 hex digits), so no identity finds it again.
@@ -100,11 +100,10 @@ def erase_spectators(
         )
     session.expire_all()
     for spectator_id in ids:
-        audit(
+        audit_as(
             session,
+            user,
             "person.erase",
-            actor=actor_name(user),
-            user_id=actor_id(user),
             object_type="spectator",
             object_id=spectator_id,
             contacts_deleted=contacts,
@@ -122,11 +121,10 @@ def erase_person(
     matches, the request is still logged, without the e-mail."""
     found = find_person(session, email, secret)
     if not found.spectator_ids:
-        audit(
+        audit_as(
             session,
+            user,
             "person.erase",
-            actor=actor_name(user),
-            user_id=actor_id(user),
             object_type="spectator",
             found=False,
         )

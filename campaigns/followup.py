@@ -18,11 +18,11 @@ from flask_babel import gettext as _
 from sqlalchemy import String, cast, func, literal, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
-from campaigns.common import CampaignError, actor_id, actor_name
+from campaigns.common import CampaignError, actor_id, actor_name, audit_as
 from campaigns.models import APPROVAL_STATUSES, Approval, Campaign, ProviderApproval, Reminder
 from core.jobs import notify
 from core.localtime import local_time
-from core.models import Organisation, User, audit, utcnow
+from core.models import Organisation, User, utcnow
 
 REMIND_AGAIN_AFTER = dt.timedelta(hours=1)
 KINDS = ("approval", "provider")
@@ -113,11 +113,10 @@ def record_reminder(
     )
     session.add(reminder)
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         f"{kind}.remind",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="approval" if kind == "approval" else "provider_approval",
         object_id=request.id,
         organisation_id=request.organisation_id,

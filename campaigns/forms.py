@@ -27,6 +27,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from campaigns.approvals import DECLINE_REASON_LABELS, MAX_NOTE
 from campaigns.promotions import SHARED_CODE
 from campaigns.services import MIN_CONTROL_SHARE
+from segments.insight_tables import STAGE_LABELS
 
 OFFER_LABELS = {
     "percent_off": _l("Percentage off"),
@@ -64,16 +65,7 @@ APPROVAL_LABELS = {
     "declined": _l("Declined"),
     "expired": _l("No answer (counted as declined)"),
 }
-LIFECYCLE_LABELS = {
-    "new": _l("New"),
-    "once_before": _l("Once before"),
-    "convertee": _l("Convertee"),
-    "active": _l("Active"),
-    "super_active": _l("Super active"),
-    "stale": _l("Stale"),
-    "lapsed": _l("Lapsed"),
-    "unknown": _l("Unknown"),
-}
+LIFECYCLE_LABELS = {**STAGE_LABELS, "unknown": _l("Unknown")}
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 
 

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns import offers
-from campaigns.common import CampaignError, actor_id, actor_name
+from campaigns.common import CampaignError, actor_id, audit_as
 from campaigns.models import CODE_STRATEGIES, OFFER_KINDS, Promotion
-from core.models import DISCIPLINES, Organisation, Show, audit
+from core.models import DISCIPLINES, Organisation, Show
 
 # A shared code (the same for every recipient); unique codes are drawn at launch by experiments.assignment.
 SHARED_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,38}[A-Z0-9]$")
@@ -103,11 +103,10 @@ def create_promotion(
     _apply_promotion(session, promotion, fields)
     session.add(promotion)
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         "promotion.create",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="promotion",
         object_id=promotion.id,
     )
@@ -143,11 +142,10 @@ def update_promotion(session: Session, promotion: Promotion, user=None, **fields
     current.update(fields)
     _apply_promotion(session, promotion, current)
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         "promotion.update",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="promotion",
         object_id=promotion.id,
     )

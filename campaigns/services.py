@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns import offers
-from campaigns.common import CampaignError, TransitionRefused, actor_id, actor_name
+from campaigns.common import CampaignError, TransitionRefused, actor_id, audit_as
 from campaigns.eligibility import eligible_count
 from campaigns.models import (
     METRICS,
@@ -28,7 +28,7 @@ from campaigns.models import (
     Promotion,
     ProviderApproval,
 )
-from core.models import Contact, Organisation, Venue, audit, utcnow
+from core.models import Contact, Organisation, Venue, utcnow
 from segments.models import Segment, SegmentSnapshot, SnapshotMember
 
 MIN_CONTROL_SHARE = 10
@@ -151,11 +151,10 @@ def create_campaign(
     _check_arm_promotions(session, campaign)
     session.add(campaign)
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         "campaign.create",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="campaign",
         object_id=campaign.id,
     )
@@ -177,11 +176,10 @@ def update_campaign(session: Session, campaign: Campaign, user=None, **fields) -
     _check_campaign(campaign)
     _check_arm_promotions(session, campaign)
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         "campaign.update",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="campaign",
         object_id=campaign.id,
         fields=sorted(fields),
@@ -215,11 +213,10 @@ def _move(session: Session, campaign: Campaign, to: str, user, action: str, **de
         )
     campaign.status = to
     session.flush()
-    audit(
+    audit_as(
         session,
+        user,
         f"campaign.{action}",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="campaign",
         object_id=campaign.id,
         **{"from": before, "to": to},
@@ -385,11 +382,10 @@ def _expire_pending(session: Session, campaign: Campaign, user=None, before_dead
     ).all()
     for approval in pending:
         approval.status = "expired"
-        audit(
+        audit_as(
             session,
+            user,
             "approval.expire",
-            actor=actor_name(user),
-            user_id=actor_id(user),
             object_type="approval",
             object_id=approval.id,
             organisation_id=approval.organisation_id,

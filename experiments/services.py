@@ -20,7 +20,7 @@ from sqlalchemy import and_, exists, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns.common import SCHEDULER, actor_id, actor_name
+from campaigns.common import SCHEDULER, actor_id, audit_as
 from campaigns.eligibility import eligible_select, usable_email
 from campaigns.models import Campaign, ContactHistory
 from campaigns.offers import arm_promotions as campaign_arm_promotions
@@ -285,11 +285,10 @@ def launch(
     if tuned:
         sql.untune_large_joins(session)
     mark_launched(session, campaign, user=user, now=now)
-    audit(
+    audit_as(
         session,
+        user,
         "experiment.launch",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="experiment",
         object_id=experiment.id,
         campaign_id=campaign.id,
@@ -475,11 +474,10 @@ def record_download(
     """
     now = now or utcnow()
     if is_expired(contact_list, now):
-        audit(
+        audit_as(
             session,
+            user,
             "contact_list.refused",
-            actor=actor_name(user),
-            user_id=actor_id(user),
             object_type="contact_list",
             object_id=contact_list.id,
             organisation_id=contact_list.organisation_id,
@@ -499,11 +497,10 @@ def record_download(
         contact_list.expires_at = now + dt.timedelta(days=_retention_days())
     contact_list.last_downloaded_at = now
     contact_list.downloads = (contact_list.downloads or 0) + 1
-    audit(
+    audit_as(
         session,
+        user,
         "contact_list.download",
-        actor=actor_name(user),
-        user_id=actor_id(user),
         object_type="contact_list",
         object_id=contact_list.id,
         organisation_id=contact_list.organisation_id,

@@ -30,12 +30,14 @@ from core.privacy import (
     suppress_total,
 )
 from core.sql import unindexed
+from segments.lifecycle import STAGES
 
 T = Transaction.__table__
 S = Show.__table__
 SP = Spectator.__table__
 
-LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
+LIFECYCLE_STAGES = STAGES
+# The stages' names on every page (the insights, the comparison, the rule builder, the campaigns).
 STAGE_LABELS = {
     "new": _l("New"),
     "once_before": _l("Once before"),

@@ -62,11 +62,11 @@ from core.models import (
     utcnow,
 )
 from core.privacy import advance_epoch, fill_cell_keys, instance_secret
-from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, SHOW_THRESHOLDS, TWO_YEARS_DAYS, YEAR_DAYS
+from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, SHOW_THRESHOLDS, STAGES, TWO_YEARS_DAYS, YEAR_DAYS
 from segments.models import SpectatorProfile
 
 MAX_MASK_ORGANISATION_ID = 62
-LIFECYCLE_STAGES = ("new", "once_before", "convertee", "active", "super_active", "stale", "lapsed")
+LIFECYCLE_STAGES = STAGES
 CHANNEL_ORDER = ("web", "box_office", "phone")
 REFRESHED_AT_SETTING = "profiles_refreshed_at"
 # (field, within_days) → the profile column holding that fact over the D days ending with as_of.

@@ -19,6 +19,7 @@ from core.db import db_session
 from core.models import DISCIPLINES, Organisation, Venue, audit
 from core.questions import ask_question, current_release
 from core.vocabulary import DISCIPLINE_LABELS
+from segments.insight_tables import STAGE_LABELS
 from segments.models import Segment, SegmentVersion
 from segments.preview import protected_preview
 from segments.profiles import profiles_as_of
@@ -63,15 +64,6 @@ OP_LABELS = {
     "not_in": _l("is none of"),
     "is": _l("is"),
     "starts_with": _l("starts with"),
-}
-STAGE_LABELS = {
-    "new": _l("New"),
-    "once_before": _l("Once before"),
-    "convertee": _l("Convertee"),
-    "active": _l("Active"),
-    "super_active": _l("Super active"),
-    "stale": _l("Stale"),
-    "lapsed": _l("Lapsed"),
 }
 CHANNEL_LABELS = {"web": _l("Web"), "box_office": _l("Box office"), "phone": _l("Phone")}
 
