@@ -26,8 +26,9 @@ from campaigns.forms import (
     ProviderDecisionForm,
 )
 from campaigns.funnel import figure_name, own_row
+from campaigns.funnel_store import kept_funnel, kept_lifecycle_mix
 from campaigns.models import Approval, ProviderApproval
-from campaigns.views import CONTACTS_PER_PAGE, _cached_funnel, _cached_lifecycle_mix, _own_approval, bp
+from campaigns.views import CONTACTS_PER_PAGE, _own_approval, bp
 from core import page_arg
 from core.auth import roles_required
 from core.db import db_session
@@ -56,15 +57,15 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
     campaign = approval.campaign
     name = figure_name(campaign)
     # its noise is keyed by the campaign's state: each new state is a question (core.privacy.ask_once),
-    # asked before the cached funnel is read (its key holds the last audit event: campaigns.views.ask_funnel)
+    # the raw funnel and mix as kept (campaigns.funnel_store)
     ask_question_once(session, "approval", {"approval": approval.id, "figures": name})
-    raw = _cached_funnel(session, campaign)
+    raw = kept_funnel(session, campaign)
     k = strictest_k(session)
     release = current_release(session, k=k)
     # the venue's own stages are exact; what other organisations' data decide is noisy (core.privacy)
     row = own_row(raw, approval.organisation_id, k, release, name) if raw is not None else None
     # every stage, absent ones too: a stage left out would say "exactly 0"
-    cells = {stage: Cell(0, 0) for stage in LIFECYCLE_LABELS} | _cached_lifecycle_mix(
+    cells = {stage: Cell(0, 0) for stage in LIFECYCLE_LABELS} | kept_lifecycle_mix(
         session, campaign, approval.organisation_id
     )
     mix = {stage: cell.count for stage, cell in cells.items()}

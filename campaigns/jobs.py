@@ -1,4 +1,4 @@
-"""Scheduled jobs of the campaigns package: approval deadlines and reminders to approvers."""
+"""Scheduled jobs of the campaigns package: approval deadlines, reminders to approvers, the kept funnels."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from campaigns.followup import send_reminder
+from campaigns.funnel_store import refresh_funnels
 from campaigns.models import Approval, Campaign, ProviderApproval
 from campaigns.services import apply_deadline
 from core.scheduler import JobSpec, every
@@ -30,6 +31,11 @@ def move_campaigns_past_deadline(ctx) -> dict:
         if status:
             moved[status] = moved.get(status, 0) + 1
     return {"moved": moved}
+
+
+def count_funnels(ctx) -> dict:
+    """Bring the kept approval funnels up to date with the data (campaigns.funnel_store)."""
+    return refresh_funnels(ctx.session, commit=ctx.session.commit)
 
 
 def remind_approvers(ctx) -> dict:
@@ -62,4 +68,10 @@ JOBS = [
         _l("Move campaigns whose approval deadline has passed"),
     ),
     JobSpec("campaigns.reminders", remind_approvers, every(hours=1), _l("Remind approvers before the deadline")),
+    JobSpec(
+        "campaigns.funnels",
+        count_funnels,
+        every(minutes=1),
+        _l("Count the campaigns' approval funnels again after the data changed"),
+    ),
 ]

@@ -35,19 +35,18 @@ from campaigns.forms import (
     from_cents,
     to_cents,
 )
-from campaigns.funnel import figure_name, funnel
+from campaigns.funnel import figure_name
+from campaigns.funnel_store import kept_funnel
 from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
 from core.auth import roles_required
-from core.cache import cache_seconds, max_id, remember
 from core.db import db_session
 from core.errors import commit_or_refuse
 from core.localtime import to_local, to_utc
-from core.models import DISCIPLINES, AuditEvent, Organisation, Show, audit, utcnow
-from core.privacy import Cell, strictest_k, suppress
+from core.models import DISCIPLINES, Organisation, Show, audit, utcnow
+from core.privacy import strictest_k, suppress
 from core.questions import ask_question_once, current_release
 from core.views import DISCIPLINE_LABELS
 from segments.models import Segment, SegmentSnapshot
-from segments.profiles import last_refreshed_at
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -80,7 +79,7 @@ def eligible_shown(campaign: Campaign) -> dict:
     """
     session = db_session()
     ask_funnel(session, campaign)
-    raw = _cached_funnel(session, campaign)
+    raw = kept_funnel(session, campaign)
     if raw is None:
         return {"exact": None, "at_most": None}
     release = current_release(session, k=_campaign_k(session, campaign))
@@ -91,38 +90,11 @@ def eligible_shown(campaign: Campaign) -> dict:
 def ask_funnel(session, campaign: Campaign) -> None:
     """Count the campaign's funnel as one question of the reader's budget, once per state: its
     noise is keyed by the state (campaigns.eligibility.figure_name), so each new state (a moved
-    launch, a changed answer) is a fresh draw over the same sets (core.privacy.ask_once). Asked
-    before the funnel is read from its cache, whose key holds the last audit event's id: asked
-    after, the question's own event would make the next reading compute the funnel again."""
+    launch, a changed answer) is a fresh draw over the same sets (core.privacy.ask_once). The raw
+    funnel is read as kept (campaigns.funnel_store)."""
     if campaign.snapshot_id is None:
         return  # no funnel, no figures
     ask_question_once(session, "campaign", {"campaign": campaign.id, "figures": figure_name(campaign)})
-
-
-def _cached_funnel(session, campaign: Campaign):
-    """The campaign's raw funnel, kept a few minutes in memory (``CAMPAIGN_CACHE_SECONDS``).
-
-    It reads every contact, consent and approval behind the snapshot: the slowest query of the
-    campaign and approval pages. Everything that changes it (decisions, exclusion lists, imports
-    with their unsubscribes, erasures, campaign edits) writes an audit event, so the last event's
-    id is part of the key and a change shows on the very next page.
-    """
-    key = (campaign.id, campaign.snapshot_id, campaign.planned_launch_at, max_id(session, AuditEvent))
-    return remember(
-        "campaign.funnel", key, lambda: funnel(session, campaign), cache_seconds("CAMPAIGN_CACHE_SECONDS", 300)
-    )
-
-
-def _cached_lifecycle_mix(session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
-    """The organisation's spectators in the snapshot by life-cycle stage, cached like the funnel and
-    also keyed on the last profile refresh (stages move with it)."""
-    key = (campaign.id, campaign.snapshot_id, organisation_id, max_id(session, AuditEvent), last_refreshed_at(session))
-    return remember(
-        "campaign.lifecycle_mix",
-        key,
-        lambda: services.lifecycle_mix(session, campaign, organisation_id),
-        cache_seconds("CAMPAIGN_CACHE_SECONDS", 300),
-    )
 
 
 def _get_or_404(model, object_id):
@@ -372,7 +344,7 @@ def detail(campaign_id: int):
     campaign = _get_or_404(Campaign, campaign_id)
     k = _campaign_k(session, campaign)
     ask_funnel(session, campaign)
-    raw = _cached_funnel(session, campaign)
+    raw = kept_funnel(session, campaign)
     # staff own none of it: every count is the noisy figure of its set (core.privacy), a question
     shown = raw.protected(current_release(session, k=k), figure_name(campaign)) if raw is not None else None
     # Exclusion-list matches are counts of people: hidden under k like every pooled count.

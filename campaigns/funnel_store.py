@@ -1,0 +1,164 @@
+"""A campaign's funnel and its organisations' life-cycle mix, kept ready: counted by a job, read by pages.
+
+The funnel (campaigns.funnel) reads every contact, consent and approval behind the campaign's
+snapshot: seconds at a million spectators, which no page should pay at each reading (issue 18). It
+is kept in the ``setting`` table with the campaign's state it counts (campaigns.funnel.figure_name:
+the snapshot, the planned launch, every organisation's answer and exclusions) and the data epoch
+(core.privacy: every import and profile refresh advances it):
+
+* a page reads the kept funnel when it counts the campaign's current state, even if the data moved
+  since (the ``campaigns.funnels`` job counts it again within a minute); it counts and keeps it
+  itself only when the campaign's state changed (a decision, an exclusion list, a moved launch:
+  the next page must show them) or when none was ever kept;
+* a launched (or closed, or cancelled) campaign's funnel is counted once more after it leaves the
+  approvals, then kept as it is: its recipients are drawn.
+
+The privacy noise is added when a page shows a figure (keyed by the same state), so every reader
+sees the same figures for a state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.approvals import lifecycle_mix
+from campaigns.funnel import Funnel, FunnelRow, figure_name, funnel
+from campaigns.models import Campaign
+from core.models import Setting
+from core.privacy import Cell, data_epoch
+
+SETTING_PREFIX = "funnel:"
+FROZEN = ("launched", "measuring", "closed", "cancelled")  # recipients drawn, or never will be
+
+
+def _encode_row(row: FunnelRow) -> dict:
+    return {
+        "organisation_id": row.organisation_id,
+        "organisation": row.organisation,
+        "status": row.status,
+        "segment": row.segment,
+        "consent": row.consent,
+        "approved": row.approved,
+        "after_exclusions": row.after_exclusions,
+        "eligible": row.eligible,
+        "no_email": row.no_email,
+        "keys": row.keys,
+    }
+
+
+def _decode_row(values: dict) -> FunnelRow:
+    return FunnelRow(**values)
+
+
+def _encode(raw: Funnel | None) -> dict | None:
+    if raw is None:
+        return None
+    return {"at": raw.at.isoformat(), "rows": [_encode_row(r) for r in raw.rows], "total": _encode_row(raw.total)}
+
+
+def _decode(values: dict | None) -> Funnel | None:
+    if values is None:
+        return None
+    return Funnel(
+        at=dt.datetime.fromisoformat(values["at"]),
+        rows=[_decode_row(r) for r in values["rows"]],
+        total=_decode_row(values["total"]),
+    )
+
+
+def _read(session: Session, campaign_id: int) -> dict | None:
+    value = session.scalar(select(Setting.value).where(Setting.name == f"{SETTING_PREFIX}{campaign_id}"))
+    try:
+        return json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _write(session: Session, campaign_id: int, kept: dict) -> None:
+    name = f"{SETTING_PREFIX}{campaign_id}"
+    setting = session.get(Setting, name)
+    if setting is None:
+        session.add(Setting(name=name, value=json.dumps(kept)))
+    else:
+        setting.value = json.dumps(kept)
+    session.flush()
+
+
+def keep(session: Session, campaign: Campaign) -> dict:
+    """Count the campaign's funnel now and keep it (the organisations' mixes are counted again when
+    a page asks). Flushes; the caller commits."""
+    state, epoch = figure_name(campaign), data_epoch(session)
+    started = time.perf_counter()
+    kept = {
+        "state": state,
+        "epoch": epoch,
+        "status": campaign.status,
+        "funnel": _encode(funnel(session, campaign)),
+        "mix": {},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    _write(session, campaign.id, kept)
+    return kept
+
+
+def _current(session: Session, campaign: Campaign) -> dict:
+    """The kept record if it counts the campaign's current state, else a new count."""
+    kept = _read(session, campaign.id)
+    if kept is None or kept.get("state") != figure_name(campaign):
+        kept = keep(session, campaign)
+    return kept
+
+
+def kept_funnel(session: Session, campaign: Campaign) -> Funnel | None:
+    """The campaign's raw funnel as kept (see the module docstring); None without a snapshot.
+    Flushes when it counts; the caller commits."""
+    if campaign.snapshot_id is None:
+        return None
+    return _decode(_current(session, campaign)["funnel"])
+
+
+def kept_lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
+    """The organisation's spectators in the snapshot by life-cycle stage (campaigns.approvals.lifecycle_mix),
+    kept with the funnel and counted again with it."""
+    if campaign.snapshot_id is None:
+        return {}
+    kept = _current(session, campaign)
+    mix = kept["mix"].get(str(organisation_id))
+    if mix is None:
+        mix = {
+            stage: [cell.count, cell.keysum]
+            for stage, cell in lifecycle_mix(session, campaign, organisation_id).items()
+        }
+        kept["mix"][str(organisation_id)] = mix
+        _write(session, campaign.id, kept)
+    return {stage: Cell(count, keysum) for stage, (count, keysum) in mix.items()}
+
+
+def refresh_funnels(session: Session, commit=None) -> dict:
+    """Count again the kept funnels that the data moved under (a new epoch) of every campaign still
+    in its approvals, and count once those of campaigns that left them; each in its own unit of
+    work when ``commit`` is given. The mixes a page asked for are counted again too.
+
+    :returns: ``{"counted": n, "seconds": s}``.
+    """
+    started, counted = time.perf_counter(), 0
+    epoch = data_epoch(session)
+    campaigns = session.scalars(select(Campaign).where(Campaign.snapshot_id.is_not(None)).order_by(Campaign.id))
+    for campaign in campaigns.all():
+        kept = _read(session, campaign.id)
+        if kept is not None and kept.get("state") == figure_name(campaign):
+            if kept.get("epoch") == epoch or (campaign.status in FROZEN and kept.get("status") in FROZEN):
+                continue
+        asked = list(kept["mix"]) if kept is not None else []
+        keep(session, campaign)
+        for organisation_id in asked:
+            kept_lifecycle_mix(session, campaign, int(organisation_id))
+        counted += 1
+        if commit is not None:
+            commit()
+    return {"counted": counted, "seconds": round(time.perf_counter() - started, 3)}
