@@ -43,6 +43,8 @@ from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
+from core.copydata import csv_rows
+
 LOG = logging.getLogger(__name__)
 POSTGRESQL, SQLITE = "postgresql", "sqlite"
 # Rows handed to SQLite's executemany at a time: the driver builds each batch in memory.
@@ -166,20 +168,20 @@ def copy_rows(
     rows: Iterable[Sequence],
     stamps: Sequence[int] = (),
 ) -> None:
-    """Append ``rows`` (tuples in ``columns`` order) to ``table`` in the current transaction, the
-    fastest way the engine loads: ``COPY`` on PostgreSQL, the driver's ``executemany`` on SQLite.
-
-    Values must be database-ready (ints, strings, None, datetimes); ``stamps`` are the positions
-    of datetimes, written as SQLite's text form there.
-    """
+    """Append ``rows`` (tuples in ``columns`` order, database-ready) to ``table`` the fastest way the engine
+    loads: ``COPY`` on PostgreSQL (of CSV that ``core.copydata`` formats in C++), the driver's
+    ``executemany`` on SQLite, with the datetimes at positions ``stamps`` in its text form."""
     connection = _connection(bind)
     quote = connection.dialect.identifier_preparer.quote
     name = table.name if isinstance(table, Table) else table
     names = ", ".join(quote(c) for c in columns)
     raw = _driver(connection)
     if _is_postgresql(connection):
-        with raw.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN") as copy:
-            for row in rows:
+        data = csv_rows(rows := list(rows))
+        form = "" if data is None else " (FORMAT csv)"
+        with raw.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({names}) FROM STDIN{form}") as copy:
+            copy.write(data or b"")
+            for row in rows if data is None else ():
                 copy.write_row(row)
         return
     statement = f"INSERT INTO {quote(name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
@@ -238,9 +240,8 @@ def among(bind, column, values: Sequence) -> Any:
         values = list(values)  # integers, or strings without commas (digests): one text the server splits
         joined = ",".join(map(str, values)) if set(map(type, values)) in ({int}, {str}) else ""
         if joined and joined.count(",") == len(values) - 1 and "" not in values:  # the driver dumps arrays slowly
-            return column == any_(
-                cast(func.string_to_array(bindparam(None, joined, type_=Text), ","), ARRAY(column.type))
-            )
+            split = func.string_to_array(bindparam(None, joined, type_=Text), ",")
+            return column == any_(cast(split, ARRAY(column.type)))
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(
         select(literal_column("value")).select_from(

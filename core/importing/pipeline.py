@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextvars
 import csv
-import queue
-import threading
 from pathlib import Path
 
 from flask import current_app
@@ -153,41 +150,23 @@ SQLITE_CACHE_KIB = 64 * 1024
 
 
 def _read_rows(batches, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress) -> bool:
-    """Parse every record, writing good ones in batches; True when the file cannot be read to its end.
-
-    Reading and validating run in a thread of their own, one batch ahead of the writes (a bounded
-    queue of :data:`AHEAD` batches: memory stays flat): the importer's Python works while the
-    database works on the previous batch (its driver waits without the GIL). Everything that
-    reports or writes (the result's counts and errors, the rejects, the progress, the session)
-    stays in this thread, batch after batch in file order, as when both ran in turn."""
-    ready: queue.Queue = queue.Queue(maxsize=AHEAD)
-    stop = threading.Event()
-    # The reading thread sees this one's context (a request's language for the error messages).
-    context = contextvars.copy_context()
-    thread = threading.Thread(
-        target=context.run, args=(_produce, batches, parser, ready, stop), name="import-reader", daemon=True
-    )
-    thread.start()
-    try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            records, parsed, position, unreadable = item
-            result.rows += len(records)
-            _take(records, parsed, None if unreadable else writer, result, rejects, skip_invalid)
-            if unreadable:  # the errors before it counted, nothing of its batch written
-                line, message = unreadable
-                result.add_error(line, "", _("The file could not be read as CSV: %(error)s", error=message))
-                return True
-            if position is not None:
-                bar.update(position)
-        return False
-    finally:
-        stop.set()
-        thread.join()
-
-
-AHEAD = 1  # parsed batches waiting for the writer, beside the one it writes and the one being parsed
+    """Parse every batch of records (see core.importing.batches), writing the good ones; True when the
+    file cannot be read to its end. A batch's cells go once it is parsed: only its bad records are
+    kept (for their errors and the rejects), and what is written is the parsed columns."""
+    for records, position, unreadable in batches:
+        count = len(records)
+        parsed = parser.parse_batch(records) if count else None
+        bad_records = {index: records[index] for index, _problems in parsed.bad} if parsed else {}
+        records = None
+        result.rows += count
+        _take(bad_records, parsed, None if unreadable else writer, result, rejects, skip_invalid)
+        if unreadable:  # the errors before it counted, nothing of its batch written
+            line, message = unreadable
+            result.add_error(line, "", _("The file could not be read as CSV: %(error)s", error=message))
+            return True
+        if position is not None:
+            bar.update(position)
+    return False
 
 
 def _record_batches(export):
@@ -204,37 +183,10 @@ def _record_batches(export):
 VECTOR_READ = True  # False reads every file with the csv module (the tests compare both)
 
 
-def _produce(batches, parser, queue_: queue.Queue, stop: threading.Event) -> None:
-    """The reading thread: (records, parsed, bytes read or None, None | (line, reason)) per batch of
-    ``batches`` (see core.importing.batches), then None; an exception is passed on."""
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                queue_.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    try:
-        for records, position, unreadable in batches:
-            parsed = parser.parse_batch(records) if len(records) else None
-            if not put((records, parsed, position, unreadable)):
-                return
-        put(None)
-    except BaseException as exc:  # noqa: BLE001 - raised again in the importing thread
-        put(exc)
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
-
-
-def _take(records: list, parsed, writer, result: ImportResult, rejects, skip_invalid: bool = False) -> None:
-    """One parsed batch: count and report the bad rows, write the good ones unless the file is going
-    to be refused (or ``writer`` is None)."""
-    if not records:
+def _take(records: dict, parsed, writer, result: ImportResult, rejects, skip_invalid: bool = False) -> None:
+    """One parsed batch, ``records`` its bad records by index: count and report them, write the good
+    ones unless the file is going to be refused (or ``writer`` is None)."""
+    if parsed is None:
         return
     for index, problems in parsed.bad:
         cells, line = records[index]

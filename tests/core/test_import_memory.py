@@ -3,9 +3,9 @@ file size): what it must remember across batches lives in the database or in bou
 
 Measured with tracemalloc (the Python objects the import allocates), never with timings: the peak of
 an import four times as long, with four times as many buyers, performances and purchase moments,
-stays within a small factor of the shorter one's. Both are several batches long: the importer reads
-and validates a batch ahead of the one it writes, so what it holds at once is reached from the
-third batch on, and the question is whether it grows after that.
+stays within a small factor of the shorter one's. Both are several batches long: what the importer
+holds at once (a batch, its caches and memos) is reached within the first batches, and the question
+is whether it grows after that.
 """
 
 from __future__ import annotations
