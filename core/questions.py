@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -50,30 +52,26 @@ def ask_question(session, kind: str, question) -> int | None:
     turns into a clear message: HTTP 429, JSON for the JSON endpoints, a page otherwise.
 
     :returns: the questions left today (None without a budget)."""
-    return ask(
-        session,
-        user_id=current_user.id,
-        actor=actor_name(),
-        kind=kind,
-        question=question,
-        budget=current_budget(session),
-        organisation_id=current_user.organisation_id,
-    )
+    return ask(session, **_of_current_user(session, kind, question))
 
 
 def ask_question_once(session, kind: str, question) -> int | None:
     """:func:`ask_question` for the figures of a state (a campaign's funnel, its power page): only
     the first reading of a state counts (core.privacy.ask_once); past the budget, a new state is
     refused like any question."""
-    return ask_once(
-        session,
-        user_id=current_user.id,
-        actor=actor_name(),
-        kind=kind,
-        question=question,
-        budget=current_budget(session),
-        organisation_id=current_user.organisation_id,
-    )
+    return ask_once(session, **_of_current_user(session, kind, question))
+
+
+def _of_current_user(session, kind: str, question) -> dict[str, Any]:
+    """A question of the logged-in user, with their budget and organisation (core.privacy.ask's terms)."""
+    return {
+        "user_id": current_user.id,
+        "actor": actor_name(),
+        "kind": kind,
+        "question": question,
+        "budget": current_budget(session),
+        "organisation_id": current_user.organisation_id,
+    }
 
 
 def current_release(session, k: int | None = None, organisation_ids=None) -> Release:

@@ -474,16 +474,7 @@ def record_download(
     """
     now = now or utcnow()
     if is_expired(contact_list, now):
-        audit_as(
-            session,
-            user,
-            "contact_list.refused",
-            object_type="contact_list",
-            object_id=contact_list.id,
-            organisation_id=contact_list.organisation_id,
-            experiment_id=contact_list.experiment_id,
-            expired_at=contact_list.expires_at.isoformat(),
-        )
+        _audit_list(session, user, "contact_list.refused", contact_list, expired_at=contact_list.expires_at.isoformat())
         session.flush()
         raise ContactListExpired(
             _(
@@ -497,18 +488,22 @@ def record_download(
         contact_list.expires_at = now + dt.timedelta(days=_retention_days())
     contact_list.last_downloaded_at = now
     contact_list.downloads = (contact_list.downloads or 0) + 1
+    _audit_list(session, user, "contact_list.download", contact_list, rows=rows)
+    session.flush()
+    return contact_list
+
+
+def _audit_list(session: Session, user, action: str, contact_list: ContactList, **details) -> None:
     audit_as(
         session,
         user,
-        "contact_list.download",
+        action,
         object_type="contact_list",
         object_id=contact_list.id,
         organisation_id=contact_list.organisation_id,
         experiment_id=contact_list.experiment_id,
-        rows=rows,
+        **details,
     )
-    session.flush()
-    return contact_list
 
 
 def purge_contact_lists(session: Session, now: dt.datetime | None = None, folder: Path | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -167,28 +168,17 @@ def chart_for(table: InsightTable) -> Markup:
             text += f" ({format_share(row[share_at])})"
         texts.append(text)
     desc = _("Bar chart of %(unit)s. The figures are in the table.", unit=str(table.unit))
+    words: dict[str, Any] = {
+        "title": title,
+        "chart_id": chart_id,
+        "desc": desc,
+        "value_labels": texts,
+        "hidden_note": hidden_note,
+        "hidden_label": hidden_label,
+    }
     if table.chart == "vbar":
-        return vbar_chart(
-            labels,
-            values,
-            title=title,
-            chart_id=chart_id,
-            desc=desc,
-            value_labels=texts,
-            hidden_note=hidden_note,
-            hidden_label=hidden_label,
-            axis_label=str(table.axis_label) if table.axis_label else "",
-        )
-    return hbar_chart(
-        labels,
-        values,
-        title=title,
-        chart_id=chart_id,
-        desc=desc,
-        value_labels=texts,
-        hidden_note=hidden_note,
-        hidden_label=hidden_label,
-    )
+        return vbar_chart(labels, values, axis_label=str(table.axis_label) if table.axis_label else "", **words)
+    return hbar_chart(labels, values, **words)
 
 
 def _csv_cell(value, kind: str, k: int) -> str | int:

@@ -69,7 +69,7 @@ from segments.profiles import (
     order_key,
     window_bounds,
 )
-from segments.rules import Condition, Group, Node, Not, check_as_of, iter_conditions, parse_rule
+from segments.rules import Condition, Group, Node, Not, check_as_of, compare, iter_conditions, parse_rule
 
 T = Transaction.__table__
 S = Show.__table__
@@ -245,19 +245,6 @@ def _compare(column, op: str, value):
         "<": lambda: column < value,
         "<=": lambda: column <= value,
     }[op]()
-
-
-def _holds_in_python(actual, op: str, value) -> bool:
-    if op == "between":
-        return value[0] <= actual <= value[1]
-    return {
-        "=": actual == value,
-        "!=": actual != value,
-        ">": actual > value,
-        ">=": actual >= value,
-        "<": actual < value,
-        "<=": actual <= value,
-    }[op]
 
 
 def _not_null(column, predicate):
@@ -436,7 +423,7 @@ def _count_from_transactions(cond: Condition, ctx: _Context):
     predicate = _compare(value, cond.op, cond.value)
     grouped = select(t.c.spectator_id).where(*_window(t, cond, ctx.as_of)).group_by(t.c.spectator_id)
     spectator = ctx.base.c.spectator_id
-    if _holds_in_python(0, cond.op, cond.value):
+    if compare(0, cond.op, cond.value):
         # Spectators without purchases in the window hold: keep all but those who fail.
         return spectator.not_in(grouped.having(not_(predicate)))
     return spectator.in_(grouped.having(predicate))

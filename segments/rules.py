@@ -610,10 +610,11 @@ def _holds(cond: Condition, facts: SpectatorFacts) -> bool:
         return (actual in value) == (op == "in")
     if op == "starts_with":
         return any(actual.startswith(prefix) for prefix in value)
-    return _compare(actual, op, value)
+    return compare(actual, op, value)
 
 
-def _compare(actual: int | float, op: str, value: Any) -> bool:
+def compare(actual: int | float, op: str, value: Any) -> bool:
+    """Whether a number ``actual`` stands in ``op`` (a comparison or ``between``) to ``value``."""
     if op == "between":
         low, high = value
         return low <= actual <= high
