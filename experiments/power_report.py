@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from campaigns.eligibility import eligible_count, eligible_select
@@ -46,7 +46,12 @@ def _protected_count(
     """The noisy figure ``name`` of the spectators ``spectator_id`` of ``source`` (``where`` them);
     0 when under k with ``threshold`` (the callers then say "too small"), the bare noisy value
     without."""
-    cell = _cell(session, spectator_id, source, where)
+    return _noisy_count(release, name, _cell(session, spectator_id, source, where), threshold)
+
+
+def _noisy_count(release: Release, name: str, cell: Cell, threshold: bool = True) -> int:
+    """The noisy figure ``name`` of the set ``cell``: 0 when under k with ``threshold``, the bare
+    noisy value without."""
     if not threshold:
         return release.noisy(name, cell)
     figure = release.figure(name, cell)
@@ -193,34 +198,41 @@ def power_report(
         "tickets": (per.c.tickets, per.c.pre_tickets),
     }
     sums = [func.coalesce(func.sum(e), 0) for y, x in columns.values() for e in (y, y * y, x, x * x, x * y)]
-    agg = [float(v or 0) for v in session.execute(select(*sums)).one()]
+    # With a release, the sets behind every noisy figure of the window: who bought in it, before it
+    # and in both, for conversion and for cross-selling, each as its fingerprint (count and sum of
+    # cell keys, core.privacy.Cell) counted in the same pass over the per-unit rows as the sums: the
+    # per-unit rows read the segment's purchases in both periods, the page's one large scan.
+    cells = {
+        "converted": per.c.converted == 1,
+        "converted.before": per.c.pre_converted == 1,
+        "converted.both": (per.c.converted == 1) & (per.c.pre_converted == 1),
+        "cross_sell": per.c.cross_sell == 1,
+        "cross_sell.before": per.c.pre_cross_sell == 1,
+        "cross_sell.both": (per.c.cross_sell == 1) & (per.c.pre_cross_sell == 1),
+    }
+    key = func.coalesce(Spectator.cell_key, 0)
+    fingerprints = [func.sum(case((where, value), else_=0)) for where in cells.values() for value in (literal(1), key)]
+    query = select(*sums)
+    if release is not None:
+        query = select(*sums, *fingerprints).select_from(per).join(Spectator, Spectator.id == per.c.unit)
+    values = session.execute(query).one()
+    agg = [float(v or 0) for v in values[: len(sums)]]
     raw = {m: agg[5 * i : 5 * i + 5] for i, m in enumerate(columns)}  # Σy, Σy², Σx, Σx², Σxy
     n = float(population_size)
     buyers = raw["conversion"][0]
     if release is not None:
+        found = values[len(sums) :]
+        cell = {figure: Cell.of(found[2 * i], found[2 * i + 1]) for i, figure in enumerate(cells)}
         window = f"{name}.power.{kind}.{start.date().isoformat()}.{end.date().isoformat()}"
-        buyers = float(_protected_count(session, release, f"{window}.buyers", per.c.unit, per, per.c.converted == 1))
+        buyers = float(_noisy_count(release, f"{window}.buyers", cell["converted"]))
         for metric, label in (("conversion", "converted"), ("cross_sell", "cross_sell")):
-            y, x = columns[metric]
             # a noisy count can land on 0 or on n, where a rate of 0 % or 100 % has no variance and
             # no detectable effect: half a person from either end keeps the noisy rate inside (0, 1)
             counts = [
                 min(
-                    max(
-                        float(
-                            _protected_count(
-                                session, release, f"{window}.{figure}", per.c.unit, per, where, threshold=False
-                            )
-                        ),
-                        0.5,
-                    ),
-                    n - 0.5,
+                    max(float(_noisy_count(release, f"{window}.{figure}", cell[figure], threshold=False)), 0.5), n - 0.5
                 )
-                for figure, where in (
-                    (label, y == 1),
-                    (f"{label}.before", x == 1),
-                    (f"{label}.both", (y == 1) & (x == 1)),
-                )
+                for figure in (label, f"{label}.before", f"{label}.both")
             ]
             raw[metric] = [counts[0], counts[0], counts[1], counts[1], min(counts[2], counts[0], counts[1])]
         # The sums behind the revenue and tickets baselines: exact, a mean times the shown population
@@ -228,14 +240,12 @@ def power_report(
         # times what one buyer is taken to add at most (the insights' bounds), the squares and the
         # products of the two periods at that bound squared: the standard deviations and ρ² cost the
         # most, and are rough for small segments. Each sum over the spectators it can come from.
-        y_cell = _cell(session, per.c.unit, per, per.c.converted == 1)
-        x_cell = _cell(session, per.c.unit, per, per.c.pre_converted == 1)
-        xy_cell = _cell(session, per.c.unit, per, (per.c.converted == 1) & (per.c.pre_converted == 1))
+        y_cell, x_cell, xy_cell = cell["converted"], cell["converted.before"], cell["converted.both"]
         for metric, bound in (("revenue", SUM_BOUNDS["money"]), ("tickets", SUM_BOUNDS["tickets"])):
             sy, syy, sx, sxx, sxy = raw[metric]
             raw[metric] = [
-                release.sum_figure(f"{window}.{metric}{suffix}", cell, value, most) or 0.0
-                for suffix, cell, value, most in (
+                release.sum_figure(f"{window}.{metric}{suffix}", cell_, value, most) or 0.0
+                for suffix, cell_, value, most in (
                     ("", y_cell, sy, bound),
                     ("_squares", y_cell, syy, bound * bound),
                     (".before", x_cell, sx, bound),
