@@ -45,7 +45,8 @@ from benchmarks.load_users import HOST, Setup, Stats, idle_latencies, log, simul
 
 PG_SERVER = os.environ.get("PILOT_LOAD_PG", "postgresql://postgres@127.0.0.1:5432")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SETUP_TIMEOUT = 900
+# the demo district's build, its pooled pages' facts published included (40 minutes at 1 M spectators)
+SETUP_TIMEOUT = 3600
 
 
 # --- the scratch database and the server ---------------------------------------------------------
