@@ -8,9 +8,7 @@ from typing import Iterator
 from flask import current_app, g
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.sql.functions import FunctionElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -94,25 +92,3 @@ def init_app(app) -> None:
     """Attach the database to ``app``."""
     app.extensions["pilot.db"] = Database(app.config["DATABASE_URL"])
     app.teardown_appcontext(_close_request_session)
-
-
-class no_index(FunctionElement):
-    """A column SQLite must not use an index for (``+column``, SQLite's documented way to
-    disqualify an index); the column itself on every other engine."""
-
-    name = "no_index"
-    inherit_cache = True
-
-    def __init__(self, column):
-        super().__init__(column)
-        self.type = column.type
-
-
-@compiles(no_index)
-def _no_index_default(element, compiler, **kw):
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(no_index, "sqlite")
-def _no_index_sqlite(element, compiler, **kw):
-    return "+" + compiler.process(element.clauses, **kw)

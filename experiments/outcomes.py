@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from sqlalchemy import (
-    BigInteger,
     Select,
     and_,
     case,
@@ -45,15 +44,12 @@ from sqlalchemy import (
     select,
     union,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.functions import FunctionElement
 
 from campaigns.models import Promotion
 from core import sql
-from core.db import no_index
 from core.models import Organisation, Show, Transaction, utcnow
-from core.sql import has_bit_or_aggregate
+from core.sql import bit_union, has_bit_or_aggregate, unindexed
 from experiments import offers, power
 from experiments.models import Experiment, Outcome, Recipient
 
@@ -134,28 +130,6 @@ class CodeRule:
 MASK_BITS = 62
 
 
-class _bit_or(FunctionElement):
-    """Aggregate OR of bit masks: ``bit_or`` on PostgreSQL; on SQLite, which has no such
-    aggregate, the sum of the distinct values (the same for single-bit values and zero)."""
-
-    name = "bit_or_agg"
-    inherit_cache = True
-
-    def __init__(self, column):
-        super().__init__(column)
-        self.type = BigInteger()
-
-
-@compiles(_bit_or)
-def _bit_or_default(element, compiler, **kw):
-    return "bit_or(%s)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(_bit_or, "sqlite")
-def _bit_or_sqlite(element, compiler, **kw):
-    return "sum(DISTINCT %s)" % compiler.process(element.clauses, **kw)
-
-
 def _bit_of(column, values: Sequence):
     """SQL: the bit of ``column``'s value among ``values`` (1, 2, 4, ...), 0 when not among them."""
     return case({value: 1 << i for i, value in enumerate(values)}, value=column, else_=0)
@@ -175,16 +149,16 @@ def _history_masks(population: Select, spectator_column: str, start: dt.datetime
     org_bit = _bit_of(h.organisation_id, scope.organisation_ids)
     columns = [
         pop.c[spectator_column].label("spectator_id"),
-        _bit_or(case((h.purchased_at < start, org_bit), else_=0)).label("org_start"),
-        _bit_or(org_bit).label("org_split"),
+        bit_union(case((h.purchased_at < start, org_bit), else_=0)).label("org_start"),
+        bit_union(org_bit).label("org_split"),
     ]
     query = select().select_from(pop).join(h, h.spectator_id == pop.c[spectator_column])
     if scope.disciplines:
         hs = aliased(Show, name="hs")
         disc_bit = _bit_of(hs.discipline, scope.disciplines)
         columns += [
-            _bit_or(case((h.purchased_at < start, disc_bit), else_=0)).label("disc_start"),
-            _bit_or(disc_bit).label("disc_split"),
+            bit_union(case((h.purchased_at < start, disc_bit), else_=0)).label("disc_start"),
+            bit_union(disc_bit).label("disc_split"),
         ]
         query = query.outerjoin(hs, hs.id == h.show_id)
     else:
@@ -378,9 +352,9 @@ def leaked_uses(
         .select_from(t)
         .where(
             t.promo_code > "",
-            no_index(t.organisation_id).in_(scope.organisation_ids),
-            no_index(t.purchased_at) >= rule.start,
-            no_index(t.purchased_at) < rule.end,
+            unindexed(t.organisation_id).in_(scope.organisation_ids),
+            unindexed(t.purchased_at) >= rule.start,
+            unindexed(t.purchased_at) < rule.end,
             someone_elses,
         )
     )

@@ -15,9 +15,9 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from core.db import no_index
 from core.models import Organisation, Transaction, utcnow
 from core.privacy import is_small, strictest_k
+from core.sql import unindexed
 from experiments import arm_pairs, offers, stats, summaries
 from experiments.interim import always_valid, interim_intervals, interim_tables, look_variance
 from experiments.models import Experiment, ReportSnapshot
@@ -409,7 +409,7 @@ def _sales_until(session: Session, scope: Scope, now: dt.datetime) -> dt.datetim
     # spectators), kept off the organisation index here.
     return session.scalar(
         select(Transaction.purchased_at)
-        .where(no_index(Transaction.organisation_id).in_(scope.organisation_ids), Transaction.purchased_at <= now)
+        .where(unindexed(Transaction.organisation_id).in_(scope.organisation_ids), Transaction.purchased_at <= now)
         .order_by(Transaction.purchased_at.desc())
         .limit(1)
     )

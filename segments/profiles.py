@@ -135,28 +135,6 @@ def _days_between_sqlite(element, compiler, **kw):
     )
 
 
-class union_of_bits(FunctionElement):
-    """The OR of values that are each a single bit or 0, over a group: ``bit_or`` on PostgreSQL,
-    elsewhere the sum of the distinct values (each bit counted once is the OR); NULL when empty.
-
-    ``bit_or`` spares PostgreSQL the sort of every group's input that a DISTINCT aggregate costs.
-    """
-
-    type = BigInteger()
-    name = "union_of_bits"
-    inherit_cache = True
-
-
-@compiles(union_of_bits)
-def _union_of_bits_default(element, compiler, **kw):
-    return "sum(DISTINCT %s)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(union_of_bits, "postgresql")
-def _union_of_bits_postgresql(element, compiler, **kw):
-    return "bit_or(%s)" % compiler.process(element.clauses, **kw)
-
-
 def day_start(day: dt.date) -> dt.datetime:
     """Midnight at the start of ``day``: purchases on ``day`` are those in [start, start + 1 day)."""
     return dt.datetime.combine(day, dt.time())
@@ -250,7 +228,7 @@ def aggregates_select(
 
     def mask(bit, type_):
         # Each organisation (discipline) has a bit of its own: the OR of the rows' bits is the set.
-        return cast(func.coalesce(union_of_bits(bit), 0), type_)
+        return cast(func.coalesce(sql.bit_union(bit), 0), type_)
 
     available = {
         "first_at": lambda: func.min(T.c.purchased_at),

@@ -58,9 +58,8 @@ from sqlalchemy import (
     true,
 )
 
-from core.db import no_index
 from core.models import DISCIPLINES, Organisation, Show, Transaction, Venue
-from core.sql import prefix_match
+from core.sql import prefix_match, unindexed
 from segments.models import SpectatorProfile
 from segments.profiles import (
     MAX_MASK_ORGANISATION_ID,
@@ -285,7 +284,7 @@ def _days_since(column, op: str, value, as_of: dt.date):
         return as_of - dt.timedelta(days=days)
 
     if _date_span(op, value) >= SQLITE_SCAN_FROM_DAYS:
-        column = no_index(column)
+        column = unindexed(column)
     if op == "between":
         low, high = value
         predicate = and_(column >= day(high), column <= day(low))
@@ -338,7 +337,7 @@ def _starts_with(column, prefix: str, covered: bool = False):
     narrower index alone wins (5x on the geography rule of the benchmark)."""
     successor = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     if len(prefix) < 3 and not covered:
-        column = no_index(column)
+        column = unindexed(column)
     # LIKE's wildcards and its escape character (backslash, PostgreSQL's default) stand for themselves.
     pattern = "".join("\\" + c if c in "%_\\" else c for c in prefix) + "%"
     return prefix_match(
@@ -350,7 +349,7 @@ def _window(t, cond: Condition, as_of: dt.date, prefer_scan: bool = True) -> lis
     low, high = window_bounds(as_of, cond.within_days)
     purchased_at = t.c.purchased_at
     if prefer_scan and (cond.within_days is None or cond.within_days >= SQLITE_SCAN_FROM_DAYS):
-        purchased_at = no_index(purchased_at)
+        purchased_at = unindexed(purchased_at)
     clauses = [purchased_at < high]
     if low is not None:
         clauses.append(purchased_at >= low)
