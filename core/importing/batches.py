@@ -113,6 +113,7 @@ def arrow_batches(path: Path, offset: int, first_line: int, width: int, delimite
     convert_options = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
     )
+    pool = pa.system_memory_pool()  # malloc's: what a block took goes back (mimalloc's pool keeps it)
     line = first_line
     with path.open("rb") as handle:
         handle.seek(offset)
@@ -136,6 +137,7 @@ def arrow_batches(path: Path, offset: int, first_line: int, width: int, delimite
                         read_options=read_options,
                         parse_options=parse_options_of(handler),
                         convert_options=convert_options,
+                        memory_pool=pool,
                     )
                 except pa.ArrowInvalid:
                     table = None
