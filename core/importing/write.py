@@ -128,7 +128,7 @@ class _SpectatorLookup:
                 select(_spectators.c.key, _spectators.c.id, _spectators.c.fsa, _spectators.c.opted_out_at).where(
                     sql.among(self.session, _spectators.c.key, chunk)
                 )
-            )
+            ).all()  # fetched at once: a row at a time costs the driver a call each
             found.update((key, (id_, fsa, opted)) for key, id_, fsa, opted in rows)
 
     def _insert(self, rows: list[tuple], found: dict) -> dict[str, int]:
@@ -276,7 +276,7 @@ class _SalesWriter:
                         _transactions.c.organisation_id == self.organisation_id,
                         sql.among(self.session, _transactions.c.external_id, chunk),
                     )
-                )
+                ).all()
             )
         fresh = sorted(index for external_id, index in first.items() if external_id not in known)
         self.result.duplicates += count - len(fresh)
@@ -428,9 +428,9 @@ class _SalesWriter:
                     _contacts.c.organisation_id == self.organisation_id,
                     sql.among(self.session, _contacts.c.spectator_id, chunk),
                 )
-            ):
+            ).all():
                 existing[row[0]] = (row[1], tuple(row[2:]))
-        now = utcnow()
+        now = self.stamp[utcnow()] if self.text_stamps else utcnow()  # stored form once, not once a row
         contact_ids: dict[int, int] = {}
         new_rows, changed, remembered = [], [], {}
         for spectator_id, index in latest.items():
@@ -452,7 +452,7 @@ class _SalesWriter:
         self.result.spectators_new += len(new_rows)
         if new_rows:
             # COPY and a select beat INSERT ... RETURNING threefold on PostgreSQL.
-            _bulk_insert(self.session, _contacts, _CONTACT_COLUMNS, new_rows)
+            _bulk_insert(self.session, _contacts, _CONTACT_COLUMNS, new_rows, converted=True)
             created = [row[1] for row in new_rows]
             for chunk in _chunks(created):
                 for spectator_id, contact_id in self.session.execute(
@@ -460,7 +460,7 @@ class _SalesWriter:
                         _contacts.c.organisation_id == self.organisation_id,
                         sql.among(self.session, _contacts.c.spectator_id, chunk),
                     )
-                ):
+                ).all():
                     contact_ids[spectator_id] = contact_id
                     remembered[spectator_id] = (contact_id, fields_of(latest[spectator_id]))
         memo.put_many(remembered)
@@ -479,7 +479,6 @@ class _SalesWriter:
                 + ", ".join(f"{name} = ?" for name in _PERSONAL)
                 + " WHERE id = ?",
                 changed,
-                stamps=(0,),
             )
             return
         connection = self.session.connection()
