@@ -108,6 +108,11 @@ def use_link(
     return session.get(User, token.user_id)
 
 
+def _audit_user(session, action: str, user: User, actor: User, **details) -> None:
+    """Log ``action`` on the account ``user``, done by ``actor`` (an administrator or a staff member)."""
+    audit(session, action, actor=actor.email, user_id=actor.id, object_type="user", object_id=user.id, **details)
+
+
 def pending_invitation(session, user_id: int) -> bool:
     """The user was invited and has not yet chosen a password (whether the link is still valid or not)."""
     invited = exists().where(UserToken.user_id == user_id, UserToken.purpose == "invite")
@@ -158,13 +163,11 @@ def invite_user(
     session.add(user)
     session.flush()
     raw = issue_link(session, user, "invite", created_by=actor.id)
-    audit(
+    _audit_user(
         session,
         "user.invite",
-        actor=actor.email,
-        user_id=actor.id,
-        object_type="user",
-        object_id=user.id,
+        user,
+        actor,
         organisation_id=user.organisation_id,
         email=user.email,
         role=role,
@@ -180,13 +183,11 @@ def reset_link(session, user: User, *, actor: User) -> str:
         raise PeopleError(_("Reactivate this user first."))
     purpose = "invite" if pending_invitation(session, user.id) else "reset"
     raw = issue_link(session, user, purpose, created_by=actor.id)
-    audit(
+    _audit_user(
         session,
         "user.invite_again" if purpose == "invite" else "user.reset_link",
-        actor=actor.email,
-        user_id=actor.id,
-        object_type="user",
-        object_id=user.id,
+        user,
+        actor,
         email=user.email,
     )
     return raw
@@ -202,13 +203,11 @@ def change_role(session, user: User, role: str, organisation_id: int | None, *, 
     if user.id == actor.id:
         raise PeopleError(_("You cannot change your own role."))
     before = session.get(Organisation, user.organisation_id) if user.organisation_id else None
-    audit(
+    _audit_user(
         session,
         "user.role_change",
-        actor=actor.email,
-        user_id=actor.id,
-        object_type="user",
-        object_id=user.id,
+        user,
+        actor,
         organisation_id=new_org,
         email=user.email,
         role_before=user.role,
@@ -230,13 +229,11 @@ def deactivate(session, user: User, *, actor: User) -> None:
         raise PeopleError(_("You cannot deactivate your own account."))
     user.active = False
     session.execute(delete(UserToken).where(UserToken.user_id == user.id, UserToken.used_at.is_(None)))
-    audit(
+    _audit_user(
         session,
         "user.deactivate",
-        actor=actor.email,
-        user_id=actor.id,
-        object_type="user",
-        object_id=user.id,
+        user,
+        actor,
         email=user.email,
     )
     session.flush()
@@ -246,13 +243,11 @@ def deactivate(session, user: User, *, actor: User) -> None:
 def reactivate(session, user: User, *, actor: User) -> None:
     """Let ``user`` log in again (with their password; a reset link gives them a new one). Logged."""
     user.active = True
-    audit(
+    _audit_user(
         session,
         "user.reactivate",
-        actor=actor.email,
-        user_id=actor.id,
-        object_type="user",
-        object_id=user.id,
+        user,
+        actor,
         email=user.email,
     )
     session.flush()
