@@ -20,7 +20,6 @@ sees the same figures for a state.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 
 from sqlalchemy import select
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 from campaigns.approvals import lifecycle_mix
 from campaigns.funnel import Funnel, FunnelRow, figure_name, funnel
 from campaigns.models import Campaign
-from core.models import Setting
+from core.kept import read_kept, write_kept
 from core.privacy import Cell, data_epoch
 
 SETTING_PREFIX = "funnel:"
@@ -72,21 +71,11 @@ def _decode(values: dict | None) -> Funnel | None:
 
 
 def _read(session: Session, campaign_id: int) -> dict | None:
-    value = session.scalar(select(Setting.value).where(Setting.name == f"{SETTING_PREFIX}{campaign_id}"))
-    try:
-        return json.loads(value) if value is not None else None
-    except ValueError:
-        return None
+    return read_kept(session, f"{SETTING_PREFIX}{campaign_id}")
 
 
 def _write(session: Session, campaign_id: int, kept: dict) -> None:
-    name = f"{SETTING_PREFIX}{campaign_id}"
-    setting = session.get(Setting, name)
-    if setting is None:
-        session.add(Setting(name=name, value=json.dumps(kept)))
-    else:
-        setting.value = json.dumps(kept)
-    session.flush()
+    write_kept(session, f"{SETTING_PREFIX}{campaign_id}", kept)
 
 
 def keep(session: Session, campaign: Campaign) -> dict:

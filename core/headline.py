@@ -14,14 +14,14 @@ never kept (a new organisation, a new database) are computed by the first reques
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from core import sql
-from core.models import ImportBatch, Organisation, Setting, Show, Spectator, Transaction, utcnow
+from core.kept import read_kept, write_kept
+from core.models import ImportBatch, Organisation, Show, Spectator, Transaction, utcnow
 
 DISTRICT = "district"
 SETTING_PREFIX = "headline:"
@@ -83,13 +83,7 @@ def compute_facts(session: Session, organisation_id: int | None = None) -> dict:
 def kept_facts(session: Session, organisation_id: int | None = None) -> dict | None:
     """The facts last kept for the district or an organisation (with their ``imports`` and
     ``computed_at``), or None when none were ever kept."""
-    value = session.scalar(select(Setting.value).where(Setting.name == _setting_name(organisation_id)))
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return None
+    return read_kept(session, _setting_name(organisation_id))
 
 
 def imports_fingerprint(session: Session, organisation_id: int | None = None) -> list[int]:
@@ -116,13 +110,7 @@ def keep_facts(session: Session, organisation_id: int | None = None) -> dict:
         computed_at=utcnow().isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
     )
-    name = _setting_name(organisation_id)
-    setting = session.get(Setting, name)
-    if setting is None:
-        session.add(Setting(name=name, value=json.dumps(facts)))
-    else:
-        setting.value = json.dumps(facts)
-    session.flush()
+    write_kept(session, _setting_name(organisation_id), facts)
     return facts
 
 

@@ -1,4 +1,4 @@
-"""Scheduled jobs of the experiments (DESIGN.md §11): outcomes and reports, dates, contact-list purge."""
+"""Scheduled jobs of the experiments (DESIGN.md §11): outcomes and reports, power baselines, dates, contact-list purge."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from pathlib import Path
 from flask_babel import lazy_gettext as _l
 
 from core.scheduler import JobContext, JobSpec, daily, every
-from experiments import outcomes, reports, services
+from experiments import outcomes, power_report, reports, services
+
+
+def count_power_windows(ctx: JobContext) -> dict:
+    """Bring the kept baselines of the power pages of campaigns not yet launched up to date."""
+    return power_report.refresh_windows(ctx.session, commit=ctx.session.commit)
 
 
 def refresh_running(ctx: JobContext) -> dict:
@@ -64,6 +69,12 @@ JOBS = [
         refresh_after_imports,
         every(minutes=10),
         _l("Match the outcomes of new imports to running experiments"),
+    ),
+    JobSpec(
+        "experiments.power",
+        count_power_windows,
+        every(minutes=1),
+        _l("Count the power pages' baselines again after the data changed"),
     ),
     JobSpec(
         "experiments.dates", move_through_dates, every(hours=1), _l("Move launched campaigns to measuring, then closed")

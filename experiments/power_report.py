@@ -5,7 +5,9 @@ lift would need (experiments.power)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import time
 
 from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
@@ -13,8 +15,9 @@ from sqlalchemy.orm import Session
 from campaigns.eligibility import eligible_count, eligible_select
 from campaigns.funnel import figure_name
 from campaigns.models import Campaign
-from core.models import Spectator, Transaction, utcnow
-from core.privacy import Cell, Release, is_small, strictest_k
+from core.kept import read_kept, write_kept
+from core.models import Setting, Spectator, Transaction, utcnow
+from core.privacy import Cell, Release, data_epoch, is_small, strictest_k
 from core.sql import has_bit_or_aggregate
 from experiments import power
 from experiments.outcomes import per_unit_metrics, period_rows, promotion_scope
@@ -103,6 +106,127 @@ def baseline_window(session: Session, campaign: Campaign, baseline: str | None, 
     return "last_days", end - days, end
 
 
+WINDOW_METRICS = ("conversion", "cross_sell", "revenue", "tickets")
+# the sets behind the page's noisy figures: who bought in the window, before it and in both
+WINDOW_SETS = ("converted", "converted.before", "converted.both", "cross_sell", "cross_sell.before", "cross_sell.both")
+FROZEN = ("launched", "measuring", "closed", "cancelled")  # the segment's snapshot no longer moves
+
+
+def window_values(session: Session, population, start, end, scope) -> tuple[list[float], list[int]]:
+    """The segment's metrics in the window and, as the experiment's covariate, the same length
+    before it (CUPED's history), in one pass over the segment's purchases in both periods:
+
+    * for each metric of :data:`WINDOW_METRICS`, Σy, Σy², Σx, Σx², Σxy over the segment (y in the
+      window, x before it; revenue in cents);
+    * for each set of :data:`WINDOW_SETS`, its count and sum of cell keys (core.privacy.Cell), which
+      key the noise of the figures shown to readers who do not own the data.
+    """
+    rows = period_rows(
+        population,
+        "spectator_id",
+        start - (end - start),
+        start,
+        end,
+        scope,
+        masks=has_bit_or_aggregate(session.get_bind()),
+    )
+    per = per_unit_metrics(rows).subquery("per_unit")
+    columns = {
+        "conversion": (per.c.converted, per.c.pre_converted),
+        "cross_sell": (per.c.cross_sell, per.c.pre_cross_sell),
+        "revenue": (per.c.revenue_cents, per.c.pre_revenue_cents),
+        "tickets": (per.c.tickets, per.c.pre_tickets),
+    }
+    sums = [
+        func.coalesce(func.sum(e), 0)
+        for m in WINDOW_METRICS
+        for y, x in [columns[m]]
+        for e in (y, y * y, x, x * x, x * y)
+    ]
+    sets = {
+        "converted": per.c.converted == 1,
+        "converted.before": per.c.pre_converted == 1,
+        "converted.both": (per.c.converted == 1) & (per.c.pre_converted == 1),
+        "cross_sell": per.c.cross_sell == 1,
+        "cross_sell.before": per.c.pre_cross_sell == 1,
+        "cross_sell.both": (per.c.cross_sell == 1) & (per.c.pre_cross_sell == 1),
+    }
+    key = func.coalesce(Spectator.cell_key, 0)
+    fingerprints = [func.sum(case((sets[s], value), else_=0)) for s in WINDOW_SETS for value in (literal(1), key)]
+    values = session.execute(
+        select(*sums, *fingerprints).select_from(per).join(Spectator, Spectator.id == per.c.unit)
+    ).one()
+    return [float(v or 0) for v in values[: len(sums)]], [int(v or 0) for v in values[len(sums) :]]
+
+
+def _window_name(campaign: Campaign, start: dt.datetime, end: dt.datetime) -> str:
+    """The kept window's name (a setting's name holds 60 characters: the window's dates as a digest)."""
+    window = hashlib.sha256(f"{start.isoformat()}/{end.isoformat()}".encode()).hexdigest()[:16]
+    return f"power:{campaign.id}:{window}"
+
+
+def _window_state(campaign: Campaign, scope) -> str:
+    """What the window's values depend on besides the data: the campaign's state (its snapshot,
+    launch and answers), the segment's rule while there is no snapshot, the promotion's organisations."""
+    version = campaign.segment.current if campaign.snapshot_id is None and campaign.segment is not None else None
+    organisations = ",".join(str(o) for o in sorted(scope.organisation_ids))
+    return f"{figure_name(campaign)}:{version.id if version is not None else ''}:{organisations}"
+
+
+def kept_window(
+    session: Session, campaign: Campaign, population, start, end, scope, recount: bool = False
+) -> tuple[list[float], list[int]]:
+    """:func:`window_values`, kept (core.kept) with the campaign's state (campaigns.funnel.figure_name,
+    the segment's rule, the promotion's organisations) and the data epoch: read while the state
+    holds, counted and kept when it moved (or none was kept); the ``experiments.power`` job counts
+    again, within a minute, those of campaigns not yet launched that the data moved under."""
+    name = _window_name(campaign, start, end)
+    kept = read_kept(session, name)
+    state, epoch = _window_state(campaign, scope), data_epoch(session)
+    if kept is not None and kept["state"] == state and not recount:
+        return kept["sums"], kept["sets"]
+    sums, sets = window_values(session, population, start, end, scope)
+    write_kept(
+        session,
+        name,
+        {
+            "state": state,
+            "epoch": epoch,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "sums": sums,
+            "sets": sets,
+        },
+    )
+    return sums, sets
+
+
+def refresh_windows(session: Session, commit=None) -> dict:
+    """Count again the kept power windows of campaigns not yet launched whose data moved (a new
+    epoch) or whose state changed, each in its own unit of work when ``commit`` is given.
+
+    :returns: ``{"counted": n, "seconds": s}``.
+    """
+    started, counted, epoch = time.perf_counter(), 0, data_epoch(session)
+    open_ = session.scalars(select(Campaign).where(Campaign.status.not_in(FROZEN)).order_by(Campaign.id)).all()
+    for campaign in open_:
+        prefix = f"power:{campaign.id}:"
+        for name in session.scalars(select(Setting.name).where(Setting.name.startswith(prefix, autoescape=True))).all():
+            kept = read_kept(session, name)
+            population, _source = _population(session, campaign)
+            if kept is None or population is None or campaign.promotion is None:
+                continue
+            scope = promotion_scope(session, campaign.promotion)
+            if kept["state"] == _window_state(campaign, scope) and kept["epoch"] == epoch:
+                continue
+            start, end = dt.datetime.fromisoformat(kept["start"]), dt.datetime.fromisoformat(kept["end"])
+            kept_window(session, campaign, population, start, end, scope, recount=True)
+            counted += 1
+            if commit is not None:
+                commit()
+    return {"counted": counted, "seconds": round(time.perf_counter() - started, 3)}
+
+
 def power_report(
     session: Session,
     campaign: Campaign,
@@ -180,49 +304,12 @@ def power_report(
     if not scope.organisation_ids:
         result["error"] = "no_organisation"
         return result
-    # the window and, as the experiment's covariate, the same length before it (CUPED's history)
-    rows = period_rows(
-        population,
-        "spectator_id",
-        start - (end - start),
-        start,
-        end,
-        scope,
-        masks=has_bit_or_aggregate(session.get_bind()),
-    )
-    per = per_unit_metrics(rows).subquery("per_unit")
-    columns = {
-        "conversion": (per.c.converted, per.c.pre_converted),
-        "cross_sell": (per.c.cross_sell, per.c.pre_cross_sell),
-        "revenue": (per.c.revenue_cents, per.c.pre_revenue_cents),
-        "tickets": (per.c.tickets, per.c.pre_tickets),
-    }
-    sums = [func.coalesce(func.sum(e), 0) for y, x in columns.values() for e in (y, y * y, x, x * x, x * y)]
-    # With a release, the sets behind every noisy figure of the window: who bought in it, before it
-    # and in both, for conversion and for cross-selling, each as its fingerprint (count and sum of
-    # cell keys, core.privacy.Cell) counted in the same pass over the per-unit rows as the sums: the
-    # per-unit rows read the segment's purchases in both periods, the page's one large scan.
-    cells = {
-        "converted": per.c.converted == 1,
-        "converted.before": per.c.pre_converted == 1,
-        "converted.both": (per.c.converted == 1) & (per.c.pre_converted == 1),
-        "cross_sell": per.c.cross_sell == 1,
-        "cross_sell.before": per.c.pre_cross_sell == 1,
-        "cross_sell.both": (per.c.cross_sell == 1) & (per.c.pre_cross_sell == 1),
-    }
-    key = func.coalesce(Spectator.cell_key, 0)
-    fingerprints = [func.sum(case((where, value), else_=0)) for where in cells.values() for value in (literal(1), key)]
-    query = select(*sums)
-    if release is not None:
-        query = select(*sums, *fingerprints).select_from(per).join(Spectator, Spectator.id == per.c.unit)
-    values = session.execute(query).one()
-    agg = [float(v or 0) for v in values[: len(sums)]]
-    raw = {m: agg[5 * i : 5 * i + 5] for i, m in enumerate(columns)}  # Σy, Σy², Σx, Σx², Σxy
+    sums, found = kept_window(session, campaign, population, start, end, scope)
+    raw = {m: sums[5 * i : 5 * i + 5] for i, m in enumerate(WINDOW_METRICS)}  # Σy, Σy², Σx, Σx², Σxy
     n = float(population_size)
     buyers = raw["conversion"][0]
     if release is not None:
-        found = values[len(sums) :]
-        cell = {figure: Cell.of(found[2 * i], found[2 * i + 1]) for i, figure in enumerate(cells)}
+        cell = {figure: Cell.of(found[2 * i], found[2 * i + 1]) for i, figure in enumerate(WINDOW_SETS)}
         window = f"{name}.power.{kind}.{start.date().isoformat()}.{end.date().isoformat()}"
         buyers = float(_noisy_count(release, f"{window}.buyers", cell["converted"]))
         for metric, label in (("conversion", "converted"), ("cross_sell", "cross_sell")):

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core.models import Transaction, utcnow
+from core.kept import read_kept
+from core.models import Setting, Transaction, utcnow
+from core.privacy import advance_epoch
+from core.scheduler import run_job
 from experiments import power, power_report
+from experiments.outcomes import promotion_scope
 from tests.campaigns.helpers import new_purchase
 from tests.experiments.test_reports import set_k
 from tests.experiments.test_services import ready_campaign
@@ -110,4 +114,30 @@ def test_without_history_the_mde_is_the_raw_comparison_s(session):
     # the pooled z-test's MDE, checked against statsmodels in test_power.py
     assert mde["absolute"] == pytest.approx(
         power.mde_binary(window[2].mean(), arm["n_control"], arm["n_arm"]).absolute, rel=1e-6
+    )
+
+
+def test_the_baseline_is_kept_until_the_campaign_or_the_data_move_and_the_job_counts_it_again(app, session):
+    district, end = _district(session, history=True)
+    session.commit()
+    campaign = district.campaign
+    first = power_report.power_report(session, campaign, baseline="year_earlier")
+    (name,) = session.scalars(select(Setting.name).where(Setting.name.startswith(f"power:{campaign.id}:"))).all()
+    kept = read_kept(session, name)
+    population, _source = power_report._population(session, campaign)
+    scope = promotion_scope(session, campaign.promotion)
+    start, stop = dt.datetime.fromisoformat(kept["start"]), dt.datetime.fromisoformat(kept["end"])
+    assert (kept["sums"], kept["sets"]) == power_report.window_values(session, population, start, stop, scope)
+    # a sale in the window and a new data epoch: the page reads the kept baseline until the job counts it
+    new_purchase(session, district.orgs[0], district.spectators[0], end - dt.timedelta(days=2), amount_cents=99_900)
+    advance_epoch(session)
+    session.commit()
+    assert power_report.power_report(session, campaign, baseline="year_earlier") == first
+    run = run_job(app, "experiments.power", runner="cli")
+    assert run.status == "success" and run.summary["counted"] == 1
+    assert run_job(app, "experiments.power", runner="cli").summary["counted"] == 0
+    again = power_report.power_report(session, campaign, baseline="year_earlier")
+    assert again != first
+    assert (read_kept(session, name)["sums"], read_kept(session, name)["sets"]) == power_report.window_values(
+        session, population, start, stop, scope
     )
