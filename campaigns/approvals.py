@@ -179,33 +179,19 @@ def set_exclusion_list(
     session.execute(delete(Exclusion).where(Exclusion.approval_id == approval.id))
     if matched:
         session.execute(insert(Exclusion), [{"approval_id": approval.id, "spectator_id": s} for s in sorted(matched)])
-    approval.exclusion_list_kind = kind
-    approval.exclusion_list_rows = len(cleaned)
-    approval.exclusion_list_matched = len(matched)
-    session.flush()
-    audit_as(
-        session,
-        user,
-        "approval.exclusion_list",
-        object_type="approval",
-        object_id=approval.id,
-        organisation_id=org_id,
-        campaign_id=approval.campaign_id,
-        kind=kind,
-        rows=len(cleaned),
-        matched=len(matched),
-    )
+    _record_exclusion_list(session, approval, user, kind, len(cleaned), len(matched))
     return len(cleaned), len(matched)
 
 
-def clear_exclusion_list(session: Session, approval: Approval, user=None, now: dt.datetime | None = None) -> None:
-    """Remove the approval's uploaded exclusion list (flushes)."""
-    _check_open(approval, user, now or utcnow())
-    session.execute(delete(Exclusion).where(Exclusion.approval_id == approval.id))
-    approval.exclusion_list_kind = None
-    approval.exclusion_list_rows = 0
-    approval.exclusion_list_matched = 0
+def _record_exclusion_list(
+    session: Session, approval: Approval, user, kind: str | None, rows: int, matched: int
+) -> None:
+    """Set the approval's exclusion-list figures and audit them (kind None: the list was removed). Flushes."""
+    approval.exclusion_list_kind = kind
+    approval.exclusion_list_rows = rows
+    approval.exclusion_list_matched = matched
     session.flush()
+    details = {"kind": kind} if kind is not None else {}
     audit_as(
         session,
         user,
@@ -214,9 +200,17 @@ def clear_exclusion_list(session: Session, approval: Approval, user=None, now: d
         object_id=approval.id,
         organisation_id=approval.organisation_id,
         campaign_id=approval.campaign_id,
-        rows=0,
-        matched=0,
+        **details,
+        rows=rows,
+        matched=matched,
     )
+
+
+def clear_exclusion_list(session: Session, approval: Approval, user=None, now: dt.datetime | None = None) -> None:
+    """Remove the approval's uploaded exclusion list (flushes)."""
+    _check_open(approval, user, now or utcnow())
+    session.execute(delete(Exclusion).where(Exclusion.approval_id == approval.id))
+    _record_exclusion_list(session, approval, user, None, 0, 0)
 
 
 def lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
