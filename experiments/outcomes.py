@@ -49,7 +49,8 @@ from sqlalchemy.orm import Session, aliased
 from campaigns.models import Promotion
 from core import sql
 from core.models import Organisation, Show, Transaction, utcnow
-from core.sql import bit_union, has_bit_or_aggregate, unindexed
+from core.sql import has_bit_or_aggregate
+from core.sql_expressions import bit_union, unindexed
 from experiments import offers, power
 from experiments.models import Experiment, Outcome, Recipient
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Organisation, Transaction, utcnow
 from core.privacy import is_small, strictest_k
-from core.sql import unindexed
+from core.sql_expressions import unindexed
 from experiments import arm_pairs, offers, stats, summaries
 from experiments.interim import always_valid, interim_intervals, interim_tables, look_variance
 from experiments.models import Experiment, ReportSnapshot

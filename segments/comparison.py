@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 
 from core.identity import fsa_of
 from core.models import DISCIPLINES, Contact, Organisation
-from core.sql import bit_union, day_of_week, mask_bit, month_of, one_shl, unindexed, without_jit
+from core.sql import day_of_week, month_of, without_jit
+from core.sql_expressions import bit_union, mask_bit, one_shl, unindexed
 from core.vocabulary import DISCIPLINE_LABELS
 from segments.insight_store import ALL, COMPARISON, read_facts, scope_key
 from segments.insight_tables import (

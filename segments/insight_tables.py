@@ -29,7 +29,7 @@ from core.privacy import (
     suppress_matrix,
     suppress_total,
 )
-from core.sql import unindexed
+from core.sql_expressions import unindexed
 from segments.lifecycle import STAGES
 
 T = Transaction.__table__

@@ -45,17 +45,8 @@ from core.privacy import (
     is_small,
     strictest_k,
 )
-from core.sql import (
-    bit_union,
-    day_number,
-    day_of_week,
-    hour_of,
-    mask_bit,
-    month_of,
-    one_shl,
-    small_bucket,
-    unindexed,
-)
+from core.sql import day_number, day_of_week, hour_of, month_of, small_bucket
+from core.sql_expressions import bit_union, mask_bit, one_shl, unindexed
 from segments.insight_builders import InsightTables
 from segments.insight_tables import (
     CATEGORY_KEYS,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core import sql
 from core.models import Spectator
 from core.privacy import Cell, Figure, Release, is_small, share, strictest_k, suppress
-from core.sql import every_value, integers
+from core.sql_expressions import every_value, integers
 from segments.profiles import (
     LIFECYCLE_STAGES,
     MAX_MASK_ORGANISATION_ID,

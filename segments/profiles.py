@@ -44,12 +44,10 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import SelectBase
-from sqlalchemy.sql.functions import FunctionElement
 
-from core import sql
+from core import sql, sql_expressions
 from core.models import (
     DISCIPLINES,
     Consent,
@@ -92,47 +90,6 @@ WINDOW_AGGREGATES = tuple(column for column in WINDOW_COLUMNS.values() if column
 
 
 # --- portable SQL pieces (shared with segments.query) -------------------------------------------
-
-
-class day_of(FunctionElement):
-    """The calendar date of a timestamp: ``date(x)`` on SQLite, ``CAST(x AS DATE)`` elsewhere."""
-
-    type = Date()
-    name = "day_of"
-    inherit_cache = True
-
-
-@compiles(day_of)
-def _day_of_default(element, compiler, **kw):
-    return "CAST(%s AS DATE)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(day_of, "sqlite")
-def _day_of_sqlite(element, compiler, **kw):
-    return "date(%s)" % compiler.process(element.clauses, **kw)
-
-
-class days_between(FunctionElement):
-    """Whole days from the date of the second timestamp to the date of the first."""
-
-    type = Integer()
-    name = "days_between"
-    inherit_cache = True
-
-
-@compiles(days_between)
-def _days_between_default(element, compiler, **kw):
-    later, earlier = list(element.clauses)
-    return "(CAST(%s AS DATE) - CAST(%s AS DATE))" % (compiler.process(later, **kw), compiler.process(earlier, **kw))
-
-
-@compiles(days_between, "sqlite")
-def _days_between_sqlite(element, compiler, **kw):
-    later, earlier = list(element.clauses)
-    return "CAST(julianday(date(%s)) - julianday(date(%s)) AS INTEGER)" % (
-        compiler.process(later, **kw),
-        compiler.process(earlier, **kw),
-    )
 
 
 def day_start(day: dt.date) -> dt.datetime:
@@ -228,7 +185,7 @@ def aggregates_select(
 
     def mask(bit, type_):
         # Each organisation (discipline) has a bit of its own: the OR of the rows' bits is the set.
-        return cast(func.coalesce(sql.bit_union(bit), 0), type_)
+        return cast(func.coalesce(sql_expressions.bit_union(bit), 0), type_)
 
     available = {
         "first_at": lambda: func.min(T.c.purchased_at),
@@ -290,7 +247,7 @@ def main_channel_select(as_of: dt.date, spectator_ids=None, within_days: int | N
 def lead_select(as_of: dt.date, spectator_ids=None, within_days: int | None = None) -> Select:
     """(spectator_id, lead_days): median days from purchase date to show date, over order lines."""
     low, high = window_bounds(as_of, within_days)
-    lead = days_between(S.c.starts_at, T.c.purchased_at)
+    lead = sql_expressions.days_between(S.c.starts_at, T.c.purchased_at)
     lines = (
         select(
             T.c.spectator_id,
@@ -399,9 +356,9 @@ def facts_select(
     if want("fsa"):
         cols.append(sp.c.fsa.label("fsa"))
     if want("first_purchase_on"):
-        cols.append(day_of(agg.c.first_at).label("first_purchase_on"))
+        cols.append(sql_expressions.day_of(agg.c.first_at).label("first_purchase_on"))
     if want("last_purchase_on"):
-        cols.append(day_of(agg.c.last_at).label("last_purchase_on"))
+        cols.append(sql_expressions.day_of(agg.c.last_at).label("last_purchase_on"))
     for name in ("shows", "orders", "tickets", "spent_cents", "shows_548", *WINDOW_AGGREGATES):
         if want(name):
             cols.append(agg.c[name].label(name))

@@ -20,7 +20,7 @@ the purchase-date index, and a range of 90 days or more of the last or first pur
 profiles in order rather than through the last-purchase index (see ``SQLITE_SCAN_FROM_DAYS``).
 
 Previews and member lists (``segments.preview``) read the ids and organisation masks as one
-aggregated value (``core.sql.every_value``): a row per member costs the drivers more than the scan
+aggregated value (``core.sql_expressions.every_value``): a row per member costs the drivers more than the scan
 that finds them; one scan answers both, remembered until the session writes.
 
 On a region (``fsa``), SQLite reads the FSA index alone when it holds every column the query
@@ -59,7 +59,7 @@ from sqlalchemy import (
 )
 
 from core.models import DISCIPLINES, Organisation, Show, Transaction, Venue
-from core.sql import prefix_match, unindexed
+from core.sql_expressions import prefix_match, unindexed
 from segments.models import SpectatorProfile
 from segments.profiles import (
     MAX_MASK_ORGANISATION_ID,

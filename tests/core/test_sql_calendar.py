@@ -7,7 +7,8 @@ import datetime as dt
 
 from sqlalchemy import BigInteger, DateTime, Integer, literal, select, union_all
 
-from core.sql import bit_union, day_number, day_of_week, hour_of, month_of, small_bucket
+from core.sql import day_number, day_of_week, hour_of, month_of, small_bucket
+from core.sql_expressions import bit_union
 
 MOMENTS = [
     dt.datetime(2024, 2, 29, 0, 0, 0),

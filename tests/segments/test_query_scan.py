@@ -222,7 +222,7 @@ def test_every_value_reads_back_the_integers_of_its_group(db, engine_name, type_
     group's integers, in full range and sign, and nothing for an empty group."""
     from sqlalchemy import BigInteger, Integer, SmallInteger, cast, false, literal, union_all
 
-    from core.sql import every_value, integers
+    from core.sql_expressions import every_value, integers
 
     sql_type = {"smallint": SmallInteger, "integer": Integer, "bigint": BigInteger}[type_]
     bits = {"smallint": 15, "integer": 31, "bigint": 63}[type_]
