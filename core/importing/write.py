@@ -32,6 +32,7 @@ from core.importing.result import ImportResult
 from core.importing.validate import _Cache, _SaleColumns, _Unsubscribe
 from core.importing.values import plus_two_years
 from core.models import (
+    SALE_COLUMNS,
     Consent,
     Contact,
     Spectator,
@@ -210,21 +211,8 @@ class _SpectatorLookup:
         return found
 
 
-_TRANSACTION_COLUMNS = (
-    "organisation_id",
-    "spectator_id",
-    "show_id",
-    "batch_id",
-    "purchased_at",
-    "amount_cents",
-    "tickets",
-    "circumstance",
-    "category",
-    "channel",
-    "promo_code",
-    "order_id",
-    "external_id",
-)
+# a sale's columns (core.models.SALE_COLUMNS) with the import batch it came in, after the show
+_TRANSACTION_COLUMNS = (*SALE_COLUMNS[:3], "batch_id", *SALE_COLUMNS[3:])
 _PERSONAL = ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id")
 _CONTACT_COLUMNS = ("organisation_id", "spectator_id", "updated_at", *_PERSONAL)
 _CONTACT_STAGE_COLUMNS = ("updated_at", *_PERSONAL, "id")
