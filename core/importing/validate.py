@@ -196,19 +196,8 @@ class _SalesParser:
         return parsed
 
     def parse(self, cells: list[str], line: int):
-        width = len(cells)
-        if width != self.width:
-            if width < self.width or any(c.strip() for c in cells[self.width :]):
-                return [
-                    (
-                        "",
-                        _(
-                            "This row has %(found)d fields where the header has %(expected)d.",
-                            found=width,
-                            expected=self.width,
-                        ),
-                    )
-                ]
+        if problems := _width_problems(cells, self.width):
+            return problems
         cells.append("")
         (
             last_name,
@@ -576,6 +565,16 @@ def _transposed(records: list[tuple[list[str], int]], width: int, suspect: set[i
     return list(zip(*rows)) if rows else [()] * width
 
 
+def _width_problems(cells: list[str], width: int) -> list[tuple[str, str]]:
+    """The problem of a row whose number of fields is not the header's (empty trailing fields
+    past the header's width are no problem); none when it fits."""
+    if len(cells) == width or (len(cells) > width and not any(c.strip() for c in cells[width:])):
+        return []
+    return [
+        ("", _("This row has %(found)d fields where the header has %(expected)d.", found=len(cells), expected=width))
+    ]
+
+
 def email_problem() -> str:
     """Why an e-mail cell is refused (its value is not repeated: the summary is shown to staff too)."""
     return _("Not a valid e-mail address: expected one @ and a domain, such as name@example.ca.")
@@ -614,19 +613,8 @@ class _UnsubscribeParser:
         self.positions = {name: header.index.get(name) for name in UNSUBSCRIBE_COLUMNS}
 
     def parse(self, cells: list[str], line: int):
-        width = len(cells)
-        if width != self.width:
-            if width < self.width or any(c.strip() for c in cells[self.width :]):
-                return [
-                    (
-                        "",
-                        _(
-                            "This row has %(found)d fields where the header has %(expected)d.",
-                            found=width,
-                            expected=self.width,
-                        ),
-                    )
-                ]
+        if problems := _width_problems(cells, self.width):
+            return problems
 
         def get(name: str) -> str:
             position = self.positions[name]
