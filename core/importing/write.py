@@ -83,7 +83,7 @@ _CONSENT_UPSERT = (
 class _Memo(dict):
     """What this import already knows the database holds, forgotten whenever it grows past ``limit``:
     repeat buyers close together in a file cost no query. It holds at most ``limit`` entries or one
-    batch's, whichever is more, and reaches that on the first batch: memory stays flat whatever the
+    batch's, whichever is more, reached within the first batches: memory stays flat whatever the
     file size. (What must hold across the whole file, the rows already imported, is read from the
     database, where the previous batches are.)"""
 
