@@ -141,21 +141,7 @@ def organisation_breakdown(
                 except ValueError:
                     summary = None
                 if summary is not None:
-                    row.update(
-                        {
-                            key: summary[key]
-                            for key in (
-                                "control_mean",
-                                "arm_mean",
-                                "abs_lift",
-                                "abs_ci",
-                                "rel_lift",
-                                "rel_ci",
-                                "test",
-                                "p_value",
-                            )
-                        }
-                    )
+                    row.update({key: summary[key] for key in (*summaries.LIFT_KEYS, "test", "p_value")})
             else:
                 row["error"] = "too_few"
             entry["comparisons"].append(row)

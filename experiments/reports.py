@@ -348,12 +348,7 @@ def build_report(
             {
                 key: row.get(key)
                 for key in (
-                    "control_mean",
-                    "arm_mean",
-                    "abs_lift",
-                    "abs_ci",
-                    "rel_lift",
-                    "rel_ci",
+                    *summaries.LIFT_KEYS,
                     "rel_reason",
                     "p_value",
                     "p_adjusted",

@@ -41,6 +41,10 @@ def srm_summary(result: SampleRatioResult) -> dict:
     return {"chi2": json_number(result.chi2), "p_value": json_number(result.p_value), "flag": bool(result.flag)}
 
 
+# The figures of a comparison of two arms that every table of a report shows (compare_summary's keys).
+LIFT_KEYS = ("control_mean", "arm_mean", "abs_lift", "abs_ci", "rel_lift", "rel_ci")
+
+
 def compare_summary(kind: str, y_control: np.ndarray, y_arm: np.ndarray, alpha: float = 0.05) -> dict:
     """The unadjusted comparison of one metric, arm versus control, as a JSON-able dict (DESIGN.md §9).
 
