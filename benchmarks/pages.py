@@ -191,15 +191,20 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
     (an outer context would share Flask-Login's user between the clients). Warm: ``WARM_REQUESTS`` more, median and worst (p95 of so few is their maximum).
     """
     from benchmarks.harness import BENCH_ORG
+    from campaigns.funnel_store import refresh_funnels
     from core.headline import publish_headlines
+    from experiments.power_report import refresh_windows
     from segments.insight_publish import publish
     from segments.profiles import refresh_changed
 
+    # the work of the jobs that keep pages' figures (headline.publish, campaigns.funnels, experiments.power)
+    kept_figures = (publish_headlines, refresh_funnels, refresh_windows)
     with app.app_context():
         setup = _users(db, campaign_id)
-        with db.session() as session:  # what the insights.warm and headline.publish jobs have done before the import
+        with db.session() as session:  # what the insights.warm job and those have done before the import
             first = publish(session, commit=session.commit)
-            publish_headlines(session, commit=session.commit)
+            for job in kept_figures:
+                job(session, commit=session.commit)
         echo(
             f"pages: published the pooled pages' facts of every scope and season ({first['published']} rows) "
             f"in {first['seconds']:.1f} s, the slowest {first['slowest'][0]} ({first['slowest'][1]:.1f} s)"
@@ -211,7 +216,7 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
             # The pooled pages show their last published figures until the job publishes what the import
             # moved; the cold pages below are timed once it has (its time is the job's, not a request's).
             after = publish(session, commit=session.commit)
-            headlines = publish_headlines(session, commit=session.commit)
+            headlines, *_ = [job(session, commit=session.commit) for job in kept_figures]
         echo(
             f"pages: the import moved {after['published']} kept rows, published in {after['seconds']:.1f} s "
             f"(the insights.warm job's work, before the cold requests); the dashboard's headline figures "
