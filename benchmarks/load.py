@@ -1,12 +1,16 @@
 """Load test: simulated users against gunicorn on a scratch PostgreSQL database, with an import running.
 
     python -m benchmarks.load [--users 50] [--seconds 60] [--spectators 20000] [--json]
+    python -m benchmarks.load --district URL --instance FOLDER [--users 50] [--seconds 60]
 
 What it does, in order, every step bounded in time:
 
 1. creates a scratch database on the PostgreSQL server (``PILOT_LOAD_PG``, default
    ``postgresql://postgres@127.0.0.1:5432``) and builds a demo district in it with
-   ``pilot demo --no-serve --spectators N``;
+   ``pilot demo --no-serve --spectators N``; or, with ``--district``, uses a district already built
+   (a 1M district takes most of an hour to build and publish): its database is neither built nor
+   dropped, its secrets are read from its instance folder (``--instance``), and the run leaves in it
+   what it adds (two campaigns, the load's logins, the imported export);
 2. with the campaigns and experiments services: a campaign awaiting the venues' approvals (the one
    the simulated venue users answer) and a launched campaign whose report evaluators read;
 3. starts gunicorn (4 workers) on 127.0.0.1 and a free port;
@@ -66,6 +70,31 @@ def drop_database(name: str) -> None:
 
     with psycopg.connect(PG_SERVER + "/postgres", autocommit=True, connect_timeout=10) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def district_env(url: str, instance: Path) -> dict:
+    """The environment of a run against a district already built: its database, and the secrets its
+    demo kept in its instance folder (its spectators' keys depend on the district secret)."""
+    from core.config import load_config
+
+    if not instance.is_dir():
+        raise RuntimeError(f"{instance} is not a folder: give the instance folder the district was built with")
+    config = load_config({"INSTANCE_PATH": str(instance), "DATABASE_URL": url})
+    return dict(
+        os.environ,
+        DATABASE_URL=url,
+        SECRET_KEY=config["SECRET_KEY"],
+        DISTRICT_SECRET=config["DISTRICT_SECRET"],
+        PILOT_INSTANCE=str(instance),
+        PILOT_ENV="development",
+    )
+
+
+def count_spectators(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), connect_timeout=10) as conn:
+        return conn.execute("SELECT count(*) FROM spectator").fetchone()[0]
 
 
 def free_port() -> int:
@@ -151,8 +180,9 @@ def stop(process: subprocess.Popen | None, name: str) -> None:
 LOAD_LOGINS = 100  # staff and evaluator logins made for the simulated users (one each up to 250 users)
 
 
-def prepare_campaigns(env: dict) -> Setup:
-    """A launched campaign (its report for the evaluators) and one awaiting the venues' answers."""
+def prepare_campaigns(env: dict, tag: str) -> Setup:
+    """A launched campaign (its report for the evaluators) and one awaiting the venues' answers; the
+    load's logins carry ``tag`` (a district can take several runs)."""
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DISTRICT_SECRET", "PILOT_INSTANCE")})
     from sqlalchemy import select
 
@@ -247,7 +277,8 @@ def prepare_campaigns(env: dict) -> Setup:
         # questions on pooled figures (core.privacy), which the load exercises without tripping it.
         hashed = hash_password(DEMO_PASSWORD)
         own = {
-            role: [f"load-{role}-{n:03d}@example.net" for n in range(LOAD_LOGINS)] for role in ("staff", "evaluator")
+            role: [f"load-{tag}-{role}-{n:03d}@example.net" for n in range(LOAD_LOGINS)]
+            for role in ("staff", "evaluator")
         }
         for role, emails in own.items():
             # the evaluators read the audience insights too: granted, as an administrator would
@@ -414,7 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=0.2, help="longest pause between a user's requests (s)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--district", help="PostgreSQL URL of a district already built (not dropped)")
+    parser.add_argument("--instance", help="with --district: the instance folder holding its secrets")
     args = parser.parse_args(argv)
+    if bool(args.district) != bool(args.instance):
+        parser.error("--district and --instance go together")
     if not (1 <= args.users <= 500 and 1 <= args.seconds <= 1800):
         parser.error("--users takes 1 to 500 and --seconds 1 to 1800")
 
@@ -423,19 +458,24 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"users": args.users, "seconds": args.seconds, "spectators": args.spectators}
     status = 1
     try:
-        db_name, url = create_database()
-        env = dict(
-            os.environ,
-            DATABASE_URL=url,
-            SECRET_KEY=secrets.token_hex(32),
-            DISTRICT_SECRET=secrets.token_hex(32),
-            PILOT_INSTANCE=str(folder / "instance"),
-            PILOT_ENV="development",
-        )
-        log(f"scratch database {db_name}; demo district of {args.spectators:,} spectators...")
         began = time.perf_counter()
-        run(pilot("demo", "--no-serve", "--spectators", str(args.spectators)), env, SETUP_TIMEOUT)
-        setup = prepare_campaigns(env)
+        if args.district:
+            env = district_env(args.district, Path(args.instance))
+            result["spectators"] = count_spectators(env["DATABASE_URL"])
+            log(f"the district at {args.district}: {result['spectators']:,} spectators")
+        else:
+            db_name, url = create_database()
+            env = dict(
+                os.environ,
+                DATABASE_URL=url,
+                SECRET_KEY=secrets.token_hex(32),
+                DISTRICT_SECRET=secrets.token_hex(32),
+                PILOT_INSTANCE=str(folder / "instance"),
+                PILOT_ENV="development",
+            )
+            log(f"scratch database {db_name}; demo district of {args.spectators:,} spectators...")
+            run(pilot("demo", "--no-serve", "--spectators", str(args.spectators)), env, SETUP_TIMEOUT)
+        setup = prepare_campaigns(env, uuid.uuid4().hex[:6])
         result["setup_s"] = round(time.perf_counter() - began, 1)
         log(f"district ready in {result['setup_s']} s; {len(setup.approvals)} venue approvals open")
         port = free_port()
