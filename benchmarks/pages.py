@@ -193,12 +193,14 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
     from benchmarks.harness import BENCH_ORG
     from campaigns.funnel_store import refresh_funnels
     from core.headline import publish_headlines
+    from core.quality import keep_quality
     from experiments.power_report import refresh_windows
     from segments.insight_publish import publish
     from segments.profiles import refresh_changed
 
-    # the work of the jobs that keep pages' figures (headline.publish, campaigns.funnels, experiments.power)
-    kept_figures = (publish_headlines, refresh_funnels, refresh_windows)
+    # the work of the jobs that keep pages' figures (headline.publish, campaigns.funnels, experiments.power,
+    # imports.quality)
+    kept_figures = (publish_headlines, refresh_funnels, refresh_windows, keep_quality)
     with app.app_context():
         setup = _users(db, campaign_id)
         with db.session() as session:  # what the insights.warm job and those have done before the import

@@ -452,10 +452,9 @@ def quality():
     """How often each field is filled in an organisation's sales, month by month, and what its
     exports should add. A venue sees its own, exact; staff and administrators choose any
     organisation and read protected figures (core.privacy)."""
-    from core.cache import cache_seconds, remember
     from core.importing.columns import SALES_COLUMNS
-    from core.privacy import Release, data_epoch
-    from core.quality import ALWAYS, FIELDS, fill_rates, to_add
+    from core.privacy import Release
+    from core.quality import ALWAYS, FIELDS, kept_fill_rates, to_add
     from core.views import _import_organisations
 
     session = db_session()
@@ -471,20 +470,14 @@ def quality():
     if organisation is not None:
         exact = current_user.role == "venue" and organisation.id == current_user.organisation_id
         release = None if exact else Release.current(session, organisation_ids=[organisation.id])
-        # Every import starts a new data epoch: the epoch keys the figures, a new import shows at once.
-        key = (organisation.id, data_epoch(session), None if release is None else (release.k, release.sigma))
-        months = remember(
-            "import_quality",
-            key,
-            lambda: fill_rates(session, organisation.id, release=release),
-            cache_seconds("QUALITY_CACHE_SECONDS", 600),
-        )
+        # the month facts kept ready (the imports.quality job), the noise of the current epoch added now
+        months = kept_fill_rates(session, organisation.id, release=release)
         weak = to_add(months)
 
     def label(name: str) -> str:
         return field_label("sales", name) if name in SALES_COLUMNS else name
 
-    return render_template(
+    page = render_template(
         "imports/quality.html",
         organisations=organisations,
         organisation=organisation,
@@ -496,6 +489,8 @@ def quality():
         weak_labels=[label(n) for n in weak],
         always_labels=[label(n) for n in ALWAYS],
     )
+    session.commit()  # the month facts this request counted and kept, if it did
+    return page
 
 
 def init_app(app) -> None:

@@ -460,6 +460,13 @@ def publish_headline_figures(ctx: JobContext) -> dict:
     return publish_headlines(ctx.session, commit=ctx.session.commit)
 
 
+def keep_quality_figures(ctx: JobContext) -> dict:
+    """Count again the import quality pages' month facts of the organisations whose data moved (core.quality)."""
+    from core.quality import keep_quality
+
+    return keep_quality(ctx.session, commit=ctx.session.commit)
+
+
 def _declared() -> list[JobSpec]:
     jobs = [
         JobSpec(
@@ -473,6 +480,12 @@ def _declared() -> list[JobSpec]:
             publish_headline_figures,
             every(minutes=1),
             _l("Count the dashboard's headline figures again after the data changed"),
+        ),
+        JobSpec(
+            "imports.quality",
+            keep_quality_figures,
+            every(minutes=1),
+            _l("Count the import quality pages' figures again after the data changed"),
         ),
         JobSpec(
             "imports.purge_rejects",

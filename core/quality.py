@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, case, func, select
 
 from core import sql
-from core.models import Contact, Spectator, Transaction
+from core.kept import read_kept, write_kept
+from core.models import Contact, Spectator, Transaction, utcnow
 from core.privacy import Cell, Release
 
 MONTHS = 24  # the months shown, the latest first
@@ -59,11 +61,92 @@ def _month(session, column):
     return func.to_char(column, "YYYY-MM")
 
 
+def _first_month(today: dt.date, months: int) -> str:
+    """``YYYY-MM`` of the first of the ``months`` months that end with ``today``'s."""
+    first = today.year * 12 + today.month - 1 - (months - 1)  # counted from year 0
+    return f"{first // 12:04d}-{first % 12 + 1:02d}"
+
+
+def month_facts(session, organisation_ids: list[int], start: str) -> dict[int, list]:
+    """The exact facts behind the fill rates of each organisation's sales, by month of purchase from
+    ``start`` (``YYYY-MM``) on: ``{organisation id: [[month, sales, keysum, [filled of each field of
+    FIELDS], [sum of their buyers' cell keys]], ...]}``, the latest month first. The key sums are
+    the fingerprints (core.privacy.Cell) that key the noise of the protected figures. One statement
+    for all the organisations (one pass over the district's recent sales when there are several)."""
+    if not organisation_ids:
+        return {}
+    begin = dt.datetime(int(start[:4]), int(start[5:7]), 1)
+    month = _month(session, Transaction.purchased_at).label("month")
+    columns = [Transaction.organisation_id, month, func.count(), func.sum(Spectator.cell_key)]
+    for condition in FIELDS.values():
+        columns.append(func.sum(case((condition, 1), else_=0)))
+        columns.append(func.sum(case((condition, Spectator.cell_key), else_=0)))
+    query = (
+        select(*columns)
+        .select_from(Transaction)
+        .join(Spectator, Spectator.id == Transaction.spectator_id)
+        .outerjoin(
+            Contact,
+            and_(
+                Contact.organisation_id == Transaction.organisation_id, Contact.spectator_id == Transaction.spectator_id
+            ),
+        )
+        .where(
+            Transaction.organisation_id == organisation_ids[0]
+            if len(organisation_ids) == 1
+            else Transaction.organisation_id.in_(organisation_ids),
+            Transaction.purchased_at >= begin,
+        )
+        .group_by(Transaction.organisation_id, month)
+        .order_by(Transaction.organisation_id, month.desc())
+    )
+    facts: dict[int, list] = {int(o): [] for o in organisation_ids}
+    for organisation_id, month_, sales, keysum, *fields in session.execute(query).all():
+        facts[int(organisation_id)].append(
+            [
+                str(month_),
+                int(sales),
+                int(keysum or 0),
+                [int(fields[2 * i] or 0) for i in range(len(FIELDS))],
+                [int(fields[2 * i + 1] or 0) for i in range(len(FIELDS))],
+            ]
+        )
+    return facts
+
+
+def rates_of(
+    facts: list, organisation_id: int, *, release: Release | None = None, start: str = "", months: int = MONTHS
+) -> list[QualityMonth]:
+    """The fill rates that the month facts of :func:`month_facts` give, for the months from
+    ``start`` on (up to ``months`` of them, the latest first): exact without ``release``, else each
+    count noisy (see :func:`fill_rates`), the noise drawn now."""
+    result = []
+    for month, sales, keysum, filled, keys in [f for f in facts if f[0] >= start][:months]:
+        if release is None:
+            cells = {
+                name: QualityCell(filled[i] / sales if sales else None, filled[i], sales)
+                for i, name in enumerate(FIELDS)
+            }
+            result.append(QualityMonth(month, sales, cells))
+            continue
+        base = f"quality.{organisation_id}.{month}"
+        whole = release.figure(f"{base}.sales", Cell.of(sales, keysum))
+        cells = {}
+        for i, name in enumerate(FIELDS):
+            part = release.figure(f"{base}.{name}", Cell.of(filled[i], keys[i]))
+            if whole.value is None or whole.value < RATE_MIN_SIGMAS * release.sigma or part.value is None:
+                cells[name] = QualityCell(None, None, whole.value)  # too few sales to tell: hidden
+            else:
+                cells[name] = QualityCell(min(part.value / whole.value, 1.0), part.value, whole.value)
+        result.append(QualityMonth(month, whole.value, cells))
+    return result
+
+
 def fill_rates(
     session, organisation_id: int, *, release: Release | None = None, today: dt.date | None = None, months: int = MONTHS
 ) -> list[QualityMonth]:
     """The share of the organisation's sales that have each field of :data:`FIELDS`, by month of
-    purchase, the latest first (up to ``months`` months).
+    purchase, the latest first (up to ``months`` months), counted now from the sales.
 
     :param release: None for the organisation's own users: exact figures. For anyone else (staff,
         administrators) the pooled-figure protection: each count is a noisy figure of
@@ -71,53 +154,110 @@ def fill_rates(
         their buyers' cell keys), a month or a field under k sales hidden, rates from noisy counts
         and only for months of at least RATE_MIN_SIGMAS·σ sales.
     """
-    today = today or dt.date.today()
-    first = today.year * 12 + today.month - 1 - (months - 1)  # the first month shown, counted from year 0
-    start = dt.datetime(first // 12, first % 12 + 1, 1)
-    month = _month(session, Transaction.purchased_at).label("month")
-    columns = [month, func.count().label("sales")]
-    for name, condition in FIELDS.items():
-        columns.append(func.sum(case((condition, 1), else_=0)).label(f"n_{name}"))
-        if release is not None:  # the fingerprints that key the noise (the exact figures need none)
-            columns.append(func.sum(case((condition, Spectator.cell_key), else_=0)).label(f"k_{name}"))
-    query = select(*columns).select_from(Transaction)
-    if release is not None:
-        query = query.add_columns(func.sum(Spectator.cell_key).label("keysum")).join(
-            Spectator, Spectator.id == Transaction.spectator_id
-        )
-    query = (
-        query.outerjoin(
-            Contact,
-            and_(
-                Contact.organisation_id == Transaction.organisation_id, Contact.spectator_id == Transaction.spectator_id
-            ),
-        )
-        .where(Transaction.organisation_id == organisation_id, Transaction.purchased_at >= start)
-        .group_by(month)
-        .order_by(month.desc())
-        .limit(months)
+    start = _first_month(today or dt.date.today(), months)
+    facts = month_facts(session, [organisation_id], start)[organisation_id]
+    return rates_of(facts, organisation_id, release=release, start=start, months=months)
+
+
+# --- kept ready (issue 18) ----------------------------------------------------------------------------
+#
+# At a million spectators an organisation's two years of sales are seconds to read: the month facts
+# are kept (core.kept) with what they move with, and a page reads them. An organisation's facts move
+# with its own imports (its sales, and its records of their buyers) and with erasures (which delete
+# the buyers' records); the ``imports.quality`` job counts again those whose fingerprint moved, and
+# a page that finds them moved (a venue looking at its import at once) counts them itself.
+
+SETTING_PREFIX = "quality:"
+
+
+def _setting_name(organisation_id: int) -> str:
+    return f"{SETTING_PREFIX}{organisation_id}"
+
+
+def quality_fingerprint(session, organisation_id: int) -> list[int]:
+    """What an organisation's month facts move with: its imports (core.headline.imports_fingerprint)
+    and the erasures on request (each an audit event)."""
+    from core.headline import imports_fingerprint
+    from core.models import AuditEvent
+
+    erasures = session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "person.erase"))
+    return [*imports_fingerprint(session, organisation_id), int(erasures or 0)]
+
+
+def _still_good(kept: dict | None, fingerprint: list[int], start: str) -> bool:
+    return (
+        kept is not None
+        and kept.get("fingerprint") == fingerprint
+        and kept.get("fields") == list(FIELDS)
+        and kept.get("start", "9999") <= start
     )
-    result = []
-    for row in session.execute(query).mappings():
-        if release is None:
-            sales = int(row["sales"])
-            cells = {
-                name: QualityCell(int(row[f"n_{name}"]) / sales if sales else None, int(row[f"n_{name}"]), sales)
-                for name in FIELDS
-            }
-            result.append(QualityMonth(row["month"], sales, cells))
-            continue
-        base = f"quality.{organisation_id}.{row['month']}"
-        whole = release.figure(f"{base}.sales", Cell.of(row["sales"], row["keysum"]))
-        cells = {}
-        for name in FIELDS:
-            part = release.figure(f"{base}.{name}", Cell.of(row[f"n_{name}"], row[f"k_{name}"]))
-            if whole.value is None or whole.value < RATE_MIN_SIGMAS * release.sigma or part.value is None:
-                cells[name] = QualityCell(None, None, whole.value)  # too few sales to tell: hidden
-            else:
-                cells[name] = QualityCell(min(part.value / whole.value, 1.0), part.value, whole.value)
-        result.append(QualityMonth(row["month"], whole.value, cells))
-    return result
+
+
+def keep_month_facts(session, organisation_ids: list[int], today: dt.date | None = None) -> dict[int, list]:
+    """Count and keep the month facts of the organisations (from :data:`MONTHS` months before
+    ``today``), each with its fingerprint, read before counting (an import committed meanwhile
+    leaves them behind, for the next run). Flushes; the caller commits."""
+    start = _first_month(today or dt.date.today(), MONTHS)
+    fingerprints = {o: quality_fingerprint(session, o) for o in organisation_ids}
+    began = time.perf_counter()
+    facts = month_facts(session, organisation_ids, start)
+    seconds = round(time.perf_counter() - began, 3)
+    for organisation_id, months in facts.items():
+        write_kept(
+            session,
+            _setting_name(organisation_id),
+            {
+                "fingerprint": fingerprints[organisation_id],
+                "fields": list(FIELDS),
+                "start": start,
+                "computed_at": utcnow().isoformat(timespec="seconds"),
+                "seconds": seconds,
+                "months": months,
+            },
+        )
+    return facts
+
+
+def kept_fill_rates(
+    session, organisation_id: int, *, release: Release | None = None, today: dt.date | None = None
+) -> list[QualityMonth]:
+    """:func:`fill_rates` from the kept month facts (the noise drawn now); counted and kept first
+    when none are kept or the organisation's data moved since. Flushes when it counts; the caller commits."""
+    start = _first_month(today or dt.date.today(), MONTHS)
+    kept = read_kept(session, _setting_name(organisation_id))
+    if kept is not None and _still_good(kept, quality_fingerprint(session, organisation_id), start):
+        facts = kept["months"]
+    else:
+        facts = keep_month_facts(session, [organisation_id], today)[organisation_id]
+    return rates_of(facts, organisation_id, release=release, start=start)
+
+
+def keep_quality(session, commit=None, today: dt.date | None = None) -> dict:
+    """The ``imports.quality`` job: count again the month facts of every organisation whose data
+    moved since they were kept (or that were never kept, or kept for other fields), the due
+    organisations in one statement; committed when ``commit`` is given.
+
+    :returns: ``{"counted": n, "seconds": s}``.
+    """
+    from core.models import Organisation
+
+    began = time.perf_counter()
+    start = _first_month(today or dt.date.today(), MONTHS)
+    due = [
+        organisation_id
+        for organisation_id in session.scalars(select(Organisation.id).order_by(Organisation.id))
+        if not _still_good(
+            read_kept(session, _setting_name(organisation_id)), quality_fingerprint(session, organisation_id), start
+        )
+    ]
+    if due:
+        tuned = sql.tune_for_large_joins(session)
+        keep_month_facts(session, due, today)
+        if tuned:
+            sql.untune_large_joins(session)
+        if commit is not None:
+            commit()
+    return {"counted": len(due), "seconds": round(time.perf_counter() - began, 3)}
 
 
 def to_add(months: list[QualityMonth], recent: int = RECENT, weak: float = WEAK) -> list[str]:

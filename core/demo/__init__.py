@@ -20,6 +20,7 @@ from core.demo.district import (
 from core.demo.loading import _load
 from core.headline import publish_headlines
 from core.models import Organisation, User
+from core.quality import keep_quality
 
 __all__ = [
     "DEMO_DOMAIN",
@@ -130,9 +131,12 @@ def build_demo(
         finish = getattr(importlib.import_module(name), "finish_demo", None)
         if finish is not None:
             finish(db, echo=echo)
-    with db.session() as session:  # what the headline.publish job would do within the minute
+    with db.session() as session:  # what the headline.publish and imports.quality jobs would do within the minute
         published = publish_headlines(session, commit=session.commit)
-    echo(f"Dashboard figures counted ({published['seconds']:.1f} s).")
+        quality = keep_quality(session, commit=session.commit)
+    echo(
+        f"Dashboard figures counted ({published['seconds']:.1f} s), import quality figures ({quality['seconds']:.1f} s)."
+    )
     echo(
         f"Demo district ready: {len(ORGANISATIONS)} organisations, {totals['shows']:,} shows, "
         f"{totals['spectators']:,} spectators, {totals['transactions']:,} transactions, "

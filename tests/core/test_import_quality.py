@@ -6,6 +6,7 @@ import datetime as dt
 import html
 
 import pytest
+from sqlalchemy import select
 
 from core.importing import import_file
 from core.privacy import Release
@@ -104,3 +105,125 @@ def test_the_page_for_the_venue_and_for_staff(login_as, session, venue_with_sale
     assert ("protégés comme" if lang == "fr" else "protected like every pooled figure") in page
     assert staff.get("/imports/quality?organisation=999999").status_code == 404
     assert login_as("evaluator").get("/imports/quality").status_code == 403
+
+
+# --- kept ready (issue 18): the month facts kept by the job or a first reader, read by the page ------
+
+
+def reference_facts(session, organisation_id: int) -> list:
+    """The month facts counted in Python from the raw rows (the reference for core.quality.month_facts)."""
+    from sqlalchemy import and_, select
+
+    from core.models import Contact, Spectator, Transaction
+    from core.quality import FIELDS, MONTHS, _first_month
+
+    start = _first_month(dt.date.today(), MONTHS)
+    rows = session.execute(
+        select(Transaction, Spectator.cell_key, Contact)
+        .join(Spectator, Spectator.id == Transaction.spectator_id)
+        .outerjoin(
+            Contact,
+            and_(
+                Contact.organisation_id == Transaction.organisation_id, Contact.spectator_id == Transaction.spectator_id
+            ),
+        )
+        .where(Transaction.organisation_id == organisation_id)
+    ).all()
+    by_month: dict = {}
+    for sale, key, contact in rows:
+        month = sale.purchased_at.strftime("%Y-%m")
+        if month < start:
+            continue
+        has = {
+            "circumstance": sale.circumstance != "other",
+            "channel": sale.channel is not None,
+            "order_id": sale.order_id is not None,
+        }
+        for name in ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id"):
+            has[name] = contact is not None and getattr(contact, name) is not None
+        entry = by_month.setdefault(month, [month, 0, 0, [0] * len(FIELDS), [0] * len(FIELDS)])
+        entry[1] += 1
+        entry[2] += key or 0
+        for i, name in enumerate(FIELDS):
+            if has[name]:
+                entry[3][i] += 1
+                entry[4][i] += key or 0
+    return sorted(by_month.values(), reverse=True)
+
+
+def kept_months(session, organisation_id: int) -> list | None:
+    from core.kept import read_kept
+    from core.quality import SETTING_PREFIX
+
+    session.expire_all()
+    kept = read_kept(session, f"{SETTING_PREFIX}{organisation_id}")
+    return None if kept is None else kept["months"]
+
+
+def test_the_job_keeps_what_a_fresh_count_gives_and_counts_again_what_moved(
+    app, session, venue_with_sales, make_org, tmp_path
+):
+    from campaigns.erasure import erase_spectators
+    from core.models import Contact
+    from core.scheduler import run_job
+
+    other = make_org("autre")
+    import_file(
+        session, write_csv(tmp_path / "o.csv", _sales(30, _months_ago(1), 10, 5, prefix="aut")), other, secret=SECRET
+    )
+    session.commit()
+    run = run_job(app, "imports.quality", runner="cli")
+    assert run.status == "success" and run.summary["counted"] >= 2  # every organisation, in one statement
+    for org in (venue_with_sales, other):
+        assert kept_months(session, org.id) == reference_facts(session, org.id)
+    assert run_job(app, "imports.quality", runner="cli").summary["counted"] == 0  # nothing moved
+    # an import moves its organisation's facts only: more sales, and buyers whose records gain a field
+    before = kept_months(session, venue_with_sales.id)
+    rows = _sales(40, _months_ago(1), with_email=40, with_phone=40, prefix="oct")  # 8 buyers give a phone now
+    import_file(session, write_csv(tmp_path / "v2.csv", rows), venue_with_sales, secret=SECRET)
+    session.commit()
+    after = reference_facts(session, venue_with_sales.id)
+    assert after[0][1] == 40 and after[-1][3] != before[-1][3]  # a new month, and October's phones
+    assert kept_months(session, venue_with_sales.id) == before
+    assert run_job(app, "imports.quality", runner="cli").summary["counted"] == 1
+    assert kept_months(session, venue_with_sales.id) == reference_facts(session, venue_with_sales.id)
+    # an erasure deletes the buyers' records (their sales stay, without the buyer's fields): every
+    # organisation's facts are counted again
+    erased = session.scalars(select(Contact.spectator_id).where(Contact.organisation_id == venue_with_sales.id)).all()
+    erase_spectators(session, erased[:25])
+    session.commit()
+    assert run_job(app, "imports.quality", runner="cli").summary["counted"] >= 2
+    for org in (venue_with_sales, other):
+        assert kept_months(session, org.id) == reference_facts(session, org.id)
+
+
+def test_the_page_reads_the_kept_facts_and_shows_an_import_at_once(
+    app, login_as, session, venue_with_sales, tmp_path, monkeypatch
+):
+    import core.quality
+    from core.scheduler import run_job
+
+    assert run_job(app, "imports.quality", runner="cli").status == "success"
+    with app.test_request_context():
+        release = Release.current(session, organisation_ids=[venue_with_sales.id])
+        fresh = fill_rates(session, venue_with_sales.id, release=release)
+    counted = []
+    original = core.quality.month_facts
+    monkeypatch.setattr(core.quality, "month_facts", lambda *a, **k: counted.append(a) or original(*a, **k))
+    venue = login_as("venue", venue_with_sales)
+    page = html.unescape(venue.get("/imports/quality?lang=en").get_data(as_text=True))
+    assert "75%" in page and "20%" in page and counted == []  # read from what the job kept
+    shown = login_as("staff").get(f"/imports/quality?organisation={venue_with_sales.id}&lang=en").get_data(as_text=True)
+    # the same protected figures as counted afresh (the noise drawn at reading, keyed by the epoch)
+    october = next(m for m in fresh if m.month == _months_ago(3))
+    assert f'<th scope="row">{october.month}</th><td class="num">{october.sales}</td>' in shown
+    assert counted == []
+    # the venue imports again: its next page counts its moved facts at once, and keeps them
+    rows = _sales(20, _months_ago(1), with_email=20, with_phone=20, prefix="dec")
+    import_file(session, write_csv(tmp_path / "v3.csv", rows), venue_with_sales, secret=SECRET)
+    session.commit()
+    page = html.unescape(venue.get("/imports/quality?lang=en").get_data(as_text=True))
+    assert f">{_months_ago(1)}<" in page and len(counted) == 1
+    assert kept_months(session, venue_with_sales.id) == reference_facts(session, venue_with_sales.id)
+    venue.get("/imports/quality?lang=en")
+    assert len(counted) == 1
