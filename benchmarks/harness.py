@@ -30,6 +30,7 @@ TARGETS = {
     "import_ratio": 0.5,  # rows/s ≥ 0.5 × the engine's bulk load
     "peak_rss_mb_at_10m_rows": 500,  # memory flat in file size
     "profile_ratio": 0.1,  # incremental ≤ 0.1 × full
+    "pooled_ratio": 0.1,  # the pooled pages' facts after a 10% import ≤ 0.1 × their full publication
     "rule_ratio": 0.5,  # ≤ 0.5 × DuckDB on the raw transactions, every rule
     "rule_ms": {"postgresql": 100, "sqlite": 200},
     "assignment_s": 5,  # 500k recipients

@@ -156,39 +156,61 @@ def _request(client, method: str, path: str, body) -> tuple[int, float]:
     return response.status_code, time.perf_counter() - began
 
 
-def _small_import(db, folder: Path, slug: str, seed: int) -> int:
-    """Import a few hundred lines for ``slug`` (what makes the next requests cold); rows imported."""
-    from sqlalchemy import select
+def pooled_import_rows(spectators: int) -> int:
+    """The rows of the import that makes the pages cold and the pooled facts stale: a tenth of the
+    district's spectators' worth (100,000 rows at 1M spectators, issue 18's figure), at least 400."""
+    return max(400, spectators // 10)
+
+
+def _import(db, folder: Path, slug: str, seed: int, rows: int) -> dict:
+    """Import ``rows`` lines for ``slug`` bought in the last 30 days, by existing spectators of the
+    district (three in four of the buyers) and new ones; {"rows", "spectators", "seconds"}."""
+    from sqlalchemy import func, select
 
     from benchmarks.exportfile import new_buyers, write_sales_export
     from benchmarks.harness import SECRET
+    from benchmarks.steps import existing_buyers
     from core.importing import import_file
-    from core.models import Organisation
+    from core.models import Organisation, Transaction
 
     path = folder / "export-pages.csv"
     today = dt.date.today()
+    known, _ids = existing_buyers(db, max(1, rows * 3 // 16), stride=7, offset=3)
     write_sales_export(
         path,
-        400,
-        new_buyers(100, "p", seed),
+        rows,
+        known + new_buyers(max(1, rows // 16), "p", seed),
         seed=seed,
         start=today - dt.timedelta(days=30),
         end=today - dt.timedelta(days=1),
         order_prefix="P",
     )
+    began = time.perf_counter()
     with db.session() as session:
         organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
         result = import_file(session, path, organisation, secret=SECRET, filename=path.name)
         session.commit()
-    return result.imported
+        spectators = session.scalar(
+            select(func.count(func.distinct(Transaction.spectator_id))).where(Transaction.batch_id == result.batch_id)
+        )
+    path.unlink()
+    return {"rows": result.imported, "spectators": int(spectators or 0), "seconds": time.perf_counter() - began}
 
 
-def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, seed: int, echo) -> dict:
-    """Cold and warm times of every main page of each role, in milliseconds, with their status.
+def page_figures(
+    app, db, campaign_id: int, experiment_id: int, folder: Path, seed: int, echo, spectators: int = 0
+) -> tuple[dict, dict]:
+    """Cold and warm times of every main page of each role, in milliseconds, with their status; and
+    the pooled pages' publication, full and after the import (``pooled_refresh``).
 
-    Cold: the first request of each page after an import (its profile refresh, and the publication of
-    the pooled pages' facts it moved, both timed and printed apart), in a fresh client. Requests run outside any application context, each pushing its own, as in a server
-    (an outer context would share Flask-Login's user between the clients). Warm: ``WARM_REQUESTS`` more, median and worst (p95 of so few is their maximum).
+    Cold: the first request of each page after an import of :func:`pooled_import_rows` lines (its
+    profile refresh, and the publication of the pooled pages' facts it moved, both timed and printed
+    apart), in a fresh client. Requests run outside any application context, each pushing its own, as
+    in a server (an outer context would share Flask-Login's user between the clients). Warm:
+    ``WARM_REQUESTS`` more, median and worst (p95 of so few is their maximum).
+
+    :returns: (pages, pooled_refresh): {"full_s", "incremental_s", "ratio", "rows", "import_rows",
+        "import_spectators", "published", "republished"}.
     """
     from benchmarks.harness import BENCH_ORG
     from campaigns.funnel_store import refresh_funnels
@@ -211,7 +233,7 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
             f"pages: published the pooled pages' facts of every scope and season ({first['published']} rows) "
             f"in {first['seconds']:.1f} s, the slowest {first['slowest'][0]} ({first['slowest'][1]:.1f} s)"
         )
-        imported = _small_import(db, folder, BENCH_ORG, seed)
+        imported = _import(db, folder, BENCH_ORG, seed, pooled_import_rows(spectators))
         with db.session() as session:
             refresh_changed(session)
             session.commit()
@@ -220,10 +242,21 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
             after = publish(session, commit=session.commit)
             headlines, *_ = [job(session, commit=session.commit) for job in kept_figures]
         echo(
-            f"pages: the import moved {after['published']} kept rows, published in {after['seconds']:.1f} s "
-            f"(the insights.warm job's work, before the cold requests); the dashboard's headline figures "
-            f"({headlines['published']}) counted again in {headlines['seconds']:.1f} s (the headline.publish job's)"
+            f"pages: the import of {imported['rows']:,} rows ({imported['spectators']:,} spectators) moved "
+            f"{after['published']} kept rows, published in {after['seconds']:.1f} s against {first['seconds']:.1f} s "
+            f"for all of them (ratio {after['seconds'] / max(first['seconds'], 1e-9):.3f}; the insights.warm job's "
+            f"work, before the cold requests); the dashboard's headline figures ({headlines['published']}) counted "
+            f"again in {headlines['seconds']:.1f} s (the headline.publish job's)"
         )
+        pooled = {
+            "full_s": first["seconds"],
+            "incremental_s": after["seconds"],
+            "ratio": round(after["seconds"] / first["seconds"], 4) if first["seconds"] else None,
+            "rows": first["published"],
+            "republished": after["published"],
+            "import_rows": imported["rows"],
+            "import_spectators": imported["spectators"],
+        }
         token = _unsubscribe_token(db, experiment_id, setup["organisation"])
     pages = page_list(
         campaign_id,
@@ -234,7 +267,7 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
         setup["venue_user_id"],
         token,
     )
-    echo(f"pages: imported {imported} rows; timing {sum(len(p) for p in pages.values())} pages of 4 roles...")
+    echo(f"pages: imported {imported['rows']:,} rows; timing {sum(len(p) for p in pages.values())} pages of 4 roles...")
     app.config["WTF_CSRF_ENABLED"] = False  # the test client posts the login form without a token
     figures: dict = {}
     for role, role_pages in pages.items():
@@ -259,4 +292,4 @@ def page_figures(app, db, campaign_id: int, experiment_id: int, folder: Path, se
                 f"pages: {role} {name}: {status}, cold {cold * 1000:.0f} ms, "
                 f"warm {statistics.median(warm) * 1000:.0f} ms"
             )
-    return figures
+    return figures, pooled

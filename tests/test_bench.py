@@ -77,7 +77,17 @@ def test_prints_one_json_object_with_every_figure_of_design_12(bench):
         assert outcomes["recipients"] == assignment["recipients"]
         assert outcomes["transactions"] == 4 * (SPECTATORS // 2) and outcomes["seconds"] > 0
         assert outcomes["outcomes"] > 0
-        assert set(report["targets"][engine]) >= {"import_ratio", "profile_ratio", "assignment_s", "outcomes_report_s"}
+        pooled = figures["pooled_refresh"]  # issue 18: the pooled pages' facts after a 10% import
+        assert pooled["full_s"] > 0 and pooled["incremental_s"] > 0 and pooled["ratio"] > 0
+        assert pooled["import_rows"] == SPECTATORS // 10 and 0 < pooled["import_spectators"] < SPECTATORS // 10
+        assert 0 < pooled["republished"] <= pooled["rows"]
+        assert set(report["targets"][engine]) >= {
+            "import_ratio",
+            "profile_ratio",
+            "pooled_ratio",
+            "assignment_s",
+            "outcomes_report_s",
+        }
 
 
 def test_members_equal_duckdb_and_across_engines(bench):
