@@ -212,6 +212,15 @@ def _with_text_stamps(rows: Iterable[Sequence], stamps: Sequence[int]) -> Iterab
     return ([sqlite_stamp(v) if i in stamps else v for i, v in enumerate(row)] for row in rows)
 
 
+def last_given(bind, column: str, order: str) -> str:
+    """SQL of an aggregate: the last non-null ``column`` of a group in ``order`` (an integer column,
+    distinct within the group), NULL when every row's is null (text columns)."""
+    if _is_postgresql(bind):
+        return f"(array_agg({column} ORDER BY {order} DESC) FILTER (WHERE {column} IS NOT NULL))[1]"
+    # max() skips the NULLs a NULL column makes of the concatenation; the fixed-width order compares first
+    return f"substr(max(printf('%010d', {order}) || {column}), 11)"
+
+
 def upsert_insert(bind):
     """The engine's ``insert`` construct, the one that knows ``ON CONFLICT``."""
     if _is_postgresql(bind):

@@ -9,11 +9,13 @@ from flask import has_app_context
 from sqlalchemy import (
     Column,
     DateTime,
+    Integer,
     MetaData,
     Table,
     bindparam,
     insert,
     select,
+    text,
     update,
 )
 
@@ -65,12 +67,14 @@ def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple], co
     sql.copy_rows(session, table, columns, rows, stamps)
 
 
-# The staged consents of an import, one row per consent: keep the earliest given_at and the latest
-# expires_at; leave withdrawn_at alone. (WHERE true: SQLite's upsert after a SELECT needs a WHERE.)
+# The staged consents of an import, one row per spectator, basis and batch, on the organisation's
+# contacts (merged before them): keep the earliest given_at and the latest expires_at; leave
+# withdrawn_at alone. (WHERE true: SQLite's upsert after a SELECT needs a WHERE.)
 _CONSENT_UPSERT = (
     "INSERT INTO consent (contact_id, channel, basis, source, given_at, expires_at, withdrawn_at) "
-    "SELECT contact_id, channel, basis, min(source), min(given_at), max(expires_at), max(withdrawn_at) "
-    "FROM import_consent_stage WHERE true GROUP BY contact_id, channel, basis "
+    "SELECT c.id, s.channel, s.basis, min(s.source), min(s.given_at), max(s.expires_at), max(s.withdrawn_at) "
+    "FROM import_consent_stage s JOIN contact c ON c.organisation_id = :organisation "
+    "AND c.spectator_id = s.spectator_id WHERE true GROUP BY c.id, s.channel, s.basis "
     "ON CONFLICT (contact_id, channel, basis) DO UPDATE SET "
     "given_at = CASE WHEN (excluded.given_at < consent.given_at) THEN excluded.given_at ELSE consent.given_at END, "
     "expires_at = CASE WHEN (consent.expires_at IS NULL) THEN excluded.expires_at "
@@ -215,18 +219,22 @@ class _SpectatorLookup:
 _TRANSACTION_COLUMNS = (*SALE_COLUMNS[:3], "batch_id", *SALE_COLUMNS[3:])
 _PERSONAL = ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id")
 _CONTACT_COLUMNS = ("organisation_id", "spectator_id", "updated_at", *_PERSONAL)
-_CONTACT_STAGE_COLUMNS = ("updated_at", *_PERSONAL, "id")
-# A batch's changed contacts, staged by COPY on PostgreSQL and applied in one UPDATE.
+_CONTACT_STAGE_COLUMNS = ("spectator_id", "batch_number", *_PERSONAL)
+# Each batch's contacts (the personal fields of each buyer's latest sale, numbered by batch), staged
+# (COPY on PostgreSQL), then merged into the organisation's contacts in one statement by finish().
 _CONTACT_STAGE = Table(
     "import_contact_stage",
     MetaData(),
-    *(Column(c.name, c.type) for c in Contact.__table__.c if c.name in _CONTACT_STAGE_COLUMNS),
+    Column("spectator_id", Integer),
+    Column("batch_number", Integer),
+    *(Column(c.name, c.type) for c in Contact.__table__.c if c.name in _PERSONAL),
 )
-_CONSENT_COLUMNS = ("contact_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at")
+_CONSENT_COLUMNS = ("spectator_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at")
 # Each batch's consents are staged (COPY on PostgreSQL), then upserted in one statement by finish().
 _CONSENT_STAGE = Table(
     "import_consent_stage",
     MetaData(),
+    Column("spectator_id", Integer),
     *(Column(c.name, c.type) for c in Consent.__table__.c if c.name in _CONSENT_COLUMNS),
 )
 
@@ -246,8 +254,8 @@ class _SalesWriter:
         ):
             self.venues[name.casefold()] = [id_, capacity]
         self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows (SHOWS_KEPT at most)
-        self.contacts = _Memo()  # spectator id → (contact id, personal fields)
-        self.staging = False  # consents staged in a temporary table, upserted by finish()
+        self.staging = False  # contacts and consents staged in temporary tables, merged by finish()
+        self.batches = 0  # batches staged so far: a later batch's contact fields win
         self.later = _Cache(plus_two_years)
         self.stamp = _Cache(lambda moment: None if moment is None else moment.isoformat(" ", "microseconds"))
 
@@ -282,10 +290,11 @@ class _SalesWriter:
         spectators = self.spectators.resolve(wanted)
         spectator_of = [spectators[keys[index]][0] for index in fresh]
         shows = self._shows(sales, fresh)
-        # Spectators this batch created have no contact yet: no need to look theirs up.
-        created = {spectators[key][0] for key in self.spectators.created}
-        contacts = self._contacts(sales, fresh, spectator_of, created)
-        self._consents(sales, fresh, spectator_of, spectators, contacts)
+        if not self.staging:
+            self._stage()
+        self.batches += 1
+        self._contacts(sales, fresh, spectator_of)
+        self._consents(sales, fresh, spectator_of, spectators)
         organisation_id, batch_id = self.organisation_id, self.batch_id
         purchased = sales.purchased_at
         if self.text_stamps:  # DateTime in SQLAlchemy's storage format, each distinct moment once
@@ -380,110 +389,24 @@ class _SalesWriter:
                 )
         return known
 
-    def _contacts(
-        self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int], created: set[int] = frozenset()
-    ) -> dict[int, int]:
-        """Upsert one contact per spectator of the batch with the latest personal fields (an empty field
-        never erases a known one); returns spectator id → contact id."""
+    def _contacts(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int]) -> None:
+        """Stage one contact row per spectator of the batch: the personal fields of its latest sale,
+        numbered by batch. :meth:`finish` merges them into the organisation's contacts in one
+        statement (an empty field never erases a known one; a later batch's value wins), so that a
+        buyer seen in many batches is written once, and no contact is read back."""
         latest: dict[int, int] = {}  # spectator id → index of its latest sale
         purchased = sales.purchased_at
         for index, spectator_id in zip(fresh, spectator_of):
             current = latest.get(spectator_id)
             if current is None or purchased[index] >= purchased[current]:
                 latest[spectator_id] = index
-        last_names, first_names, addresses, postal_codes, emails, phones, customer_ids = (
-            getattr(sales, name) for name in _PERSONAL
-        )
-
-        def fields_of(index: int) -> tuple:
-            return (
-                last_names[index],
-                first_names[index],
-                addresses[index],
-                postal_codes[index],
-                emails[index],
-                phones[index],
-                customer_ids[index],
-            )
-
-        memo = self.contacts
-        existing: dict[int, tuple] = {s: memo[s] for s in latest if s in memo}
-        unknown = [s for s in latest if s not in existing and s not in created]
-        columns = [_contacts.c[name] for name in _PERSONAL]
-        for chunk in _chunks(unknown):
-            for row in self.session.execute(
-                select(_contacts.c.spectator_id, _contacts.c.id, *columns).where(
-                    _contacts.c.organisation_id == self.organisation_id,
-                    sql.among(self.session, _contacts.c.spectator_id, chunk),
-                )
-            ).all():
-                existing[row[0]] = (row[1], tuple(row[2:]))
-        now = self.stamp[utcnow()] if self.text_stamps else utcnow()  # stored form once, not once a row
-        contact_ids: dict[int, int] = {}
-        new_rows, changed, remembered = [], [], {}
-        for spectator_id, index in latest.items():
-            fields = fields_of(index)
-            if spectator_id not in existing:
-                new_rows.append((self.organisation_id, spectator_id, now, *fields))
-                continue
-            contact_id, old = existing[spectator_id]
-            contact_ids[spectator_id] = contact_id
-            if fields != old:
-                merged = tuple(new or before for new, before in zip(fields, old))
-                if merged != old:
-                    changed.append((now, *merged, contact_id))
-            else:
-                merged = old
-            remembered[spectator_id] = (contact_id, merged)
-        # "New spectators" are new to this organisation (a contact record it did not have), never new
-        # to the district: whether a person bought elsewhere must not show in an import's result.
-        self.result.spectators_new += len(new_rows)
-        if new_rows:
-            # COPY and a select beat INSERT ... RETURNING threefold on PostgreSQL.
-            _bulk_insert(self.session, _contacts, _CONTACT_COLUMNS, new_rows, converted=True)
-            created = [row[1] for row in new_rows]
-            for chunk in _chunks(created):
-                for spectator_id, contact_id in self.session.execute(
-                    select(_contacts.c.spectator_id, _contacts.c.id).where(
-                        _contacts.c.organisation_id == self.organisation_id,
-                        sql.among(self.session, _contacts.c.spectator_id, chunk),
-                    )
-                ).all():
-                    contact_ids[spectator_id] = contact_id
-                    remembered[spectator_id] = (contact_id, fields_of(latest[spectator_id]))
-        memo.put_many(remembered)
-        if changed:
-            self._update_contacts(changed)
-        return contact_ids
-
-    def _update_contacts(self, changed: list[tuple]) -> None:
-        """Write ``changed`` rows (updated_at, *personal fields, contact id): on PostgreSQL staged by COPY
-        and applied in one UPDATE ... FROM (an UPDATE per contact costs a round trip each); on SQLite,
-        in process, the driver's executemany."""
-        if not self.copy_staging:
-            sql.execute_many(
-                self.session,
-                "UPDATE contact SET updated_at = ?, "
-                + ", ".join(f"{name} = ?" for name in _PERSONAL)
-                + " WHERE id = ?",
-                changed,
-            )
-            return
-        connection = self.session.connection()
-        connection.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONTACT_STAGE.name} (updated_at timestamp, "
-            "last_name varchar(200), first_name varchar(200), address varchar(400), postal_code varchar(10), "
-            "email varchar(320), phone varchar(40), customer_id varchar(100), id integer) ON COMMIT DROP"
-        )
-        connection.exec_driver_sql(f"TRUNCATE {_CONTACT_STAGE.name}")
-        _bulk_insert(self.session, _CONTACT_STAGE, _CONTACT_STAGE_COLUMNS, changed)
-        # A temporary table is never analysed by autovacuum: without its size the planner may scan contact.
-        connection.exec_driver_sql(f"ANALYZE {_CONTACT_STAGE.name}")
-        connection.exec_driver_sql(
-            "UPDATE contact SET updated_at = s.updated_at, "
-            + ", ".join(f"{name} = s.{name}" for name in _PERSONAL)
-            + f" FROM {_CONTACT_STAGE.name} s WHERE contact.id = s.id"
-        )
+        columns = [getattr(sales, name) for name in _PERSONAL]
+        sequence = self.batches
+        rows = [
+            (spectator_id, sequence, *(column[index] for column in columns)) for spectator_id, index in latest.items()
+        ]
+        if rows:
+            _bulk_insert(self.session, _CONTACT_STAGE, _CONTACT_STAGE_COLUMNS, rows)
 
     def _consents(
         self,
@@ -491,23 +414,21 @@ class _SalesWriter:
         fresh: list[int],
         spectator_of: list[int],
         spectators: dict,
-        contacts: dict[int, int],
     ) -> None:
         """Derive e-mail consents (DESIGN.md §6): newsletter → express from the purchase date; a purchase →
         implied until purchase + 2 years; a subscription → implied until its last show + 2 years.
 
-        Each batch's spans are staged in a temporary table; :meth:`finish` upserts them once for the
-        whole import (the database keeps the earliest given_at and the latest expires_at), so no
-        consent is read back.
+        Each batch's spans are staged in a temporary table, by spectator; :meth:`finish` upserts them
+        once for the whole import on the merged contacts (the database keeps the earliest given_at
+        and the latest expires_at), so no consent is read back.
         """
-        purchase: dict[int, list] = {}  # contact id → [first purchase, latest purchase]
-        express: dict[int, dt.datetime] = {}  # contact id → first purchase with the newsletter box ticked
-        subscription: dict[int, list] = {}  # contact id → [first purchase, latest subscribed show]
+        purchase: dict[int, list] = {}  # spectator id → [first purchase, latest purchase]
+        express: dict[int, dt.datetime] = {}  # spectator id → first purchase with the newsletter box ticked
+        subscription: dict[int, list] = {}  # spectator id → [first purchase, latest subscribed show]
         opted_out: dict[int, Any] = {}
         keys, purchased_at, newsletters = sales.key, sales.purchased_at, sales.newsletter
         categories, starts = sales.category, sales.starts_at
-        for index, spectator_id in zip(fresh, spectator_of):
-            contact_id = contacts[spectator_id]
+        for index, contact_id in zip(fresh, spectator_of):
             purchased = purchased_at[index]
             span = purchase.get(contact_id)
             if span is None:
@@ -547,41 +468,70 @@ class _SalesWriter:
             for contact_id, (first, latest) in subscription.items()
         ]
         if rows:
-            if not self.staging:
-                self._stage()
             if not self.copy_staging:
                 stamp = self.stamp.__getitem__
                 rows = [
-                    (contact_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
-                    for contact_id, channel, basis, source, first, expires, withdrawn in rows
+                    (spectator_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
+                    for spectator_id, channel, basis, source, first, expires, withdrawn in rows
                 ]
-                sql.execute_many(
-                    self.session,
-                    "INSERT INTO import_consent_stage (contact_id, channel, basis, source, "
-                    "given_at, expires_at, withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-            else:
-                _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows)
+            _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows, converted=not self.copy_staging)
 
     def _stage(self) -> None:
-        """Consents are staged batch after batch in a temporary table, then upserted once by :meth:`finish`:
-        one upsert per consent rather than one per consent and batch."""
+        """Contacts and consents are staged batch after batch in temporary tables, then merged once by
+        :meth:`finish`: each contact and consent written once, not once per batch it appears in."""
         connection = self.session.connection()
+        suffix = sql.temporary_table_suffix(self.session)
         connection.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONSENT_STAGE.name} (contact_id integer, channel varchar(20), "
-            "basis varchar(30), source varchar(100), given_at timestamp, expires_at timestamp, "
-            "withdrawn_at timestamp)" + sql.temporary_table_suffix(self.session)
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONTACT_STAGE.name} (spectator_id integer, batch_number integer, "
+            "last_name varchar(200), first_name varchar(200), address varchar(400), postal_code varchar(10), "
+            "email varchar(320), phone varchar(40), customer_id varchar(100))" + suffix
         )
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONSENT_STAGE.name} (spectator_id integer, "
+            "channel varchar(20), basis varchar(30), source varchar(100), given_at timestamp, "
+            "expires_at timestamp, withdrawn_at timestamp)" + suffix
+        )
+        connection.exec_driver_sql(f"DELETE FROM {_CONTACT_STAGE.name}")
         connection.exec_driver_sql(f"DELETE FROM {_CONSENT_STAGE.name}")
         self.staging = True
 
     def finish(self) -> None:
-        """Upsert the staged consents: the database keeps the earliest given_at and the latest expires_at."""
+        """Merge the staged contacts into the organisation's (per field, the value of the latest batch
+        that gave one; an empty field never erases a known one), then upsert the staged consents
+        on them (the database keeps the earliest given_at and the latest expires_at)."""
         if not self.staging:
             return
-        connection = self.session.connection()
-        connection.exec_driver_sql(_CONSENT_UPSERT)
+        session, stage = self.session, _CONTACT_STAGE.name
+        # A temporary table is never analysed by autovacuum: without its size the planner may scan contact.
+        sql.refresh_statistics(session.connection(), (stage, _CONSENT_STAGE.name))
+        # "New spectators" are new to this organisation (a contact record it did not have), never new
+        # to the district: whether a person bought elsewhere must not show in an import's result.
+        self.result.spectators_new += session.execute(
+            text(
+                f"SELECT count(*) FROM (SELECT DISTINCT spectator_id FROM {stage}) s WHERE NOT EXISTS "
+                "(SELECT 1 FROM contact c WHERE c.organisation_id = :organisation AND c.spectator_id = s.spectator_id)"
+            ),
+            {"organisation": self.organisation_id},
+        ).scalar_one()
+        merged = ", ".join(f"{sql.last_given(session, name, 'batch_number')} AS {name}" for name in _PERSONAL)
+        changes = " OR ".join(
+            f"excluded.{name} IS NOT NULL AND (contact.{name} IS NULL OR excluded.{name} <> contact.{name})"
+            for name in _PERSONAL
+        )
+        session.execute(
+            text(
+                f"INSERT INTO contact (organisation_id, spectator_id, updated_at, {', '.join(_PERSONAL)}) "
+                f"SELECT :organisation, spectator_id, :now, {', '.join(_PERSONAL)} FROM "
+                f"(SELECT spectator_id, {merged} FROM {stage} GROUP BY spectator_id) s WHERE true "
+                "ON CONFLICT (organisation_id, spectator_id) DO UPDATE SET updated_at = excluded.updated_at, "
+                + ", ".join(f"{name} = coalesce(excluded.{name}, contact.{name})" for name in _PERSONAL)
+                + f" WHERE {changes}"
+            ).bindparams(bindparam("now", type_=DateTime)),
+            {"organisation": self.organisation_id, "now": utcnow()},
+        )
+        session.execute(text(_CONSENT_UPSERT), {"organisation": self.organisation_id})
+        connection = session.connection()
+        connection.exec_driver_sql(f"DROP TABLE {stage}")
         connection.exec_driver_sql(f"DROP TABLE {_CONSENT_STAGE.name}")
         self.staging = False
 
