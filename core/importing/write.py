@@ -67,7 +67,7 @@ def _bulk_insert(session, table, columns: tuple[str, ...], rows: list[tuple], co
     sql.copy_rows(session, table, columns, rows, stamps)
 
 
-# The staged consents of an import, one row per spectator, basis and batch, on the organisation's
+# The staged consents of an import, one row per spectator, basis and staging, on the organisation's
 # contacts (merged before them): keep the earliest given_at and the latest expires_at; leave
 # withdrawn_at alone. (WHERE true: SQLite's upsert after a SELECT needs a WHERE.)
 _CONSENT_UPSERT = (
@@ -105,6 +105,10 @@ class _Memo(dict):
             self.clear()
         self.update(items)
 
+
+# Spectators whose contacts and consents the sales writer keeps in memory before staging them (with
+# the rest of a batch's): a file's buyers are merged once in memory, within this bound.
+STAGE_KEEP = 1 << 16
 
 _SPECTATOR_STAGE = Table(
     "import_spectator_stage",
@@ -219,14 +223,14 @@ class _SpectatorLookup:
 _TRANSACTION_COLUMNS = (*SALE_COLUMNS[:3], "batch_id", *SALE_COLUMNS[3:])
 _PERSONAL = ("last_name", "first_name", "address", "postal_code", "email", "phone", "customer_id")
 _CONTACT_COLUMNS = ("organisation_id", "spectator_id", "updated_at", *_PERSONAL)
-_CONTACT_STAGE_COLUMNS = ("spectator_id", "batch_number", *_PERSONAL)
-# Each batch's contacts (the personal fields of each buyer's latest sale, numbered by batch), staged
+_CONTACT_STAGE_COLUMNS = ("spectator_id", "flush", *_PERSONAL)
+# The contacts kept in memory (the fields of each buyer's latest sales), numbered by staging, staged
 # (COPY on PostgreSQL), then merged into the organisation's contacts in one statement by finish().
 _CONTACT_STAGE = Table(
     "import_contact_stage",
     MetaData(),
     Column("spectator_id", Integer),
-    Column("batch_number", Integer),
+    Column("flush", Integer),
     *(Column(c.name, c.type) for c in Contact.__table__.c if c.name in _PERSONAL),
 )
 _CONSENT_COLUMNS = ("spectator_id", "channel", "basis", "source", "given_at", "expires_at", "withdrawn_at")
@@ -255,7 +259,13 @@ class _SalesWriter:
             self.venues[name.casefold()] = [id_, capacity]
         self.shows: dict[str, int] = {}  # natural key → id; shows are few next to rows (SHOWS_KEPT at most)
         self.staging = False  # contacts and consents staged in temporary tables, merged by finish()
-        self.batches = 0  # batches staged so far: a later batch's contact fields win
+        self.flushes = 0  # stagings so far (_flush): a later one's contact fields win
+        # Kept across batches by spectator id, staged when past STAGE_KEEP spectators (_flush):
+        self.people: dict[int, list] = {}  # the personal fields of the latest sale giving each
+        self.purchase: dict[int, list] = {}  # [first purchase, latest purchase]
+        self.express: dict[int, dt.datetime] = {}  # first purchase with the newsletter box ticked
+        self.subscription: dict[int, list] = {}  # [first purchase, latest subscribed show]
+        self.opted_out: dict[int, Any] = {}  # the spectator's district-wide opt-out
         self.later = _Cache(plus_two_years)
         self.stamp = _Cache(lambda moment: None if moment is None else moment.isoformat(" ", "microseconds"))
 
@@ -290,11 +300,10 @@ class _SalesWriter:
         spectators = self.spectators.resolve(wanted)
         spectator_of = [spectators[keys[index]][0] for index in fresh]
         shows = self._shows(sales, fresh)
-        if not self.staging:
-            self._stage()
-        self.batches += 1
         self._contacts(sales, fresh, spectator_of)
         self._consents(sales, fresh, spectator_of, spectators)
+        if len(self.people) >= STAGE_KEEP:
+            self._flush()
         organisation_id, batch_id = self.organisation_id, self.batch_id
         purchased = sales.purchased_at
         if self.text_stamps:  # DateTime in SQLAlchemy's storage format, each distinct moment once
@@ -390,9 +399,9 @@ class _SalesWriter:
         return known
 
     def _contacts(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int]) -> None:
-        """Stage one contact row per spectator of the batch: the personal fields of its latest sale,
-        numbered by batch. :meth:`finish` merges them into the organisation's contacts in one
-        statement (an empty field never erases a known one; a later batch's value wins), so that a
+        """Keep, per spectator of the batch, the personal fields of its latest sale over those kept from
+        earlier batches (an empty field never erases a known one): :meth:`_flush` stages them and
+        :meth:`finish` merges them into the organisation's contacts in one statement, so that a
         buyer seen in many batches is written once, and no contact is read back."""
         latest: dict[int, int] = {}  # spectator id → index of its latest sale
         purchased = sales.purchased_at
@@ -401,12 +410,16 @@ class _SalesWriter:
             if current is None or purchased[index] >= purchased[current]:
                 latest[spectator_id] = index
         columns = [getattr(sales, name) for name in _PERSONAL]
-        sequence = self.batches
-        rows = [
-            (spectator_id, sequence, *(column[index] for column in columns)) for spectator_id, index in latest.items()
-        ]
-        if rows:
-            _bulk_insert(self.session, _CONTACT_STAGE, _CONTACT_STAGE_COLUMNS, rows)
+        people = self.people
+        for spectator_id, index in latest.items():
+            fields = [column[index] for column in columns]
+            kept = people.get(spectator_id)
+            if kept is None:
+                people[spectator_id] = fields
+            else:
+                for position, value in enumerate(fields):
+                    if value is not None:
+                        kept[position] = value
 
     def _consents(
         self,
@@ -418,63 +431,81 @@ class _SalesWriter:
         """Derive e-mail consents (DESIGN.md §6): newsletter → express from the purchase date; a purchase →
         implied until purchase + 2 years; a subscription → implied until its last show + 2 years.
 
-        Each batch's spans are staged in a temporary table, by spectator; :meth:`finish` upserts them
-        once for the whole import on the merged contacts (the database keeps the earliest given_at
-        and the latest expires_at), so no consent is read back.
+        The spans are kept per spectator across batches, staged by :meth:`_flush`; :meth:`finish`
+        upserts them once for the whole import on the merged contacts (the database keeps the
+        earliest given_at and the latest expires_at), so no consent is read back.
         """
-        purchase: dict[int, list] = {}  # spectator id → [first purchase, latest purchase]
-        express: dict[int, dt.datetime] = {}  # spectator id → first purchase with the newsletter box ticked
-        subscription: dict[int, list] = {}  # spectator id → [first purchase, latest subscribed show]
-        opted_out: dict[int, Any] = {}
+        purchase, express, subscription = self.purchase, self.express, self.subscription
+        opted_out = self.opted_out
         keys, purchased_at, newsletters = sales.key, sales.purchased_at, sales.newsletter
         categories, starts = sales.category, sales.starts_at
-        for index, contact_id in zip(fresh, spectator_of):
+        for index, spectator_id in zip(fresh, spectator_of):
             purchased = purchased_at[index]
-            span = purchase.get(contact_id)
+            span = purchase.get(spectator_id)
             if span is None:
-                purchase[contact_id] = [purchased, purchased]
-                opted_out[contact_id] = spectators[keys[index]][2]
+                purchase[spectator_id] = [purchased, purchased]
+                opted_out[spectator_id] = spectators[keys[index]][2]
             elif purchased < span[0]:
                 span[0] = purchased
             elif purchased > span[1]:
                 span[1] = purchased
             if newsletters[index]:
-                first = express.get(contact_id)
+                first = express.get(spectator_id)
                 if first is None or purchased < first:
-                    express[contact_id] = purchased
+                    express[spectator_id] = purchased
             if categories[index] == "subscription":
                 until = starts[index]
-                span = subscription.get(contact_id)
+                span = subscription.get(spectator_id)
                 if span is None:
-                    subscription[contact_id] = [purchased, until]
+                    subscription[spectator_id] = [purchased, until]
                 else:
                     if purchased < span[0]:
                         span[0] = purchased
                     if until > span[1]:
                         span[1] = until
+
+    def _flush(self) -> None:
+        """Stage the contacts and consents kept so far (numbered: a later flush's contact fields win)
+        and forget them: what the import holds in memory stays under STAGE_KEEP spectators plus a
+        batch's, whatever the file's size."""
+        if not self.people:
+            return
+        if not self.staging:
+            self._stage()
+        self.flushes += 1
+        number = self.flushes
+        _bulk_insert(
+            self.session,
+            _CONTACT_STAGE,
+            _CONTACT_STAGE_COLUMNS,
+            [(spectator_id, number, *fields) for spectator_id, fields in self.people.items()],
+        )
         # A spectator who unsubscribed district-wide stays unsubscribed, whatever they buy.
         source = f"import {self.batch_id}"
-        later = self.later.__getitem__
+        later, opted_out = self.later.__getitem__, self.opted_out
         rows = [
-            (contact_id, "email", "implied_purchase", source, first, later(latest), opted_out[contact_id])
-            for contact_id, (first, latest) in purchase.items()
+            (spectator_id, "email", "implied_purchase", source, first, later(latest), opted_out[spectator_id])
+            for spectator_id, (first, latest) in self.purchase.items()
         ]
         rows += [
-            (contact_id, "email", "express", source, first, None, opted_out[contact_id])
-            for contact_id, first in express.items()
+            (spectator_id, "email", "express", source, first, None, opted_out[spectator_id])
+            for spectator_id, first in self.express.items()
         ]
         rows += [
-            (contact_id, "email", "implied_subscription", source, first, later(latest), opted_out[contact_id])
-            for contact_id, (first, latest) in subscription.items()
+            (spectator_id, "email", "implied_subscription", source, first, later(latest), opted_out[spectator_id])
+            for spectator_id, (first, latest) in self.subscription.items()
         ]
-        if rows:
-            if not self.copy_staging:
-                stamp = self.stamp.__getitem__
-                rows = [
-                    (spectator_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
-                    for spectator_id, channel, basis, source, first, expires, withdrawn in rows
-                ]
-            _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows, converted=not self.copy_staging)
+        if not self.copy_staging:
+            stamp = self.stamp.__getitem__
+            rows = [
+                (spectator_id, channel, basis, source, stamp(first), stamp(expires), stamp(withdrawn))
+                for spectator_id, channel, basis, source, first, expires, withdrawn in rows
+            ]
+        _bulk_insert(self.session, _CONSENT_STAGE, _CONSENT_COLUMNS, rows, converted=not self.copy_staging)
+        for kept in (self.people, self.purchase, self.express, self.subscription, self.opted_out):
+            kept.clear()
+        self.later.trim()
+        self.stamp.trim()
 
     def _stage(self) -> None:
         """Contacts and consents are staged batch after batch in temporary tables, then merged once by
@@ -482,7 +513,7 @@ class _SalesWriter:
         connection = self.session.connection()
         suffix = sql.temporary_table_suffix(self.session)
         connection.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONTACT_STAGE.name} (spectator_id integer, batch_number integer, "
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CONTACT_STAGE.name} (spectator_id integer, flush integer, "
             "last_name varchar(200), first_name varchar(200), address varchar(400), postal_code varchar(10), "
             "email varchar(320), phone varchar(40), customer_id varchar(100))" + suffix
         )
@@ -499,6 +530,7 @@ class _SalesWriter:
         """Merge the staged contacts into the organisation's (per field, the value of the latest batch
         that gave one; an empty field never erases a known one), then upsert the staged consents
         on them (the database keeps the earliest given_at and the latest expires_at)."""
+        self._flush()
         if not self.staging:
             return
         session, stage = self.session, _CONTACT_STAGE.name
@@ -513,7 +545,7 @@ class _SalesWriter:
             ),
             {"organisation": self.organisation_id},
         ).scalar_one()
-        merged = ", ".join(f"{sql.last_given(session, name, 'batch_number')} AS {name}" for name in _PERSONAL)
+        merged = ", ".join(f"{sql.last_given(session, name, 'flush')} AS {name}" for name in _PERSONAL)
         changes = " OR ".join(
             f"excluded.{name} IS NOT NULL AND (contact.{name} IS NULL OR excluded.{name} <> contact.{name})"
             for name in _PERSONAL
