@@ -8,6 +8,7 @@ import io
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from core.models import Organisation, Setting
@@ -90,6 +91,7 @@ def test_staff_compares_an_organisation_across_seasons(page, make_user, district
     assert "Danse Sud 2022-2023" in page.inner_text("#t-lifecycle thead")
     # the portrait of two seasons, then of one: one printed page each
     page.click(f"text={words['portrait']}")
+    page.wait_for_load_state("load")
     assert page.locator("#h-lifecycle + .table-scroll thead th").count() == 1 + 3  # share and its change
     page.emulate_media(media="print")
     assert pdf_pages(page.pdf(format="Letter")) == 1
@@ -97,11 +99,13 @@ def test_staff_compares_an_organisation_across_seasons(page, make_user, district
     page.click(f"text={words['back']}")
     page.select_option("#c-compare", "")
     page.click(f"form.compare-filters button >> text={words['submit']}")
+    page.wait_for_url(re.compile(r".*/segments/comparison/danse-sud\?(?!.*compare=2022).*"))
     page.click(f"text={words['portrait']}")
+    page.wait_for_load_state("load")  # the print style sheet applies once the page's CSS has loaded
     assert page.inner_text("h1") == f"{words['portrait_title']} · Danse Sud"
     assert words["season"] in page.inner_text("main")
     page.emulate_media(media="print")
-    assert not page.locator("header.topbar").is_visible()
+    expect(page.locator("header.topbar")).to_be_hidden()
     assert pdf_pages(page.pdf(format="Letter")) == 1
     page.emulate_media(media="screen")
     page.click(f"text={words['back']}")
