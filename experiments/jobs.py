@@ -11,7 +11,7 @@ from experiments import outcomes, power_report, reports, services
 
 
 def count_power_windows(ctx: JobContext) -> dict:
-    """Bring the kept baselines of the power pages of campaigns not yet launched up to date."""
+    """Bring the kept baselines of the power pages of every campaign but the cancelled ones up to date."""
     return power_report.refresh_windows(ctx.session, commit=ctx.session.commit)
 
 

@@ -9,7 +9,7 @@ import hashlib
 import math
 import time
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import case, delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from campaigns.eligibility import eligible_count, eligible_select
@@ -109,7 +109,6 @@ def baseline_window(session: Session, campaign: Campaign, baseline: str | None, 
 WINDOW_METRICS = ("conversion", "cross_sell", "revenue", "tickets")
 # the sets behind the page's noisy figures: who bought in the window, before it and in both
 WINDOW_SETS = ("converted", "converted.before", "converted.both", "cross_sell", "cross_sell.before", "cross_sell.both")
-FROZEN = ("launched", "measuring", "closed", "cancelled")  # the segment's snapshot no longer moves
 
 
 def window_values(session: Session, population, start, end, scope) -> tuple[list[float], list[int]]:
@@ -178,8 +177,9 @@ def kept_window(
 ) -> tuple[list[float], list[int]]:
     """:func:`window_values`, kept (core.kept) with the campaign's state (campaigns.funnel.figure_name,
     the segment's rule, the promotion's organisations) and the data epoch: read while the state
-    holds, counted and kept when it moved (or none was kept); the ``experiments.power`` job counts
-    again, within a minute, those of campaigns not yet launched that the data moved under."""
+    holds, counted and kept when it moved (or none was kept); the ``experiments.power`` job
+    (:func:`refresh_windows`) counts again, within a minute, those that the data moved under, and
+    the default one of every campaign before any page asks."""
     name = _window_name(campaign, start, end)
     kept = read_kept(session, name)
     state, epoch = _window_state(campaign, scope), data_epoch(session)
@@ -201,30 +201,60 @@ def kept_window(
     return sums, sets
 
 
-def refresh_windows(session: Session, commit=None) -> dict:
-    """Count again the kept power windows of campaigns not yet launched whose data moved (a new
-    epoch) or whose state changed, each in its own unit of work when ``commit`` is given.
+def refresh_windows(session: Session, commit=None, now: dt.datetime | None = None) -> dict:
+    """Keep the power pages' baselines of every campaign but the cancelled ones (a launched
+    campaign's page is still opened): count the default window (:func:`baseline_window` without a
+    choice) when none is kept, count again every kept window whose campaign's state changed or whose
+    data moved (a new epoch; not for closed campaigns, so that imports do not make the job count
+    every past campaign again), and drop those that no baseline reaches any more (a window of the last
+    days before the latest import); each campaign in its own unit of work when ``commit`` is given.
 
-    :returns: ``{"counted": n, "seconds": s}``.
+    The launch changes none of the window's state (campaigns.funnel.figure_name): the window the job
+    kept while the campaign was ready is the launched campaign's, so the launch itself counts nothing.
+
+    :returns: ``{"counted": n, "dropped": n, "seconds": s}``.
     """
-    started, counted, epoch = time.perf_counter(), 0, data_epoch(session)
-    open_ = session.scalars(select(Campaign).where(Campaign.status.not_in(FROZEN)).order_by(Campaign.id)).all()
-    for campaign in open_:
-        prefix = f"power:{campaign.id}:"
-        for name in session.scalars(select(Setting.name).where(Setting.name.startswith(prefix, autoescape=True))).all():
-            kept = read_kept(session, name)
-            population, _source = _population(session, campaign)
-            if kept is None or population is None or campaign.promotion is None:
-                continue
-            scope = promotion_scope(session, campaign.promotion)
-            if kept["state"] == _window_state(campaign, scope) and kept["epoch"] == epoch:
-                continue
-            start, end = dt.datetime.fromisoformat(kept["start"]), dt.datetime.fromisoformat(kept["end"])
-            kept_window(session, campaign, population, start, end, scope, recount=True)
-            counted += 1
-            if commit is not None:
-                commit()
-    return {"counted": counted, "seconds": round(time.perf_counter() - started, 3)}
+    started, now = time.perf_counter(), now or utcnow()
+    counted = dropped = 0
+    campaigns = session.scalars(select(Campaign).where(Campaign.status != "cancelled").order_by(Campaign.id)).all()
+    for campaign in campaigns:
+        done = keep_windows(session, campaign, now)
+        counted, dropped = counted + done["counted"], dropped + done["dropped"]
+        if commit is not None:
+            commit()
+    return {"counted": counted, "dropped": dropped, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def keep_windows(session: Session, campaign: Campaign, now: dt.datetime | None = None) -> dict:
+    """Bring ``campaign``'s kept power windows up to date (:func:`refresh_windows`, for one campaign).
+    Flushes.
+
+    :returns: ``{"counted": n, "dropped": n}``.
+    """
+    now = now or utcnow()
+    prefix = f"power:{campaign.id}:"
+    kept_names = session.scalars(select(Setting.name).where(Setting.name.startswith(prefix, autoescape=True))).all()
+    population, _source = _population(session, campaign)
+    scope = promotion_scope(session, campaign.promotion) if campaign.promotion is not None else None
+    if population is None or scope is None or not scope.organisation_ids:
+        return {"counted": 0, "dropped": 0}
+    reached = {}
+    for baseline in (None, *BASELINES):  # the default first: kept whether or not a page asked for it
+        _kind, start, end = baseline_window(session, campaign, baseline, now)
+        reached.setdefault(_window_name(campaign, start, end), (start, end, baseline is None))
+    obsolete = [name for name in kept_names if name not in reached]
+    if obsolete:
+        session.execute(delete(Setting).where(Setting.name.in_(obsolete)))
+    state, epoch, counted, closed = _window_state(campaign, scope), data_epoch(session), 0, campaign.status == "closed"
+    for name, (start, end, default) in reached.items():
+        kept = read_kept(session, name) if name in kept_names else None
+        # a closed campaign's page is read for the record: its window is counted once, not after every import
+        up_to_date = kept is not None and kept.get("state") == state and (kept.get("epoch") == epoch or closed)
+        if up_to_date or (kept is None and not default):  # a chosen baseline is kept once a page asked for it
+            continue
+        kept_window(session, campaign, population, start, end, scope, recount=True)
+        counted += 1
+    return {"counted": counted, "dropped": len(obsolete)}
 
 
 def power_report(

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from campaigns import services as campaign_services
 from core.kept import read_kept
 from core.models import Setting, Transaction, utcnow
 from core.privacy import advance_epoch
 from core.scheduler import run_job
-from experiments import power, power_report
+from experiments import power, power_report, services
 from experiments.outcomes import promotion_scope
 from tests.campaigns.helpers import new_purchase
 from tests.experiments.test_reports import set_k
@@ -141,3 +142,55 @@ def test_the_baseline_is_kept_until_the_campaign_or_the_data_move_and_the_job_co
     assert (read_kept(session, name)["sums"], read_kept(session, name)["sets"]) == power_report.window_values(
         session, population, start, stop, scope
     )
+
+
+def _kept_windows(session, campaign) -> dict:
+    """The power windows kept for ``campaign``, by name."""
+    session.expire_all()
+    names = session.scalars(select(Setting.name).where(Setting.name.startswith(f"power:{campaign.id}:"))).all()
+    return {name: read_kept(session, name) for name in names}
+
+
+def _counted_afresh(session, campaign, kept: dict):
+    """The kept window's sums and sets counted again from the sales."""
+    population, _source = power_report._population(session, campaign)
+    start, stop = dt.datetime.fromisoformat(kept["start"]), dt.datetime.fromisoformat(kept["end"])
+    return list(
+        power_report.window_values(session, population, start, stop, promotion_scope(session, campaign.promotion))
+    )
+
+
+def test_a_launched_campaign_s_baseline_is_kept_by_the_job_before_any_page_asks(app, session):
+    """Issue 18: the power page of a launched campaign reads its baseline kept; the job counts it
+    (no page asked first) and counts it again once the data moved, and drops windows no baseline reaches."""
+    district, end = _district(session, history=True)
+    campaign = district.campaign
+    services.launch(session, campaign, now=district.now, seed=7)
+    session.add(Setting(name=f"power:{campaign.id}:0123456789abcdef", value="{}"))  # a window no baseline reaches
+    session.commit()
+    run = run_job(app, "experiments.power", runner="cli")
+    assert run.status == "success" and run.summary["counted"] == 1 and run.summary["dropped"] == 1
+    ((name, kept),) = _kept_windows(session, campaign).items()
+    _kind, start, stop = power_report.baseline_window(session, campaign, None, utcnow())
+    assert (kept["start"], kept["end"]) == (start.isoformat(), stop.isoformat())
+    assert [kept["sums"], kept["sets"]] == _counted_afresh(session, campaign, kept)
+    first = power_report.power_report(session, campaign)
+    session.commit()
+    assert first["error"] is None and _kept_windows(session, campaign) == {name: kept}  # read, not counted again
+    assert run_job(app, "experiments.power", runner="cli").summary["counted"] == 0
+    # a sale in the window and a new data epoch: the job brings the launched campaign's window up to date
+    new_purchase(session, district.orgs[0], district.spectators[0], stop - dt.timedelta(days=2), amount_cents=99_900)
+    advance_epoch(session)
+    session.commit()
+    assert run_job(app, "experiments.power", runner="cli").summary["counted"] == 1
+    again = _kept_windows(session, campaign)[name]
+    assert [again["sums"], again["sets"]] == _counted_afresh(session, campaign, again) != [kept["sums"], kept["sets"]]
+    assert power_report.power_report(session, campaign) != first
+    # once closed, its page is read for the record: an import no longer makes the job count it again
+    campaign_services.mark_measuring(session, campaign)
+    campaign_services.mark_closed(session, campaign)
+    new_purchase(session, district.orgs[1], district.spectators[1], stop - dt.timedelta(days=3), amount_cents=50_000)
+    advance_epoch(session)
+    session.commit()
+    assert run_job(app, "experiments.power", runner="cli").summary["counted"] == 0
+    assert _kept_windows(session, campaign)[name] == again

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.services import make_arms
-from core.models import AuditEvent, Contact, Organisation, utcnow
-from core.privacy import fill_cell_keys
+from core.models import AuditEvent, Contact, Organisation, Setting, utcnow
+from core.privacy import data_epoch, fill_cell_keys
 from experiments import outcomes, power_report, report_words, services
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
+from experiments.outcomes import promotion_scope
 from tests.campaigns.helpers import new_purchase
 from tests.experiments.test_reports import add_sale, set_k, simulate
 from tests.experiments.test_services import ready_campaign
@@ -281,6 +282,42 @@ def test_power_page_before_launch(app, session, ready, login_as):
     # the campaign page links to it
     detail = staff.get(f"/campaigns/{ready.campaign.id}?lang=en").data.decode()
     assert f"/experiments/campaign/{ready.campaign.id}/power" in detail
+
+
+def test_the_launched_campaign_s_power_page_reads_the_baseline_the_job_kept_before_the_launch(session, ready, login_as):
+    """Issue 18: the ``experiments.power`` job keeps the default baseline window of a ready campaign
+    before any page asks; the launch changes none of the window's state, so the launched campaign's
+    page reads that window (equal to a fresh count) instead of counting it in its first request."""
+    set_k(session, 2)
+    give_baseline_buyers(session, ready)
+    session.commit()
+    campaign = ready.campaign
+    assert power_report.refresh_windows(session, commit=session.commit)["counted"] == 1
+    staff = login_as("staff")
+    assert staff.post(f"/experiments/campaign/{campaign.id}/launch", data={"confirm": "y"}).status_code == 302
+    session.expire_all()
+    assert campaign.status == "launched"
+    kept = _kept_power_windows(session, campaign)
+    _kind, start, end = power_report.baseline_window(session, campaign, None, utcnow())
+    (window,) = kept.values()
+    assert (window["start"], window["end"], window["epoch"]) == (
+        start.isoformat(),
+        end.isoformat(),
+        data_epoch(session),
+    )
+    population, _source = power_report._population(session, campaign)
+    fresh = power_report.window_values(session, population, start, end, promotion_scope(session, campaign.promotion))
+    assert [window["sums"], window["sets"]] == list(fresh)
+    assert power_report.refresh_windows(session, commit=session.commit)["counted"] == 0  # still the launched one's
+    assert staff.get(f"/experiments/campaign/{campaign.id}/power?lang=en").status_code == 200
+    assert _kept_power_windows(session, campaign) == kept  # read, not counted again
+
+
+def _kept_power_windows(session, campaign) -> dict:
+    """The power windows kept for ``campaign``: their values by name."""
+    session.expire_all()
+    named = session.scalars(select(Setting).where(Setting.name.startswith(f"power:{campaign.id}:"))).all()
+    return {setting.name: json.loads(setting.value) for setting in named}
 
 
 def test_power_page_mde_and_sizes_use_the_protected_eligible_count(session, ready, login_as):
