@@ -20,7 +20,7 @@ assert not loaded, loaded[:5]
 from experiments import power, stats
 assert abs(stats.sample_ratio_mismatch([1000, 1200]).p_value - 0.000020079) < 1e-9
 assert power.mde_binary(0.1, 1000, 1000).absolute > 0
-assert "scipy.stats" in sys.modules
+assert any(name.startswith("scipy.") for name in sys.modules)  # imported by the computation
 print("ok")
 """
 
