@@ -327,9 +327,11 @@ def series_statement(session: Session, series: Series, period: Period):
         .where(where)
     )
     # The pass per spectator reads the rows afresh (a subquery the engine may flatten and read along
-    # the (spectator, purchase date) index, with no sort); the other GROUP BYs share them (a CTE).
+    # the (spectator, purchase date) index, with no sort); the other GROUP BYs share them (a CTE),
+    # which keeps only the period's purchases (they read no other): a season's statement no longer
+    # materialises the whole history before it.
     r = rows.subquery("rows").c
-    base = rows.cte("base")
+    base = (rows if period.low is None else rows.where(T.c.purchased_at >= period.low)).cte("base")
     b = base.c
     # Per spectator, the set of days, months, lead times, channels and prices of their purchases in the
     # period as one bit mask each: distinct spectators per bucket are then sums of bits (one pass
