@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.eligibility import eligible_count, eligible_select
 from campaigns.funnel import figure_name
+from campaigns.funnel_store import kept_funnel
 from campaigns.models import Campaign
 from core.kept import read_kept, write_kept
 from core.models import Setting, Spectator, Transaction, utcnow
@@ -257,6 +258,30 @@ def keep_windows(session: Session, campaign: Campaign, now: dt.datetime | None =
     return {"counted": counted, "dropped": len(obsolete)}
 
 
+def _eligible(session: Session, campaign: Campaign, release: Release | None, name: str) -> tuple[int, bool]:
+    """(the eligible recipients, whether their noisy figure is under k) of a campaign in its
+    approvals or ready (0 otherwise): the eligible set of its funnel as kept at approval time and
+    brought up to date by the ``campaigns.funnels`` job (campaigns.funnel_store), the campaign page's
+    own figure, not counted over every candidate in the request."""
+    if campaign.status not in ("awaiting_approvals", "ready"):
+        return 0, False
+    kept = kept_funnel(session, campaign)
+    if kept is None:  # no snapshot: counted from the segment
+        cell = None
+        exact = eligible_count(session, campaign)
+    else:
+        cell = kept.total.cell("eligible")
+        exact = cell.count
+    if release is None or not exact:
+        return exact, False
+    if cell is None:
+        chosen = eligible_select(session, campaign).subquery("eligible")
+        noisy = _protected_count(session, release, f"{name}.eligible", chosen.c.spectator_id, chosen)
+    else:
+        noisy = _noisy_count(release, f"{name}.eligible", cell)
+    return noisy, noisy == 0
+
+
 def power_report(
     session: Session,
     campaign: Campaign,
@@ -312,12 +337,7 @@ def power_report(
         "start": start.date().isoformat(),
         "end": (end - dt.timedelta(seconds=1)).date().isoformat(),
     }
-    eligible = eligible_count(session, campaign) if campaign.status in ("awaiting_approvals", "ready") else 0
-    eligible_hidden = False
-    if release is not None and eligible:
-        chosen = eligible_select(session, campaign).subquery("eligible")
-        eligible = _protected_count(session, release, f"{name}.eligible", chosen.c.spectator_id, chosen)
-        eligible_hidden = eligible == 0
+    eligible, eligible_hidden = _eligible(session, campaign, release, name)
     n_total, n_source = (eligible, "eligible") if eligible or eligible_hidden else (population_size, source)
     result.update(
         {

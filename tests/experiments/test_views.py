@@ -10,11 +10,13 @@ import re
 from html import unescape
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from campaigns.eligibility import eligible_count, eligible_select
 from campaigns.services import make_arms
-from core.models import AuditEvent, Contact, Organisation, Setting, utcnow
-from core.privacy import data_epoch, fill_cell_keys
+from core.models import AuditEvent, Consent, Contact, Organisation, Setting, utcnow
+from core.privacy import advance_epoch, data_epoch, fill_cell_keys
+from core.scheduler import run_job
 from experiments import outcomes, power_report, report_words, services
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from experiments.outcomes import promotion_scope
@@ -318,6 +320,30 @@ def _kept_power_windows(session, campaign) -> dict:
     session.expire_all()
     named = session.scalars(select(Setting).where(Setting.name.startswith(f"power:{campaign.id}:"))).all()
     return {setting.name: json.loads(setting.value) for setting in named}
+
+
+def test_the_power_page_reads_the_eligible_count_kept_with_the_funnel(app, session, ready):
+    """Issue 18: the power page's sizes are the eligible count of the campaign's funnel, kept at
+    approval time (campaigns.funnel_store), not a count over every candidate in its request; after a
+    data change it reads the kept figure until the ``campaigns.funnels`` job counts it again."""
+    set_k(session, 2)
+    give_baseline_buyers(session, ready)
+    session.commit()
+    campaign = ready.campaign
+    before = eligible_count(session, campaign)
+    assert power_report.power_report(session, campaign)["n_total"] == before > 0
+    session.commit()
+    chosen = eligible_select(session, campaign).subquery()
+    leaving = session.scalars(select(chosen.c.spectator_id).order_by(chosen.c.spectator_id)).first()
+    contacts = select(Contact.id).where(Contact.spectator_id == leaving)
+    session.execute(delete(Consent).where(Consent.contact_id.in_(contacts)))  # no longer reachable
+    advance_epoch(session)
+    session.commit()
+    assert eligible_count(session, campaign) == before - 1
+    assert power_report.power_report(session, campaign)["n_total"] == before  # the kept figure
+    assert run_job(app, "campaigns.funnels", runner="cli").status == "success"
+    session.expire_all()
+    assert power_report.power_report(session, campaign)["n_total"] == before - 1
 
 
 def test_power_page_mde_and_sizes_use_the_protected_eligible_count(session, ready, login_as):
