@@ -26,7 +26,7 @@ from campaigns.forms import (
     ProviderDecisionForm,
 )
 from campaigns.funnel import figure_name, own_row
-from campaigns.funnel_store import kept_funnel, kept_lifecycle_mix
+from campaigns.funnel_store import kept_funnel, kept_lifecycle_mix, kept_state
 from campaigns.models import Approval, ProviderApproval
 from campaigns.views import CONTACTS_PER_PAGE, _own_approval, bp
 from core import page_arg
@@ -55,9 +55,9 @@ def _answer_recorded(answer) -> str:
 def _approval_page(approval: Approval, decision_form=None, list_form=None, status: int = 200):
     session = db_session()
     campaign = approval.campaign
-    name = figure_name(campaign)
-    # its noise is keyed by the campaign's state: each new state is a question (core.privacy.ask_once),
-    # the raw funnel and mix as kept (campaigns.funnel_store)
+    # the raw funnel and mix as kept (campaigns.funnel_store), their noise keyed by the state they
+    # count: each new state is a question (core.privacy.ask_once)
+    name, current = kept_state(session, campaign) if campaign.snapshot_id is not None else (figure_name(campaign), True)
     ask_question_once(session, "approval", {"approval": approval.id, "figures": name})
     raw = kept_funnel(session, campaign)
     k = strictest_k(session)
@@ -107,6 +107,7 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
         list_form=list_form or ExclusionListForm(formdata=None),
         clear_form=ClearExclusionListForm(formdata=None),
         is_open=is_open,
+        funnel_behind=raw is not None and not current,
         locale=str(get_locale()),
         reminders=reminders_of(session, approval),
     )

@@ -6,15 +6,16 @@ is kept in the ``setting`` table with the campaign's state it counts (campaigns.
 the snapshot, the planned launch, every organisation's answer and exclusions) and the data epoch
 (core.privacy: every import and profile refresh advances it):
 
-* a page reads the kept funnel when it counts the campaign's current state, even if the data moved
-  since (the ``campaigns.funnels`` job counts it again within a minute); it counts and keeps it
-  itself only when the campaign's state changed (a decision, an exclusion list, a moved launch:
-  the next page must show them) or when none was ever kept;
+* a page reads the kept funnel, even if the data or the campaign's state moved since (a decision,
+  an exclusion list, a moved launch): the ``campaigns.funnels`` job counts it again within a minute,
+  and until then the page says its counts are of an earlier state (:func:`kept_state`). A page
+  counts only when none was ever kept: at a million spectators a count takes seconds to minutes,
+  and every reader after a decision counting it at once took the server down under load;
 * a launched (or closed, or cancelled) campaign's funnel is counted once more after it leaves the
   approvals, then kept as it is: its recipients are drawn.
 
-The privacy noise is added when a page shows a figure (keyed by the same state), so every reader
-sees the same figures for a state.
+The privacy noise is added when a page shows a figure, keyed by the state the kept counts are of
+(:func:`kept_state`), so every reader sees the same figures for the same counts.
 """
 
 from __future__ import annotations
@@ -96,11 +97,22 @@ def keep(session: Session, campaign: Campaign) -> dict:
 
 
 def _current(session: Session, campaign: Campaign) -> dict:
-    """The kept record if it counts the campaign's current state, else a new count."""
+    """The kept record, of the campaign's current state or an earlier one; a new count only when
+    none was ever kept."""
     kept = _read(session, campaign.id)
-    if kept is None or kept.get("state") != figure_name(campaign):
+    if kept is None:
         kept = keep(session, campaign)
     return kept
+
+
+def kept_state(session: Session, campaign: Campaign) -> tuple[str, bool]:
+    """(the name of the state the kept funnel counts, whether it is the campaign's current state).
+
+    The name keys the figures' noise and the reader's question (core.privacy): the same counts are
+    always shown with the same noise, whichever state the campaign has moved to meanwhile. Counts
+    when none was kept (flushes; the caller commits)."""
+    state = _current(session, campaign)["state"]
+    return state, state == figure_name(campaign)
 
 
 def kept_funnel(session: Session, campaign: Campaign) -> Funnel | None:

@@ -36,7 +36,7 @@ from campaigns.forms import (
     to_cents,
 )
 from campaigns.funnel import figure_name
-from campaigns.funnel_store import kept_funnel
+from campaigns.funnel_store import kept_funnel, kept_state
 from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
 from core.auth import roles_required
 from core.db import db_session
@@ -78,23 +78,26 @@ def eligible_shown(campaign: Campaign) -> dict:
     where the funnel hides it would reveal the small drop the funnel hides.
     """
     session = db_session()
-    ask_funnel(session, campaign)
+    name = ask_funnel(session, campaign)
     raw = kept_funnel(session, campaign)
-    if raw is None:
+    if raw is None or name is None:
         return {"exact": None, "at_most": None}
     release = current_release(session, k=_campaign_k(session, campaign))
-    exact, at_most = raw.protected(release, figure_name(campaign)).total_eligible()
+    exact, at_most = raw.protected(release, name).total_eligible()
     return {"exact": exact, "at_most": at_most}
 
 
-def ask_funnel(session, campaign: Campaign) -> None:
-    """Count the campaign's funnel as one question of the reader's budget, once per state: its
-    noise is keyed by the state (campaigns.eligibility.figure_name), so each new state (a moved
-    launch, a changed answer) is a fresh draw over the same sets (core.privacy.ask_once). The raw
-    funnel is read as kept (campaigns.funnel_store)."""
+def ask_funnel(session, campaign: Campaign) -> str | None:
+    """Count the campaign's kept funnel as one question of the reader's budget, once per state it
+    counts: its noise is keyed by that state (campaigns.funnel_store.kept_state), so each new state
+    (a moved launch, a changed answer) is a fresh draw over the same sets (core.privacy.ask_once).
+
+    :returns: the name that keys the figures' noise, None when the campaign has no funnel yet."""
     if campaign.snapshot_id is None:
-        return  # no funnel, no figures
-    ask_question_once(session, "campaign", {"campaign": campaign.id, "figures": figure_name(campaign)})
+        return None  # no funnel, no figures
+    name, _current = kept_state(session, campaign)
+    ask_question_once(session, "campaign", {"campaign": campaign.id, "figures": name})
+    return name
 
 
 def _get_or_404(model, object_id):
@@ -343,10 +346,10 @@ def detail(campaign_id: int):
     session = db_session()
     campaign = _get_or_404(Campaign, campaign_id)
     k = _campaign_k(session, campaign)
-    ask_funnel(session, campaign)
+    name = ask_funnel(session, campaign)
     raw = kept_funnel(session, campaign)
     # staff own none of it: every count is the noisy figure of its set (core.privacy), a question
-    shown = raw.protected(current_release(session, k=k), figure_name(campaign)) if raw is not None else None
+    shown = raw.protected(current_release(session, k=k), name) if raw is not None and name is not None else None
     # Exclusion-list matches are counts of people: hidden under k like every pooled count.
     list_matches = suppress({a.id: a.exclusion_list_matched for a in campaign.approvals}, k, total_shown=False)
     snapshot = session.get(SegmentSnapshot, campaign.snapshot_id) if campaign.snapshot_id else None
@@ -358,6 +361,7 @@ def detail(campaign_id: int):
         snapshot=snapshot,
         snapshot_size=shown.total.segment if shown is not None else None,
         list_matches=list_matches,
+        funnel_behind=name is not None and name != figure_name(campaign),  # the job counts it within a minute
         now=utcnow(),
         locale=str(get_locale()),
         arm_offers=offers.arm_promotions(session, campaign),

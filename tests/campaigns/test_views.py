@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from campaigns.models import Approval, Campaign, Exclusion, Promotion
 from core.models import AuditEvent, Contact, Spectator, utcnow
+from core.scheduler import run_job
 from tests.campaigns.helpers import build_district
 
 
@@ -491,10 +492,11 @@ def test_approval_page_shows_own_stages_exact_and_pooled_ones_noisy(clients, dis
     assert all(v in ("<k", "hidden") or int(v.replace(",", "")) >= 10 for v in shown), "0 is small like 1"
 
 
-def test_power_page_sizes_come_from_the_protected_eligible_count(clients, district, session, login_as):
+def test_power_page_sizes_come_from_the_protected_eligible_count(app, clients, district, session, login_as):
     b = _exclusions_and_a_decline(clients, district, session)
     staff = clients["staff"]
     cid = district.campaign.id
+    run_job(app, "campaigns.funnels", runner="cli")  # the funnel of the answers, as within a minute
 
     def sizes():
         html = page(staff, f"/experiments/campaign/{cid}/power?lang=en")
@@ -516,6 +518,7 @@ def test_power_page_sizes_come_from_the_protected_eligible_count(clients, distri
         assert planned is None or planned == f"{int(n * 0.8)} in the test arm, {int(n * 0.2)} in the control group"
         # without b's list nobody is excluded: 28 eligible, another set, another figure
         post(clients["b"], f"/campaigns/approvals/{b.id}/exclusions/clear", {"clear": "1"})
+        run_job(app, "campaigns.funnels", runner="cli")
 
 
 def test_numbers_and_percentages_follow_the_language(app, clients, district, session):
