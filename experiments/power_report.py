@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.eligibility import eligible_count, eligible_select
 from campaigns.funnel import figure_name
-from campaigns.funnel_store import kept_funnel
+from campaigns.funnel_store import kept_funnel, kept_state
 from campaigns.models import Campaign
 from core.kept import read_kept, write_kept
 from core.models import Setting, Spectator, Transaction, utcnow
@@ -272,6 +272,7 @@ def _eligible(session: Session, campaign: Campaign, release: Release | None, nam
     else:
         cell = kept.total.cell("eligible")
         exact = cell.count
+        name, _current = kept_state(session, campaign)  # the kept counts' noise, as on the campaign page
     if release is None or not exact:
         return exact, False
     if cell is None:
