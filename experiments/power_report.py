@@ -16,6 +16,7 @@ from campaigns.eligibility import eligible_count, eligible_select
 from campaigns.funnel import figure_name
 from campaigns.funnel_store import kept_funnel, kept_state
 from campaigns.models import Campaign
+from core import sql
 from core.kept import read_kept, write_kept
 from core.models import Setting, Spectator, Transaction, utcnow
 from core.privacy import Cell, Release, data_epoch, is_small, strictest_k
@@ -253,6 +254,10 @@ def keep_windows(session: Session, campaign: Campaign, now: dt.datetime | None =
         up_to_date = kept is not None and kept.get("state") == state and (kept.get("epoch") == epoch or closed)
         if up_to_date or (kept is None and not default):  # a chosen baseline is kept once a page asked for it
             continue
+        if not counted:
+            # a snapshot bulk-written moments ago has no statistics yet: PostgreSQL then plans one
+            # member and loops over every member's history (more than 6 minutes at 100,000 spectators)
+            sql.refresh_statistics(session.connection(), ["snapshot_member"])
         kept_window(session, campaign, population, start, end, scope, recount=True)
         counted += 1
     return {"counted": counted, "dropped": len(obsolete)}
