@@ -146,6 +146,14 @@ def test_kept_headline_facts_equal_a_count_of_the_raw_rows(app, session):
     )
 
 
+def funnel_row(page: str, heading: str) -> list[str]:
+    """The cells after ``heading`` in the campaign page's funnel table, their tags stripped."""
+    table = page[page.index("<caption>Spectators at each step") :]
+    row = re.search(r"<th scope=\"row\">" + re.escape(heading) + r"</th>(.*?)</tr>", table, re.S)
+    assert row is not None, heading
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)]
+
+
 def test_the_funnel_is_kept_until_the_campaign_changes_and_the_job_counts_it_after_the_data(
     app, session, login_as, monkeypatch
 ):
@@ -171,12 +179,19 @@ def test_the_funnel_is_kept_until_the_campaign_changes_and_the_job_counts_it_aft
     assert re.search(r"<dt>Sent through you</dt><dd>(.*?)</dd>", html).group(1) == "being counted"
     staff_page = staff.get(f"/campaigns/{district.campaign.id}?lang=en").get_data(as_text=True)
     assert len(calls) == counted and 'id="funnel-behind"' in staff_page
+    # the staff's table says the answer as it is now, and "being counted" where the counts depend on it
+    row = funnel_row(staff_page, district.orgs[0].name)
+    assert "Approved" in row[0] and row[3:] == ["being counted"] * 3, row
+    assert funnel_row(staff_page, "Campaign (distinct spectators)")[3:] == ["being counted"] * 3
+    assert "being counted" not in funnel_row(staff_page, district.orgs[1].name)
     figures = re.compile(r"<dt>In the segment</dt><dd>(.*?)</dd>")
     assert figures.search(html).group(1) == figures.search(before).group(1)  # same counts, same noise
     run = run_job(app, "campaigns.funnels", runner="cli")
     assert run.status == "success" and run.summary["counted"] == 1 and len(calls) == counted + 1
     html = venue.get(url).get_data(as_text=True)
     assert 'id="funnel-behind"' not in html
+    staff_page = staff.get(f"/campaigns/{district.campaign.id}?lang=en").get_data(as_text=True)
+    assert "being counted" not in staff_page and "Approved" in funnel_row(staff_page, district.orgs[0].name)[0]
     assert re.search(r"<dt>Sent through you</dt><dd>(.*?)</dd>", html).group(1) not in ("—", "being counted")
     # an import moves the data: the pages read the kept funnel until the job counts it again
     _upload_one_row(staff, district.orgs[1].id, "autre@exemple.qc.ca", 2)
