@@ -123,6 +123,21 @@ def kept_funnel(session: Session, campaign: Campaign) -> Funnel | None:
     return _decode(_current(session, campaign)["funnel"])
 
 
+def answers_since(campaign: Campaign, raw: Funnel | None) -> tuple[dict[int, str], set[int]]:
+    """(each organisation's answer now, the organisations whose answer changed since ``raw``, the
+    kept funnel, was counted). An answer is not a count: pages show it as it is; the counts it
+    decides (approved, after exclusions, eligible) are of the earlier answer until the job counts
+    the new state."""
+    answers = {a.organisation_id: a.status for a in campaign.approvals}
+    if raw is None:
+        return answers, set()
+    return answers, {
+        r.organisation_id
+        for r in raw.rows
+        if r.organisation_id is not None and r.organisation_id in answers and answers[r.organisation_id] != r.status
+    }
+
+
 def kept_lifecycle_mix(session: Session, campaign: Campaign, organisation_id: int) -> dict[str, Cell]:
     """The organisation's spectators in the snapshot by life-cycle stage (campaigns.approvals.lifecycle_mix),
     kept with the funnel and counted again with it."""

@@ -36,7 +36,7 @@ from campaigns.forms import (
     to_cents,
 )
 from campaigns.funnel import figure_name
-from campaigns.funnel_store import kept_funnel, kept_state
+from campaigns.funnel_store import answers_since, kept_funnel, kept_state
 from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
 from core.auth import roles_required
 from core.db import db_session
@@ -353,12 +353,7 @@ def detail(campaign_id: int):
     # Exclusion-list matches are counts of people: hidden under k like every pooled count.
     list_matches = suppress({a.id: a.exclusion_list_matched for a in campaign.approvals}, k, total_shown=False)
     snapshot = session.get(SegmentSnapshot, campaign.snapshot_id) if campaign.snapshot_id else None
-    # each organisation's answer as it is now (not a count); where the kept funnel counted an
-    # earlier answer, the counts that depend on it say "being counted" until the job counts them
-    answers = {a.organisation_id: a.status for a in campaign.approvals}
-    recounting = (
-        {r.organisation_id for r in raw.rows if answers.get(r.organisation_id, r.status) != r.status} if raw else set()
-    )
+    answers, recounting = answers_since(campaign, raw)  # the counts of a changed answer: "being counted"
     page = render_template(
         "campaigns/campaign.html",
         answers=answers,
