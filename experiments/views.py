@@ -102,15 +102,20 @@ def is_closed(experiment: Experiment) -> bool:
     return experiment.campaign.status == "closed"
 
 
-def current_report(session, experiment: Experiment) -> dict:
-    """The latest report, recomputed first when transactions arrived since (or none exists yet).
-    Once the campaign is closed, the final report frozen at close, never recomputed (but rebuilt
-    once from the same outcomes when stored by an older version of the report)."""
+def current_report(session, experiment: Experiment) -> tuple[dict, bool]:
+    """The latest stored report, and whether sales imported since wait to be matched into it.
+
+    A page never matches outcomes: at a district's scale that takes longer than a page may (the
+    ``experiments.after_imports`` job does it every minute, and staff may ask for it). Until then
+    the last report is shown with a notice. Only an experiment without any stored report (launched
+    by an older version) has one computed here. Once the campaign is closed, the final report frozen
+    at close, never recomputed (but rebuilt once from the same outcomes when stored by an older
+    version of the report)."""
     closed = is_closed(experiment)
     snapshot = (
         reports.latest_snapshot(session, experiment, kind="final") if closed else None
     ) or reports.latest_snapshot(session, experiment)
-    if snapshot is None or (not closed and outcomes.is_stale(session, experiment)):
+    if snapshot is None:
         outcomes.match_outcomes(session, experiment)
         snapshot = reports.refresh_report(session, experiment)
         session.commit()
@@ -121,7 +126,8 @@ def current_report(session, experiment: Experiment) -> dict:
             session, experiment, now=experiment.campaign.closed_at if closed else None, kind="final" if closed else None
         )
         session.commit()
-    return snapshot.data
+    pending = not closed and outcomes.is_stale(session, experiment)
+    return snapshot.data, pending
 
 
 # --- pages --------------------------------------------------------------------------------------
@@ -255,7 +261,8 @@ def launch(campaign_id: int):
 def report(experiment_id: int):
     session = db_session()
     experiment = _get_experiment(experiment_id)
-    data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
+    stored, pending = current_report(session, experiment)
+    data = reports.for_viewer(stored, current_user.role, current_user.organisation_id)
     own_list = None
     if current_user.role == "venue":
         own_list = services.contact_list_for(session, experiment.id, current_user.organisation_id)
@@ -276,7 +283,8 @@ def report(experiment_id: int):
         now=utcnow(),
         is_expired=services.is_expired,
         waiting=waiting,
-        matching=_matching_schedule() if waiting else None,
+        matching=_matching_schedule() if waiting or pending else None,
+        pending=pending,
         several_arms=len(data.get("arms") or []) > 2,
         can_refresh=current_user.role in STAFF and not is_closed(experiment),
     )
@@ -381,7 +389,9 @@ def refresh(experiment_id: int):
 def report_json(experiment_id: int):
     session = db_session()
     experiment = _get_experiment(experiment_id)
-    data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
+    stored, pending = current_report(session, experiment)
+    # whether sales imported since are still to be matched into it: a script then knows to come back
+    data = {**reports.for_viewer(stored, current_user.role, current_user.organisation_id), "outcomes_pending": pending}
     body = json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False, default=str)
     return Response(
         body,
@@ -395,7 +405,7 @@ def report_json(experiment_id: int):
 def report_csv(experiment_id: int):
     session = db_session()
     experiment = _get_experiment(experiment_id)
-    data = reports.for_viewer(current_report(session, experiment), current_user.role, current_user.organisation_id)
+    data = reports.for_viewer(current_report(session, experiment)[0], current_user.role, current_user.organisation_id)
     rows = report_export.report_csv_rows(data) + arm_pairs.csv_rows(data, report_export.CSV_COLUMNS)
     return csv_response(rows, f"report-{experiment.id}.csv")
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from campaigns.services import make_arms
 from core.importing import import_file
+from core.scheduler import run_job
 from experiments.models import Experiment, Outcome, Recipient
 from tests.browser.conftest import log_in
 from tests.campaigns.helpers import SECRET
@@ -74,10 +75,12 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
     # launch day: no sale after the launch imported yet, an explanation instead of a table of zeros
     waiting = text_of(page, "section:has(#h-waiting)")
     assert "Aucune vente postérieure au lancement importée pour l'instant" in waiting
-    assert "toutes les 10 minutes" in waiting and "Importer un export de billetterie" in waiting
+    assert "chaque minute" in waiting and "Importer un export de billetterie" in waiting
+    assert "appariés pour la première fois" in text_of(page, "#matching-pending")  # by the job, not the launch
     assert page.locator("#h-metrics").count() == 0 and page.locator("#h-health").count() == 1
-    assert page.locator("text=Apparier de nouveau les résultats").count() == 1  # staff may match again
+    assert page.locator("button", has_text="Apparier de nouveau les résultats").count() == 1  # staff may match again
     log_out(page)
+    assert run_job(app, "experiments.after_imports", runner="cli").summary["refreshed"] == 1
 
     experiment = session.scalar(select(Experiment).where(Experiment.campaign_id == campaign.id))
     recipients = session.scalars(select(Recipient).where(Recipient.experiment_id == experiment.id)).all()
@@ -154,10 +157,16 @@ def test_launch_download_import_and_read_the_report(page, session, make_user, ap
         session.commit()
     assert result.imported == len(lines)
 
-    # the evaluator reads the report, in French then in English; outcomes are matched on reading
+    # the evaluator opens the report before the sales are matched: the last report, and a notice
     log_in(page, evaluator.email)
     page.click("nav >> text=Rapports")
     page.click("text=Rapport de lift")
+    assert "Des ventes ont été importées depuis le calcul de ce rapport" in text_of(page, "#matching-pending")
+    assert page.locator("#h-waiting").count() == 1
+    # the scheduler's job matches them (every minute); the evaluator reads the report again
+    assert run_job(app, "experiments.after_imports", runner="cli").summary["refreshed"] == 1
+    page.reload()
+    assert page.locator("#matching-pending").count() == 0
     main = text_of(page, "main")
     assert "Rapport de lift" in main and "Groupe test A" in main
     assert "Regard intermédiaire" in main and "p toujours valide" in main

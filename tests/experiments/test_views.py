@@ -225,18 +225,42 @@ def test_venue_sees_its_own_breakdown_row_only(session, launched, login_as, make
     assert outsider.get(f"/experiments/{experiment.id}/report.json").status_code == 404
 
 
-def test_stale_outcomes_are_matched_again_when_the_report_is_read(session, launched, login_as):
+def pending_notice(html: str) -> str:
+    return html.split('id="matching-pending"', 1)[1].split("</p>", 1)[0]
+
+
+def test_sales_imported_since_are_matched_by_the_job_and_the_page_says_so_meanwhile(session, launched, login_as, app):
+    """A page never matches outcomes (at a district's scale that takes longer than a page may): it
+    shows the last report with a notice until the ``experiments.after_imports`` job has matched."""
     district, experiment = launched
-    evaluator = login_as("evaluator")
-    evaluator.get(f"/experiments/{experiment.id}")
+    evaluator, staff = login_as("evaluator"), login_as("staff")
+    url = f"/experiments/{experiment.id}"
+    first = evaluator.get(f"{url}?lang=en").data.decode()
+    assert 'id="matching-pending"' not in first
     session.expire_all()
     before = session.get(Experiment, experiment.id).outcomes_watermark
     simulate(session, experiment, {"control": 0.0, "A": 0.3}, seed=9)
     session.commit()
-    evaluator.get(f"/experiments/{experiment.id}")
+
+    html = evaluator.get(f"{url}?lang=en").data.decode()
+    notice = plain(pending_notice(html))
+    assert "Sales were imported since this report was computed" in notice and "every minute" in notice
+    assert "Match outcomes again" not in notice  # evaluators cannot ask for it
+    assert "Match outcomes again" in plain(pending_notice(staff.get(f"{url}?lang=en").data.decode()))
+    french = plain(pending_notice(evaluator.get(f"{url}?lang=fr").data.decode()))
+    assert "Des ventes ont été importées depuis le calcul de ce rapport" in french and "chaque minute" in french
+    assert json.loads(evaluator.get(f"{url}/report.json").data)["outcomes_pending"] is True
+    session.expire_all()
+    assert session.get(Experiment, experiment.id).outcomes_watermark == before  # reading matched nothing
+    assert session.scalar(select(func.count()).select_from(ReportSnapshot)) == 1
+
+    run = run_job(app, "experiments.after_imports", runner="cli")
+    assert run.status == "success" and run.summary["refreshed"] == 1
     session.expire_all()
     assert session.get(Experiment, experiment.id).outcomes_watermark > before
     assert session.scalar(select(func.count()).select_from(ReportSnapshot)) == 2
+    assert 'id="matching-pending"' not in evaluator.get(f"{url}?lang=en").data.decode()
+    assert json.loads(evaluator.get(f"{url}/report.json").data)["outcomes_pending"] is False
     assert not outcomes.is_stale(session, session.get(Experiment, experiment.id))
 
 
@@ -468,7 +492,11 @@ def test_the_final_report_is_frozen_at_close(session, finished, login_as):
     refused = staff.post(url, data={}, follow_redirects=True)
     assert refused.status_code == 200
     assert "This campaign is closed: its final report was frozen at closing" in plain(refused.data.decode())
-    assert json.loads(evaluator.get(f"/experiments/{experiment.id}/report.json").data) == frozen
+    # a closed campaign's late sales are never matched: nothing is pending
+    assert json.loads(evaluator.get(f"/experiments/{experiment.id}/report.json").data) == {
+        **frozen,
+        "outcomes_pending": False,
+    }
     assert "Rapport final, figé à la fermeture" in plain(
         evaluator.get(f"/experiments/{experiment.id}?lang=fr").data.decode()
     )
@@ -478,19 +506,23 @@ def test_the_final_report_is_frozen_at_close(session, finished, login_as):
     assert session.get(Experiment, experiment.id).outcomes_at == closing  # not matched again
 
 
-def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready, login_as):
+def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready, login_as, app):
     set_k(session, 2)
     session.commit()
     staff = login_as("staff")
     launched = staff.post(
         f"/experiments/campaign/{ready.campaign.id}/launch?lang=en", data={"confirm": "y"}, follow_redirects=True
     )
-    html = launched.data.decode()
+    # the launch stores a first report; the purchases are matched by the job, not in the launch's request
+    assert "being matched for the first time" in plain(pending_notice(launched.data.decode()))
+    assert run_job(app, "experiments.after_imports", runner="cli").summary["refreshed"] == 1
     experiment = session.scalar(select(Experiment))
+    html = staff.get(f"/experiments/{experiment.id}?lang=en").data.decode()
+    assert 'id="matching-pending"' not in html
     waiting = plain(section(html, "h-waiting"))
     assert "No sales after the launch imported yet" in waiting
     assert "the latest sale imported from them dates from" in waiting
-    assert "every 10 minutes" in waiting and "every day at 04:15" in waiting  # when the next matching runs
+    assert "every minute" in waiting and "every day at 04:15" in waiting  # when the next matching runs
     assert "imports a ticketing export covering the days since the launch" in waiting  # what to do
     assert 'href="/imports"' in section(html, "h-waiting")  # staff may import
     # no table of zeros; the design stays: group sizes, planned sensitivity, sample-ratio check
@@ -505,7 +537,7 @@ def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready,
     french = evaluator.get(f"/experiments/{experiment.id}?lang=fr").data.decode()
     waiting = plain(section(french, "h-waiting"))
     assert "Aucune vente postérieure au lancement importée pour l'instant" in waiting
-    assert "toutes les 10 minutes" in waiting and "chaque jour à 04:15" in waiting
+    assert "chaque minute" in waiting and "chaque jour à 04:15" in waiting
     assert 'href="/imports"' not in section(french, "h-waiting")  # evaluators do not import
 
     # the first sale after the launch is imported: the figures replace the explanation
@@ -514,6 +546,7 @@ def test_launch_day_report_explains_that_no_sale_is_imported_yet(session, ready,
     )
     add_sale(session, recipient, experiment.launched_at, 4000)  # at the launch: one later has not happened yet
     session.commit()
+    assert run_job(app, "experiments.after_imports", runner="cli").summary["refreshed"] == 1
     html = evaluator.get(f"/experiments/{experiment.id}?lang=en").data.decode()
     assert 'id="h-waiting"' not in html and 'id="h-metrics"' in html
     assert "No result yet" not in plain(section(html, "h-headline"))
