@@ -14,13 +14,16 @@ from sqlalchemy import (
     Select,
     event,
     func,
+    literal,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import sql
+from core.kept import read_kept, write_kept
 from core.models import Spectator
-from core.privacy import Cell, Figure, Release, is_small, share, strictest_k, suppress
+from core.privacy import Cell, Figure, Release, data_epoch, is_small, share, strictest_k, suppress
 from core.sql_expressions import every_value, integers
 from segments.profiles import (
     LIFECYCLE_STAGES,
@@ -115,8 +118,17 @@ def _watch(session: Session) -> None:
     event.listen(session, "after_transaction_end", _forget_scan)
 
 
-def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list | None = None) -> _Breakdown:
-    """Members and breakdown of ``node`` on ``as_of`` in one query (one scan of the base).
+def _scan(
+    session: Session,
+    node: Node,
+    as_of: dt.date,
+    stored: dt.date | None,
+    orgs: list | None = None,
+    with_ids: bool = True,
+) -> _Breakdown:
+    """Members and breakdown of ``node`` on ``as_of`` in one query (one scan of the base); without
+    ``with_ids`` the breakdown alone (``ids`` empty): a preview needs no member's id, and sending a
+    large segment's ids over costs as much as counting them.
 
     The result is remembered for the session's current transaction (the same rule, date and
     profiles' date), so that ``members`` then ``preview`` of one rule, as the builder and the
@@ -129,7 +141,8 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, 
     transaction = session.get_transaction()
     remembered = session.info.get(_SCAN_KEY)
     if remembered is not None and transaction is not None and remembered[0] is transaction and remembered[1] == key:
-        return remembered[2]
+        if remembered[3] or not with_ids:  # a scan with the ids serves one without
+            return remembered[2]
     sql.without_jit(session)
     slugs = {slug: id_ for id_, slug, _name in orgs}
     base, where = plan_rule(node, as_of, stored, slugs, BREAKDOWN_COLUMNS)
@@ -141,7 +154,11 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, 
     count_bits_in_sql = sql.counts_bits_in_sql(session)
     # Beside each count, the sum of the members' cell keys: the cell's fingerprint (core.privacy).
     keys = base.c.cell_key
-    columns = [every_value(base.c.spectator_id), func.count().label("size"), func.coalesce(func.sum(keys), 0)]
+    columns = [
+        every_value(base.c.spectator_id) if with_ids else literal(None),
+        func.count().label("size"),
+        func.coalesce(func.sum(keys), 0),
+    ]
     columns += [func.count().filter(base.c.lifecycle == stage) for stage in LIFECYCLE_STAGES]
     columns += [func.coalesce(func.sum(keys).filter(base.c.lifecycle == stage), 0) for stage in LIFECYCLE_STAGES]
     columns.append(func.count().filter(base.c.contactable))
@@ -157,7 +174,8 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, 
         columns.append(every_value(base.c.organisation_mask))
         columns.append(every_value(keys))
     row = session.execute(select(*columns).select_from(base).where(where)).one()
-    ids, size, size_keys, row = integers(row[0]), int(row[1]), int(row[2]), row[3:]
+    ids = integers(row[0]) if with_ids else np.empty(0, dtype=np.int64)
+    size, size_keys, row = int(row[1]), int(row[2]), row[3:]
     n_stages = len(LIFECYCLE_STAGES)
     stages = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row)}
     stage_keys = {stage: int(n) for stage, n in zip(LIFECYCLE_STAGES, row[n_stages:])}
@@ -199,7 +217,7 @@ def _scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, 
     found = _Breakdown(ids, size, stages, contactable, per_org, size_keys, stage_keys, contactable_keys, org_keys)
     if transaction is not None:
         _watch(session)
-        session.info[_SCAN_KEY] = (transaction, key, found)
+        session.info[_SCAN_KEY] = (transaction, key, found, with_ids)
     return found
 
 
@@ -218,7 +236,7 @@ def preview(session: Session, rule: Any, as_of: dt.date | None = None) -> dict:
     stored = profiles_as_of(session)
     as_of = as_of or stored or dt.date.today()
     orgs = session.execute(select(ORG.c.id, ORG.c.slug, ORG.c.name).order_by(ORG.c.slug)).all()
-    found = _scan(session, node, as_of, stored, orgs)
+    found = _scan(session, node, as_of, stored, orgs, with_ids=False)
     size, stages, contactable, per_org = found.size, found.stages, found.contactable, found.per_org
 
     k = strictest_k(session)
@@ -265,11 +283,33 @@ def universe(session: Session, as_of: dt.date | None = None) -> Cell:
     stored = profiles_as_of(session)
     as_of = as_of or stored or dt.date.today()
     if stored is not None and as_of == stored:
-        count, keys = session.execute(select(func.count(), func.sum(P.c.cell_key))).one()
+        return _kept_universe(session, stored)
     else:
         facts = facts_select(as_of, columns={"spectator_id", "cell_key"}).subquery("facts")
         count, keys = session.execute(select(func.count(), func.sum(facts.c.cell_key))).one()
     return Cell.of(count, keys)
+
+
+UNIVERSE_SETTING = "preview:universe"
+
+
+def _kept_universe(session: Session, stored: dt.date) -> Cell:
+    """:func:`universe` on the profiles' date: counted over the whole profile table once per data
+    epoch (core.privacy: every import, refresh and erasure moves it) and kept, not at every preview
+    (a third of a second at a million spectators). Two previews counting it at once keep one."""
+    epoch = data_epoch(session)
+    kept = read_kept(session, UNIVERSE_SETTING)
+    if kept is not None and kept.get("epoch") == epoch and kept.get("as_of") == stored.isoformat():
+        return Cell(int(kept["count"]), int(kept["keys"]))
+    count, keys = session.execute(select(func.count(), func.sum(P.c.cell_key))).one()
+    cell = Cell.of(count, keys)
+    try:
+        with session.begin_nested():
+            value = {"epoch": epoch, "as_of": stored.isoformat(), "count": cell.count, "keys": cell.keysum}
+            write_kept(session, UNIVERSE_SETTING, value)
+    except IntegrityError:  # another request kept it first: the same figure
+        pass
+    return cell
 
 
 def question_key(node: Node, as_of: dt.date) -> str:
@@ -299,7 +339,7 @@ def protected_preview(session: Session, rule: Any, release: Release, as_of: dt.d
     stored = profiles_as_of(session)
     as_of = as_of or stored or dt.date.today()
     orgs = session.execute(select(ORG.c.id, ORG.c.slug, ORG.c.name).order_by(ORG.c.slug)).all()
-    found = _scan(session, node, as_of, stored, orgs)
+    found = _scan(session, node, as_of, stored, orgs, with_ids=False)
     whole = release.noisy(f"universe.{as_of.isoformat()}", universe(session, as_of))
     # The question itself keys the noise too (core.privacy, "Why the question keys the noise").
     asked = question_key(node, as_of)

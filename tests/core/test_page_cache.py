@@ -206,3 +206,23 @@ def test_the_funnel_is_kept_until_the_campaign_changes_and_the_job_counts_it_aft
     assert campaigns.funnel_store.kept_lifecycle_mix(
         session, campaign, district.orgs[0].id
     ) == campaigns.approvals.lifecycle_mix(session, campaign, district.orgs[0].id)
+
+
+def test_the_funnels_job_counts_every_asked_organisations_life_cycle_mix(app, session, login_as, monkeypatch):
+    """Each venue's approval page shows its own spectators by life-cycle stage: the job counts the
+    mix of every organisation asked with the funnel, so that no first reading of the page counts it."""
+    district = build_district(session, per_org=12, shared=4)
+    session.commit()
+    staff = login_as("staff")
+    assert staff.post(f"/campaigns/{district.campaign.id}/submit", data={"confirm": "y"}).status_code == 302
+    run = run_job(app, "campaigns.funnels", runner="cli")
+    assert run.status == "success"
+    calls = counting(monkeypatch, campaigns.funnel_store, "lifecycle_mix")
+    session.expire_all()
+    campaign = session.get(Campaign, district.campaign.id)
+    for approval in campaign.approvals:
+        venue = login_as("venue", session.get(Organisation, approval.organisation_id))
+        assert venue.get(f"/campaigns/approvals/{approval.id}?lang=en").status_code == 200
+        kept = campaigns.funnel_store.kept_lifecycle_mix(session, campaign, approval.organisation_id)
+        assert kept == campaigns.approvals.lifecycle_mix(session, campaign, approval.organisation_id)
+    assert calls == [] and len(campaign.approvals) == len(district.orgs)

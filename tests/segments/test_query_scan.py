@@ -3,11 +3,14 @@ the reference evaluator, when a second call reuses it and when it must not, and 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 
 from benchmarks.rules import RULES as BENCH_RULES
 from core.models import Organisation
+from core.privacy import Cell
 from segments.models import SpectatorProfile
 from segments.preview import _scan, members, preview
 from segments.profiles import LIFECYCLE_STAGES, MAX_MASK_ORGANISATION_ID, profiles_as_of
@@ -234,3 +237,52 @@ def test_every_value_reads_back_the_integers_of_its_group(db, engine_name, type_
         assert got.dtype.name == "int64"
         empty = integers(session.scalar(select(every_value(rows.c.n)).where(false())))
         assert empty.size == 0
+
+
+def test_members_after_a_preview_in_the_same_transaction_are_scanned_for(shared_district):
+    """A preview's scan leaves the members' ids out; ``members`` after it in the same transaction
+    scans for them rather than reading the preview's empty list, and a preview after that reuses it."""
+    db, built = shared_district
+    rule = BENCH_RULES[0].rule
+    scans, stop = _profile_scans(db)
+    try:
+        with db.session() as session:
+            shown = preview(session, rule)
+            once = len(scans)
+            found = members(session, rule)
+            assert len(scans) > once and found == expected(built, parse_rule(rule), AS_OF) and found
+            assert preview(session, rule) == shown
+            assert len(scans) == 2 * once  # one scan for the preview, one for the members: no third
+    finally:
+        stop()
+
+
+def test_the_universe_is_counted_once_per_data_epoch(db, small_district):
+    """The whole a preview's size is protected against (every profile) is kept for the data epoch:
+    counted again after a refresh moved the profiles, and equal to a count of them."""
+    from segments.preview import universe
+    from segments.profiles import refresh_after_import
+    from tests.segments.test_profiles import _new_sales
+
+    whole: list[str] = []
+
+    def listen(_conn, _cursor, statement, *_args):
+        if "spectator_profile" in statement and "WHERE" not in statement and "count(" in statement:
+            whole.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        with db.session() as session:
+            first = universe(session)
+            session.commit()
+            assert first.count == len(small_district.universe(AS_OF)) and len(whole) == 1
+            assert universe(session) == first and len(whole) == 1  # kept: not counted again
+            newcomer = next(s for s in small_district.spectators if s not in small_district.universe(AS_OF))
+            batch_id = _new_sales(session, [newcomer], dt.datetime(2024, 6, 29, 18, 0))
+            refresh_after_import(session, batch_id, as_of=AS_OF)  # moves the data epoch
+            session.commit()
+            after = universe(session)
+            assert len(whole) == 2 and after.count == first.count + 1
+            assert after == Cell.of(*session.execute(select(func.count(), func.sum(SpectatorProfile.cell_key))).one())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
