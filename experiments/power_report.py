@@ -329,14 +329,20 @@ def power_report(
         result["error"] = "no_segment"
         return result
     pop = population.subquery("population")
-    population_size = session.scalar(select(func.count()).select_from(pop)) or 0
     k = strictest_k(session) if release is None else release.k
     name = figure_name(campaign)
-    if release is not None:
-        # the snapshot is the funnel's segment total: the same figure as on the campaign page
-        population_size = _protected_count(
-            session, release, f"{name}.{'segment' if source == 'snapshot' else source}", pop.c.spectator_id, pop
-        )
+    kept = kept_funnel(session, campaign) if source == "snapshot" else None
+    if kept is not None:
+        # the snapshot is the funnel's segment total, kept with it: the same figure as on the campaign
+        # page, with its noise (keyed by the state the kept counts are of), not a count of its members
+        segment = kept.total.cell("segment")
+        population_size = segment.count
+        if release is not None:
+            population_size = _noisy_count(release, f"{kept_state(session, campaign)[0]}.segment", segment)
+    else:
+        population_size = session.scalar(select(func.count()).select_from(pop)) or 0
+        if release is not None:
+            population_size = _protected_count(session, release, f"{name}.{source}", pop.c.spectator_id, pop)
     kind, start, end = baseline_window(session, campaign, baseline, now)
     result["baseline"] = {
         "kind": kind,

@@ -10,9 +10,10 @@ import re
 from html import unescape
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
 
 from campaigns.eligibility import eligible_count, eligible_select
+from campaigns.funnel_store import kept_funnel
 from campaigns.services import make_arms
 from core.models import AuditEvent, Consent, Contact, Organisation, Setting, utcnow
 from core.privacy import advance_epoch, data_epoch, fill_cell_keys
@@ -20,6 +21,7 @@ from core.scheduler import run_job
 from experiments import outcomes, power_report, report_words, services
 from experiments.models import ContactList, Experiment, Recipient, ReportSnapshot
 from experiments.outcomes import promotion_scope
+from segments.models import SnapshotMember
 from tests.campaigns.helpers import new_purchase
 from tests.experiments.test_reports import add_sale, set_k, simulate
 from tests.experiments.test_services import ready_campaign
@@ -368,6 +370,34 @@ def test_the_power_page_reads_the_eligible_count_kept_with_the_funnel(app, sessi
     assert run_job(app, "campaigns.funnels", runner="cli").status == "success"
     session.expire_all()
     assert power_report.power_report(session, campaign)["n_total"] == before - 1
+
+
+def test_the_power_page_reads_the_segment_size_kept_with_the_funnel(session, ready):
+    """Issue 18: the power page's population is the funnel's segment total, kept with the funnel
+    (the campaign page's figure), not a count over the snapshot's members in each request: half a
+    million rows at a million spectators."""
+    set_k(session, 2)
+    give_baseline_buyers(session, ready)
+    session.commit()
+    campaign = ready.campaign
+    power_report.power_report(session, campaign)  # keeps the funnel and the baseline window
+    session.commit()
+    counts: list[str] = []
+
+    def listen(_conn, _cursor, statement, *_args):
+        if "snapshot_member" in statement and "count(" in statement.lower():
+            counts.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        result = power_report.power_report(session, campaign)
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    members = session.scalar(
+        select(func.count()).select_from(SnapshotMember).where(SnapshotMember.snapshot_id == campaign.snapshot_id)
+    )
+    assert counts == [] and result["population"] == kept_funnel(session, campaign).total.segment == members > 0
 
 
 def test_power_page_mde_and_sizes_use_the_protected_eligible_count(session, ready, login_as):
