@@ -460,6 +460,10 @@ def test_funnel_shows_staff_noisy_figures_the_same_for_the_same_set(clients, dis
     # a small set is "fewer than k" whatever its noise: b's 9 eligible are under k = 10 (or noisy above)
     for figure in total + rows:
         assert figure in ("<k", "hidden") or int(figure.replace(",", "")) >= 10 or figure == "0"
+    # the reader is told why a later step may read above an earlier one, in both languages
+    assert "a step may therefore read a few people above the step before it" in html
+    french = html_lib.unescape(page(staff, f"/campaigns/{district.campaign.id}?lang=fr"))
+    assert "une étape peut donc afficher quelques personnes de plus que l'étape précédente" in french
 
 
 def test_approval_page_shows_own_stages_exact_and_pooled_ones_noisy(clients, district, session):
