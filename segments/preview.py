@@ -284,9 +284,8 @@ def universe(session: Session, as_of: dt.date | None = None) -> Cell:
     as_of = as_of or stored or dt.date.today()
     if stored is not None and as_of == stored:
         return _kept_universe(session, stored)
-    else:
-        facts = facts_select(as_of, columns={"spectator_id", "cell_key"}).subquery("facts")
-        count, keys = session.execute(select(func.count(), func.sum(facts.c.cell_key))).one()
+    facts = facts_select(as_of, columns={"spectator_id", "cell_key"}).subquery("facts")
+    count, keys = session.execute(select(func.count(), func.sum(facts.c.cell_key))).one()
     return Cell.of(count, keys)
 
 
@@ -295,8 +294,9 @@ UNIVERSE_SETTING = "preview:universe"
 
 def _kept_universe(session: Session, stored: dt.date) -> Cell:
     """:func:`universe` on the profiles' date: counted over the whole profile table once per data
-    epoch (core.privacy: every import, refresh and erasure moves it) and kept, not at every preview
-    (a third of a second at a million spectators). Two previews counting it at once keep one."""
+    epoch and kept, not at every preview (a third of a second at a million spectators). Only a
+    profile refresh writes the profiles, and it moves the epoch (core.privacy); two previews counting
+    it at once keep one."""
     epoch = data_epoch(session)
     kept = read_kept(session, UNIVERSE_SETTING)
     if kept is not None and kept.get("epoch") == epoch and kept.get("as_of") == stored.isoformat():
