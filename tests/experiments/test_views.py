@@ -448,6 +448,28 @@ def finished(session):
     return district, experiment
 
 
+def test_an_organisation_with_too_few_recipients_in_an_arm_reads_too_few(session, finished, login_as):
+    """An organisation whose control or test arm holds fewer than two recipients has no comparison
+    (``experiments.report_tables``: only ``error`` "too_few", no means): its row says so. The demo's
+    report showed an error page for it (Ballet Saint-Urbain: no control recipient)."""
+    from experiments import reports
+
+    district, experiment = finished
+    outcomes.match_outcomes(session, experiment)
+    snapshot = reports.refresh_report(session, experiment)
+    data = json.loads(json.dumps(snapshot.data, default=str))
+    first = data["organisations"][0]
+    # the row experiments.report_tables writes for such an arm, as stored
+    first["comparisons"] = [{"arm": "A", "hidden": False, "p_value": None, "p_bh": None, "error": "too_few"}]
+    snapshot.data = data
+    session.commit()
+    for lang, words in (("en", "too few recipients to estimate"), ("fr", "trop peu")):
+        response = login_as("evaluator").get(f"/experiments/{experiment.id}?lang={lang}")
+        assert response.status_code == 200
+        row = plain(section(response.data.decode(), "h-orgs"))
+        assert first["name"] in row and words in row.lower()
+
+
 @pytest.mark.parametrize("lang, below, usual", [("en", "p < 0.001", "p = 0.042"), ("fr", "p < 0,001", "p = 0,042")])
 def test_p_value_formats(app, lang, below, usual):
     with app.test_request_context(f"/?lang={lang}"):
