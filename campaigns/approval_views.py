@@ -25,8 +25,8 @@ from campaigns.forms import (
     ExclusionListForm,
     ProviderDecisionForm,
 )
-from campaigns.funnel import figure_name, own_row
-from campaigns.funnel_store import kept_funnel, kept_lifecycle_mix, kept_state
+from campaigns.funnel import own_row
+from campaigns.funnel_store import kept_counts, kept_lifecycle_mix
 from campaigns.models import Approval, ProviderApproval
 from campaigns.views import CONTACTS_PER_PAGE, _own_approval, bp
 from core import page_arg
@@ -57,9 +57,8 @@ def _approval_page(approval: Approval, decision_form=None, list_form=None, statu
     campaign = approval.campaign
     # the raw funnel and mix as kept (campaigns.funnel_store), their noise keyed by the state they
     # count: each new state is a question (core.privacy.ask_once)
-    name, current = kept_state(session, campaign) if campaign.snapshot_id is not None else (figure_name(campaign), True)
+    raw, name, current = kept_counts(session, campaign)
     ask_question_once(session, "approval", {"approval": approval.id, "figures": name})
-    raw = kept_funnel(session, campaign)
     k = strictest_k(session)
     release = current_release(session, k=k)
     # the venue's own stages are exact; what other organisations' data decide is noisy (core.privacy)

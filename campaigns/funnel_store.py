@@ -8,14 +8,14 @@ the snapshot, the planned launch, every organisation's answer and exclusions) an
 
 * a page reads the kept funnel, even if the data or the campaign's state moved since (a decision,
   an exclusion list, a moved launch): the ``campaigns.funnels`` job counts it again within a minute,
-  and until then the page says its counts are of an earlier state (:func:`kept_state`). A page
+  and until then the page says its counts are of an earlier state (:func:`kept_counts`). A page
   counts only when none was ever kept: at a million spectators a count takes seconds to minutes,
   and every reader after a decision counting it at once took the server down under load;
 * a launched (or closed, or cancelled) campaign's funnel is counted once more after it leaves the
   approvals, then kept as it is: its recipients are drawn.
 
 The privacy noise is added when a page shows a figure, keyed by the state the kept counts are of
-(:func:`kept_state`), so every reader sees the same figures for the same counts.
+(:func:`kept_counts`), so every reader sees the same figures for the same counts.
 """
 
 from __future__ import annotations
@@ -105,22 +105,23 @@ def _current(session: Session, campaign: Campaign) -> dict:
     return kept
 
 
-def kept_state(session: Session, campaign: Campaign) -> tuple[str, bool]:
-    """(the name of the state the kept funnel counts, whether it is the campaign's current state).
+def kept_counts(session: Session, campaign: Campaign) -> tuple[Funnel | None, str, bool]:
+    """(the campaign's raw funnel as kept, the name of the state it counts, whether that is the
+    campaign's current state), from one reading of the kept record; the funnel is None without a
+    snapshot.
 
     The name keys the figures' noise and the reader's question (core.privacy): the same counts are
     always shown with the same noise, whichever state the campaign has moved to meanwhile. Counts
     when none was kept (flushes; the caller commits)."""
-    state = _current(session, campaign)["state"]
-    return state, state == figure_name(campaign)
+    if campaign.snapshot_id is None:
+        return None, figure_name(campaign), True
+    kept = _current(session, campaign)
+    return _decode(kept["funnel"]), kept["state"], kept["state"] == figure_name(campaign)
 
 
 def kept_funnel(session: Session, campaign: Campaign) -> Funnel | None:
-    """The campaign's raw funnel as kept (see the module docstring); None without a snapshot.
-    Flushes when it counts; the caller commits."""
-    if campaign.snapshot_id is None:
-        return None
-    return _decode(_current(session, campaign)["funnel"])
+    """The campaign's raw funnel as kept (see :func:`kept_counts`); None without a snapshot."""
+    return kept_counts(session, campaign)[0]
 
 
 def answers_since(campaign: Campaign, raw: Funnel | None) -> tuple[dict[int, str], set[int]]:

@@ -35,8 +35,8 @@ from campaigns.forms import (
     from_cents,
     to_cents,
 )
-from campaigns.funnel import figure_name
-from campaigns.funnel_store import answers_since, kept_funnel, kept_state
+from campaigns.funnel import Funnel, figure_name
+from campaigns.funnel_store import answers_since, kept_counts
 from campaigns.models import Approval, Campaign, Promotion, ProviderApproval
 from core.auth import roles_required
 from core.db import db_session
@@ -78,8 +78,7 @@ def eligible_shown(campaign: Campaign) -> dict:
     where the funnel hides it would reveal the small drop the funnel hides.
     """
     session = db_session()
-    name = ask_funnel(session, campaign)
-    raw = kept_funnel(session, campaign)
+    name, raw = ask_funnel(session, campaign)
     if raw is None or name is None:
         return {"exact": None, "at_most": None}
     release = current_release(session, k=_campaign_k(session, campaign))
@@ -87,17 +86,18 @@ def eligible_shown(campaign: Campaign) -> dict:
     return {"exact": exact, "at_most": at_most}
 
 
-def ask_funnel(session, campaign: Campaign) -> str | None:
+def ask_funnel(session, campaign: Campaign) -> tuple[str | None, Funnel | None]:
     """Count the campaign's kept funnel as one question of the reader's budget, once per state it
-    counts: its noise is keyed by that state (campaigns.funnel_store.kept_state), so each new state
+    counts: its noise is keyed by that state (campaigns.funnel_store.kept_counts), so each new state
     (a moved launch, a changed answer) is a fresh draw over the same sets (core.privacy.ask_once).
 
-    :returns: the name that keys the figures' noise, None when the campaign has no funnel yet."""
+    :returns: (the name that keys the figures' noise, the raw funnel as kept); (None, None) when the
+    campaign has no funnel yet."""
     if campaign.snapshot_id is None:
-        return None  # no funnel, no figures
-    name, _current = kept_state(session, campaign)
+        return None, None  # no funnel, no figures
+    raw, name, _current = kept_counts(session, campaign)
     ask_question_once(session, "campaign", {"campaign": campaign.id, "figures": name})
-    return name
+    return name, raw
 
 
 def _get_or_404(model, object_id):
@@ -346,8 +346,7 @@ def detail(campaign_id: int):
     session = db_session()
     campaign = _get_or_404(Campaign, campaign_id)
     k = _campaign_k(session, campaign)
-    name = ask_funnel(session, campaign)
-    raw = kept_funnel(session, campaign)
+    name, raw = ask_funnel(session, campaign)
     # staff own none of it: every count is the noisy figure of its set (core.privacy), a question
     shown = raw.protected(current_release(session, k=k), name) if raw is not None and name is not None else None
     # Exclusion-list matches are counts of people: hidden under k like every pooled count.

@@ -13,8 +13,8 @@ from sqlalchemy import case, delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from campaigns.eligibility import eligible_count, eligible_select
-from campaigns.funnel import figure_name
-from campaigns.funnel_store import kept_funnel, kept_state
+from campaigns.funnel import Funnel, figure_name
+from campaigns.funnel_store import kept_counts
 from campaigns.models import Campaign
 from core import sql
 from core.kept import read_kept, write_kept
@@ -263,21 +263,22 @@ def keep_windows(session: Session, campaign: Campaign, now: dt.datetime | None =
     return {"counted": counted, "dropped": len(obsolete)}
 
 
-def _eligible(session: Session, campaign: Campaign, release: Release | None, name: str) -> tuple[int, bool]:
+def _eligible(
+    session: Session, campaign: Campaign, release: Release | None, name: str, kept: Funnel | None
+) -> tuple[int, bool]:
     """(the eligible recipients, whether their noisy figure is under k) of a campaign in its
     approvals or ready (0 otherwise): the eligible set of its funnel as kept at approval time and
     brought up to date by the ``campaigns.funnels`` job (campaigns.funnel_store), the campaign page's
-    own figure, not counted over every candidate in the request."""
+    own figure, not counted over every candidate in the request. ``kept`` is that funnel
+    (campaigns.funnel_store.kept_counts) and ``name`` keys its noise."""
     if campaign.status not in ("awaiting_approvals", "ready"):
         return 0, False
-    kept = kept_funnel(session, campaign)
     if kept is None:  # no snapshot: counted from the segment
         cell = None
         exact = eligible_count(session, campaign)
     else:
         cell = kept.total.cell("eligible")
         exact = cell.count
-        name, _current = kept_state(session, campaign)  # the kept counts' noise, as on the campaign page
     if release is None or not exact:
         return exact, False
     if cell is None:
@@ -331,14 +332,16 @@ def power_report(
     pop = population.subquery("population")
     k = strictest_k(session) if release is None else release.k
     name = figure_name(campaign)
-    kept = kept_funnel(session, campaign) if source == "snapshot" else None
+    # one reading of the kept funnel: the population, the eligible total and the name keying their
+    # noise (the state the kept counts are of, as on the campaign page)
+    kept, kept_name, _current = kept_counts(session, campaign) if source == "snapshot" else (None, name, True)
     if kept is not None:
         # the snapshot is the funnel's segment total, kept with it: the same figure as on the campaign
         # page, with its noise (keyed by the state the kept counts are of), not a count of its members
         segment = kept.total.cell("segment")
         population_size = segment.count
         if release is not None:
-            population_size = _noisy_count(release, f"{kept_state(session, campaign)[0]}.segment", segment)
+            population_size = _noisy_count(release, f"{kept_name}.segment", segment)
     else:
         population_size = session.scalar(select(func.count()).select_from(pop)) or 0
         if release is not None:
@@ -349,7 +352,7 @@ def power_report(
         "start": start.date().isoformat(),
         "end": (end - dt.timedelta(seconds=1)).date().isoformat(),
     }
-    eligible, eligible_hidden = _eligible(session, campaign, release, name)
+    eligible, eligible_hidden = _eligible(session, campaign, release, kept_name, kept)
     n_total, n_source = (eligible, "eligible") if eligible or eligible_hidden else (population_size, source)
     result.update(
         {
