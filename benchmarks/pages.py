@@ -19,6 +19,14 @@ PREVIEW_RULE = {
 }
 
 
+def new_preview_rule(request: int) -> dict:
+    """The preview's body with a rule no request asked before (the spending floor moves a dollar at
+    each): the first preview of a rule scans the profiles, a rule asked again in the same data
+    epoch reads the breakdown its first preview kept (segments.preview)."""
+    theatre, _spent = PREVIEW_RULE["all"]
+    return {"rule": {"all": [theatre, {"field": "spent", "op": ">=", "value": 101 + request}]}}
+
+
 def _users(db, campaign_id: int) -> dict:
     """One user per role (the venue user's organisation answered the campaign); their e-mails."""
     from sqlalchemy import select
@@ -88,7 +96,8 @@ def page_list(
     venue_user_id: int | None = None,
     unsubscribe_token: str | None = None,
 ) -> dict[str, list]:
-    """Each role's main pages: (name, method, path, JSON body or None); with ``unsubscribe_token``,
+    """Each role's main pages: (name, method, path, JSON body or None, or a function of the request's
+    number, 0 the cold one, that gives its body); with ``unsubscribe_token``,
     the public unsubscribe page of a contact list's link (timed as the venue user: it is the same page)."""
     report = f"/experiments/{experiment_id}"
     return {
@@ -96,6 +105,7 @@ def page_list(
             ("dashboard", "GET", "/", None),
             ("segments", "GET", "/segments/", None),
             ("segment_preview", "POST", "/segments/preview", {"rule": PREVIEW_RULE}),
+            ("segment_preview_new_rule", "POST", "/segments/preview", new_preview_rule),
             ("insights_district", "GET", "/segments/insights", None),
             ("insights_discipline", "GET", "/segments/insights/discipline/theatre", None),
             ("insights_organisation", "GET", f"/segments/insights/organisation/{organisation}", None),
@@ -148,7 +158,9 @@ def page_list(
     }
 
 
-def _request(client, method: str, path: str, body) -> tuple[int, float]:
+def _request(client, method: str, path: str, body, number: int = 0) -> tuple[int, float]:
+    if callable(body):
+        body = body(number)
     began = time.perf_counter()
     # a page that moved on (the decisions page of a launched campaign leads to its report) is followed
     response = client.open(path, method=method, json=body, follow_redirects=True)
@@ -278,8 +290,8 @@ def page_figures(
         for name, method, path, body in role_pages:
             status, cold = _request(client, method, path, body)
             warm = []
-            for _ in range(WARM_REQUESTS):
-                status, seconds = _request(client, method, path, body)
+            for number in range(1, WARM_REQUESTS + 1):
+                status, seconds = _request(client, method, path, body, number)
                 warm.append(seconds)
             figures[f"{role}.{name}"] = {
                 "path": path,

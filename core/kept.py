@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.models import Setting
@@ -27,3 +28,14 @@ def write_kept(session: Session, name: str, value: dict) -> None:
     else:
         setting.value = json.dumps(value, separators=(",", ":"))
     session.flush()
+
+
+def keep_first(session: Session, name: str, value: dict) -> None:
+    """Keep ``value`` under ``name`` in a savepoint, for figures a page counts and keeps for the
+    next reader: when another request kept one first (two readers counting at once), theirs stays,
+    the same figure. Flushes; the caller commits."""
+    try:
+        with session.begin_nested():
+            write_kept(session, name, value)
+    except IntegrityError:
+        pass

@@ -120,6 +120,7 @@ def test_times_every_main_page_of_each_role_cold_and_warm(bench):
             "venue.dashboard",
             "staff.insights_district",
             "staff.segment_preview",
+            "staff.segment_preview_new_rule",
             "staff.campaign",
             "venue.approval",
             "staff.power",

@@ -286,3 +286,57 @@ def test_the_universe_is_counted_once_per_data_epoch(db, small_district):
             assert after == Cell.of(*session.execute(select(func.count(), func.sum(SpectatorProfile.cell_key))).one())
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
+
+
+def test_a_page_preview_keeps_its_breakdown_for_the_data_epoch(app, db, small_district):
+    """Asking a rule's preview again in the same data epoch reads the breakdown its first preview
+    kept (no scan of the profiles, the same figures); a refresh moves the epoch and the rule is
+    scanned again, its new member counted, and the earlier epoch's breakdowns are dropped; on a
+    date other than the profiles' (the transactions and consents, which an erasure moves without
+    a new epoch) every preview scans."""
+    from core.models import Setting
+    from core.privacy import Release, data_epoch
+    from segments.preview import KEPT_SCAN_PREFIX, protected_preview
+    from segments.profiles import refresh_after_import
+    from tests.segments.test_profiles import _new_sales
+
+    rule = {"field": "shows", "op": "<=", "value": 3}
+    scans: list[str] = []  # the breakdown's scans, on the profiles or the transactions
+
+    def listen(_conn, _cursor, statement, *_args):
+        if "count(*) AS size" in statement:
+            scans.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+
+    def kept_names(session):
+        return session.scalars(select(Setting.name).where(Setting.name.like(f"{KEPT_SCAN_PREFIX}%"))).all()
+
+    try:
+        with app.test_request_context(), db.session() as session:
+            release = Release("secret", data_epoch(session), 2, sigma=0.0)
+            first = protected_preview(session, rule, release)
+            session.commit()
+            assert len(scans) == 1 and len(kept_names(session)) == 1
+            assert protected_preview(session, dict(rule), release) == first and len(scans) == 1
+            session.commit()
+            few = select(func.count()).where(SpectatorProfile.shows <= 3)
+            assert first["size"] == session.scalar(few) > 0  # σ = 0: the exact count
+
+            newcomer = next(s for s in small_district.spectators if s not in small_district.universe(AS_OF))
+            batch_id = _new_sales(session, [newcomer], dt.datetime(2024, 6, 29, 18, 0))
+            refresh_after_import(session, batch_id, as_of=AS_OF)  # moves the data epoch
+            session.commit()
+            release = Release("secret", data_epoch(session), 2, sigma=0.0)
+            after = protected_preview(session, rule, release)
+            session.commit()
+            assert len(scans) == 2 and after["size"] == session.scalar(few) == first["size"] + 1
+            (name,) = kept_names(session)  # the earlier epoch's breakdown went
+            assert name.startswith(f"{KEPT_SCAN_PREFIX}{data_epoch(session)}:")
+
+            protected_preview(session, rule, release, PAST)
+            session.commit()  # a new request
+            protected_preview(session, rule, release, PAST)
+            assert len(scans) == 4 and len(kept_names(session)) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
