@@ -332,9 +332,9 @@ def power_report(
     pop = population.subquery("population")
     k = strictest_k(session) if release is None else release.k
     name = figure_name(campaign)
-    # one reading of the kept funnel: the population, the eligible total and the name keying their
-    # noise (the state the kept counts are of, as on the campaign page)
-    kept, kept_name, _current = kept_counts(session, campaign) if source == "snapshot" else (None, name, True)
+    # one reading of the kept funnel (none without a snapshot): the population, the eligible total and
+    # the name keying their noise (the state the kept counts are of, as on the campaign page)
+    kept, kept_name, _current = kept_counts(session, campaign)
     if kept is not None:
         # the snapshot is the funnel's segment total, kept with it: the same figure as on the campaign
         # page, with its noise (keyed by the state the kept counts are of), not a count of its members

@@ -4,11 +4,10 @@ it as noisy figures (core.privacy)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -332,19 +331,15 @@ def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | N
     if stored is None or as_of != stored:
         return _scan(session, node, as_of, stored, orgs, with_ids=False)
     epoch = data_epoch(session)
-    asked = json.dumps(
-        {"rule": node.to_json(), "as_of": as_of.isoformat(), "orgs": [[id_, slug] for id_, slug, _name in orgs]},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    # the question's canonical name (the rule and date), and the organisations the breakdown counts
+    asked = question_key(node, as_of) + json.dumps([[id_, slug] for id_, slug, _name in orgs], ensure_ascii=False)
     name = f"{KEPT_SCAN_PREFIX}{epoch}:{hashlib.sha256(asked.encode()).hexdigest()[:32]}"
     kept = read_kept(session, name)
-    try:
-        if kept is not None:
+    if kept is not None:
+        try:
             return _Breakdown(ids=np.empty(0, dtype=np.int64), **kept)
-    except TypeError:  # kept by a version of the breakdown with other fields: counted again
-        pass
+        except TypeError:  # kept by a version of the breakdown with other fields: counted again
+            pass
     found = _scan(session, node, as_of, stored, orgs, with_ids=False)
     session.execute(
         delete(Setting).where(
@@ -352,7 +347,7 @@ def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | N
         ),
         execution_options={"synchronize_session": False},
     )
-    keep_first(session, name, {f.name: getattr(found, f.name) for f in dataclasses.fields(found) if f.name != "ids"})
+    keep_first(session, name, {f.name: getattr(found, f.name) for f in fields(found) if f.name != "ids"})
     return found
 
 
