@@ -121,6 +121,9 @@ class Spectator(Base):
     key: Mapped[str] = mapped_column(String(64), unique=True)
     fsa: Mapped[Optional[str]] = mapped_column(String(3), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # When an import learnt the FSA of a spectator created without one: the pooled facts that read it
+    # move in every season (segments.insight_publish), where a new purchase moves only its own on.
+    fsa_changed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     # A district-wide unsubscribe (DESIGN.md §10): set by any organisation's unsubscribe import,
     # it excludes the spectator from every campaign whatever consent another organisation holds.
     opted_out_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)

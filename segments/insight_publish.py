@@ -8,10 +8,13 @@ What makes a row stale, and who says so:
 
 * a profile refresh (``segments.profiles`` calls :func:`mark_after_refresh`, registered by
   ``segments.init_app``), for the spectators it refreshed: the organisations and disciplines they
-  bought from and the district, for the periods from the season of their first purchase there on
-  (a spectator moves a season's figures only if they bought in the series that season; for the
-  crossover too, which follows a series' spectators elsewhere). A full refresh marks what the
-  spectators changed since the previous full one enter (everything the first time);
+  bought from and the district, for all purchases and the seasons from that of their earliest
+  purchase imported since the refresh's cause (a purchase moves its own season and the later ones,
+  through the life cycle; a spectator moves a season's figures only if they bought in the series
+  that season, for the crossover too, which follows a series' spectators elsewhere), or from that
+  of their first purchase there when something every season reads changed (a postal area learnt,
+  an organisation's contact record, an erasure). A full refresh marks what the spectators changed
+  since the previous full one enter (everything the first time);
 * imports that no refresh followed (a web import): :func:`publish` marks the buyers of the batches
   newer than the last it saw the same way;
 * the date: the facts of all purchases and of the current season are as of a day (life-cycle
@@ -33,12 +36,12 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import SelectBase
 
 from core import sql
-from core.models import DISCIPLINES, ImportBatch, Organisation, Setting, utcnow
+from core.models import DISCIPLINES, Contact, ImportBatch, Organisation, Setting, Spectator, utcnow
 from core.privacy import data_epoch
 from segments.comparison import Period, Season, Series, available_seasons, grouped_series_facts, series_facts
 from segments.insight_store import ALL, COMPARISON, INSIGHTS, mark, rows_state, store_facts
@@ -80,47 +83,117 @@ def expected_keys(session: Session, today: dt.date) -> dict[tuple[str, str, str]
 # --- marks -----------------------------------------------------------------------------------------
 
 
-def _spectators_filter(session: Session, spectator_ids):
+def _spectators_filter(session: Session, spectator_ids, column=T.c.spectator_id):
+    """``column`` (a spectator id) among ``spectator_ids``: a list of ids, or a SELECT of them."""
     if isinstance(spectator_ids, SelectBase):
-        return T.c.spectator_id.in_(spectator_ids)
-    return sql.among(session, T.c.spectator_id, sorted({int(i) for i in spectator_ids}))
+        return column.in_(spectator_ids)
+    return sql.among(session, column, sorted({int(i) for i in spectator_ids}))
 
 
-def keys_of_spectators(session: Session, spectator_ids, today: dt.date) -> set[tuple[str, str, str]]:
-    """The rows whose facts the purchases of these spectators (a list of ids or a SELECT of them)
-    enter: their organisations', their disciplines' and the district's, for all purchases and each
-    season from that of their first purchase in the scope to today's."""
-    if not isinstance(spectator_ids, SelectBase) and not spectator_ids:
-        return set()
-    first: dict[str, dt.date] = {}
-    rows = session.execute(
-        select(T.c.organisation_id, S.c.discipline, func.min(T.c.purchased_at))
-        .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
-        .where(_spectators_filter(session, spectator_ids))
-        .group_by(T.c.organisation_id, S.c.discipline)
-    )
-    for organisation_id, discipline, earliest in rows:
-        day = _day(earliest)
-        for scope in (
-            "district",
-            f"organisation:{organisation_id}",
-            f"discipline:{discipline}" if discipline else None,
-        ):
-            if scope is not None:
-                first[scope] = min(first.get(scope, day), day)
+def _season_keys(first: dict[str, dt.date | None], today: dt.date) -> set[tuple[str, str, str]]:
+    """The rows of each scope: all purchases, and each season from that of its date (if any) to today's."""
     keys = set()
     last = Season.of(today).start_year
     for scope, day in first.items():
         keys |= {(INSIGHTS, scope, ALL), (COMPARISON, scope, ALL)}
-        keys |= {
-            (COMPARISON, scope, Season(year).label) for year in range(Season.of(min(day, today)).start_year, last + 1)
-        }
+        if day is not None:
+            keys |= {
+                (COMPARISON, scope, Season(year).label)
+                for year in range(Season.of(min(day, today)).start_year, last + 1)
+            }
     return keys
 
 
-def mark_after_refresh(session: Session, spectator_ids, as_of: dt.date) -> int:
+def keys_of_spectators(
+    session: Session, spectator_ids, today: dt.date, since: dt.datetime | None = None
+) -> set[tuple[str, str, str]]:
+    """The rows whose facts the purchases of these spectators (a list of ids or a SELECT of them)
+    enter: their organisations', their disciplines' and the district's, for all purchases and each
+    season from that of their first purchase in the scope to today's.
+
+    With ``since`` (what made them due changed after it), a season before the spectator's earliest
+    purchase imported since (in a batch created after it) stays as it is: a purchase moves its own
+    season's facts and the later ones' (the life cycle as of a season's end), never an earlier one.
+    Except where something else of theirs changed since, which every season of a scope reads: a
+    district-wide opt-out (an erasure: the organisations' contact records go), the postal area
+    learnt for the district's and the disciplines' rows, a contact record of the organisation
+    (its postal code) for that organisation's.
+    """
+    if not isinstance(spectator_ids, SelectBase) and not spectator_ids:
+        return set()
+    if since is None:
+        first: dict[str, dt.date | None] = {}
+        rows = session.execute(
+            select(T.c.organisation_id, S.c.discipline, func.min(T.c.purchased_at))
+            .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
+            .where(_spectators_filter(session, spectator_ids))
+            .group_by(T.c.organisation_id, S.c.discipline)
+        )
+        for organisation_id, discipline, earliest in rows:
+            day = _day(earliest)
+            for scope in _scopes(organisation_id, discipline):
+                first[scope] = min(first.get(scope) or day, day)
+        return _season_keys(first, today)
+    return _season_keys(_narrowed_firsts(session, spectator_ids, since), today)
+
+
+def _scopes(organisation_id: int, discipline: str | None) -> list[str]:
+    """The scopes a purchase at this organisation, of a show of this discipline, enters."""
+    scopes = ["district", f"organisation:{organisation_id}"]
+    return scopes + [f"discipline:{discipline}"] if discipline else scopes
+
+
+def _narrowed_firsts(session: Session, spectator_ids, since: dt.datetime) -> dict[str, dt.date | None]:
+    """Scope → the earliest date whose season the spectators' changes since ``since`` move (None: only
+    the facts of all purchases); see :func:`keys_of_spectators`."""
+    new_batches = select(ImportBatch.id).where(ImportBatch.created_at >= since)
+    imported = func.min(case((T.c.batch_id.in_(new_batches), T.c.purchased_at)))
+    rows = session.execute(
+        select(T.c.spectator_id, T.c.organisation_id, S.c.discipline, func.min(T.c.purchased_at), imported)
+        .select_from(T.outerjoin(S, S.c.id == T.c.show_id))
+        .where(_spectators_filter(session, spectator_ids))
+        .group_by(T.c.spectator_id, T.c.organisation_id, S.c.discipline)
+    ).all()
+    sp, k = Spectator.__table__, Contact.__table__
+    among = _spectators_filter(session, spectator_ids, sp.c.id)
+    whole = set(session.scalars(select(sp.c.id).where(among, sp.c.opted_out_at >= since)))
+    area = set(session.scalars(select(sp.c.id).where(among, sp.c.fsa_changed_at >= since)))
+    contacts = {
+        (spectator_id, organisation_id)
+        for spectator_id, organisation_id in session.execute(
+            select(k.c.spectator_id, k.c.organisation_id).where(
+                _spectators_filter(session, spectator_ids, k.c.spectator_id), k.c.updated_at >= since
+            )
+        )
+    }
+    earliest_new: dict[int, dt.date] = {}
+    for spectator_id, _organisation_id, _discipline, _first, new in rows:
+        if new is not None:
+            day = _day(new)
+            earliest_new[spectator_id] = min(earliest_new.get(spectator_id, day), day)
+    first: dict[str, dt.date | None] = {}
+    for spectator_id, organisation_id, discipline, earliest, _new in rows:
+        day = _day(earliest)
+        for scope in _scopes(organisation_id, discipline):
+            if scope.startswith("organisation:"):
+                every_season = (spectator_id, organisation_id) in contacts
+            else:
+                every_season = spectator_id in area
+            if every_season or spectator_id in whole:
+                moved: dt.date | None = day
+            elif spectator_id in earliest_new:
+                moved = max(day, earliest_new[spectator_id])
+            else:
+                moved = None
+            known = first.get(scope)
+            first[scope] = moved if known is None else (known if moved is None else min(known, moved))
+    return first
+
+
+def mark_after_refresh(session: Session, spectator_ids, as_of: dt.date, since: dt.datetime | None = None) -> int:
     """Hook of the profile refresh (``segments.profiles.add_after_refresh``): mark stale what the
-    refreshed spectators' purchases enter. Flushes.
+    refreshed spectators' purchases enter (with ``since``, the moment after which what made them due
+    changed: only the seasons those changes move, :func:`keys_of_spectators`). Flushes.
 
     A full refresh (the new day, or asked for) marks what the spectators changed since the last full
     refresh enter (imports, erasures, consents: ``segments.profiles.changed_since``), everything the
@@ -128,15 +201,15 @@ def mark_after_refresh(session: Session, spectator_ids, as_of: dt.date) -> int:
     with its spectators (at district scale, recomputing every past season each night would take hours).
     """
     if spectator_ids is not None:
-        return mark(session, keys_of_spectators(session, spectator_ids, as_of))
+        return mark(session, keys_of_spectators(session, spectator_ids, as_of, since))
     now = utcnow()
     setting = session.get(Setting, MARKED_SETTING)
     if setting is None:
         session.add(Setting(name=MARKED_SETTING, value=now.isoformat()))
         return mark(session, expected_keys(session, as_of))
-    since = dt.datetime.fromisoformat(setting.value)
+    marked_at = dt.datetime.fromisoformat(setting.value)
     setting.value = now.isoformat()
-    return mark(session, keys_of_spectators(session, changed_since(since), as_of))
+    return mark(session, keys_of_spectators(session, changed_since(marked_at), as_of, marked_at))
 
 
 def _mark_new_batches(session: Session, today: dt.date) -> int:
@@ -148,8 +221,10 @@ def _mark_new_batches(session: Session, today: dt.date) -> int:
         return 0
     marked = 0
     if setting is not None:
-        buyers = select(T.c.spectator_id).where(T.c.batch_id > int(setting.value or 0)).distinct()
-        marked = mark(session, keys_of_spectators(session, buyers, today))
+        seen = int(setting.value or 0)
+        since = session.scalar(select(func.min(ImportBatch.created_at)).where(ImportBatch.id > seen))
+        buyers = select(T.c.spectator_id).where(T.c.batch_id > seen).distinct()
+        marked = mark(session, keys_of_spectators(session, buyers, today, since))
         setting.value = str(latest)
     else:
         session.add(Setting(name=BATCH_SETTING, value=str(latest)))

@@ -421,9 +421,10 @@ def _insert_profiles(session: Session, as_of: dt.date, spectator_ids) -> int:
 # instead of truncating the table.
 TRUNCATE_LOCK_TIMEOUT = "2s"
 
-# Run at the end of every refresh, in its transaction: ``hook(session, spectator_ids, as_of)`` with the
-# refreshed spectators (a list or a SELECT of ids; None after a full refresh). The insight pages'
-# kept facts are marked stale this way (segments.insight_publish, registered by segments.init_app).
+# Run at the end of every refresh, in its transaction: ``hook(session, spectator_ids, as_of, since)`` with
+# the refreshed spectators (a list or a SELECT of ids; None after a full refresh) and the moment after
+# which what made them due changed (None when unknown). The insight pages' kept facts are marked
+# stale this way (segments.insight_publish, registered by segments.init_app).
 _after_refresh: list[Callable] = []
 
 
@@ -434,7 +435,11 @@ def add_after_refresh(hook: Callable) -> None:
 
 
 def refresh_profiles(
-    session: Session, spectator_ids=None, as_of: dt.date | None = None, secret: str | None = None
+    session: Session,
+    spectator_ids=None,
+    as_of: dt.date | None = None,
+    secret: str | None = None,
+    since: dt.datetime | None = None,
 ) -> int:
     """(Re)build spectator profiles as of ``as_of`` (default today) in a few set-wise statements.
 
@@ -447,6 +452,8 @@ def refresh_profiles(
     :param secret: the district secret that gives spectators still without a cell key theirs
         (default: the application's, when there is one); every refresh advances the data epoch
         (core.privacy), so that the noisy pooled figures are redrawn.
+    :param since: what made these spectators due is what changed after this moment (an import's
+        start, the last refresh), passed on to the hooks (None: unknown).
     :returns: the number of profile rows written.
     """
     as_of = as_of or dt.date.today()
@@ -477,7 +484,7 @@ def refresh_profiles(
     _set_refreshed_at(session, utcnow())
     advance_epoch(session)
     for hook in _after_refresh:
-        hook(session, spectator_ids, as_of)
+        hook(session, spectator_ids, as_of, since)
     session.flush()
     # the rewritten pages all-visible (index-only scans of a rule on a region stay index-only)
     sql.vacuum_after_commit(session, P)
@@ -507,7 +514,7 @@ def last_refreshed_at(session: Session) -> dt.datetime | None:
 def changed_since(since: dt.datetime) -> Select:
     """SELECT of the spectators whose purchases or consents changed after ``since``: transactions
     of batches created after it, contacts updated after it, consents given or withdrawn after it,
-    district-wide opt-outs after it."""
+    district-wide opt-outs or postal areas learnt after it."""
     b = ImportBatch.__table__
     k = Contact.__table__
     c = Consent.__table__
@@ -519,7 +526,7 @@ def changed_since(since: dt.datetime) -> Select:
         .select_from(c.join(k, k.c.id == c.c.contact_id))
         .where(or_(c.c.given_at >= since, c.c.withdrawn_at >= since))
     )
-    from_opt_outs = select(sp.c.id).where(sp.c.opted_out_at >= since)
+    from_opt_outs = select(sp.c.id).where(or_(sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since))
     return from_batches.union(from_contacts, from_consents, from_opt_outs)
 
 
@@ -539,7 +546,7 @@ def refresh_changed(session: Session, as_of: dt.date | None = None, full: bool =
         _set_refreshed_at(session, utcnow())
         session.flush()
         return "incremental", 0
-    return "incremental", refresh_profiles(session, ids, as_of)
+    return "incremental", refresh_profiles(session, ids, as_of, since=since)
 
 
 def refresh_after_import(session: Session, batch_id: int, as_of: dt.date | None = None) -> int:
@@ -569,4 +576,4 @@ def refresh_after_import(session: Session, batch_id: int, as_of: dt.date | None 
     as_of = as_of or dt.date.today()
     if profiles_as_of(session) != as_of:
         return refresh_profiles(session, None, as_of)
-    return refresh_profiles(session, ids, as_of)
+    return refresh_profiles(session, ids, as_of, since=batch.created_at)

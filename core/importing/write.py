@@ -207,8 +207,11 @@ class _SpectatorLookup:
             found[key][0]: values["fsa"] for key, values in wanted.items() if values.get("fsa") and not found[key][1]
         }
         if fill:
+            now = utcnow()
             self.session.execute(
-                update(_spectators).where(_spectators.c.id == bindparam("b_id")).values(fsa=bindparam("b_fsa")),
+                update(_spectators)
+                .where(_spectators.c.id == bindparam("b_id"))
+                .values(fsa=bindparam("b_fsa"), fsa_changed_at=now),
                 [{"b_id": k, "b_fsa": v} for k, v in fill.items()],
             )
             for key, values in wanted.items():

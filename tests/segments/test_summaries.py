@@ -140,7 +140,7 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
 
     # 1. New spectators buy theatre at one organisation in June 2024: only that organisation, theatre
     # and the district move, for all purchases and the 2023-2024 season.
-    people = [(f"Nouveau{n}", f"nouveau{n}@example.org", f"H2X {n}A{n}") for n in range(6)]
+    people = [(f"Nouveau{n}", f"nouveau{n}@example.org", f"H2X {n}A{n}" if n != 2 else "") for n in range(6)]
     batch = _import(session, tmp_path, "theatre-nord", people, dt.date(2024, 6, 20), "Theatre", "i1")
     refresh_after_import(session, batch, as_of=AS_OF)
     session.commit()
@@ -161,6 +161,46 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     periods = {period for _kind, _scope, period in due(session, AS_OF)}
     assert periods == {ALL, "2022-2023", "2023-2024"}
     assert f"organisation:{_id(session, 'festival-est')}" not in {scope for _k, scope, _p in due(session, AS_OF)}
+    touched |= {scope for _kind, scope, _period in due(session, AS_OF)}
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+    organisations = {slug: f"organisation:{_id(session, slug)}" for slug in ("theatre-nord", "danse-sud")}
+    theirs = {"district", "discipline:theatre", "discipline:dance", *organisations.values()}
+
+    # 2b. Two of them buy theatre again this season, their details unchanged: their purchases since
+    # 2022 are as they were, so the 2022-2023 season stays as it is (only its facts could say otherwise).
+    batch = _import(session, tmp_path, "theatre-nord", people[:2], dt.date(2024, 6, 25), "Theatre", "i2b")
+    refresh_after_import(session, batch, as_of=AS_OF)
+    session.commit()
+    assert set(due(session, AS_OF)) == {
+        (kind, scope, period)
+        for scope in theirs
+        for kind, period in ((INSIGHTS, ALL), (COMPARISON, ALL), (COMPARISON, "2023-2024"))
+    }
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+
+    # 2c. The one who never gave a postal code gives one: the district's and the disciplines' rows read
+    # it in every season they hold them in; dance's organisation reads its own contact records, unchanged.
+    located = [(people[2][0], people[2][1], "H2X 2B2")]
+    batch = _import(session, tmp_path, "theatre-nord", located, dt.date(2024, 6, 26), "Theatre", "i2c")
+    refresh_after_import(session, batch, as_of=AS_OF)
+    session.commit()
+    stale = set(due(session, AS_OF))
+    assert {(COMPARISON, "district", "2022-2023"), (COMPARISON, "discipline:dance", "2022-2023")} <= stale
+    assert (COMPARISON, organisations["danse-sud"], "2022-2023") not in stale
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+
+    # 2d. One of them moves and tells the dance company: its rows read its contact record in every
+    # season; the district keeps the area it knew (an import fills an unknown area, never replaces one).
+    moved = [(people[0][0], people[0][1], "H3A 1B1")]
+    batch = _import(session, tmp_path, "danse-sud", moved, dt.date(2024, 6, 27), "Dance", "i2d")
+    refresh_after_import(session, batch, as_of=AS_OF)
+    session.commit()
+    stale = set(due(session, AS_OF))
+    assert (COMPARISON, organisations["danse-sud"], "2022-2023") in stale
+    assert not {(COMPARISON, "district", "2022-2023"), (COMPARISON, "discipline:dance", "2022-2023")} & stale
     touched |= {scope for _kind, scope, _period in due(session, AS_OF)}
     publish(session, AS_OF, commit=session.commit)
     assert_kept_facts_agree(session, AS_OF)
