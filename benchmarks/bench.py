@@ -20,7 +20,9 @@ the end even on error or SIGTERM; SQLite: a temporary file), migrated, filled wi
 - outcomes and report: ``4 × recipients`` new transactions (2,000,000 at 1M spectators) bulk-inserted
   in the window, then outcome matching and the full report (``refresh_report``).
 
-Progress goes to stderr; ``--json`` prints exactly one JSON object on stdout. Developer switches
+Progress goes to stderr; ``--json`` prints exactly one JSON object on stdout; ``--out FILE`` keeps
+the same report in FILE, rewritten after every step (``"partial": true`` until the end), so that a
+run stopped before its end still leaves what it measured. Developer switches
 (environment): ``PILOT_BENCH_KEEP=1`` keeps the scratch databases for a post-mortem (their URLs
 are printed); ``PILOT_BENCH_PROFILE=DIR`` writes cProfile files of the timed steps to DIR.
 """
@@ -34,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -64,10 +67,18 @@ from benchmarks.steps import (
 
 
 def bench_engine(
-    engine: str, scale: Scale, pg_server: str, seed: int, folder: Path, echo, out: dict | None = None
+    engine: str,
+    scale: Scale,
+    pg_server: str,
+    seed: int,
+    folder: Path,
+    echo,
+    out: dict | None = None,
+    measured: Callable[[], None] = lambda: None,
 ) -> dict:
     """Every figure of one engine, in a scratch database of its own, filled into ``out`` step by
-    step (so that what was measured before a failure is still reported)."""
+    step (so that what was measured before a failure is still reported), ``measured`` called after
+    each step."""
     from core import create_app
     from core.db import get_db
     from core.migrate import upgrade
@@ -95,13 +106,20 @@ def bench_engine(
                 out["demo"] = build_district(db, scale.spectators, seed, echo)
                 out["demo_s"] = out["demo"]["seconds"]
                 echo(f"district: {out['demo']['transactions']:,} transactions in {out['demo_s']:.1f} s")
+                measured()
                 out["import"] = import_figures(db, url, scale, seed, folder, engine, echo)
+                measured()
                 out["profile_refresh"] = profile_figures(db, scale, seed, folder, engine, echo)
+                measured()
                 out["rules"], out["rules_context"] = rule_figures(db, folder, engine, echo)
+                measured()
                 out["assignment"], experiment_id = assignment_figures(db, scale, seed, engine, echo)
+                measured()
                 out["outcomes_report"] = outcome_figures(db, experiment_id, scale, seed, engine, echo)
+                measured()
             # outside the app context: each request must push its own (Flask-Login keeps its user on g)
             out["pages"], out["pooled_refresh"] = _pages(app, db, experiment_id, folder, seed, echo, scale.spectators)
+            measured()
         finally:
             db.engine.dispose()
     echo.engine = ""
@@ -206,8 +224,13 @@ def assess(engine: str, figures: dict) -> dict:
     return out
 
 
-def collect(spectators: int, engines, pg_server: str, seed: int, echo=None) -> dict:
-    """Run the benchmark and return the figures as one dict (the JSON of ``pilot bench --json``)."""
+def collect(spectators: int, engines, pg_server: str, seed: int, echo=None, out: Path | None = None) -> dict:
+    """Run the benchmark and return the figures as one dict (the JSON of ``pilot bench --json``).
+
+    :param out: a file where the report measured so far is written after every step of each engine
+        (``"partial": true`` until the end, when the whole report is written there too): a run
+        stopped or killed still leaves its figures.
+    """
     from benchmarks.duck import require_duckdb
 
     require_duckdb()
@@ -232,12 +255,17 @@ def collect(spectators: int, engines, pg_server: str, seed: int, echo=None) -> d
         "engines": {},
     }
     folder = Path(tempfile.mkdtemp(prefix="pilot-bench-"))
+
+    def measured() -> None:
+        if out is not None:
+            _write(out, {**report, "partial": True, "seconds": round(time.perf_counter() - echo.began, 1)})
+
     try:
         with _sigterm_unwinds():
             for engine in engines:
                 figures = report["engines"][engine] = {}
                 try:
-                    bench_engine(engine, scale, pg_server, seed, folder, echo, figures)
+                    bench_engine(engine, scale, pg_server, seed, folder, echo, figures, measured)
                 except Exception as exc:  # report what was measured, and what failed
                     import traceback
 
@@ -262,7 +290,16 @@ def collect(spectators: int, engines, pg_server: str, seed: int, echo=None) -> d
             "DESIGN.md §12's targets are set at 1M spectators / 10M transactions; "
             f"this run has {spectators:,} spectators, so its timings say little about them."
         ]
+    if out is not None:
+        _write(out, report)
     return report
+
+
+def _write(path: Path, report: dict) -> None:
+    """Replace ``path`` with the report, whole or not at all (written aside, then renamed)."""
+    aside = path.with_name(path.name + ".part")
+    aside.write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
+    os.replace(aside, path)
 
 
 def checks(report: dict) -> dict:
@@ -362,10 +399,11 @@ def _table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_bench(spectators: int, engines, pg_server: str, seed: int, as_json: bool) -> dict:
-    """The ``pilot bench`` command: measure, then print a table or (``as_json``) one JSON object."""
+def run_bench(spectators: int, engines, pg_server: str, seed: int, as_json: bool, out: Path | None = None) -> dict:
+    """The ``pilot bench`` command: measure, then print a table or (``as_json``) one JSON object;
+    with ``out``, the report so far is also kept in that file after every step (:func:`collect`)."""
     try:
-        report = collect(spectators, engines, pg_server, seed)
+        report = collect(spectators, engines, pg_server, seed, out=out)
     except RuntimeError as exc:
         if "pip install" in str(exc):
             raise click.ClickException(str(exc)) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -23,7 +25,12 @@ import click
 )
 @click.option("--seed", type=int, default=2017, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def bench_command(spectators, engines, pg_server, seed, as_json):
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also keep the JSON report in this file, rewritten after every step: a stopped run keeps what it measured.",
+)
+def bench_command(spectators, engines, pg_server, seed, as_json, out):
     """The performance benchmark of DESIGN.md §12, against each engine's own baselines."""
     from benchmarks.bench import run_bench
 
@@ -33,6 +40,7 @@ def bench_command(spectators, engines, pg_server, seed, as_json):
         pg_server=pg_server,
         seed=seed,
         as_json=as_json,
+        out=out,
     )
 
 

@@ -34,10 +34,14 @@ def bench(pytestconfig):
         "--database",
         PG_SERVER,
         "--json",
+        "--out",
+        str(ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json"),
     ]
     for engine in engines:
         args += ["--engine", engine]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_BENCH_")}
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    (ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json").unlink(missing_ok=True)
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     # the figures of the run, kept for reading (CI prints where): never asserted
@@ -88,6 +92,14 @@ def test_prints_one_json_object_with_every_figure_of_design_12(bench):
             "assignment_s",
             "outcomes_report_s",
         }
+
+
+def test_keeps_the_whole_report_in_the_out_file(bench):
+    """``--out`` holds the report after every step; at the end, the very report printed."""
+    _engines, done = bench
+    kept = json.loads((ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json").read_text(encoding="utf-8"))
+    assert "partial" not in kept
+    assert kept == json.loads(done.stdout)
 
 
 def test_members_equal_duckdb_and_across_engines(bench):
