@@ -90,6 +90,15 @@ def _import(session, tmp_path: Path, slug: str, people, day: dt.date, discipline
     return result.batch_id
 
 
+def _stale_after_import(session, tmp_path: Path, slug: str, people, day: dt.date, discipline: str, prefix: str):
+    """Import the sales, refresh the profiles of their buyers as the importer does, and return the
+    kept rows now due."""
+    batch = _import(session, tmp_path, slug, people, day, discipline, prefix)
+    refresh_after_import(session, batch, as_of=AS_OF)
+    session.commit()
+    return set(due(session, AS_OF))
+
+
 def _normalised(facts: dict) -> dict:
     """The facts through JSON (as kept), their lists of rows in one order (engines group in theirs)."""
     facts = json.loads(json.dumps(facts))
@@ -169,10 +178,8 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
 
     # 2b. Two of them buy theatre again this season, their details unchanged: their purchases since
     # 2022 are as they were, so the 2022-2023 season stays as it is (only its facts could say otherwise).
-    batch = _import(session, tmp_path, "theatre-nord", people[:2], dt.date(2024, 6, 25), "Theatre", "i2b")
-    refresh_after_import(session, batch, as_of=AS_OF)
-    session.commit()
-    assert set(due(session, AS_OF)) == {
+    stale = _stale_after_import(session, tmp_path, "theatre-nord", people[:2], dt.date(2024, 6, 25), "Theatre", "i2b")
+    assert stale == {
         (kind, scope, period)
         for scope in theirs
         for kind, period in ((INSIGHTS, ALL), (COMPARISON, ALL), (COMPARISON, "2023-2024"))
@@ -183,10 +190,7 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     # 2c. The one who never gave a postal code gives one: the district's and the disciplines' rows read
     # it in every season they hold them in; dance's organisation reads its own contact records, unchanged.
     located = [(people[2][0], people[2][1], "H2X 2B2")]
-    batch = _import(session, tmp_path, "theatre-nord", located, dt.date(2024, 6, 26), "Theatre", "i2c")
-    refresh_after_import(session, batch, as_of=AS_OF)
-    session.commit()
-    stale = set(due(session, AS_OF))
+    stale = _stale_after_import(session, tmp_path, "theatre-nord", located, dt.date(2024, 6, 26), "Theatre", "i2c")
     assert {(COMPARISON, "district", "2022-2023"), (COMPARISON, "discipline:dance", "2022-2023")} <= stale
     assert (COMPARISON, organisations["danse-sud"], "2022-2023") not in stale
     publish(session, AS_OF, commit=session.commit)
@@ -195,13 +199,10 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     # 2d. One of them moves and tells the dance company: its rows read its contact record in every
     # season; the district keeps the area it knew (an import fills an unknown area, never replaces one).
     moved = [(people[0][0], people[0][1], "H3A 1B1")]
-    batch = _import(session, tmp_path, "danse-sud", moved, dt.date(2024, 6, 27), "Dance", "i2d")
-    refresh_after_import(session, batch, as_of=AS_OF)
-    session.commit()
-    stale = set(due(session, AS_OF))
+    stale = _stale_after_import(session, tmp_path, "danse-sud", moved, dt.date(2024, 6, 27), "Dance", "i2d")
     assert (COMPARISON, organisations["danse-sud"], "2022-2023") in stale
     assert not {(COMPARISON, "district", "2022-2023"), (COMPARISON, "discipline:dance", "2022-2023")} & stale
-    touched |= {scope for _kind, scope, _period in due(session, AS_OF)}
+    touched |= {scope for _kind, scope, _period in stale}
     publish(session, AS_OF, commit=session.commit)
     assert_kept_facts_agree(session, AS_OF)
 
