@@ -247,9 +247,9 @@ _CONSENT_STAGE = Table(
 )
 
 
-# A batch's transactions are written in the order of the (spectator, purchase date) index: each of its
-# pages is then visited once per batch rather than once per row (the district's index is larger than
-# the engine's cache, and a random insertion order reads a page per row).
+# A batch's transactions are written in the order of the (spectator, purchase date) index, so that its
+# pages are visited in order rather than at random: a bare insert of 1 M rows of random order into a
+# 1 M SQLite district took 48.7 s sorted per 20,000 against 72.5 (docs/performance.md, 2026-12-07).
 _BY_SPECTATOR_AND_DATE = operator.itemgetter(1, 4)
 
 
