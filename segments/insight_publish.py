@@ -36,7 +36,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import SelectBase
 
@@ -132,7 +132,7 @@ def keys_of_spectators(
         for organisation_id, discipline, earliest in rows:
             day = _day(earliest)
             for scope in _scopes(organisation_id, discipline):
-                first[scope] = min(first.get(scope) or day, day)
+                first[scope] = _earlier(first.get(scope), day)
         return _season_keys(first, today)
     return _season_keys(_narrowed_firsts(session, spectator_ids, since), today)
 
@@ -155,9 +155,18 @@ def _narrowed_firsts(session: Session, spectator_ids, since: dt.datetime) -> dic
         .group_by(T.c.spectator_id, T.c.organisation_id, S.c.discipline)
     ).all()
     sp, k = Spectator.__table__, Contact.__table__
-    among = _spectators_filter(session, spectator_ids, sp.c.id)
-    whole = set(session.scalars(select(sp.c.id).where(among, sp.c.opted_out_at >= since)))
-    area = set(session.scalars(select(sp.c.id).where(among, sp.c.fsa_changed_at >= since)))
+    whole: set[int] = set()  # opted out (an erasure) since: every season of every scope
+    area: set[int] = set()  # postal area learnt since: every season of the district's and disciplines'
+    for spectator_id, opted_out, located in session.execute(
+        select(sp.c.id, sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since).where(
+            _spectators_filter(session, spectator_ids, sp.c.id),
+            or_(sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since),
+        )
+    ):
+        if opted_out:
+            whole.add(spectator_id)
+        if located:
+            area.add(spectator_id)
     contacts = {
         (spectator_id, organisation_id)
         for spectator_id, organisation_id in session.execute(
@@ -185,9 +194,13 @@ def _narrowed_firsts(session: Session, spectator_ids, since: dt.datetime) -> dic
                 moved = max(day, earliest_new[spectator_id])
             else:
                 moved = None
-            known = first.get(scope)
-            first[scope] = moved if known is None else (known if moved is None else min(known, moved))
+            first[scope] = _earlier(first.get(scope), moved)
     return first
+
+
+def _earlier(one: dt.date | None, other: dt.date | None) -> dt.date | None:
+    """The earlier of two dates, either of which may be None (no date)."""
+    return other if one is None else one if other is None else min(one, other)
 
 
 def mark_after_refresh(session: Session, spectator_ids, as_of: dt.date, since: dt.datetime | None = None) -> int:
