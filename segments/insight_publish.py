@@ -47,7 +47,7 @@ from segments.comparison import Period, Season, Series, available_seasons, group
 from segments.insight_store import ALL, COMPARISON, INSIGHTS, mark, rows_state, store_facts
 from segments.insight_tables import S, Scope, T, discipline_choices
 from segments.insights import InsightQuery
-from segments.profiles import changed_since
+from segments.profiles import changed_since, erased_since
 
 BATCH_SETTING = "pooled_summary_batch"  # the highest import batch whose buyers were marked
 MARKED_SETTING = "pooled_summary_marked_at"  # when the last full profile refresh marked what had changed
@@ -155,12 +155,13 @@ def _narrowed_firsts(session: Session, spectator_ids, since: dt.datetime) -> dic
         .group_by(T.c.spectator_id, T.c.organisation_id, S.c.discipline)
     ).all()
     sp, k = Spectator.__table__, Contact.__table__
-    whole: set[int] = set()  # opted out (an erasure) since: every season of every scope
+    whole: set[int] = set()  # opted out or erased since: every season of every scope
     area: set[int] = set()  # postal area learnt since: every season of the district's and disciplines'
+    erased = sp.c.id.in_(erased_since(since))
     for spectator_id, opted_out, located in session.execute(
-        select(sp.c.id, sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since).where(
+        select(sp.c.id, or_(sp.c.opted_out_at >= since, erased), sp.c.fsa_changed_at >= since).where(
             _spectators_filter(session, spectator_ids, sp.c.id),
-            or_(sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since),
+            or_(sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since, erased),
         )
     ):
         if opted_out:

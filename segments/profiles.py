@@ -50,6 +50,7 @@ from sqlalchemy.sql.expression import SelectBase
 from core import sql, sql_expressions
 from core.models import (
     DISCIPLINES,
+    AuditEvent,
     Consent,
     Contact,
     ImportBatch,
@@ -527,7 +528,19 @@ def changed_since(since: dt.datetime) -> Select:
         .where(or_(c.c.given_at >= since, c.c.withdrawn_at >= since))
     )
     from_opt_outs = select(sp.c.id).where(or_(sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since))
-    return from_batches.union(from_contacts, from_consents, from_opt_outs)
+    return from_batches.union(from_contacts, from_consents, from_opt_outs, erased_since(since))
+
+
+def erased_since(since: dt.datetime) -> Select:
+    """SELECT of the spectators erased on request after ``since``, read from the audit log: an
+    erasure deletes their contact records and leaves an earlier opt-out's date as it was, so
+    nothing else on their rows says that they changed."""
+    return select(cast(AuditEvent.object_id, Integer)).where(
+        AuditEvent.action == "person.erase",
+        AuditEvent.object_type == "spectator",
+        AuditEvent.object_id.is_not(None),
+        AuditEvent.at >= since,
+    )
 
 
 def refresh_changed(session: Session, as_of: dt.date | None = None, full: bool = False) -> tuple[str, int]:

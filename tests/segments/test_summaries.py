@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 
 from core.importing import import_file
-from core.models import Organisation, Spectator, Transaction
+from core.models import Contact, Organisation, Spectator, Transaction
 from segments.comparison import Period, Season, Series
 from segments.insight_publish import _scope_of, due, expected_keys, publish
 from segments.insight_store import ALL, COMPARISON, INSIGHTS, read_facts
@@ -140,7 +140,7 @@ def _id(session, slug: str) -> int:
 
 
 def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, small_district, tmp_path):  # noqa: F811
-    from campaigns.erasure import erase_person
+    from campaigns.erasure import erase_person, erase_spectators
 
     first = publish(session, AS_OF, commit=session.commit)
     assert first["published"] == len(expected_keys(session, AS_OF)) and first["left"] == 0
@@ -209,6 +209,31 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     # 3. One of them is erased on request (their contact records and postal codes go; their pooled
     # purchases stay): the next refresh finds them (opted out since) and marks what they entered.
     assert erase_person(session, "nouveau1@example.org", DISTRICT_SECRET).spectator_ids
+    session.commit()
+    mode, _rows = refresh_changed(session, as_of=AS_OF)
+    session.commit()
+    assert mode == "incremental" and due(session, AS_OF)
+    touched |= {scope for _kind, scope, _period in due(session, AS_OF)}
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+
+    # 3b. Someone who had opted out long ago is erased: their opt-out's date stays as it was, yet their
+    # contact records (and the postal codes their organisations' rows read) go, so the refresh must
+    # still find them.
+    long_gone = session.scalar(
+        select(Spectator.id)
+        .where(
+            Spectator.opted_out_at.is_not(None),
+            Spectator.id.in_(select(Contact.spectator_id)),
+            # not a festival-goer: step 4 checks that the festival's rows are never marked
+            Spectator.id.not_in(
+                select(Transaction.spectator_id).where(Transaction.organisation_id == _id(session, "festival-est"))
+            ),
+        )
+        .order_by(Spectator.id)
+    )
+    assert long_gone is not None
+    erase_spectators(session, [long_gone])
     session.commit()
     mode, _rows = refresh_changed(session, as_of=AS_OF)
     session.commit()
