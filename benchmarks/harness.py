@@ -56,13 +56,16 @@ class Scale:
     new_transactions: int
 
     @classmethod
-    def of(cls, spectators: int) -> "Scale":
+    def of(cls, spectators: int, memory_rows: int | None = None) -> "Scale":
+        """The sizes for ``spectators``; ``memory_rows``: one more rolled-back import of that many
+        lines, for its peak memory (``pilot bench --memory-rows``)."""
         import_rows = min(1_000_000, 2 * spectators)
         recipients = min(500_000, spectators // 2)
+        probe_rows = max(1_000, import_rows // 10)
         return cls(
             spectators=spectators,
             import_rows=import_rows,
-            probe_rows=(max(1_000, import_rows // 10),),
+            probe_rows=tuple(sorted({probe_rows, memory_rows or probe_rows} - {import_rows})),
             delta_spectators=max(10, spectators // 100),
             recipients=recipients,
             new_transactions=4 * recipients,

@@ -15,6 +15,7 @@ from tests.conftest import PG_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ("cross_sell", "lapsed", "upsell", "geography", "value")
+MEMORY_ROWS = 3_000  # a third probe (pilot bench --memory-rows): its peak is kept beside the others
 SPECTATORS = 20_000
 
 
@@ -36,6 +37,8 @@ def bench(pytestconfig):
         "--json",
         "--out",
         str(ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json"),
+        "--memory-rows",
+        str(MEMORY_ROWS),
     ]
     for engine in engines:
         args += ["--engine", engine]
@@ -66,7 +69,10 @@ def test_prints_one_json_object_with_every_figure_of_design_12(bench):
         for key in ("rows", "rows_per_s", "baseline_rows_per_s", "ratio"):
             assert isinstance(imp[key], (int, float)) and imp[key] > 0, (engine, key)
         assert imp["rows"] == 2 * SPECTATORS
-        assert len(imp["peak_rss_mb"]) == 2 and all(mb > 0 for mb in imp["peak_rss_mb"].values())
+        # the main import, the probe of a tenth of it and the one of --memory-rows
+        assert sorted(map(int, imp["peak_rss_mb"])) == sorted({2 * SPECTATORS, 2 * SPECTATORS // 10, MEMORY_ROWS})
+        assert all(mb > 0 for mb in imp["peak_rss_mb"].values())
+        assert imp["peak_rss_mb_measured_10m_rows"] is None  # no probe of 10 M lines at this scale
         refresh = figures["profile_refresh"]
         assert refresh["incremental_s"] > 0 and refresh["full_s"] > 0 and refresh["ratio"] > 0
         assert refresh["spectators_touched"] == SPECTATORS // 100
@@ -150,3 +156,21 @@ def test_times_every_main_page_of_each_role_cold_and_warm(bench):
         assert targets["pages_met"]["target"] == f"= {len(pages)} pages"
         for key in ("pages_worst_warm_ms_p50", "pages_worst_warm_ms_p95", "pages_worst_cold_ms"):
             assert targets[key]["met"] in (True, False), (engine, key)
+
+
+def test_the_memory_target_is_measured_when_a_10m_probe_ran_and_extrapolated_otherwise():
+    """``--memory-rows 10000000`` makes the 10 M-row target a measurement; without it the bench
+    extrapolates from its probes, and says so."""
+    from benchmarks.bench import assess
+
+    imp = {
+        "ratio": 0.6,
+        "peak_rss_mb": {"100000": 371.0, "1000000": 475.0, "10000000": 493.0},
+        "peak_rss_mb_extrapolated_10m_rows": 1519.2,
+        "peak_rss_mb_measured_10m_rows": 493.0,
+    }
+    measured = assess("sqlite", {"import": imp})["import_peak_rss_mb_at_10m_rows"]
+    assert measured["value"] == 493.0 and measured["met"] is True and "measured" in measured["target"]
+    imp = {**imp, "peak_rss_mb": {"100000": 371.0, "1000000": 475.0}, "peak_rss_mb_measured_10m_rows": None}
+    extrapolated = assess("sqlite", {"import": imp})["import_peak_rss_mb_at_10m_rows"]
+    assert extrapolated["value"] == 1519.2 and extrapolated["met"] is False and "extrapolated" in extrapolated["target"]
