@@ -99,6 +99,19 @@ def _stale_after_import(session, tmp_path: Path, slug: str, people, day: dt.date
     return set(due(session, AS_OF))
 
 
+def _refreshed_and_published(session) -> set[str]:
+    """Commit, refresh what changed since the last refresh, require that something is due, publish
+    it, compare every kept row with the raw rows, and return the scopes that were due."""
+    session.commit()
+    mode, _rows = refresh_changed(session, as_of=AS_OF)
+    session.commit()
+    stale = due(session, AS_OF)
+    assert mode == "incremental" and stale
+    publish(session, AS_OF, commit=session.commit)
+    assert_kept_facts_agree(session, AS_OF)
+    return {scope for _kind, scope, _period in stale}
+
+
 def _normalised(facts: dict) -> dict:
     """The facts through JSON (as kept), their lists of rows in one order (engines group in theirs)."""
     facts = json.loads(json.dumps(facts))
@@ -209,13 +222,7 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     # 3. One of them is erased on request (their contact records and postal codes go; their pooled
     # purchases stay): the next refresh finds them (opted out since) and marks what they entered.
     assert erase_person(session, "nouveau1@example.org", DISTRICT_SECRET).spectator_ids
-    session.commit()
-    mode, _rows = refresh_changed(session, as_of=AS_OF)
-    session.commit()
-    assert mode == "incremental" and due(session, AS_OF)
-    touched |= {scope for _kind, scope, _period in due(session, AS_OF)}
-    publish(session, AS_OF, commit=session.commit)
-    assert_kept_facts_agree(session, AS_OF)
+    touched |= _refreshed_and_published(session)
 
     # 3b. Someone who had opted out long ago is erased: their opt-out's date stays as it was, yet their
     # contact records (and the postal codes their organisations' rows read) go, so the refresh must
@@ -234,13 +241,7 @@ def test_kept_facts_follow_imports_an_erasure_a_refresh_and_the_date(session, sm
     )
     assert long_gone is not None
     erase_spectators(session, [long_gone])
-    session.commit()
-    mode, _rows = refresh_changed(session, as_of=AS_OF)
-    session.commit()
-    assert mode == "incremental" and due(session, AS_OF)
-    touched |= {scope for _kind, scope, _period in due(session, AS_OF)}
-    publish(session, AS_OF, commit=session.commit)
-    assert_kept_facts_agree(session, AS_OF)
+    touched |= _refreshed_and_published(session)
 
     # 4. A full refresh marks what the spectators changed since the last full one (the fixture's) enter:
     # the imported and the erased ones, never an organisation none of them bought from.
