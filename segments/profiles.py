@@ -515,7 +515,7 @@ def last_refreshed_at(session: Session) -> dt.datetime | None:
 def changed_since(since: dt.datetime) -> Select:
     """SELECT of the spectators whose purchases or consents changed after ``since``: transactions
     of batches created after it, contacts updated after it, consents given or withdrawn after it,
-    district-wide opt-outs or postal areas learnt after it."""
+    district-wide opt-outs, postal areas learnt and erasures (:func:`erased_since`) after it."""
     b = ImportBatch.__table__
     k = Contact.__table__
     c = Consent.__table__
