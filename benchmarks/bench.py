@@ -36,7 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import click
@@ -55,11 +55,13 @@ from benchmarks.harness import (
     scratch_database,
 )
 from benchmarks.steps import (
+    STEPS,
     assignment_figures,
     build_district,
     import_figures,
     outcome_figures,
     profile_figures,
+    ready_profiles,
     rule_figures,
 )
 
@@ -75,10 +77,12 @@ def bench_engine(
     echo,
     out: dict | None = None,
     measured: Callable[[], None] = lambda: None,
+    steps: Collection[str] = STEPS,
 ) -> dict:
     """Every figure of one engine, in a scratch database of its own, filled into ``out`` step by
     step (so that what was measured before a failure is still reported), ``measured`` called after
-    each step."""
+    each step. ``steps``: the steps measured (:data:`STEPS`); what a later one needs and was not
+    asked for is done untimed (the profiles, the launch)."""
     from core import create_app
     from core.db import get_db
     from core.migrate import upgrade
@@ -107,19 +111,31 @@ def bench_engine(
                 out["demo_s"] = out["demo"]["seconds"]
                 echo(f"district: {out['demo']['transactions']:,} transactions in {out['demo_s']:.1f} s")
                 measured()
-                out["import"] = import_figures(db, url, scale, seed, folder, engine, echo)
+                if "import" in steps:
+                    out["import"] = import_figures(db, url, scale, seed, folder, engine, echo)
+                    measured()
+                if "profiles" in steps:
+                    out["profile_refresh"] = profile_figures(db, scale, seed, folder, engine, echo)
+                    measured()
+                elif set(steps) & {"rules", "launch", "outcomes", "pages"}:
+                    ready_profiles(db, echo)
+                if "rules" in steps:
+                    out["rules"], out["rules_context"] = rule_figures(db, folder, engine, echo)
+                    measured()
+                if set(steps) & {"launch", "outcomes", "pages"}:
+                    assignment, experiment_id = assignment_figures(db, scale, seed, engine, echo)
+                    if "launch" in steps:
+                        out["assignment"] = assignment
+                        measured()
+                if "outcomes" in steps:
+                    out["outcomes_report"] = outcome_figures(db, experiment_id, scale, seed, engine, echo)
+                    measured()
+            if "pages" in steps:
+                # outside the app context: each request must push its own (Flask-Login keeps its user on g)
+                out["pages"], out["pooled_refresh"] = _pages(
+                    app, db, experiment_id, folder, seed, echo, scale.spectators
+                )
                 measured()
-                out["profile_refresh"] = profile_figures(db, scale, seed, folder, engine, echo)
-                measured()
-                out["rules"], out["rules_context"] = rule_figures(db, folder, engine, echo)
-                measured()
-                out["assignment"], experiment_id = assignment_figures(db, scale, seed, engine, echo)
-                measured()
-                out["outcomes_report"] = outcome_figures(db, experiment_id, scale, seed, engine, echo)
-                measured()
-            # outside the app context: each request must push its own (Flask-Login keeps its user on g)
-            out["pages"], out["pooled_refresh"] = _pages(app, db, experiment_id, folder, seed, echo, scale.spectators)
-            measured()
         finally:
             db.engine.dispose()
     echo.engine = ""
@@ -240,12 +256,14 @@ def collect(
     echo=None,
     out: Path | None = None,
     memory_rows: int | None = None,
+    steps: Collection[str] = STEPS,
 ) -> dict:
     """Run the benchmark and return the figures as one dict (the JSON of ``pilot bench --json``).
 
     :param out: a file where the report measured so far is written after every step of each engine
         (``"partial": true`` until the end, when the whole report is written there too): a run
         stopped or killed still leaves its figures.
+    :param steps: the steps measured (``pilot bench --step``), each engine's district built first.
     """
     from benchmarks.duck import require_duckdb
 
@@ -268,6 +286,7 @@ def collect(
             "new_transactions": scale.new_transactions,
             "rule_runs": RULE_RUNS,
         },
+        "steps": [step for step in STEPS if step in set(steps)],
         "engines": {},
     }
     folder = Path(tempfile.mkdtemp(prefix="pilot-bench-"))
@@ -281,7 +300,7 @@ def collect(
             for engine in engines:
                 figures = report["engines"][engine] = {}
                 try:
-                    bench_engine(engine, scale, pg_server, seed, folder, echo, figures, measured)
+                    bench_engine(engine, scale, pg_server, seed, folder, echo, figures, measured, report["steps"])
                 except Exception as exc:  # report what was measured, and what failed
                     import traceback
 
@@ -346,10 +365,10 @@ def _table(report: dict) -> str:
             lines.append(f"{engine}: FAILED: {figures['error']} (figures measured before the failure are in --json)")
             continue
         imp, prof, asg, out = (
-            figures["import"],
-            figures["profile_refresh"],
-            figures["assignment"],
-            figures["outcomes_report"],
+            figures.get("import"),
+            figures.get("profile_refresh"),
+            figures.get("assignment"),
+            figures.get("outcomes_report"),
         )
         targets = report["targets"][engine]
 
@@ -360,26 +379,28 @@ def _table(report: dict) -> str:
         lines.append("")
         lines.append(f"{engine} (district built in {figures['demo_s']:.0f} s)")
         lines.append(f"  {'figure':<38} {'value':>14} {'baseline':>14} {'ratio':>8}  target")
-        lines.append(
-            f"  {'import rows/s':<38} {imp['rows_per_s']:>14,} {imp['baseline_rows_per_s']:>14,} "
-            f"{imp['ratio']:>8.3f}  >= 0.5 {mark('import_ratio')}"
-        )
-        if "unindexed_rows_per_s" in imp:
+        if imp:
             lines.append(
-                f"  {'  the same vs an unindexed text load':<38} {imp['rows_per_s']:>14,} "
-                f"{imp['unindexed_rows_per_s']:>14,} {imp['ratio_to_unindexed']:>8.3f}  (for scale)"
+                f"  {'import rows/s':<38} {imp['rows_per_s']:>14,} {imp['baseline_rows_per_s']:>14,} "
+                f"{imp['ratio']:>8.3f}  >= 0.5 {mark('import_ratio')}"
             )
-        peaks = ", ".join(f"{int(r):,} rows {mb:.0f} MB" for r, mb in imp["peak_rss_mb"].items())
-        at_10m = targets["import_peak_rss_mb_at_10m_rows"]["value"]
-        if imp.get("peak_rss_mb_measured_10m_rows") is not None:
-            assessed = f"10M rows {at_10m:.0f} MB (measured) "
-        else:
-            assessed = f"10M rows ~{at_10m:.0f} MB " if at_10m is not None else "10M rows: not assessed "
-        lines.append(f"  {'import peak RSS':<38} {peaks}; " + assessed + mark("import_peak_rss_mb_at_10m_rows"))
-        lines.append(
-            f"  {'profile refresh incremental / full (s)':<38} {prof['incremental_s']:>14.2f} "
-            f"{prof['full_s']:>14.2f} {prof['ratio']:>8.3f}  <= 0.1 {mark('profile_ratio')}"
-        )
+            if "unindexed_rows_per_s" in imp:
+                lines.append(
+                    f"  {'  the same vs an unindexed text load':<38} {imp['rows_per_s']:>14,} "
+                    f"{imp['unindexed_rows_per_s']:>14,} {imp['ratio_to_unindexed']:>8.3f}  (for scale)"
+                )
+            peaks = ", ".join(f"{int(r):,} rows {mb:.0f} MB" for r, mb in imp["peak_rss_mb"].items())
+            at_10m = targets["import_peak_rss_mb_at_10m_rows"]["value"]
+            if imp.get("peak_rss_mb_measured_10m_rows") is not None:
+                assessed = f"10M rows {at_10m:.0f} MB (measured) "
+            else:
+                assessed = f"10M rows ~{at_10m:.0f} MB " if at_10m is not None else "10M rows: not assessed "
+            lines.append(f"  {'import peak RSS':<38} {peaks}; " + assessed + mark("import_peak_rss_mb_at_10m_rows"))
+        if prof:
+            lines.append(
+                f"  {'profile refresh incremental / full (s)':<38} {prof['incremental_s']:>14.2f} "
+                f"{prof['full_s']:>14.2f} {prof['ratio']:>8.3f}  <= 0.1 {mark('profile_ratio')}"
+            )
         pooled = figures.get("pooled_refresh")
         if pooled:
             label = f"pooled facts after {pooled['import_rows']:,} rows / all (s)"
@@ -387,21 +408,23 @@ def _table(report: dict) -> str:
                 f"  {label:<38} {pooled['incremental_s']:>14.2f} {pooled['full_s']:>14.2f} "
                 f"{pooled['ratio'] if pooled['ratio'] is not None else float('nan'):>8.3f}  <= 0.1 {mark('pooled_ratio')}"
             )
-        for name, rule in figures["rules"].items():
+        for name, rule in figures.get("rules", {}).items():
             label = f"rule {name} ({rule['members']:,}) ms"
             lines.append(
                 f"  {label:<38} {rule['ms_p50']:>14.1f} {rule['duckdb_ms_p50']:>14.1f} "
                 f"{rule['ratio']:>8.3f}  {mark(f'rule_{name}_ratio')}/{mark(f'rule_{name}_ms')}"
                 f"{'' if rule['members_match'] else ' MEMBERS DIFFER FROM DUCKDB'}"
             )
-        lines.append(
-            f"  {'assignment ' + format(asg['recipients'], ',') + ' recipients (s)':<38} "
-            f"{asg['seconds']:>14.2f} {'':>14} {'':>8}  <= 5 {mark('assignment_s')}"
-        )
-        lines.append(
-            f"  {'outcomes + report (s)':<38} {out['seconds']:>14.2f} {'':>14} {'':>8}  <= 10 "
-            f"{mark('outcomes_report_s')}"
-        )
+        if asg:
+            lines.append(
+                f"  {'assignment ' + format(asg['recipients'], ',') + ' recipients (s)':<38} "
+                f"{asg['seconds']:>14.2f} {'':>14} {'':>8}  <= 5 {mark('assignment_s')}"
+            )
+        if out:
+            lines.append(
+                f"  {'outcomes + report (s)':<38} {out['seconds']:>14.2f} {'':>14} {'':>8}  <= 10 "
+                f"{mark('outcomes_report_s')}"
+            )
         if figures.get("pages"):
             lines.append(f"  {'pages (ms)':<38} {'cold':>14} {'warm p50':>14} {'p95':>8}  <= 1000/150/300")
         for name, page in figures.get("pages", {}).items():
@@ -423,11 +446,12 @@ def run_bench(
     as_json: bool,
     out: Path | None = None,
     memory_rows: int | None = None,
+    steps: Collection[str] = STEPS,
 ) -> dict:
     """The ``pilot bench`` command: measure, then print a table or (``as_json``) one JSON object;
     with ``out``, the report so far is also kept in that file after every step (:func:`collect`)."""
     try:
-        report = collect(spectators, engines, pg_server, seed, out=out, memory_rows=memory_rows)
+        report = collect(spectators, engines, pg_server, seed, out=out, memory_rows=memory_rows, steps=steps)
     except RuntimeError as exc:
         if "pip install" in str(exc):
             raise click.ClickException(str(exc)) from None

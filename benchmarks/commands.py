@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from benchmarks.steps import STEPS
+
 
 @click.command("bench")
 @click.option("--spectators", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
@@ -36,7 +38,15 @@ import click
     help="Also import a file of this many lines (rolled back) for its peak memory: 10000000 measures "
     "the 10 M-row target instead of extrapolating it (about 25 minutes more per engine).",
 )
-def bench_command(spectators, engines, pg_server, seed, as_json, out, memory_rows):
+@click.option(
+    "--step",
+    "steps",
+    type=click.Choice(STEPS),
+    multiple=True,
+    help="Measure only this step (repeatable; default: every step). The district is built first; the "
+    "profiles and the launch that later steps need are done untimed when not asked for.",
+)
+def bench_command(spectators, engines, pg_server, seed, as_json, out, memory_rows, steps):
     """The performance benchmark of DESIGN.md §12, against each engine's own baselines."""
     from benchmarks.bench import run_bench
 
@@ -48,6 +58,7 @@ def bench_command(spectators, engines, pg_server, seed, as_json, out, memory_row
         as_json=as_json,
         out=out,
         memory_rows=memory_rows,
+        **({"steps": steps} if steps else {}),
     )
 
 

@@ -81,6 +81,9 @@ def existing_buyers(db, count: int, stride: int = 1, offset: int = 0):
 
 # --- import -------------------------------------------------------------------------------------
 
+# The steps of each engine, in the order they run (pilot bench --step): each measures its figures
+# on the district that the steps before it left.
+STEPS = ("import", "profiles", "rules", "launch", "outcomes", "pages")
 STAGE_COLUMNS = 21
 TEN_MILLION = 10_000_000  # the rows of the import's memory target (DESIGN.md §12)
 
@@ -268,6 +271,18 @@ def import_figures(db, url: str, scale: Scale, seed: int, folder: Path, engine: 
 
 
 # --- profiles -----------------------------------------------------------------------------------
+
+
+def ready_profiles(db, echo) -> None:
+    """The profiles that the rules, the launch and the pages read, when their own step is not
+    measured (``pilot bench --step``): one full refresh, untimed."""
+    from segments.profiles import refresh_profiles
+
+    echo("profiles: full refresh (not measured)...")
+    with db.session() as session:
+        refresh_profiles(session)
+        session.commit()
+    _analyze(db)
 
 
 def profile_figures(db, scale: Scale, seed: int, folder: Path, engine: str, echo) -> dict:

@@ -174,3 +174,32 @@ def test_the_memory_target_is_measured_when_a_10m_probe_ran_and_extrapolated_oth
     imp = {**imp, "peak_rss_mb": {"100000": 371.0, "1000000": 475.0}, "peak_rss_mb_measured_10m_rows": None}
     extrapolated = assess("sqlite", {"import": imp})["import_peak_rss_mb_at_10m_rows"]
     assert extrapolated["value"] == 1519.2 and extrapolated["met"] is False and "extrapolated" in extrapolated["target"]
+
+
+def test_measures_only_the_steps_asked_for(pytestconfig):
+    """``--step import --step launch``: the district, then those two figures only; the profiles the
+    launch reads are refreshed untimed, and the table prints what was measured."""
+    pytest.importorskip("duckdb", reason="the benchmark's DuckDB baseline is the 'bench' extra")
+    from benchmarks.bench import _table
+
+    chosen = pytestconfig.getoption("--db")
+    engines = ("postgresql", "sqlite") if chosen == "all" else (chosen,)
+    args = [sys.executable, "-c", "import sys; from core.cli import main; sys.exit(main())", "bench"]
+    args += ["--spectators", "1000", "--database", PG_SERVER, "--json", "--step", "launch", "--step", "import"]
+    for engine in engines:
+        args += ["--engine", engine]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_BENCH_")}
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    assert report["steps"] == ["import", "launch"]
+    assert "profiles: full refresh (not measured)" in done.stderr
+    for engine in engines:
+        figures = report["engines"][engine]
+        assert {"import", "assignment"} <= set(figures), engine
+        assert not {"profile_refresh", "rules", "outcomes_report", "pages", "pooled_refresh"} & set(figures), engine
+        assert figures["assignment"]["recipients"] > 0 and figures["import"]["rows"] == 2000
+        targets = report["targets"][engine]
+        assert {"import_ratio", "assignment_s"} <= set(targets) and "profile_ratio" not in targets
+    table = _table(report)
+    assert "import rows/s" in table and "recipients (s)" in table and "profile refresh" not in table
