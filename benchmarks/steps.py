@@ -84,6 +84,8 @@ def existing_buyers(db, count: int, stride: int = 1, offset: int = 0):
 # The steps of each engine, in the order they run (pilot bench --step): each measures its figures
 # on the district that the steps before it left.
 STEPS = ("import", "profiles", "rules", "launch", "outcomes", "pages")
+READ_PROFILES = frozenset({"rules", "launch", "outcomes", "pages"})  # steps that need the profiles refreshed
+READ_LAUNCH = frozenset({"launch", "outcomes", "pages"})  # steps that need the campaign launched
 STAGE_COLUMNS = 21
 TEN_MILLION = 10_000_000  # the rows of the import's memory target (DESIGN.md §12)
 

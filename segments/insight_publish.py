@@ -157,12 +157,10 @@ def _narrowed_firsts(session: Session, spectator_ids, since: dt.datetime) -> dic
     sp, k = Spectator.__table__, Contact.__table__
     whole: set[int] = set()  # opted out or erased since: every season of every scope
     area: set[int] = set()  # postal area learnt since: every season of the district's and disciplines'
-    erased = sp.c.id.in_(erased_since(since))
+    gone = or_(sp.c.opted_out_at >= since, sp.c.id.in_(erased_since(since)))
+    learnt = sp.c.fsa_changed_at >= since
     for spectator_id, opted_out, located in session.execute(
-        select(sp.c.id, or_(sp.c.opted_out_at >= since, erased), sp.c.fsa_changed_at >= since).where(
-            _spectators_filter(session, spectator_ids, sp.c.id),
-            or_(sp.c.opted_out_at >= since, sp.c.fsa_changed_at >= since, erased),
-        )
+        select(sp.c.id, gone, learnt).where(_spectators_filter(session, spectator_ids, sp.c.id), or_(gone, learnt))
     ):
         if opted_out:
             whole.add(spectator_id)
