@@ -26,6 +26,7 @@ from core.kept import keep_first, read_kept
 from core.models import Setting, Spectator
 from core.privacy import Cell, Figure, Release, data_epoch, is_small, share, strictest_k, suppress
 from core.sql_expressions import every_value, integers
+from segments import column_scan
 from segments.profiles import (
     LIFECYCLE_STAGES,
     MAX_MASK_ORGANISATION_ID,
@@ -340,7 +341,9 @@ def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | N
             return _Breakdown(ids=np.empty(0, dtype=np.int64), **kept)
         except TypeError:  # kept by a version of the breakdown with other fields: counted again
             pass
-    found = _scan(session, node, as_of, stored, orgs, with_ids=False)
+    found = _columns_scan(session, node, as_of, stored, orgs) or _scan(
+        session, node, as_of, stored, orgs, with_ids=False
+    )
     session.execute(
         delete(Setting).where(
             Setting.name.like(f"{KEPT_SCAN_PREFIX}%"), ~Setting.name.like(f"{KEPT_SCAN_PREFIX}{epoch}:%")
@@ -349,6 +352,18 @@ def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | N
     )
     keep_first(session, name, {f.name: getattr(found, f.name) for f in fields(found) if f.name != "ids"})
     return found
+
+
+def _columns_scan(
+    session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list
+) -> _Breakdown | None:
+    """:func:`_scan`'s breakdown counted over the kept profile columns (segments.column_scan), or
+    None when they cannot answer the rule."""
+    counted = column_scan.breakdown(session, node, as_of, stored, orgs)
+    if counted is None:
+        return None
+    counts, _ids = counted
+    return _Breakdown(ids=np.empty(0, dtype=np.int64), **{f.name: getattr(counts, f.name) for f in fields(counts)})
 
 
 def question_key(node: Node, as_of: dt.date) -> str:

@@ -61,6 +61,7 @@ from core.models import (
     utcnow,
 )
 from core.privacy import advance_epoch, fill_cell_keys, instance_secret
+from segments import profile_columns
 from segments.lifecycle import LAPSE_DAYS, LIFECYCLE_DAYS, SHOW_THRESHOLDS, STAGES, TWO_YEARS_DAYS, YEAR_DAYS
 from segments.models import SpectatorProfile
 
@@ -482,6 +483,8 @@ def refresh_profiles(
             chunk = unique[start : start + CHUNK]
             session.execute(delete(P).where(P.c.spectator_id.in_(chunk)))
             written += _insert_profiles(session, as_of, chunk)
+    # the profiles as columns, for new rules' previews (segments.profile_columns), in this transaction
+    profile_columns.keep_after_refresh(session, spectator_ids, as_of)
     _set_refreshed_at(session, utcnow())
     advance_epoch(session)
     for hook in _after_refresh:

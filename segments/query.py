@@ -125,7 +125,7 @@ def consents_day(as_of: dt.date, profile_as_of: dt.date | None) -> dt.date:
     return max(as_of, profile_as_of) if profile_as_of else as_of
 
 
-def _mask_ids(cond: Condition, organisations: Mapping[str, int] | None) -> list[int] | None:
+def mask_ids(cond: Condition, organisations: Mapping[str, int] | None) -> list[int] | None:
     """The organisation ids of an organisation condition when the mask can answer it, else None."""
     if organisations is None:
         return None
@@ -135,14 +135,14 @@ def _mask_ids(cond: Condition, organisations: Mapping[str, int] | None) -> list[
     return ids
 
 
-def _base_column(cond: Condition) -> str:
-    """The base's column for a condition it answers (see :func:`_on_base`)."""
+def base_column(cond: Condition) -> str:
+    """The base's column for a condition it answers (see :func:`on_base`)."""
     if cond.within_days is not None:
         return WINDOW_COLUMNS[(cond.field, cond.within_days)]
     return PROFILE_COLUMN[cond.field]
 
 
-def _on_base(cond: Condition, organisations: Mapping[str, int] | None, windows: bool = True) -> bool:
+def on_base(cond: Condition, organisations: Mapping[str, int] | None, windows: bool = True) -> bool:
     """Whether the base table (profiles or derived facts) answers this condition.
 
     :param windows: False leaves every window to the transactions (the reference path the tests
@@ -153,15 +153,15 @@ def _on_base(cond: Condition, organisations: Mapping[str, int] | None, windows: 
     if cond.field == "venue":
         return False
     if cond.field == "organisation":
-        return _mask_ids(cond, organisations) is not None
+        return mask_ids(cond, organisations) is not None
     return True
 
 
 def _base_columns(node: Node, organisations, extra=(), windows: bool = True) -> set[str]:
     columns = {"spectator_id", *extra}
     for cond in iter_conditions(node):
-        if _on_base(cond, organisations, windows):
-            columns.add(_base_column(cond))
+        if on_base(cond, organisations, windows):
+            columns.add(base_column(cond))
     return columns
 
 
@@ -214,8 +214,8 @@ def _cost_rank(node: Node, ctx: _Context) -> int:
     their column, then the rest (subgroups, transactions). Engines mostly test a row's conditions
     in the written order and stop at the first that decides: an early, fixed-width column is
     cheap to read, a late text or a subquery is not."""
-    if isinstance(node, Condition) and _on_base(node, ctx.organisations, ctx.windows):
-        name = _base_column(node)
+    if isinstance(node, Condition) and on_base(node, ctx.organisations, ctx.windows):
+        name = base_column(node)
         if name in ctx.base.c:
             return list(ctx.base.c.keys()).index(name)
     return len(ctx.base.c)
@@ -296,14 +296,14 @@ def _days_since(column, op: str, value, as_of: dt.date):
 
 def _condition(cond: Condition, ctx: _Context):
     field, op, value = cond.field, cond.op, cond.value
-    if not _on_base(cond, ctx.organisations, ctx.windows):
+    if not on_base(cond, ctx.organisations, ctx.windows):
         kind = cond.spec.kind
         if kind == "set":
             return _set_from_transactions(cond, ctx)
         return _count_from_transactions(cond, ctx)
-    column = ctx.base.c[_base_column(cond)]
+    column = ctx.base.c[base_column(cond)]
     if field == "organisation":
-        ids = _mask_ids(cond, ctx.organisations)
+        ids = mask_ids(cond, ctx.organisations)
         mask = sum(1 << i for i in set(ids))
         return _mask_test(column, op, mask, complete=len(ids) == len(value))
     if field == "discipline":

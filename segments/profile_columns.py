@@ -1,0 +1,259 @@
+"""The profiles kept as columns: one array per profile column, in the database, written by every profile
+refresh in its transaction and read (through a per-process copy checked against its version) by the
+previews of new rules (``segments.column_scan``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Sequence, cast
+
+import numpy as np
+from sqlalchemy import Select, delete, insert, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import SelectBase
+
+from segments.models import ProfileColumn, SpectatorProfile
+
+P = SpectatorProfile.__table__
+PC = ProfileColumn.__table__
+
+# How each profile column is kept: "int64" and "int32" (never NULL), "float" (NULL as NaN), "day"
+# (days since 1970-01-01, NULL as NULL_DAY), "flag" (1 or 0, NULL as NULL_CODE) and "text" (codes
+# into the column's vocabulary, NULL as NULL_CODE). The spectator id comes first: rows are in its order.
+KINDS: dict[str, str] = {
+    "spectator_id": "int32",
+    "organisation_mask": "int64",
+    "organisation_mask_365": "int64",
+    "organisation_mask_730": "int64",
+    "spent_cents": "int64",
+    "spent_cents_365": "int64",
+    "spent_cents_730": "int64",
+    "promo_share": "float",
+    "shows": "int32",
+    "orders": "int32",
+    "tickets": "int32",
+    "shows_548": "int32",
+    "discipline_mask": "int32",
+    "discipline_mask_365": "int32",
+    "discipline_mask_730": "int32",
+    "cell_key": "int32",
+    "first_purchase_on": "day",
+    "last_purchase_on": "day",
+    "subscriber": "flag",
+    "newsletter": "flag",
+    "contactable": "flag",
+    "lifecycle": "text",
+    "fsa": "text",
+    "main_channel": "text",
+    "lead_days": "float",
+}
+NAMES = tuple(KINDS)
+NULL_CODE = -1
+NULL_DAY = int(np.iinfo(np.int32).min)
+EPOCH_DAY = dt.date(1970, 1, 1)
+READ_CHUNK = 100_000  # profile rows per fetch of a whole build
+IDS_CHUNK = 2_000  # spectator ids per statement of an update
+
+
+@dataclass(frozen=True)
+class Column:
+    """One kept column: ``kind`` (see KINDS), its ``values`` with rows in spectator order and, for
+    a text column, the ``vocabulary`` its codes index."""
+
+    kind: str
+    values: np.ndarray
+    vocabulary: tuple[str, ...] = ()
+
+    def valid(self) -> np.ndarray:
+        """Which rows hold a value (SQL's IS NOT NULL)."""
+        if self.kind == "float":
+            return ~np.isnan(self.values)
+        if self.kind == "day":
+            return self.values != NULL_DAY
+        if self.kind in ("flag", "text"):
+            return self.values != NULL_CODE
+        return np.ones(len(self.values), dtype=bool)
+
+
+def day_number(day: dt.date) -> int:
+    """A date as days since 1970-01-01, the unit of the kept date columns."""
+    return (day - EPOCH_DAY).days
+
+
+# --- from profile rows to columns -----------------------------------------------------------------
+
+
+def _to_values(kind: str, cells: Sequence, vocabulary: dict[str | None, int]) -> np.ndarray:
+    """One column's cells (as the driver gives them) as its kept values."""
+    if kind in ("int64", "int32"):
+        return np.array(cells, dtype=kind)
+    if kind == "float":
+        return np.array(cells, dtype=np.float64)  # None → NaN
+    if kind == "day":
+        days = np.array(cells, dtype="datetime64[D]")  # None → NaT
+        numbers = days.astype(np.int64)
+        numbers[np.isnat(days)] = NULL_DAY
+        return numbers.astype(np.int32)
+    if kind == "flag":
+        flags = np.array(cells, dtype=np.float64)  # True/False/None → 1/0/NaN
+        return np.where(np.isnan(flags), NULL_CODE, flags).astype(np.int8)
+    return np.array([vocabulary.setdefault(cell, len(vocabulary) - 1) for cell in cells], dtype=np.int32)
+
+
+def _read_rows(session: Session, where=None) -> dict[str, Column]:
+    """The columns of the profile rows ``where`` selects (all of them without it), in spectator order."""
+    query = select(*(P.c[name] for name in NAMES)).order_by(P.c.spectator_id)
+    if where is not None:
+        query = query.where(where)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in NAMES}
+    vocabularies: dict[str, dict[str | None, int]] = {name: {None: NULL_CODE} for name in NAMES}
+    for rows in session.execute(query.execution_options(yield_per=READ_CHUNK)).partitions():
+        for name, cells in zip(NAMES, zip(*rows)):
+            parts[name].append(_to_values(KINDS[name], cells, vocabularies[name]))
+    columns = {}
+    for name in NAMES:
+        kind = KINDS[name]
+        values = np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=_dtype(kind))
+        words = tuple(word for word in vocabularies[name] if word is not None) if kind == "text" else ()
+        columns[name] = Column(kind, values, words)
+    return columns
+
+
+def _dtype(kind: str) -> np.dtype:
+    return np.dtype({"float": np.float64, "day": np.int32, "flag": np.int8, "text": np.int32}.get(kind, kind))
+
+
+def _recode(column: Column, vocabulary: tuple[str, ...]) -> np.ndarray:
+    """A text column's codes in another vocabulary that holds every word of its own."""
+    position = {word: i for i, word in enumerate(vocabulary)}
+    mapping = np.array([position[word] for word in column.vocabulary] + [NULL_CODE], dtype=np.int32)
+    return mapping[column.values]  # NULL_CODE (-1) indexes the mapping's last entry, NULL_CODE
+
+
+def _merged(kept: dict[str, Column], fresh: dict[str, Column], changed: np.ndarray) -> dict[str, Column]:
+    """The kept columns with the rows of the ``changed`` spectators replaced by the ``fresh`` ones
+    (a changed spectator without a fresh row has lost their profile)."""
+    keep = ~np.isin(kept["spectator_id"].values, changed, assume_unique=True)
+    ids = np.concatenate([kept["spectator_id"].values[keep], fresh["spectator_id"].values])
+    order = np.argsort(ids, kind="stable")
+    merged = {}
+    for name in NAMES:
+        old, new = kept[name], fresh[name]
+        vocabulary = old.vocabulary
+        old_values, new_values = old.values[keep], new.values
+        if old.kind == "text":
+            vocabulary = old.vocabulary + tuple(word for word in new.vocabulary if word not in set(old.vocabulary))
+            new_values = _recode(new, vocabulary)
+        merged[name] = Column(old.kind, np.concatenate([old_values, new_values])[order], vocabulary)
+    return merged
+
+
+# --- storage ----------------------------------------------------------------------------------------
+
+
+def _dumped(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _loaded(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _write(session: Session, columns: dict[str, Column], as_of: dt.date) -> str:
+    """Replace the kept columns by ``columns`` under a new version; returns it."""
+    version = uuid.uuid4().hex
+    rows = len(columns["spectator_id"].values)
+    session.execute(delete(ProfileColumn))
+    for name in NAMES:
+        column = columns[name]
+        session.execute(
+            insert(ProfileColumn).values(
+                name=name,
+                version=version,
+                as_of=as_of,
+                rows=rows,
+                vocabulary=list(column.vocabulary) if column.kind == "text" else None,
+                data=_dumped(column.values),
+            )
+        )
+    _remember(version, as_of, columns)
+    return version
+
+
+def forget(session: Session) -> None:
+    """Drop the kept columns (previews read the profile table until the next refresh keeps them)."""
+    session.execute(delete(ProfileColumn))
+
+
+def _ids_of(session: Session, spectator_ids) -> np.ndarray:
+    if isinstance(spectator_ids, SelectBase):
+        spectator_ids = session.execute(cast(Select, spectator_ids)).scalars()
+    return np.unique(np.fromiter((int(i) for i in spectator_ids), dtype=np.int64))
+
+
+def keep_after_refresh(session: Session, spectator_ids, as_of: dt.date) -> None:
+    """Bring the kept columns up to the profiles a refresh has just written (in its transaction):
+    all of them after a full refresh (``spectator_ids`` None) or when none are kept for ``as_of``;
+    otherwise only the rows of ``spectator_ids`` (a list or a SELECT of ids) are read again."""
+    kept = None if spectator_ids is None else kept_columns(session, NAMES, as_of)
+    if kept is None:
+        _write(session, _read_rows(session), as_of)
+        return
+    changed = _ids_of(session, spectator_ids)
+    fresh_parts = [
+        _read_rows(session, P.c.spectator_id.in_(changed[start : start + IDS_CHUNK].tolist()))
+        for start in range(0, len(changed), IDS_CHUNK)
+    ] or [_read_rows(session, P.c.spectator_id.in_([]))]
+    fresh = fresh_parts[0]
+    for part in fresh_parts[1:]:
+        fresh = _merged(fresh, part, np.zeros(0, dtype=np.int64))
+    _write(session, _merged(kept, fresh, changed), as_of)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+# This process's copy of the last version it read: (version, as_of, {name: Column}).
+_copy: dict = {"version": None, "as_of": None, "columns": {}}
+_copy_lock = threading.Lock()
+
+
+def _remember(version: str, as_of: dt.date, columns: dict[str, Column]) -> None:
+    with _copy_lock:
+        _copy.update(version=version, as_of=as_of, columns=dict(columns))
+
+
+def kept_columns(session: Session, names: Iterable[str], as_of: dt.date) -> dict[str, Column] | None:
+    """The kept columns ``names`` of the profiles of ``as_of``, or None when they are not kept (no
+    refresh has kept them yet, or they describe another date).
+
+    The process keeps a copy of the last version it read: each call reads the kept versions (a
+    few bytes) and only the arrays it lacks.
+    """
+    wanted = list(dict.fromkeys(["spectator_id", *names]))
+    stamps = dict(session.execute(select(PC.c.name, PC.c.version).where(PC.c.as_of == as_of)).all())
+    versions = {stamps.get(name) for name in wanted}
+    if len(versions) != 1 or None in versions:
+        return None
+    (version,) = versions
+    with _copy_lock:
+        have = dict(_copy["columns"]) if _copy["version"] == version else {}
+    missing = [name for name in wanted if name not in have]
+    if missing:
+        rows = session.execute(
+            select(PC.c.name, PC.c.version, PC.c.vocabulary, PC.c.data).where(PC.c.name.in_(missing))
+        ).all()
+        for name, row_version, vocabulary, data in rows:
+            if row_version != version:  # rewritten since the versions were read: read anew later
+                return None
+            have[name] = Column(KINDS[name], _loaded(data), tuple(vocabulary or ()))
+        with _copy_lock:
+            if _copy["version"] != version:
+                _copy.update(version=version, as_of=as_of, columns={})
+            _copy["columns"].update({name: have[name] for name in missing})
+    return {name: have[name] for name in wanted}
