@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence, cast
 
 import numpy as np
-from sqlalchemy import Select, delete, insert, select
+from sqlalchemy import Select, delete, insert, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import SelectBase
+from sqlalchemy.types import NullType
 
 from segments.models import ProfileColumn, SpectatorProfile
 
@@ -106,7 +107,10 @@ def _to_values(kind: str, cells: Sequence, vocabulary: dict[str | None, int]) ->
 
 def _read_rows(session: Session, where=None) -> dict[str, Column]:
     """The columns of the profile rows ``where`` selects (all of them without it), in spectator order."""
-    query = select(*(P.c[name] for name in NAMES)).order_by(P.c.spectator_id)
+    # The driver's own values (a date as SQLite's text, a flag as its integer): numpy converts them
+    # in C, where the columns' types would build a Python object per cell (13 s against 8 s for the
+    # million profiles of the demo district).
+    query = select(*(type_coerce(P.c[name], NullType()).label(name) for name in NAMES)).order_by(P.c.spectator_id)
     if where is not None:
         query = query.where(where)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in NAMES}
