@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.common import CampaignError, audit_as, in_chunks
 from core.identity import identity_basis, normalise_email, spectator_key
-from core.models import Consent, Contact, Spectator, utcnow
+from core.models import PERSON_ERASED, Consent, Contact, Spectator, utcnow
 from core.scrub import Identities, scrub_files
 
 # An erased spectator's key: never an HMAC (those are 64 hex digits), so no identity finds it again.
@@ -103,7 +103,7 @@ def erase_spectators(
         audit_as(
             session,
             user,
-            "person.erase",
+            PERSON_ERASED,
             object_type="spectator",
             object_id=spectator_id,
             contacts_deleted=contacts,
@@ -124,7 +124,7 @@ def erase_person(
         audit_as(
             session,
             user,
-            "person.erase",
+            PERSON_ERASED,
             object_type="spectator",
             found=False,
         )

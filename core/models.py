@@ -351,6 +351,11 @@ class LoginThrottle(Base):
     locked_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
+# The audit action of an erasure on request (campaigns.erasure): the profile refresh and the import
+# quality page find the erasures in the audit log by it.
+PERSON_ERASED = "person.erase"
+
+
 class AuditEvent(Base):
     """An append-only record of something sensitive: who did what to which object, when."""
 

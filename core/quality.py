@@ -178,9 +178,9 @@ def quality_fingerprint(session, organisation_id: int) -> list[int]:
     """What an organisation's month facts move with: its imports (core.headline.imports_fingerprint)
     and the erasures on request (each an audit event)."""
     from core.headline import imports_fingerprint
-    from core.models import AuditEvent
+    from core.models import PERSON_ERASED, AuditEvent
 
-    erasures = session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "person.erase"))
+    erasures = session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == PERSON_ERASED))
     return [*imports_fingerprint(session, organisation_id), int(erasures or 0)]
 
 

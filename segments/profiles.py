@@ -50,6 +50,7 @@ from sqlalchemy.sql.expression import SelectBase
 from core import sql, sql_expressions
 from core.models import (
     DISCIPLINES,
+    PERSON_ERASED,
     AuditEvent,
     Consent,
     Contact,
@@ -539,7 +540,7 @@ def erased_since(since: dt.datetime) -> Select:
     erasure deletes their contact records and leaves an earlier opt-out's date as it was, so
     nothing else on their rows says that they changed."""
     return select(cast(AuditEvent.object_id, Integer)).where(
-        AuditEvent.action == "person.erase",
+        AuditEvent.action == PERSON_ERASED,
         AuditEvent.object_type == "spectator",
         AuditEvent.object_id.is_not(None),
         AuditEvent.at >= since,
