@@ -533,7 +533,7 @@ def ready_campaign(db, recipients: int, now: dt.datetime) -> int:
 def assignment_figures(db, scale: Scale, seed: int, engine: str, echo) -> tuple[dict, int]:
     from campaigns.models import Campaign
     from core.models import utcnow
-    from experiments import services
+    from experiments import reports, services
 
     now = utcnow().replace(microsecond=0)
     echo(f"assignment: preparing a campaign of {scale.recipients:,} contactable spectators (not timed)...")
@@ -548,7 +548,15 @@ def assignment_figures(db, scale: Scale, seed: int, engine: str, echo) -> tuple[
             experiment = services.launch(session, campaign, now=launch_at, seed=seed, timings=steps)
             session.commit()
         experiment_id, recipients = experiment.id, experiment.recipients
-    echo(f"assignment: {recipients:,} recipients launched in {timer.seconds:.2f} s ({steps})")
+        # the first report, as the launch page stores it after the launch (experiments.views.launch);
+        # without it the first reader of the report would build it
+        with Timer() as reporting:
+            reports.refresh_report(session, experiment)
+            session.commit()
+    echo(
+        f"assignment: {recipients:,} recipients launched in {timer.seconds:.2f} s ({steps}); "
+        f"the first report stored in {reporting.seconds:.1f} s (not timed)"
+    )
     return {
         "recipients": int(recipients),
         "seconds": round(timer.seconds, 3),

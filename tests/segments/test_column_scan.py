@@ -215,3 +215,11 @@ def test_text_codes_stand_for_their_words(shared_district, field):
 
         table = dict(session.execute(select(SpectatorProfile.spectator_id, getattr(SpectatorProfile, field))).all())
         assert words == [table[int(i)] for i in kept["spectator_id"].values]
+
+
+def test_a_refresh_of_nobody_keeps_the_columns_as_they_are(db, small_district):
+    with db.session() as session:
+        version = session.scalar(select(ProfileColumn.version).limit(1))
+        refresh_profiles(session, select(Spectator.id).where(Spectator.id < 0), as_of=AS_OF)
+        assert session.scalar(select(ProfileColumn.version).limit(1)) == version
+        _kept_equal_read(session)
