@@ -20,13 +20,10 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from core.models import DISCIPLINES
-from segments.profile_columns import Column, day_number, kept_columns
+from segments.profile_columns import KeptColumn, day_number, kept_columns
 from segments.profiles import LIFECYCLE_STAGES, MAX_MASK_ORGANISATION_ID
-from segments.query import base_column, mask_ids, on_base
+from segments.query import BREAKDOWN_COLUMNS, FLIPPED, base_column, mask_ids, on_base
 from segments.rules import Condition, Group, Node, Not, iter_conditions
-
-# The columns every breakdown reads beside the rule's own.
-BREAKDOWN = ("organisation_mask", "lifecycle", "contactable", "cell_key")
 
 
 @dataclass(frozen=True)
@@ -52,8 +49,8 @@ def answers(node: Node, organisations: Mapping[str, int]) -> bool:
 def breakdown(
     session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list
 ) -> tuple[Counts, np.ndarray] | None:
-    """The breakdown of ``node`` on ``as_of`` and its members' ids (unsorted), or None when the
-    kept columns cannot answer it (then scan the tables).
+    """The breakdown of ``node`` on ``as_of`` and its members' ids (in spectator order), or None when
+    the kept columns cannot answer it (then scan the tables).
 
     :param orgs: (id, slug, name) of every organisation; the breakdown counts each one's members.
     """
@@ -63,11 +60,11 @@ def breakdown(
     if not answers(node, slugs):
         return None
     names = {base_column(cond) for cond in iter_conditions(node)}
-    columns = kept_columns(session, [*BREAKDOWN, *sorted(names)], as_of)
+    columns = kept_columns(session, [*BREAKDOWN_COLUMNS, *sorted(names)], as_of)
     if columns is None:
         return None
     chosen = _node(node, columns, as_of, slugs)
-    keys = columns["cell_key"].values[chosen]
+    keys = columns["cell_key"].values[chosen].astype(np.int64)  # sums of cell keys in 64 bits
     stage = columns["lifecycle"]
     codes = stage.values[chosen]
     stages, stage_keys = {}, {}
@@ -93,7 +90,7 @@ def breakdown(
     return counts, columns["spectator_id"].values[chosen]
 
 
-def _node(node: Node, columns: dict[str, Column], as_of: dt.date, slugs: Mapping[str, int]) -> np.ndarray:
+def _node(node: Node, columns: dict[str, KeptColumn], as_of: dt.date, slugs: Mapping[str, int]) -> np.ndarray:
     """The rows (a boolean array) that satisfy ``node``."""
     rows = len(columns["spectator_id"].values)
     if isinstance(node, Group):
@@ -135,21 +132,21 @@ def _days_since(values: np.ndarray, op: str, value, as_of: dt.date) -> np.ndarra
     if op == "between":
         low, high = value
         return (values >= today - high) & (values <= today - low)
-    flipped = {"=": "=", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}[op]
-    return _compare(values, flipped, today - value)
+    return _compare(values, FLIPPED[op], today - value)
 
 
-def _words(column: Column, chosen) -> np.ndarray:
+def _words(column: KeptColumn, chosen) -> np.ndarray:
     """The rows whose text is one of the vocabulary's words that ``chosen(word)`` accepts."""
     accepted = np.array([bool(chosen(word)) for word in column.vocabulary] + [False])
     return accepted[column.values]  # NULL's code (-1) reads the last entry: not accepted
 
 
-def _condition(cond: Condition, column: Column, as_of: dt.date, slugs: Mapping[str, int]) -> np.ndarray:
+def _condition(cond: Condition, column: KeptColumn, as_of: dt.date, slugs: Mapping[str, int]) -> np.ndarray:
+    """The rows that satisfy one condition, written as ``segments.query._condition`` writes it."""
     field, op, value = cond.field, cond.op, cond.value
     values = column.values
     if field == "organisation":
-        ids = mask_ids(cond, slugs) or []
+        ids = mask_ids(cond, slugs) or []  # never None here: answers() checked the organisations
         return _mask_test(values, op, sum(1 << i for i in set(ids)), complete=len(ids) == len(value))
     if field == "discipline":
         return _mask_test(values, op, sum(1 << DISCIPLINES.index(d) for d in value))

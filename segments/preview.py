@@ -27,7 +27,6 @@ from core.models import Setting, Spectator
 from core.privacy import Cell, Figure, Release, data_epoch, is_small, share, strictest_k, suppress
 from core.sql_expressions import every_value, integers
 from segments import column_scan
-from segments.models import SpectatorProfile
 from segments.profiles import (
     LIFECYCLE_STAGES,
     MAX_MASK_ORGANISATION_ID,
@@ -112,42 +111,13 @@ def _forget_scan_on_write(state) -> None:
 
 
 def _watch(session: Session) -> None:
-    """Forget the remembered scan on any write, flush or end of transaction of this session, and
-    note a write of the profiles (:func:`_columns_answer`)."""
+    """Forget the remembered scan on any write, flush or end of transaction of this session."""
     if session.info.get(_SCAN_KEY + ".watched"):
         return
     session.info[_SCAN_KEY + ".watched"] = True
     event.listen(session, "do_orm_execute", _forget_scan_on_write)
     event.listen(session, "after_flush", _forget_scan)
     event.listen(session, "after_transaction_end", _forget_scan)
-    event.listen(session, "do_orm_execute", _note_profiles_statement)
-    event.listen(session, "before_flush", _note_profiles_flush)
-
-
-_PROFILES_WRITTEN = "segments.preview.profiles_written"
-
-
-def _note_profiles_written(session: Session) -> None:
-    session.info[_PROFILES_WRITTEN] = session.get_transaction()
-
-
-def _note_profiles_statement(state) -> None:
-    if not state.is_select and getattr(state.statement, "table", None) is P:
-        _note_profiles_written(state.session)
-
-
-def _note_profiles_flush(session: Session, *_args) -> None:
-    if any(isinstance(row, SpectatorProfile) for row in (*session.new, *session.dirty, *session.deleted)):
-        _note_profiles_written(session)
-
-
-def _columns_answer(session: Session) -> bool:
-    """Whether the kept profile columns (segments.profile_columns) may answer in this transaction:
-    not once the session wrote the profiles otherwise than a refresh does (a refresh keeps the
-    columns in its transaction; a test or a repair writing rows directly does not)."""
-    _watch(session)
-    written = session.info.get(_PROFILES_WRITTEN)
-    return written is None or written is not session.get_transaction()
 
 
 def _scan(
@@ -180,9 +150,10 @@ def _scan(
     if remembered is not None and transaction is not None and remembered[0] is transaction and remembered[1] == key:
         if remembered[3] or not with_ids:  # a scan with the ids serves one without
             return remembered[2]
-    found = _columns_scan(session, node, as_of, stored, orgs) if columns and _columns_answer(session) else None
+    found = _columns_scan(session, node, as_of, stored, orgs) if columns else None
     if found is not None:
         if transaction is not None:
+            _watch(session)
             session.info[_SCAN_KEY] = (transaction, key, found, True)
         return found
     sql.without_jit(session)

@@ -469,25 +469,27 @@ def refresh_profiles(
         stored = profiles_as_of(session)
         if stored is not None and stored != as_of:
             spectator_ids = None
-    if spectator_ids is None:
-        sql.empty_table_for_rebuild(session, P, TRUNCATE_LOCK_TIMEOUT)
-        written = _insert_profiles(session, as_of, None)
-    elif isinstance(spectator_ids, SelectBase):
-        ids = spectator_ids
-        session.execute(delete(P).where(P.c.spectator_id.in_(ids)))
-        written = _insert_profiles(session, as_of, ids)
-    else:
-        unique = sorted(set(int(i) for i in spectator_ids))
-        spectator_ids = unique  # what the hooks receive (an iterator would be spent)
-        written = 0
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start : start + CHUNK]
-            session.execute(delete(P).where(P.c.spectator_id.in_(chunk)))
-            written += _insert_profiles(session, as_of, chunk)
-    # the profiles as columns, for new rules' previews (segments.profile_columns), in this transaction
-    profile_columns.keep_after_refresh(session, spectator_ids, as_of)
+    with profile_columns.refreshing(session):  # these writes keep the columns below
+        if spectator_ids is None:
+            sql.empty_table_for_rebuild(session, P, TRUNCATE_LOCK_TIMEOUT)
+            written = _insert_profiles(session, as_of, None)
+        elif isinstance(spectator_ids, SelectBase):
+            ids = spectator_ids
+            session.execute(delete(P).where(P.c.spectator_id.in_(ids)))
+            written = _insert_profiles(session, as_of, ids)
+        else:
+            unique = sorted(set(int(i) for i in spectator_ids))
+            spectator_ids = unique  # what the hooks receive (an iterator would be spent)
+            written = 0
+            for start in range(0, len(unique), CHUNK):
+                chunk = unique[start : start + CHUNK]
+                session.execute(delete(P).where(P.c.spectator_id.in_(chunk)))
+                written += _insert_profiles(session, as_of, chunk)
     _set_refreshed_at(session, utcnow())
+    # The epoch's row, locked until the commit, also queues concurrent refreshes here: each keeps the
+    # profiles as columns (segments.profile_columns) from what the one before it committed.
     advance_epoch(session)
+    profile_columns.keep_after_refresh(session, spectator_ids, as_of)
     for hook in _after_refresh:
         hook(session, spectator_ids, as_of, since)
     session.flush()

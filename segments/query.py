@@ -276,6 +276,10 @@ def _date_span(op: str, value) -> float:
     return float("inf")  # >, >=, != reach back to the first purchase
 
 
+# days = as_of − date, so "days op v" is "date FLIPPED[op] as_of − v"
+FLIPPED = {"=": "=", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
+
+
 def _days_since(column, op: str, value, as_of: dt.date):
     """days = as_of − column (a date): compare on the column, so an index can serve a narrow
     range; SQLite reads a wide one in table order (see ``SQLITE_SCAN_FROM_DAYS``)."""
@@ -289,8 +293,7 @@ def _days_since(column, op: str, value, as_of: dt.date):
         low, high = value
         predicate = and_(column >= day(high), column <= day(low))
     else:
-        flipped = {"=": "=", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}[op]
-        predicate = _compare(column, flipped, day(value))
+        predicate = _compare(column, FLIPPED[op], day(value))
     return _not_null(column, predicate)
 
 

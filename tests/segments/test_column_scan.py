@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from core.models import Organisation, Spectator, Transaction
 from segments import column_scan, profile_columns
-from segments.models import ProfileColumn
+from segments.models import ProfileColumn, SpectatorProfile
 from segments.preview import _kept_scan, _scan
 from segments.profiles import MAX_MASK_ORGANISATION_ID, profiles_as_of, refresh_profiles
 from segments.rules import FIELDS, parse_rule
@@ -223,3 +223,27 @@ def test_a_refresh_of_nobody_keeps_the_columns_as_they_are(db, small_district):
         refresh_profiles(session, select(Spectator.id).where(Spectator.id < 0), as_of=AS_OF)
         assert session.scalar(select(ProfileColumn.version).limit(1)) == version
         _kept_equal_read(session)
+
+
+def test_a_direct_write_of_the_profiles_drops_the_columns_in_its_transaction(db, small_district):
+    """Only a refresh keeps the columns: a Core statement or an ORM flush writing the profiles
+    otherwise drops them, and a rollback brings them back with the rows."""
+    spectator = small_district.universe(AS_OF)[0]
+    rule = parse_rule({"field": "shows", "op": ">=", "value": 2})
+    with db.session() as session:
+        orgs = _orgs(session)
+        assert column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs) is not None
+        session.execute(update(SpectatorProfile).where(SpectatorProfile.spectator_id == spectator).values(shows=99))
+        assert session.scalar(select(func.count()).select_from(ProfileColumn)) == 0
+        assert column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs) is None
+        session.rollback()
+        assert column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs) is not None
+        session.get(SpectatorProfile, spectator).shows = 98
+        session.flush()
+        assert session.scalar(select(func.count()).select_from(ProfileColumn)) == 0
+        session.commit()
+        assert column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs) is None  # until the next refresh
+        refresh_profiles(session, [spectator], as_of=AS_OF)  # kept again, whole
+        _kept_equal_read(session)
+        assert _same_as_the_scan(session, rule, orgs)
+        session.commit()

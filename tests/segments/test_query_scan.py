@@ -168,8 +168,8 @@ def test_a_write_in_the_session_forgets_the_scan(db, small_district):
         assert members(session, rule) == before
         assert preview(session, rule)["size"] == len(before)
         session.commit()
-        # Written directly, the profiles and their kept columns (segments.profile_columns) now differ
-        # for the outsider: only a refresh writes both. The next transaction sees what a refresh wrote.
+        # The direct writes dropped the kept columns (segments.profile_columns): the table answered.
+        # The next transaction sees what a refresh wrote (and the columns it kept again).
         session.execute(update(Spectator).where(Spectator.id == outsider).values(fsa="H0A"))
         refresh_profiles(session, [outsider], as_of=AS_OF)
         session.commit()
