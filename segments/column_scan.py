@@ -23,22 +23,25 @@ from core.models import DISCIPLINES
 from segments.profile_columns import KeptColumn, day_number, kept_columns
 from segments.profiles import LIFECYCLE_STAGES, MAX_MASK_ORGANISATION_ID
 from segments.query import BREAKDOWN_COLUMNS, FLIPPED, base_column, mask_ids, on_base
-from segments.rules import Condition, Group, Node, Not, iter_conditions
+from segments.rules import Condition, Group, Node, Not, compare, iter_conditions
 
 
 @dataclass(frozen=True)
-class Counts:
-    """A rule's breakdown as :func:`breakdown` counts it: member count, life-cycle stages,
-    contactable members and members per organisation, each with the sum of its members' cell keys."""
+class Breakdown:
+    """What one pass over a rule's members finds (this module's or the profile table's scan,
+    ``segments.preview._scan``): their ids, their number, their count per life-cycle stage, the
+    contactable ones and the count per organisation of the mask."""
 
+    ids: np.ndarray
     size: int
-    size_keys: int
     stages: dict[str, int]
-    stage_keys: dict[str, int]
     contactable: int
-    contactable_keys: int
     per_org: dict[str, int]
-    org_keys: dict[str, int]
+    # The same cells' sums of cell keys (core.privacy.Cell): their fingerprints.
+    size_keys: int = 0
+    stage_keys: dict[str, int] | None = None
+    contactable_keys: int = 0
+    org_keys: dict[str, int] | None = None
 
 
 def answers(node: Node, organisations: Mapping[str, int]) -> bool:
@@ -46,11 +49,9 @@ def answers(node: Node, organisations: Mapping[str, int]) -> bool:
     return all(on_base(cond, organisations) for cond in iter_conditions(node))
 
 
-def breakdown(
-    session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list
-) -> tuple[Counts, np.ndarray] | None:
-    """The breakdown of ``node`` on ``as_of`` and its members' ids (in spectator order), or None when
-    the kept columns cannot answer it (then scan the tables).
+def breakdown(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list) -> Breakdown | None:
+    """The breakdown of ``node`` on ``as_of``, its members' ids in spectator order, or None when the
+    kept columns cannot answer it (then scan the tables).
 
     :param orgs: (id, slug, name) of every organisation; the breakdown counts each one's members.
     """
@@ -77,7 +78,8 @@ def breakdown(
     for id_, slug, _name in orgs:
         hit = (masks & (1 << id_)) != 0
         per_org[slug], org_keys[slug] = int(np.count_nonzero(hit)), int(keys[hit].sum())
-    counts = Counts(
+    return Breakdown(
+        ids=columns["spectator_id"].values[chosen].astype(np.int64),
         size=int(np.count_nonzero(chosen)),
         size_keys=int(keys.sum()),
         stages=stages,
@@ -87,7 +89,6 @@ def breakdown(
         per_org=per_org,
         org_keys=org_keys,
     )
-    return counts, columns["spectator_id"].values[chosen]
 
 
 def _node(node: Node, columns: dict[str, KeptColumn], as_of: dt.date, slugs: Mapping[str, int]) -> np.ndarray:
@@ -101,20 +102,6 @@ def _node(node: Node, columns: dict[str, KeptColumn], as_of: dt.date, slugs: Map
     if isinstance(node, Not):
         return ~_node(node.child, columns, as_of, slugs)
     return _condition(node, columns[base_column(node)], as_of, slugs)
-
-
-def _compare(values: np.ndarray, op: str, value) -> np.ndarray:
-    if op == "between":
-        low, high = value
-        return (values >= low) & (values <= high)
-    return {
-        "=": np.equal,
-        "!=": np.not_equal,
-        ">": np.greater,
-        ">=": np.greater_equal,
-        "<": np.less,
-        "<=": np.less_equal,
-    }[op](values, value)
 
 
 def _mask_test(values: np.ndarray, op: str, mask: int, complete: bool = True) -> np.ndarray:
@@ -132,7 +119,7 @@ def _days_since(values: np.ndarray, op: str, value, as_of: dt.date) -> np.ndarra
     if op == "between":
         low, high = value
         return (values >= today - high) & (values <= today - low)
-    return _compare(values, FLIPPED[op], today - value)
+    return compare(values, FLIPPED[op], today - value)
 
 
 def _words(column: KeptColumn, chosen) -> np.ndarray:
@@ -161,4 +148,4 @@ def _condition(cond: Condition, column: KeptColumn, as_of: dt.date, slugs: Mappi
         return _words(column, lambda word: any(word.startswith(prefix) for prefix in listed))
     if field in ("days_since_last", "days_since_first"):
         return column.valid() & _days_since(values, op, value, as_of)
-    return column.valid() & _compare(values, op, value)
+    return column.valid() & compare(values, op, value)

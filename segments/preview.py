@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from core.models import Setting, Spectator
 from core.privacy import Cell, Figure, Release, data_epoch, is_small, share, strictest_k, suppress
 from core.sql_expressions import every_value, integers
 from segments import column_scan
+from segments.column_scan import Breakdown
 from segments.profiles import (
     LIFECYCLE_STAGES,
     MAX_MASK_ORGANISATION_ID,
@@ -81,23 +82,6 @@ def members(session: Session, rule: Any, as_of: dt.date | None = None) -> list[i
     return np.sort(integers(session.scalar(select(every_value(ids.c.spectator_id))))).tolist()
 
 
-@dataclass(frozen=True)
-class _Breakdown:
-    """What one pass over a rule's members finds: their ids (unsorted), their number, their count
-    per life-cycle stage, the contactable ones and the count per organisation of the mask."""
-
-    ids: np.ndarray
-    size: int
-    stages: dict[str, int]
-    contactable: int
-    per_org: dict[str, int]
-    # The same cells' sums of cell keys (core.privacy.Cell): their fingerprints.
-    size_keys: int = 0
-    stage_keys: dict[str, int] | None = None
-    contactable_keys: int = 0
-    org_keys: dict[str, int] | None = None
-
-
 _SCAN_KEY = "segments.query.scan"
 
 
@@ -128,7 +112,7 @@ def _scan(
     orgs: list | None = None,
     with_ids: bool = True,
     columns: bool = True,
-) -> _Breakdown:
+) -> Breakdown:
     """Members and breakdown of ``node`` on ``as_of`` in one query (one scan of the base); without
     ``with_ids`` the breakdown alone (``ids`` empty): a preview needs no member's id, and sending a
     large segment's ids over costs as much as counting them.
@@ -150,7 +134,7 @@ def _scan(
     if remembered is not None and transaction is not None and remembered[0] is transaction and remembered[1] == key:
         if remembered[3] or not with_ids:  # a scan with the ids serves one without
             return remembered[2]
-    found = _columns_scan(session, node, as_of, stored, orgs) if columns else None
+    found = column_scan.breakdown(session, node, as_of, stored, orgs) if columns else None
     if found is not None:
         if transaction is not None:
             _watch(session)
@@ -227,7 +211,7 @@ def _scan(
         }
         per_org.update({slug: int(counted.get(id_, (0, 0))[0]) for id_, slug in beyond})
         org_keys.update({slug: int(counted.get(id_, (0, 0))[1]) for id_, slug in beyond})
-    found = _Breakdown(ids, size, stages, contactable, per_org, size_keys, stage_keys, contactable_keys, org_keys)
+    found = Breakdown(ids, size, stages, contactable, per_org, size_keys, stage_keys, contactable_keys, org_keys)
     if transaction is not None:
         _watch(session)
         session.info[_SCAN_KEY] = (transaction, key, found, with_ids)
@@ -327,7 +311,7 @@ def _kept_universe(session: Session, stored: dt.date) -> Cell:
 KEPT_SCAN_PREFIX = "preview-scan:"
 
 
-def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list) -> _Breakdown:
+def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list) -> Breakdown:
     """The breakdown of :func:`_scan` for the web pages' previews, kept per data epoch: asking a rule
     again (the segment's page, the builder after going back, another worker) reads what its first
     preview counted instead of scanning every profile again (a quarter of a second at a million
@@ -349,7 +333,7 @@ def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | N
     kept = read_kept(session, name)
     if kept is not None:
         try:
-            return _Breakdown(ids=np.empty(0, dtype=np.int64), **kept)
+            return Breakdown(ids=np.empty(0, dtype=np.int64), **kept)
         except TypeError:  # kept by a version of the breakdown with other fields: counted again
             pass
     found = _scan(session, node, as_of, stored, orgs, with_ids=False)
@@ -361,18 +345,6 @@ def _kept_scan(session: Session, node: Node, as_of: dt.date, stored: dt.date | N
     )
     keep_first(session, name, {f.name: getattr(found, f.name) for f in fields(found) if f.name != "ids"})
     return found
-
-
-def _columns_scan(
-    session: Session, node: Node, as_of: dt.date, stored: dt.date | None, orgs: list
-) -> _Breakdown | None:
-    """:func:`_scan`'s breakdown counted over the kept profile columns (segments.column_scan), or
-    None when they cannot answer the rule."""
-    counted = column_scan.breakdown(session, node, as_of, stored, orgs)
-    if counted is None:
-        return None
-    counts, ids = counted
-    return _Breakdown(ids=ids.astype(np.int64), **{f.name: getattr(counts, f.name) for f in fields(counts)})
 
 
 def question_key(node: Node, as_of: dt.date) -> str:

@@ -182,25 +182,26 @@ def _loaded(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def _write(session: Session, columns: dict[str, KeptColumn], as_of: dt.date) -> str:
-    """Replace the kept columns by ``columns`` under a new version; returns it."""
+def _write(session: Session, columns: dict[str, KeptColumn], as_of: dt.date) -> None:
+    """Replace the kept columns by ``columns`` under a new version, in one statement."""
     version = uuid.uuid4().hex
     rows = len(columns["spectator_id"].values)
-    session.execute(delete(ProfileColumn))
-    for name in NAMES:
-        column = columns[name]
-        session.execute(
-            insert(ProfileColumn).values(
-                name=name,
-                version=version,
-                as_of=as_of,
-                rows=rows,
-                vocabulary=list(column.vocabulary) if column.kind == "text" else None,
-                data=_dumped(column.values),
-            )
-        )
+    forget(session)
+    session.execute(
+        insert(ProfileColumn),
+        [
+            {
+                "name": name,
+                "version": version,
+                "as_of": as_of,
+                "rows": rows,
+                "vocabulary": list(column.vocabulary) if column.kind == "text" else None,
+                "data": _dumped(column.values),
+            }
+            for name, column in columns.items()
+        ],
+    )
     _remember(version, columns)
-    return version
 
 
 def forget(session: Session) -> None:

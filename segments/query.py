@@ -232,20 +232,6 @@ def _node(node: Node, ctx: _Context):
     return _condition(node, ctx)
 
 
-def _compare(column, op: str, value):
-    if op == "between":
-        low, high = value
-        return and_(column >= low, column <= high)
-    return {
-        "=": lambda: column == value,
-        "!=": lambda: column != value,
-        ">": lambda: column > value,
-        ">=": lambda: column >= value,
-        "<": lambda: column < value,
-        "<=": lambda: column <= value,
-    }[op]()
-
-
 def _not_null(column, predicate):
     return and_(column.is_not(None), predicate)
 
@@ -293,7 +279,7 @@ def _days_since(column, op: str, value, as_of: dt.date):
         low, high = value
         predicate = and_(column >= day(high), column <= day(low))
     else:
-        predicate = _compare(column, FLIPPED[op], day(value))
+        predicate = compare(column, FLIPPED[op], day(value))
     return _not_null(column, predicate)
 
 
@@ -322,7 +308,7 @@ def _condition(cond: Condition, ctx: _Context):
         return _not_null(column, column.not_in(list(value)))
     if op == "starts_with":
         return _not_null(column, or_(*(_starts_with(column, prefix, ctx.fsa_covers) for prefix in value)))
-    return _not_null(column, _compare(column, op, value))
+    return _not_null(column, compare(column, op, value))
 
 
 # From this many days on, SQLite reads a window's purchases in spectator order rather than through
@@ -422,7 +408,7 @@ def _count_from_transactions(cond: Condition, ctx: _Context):
     if cond.field not in aggregate:  # FIELDS grew a windowed field this compiler does not know
         raise ValueError(f"no window aggregate for field {cond.field!r}")
     value = aggregate[cond.field]()
-    predicate = _compare(value, cond.op, cond.value)
+    predicate = compare(value, cond.op, cond.value)
     grouped = select(t.c.spectator_id).where(*_window(t, cond, ctx.as_of)).group_by(t.c.spectator_id)
     spectator = ctx.base.c.spectator_id
     if compare(0, cond.op, cond.value):

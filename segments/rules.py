@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import operator
 import re
 import statistics
 import unicodedata
@@ -613,19 +614,25 @@ def _holds(cond: Condition, facts: SpectatorFacts) -> bool:
     return compare(actual, op, value)
 
 
-def compare(actual: int | float, op: str, value: Any) -> bool:
-    """Whether a number ``actual`` stands in ``op`` (a comparison or ``between``) to ``value``."""
+# A numeric condition's comparisons, as operators: they apply to a number, an SQL column
+# (segments.query) and a numpy array (segments.column_scan) alike.
+COMPARISONS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def compare(actual: Any, op: str, value: Any) -> Any:
+    """Whether ``actual`` stands in ``op`` (a comparison or ``between``, both ends included) to
+    ``value``: a bool for a number, a predicate for an SQL column, a boolean array for an array."""
     if op == "between":
         low, high = value
-        return low <= actual <= high
-    return {
-        "=": actual == value,
-        "!=": actual != value,
-        ">": actual > value,
-        ">=": actual >= value,
-        "<": actual < value,
-        "<=": actual <= value,
-    }[op]
+        return (actual >= low) & (actual <= high)
+    return COMPARISONS[op](actual, value)
 
 
 def _fact(cond: Condition, facts: SpectatorFacts) -> Any:

@@ -44,10 +44,10 @@ def _every_rule(built) -> list[dict]:
 def _same_as_the_scan(session, node, orgs) -> bool:
     """Compare the columns' breakdown of ``node`` with the table scan's; False when they do not answer."""
     stored = profiles_as_of(session)
-    counted = column_scan.breakdown(session, node, AS_OF, stored, orgs)
-    if counted is None:
+    counts = column_scan.breakdown(session, node, AS_OF, stored, orgs)
+    if counts is None:
         return False
-    counts, ids = counted
+    ids = counts.ids
     scanned = _scan(session, node, AS_OF, stored, orgs, columns=False)
     assert sorted(ids.tolist()) == sorted(scanned.ids.tolist()), node
     for name in ("size", "size_keys", "stages", "stage_keys", "contactable", "contactable_keys", "per_org", "org_keys"):
@@ -67,7 +67,7 @@ def test_the_columns_count_what_the_table_scan_counts(shared_district):
             if _same_as_the_scan(session, node, orgs):
                 answered += 1
                 if column_scan.answers(node, every_slug):  # no organisation beyond the mask (left out of orgs)
-                    _counts, ids = column_scan.breakdown(session, node, AS_OF, AS_OF, orgs)
+                    ids = column_scan.breakdown(session, node, AS_OF, AS_OF, orgs).ids
                     assert sorted(ids.tolist()) == expected(built, node, AS_OF), rule  # the reference evaluator's
                     with_reference += 1
             else:
@@ -151,7 +151,8 @@ def test_an_incremental_refresh_keeps_the_columns_exact(db, small_district):
         assert sum(_same_as_the_scan(session, node, orgs) for node in rule_nodes) > len(rule_nodes) // 2
         # the new FSA is in the vocabulary: a rule on it finds the newcomer alone
         region = parse_rule({"field": "fsa", "op": "in", "value": ["Z9Z"]})
-        counts, found = column_scan.breakdown(session, region, AS_OF, AS_OF, orgs)
+        counts = column_scan.breakdown(session, region, AS_OF, AS_OF, orgs)
+        found = counts.ids
         assert found.tolist() == [newcomer] and counts.size == 1
         session.commit()
         # a refresh of a SELECT of ids, as after an import
@@ -178,8 +179,8 @@ def test_another_process_sees_a_new_version(db, small_district):
     spectator = small_district.universe(AS_OF)[0]
     with db.session() as session:
         orgs = _orgs(session)
-        before, _ids = column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs)
-        was_in = spectator in _ids
+        before = column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs)
+        was_in = spectator in before.ids
     with db.session() as session:
         session.execute(update(Spectator).where(Spectator.id == spectator).values(fsa="G1R" if was_in else "H1R"))
         refresh_profiles(session, [spectator], as_of=AS_OF)
@@ -187,7 +188,7 @@ def test_another_process_sees_a_new_version(db, small_district):
     # what another process would hold: the same arrays under the old version
     profile_columns._copy.update(version="an-older-version")
     with db.session() as session:
-        after, _ids = column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs)
+        after = column_scan.breakdown(session, rule, AS_OF, AS_OF, orgs)
         assert after.size == before.size + (-1 if was_in else 1)
         assert _same_as_the_scan(session, rule, orgs)
 
