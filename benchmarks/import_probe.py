@@ -5,7 +5,9 @@ ORG_SLUG into the database at URL, commits it (``--commit``: the seconds then in
 or rolls it back (the probe leaves nothing behind), and prints one JSON object: rows, seconds, the
 resident memory before the import and the process's peak (VmHWM), and where the time went: this
 process's CPU seconds and, on a PostgreSQL server of the same machine, its backend's (read from
-/proc; None elsewhere), the rest being waits. With ``PILOT_BENCH_PROFILE=DIR``
+/proc; None elsewhere), the rest being waits. A large file is read in a child process
+(``core.importing.ahead``): its CPU seconds and peak memory are reported apart and counted in the
+totals (the peak as the sum of both processes' peaks, an upper bound on what they held at once). With ``PILOT_BENCH_PROFILE=DIR``
 a cProfile of the import is written to DIR.
 The district secret comes from the environment (``PILOT_BENCH_SECRET``), never from the command line.
 """
@@ -39,6 +41,12 @@ def _cpu_seconds(pid: int | None = None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> tuple[float, float]:
+    """CPU seconds and peak resident MB of this process's ended children (the import's reader)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def _backend_pid(session) -> int | None:
@@ -101,6 +109,7 @@ def main(argv: list[str]) -> int:
                 if not commit:
                     session.rollback()
             db.engine.dispose()
+    reader_cpu, reader_peak = _children()
     peak = _status_mb("VmHWM")
     print(
         json.dumps(
@@ -111,10 +120,12 @@ def main(argv: list[str]) -> int:
                 "spectators_new": result.spectators_new,
                 "batch_id": result.batch_id if commit else None,
                 "seconds": round(seconds, 4),
-                "client_cpu_s": round(cpu, 3),
+                "client_cpu_s": round(cpu + reader_cpu, 3),
+                "reader_cpu_s": round(reader_cpu, 3),
                 "server_cpu_s": round(server, 3) if server is not None else None,
                 "rss_before_mb": round(before, 1),
-                "peak_rss_mb": round(peak, 1),
+                "peak_rss_mb": round(peak + reader_peak, 1),
+                "reader_peak_rss_mb": round(reader_peak, 1),
                 "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
         )

@@ -17,11 +17,12 @@ import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from core.importing import common
 
 # (records, bytes read so far or None, None | (line, reason) when the file cannot be read further)
-Batch = tuple[object, int | None, tuple[int, str] | None]
+Batch = tuple[Any, int | None, tuple[int, str] | None]
 BLOCK_BYTES = 1 << 22  # bytes read at a time while looking for a batch's lines
 PLAIN_ENCODINGS = ("utf-8", "utf-8-sig")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import current_app
 
 from core import sql
+from core.importing import ahead, common
 from core.importing.batches import arrow_batches, csv_batches, line_start
 from core.importing.common import KINDS, _
 from core.importing.mapping import saved_mapping
@@ -108,7 +109,11 @@ def import_file(
         bar = _Progress(progress, export.size, label=result.filename)
         try:
             with sql.roomy_cache(session, SQLITE_CACHE_KIB):
-                fatal = _read_rows(_record_batches(export), parser, writer, result, rejects, skip_invalid, bar)
+                batches = _parsed_batches(export, parser, kind, organisation_id, secret)
+                try:
+                    fatal = _read_rows(batches, writer, result, rejects, skip_invalid, bar)
+                finally:
+                    batches.close()  # a reading process stops with the writer, even on an error
                 if not (fatal or (result.invalid_rows and not skip_invalid)):
                     writer.finish()
         finally:
@@ -149,13 +154,11 @@ def import_file(
 SQLITE_CACHE_KIB = 64 * 1024
 
 
-def _read_rows(batches, parser, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress) -> bool:
-    """Parse every batch of records (see core.importing.batches), writing the good ones; True when the
-    file cannot be read to its end. A batch's cells go once it is parsed: only its bad records are
-    kept (for their errors and the rejects), and what is written is the parsed columns."""
-    for records, position, unreadable in batches:
-        count = len(records)
-        parsed = parser.parse_batch(records) if count else None
+def _read_rows(batches, writer, result: ImportResult, rejects, skip_invalid: bool, bar: _Progress) -> bool:
+    """Write the good rows of every parsed batch (see :func:`_parsed_batches`); True when the file
+    cannot be read to its end. A batch's cells go once it is parsed: only its bad records are kept
+    (for their errors and the rejects), and what is written is the parsed columns."""
+    for count, records, parsed, position, unreadable in batches:
         bad_records = {index: records[index] for index, _problems in parsed.bad} if parsed else {}
         records = None
         result.rows += count
@@ -169,14 +172,50 @@ def _read_rows(batches, parser, writer, result: ImportResult, rejects, skip_inva
     return False
 
 
-def _record_batches(export):
-    """The export's records in batches: pyarrow's when the file is plain UTF-8, else the csv module's."""
-    if VECTOR_READ and export.plain and export.path is not None:
-        offset = line_start(export.path, export.header_lines)
-        if offset is not None:
-            return arrow_batches(
-                export.path, offset, export.header_lines + 1, len(export.header.fields), export.delimiter
+def _parsed_batches(export, parser, kind: str, organisation_id: int, secret: str):
+    """Every batch of the export parsed: (record count, records by batch index, parsed or None when
+    empty, position, unreadable). A large plain sales export is read and vouched for in a process of
+    its own, batches ahead (core.importing.ahead), its suspects settled here; any other, here."""
+    offset = _vector_offset(export)
+    reader = None
+    if kind == "sales" and offset is not None and export.size >= ahead.AHEAD_BYTES:
+        reader = ahead.start(
+            ahead.Plan(
+                path=str(export.path),
+                offset=offset,
+                first_line=export.header_lines + 1,
+                delimiter=export.delimiter,
+                header=export.header,
+                organisation_id=organisation_id,
+                secret=secret,
+                latest=parser.latest,
+                batch_size=common.BATCH_SIZE,
             )
+        )
+    if reader is not None:
+        try:
+            for count, suspects, vouched, position, unreadable in reader:
+                yield count, suspects, parser.settle(vouched, suspects) if vouched else None, position, unreadable
+        finally:
+            reader.close()
+        return
+    for records, position, unreadable in _record_batches(export, offset):
+        count = len(records)
+        yield count, records, parser.parse_batch(records) if count else None, position, unreadable
+
+
+def _vector_offset(export) -> int | None:
+    """Where pyarrow starts reading the export's records (after the header), or None when it may not
+    read this file (see core.importing.batches)."""
+    if VECTOR_READ and export.plain and export.path is not None:
+        return line_start(export.path, export.header_lines)
+    return None
+
+
+def _record_batches(export, offset: int | None):
+    """The export's records in batches: pyarrow's when the file is plain UTF-8, else the csv module's."""
+    if offset is not None:
+        return arrow_batches(export.path, offset, export.header_lines + 1, len(export.header.fields), export.delimiter)
     return csv_batches(export.reader, export.raw)
 
 

@@ -149,6 +149,17 @@ class _SaleColumns:
 
 
 @dataclass
+class _Vouched:
+    """What :meth:`_SalesParser.vouch` makes of a batch, before its suspects are parsed."""
+
+    columns: _SaleColumns  # the rows vouched for, in file order
+    good: list[bool]  # per record of the batch: vouched for
+    suspects: list[int]  # batch indices of the records left to :meth:`_SalesParser.parse`, in order
+    anonymous: int  # anonymous sales among the rows vouched for
+    unknown: list[str]  # discipline labels of the vouched rows that are not known
+
+
+@dataclass
 class _Parsed:
     bad: list[tuple[int, list[tuple[str, str]]]]  # (index in the batch, problems), in file order
     anonymous: int
@@ -350,11 +361,18 @@ class _SalesParser:
             self.unknown.add(label)
             self.result.unknown_disciplines.append(label)
 
-    # The fast path: a whole batch at once, column by column, each distinct text parsed once. A row
-    # it cannot vouch for goes through :meth:`parse`, which words the errors; both agree on the rest.
     def parse_batch(self, records: list[tuple[list[str], int]]) -> "_Parsed":
         """``records``: (cells, line) in file order → bad rows (with their problems), the count of
         anonymous sales, and the good rows as columns (:class:`_SaleColumns`)."""
+        return self.settle(self.vouch(records), records)
+
+    # The fast path: a whole batch at once, column by column, each distinct text parsed once. A row
+    # it cannot vouch for goes through :meth:`parse`, which words the errors; both agree on the rest.
+    # It needs no application (no message is worded): core.importing.ahead runs it in a process of
+    # its own, a batch ahead of the writer.
+    def vouch(self, records) -> "_Vouched":
+        """The rows of ``records`` the fast path vouches for, as columns, and the indices of the others
+        (the suspects), which :meth:`settle` parses one by one."""
         width, memo = self.width, self.memo
         n = len(records)
         suspect: set[int] = set()
@@ -394,22 +412,13 @@ class _SalesParser:
         last_names, first_names, phones = text["last_name"], text["first_name"], text["phone"]
         keys = list(map(memo["identity"].__getitem__, zip(emails, last_names, first_names, postals, phones)))
 
-        bad: list[tuple[int, list[tuple[str, str]]]] = []
         anonymous = keys.count(None)
         good = [key is not None for key in keys]
-        rescued: dict[int, _Sale] = {}
-        for index in sorted(suspect):
+        suspects = sorted(suspect)
+        for index in suspects:
             if keys[index] is None:
                 anonymous -= 1
             good[index] = False
-            cells, line = records[index]
-            parsed = self.parse(cells, line)
-            if isinstance(parsed, list):
-                bad.append((index, parsed))
-            elif parsed is ANONYMOUS:
-                anonymous += 1
-            else:  # not expected: the checks above are the same as parse's; parse has the last word
-                rescued[index] = parsed
         keep = None if all(good) else good
 
         def pick(values: list) -> list:
@@ -435,9 +444,7 @@ class _SalesParser:
         columns.purchased_at = pick(purchased)
         columns.starts_at = pick(starts)
         disciplines = pick(text["discipline"])
-        for label in dict.fromkeys(disciplines):
-            if not discipline_key(label)[1]:
-                self._unknown(label)
+        unknown = [label for label in dict.fromkeys(disciplines) if not discipline_key(label)[1]]
         columns.discipline = list(map(memo["discipline"].__getitem__, disciplines))
         columns.circumstance = list(map(memo["circumstance"].__getitem__, pick(text["circumstance"])))
         columns.category = list(map(memo["category"].__getitem__, pick(text["category"])))
@@ -464,10 +471,31 @@ class _SalesParser:
                 order_ids,
             )
         ]
-        if rescued:
-            columns = columns.with_sales(good, rescued)
         for cache in memo.values():
             cache.trim()
+        return _Vouched(columns, good, suspects, anonymous, unknown)
+
+    def settle(self, vouched: "_Vouched", records) -> "_Parsed":
+        """A vouched batch made whole: each suspect of ``records`` (by batch index → (cells, line))
+        parsed by :meth:`parse`, bad or anonymous, or put back among the good rows (``parse`` has the
+        last word), and the unknown disciplines reported."""
+        bad: list[tuple[int, list[tuple[str, str]]]] = []
+        anonymous = vouched.anonymous
+        rescued: dict[int, _Sale] = {}
+        for index in vouched.suspects:
+            cells, line = records[index]
+            parsed = self.parse(cells, line)
+            if isinstance(parsed, list):
+                bad.append((index, parsed))
+            elif parsed is ANONYMOUS:
+                anonymous += 1
+            else:  # not expected: the checks of vouch are the same as parse's
+                rescued[index] = parsed
+        for label in vouched.unknown:
+            self._unknown(label)
+        columns = vouched.columns
+        if rescued:
+            columns = columns.with_sales(vouched.good, rescued)
         return _Parsed(bad, anonymous, columns)
 
     def _memo(self) -> dict[str, "_Cache"]:

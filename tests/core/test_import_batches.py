@@ -3,12 +3,15 @@ numbers, and an import through either gives the same result, errors and rows, on
 quoted delimiters, quotes and line breaks inside cells, blank lines and blank rows, CRLF and bare CR
 line ends, rows too short or too long, trailing delimiters, a byte-order mark, a last line without
 its line feed. pyarrow reads what it can vouch for; the csv module the rest, from the first block
-of lines pyarrow cannot vouch for."""
+of lines pyarrow cannot vouch for. A large export is read in a process of its own
+(core.importing.ahead): the same result again."""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import multiprocessing
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,8 +19,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 import core.importing.common
-from core.importing import ImportRefused, import_file, pipeline
+from core.importing import ImportRefused, ahead, import_file, pipeline
 from core.importing.batches import ColumnRecords, arrow_batches, csv_batches, line_start
+from core.importing.columns import _Header
 from core.importing.opening import open_export
 from core.importing.result import ImportResult
 from core.models import Contact, Transaction
@@ -121,8 +125,9 @@ def test_any_file_reads_the_same_both_ways(tmp_path, monkeypatch, rows, raw_tail
     assert mixed == alone
 
 
-def _import(session, org, path, vector: bool, monkeypatch):
+def _import(session, org, path, vector: bool, monkeypatch, ahead_bytes: int = ahead.AHEAD_BYTES):
     monkeypatch.setattr(pipeline, "VECTOR_READ", vector)
+    monkeypatch.setattr(ahead, "AHEAD_BYTES", ahead_bytes)
     try:
         result = import_file(
             session, path, org, secret=SECRET, skip_invalid=True, rejects_path=path.with_suffix(".rej")
@@ -157,3 +162,81 @@ def test_an_import_gives_the_same_result_both_ways(make_org, session, tmp_path, 
     vector = _import(session, org, path, True, monkeypatch)
     assert vector == alone
     assert alone[0]["errors_total"] >= 2 and alone[1]  # the file has good rows and bad ones
+
+
+def test_an_import_read_ahead_in_a_child_process_gives_the_same_result(make_org, session, tmp_path, monkeypatch):
+    """A file read and vouched for by core.importing.ahead's child (every file, here) gives the same
+    rows, errors, rejects and unknown disciplines as one read in the writer's process; the child has
+    the whole file past its first odd line read by the csv module, and its end unreadable."""
+    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 3)
+    org = make_org("lecture-devant")
+    bad_amount = list(FR_ROWS[1])
+    bad_amount[FR_HEADER.index("Valeur de l'achat")] = "douze"
+    odd_discipline = list(FR_ROWS[0])
+    odd_discipline[FR_HEADER.index("Type de spectacle")] = "Art lyrique baroque"
+    lines = [GOOD, _line(FR_ROWS[1]), _line(bad_amount), _line(odd_discipline), "\n", "a;b\n", GOOD, GOOD]
+    lines += [_line(["Côté", "Luc\nJean", *FR_ROWS[1][2:]]), _line(FR_ROWS[1])]
+    for name, tail in (("messy.csv", ""), ("unreadable.csv", '"')):
+        path = tmp_path / name
+        _write(path, HEADER + "".join(lines) + tail, bom=True)
+        alone = _import(session, org, path, False, monkeypatch)
+        read_ahead = _import(session, org, path, True, monkeypatch, ahead_bytes=0)
+        assert read_ahead == alone
+        assert alone[0]["errors_total"] >= 2 and alone[1]
+        assert alone[0]["unknown_disciplines"] == ["Art lyrique baroque"]
+    assert not multiprocessing.active_children()
+
+
+def _plan(path, **changes) -> ahead.Plan:
+    values = dict(
+        path=str(path),
+        offset=0,
+        first_line=2,
+        delimiter=";",
+        header=_Header(fields=FR_HEADER, index={}, language="fr", line=1),
+        organisation_id=1,
+        secret=SECRET,
+        latest=dt.datetime(2100, 1, 1),
+        batch_size=2,
+    )
+    return ahead.Plan(**{**values, **changes})
+
+
+def test_a_failing_reader_process_is_an_error_of_the_import(tmp_path):
+    """The child's own error reaches the writer as an exception carrying its traceback (not a hang,
+    not a silent end of the file)."""
+    reader = ahead.start(_plan(tmp_path / "gone.csv"))
+    try:
+        with pytest.raises(ahead.ChildFailed, match="FileNotFoundError"):
+            list(reader)
+    finally:
+        reader.close()
+    assert not multiprocessing.active_children()
+
+
+def test_a_writer_that_stops_early_stops_the_reader_process(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("".join(_line(FR_ROWS[0]) for _ in range(200)), encoding="utf-8")
+    reader = ahead.start(_plan(path))
+    count, _suspects, vouched, _position, unreadable = next(iter(reader))
+    assert count == 2 and unreadable is None and vouched is not None
+    assert reader.child.is_alive()  # blocked on the full pipe, a batch ahead
+    reader.close()  # as when the writer fails
+    assert not multiprocessing.active_children()
+
+
+def test_a_host_without_processes_reads_in_the_writers_process(make_org, session, tmp_path, monkeypatch):
+    """Where no child process can be started, a large file is read as a small one is, to the same result."""
+    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 3)
+    org = make_org("sans-processus")
+    path = tmp_path / "export.csv"
+    _write(path, HEADER + GOOD + _line(FR_ROWS[1]) + GOOD, bom=True)
+    alone = _import(session, org, path, False, monkeypatch)
+
+    class NoProcesses:
+        def __init__(self, *args, **kwargs):
+            raise OSError("no process may be created here")
+
+    monkeypatch.setattr(multiprocessing.get_context("spawn"), "Process", NoProcesses)
+    assert ahead.start(_plan(path)) is None
+    assert _import(session, org, path, True, monkeypatch, ahead_bytes=0) == alone

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 import core.importing.common
 import core.importing.write
-from core.importing import import_file
+from core.importing import ahead, import_file
 from core.models import Transaction
 
 SECRET = "test-district-secret"
@@ -117,6 +117,9 @@ def peak_of_import(session, path: Path, org) -> tuple[int, object]:
 def test_peak_memory_does_not_grow_with_the_number_of_rows(make_org, session, tmp_path, monkeypatch):
     monkeypatch.setattr(core.importing.common, "BATCH_SIZE", BATCH)
     monkeypatch.setattr(core.importing.write, "STAGE_KEEP", STAGE_KEEP)
+    # Both files read in this process, where tracemalloc sees the parser too (a large file is read in
+    # a child, core.importing.ahead, whose peak the bench's memory probe adds to this process's).
+    monkeypatch.setattr(ahead, "AHEAD_BYTES", 1 << 40)
     short_rows, long_rows = 4 * BATCH, 16 * BATCH
     short, short_buyers = write_export(tmp_path / "short.csv", short_rows, "s")
     long, long_buyers = write_export(tmp_path / "long.csv", long_rows, "l")
