@@ -63,6 +63,8 @@ def load_config(overrides: dict | None = None) -> dict:
         "PRIVACY_SIGMA": float(os.environ.get("PILOT_PRIVACY_SIGMA", 14.0)),
         "PRIVACY_DAILY_BUDGET": int(os.environ.get("PILOT_DAILY_QUESTIONS", 1000)),
         "PRIVACY_BUDGET": os.environ.get("PILOT_QUESTION_BUDGET", "on") != "off",
+        # A large export read in a process of its own (core.importing.ahead); off for a small machine.
+        "IMPORT_READ_AHEAD": os.environ.get("PILOT_IMPORT_READ_AHEAD", "on") != "off",
         "MAX_CONTENT_LENGTH": int(os.environ.get("PILOT_MAX_UPLOAD_MB", 200)) * 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

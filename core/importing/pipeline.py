@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, has_app_context
 
 from core import sql
 from core.importing import ahead, common
@@ -178,7 +178,7 @@ def _parsed_batches(export, parser, kind: str, organisation_id: int, secret: str
     its own, batches ahead (core.importing.ahead), its suspects settled here; any other, here."""
     offset = _vector_offset(export)
     reader = None
-    if kind == "sales" and offset is not None and export.size >= ahead.AHEAD_BYTES:
+    if kind == "sales" and offset is not None and export.size >= ahead.AHEAD_BYTES and _read_ahead():
         reader = ahead.start(
             ahead.Plan(
                 path=str(export.path),
@@ -202,6 +202,11 @@ def _parsed_batches(export, parser, kind: str, organisation_id: int, secret: str
     for records, position, unreadable in _record_batches(export, offset):
         count = len(records)
         yield count, records, parser.parse_batch(records) if count else None, position, unreadable
+
+
+def _read_ahead() -> bool:
+    """Whether a large export may be read in a process of its own (``IMPORT_READ_AHEAD``)."""
+    return current_app.config.get("IMPORT_READ_AHEAD", True) if has_app_context() else True
 
 
 def _vector_offset(export) -> int | None:

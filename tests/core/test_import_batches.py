@@ -240,3 +240,26 @@ def test_a_host_without_processes_reads_in_the_writers_process(make_org, session
     monkeypatch.setattr(multiprocessing.get_context("spawn"), "Process", NoProcesses)
     assert ahead.start(_plan(path)) is None
     assert _import(session, org, path, True, monkeypatch, ahead_bytes=0) == alone
+
+
+def test_read_ahead_switched_off_reads_in_the_writers_process(app, make_org, session, tmp_path, monkeypatch):
+    """``PILOT_IMPORT_READ_AHEAD=off`` (IMPORT_READ_AHEAD): no reading process is even tried."""
+    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 3)
+    org = make_org("sans-lecture-devant")
+    path = tmp_path / "export.csv"
+    _write(path, HEADER + GOOD + _line(FR_ROWS[1]) + GOOD, bom=True)
+    alone = _import(session, org, path, False, monkeypatch)
+
+    class Tried(BaseException):
+        pass
+
+    def refuse(*args, **kwargs):
+        raise Tried
+
+    monkeypatch.setattr(multiprocessing.get_context("spawn"), "Process", refuse)
+    with pytest.raises(Tried):  # on: a process is asked for
+        _import(session, org, path, True, monkeypatch, ahead_bytes=0)
+    session.rollback()
+    monkeypatch.setitem(app.config, "IMPORT_READ_AHEAD", False)
+    with app.app_context():  # as on the command line, in a page or a job
+        assert _import(session, org, path, True, monkeypatch, ahead_bytes=0) == alone
