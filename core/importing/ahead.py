@@ -1,13 +1,16 @@
-"""Reading and vouching for a large export in a process of its own, batches ahead of the writer.
+"""Reading and vouching for a large export in a process of its own, a batch ahead of the writer.
 
 The writer waits on the database for most of an import (its statements, the server's index work);
 reading a batch and parsing it (``_SalesParser.vouch``) needs no database and no application. So a
-child process does that for the next batches while the writer writes this one, on the machine's
-other core, and hands each batch over as columns (a pickle of about 100 ms per 20,000 rows, both
-sides; 5.5 MB). The parent still settles every suspect row (``_SalesParser.settle``: the errors are worded
-there, in the user's language) and decides everything else; the child only reads and vouches.
+child process does that for the next batch while the writer writes this one, on the machine's other
+core, and sends each batch over a one-way pipe as columns (a pickle of 5.5 MB per 20,000 rows,
+about 100 ms both sides). The parent still settles every suspect row (``_SalesParser.settle``: the
+errors are worded there, in the user's language) and decides everything else.
 
-At most ``DEPTH`` batches wait in the pipe: memory stays flat whatever the file's size.
+The pipe is the flow control: the child blocks sending its next batch until the writer takes it, so
+at most one batch waits and memory stays flat whatever the file's size. The parent holds the only
+read end and the child the only write end, so either one's death is seen by the other: the writer
+gets end-of-file (:class:`ChildFailed`), the child a broken pipe (it ends).
 """
 
 from __future__ import annotations
@@ -16,20 +19,23 @@ import datetime as dt
 import logging
 import multiprocessing
 import pickle
-import queue as queues
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
+from typing import Any
 
 from core.importing import common
 from core.importing.batches import arrow_batches
 from core.importing.columns import _Header
 
 AHEAD_BYTES = 16 << 20  # smaller files are read in the writer's process: a child's start costs ~1 s
-DEPTH = 1  # batches the child may have vouched for before the writer takes them
-_POLL_SECONDS = 1.0  # how often a waiting writer checks that the child still lives
+_END = b""  # what the child sends after its last batch
 log = logging.getLogger(__name__)
+
+# (record count, suspect records by batch index, _Vouched or None for an empty batch, position, unreadable)
+VouchedBatch = tuple[int, dict[int, Any], Any, int | None, tuple[int, str] | None]
 
 
 @dataclass(frozen=True)
@@ -48,61 +54,67 @@ class Plan:
 
 
 class ChildFailed(RuntimeError):
-    """The reading process stopped on an error of its own (its traceback is the message)."""
+    """The reading process stopped: its own error (its traceback is the message), or its death."""
 
 
 class Reader:
-    """A started child reading an export: iterate for its batches, in file order, as
-    ``core.importing.batches`` gives records but vouched for: (record count, suspect records by batch
-    index, ``_Vouched`` or None for an empty batch, position, unreadable). :meth:`close` stops the
-    child when the writer stops early (a refused file, an error)."""
+    """A started child reading an export. Iterating gives its batches in file order, as
+    ``core.importing.batches`` gives records but vouched for (:data:`VouchedBatch`); :meth:`close`
+    stops the child when the writer stops early (a refused file, an error)."""
 
-    def __init__(self, child, channel):
-        self.child, self.channel = child, channel
+    def __init__(self, child, connection):
+        self.child, self.connection = child, connection
 
-    def __iter__(self) -> Iterator[tuple[int, dict, object, int | None, tuple[int, str] | None]]:
-        while (item := self._next()) is not None:
+    def __iter__(self) -> Iterator[VouchedBatch]:
+        while (data := self._receive()) != _END:
+            item = pickle.loads(data)
+            del data  # the batch's bytes go before the writer works on it
             if isinstance(item, ChildFailed):
                 raise item
-            yield pickle.loads(item)
+            yield item
         self.child.join()
 
-    def _next(self):
-        while True:
-            try:
-                return self.channel.get(timeout=_POLL_SECONDS)
-            except queues.Empty:
-                if not self.child.is_alive():
-                    try:  # it may have put its last item just before it ended
-                        return self.channel.get(timeout=_POLL_SECONDS)
-                    except queues.Empty:
-                        raise ChildFailed(
-                            f"the import's reading process ended unexpectedly (exit code {self.child.exitcode})"
-                        ) from None
+    def _receive(self) -> bytes:
+        """The child's next message; ChildFailed when it ended without sending one (killed, out of
+        memory): its write end is then closed, and reading meets end-of-file rather than a hang."""
+        wait([self.connection, self.child.sentinel])
+        try:
+            if self.connection.poll():
+                return self.connection.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        self.child.join()
+        raise ChildFailed(f"the import's reading process ended unexpectedly (exit code {self.child.exitcode})")
 
     def close(self) -> None:
         if self.child.is_alive():
             self.child.terminate()
-            self.child.join()
-        self.channel.close()
+        self.child.join()
+        self.connection.close()
 
 
 def start(plan: Plan) -> Reader | None:
     """Start reading ``plan``'s export in a child process; None when this host cannot start one (no
-    process or semaphore may be created): the caller then reads the file itself, as for a small one."""
+    process may be created): the caller then reads the file itself, as a small one."""
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads and connections
+    receiving = sending = None
     try:
-        channel = context.Queue(maxsize=DEPTH)
-        child = context.Process(target=_child, args=(plan, channel), name="pilot-import-reader", daemon=True)
+        receiving, sending = context.Pipe(duplex=False)
+        child = context.Process(target=_child, args=(plan, sending), name="pilot-import-reader", daemon=True)
         child.start()
     except OSError as exc:
+        for end in (receiving, sending):
+            if end is not None:
+                end.close()
         log.warning("import: no reading process (%s); the file is read in this process", exc)
         return None
-    return Reader(child, channel)
+    sending.close()  # the child's now: its death closes the last write end
+    return Reader(child, receiving)
 
 
-def _child(plan: Plan, channel) -> None:
-    """The child's work: every batch of the file read and vouched for, then None."""
+def _child(plan: Plan, sending) -> None:
+    """The child's work: every batch of the file read and vouched for, then the end (or its error).
+    A writer gone (a broken pipe) ends it."""
     try:
         from core.importing.result import ImportResult
         from core.importing.validate import _SalesParser
@@ -115,13 +127,13 @@ def _child(plan: Plan, channel) -> None:
             count = len(records)
             vouched = parser.vouch(records) if count else None
             suspects = {index: records[index] for index in vouched.suspects} if vouched else {}
-            del records  # before the next batch is read
-            # Pickled here, so that a batch waiting for the writer is held as bytes (about a seventh of
-            # its objects' memory) rather than by the queue's feeder thread as objects.
-            channel.put(pickle.dumps((count, suspects, vouched, position, unreadable), pickle.HIGHEST_PROTOCOL))
+            del records  # the reader's own copy goes when it reads the next batch
+            sending.send_bytes(pickle.dumps((count, suspects, vouched, position, unreadable), pickle.HIGHEST_PROTOCOL))
             del suspects, vouched
-        channel.put(None)
-    except BaseException:  # reported to the parent, which raises it
-        channel.put(ChildFailed(traceback.format_exc()))
-    channel.close()
-    channel.join_thread()
+        sending.send_bytes(_END)
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the writer is gone: nobody to tell
+    except BaseException:  # reported to the writer, which raises it
+        sending.send_bytes(pickle.dumps(ChildFailed(traceback.format_exc())))
+    finally:
+        sending.close()

@@ -175,7 +175,7 @@ def _read_rows(batches, writer, result: ImportResult, rejects, skip_invalid: boo
 def _parsed_batches(export, parser, kind: str, organisation_id: int, secret: str):
     """Every batch of the export parsed: (record count, records by batch index, parsed or None when
     empty, position, unreadable). A large plain sales export is read and vouched for in a process of
-    its own, batches ahead (core.importing.ahead), its suspects settled here; any other, here."""
+    its own, a batch ahead (core.importing.ahead), its suspects settled here; any other, here."""
     offset = _vector_offset(export)
     reader = None
     if kind == "sales" and offset is not None and export.size >= ahead.AHEAD_BYTES and _read_ahead():

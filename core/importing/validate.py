@@ -370,7 +370,7 @@ class _SalesParser:
     # it cannot vouch for goes through :meth:`parse`, which words the errors; both agree on the rest.
     # It needs no application (no message is worded): core.importing.ahead runs it in a process of
     # its own, a batch ahead of the writer.
-    def vouch(self, records) -> "_Vouched":
+    def vouch(self, records: "ColumnRecords | list[tuple[list[str], int]]") -> "_Vouched":
         """The rows of ``records`` the fast path vouches for, as columns, and the indices of the others
         (the suspects), which :meth:`settle` parses one by one."""
         width, memo = self.width, self.memo

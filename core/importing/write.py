@@ -143,16 +143,22 @@ class _SpectatorLookup:
             found.update((key, (id_, fsa, opted)) for key, id_, fsa, opted in rows)
 
     def _insert(self, rows: list[tuple]) -> dict[str, int]:
-        """Insert new spectators (key, created_at, fsa, opted_out_at), skipping keys that exist; returns
-        key → id of those this call created."""
+        """Insert new spectators (key, created_at, fsa, opted_out_at) whose keys the lookup missed;
+        returns key → id of those this call created (on PostgreSQL, keys a concurrent import created
+        meanwhile are skipped and left out).
+
+        On SQLite the caller's transaction must already have written (the importer writes its batch
+        first), so that it holds the database's write lock."""
         session = self.session
         secret = self.secret
         rows = [(*row, cell_key(secret, row[0]) if secret else None) for row in rows]
         if not sql.stages_through_copy(session):
-            # This transaction holds SQLite's write lock (the import batch is written): no other import
-            # can create a key between the select that missed it and this insert, nor a spectator. So
-            # the new rows take the ids after the largest, given here rather than read back by key
-            # (250,000 new spectators of a 1 M district: 3.4 s of lookups less).
+            # This transaction holds SQLite's write lock: no other import can create a key between the
+            # select that missed it and this insert, nor any spectator. So the new rows take the ids
+            # after the largest, given here rather than read back by key (250,000 new spectators of a
+            # 1 M district: 3.4 s of lookups less).
+            if not session.connection().connection.driver_connection.in_transaction:
+                raise RuntimeError("new spectators are numbered under SQLite's write lock: write first")
             first = (session.execute(select(func.max(_spectators.c.id))).scalar() or 0) + 1
             sql.execute_many(
                 session,

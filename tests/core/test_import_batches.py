@@ -12,6 +12,9 @@ import csv
 import datetime as dt
 import io
 import multiprocessing
+import os
+import signal
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -176,12 +179,16 @@ def test_an_import_read_ahead_in_a_child_process_gives_the_same_result(make_org,
     odd_discipline[FR_HEADER.index("Type de spectacle")] = "Art lyrique baroque"
     lines = [GOOD, _line(FR_ROWS[1]), _line(bad_amount), _line(odd_discipline), "\n", "a;b\n", GOOD, GOOD]
     lines += [_line(["Côté", "Luc\nJean", *FR_ROWS[1][2:]]), _line(FR_ROWS[1])]
+    started = []
+    real_start = ahead.start
+    monkeypatch.setattr(ahead, "start", lambda plan: started.append(real_start(plan)) or started[-1])
     for name, tail in (("messy.csv", ""), ("unreadable.csv", '"')):
         path = tmp_path / name
         _write(path, HEADER + "".join(lines) + tail, bom=True)
         alone = _import(session, org, path, False, monkeypatch)
         read_ahead = _import(session, org, path, True, monkeypatch, ahead_bytes=0)
         assert read_ahead == alone
+        assert len(started) == 1 and started.pop() is not None  # a reading process did read it
         assert alone[0]["errors_total"] >= 2 and alone[1]
         assert alone[0]["unknown_disciplines"] == ["Art lyrique baroque"]
     assert not multiprocessing.active_children()
@@ -214,6 +221,34 @@ def test_a_failing_reader_process_is_an_error_of_the_import(tmp_path):
     assert not multiprocessing.active_children()
 
 
+def test_a_reader_process_killed_midway_is_an_error_not_a_hang(tmp_path):
+    """A child that dies without a word (killed, out of memory), perhaps halfway through sending a
+    batch, ends the writer's wait with ChildFailed: its write end was the pipe's last."""
+    path = tmp_path / "long.csv"
+    path.write_text("".join(_line(FR_ROWS[0]) for _ in range(20_000)), encoding="utf-8")
+    reader = ahead.start(_plan(path, batch_size=5_000))
+    batches = iter(reader)
+    next(batches)
+    os.kill(reader.child.pid, signal.SIGKILL)
+    outcome: list = []
+
+    def drain():
+        try:
+            for _batch in batches:
+                pass
+            outcome.append("ended")
+        except ahead.ChildFailed as failure:
+            outcome.append(failure)
+
+    waiting = threading.Thread(target=drain, daemon=True)
+    waiting.start()
+    waiting.join(timeout=60)
+    assert not waiting.is_alive(), "the writer still waits for a dead reader"
+    assert isinstance(outcome[0], ahead.ChildFailed) and "-9" in str(outcome[0])
+    reader.close()
+    assert not multiprocessing.active_children()
+
+
 def test_a_writer_that_stops_early_stops_the_reader_process(tmp_path):
     path = tmp_path / "long.csv"
     path.write_text("".join(_line(FR_ROWS[0]) for _ in range(200)), encoding="utf-8")
@@ -223,6 +258,18 @@ def test_a_writer_that_stops_early_stops_the_reader_process(tmp_path):
     assert reader.child.is_alive()  # blocked on the full pipe, a batch ahead
     reader.close()  # as when the writer fails
     assert not multiprocessing.active_children()
+
+
+def test_a_reader_process_whose_writer_is_gone_ends(tmp_path):
+    """The writer's end closed without a word (its process killed): the child's next send breaks and
+    it ends by itself, rather than holding its memory and the file for ever."""
+    path = tmp_path / "long.csv"
+    path.write_text("".join(_line(FR_ROWS[0]) for _ in range(2_000)), encoding="utf-8")  # more than a pipe holds
+    reader = ahead.start(_plan(path))
+    next(iter(reader))
+    reader.connection.close()  # what the writer's death does to its end of the pipe
+    reader.child.join(timeout=60)
+    assert reader.child.exitcode == 0
 
 
 def test_a_host_without_processes_reads_in_the_writers_process(make_org, session, tmp_path, monkeypatch):
@@ -257,7 +304,8 @@ def test_read_ahead_switched_off_reads_in_the_writers_process(app, make_org, ses
         raise Tried
 
     monkeypatch.setattr(multiprocessing.get_context("spawn"), "Process", refuse)
-    with pytest.raises(Tried):  # on: a process is asked for
+    monkeypatch.setitem(app.config, "IMPORT_READ_AHEAD", True)
+    with app.app_context(), pytest.raises(Tried):  # on: a process is asked for
         _import(session, org, path, True, monkeypatch, ahead_bytes=0)
     session.rollback()
     monkeypatch.setitem(app.config, "IMPORT_READ_AHEAD", False)
