@@ -7,8 +7,8 @@ resident memory before the import and the process's peak (VmHWM), and where the 
 process's CPU seconds and, on a PostgreSQL server of the same machine, its backend's (read from
 /proc; None elsewhere), the rest being waits. A large file is read in a child process
 (``core.importing.ahead``): its CPU seconds and peak memory are reported apart and counted in the
-totals (the peak as the sum of both processes' peaks, an upper bound on what they held at once). With ``PILOT_BENCH_PROFILE=DIR``
-a cProfile of the import is written to DIR.
+totals (the peak as the sum of both processes' peaks, an upper bound on what they held at once).
+With ``PILOT_BENCH_PROFILE=DIR`` a cProfile of the import is written to DIR.
 The district secret comes from the environment (``PILOT_BENCH_SECRET``), never from the command line.
 """
 
