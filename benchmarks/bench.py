@@ -24,7 +24,8 @@ Progress goes to stderr; ``--json`` prints exactly one JSON object on stdout; ``
 the same report in FILE, rewritten after every step (``"partial": true`` until the end), so that a
 run stopped before its end still leaves what it measured. Developer switches
 (environment): ``PILOT_BENCH_KEEP=1`` keeps the scratch databases for a post-mortem (their URLs
-are printed); ``PILOT_BENCH_PROFILE=DIR`` writes cProfile files of the timed steps to DIR.
+are printed); ``PILOT_BENCH_PROFILE=DIR`` writes cProfile files of the timed steps, and of each
+page's cold request, to DIR.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from benchmarks.harness import (
     _sigterm_unwinds,
     scratch_database,
 )
+from benchmarks.render import markdown, page_met, text
 from benchmarks.steps import (
     READ_LAUNCH,
     READ_PROFILES,
@@ -156,14 +158,6 @@ def _pages(app, db, experiment_id: int, folder: Path, seed: int, echo, spectator
 # --- targets, output ----------------------------------------------------------------------------
 
 
-def _page_met(page: dict) -> bool:
-    return (
-        page["warm_ms_p50"] <= TARGETS["page_warm_ms_p50"]
-        and page["warm_ms_p95"] <= TARGETS["page_warm_ms_p95"]
-        and page["cold_ms"] <= TARGETS["page_cold_ms"]
-    )
-
-
 def assess(engine: str, figures: dict) -> dict:
     """Each §12 target of an engine: value, target and whether it is met."""
 
@@ -230,7 +224,7 @@ def assess(engine: str, figures: dict) -> dict:
             out[f"pages_worst_{key}"] = entry(
                 page[key], f"<= {TARGETS[target]} (worst: {name})", page[key] <= TARGETS[target]
             )
-        met = [name for name, page in pages.items() if _page_met(page)]
+        met = [name for name, page in pages.items() if page_met(page)]
         out["pages_met"] = entry(len(met), f"= {len(pages)} pages", len(met) == len(pages))
     rules = figures.get("rules") or {}
     if not rules:
@@ -353,90 +347,6 @@ def checks(report: dict) -> dict:
     return out
 
 
-def _table(report: dict) -> str:
-    lines = [
-        f"pilot bench: {report['spectators']:,} spectators, {report['transactions'] or 0:,} transactions, "
-        f"{report['machine'].get('cpus')} cores, {report['date']}"
-    ]
-    for engine, figures in report["engines"].items():
-        if "error" in figures:
-            lines.append("")
-            lines.append(f"{engine}: FAILED: {figures['error']} (figures measured before the failure are in --json)")
-            continue
-        imp, prof, asg, out = (
-            figures.get("import"),
-            figures.get("profile_refresh"),
-            figures.get("assignment"),
-            figures.get("outcomes_report"),
-        )
-        targets = report["targets"][engine]
-
-        def mark(key):
-            met = targets[key]["met"]
-            return "ok" if met else ("MISS" if met is not None else "-")
-
-        lines.append("")
-        lines.append(f"{engine} (district built in {figures['demo_s']:.0f} s)")
-        lines.append(f"  {'figure':<38} {'value':>14} {'baseline':>14} {'ratio':>8}  target")
-        if imp:
-            lines.append(
-                f"  {'import rows/s':<38} {imp['rows_per_s']:>14,} {imp['baseline_rows_per_s']:>14,} "
-                f"{imp['ratio']:>8.3f}  >= 0.5 {mark('import_ratio')}"
-            )
-            if "unindexed_rows_per_s" in imp:
-                lines.append(
-                    f"  {'  the same vs an unindexed text load':<38} {imp['rows_per_s']:>14,} "
-                    f"{imp['unindexed_rows_per_s']:>14,} {imp['ratio_to_unindexed']:>8.3f}  (for scale)"
-                )
-            peaks = ", ".join(f"{int(r):,} rows {mb:.0f} MB" for r, mb in imp["peak_rss_mb"].items())
-            at_10m = targets["import_peak_rss_mb_at_10m_rows"]["value"]
-            if imp.get("peak_rss_mb_measured_10m_rows") is not None:
-                assessed = f"10M rows {at_10m:.0f} MB (measured) "
-            else:
-                assessed = f"10M rows ~{at_10m:.0f} MB " if at_10m is not None else "10M rows: not assessed "
-            lines.append(f"  {'import peak RSS':<38} {peaks}; " + assessed + mark("import_peak_rss_mb_at_10m_rows"))
-        if prof:
-            lines.append(
-                f"  {'profile refresh incremental / full (s)':<38} {prof['incremental_s']:>14.2f} "
-                f"{prof['full_s']:>14.2f} {prof['ratio']:>8.3f}  <= 0.1 {mark('profile_ratio')}"
-            )
-        pooled = figures.get("pooled_refresh")
-        if pooled:
-            label = f"pooled facts after {pooled['import_rows']:,} rows / all (s)"
-            lines.append(
-                f"  {label:<38} {pooled['incremental_s']:>14.2f} {pooled['full_s']:>14.2f} "
-                f"{pooled['ratio'] if pooled['ratio'] is not None else float('nan'):>8.3f}  <= 0.1 {mark('pooled_ratio')}"
-            )
-        for name, rule in figures.get("rules", {}).items():
-            label = f"rule {name} ({rule['members']:,}) ms"
-            lines.append(
-                f"  {label:<38} {rule['ms_p50']:>14.1f} {rule['duckdb_ms_p50']:>14.1f} "
-                f"{rule['ratio']:>8.3f}  {mark(f'rule_{name}_ratio')}/{mark(f'rule_{name}_ms')}"
-                f"{'' if rule['members_match'] else ' MEMBERS DIFFER FROM DUCKDB'}"
-            )
-        if asg:
-            lines.append(
-                f"  {'assignment ' + format(asg['recipients'], ',') + ' recipients (s)':<38} "
-                f"{asg['seconds']:>14.2f} {'':>14} {'':>8}  <= 5 {mark('assignment_s')}"
-            )
-        if out:
-            lines.append(
-                f"  {'outcomes + report (s)':<38} {out['seconds']:>14.2f} {'':>14} {'':>8}  <= 10 "
-                f"{mark('outcomes_report_s')}"
-            )
-        if figures.get("pages"):
-            lines.append(f"  {'pages (ms)':<38} {'cold':>14} {'warm p50':>14} {'p95':>8}  <= 1000/150/300")
-        for name, page in figures.get("pages", {}).items():
-            lines.append(
-                f"  {'  ' + name:<38} {page['cold_ms']:>14.0f} "
-                f"{page['warm_ms_p50']:>14.0f} {page['warm_ms_p95']:>8.0f}  "
-                f"{'ok' if _page_met(page) else 'MISS'}{'' if page['status'] == 200 else ' HTTP ' + str(page['status'])}"
-            )
-    lines.append("")
-    lines.append(f"checks: {json.dumps(report['checks'])}")
-    return "\n".join(lines)
-
-
 def run_bench(
     spectators: int,
     engines,
@@ -446,9 +356,11 @@ def run_bench(
     out: Path | None = None,
     memory_rows: int | None = None,
     steps: Collection[str] = STEPS,
+    as_markdown: bool = False,
 ) -> dict:
-    """The ``pilot bench`` command: measure, then print a table or (``as_json``) one JSON object;
-    with ``out``, the report so far is also kept in that file after every step (:func:`collect`)."""
+    """The ``pilot bench`` command: measure, then print a table (Markdown with ``as_markdown``) or
+    (``as_json``) one JSON object; with ``out``, the report so far is also kept in that file after
+    every step (:func:`collect`)."""
     try:
         report = collect(spectators, engines, pg_server, seed, out=out, memory_rows=memory_rows, steps=steps)
     except RuntimeError as exc:
@@ -458,7 +370,22 @@ def run_bench(
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
-        click.echo(_table(report))
+        click.echo(markdown(report) if as_markdown else text(report))
     if report["checks"]["failed"]:
         sys.exit(1)
     return report
+
+
+def render_report(path: Path, as_markdown: bool) -> None:
+    """``pilot bench --render FILE``: print a report kept by ``--json`` or ``--out`` (whole or
+    partial) as the plain-text table, or as Markdown for the README, without measuring anything."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{path}: not a pilot bench report ({exc})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("engines"), dict):
+        raise click.ClickException(f'{path}: not a pilot bench report (no "engines")')
+    if "targets" not in report:  # a partial report (--out) is written before the targets are assessed
+        report["targets"] = {engine: assess(engine, figures) for engine, figures in report["engines"].items()}
+    report.setdefault("checks", checks(report))
+    click.echo(markdown(report) if as_markdown else text(report))

@@ -46,10 +46,20 @@ from benchmarks.steps import STEPS
     help="Measure only this step (repeatable; default: every step). The district is built first; the "
     "profiles and the launch that later steps need are done untimed when not asked for.",
 )
-def bench_command(spectators, engines, pg_server, seed, as_json, out, memory_rows, steps):
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print the figures as Markdown tables (the README's).")
+@click.option(
+    "--render",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Measure nothing: print the report kept in this file (by --json or --out) as a table, or with "
+    "--markdown as Markdown.",
+)
+def bench_command(spectators, engines, pg_server, seed, as_json, out, memory_rows, steps, as_markdown, render):
     """The performance benchmark of DESIGN.md §12, against each engine's own baselines."""
-    from benchmarks.bench import run_bench
+    from benchmarks.bench import render_report, run_bench
 
+    if render is not None:
+        render_report(render, as_markdown)
+        return
     run_bench(
         spectators=spectators,
         engines=engines or ("postgresql", "sqlite"),
@@ -58,6 +68,7 @@ def bench_command(spectators, engines, pg_server, seed, as_json, out, memory_row
         as_json=as_json,
         out=out,
         memory_rows=memory_rows,
+        as_markdown=as_markdown,
         **({"steps": steps} if steps else {}),
     )
 

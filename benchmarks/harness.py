@@ -10,6 +10,7 @@ import shutil
 import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -195,6 +196,9 @@ def _machine(pg_server: str, engines) -> dict:
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         pass
+    commit = _commit()
+    if commit:
+        info["commit"] = commit
     try:
         import duckdb
 
@@ -222,6 +226,23 @@ def _machine(pg_server: str, engines) -> dict:
         except Exception as exc:  # the engine run reports the real error
             info["postgresql"] = f"unreachable: {exc}"
     return info
+
+
+def _commit() -> str | None:
+    """The code measured: the checkout's commit, marked when files differ from it (None outside git)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not commit:
+        return None
+    return f"{commit} with uncommitted changes" if changed else commit
 
 
 def _p50(values: list[float]) -> float:

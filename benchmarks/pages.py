@@ -224,7 +224,7 @@ def page_figures(
     :returns: (pages, pooled_refresh): {"full_s", "incremental_s", "ratio", "rows", "import_rows",
         "import_spectators", "published", "republished"}.
     """
-    from benchmarks.harness import BENCH_ORG
+    from benchmarks.harness import BENCH_ORG, _profiled
     from campaigns.funnel_store import refresh_funnels
     from core.headline import publish_headlines
     from core.quality import keep_quality
@@ -288,7 +288,8 @@ def page_figures(
         if login.status_code not in (200, 302):
             raise RuntimeError(f"the {role} user could not log in ({login.status_code})")
         for name, method, path, body in role_pages:
-            status, cold = _request(client, method, path, body)
+            with _profiled(db.engine.dialect.name, f"page-{role}.{name}-cold"):
+                status, cold = _request(client, method, path, body)
             warm = []
             for number in range(1, WARM_REQUESTS + 1):
                 status, seconds = _request(client, method, path, body, number)

@@ -180,7 +180,7 @@ def test_measures_only_the_steps_asked_for(pytestconfig):
     """``--step import --step launch``: the district, then those two figures only; the profiles the
     launch reads are refreshed untimed, and the table prints what was measured."""
     pytest.importorskip("duckdb", reason="the benchmark's DuckDB baseline is the 'bench' extra")
-    from benchmarks.bench import _table
+    from benchmarks.render import text
 
     chosen = pytestconfig.getoption("--db")
     engines = ("postgresql", "sqlite") if chosen == "all" else (chosen,)
@@ -201,5 +201,61 @@ def test_measures_only_the_steps_asked_for(pytestconfig):
         assert figures["assignment"]["recipients"] > 0 and figures["import"]["rows"] == 2000
         targets = report["targets"][engine]
         assert {"import_ratio", "assignment_s"} <= set(targets) and "profile_ratio" not in targets
-    table = _table(report)
+    table = text(report)
     assert "import rows/s" in table and "recipients (s)" in table and "profile refresh" not in table
+
+
+def _render(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "import sys; from core.cli import main; sys.exit(main())", "bench", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_renders_the_run_as_the_readmes_markdown_tables(bench, tmp_path):
+    """``pilot bench --render FILE --markdown`` prints a kept report as the README's tables without
+    measuring anything: every figure with its target and verdict per engine, every page's times
+    with those over target in bold."""
+    from benchmarks.render import markdown, page_met
+
+    engines, done = bench
+    report = json.loads(done.stdout)
+    kept = ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json"
+    rendered = _render("--render", str(kept), "--markdown")
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stdout.strip() == markdown(report).strip()
+    assert "pilot_bench_" not in rendered.stderr  # no scratch database was made
+    lines = rendered.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| figure | target |"))
+    names = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+    assert header.split(" | ")[2:] == [names[e] + (" |" if e == engines[-1] else "") for e in engines]
+    import_row = next(line for line in lines if line.startswith("| import of 40,000 rows"))
+    for column, engine in enumerate(engines):
+        cell = import_row.split(" | ")[2 + column]
+        imp = report["engines"][engine]["import"]
+        assert f"**{imp['ratio']:.3f}**" in cell, (engine, cell)
+        assert (" ✓" in cell) == report["targets"][engine]["import_ratio"]["met"], (engine, cell)
+    for engine in engines:
+        pages = report["engines"][engine]["pages"]
+        for name, page in pages.items():
+            row = next(line for line in lines if line.startswith(f"| {name} |"))
+            cell = row.split(" | ")[1 + engines.index(engine)]
+            assert ("**" in cell) == (not page_met(page)), (engine, name, cell)
+    assert "Every rule's members and per-organisation counts are the same as DuckDB's" in rendered.stdout
+
+    # a partial report (--out during a run: no targets yet) renders, and says so
+    partial = {k: v for k, v in report.items() if k not in ("targets", "checks")}
+    partial["partial"] = True
+    (tmp_path / "partial.json").write_text(json.dumps(partial), encoding="utf-8")
+    rendered = _render("--render", str(tmp_path / "partial.json"), "--markdown")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "**Partial report**" in rendered.stdout and "| import of 40,000 rows" in rendered.stdout
+    plain = _render("--render", str(tmp_path / "partial.json"))
+    assert plain.returncode == 0 and "import rows/s" in plain.stdout
+
+
+def test_render_refuses_a_file_that_is_no_report(tmp_path):
+    for name, content in (("broken.json", '{"engines": '), ("list.json", "[1, 2]")):
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        rendered = _render("--render", str(tmp_path / name))
+        assert rendered.returncode != 0
+        assert f"{name}: not a pilot bench report" in rendered.stderr
+        assert "Traceback" not in rendered.stderr
