@@ -17,6 +17,7 @@ def csv_rows(rows: Sequence[Sequence]) -> bytes | None:
     lines without a header; None when a column mixes kinds that one pyarrow type cannot hold (the
     caller formats those rows itself)."""
     import pyarrow as pa
+    import pyarrow.csv as pacsv
 
     columns = list(zip(*rows))
     if len(columns) < 2:
@@ -25,19 +26,9 @@ def csv_rows(rows: Sequence[Sequence]) -> bytes | None:
         arrays = [pa.array(column, from_pandas=False) for column in columns]
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
+    if not all(map(_plain, (array.type for array in arrays))):
+        return None
     table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
-    return csv_table(table) if plain(table) else None
-
-
-def plain(table) -> bool:
-    """Whether :func:`csv_table` may format every column of the Arrow ``table``."""
-    return all(map(_plain, table.schema.types))
-
-
-def csv_table(table) -> bytes:
-    """An Arrow table whose columns are all :func:`plain`, as CSV lines without a header."""
-    import pyarrow.csv as pacsv
-
     out = io.BytesIO()
     pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     return out.getvalue()

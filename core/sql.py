@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from core.copydata import csv_rows, csv_table, plain
+from core.copydata import csv_rows
 
 LOG = logging.getLogger(__name__)
 POSTGRESQL, SQLITE = "postgresql", "sqlite"
@@ -180,27 +180,6 @@ def copy_rows(
         return
     statement = f"INSERT INTO {quote(name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
     execute_many(connection, statement, rows, stamps)
-
-
-def table_copier(bind: Session | Connection, table: Table, rows) -> Callable[[], None] | None:
-    """A function that appends the Arrow table ``rows`` (its column names ``table``'s) to ``table`` by
-    PostgreSQL's ``COPY`` of the CSV pyarrow writes (formatted now, no row made in Python), sent
-    when called. It touches only the driver's connection, so it may run in another thread while
-    this one goes on without the database (psycopg waits for the server without holding the GIL).
-    None on SQLite, or when a column's type has no plain CSV form: the caller writes the rows itself."""
-    connection = _connection(bind)
-    if not _is_postgresql(connection) or not plain(rows):
-        return None
-    quote = connection.dialect.identifier_preparer.quote
-    names = ", ".join(quote(c) for c in rows.column_names)
-    statement = f"COPY {quote(table.name)} ({names}) FROM STDIN (FORMAT csv)"
-    data, raw = csv_table(rows), _driver(connection)
-
-    def send() -> None:
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.write(data)
-
-    return send
 
 
 def execute_many(

@@ -51,7 +51,6 @@ class Plan:
     secret: str
     latest: dt.datetime  # the parser's bound on purchase dates, fixed by the parent
     batch_size: int
-    tables: bool = False  # also make each batch's Arrow table of its transactions (_SaleColumns.table)
 
 
 class ChildFailed(RuntimeError):
@@ -122,7 +121,7 @@ def _child(plan: Plan, sending) -> None:
 
         common.BATCH_SIZE = plan.batch_size
         parser = _SalesParser(plan.header, plan.organisation_id, plan.secret, ImportResult(kind="sales"))
-        parser.latest, parser.tables = plan.latest, plan.tables
+        parser.latest = plan.latest
         batches = arrow_batches(Path(plan.path), plan.offset, plan.first_line, len(plan.header.fields), plan.delimiter)
         for records, position, unreadable in batches:
             count = len(records)

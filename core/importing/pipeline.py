@@ -109,14 +109,11 @@ def import_file(
         bar = _Progress(progress, export.size, label=result.filename)
         try:
             with sql.roomy_cache(session, SQLITE_CACHE_KIB):
-                # On PostgreSQL the reading process also makes each batch's Arrow table, which COPY takes
-                tables = isinstance(writer, _SalesWriter) and writer.copy_staging
-                batches = _parsed_batches(export, parser, kind, organisation_id, secret, tables)
+                batches = _parsed_batches(export, parser, kind, organisation_id, secret)
                 try:
                     fatal = _read_rows(batches, writer, result, rejects, skip_invalid, bar)
                 finally:
                     batches.close()  # a reading process stops with the writer, even on an error
-                    writer.close()  # and a statement it sent in the background ends before a rollback
                 if not (fatal or (result.invalid_rows and not skip_invalid)):
                     writer.finish()
         finally:
@@ -175,11 +172,10 @@ def _read_rows(batches, writer, result: ImportResult, rejects, skip_invalid: boo
     return False
 
 
-def _parsed_batches(export, parser, kind: str, organisation_id: int, secret: str, tables: bool = False):
+def _parsed_batches(export, parser, kind: str, organisation_id: int, secret: str):
     """Every batch of the export parsed: (record count, records by batch index, parsed or None when
     empty, position, unreadable). A large plain sales export is read and vouched for in a process of
-    its own, a batch ahead (core.importing.ahead), its suspects settled here; any other, here.
-    ``tables``: the reading process also makes each batch's ``_SaleColumns.table``."""
+    its own, a batch ahead (core.importing.ahead), its suspects settled here; any other, here."""
     offset = _vector_offset(export)
     reader = None
     if kind == "sales" and offset is not None and export.size >= ahead.AHEAD_BYTES and _read_ahead():
@@ -194,7 +190,6 @@ def _parsed_batches(export, parser, kind: str, organisation_id: int, secret: str
                 secret=secret,
                 latest=parser.latest,
                 batch_size=common.BATCH_SIZE,
-                tables=tables,
             )
         )
     if reader is not None:

@@ -37,7 +37,7 @@ from core.importing.values import (
     parse_duration,
     parse_time,
 )
-from core.models import SALE_COLUMNS, utcnow
+from core.models import utcnow
 
 # --- parsing rows --------------------------------------------------------------------------------
 
@@ -123,28 +123,17 @@ class _Cache(dict):
             self.clear()
 
 
-# The fields of a sale that its transaction row takes as they are (core.models.SALE_COLUMNS after the
-# organisation, spectator and show), by column name.
-TABLE_FIELDS = {column: "amount" if column == "amount_cents" else column for column in SALE_COLUMNS[3:]}
-
-
 class _SaleColumns:
-    """A batch of good sales, one list per field of :class:`_Sale`, in file order; ``table``: the
-    same rows' :data:`TABLE_FIELDS` as one Arrow table when the reading process made it
-    (``_SalesParser.tables``; the writer's ``COPY`` then reorders it rather than convert the lists), or None."""
+    """A batch of good sales, one list per field of :class:`_Sale`, in file order."""
 
-    FIELDS = tuple(name for name in _Sale.__slots__ if name != "line")
-    __slots__ = (*FIELDS, "table")
-
-    def __init__(self) -> None:
-        self.table: Any = None
+    __slots__ = tuple(name for name in _Sale.__slots__ if name != "line")
 
     def __len__(self) -> int:
         return len(self.external_id)
 
     def with_sales(self, good: list[bool], sales: dict[int, "_Sale"]) -> "_SaleColumns":
-        """These columns with ``sales`` (batch index → sale) put back in their places (without a table)."""
-        merged, names = _SaleColumns(), self.FIELDS
+        """These columns with ``sales`` (batch index → sale) put back in their places."""
+        merged, names = _SaleColumns(), self.__slots__
         sources = [iter(getattr(self, name)) for name in names]
         targets = [[] for _name in names]
         for index, ok in enumerate(good):
@@ -157,19 +146,6 @@ class _SaleColumns:
         for name, target in zip(names, targets):
             setattr(merged, name, target)
         return merged
-
-
-def _sale_table(columns: _SaleColumns):
-    """The :data:`TABLE_FIELDS` of ``columns`` as one Arrow table (the types ``core.copydata`` would
-    give the same lists), or None when a column mixes kinds that one Arrow type cannot hold."""
-    import pyarrow as pa
-
-    try:
-        return pa.table(
-            {column: pa.array(getattr(columns, field), from_pandas=False) for column, field in TABLE_FIELDS.items()}
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return None
 
 
 @dataclass
@@ -208,7 +184,6 @@ class _SalesParser:
         # purchase column): it would count as an outcome that has not happened yet.
         self.latest = dt.datetime.combine(utcnow().date() + dt.timedelta(days=1), dt.time.min)
         self.memo = self._memo()
-        self.tables = False  # vouch also makes each batch's _SaleColumns.table (core.importing.ahead)
 
     def _column(self, name: str) -> str:
         return self.header.column(name)
@@ -498,8 +473,6 @@ class _SalesParser:
         ]
         for cache in memo.values():
             cache.trim()
-        if self.tables:
-            columns.table = _sale_table(columns)
         return _Vouched(columns, good, suspects, anonymous, unknown)
 
     def settle(self, vouched: "_Vouched", records) -> "_Parsed":

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Iterator
 
 from flask import has_app_context
 from sqlalchemy import (
@@ -256,37 +254,6 @@ _CONSENT_STAGE = Table(
 _BY_SPECTATOR_AND_DATE = operator.itemgetter(1, 4)
 
 
-class _Background:
-    """One statement of the writer at a time, running in a thread on the driver's connection while the
-    writer goes on in Python; :meth:`wait` before the connection's next use raises its error there.
-    (psycopg's connection lock would make any other use wait for it anyway.)"""
-
-    def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    def start(self, send: Callable[[], None]) -> None:
-        self.wait()
-
-        def run() -> None:
-            try:
-                send()
-            except BaseException as exc:  # raised by wait(), in the writer's thread
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="pilot-import-copy", daemon=True)
-        self.thread.start()
-
-    def wait(self, raising: bool = True) -> None:
-        if self.thread is None:
-            return
-        self.thread.join()
-        self.thread = None
-        error, self.error = self.error, None
-        if error is not None and raising:
-            raise error
-
-
 class _SalesWriter:
     """Writes batches of parsed sales (:class:`_SaleColumns`): spectators, venues, shows, contacts, consents,
     transactions."""
@@ -312,10 +279,8 @@ class _SalesWriter:
         self.opted_out: dict[int, Any] = {}  # the spectator's district-wide opt-out
         self.later = _Cache(plus_two_years)
         self.stamp = _Cache(lambda moment: None if moment is None else moment.isoformat(" ", "microseconds"))
-        self.copying = _Background()  # the last batch's transactions, while they are sent (PostgreSQL)
 
     def write(self, sales: "_SaleColumns") -> None:
-        self.copying.wait()  # the previous batch's rows are in: its external ids count as known
         external_ids = sales.external_id
         count = len(external_ids)
         # external id → its first row (a later copy within the batch is a duplicate)
@@ -346,26 +311,11 @@ class _SalesWriter:
         spectators = self.spectators.resolve(wanted)
         spectator_of = [spectators[keys[index]][0] for index in fresh]
         shows = self._shows(sales, fresh)
-        # On PostgreSQL the transactions go first, their COPY sent from a thread while the contacts and
-        # consents are kept here (and the next batch is taken), without the database.
-        copy = self._table_copier(sales, fresh, spectator_of, shows) if sales.table is not None else None
-        if copy is not None:
-            self.copying.start(copy)
         self._contacts(sales, fresh, spectator_of)
         self._consents(sales, fresh, spectator_of, spectators)
         if len(self.people) >= STAGE_KEEP:
-            self.copying.wait()
             self._flush()
-        if copy is None:
-            self._insert_rows(sales, fresh, spectator_of, shows)
-        self.result.imported += len(fresh)
-        self.later.trim()
-        self.stamp.trim()
-
-    def _insert_rows(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int], shows: dict) -> None:
-        """The batch's new transactions (``fresh``: their indices) as rows, in the index's order."""
         organisation_id, batch_id = self.organisation_id, self.batch_id
-        external_ids = sales.external_id
         purchased = sales.purchased_at
         if self.text_stamps:  # DateTime in SQLAlchemy's storage format, each distinct moment once
             stamps = {moment: moment.isoformat(" ", "microseconds") for moment in set(purchased)}
@@ -395,36 +345,9 @@ class _SalesWriter:
             key=_BY_SPECTATOR_AND_DATE,
         )
         _bulk_insert(self.session, _transactions, _TRANSACTION_COLUMNS, rows, converted=True)
-
-    def _table_copier(self, sales: "_SaleColumns", fresh: list[int], spectator_of: list[int], shows: dict):
-        """The batch's new transactions' ``COPY`` from the reading process's Arrow table (``sales.table``),
-        to send (``core.sql.table_copier``): its ``fresh`` rows taken in the index's order, the ids
-        added as arrays; the same rows and order as :meth:`_insert_rows`, no row made in Python. None
-        when the table cannot be copied as it is."""
-        import numpy as np
-        import pyarrow as pa
-
-        table, count = sales.table, len(fresh)
-        rows = np.fromiter(fresh, dtype=np.int64, count=count)
-        spectator_ids = np.fromiter(spectator_of, dtype=np.int64, count=count)
-        show_keys = sales.show_key
-        show_ids = np.fromiter((shows[show_keys[index]] for index in fresh), dtype=np.int64, count=count)
-        purchased = table.column("purchased_at").cast(pa.int64()).to_numpy()[rows]
-        order = np.lexsort((purchased, spectator_ids))  # by spectator, then purchase date; stable, as sorted()
-        taken = table.take(pa.array(rows[order]))
-        ids = {
-            "organisation_id": pa.array(np.full(count, self.organisation_id, dtype=np.int64)),
-            "spectator_id": pa.array(spectator_ids[order]),
-            "show_id": pa.array(show_ids[order]),
-            "batch_id": pa.array(np.full(count, self.batch_id, dtype=np.int64)),
-        }
-        columns = [ids[name] if name in ids else taken.column(name) for name in _TRANSACTION_COLUMNS]
-        return sql.table_copier(self.session, _transactions, pa.table(columns, names=list(_TRANSACTION_COLUMNS)))
-
-    def close(self) -> None:
-        """Wait for a statement still running in the background (an import stopped by an error: the
-        caller rolls back after), without raising its error over the one on its way."""
-        self.copying.wait(raising=False)
+        self.result.imported += len(fresh)
+        self.later.trim()
+        self.stamp.trim()
 
     def _venue_id(self, sales: "_SaleColumns", index: int) -> int | None:
         venue, capacity = sales.venue[index], sales.capacity[index]
@@ -616,7 +539,6 @@ class _SalesWriter:
         """Merge the staged contacts into the organisation's (per field, the value of the latest batch
         that gave one; an empty field never erases a known one), then upsert the staged consents
         on them (the database keeps the earliest given_at and the latest expires_at)."""
-        self.copying.wait()
         self._flush()
         if not self.staging:
             return
@@ -664,9 +586,6 @@ class _UnsubscribeWriter:
         self.spectators = _SpectatorLookup(session, result, memo=False)
 
     def finish(self) -> None:
-        pass
-
-    def close(self) -> None:
         pass
 
     def write(self, rows: list[_Unsubscribe]) -> None:

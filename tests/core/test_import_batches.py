@@ -19,7 +19,7 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 import core.importing.common
 from core.importing import ImportRefused, ahead, import_file, pipeline
@@ -27,8 +27,7 @@ from core.importing.batches import ColumnRecords, arrow_batches, csv_batches, li
 from core.importing.columns import _Header
 from core.importing.opening import open_export
 from core.importing.result import ImportResult
-from core.importing.write import _SalesWriter
-from core.models import Contact, Show, Spectator, Transaction
+from core.models import Contact, Transaction
 from tests.core.test_importing import FR_HEADER, FR_ROWS, SECRET
 
 
@@ -192,129 +191,6 @@ def test_an_import_read_ahead_in_a_child_process_gives_the_same_result(make_org,
         assert len(started) == 1 and started.pop() is not None  # a reading process did read it
         assert alone[0]["errors_total"] >= 2 and alone[1]
         assert alone[0]["unknown_disciplines"] == ["Art lyrique baroque"]
-    assert not multiprocessing.active_children()
-
-
-def _written(session, org) -> list[tuple]:
-    """Every transaction of ``org`` with all its fields, in the order they were written (by id), its
-    spectator and show by their keys (their ids differ between two imports)."""
-    return [
-        tuple(row)
-        for row in session.execute(
-            select(
-                Spectator.key,
-                Show.natural_key,
-                Transaction.purchased_at,
-                Transaction.amount_cents,
-                Transaction.tickets,
-                Transaction.circumstance,
-                Transaction.category,
-                Transaction.channel,
-                Transaction.promo_code,
-                Transaction.order_id,
-                Transaction.external_id,
-            )
-            .join(Spectator, Spectator.id == Transaction.spectator_id)
-            .join(Show, Show.id == Transaction.show_id)
-            .where(Transaction.organisation_id == org.id)
-            .order_by(Transaction.id)
-        )
-    ]
-
-
-def test_read_ahead_writes_the_same_transactions_in_the_same_order(make_org, session, tmp_path, monkeypatch):
-    """On PostgreSQL the reading process also makes each batch's Arrow table, and the writer's COPY
-    takes its rows in the index's order (spectator, then purchase date) with the ids added: every
-    field and the order of the rows are those of the rows the writer builds itself (SQLite, or a
-    file read in its process). Several buyers, dates out of order, empty cells, a repeated line."""
-    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 5)
-    org = make_org("table-devant")
-    fields = {name: FR_HEADER.index(name) for name in FR_HEADER}
-    lines = []
-    for number in range(14):
-        cells = list(FR_ROWS[number % 2])
-        cells[fields["Adresse courriel"]] = f"buyer{number % 4}@example.org"
-        cells[fields["Date de l'achat"]] = f"{(number * 7) % 28 + 1:02d}/03/2017"
-        cells[fields["Valeur de l'achat"]] = f"{10 + number},25 $"
-        cells[fields["Numéro de commande"]] = "" if number % 3 == 0 else f"A-{number}"
-        cells[fields["Canal d'achat"]] = "" if number % 5 == 0 else "Internet"
-        lines.append(_line(cells))
-    lines.insert(6, lines[2])  # the same sale again: a duplicate, not written twice
-    path = tmp_path / "export.csv"
-    _write(path, HEADER + "".join(lines))
-    copied = []
-    real_copier = _SalesWriter._table_copier
-    monkeypatch.setattr(
-        _SalesWriter,
-        "_table_copier",
-        lambda writer, *args: copied.append(real_copier(writer, *args)) or copied[-1],
-    )
-    monkeypatch.setattr(pipeline, "VECTOR_READ", True)
-    written = []
-    for ahead_bytes in (1 << 40, 0):  # read in the writer's process, then ahead in a process of its own
-        monkeypatch.setattr(ahead, "AHEAD_BYTES", ahead_bytes)
-        result = import_file(session, path, org, secret=SECRET)
-        assert result.imported == 14 and result.duplicates == 1
-        written.append(_written(session, org))
-        session.rollback()
-    assert written[1] == written[0]
-    assert len({row[0] for row in written[0]}) == 4 and len(written[0]) == 14
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    # every batch copied from its table, on PostgreSQL only
-    assert [copy is not None for copy in copied] == ([True] * 3 if postgresql else [])
-
-
-_REFUSE_4242 = {
-    "postgresql": (
-        "CREATE FUNCTION refuse_4242() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.amount_cents = 4242 THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
-        'CREATE TRIGGER refuse_4242 BEFORE INSERT ON "transaction" FOR EACH ROW EXECUTE FUNCTION refuse_4242()',
-    ),
-    "sqlite": (
-        'CREATE TRIGGER refuse_4242 BEFORE INSERT ON "transaction" WHEN NEW.amount_cents = 4242 '
-        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-    ),
-}
-_ALLOW_4242 = {
-    "postgresql": ('DROP TRIGGER refuse_4242 ON "transaction"', "DROP FUNCTION refuse_4242()"),
-    "sqlite": ("DROP TRIGGER refuse_4242",),
-}
-
-
-def test_transactions_the_database_refuses_fail_the_import_whole(make_org, session, tmp_path, monkeypatch):
-    """A batch's transactions refused by the database (a trigger, here) fail the import with the
-    database's own error, whether their COPY ran in the background (PostgreSQL, read ahead) or not:
-    no statement is left running and, rolled back, nothing of the file stays."""
-    monkeypatch.setattr(core.importing.common, "BATCH_SIZE", 5)
-    monkeypatch.setattr(pipeline, "VECTOR_READ", True)
-    org = make_org("refus-base")
-    amount = FR_HEADER.index("Valeur de l'achat")
-    lines = []
-    for number in range(14):
-        cells = list(FR_ROWS[0])
-        cells[FR_HEADER.index("Adresse courriel")] = f"buyer{number}@example.org"
-        cells[amount] = "42,42 $" if number == 7 else f"{10 + number},00 $"  # the second batch's
-        lines.append(_line(cells))
-    path = tmp_path / "export.csv"
-    _write(path, HEADER + "".join(lines))
-    engine = session.get_bind()
-    name = engine.dialect.name
-    with engine.begin() as connection:
-        for statement in _REFUSE_4242[name]:
-            connection.exec_driver_sql(statement)
-    try:
-        for ahead_bytes in (0, 1 << 40):  # read ahead (its table's COPY in the background), then not
-            monkeypatch.setattr(ahead, "AHEAD_BYTES", ahead_bytes)
-            with pytest.raises(Exception, match="refused by the test"):
-                import_file(session, path, org, secret=SECRET)
-            assert not [thread for thread in threading.enumerate() if thread.name == "pilot-import-copy"]
-            session.rollback()
-            assert session.scalar(select(func.count()).where(Transaction.organisation_id == org.id)) == 0
-    finally:
-        session.rollback()
-        with engine.begin() as connection:
-            for statement in _ALLOW_4242[name]:
-                connection.exec_driver_sql(statement)
     assert not multiprocessing.active_children()
 
 
