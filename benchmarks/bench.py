@@ -137,7 +137,7 @@ def bench_engine(
             if "pages" in steps:
                 # outside the app context: each request must push its own (Flask-Login keeps its user on g)
                 out["pages"], out["pooled_refresh"] = _pages(
-                    app, db, experiment_id, folder, seed, echo, scale.spectators
+                    app, db, experiment_id, folder, seed, echo, scale.spectators, engine
                 )
                 measured()
         finally:
@@ -146,13 +146,15 @@ def bench_engine(
     return out
 
 
-def _pages(app, db, experiment_id: int, folder: Path, seed: int, echo, spectators: int) -> tuple[dict, dict]:
+def _pages(
+    app, db, experiment_id: int, folder: Path, seed: int, echo, spectators: int, engine: str
+) -> tuple[dict, dict]:
     from benchmarks.pages import page_figures
     from experiments.models import Experiment
 
     with db.session() as session:
         campaign_id = session.get(Experiment, experiment_id).campaign_id
-    return page_figures(app, db, campaign_id, experiment_id, folder, seed, echo, spectators)
+    return page_figures(app, db, campaign_id, experiment_id, folder, seed, echo, spectators, engine)
 
 
 # --- targets, output ----------------------------------------------------------------------------

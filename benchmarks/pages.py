@@ -210,7 +210,15 @@ def _import(db, folder: Path, slug: str, seed: int, rows: int) -> dict:
 
 
 def page_figures(
-    app, db, campaign_id: int, experiment_id: int, folder: Path, seed: int, echo, spectators: int = 0
+    app,
+    db,
+    campaign_id: int,
+    experiment_id: int,
+    folder: Path,
+    seed: int,
+    echo,
+    spectators: int = 0,
+    engine: str = "",
 ) -> tuple[dict, dict]:
     """Cold and warm times of every main page of each role, in milliseconds, with their status; and
     the pooled pages' publication, full and after the import (``pooled_refresh``).
@@ -288,7 +296,7 @@ def page_figures(
         if login.status_code not in (200, 302):
             raise RuntimeError(f"the {role} user could not log in ({login.status_code})")
         for name, method, path, body in role_pages:
-            with _profiled(db.engine.dialect.name, f"page-{role}.{name}-cold"):
+            with _profiled(engine, f"page-{role}.{name}-cold"):  # engine: the profile file's prefix
                 status, cold = _request(client, method, path, body)
             warm = []
             for number in range(1, WARM_REQUESTS + 1):

@@ -19,6 +19,12 @@ MEMORY_ROWS = 3_000  # a third probe (pilot bench --memory-rows): its peak is ke
 SPECTATORS = 20_000
 
 
+def _kept_path() -> Path:
+    """This process's ``--out`` file: each xdist worker that runs a test of this module runs the
+    module's bench itself, and must not read another worker's report."""
+    return ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.json"
+
+
 @pytest.fixture(scope="module")
 def bench(pytestconfig):
     """One run of ``pilot bench --spectators 20000 --json`` on the engines chosen with ``--db``."""
@@ -36,7 +42,7 @@ def bench(pytestconfig):
         PG_SERVER,
         "--json",
         "--out",
-        str(ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json"),
+        str(_kept_path()),
         "--memory-rows",
         str(MEMORY_ROWS),
     ]
@@ -44,7 +50,7 @@ def bench(pytestconfig):
         args += ["--engine", engine]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_BENCH_")}
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
-    (ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json").unlink(missing_ok=True)
+    _kept_path().unlink(missing_ok=True)
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     # the figures of the run, kept for reading (CI prints where): never asserted
@@ -103,7 +109,7 @@ def test_prints_one_json_object_with_every_figure_of_design_12(bench):
 def test_keeps_the_whole_report_in_the_out_file(bench):
     """``--out`` holds the report after every step; at the end, the very report printed."""
     _engines, done = bench
-    kept = json.loads((ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json").read_text(encoding="utf-8"))
+    kept = json.loads(_kept_path().read_text(encoding="utf-8"))
     assert "partial" not in kept
     assert kept == json.loads(done.stdout)
 
@@ -218,7 +224,8 @@ def test_renders_the_run_as_the_readmes_markdown_tables(bench, tmp_path):
 
     engines, done = bench
     report = json.loads(done.stdout)
-    kept = ROOT / "test-artifacts" / f"bench-{SPECTATORS}-kept.json"
+    kept = tmp_path / "bench.json"  # this worker's run (another xdist worker may run the module's bench too)
+    kept.write_text(done.stdout, encoding="utf-8")
     rendered = _render("--render", str(kept), "--markdown")
     assert rendered.returncode == 0, rendered.stderr
     assert rendered.stdout.strip() == markdown(report).strip()
