@@ -110,10 +110,7 @@ def remove(db, mark: Marks, batch_id: int) -> None:
         for name in reversed(TABLES):
             connection.exec_driver_sql(f"DELETE FROM {quote(name)} WHERE {_where(name, mark, batch_id)}")
         connection.commit()
-    if sql.stages_through_copy(db.engine):  # MVCC: a DELETE leaves its rows dead in place until a VACUUM
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            quote = connection.dialect.identifier_preparer.quote
-            connection.exec_driver_sql("VACUUM " + ", ".join(quote(name) for name in TABLES))
+    sql.vacuum(db.engine, TABLES)  # MVCC: a DELETE leaves its rows dead in place until a VACUUM
 
 
 def _chunks(path: Path):

@@ -368,6 +368,19 @@ def insert_from_select(session: Session, table: Table, columns: Sequence[str], q
     connection.exec_driver_sql("DROP TABLE xp_staging")
 
 
+def vacuum(engine: Engine, tables: Sequence[str] = (), options: str = "") -> None:
+    """On PostgreSQL, ``VACUUM`` ``tables`` (all of the database's when none) with ``options`` (e.g.
+    ``"ANALYZE"``), on a connection of its own outside any transaction; SQLite needs none."""
+    if not _is_postgresql(engine):
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        quote = connection.dialect.identifier_preparer.quote
+        what = ", ".join(quote(name) for name in tables)
+        connection.exec_driver_sql(
+            " ".join(part for part in ("VACUUM", f"({options})" if options else "", what) if part)
+        )
+
+
 def refresh_statistics(connection: Connection, tables: Sequence[str] = ()) -> None:
     """Give PostgreSQL's planner fresh statistics after a bulk load (``ANALYZE``, of ``tables`` or
     all); SQLite plans without them."""
