@@ -26,7 +26,7 @@ from core.kept import keep_first, read_kept
 from core.models import Setting, Spectator
 from core.privacy import Cell, Figure, Release, data_epoch, is_small, share, strictest_k, suppress
 from core.sql_expressions import every_value, integers
-from segments import column_scan
+from segments import column_scan, profile_columns
 from segments.column_scan import Breakdown
 from segments.profiles import (
     LIFECYCLE_STAGES,
@@ -290,10 +290,19 @@ UNIVERSE_SETTING = "preview:universe"
 
 
 def _kept_universe(session: Session, stored: dt.date) -> Cell:
-    """:func:`universe` on the profiles' date: counted over the whole profile table once per data
-    epoch and kept, not at every preview (a third of a second at a million spectators). Only a
-    profile refresh writes the profiles, and it moves the epoch (core.privacy); two previews counting
-    it at once keep one."""
+    """:func:`universe` on the profiles' date: every profile's cell key.
+
+    The kept profile columns (segments.profile_columns) hold them all, so the universe is their
+    length and their sum, read from the process's copy that the rule's own scan loads: no table read
+    in a request. Without kept columns (before a refresh keeps them, or after a repair drops them)
+    the profile table is counted once per data epoch and the count kept (a third of a second at a
+    million spectators, four seconds on a table the refresh has just rewritten): only a profile
+    refresh writes the profiles, and it moves the epoch (core.privacy); two previews counting it at
+    once keep one."""
+    columns = profile_columns.kept_columns(session, ["cell_key"], stored)
+    if columns is not None:
+        keys = columns["cell_key"].values
+        return Cell(len(keys), int(keys.sum(dtype=np.int64)))
     epoch = data_epoch(session)
     kept = read_kept(session, UNIVERSE_SETTING)
     if kept is not None and kept.get("epoch") == epoch and kept.get("as_of") == stored.isoformat():

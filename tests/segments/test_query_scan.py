@@ -4,6 +4,7 @@ the reference evaluator, when a second call reuses it and when it must not, and 
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, func, select, update
@@ -263,13 +264,13 @@ def test_members_after_a_preview_in_the_same_transaction_are_scanned_for(shared_
         stop()
 
 
-def test_the_universe_is_counted_once_per_data_epoch(db, small_district):
-    """The whole a preview's size is protected against (every profile) is kept for the data epoch:
-    counted again after a refresh moved the profiles, and equal to a count of them."""
-    from segments.preview import universe
-    from segments.profiles import refresh_after_import
-    from tests.segments.test_profiles import _new_sales
+def _profile_count(session) -> Cell:
+    return Cell.of(*session.execute(select(func.count(), func.sum(SpectatorProfile.cell_key))).one())
 
+
+@contextmanager
+def _counts_of_the_profile_table(db):
+    """The statements that count the whole profile table, as the engine runs them (listened to)."""
     whole: list[str] = []
 
     def listen(_conn, _cursor, statement, *_args):
@@ -278,20 +279,57 @@ def test_the_universe_is_counted_once_per_data_epoch(db, small_district):
 
     event.listen(db.engine, "before_cursor_execute", listen)
     try:
-        with db.session() as session:
-            first = universe(session)
-            session.commit()
-            assert first.count == len(small_district.universe(AS_OF)) and len(whole) == 1
-            assert universe(session) == first and len(whole) == 1  # kept: not counted again
-            newcomer = next(s for s in small_district.spectators if s not in small_district.universe(AS_OF))
-            batch_id = _new_sales(session, [newcomer], dt.datetime(2024, 6, 29, 18, 0))
-            refresh_after_import(session, batch_id, as_of=AS_OF)  # moves the data epoch
-            session.commit()
-            after = universe(session)
-            assert len(whole) == 2 and after.count == first.count + 1
-            assert after == Cell.of(*session.execute(select(func.count(), func.sum(SpectatorProfile.cell_key))).one())
+        yield whole
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
+
+
+def test_the_universe_is_read_from_the_kept_profile_columns(db, small_district):
+    """On the profiles' date, the whole a preview's size is protected against (every profile) is the
+    kept columns' length and cell-key sum: equal to a count of the profile table, before and after
+    a refresh that adds a profile, and no request counts the table."""
+    from segments.preview import universe
+    from segments.profiles import refresh_after_import
+    from tests.segments.test_profiles import _new_sales
+
+    with _counts_of_the_profile_table(db) as whole, db.session() as session:
+        first = universe(session)
+        assert not whole  # the kept columns answered
+        assert first == _profile_count(session) and first.count == len(small_district.universe(AS_OF))
+        whole.clear()
+        newcomer = next(s for s in small_district.spectators if s not in small_district.universe(AS_OF))
+        batch_id = _new_sales(session, [newcomer], dt.datetime(2024, 6, 29, 18, 0))
+        refresh_after_import(session, batch_id, as_of=AS_OF)
+        session.commit()
+        after = universe(session)
+        assert not whole
+        assert after.count == first.count + 1 and after == _profile_count(session)
+
+
+def test_without_kept_columns_the_universe_is_counted_once_per_data_epoch(db, small_district):
+    """When no kept columns describe the profiles (a repair dropped them), the universe is counted
+    over the profile table once per data epoch and kept: counted again after a refresh moved the
+    profiles, and equal to a count of them."""
+    from segments.preview import universe
+    from segments.profiles import refresh_after_import
+    from tests.segments.test_profiles import _new_sales
+
+    with _counts_of_the_profile_table(db) as whole, db.session() as session:
+        profile_columns.forget(session)
+        session.commit()
+        first = universe(session)
+        session.commit()
+        assert first.count == len(small_district.universe(AS_OF)) and len(whole) == 1
+        assert universe(session) == first and len(whole) == 1  # kept: not counted again
+        newcomer = next(s for s in small_district.spectators if s not in small_district.universe(AS_OF))
+        batch_id = _new_sales(session, [newcomer], dt.datetime(2024, 6, 29, 18, 0))
+        refresh_after_import(session, batch_id, as_of=AS_OF)  # moves the data epoch
+        session.commit()
+        profile_columns.forget(session)
+        session.commit()
+        after = universe(session)
+        assert len(whole) == 2 and after.count == first.count + 1
+        assert after == _profile_count(session)
 
 
 def test_a_page_preview_keeps_its_breakdown_for_the_data_epoch(app, db, small_district):
