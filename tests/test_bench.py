@@ -158,10 +158,24 @@ def test_times_every_main_page_of_each_role_cold_and_warm(bench):
         for name, page in pages.items():
             assert page["status"] == 200, (engine, name, page)
             assert page["cold_ms"] > 0 and 0 < page["warm_ms_p50"] <= page["warm_ms_p95"], (engine, name)
+            assert page["warm_ms_p95"] <= page["warm_ms_max"], (engine, name)
         targets = report["targets"][engine]
         assert targets["pages_met"]["target"] == f"= {len(pages)} pages"
         for key in ("pages_worst_warm_ms_p50", "pages_worst_warm_ms_p95", "pages_worst_cold_ms"):
             assert targets[key]["met"] in (True, False), (engine, key)
+
+
+def test_the_warm_p95_is_the_nearest_rank_not_the_maximum():
+    """Of the 20 warm requests the p95 is the 19th smallest: one slow request (a checkpoint) shows in
+    the maximum, not in the p95; two do. Of 7, the nearest rank is their maximum."""
+    from benchmarks.pages import WARM_REQUESTS, percentile
+
+    assert WARM_REQUESTS == 20
+    times = [0.05 + i / 1000 for i in range(19)] + [0.4]
+    assert percentile(times, 95) == pytest.approx(0.068) and max(times) == 0.4
+    assert percentile([*times[:-2], 0.35, 0.4], 95) == 0.35
+    assert percentile([0.1, 0.3, 0.2, 0.05, 0.07, 0.09, 0.08], 95) == 0.3
+    assert percentile(times, 50) == pytest.approx(0.059)
 
 
 def test_the_memory_target_is_measured_when_a_10m_probe_ran_and_extrapolated_otherwise():
