@@ -134,7 +134,7 @@ def _figure_cells(engine: str, figures: dict, targets: dict) -> dict[str, str]:
             f"{imp['baseline_seconds']:.1f} s): **{imp['ratio']:.3f}**{_verdict(targets, 'import_ratio')}"
         )
         # client_cpu_s: the importing process's and its reading process's (core.importing.ahead)
-        cpu = [f"importer {imp['client_cpu_s']:.1f} s"] if imp.get("client_cpu_s") is not None else []
+        cpu = [f"importer and its reader {imp['client_cpu_s']:.1f} s"] if imp.get("client_cpu_s") is not None else []
         if imp.get("server_cpu_s") is not None:
             cpu.append(f"server {imp['server_cpu_s']:.1f} s")
         if cpu:
