@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+import numpy as np
+
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 HOST = "127.0.0.1"
 MAX_REQUESTS_PER_USER = 20_000  # a bound whatever the speed
@@ -304,13 +306,9 @@ def idle_latencies(port: int, setup: Setup, repeats: int = 3) -> dict:
 
 
 def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    """The ``q``-quantile (0 to 1) interpolated linearly between the closest ranks (numpy's default
+    method); 0 for no values."""
+    return float(np.percentile(values, q * 100)) if values else 0.0
 
 
 def summarise(stats: Stats, elapsed: float) -> dict:
